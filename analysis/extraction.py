@@ -1,0 +1,136 @@
+"""Per-layer activations of a model over a dataset, reduced to ``n × d`` float32 arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from analysis.checkpoints import OUTPUT, ScriptCapture, capturable_layers, is_torchscript
+from analysis.errors import InputError
+
+POOLINGS = {
+    "mean": "average over positions (conv: H×W; tokens: T)",
+    "flatten": "concatenate all positions",
+    "cls": "first token (sequences n×T×d only)",
+    "last": "last token (sequences n×T×d only)",
+}
+"""How an output with more than two dimensions becomes ``n × d``. Conv maps are ``n×C×H×W``;
+three-dimensional outputs are token sequences ``n×T×d``. Two-dimensional outputs are kept."""
+
+Progress = Callable[[float], None]
+
+
+def check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise InputError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+
+
+def pool(t: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Reduce a batch of layer outputs to ``batch × d``."""
+    check_pooling(pooling)
+    if t.ndim == 1:
+        return t[:, None]
+    if t.ndim == 2:
+        return t
+    if pooling == "flatten":
+        return t.flatten(1)
+    if t.ndim == 3:  # tokens n × T × d
+        return {"mean": t.mean(1), "cls": t[:, 0], "last": t[:, -1]}[pooling]
+    if pooling == "mean":  # conv maps n × C × (spatial…)
+        return t.flatten(2).mean(2)
+    raise InputError(f"pooling {pooling!r} applies to token sequences, not {t.ndim}-D outputs")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _recorder(model: nn.Module, layers: list[str], handles: list) -> Callable[[torch.Tensor], dict]:
+    """A function running one batch and returning ``{layer: raw output}``; forward hooks it
+    registers are appended to ``handles`` for the caller to remove."""
+    if is_torchscript(model):
+        return ScriptCapture(model, layers)
+    available = set(capturable_layers(model))
+    missing = [name for name in layers if name not in available]
+    if missing:
+        raise InputError(f"model has no layer(s) {', '.join(missing)}")
+    modules = dict(model.named_modules())
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str):
+        def hook(_module, _inputs, output):
+            captured[name] = output
+
+        return hook
+
+    for name in layers:
+        if name != OUTPUT:
+            handles.append(modules[name].register_forward_hook(hook_for(name)))
+
+    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        captured.clear()
+        output = model(x)
+        if OUTPUT in layers:
+            captured[OUTPUT] = output
+        return dict(captured)
+
+    return run
+
+
+def extract_activations(
+    model: nn.Module,
+    x: np.ndarray,
+    layers: list[str],
+    pooling: str = "mean",
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """Run ``model`` over ``x`` in batches and return ``{layer: n × d float32}``.
+
+    Raises :class:`InputError` naming the layer when an output is not finite or not a tensor.
+    """
+    if not layers:
+        raise InputError("choose at least one layer")
+    check_pooling(pooling)
+    device = torch.device(device) if device is not None else default_device()
+    model = model.to(device).eval()
+    handles: list = []
+    try:
+        record = _recorder(model, layers, handles)
+        return _run_batches(record, x, layers, pooling, batch_size, device, progress)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _run_batches(record, x, layers, pooling, batch_size, device, progress):
+    n = len(x)
+    out: dict[str, np.ndarray] = {}
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
+            try:
+                outputs = record(batch.to(device, torch.float32))
+            except InputError:
+                raise
+            except Exception as err:
+                raise InputError(
+                    f"the model failed on input of shape {tuple(batch.shape)}: {err}"
+                ) from None
+            for name in layers:
+                value = outputs.get(name)
+                if not isinstance(value, torch.Tensor):
+                    raise InputError(f"layer {name!r} did not return a tensor")
+                pooled = pool(value.float(), pooling)
+                if not torch.isfinite(pooled).all():
+                    raise InputError(f"layer {name!r} produced NaN or Inf activations")
+                if name not in out:
+                    out[name] = np.empty((n, pooled.shape[1]), dtype=np.float32)
+                out[name][start : start + len(pooled)] = pooled.cpu().numpy()
+            if progress:
+                progress(min(start + batch_size, n) / n)
+    return out

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from analysis.architectures import ARCHITECTURES
+from analysis.extraction import POOLINGS
+from analysis.measures import MEASURES
+from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
+from webapp.runs.models import Run
+
+
+class WorkspaceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Workspace
+        fields = ["id", "name", "slug", "created_at"]
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    sha256 = serializers.CharField(source="source.sha256", read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id", "workspace", "name", "description", "filename", "modality", "n_samples",
+            "sample_shape", "label_names", "metadata_columns", "sha256", "created_at",
+        ]
+
+
+class DatasetUploadSerializer(serializers.Serializer):
+    workspace = serializers.SlugField(help_text="slug of a workspace you can edit")
+    file = serializers.FileField(help_text=".npz, .zip of images in class folders, or .csv")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+class CheckpointSerializer(serializers.ModelSerializer):
+    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    sha256 = serializers.CharField(source="blob.sha256", read_only=True)
+
+    class Meta:
+        model = Checkpoint
+        fields = [
+            "id", "workspace", "name", "description", "filename", "format", "architecture",
+            "parameter_count", "layers", "default_layers", "layer_tree", "seed_group", "sha256",
+            "created_at",
+        ]
+
+
+class CheckpointUploadSerializer(serializers.Serializer):
+    workspace = serializers.SlugField(help_text="slug of a workspace you can edit")
+    file = serializers.FileField(help_text="TorchScript .pt, or .safetensors state dict")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    architecture = serializers.ChoiceField(
+        choices=sorted(ARCHITECTURES), required=False, allow_blank=True,
+        help_text="required for .safetensors",
+    )
+    description = serializers.CharField(required=False, allow_blank=True)
+    seed_group = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "workspace", "kind", "state", "progress", "params", "dataset", "checkpoint",
+            "checkpoint_b", "depends_on", "error", "heartbeat_at", "code_version", "timings",
+            "created_at", "started_at", "finished_at",
+        ]
+
+
+class ExtractionRequestSerializer(serializers.Serializer):
+    checkpoint = serializers.IntegerField()
+    dataset = serializers.IntegerField()
+    layers = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="default: every top-level block and the output",
+    )
+    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
+
+
+class ComparisonRequestSerializer(serializers.Serializer):
+    checkpoint_a = serializers.IntegerField()
+    checkpoint_b = serializers.IntegerField()
+    dataset = serializers.IntegerField()
+    layers_a = serializers.ListField(child=serializers.CharField(), required=False)
+    layers_b = serializers.ListField(child=serializers.CharField(), required=False)
+    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
+    measure = serializers.ChoiceField(choices=list(MEASURES), default="cka/linear")
+    n_permutations = serializers.IntegerField(default=10, min_value=1, max_value=1000)
+    seed = serializers.IntegerField(default=0)
+
+
+class ActivationSetSerializer(serializers.ModelSerializer):
+    sha256 = serializers.CharField(source="blob.sha256", read_only=True)
+
+    class Meta:
+        model = ActivationSet
+        fields = ["id", "checkpoint", "dataset", "layer", "pooling", "n", "d", "dtype",
+                  "sha256", "run", "created_at"]
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,19 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import DefaultRouter
+
+from webapp.api import views
+
+router = DefaultRouter()
+router.register("workspaces", views.WorkspaceViewSet, basename="workspace")
+router.register("datasets", views.DatasetViewSet, basename="dataset")
+router.register("checkpoints", views.CheckpointViewSet, basename="checkpoint")
+router.register("runs", views.RunViewSet, basename="run")
+router.register("activations", views.ActivationSetViewSet, basename="activationset")
+router.register("extractions", views.ExtractionViewSet, basename="extraction")
+router.register("comparisons", views.ComparisonViewSet, basename="comparison")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,197 @@
+"""REST API (v1): the same actions as the pages, with token authentication."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from analysis.errors import InputError
+from webapp.api import serializers as s
+from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
+from webapp.catalog.models import (
+    ActivationSet,
+    Checkpoint,
+    Dataset,
+    editable_workspaces_of,
+    visible_to,
+    workspaces_of,
+)
+from webapp.runs.models import Run
+from webapp.runs.results import comparison_matrix
+from webapp.runs.submit import request_comparison, request_extraction
+
+
+class BadInput(APIException):
+    status_code = 400
+    default_code = "bad_input"
+
+
+def exception_handler(exc, context):
+    """Errors in user input raised by the analysis library become 400 with their message."""
+    if isinstance(exc, InputError):
+        exc = BadInput(str(exc))
+    return drf_exception_handler(exc, context)
+
+
+ERRORS = {400: s.ErrorSerializer, 404: s.ErrorSerializer}
+
+
+def _editable_workspace(request, slug):
+    return get_object_or_404(editable_workspaces_of(request.user), slug=slug)
+
+
+def _created(serializer_class, obj, created: bool) -> Response:
+    code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return Response(serializer_class(obj).data, status=code)
+
+
+class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.WorkspaceSerializer
+    lookup_field = "slug"
+
+    def get_queryset(self):
+        return workspaces_of(self.request.user).order_by("name")
+
+
+class WorkspaceFilterMixin:
+    """``?workspace=<slug>`` narrows a list to one workspace."""
+
+    def filter_workspace(self, queryset):
+        slug = self.request.query_params.get("workspace")
+        return queryset.filter(workspace__slug=slug) if slug else queryset
+
+
+class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.DatasetSerializer
+
+    def get_queryset(self):
+        return self.filter_workspace(visible_to(Dataset, self.request.user).select_related(
+            "workspace", "source"))
+
+    @extend_schema(request=s.DatasetUploadSerializer,
+                   responses={200: s.DatasetSerializer, 201: s.DatasetSerializer, **ERRORS})
+    def create(self, request):
+        """Upload a dataset; an identical file already in the workspace is returned (200)."""
+        form = s.DatasetUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        dataset, created = ingest_dataset(
+            _editable_workspace(request, data["workspace"]), request.user, data["file"],
+            data["file"].name, data.get("name", ""), data.get("description", ""),
+        )
+        return _created(s.DatasetSerializer, dataset, created)
+
+
+class CheckpointViewSet(
+    WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
+):
+    serializer_class = s.CheckpointSerializer
+
+    def get_queryset(self):
+        return self.filter_workspace(visible_to(Checkpoint, self.request.user).select_related(
+            "workspace", "blob"))
+
+    @extend_schema(request=s.CheckpointUploadSerializer,
+                   responses={200: s.CheckpointSerializer, 201: s.CheckpointSerializer, **ERRORS})
+    def create(self, request):
+        """Upload a checkpoint: TorchScript, or safetensors with an architecture name."""
+        form = s.CheckpointUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        checkpoint, created = ingest_checkpoint(
+            _editable_workspace(request, data["workspace"]), request.user, data["file"],
+            data["file"].name, data.get("name", ""), data.get("architecture", ""),
+            data.get("description", ""), data.get("seed_group", ""),
+        )
+        return _created(s.CheckpointSerializer, checkpoint, created)
+
+
+class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.RunSerializer
+
+    def get_queryset(self):
+        queryset = visible_to(Run, self.request.user).select_related("workspace")
+        queryset = queryset.prefetch_related("depends_on")
+        for field in ("state", "kind"):
+            if value := self.request.query_params.get(field):
+                queryset = queryset.filter(**{field: value})
+        return self.filter_workspace(queryset)
+
+    @extend_schema(request=None, responses={200: s.RunSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        run.cancel()
+        return Response(s.RunSerializer(run).data)
+
+
+class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.ActivationSetSerializer
+
+    def get_queryset(self):
+        user = self.request.user
+        queryset = ActivationSet.objects.filter(
+            checkpoint__workspace__memberships__user=user
+        ).select_related("blob")
+        for field in ("checkpoint", "dataset"):
+            if value := self.request.query_params.get(field):
+                queryset = queryset.filter(**{f"{field}_id": value})
+        return queryset.order_by("id")
+
+
+def _visible_or_404(model, user, pk):
+    return get_object_or_404(visible_to(model, user), pk=pk)
+
+
+class ExtractionViewSet(viewsets.GenericViewSet):
+    serializer_class = s.ExtractionRequestSerializer
+
+    @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
+    def create(self, request):
+        """Ask for stored activations; the same request again returns the same run (200)."""
+        form = s.ExtractionRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        run, created = request_extraction(
+            request.user,
+            _visible_or_404(Checkpoint, request.user, data["checkpoint"]),
+            _visible_or_404(Dataset, request.user, data["dataset"]),
+            data.get("layers"), data["pooling"],
+        )
+        return _created(s.RunSerializer, run, created)
+
+
+class ComparisonViewSet(viewsets.GenericViewSet):
+    serializer_class = s.ComparisonRequestSerializer
+
+    def get_queryset(self):
+        return visible_to(Run, self.request.user).filter(kind=Run.Kind.COMPARE)
+
+    @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
+    def create(self, request):
+        """Compare two checkpoints layer × layer on a dataset (extractions are requested too)."""
+        form = s.ComparisonRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        user = request.user
+        run, created = request_comparison(
+            user,
+            _visible_or_404(Checkpoint, user, data["checkpoint_a"]),
+            _visible_or_404(Checkpoint, user, data["checkpoint_b"]),
+            _visible_or_404(Dataset, user, data["dataset"]),
+            data.get("layers_a"), data.get("layers_b"), data["pooling"], data["measure"],
+            data["n_permutations"], data["seed"],
+        )
+        return _created(s.RunSerializer, run, created)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    def retrieve(self, request, pk=None):
+        """The layer × layer matrix with baselines and provenance (cells are null until the
+        run has scored them)."""
+        return Response(comparison_matrix(self.get_object()))

@@ -1,0 +1,150 @@
+"""Turning an uploaded file into a usable dataset or checkpoint.
+
+The same functions serve the browser, the REST API and the demo builder. A file is fully parsed
+and validated before anything is stored; the rows are written in one transaction, so a bad
+file leaves nothing behind but an :class:`InputError` with a message for the user.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from django.conf import settings
+
+from analysis import checkpoints
+from analysis.datasets import DatasetArrays, read_dataset, thumbnails
+from analysis.errors import InputError
+from webapp.catalog.models import Blob, Checkpoint, Dataset, Workspace
+
+PREVIEW_SAMPLES = 48
+CHECKPOINT_SUFFIXES = {
+    ".pt": "torchscript",
+    ".pth": "torchscript",
+    ".ts": "torchscript",
+    ".torchscript": "torchscript",
+    ".safetensors": "safetensors",
+}
+
+
+@contextmanager
+def _spooled(upload: IO[bytes], filename: str):
+    """The upload as a local file, refusing it when it exceeds the size limit."""
+    suffix = PurePosixPath(filename).suffix.lower()
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        upload.seek(0)
+        shutil.copyfileobj(upload, tmp, length=1 << 20)
+        tmp.flush()
+        size = Path(tmp.name).stat().st_size
+        if size == 0:
+            raise InputError(f"{filename} is empty")
+        if size > settings.REPLENS_MAX_UPLOAD_BYTES:
+            raise InputError(
+                f"{filename} is {size} bytes; the limit is {settings.REPLENS_MAX_UPLOAD_BYTES}"
+            )
+        tmp.seek(0)
+        yield Path(tmp.name), tmp
+
+
+def _clean_name(name: str, filename: str) -> str:
+    name = (name or "").strip() or PurePosixPath(filename).stem
+    if len(name) > 200:
+        raise InputError("names are at most 200 characters")
+    return name
+
+
+def ingest_dataset(
+    workspace: Workspace, user, upload: IO[bytes], filename: str, name: str = "",
+    description: str = "",
+) -> tuple[Dataset, bool]:
+    """Parse, validate and store a dataset; an identical one already in the workspace is
+    returned instead (``created`` is then False)."""
+    name = _clean_name(name, filename)
+    with _spooled(upload, filename) as (path, f):
+        arrays = read_dataset(
+            path,
+            filename,
+            max_files=settings.REPLENS_ARCHIVE_MAX_FILES,
+            max_bytes=settings.REPLENS_ARCHIVE_MAX_BYTES,
+        )
+        with tempfile.TemporaryFile() as canonical:
+            arrays.save(canonical)
+            arrays_blob = Blob.store(canonical)
+        existing = Dataset.objects.filter(workspace=workspace, arrays=arrays_blob).first()
+        if existing:
+            return existing, False
+        source_blob = Blob.store(f)
+    thumbs = thumbnails(arrays)
+    thumbs_blob = Blob.store_array(thumbs) if thumbs is not None else None
+    dataset = Dataset.objects.create(
+        workspace=workspace,
+        name=name,
+        description=description,
+        filename=filename,
+        source=source_blob,
+        arrays=arrays_blob,
+        thumbnails=thumbs_blob,
+        modality=arrays.modality,
+        n_samples=arrays.n,
+        sample_shape=list(arrays.x.shape[1:]),
+        label_names=arrays.label_names,
+        metadata_columns=list(arrays.metadata),
+        preview=_preview(arrays),
+        created_by=user,
+    )
+    return dataset, True
+
+
+def _preview(arrays: DatasetArrays) -> list[dict]:
+    count = min(PREVIEW_SAMPLES, arrays.n)
+    return [
+        {"index": i, "id": str(arrays.ids[i]), "label": arrays.label_of(i)} for i in range(count)
+    ]
+
+
+def checkpoint_format(filename: str) -> str:
+    suffix = PurePosixPath(filename.lower()).suffix
+    if suffix not in CHECKPOINT_SUFFIXES:
+        raise InputError(
+            f"unsupported checkpoint file {filename!r}: upload TorchScript (.pt) or "
+            ".safetensors with an architecture name"
+        )
+    return CHECKPOINT_SUFFIXES[suffix]
+
+
+def ingest_checkpoint(
+    workspace: Workspace, user, upload: IO[bytes], filename: str, name: str = "",
+    architecture: str = "", description: str = "", seed_group: str = "",
+) -> tuple[Checkpoint, bool]:
+    """Load the checkpoint safely (never unpickling), discover its layers and store it."""
+    name = _clean_name(name, filename)
+    fmt = checkpoint_format(filename)
+    if fmt == "torchscript":
+        architecture = ""
+    with _spooled(upload, filename) as (path, f):
+        model = checkpoints.load_checkpoint(path, fmt, architecture)
+        blob = Blob.store(f)
+    existing = Checkpoint.objects.filter(
+        workspace=workspace, blob=blob, architecture=architecture
+    ).first()
+    if existing:
+        return existing, False
+    checkpoint = Checkpoint.objects.create(
+        workspace=workspace,
+        name=name,
+        description=description,
+        filename=filename,
+        blob=blob,
+        format=fmt,
+        architecture=architecture,
+        parameter_count=checkpoints.parameter_count(model),
+        layer_tree=checkpoints.layer_tree(model),
+        layers=checkpoints.capturable_layers(model),
+        default_layers=checkpoints.default_layers(model),
+        seed_group=seed_group,
+        created_by=user,
+    )
+    return checkpoint, True

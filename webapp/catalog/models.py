@@ -1,0 +1,214 @@
+"""Workspaces and what they hold: blobs, datasets, checkpoints and activation sets."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import models
+
+from analysis.datasets import DatasetArrays
+
+
+class Workspace(models.Model):
+    """A team's project. Everything else belongs to exactly one workspace."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        EDITOR = "editor"
+        VIEWER = "viewer"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.EDITOR)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "user"], name="one_membership_per_user")
+        ]
+
+
+def workspaces_of(user) -> models.QuerySet[Workspace]:
+    return Workspace.objects.filter(memberships__user=user)
+
+
+def editable_workspaces_of(user) -> models.QuerySet[Workspace]:
+    roles = [Membership.Role.OWNER, Membership.Role.EDITOR]
+    return Workspace.objects.filter(memberships__user=user, memberships__role__in=roles)
+
+
+class Blob(models.Model):
+    """Immutable bytes in the storage backend, addressed by their sha256."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def key(self) -> str:
+        return f"blobs/{self.sha256[:2]}/{self.sha256}"
+
+    @classmethod
+    def store(cls, fileobj: IO[bytes]) -> Blob:
+        """Store the bytes of ``fileobj`` (read from its start) once, whoever stores them."""
+        fileobj.seek(0)
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in iter(lambda: fileobj.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+        blob = cls(sha256=digest.hexdigest(), size=size)
+        if not default_storage.exists(blob.key):
+            fileobj.seek(0)
+            saved = default_storage.save(blob.key, File(fileobj))
+            if saved != blob.key:  # a concurrent writer won the name: same bytes, keep one
+                default_storage.delete(saved)
+        blob, _ = cls.objects.get_or_create(sha256=blob.sha256, defaults={"size": size})
+        return blob
+
+    @classmethod
+    def store_array(cls, array: np.ndarray) -> Blob:
+        with tempfile.TemporaryFile() as f:
+            np.save(f, array, allow_pickle=False)
+            return cls.store(f)
+
+    def open(self) -> IO[bytes]:
+        return default_storage.open(self.key, "rb")
+
+    def load_array(self) -> np.ndarray:
+        with self.open() as f:
+            return np.load(f, allow_pickle=False)
+
+    @contextmanager
+    def local_path(self) -> Iterator[Path]:
+        """A path on local disk holding the bytes (a temporary copy for remote storage)."""
+        try:
+            yield Path(default_storage.path(self.key))
+            return
+        except NotImplementedError:
+            pass
+        with tempfile.NamedTemporaryFile() as tmp, self.open() as src:
+            shutil.copyfileobj(src, tmp)
+            tmp.flush()
+            yield Path(tmp.name)
+
+
+class Dataset(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    filename = models.CharField(max_length=255)
+    source = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="+")
+    arrays = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="+")
+    thumbnails = models.ForeignKey(Blob, on_delete=models.PROTECT, null=True, related_name="+")
+    modality = models.CharField(max_length=20)
+    n_samples = models.PositiveIntegerField()
+    sample_shape = models.JSONField()
+    label_names = models.JSONField(default=list)
+    metadata_columns = models.JSONField(default=list)
+    preview = models.JSONField(default=list)  # [{index, id, label}] of the first samples
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "arrays"], name="dataset_once_per_ws")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def load_arrays(self) -> DatasetArrays:
+        with self.arrays.open() as f:
+            return DatasetArrays.load(f)
+
+
+class Checkpoint(models.Model):
+    class Format(models.TextChoices):
+        TORCHSCRIPT = "torchscript", "TorchScript"
+        SAFETENSORS = "safetensors", "safetensors + architecture"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="checkpoints")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    filename = models.CharField(max_length=255)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="+")
+    format = models.CharField(max_length=20, choices=Format.choices)
+    architecture = models.CharField(max_length=100, blank=True)
+    parameter_count = models.BigIntegerField()
+    layer_tree = models.JSONField()
+    layers = models.JSONField()  # capturable layer names, forward order where known
+    default_layers = models.JSONField()
+    # Lineage: series of checkpoints (seeds of one recipe, training steps) compare as a group.
+    parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True)
+    seed_group = models.CharField(max_length=200, blank=True)
+    step = models.BigIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "blob", "architecture"], name="checkpoint_once_per_ws"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ActivationSet(models.Model):
+    """Activations of one layer of a checkpoint over a dataset: an ``n × d`` float32 blob whose
+    rows follow the dataset's sample order."""
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="activations")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="activations")
+    layer = models.CharField(max_length=300)
+    pooling = models.CharField(max_length=20)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="+")
+    n = models.PositiveIntegerField()
+    d = models.PositiveIntegerField()
+    dtype = models.CharField(max_length=20, default="float32")
+    run = models.ForeignKey("runs.Run", on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["checkpoint", "dataset", "layer", "pooling"], name="one_activation_set"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.checkpoint} · {self.layer} ({self.pooling}) on {self.dataset}"
+
+    def load(self) -> np.ndarray:
+        return self.blob.load_array()
+
+
+def visible_to(model: type[models.Model], user) -> models.QuerySet:
+    """Rows of ``model`` (anything with a ``workspace``) in the user's workspaces; everything
+    else must look like it does not exist (404, never 403)."""
+    if not user.is_authenticated:
+        return model.objects.none()
+    return model.objects.filter(workspace__memberships__user=user)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from django import forms
+
+from analysis.architectures import ARCHITECTURES
+from analysis.extraction import POOLINGS
+from webapp.catalog.models import Checkpoint, Dataset
+
+
+class DatasetUploadForm(forms.Form):
+    file = forms.FileField(help_text=".npz (x, y, ids, metadata), .zip of class folders, .csv")
+    name = forms.CharField(max_length=200, required=False)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+class CheckpointUploadForm(forms.Form):
+    file = forms.FileField(help_text="TorchScript .pt, or a .safetensors state dict")
+    architecture = forms.ChoiceField(
+        choices=[("", "— TorchScript (no architecture needed) —")]
+        + [(name, f"{name}: {a.description}") for name, a in sorted(ARCHITECTURES.items())],
+        required=False,
+    )
+    name = forms.CharField(max_length=200, required=False)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+POOLING_CHOICES = [(name, f"{name}: {text}") for name, text in POOLINGS.items()]
+
+
+class ComparisonForm(forms.Form):
+    checkpoint_a = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
+    checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
+    pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
+
+    def __init__(self, workspace, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in ("checkpoint_a", "checkpoint_b"):
+            self.fields[field].queryset = workspace.checkpoints.all()
+        self.fields["dataset"].queryset = workspace.datasets.all()
+
+
+class ExtractionForm(forms.Form):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
+    layers = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple, required=False,
+        help_text="none ticked: every top-level block and the output",
+    )
+    pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
+
+    def __init__(self, checkpoint: Checkpoint, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = checkpoint.workspace.datasets.all()
+        self.fields["layers"].choices = [(name, name) for name in checkpoint.layers]

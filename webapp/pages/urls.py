@@ -1,0 +1,19 @@
+from django.urls import path
+
+from webapp.pages import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("w/<slug:slug>/", views.workspace, name="workspace"),
+    path("w/<slug:slug>/runs/", views.workspace_runs, name="workspace-runs"),
+    path("w/<slug:slug>/datasets/upload/", views.upload_dataset, name="upload-dataset"),
+    path("w/<slug:slug>/checkpoints/upload/", views.upload_checkpoint, name="upload-checkpoint"),
+    path("w/<slug:slug>/comparisons/new/", views.new_comparison, name="new-comparison"),
+    path("datasets/<int:pk>/", views.dataset_detail, name="dataset"),
+    path("datasets/<int:pk>/samples/<int:index>.png", views.sample_thumbnail, name="sample"),
+    path("checkpoints/<int:pk>/", views.checkpoint_detail, name="checkpoint"),
+    path("checkpoints/<int:pk>/extract/", views.extract, name="extract"),
+    path("runs/<int:pk>/", views.run_detail, name="run"),
+    path("runs/<int:pk>/cancel/", views.cancel_run, name="cancel-run"),
+    path("comparisons/<int:pk>/", views.comparison, name="comparison"),
+]

@@ -1,0 +1,239 @@
+"""Server-rendered pages. Views authorize, validate, query and render; they never compute."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+from django_htmx.http import HTMX_STOP_POLLING
+from PIL import Image
+
+from analysis.errors import InputError
+from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
+from webapp.catalog.models import (
+    Checkpoint,
+    Dataset,
+    editable_workspaces_of,
+    visible_to,
+    workspaces_of,
+)
+from webapp.pages.forms import (
+    CheckpointUploadForm,
+    ComparisonForm,
+    DatasetUploadForm,
+    ExtractionForm,
+)
+from webapp.runs.models import Run
+from webapp.runs.results import comparison_matrix
+from webapp.runs.submit import request_comparison, request_extraction
+
+
+def _workspace(request, slug):
+    return get_object_or_404(workspaces_of(request.user), slug=slug)
+
+
+def _editable_workspace(request, slug):
+    return get_object_or_404(editable_workspaces_of(request.user), slug=slug)
+
+
+def _get(model, request, pk):
+    return get_object_or_404(visible_to(model, request.user), pk=pk)
+
+
+def _poll(request, template: str, partial: str, context: dict, done: bool) -> HttpResponse:
+    """The whole page, or for an htmx poll only ``partial``; once ``done``, status 286 tells
+    htmx to swap this last answer and stop polling."""
+    if not request.htmx:
+        return render(request, template, context)
+    return render(request, f"{template}#{partial}", context,
+                  status=HTMX_STOP_POLLING if done else 200)
+
+
+@login_required
+def home(request):
+    workspaces = list(workspaces_of(request.user).order_by("name"))
+    if len(workspaces) == 1:
+        return redirect("workspace", slug=workspaces[0].slug)
+    return render(request, "pages/home.html", {"workspaces": workspaces})
+
+
+def _workspace_context(request, workspace, **forms) -> dict:
+    runs = workspace.runs.select_related("checkpoint", "checkpoint_b", "dataset")[:50]
+    return {
+        "workspace": workspace,
+        "datasets": workspace.datasets.all(),
+        "checkpoints": workspace.checkpoints.all(),
+        "comparisons": workspace.runs.filter(kind=Run.Kind.COMPARE).select_related(
+            "checkpoint", "checkpoint_b", "dataset"),
+        "runs": runs,
+        "runs_active": any(not r.is_terminal for r in runs),
+        "dataset_form": forms.get("dataset_form") or DatasetUploadForm(),
+        "checkpoint_form": forms.get("checkpoint_form") or CheckpointUploadForm(),
+        "comparison_form": forms.get("comparison_form") or ComparisonForm(workspace),
+    }
+
+
+@login_required
+def workspace(request, slug):
+    return render(request, "pages/workspace.html",
+                  _workspace_context(request, _workspace(request, slug)))
+
+
+@login_required
+def workspace_runs(request, slug):
+    context = _workspace_context(request, _workspace(request, slug))
+    return _poll(request, "pages/workspace.html", "runs", context, not context["runs_active"])
+
+
+def _form_page(request, workspace, status=400, **forms) -> HttpResponse:
+    return render(request, "pages/workspace.html",
+                  _workspace_context(request, workspace, **forms), status=status)
+
+
+@login_required
+@require_POST
+def upload_dataset(request, slug):
+    workspace = _editable_workspace(request, slug)
+    form = DatasetUploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            dataset, created = ingest_dataset(
+                workspace, request.user, upload, upload.name, form.cleaned_data["name"],
+                form.cleaned_data["description"],
+            )
+        except InputError as err:
+            form.add_error("file", str(err))
+        else:
+            if not created:
+                messages.info(request, f"This file is already here as “{dataset.name}”.")
+            return redirect("dataset", pk=dataset.pk)
+    return _form_page(request, workspace, dataset_form=form)
+
+
+@login_required
+@require_POST
+def upload_checkpoint(request, slug):
+    workspace = _editable_workspace(request, slug)
+    form = CheckpointUploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            checkpoint, created = ingest_checkpoint(
+                workspace, request.user, upload, upload.name, form.cleaned_data["name"],
+                form.cleaned_data["architecture"], form.cleaned_data["description"],
+            )
+        except InputError as err:
+            form.add_error("file", str(err))
+        else:
+            if not created:
+                messages.info(request, f"This checkpoint is already here as “{checkpoint.name}”.")
+            return redirect("checkpoint", pk=checkpoint.pk)
+    return _form_page(request, workspace, checkpoint_form=form)
+
+
+@login_required
+@require_POST
+def new_comparison(request, slug):
+    workspace = _editable_workspace(request, slug)
+    form = ComparisonForm(workspace, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            run, _ = request_comparison(
+                request.user, data["checkpoint_a"], data["checkpoint_b"], data["dataset"],
+                pooling=data["pooling"],
+            )
+        except InputError as err:
+            form.add_error(None, str(err))
+        else:
+            return redirect("comparison", pk=run.pk)
+    return _form_page(request, workspace, comparison_form=form)
+
+
+@login_required
+def dataset_detail(request, pk):
+    dataset = _get(Dataset, request, pk)
+    return render(request, "pages/dataset.html", {
+        "dataset": dataset,
+        "workspace": dataset.workspace,
+        "runs": dataset.runs.select_related("checkpoint", "checkpoint_b")[:20],
+    })
+
+
+@login_required
+def sample_thumbnail(request, pk, index):
+    dataset = _get(Dataset, request, pk)
+    if dataset.thumbnails is None or not 0 <= index < dataset.n_samples:
+        raise Http404("no such sample image")
+    with dataset.thumbnails.local_path() as path:
+        thumb = np.array(np.load(path, mmap_mode="r", allow_pickle=False)[index])
+    buffer = io.BytesIO()
+    Image.fromarray(thumb).save(buffer, format="PNG")
+    response = HttpResponse(buffer.getvalue(), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=86400, immutable"
+    return response
+
+
+@login_required
+def checkpoint_detail(request, pk, form=None):
+    checkpoint = _get(Checkpoint, request, pk)
+    activations = checkpoint.activations.select_related("dataset").order_by("dataset", "id")
+    return render(request, "pages/checkpoint.html", {
+        "checkpoint": checkpoint,
+        "workspace": checkpoint.workspace,
+        "activations": activations,
+        "form": form or ExtractionForm(checkpoint),
+    }, status=400 if form else 200)
+
+
+@login_required
+@require_POST
+def extract(request, pk):
+    checkpoint = _get(Checkpoint, request, pk)
+    get_object_or_404(editable_workspaces_of(request.user), pk=checkpoint.workspace_id)
+    form = ExtractionForm(checkpoint, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            run, _ = request_extraction(
+                request.user, checkpoint, data["dataset"], data["layers"], data["pooling"]
+            )
+        except InputError as err:
+            form.add_error(None, str(err))
+        else:
+            return redirect("run", pk=run.pk)
+    return checkpoint_detail(request, pk, form=form)
+
+
+@login_required
+def run_detail(request, pk):
+    run = _get(Run, request, pk)
+    context = {"run": run, "workspace": run.workspace}
+    return _poll(request, "pages/run.html", "status", context, run.is_terminal)
+
+
+@login_required
+@require_POST
+def cancel_run(request, pk):
+    run = _get(Run, request, pk)
+    get_object_or_404(editable_workspaces_of(request.user), pk=run.workspace_id)
+    run.cancel()
+    return redirect("run", pk=run.pk)
+
+
+@login_required
+def comparison(request, pk):
+    run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
+    context = {
+        "run": run,
+        "workspace": run.workspace,
+        "dependencies": run.depends_on.all(),
+        "matrix": comparison_matrix(run),
+    }
+    return _poll(request, "pages/comparison.html", "result", context, run.is_terminal)

@@ -1,0 +1,184 @@
+"""Runs (background jobs) and the scores they produce.
+
+The Run row is the source of truth; the broker only carries its id. A run is created before it
+is enqueued, enqueued on commit, claimed by a conditional UPDATE (so a replayed message is a
+no-op) and keyed by a deterministic request key (so asking twice returns the same run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+import analysis
+from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
+
+
+class Cancelled(Exception):
+    """The run was cancelled (or taken away) while a worker was computing it."""
+
+
+class Run(models.Model):
+    class Kind(models.TextChoices):
+        EXTRACT = "extract", "Extract activations"
+        COMPARE = "compare", "Compare checkpoints"
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    TERMINAL = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    params = models.JSONField()
+    request_key = models.CharField(max_length=64, unique=True)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="runs")
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="runs")
+    checkpoint_b = models.ForeignKey(
+        Checkpoint, on_delete=models.CASCADE, null=True, blank=True, related_name="runs_as_b"
+    )
+    depends_on = models.ManyToManyField("self", symmetrical=False, related_name="dependents")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    progress = models.FloatField(default=0.0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, default="")
+    code_version = models.CharField(max_length=40, default=analysis.__version__)
+    timings = models.JSONField(default=dict)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in self.TERMINAL
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @staticmethod
+    def key_for(kind: str, **identity) -> str:
+        """Deterministic key of a request: the same request always maps to the same run."""
+        text = json.dumps({"kind": kind, **identity}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @classmethod
+    def submit(cls, *, kind: str, request_key: str, depends_on=(), **fields) -> tuple[Run, bool]:
+        """Create the run (or return the existing one for this request) and enqueue it on
+        commit. A failed or cancelled run asked for again is queued again."""
+        with transaction.atomic():
+            run, created = cls.objects.get_or_create(
+                request_key=request_key,
+                defaults={"kind": kind, **fields},
+            )
+            if created:
+                run.depends_on.set(depends_on)
+            elif run.state in (cls.State.FAILED, cls.State.CANCELLED):
+                requeued = cls.objects.filter(pk=run.pk, state=run.state).update(
+                    state=cls.State.QUEUED, error="", progress=0.0, started_at=None,
+                    finished_at=None, heartbeat_at=None,
+                )
+                created = bool(requeued)
+                run.refresh_from_db()
+            if created:
+                run.enqueue_on_commit()
+        return run, created
+
+    def enqueue_on_commit(self) -> None:
+        from workers.tasks import enqueue
+
+        transaction.on_commit(lambda: enqueue(self), robust=False)
+
+    def dependencies_state(self) -> str:
+        """``ready``, ``waiting`` or ``failed`` according to the runs this one depends on."""
+        states = set(self.depends_on.values_list("state", flat=True))
+        if states & {self.State.FAILED, self.State.CANCELLED}:
+            return "failed"
+        if states - {self.State.SUCCEEDED}:
+            return "waiting"
+        return "ready"
+
+    def claim(self) -> bool:
+        """Take the run for this worker; False if another delivery already has it."""
+        now = timezone.now()
+        claimed = Run.objects.filter(pk=self.pk, state=self.State.QUEUED).update(
+            state=self.State.RUNNING, started_at=now, heartbeat_at=now, progress=0.0
+        )
+        if claimed:
+            self.refresh_from_db()
+        return bool(claimed)
+
+    def report_progress(self, fraction: float) -> None:
+        """Record progress and a heartbeat; raise :class:`Cancelled` if the run was cancelled."""
+        updated = Run.objects.filter(pk=self.pk, state=self.State.RUNNING).update(
+            progress=max(0.0, min(1.0, fraction)), heartbeat_at=timezone.now()
+        )
+        if not updated:
+            raise Cancelled(f"run {self.pk} is no longer running")
+
+    def finish(self, state: str, error: str = "", timings: dict | None = None) -> None:
+        fields = {"state": state, "error": error, "finished_at": timezone.now()}
+        if state == self.State.SUCCEEDED:
+            fields["progress"] = 1.0
+        if timings is not None:
+            fields["timings"] = timings
+        Run.objects.filter(pk=self.pk).exclude(state__in=self.TERMINAL).update(**fields)
+        self.refresh_from_db()
+
+    def cancel(self) -> bool:
+        cancelled = (
+            Run.objects.filter(pk=self.pk)
+            .exclude(state__in=self.TERMINAL)
+            .update(state=self.State.CANCELLED, finished_at=timezone.now())
+        )
+        self.refresh_from_db()
+        return bool(cancelled)
+
+
+class Score(models.Model):
+    """One global score between a layer of checkpoint A and a layer of checkpoint B, with the
+    provenance needed to trust it."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="scores")
+    measure = models.CharField(max_length=60)  # stable id from analysis.measures
+    estimator = models.CharField(max_length=60)
+    parameters = models.JSONField(default=dict)
+    activation_a = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
+    activation_b = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
+    layer_a = models.CharField(max_length=300)
+    layer_b = models.CharField(max_length=300)
+    value = models.FloatField()
+    baseline = models.FloatField()
+    baseline_std = models.FloatField()
+    n = models.PositiveIntegerField()
+    d_a = models.PositiveIntegerField()
+    d_b = models.PositiveIntegerField()
+    warnings = models.JSONField(default=list)
+    code_version = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "measure", "layer_a", "layer_b"], name="one_score_per_pair"
+            )
+        ]

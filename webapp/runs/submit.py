@@ -1,0 +1,89 @@
+"""Asking for work: validate a request, then create (or find) its Run."""
+
+from __future__ import annotations
+
+from analysis.cka import MIN_SAMPLES
+from analysis.errors import InputError
+from analysis.extraction import check_pooling
+from analysis.measures import MEASURES
+from webapp.catalog.models import Checkpoint, Dataset
+from webapp.runs.models import Run
+
+
+def _layers(checkpoint: Checkpoint, layers: list[str] | None) -> list[str]:
+    if not layers:
+        return list(checkpoint.default_layers)
+    unknown = [layer for layer in layers if layer not in checkpoint.layers]
+    if unknown:
+        raise InputError(
+            f"{checkpoint.name} has no layer(s) {', '.join(unknown)}; "
+            f"available: {', '.join(checkpoint.layers)}"
+        )
+    return list(dict.fromkeys(layers))
+
+
+def _same_workspace(dataset: Dataset, *checkpoints: Checkpoint) -> None:
+    if any(c.workspace_id != dataset.workspace_id for c in checkpoints):
+        raise InputError("the checkpoint(s) and the dataset must belong to the same workspace")
+
+
+def request_extraction(
+    user, checkpoint: Checkpoint, dataset: Dataset, layers=None, pooling: str = "mean"
+) -> tuple[Run, bool]:
+    """The run that stores activations of ``layers`` (default: top-level blocks and output)."""
+    _same_workspace(dataset, checkpoint)
+    check_pooling(pooling)
+    layers = _layers(checkpoint, layers)
+    identity = {"checkpoint": checkpoint.pk, "dataset": dataset.pk, "layers": layers,
+                "pooling": pooling}
+    return Run.submit(
+        kind=Run.Kind.EXTRACT,
+        request_key=Run.key_for(Run.Kind.EXTRACT, **identity),
+        workspace=dataset.workspace,
+        dataset=dataset,
+        checkpoint=checkpoint,
+        params={"layers": layers, "pooling": pooling},
+        created_by=user,
+    )
+
+
+def request_comparison(
+    user,
+    checkpoint_a: Checkpoint,
+    checkpoint_b: Checkpoint,
+    dataset: Dataset,
+    layers_a=None,
+    layers_b=None,
+    pooling: str = "mean",
+    measure: str = "cka/linear",
+    n_permutations: int = 10,
+    seed: int = 0,
+) -> tuple[Run, bool]:
+    """The run that scores every (layer of A, layer of B) pair; it waits for the extractions
+    it needs, which are requested here too."""
+    _same_workspace(dataset, checkpoint_a, checkpoint_b)
+    if measure not in MEASURES:
+        raise InputError(f"unknown measure {measure!r}; choose one of: {', '.join(MEASURES)}")
+    if dataset.n_samples < MIN_SAMPLES:
+        raise InputError(f"comparisons need at least {MIN_SAMPLES} samples")
+    if not 1 <= n_permutations <= 1000:
+        raise InputError("n_permutations must be between 1 and 1000")
+    layers_a = _layers(checkpoint_a, layers_a)
+    layers_b = _layers(checkpoint_b, layers_b)
+    extract_a, _ = request_extraction(user, checkpoint_a, dataset, layers_a, pooling)
+    extract_b, _ = request_extraction(user, checkpoint_b, dataset, layers_b, pooling)
+    params = {"layers_a": layers_a, "layers_b": layers_b, "pooling": pooling,
+              "measure": measure, "n_permutations": n_permutations, "seed": seed}
+    identity = {"checkpoint_a": checkpoint_a.pk, "checkpoint_b": checkpoint_b.pk,
+                "dataset": dataset.pk, **params}
+    return Run.submit(
+        kind=Run.Kind.COMPARE,
+        request_key=Run.key_for(Run.Kind.COMPARE, **identity),
+        depends_on=[extract_a, extract_b],
+        workspace=dataset.workspace,
+        dataset=dataset,
+        checkpoint=checkpoint_a,
+        checkpoint_b=checkpoint_b,
+        params=params,
+        created_by=user,
+    )

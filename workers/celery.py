@@ -1,0 +1,39 @@
+"""The Celery app. Configuration comes from Django settings (``CELERY_*``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+app = Celery("replens")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    # Tasks are idempotent, so a message is acknowledged only after the task ran: a worker that
+    # dies mid-task gets its message re-delivered rather than lost.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    task_default_queue="default",
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+app.autodiscover_tasks(["workers"], related_name="tasks")
+
+QUEUES = ("default", "gpu", "cpu")
+"""``gpu``: work that runs models; ``cpu``: measures; ``default``: light work."""
+
+
+def ensure_broker_folders() -> None:
+    """The filesystem transport needs its folders before anyone sends or receives."""
+    options = app.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        if key in options:
+            Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+ensure_broker_folders()

@@ -1,0 +1,159 @@
+"""Thin, idempotent tasks: take a run id, load rows, call one analysis function, store results.
+
+A task message only says "look at run N". The run row decides: a run that is not queued, or
+whose dependencies are not all finished, is left alone, so a replayed or early message is a
+no-op; the last dependency to finish enqueues its dependents again.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import monotonic
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+
+from analysis.checkpoints import load_checkpoint
+from analysis.cka import cka_matrix
+from analysis.errors import InputError
+from analysis.extraction import extract_activations
+from webapp.catalog.models import ActivationSet, Blob
+from webapp.runs.models import Cancelled, Run, Score
+
+logger = logging.getLogger(__name__)
+
+QUEUE_OF_KIND = {Run.Kind.EXTRACT: "gpu", Run.Kind.COMPARE: "cpu"}
+
+
+def enqueue(run: Run) -> None:
+    result = execute_run.apply_async(args=[run.pk], queue=QUEUE_OF_KIND[run.kind])
+    Run.objects.filter(pk=run.pk).update(celery_task_id=result.id)
+
+
+@shared_task(name="replens.execute_run")
+def execute_run(run_id: int) -> None:
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None or run.state != Run.State.QUEUED:
+        return
+    dependencies = run.dependencies_state()
+    if dependencies == "waiting":
+        return
+    if dependencies == "failed":
+        failed = run.depends_on.exclude(state=Run.State.SUCCEEDED).first()
+        run.finish(Run.State.FAILED, f"{failed} did not succeed: {failed.error or failed.state}")
+        _enqueue_dependents(run)
+        return
+    if not run.claim():
+        return
+    try:
+        timings = RUNNERS[run.kind](run)
+    except Cancelled:
+        logger.info("run %s was cancelled while running", run.pk)
+    except InputError as err:
+        run.finish(Run.State.FAILED, str(err))
+    except SoftTimeLimitExceeded:
+        run.finish(Run.State.FAILED, "the run exceeded its time limit")
+    except Exception as err:
+        logger.exception("run %s failed", run.pk)
+        run.finish(Run.State.FAILED, f"internal error ({type(err).__name__}): {err}")
+    else:
+        run.finish(Run.State.SUCCEEDED, timings=timings)
+    _enqueue_dependents(run)
+
+
+def _enqueue_dependents(run: Run) -> None:
+    for dependent in run.dependents.filter(state=Run.State.QUEUED):
+        transaction.on_commit(lambda d=dependent: enqueue(d))
+
+
+def extract(run: Run) -> dict:
+    """Store the activations of the run's layers that are not stored yet."""
+    checkpoint, dataset = run.checkpoint, run.dataset
+    pooling = run.params["pooling"]
+    stored = set(
+        ActivationSet.objects.filter(
+            checkpoint=checkpoint, dataset=dataset, pooling=pooling
+        ).values_list("layer", flat=True)
+    )
+    todo = [layer for layer in run.params["layers"] if layer not in stored]
+    if not todo:
+        return {"layers_extracted": 0}
+    started = monotonic()
+    arrays = dataset.load_arrays()
+    with checkpoint.blob.local_path() as path:
+        model = load_checkpoint(path, checkpoint.format, checkpoint.architecture)
+    loaded = monotonic()
+    activations = extract_activations(
+        model, arrays.x, todo, pooling,
+        device=settings.REPLENS_DEVICE or None, progress=run.report_progress,
+    )
+    computed = monotonic()
+    for layer, values in activations.items():
+        ActivationSet.objects.update_or_create(
+            checkpoint=checkpoint, dataset=dataset, layer=layer, pooling=pooling,
+            defaults={"blob": Blob.store_array(values), "n": values.shape[0],
+                      "d": values.shape[1], "run": run},
+        )
+    return {
+        "layers_extracted": len(todo),
+        "load_s": round(loaded - started, 3),
+        "compute_s": round(computed - loaded, 3),
+        "store_s": round(monotonic() - computed, 3),
+        "samples_per_s": round(arrays.n / max(computed - loaded, 1e-9), 1),
+    }
+
+
+def _activation_sets(run: Run, checkpoint, layers: list[str]) -> list[ActivationSet]:
+    pooling = run.params["pooling"]
+    found = {
+        s.layer: s
+        for s in ActivationSet.objects.filter(
+            checkpoint=checkpoint, dataset=run.dataset, pooling=pooling, layer__in=layers
+        ).select_related("blob")
+    }
+    missing = [layer for layer in layers if layer not in found]
+    if missing:
+        raise InputError(f"no stored activations of {checkpoint} for {', '.join(missing)}")
+    for s in found.values():
+        if s.n != run.dataset.n_samples:
+            raise InputError(
+                f"activations of {s.layer} have {s.n} rows but {run.dataset} has "
+                f"{run.dataset.n_samples} samples"
+            )
+    return [found[layer] for layer in layers]
+
+
+def compare(run: Run) -> dict:
+    """Score every (layer of A, layer of B) pair and store one Score row per pair."""
+    p = run.params
+    started = monotonic()
+    sets_a = _activation_sets(run, run.checkpoint, p["layers_a"])
+    sets_b = _activation_sets(run, run.checkpoint_b, p["layers_b"])
+    results = cka_matrix(
+        [(s.layer, s.load()) for s in sets_a],
+        [(s.layer, s.load()) for s in sets_b],
+        n_permutations=p["n_permutations"], seed=p["seed"], progress=run.report_progress,
+    )
+    computed = monotonic()
+    by_layer_a = {s.layer: s for s in sets_a}
+    by_layer_b = {s.layer: s for s in sets_b}
+    with transaction.atomic():
+        for (layer_a, layer_b), r in results.items():
+            Score.objects.update_or_create(
+                run=run, measure=p["measure"], layer_a=layer_a, layer_b=layer_b,
+                defaults={
+                    "estimator": r.estimator,
+                    "parameters": {"pooling": p["pooling"], "n_permutations": p["n_permutations"],
+                                   "seed": p["seed"]},
+                    "activation_a": by_layer_a[layer_a], "activation_b": by_layer_b[layer_b],
+                    "value": r.value, "baseline": r.baseline, "baseline_std": r.baseline_std,
+                    "n": r.n, "d_a": r.d_a, "d_b": r.d_b, "warnings": r.warnings,
+                    "code_version": run.code_version,
+                },
+            )
+    return {"compute_s": round(computed - started, 3), "pairs": len(results)}
+
+
+RUNNERS = {Run.Kind.EXTRACT: extract, Run.Kind.COMPARE: compare}
