@@ -305,7 +305,7 @@ DEMO_MODELS: list[DemoModelSpec] = [
         "mlp",
         (128, 64, 32),
         seed=0,
-        epochs=30,
+        epochs=50,
         description=_MLP_DIGITS.format(seed=0)
         + "Identical to mlp-digits-seed1 except for the random seed.",
     ),
@@ -315,7 +315,7 @@ DEMO_MODELS: list[DemoModelSpec] = [
         "mlp",
         (128, 64, 32),
         seed=1,
-        epochs=30,
+        epochs=50,
         description=_MLP_DIGITS.format(seed=1)
         + "Identical to mlp-digits-seed0 except for the random seed.",
     ),
@@ -335,7 +335,7 @@ DEMO_MODELS: list[DemoModelSpec] = [
         (16, 32, 64),
         seed=0,
         epochs=12,
-        batch_size=128,
+        batch_size=32,
         lr=3e-3,
         description="Small CNN trained on upright squares, discs and triangles (no rotation "
         "in its training data), without augmentation.",
@@ -347,7 +347,7 @@ DEMO_MODELS: list[DemoModelSpec] = [
         (16, 32, 64),
         seed=0,
         epochs=12,
-        batch_size=128,
+        batch_size=32,
         lr=3e-3,
         rotation_augment=True,
         description="Same CNN and upright training shapes as cnn-shapes-plain, but every "

@@ -105,7 +105,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = VAR_DIR / "static"  # collectstatic output; pages also serve from finders
+STATIC_ROOT.mkdir(exist_ok=True)
 # plotly.js ships inside the plotly package: served from there, never from a CDN.
 STATICFILES_DIRS = [
     BASE_DIR / "static",

@@ -14,25 +14,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from analysis import checkpoints
 from analysis.architectures import mlp, small_cnn
 from analysis.errors import InputError
 
-try:
-    from analysis import checkpoints
-except ImportError as err:  # see test_purity.py::test_analysis_modules_import
-    checkpoints = None
-    IMPORT_ERROR = repr(err)
-else:
-    IMPORT_ERROR = ""
-
-pytestmark = [
-    pytest.mark.xfail(
-        checkpoints is None,
-        strict=True,
-        reason=f"analysis.checkpoints does not import: {IMPORT_ERROR}",
-    ),
-    pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning"),
-]
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
 SEEDS = [0, 1, 2]
 
@@ -216,9 +202,7 @@ def test_unknown_architecture(tmp_path):
     assert "mlp" in str(info.value) and "small-cnn" in str(info.value)
 
 
-@pytest.mark.parametrize(
-    ("weights", "architecture"), [("mlp", "small-cnn"), ("small-cnn", "mlp")]
-)
+@pytest.mark.parametrize(("weights", "architecture"), [("mlp", "small-cnn"), ("small-cnn", "mlp")])
 def test_weights_of_another_architecture(weights, architecture, tmp_path):
     path = _save(make_model(weights, 0).state_dict(), tmp_path)
     with pytest.raises(InputError, match=architecture):

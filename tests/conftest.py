@@ -1,0 +1,130 @@
+"""Shared fixtures: three personas (owner, member, outsider) and small real inputs.
+
+Tests run against the database and broker named by DATABASE_URL and CELERY_BROKER_URL
+(``make test`` points them at the local PostgreSQL and Redis). Tests marked ``integration``
+need both; under ``CI=true`` an unreachable service fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import torch
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+from sklearn.datasets import load_digits
+
+from analysis.architectures import mlp
+from webapp.catalog.models import Membership, Workspace
+
+
+def _unreachable_services() -> list[str]:
+    problems = []
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        problems.append(f"DATABASE_URL is not PostgreSQL ({db['ENGINE']})")
+    elif not _port_open(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)):
+        problems.append(f"PostgreSQL at {db.get('HOST')}:{db.get('PORT')} is unreachable")
+    broker = urlparse(settings.CELERY_BROKER_URL)
+    if broker.scheme != "redis":
+        problems.append(f"CELERY_BROKER_URL is not Redis ({settings.CELERY_BROKER_URL})")
+    elif not _port_open(broker.hostname or "127.0.0.1", broker.port or 6379):
+        problems.append(f"Redis at {broker.hostname}:{broker.port} is unreachable")
+    return problems
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    needs_services = [i for i in items if i.get_closest_marker("integration")]
+    problems = _unreachable_services() if needs_services else []
+    if not problems:
+        return
+    if os.environ.get("CI") == "true":
+        raise pytest.UsageError("integration tests cannot run: " + "; ".join(problems))
+    skip = pytest.mark.skip(reason="; ".join(problems))
+    for item in needs_services:
+        item.add_marker(skip)
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("owner", password="owner-pass")
+
+
+@pytest.fixture
+def member(django_user_model, workspace):
+    user = django_user_model.objects.create_user("member", password="member-pass")
+    Membership.objects.create(workspace=workspace, user=user, role=Membership.Role.EDITOR)
+    return user
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    """Signed in, but in another workspace: must see nothing of ``workspace``."""
+    user = django_user_model.objects.create_user("outsider", password="outsider-pass")
+    other = Workspace.objects.create(name="Elsewhere", slug="elsewhere")
+    Membership.objects.create(workspace=other, user=user, role=Membership.Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def workspace(owner):
+    ws = Workspace.objects.create(name="Lab", slug="lab")
+    Membership.objects.create(workspace=ws, user=owner, role=Membership.Role.OWNER)
+    return ws
+
+
+def api_client_for(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api(owner):
+    return api_client_for(owner)
+
+
+def digits_npz_bytes(n: int = 300) -> bytes:
+    """The first ``n`` of scikit-learn's real 8×8 digits as an upload-format .npz."""
+    digits = load_digits()
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        x=(digits.images[:n] / 16).astype(np.float32)[:, None],
+        y=digits.target[:n],
+        ids=np.array([f"digit-{i:04d}" for i in range(n)]),
+    )
+    return buffer.getvalue()
+
+
+def torchscript_mlp_bytes(seed: int, hidden=(32, 16)) -> bytes:
+    """An untrained demo-architecture MLP for 8×8 inputs, saved as TorchScript."""
+    torch.manual_seed(seed)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(mlp(64, list(hidden), 10)), buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def digits_npz() -> bytes:
+    return digits_npz_bytes()
+
+
+@pytest.fixture
+def mlp_pt() -> bytes:
+    return torchscript_mlp_bytes(seed=0)
