@@ -96,7 +96,10 @@ def build_from_state_dict(name: str, state: StateDict) -> nn.Module:
         raise InputError(
             f"unknown architecture {name!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}"
         )
-    model = ARCHITECTURES[name].from_state_dict(state)
+    try:
+        model = ARCHITECTURES[name].from_state_dict(state)
+    except (IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise InputError(f"weights do not fit architecture {name!r}: {err}") from None
     try:
         model.load_state_dict(dict(state), strict=True)
     except RuntimeError as err:

@@ -130,17 +130,25 @@ def _output_is_a_block(model: nn.Module) -> bool:
 
 
 def _script_block_calls(graph: torch.Graph) -> dict[str, torch.Value]:
-    """Output values of ``self.<block>.forward(...)`` calls in a forward graph's top block,
-    keeping only blocks called exactly once."""
+    """Output values of ``self.<block>.forward(...)`` calls in a forward graph's top block, for
+    blocks called exactly once anywhere in the graph (a block also called in a loop or branch
+    has no single output to record)."""
     self_value = next(iter(graph.inputs()))
-    calls: dict[str, list[torch.Value]] = {}
-    for node in graph.nodes():
-        if node.kind() != "prim::CallMethod" or node.s("name") != "forward":
-            continue
+    top = set(graph.nodes())
+    calls: dict[str, list[torch.Node]] = {}
+    for node in graph.findAllNodes("prim::CallMethod", recurse=True):
         owner = node.inputsAt(0).node()
-        if owner.kind() == "prim::GetAttr" and owner.inputsAt(0) == self_value:
-            calls.setdefault(owner.s("name"), []).append(node.outputsAt(0))
-    return {name: values[0] for name, values in calls.items() if len(values) == 1}
+        if (
+            node.s("name") == "forward"
+            and owner.kind() == "prim::GetAttr"
+            and owner.inputsAt(0) == self_value
+        ):
+            calls.setdefault(owner.s("name"), []).append(node)
+    return {
+        name: nodes[0].outputsAt(0)
+        for name, nodes in calls.items()
+        if len(nodes) == 1 and nodes[0] in top
+    }
 
 
 @dataclass

@@ -61,6 +61,8 @@ def prepare(x: np.ndarray, name: str = "activations") -> PreparedLayer:
         raise InputError(f"{name}: CKA needs at least {MIN_SAMPLES} samples, got {x.shape[0]}")
     if not np.isfinite(x).all():
         raise InputError(f"{name}: activations contain NaN or Inf")
+    if not np.ptp(x, axis=0).any():
+        raise InputError(f"{name}: every column is constant across samples; CKA is undefined")
     centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
     # ‖XᵀX‖_F = ‖XXᵀ‖_F: use the smaller of the two products.
     small = centred.T @ centred if centred.shape[1] <= centred.shape[0] else centred @ centred.T
@@ -132,6 +134,8 @@ def cka_matrix(
     """
     if n_permutations < 1:
         raise InputError("the permutation baseline needs at least one permutation")
+    if not layers_a or not layers_b:
+        raise InputError("choose at least one layer on each side")
     prepared_a = [(name, prepare(x, name)) for name, x in layers_a]
     prepared_b = [(name, prepare(x, name)) for name, x in layers_b]
     n = prepared_a[0][1].n

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -127,6 +128,9 @@ def _image_layout(x: np.ndarray) -> np.ndarray:
 
 
 def read_npz(path: str | Path) -> DatasetArrays:
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise InputError("not an .npz archive: save the arrays with np.savez")
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
@@ -142,7 +146,7 @@ def read_npz(path: str | Path) -> DatasetArrays:
                 "as fixed-width arrays (np.array(list_of_str)) instead"
             ) from None
         raise InputError(f"not a readable .npz archive: {err}") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise InputError(f"not a readable .npz archive: {err}") from None
     if "x" not in arrays:
         raise InputError(f"the .npz has no 'x' array (found: {', '.join(arrays) or 'nothing'})")
@@ -202,7 +206,13 @@ def read_image_zip(path: str | Path, max_files: int, max_bytes: int) -> DatasetA
                 with zf.open(m) as f:
                     img = Image.open(io.BytesIO(f.read()))
                     img.load()
-            except (UnidentifiedImageError, OSError) as err:
+            except (
+                UnidentifiedImageError,
+                Image.DecompressionBombError,
+                OSError,
+                zipfile.BadZipFile,
+                zlib.error,
+            ) as err:
                 raise InputError(f"cannot read image {m.filename!r}: {err}") from None
             images.append((str(p.with_suffix("")), p.parts[-2], img))
     if not images:
@@ -219,7 +229,7 @@ def read_image_zip(path: str | Path, max_files: int, max_bytes: int) -> DatasetA
 
 def read_csv(path: str | Path) -> DatasetArrays:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except UnicodeDecodeError:
         raise InputError("the .csv is not UTF-8 text") from None

@@ -10,18 +10,26 @@ from __future__ import annotations
 import io
 import os
 import socket
+import subprocess
+import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 import torch
 from django.conf import settings
+from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from sklearn.datasets import load_digits
 
 from analysis.architectures import mlp
+from webapp.catalog.management.commands.demo import worker_command
 from webapp.catalog.models import Membership, Workspace
+from workers.celery import app
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _unreachable_services() -> list[str]:
@@ -128,3 +136,32 @@ def digits_npz() -> bytes:
 @pytest.fixture
 def mlp_pt() -> bytes:
     return torchscript_mlp_bytes(seed=0)
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+@pytest.fixture
+def worker(transactional_db, tmp_path):
+    """A real Celery worker process on the test database and the Redis broker (tests that use
+    it see committed data only: ``transactional_db``)."""
+    app.control.purge()
+    log = tmp_path / "worker.log"
+    env = {**os.environ, "DATABASE_URL": _database_url()}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            worker_command("pytest"), cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not app.control.ping(timeout=1.0):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the worker did not start:\n{log.read_text()[-3000:]}")
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        connection.close()  # the worker's sessions are gone; let the flush reconnect

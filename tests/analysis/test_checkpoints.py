@@ -231,12 +231,6 @@ def test_weights_that_do_not_fit(edit, tmp_path):
         checkpoints.load_checkpoint(path, "safetensors", kind)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis/architectures.py _mlp_from_state/_cnn_from_state index weight shapes "
-    "(`shapes[0][1]`, `state['head.weight'].shape[0]`) without checking ndim: a 1-D "
-    "block1.0.weight or a 0-D head.weight raises IndexError instead of InputError",
-)
 @pytest.mark.parametrize("key", ["block1.0.weight", "head.weight"])
 def test_weights_with_too_few_dimensions(key, tmp_path):
     state = dict(make_model("mlp", 0).state_dict())
@@ -402,13 +396,6 @@ def test_capturable_layers_torchscript_excludes_repeated_and_nested_calls(tmp_pa
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis/checkpoints.py _script_block_calls only counts calls among graph.nodes() "
-    "(the top block), so a block called once directly and again inside a loop (or if) "
-    "counts as 'called once' and is offered; its TorchScript capture is the first call's "
-    "output while eager hooks record the last call's: same layer name, different numbers",
-)
 def test_capturable_layers_torchscript_excludes_block_also_called_in_loop(tmp_path):
     loaded = script_and_load(DirectAndInLoop(), tmp_path)
     assert checkpoints.capturable_layers(loaded) == ["c", "output"]

@@ -293,12 +293,6 @@ def test_cka_matrix_needs_a_permutation():
         cka_matrix([("a", x)], [("b", x)], n_permutations=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis/cka.py cka_matrix: `prepared_a[0][1].n` raises IndexError, not "
-    "InputError, when layers_a is empty (extract_activations refuses an empty layer list "
-    "with InputError)",
-)
 def test_cka_matrix_empty_layer_list_is_an_input_error():
     x = np.random.default_rng(0).standard_normal((10, 3))
     with pytest.raises(InputError):
@@ -319,14 +313,6 @@ def test_too_few_samples():
     assert 0.0 <= value <= 1.0
 
 
-CONSTANT_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="analysis/cka.py prepare(): a float64 constant layer whose value is not exact in "
-    "binary (e.g. 0.1) centres to round-off (~1e-17), self_norm is ~1e-33 and `self_norm == "
-    "0.0` does not fire: CKA of round-off noise is returned instead of an InputError",
-)
-
-
 @pytest.mark.parametrize(
     ("value", "dtype"),
     [
@@ -334,8 +320,8 @@ CONSTANT_BUG = pytest.mark.xfail(
         (1.0, np.float64),
         (0.1, np.float32),
         (7.77, np.float32),
-        pytest.param(0.1, np.float64, marks=CONSTANT_BUG),
-        pytest.param(7.77, np.float64, marks=CONSTANT_BUG),
+        pytest.param(0.1, np.float64),
+        pytest.param(7.77, np.float64),
     ],
 )
 def test_constant_layer_is_refused(value, dtype):

@@ -176,12 +176,6 @@ def test_npz_corrupt(damage, tmp_path):
         read_npz(bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis/datasets.py read_npz: a damaged np.savez_compressed member raises "
-    "zlib.error, which the except clauses (ValueError, OSError, BadZipFile, EOFError) do "
-    "not catch, so it escapes instead of becoming an InputError",
-)
 def test_npz_corrupt_compressed(tmp_path):
     good = tmp_path / "good.npz"
     np.savez_compressed(good, x=np.random.default_rng(0).standard_normal((50, 20)))
@@ -317,12 +311,6 @@ def test_zip_duplicate_ids_from_same_stem(tmp_path):
     assert "unique" in _zip_error(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis/datasets.py read_image_zip: reading a damaged member raises "
-    "zipfile.BadZipFile (bad CRC-32, stored) or zlib.error (deflated); only "
-    "(UnidentifiedImageError, OSError) are caught around zf.open/f.read",
-)
 @pytest.mark.parametrize(
     "compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED], ids=["stored", "deflated"]
 )
@@ -351,12 +339,6 @@ def _png_header_only(width: int, height: int) -> bytes:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis/datasets.py read_image_zip: a PNG declaring 30000×30000 pixels makes "
-    "PIL raise Image.DecompressionBombError (an Exception, not OSError), which escapes "
-    "instead of becoming an InputError",
-)
 def test_zip_decompression_bomb_image(tmp_path):
     path = write_zip(tmp_path / "bomb.zip", {"cat/bomb.png": _png_header_only(30000, 30000)})
     with pytest.raises(InputError):
@@ -420,12 +402,6 @@ def test_csv_other_errors(tmp_path):
     assert "malformed" in _csv_error(write_csv(tmp_path / "big.csv", big))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analysis/datasets.py read_csv opens with encoding='utf-8', not 'utf-8-sig': the "
-    "byte-order mark Excel writes ('CSV UTF-8') stays in the first header, so 'id' is read "
-    "as '\\ufeffid' and silently becomes a feature (numeric ids) or a metadata column",
-)
 def test_csv_with_byte_order_mark(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_text("id,label,f1\n10,x,1\n20,y,2\n", encoding="utf-8-sig")

@@ -1,0 +1,69 @@
+"""A person in a real browser: sign in, ask for a comparison, watch the page fill itself in."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import ROOT, digits_npz_bytes, torchscript_mlp_bytes
+from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--enable-unsafe-swiftshader",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test and
+    # of live_server's thread are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield page
+        browser.close()
+
+
+def test_comparison_page_updates_itself_and_shows_the_heatmap(
+    worker, live_server, owner, workspace, browser_page
+):
+    dataset, _ = ingest_dataset(workspace, owner, io.BytesIO(digits_npz_bytes(200)), "d.npz",
+                                "digits-200")
+    for seed in (0, 1):
+        ingest_checkpoint(workspace, owner, io.BytesIO(torchscript_mlp_bytes(seed)),
+                          f"mlp{seed}.pt", f"mlp-seed{seed}")
+    page = browser_page
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "owner")
+    page.fill("input[name=password]", "owner-pass")
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Lab")
+
+    page.select_option("select[name=checkpoint_a]", label="mlp-seed0")
+    page.select_option("select[name=checkpoint_b]", label="mlp-seed1")
+    page.select_option("select[name=dataset]", label=dataset.name)
+    page.click("text=Compare every layer pair")
+    expect(page.locator("h1")).to_contain_text("mlp-seed0")
+
+    # No reload: htmx polling swaps the finished result in.
+    heatmap = page.locator(".heatmap .main-svg").first
+    expect(heatmap).to_be_visible(timeout=90_000)
+    expect(page.locator(".heatmap .hm")).to_have_count(1)
+    box = page.locator(".heatmap .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+    expect(page.locator(".hovertext").first).to_contain_text("baseline")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "comparison.png"), full_page=True)
+    expect(page.locator("table.scores tbody tr")).to_have_count(16)
