@@ -26,7 +26,7 @@
         const t = (v - m.range[0]) / (m.range[1] - m.range[0]);
         annotations.push({
           x: b, y: a, text: v.toFixed(2), showarrow: false,
-          font: { size: 11, color: t > 0.6 ? "#fff" : "#222" },
+          font: { size: 11, color: t > 0.6 ? "#222" : "#fff" },
         });
       })
     );
