@@ -152,9 +152,7 @@ def worker(transactional_db, tmp_path):
     log = tmp_path / "worker.log"
     env = {**os.environ, "DATABASE_URL": _database_url()}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            worker_command("pytest"), cwd=ROOT, env=env, stdout=out, stderr=out
-        )
+        proc = subprocess.Popen(worker_command("pytest"), cwd=ROOT, env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 60
         while not app.control.ping(timeout=1.0):

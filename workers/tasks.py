@@ -86,15 +86,26 @@ def extract(run: Run) -> dict:
         model = load_checkpoint(path, checkpoint.format, checkpoint.architecture)
     loaded = monotonic()
     activations = extract_activations(
-        model, arrays.x, todo, pooling,
-        device=settings.REPLENS_DEVICE or None, progress=run.report_progress,
+        model,
+        arrays.x,
+        todo,
+        pooling,
+        device=settings.REPLENS_DEVICE or None,
+        progress=run.report_progress,
     )
     computed = monotonic()
     for layer, values in activations.items():
         ActivationSet.objects.update_or_create(
-            checkpoint=checkpoint, dataset=dataset, layer=layer, pooling=pooling,
-            defaults={"blob": Blob.store_array(values), "n": values.shape[0],
-                      "d": values.shape[1], "run": run},
+            checkpoint=checkpoint,
+            dataset=dataset,
+            layer=layer,
+            pooling=pooling,
+            defaults={
+                "blob": Blob.store_array(values),
+                "n": values.shape[0],
+                "d": values.shape[1],
+                "run": run,
+            },
         )
     return {
         "layers_extracted": len(todo),
@@ -134,7 +145,9 @@ def compare(run: Run) -> dict:
     results = cka_matrix(
         [(s.layer, s.load()) for s in sets_a],
         [(s.layer, s.load()) for s in sets_b],
-        n_permutations=p["n_permutations"], seed=p["seed"], progress=run.report_progress,
+        n_permutations=p["n_permutations"],
+        seed=p["seed"],
+        progress=run.report_progress,
     )
     computed = monotonic()
     by_layer_a = {s.layer: s for s in sets_a}
@@ -142,14 +155,26 @@ def compare(run: Run) -> dict:
     with transaction.atomic():
         for (layer_a, layer_b), r in results.items():
             Score.objects.update_or_create(
-                run=run, measure=p["measure"], layer_a=layer_a, layer_b=layer_b,
+                run=run,
+                measure=p["measure"],
+                layer_a=layer_a,
+                layer_b=layer_b,
                 defaults={
                     "estimator": r.estimator,
-                    "parameters": {"pooling": p["pooling"], "n_permutations": p["n_permutations"],
-                                   "seed": p["seed"]},
-                    "activation_a": by_layer_a[layer_a], "activation_b": by_layer_b[layer_b],
-                    "value": r.value, "baseline": r.baseline, "baseline_std": r.baseline_std,
-                    "n": r.n, "d_a": r.d_a, "d_b": r.d_b, "warnings": r.warnings,
+                    "parameters": {
+                        "pooling": p["pooling"],
+                        "n_permutations": p["n_permutations"],
+                        "seed": p["seed"],
+                    },
+                    "activation_a": by_layer_a[layer_a],
+                    "activation_b": by_layer_b[layer_b],
+                    "value": r.value,
+                    "baseline": r.baseline,
+                    "baseline_std": r.baseline_std,
+                    "n": r.n,
+                    "d_a": r.d_a,
+                    "d_b": r.d_b,
+                    "warnings": r.warnings,
                     "code_version": run.code_version,
                 },
             )

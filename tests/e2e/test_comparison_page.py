@@ -15,8 +15,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--enable-unsafe-swiftshader",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -39,11 +45,17 @@ def browser_page(monkeypatch):
 def test_comparison_page_updates_itself_and_shows_the_heatmap(
     worker, live_server, owner, workspace, browser_page
 ):
-    dataset, _ = ingest_dataset(workspace, owner, io.BytesIO(digits_npz_bytes(200)), "d.npz",
-                                "digits-200")
+    dataset, _ = ingest_dataset(
+        workspace, owner, io.BytesIO(digits_npz_bytes(200)), "d.npz", "digits-200"
+    )
     for seed in (0, 1):
-        ingest_checkpoint(workspace, owner, io.BytesIO(torchscript_mlp_bytes(seed)),
-                          f"mlp{seed}.pt", f"mlp-seed{seed}")
+        ingest_checkpoint(
+            workspace,
+            owner,
+            io.BytesIO(torchscript_mlp_bytes(seed)),
+            f"mlp{seed}.pt",
+            f"mlp-seed{seed}",
+        )
     page = browser_page
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("input[name=username]", "owner")

@@ -110,8 +110,10 @@ def test_replayed_message_is_a_no_op(worker, http):
     assert first["state"] == "succeeded"
     stored = Run.objects.get(pk=run_id).finished_at
     activation_ids = sorted(
-        a["id"] for a in session.get(f"{base}/api/v1/activations/?checkpoint={model['id']}")
-        .json()["results"]
+        a["id"]
+        for a in session.get(f"{base}/api/v1/activations/?checkpoint={model['id']}").json()[
+            "results"
+        ]
     )
 
     execute_run.apply_async(args=[run_id], queue="gpu")  # replay through the broker
@@ -119,8 +121,10 @@ def test_replayed_message_is_a_no_op(worker, http):
     run = Run.objects.get(pk=run_id)
     assert run.state == Run.State.SUCCEEDED and run.finished_at == stored
     after = sorted(
-        a["id"] for a in session.get(f"{base}/api/v1/activations/?checkpoint={model['id']}")
-        .json()["results"]
+        a["id"]
+        for a in session.get(f"{base}/api/v1/activations/?checkpoint={model['id']}").json()[
+            "results"
+        ]
     )
     assert after == activation_ids
     assert Score.objects.count() == 0

@@ -22,8 +22,18 @@ class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
         fields = [
-            "id", "workspace", "name", "description", "filename", "modality", "n_samples",
-            "sample_shape", "label_names", "metadata_columns", "sha256", "created_at",
+            "id",
+            "workspace",
+            "name",
+            "description",
+            "filename",
+            "modality",
+            "n_samples",
+            "sample_shape",
+            "label_names",
+            "metadata_columns",
+            "sha256",
+            "created_at",
         ]
 
 
@@ -41,8 +51,19 @@ class CheckpointSerializer(serializers.ModelSerializer):
     class Meta:
         model = Checkpoint
         fields = [
-            "id", "workspace", "name", "description", "filename", "format", "architecture",
-            "parameter_count", "layers", "default_layers", "layer_tree", "seed_group", "sha256",
+            "id",
+            "workspace",
+            "name",
+            "description",
+            "filename",
+            "format",
+            "architecture",
+            "parameter_count",
+            "layers",
+            "default_layers",
+            "layer_tree",
+            "seed_group",
+            "sha256",
             "created_at",
         ]
 
@@ -52,7 +73,9 @@ class CheckpointUploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="TorchScript .pt, or .safetensors state dict")
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     architecture = serializers.ChoiceField(
-        choices=sorted(ARCHITECTURES), required=False, allow_blank=True,
+        choices=sorted(ARCHITECTURES),
+        required=False,
+        allow_blank=True,
         help_text="required for .safetensors",
     )
     description = serializers.CharField(required=False, allow_blank=True)
@@ -65,9 +88,23 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = [
-            "id", "workspace", "kind", "state", "progress", "params", "dataset", "checkpoint",
-            "checkpoint_b", "depends_on", "error", "heartbeat_at", "code_version", "timings",
-            "created_at", "started_at", "finished_at",
+            "id",
+            "workspace",
+            "kind",
+            "state",
+            "progress",
+            "params",
+            "dataset",
+            "checkpoint",
+            "checkpoint_b",
+            "depends_on",
+            "error",
+            "heartbeat_at",
+            "code_version",
+            "timings",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
 
 
@@ -75,7 +112,8 @@ class ExtractionRequestSerializer(serializers.Serializer):
     checkpoint = serializers.IntegerField()
     dataset = serializers.IntegerField()
     layers = serializers.ListField(
-        child=serializers.CharField(), required=False,
+        child=serializers.CharField(),
+        required=False,
         help_text="default: every top-level block and the output",
     )
     pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
@@ -98,8 +136,19 @@ class ActivationSetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ActivationSet
-        fields = ["id", "checkpoint", "dataset", "layer", "pooling", "n", "d", "dtype",
-                  "sha256", "run", "created_at"]
+        fields = [
+            "id",
+            "checkpoint",
+            "dataset",
+            "layer",
+            "pooling",
+            "n",
+            "d",
+            "dtype",
+            "sha256",
+            "run",
+            "created_at",
+        ]
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -71,19 +71,26 @@ class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.Rea
     serializer_class = s.DatasetSerializer
 
     def get_queryset(self):
-        return self.filter_workspace(visible_to(Dataset, self.request.user).select_related(
-            "workspace", "source"))
+        return self.filter_workspace(
+            visible_to(Dataset, self.request.user).select_related("workspace", "source")
+        )
 
-    @extend_schema(request=s.DatasetUploadSerializer,
-                   responses={200: s.DatasetSerializer, 201: s.DatasetSerializer, **ERRORS})
+    @extend_schema(
+        request=s.DatasetUploadSerializer,
+        responses={200: s.DatasetSerializer, 201: s.DatasetSerializer, **ERRORS},
+    )
     def create(self, request):
         """Upload a dataset; an identical file already in the workspace is returned (200)."""
         form = s.DatasetUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         dataset, created = ingest_dataset(
-            _editable_workspace(request, data["workspace"]), request.user, data["file"],
-            data["file"].name, data.get("name", ""), data.get("description", ""),
+            _editable_workspace(request, data["workspace"]),
+            request.user,
+            data["file"],
+            data["file"].name,
+            data.get("name", ""),
+            data.get("description", ""),
         )
         return _created(s.DatasetSerializer, dataset, created)
 
@@ -94,20 +101,28 @@ class CheckpointViewSet(
     serializer_class = s.CheckpointSerializer
 
     def get_queryset(self):
-        return self.filter_workspace(visible_to(Checkpoint, self.request.user).select_related(
-            "workspace", "blob"))
+        return self.filter_workspace(
+            visible_to(Checkpoint, self.request.user).select_related("workspace", "blob")
+        )
 
-    @extend_schema(request=s.CheckpointUploadSerializer,
-                   responses={200: s.CheckpointSerializer, 201: s.CheckpointSerializer, **ERRORS})
+    @extend_schema(
+        request=s.CheckpointUploadSerializer,
+        responses={200: s.CheckpointSerializer, 201: s.CheckpointSerializer, **ERRORS},
+    )
     def create(self, request):
         """Upload a checkpoint: TorchScript, or safetensors with an architecture name."""
         form = s.CheckpointUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         checkpoint, created = ingest_checkpoint(
-            _editable_workspace(request, data["workspace"]), request.user, data["file"],
-            data["file"].name, data.get("name", ""), data.get("architecture", ""),
-            data.get("description", ""), data.get("seed_group", ""),
+            _editable_workspace(request, data["workspace"]),
+            request.user,
+            data["file"],
+            data["file"].name,
+            data.get("name", ""),
+            data.get("architecture", ""),
+            data.get("description", ""),
+            data.get("seed_group", ""),
         )
         return _created(s.CheckpointSerializer, checkpoint, created)
 
@@ -162,7 +177,8 @@ class ExtractionViewSet(viewsets.GenericViewSet):
             request.user,
             _visible_or_404(Checkpoint, request.user, data["checkpoint"]),
             _visible_or_404(Dataset, request.user, data["dataset"]),
-            data.get("layers"), data["pooling"],
+            data.get("layers"),
+            data["pooling"],
         )
         return _created(s.RunSerializer, run, created)
 
@@ -185,8 +201,12 @@ class ComparisonViewSet(viewsets.GenericViewSet):
             _visible_or_404(Checkpoint, user, data["checkpoint_a"]),
             _visible_or_404(Checkpoint, user, data["checkpoint_b"]),
             _visible_or_404(Dataset, user, data["dataset"]),
-            data.get("layers_a"), data.get("layers_b"), data["pooling"], data["measure"],
-            data["n_permutations"], data["seed"],
+            data.get("layers_a"),
+            data.get("layers_b"),
+            data["pooling"],
+            data["measure"],
+            data["n_permutations"],
+            data["seed"],
         )
         return _created(s.RunSerializer, run, created)
 

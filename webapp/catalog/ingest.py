@@ -57,7 +57,11 @@ def _clean_name(name: str, filename: str) -> str:
 
 
 def ingest_dataset(
-    workspace: Workspace, user, upload: IO[bytes], filename: str, name: str = "",
+    workspace: Workspace,
+    user,
+    upload: IO[bytes],
+    filename: str,
+    name: str = "",
     description: str = "",
 ) -> tuple[Dataset, bool]:
     """Parse, validate and store a dataset; an identical one already in the workspace is
@@ -116,8 +120,14 @@ def checkpoint_format(filename: str) -> str:
 
 
 def ingest_checkpoint(
-    workspace: Workspace, user, upload: IO[bytes], filename: str, name: str = "",
-    architecture: str = "", description: str = "", seed_group: str = "",
+    workspace: Workspace,
+    user,
+    upload: IO[bytes],
+    filename: str,
+    name: str = "",
+    architecture: str = "",
+    description: str = "",
+    seed_group: str = "",
 ) -> tuple[Checkpoint, bool]:
     """Load the checkpoint safely (never unpickling), discover its layers and store it."""
     name = _clean_name(name, filename)

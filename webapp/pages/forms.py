@@ -43,7 +43,8 @@ class ComparisonForm(forms.Form):
 class ExtractionForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     layers = forms.MultipleChoiceField(
-        widget=forms.CheckboxSelectMultiple, required=False,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
         help_text="none ticked: every top-level block and the output",
     )
     pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")

@@ -50,8 +50,9 @@ def _poll(request, template: str, partial: str, context: dict, done: bool) -> Ht
     htmx to swap this last answer and stop polling."""
     if not request.htmx:
         return render(request, template, context)
-    return render(request, f"{template}#{partial}", context,
-                  status=HTMX_STOP_POLLING if done else 200)
+    return render(
+        request, f"{template}#{partial}", context, status=HTMX_STOP_POLLING if done else 200
+    )
 
 
 @login_required
@@ -69,7 +70,8 @@ def _workspace_context(request, workspace, **forms) -> dict:
         "datasets": workspace.datasets.all(),
         "checkpoints": workspace.checkpoints.all(),
         "comparisons": workspace.runs.filter(kind=Run.Kind.COMPARE).select_related(
-            "checkpoint", "checkpoint_b", "dataset"),
+            "checkpoint", "checkpoint_b", "dataset"
+        ),
         "runs": runs,
         "runs_active": any(not r.is_terminal for r in runs),
         "dataset_form": forms.get("dataset_form") or DatasetUploadForm(),
@@ -80,8 +82,9 @@ def _workspace_context(request, workspace, **forms) -> dict:
 
 @login_required
 def workspace(request, slug):
-    return render(request, "pages/workspace.html",
-                  _workspace_context(request, _workspace(request, slug)))
+    return render(
+        request, "pages/workspace.html", _workspace_context(request, _workspace(request, slug))
+    )
 
 
 @login_required
@@ -91,8 +94,12 @@ def workspace_runs(request, slug):
 
 
 def _form_page(request, workspace, status=400, **forms) -> HttpResponse:
-    return render(request, "pages/workspace.html",
-                  _workspace_context(request, workspace, **forms), status=status)
+    return render(
+        request,
+        "pages/workspace.html",
+        _workspace_context(request, workspace, **forms),
+        status=status,
+    )
 
 
 @login_required
@@ -104,7 +111,11 @@ def upload_dataset(request, slug):
         upload = form.cleaned_data["file"]
         try:
             dataset, created = ingest_dataset(
-                workspace, request.user, upload, upload.name, form.cleaned_data["name"],
+                workspace,
+                request.user,
+                upload,
+                upload.name,
+                form.cleaned_data["name"],
                 form.cleaned_data["description"],
             )
         except InputError as err:
@@ -125,8 +136,13 @@ def upload_checkpoint(request, slug):
         upload = form.cleaned_data["file"]
         try:
             checkpoint, created = ingest_checkpoint(
-                workspace, request.user, upload, upload.name, form.cleaned_data["name"],
-                form.cleaned_data["architecture"], form.cleaned_data["description"],
+                workspace,
+                request.user,
+                upload,
+                upload.name,
+                form.cleaned_data["name"],
+                form.cleaned_data["architecture"],
+                form.cleaned_data["description"],
             )
         except InputError as err:
             form.add_error("file", str(err))
@@ -146,7 +162,10 @@ def new_comparison(request, slug):
         data = form.cleaned_data
         try:
             run, _ = request_comparison(
-                request.user, data["checkpoint_a"], data["checkpoint_b"], data["dataset"],
+                request.user,
+                data["checkpoint_a"],
+                data["checkpoint_b"],
+                data["dataset"],
                 pooling=data["pooling"],
             )
         except InputError as err:
@@ -159,11 +178,15 @@ def new_comparison(request, slug):
 @login_required
 def dataset_detail(request, pk):
     dataset = _get(Dataset, request, pk)
-    return render(request, "pages/dataset.html", {
-        "dataset": dataset,
-        "workspace": dataset.workspace,
-        "runs": dataset.runs.select_related("checkpoint", "checkpoint_b")[:20],
-    })
+    return render(
+        request,
+        "pages/dataset.html",
+        {
+            "dataset": dataset,
+            "workspace": dataset.workspace,
+            "runs": dataset.runs.select_related("checkpoint", "checkpoint_b")[:20],
+        },
+    )
 
 
 @login_required
@@ -184,12 +207,17 @@ def sample_thumbnail(request, pk, index):
 def checkpoint_detail(request, pk, form=None):
     checkpoint = _get(Checkpoint, request, pk)
     activations = checkpoint.activations.select_related("dataset").order_by("dataset", "id")
-    return render(request, "pages/checkpoint.html", {
-        "checkpoint": checkpoint,
-        "workspace": checkpoint.workspace,
-        "activations": activations,
-        "form": form or ExtractionForm(checkpoint),
-    }, status=400 if form else 200)
+    return render(
+        request,
+        "pages/checkpoint.html",
+        {
+            "checkpoint": checkpoint,
+            "workspace": checkpoint.workspace,
+            "activations": activations,
+            "form": form or ExtractionForm(checkpoint),
+        },
+        status=400 if form else 200,
+    )
 
 
 @login_required

@@ -94,8 +94,12 @@ class Run(models.Model):
                 run.depends_on.set(depends_on)
             elif run.state in (cls.State.FAILED, cls.State.CANCELLED):
                 requeued = cls.objects.filter(pk=run.pk, state=run.state).update(
-                    state=cls.State.QUEUED, error="", progress=0.0, started_at=None,
-                    finished_at=None, heartbeat_at=None,
+                    state=cls.State.QUEUED,
+                    error="",
+                    progress=0.0,
+                    started_at=None,
+                    finished_at=None,
+                    heartbeat_at=None,
                 )
                 created = bool(requeued)
                 run.refresh_from_db()

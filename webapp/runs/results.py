@@ -56,4 +56,3 @@ def comparison_matrix(run: Run) -> dict:
         "baseline_warning_threshold": BASELINE_WARNING,
         "warnings": warnings,
     }
-

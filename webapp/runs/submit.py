@@ -34,8 +34,12 @@ def request_extraction(
     _same_workspace(dataset, checkpoint)
     check_pooling(pooling)
     layers = _layers(checkpoint, layers)
-    identity = {"checkpoint": checkpoint.pk, "dataset": dataset.pk, "layers": layers,
-                "pooling": pooling}
+    identity = {
+        "checkpoint": checkpoint.pk,
+        "dataset": dataset.pk,
+        "layers": layers,
+        "pooling": pooling,
+    }
     return Run.submit(
         kind=Run.Kind.EXTRACT,
         request_key=Run.key_for(Run.Kind.EXTRACT, **identity),
@@ -72,10 +76,20 @@ def request_comparison(
     layers_b = _layers(checkpoint_b, layers_b)
     extract_a, _ = request_extraction(user, checkpoint_a, dataset, layers_a, pooling)
     extract_b, _ = request_extraction(user, checkpoint_b, dataset, layers_b, pooling)
-    params = {"layers_a": layers_a, "layers_b": layers_b, "pooling": pooling,
-              "measure": measure, "n_permutations": n_permutations, "seed": seed}
-    identity = {"checkpoint_a": checkpoint_a.pk, "checkpoint_b": checkpoint_b.pk,
-                "dataset": dataset.pk, **params}
+    params = {
+        "layers_a": layers_a,
+        "layers_b": layers_b,
+        "pooling": pooling,
+        "measure": measure,
+        "n_permutations": n_permutations,
+        "seed": seed,
+    }
+    identity = {
+        "checkpoint_a": checkpoint_a.pk,
+        "checkpoint_b": checkpoint_b.pk,
+        "dataset": dataset.pk,
+        **params,
+    }
     return Run.submit(
         kind=Run.Kind.COMPARE,
         request_key=Run.key_for(Run.Kind.COMPARE, **identity),

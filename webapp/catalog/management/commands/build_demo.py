@@ -38,11 +38,21 @@ class Command(BaseCommand):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             datasets = {
-                "digits": self._dataset(workspace, user, tmp / "digits.npz", demo.write_digits_npz,
-                                        "scikit-learn digits: 1,797 real 8×8 handwritten digits"),
-                "shapes": self._dataset(workspace, user, tmp / "shapes.npz", demo.write_shapes_npz,
-                                        "procedural squares, discs and triangles at random "
-                                        "position, scale and rotation (factors as metadata)"),
+                "digits": self._dataset(
+                    workspace,
+                    user,
+                    tmp / "digits.npz",
+                    demo.write_digits_npz,
+                    "scikit-learn digits: 1,797 real 8×8 handwritten digits",
+                ),
+                "shapes": self._dataset(
+                    workspace,
+                    user,
+                    tmp / "shapes.npz",
+                    demo.write_shapes_npz,
+                    "procedural squares, discs and triangles at random "
+                    "position, scale and rotation (factors as metadata)",
+                ),
             }
             checkpoints = {c.name: c for c in workspace.checkpoints.all()}
             if not all(name in checkpoints for spec in COMPARISONS for name in spec[:2]):
@@ -50,9 +60,13 @@ class Command(BaseCommand):
                 for model in trained:
                     with open(model.path, "rb") as f:
                         checkpoints[model.name], _ = ingest_checkpoint(
-                            workspace, user, f, model.path.name, model.name,
+                            workspace,
+                            user,
+                            f,
+                            model.path.name,
+                            model.name,
                             description=f"{model.description} (train accuracy "
-                                        f"{model.train_accuracy:.1%})",
+                            f"{model.train_accuracy:.1%})",
                             seed_group=model.architecture,
                         )
         for a, b, dataset in COMPARISONS:

@@ -41,7 +41,18 @@ def worker_command(name: str, concurrency: int = 1) -> list[str]:
     from workers.celery import QUEUES
 
     return [
-        sys.executable, "-m", "celery", "-A", "workers", "worker",
-        "-Q", ",".join(QUEUES), "-c", str(concurrency), "-n", f"{name}@%h",
-        "--loglevel", "INFO",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        ",".join(QUEUES),
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "--loglevel",
+        "INFO",
     ]
