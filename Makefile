@@ -33,3 +33,6 @@ lint: $(VENV)/.installed-test
 
 clean:
 	rm -rf var staticfiles test-artifacts
+
+benchmark: $(VENV)/.installed-test
+	$(PY) -m tests.benchmarks.bench_foundation

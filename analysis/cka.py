@@ -78,6 +78,11 @@ def use_gram_form(a: PreparedLayer, b: PreparedLayer) -> bool:
 
 
 def _cka_prepared(a: PreparedLayer, b: PreparedLayer, perm: np.ndarray | None = None) -> float:
+    """CKA of two prepared layers, clipped to [0, 1] against round-off (1 + 2e-16 for X vs X)."""
+    return min(1.0, max(0.0, _cka_unclipped(a, b, perm)))
+
+
+def _cka_unclipped(a: PreparedLayer, b: PreparedLayer, perm: np.ndarray | None) -> float:
     if use_gram_form(a, b):
         gram_b = b.normalised_gram()
         if perm is not None:

@@ -68,6 +68,13 @@ class DatasetArrays:
         for name, column in self.metadata.items():
             if column.shape != (n,):
                 raise InputError(f"metadata column {name!r} must have one value per sample")
+        texts = {"ids": self.ids, "label names": np.array(self.label_names, dtype=str)}
+        texts.update(
+            {f"metadata column {k!r}": v for k, v in self.metadata.items() if v.dtype.kind == "U"}
+        )
+        for what, values in texts.items():
+            if any("\x00" in value for value in values.tolist()):
+                raise InputError(f"{what} contain a NUL character")
         return self
 
     def save(self, fileobj) -> None:

@@ -41,7 +41,7 @@ def execute_run(run_id: int) -> None:
     if dependencies == "waiting":
         return
     if dependencies == "failed":
-        failed = run.depends_on.exclude(state=Run.State.SUCCEEDED).first()
+        failed = run.depends_on.filter(state__in=[Run.State.FAILED, Run.State.CANCELLED]).first()
         run.finish(Run.State.FAILED, f"{failed} did not succeed: {failed.error or failed.state}")
         _enqueue_dependents(run)
         return

@@ -67,8 +67,15 @@ def csv_bytes(rows: list[list[str]]) -> bytes:
 def tabular_csv() -> bytes:
     rows = [["id", "label", "height", "weight", "colour"]]
     for i in range(8):
-        rows.append([f"r{i}", "tall" if i % 2 else "short", str(1.5 + i / 10), str(60 + i),
-                     ["red", "blue"][i % 2]])
+        rows.append(
+            [
+                f"r{i}",
+                "tall" if i % 2 else "short",
+                str(1.5 + i / 10),
+                str(60 + i),
+                ["red", "blue"][i % 2],
+            ]
+        )
     return csv_bytes(rows)
 
 
@@ -112,12 +119,14 @@ def malicious_pickle(marker: Path) -> bytes:
 def malicious_torchscript_lookalike(marker: Path) -> bytes:
     """A zip laid out like a TorchScript archive whose pickles would create ``marker``."""
     payload = malicious_pickle(marker)
-    return zip_bytes({
-        "archive/data.pkl": payload,
-        "archive/constants.pkl": payload,
-        "archive/code/__torch__.py": b"",
-        "archive/version": b"3\n",
-    })
+    return zip_bytes(
+        {
+            "archive/data.pkl": payload,
+            "archive/constants.pkl": payload,
+            "archive/code/__torch__.py": b"",
+            "archive/version": b"3\n",
+        }
+    )
 
 
 def media_files(root: Path) -> set[Path]:

@@ -153,3 +153,4 @@ class ActivationSetSerializer(serializers.ModelSerializer):
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
+    errors = serializers.DictField(required=False, help_text="messages by field, for 400s")

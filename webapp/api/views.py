@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -33,10 +33,28 @@ class BadInput(APIException):
 
 
 def exception_handler(exc, context):
-    """Errors in user input raised by the analysis library become 400 with their message."""
+    """Every error body has a readable ``detail``; field errors are also kept in ``errors``.
+    Errors in user input raised by the analysis library become 400 with their message."""
     if isinstance(exc, InputError):
         exc = BadInput(str(exc))
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if isinstance(exc, ValidationError) and response is not None:
+        errors = response.data if isinstance(response.data, dict) else {"": response.data}
+        response.data = {"detail": _summary(errors), "errors": errors}
+    return response
+
+
+def _summary(errors) -> str:
+    """``field: message; other: message`` from DRF's nested error structure."""
+    if isinstance(errors, dict):
+        parts = [
+            f"{k}: {_summary(v)}" if k not in ("", "non_field_errors") else _summary(v)
+            for k, v in errors.items()
+        ]
+        return "; ".join(parts)
+    if isinstance(errors, list):
+        return " ".join(_summary(e) for e in errors)
+    return str(errors)
 
 
 ERRORS = {400: s.ErrorSerializer, 404: s.ErrorSerializer}
@@ -141,7 +159,7 @@ class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={200: s.RunSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        run = self.get_object()
+        run = _editable_or_404(Run, request.user, pk)
         run.cancel()
         return Response(s.RunSerializer(run).data)
 
@@ -160,8 +178,11 @@ class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
         return queryset.order_by("id")
 
 
-def _visible_or_404(model, user, pk):
-    return get_object_or_404(visible_to(model, user), pk=pk)
+def _editable_or_404(model, user, pk):
+    """An object the user may start work on: viewers and outsiders get 404."""
+    return get_object_or_404(
+        model.objects.filter(workspace__in=editable_workspaces_of(user)), pk=pk
+    )
 
 
 class ExtractionViewSet(viewsets.GenericViewSet):
@@ -175,8 +196,8 @@ class ExtractionViewSet(viewsets.GenericViewSet):
         data = form.validated_data
         run, created = request_extraction(
             request.user,
-            _visible_or_404(Checkpoint, request.user, data["checkpoint"]),
-            _visible_or_404(Dataset, request.user, data["dataset"]),
+            _editable_or_404(Checkpoint, request.user, data["checkpoint"]),
+            _editable_or_404(Dataset, request.user, data["dataset"]),
             data.get("layers"),
             data["pooling"],
         )
@@ -198,9 +219,9 @@ class ComparisonViewSet(viewsets.GenericViewSet):
         user = request.user
         run, created = request_comparison(
             user,
-            _visible_or_404(Checkpoint, user, data["checkpoint_a"]),
-            _visible_or_404(Checkpoint, user, data["checkpoint_b"]),
-            _visible_or_404(Dataset, user, data["dataset"]),
+            _editable_or_404(Checkpoint, user, data["checkpoint_a"]),
+            _editable_or_404(Checkpoint, user, data["checkpoint_b"]),
+            _editable_or_404(Dataset, user, data["dataset"]),
             data.get("layers_a"),
             data.get("layers_b"),
             data["pooling"],

@@ -1,0 +1,325 @@
+"""Server-rendered pages: login, what the owner sees, htmx polling, isolation, escaping."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.webapp.builders import labelled_npz, npz_bytes
+from tests.webapp.conftest import run_with_dependencies
+from webapp.catalog.ingest import ingest_dataset
+from webapp.runs.models import Run
+from webapp.runs.submit import request_comparison, request_extraction
+
+pytestmark = pytest.mark.django_db
+
+POLLING = 'hx-trigger="every 2s"'
+
+
+@pytest.fixture
+def browser(client, owner, workspace):
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def comparison(owner, ckpt_a, ckpt_b, digits):
+    run, _ = request_comparison(owner, ckpt_a, ckpt_b, digits, n_permutations=2)
+    return run
+
+
+def htmx_get(client, url):
+    return client.get(url, HTTP_HX_REQUEST="true")
+
+
+def matrix_data(text: str) -> dict:
+    found = re.search(
+        r'<script id="matrix-data" type="application/json">(.*?)</script>', text, re.S
+    )
+    assert found, "no matrix-data script"
+    return json.loads(found.group(1))
+
+
+def owner_urls(comparison) -> dict[str, list[str]]:
+    extraction = comparison.depends_on.first()
+    return {
+        "get": [
+            "/w/lab/",
+            "/w/lab/runs/",
+            f"/datasets/{comparison.dataset_id}/",
+            f"/datasets/{comparison.dataset_id}/samples/0.png",
+            f"/checkpoints/{comparison.checkpoint_id}/",
+            f"/runs/{extraction.pk}/",
+            f"/runs/{comparison.pk}/",
+            f"/comparisons/{comparison.pk}/",
+        ],
+        "post": [
+            "/w/lab/datasets/upload/",
+            "/w/lab/checkpoints/upload/",
+            "/w/lab/comparisons/new/",
+            f"/checkpoints/{comparison.checkpoint_id}/extract/",
+            f"/runs/{extraction.pk}/cancel/",
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- login
+
+
+def test_login_required_everywhere(client, comparison):
+    urls = owner_urls(comparison)
+    for url in ["/", *urls["get"]]:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/accounts/login/?next="), url
+    for url in urls["post"]:
+        response = client.post(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/accounts/login/"), url
+    assert client.get("/accounts/login/").status_code == 200
+    assert Run.objects.filter(state=Run.State.QUEUED).count() == 3
+
+
+def test_login_form_signs_in(client, owner, workspace):
+    response = client.post("/accounts/login/", {"username": "owner", "password": "owner-pass"})
+    assert response.status_code == 302
+    assert client.get("/w/lab/").status_code == 200
+
+
+# --------------------------------------------------------------------------- owner's pages
+
+
+def test_home_redirects_to_the_only_workspace(browser):
+    response = browser.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/w/lab/"
+
+
+def test_workspace_page_lists_datasets_checkpoints_and_comparisons(browser, comparison):
+    response = browser.get("/w/lab/")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert f'href="/datasets/{comparison.dataset_id}/">Digits</a>' in text
+    assert f'href="/checkpoints/{comparison.checkpoint_id}/">mlp-seed0</a>' in text
+    assert f'href="/checkpoints/{comparison.checkpoint_b_id}/">mlp-seed1</a>' in text
+    assert f'href="/comparisons/{comparison.pk}/"' in text
+    assert 'action="/w/lab/datasets/upload/"' in text
+    # Runs are active: the runs table polls.
+    assert 'hx-get="/w/lab/runs/"' in text
+
+
+def test_workspace_runs_partial_stops_polling_when_idle(browser, comparison):
+    response = htmx_get(browser, "/w/lab/runs/")
+    assert response.status_code == 200
+    assert POLLING in response.content.decode()
+    assert "<html" not in response.content.decode()
+    run_with_dependencies(comparison)
+    response = htmx_get(browser, "/w/lab/runs/")
+    assert response.status_code == 286
+    assert POLLING not in response.content.decode()
+    assert "succeeded" in response.content.decode()
+
+
+def test_dataset_page_shows_thumbnails(browser, digits):
+    response = browser.get(f"/datasets/{digits.pk}/")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert f'src="/datasets/{digits.pk}/samples/0.png"' in text
+    assert f'src="/datasets/{digits.pk}/samples/47.png"' in text
+    assert "digit-0000" in text
+    assert "60" in text
+
+
+def test_sample_thumbnail_is_the_sample(browser, digits):
+    response = browser.get(f"/datasets/{digits.pk}/samples/3.png")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
+    image = Image.open(io.BytesIO(response.content))
+    assert image.size == (8, 8)
+    expected = np.round(digits.load_arrays().x[3, 0] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(image), expected)
+
+
+def test_sample_out_of_range_is_404(browser, digits):
+    assert browser.get(f"/datasets/{digits.pk}/samples/60.png").status_code == 404
+    assert browser.get(f"/datasets/{digits.pk}/samples/59.png").status_code == 200
+    assert browser.get(f"/datasets/{digits.pk}/samples/999999.png").status_code == 404
+
+
+def test_vector_dataset_has_no_thumbnails(browser, workspace, owner):
+    dataset, _ = ingest_dataset(workspace, owner, io.BytesIO(labelled_npz()), "v.npz")
+    response = browser.get(f"/datasets/{dataset.pk}/")
+    assert response.status_code == 200
+    assert "samples/0.png" not in response.content.decode()
+    assert browser.get(f"/datasets/{dataset.pk}/samples/0.png").status_code == 404
+
+
+def test_checkpoint_page_shows_the_layer_tree(browser, ckpt_a, digits):
+    response = browser.get(f"/checkpoints/{ckpt_a.pk}/")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "Layer tree" in text
+    for name in ("flatten", "block1", "block1.0", "block1.1", "block2.0", "head"):
+        assert f'<span class="mono">{name}</span>' in text, name
+    assert "Linear" in text and "ReLU" in text
+    assert "2778" in text
+    assert f'action="/checkpoints/{ckpt_a.pk}/extract/"' in text
+
+
+def test_extract_form_requests_a_run(browser, ckpt_a, digits):
+    data = {"dataset": digits.pk, "layers": ["block1", "head"], "pooling": "mean"}
+    response = browser.post(f"/checkpoints/{ckpt_a.pk}/extract/", data)
+    assert response.status_code == 302
+    run = Run.objects.get()
+    assert response["Location"] == f"/runs/{run.pk}/"
+    assert run.params == {"layers": ["block1", "head"], "pooling": "mean"}
+    again = browser.post(f"/checkpoints/{ckpt_a.pk}/extract/", data)
+    assert again["Location"] == f"/runs/{run.pk}/"
+    bad = browser.post(f"/checkpoints/{ckpt_a.pk}/extract/", {**data, "layers": ["nope"]})
+    assert bad.status_code == 400
+    assert "nope" in bad.content.decode()
+    assert Run.objects.count() == 1
+
+
+def test_new_comparison_form(browser, ckpt_a, ckpt_b, digits):
+    data = {
+        "checkpoint_a": ckpt_a.pk,
+        "checkpoint_b": ckpt_b.pk,
+        "dataset": digits.pk,
+        "pooling": "mean",
+    }
+    response = browser.post("/w/lab/comparisons/new/", data)
+    assert response.status_code == 302
+    run = Run.objects.get(kind=Run.Kind.COMPARE)
+    assert response["Location"] == f"/comparisons/{run.pk}/"
+    assert run.depends_on.count() == 2
+    assert browser.post("/w/lab/comparisons/new/", data)["Location"] == response["Location"]
+    assert Run.objects.count() == 3
+
+
+# --------------------------------------------------------------------------- htmx polling
+
+
+def test_comparison_page_polls_until_terminal(browser, comparison):
+    url = f"/comparisons/{comparison.pk}/"
+    page = browser.get(url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert POLLING in text
+    assert f'hx-get="{url}"' in text
+    assert 'id="matrix-data"' not in text
+
+    queued = htmx_get(browser, url)
+    assert queued.status_code == 200
+    assert POLLING in queued.content.decode()
+    assert "<html" not in queued.content.decode()  # only the partial
+
+    Run.objects.filter(pk=comparison.pk).update(state=Run.State.RUNNING, progress=0.5)
+    running = htmx_get(browser, url)
+    assert running.status_code == 200
+    assert POLLING in running.content.decode()
+    assert 'value="0.5"' in running.content.decode()
+    Run.objects.filter(pk=comparison.pk).update(state=Run.State.QUEUED, progress=0.0)
+
+    assert run_with_dependencies(comparison).state == Run.State.SUCCEEDED
+    done = htmx_get(browser, url)
+    assert done.status_code == 286
+    text = done.content.decode()
+    assert POLLING not in text
+    matrix = matrix_data(text)
+    assert matrix["run"] == comparison.pk
+    assert matrix["state"] == "succeeded"
+    assert len(matrix["value"]) == 4
+    assert all(v is not None for row in matrix["value"] for v in row)
+    assert matrix["provenance"]["n_permutations"] == 2
+
+    full = browser.get(url)
+    assert full.status_code == 200
+    assert POLLING not in full.content.decode()
+    assert matrix_data(full.content.decode()) == matrix
+    assert "plotly" in full.content.decode()
+
+
+def test_failed_comparison_stops_polling_with_the_error(browser, comparison):
+    for dependency in comparison.depends_on.all():
+        dependency.finish(Run.State.FAILED, "layer 'head' produced NaN or Inf activations")
+    from workers.tasks import execute_run
+
+    execute_run(comparison.pk)
+    response = htmx_get(browser, f"/comparisons/{comparison.pk}/")
+    assert response.status_code == 286
+    text = response.content.decode()
+    assert "This comparison failed" in text
+    assert "produced NaN or Inf" in text.replace("&#x27;", "'")
+    assert POLLING not in text
+
+
+def test_run_page_polls_until_terminal(browser, ckpt_a, digits, owner):
+    run, _ = request_extraction(owner, ckpt_a, digits)
+    url = f"/runs/{run.pk}/"
+    assert POLLING in browser.get(url).content.decode()
+    assert htmx_get(browser, url).status_code == 200
+    response = browser.post(f"/runs/{run.pk}/cancel/")
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert run.state == Run.State.CANCELLED
+    done = htmx_get(browser, url)
+    assert done.status_code == 286
+    assert "cancelled" in done.content.decode()
+    assert POLLING not in done.content.decode()
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def test_outsider_gets_404_on_every_page(client, outsider, comparison):
+    client.force_login(outsider)
+    urls = owner_urls(comparison)
+    for url in urls["get"]:
+        assert client.get(url).status_code == 404, url
+        assert htmx_get(client, url).status_code == 404, url
+    for url in urls["post"]:
+        assert client.post(url).status_code == 404, url
+    assert Run.objects.filter(state=Run.State.QUEUED).count() == 3
+    home = client.get("/")
+    assert home.status_code == 302 and home["Location"] == "/w/elsewhere/"
+    assert "Digits" not in client.get("/w/elsewhere/").content.decode()
+
+
+def test_viewer_sees_but_cannot_change(client, django_user_model, workspace, comparison):
+    viewer = django_user_model.objects.create_user("viewer", password="viewer-pass")
+    workspace.memberships.create(user=viewer, role="viewer")
+    client.force_login(viewer)
+    urls = owner_urls(comparison)
+    for url in urls["get"]:
+        assert client.get(url).status_code == 200, url
+    for url in urls["post"]:
+        assert client.post(url).status_code == 404, url
+    assert Run.objects.filter(state=Run.State.QUEUED).count() == 3
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+def test_labels_and_names_are_escaped(browser, workspace, owner):
+    script = "<script>alert(1)</script>"
+    x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
+    content = npz_bytes(
+        x=x,
+        y=np.array([script, "b", script, "b"]),
+        ids=np.array([f"<b>id{i}</b>" for i in range(4)]),
+    )
+    dataset, _ = ingest_dataset(
+        workspace, owner, io.BytesIO(content), "x.npz", name=f"evil {script}"
+    )
+    for url in (f"/datasets/{dataset.pk}/", "/w/lab/"):
+        text = browser.get(url).content.decode()
+        assert script not in text, url
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, url
+        assert "<b>id0</b>" not in text, url

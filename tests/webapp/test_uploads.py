@@ -1,0 +1,529 @@
+"""Uploads through HTTP: the REST API and the browser forms share ``webapp.catalog.ingest``.
+
+Good files become datasets/checkpoints with the right metadata and are stored once; bad files
+get a 400 with a message for the person and leave no rows and no blobs behind.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from tests.conftest import digits_npz_bytes, torchscript_mlp_bytes
+from tests.webapp import builders as b
+from webapp.catalog.models import Blob, Checkpoint, Dataset, Workspace
+
+pytestmark = pytest.mark.django_db
+
+KIND_URL = {"datasets": "datasets", "checkpoints": "checkpoints"}
+
+
+def api_upload(api, kind: str, filename: str, content: bytes, workspace="lab", **fields):
+    data = {"workspace": workspace, "file": SimpleUploadedFile(filename, content), **fields}
+    return api.post(f"/api/v1/{kind}/", data, format="multipart")
+
+
+def page_upload(client, kind: str, filename: str, content: bytes, workspace="lab", **fields):
+    data = {"file": SimpleUploadedFile(filename, content), **fields}
+    return client.post(f"/w/{workspace}/{kind}/upload/", data)
+
+
+@pytest.fixture
+def browser(client, owner, workspace):
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def api_ws(api, workspace):
+    return api
+
+
+def api_error(response) -> str:
+    """The API's message for a 400 (documented as ``{"detail": ...}``)."""
+    body = response.json()
+    assert "detail" in body, f"no 'detail' in the error body: {body}"
+    return str(body["detail"])
+
+
+def page_error(response) -> str:
+    return html.unescape(response.content.decode())
+
+
+class Snapshot:
+    """Rows and files that exist now; a rejected upload must not change them."""
+
+    def __init__(self, media_root):
+        self.media_root = media_root
+        self.before = self.take()
+
+    def take(self):
+        return {
+            "datasets": Dataset.objects.count(),
+            "checkpoints": Checkpoint.objects.count(),
+            "blobs": Blob.objects.count(),
+            "files": b.media_files(self.media_root),
+        }
+
+    def assert_unchanged(self):
+        assert self.take() == self.before
+
+
+# --------------------------------------------------------------------------- happy paths
+
+
+DATASET_CASES = {
+    "npz-string-labels": (
+        "animals.npz",
+        b.labelled_npz,
+        {
+            "n_samples": 12,
+            "modality": "vector",
+            "label_names": ["cat", "dog", "emu"],
+            "metadata_columns": ["group"],
+            "sample_shape": [5],
+        },
+    ),
+    "npz-digits-images": (
+        "digits.npz",
+        lambda: digits_npz_bytes(50),
+        {
+            "n_samples": 50,
+            "modality": "image",
+            "label_names": [],
+            "metadata_columns": [],
+            "sample_shape": [1, 8, 8],
+        },
+    ),
+    "zip-class-folders": (
+        "shapes.zip",
+        b.image_zip,
+        {
+            "n_samples": 6,
+            "modality": "image",
+            "label_names": ["circle", "square"],
+            "metadata_columns": [],
+            "sample_shape": [1, 6, 6],
+        },
+    ),
+    "csv": (
+        "people.csv",
+        b.tabular_csv,
+        {
+            "n_samples": 8,
+            "modality": "tabular",
+            "label_names": ["short", "tall"],
+            "metadata_columns": ["colour"],
+            "sample_shape": [2],
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DATASET_CASES))
+def test_api_dataset_upload_then_dedup(api_ws, case):
+    filename, make, expected = DATASET_CASES[case]
+    content = make()
+    response = api_upload(api_ws, "datasets", filename, content, name=f"my {case}")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    for field, value in expected.items():
+        assert body[field] == value, field
+    assert body["name"] == f"my {case}"
+    assert body["workspace"] == "lab"
+    assert body["filename"] == filename
+    dataset = Dataset.objects.get(pk=body["id"])
+    assert dataset.load_arrays().n == expected["n_samples"]
+    blobs = Blob.objects.count()
+
+    again = api_upload(api_ws, "datasets", filename, content, name="another name")
+    assert again.status_code == 200, again.content
+    assert again.json()["id"] == body["id"]
+    assert Dataset.objects.count() == 1
+    assert Blob.objects.count() == blobs
+
+
+def test_api_dataset_labels_follow_the_samples(api_ws):
+    response = api_upload(api_ws, "datasets", "animals.npz", b.labelled_npz())
+    dataset = Dataset.objects.get(pk=response.json()["id"])
+    arrays = dataset.load_arrays()
+    assert [arrays.label_of(i) for i in range(4)] == ["cat", "dog", "emu", "cat"]
+    assert list(arrays.metadata["group"][:2]) == ["test", "train"]
+    assert [p["id"] for p in dataset.preview[:2]] == ["s0", "s1"]
+    assert dataset.preview[1]["label"] == "dog"
+
+
+def test_same_file_in_another_workspace_is_a_new_dataset(api_ws, owner):
+    other = Workspace.objects.create(name="Other", slug="other")
+    other.memberships.create(user=owner, role="owner")
+    first = api_upload(api_ws, "datasets", "animals.npz", b.labelled_npz())
+    second = api_upload(api_ws, "datasets", "animals.npz", b.labelled_npz(), workspace="other")
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] != second.json()["id"]
+    assert second.json()["workspace"] == "other"
+
+
+def test_api_torchscript_checkpoint_then_dedup(api_ws, mlp_pt):
+    response = api_upload(api_ws, "checkpoints", "mlp.pt", mlp_pt, name="seed 0")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["format"] == "torchscript"
+    assert body["architecture"] == ""
+    assert body["name"] == "seed 0"
+    assert body["parameter_count"] == b.MLP_PARAMETERS
+    assert body["layers"] == ["flatten", "block1", "block2", "head", "output"]
+    assert body["default_layers"] == b.MLP_DEFAULT_LAYERS
+    assert [node["name"] for node in body["layer_tree"]] == ["flatten", "block1", "block2", "head"]
+    again = api_upload(api_ws, "checkpoints", "mlp.pt", mlp_pt)
+    assert again.status_code == 200
+    assert again.json()["id"] == body["id"]
+    assert Checkpoint.objects.count() == 1
+
+
+def test_api_safetensors_checkpoint_then_dedup(api_ws, tmp_path):
+    content = b.mlp_safetensors(0, tmp_path)
+    response = api_upload(api_ws, "checkpoints", "mlp.safetensors", content, architecture="mlp")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["format"] == "safetensors"
+    assert body["architecture"] == "mlp"
+    assert body["name"] == "mlp"  # defaults to the file name's stem
+    assert body["parameter_count"] == b.MLP_PARAMETERS
+    assert body["default_layers"] == b.MLP_DEFAULT_LAYERS
+    assert {"block1", "block1.0", "block1.1", "head", "output"} <= set(body["layers"])
+    again = api_upload(api_ws, "checkpoints", "mlp.safetensors", content, architecture="mlp")
+    assert again.status_code == 200
+    assert again.json()["id"] == body["id"]
+    assert Checkpoint.objects.count() == 1
+
+
+def test_page_dataset_upload_redirects_then_dedups(browser):
+    content = b.labelled_npz()
+    response = page_upload(browser, "datasets", "animals.npz", content, name="Animals")
+    assert response.status_code == 302
+    dataset = Dataset.objects.get()
+    assert response["Location"] == f"/datasets/{dataset.pk}/"
+    assert (dataset.name, dataset.n_samples, dataset.modality) == ("Animals", 12, "vector")
+    assert dataset.label_names == ["cat", "dog", "emu"]
+
+    again = page_upload(browser, "datasets", "animals.npz", content, name="Again")
+    assert again.status_code == 302
+    assert again["Location"] == f"/datasets/{dataset.pk}/"
+    assert Dataset.objects.count() == 1
+    page = browser.get(again["Location"])
+    assert "already here" in page.content.decode()
+
+
+@pytest.mark.parametrize("case", ["zip-class-folders", "csv"])
+def test_page_dataset_upload_other_formats(browser, case):
+    filename, make, expected = DATASET_CASES[case]
+    response = page_upload(browser, "datasets", filename, make())
+    assert response.status_code == 302
+    dataset = Dataset.objects.get()
+    for field, value in expected.items():
+        assert getattr(dataset, field) == value, field
+
+
+def test_page_checkpoint_uploads(browser, mlp_pt, tmp_path):
+    response = page_upload(browser, "checkpoints", "mlp.pt", mlp_pt, name="scripted")
+    assert response.status_code == 302
+    scripted = Checkpoint.objects.get(name="scripted")
+    assert response["Location"] == f"/checkpoints/{scripted.pk}/"
+    assert scripted.format == "torchscript"
+    assert scripted.parameter_count == b.MLP_PARAMETERS
+
+    content = b.mlp_safetensors(1, tmp_path)
+    response = page_upload(browser, "checkpoints", "w.safetensors", content, architecture="mlp")
+    assert response.status_code == 302
+    weights = Checkpoint.objects.get(format="safetensors")
+    assert (weights.architecture, weights.default_layers) == ("mlp", b.MLP_DEFAULT_LAYERS)
+
+    again = page_upload(browser, "checkpoints", "mlp.pt", mlp_pt, name="renamed")
+    assert again["Location"] == f"/checkpoints/{scripted.pk}/"
+    assert Checkpoint.objects.count() == 2
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _object_npz() -> bytes:
+    objects = np.empty(4, dtype=object)
+    objects[:] = [{"a": i} for i in range(4)]
+    return b.npz_bytes(x=np.zeros((4, 3), np.float32), extra=objects)
+
+
+def _ragged_csv() -> bytes:
+    return b"id,label,a,b\nr0,x,1,2\nr1,y,3\nr2,x,5,6\n"
+
+
+BAD_DATASETS = {
+    "npz-without-x": ("nox.npz", lambda: b.npz_bytes(y=np.arange(3)), "no 'x' array"),
+    "npz-object-array": ("objects.npz", _object_npz, "Python objects"),
+    "npz-corrupt": (
+        "broken.npz",
+        lambda: b"PK\x03\x04" + b"\x00garbage" * 20,
+        "not a readable .npz",
+    ),
+    "zip-corrupt": (
+        "broken.zip",
+        lambda: b"PK\x03\x04" + b"\x13garbage" * 20,
+        "not a readable .zip",
+    ),
+    "zip-slip": (
+        "slip.zip",
+        lambda: b.zip_bytes({"cat/a.png": b.png_bytes(1), "../evil.png": b.png_bytes(2)}),
+        "unsafe path",
+    ),
+    "zip-absolute-path": (
+        "abs.zip",
+        lambda: b.zip_bytes({"/etc/cat/a.png": b.png_bytes(1)}),
+        "unsafe path",
+    ),
+    "zip-outside-class-folder": (
+        "flat.zip",
+        lambda: b.zip_bytes({"cat/a.png": b.png_bytes(1), "b.png": b.png_bytes(2)}),
+        "not in a class folder",
+    ),
+    "zip-not-an-image": (
+        "text.zip",
+        lambda: b.zip_bytes({"cat/a.png": b"not a png"}),
+        "cannot read image",
+    ),
+    "csv-ragged": ("ragged.csv", _ragged_csv, "line 3 has 3 fields; the header has 4"),
+    "csv-no-numbers": (
+        "words.csv",
+        lambda: b"id,label,word\na,x,hello\nb,y,bye\n",
+        "no numeric feature columns",
+    ),
+    "unsupported-extension": ("data.txt", lambda: b"1,2,3\n", "unsupported dataset file"),
+    "npz-empty": ("empty.npz", lambda: b"", "empty"),
+    "zip-empty": ("empty.zip", lambda: b"", "empty"),
+    "csv-empty": ("empty.csv", lambda: b"", "empty"),
+}
+
+# The size check happens after the upload was received: the file must be non-empty there.
+EMPTY = {"npz-empty", "zip-empty", "csv-empty"}
+
+
+@pytest.mark.parametrize("case", sorted(set(BAD_DATASETS) - EMPTY))
+def test_api_bad_dataset_is_refused_without_trace(api_ws, media_root, case):
+    filename, make, message = BAD_DATASETS[case]
+    snapshot = Snapshot(media_root)
+    response = api_upload(api_ws, "datasets", filename, make())
+    assert response.status_code == 400, response.content
+    assert message in api_error(response)
+    snapshot.assert_unchanged()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATASETS))
+def test_page_bad_dataset_is_refused_without_trace(browser, media_root, case):
+    filename, make, message = BAD_DATASETS[case]
+    snapshot = Snapshot(media_root)
+    response = page_upload(browser, "datasets", filename, make())
+    assert response.status_code == 400
+    text = page_error(response)
+    assert message in text
+    assert 'class="errorlist' in text
+    snapshot.assert_unchanged()
+
+
+@pytest.mark.parametrize("case", sorted(EMPTY))
+def test_api_empty_dataset_is_refused_without_trace(api_ws, media_root, case):
+    filename, make, _ = BAD_DATASETS[case]
+    snapshot = Snapshot(media_root)
+    response = api_upload(api_ws, "datasets", filename, make())
+    assert response.status_code == 400
+    assert "empty" in str(response.json())
+    snapshot.assert_unchanged()
+
+
+def test_api_error_body_for_an_empty_file_has_detail(api_ws):
+    response = api_upload(api_ws, "datasets", "empty.npz", b"")
+    assert response.status_code == 400
+    assert "empty" in api_error(response)
+
+
+def _bad_checkpoints(tmp_path):
+    weights = b.mlp_safetensors(0, tmp_path)
+    return {
+        "pickle-as-pt": (
+            "evil.pt",
+            b.malicious_pickle(tmp_path / "pwned"),
+            {},
+            "not a TorchScript archive",
+        ),
+        "pickle-in-torchscript-layout": (
+            "evil2.pt",
+            b.malicious_torchscript_lookalike(tmp_path / "pwned"),
+            {},
+            "TorchScript",
+        ),
+        "torch-save-state-dict": ("state.pt", b.torch_save_state_dict(), {}, "pickle"),
+        "safetensors-without-architecture": ("w.safetensors", weights, {}, "architecture"),
+        "safetensors-wrong-architecture": (
+            "w.safetensors",
+            weights,
+            {"architecture": "small-cnn"},
+            "small-cnn",
+        ),
+        "safetensors-random-bytes": (
+            "noise.safetensors",
+            np.random.default_rng(0).bytes(4096),
+            {"architecture": "mlp"},
+            "not a valid .safetensors",
+        ),
+        "unsupported-extension": ("model.onnx", b"onnx?", {}, "unsupported checkpoint file"),
+        "pt-empty": ("empty.pt", b"", {}, "empty"),
+    }
+
+
+CHECKPOINT_CASES = [
+    "pickle-as-pt",
+    "pickle-in-torchscript-layout",
+    "torch-save-state-dict",
+    "safetensors-without-architecture",
+    "safetensors-wrong-architecture",
+    "safetensors-random-bytes",
+    "unsupported-extension",
+]
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES)
+def test_api_bad_checkpoint_is_refused_without_trace(api_ws, media_root, tmp_path, case):
+    filename, content, fields, message = _bad_checkpoints(tmp_path)[case]
+    snapshot = Snapshot(media_root)
+    response = api_upload(api_ws, "checkpoints", filename, content, **fields)
+    assert response.status_code == 400, response.content
+    assert message in api_error(response)
+    assert not (tmp_path / "pwned").exists()
+    snapshot.assert_unchanged()
+
+
+@pytest.mark.parametrize("case", [*CHECKPOINT_CASES, "pt-empty"])
+def test_page_bad_checkpoint_is_refused_without_trace(browser, media_root, tmp_path, case):
+    filename, content, fields, message = _bad_checkpoints(tmp_path)[case]
+    snapshot = Snapshot(media_root)
+    response = page_upload(browser, "checkpoints", filename, content, **fields)
+    assert response.status_code == 400
+    assert message in page_error(response)
+    assert not (tmp_path / "pwned").exists()
+    snapshot.assert_unchanged()
+
+
+def test_torch_save_message_explains_torchscript_and_pickle(api_ws):
+    response = api_upload(api_ws, "checkpoints", "state.pth", b.torch_save_state_dict())
+    assert response.status_code == 400
+    detail = api_error(response)
+    assert "TorchScript" in detail and "pickle" in detail
+
+
+def test_api_empty_checkpoint_is_refused(api_ws, media_root):
+    snapshot = Snapshot(media_root)
+    response = api_upload(api_ws, "checkpoints", "empty.pt", b"")
+    assert response.status_code == 400
+    assert "empty" in str(response.json())
+    snapshot.assert_unchanged()
+
+
+def test_api_unknown_architecture_is_refused(api_ws, media_root, tmp_path):
+    snapshot = Snapshot(media_root)
+    response = api_upload(
+        api_ws,
+        "checkpoints",
+        "w.safetensors",
+        b.mlp_safetensors(0, tmp_path),
+        architecture="resnet-9000",
+    )
+    assert response.status_code == 400
+    assert "resnet-9000" in str(response.json())
+    snapshot.assert_unchanged()
+
+
+# --------------------------------------------------------------------------- size limit
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_dataset_over_the_size_limit(api_ws, browser, settings, media_root, via):
+    settings.REPLENS_MAX_UPLOAD_BYTES = 1000
+    content = digits_npz_bytes(50)
+    assert len(content) > 1000
+    snapshot = Snapshot(media_root)
+    if via == "api":
+        response = api_upload(api_ws, "datasets", "digits.npz", content)
+        text = api_error(response)
+    else:
+        response = page_upload(browser, "datasets", "digits.npz", content)
+        text = page_error(response)
+    assert response.status_code == 400
+    assert "the limit is 1000" in text
+    snapshot.assert_unchanged()
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_checkpoint_over_the_size_limit(api_ws, browser, settings, media_root, via):
+    settings.REPLENS_MAX_UPLOAD_BYTES = 1000
+    content = torchscript_mlp_bytes(seed=3)
+    snapshot = Snapshot(media_root)
+    if via == "api":
+        response = api_upload(api_ws, "checkpoints", "mlp.pt", content)
+        text = api_error(response)
+    else:
+        response = page_upload(browser, "checkpoints", "mlp.pt", content)
+        text = page_error(response)
+    assert response.status_code == 400
+    assert "the limit is 1000" in text
+    snapshot.assert_unchanged()
+
+
+def test_file_at_the_size_limit_is_accepted(api_ws, settings):
+    content = b.tabular_csv()
+    settings.REPLENS_MAX_UPLOAD_BYTES = len(content)
+    response = api_upload(api_ws, "datasets", "people.csv", content)
+    assert response.status_code == 201, response.content
+
+
+# --------------------------------------------------------------------------- who may upload
+
+
+def test_viewer_cannot_upload(django_user_model, workspace, media_root):
+    from tests.conftest import api_client_for
+
+    viewer = django_user_model.objects.create_user("viewer", password="viewer-pass")
+    workspace.memberships.create(user=viewer, role="viewer")
+    snapshot = Snapshot(media_root)
+    response = api_upload(api_client_for(viewer), "datasets", "animals.npz", b.labelled_npz())
+    assert response.status_code == 404
+    snapshot.assert_unchanged()
+
+
+# ------------------------------------------------------------- text PostgreSQL refuses
+
+
+@pytest.mark.parametrize("filename", ["nul-label.csv", "nul-id.npz"])
+def test_nul_character_in_labels_is_a_clear_400(api_ws, media_root, filename):
+    from django.db import DataError, transaction
+
+    if filename.endswith(".csv"):
+        content = b"id,label,a\nr0,x\x00y,1\nr1,z,2\n"
+    else:
+        content = b.npz_bytes(x=np.zeros((3, 2), np.float32), ids=np.array(["a\x00b", "c", "d"]))
+    snapshot = Snapshot(media_root)
+    try:
+        with transaction.atomic():
+            response = api_upload(api_ws, "datasets", filename, content)
+    except DataError:
+        response = None
+    assert response is not None and response.status_code == 400
+    snapshot.assert_unchanged()
+
+
+def test_the_crafted_pickle_really_runs_code_when_unpickled(tmp_path):
+    """Makes the 'marker file does not exist' checks above meaningful."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+    pickle.loads(b.malicious_pickle(marker)).close()
+    assert marker.exists()
