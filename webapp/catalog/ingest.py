@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from django.conf import settings
+from django.db import transaction
 
 from analysis import checkpoints
 from analysis.datasets import DatasetArrays, read_dataset, thumbnails
@@ -65,7 +66,8 @@ def ingest_dataset(
     description: str = "",
 ) -> tuple[Dataset, bool]:
     """Parse, validate and store a dataset; an identical one already in the workspace is
-    returned instead (``created`` is then False)."""
+    returned instead (``created`` is then False). Rows are written in one transaction; blob
+    files are content-addressed, so one left by a failed write is harmless."""
     name = _clean_name(name, filename)
     with _spooled(upload, filename) as (path, f):
         arrays = read_dataset(
@@ -74,32 +76,29 @@ def ingest_dataset(
             max_files=settings.REPLENS_ARCHIVE_MAX_FILES,
             max_bytes=settings.REPLENS_ARCHIVE_MAX_BYTES,
         )
-        with tempfile.TemporaryFile() as canonical:
+        thumbs = thumbnails(arrays)
+        with tempfile.TemporaryFile() as canonical, transaction.atomic():
             arrays.save(canonical)
             arrays_blob = Blob.store(canonical)
-        existing = Dataset.objects.filter(workspace=workspace, arrays=arrays_blob).first()
-        if existing:
-            return existing, False
-        source_blob = Blob.store(f)
-    thumbs = thumbnails(arrays)
-    thumbs_blob = Blob.store_array(thumbs) if thumbs is not None else None
-    dataset = Dataset.objects.create(
-        workspace=workspace,
-        name=name,
-        description=description,
-        filename=filename,
-        source=source_blob,
-        arrays=arrays_blob,
-        thumbnails=thumbs_blob,
-        modality=arrays.modality,
-        n_samples=arrays.n,
-        sample_shape=list(arrays.x.shape[1:]),
-        label_names=arrays.label_names,
-        metadata_columns=list(arrays.metadata),
-        preview=_preview(arrays),
-        created_by=user,
-    )
-    return dataset, True
+            existing = Dataset.objects.filter(workspace=workspace, arrays=arrays_blob).first()
+            if existing:
+                return existing, False
+            return Dataset.objects.create(
+                workspace=workspace,
+                name=name,
+                description=description,
+                filename=filename,
+                source=Blob.store(f),
+                arrays=arrays_blob,
+                thumbnails=Blob.store_array(thumbs) if thumbs is not None else None,
+                modality=arrays.modality,
+                n_samples=arrays.n,
+                sample_shape=list(arrays.x.shape[1:]),
+                label_names=arrays.label_names,
+                metadata_columns=list(arrays.metadata),
+                preview=_preview(arrays),
+                created_by=user,
+            ), True
 
 
 def _preview(arrays: DatasetArrays) -> list[dict]:
@@ -136,25 +135,25 @@ def ingest_checkpoint(
         architecture = ""
     with _spooled(upload, filename) as (path, f):
         model = checkpoints.load_checkpoint(path, fmt, architecture)
-        blob = Blob.store(f)
-    existing = Checkpoint.objects.filter(
-        workspace=workspace, blob=blob, architecture=architecture
-    ).first()
-    if existing:
-        return existing, False
-    checkpoint = Checkpoint.objects.create(
-        workspace=workspace,
-        name=name,
-        description=description,
-        filename=filename,
-        blob=blob,
-        format=fmt,
-        architecture=architecture,
-        parameter_count=checkpoints.parameter_count(model),
-        layer_tree=checkpoints.layer_tree(model),
-        layers=checkpoints.capturable_layers(model),
-        default_layers=checkpoints.default_layers(model),
-        seed_group=seed_group,
-        created_by=user,
-    )
-    return checkpoint, True
+        with transaction.atomic():
+            blob = Blob.store(f)
+            existing = Checkpoint.objects.filter(
+                workspace=workspace, blob=blob, architecture=architecture
+            ).first()
+            if existing:
+                return existing, False
+            return Checkpoint.objects.create(
+                workspace=workspace,
+                name=name,
+                description=description,
+                filename=filename,
+                blob=blob,
+                format=fmt,
+                architecture=architecture,
+                parameter_count=checkpoints.parameter_count(model),
+                layer_tree=checkpoints.layer_tree(model),
+                layers=checkpoints.capturable_layers(model),
+                default_layers=checkpoints.default_layers(model),
+                seed_group=seed_group,
+                created_by=user,
+            ), True

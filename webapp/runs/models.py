@@ -83,29 +83,30 @@ class Run(models.Model):
 
     @classmethod
     def submit(cls, *, kind: str, request_key: str, depends_on=(), **fields) -> tuple[Run, bool]:
-        """Create the run (or return the existing one for this request) and enqueue it on
-        commit. A failed or cancelled run asked for again is queued again."""
+        """The run for this request, and whether this call queued work: a new run, or a
+        failed or cancelled one asked for again. Work is enqueued when the transaction commits.
+        """
         with transaction.atomic():
-            run, created = cls.objects.get_or_create(
-                request_key=request_key,
-                defaults={"kind": kind, **fields},
+            run, queued = cls.objects.get_or_create(
+                request_key=request_key, defaults={"kind": kind, **fields}
             )
-            if created:
+            if queued:
                 run.depends_on.set(depends_on)
             elif run.state in (cls.State.FAILED, cls.State.CANCELLED):
-                requeued = cls.objects.filter(pk=run.pk, state=run.state).update(
-                    state=cls.State.QUEUED,
-                    error="",
-                    progress=0.0,
-                    started_at=None,
-                    finished_at=None,
-                    heartbeat_at=None,
+                queued = bool(
+                    cls.objects.filter(pk=run.pk, state=run.state).update(
+                        state=cls.State.QUEUED,
+                        error="",
+                        progress=0.0,
+                        started_at=None,
+                        finished_at=None,
+                        heartbeat_at=None,
+                    )
                 )
-                created = bool(requeued)
                 run.refresh_from_db()
-            if created:
+            if queued:
                 run.enqueue_on_commit()
-        return run, created
+        return run, queued
 
     def enqueue_on_commit(self) -> None:
         from workers.tasks import enqueue
