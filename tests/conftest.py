@@ -163,3 +163,52 @@ def worker(transactional_db, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         connection.close()  # the worker's sessions are gone; let the flush reconnect
+
+
+@pytest.fixture
+def isolated_media(settings, tmp_path):
+    """Blobs of each test go to their own folder, so 'nothing left behind' can be counted;
+    a fast password hasher keeps the persona fixtures cheap. (Not for tests with a worker
+    process, which reads blobs where the environment says.)"""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def digits(workspace, owner):
+    """60 real 8×8 digits (an image dataset with thumbnails) in the owner's workspace."""
+    from webapp.catalog.ingest import ingest_dataset
+
+    dataset, _ = ingest_dataset(
+        workspace, owner, io.BytesIO(digits_npz_bytes(60)), "digits.npz", "Digits"
+    )
+    return dataset
+
+
+def checkpoint_from(workspace, owner, content: bytes, name: str):
+    from webapp.catalog.ingest import ingest_checkpoint
+
+    checkpoint, _ = ingest_checkpoint(workspace, owner, io.BytesIO(content), f"{name}.pt", name)
+    return checkpoint
+
+
+@pytest.fixture
+def ckpt_a(workspace, owner):
+    return checkpoint_from(workspace, owner, torchscript_mlp_bytes(0), "mlp-seed0")
+
+
+@pytest.fixture
+def ckpt_b(workspace, owner):
+    return checkpoint_from(workspace, owner, torchscript_mlp_bytes(1), "mlp-seed1")
+
+
+def run_with_dependencies(run):
+    """Play the worker in-process: every dependency, then the run itself."""
+    from workers.tasks import execute_run
+
+    for dependency in run.depends_on.order_by("pk"):
+        execute_run(dependency.pk)
+    execute_run(run.pk)
+    run.refresh_from_db()
+    return run

@@ -9,9 +9,13 @@ import pytest
 import yaml
 from rest_framework.test import APIClient
 
-from tests.conftest import api_client_for
+from tests.conftest import (
+    api_client_for,
+    checkpoint_from,
+    run_with_dependencies,
+    torchscript_mlp_bytes,
+)
 from tests.webapp.builders import MLP_DEFAULT_LAYERS, labelled_npz
-from tests.webapp.conftest import _checkpoint, run_with_dependencies
 from webapp.catalog.models import ActivationSet, Workspace
 from webapp.runs.models import Run
 from workers.tasks import execute_run
@@ -301,7 +305,9 @@ def test_unknown_pooling_and_measure_are_refused(api, ckpt_a, ckpt_b, digits):
 
 
 def test_checkpoint_from_another_workspace(api, owner, outsider, ckpt_a, digits):
-    foreign = _checkpoint(Workspace.objects.get(slug="elsewhere"), outsider, 5, "theirs")
+    foreign = checkpoint_from(
+        Workspace.objects.get(slug="elsewhere"), outsider, torchscript_mlp_bytes(5), "theirs"
+    )
     response = api.post(
         "/api/v1/extractions/", {"checkpoint": foreign.pk, "dataset": digits.pk}, format="json"
     )

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import run_with_dependencies
 from tests.webapp.builders import labelled_npz, npz_bytes
-from tests.webapp.conftest import run_with_dependencies
 from webapp.catalog.ingest import ingest_dataset
 from webapp.runs.models import Run
 from webapp.runs.submit import request_comparison, request_extraction

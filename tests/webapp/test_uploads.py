@@ -56,8 +56,8 @@ def page_error(response) -> str:
 class Snapshot:
     """Rows and files that exist now; a rejected upload must not change them."""
 
-    def __init__(self, media_root):
-        self.media_root = media_root
+    def __init__(self, isolated_media):
+        self.isolated_media = isolated_media
         self.before = self.take()
 
     def take(self):
@@ -65,7 +65,7 @@ class Snapshot:
             "datasets": Dataset.objects.count(),
             "checkpoints": Checkpoint.objects.count(),
             "blobs": Blob.objects.count(),
-            "files": b.media_files(self.media_root),
+            "files": b.media_files(self.isolated_media),
         }
 
     def assert_unchanged(self):
@@ -309,9 +309,9 @@ EMPTY = {"npz-empty", "zip-empty", "csv-empty"}
 
 
 @pytest.mark.parametrize("case", sorted(set(BAD_DATASETS) - EMPTY))
-def test_api_bad_dataset_is_refused_without_trace(api_ws, media_root, case):
+def test_api_bad_dataset_is_refused_without_trace(api_ws, isolated_media, case):
     filename, make, message = BAD_DATASETS[case]
-    snapshot = Snapshot(media_root)
+    snapshot = Snapshot(isolated_media)
     response = api_upload(api_ws, "datasets", filename, make())
     assert response.status_code == 400, response.content
     assert message in api_error(response)
@@ -319,9 +319,9 @@ def test_api_bad_dataset_is_refused_without_trace(api_ws, media_root, case):
 
 
 @pytest.mark.parametrize("case", sorted(BAD_DATASETS))
-def test_page_bad_dataset_is_refused_without_trace(browser, media_root, case):
+def test_page_bad_dataset_is_refused_without_trace(browser, isolated_media, case):
     filename, make, message = BAD_DATASETS[case]
-    snapshot = Snapshot(media_root)
+    snapshot = Snapshot(isolated_media)
     response = page_upload(browser, "datasets", filename, make())
     assert response.status_code == 400
     text = page_error(response)
@@ -331,9 +331,9 @@ def test_page_bad_dataset_is_refused_without_trace(browser, media_root, case):
 
 
 @pytest.mark.parametrize("case", sorted(EMPTY))
-def test_api_empty_dataset_is_refused_without_trace(api_ws, media_root, case):
+def test_api_empty_dataset_is_refused_without_trace(api_ws, isolated_media, case):
     filename, make, _ = BAD_DATASETS[case]
-    snapshot = Snapshot(media_root)
+    snapshot = Snapshot(isolated_media)
     response = api_upload(api_ws, "datasets", filename, make())
     assert response.status_code == 400
     assert "empty" in str(response.json())
@@ -392,9 +392,9 @@ CHECKPOINT_CASES = [
 
 
 @pytest.mark.parametrize("case", CHECKPOINT_CASES)
-def test_api_bad_checkpoint_is_refused_without_trace(api_ws, media_root, tmp_path, case):
+def test_api_bad_checkpoint_is_refused_without_trace(api_ws, isolated_media, tmp_path, case):
     filename, content, fields, message = _bad_checkpoints(tmp_path)[case]
-    snapshot = Snapshot(media_root)
+    snapshot = Snapshot(isolated_media)
     response = api_upload(api_ws, "checkpoints", filename, content, **fields)
     assert response.status_code == 400, response.content
     assert message in api_error(response)
@@ -403,9 +403,9 @@ def test_api_bad_checkpoint_is_refused_without_trace(api_ws, media_root, tmp_pat
 
 
 @pytest.mark.parametrize("case", [*CHECKPOINT_CASES, "pt-empty"])
-def test_page_bad_checkpoint_is_refused_without_trace(browser, media_root, tmp_path, case):
+def test_page_bad_checkpoint_is_refused_without_trace(browser, isolated_media, tmp_path, case):
     filename, content, fields, message = _bad_checkpoints(tmp_path)[case]
-    snapshot = Snapshot(media_root)
+    snapshot = Snapshot(isolated_media)
     response = page_upload(browser, "checkpoints", filename, content, **fields)
     assert response.status_code == 400
     assert message in page_error(response)
@@ -420,16 +420,16 @@ def test_torch_save_message_explains_torchscript_and_pickle(api_ws):
     assert "TorchScript" in detail and "pickle" in detail
 
 
-def test_api_empty_checkpoint_is_refused(api_ws, media_root):
-    snapshot = Snapshot(media_root)
+def test_api_empty_checkpoint_is_refused(api_ws, isolated_media):
+    snapshot = Snapshot(isolated_media)
     response = api_upload(api_ws, "checkpoints", "empty.pt", b"")
     assert response.status_code == 400
     assert "empty" in str(response.json())
     snapshot.assert_unchanged()
 
 
-def test_api_unknown_architecture_is_refused(api_ws, media_root, tmp_path):
-    snapshot = Snapshot(media_root)
+def test_api_unknown_architecture_is_refused(api_ws, isolated_media, tmp_path):
+    snapshot = Snapshot(isolated_media)
     response = api_upload(
         api_ws,
         "checkpoints",
@@ -446,11 +446,11 @@ def test_api_unknown_architecture_is_refused(api_ws, media_root, tmp_path):
 
 
 @pytest.mark.parametrize("via", ["api", "page"])
-def test_dataset_over_the_size_limit(api_ws, browser, settings, media_root, via):
+def test_dataset_over_the_size_limit(api_ws, browser, settings, isolated_media, via):
     settings.REPLENS_MAX_UPLOAD_BYTES = 1000
     content = digits_npz_bytes(50)
     assert len(content) > 1000
-    snapshot = Snapshot(media_root)
+    snapshot = Snapshot(isolated_media)
     if via == "api":
         response = api_upload(api_ws, "datasets", "digits.npz", content)
         text = api_error(response)
@@ -463,10 +463,10 @@ def test_dataset_over_the_size_limit(api_ws, browser, settings, media_root, via)
 
 
 @pytest.mark.parametrize("via", ["api", "page"])
-def test_checkpoint_over_the_size_limit(api_ws, browser, settings, media_root, via):
+def test_checkpoint_over_the_size_limit(api_ws, browser, settings, isolated_media, via):
     settings.REPLENS_MAX_UPLOAD_BYTES = 1000
     content = torchscript_mlp_bytes(seed=3)
-    snapshot = Snapshot(media_root)
+    snapshot = Snapshot(isolated_media)
     if via == "api":
         response = api_upload(api_ws, "checkpoints", "mlp.pt", content)
         text = api_error(response)
@@ -488,12 +488,12 @@ def test_file_at_the_size_limit_is_accepted(api_ws, settings):
 # --------------------------------------------------------------------------- who may upload
 
 
-def test_viewer_cannot_upload(django_user_model, workspace, media_root):
+def test_viewer_cannot_upload(django_user_model, workspace, isolated_media):
     from tests.conftest import api_client_for
 
     viewer = django_user_model.objects.create_user("viewer", password="viewer-pass")
     workspace.memberships.create(user=viewer, role="viewer")
-    snapshot = Snapshot(media_root)
+    snapshot = Snapshot(isolated_media)
     response = api_upload(api_client_for(viewer), "datasets", "animals.npz", b.labelled_npz())
     assert response.status_code == 404
     snapshot.assert_unchanged()
@@ -503,14 +503,14 @@ def test_viewer_cannot_upload(django_user_model, workspace, media_root):
 
 
 @pytest.mark.parametrize("filename", ["nul-label.csv", "nul-id.npz"])
-def test_nul_character_in_labels_is_a_clear_400(api_ws, media_root, filename):
+def test_nul_character_in_labels_is_a_clear_400(api_ws, isolated_media, filename):
     from django.db import DataError, transaction
 
     if filename.endswith(".csv"):
         content = b"id,label,a\nr0,x\x00y,1\nr1,z,2\n"
     else:
         content = b.npz_bytes(x=np.zeros((3, 2), np.float32), ids=np.array(["a\x00b", "c", "d"]))
-    snapshot = Snapshot(media_root)
+    snapshot = Snapshot(isolated_media)
     try:
         with transaction.atomic():
             response = api_upload(api_ws, "datasets", filename, content)

@@ -16,7 +16,7 @@ from torch import nn
 import workers.tasks
 from analysis.checkpoints import load_checkpoint
 from analysis.extraction import extract_activations
-from tests.workers.conftest import checkpoint_from
+from tests.conftest import checkpoint_from
 from webapp.catalog.models import ActivationSet, Blob
 from webapp.runs.models import Cancelled, Run, Score
 from webapp.runs.submit import request_comparison, request_extraction
