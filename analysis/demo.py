@@ -227,7 +227,8 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 5
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            logits = model(torch.from_numpy(x[start : start + batch_size]))
+            chunk = np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
+            logits = model(torch.from_numpy(chunk))
             correct += int((logits.argmax(1).numpy() == y[start : start + batch_size]).sum())
     return correct / len(x)
 
@@ -301,10 +302,14 @@ class DemoModelSpec:
     lr: float = 2e-3
 
     def build(self) -> nn.Sequential:
-        n_classes = len(DIGIT_NAMES) if self.dataset == "digits" else len(SHAPE_NAMES)
+        """The untrained model (grey images: 8×8 digits, 32×32 shapes)."""
+        digits = self.dataset == "digits"
+        n_classes = len(DIGIT_NAMES) if digits else len(SHAPE_NAMES)
         if self.architecture == "mlp":
-            return mlp(8 * 8, self.widths, n_classes)
-        return small_cnn(1, self.widths, n_classes)
+            return mlp(8 * 8 if digits else 32 * 32, self.widths, n_classes)
+        if self.architecture == "small-cnn":
+            return small_cnn(1, self.widths, n_classes)
+        raise ValueError(f"unknown demo architecture {self.architecture!r}")
 
 
 @dataclass(frozen=True)

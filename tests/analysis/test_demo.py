@@ -23,12 +23,20 @@ from analysis.demo import (
     make_shapes,
     random_rotation,
     rotate,
+    torch_threads,
     train_classifier,
     write_digits_npz,
     write_shapes_npz,
 )
 
 FACTORS = ("shape", "pos_x", "pos_y", "scale", "rotation_deg")
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny models train faster on one thread, and much faster on a busy machine."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +177,7 @@ def test_random_rotation_leaves_a_centred_disc_and_changes_a_square():
     assert (square_change > 0.12 * mass).sum() >= 12  # all but angles near a multiple of 90°
     # Angles differ within a batch and follow the generator.
     again = random_rotation(squares, torch.Generator().manual_seed(0))
+    assert not torch.allclose(again[0], again[1], atol=1e-3)
     torch.testing.assert_close(again, random_rotation(squares, torch.Generator().manual_seed(0)))
 
 
@@ -179,6 +188,7 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.usefixtures("single_thread")
 def test_same_seed_same_weights_other_seed_other_weights(digits):
     x, y = digits["x"], digits["y"]
     states, accuracies = [], []
@@ -195,6 +205,7 @@ def test_same_seed_same_weights_other_seed_other_weights(digits):
     assert all(a > 0.3 for a in accuracies)  # well above chance (0.1) after three epochs
 
 
+@pytest.mark.usefixtures("single_thread")
 def test_training_leaves_the_global_rng_alone(digits):
     model = mlp(64, [8], 10)
     torch.manual_seed(123)
@@ -204,6 +215,7 @@ def test_training_leaves_the_global_rng_alone(digits):
     torch.testing.assert_close(torch.rand(3), expected)
 
 
+@pytest.mark.usefixtures("single_thread")
 def test_training_returns_the_accuracy_it_reaches(digits):
     model = mlp(64, [32], 10)
     reported = train_classifier(model, digits["x"], digits["y"], epochs=2, seed=0)
@@ -239,10 +251,12 @@ def test_demo_model_specs():
 def test_saved_demo_models_load_with_their_blocks(tmp_path, digits):
     specs = [
         DemoModelSpec("tiny-cnn", "digits", "small-cnn", (4, 8), seed=0, epochs=1, description="c"),
-        DemoModelSpec("tiny-mlp", "digits", "mlp", (16,), seed=0, epochs=1, description="m"),
+        DemoModelSpec("tiny-mlp", "digits", "mlp", (32,), seed=0, epochs=3, description="m"),
     ]
     messages: list[str] = []
+    threads = torch.get_num_threads()
     built = build_demo_models(tmp_path / "models", progress=messages.append, specs=specs)
+    assert torch.get_num_threads() == threads  # training ran single-threaded, then restored
     assert [m.name for m in built] == ["tiny-cnn", "tiny-mlp"]
     assert any("tiny-mlp" in message for message in messages)
     expected_layers = {
@@ -257,4 +271,4 @@ def test_saved_demo_models_load_with_their_blocks(tmp_path, digits):
         # The archive holds the trained weights: it scores what training reported.
         assert accuracy(model, digits["x"], digits["y"]) == entry.train_accuracy
         assert entry.demo_accuracy == entry.train_accuracy
-        assert 0.1 < entry.train_accuracy <= 1.0
+    assert built[1].train_accuracy > 0.3  # the MLP learnt something in three epochs

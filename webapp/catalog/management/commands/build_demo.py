@@ -65,9 +65,10 @@ class Command(BaseCommand):
                             f,
                             model.path.name,
                             model.name,
-                            description=f"{model.description} (train accuracy "
-                            f"{model.train_accuracy:.1%})",
-                            seed_group=model.architecture,
+                            description=f"{model.description} Accuracy: "
+                            f"{model.train_accuracy:.1%} on its training data, "
+                            f"{model.demo_accuracy:.1%} on the demo {model.dataset} dataset.",
+                            seed_group=model.name.split("-seed")[0],
                         )
         for a, b, dataset in COMPARISONS:
             run, _ = request_comparison(user, checkpoints[a], checkpoints[b], datasets[dataset])
