@@ -63,17 +63,23 @@ def home(request):
     return render(request, "pages/home.html", {"workspaces": workspaces})
 
 
-def _workspace_context(request, workspace, **forms) -> dict:
+def _runs_context(workspace) -> dict:
     runs = workspace.runs.select_related("checkpoint", "checkpoint_b", "dataset")[:50]
     return {
         "workspace": workspace,
+        "runs": runs,
+        "runs_active": any(not r.is_terminal for r in runs),
+    }
+
+
+def _workspace_context(workspace, **forms) -> dict:
+    return {
+        **_runs_context(workspace),
         "datasets": workspace.datasets.all(),
         "checkpoints": workspace.checkpoints.all(),
         "comparisons": workspace.runs.filter(kind=Run.Kind.COMPARE).select_related(
             "checkpoint", "checkpoint_b", "dataset"
         ),
-        "runs": runs,
-        "runs_active": any(not r.is_terminal for r in runs),
         "dataset_form": forms.get("dataset_form") or DatasetUploadForm(),
         "checkpoint_form": forms.get("checkpoint_form") or CheckpointUploadForm(),
         "comparison_form": forms.get("comparison_form") or ComparisonForm(workspace),
@@ -82,14 +88,12 @@ def _workspace_context(request, workspace, **forms) -> dict:
 
 @login_required
 def workspace(request, slug):
-    return render(
-        request, "pages/workspace.html", _workspace_context(request, _workspace(request, slug))
-    )
+    return render(request, "pages/workspace.html", _workspace_context(_workspace(request, slug)))
 
 
 @login_required
 def workspace_runs(request, slug):
-    context = _workspace_context(request, _workspace(request, slug))
+    context = _runs_context(_workspace(request, slug))
     return _poll(request, "pages/workspace.html", "runs", context, not context["runs_active"])
 
 
@@ -97,7 +101,7 @@ def _form_page(request, workspace, status=400, **forms) -> HttpResponse:
     return render(
         request,
         "pages/workspace.html",
-        _workspace_context(request, workspace, **forms),
+        _workspace_context(workspace, **forms),
         status=status,
     )
 
