@@ -17,16 +17,24 @@ shuffling the rows of Y, which is what unrelated representations of this n and d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from analysis.errors import InputError
+from analysis.measures import (
+    BASELINE_WARNING,
+    Layers,
+    Measure,
+    PairResult,
+    check_activations,
+    compare_layers,
+)
+
+__all__ = ["BASELINE_WARNING", "PairResult", "LinearCKA", "cka_matrix", "linear_cka", "prepare"]
 
 MIN_SAMPLES = 4
-BASELINE_WARNING = 0.5
-"""Warn when unrelated data (the permutation baseline) already scores this high."""
 
 
 @dataclass
@@ -36,6 +44,10 @@ class PreparedLayer:
     centred: np.ndarray
     self_norm: float  # ‖XᵀX‖_F
     _gram: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> np.ndarray:
+        return self.centred
 
     @property
     def n(self) -> int:
@@ -54,13 +66,7 @@ class PreparedLayer:
 
 def prepare(x: np.ndarray, name: str = "activations") -> PreparedLayer:
     """Centre the columns of ``x`` (n × d) in float64; refuse input CKA is undefined for."""
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise InputError(f"{name}: expected an n × d array, got shape {x.shape}")
-    if x.shape[0] < MIN_SAMPLES:
-        raise InputError(f"{name}: CKA needs at least {MIN_SAMPLES} samples, got {x.shape[0]}")
-    if not np.isfinite(x).all():
-        raise InputError(f"{name}: activations contain NaN or Inf")
+    x = check_activations(x, name, MIN_SAMPLES)
     if not np.ptp(x, axis=0).any():
         raise InputError(f"{name}: every column is constant across samples; CKA is undefined")
     centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
@@ -77,20 +83,14 @@ def use_gram_form(a: PreparedLayer, b: PreparedLayer) -> bool:
     return a.n * a.n < a.d * b.d
 
 
-def _cka_prepared(a: PreparedLayer, b: PreparedLayer, perm: np.ndarray | None = None) -> float:
+def _cka_prepared(a: PreparedLayer, b: PreparedLayer) -> float:
     """CKA of two prepared layers, clipped to [0, 1] against round-off (1 + 2e-16 for X vs X)."""
-    return min(1.0, max(0.0, _cka_unclipped(a, b, perm)))
-
-
-def _cka_unclipped(a: PreparedLayer, b: PreparedLayer, perm: np.ndarray | None) -> float:
     if use_gram_form(a, b):
-        gram_b = b.normalised_gram()
-        if perm is not None:
-            gram_b = gram_b[np.ix_(perm, perm)]
-        return float(np.vdot(a.normalised_gram(), gram_b))
-    y = b.centred if perm is None else b.centred[perm]
-    cross = y.T @ a.centred
-    return float(np.vdot(cross, cross) / (a.self_norm * b.self_norm))
+        value = float(np.vdot(a.normalised_gram(), b.normalised_gram()))
+    else:
+        cross = b.centred.T @ a.centred
+        value = float(np.vdot(cross, cross) / (a.self_norm * b.self_norm))
+    return min(1.0, max(0.0, value))
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -105,64 +105,35 @@ def _check_same_samples(a: PreparedLayer, b: PreparedLayer) -> None:
         raise InputError(f"the two spaces have different numbers of samples: {a.n} vs {b.n}")
 
 
-@dataclass
-class PairResult:
-    value: float
-    baseline: float  # mean CKA over row permutations of Y
-    baseline_std: float
-    n: int
-    d_a: int
-    d_b: int
-    estimator: str  # "feature" or "gram": the form used, not a different number
+class LinearCKA(Measure):
+    id = "cka/linear"
+    name = "Linear CKA"
+    reference = "Kornblith et al. 2019"
+    invariant_to = ("orthogonal", "isotropic scaling", "translation")
 
-    @property
-    def warnings(self) -> list[str]:
-        if self.baseline >= BASELINE_WARNING:
-            return [
-                f"unrelated data already scores {self.baseline:.2f} at n={self.n}, "
-                f"d={max(self.d_a, self.d_b)}: use more samples or fewer dimensions"
-            ]
-        return []
+    def prepare(self, x: np.ndarray, name: str = "activations") -> PreparedLayer:
+        return prepare(x, name)
+
+    def score(self, a: PreparedLayer, b: PreparedLayer) -> float:
+        return _cka_prepared(a, b)
+
+    def permute(self, prepared: PreparedLayer, perm: np.ndarray) -> PreparedLayer:
+        """Rows permuted without re-centring or recomputing norms (both are unchanged)."""
+        gram = None
+        if prepared._gram is not None:
+            gram = prepared._gram[np.ix_(perm, perm)]
+        return PreparedLayer(prepared.centred[perm], prepared.self_norm, gram)
+
+    def estimator(self, a: PreparedLayer, b: PreparedLayer) -> str:
+        return "gram" if use_gram_form(a, b) else "feature"
 
 
 def cka_matrix(
-    layers_a: Sequence[tuple[str, np.ndarray]],
-    layers_b: Sequence[tuple[str, np.ndarray]],
+    layers_a: Layers,
+    layers_b: Layers,
     n_permutations: int = 10,
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
 ) -> dict[tuple[str, str], PairResult]:
-    """Linear CKA with its permutation baseline for every pair (layer of A, layer of B).
-
-    Each layer is prepared once; the same ``n_permutations`` seeded row permutations serve
-    every pair, so baselines are comparable across the matrix.
-    """
-    if n_permutations < 1:
-        raise InputError("the permutation baseline needs at least one permutation")
-    if not layers_a or not layers_b:
-        raise InputError("choose at least one layer on each side")
-    prepared_a = [(name, prepare(x, name)) for name, x in layers_a]
-    prepared_b = [(name, prepare(x, name)) for name, x in layers_b]
-    n = prepared_a[0][1].n
-    for _, layer in prepared_a + prepared_b:
-        if layer.n != n:
-            raise InputError(f"layers have different numbers of samples: {layer.n} vs {n}")
-    rng = np.random.default_rng(seed)
-    perms = [rng.permutation(n) for _ in range(n_permutations)]
-    results: dict[tuple[str, str], PairResult] = {}
-    total = len(prepared_a) * len(prepared_b)
-    for i, (name_a, a) in enumerate(prepared_a):
-        for j, (name_b, b) in enumerate(prepared_b):
-            shuffled = [_cka_prepared(a, b, p) for p in perms]
-            results[(name_a, name_b)] = PairResult(
-                value=_cka_prepared(a, b),
-                baseline=float(np.mean(shuffled)),
-                baseline_std=float(np.std(shuffled)),
-                n=n,
-                d_a=a.d,
-                d_b=b.d,
-                estimator="gram" if use_gram_form(a, b) else "feature",
-            )
-            if progress:
-                progress((i * len(prepared_b) + j + 1) / total)
-    return results
+    """Linear CKA with its permutation baseline for every pair (layer of A, layer of B)."""
+    return compare_layers(LinearCKA(), layers_a, layers_b, n_permutations, 0, seed, progress)

@@ -1,32 +1,195 @@
-"""The registry of measures: stable ids and declared properties that drive the UI."""
+"""What every measure between two representation spaces shares, and the layer × layer engine.
+
+A measure compares X (n × p) and Y (n × q) whose rows are the same samples. Subclasses of
+:class:`Measure` declare their properties (range, direction, symmetry, invariances: they drive
+the UI's colour scales and legends) and implement ``prepare`` (per-layer work, done once per
+layer however many pairs it takes part in) and ``score``. :func:`compare_layers` adds to every
+value a permutation baseline (rows of one side shuffled: what unrelated representations of the
+same n and d score) and, on request, a bootstrap confidence interval over samples.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from analysis.errors import InputError
+
+BASELINE_WARNING = 0.5
+"""Warn when unrelated data (the permutation baseline) already scores this high."""
+
+Layers = Sequence[tuple[str, np.ndarray]]
 
 
-@dataclass(frozen=True)
 class Measure:
-    id: str
-    name: str
-    reference: str
-    range: tuple[float, float]
-    larger_is_more_similar: bool
-    symmetric: bool
-    invariant_to: tuple[str, ...]
+    """Base class: subclasses set the class attributes and implement ``prepare``/``score``."""
+
+    id: ClassVar[str]
+    name: ClassVar[str]
+    reference: ClassVar[str]
+    range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    larger_is_more_similar: ClassVar[bool] = True
+    symmetric: ClassVar[bool] = True
+    metric: ClassVar[bool] = False
+    invariant_to: ClassVar[tuple[str, ...]] = ()
+    min_samples: ClassVar[int] = 4
+
+    def prepare(self, x: np.ndarray, name: str = "activations") -> Any:
+        """Per-layer work: validation, centring, Gram or covariance matrices …"""
+        raise NotImplementedError
+
+    def score(self, a: Any, b: Any) -> float:
+        raise NotImplementedError
+
+    def rows(self, prepared: Any) -> np.ndarray:
+        """The ``n × d`` rows a prepared layer was made from (for permutations, bootstrap)."""
+        return prepared.data
+
+    def permute(self, prepared: Any, perm: np.ndarray) -> Any:
+        """The prepared layer with its rows permuted; override when it can be done cheaper."""
+        return self.prepare(self.rows(prepared)[perm])
+
+    def estimator(self, a: Any, b: Any) -> str:
+        """How the value was computed for this pair (shown with the value)."""
+        return ""
+
+    def describe(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "reference": self.reference,
+            "range": list(self.range),
+            "larger_is_more_similar": self.larger_is_more_similar,
+            "symmetric": self.symmetric,
+            "metric": self.metric,
+            "invariant_to": list(self.invariant_to),
+        }
 
 
-MEASURES: dict[str, Measure] = {
-    m.id: m
-    for m in [
-        Measure(
-            id="cka/linear",
-            name="Linear CKA",
-            reference="Kornblith et al. 2019",
-            range=(0.0, 1.0),
-            larger_is_more_similar=True,
-            symmetric=True,
-            invariant_to=("orthogonal", "isotropic scaling", "translation"),
-        ),
-    ]
-}
+def check_activations(x: np.ndarray, name: str, min_samples: int) -> np.ndarray:
+    """``x`` as a finite 2-D array with enough samples, or a clear :class:`InputError`."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise InputError(f"{name}: expected an n × d array, got shape {x.shape}")
+    if x.shape[0] < min_samples:
+        raise InputError(f"{name}: needs at least {min_samples} samples, got {x.shape[0]}")
+    if x.shape[1] == 0:
+        raise InputError(f"{name}: has no columns")
+    if not np.isfinite(x).all():
+        raise InputError(f"{name}: activations contain NaN or Inf")
+    return x
+
+
+@dataclass
+class PairResult:
+    value: float
+    baseline: float  # mean score over row permutations of Y
+    baseline_std: float
+    n: int
+    d_a: int
+    d_b: int
+    estimator: str
+    ci_low: float | None = None  # bootstrap 95 % interval over samples, bias-corrected
+    ci_high: float | None = None
+    larger_is_more_similar: bool = True
+
+    @property
+    def warnings(self) -> list[str]:
+        if self.larger_is_more_similar and self.baseline >= BASELINE_WARNING:
+            return [
+                f"unrelated data already scores {self.baseline:.2f} at n={self.n}, "
+                f"d={max(self.d_a, self.d_b)}: use more samples or fewer dimensions"
+            ]
+        return []
+
+
+def compare_layers(
+    measure: Measure,
+    layers_a: Layers,
+    layers_b: Layers,
+    n_permutations: int = 10,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
+) -> dict[tuple[str, str], PairResult]:
+    """``measure`` with its permutation baseline for every pair (layer of A, layer of B).
+
+    Each layer is prepared once (once more per bootstrap resample); the same seeded row
+    permutations and resamples serve every pair, so baselines and intervals are comparable
+    across the matrix.
+    """
+    if n_permutations < 1:
+        raise InputError("the permutation baseline needs at least one permutation")
+    if not layers_a or not layers_b:
+        raise InputError("choose at least one layer on each side")
+    prepared_a = [(name, measure.prepare(x, name)) for name, x in layers_a]
+    prepared_b = [(name, measure.prepare(x, name)) for name, x in layers_b]
+    sizes = {len(x) for _, x in [*layers_a, *layers_b]}
+    if len(sizes) != 1:
+        raise InputError(f"layers have different numbers of samples: {sorted(sizes)}")
+    n = sizes.pop()
+    rng = np.random.default_rng(seed)
+    perms = [rng.permutation(n) for _ in range(n_permutations)]
+    resamples = [rng.integers(0, n, n) for _ in range(n_bootstrap)]
+    total = len(prepared_a) * len(prepared_b) + len(resamples)
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done / total)
+
+    results: dict[tuple[str, str], PairResult] = {}
+    for (name_a, a), (_, x_a) in zip(prepared_a, layers_a, strict=True):
+        for (name_b, b), (_, x_b) in zip(prepared_b, layers_b, strict=True):
+            value = measure.score(a, b)  # first: it may cache work that permute() reuses
+            shuffled = [measure.score(a, measure.permute(b, p)) for p in perms]
+            results[(name_a, name_b)] = PairResult(
+                value=value,
+                baseline=float(np.mean(shuffled)),
+                baseline_std=float(np.std(shuffled)),
+                n=n,
+                d_a=x_a.shape[1],
+                d_b=x_b.shape[1],
+                estimator=measure.estimator(a, b),
+                larger_is_more_similar=measure.larger_is_more_similar,
+            )
+            step()
+    if resamples:
+        _bootstrap(measure, prepared_a, prepared_b, resamples, results, step)
+    return results
+
+
+def _bootstrap(measure, prepared_a, prepared_b, resamples, results, step) -> None:
+    """95 % intervals from bootstrap resamples of the samples; each resample prepares every
+    layer once and scores every pair.
+
+    Resampling with replacement duplicates rows, which biases plug-in estimators such as
+    linear CKA upwards, so the percentile interval is shifted by the bootstrap estimate of
+    the bias (mean of the draws minus the estimate) and clipped to the measure's range.
+    """
+    draws: dict[tuple[str, str], list[float]] = {key: [] for key in results}
+    for idx in resamples:
+        try:
+            side_a = [(name, measure.prepare(measure.rows(p)[idx], name)) for name, p in prepared_a]
+            side_b = [(name, measure.prepare(measure.rows(p)[idx], name)) for name, p in prepared_b]
+        except InputError:  # e.g. a resample that left a layer constant: skip it
+            step()
+            continue
+        for name_a, a in side_a:
+            for name_b, b in side_b:
+                draws[(name_a, name_b)].append(measure.score(a, b))
+        step()
+    low, high = measure.range
+    for key, values in draws.items():
+        if len(values) < 2:
+            continue
+        result = results[key]
+        bias = float(np.mean(values)) - result.value
+        q_low, q_high = np.percentile(values, [2.5, 97.5]) - bias
+        result.ci_low = float(np.clip(q_low, low, high))
+        result.ci_high = float(np.clip(q_high, low, high))

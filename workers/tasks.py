@@ -16,9 +16,10 @@ from django.conf import settings
 from django.db import transaction
 
 from analysis.checkpoints import load_checkpoint
-from analysis.cka import cka_matrix
 from analysis.errors import InputError
 from analysis.extraction import extract_activations
+from analysis.measures import compare_layers
+from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Blob
 from webapp.runs.models import Cancelled, Run, Score
 
@@ -142,10 +143,12 @@ def compare(run: Run) -> dict:
     started = monotonic()
     sets_a = _activation_sets(run, run.checkpoint, p["layers_a"])
     sets_b = _activation_sets(run, run.checkpoint_b, p["layers_b"])
-    results = cka_matrix(
+    results = compare_layers(
+        MEASURES[p["measure"]],
         [(s.layer, s.load()) for s in sets_a],
         [(s.layer, s.load()) for s in sets_b],
         n_permutations=p["n_permutations"],
+        n_bootstrap=p.get("n_bootstrap", 0),
         seed=p["seed"],
         progress=run.report_progress,
     )
@@ -164,6 +167,7 @@ def compare(run: Run) -> dict:
                     "parameters": {
                         "pooling": p["pooling"],
                         "n_permutations": p["n_permutations"],
+                        "n_bootstrap": p.get("n_bootstrap", 0),
                         "seed": p["seed"],
                     },
                     "activation_a": by_layer_a[layer_a],
@@ -171,6 +175,8 @@ def compare(run: Run) -> dict:
                     "value": r.value,
                     "baseline": r.baseline,
                     "baseline_std": r.baseline_std,
+                    "ci_low": r.ci_low,
+                    "ci_high": r.ci_high,
                     "n": r.n,
                     "d_a": r.d_a,
                     "d_b": r.d_b,

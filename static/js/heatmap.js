@@ -13,6 +13,8 @@
     const hover = data.layers_a.map((a, i) =>
       data.layers_b.map((b, j) =>
         `<b>${a}</b> × <b>${b}</b><br>${m.name}: ${fmt(data.value[i][j])}` +
+        (data.ci_low[i][j] === null ? "" :
+          `<br>95% CI: ${fmt(data.ci_low[i][j])} – ${fmt(data.ci_high[i][j])}`) +
         `<br>baseline: ${fmt(data.baseline[i][j])} ± ${fmt(data.baseline_std[i][j])}` +
         `<br>n = ${data.n}, d = ${data.d_a[i]} × ${data.d_b[j]}` +
         `<br>${data.estimator[i][j] || ""} form`

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from analysis.architectures import ARCHITECTURES
 from analysis.extraction import POOLINGS
-from analysis.measures import MEASURES
+from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
 from webapp.runs.models import Run
 
@@ -128,6 +128,12 @@ class ComparisonRequestSerializer(serializers.Serializer):
     pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
     measure = serializers.ChoiceField(choices=list(MEASURES), default="cka/linear")
     n_permutations = serializers.IntegerField(default=10, min_value=1, max_value=1000)
+    n_bootstrap = serializers.IntegerField(
+        default=20,
+        min_value=0,
+        max_value=1000,
+        help_text="bootstrap resamples for the 95% interval of each score (0: none)",
+    )
     seed = serializers.IntegerField(default=0)
 
 

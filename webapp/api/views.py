@@ -227,6 +227,7 @@ class ComparisonViewSet(viewsets.GenericViewSet):
             data["pooling"],
             data["measure"],
             data["n_permutations"],
+            data["n_bootstrap"],
             data["seed"],
         )
         return _created(s.RunSerializer, run, created)

@@ -267,5 +267,6 @@ def comparison(request, pk):
         "workspace": run.workspace,
         "dependencies": run.depends_on.all(),
         "matrix": comparison_matrix(run),
+        "scores": run.scores.order_by("id"),
     }
     return _poll(request, "pages/comparison.html", "result", context, run.is_terminal)

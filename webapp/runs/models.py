@@ -174,6 +174,8 @@ class Score(models.Model):
     value = models.FloatField()
     baseline = models.FloatField()
     baseline_std = models.FloatField()
+    ci_low = models.FloatField(null=True)  # bootstrap 95 % interval over samples
+    ci_high = models.FloatField(null=True)
     n = models.PositiveIntegerField()
     d_a = models.PositiveIntegerField()
     d_b = models.PositiveIntegerField()

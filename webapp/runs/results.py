@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import analysis
-from analysis.cka import BASELINE_WARNING
-from analysis.measures import MEASURES
+from analysis.measures import BASELINE_WARNING
+from analysis.registry import MEASURES
 from webapp.runs.models import Run
 
 
@@ -26,15 +26,7 @@ def comparison_matrix(run: Run) -> dict:
     return {
         "run": run.pk,
         "state": run.state,
-        "measure": {
-            "id": measure.id,
-            "name": measure.name,
-            "reference": measure.reference,
-            "range": list(measure.range),
-            "larger_is_more_similar": measure.larger_is_more_similar,
-            "symmetric": measure.symmetric,
-            "invariant_to": list(measure.invariant_to),
-        },
+        "measure": measure.describe(),
         "checkpoint_a": {"id": run.checkpoint_id, "name": run.checkpoint.name},
         "checkpoint_b": {"id": run.checkpoint_b_id, "name": run.checkpoint_b.name},
         "dataset": {"id": run.dataset_id, "name": run.dataset.name},
@@ -43,6 +35,8 @@ def comparison_matrix(run: Run) -> dict:
         "value": grid("value"),
         "baseline": grid("baseline"),
         "baseline_std": grid("baseline_std"),
+        "ci_low": grid("ci_low"),
+        "ci_high": grid("ci_high"),
         "estimator": grid("estimator"),
         "d_a": [dims_a.get(a) for a in rows],
         "d_b": [dims_b.get(b) for b in cols],
@@ -50,6 +44,7 @@ def comparison_matrix(run: Run) -> dict:
         "provenance": {
             "pooling": p["pooling"],
             "n_permutations": p["n_permutations"],
+            "n_bootstrap": p.get("n_bootstrap", 0),
             "seed": p["seed"],
             "code_version": any_score.code_version if any_score else analysis.__version__,
         },

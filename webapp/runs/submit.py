@@ -5,7 +5,7 @@ from __future__ import annotations
 from analysis.cka import MIN_SAMPLES
 from analysis.errors import InputError
 from analysis.extraction import check_pooling
-from analysis.measures import MEASURES
+from analysis.registry import MEASURES
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Run
 
@@ -61,6 +61,7 @@ def request_comparison(
     pooling: str = "mean",
     measure: str = "cka/linear",
     n_permutations: int = 10,
+    n_bootstrap: int = 20,
     seed: int = 0,
 ) -> tuple[Run, bool]:
     """The run that scores every (layer of A, layer of B) pair; it waits for the extractions
@@ -72,6 +73,8 @@ def request_comparison(
         raise InputError(f"comparisons need at least {MIN_SAMPLES} samples")
     if not 1 <= n_permutations <= 1000:
         raise InputError("n_permutations must be between 1 and 1000")
+    if not 0 <= n_bootstrap <= 1000:
+        raise InputError("n_bootstrap must be between 0 and 1000")
     layers_a = _layers(checkpoint_a, layers_a)
     layers_b = _layers(checkpoint_b, layers_b)
     extract_a, _ = request_extraction(user, checkpoint_a, dataset, layers_a, pooling)
@@ -82,6 +85,7 @@ def request_comparison(
         "pooling": pooling,
         "measure": measure,
         "n_permutations": n_permutations,
+        "n_bootstrap": n_bootstrap,
         "seed": seed,
     }
     identity = {

@@ -1,0 +1,8 @@
+"""Every measure RepLens offers, by stable id. The UI and API list them from here."""
+
+from __future__ import annotations
+
+from analysis.cka import LinearCKA
+from analysis.measures import Measure
+
+MEASURES: dict[str, Measure] = {m.id: m for m in [LinearCKA()]}

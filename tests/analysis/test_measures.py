@@ -1,0 +1,77 @@
+"""The layer × layer engine shared by every measure: baselines and bootstrap intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.cka import LinearCKA, linear_cka
+from analysis.errors import InputError
+from analysis.measures import compare_layers
+from analysis.registry import MEASURES
+
+
+def related(n: int, seed: int, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 20))
+    return x, x @ rng.normal(size=(20, 30)) + noise * rng.normal(size=(n, 30))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bootstrap_interval_brackets_the_value_and_shrinks_with_n(seed):
+    widths = []
+    for n in (60, 600):
+        x, y = related(n, seed)
+        r = compare_layers(LinearCKA(), [("x", x)], [("y", y)], n_bootstrap=200, seed=seed)[
+            ("x", "y")
+        ]
+        assert r.ci_low <= r.value <= r.ci_high
+        assert 0.0 <= r.ci_low < r.ci_high <= 1.0
+        widths.append(r.ci_high - r.ci_low)
+    assert widths[1] < widths[0] / 1.5
+
+
+def test_bootstrap_is_seeded_and_off_by_default():
+    x, y = related(100, 0)
+    first = compare_layers(LinearCKA(), [("x", x)], [("y", y)], n_bootstrap=30, seed=7)
+    again = compare_layers(LinearCKA(), [("x", x)], [("y", y)], n_bootstrap=30, seed=7)
+    assert first[("x", "y")].ci_low == again[("x", "y")].ci_low
+    plain = compare_layers(LinearCKA(), [("x", x)], [("y", y)])[("x", "y")]
+    assert plain.ci_low is None and plain.ci_high is None
+
+
+def test_progress_counts_pairs_and_resamples():
+    x, y = related(50, 0)
+    seen: list[float] = []
+    compare_layers(
+        LinearCKA(), [("x", x), ("y", y)], [("y", y)], n_bootstrap=3, progress=seen.append
+    )
+    assert len(seen) == 2 + 3 and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+
+
+def test_permuted_prepared_layer_scores_like_permuted_data():
+    x, y = related(80, 3)
+    perm = np.random.default_rng(0).permutation(80)
+    measure = LinearCKA()
+    b = measure.prepare(y)
+    b.normalised_gram()  # the cached Gram must be permuted too
+    assert measure.score(measure.prepare(x), measure.permute(b, perm)) == pytest.approx(
+        linear_cka(x, y[perm]), abs=1e-12
+    )
+
+
+def test_engine_refuses_mismatched_sizes_and_no_layers():
+    x, y = related(50, 0)
+    with pytest.raises(InputError, match="different numbers of samples"):
+        compare_layers(LinearCKA(), [("x", x)], [("y", y[:40])])
+    with pytest.raises(InputError, match="at least one layer"):
+        compare_layers(LinearCKA(), [], [("y", y)])
+
+
+def test_registry_ids_are_stable_and_described():
+    for measure_id, measure in MEASURES.items():
+        described = measure.describe()
+        assert described["id"] == measure_id
+        low, high = described["range"]
+        assert low < high
+        assert isinstance(described["larger_is_more_similar"], bool)
