@@ -193,10 +193,12 @@ def test_new_comparison_form(browser, ckpt_a, ckpt_b, digits):
         "checkpoint_b": ckpt_b.pk,
         "dataset": digits.pk,
         "pooling": "mean",
+        "measure": "cka/linear",
     }
     response = browser.post("/w/lab/comparisons/new/", data)
     assert response.status_code == 302
     run = Run.objects.get(kind=Run.Kind.COMPARE)
+    assert run.params["measure"] == "cka/linear"
     assert response["Location"] == f"/comparisons/{run.pk}/"
     assert run.depends_on.count() == 2
     assert browser.post("/w/lab/comparisons/new/", data)["Location"] == response["Location"]

@@ -4,6 +4,7 @@ from django import forms
 
 from analysis.architectures import ARCHITECTURES
 from analysis.extraction import POOLINGS
+from analysis.registry import MEASURES
 from webapp.catalog.models import Checkpoint, Dataset
 
 
@@ -32,6 +33,9 @@ class ComparisonForm(forms.Form):
     checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
+    measure = forms.ChoiceField(
+        choices=[(m.id, f"{m.name} ({m.id})") for m in MEASURES.values()], initial="cka/linear"
+    )
 
     def __init__(self, workspace, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -14,6 +14,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 from PIL import Image
 
 from analysis.errors import InputError
+from analysis.registry import MEASURES
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import (
     Checkpoint,
@@ -171,6 +172,7 @@ def new_comparison(request, slug):
                 data["checkpoint_b"],
                 data["dataset"],
                 pooling=data["pooling"],
+                measure=data["measure"],
             )
         except InputError as err:
             form.add_error(None, str(err))
@@ -259,6 +261,25 @@ def cancel_run(request, pk):
     return redirect("run", pk=run.pk)
 
 
+def _measures_of_pair(run: Run) -> list[dict]:
+    """Every registered measure, with the run that computed it for the same pair, layers and
+    pooling if there is one."""
+    p = run.params
+    siblings = Run.objects.filter(
+        kind=Run.Kind.COMPARE,
+        checkpoint=run.checkpoint,
+        checkpoint_b=run.checkpoint_b,
+        dataset=run.dataset,
+    )
+    by_measure = {}
+    for sibling in siblings:
+        q = sibling.params
+        same = all(q[k] == p[k] for k in ("layers_a", "layers_b", "pooling"))
+        if same and q["measure"] not in by_measure:
+            by_measure[q["measure"]] = sibling
+    return [{"measure": m, "run": by_measure.get(m.id)} for m in MEASURES.values()]
+
+
 @login_required
 def comparison(request, pk):
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
@@ -268,5 +289,6 @@ def comparison(request, pk):
         "dependencies": run.depends_on.all(),
         "matrix": comparison_matrix(run),
         "scores": run.scores.order_by("id"),
+        "measures": _measures_of_pair(run),
     }
     return _poll(request, "pages/comparison.html", "result", context, run.is_terminal)
