@@ -325,3 +325,15 @@ def test_labels_and_names_are_escaped(browser, workspace, owner):
         assert script not in text, url
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, url
         assert "<b>id0</b>" not in text, url
+
+
+def test_comparison_page_offers_every_registered_measure(browser, comparison):
+    from analysis.registry import MEASURES
+
+    page = browser.get(f"/comparisons/{comparison.pk}/").content.decode()
+    for measure in MEASURES.values():
+        assert measure.name in page
+    computed = f'href="/comparisons/{comparison.pk}/"'
+    assert computed in page
+    queued_forms = page.count('name="measure" value=')
+    assert queued_forms == len(MEASURES) - 1
