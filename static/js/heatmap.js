@@ -52,7 +52,12 @@
       annotations: annotations,
       height: Math.max(360, 60 * data.layers_a.length + 140),
     };
-    Plotly.newPlot(el, [trace], layout, { responsive: true, displaylogo: false });
+    Plotly.newPlot(el, [trace], layout, { responsive: true, displaylogo: false }).then(() => {
+      el.on("plotly_click", (event) => {
+        const [row, col] = event.points[0].pointIndex;
+        window.location.href = `${el.dataset.pairUrl}${row}/${col}/`;
+      });
+    });
     el.dataset.drawn = "true";
   }
 

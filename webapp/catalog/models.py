@@ -141,6 +141,21 @@ class Dataset(models.Model):
         with self.arrays.open() as f:
             return DatasetArrays.load(f)
 
+    def samples(self, indices) -> list[dict]:
+        """``{index, id, label}`` of the given samples, reading only ids and labels."""
+        with self.arrays.open() as f, np.load(f, allow_pickle=False) as z:
+            ids = z["ids"]
+            labels = z["y"] if "y" in z.files else None
+        names = self.label_names
+        out = []
+        for i in indices:
+            label = ""
+            if labels is not None:
+                k = int(labels[i])
+                label = names[k] if k < len(names) else str(k)
+            out.append({"index": int(i), "id": str(ids[i]), "label": label})
+        return out
+
 
 class Checkpoint(models.Model):
     class Format(models.TextChoices):

@@ -261,6 +261,16 @@ def cancel_run(request, pk):
     return redirect("run", pk=run.pk)
 
 
+def _with_cells(run: Run) -> list:
+    """The run's scores, each with ``row``/``col``: its cell in the layer × layer matrix."""
+    rows = {name: i for i, name in enumerate(run.params["layers_a"])}
+    cols = {name: j for j, name in enumerate(run.params["layers_b"])}
+    scores = list(run.scores.order_by("id"))
+    for score in scores:
+        score.row, score.col = rows[score.layer_a], cols[score.layer_b]
+    return scores
+
+
 def _measures_of_pair(run: Run) -> list[dict]:
     """Every registered measure, with the run that computed it for the same pair, layers and
     pooling if there is one."""
@@ -288,7 +298,59 @@ def comparison(request, pk):
         "workspace": run.workspace,
         "dependencies": run.depends_on.all(),
         "matrix": comparison_matrix(run),
-        "scores": run.scores.order_by("id"),
+        "scores": _with_cells(run),
         "measures": _measures_of_pair(run),
     }
     return _poll(request, "pages/comparison.html", "result", context, run.is_terminal)
+
+
+EXTREME_SAMPLES = 12
+
+
+@login_required
+def comparison_pair(request, pk, row, col):
+    """One cell of the matrix: its score with interval and baseline, and the samples behind it
+    (per-sample kNN agreement between the two layers)."""
+    run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
+    layers_a, layers_b = run.params["layers_a"], run.params["layers_b"]
+    if not (0 <= row < len(layers_a) and 0 <= col < len(layers_b)):
+        raise Http404("no such layer pair")
+    score = get_object_or_404(
+        run.scores.select_related("sample_agreement"),
+        layer_a=layers_a[row],
+        layer_b=layers_b[col],
+    )
+    context = {
+        "run": run,
+        "workspace": run.workspace,
+        "score": score,
+        "measure": MEASURES[score.measure],
+    }
+    if score.sample_agreement is not None:
+        agreement = score.sample_agreement.load_array()
+        counts, edges = np.histogram(agreement, bins=10, range=(0.0, 1.0))
+        order = np.argsort(agreement, kind="stable")
+        least = order[:EXTREME_SAMPLES]
+        most = order[::-1][:EXTREME_SAMPLES]
+
+        def annotated(indices):
+            samples = run.dataset.samples(indices)
+            for sample in samples:
+                sample["agreement"] = float(agreement[sample["index"]])
+            return samples
+
+        context.update(
+            mean_agreement=float(agreement.mean()),
+            histogram=[
+                {
+                    "low": float(lo),
+                    "high": float(hi),
+                    "count": int(c),
+                    "height": 100 * int(c) / max(1, int(counts.max())),
+                }
+                for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
+            ],
+            least=annotated(least),
+            most=annotated(most),
+        )
+    return render(request, "pages/pair.html", context)

@@ -176,6 +176,11 @@ class Score(models.Model):
     baseline_std = models.FloatField()
     ci_low = models.FloatField(null=True)  # bootstrap 95 % interval over samples
     ci_high = models.FloatField(null=True)
+    # Per-sample kNN Jaccard agreement between the two layers (n float32, dataset order): the
+    # drill-down from this global score to the samples behind it.
+    sample_agreement = models.ForeignKey(
+        "catalog.Blob", on_delete=models.PROTECT, null=True, related_name="+"
+    )
     n = models.PositiveIntegerField()
     d_a = models.PositiveIntegerField()
     d_b = models.PositiveIntegerField()
