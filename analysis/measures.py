@@ -30,7 +30,8 @@ class Measure:
     id: ClassVar[str]
     name: ClassVar[str]
     reference: ClassVar[str]
-    range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # for colour scales and legends
+    bounds: ClassVar[tuple[float, float] | None] = None  # true bounds, when wider than range
     larger_is_more_similar: ClassVar[bool] = True
     symmetric: ClassVar[bool] = True
     metric: ClassVar[bool] = False
@@ -170,7 +171,7 @@ def _bootstrap(measure, prepared_a, prepared_b, resamples, results, step) -> Non
 
     Resampling with replacement duplicates rows, which biases plug-in estimators such as
     linear CKA upwards, so the percentile interval is shifted by the bootstrap estimate of
-    the bias (mean of the draws minus the estimate) and clipped to the measure's range.
+    the bias (mean of the draws minus the estimate) and clipped to the measure's bounds.
     """
     draws: dict[tuple[str, str], list[float]] = {key: [] for key in results}
     for idx in resamples:
@@ -184,7 +185,7 @@ def _bootstrap(measure, prepared_a, prepared_b, resamples, results, step) -> Non
             for name_b, b in side_b:
                 draws[(name_a, name_b)].append(measure.score(a, b))
         step()
-    low, high = measure.range
+    low, high = measure.bounds or measure.range
     for key, values in draws.items():
         if len(values) < 2:
             continue

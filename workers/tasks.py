@@ -8,8 +8,10 @@ no-op; the last dependency to finish enqueues its dependents again.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from time import monotonic
 
+import numpy as np
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -18,6 +20,7 @@ from django.db import transaction
 from analysis.checkpoints import load_checkpoint
 from analysis.errors import InputError
 from analysis.extraction import extract_activations
+from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Blob
@@ -143,15 +146,18 @@ def compare(run: Run) -> dict:
     started = monotonic()
     sets_a = _activation_sets(run, run.checkpoint, p["layers_a"])
     sets_b = _activation_sets(run, run.checkpoint_b, p["layers_b"])
+    layers_a = [(s.layer, s.load()) for s in sets_a]
+    layers_b = [(s.layer, s.load()) for s in sets_b]
     results = compare_layers(
         MEASURES[p["measure"]],
-        [(s.layer, s.load()) for s in sets_a],
-        [(s.layer, s.load()) for s in sets_b],
+        layers_a,
+        layers_b,
         n_permutations=p["n_permutations"],
         n_bootstrap=p.get("n_bootstrap", 0),
         seed=p["seed"],
-        progress=run.report_progress,
+        progress=lambda f: run.report_progress(0.8 * f),
     )
+    agreement = _sample_agreement(layers_a, layers_b)
     computed = monotonic()
     by_layer_a = {s.layer: s for s in sets_a}
     by_layer_b = {s.layer: s for s in sets_b}
@@ -169,6 +175,8 @@ def compare(run: Run) -> dict:
                         "n_permutations": p["n_permutations"],
                         "n_bootstrap": p.get("n_bootstrap", 0),
                         "seed": p["seed"],
+                        "knn_k": agreement.k,
+                        "knn_metric": agreement.metric,
                     },
                     "activation_a": by_layer_a[layer_a],
                     "activation_b": by_layer_b[layer_b],
@@ -177,6 +185,7 @@ def compare(run: Run) -> dict:
                     "baseline_std": r.baseline_std,
                     "ci_low": r.ci_low,
                     "ci_high": r.ci_high,
+                    "sample_agreement": agreement.blobs[(layer_a, layer_b)],
                     "n": r.n,
                     "d_a": r.d_a,
                     "d_b": r.d_b,
@@ -185,6 +194,28 @@ def compare(run: Run) -> dict:
                 },
             )
     return {"compute_s": round(computed - started, 3), "pairs": len(results)}
+
+
+@dataclass
+class SampleAgreement:
+    k: int
+    metric: str
+    blobs: dict[tuple[str, str], Blob]
+
+
+def _sample_agreement(layers_a, layers_b, k: int = 10, metric: str = "euclidean"):
+    """Per-sample kNN Jaccard agreement of every layer pair, stored as blobs: the drill-down
+    behind each global score. Each layer's kNN graph is computed once. Euclidean, so that
+    all-zero rows (dead ReLU samples) need no special case."""
+    k = min(k, len(layers_a[0][1]) - 1)
+    graph_a = {name: knn_indices(x, k, metric, name=name) for name, x in layers_a}
+    graph_b = {name: knn_indices(x, k, metric, name=name) for name, x in layers_b}
+    blobs = {
+        (a, b): Blob.store_array(knn_jaccard_per_sample(ia, ib).astype(np.float32))
+        for a, ia in graph_a.items()
+        for b, ib in graph_b.items()
+    }
+    return SampleAgreement(k, metric, blobs)
 
 
 RUNNERS = {Run.Kind.EXTRACT: extract, Run.Kind.COMPARE: compare}

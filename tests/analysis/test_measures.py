@@ -75,3 +75,13 @@ def test_registry_ids_are_stable_and_described():
         low, high = described["range"]
         assert low < high
         assert isinstance(described["larger_is_more_similar"], bool)
+
+
+def test_interval_is_clipped_to_true_bounds_not_the_display_range():
+    from analysis.regression import RidgePredictivity
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(120, 5)), rng.normal(size=(120, 3))  # unrelated: R² ≤ 0 likely
+    r = compare_layers(RidgePredictivity(), [("x", x)], [("y", y)], n_bootstrap=40)[("x", "y")]
+    assert r.value < 0.05
+    assert r.ci_low <= r.value <= r.ci_high

@@ -337,3 +337,31 @@ def test_comparison_page_offers_every_registered_measure(browser, comparison):
     assert computed in page
     queued_forms = page.count('name="measure" value=')
     assert queued_forms == len(MEASURES) - 1
+
+
+def test_pair_page_drills_down_to_samples(browser, comparison):
+    run_with_dependencies(comparison)
+    layers = comparison.params["layers_a"]
+    score = comparison.scores.get(layer_a=layers[1], layer_b=layers[1])
+    agreement = score.sample_agreement.load_array()
+    assert agreement.shape == (comparison.dataset.n_samples,)
+    assert np.all((agreement >= 0) & (agreement <= 1))
+
+    page = browser.get(f"/comparisons/{comparison.pk}/pairs/1/1/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f"{score.value:.4f}" in html and f"{score.baseline:.4f}" in html
+    least = comparison.dataset.samples([int(np.argmin(agreement))])[0]
+    most = comparison.dataset.samples([int(np.argmax(agreement))])[0]
+    assert least["id"] in html and most["id"] in html
+    counts = [int(c) for c in re.findall(r"title=\"[0-9.]+–[0-9.]+: (\d+) samples\"", html)]
+    assert sum(counts) == comparison.dataset.n_samples
+    comparison_page = browser.get(f"/comparisons/{comparison.pk}/").content.decode()
+    assert f'href="/comparisons/{comparison.pk}/pairs/1/1/"' in comparison_page
+
+
+def test_pair_page_refuses_cells_outside_the_matrix(browser, client, outsider, comparison):
+    run_with_dependencies(comparison)
+    assert browser.get(f"/comparisons/{comparison.pk}/pairs/99/0/").status_code == 404
+    client.force_login(outsider)
+    assert client.get(f"/comparisons/{comparison.pk}/pairs/0/0/").status_code == 404

@@ -1,0 +1,224 @@
+"""Agreement of k-nearest-neighbour graphs (Huh et al. 2024, "The Platonic Representation
+Hypothesis", ICML: the mutual nearest-neighbour metric).
+
+For each sample i, N_X(i) is the set of its k nearest other samples in X (self excluded) and
+N_Y(i) the same in Y. Per sample::
+
+    mutual kNN   |N_X(i) ∩ N_Y(i)| / k
+    Jaccard      |N_X(i) ∩ N_Y(i)| / |N_X(i) ∪ N_Y(i)|
+
+and the global scores are their means over samples. Independent spaces score k/(n − 1) on
+average (the chance that a given one of the n − 1 other samples is among k), which the
+permutation baseline shows. Neighbours are found by cosine (default, as Huh et al.) or
+Euclidean distance, exactly, in row blocks so memory stays O(n · block); distances are float64,
+so float32 round-off does not reorder near-equal neighbours. Equal distances are broken by the
+lower sample index, so exact duplicates are ordered deterministically.
+
+Bootstrap: a resample with replacement holds copies of a sample, which are each other's nearest
+neighbours at distance 0 in *both* spaces and fill neighbour slots that agree by construction.
+Resampling rows is therefore not a meaningful way to get an interval for these measures, and
+they declare ``supports_bootstrap = False`` so the engine can skip it; :meth:`per_sample` gives
+the per-sample agreements behind the global score instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from analysis.errors import InputError
+from analysis.measures import Measure, check_activations
+
+__all__ = [
+    "KNNJaccard",
+    "MutualKNN",
+    "knn_indices",
+    "knn_jaccard_per_sample",
+    "mutual_knn_per_sample",
+]
+
+METRICS = ("cosine", "euclidean")
+BLOCK_ENTRIES = 1 << 21  # distances held at once: 16 MiB of float64
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+
+
+def _check_enough_samples(k: int, n: int, name: str) -> None:
+    if k >= n:
+        raise InputError(
+            f"{name}: k = {k} nearest neighbours need at least {k + 1} samples, got {n}"
+        )
+
+
+def _embed(x: np.ndarray, metric: str, name: str) -> np.ndarray:
+    """Float64 rows whose inner products rank neighbours: unit rows for cosine, centred rows
+    for Euclidean (translation changes no distance; centring limits cancellation)."""
+    if metric not in METRICS:
+        raise InputError(f"unknown kNN metric {metric!r}: use 'cosine' or 'euclidean'")
+    x = x.astype(np.float64)
+    if metric == "euclidean":
+        return x - x.mean(axis=0)
+    norms = np.linalg.norm(x, axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise InputError(
+            f"{name}: {zero.size} sample(s) are all zeros (first: row {zero[0]}); cosine "
+            "similarity to them is undefined"
+        )
+    return x / norms[:, None]
+
+
+def _neighbours(data: np.ndarray, k: int, metric: str, block_size: int | None) -> np.ndarray:
+    """(n, k) indices of each row's k nearest other rows, nearest first, ties by index."""
+    n = data.shape[0]
+    rows = block_size or max(1, BLOCK_ENTRIES // n)
+    squares = np.einsum("ij,ij->i", data, data) if metric == "euclidean" else None
+    out = np.empty((n, k), dtype=np.intp)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        # A monotone stand-in for the distance to every row: −cos, or ‖x_j‖² − 2 x_i·x_j
+        # (‖x_i‖² is the same for the whole row of the block and changes no order).
+        dist = data[start:stop] @ data.T
+        if squares is None:
+            np.negative(dist, out=dist)
+        else:
+            dist *= -2.0
+            dist += squares[None, :]
+        local = np.arange(stop - start)
+        dist[local, start + local] = np.inf  # self excluded
+        part = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(dist, part, axis=1).max(axis=1)
+        # argpartition picks arbitrarily among distances equal to the k-th: redo those rows
+        # so that the lower index wins.
+        for r in np.flatnonzero((dist <= kth[:, None]).sum(axis=1) > k):
+            candidates = np.flatnonzero(dist[r] <= kth[r])
+            part[r] = candidates[np.lexsort((candidates, dist[r, candidates]))[:k]]
+        chosen = np.take_along_axis(dist, part, axis=1)
+        out[start:stop] = np.take_along_axis(part, np.lexsort((part, chosen), axis=1), axis=1)
+    return out
+
+
+def knn_indices(
+    x: np.ndarray,
+    k: int,
+    metric: str = "cosine",
+    *,
+    name: str = "activations",
+    block_size: int | None = None,
+) -> np.ndarray:
+    """Exact k nearest neighbours of every row of ``x``, self excluded.
+
+    Parameters
+    ----------
+    x : (n, d) array
+    k : int, 1 ≤ k < n
+    metric : "cosine" or "euclidean"
+    name : layer name used in error messages
+    block_size : rows of distances computed at once (default: about 2M distances)
+
+    Returns
+    -------
+    (n, k) int array: row i lists i's neighbours, nearest first; equal distances are ordered by
+    index.
+    """
+    _check_k(k)
+    x = check_activations(x, name, 2)
+    _check_enough_samples(k, x.shape[0], name)
+    return _neighbours(_embed(x, metric, name), k, metric, block_size)
+
+
+def _shared(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    """|N_X(i) ∩ N_Y(i)| per row of two neighbour-index arrays (rows hold distinct indices)."""
+    ix, iy = np.asarray(ix), np.asarray(iy)
+    if ix.ndim != 2 or iy.ndim != 2 or ix.shape[0] != iy.shape[0]:
+        raise InputError(
+            f"neighbour lists must be (n, k) arrays of the same n, got {ix.shape} and {iy.shape}"
+        )
+    # Shift row i's indices into a range of its own, so one isin() call compares all rows.
+    width = 1 + max(int(ix.max(initial=0)), int(iy.max(initial=0)))
+    offset = np.arange(ix.shape[0], dtype=np.int64)[:, None] * width
+    return np.isin(ix + offset, iy + offset).sum(axis=1)
+
+
+def knn_jaccard_per_sample(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    """(n,) Jaccard index |N_X(i) ∩ N_Y(i)| / |N_X(i) ∪ N_Y(i)| of two (n, k) neighbour lists."""
+    shared = _shared(ix, iy)
+    return shared / (ix.shape[1] + iy.shape[1] - shared)
+
+
+def mutual_knn_per_sample(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    """(n,) share |N_X(i) ∩ N_Y(i)| / k of neighbours in common (Huh et al. 2024)."""
+    if np.shape(ix) != np.shape(iy):
+        raise InputError(f"neighbour lists differ in shape: {np.shape(ix)} vs {np.shape(iy)}")
+    return _shared(ix, iy) / np.shape(ix)[1]
+
+
+@dataclass
+class PreparedKNN:
+    """A layer's kNN graph and the float64 rows it was computed from."""
+
+    data: np.ndarray  # unit rows (cosine) or centred rows (Euclidean)
+    neighbours: np.ndarray  # (n, k) indices, nearest first
+
+
+class _KNNAgreement(Measure):
+    reference = "Huh et al. 2024"
+    supports_bootstrap: ClassVar[bool] = False  # see the module docstring
+    agreement: ClassVar[Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+    def __init__(self, k: int = 10, metric: str = "cosine"):
+        if metric not in METRICS:
+            raise InputError(f"unknown kNN metric {metric!r}: use 'cosine' or 'euclidean'")
+        _check_k(k)
+        self.k = k
+        self.metric = metric
+        # cosine also ignores a positive scale per sample; Euclidean ignores translation
+        self.invariant_to = ("orthogonal", "permutation of units", "isotropic scaling") + (
+            ("translation",) if metric == "euclidean" else ()
+        )
+
+    def prepare(self, x: np.ndarray, name: str = "activations") -> PreparedKNN:
+        x = check_activations(x, name, self.min_samples)
+        _check_enough_samples(self.k, x.shape[0], name)
+        data = _embed(x, self.metric, name)
+        return PreparedKNN(data, _neighbours(data, self.k, self.metric, None))
+
+    def permute(self, prepared: PreparedKNN, perm: np.ndarray) -> PreparedKNN:
+        """The graph of the rows ``data[perm]``, relabelled without a new neighbour search:
+        new row a is old row perm[a], and old index j is new index perm⁻¹[j]."""
+        perm = np.asarray(perm)
+        inverse = np.empty_like(perm)
+        inverse[perm] = np.arange(perm.size)
+        return PreparedKNN(prepared.data[perm], inverse[prepared.neighbours[perm]])
+
+    def per_sample(self, a: PreparedKNN, b: PreparedKNN) -> np.ndarray:
+        """(n,) agreement of each sample's neighbourhoods; the score is its mean."""
+        return self.agreement(a.neighbours, b.neighbours)
+
+    def score(self, a: PreparedKNN, b: PreparedKNN) -> float:
+        return float(np.mean(self.per_sample(a, b)))
+
+    def estimator(self, a: PreparedKNN, b: PreparedKNN) -> str:
+        return f"exact k={self.k}, {self.metric}"
+
+
+class MutualKNN(_KNNAgreement):
+    """mean_i |N_X(i) ∩ N_Y(i)| / k."""
+
+    id = "knn/mutual"
+    name = "Mutual kNN"
+    agreement = staticmethod(mutual_knn_per_sample)
+
+
+class KNNJaccard(_KNNAgreement):
+    """mean_i |N_X(i) ∩ N_Y(i)| / |N_X(i) ∪ N_Y(i)|."""
+
+    id = "knn/jaccard"
+    name = "kNN Jaccard"
+    agreement = staticmethod(knn_jaccard_per_sample)
