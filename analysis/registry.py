@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from analysis.cka import LinearCKA
+from analysis.cca import PWCCA, SVCCA, MeanCCA
+from analysis.cka import RBFCKA, DebiasedCKA, LinearCKA
 from analysis.measures import Measure
 from analysis.regression import RidgePredictivity
 from analysis.relative import RelativeSimilarity
 from analysis.units import UnitMatching
 
 MEASURES: dict[str, Measure] = {
-    m.id: m for m in [LinearCKA(), RidgePredictivity(), UnitMatching(), RelativeSimilarity()]
+    m.id: m
+    for m in [
+        LinearCKA(),
+        DebiasedCKA(),
+        RBFCKA(),
+        MeanCCA(),
+        SVCCA(),
+        PWCCA(),
+        RidgePredictivity(),
+        UnitMatching(),
+        RelativeSimilarity(),
+    ]
 }

@@ -17,7 +17,7 @@
           `<br>95% CI: ${fmt(data.ci_low[i][j])} – ${fmt(data.ci_high[i][j])}`) +
         `<br>baseline: ${fmt(data.baseline[i][j])} ± ${fmt(data.baseline_std[i][j])}` +
         `<br>n = ${data.n}, d = ${data.d_a[i]} × ${data.d_b[j]}` +
-        `<br>${data.estimator[i][j] || ""} form`
+        (data.estimator[i][j] ? `<br>estimator: ${data.estimator[i][j]}` : "")
       )
     );
     const annotations = [];

@@ -17,6 +17,10 @@ SEEDS = [0, 1, 2, 3, 4]
 MEASURES = [DebiasedCKA(), RBFCKA(), RBFCKA(fraction=0.2)]
 
 
+def label(measure) -> str:
+    return f"{measure.id}-{measure.fraction}" if isinstance(measure, RBFCKA) else measure.id
+
+
 def score(measure, x: np.ndarray, y: np.ndarray) -> float:
     return measure.score(measure.prepare(x, "X"), measure.prepare(y, "Y"))
 
@@ -156,7 +160,7 @@ def test_rbf_agrees_with_repsim(seed, shape):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("measure", MEASURES, ids=lambda m: f"{m.id}")
+@pytest.mark.parametrize("measure", MEASURES, ids=label)
 def test_self_similarity_symmetry_and_range(seed, measure):
     rng = np.random.default_rng(seed)
     x, y = correlated_pair(rng, 30, 6, 11)
@@ -170,7 +174,7 @@ def test_self_similarity_symmetry_and_range(seed, measure):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("measure", MEASURES, ids=lambda m: f"{m.id}")
+@pytest.mark.parametrize("measure", MEASURES, ids=label)
 def test_declared_invariances_hold(seed, measure):
     assert set(measure.invariant_to) == {"orthogonal", "isotropic scaling", "translation"}
     rng = np.random.default_rng(seed)
@@ -218,7 +222,7 @@ def test_debiased_can_be_negative_and_is_reported():
 # --- degenerate input -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("measure", MEASURES, ids=lambda m: f"{m.id}")
+@pytest.mark.parametrize("measure", MEASURES, ids=label)
 def test_too_few_samples_constant_and_non_finite_layers_are_refused(measure):
     rng = np.random.default_rng(0)
     with pytest.raises(InputError, match="at least 4 samples"):
@@ -233,7 +237,7 @@ def test_too_few_samples_constant_and_non_finite_layers_are_refused(measure):
         compare_layers(measure, [("fc", rng.standard_normal((10, 3)))], [("conv2", x)])
 
 
-@pytest.mark.parametrize("measure", MEASURES, ids=lambda m: f"{m.id}")
+@pytest.mark.parametrize("measure", MEASURES, ids=label)
 def test_four_samples_and_constant_columns_give_finite_values(measure):
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -267,7 +271,7 @@ def test_rbf_refuses_when_most_samples_coincide():
 # --- through the engine ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("measure", [DebiasedCKA(), RBFCKA()], ids=lambda m: f"{m.id}")
+@pytest.mark.parametrize("measure", [DebiasedCKA(), RBFCKA()], ids=label)
 def test_compare_layers_baseline_and_interval(measure):
     rng = np.random.default_rng(3)
     x, y = correlated_pair(rng, 300, 5, 5, noise=0.3)
@@ -293,7 +297,7 @@ def test_narrow_rbf_kernel_has_a_high_baseline():
     assert baselines[0] > 0.3 > 0.05 > baselines[1]
 
 
-@pytest.mark.parametrize("measure", MEASURES, ids=lambda m: f"{m.id}")
+@pytest.mark.parametrize("measure", MEASURES, ids=label)
 def test_permuted_prepared_layer_scores_like_permuted_data(measure):
     rng = np.random.default_rng(5)
     x, y = correlated_pair(rng, 40, 6, 50)  # Gram form for debiased CKA
