@@ -16,7 +16,14 @@ from torch import nn
 import workers.tasks
 from analysis.checkpoints import load_checkpoint
 from analysis.extraction import extract_activations
-from tests.conftest import checkpoint_from
+from analysis.registry import MEASURES
+from tests.conftest import (
+    checkpoint_from,
+    digits_npz_bytes,
+    run_with_dependencies,
+    torchscript_mlp_bytes,
+)
+from webapp.catalog.ingest import ingest_dataset
 from webapp.catalog.models import ActivationSet, Blob
 from webapp.runs.models import Cancelled, Run, Score
 from webapp.runs.submit import request_comparison, request_extraction
@@ -382,3 +389,26 @@ def test_stored_scores_stay_in_the_declared_range(workspace, owner, ckpt_a, ckpt
     assert len(values) == 30
     assert all(abs(v - 1.0) < 1e-9 for v in values)
     assert all(0.0 <= v <= 1.0 for v in values), max(values)
+
+
+@pytest.mark.parametrize("measure_id", sorted(MEASURES))
+def test_every_registered_measure_runs_as_a_comparison(owner, workspace, measure_id):
+    dataset, _ = ingest_dataset(
+        workspace, owner, io.BytesIO(digits_npz_bytes(300)), "digits300.npz", "digits300"
+    )
+    a = checkpoint_from(workspace, owner, torchscript_mlp_bytes(0), "a")
+    b = checkpoint_from(workspace, owner, torchscript_mlp_bytes(1), "b")
+    run, _ = request_comparison(
+        owner, a, b, dataset, measure=measure_id, n_permutations=2, n_bootstrap=2
+    )
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    measure = MEASURES[measure_id]
+    low, high = measure.bounds or measure.range
+    scores = list(run.scores.all())
+    assert len(scores) == len(a.default_layers) * len(b.default_layers)
+    for score in scores:
+        assert score.measure == measure_id
+        assert low - 1e-9 <= score.value <= high + 1e-9
+        assert np.isfinite([score.value, score.baseline]).all()
+        assert score.sample_agreement is not None

@@ -165,7 +165,7 @@ class Score(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="scores")
     measure = models.CharField(max_length=60)  # stable id from analysis.measures
-    estimator = models.CharField(max_length=60)
+    estimator = models.CharField(max_length=300, blank=True)
     parameters = models.JSONField(default=dict)
     activation_a = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
     activation_b = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
