@@ -365,3 +365,19 @@ def test_pair_page_refuses_cells_outside_the_matrix(browser, client, outsider, c
     assert browser.get(f"/comparisons/{comparison.pk}/pairs/99/0/").status_code == 404
     client.force_login(outsider)
     assert client.get(f"/comparisons/{comparison.pk}/pairs/0/0/").status_code == 404
+
+
+def test_comparison_exports_as_csv_with_provenance(browser, client, outsider, comparison):
+    import csv
+
+    run_with_dependencies(comparison)
+    response = browser.get(f"/comparisons/{comparison.pk}/scores.csv")
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert len(rows) == comparison.scores.count()
+    first = comparison.scores.order_by("id").first()
+    assert float(rows[0]["value"]) == pytest.approx(first.value)
+    assert rows[0]["measure"] == "cka/linear" and rows[0]["pooling"] == "mean"
+    assert rows[0]["checkpoint_a"] == comparison.checkpoint.name
+    client.force_login(outsider)
+    assert client.get(f"/comparisons/{comparison.pk}/scores.csv").status_code == 404

@@ -16,6 +16,7 @@ urlpatterns = [
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>/cancel/", views.cancel_run, name="cancel-run"),
     path("comparisons/<int:pk>/", views.comparison, name="comparison"),
+    path("comparisons/<int:pk>/scores.csv", views.comparison_csv, name="comparison-csv"),
     path(
         "comparisons/<int:pk>/pairs/<int:row>/<int:col>/",
         views.comparison_pair,

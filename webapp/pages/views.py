@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import numpy as np
@@ -354,3 +355,52 @@ def comparison_pair(request, pk, row, col):
             most=annotated(most),
         )
     return render(request, "pages/pair.html", context)
+
+
+SCORE_COLUMNS = [
+    "measure",
+    "layer_a",
+    "layer_b",
+    "value",
+    "ci_low",
+    "ci_high",
+    "baseline",
+    "baseline_std",
+    "n",
+    "d_a",
+    "d_b",
+    "estimator",
+    "code_version",
+]
+
+
+@login_required
+def comparison_csv(request, pk):
+    """Every score of a comparison with its provenance, one row per layer pair."""
+    run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="comparison-{run.pk}.csv"'
+    writer = csv.writer(response)
+    context = [
+        "checkpoint_a",
+        "checkpoint_b",
+        "dataset",
+        "pooling",
+        "n_permutations",
+        "n_bootstrap",
+        "seed",
+    ]
+    writer.writerow(SCORE_COLUMNS + context)
+    p = run.params
+    fixed = [
+        run.checkpoint.name,
+        run.checkpoint_b.name,
+        run.dataset.name,
+        p["pooling"],
+        p["n_permutations"],
+        p.get("n_bootstrap", 0),
+        p["seed"],
+    ]
+    for score in run.scores.order_by("id"):
+        writer.writerow([getattr(score, column) for column in SCORE_COLUMNS] + fixed)
+    return response
