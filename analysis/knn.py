@@ -10,9 +10,11 @@ N_Y(i) the same in Y. Per sample::
 and the global scores are their means over samples. Independent spaces score k/(n − 1) on
 average (the chance that a given one of the n − 1 other samples is among k), which the
 permutation baseline shows. Neighbours are found by cosine (default, as Huh et al.) or
-Euclidean distance, exactly, in row blocks so memory stays O(n · block); distances are float64,
-so float32 round-off does not reorder near-equal neighbours. Equal distances are broken by the
-lower sample index, so exact duplicates are ordered deterministically.
+Euclidean distance, exactly, in row blocks so memory stays O(n · block). Distances are float64
+(float32 round-off would reorder near-equal neighbours), screened by one matrix product on
+centred rows and ranked by differences, so a large common offset (up to ~1e7 times the spread)
+costs no digits and equal distances (duplicated samples, discrete activations) compare equal;
+their ties go to the lower sample index.
 
 Bootstrap: a resample with replacement holds copies of a sample, which are each other's nearest
 neighbours at distance 0 in *both* spaces and fill neighbour slots that agree by construction.
@@ -42,6 +44,7 @@ __all__ = [
 
 METRICS = ("cosine", "euclidean")
 BLOCK_ENTRIES = 1 << 21  # distances held at once: 16 MiB of float64
+CANDIDATE_BAND = 1e-8  # screening keeps rows this close (relative) to the k-th distance
 
 
 def _check_k(k: int) -> None:
@@ -57,13 +60,13 @@ def _check_enough_samples(k: int, n: int, name: str) -> None:
 
 
 def _embed(x: np.ndarray, metric: str, name: str) -> np.ndarray:
-    """Float64 rows whose inner products rank neighbours: unit rows for cosine, centred rows
-    for Euclidean (translation changes no distance; centring limits cancellation)."""
+    """Float64 rows the neighbours are found among: unit rows for cosine (‖u_i − u_j‖² =
+    2 − 2 cos ranks like cosine distance), the rows themselves for Euclidean."""
     if metric not in METRICS:
         raise InputError(f"unknown kNN metric {metric!r}: use 'cosine' or 'euclidean'")
     x = x.astype(np.float64)
     if metric == "euclidean":
-        return x - x.mean(axis=0)
+        return x
     norms = np.linalg.norm(x, axis=1)
     zero = np.flatnonzero(norms == 0)
     if zero.size:
@@ -74,33 +77,47 @@ def _embed(x: np.ndarray, metric: str, name: str) -> np.ndarray:
     return x / norms[:, None]
 
 
+def _squared_distances(data: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """‖data[i] − data[j]‖² pair by pair, from differences: a function of the two rows alone,
+    so equal rows give bit-equal distances wherever they sit."""
+    out = np.empty(i.size)
+    step = max(1, BLOCK_ENTRIES // data.shape[1])
+    for start in range(0, i.size, step):
+        diff = data[i[start : start + step]] - data[j[start : start + step]]
+        out[start : start + step] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
 def _neighbours(data: np.ndarray, k: int, metric: str, block_size: int | None) -> np.ndarray:
-    """(n, k) indices of each row's k nearest other rows, nearest first, ties by index."""
+    """(n, k) indices of each row's k nearest other rows, nearest first, ties by lower index.
+
+    Two passes per block of rows. Screening: one matrix product gives all squared distances
+    up to round-off (‖z_j‖² − 2 z_i·z_j + ‖z_i‖² on centred rows z; centring limits
+    cancellation) and keeps every row within a band of the k-th smallest, wide enough for
+    round-off. Ranking: the kept pairs' squared distances are recomputed from differences, so
+    equal distances (duplicated samples, discrete activations) are equal in floating point too,
+    and sorting by (distance, index) breaks their ties the same way every time.
+    """
     n = data.shape[0]
     rows = block_size or max(1, BLOCK_ENTRIES // n)
-    squares = np.einsum("ij,ij->i", data, data) if metric == "euclidean" else None
+    screen = data - data.mean(axis=0) if metric == "euclidean" else data
+    squares = np.einsum("ij,ij->i", screen, screen)
+    band = CANDIDATE_BAND * (squares + squares.max())
     out = np.empty((n, k), dtype=np.intp)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        # A monotone stand-in for the distance to every row: −cos, or ‖x_j‖² − 2 x_i·x_j
-        # (‖x_i‖² is the same for the whole row of the block and changes no order).
-        dist = data[start:stop] @ data.T
-        if squares is None:
-            np.negative(dist, out=dist)
-        else:
-            dist *= -2.0
-            dist += squares[None, :]
         local = np.arange(stop - start)
-        dist[local, start + local] = np.inf  # self excluded
-        part = np.argpartition(dist, k - 1, axis=1)[:, :k]
-        kth = np.take_along_axis(dist, part, axis=1).max(axis=1)
-        # argpartition picks arbitrarily among distances equal to the k-th: redo those rows
-        # so that the lower index wins.
-        for r in np.flatnonzero((dist <= kth[:, None]).sum(axis=1) > k):
-            candidates = np.flatnonzero(dist[r] <= kth[r])
-            part[r] = candidates[np.lexsort((candidates, dist[r, candidates]))[:k]]
-        chosen = np.take_along_axis(dist, part, axis=1)
-        out[start:stop] = np.take_along_axis(part, np.lexsort((part, chosen), axis=1), axis=1)
+        approx = screen[start:stop] @ screen.T
+        approx *= -2.0
+        approx += squares[None, :]
+        approx += squares[start:stop, None]
+        approx[local, start + local] = np.inf  # self excluded
+        kth = np.partition(approx, k - 1, axis=1)[:, k - 1]
+        r, c = np.nonzero(approx <= (kth + band[start:stop])[:, None])
+        order = np.lexsort((c, _squared_distances(data, start + r, c), r))
+        r, c = r[order], c[order]
+        rank_in_row = np.arange(r.size) - np.searchsorted(r, r)
+        out[start:stop] = c[rank_in_row < k].reshape(-1, k)
     return out
 
 
@@ -163,7 +180,7 @@ def mutual_knn_per_sample(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
 class PreparedKNN:
     """A layer's kNN graph and the float64 rows it was computed from."""
 
-    data: np.ndarray  # unit rows (cosine) or centred rows (Euclidean)
+    data: np.ndarray  # unit rows (cosine) or the rows as given (Euclidean)
     neighbours: np.ndarray  # (n, k) indices, nearest first
 
 

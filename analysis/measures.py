@@ -37,6 +37,9 @@ class Measure:
     metric: ClassVar[bool] = False
     invariant_to: ClassVar[tuple[str, ...]] = ()
     min_samples: ClassVar[int] = 4
+    # False where resampling with replacement is meaningless (duplicated samples are each
+    # other's nearest neighbours): such measures get no bootstrap interval.
+    supports_bootstrap: ClassVar[bool] = True
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> Any:
         """Per-layer work: validation, centring, Gram or covariance matrices …"""
@@ -135,7 +138,9 @@ def compare_layers(
     rng = np.random.default_rng(seed)
     perms = [rng.permutation(n) for _ in range(n_permutations)]
     resamples = [rng.integers(0, n, n) for _ in range(n_bootstrap)]
-    total = len(prepared_a) * len(prepared_b) + len(resamples)
+    if not measure.supports_bootstrap:
+        resamples = []
+    total = len(prepared_a) * len(prepared_b) + len(perms) * len(prepared_b) + len(resamples)
     done = 0
 
     def step() -> None:
@@ -144,22 +149,34 @@ def compare_layers(
         if progress:
             progress(done / total)
 
-    results: dict[tuple[str, str], PairResult] = {}
-    for (name_a, a), (_, x_a) in zip(prepared_a, layers_a, strict=True):
-        for (name_b, b), (_, x_b) in zip(prepared_b, layers_b, strict=True):
-            value = measure.score(a, b)  # first: it may cache work that permute() reuses
-            shuffled = [measure.score(a, measure.permute(b, p)) for p in perms]
-            results[(name_a, name_b)] = PairResult(
-                value=value,
-                baseline=float(np.mean(shuffled)),
-                baseline_std=float(np.std(shuffled)),
-                n=n,
-                d_a=x_a.shape[1],
-                d_b=x_b.shape[1],
-                estimator=measure.estimator(a, b),
-                larger_is_more_similar=measure.larger_is_more_similar,
-            )
+    values = {}
+    for name_a, a in prepared_a:
+        for name_b, b in prepared_b:
+            values[(name_a, name_b)] = measure.score(a, b)  # may cache what permute() reuses
             step()
+    shuffled: dict[tuple[str, str], list[float]] = {key: [] for key in values}
+    for perm in perms:  # each layer of B is permuted once per permutation, for all of A
+        for name_b, b in prepared_b:
+            permuted = measure.permute(b, perm)
+            for name_a, a in prepared_a:
+                shuffled[(name_a, name_b)].append(measure.score(a, permuted))
+            step()
+    dims_a = {name: x.shape[1] for name, x in layers_a}
+    dims_b = {name: x.shape[1] for name, x in layers_b}
+    by_a, by_b = dict(prepared_a), dict(prepared_b)
+    results = {
+        (name_a, name_b): PairResult(
+            value=value,
+            baseline=float(np.mean(shuffled[(name_a, name_b)])),
+            baseline_std=float(np.std(shuffled[(name_a, name_b)])),
+            n=n,
+            d_a=dims_a[name_a],
+            d_b=dims_b[name_b],
+            estimator=measure.estimator(by_a[name_a], by_b[name_b]),
+            larger_is_more_similar=measure.larger_is_more_similar,
+        )
+        for (name_a, name_b), value in values.items()
+    }
     if resamples:
         _bootstrap(measure, prepared_a, prepared_b, resamples, results, step)
     return results

@@ -23,12 +23,12 @@ from analysis.extraction import extract_activations
 from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
 from analysis.registry import MEASURES
-from webapp.catalog.models import ActivationSet, Blob
+from webapp.catalog.models import ActivationSet, Blob, Checkpoint
 from webapp.runs.models import Cancelled, Run, Score
 
 logger = logging.getLogger(__name__)
 
-QUEUE_OF_KIND = {Run.Kind.EXTRACT: "gpu", Run.Kind.COMPARE: "cpu"}
+QUEUE_OF_KIND = {Run.Kind.EXTRACT: "gpu", Run.Kind.COMPARE: "cpu", Run.Kind.MODEL_MATRIX: "cpu"}
 
 
 def enqueue(run: Run) -> None:
@@ -143,49 +143,67 @@ def _activation_sets(run: Run, checkpoint, layers: list[str]) -> list[Activation
 def compare(run: Run) -> dict:
     """Score every (layer of A, layer of B) pair and store one Score row per pair."""
     p = run.params
-    started = monotonic()
     sets_a = _activation_sets(run, run.checkpoint, p["layers_a"])
     sets_b = _activation_sets(run, run.checkpoint_b, p["layers_b"])
-    layers_a = [(s.layer, s.load()) for s in sets_a]
-    layers_b = [(s.layer, s.load()) for s in sets_b]
+    return _score_pairs(run, {s.layer: s for s in sets_a}, {s.layer: s for s in sets_b})
+
+
+def model_matrix(run: Run) -> dict:
+    """Score one layer of every checkpoint against the same layer of every other one."""
+    p = run.params
+    checkpoints = {c.pk: c for c in Checkpoint.objects.filter(pk__in=p["checkpoints"])}
+    sets = {
+        str(pk): _activation_sets(run, checkpoints[pk], [p["layer"]])[0] for pk in p["checkpoints"]
+    }
+    return _score_pairs(run, sets, sets)
+
+
+def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
+    """Score every (A, B) pair of activation sets with the run's measure, baseline and
+    interval, add per-sample kNN agreement, and store one Score row per pair."""
+    p = run.params
+    started = monotonic()
+    loaded = {s.pk: s.load() for s in [*sets_a.values(), *sets_b.values()]}
+    arrays_a = [(name, loaded[s.pk]) for name, s in sets_a.items()]
+    arrays_b = [(name, loaded[s.pk]) for name, s in sets_b.items()]
     results = compare_layers(
         MEASURES[p["measure"]],
-        layers_a,
-        layers_b,
+        arrays_a,
+        arrays_b,
         n_permutations=p["n_permutations"],
         n_bootstrap=p.get("n_bootstrap", 0),
         seed=p["seed"],
         progress=lambda f: run.report_progress(0.8 * f),
     )
-    agreement = _sample_agreement(layers_a, layers_b)
+    agreement = _sample_agreement(arrays_a, arrays_b)
     computed = monotonic()
-    by_layer_a = {s.layer: s for s in sets_a}
-    by_layer_b = {s.layer: s for s in sets_b}
+    parameters = {
+        "pooling": p["pooling"],
+        "n_permutations": p["n_permutations"],
+        "n_bootstrap": p.get("n_bootstrap", 0),
+        "seed": p["seed"],
+        "knn_k": agreement.k,
+        "knn_metric": agreement.metric,
+    }
     with transaction.atomic():
-        for (layer_a, layer_b), r in results.items():
+        for (name_a, name_b), r in results.items():
+            a, b = sets_a[name_a], sets_b[name_b]
             Score.objects.update_or_create(
                 run=run,
                 measure=p["measure"],
-                layer_a=layer_a,
-                layer_b=layer_b,
+                activation_a=a,
+                activation_b=b,
                 defaults={
+                    "layer_a": a.layer,
+                    "layer_b": b.layer,
                     "estimator": r.estimator,
-                    "parameters": {
-                        "pooling": p["pooling"],
-                        "n_permutations": p["n_permutations"],
-                        "n_bootstrap": p.get("n_bootstrap", 0),
-                        "seed": p["seed"],
-                        "knn_k": agreement.k,
-                        "knn_metric": agreement.metric,
-                    },
-                    "activation_a": by_layer_a[layer_a],
-                    "activation_b": by_layer_b[layer_b],
+                    "parameters": parameters,
                     "value": r.value,
                     "baseline": r.baseline,
                     "baseline_std": r.baseline_std,
                     "ci_low": r.ci_low,
                     "ci_high": r.ci_high,
-                    "sample_agreement": agreement.blobs[(layer_a, layer_b)],
+                    "sample_agreement": agreement.blobs[(name_a, name_b)],
                     "n": r.n,
                     "d_a": r.d_a,
                     "d_b": r.d_b,
@@ -218,4 +236,8 @@ def _sample_agreement(layers_a, layers_b, k: int = 10, metric: str = "euclidean"
     return SampleAgreement(k, metric, blobs)
 
 
-RUNNERS = {Run.Kind.EXTRACT: extract, Run.Kind.COMPARE: compare}
+RUNNERS = {
+    Run.Kind.EXTRACT: extract,
+    Run.Kind.COMPARE: compare,
+    Run.Kind.MODEL_MATRIX: model_matrix,
+}

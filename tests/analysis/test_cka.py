@@ -250,7 +250,7 @@ def test_cka_matrix_all_pairs_prepared_once(seed, monkeypatch):
         assert (pair.n, pair.d_a, pair.d_b) == (n, x.shape[1], y.shape[1])
         assert pair.estimator == ("gram" if n * n < x.shape[1] * y.shape[1] else "feature")
     assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
-    assert len(progress) == 12
+    assert len(progress) == 12 + 3 * 4  # pairs, then each permutation of each B layer
 
 
 @pytest.mark.parametrize("seed", SEEDS)

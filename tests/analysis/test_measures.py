@@ -40,13 +40,27 @@ def test_bootstrap_is_seeded_and_off_by_default():
     assert plain.ci_low is None and plain.ci_high is None
 
 
-def test_progress_counts_pairs_and_resamples():
+def test_progress_counts_pairs_permutations_and_resamples():
     x, y = related(50, 0)
     seen: list[float] = []
     compare_layers(
-        LinearCKA(), [("x", x), ("y", y)], [("y", y)], n_bootstrap=3, progress=seen.append
+        LinearCKA(),
+        [("x", x), ("y", y)],
+        [("y", y)],
+        n_permutations=4,
+        n_bootstrap=3,
+        progress=seen.append,
     )
-    assert len(seen) == 2 + 3 and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    # 2 pairs, then each of the 4 permutations of the one B layer, then 3 resamples
+    assert len(seen) == 2 + 4 + 3 and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+
+
+def test_measures_without_bootstrap_get_no_interval():
+    from analysis.knn import MutualKNN
+
+    x, y = related(60, 1)
+    r = compare_layers(MutualKNN(k=5), [("x", x)], [("y", y)], n_bootstrap=10)[("x", "y")]
+    assert r.ci_low is None and r.ci_high is None
 
 
 def test_permuted_prepared_layer_scores_like_permuted_data():

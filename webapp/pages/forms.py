@@ -44,6 +44,26 @@ class ComparisonForm(forms.Form):
         self.fields["dataset"].queryset = workspace.datasets.all()
 
 
+class ModelMatrixForm(forms.Form):
+    checkpoints = forms.ModelMultipleChoiceField(
+        queryset=Checkpoint.objects.none(), widget=forms.CheckboxSelectMultiple
+    )
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
+    layer = forms.ChoiceField(help_text="compared across every chosen checkpoint")
+    pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
+    measure = forms.ChoiceField(
+        choices=[(m.id, f"{m.name} ({m.id})") for m in MEASURES.values()], initial="cka/linear"
+    )
+
+    def __init__(self, workspace, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        checkpoints = workspace.checkpoints.all()
+        self.fields["checkpoints"].queryset = checkpoints
+        self.fields["dataset"].queryset = workspace.datasets.all()
+        names = sorted({layer for c in checkpoints for layer in c.layers})
+        self.fields["layer"].choices = [(name, name) for name in names]
+
+
 class ExtractionForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     layers = forms.MultipleChoiceField(

@@ -29,10 +29,11 @@ from webapp.pages.forms import (
     ComparisonForm,
     DatasetUploadForm,
     ExtractionForm,
+    ModelMatrixForm,
 )
 from webapp.runs.models import Run
-from webapp.runs.results import comparison_matrix
-from webapp.runs.submit import request_comparison, request_extraction
+from webapp.runs.results import comparison_matrix, model_matrix
+from webapp.runs.submit import request_comparison, request_extraction, request_model_matrix
 
 
 def _workspace(request, slug):
@@ -85,6 +86,8 @@ def _workspace_context(workspace, **forms) -> dict:
         "dataset_form": forms.get("dataset_form") or DatasetUploadForm(),
         "checkpoint_form": forms.get("checkpoint_form") or CheckpointUploadForm(),
         "comparison_form": forms.get("comparison_form") or ComparisonForm(workspace),
+        "matrix_form": forms.get("matrix_form") or ModelMatrixForm(workspace),
+        "matrices": workspace.runs.filter(kind=Run.Kind.MODEL_MATRIX).select_related("dataset"),
     }
 
 
@@ -404,3 +407,38 @@ def comparison_csv(request, pk):
     for score in run.scores.order_by("id"):
         writer.writerow([getattr(score, column) for column in SCORE_COLUMNS] + fixed)
     return response
+
+
+@login_required
+@require_POST
+def new_model_matrix(request, slug):
+    workspace = _editable_workspace(request, slug)
+    form = ModelMatrixForm(workspace, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            run, _ = request_model_matrix(
+                request.user,
+                list(data["checkpoints"]),
+                data["dataset"],
+                data["layer"],
+                pooling=data["pooling"],
+                measure=data["measure"],
+            )
+        except InputError as err:
+            form.add_error(None, str(err))
+        else:
+            return redirect("model-matrix", pk=run.pk)
+    return _form_page(request, workspace, matrix_form=form)
+
+
+@login_required
+def model_matrix_page(request, pk):
+    run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.MODEL_MATRIX)
+    context = {
+        "run": run,
+        "workspace": run.workspace,
+        "dependencies": run.depends_on.select_related("checkpoint"),
+        "matrix": model_matrix(run),
+    }
+    return _poll(request, "pages/matrix.html", "result", context, run.is_terminal)

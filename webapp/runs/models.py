@@ -26,6 +26,7 @@ class Run(models.Model):
     class Kind(models.TextChoices):
         EXTRACT = "extract", "Extract activations"
         COMPARE = "compare", "Compare checkpoints"
+        MODEL_MATRIX = "model_matrix", "Compare many checkpoints"
 
     class State(models.TextChoices):
         QUEUED = "queued"
@@ -191,6 +192,7 @@ class Score(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["run", "measure", "layer_a", "layer_b"], name="one_score_per_pair"
+                fields=["run", "measure", "activation_a", "activation_b"],
+                name="one_score_per_pair",
             )
         ]

@@ -27,6 +27,17 @@ def _same_workspace(dataset: Dataset, *checkpoints: Checkpoint) -> None:
         raise InputError("the checkpoint(s) and the dataset must belong to the same workspace")
 
 
+def _check_comparison(dataset: Dataset, measure: str, n_permutations: int, n_bootstrap: int):
+    if measure not in MEASURES:
+        raise InputError(f"unknown measure {measure!r}; choose one of: {', '.join(MEASURES)}")
+    if dataset.n_samples < MIN_SAMPLES:
+        raise InputError(f"comparisons need at least {MIN_SAMPLES} samples")
+    if not 1 <= n_permutations <= 1000:
+        raise InputError("n_permutations must be between 1 and 1000")
+    if not 0 <= n_bootstrap <= 1000:
+        raise InputError("n_bootstrap must be between 0 and 1000")
+
+
 def request_extraction(
     user, checkpoint: Checkpoint, dataset: Dataset, layers=None, pooling: str = "mean"
 ) -> tuple[Run, bool]:
@@ -67,14 +78,7 @@ def request_comparison(
     """The run that scores every (layer of A, layer of B) pair; it waits for the extractions
     it needs, which are requested here too."""
     _same_workspace(dataset, checkpoint_a, checkpoint_b)
-    if measure not in MEASURES:
-        raise InputError(f"unknown measure {measure!r}; choose one of: {', '.join(MEASURES)}")
-    if dataset.n_samples < MIN_SAMPLES:
-        raise InputError(f"comparisons need at least {MIN_SAMPLES} samples")
-    if not 1 <= n_permutations <= 1000:
-        raise InputError("n_permutations must be between 1 and 1000")
-    if not 0 <= n_bootstrap <= 1000:
-        raise InputError("n_bootstrap must be between 0 and 1000")
+    _check_comparison(dataset, measure, n_permutations, n_bootstrap)
     layers_a = _layers(checkpoint_a, layers_a)
     layers_b = _layers(checkpoint_b, layers_b)
     extract_a, _ = request_extraction(user, checkpoint_a, dataset, layers_a, pooling)
@@ -102,6 +106,49 @@ def request_comparison(
         dataset=dataset,
         checkpoint=checkpoint_a,
         checkpoint_b=checkpoint_b,
+        params=params,
+        created_by=user,
+    )
+
+
+def request_model_matrix(
+    user,
+    checkpoints: list[Checkpoint],
+    dataset: Dataset,
+    layer: str,
+    pooling: str = "mean",
+    measure: str = "cka/linear",
+    n_permutations: int = 10,
+    n_bootstrap: int = 20,
+    seed: int = 0,
+) -> tuple[Run, bool]:
+    """The run that scores one layer of every checkpoint against every other (e.g. all seeds
+    of one recipe): a model × model matrix."""
+    checkpoints = list(dict.fromkeys(checkpoints))
+    if len(checkpoints) < 2:
+        raise InputError("choose at least two checkpoints")
+    _same_workspace(dataset, *checkpoints)
+    _check_comparison(dataset, measure, n_permutations, n_bootstrap)
+    lacking = [c.name for c in checkpoints if layer not in c.layers]
+    if lacking:
+        raise InputError(f"layer {layer!r} is not in: {', '.join(lacking)}")
+    extractions = [request_extraction(user, c, dataset, [layer], pooling)[0] for c in checkpoints]
+    params = {
+        "checkpoints": [c.pk for c in checkpoints],
+        "layer": layer,
+        "pooling": pooling,
+        "measure": measure,
+        "n_permutations": n_permutations,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+    }
+    return Run.submit(
+        kind=Run.Kind.MODEL_MATRIX,
+        request_key=Run.key_for(Run.Kind.MODEL_MATRIX, dataset=dataset.pk, **params),
+        depends_on=extractions,
+        workspace=dataset.workspace,
+        dataset=dataset,
+        checkpoint=checkpoints[0],
         params=params,
         created_by=user,
     )
