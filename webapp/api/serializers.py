@@ -137,6 +137,17 @@ class ComparisonRequestSerializer(serializers.Serializer):
     seed = serializers.IntegerField(default=0)
 
 
+class ModelMatrixRequestSerializer(serializers.Serializer):
+    checkpoints = serializers.ListField(child=serializers.IntegerField(), min_length=2)
+    dataset = serializers.IntegerField()
+    layer = serializers.CharField(help_text="a layer every checkpoint has")
+    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
+    measure = serializers.ChoiceField(choices=list(MEASURES), default="cka/linear")
+    n_permutations = serializers.IntegerField(default=10, min_value=1, max_value=1000)
+    n_bootstrap = serializers.IntegerField(default=20, min_value=0, max_value=1000)
+    seed = serializers.IntegerField(default=0)
+
+
 class ActivationSetSerializer(serializers.ModelSerializer):
     sha256 = serializers.CharField(source="blob.sha256", read_only=True)
 

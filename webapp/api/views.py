@@ -23,8 +23,8 @@ from webapp.catalog.models import (
     workspaces_of,
 )
 from webapp.runs.models import Run
-from webapp.runs.results import comparison_matrix
-from webapp.runs.submit import request_comparison, request_extraction
+from webapp.runs.results import comparison_matrix, model_matrix
+from webapp.runs.submit import request_comparison, request_extraction, request_model_matrix
 
 
 class BadInput(APIException):
@@ -237,3 +237,35 @@ class ComparisonViewSet(viewsets.GenericViewSet):
         """The layer × layer matrix with baselines and provenance (cells are null until the
         run has scored them)."""
         return Response(comparison_matrix(self.get_object()))
+
+
+class ModelMatrixViewSet(viewsets.GenericViewSet):
+    serializer_class = s.ModelMatrixRequestSerializer
+
+    def get_queryset(self):
+        return visible_to(Run, self.request.user).filter(kind=Run.Kind.MODEL_MATRIX)
+
+    @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
+    def create(self, request):
+        """Compare one layer of many checkpoints with each other (model × model)."""
+        form = s.ModelMatrixRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        user = request.user
+        run, created = request_model_matrix(
+            user,
+            [_editable_or_404(Checkpoint, user, pk) for pk in data["checkpoints"]],
+            _editable_or_404(Dataset, user, data["dataset"]),
+            data["layer"],
+            data["pooling"],
+            data["measure"],
+            data["n_permutations"],
+            data["n_bootstrap"],
+            data["seed"],
+        )
+        return _created(s.RunSerializer, run, created)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    def retrieve(self, request, pk=None):
+        """The model × model matrix in hierarchical order, with baselines and provenance."""
+        return Response(model_matrix(self.get_object()))
