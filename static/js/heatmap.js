@@ -53,6 +53,7 @@
       height: Math.max(360, 60 * data.layers_a.length + 140),
     };
     Plotly.newPlot(el, [trace], layout, { responsive: true, displaylogo: false }).then(() => {
+      if (!el.dataset.pairUrl) return; // no drill-down page for this matrix
       el.on("plotly_click", (event) => {
         const [row, col] = event.points[0].pointIndex;
         window.location.href = `${el.dataset.pairUrl}${row}/${col}/`;

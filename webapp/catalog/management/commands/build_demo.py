@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from analysis import demo
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Membership, Workspace
-from webapp.runs.submit import request_comparison
+from webapp.runs.submit import request_comparison, request_model_matrix
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 
@@ -21,6 +21,8 @@ COMPARISONS = [  # (checkpoint A, checkpoint B, dataset)
     ("mlp-digits-seed0", "cnn-digits", "digits"),
     ("cnn-shapes-plain", "cnn-shapes-rotaug", "shapes"),
 ]
+
+MODEL_MATRIX = ["mlp-digits-seed0", "mlp-digits-seed1", "cnn-digits"]  # compared at "head"
 
 
 class Command(BaseCommand):
@@ -73,6 +75,9 @@ class Command(BaseCommand):
         for a, b, dataset in COMPARISONS:
             run, _ = request_comparison(user, checkpoints[a], checkpoints[b], datasets[dataset])
             self._say(f"comparison {a} vs {b} on {dataset}: run {run.pk} ({run.state})")
+        digit_models = [checkpoints[name] for name in MODEL_MATRIX]
+        run, _ = request_model_matrix(user, digit_models, datasets["digits"], "head")
+        self._say(f"model matrix of the digit models at 'head': run {run.pk} ({run.state})")
         self._say(f"demo workspace ready in {monotonic() - started:.1f} s")
 
     def _dataset(self, workspace, user, path, write, description):
