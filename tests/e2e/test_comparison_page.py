@@ -79,3 +79,13 @@ def test_comparison_page_updates_itself_and_shows_the_heatmap(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "comparison.png"), full_page=True)
     expect(page.locator("table.scores tbody tr")).to_have_count(16)
+
+    # A cell opens the samples behind it.
+    page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+    expect(page.locator("h1")).to_contain_text("×")
+    expect(page.locator("text=Least agreeing samples")).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    thumbnails = page.locator(".sample-grid img")
+    assert thumbnails.count() == 24
+    assert all(thumbnails.nth(i).evaluate("img => img.naturalWidth") == 8 for i in range(24))
+    page.screenshot(path=str(ARTIFACTS / "pair.png"), full_page=True)

@@ -446,3 +446,14 @@ def test_cancelled_request_asked_again_is_queued_again(api, ckpt_a, digits):
     assert again.status_code == 201
     assert again.json()["id"] == run_id
     assert again.json()["state"] == "queued"
+
+
+def test_measures_are_listed_with_their_properties(api, client):
+    from analysis.registry import MEASURES
+
+    listed = api.get("/api/v1/measures/").json()
+    assert [m["id"] for m in listed] == list(MEASURES)
+    cka = next(m for m in listed if m["id"] == "cka/linear")
+    assert cka["range"] == [0.0, 1.0] and cka["larger_is_more_similar"] is True
+    assert "orthogonal" in cka["invariant_to"]
+    assert client.get("/api/v1/measures/").status_code in (401, 403)

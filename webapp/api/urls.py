@@ -12,6 +12,7 @@ router.register("runs", views.RunViewSet, basename="run")
 router.register("activations", views.ActivationSetViewSet, basename="activationset")
 router.register("extractions", views.ExtractionViewSet, basename="extraction")
 router.register("comparisons", views.ComparisonViewSet, basename="comparison")
+router.register("measures", views.MeasureViewSet, basename="measure")
 router.register("model-matrices", views.ModelMatrixViewSet, basename="model-matrix")
 
 urlpatterns = [

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from analysis.errors import InputError
+from analysis.registry import MEASURES
 from webapp.api import serializers as s
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import (
@@ -269,3 +270,11 @@ class ModelMatrixViewSet(viewsets.GenericViewSet):
     def retrieve(self, request, pk=None):
         """The model × model matrix in hierarchical order, with baselines and provenance."""
         return Response(model_matrix(self.get_object()))
+
+
+class MeasureViewSet(viewsets.ViewSet):
+    """The registered measures with their declared properties (ids are stable)."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def list(self, request):
+        return Response([measure.describe() for measure in MEASURES.values()])
