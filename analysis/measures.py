@@ -60,6 +60,13 @@ class Measure:
         """How the value was computed for this pair (shown with the value)."""
         return ""
 
+    def baseline_warning_at(self) -> float:
+        """A permutation baseline at least this similar gets a warning: half the scale (for a
+        distance, half its maximum)."""
+        if self.larger_is_more_similar:
+            return BASELINE_WARNING
+        return BASELINE_WARNING * self.range[1]
+
     def describe(self) -> dict:
         return {
             "id": self.id,
@@ -99,10 +106,16 @@ class PairResult:
     ci_low: float | None = None  # bootstrap 95 % interval over samples, bias-corrected
     ci_high: float | None = None
     larger_is_more_similar: bool = True
+    warn_at: float = BASELINE_WARNING  # a baseline this similar means n is too small for d
 
     @property
     def warnings(self) -> list[str]:
-        if self.larger_is_more_similar and self.baseline >= BASELINE_WARNING:
+        similar = (
+            self.baseline >= self.warn_at
+            if self.larger_is_more_similar
+            else self.baseline <= self.warn_at
+        )
+        if similar:
             return [
                 f"unrelated data already scores {self.baseline:.2f} at n={self.n}, "
                 f"d={max(self.d_a, self.d_b)}: use more samples or fewer dimensions"
@@ -174,6 +187,7 @@ def compare_layers(
             d_b=dims_b[name_b],
             estimator=measure.estimator(by_a[name_a], by_b[name_b]),
             larger_is_more_similar=measure.larger_is_more_similar,
+            warn_at=measure.baseline_warning_at(),
         )
         for (name_a, name_b), value in values.items()
     }

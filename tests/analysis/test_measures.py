@@ -99,3 +99,16 @@ def test_interval_is_clipped_to_true_bounds_not_the_display_range():
     r = compare_layers(RidgePredictivity(), [("x", x)], [("y", y)], n_bootstrap=40)[("x", "y")]
     assert r.value < 0.05
     assert r.ci_low <= r.value <= r.ci_high
+
+
+def test_distances_warn_when_unrelated_data_is_already_close():
+    from analysis.procrustes import ProcrustesAngular
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 512)), rng.normal(size=(32, 512))
+    small_n = compare_layers(ProcrustesAngular(), [("x", x)], [("y", y)])[("x", "y")]
+    assert small_n.baseline < ProcrustesAngular().baseline_warning_at()
+    assert small_n.warnings and "n=32" in small_n.warnings[0]
+    x, y = rng.normal(size=(500, 5)), rng.normal(size=(500, 5))
+    large_n = compare_layers(ProcrustesAngular(), [("x", x)], [("y", y)])[("x", "y")]
+    assert large_n.warnings == []
