@@ -8,11 +8,18 @@ which equals HSIC(K, L) / √(HSIC(K, K) HSIC(L, L)) with linear Gram matrices K
 and the plug-in ("biased") HSIC estimator. Everything is accumulated in float64 after explicit
 centring, so uncentred float32 input cannot push the value above 1.
 
-A layer × layer matrix prepares each layer once (centring, self-similarity norm and, when the
-Gram form is cheaper, a normalised centred Gram matrix), so L₁ + L₂ preparations serve all
-L₁ × L₂ pairs. Beside every value a permutation baseline is computed: the mean CKA after
-shuffling the rows of Y, which is what unrelated representations of this n and d score
-(about d/(n+d) for independent isotropic data: 0.94 at n=32, d=512).
+A layer × layer matrix prepares each layer once (column means, self-similarity norm and, when
+the Gram form is cheaper, a normalised centred Gram matrix), so L₁ + L₂ preparations serve all
+L₁ × L₂ pairs. The feature form streams blocks of rows: a pair holds one p × q cross-product
+and one block of each layer in memory, whatever n is, so the activations can be memory maps of
+files larger than memory. The products run with torch, on CUDA when there is a GPU.
+
+Linear CKA is the RV coefficient (Escoufier 1973) of the two centred configurations, whose
+exact mean and variance over all n! row permutations are known in closed form (Kazi-Aoual et
+al. 1995, "Refined approximations to permutation tests for multivariate inference"; Josse,
+Pagès & Husson 2008): the permutation baseline beside every value — what unrelated
+representations of this n and d score (about d/(n+d) for independent isotropic data: 0.94 at
+n=32, d=512) — is therefore exact and costs nothing.
 
 Two variants follow the same pattern: :class:`DebiasedCKA` (the unbiased HSIC estimator, which
 removes that bias) and :class:`RBFCKA` (a Gaussian kernel instead of the linear one).
@@ -20,10 +27,11 @@ removes that bias) and :class:`RBFCKA` (a Gaussian kernel instead of the linear 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from analysis.errors import InputError
 from analysis.measures import (
@@ -43,51 +51,109 @@ __all__ = [
     "RBFCKA",
     "cka_matrix",
     "linear_cka",
+    "permutation_moments",
     "prepare",
 ]
 
 MIN_SAMPLES = 4
+BLOCK_BYTES = 1 << 27
+"""float64 bytes of one block of rows (of both layers of a pair) while streaming: 128 MiB."""
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``device`` as given, or CUDA when there is a GPU, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
 class PreparedLayer:
-    """A layer ready for CKA: centred float64 activations and their self-similarity norm."""
+    """A layer ready for CKA, without a centred copy of it: its rows as given (a memory map is
+    read block by block), float64 column means, and the Gram statistics CKA and its exact
+    permutation moments need."""
 
-    centred: np.ndarray
-    self_norm: float  # ‖XᵀX‖_F
+    rows: np.ndarray
+    mean: np.ndarray  # float64 column means
+    total: float  # ‖X_c‖²_F = tr K
+    self_norm: float  # ‖X_cᵀX_c‖_F = ‖K‖_F
+    sq_row_norms: np.ndarray  # ‖x_cᵢ‖², the diagonal of K
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _gram: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def data(self) -> np.ndarray:
-        return self.centred
+        return self.rows
 
     @property
     def n(self) -> int:
-        return self.centred.shape[0]
+        return self.rows.shape[0]
 
     @property
     def d(self) -> int:
-        return self.centred.shape[1]
+        return self.rows.shape[1]
+
+    def centred(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` centred, as a new float64 array."""
+        block = np.array(self.rows[start:stop], dtype=np.float64)
+        block -= self.mean
+        return block
 
     def normalised_gram(self) -> np.ndarray:
-        """XXᵀ / ‖XXᵀ‖_F (computed on first use)."""
+        """X_cX_cᵀ / ‖X_cX_cᵀ‖_F (computed on first use; only for n small against d)."""
         if self._gram is None:
-            self._gram = (self.centred @ self.centred.T) / self.self_norm
+            self._gram = _gram(self) / self.self_norm
         return self._gram
 
 
-def prepare(x: np.ndarray, name: str = "activations") -> PreparedLayer:
-    """Centre the columns of ``x`` (n × d) in float64; refuse input CKA is undefined for."""
+def _row_blocks(n: int, width: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of blocks of rows of ``width`` float64 columns, BLOCK_BYTES each."""
+    step = max(1, BLOCK_BYTES // (8 * width))
+    for start in range(0, n, step):
+        yield start, min(n, start + step)
+
+
+def _gram(layer: PreparedLayer) -> np.ndarray:
+    """X_cX_cᵀ, n × n, accumulated over blocks of columns."""
+    gram = np.zeros((layer.n, layer.n))
+    step = max(1, BLOCK_BYTES // (8 * layer.n))
+    for start in range(0, layer.d, step):
+        block = np.array(layer.rows[:, start : start + step], dtype=np.float64)
+        block -= layer.mean[start : start + step]
+        gram += block @ block.T
+    return gram
+
+
+def prepare(
+    x: np.ndarray, name: str = "activations", device: torch.device | str | None = None
+) -> PreparedLayer:
+    """Column means and Gram statistics of ``x`` (n × d) in float64, streamed over blocks of
+    rows; refuse input CKA is undefined for."""
     x = check_activations(x, name, MIN_SAMPLES)
     if not np.ptp(x, axis=0).any():
         raise InputError(f"{name}: every column is constant across samples; CKA is undefined")
-    centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
+    n, d = x.shape
+    layer = PreparedLayer(
+        x, x.mean(axis=0, dtype=np.float64), 0.0, 0.0, np.empty(n), resolve_device(device)
+    )
     # ‖XᵀX‖_F = ‖XXᵀ‖_F: use the smaller of the two products.
-    small = centred.T @ centred if centred.shape[1] <= centred.shape[0] else centred @ centred.T
-    self_norm = float(np.linalg.norm(small))
-    if self_norm == 0.0:
+    covariance = torch.zeros((d, d), dtype=torch.float64, device=layer.device) if d <= n else None
+    for start, stop in _row_blocks(n, d):
+        block = layer.centred(start, stop)
+        layer.sq_row_norms[start:stop] = np.einsum("ij,ij->i", block, block)
+        if covariance is not None:
+            rows = torch.from_numpy(block).to(layer.device)
+            covariance.addmm_(rows.T, rows)
+    layer.total = float(layer.sq_row_norms.sum())
+    if covariance is not None:
+        layer.self_norm = float(torch.linalg.matrix_norm(covariance))
+    else:
+        gram = _gram(layer)
+        layer.self_norm = float(np.linalg.norm(gram))
+        layer._gram = gram / layer.self_norm if layer.self_norm else None
+    if layer.self_norm == 0.0:
         raise InputError(f"{name}: every column is constant across samples; CKA is undefined")
-    return PreparedLayer(centred, self_norm)
+    return layer
 
 
 def use_gram_form(a: PreparedLayer, b: PreparedLayer) -> bool:
@@ -95,14 +161,53 @@ def use_gram_form(a: PreparedLayer, b: PreparedLayer) -> bool:
     return a.n * a.n < a.d * b.d
 
 
+def cross_sq_norm(a: PreparedLayer, b: PreparedLayer) -> float:
+    """‖Y_cᵀX_c‖²_F = tr(KL), from the Gram matrices or streamed over blocks of rows."""
+    if use_gram_form(a, b):
+        return float(np.vdot(a.normalised_gram(), b.normalised_gram())) * a.self_norm * b.self_norm
+    cross = torch.zeros((a.d, b.d), dtype=torch.float64, device=a.device)
+    for start, stop in _row_blocks(a.n, a.d + b.d):
+        block_a = torch.from_numpy(a.centred(start, stop)).to(a.device)
+        block_b = torch.from_numpy(b.centred(start, stop)).to(a.device)
+        cross.addmm_(block_a.T, block_b)
+    return float(torch.linalg.matrix_norm(cross) ** 2)
+
+
 def _cka_prepared(a: PreparedLayer, b: PreparedLayer) -> float:
     """CKA of two prepared layers, clipped to [0, 1] against round-off (1 + 2e-16 for X vs X)."""
-    if use_gram_form(a, b):
-        value = float(np.vdot(a.normalised_gram(), b.normalised_gram()))
-    else:
-        cross = b.centred.T @ a.centred
-        value = float(np.vdot(cross, cross) / (a.self_norm * b.self_norm))
+    value = cross_sq_norm(a, b) / (a.self_norm * b.self_norm)
     return min(1.0, max(0.0, value))
+
+
+def permutation_moments(a: PreparedLayer, b: PreparedLayer) -> tuple[float, float]:
+    """Exact mean and standard deviation of CKA(X, PY) over all n! row permutations P.
+
+    The moments of the RV coefficient under permutation (Kazi-Aoual et al. 1995, as given by
+    Josse, Pagès & Husson 2008): with β = (tr K)² / ‖K‖²_F and
+    τ' = (n − 1)/(n − 3) · (n(n + 1) Σᵢ Kᵢᵢ² / ‖K‖²_F − (n − 1)(β + 2)),
+
+        E = √(β_K β_L) / (n − 1)
+        Var = 2 [(n − 1 − β_K)(n − 1 − β_L) + (n − 3)/(2n(n − 1)) τ'_K τ'_L]
+              / ((n + 1)(n − 1)²(n − 2))
+
+    (τ' is the paper's τ times (n − 1 − β), which keeps isotropic data, β = n − 1, finite).
+    """
+    n = a.n
+
+    def stats(layer: PreparedLayer) -> tuple[float, float]:
+        sq_norm = layer.self_norm**2
+        beta = layer.total**2 / sq_norm
+        skew = n * (n + 1) * float(layer.sq_row_norms @ layer.sq_row_norms) / sq_norm
+        return beta, (n - 1) / (n - 3) * (skew - (n - 1) * (beta + 2))
+
+    (beta_a, tau_a), (beta_b, tau_b) = stats(a), stats(b)
+    mean = np.sqrt(beta_a * beta_b) / (n - 1)
+    variance = (
+        2
+        * ((n - 1 - beta_a) * (n - 1 - beta_b) + (n - 3) / (2 * n * (n - 1)) * tau_a * tau_b)
+        / ((n + 1) * (n - 1) ** 2 * (n - 2))
+    )
+    return float(mean), float(np.sqrt(max(variance, 0.0)))
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -117,27 +222,46 @@ def _check_same_samples(a: PreparedLayer, b: PreparedLayer) -> None:
         raise InputError(f"the two spaces have different numbers of samples: {a.n} vs {b.n}")
 
 
+def _permuted(layer: PreparedLayer, perm: np.ndarray) -> PreparedLayer:
+    """Rows permuted without re-centring or recomputing norms (both are unchanged)."""
+    gram = None if layer._gram is None else layer._gram[np.ix_(perm, perm)]
+    return PreparedLayer(
+        layer.rows[perm],
+        layer.mean,
+        layer.total,
+        layer.self_norm,
+        layer.sq_row_norms[perm],
+        layer.device,
+        gram,
+    )
+
+
+def _form(a: PreparedLayer, b: PreparedLayer) -> str:
+    form = "gram" if use_gram_form(a, b) else "feature"
+    return form if form == "gram" or a.device.type == "cpu" else f"{form}, {a.device.type}"
+
+
 class LinearCKA(Measure):
     id = "cka/linear"
     name = "Linear CKA"
     reference = "Kornblith et al. 2019"
     invariant_to = ("orthogonal", "isotropic scaling", "translation")
+    exact_baseline = True
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> PreparedLayer:
-        return prepare(x, name)
+        return prepare(x, name, self.device)
 
     def score(self, a: PreparedLayer, b: PreparedLayer) -> float:
         return _cka_prepared(a, b)
 
     def permute(self, prepared: PreparedLayer, perm: np.ndarray) -> PreparedLayer:
-        """Rows permuted without re-centring or recomputing norms (both are unchanged)."""
-        gram = None
-        if prepared._gram is not None:
-            gram = prepared._gram[np.ix_(perm, perm)]
-        return PreparedLayer(prepared.centred[perm], prepared.self_norm, gram)
+        return _permuted(prepared, perm)
+
+    def permutation_moments(self, a: PreparedLayer, b: PreparedLayer) -> tuple[float, float]:
+        return permutation_moments(a, b)
 
     def estimator(self, a: PreparedLayer, b: PreparedLayer) -> str:
-        return "gram" if use_gram_form(a, b) else "feature"
+        return _form(a, b)
 
 
 def cka_matrix(
@@ -147,43 +271,36 @@ def cka_matrix(
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
 ) -> dict[tuple[str, str], PairResult]:
-    """Linear CKA with its permutation baseline for every pair (layer of A, layer of B)."""
+    """Linear CKA with its exact permutation baseline for every pair (layer of A, layer of B)."""
     return compare_layers(LinearCKA(), layers_a, layers_b, n_permutations, 0, seed, progress)
 
 
 @dataclass
 class DebiasedLayer:
-    """A layer ready for debiased CKA: the linear-CKA preparation plus what the unbiased
-    estimator needs (the Gram diagonal it zeroes, and the self-HSIC)."""
+    """A layer ready for debiased CKA: the linear-CKA preparation (whose Gram diagonal the
+    unbiased estimator zeroes) and the self-HSIC."""
 
     layer: PreparedLayer
-    sq_row_norms: np.ndarray  # ‖xᵢ‖², the diagonal of K = XXᵀ
     self_hsic: float  # n(n − 3) · HSIC₁(K, K)
 
     @property
     def data(self) -> np.ndarray:
-        return self.layer.centred
+        return self.layer.rows
 
 
-def _unscaled_unbiased_hsic(
-    a: PreparedLayer, b: PreparedLayer, ka: np.ndarray, kb: np.ndarray
-) -> float:
+def _unscaled_unbiased_hsic(a: PreparedLayer, b: PreparedLayer, cross: float) -> float:
     """n(n − 3) · HSIC₁(K, L), the unbiased estimator of Song et al. (2012), for
-    K = XXᵀ, L = YYᵀ of centred X, Y. With K̃, L̃ the Grams with zeroed diagonals::
+    K = XXᵀ, L = YYᵀ of centred X, Y and ``cross`` = tr(KL) = ‖YᵀX‖²_F. With K̃, L̃ the Grams
+    with zeroed diagonals::
 
         HSIC₁ = [tr(K̃L̃) + 1ᵀK̃1 · 1ᵀL̃1 / ((n − 1)(n − 2)) − 2/(n − 2) · 1ᵀK̃L̃1] / (n(n − 3))
 
     Centred columns make K1 = 0, so 1ᵀK̃1 = −tr K and K̃1 = −diag K, which leaves
-    ‖YᵀX‖²_F − n/(n − 2) · ⟨diag K, diag L⟩ + tr K · tr L / ((n − 1)(n − 2)); ‖YᵀX‖²_F is
-    taken in the cheaper of the Gram and feature forms.
+    ‖YᵀX‖²_F − n/(n − 2) · ⟨diag K, diag L⟩ + tr K · tr L / ((n − 1)(n − 2)).
     """
     n = a.n
-    if use_gram_form(a, b):
-        cross = float(np.vdot(a.normalised_gram(), b.normalised_gram())) * a.self_norm * b.self_norm
-    else:
-        product = b.centred.T @ a.centred
-        cross = float(np.vdot(product, product))
-    return cross - n / (n - 2) * float(ka @ kb) + ka.sum() * kb.sum() / ((n - 1) * (n - 2))
+    diagonals = float(a.sq_row_norms @ b.sq_row_norms)
+    return cross - n / (n - 2) * diagonals + a.total * b.total / ((n - 1) * (n - 2))
 
 
 class DebiasedCKA(Measure):
@@ -208,9 +325,8 @@ class DebiasedCKA(Measure):
     invariant_to = ("orthogonal", "isotropic scaling", "translation")
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> DebiasedLayer:
-        layer = prepare(x, name)
-        sq_row_norms = np.einsum("ij,ij->i", layer.centred, layer.centred)
-        self_hsic = _unscaled_unbiased_hsic(layer, layer, sq_row_norms, sq_row_norms)
+        layer = prepare(x, name, self.device)
+        self_hsic = _unscaled_unbiased_hsic(layer, layer, layer.self_norm**2)
         # HSIC₁(K, K) ≥ 0 in exact arithmetic, and exactly 0 for instance when a single sample
         # differs from all the others; at or near 0 the ratio is undefined or round-off.
         if not self_hsic > 1e-10 * layer.self_norm**2:
@@ -218,20 +334,19 @@ class DebiasedCKA(Measure):
                 f"{name}: the unbiased self-similarity HSIC(K, K) is not positive with "
                 f"n = {layer.n} samples; debiased CKA is undefined (use more samples)"
             )
-        return DebiasedLayer(layer, sq_row_norms, self_hsic)
+        return DebiasedLayer(layer, self_hsic)
 
     def score(self, a: DebiasedLayer, b: DebiasedLayer) -> float:
-        hsic = _unscaled_unbiased_hsic(a.layer, b.layer, a.sq_row_norms, b.sq_row_norms)
+        hsic = _unscaled_unbiased_hsic(a.layer, b.layer, cross_sq_norm(a.layer, b.layer))
         value = hsic / np.sqrt(a.self_hsic * b.self_hsic)
         return float(min(1.0, max(-1.0, value)))
 
     def permute(self, prepared: DebiasedLayer, perm: np.ndarray) -> DebiasedLayer:
         """Rows permuted; the self-HSIC does not change."""
-        layer = LinearCKA().permute(prepared.layer, perm)
-        return DebiasedLayer(layer, prepared.sq_row_norms[perm], prepared.self_hsic)
+        return DebiasedLayer(_permuted(prepared.layer, perm), prepared.self_hsic)
 
     def estimator(self, a: DebiasedLayer, b: DebiasedLayer) -> str:
-        return "gram" if use_gram_form(a.layer, b.layer) else "feature"
+        return _form(a.layer, b.layer)
 
 
 RBF_FRACTION = 0.8
@@ -274,7 +389,7 @@ class RBFCKA(Measure):
         self.fraction = fraction
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> RBFLayer:
-        centred = prepare(x, name).centred
+        centred = prepare(x, name).centred()
         gram = centred @ centred.T
         sq_norms = np.diag(gram)
         sq_distances = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2 * gram, 0.0)

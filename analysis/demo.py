@@ -300,6 +300,7 @@ class DemoModelSpec:
     rotation_augment: bool = False
     batch_size: int = 64
     lr: float = 2e-3
+    init_from: str | None = None  # continue training this earlier spec's weights (a new version)
 
     def build(self) -> nn.Sequential:
         """The untrained model (grey images: 8×8 digits, 32×32 shapes)."""
@@ -347,6 +348,18 @@ DEMO_MODELS: list[DemoModelSpec] = [
         epochs=30,
         description=_MLP_DIGITS.format(seed=1)
         + "Identical to mlp-digits-seed0 except for the random seed.",
+    ),
+    DemoModelSpec(
+        "mlp-digits-seed0-v2",
+        "digits",
+        "mlp",
+        (128, 64, 32),
+        seed=2,
+        epochs=5,
+        lr=5e-4,
+        init_from="mlp-digits-seed0",
+        description="A new version of mlp-digits-seed0: its weights trained 5 more epochs "
+        "(another shuffling seed, a lower learning rate), not retrained from scratch.",
     ),
     DemoModelSpec(
         "cnn-digits",
@@ -406,6 +419,7 @@ def build_demo_models(
     report = progress or (lambda message: None)
     data: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
     models = []
+    trained: dict[str, nn.Module] = {}
     with torch_threads(num_threads):
         for spec in specs:
             if spec.dataset not in data:
@@ -414,6 +428,8 @@ def build_demo_models(
             report(f"training {spec.name}")
             started = time.perf_counter()
             model = spec.build()
+            if spec.init_from:
+                model.load_state_dict(trained[spec.init_from].state_dict())
             train_accuracy = train_classifier(
                 model,
                 train["x"],
@@ -423,7 +439,9 @@ def build_demo_models(
                 augment=random_rotation if spec.rotation_augment else None,
                 batch_size=spec.batch_size,
                 lr=spec.lr,
+                reinitialize=spec.init_from is None,
             )
+            trained[spec.name] = model
             demo_accuracy = accuracy(model, demo["x"], demo["y"])
             path = out / f"{spec.name}.pt"
             torch.jit.script(model).save(str(path))

@@ -10,6 +10,7 @@ same n and d score) and, on request, a bootstrap confidence interval over sample
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -40,6 +41,18 @@ class Measure:
     # False where resampling with replacement is meaningless (duplicated samples are each
     # other's nearest neighbours): such measures get no bootstrap interval.
     supports_bootstrap: ClassVar[bool] = True
+    # True where the mean and sd over all row permutations are known in closed form
+    # (``permutation_moments``): the baseline is then exact and no permutation is drawn.
+    exact_baseline: ClassVar[bool] = False
+    # Where the measure's matrix products run (None: CUDA when there is a GPU); measures that
+    # do not use torch ignore it.
+    device: str | None = None
+
+    def on(self, device: str | None) -> Measure:
+        """This measure computing on ``device``."""
+        measure = copy.copy(self)
+        measure.device = device
+        return measure
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> Any:
         """Per-layer work: validation, centring, Gram or covariance matrices …"""
@@ -56,9 +69,19 @@ class Measure:
         """The prepared layer with its rows permuted; override when it can be done cheaper."""
         return self.prepare(self.rows(prepared)[perm])
 
+    def permutation_moments(self, a: Any, b: Any) -> tuple[float, float]:
+        """Exact mean and sd of the score over all row permutations of ``b``."""
+        raise NotImplementedError
+
     def estimator(self, a: Any, b: Any) -> str:
         """How the value was computed for this pair (shown with the value)."""
         return ""
+
+    def baseline_note(self, n_permutations: int) -> str:
+        """How the permutation baseline was obtained (shown with it)."""
+        if self.exact_baseline:
+            return "exact, over all row permutations"
+        return f"{n_permutations} row shuffles"
 
     def baseline_warning_at(self) -> float:
         """A permutation baseline at least this similar gets a warning: half the scale (for a
@@ -136,7 +159,7 @@ def compare_layers(
 
     Each layer is prepared once (once more per bootstrap resample); the same seeded row
     permutations and resamples serve every pair, so baselines and intervals are comparable
-    across the matrix.
+    across the matrix. A measure whose permutation moments are known exactly draws none.
     """
     if n_permutations < 1:
         raise InputError("the permutation baseline needs at least one permutation")
@@ -149,7 +172,7 @@ def compare_layers(
         raise InputError(f"layers have different numbers of samples: {sorted(sizes)}")
     n = sizes.pop()
     rng = np.random.default_rng(seed)
-    perms = [rng.permutation(n) for _ in range(n_permutations)]
+    perms = [] if measure.exact_baseline else [rng.permutation(n) for _ in range(n_permutations)]
     resamples = [rng.integers(0, n, n) for _ in range(n_bootstrap)]
     if not measure.supports_bootstrap:
         resamples = []
@@ -177,11 +200,15 @@ def compare_layers(
     dims_a = {name: x.shape[1] for name, x in layers_a}
     dims_b = {name: x.shape[1] for name, x in layers_b}
     by_a, by_b = dict(prepared_a), dict(prepared_b)
+    if measure.exact_baseline:
+        moments = {(a, b): measure.permutation_moments(by_a[a], by_b[b]) for a, b in values}
+    else:
+        moments = {key: (np.mean(draws), np.std(draws)) for key, draws in shuffled.items()}
     results = {
         (name_a, name_b): PairResult(
             value=value,
-            baseline=float(np.mean(shuffled[(name_a, name_b)])),
-            baseline_std=float(np.std(shuffled[(name_a, name_b)])),
+            baseline=float(moments[(name_a, name_b)][0]),
+            baseline_std=float(moments[(name_a, name_b)][1]),
             n=n,
             d_a=dims_a[name_a],
             d_b=dims_b[name_b],

@@ -64,6 +64,15 @@ class FoldSVD:
     scale: float  # ‖X_c‖²_F: the unit of the α grid
 
 
+def training_svd(x: np.ndarray) -> FoldSVD:
+    """The thin SVD of the float64 rows ``x`` (n_train × p), centred with their own means."""
+    mean = x.mean(axis=0)
+    u, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    keep = s > s[0] * max(x.shape) * np.finfo(np.float64).eps
+    scale = float(np.sum(s**2))
+    return FoldSVD(mean, u[:, keep], s[keep], vt[keep], scale)
+
+
 @dataclass
 class PreparedLayer:
     """Column-centred float64 activations; per-fold SVDs are added when the layer is a predictor."""
@@ -78,12 +87,7 @@ class PreparedLayer:
     def fold_svd(self, key: tuple[int, int, int], train: np.ndarray) -> FoldSVD:
         """The SVD of the rows ``train`` (cached under ``key``: n_splits, seed, fold)."""
         if key not in self._svds:
-            x = self.centred[train]
-            mean = x.mean(axis=0)
-            u, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-            keep = s > s[0] * max(x.shape) * np.finfo(np.float64).eps
-            scale = float(np.sum(s**2))
-            self._svds[key] = FoldSVD(mean, u[:, keep], s[keep], vt[keep], scale)
+            self._svds[key] = training_svd(self.centred[train])
         return self._svds[key]
 
 
@@ -110,6 +114,35 @@ def _loo_errors(f: FoldSVD, yc: np.ndarray, uty: np.ndarray, alpha: float) -> fl
         loo = residual / (1.0 - leverage)[:, None]
         error = float(np.mean(loo**2))
     return error if np.isfinite(error) else np.inf
+
+
+@dataclass
+class RidgeFit:
+    """Ridge with an unpenalised intercept fitted on one training set: ŷ = (x − x̄)·V·coef + ȳ."""
+
+    svd: FoldSVD  # of the training X
+    y_mean: np.ndarray  # (q,) training means of Y
+    coef: np.ndarray  # (r, q), in the basis of the SVD's V
+    alpha: float  # absolute penalty
+    relative_alpha: float  # the same, in units of ‖X_c‖²_F
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(m, q) predictions for the rows of ``x`` (m × p)."""
+        return ((x - self.svd.mean) @ self.svd.vt.T) @ self.coef + self.y_mean
+
+
+def fit_ridge(f: FoldSVD, y: np.ndarray, alphas: Sequence[float] = DEFAULT_ALPHAS) -> RidgeFit:
+    """Ridge from the training X of ``f`` to ``y`` (n_train × q), α chosen among ``alphas``
+    (in units of ‖X_c‖²_F) by exact leave-one-out error; the first of equal errors wins, as in
+    scikit-learn's ``RidgeCV``."""
+    y_mean = y.mean(axis=0)
+    yc = y - y_mean
+    uty = f.u.T @ yc
+    grid = [r * f.scale for r in alphas]
+    errors = [_loo_errors(f, yc, uty, alpha) for alpha in grid]
+    best = int(np.argmin(errors))
+    coef = (f.s / (f.s**2 + grid[best]))[:, None] * uty
+    return RidgeFit(f, y_mean, coef, grid[best], float(alphas[best]))
 
 
 class RidgePredictivity(Measure):
@@ -155,18 +188,10 @@ class RidgePredictivity(Measure):
         predictions = np.empty_like(y)
         alphas, relative = [], []
         for k, (train, test) in enumerate(kfold(len(x), self.n_splits, self.seed)):
-            f = a.fold_svd((self.n_splits, self.seed, k), train)
-            y_mean = y[train].mean(axis=0)
-            yc = y[train] - y_mean
-            uty = f.u.T @ yc
-            grid = [r * f.scale for r in self.alphas]
-            errors = [_loo_errors(f, yc, uty, alpha) for alpha in grid]
-            best = int(np.argmin(errors))  # the first of equal errors, as RidgeCV
-            alpha = grid[best]
-            coef = (f.s / (f.s**2 + alpha))[:, None] * uty  # in the basis of V
-            predictions[test] = ((x[test] - f.mean) @ f.vt.T) @ coef + y_mean
-            alphas.append(alpha)
-            relative.append(self.alphas[best])
+            fit = fit_ridge(a.fold_svd((self.n_splits, self.seed, k), train), y[train], self.alphas)
+            predictions[test] = fit.predict(x[test])
+            alphas.append(fit.alpha)
+            relative.append(fit.relative_alpha)
         sst = float(np.sum((y - y.mean(axis=0)) ** 2))
         sse = float(np.sum((y - predictions) ** 2))
         return RidgeResult(1.0 - sse / sst, predictions, alphas, relative)

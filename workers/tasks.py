@@ -8,6 +8,7 @@ no-op; the last dependency to finish enqueues its dependents again.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass
 from time import monotonic
 
@@ -17,18 +18,27 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 
+from analysis.alignment import fit_alignment
 from analysis.checkpoints import load_checkpoint
+from analysis.compatibility import compatibility as cross_model_retrieval
+from analysis.compatibility import query_gallery_split
 from analysis.errors import InputError
 from analysis.extraction import extract_activations
 from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint
-from webapp.runs.models import Cancelled, Run, Score
+from webapp.runs.models import Alignment, Cancelled, CompatibilityResult, Run, Score
 
 logger = logging.getLogger(__name__)
 
-QUEUE_OF_KIND = {Run.Kind.EXTRACT: "gpu", Run.Kind.COMPARE: "cpu", Run.Kind.MODEL_MATRIX: "cpu"}
+QUEUE_OF_KIND = {
+    Run.Kind.EXTRACT: "gpu",
+    Run.Kind.COMPARE: "cpu",
+    Run.Kind.MODEL_MATRIX: "cpu",
+    Run.Kind.ALIGN: "cpu",
+    Run.Kind.COMPATIBILITY: "cpu",
+}
 
 
 def enqueue(run: Run) -> None:
@@ -160,26 +170,32 @@ def model_matrix(run: Run) -> dict:
 
 def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
     """Score every (A, B) pair of activation sets with the run's measure, baseline and
-    interval, add per-sample kNN agreement, and store one Score row per pair."""
+    interval, add per-sample kNN agreement, and store one Score row per pair. Activations are
+    memory-mapped, so measures that stream (linear CKA) hold only blocks of them in memory."""
     p = run.params
+    measure = MEASURES[p["measure"]].on(settings.REPLENS_DEVICE or None)
     started = monotonic()
-    loaded = {s.pk: s.load() for s in [*sets_a.values(), *sets_b.values()]}
-    arrays_a = [(name, loaded[s.pk]) for name, s in sets_a.items()]
-    arrays_b = [(name, loaded[s.pk]) for name, s in sets_b.items()]
-    results = compare_layers(
-        MEASURES[p["measure"]],
-        arrays_a,
-        arrays_b,
-        n_permutations=p["n_permutations"],
-        n_bootstrap=p.get("n_bootstrap", 0),
-        seed=p["seed"],
-        progress=lambda f: run.report_progress(0.8 * f),
-    )
-    agreement = _sample_agreement(arrays_a, arrays_b)
+    with ExitStack() as stack:
+        mapped = {
+            s.pk: stack.enter_context(s.memory_map()) for s in {*sets_a.values(), *sets_b.values()}
+        }
+        arrays_a = [(name, mapped[s.pk]) for name, s in sets_a.items()]
+        arrays_b = [(name, mapped[s.pk]) for name, s in sets_b.items()]
+        results = compare_layers(
+            measure,
+            arrays_a,
+            arrays_b,
+            n_permutations=p["n_permutations"],
+            n_bootstrap=p.get("n_bootstrap", 0),
+            seed=p["seed"],
+            progress=lambda f: run.report_progress(0.8 * f),
+        )
+        agreement = _sample_agreement(arrays_a, arrays_b)
     computed = monotonic()
     parameters = {
         "pooling": p["pooling"],
         "n_permutations": p["n_permutations"],
+        "baseline": measure.baseline_note(p["n_permutations"]),
         "n_bootstrap": p.get("n_bootstrap", 0),
         "seed": p["seed"],
         "knn_k": agreement.k,
@@ -236,8 +252,87 @@ def _sample_agreement(layers_a, layers_b, k: int = 10, metric: str = "euclidean"
     return SampleAgreement(k, metric, blobs)
 
 
+def align(run: Run) -> dict:
+    """Fit the run's map between two layers and store its held-out scores and residuals."""
+    p = run.params
+    set_a = _activation_sets(run, run.checkpoint, [p["layer_a"]])[0]
+    set_b = _activation_sets(run, run.checkpoint_b, [p["layer_b"]])[0]
+    started = monotonic()
+    with set_a.memory_map() as x, set_b.memory_map() as y:
+        r = fit_alignment(
+            x,
+            y,
+            p["method"],
+            test_fraction=p["test_fraction"],
+            seed=p["seed"],
+            progress=run.report_progress,
+        )
+    computed = monotonic()
+    Alignment.objects.update_or_create(
+        run=run,
+        defaults={
+            "activation_a": set_a,
+            "activation_b": set_b,
+            "method": r.method,
+            "estimator": r.estimator,
+            "parameters": {k: p[k] for k in ("pooling", "test_fraction", "seed")},
+            "n_train": r.n_train,
+            "n_test": r.n_test,
+            "d_a": r.d_a,
+            "d_b": r.d_b,
+            "r2": r.r2,
+            "r2_shuffled": r.r2_shuffled,
+            "retrieval_top1": r.retrieval_top1,
+            "retrieval_top5": r.retrieval_top5,
+            "retrieval_chance_top1": r.retrieval_chance_top1,
+            "residuals": Blob.store_array(r.residuals.astype(np.float32)),
+            "test_mask": Blob.store_array(r.test),
+            "warnings": r.warnings,
+            "code_version": run.code_version,
+        },
+    )
+    return {"compute_s": round(computed - started, 3)}
+
+
+def compatibility(run: Run) -> dict:
+    """Cross-model retrieval between every pair of the series and the compatibility criteria."""
+    p = run.params
+    checkpoints = {c.pk: c for c in Checkpoint.objects.filter(pk__in=p["checkpoints"])}
+    series = [checkpoints[pk] for pk in p["checkpoints"]]
+    dataset = run.dataset
+    labels = dataset.column("y")
+    if labels is None:
+        raise InputError(f"{dataset} has no labels: retrieval needs identity or class labels")
+    query, gallery = query_gallery_split(
+        labels, dataset.column("meta:role"), query_fraction=p["query_fraction"], seed=p["seed"]
+    )
+    started = monotonic()
+    embeddings = [(c.name, _activation_sets(run, c, [p["layer"]])[0].load()) for c in series]
+    result = cross_model_retrieval(
+        embeddings,
+        labels,
+        query,
+        gallery,
+        metric=p["metric"],
+        criterion=p["criterion"],
+        progress=run.report_progress,
+    )
+    computed = monotonic()
+    CompatibilityResult.objects.update_or_create(
+        run=run,
+        defaults={
+            "result": result.to_json(),
+            "query_indices": query.tolist(),
+            "code_version": run.code_version,
+        },
+    )
+    return {"compute_s": round(computed - started, 3), "models": len(series)}
+
+
 RUNNERS = {
     Run.Kind.EXTRACT: extract,
     Run.Kind.COMPARE: compare,
     Run.Kind.MODEL_MATRIX: model_matrix,
+    Run.Kind.ALIGN: align,
+    Run.Kind.COMPATIBILITY: compatibility,
 }

@@ -1,4 +1,4 @@
-// Layer × layer heatmap island: draws every [data-heatmap] element from the JSON the server
+// Heatmap island (layer × layer, model × model, query model × gallery model): draws every [data-heatmap] element from the JSON the server
 // embedded with json_script. Runs on page load and on every htmx swap.
 (function () {
   "use strict";
@@ -13,11 +13,12 @@
     const hover = data.layers_a.map((a, i) =>
       data.layers_b.map((b, j) =>
         `<b>${a}</b> × <b>${b}</b><br>${m.name}: ${fmt(data.value[i][j])}` +
-        (data.ci_low[i][j] === null ? "" :
+        (!data.ci_low || data.ci_low[i][j] === null ? "" :
           `<br>95% CI: ${fmt(data.ci_low[i][j])} – ${fmt(data.ci_high[i][j])}`) +
-        `<br>baseline: ${fmt(data.baseline[i][j])} ± ${fmt(data.baseline_std[i][j])}` +
-        `<br>n = ${data.n}, d = ${data.d_a[i]} × ${data.d_b[j]}` +
-        (data.estimator[i][j] ? `<br>estimator: ${data.estimator[i][j]}` : "")
+        (!data.baseline ? "" :
+          `<br>baseline: ${fmt(data.baseline[i][j])} ± ${fmt(data.baseline_std[i][j])}` +
+          `<br>n = ${data.n}, d = ${data.d_a[i]} × ${data.d_b[j]}`) +
+        (data.estimator && data.estimator[i][j] ? `<br>estimator: ${data.estimator[i][j]}` : "")
       )
     );
     const annotations = [];

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import repsim
@@ -234,9 +236,9 @@ def test_cka_matrix_all_pairs_prepared_once(seed, monkeypatch):
     calls = []
     real_prepare = cka_module.prepare
 
-    def counting_prepare(x, name="activations"):
+    def counting_prepare(x, name="activations", device=None):
         calls.append(name)
-        return real_prepare(x, name)
+        return real_prepare(x, name, device)
 
     monkeypatch.setattr(cka_module, "prepare", counting_prepare)
     progress = []
@@ -250,7 +252,7 @@ def test_cka_matrix_all_pairs_prepared_once(seed, monkeypatch):
         assert (pair.n, pair.d_a, pair.d_b) == (n, x.shape[1], y.shape[1])
         assert pair.estimator == ("gram" if n * n < x.shape[1] * y.shape[1] else "feature")
     assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
-    assert len(progress) == 12 + 3 * 4  # pairs, then each permutation of each B layer
+    assert len(progress) == 12  # pairs only: the exact baseline draws no permutation
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -262,29 +264,62 @@ def test_cka_matrix_symmetric_under_swap(seed):
     assert ab.value == pytest.approx(ba.value, abs=1e-12)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_cka_matrix_baseline_is_seeded(seed):
-    rng = np.random.default_rng(seed)
-    layers_a = [("a", rng.standard_normal((20, 6)))]
-    layers_b = [("b", rng.standard_normal((20, 9)))]
-    first = cka_matrix(layers_a, layers_b, seed=seed)[("a", "b")]
-    again = cka_matrix(layers_a, layers_b, seed=seed)[("a", "b")]
-    other = cka_matrix(layers_a, layers_b, seed=seed + 1000)[("a", "b")]
-    assert (first.baseline, first.baseline_std) == (again.baseline, again.baseline_std)
-    assert other.baseline != first.baseline
-    assert other.value == first.value
+def _all_permutation_scores(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.array([reference_cka(x, y[list(p)]) for p in itertools.permutations(range(len(y)))])
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_cka_matrix_baseline_is_mean_over_row_permutations(seed):
-    """The baseline is the mean CKA after shuffling the rows of Y with seeded permutations."""
+@pytest.mark.parametrize("shape", [(4, 2, 3), (6, 3, 8), (7, 5, 2)])
+def test_baseline_is_the_exact_mean_and_sd_over_all_row_permutations(seed, shape):
+    """Enumerate all n! row shuffles of Y: the closed-form moments (Kazi-Aoual et al. 1995)
+    must equal their mean and sd, in both forms, for skewed as well as Gaussian data."""
     rng = np.random.default_rng(seed)
-    x, y = correlated_pair(rng, 15, 4, 30)  # Gram form
-    result = cka_matrix([("x", x)], [("y", y)], n_permutations=4, seed=seed)[("x", "y")]
-    perm_rng = np.random.default_rng(seed)
-    shuffled = [reference_cka(x, y[perm_rng.permutation(15)]) for _ in range(4)]
-    assert result.baseline == pytest.approx(np.mean(shuffled), abs=1e-10)
-    assert result.baseline_std == pytest.approx(np.std(shuffled), abs=1e-10)
+    n, p, q = shape
+    x = rng.standard_normal((n, p)) ** 3
+    y = rng.standard_normal((n, q)) + (x[:, :1] if q else 0)
+    scores = _all_permutation_scores(x, y)
+    result = cka_matrix([("x", x)], [("y", y)])[("x", "y")]
+    assert result.baseline == pytest.approx(scores.mean(), abs=1e-12)
+    assert result.baseline_std == pytest.approx(scores.std(), abs=1e-12)
+
+
+def test_exact_baseline_matches_many_sampled_shuffles():
+    rng = np.random.default_rng(0)
+    x, y = correlated_pair(rng, 60, 5, 40)
+    result = cka_matrix([("x", x)], [("y", y)])[("x", "y")]
+    sampled = [reference_cka(x, y[rng.permutation(60)]) for _ in range(3000)]
+    assert result.baseline == pytest.approx(np.mean(sampled), rel=0.02)
+    assert result.baseline_std == pytest.approx(np.std(sampled), rel=0.1)
+
+
+def test_exact_baseline_of_isotropic_data_is_finite():
+    """β = n − 1 (a regular simplex: K is a multiple of the centring matrix) is where the
+    paper's τ divides by zero; every permutation then scores the same, sd 0."""
+    simplex = np.eye(6)
+    result = cka_matrix([("x", simplex)], [("y", simplex)])[("x", "y")]
+    assert result.value == pytest.approx(1.0)
+    assert result.baseline == pytest.approx(1.0) and result.baseline_std == pytest.approx(0.0)
+
+
+def test_streamed_blocks_give_the_same_values(monkeypatch):
+    """Blocks of a few rows (as for activations larger than memory) change nothing."""
+    rng = np.random.default_rng(3)
+    x, y = correlated_pair(rng, 300, 20, 30)
+    whole = cka_matrix([("x", x)], [("y", y)])[("x", "y")]
+    monkeypatch.setattr(cka_module, "BLOCK_BYTES", 8 * 50 * 7)
+    streamed = cka_matrix([("x", x)], [("y", y)])[("x", "y")]
+    assert streamed.value == pytest.approx(whole.value, abs=1e-13)
+    assert streamed.baseline == pytest.approx(whole.baseline, abs=1e-13)
+    assert streamed.value == pytest.approx(reference_cka(x, y), abs=1e-12)
+
+
+def test_memory_mapped_activations(tmp_path):
+    rng = np.random.default_rng(4)
+    x, y = correlated_pair(rng, 500, 12, 9)
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    np.save(tmp_path / "y.npy", y.astype(np.float32))
+    mapped = [np.load(tmp_path / f"{k}.npy", mmap_mode="r") for k in ("x", "y")]
+    assert linear_cka(*mapped) == pytest.approx(linear_cka(x, y), abs=1e-6)
 
 
 def test_cka_matrix_needs_a_permutation():

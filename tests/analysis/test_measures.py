@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.cka import LinearCKA, linear_cka
+from analysis.cka import DebiasedCKA, LinearCKA, linear_cka
 from analysis.errors import InputError
 from analysis.measures import compare_layers
 from analysis.registry import MEASURES
@@ -44,7 +44,7 @@ def test_progress_counts_pairs_permutations_and_resamples():
     x, y = related(50, 0)
     seen: list[float] = []
     compare_layers(
-        LinearCKA(),
+        DebiasedCKA(),
         [("x", x), ("y", y)],
         [("y", y)],
         n_permutations=4,
@@ -53,6 +53,9 @@ def test_progress_counts_pairs_permutations_and_resamples():
     )
     # 2 pairs, then each of the 4 permutations of the one B layer, then 3 resamples
     assert len(seen) == 2 + 4 + 3 and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    seen.clear()
+    compare_layers(LinearCKA(), [("x", x)], [("y", y)], n_bootstrap=3, progress=seen.append)
+    assert len(seen) == 1 + 3  # the exact baseline draws no permutation
 
 
 def test_measures_without_bootstrap_get_no_interval():

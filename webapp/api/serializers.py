@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from analysis.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.architectures import ARCHITECTURES
+from analysis.compatibility import CRITERIA
+from analysis.compatibility import METRICS as RETRIEVAL_METRICS
 from analysis.extraction import POOLINGS
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
@@ -145,6 +148,31 @@ class ModelMatrixRequestSerializer(serializers.Serializer):
     measure = serializers.ChoiceField(choices=list(MEASURES), default="cka/linear")
     n_permutations = serializers.IntegerField(default=10, min_value=1, max_value=1000)
     n_bootstrap = serializers.IntegerField(default=20, min_value=0, max_value=1000)
+    seed = serializers.IntegerField(default=0)
+
+
+class AlignmentRequestSerializer(serializers.Serializer):
+    checkpoint_a = serializers.IntegerField()
+    checkpoint_b = serializers.IntegerField()
+    dataset = serializers.IntegerField()
+    layer_a = serializers.CharField()
+    layer_b = serializers.CharField()
+    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
+    method = serializers.ChoiceField(choices=list(ALIGNMENT_METHODS), default="procrustes")
+    test_fraction = serializers.FloatField(default=0.2, min_value=0.01, max_value=0.99)
+    seed = serializers.IntegerField(default=0)
+
+
+class CompatibilityRequestSerializer(serializers.Serializer):
+    checkpoints = serializers.ListField(
+        child=serializers.IntegerField(), min_length=2, help_text="the series, oldest first"
+    )
+    dataset = serializers.IntegerField(help_text="a labelled dataset")
+    layer = serializers.CharField(help_text="a layer every checkpoint has")
+    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
+    metric = serializers.ChoiceField(choices=list(RETRIEVAL_METRICS), default="cosine")
+    criterion = serializers.ChoiceField(choices=list(CRITERIA), default="top1")
+    query_fraction = serializers.FloatField(default=0.2, min_value=0.01, max_value=0.99)
     seed = serializers.IntegerField(default=0)
 
 

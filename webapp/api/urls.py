@@ -14,6 +14,8 @@ router.register("extractions", views.ExtractionViewSet, basename="extraction")
 router.register("comparisons", views.ComparisonViewSet, basename="comparison")
 router.register("measures", views.MeasureViewSet, basename="measure")
 router.register("model-matrices", views.ModelMatrixViewSet, basename="model-matrix")
+router.register("alignments", views.AlignmentViewSet, basename="alignment")
+router.register("compatibility", views.CompatibilityViewSet, basename="compatibility")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -24,8 +25,19 @@ from webapp.catalog.models import (
     workspaces_of,
 )
 from webapp.runs.models import Run
-from webapp.runs.results import comparison_matrix, model_matrix
-from webapp.runs.submit import request_comparison, request_extraction, request_model_matrix
+from webapp.runs.results import (
+    alignment_summary,
+    comparison_matrix,
+    compatibility_matrix,
+    model_matrix,
+)
+from webapp.runs.submit import (
+    request_alignment,
+    request_comparison,
+    request_compatibility,
+    request_extraction,
+    request_model_matrix,
+)
 
 
 class BadInput(APIException):
@@ -270,6 +282,91 @@ class ModelMatrixViewSet(viewsets.GenericViewSet):
     def retrieve(self, request, pk=None):
         """The model × model matrix in hierarchical order, with baselines and provenance."""
         return Response(model_matrix(self.get_object()))
+
+
+class AlignmentViewSet(viewsets.GenericViewSet):
+    serializer_class = s.AlignmentRequestSerializer
+
+    def get_queryset(self):
+        return visible_to(Run, self.request.user).filter(kind=Run.Kind.ALIGN)
+
+    @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
+    def create(self, request):
+        """Fit a map from a layer of A to a layer of B on a training split and score it on the
+        held-out samples (extractions are requested too)."""
+        form = s.AlignmentRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        user = request.user
+        run, created = request_alignment(
+            user,
+            _editable_or_404(Checkpoint, user, data["checkpoint_a"]),
+            _editable_or_404(Checkpoint, user, data["checkpoint_b"]),
+            _editable_or_404(Dataset, user, data["dataset"]),
+            data["layer_a"],
+            data["layer_b"],
+            data["pooling"],
+            data["method"],
+            data["test_fraction"],
+            data["seed"],
+        )
+        return _created(s.RunSerializer, run, created)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    def retrieve(self, request, pk=None):
+        """Held-out R², shuffled-pairs R², retrieval and provenance (404 until it finished)."""
+        run = self.get_object()
+        if run.state != Run.State.SUCCEEDED:
+            raise NotFound(f"run {run.pk} is {run.state}: no alignment yet")
+        return Response(alignment_summary(run.alignment))
+
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: s.ErrorSerializer}
+    )
+    @action(detail=True, methods=["get"])
+    def residuals(self, request, pk=None):
+        """Per-sample residuals as a .npy file (n float32, dataset order)."""
+        run = self.get_object()
+        if run.state != Run.State.SUCCEEDED:
+            raise NotFound(f"run {run.pk} is {run.state}: no alignment yet")
+        return FileResponse(
+            run.alignment.residuals.open(),
+            content_type="application/octet-stream",
+            filename=f"residuals-{run.pk}.npy",
+        )
+
+
+class CompatibilityViewSet(viewsets.GenericViewSet):
+    serializer_class = s.CompatibilityRequestSerializer
+
+    def get_queryset(self):
+        return visible_to(Run, self.request.user).filter(kind=Run.Kind.COMPATIBILITY)
+
+    @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
+    def create(self, request):
+        """Cross-model retrieval between a series of checkpoints (oldest first) at one layer."""
+        form = s.CompatibilityRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        user = request.user
+        run, created = request_compatibility(
+            user,
+            [_editable_or_404(Checkpoint, user, pk) for pk in data["checkpoints"]],
+            _editable_or_404(Dataset, user, data["dataset"]),
+            data["layer"],
+            data["pooling"],
+            data["metric"],
+            data["criterion"],
+            data["query_fraction"],
+            data["seed"],
+        )
+        return _created(s.RunSerializer, run, created)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    def retrieve(self, request, pk=None):
+        """The matrix C[i][j] (null above the diagonal and until the run finished), the
+        criteria of every pair, AC, AM, negative flips and provenance."""
+        return Response(compatibility_matrix(self.get_object()))
 
 
 class MeasureViewSet(viewsets.ViewSet):

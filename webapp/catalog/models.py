@@ -141,6 +141,12 @@ class Dataset(models.Model):
         with self.arrays.open() as f:
             return DatasetArrays.load(f)
 
+    def column(self, key: str) -> np.ndarray | None:
+        """One per-sample array of the canonical file (``y``, ``ids``, ``meta:<name>``), or
+        None when the dataset has no such column."""
+        with self.arrays.open() as f, np.load(f, allow_pickle=False) as z:
+            return z[key] if key in z.files else None
+
     def samples(self, indices) -> list[dict]:
         """``{index, id, label}`` of the given samples, reading only ids and labels."""
         with self.arrays.open() as f, np.load(f, allow_pickle=False) as z:
@@ -219,6 +225,12 @@ class ActivationSet(models.Model):
 
     def load(self) -> np.ndarray:
         return self.blob.load_array()
+
+    @contextmanager
+    def memory_map(self) -> Iterator[np.ndarray]:
+        """The activations as a read-only memory map of a local copy (pages are read on use)."""
+        with self.blob.local_path() as path:
+            yield np.load(path, mmap_mode="r", allow_pickle=False)
 
 
 def visible_to(model: type[models.Model], user) -> models.QuerySet:

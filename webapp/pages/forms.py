@@ -64,6 +64,25 @@ class ModelMatrixForm(forms.Form):
         self.fields["layer"].choices = [(name, name) for name in names]
 
 
+class CompatibilityForm(ModelMatrixForm):
+    """A series of checkpoints (oldest first by training step, else by upload time) at one
+    layer: can a newer model's queries search an older model's gallery?"""
+
+    measure = None
+    metric = forms.ChoiceField(choices=[("cosine", "cosine"), ("euclidean", "Euclidean")])
+    criterion = forms.ChoiceField(
+        choices=[("top1", "top-1 accuracy"), ("top5", "top-5 accuracy"), ("mean_ap", "mAP")]
+    )
+
+    def __init__(self, workspace, *args, **kwargs):
+        super().__init__(workspace, *args, **kwargs)
+        self.fields[
+            "dataset"
+        ].help_text = (
+            "a labelled dataset; a metadata column 'role' (query / gallery) marks the queries"
+        )
+
+
 class ExtractionForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     layers = forms.MultipleChoiceField(

@@ -11,6 +11,8 @@ urlpatterns = [
     path("w/<slug:slug>/comparisons/new/", views.new_comparison, name="new-comparison"),
     path("w/<slug:slug>/matrices/new/", views.new_model_matrix, name="new-model-matrix"),
     path("matrices/<int:pk>/", views.model_matrix_page, name="model-matrix"),
+    path("w/<slug:slug>/compatibility/new/", views.new_compatibility, name="new-compatibility"),
+    path("compatibility/<int:pk>/", views.compatibility_page, name="compatibility"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset"),
     path("datasets/<int:pk>/samples/<int:index>.png", views.sample_thumbnail, name="sample"),
     path("checkpoints/<int:pk>/", views.checkpoint_detail, name="checkpoint"),
@@ -23,5 +25,10 @@ urlpatterns = [
         "comparisons/<int:pk>/pairs/<int:row>/<int:col>/",
         views.comparison_pair,
         name="comparison-pair",
+    ),
+    path(
+        "comparisons/<int:pk>/pairs/<int:row>/<int:col>/align/",
+        views.align_pair,
+        name="align-pair",
     ),
 ]

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 from PIL import Image
 
+from analysis.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.errors import InputError
 from analysis.registry import MEASURES
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
@@ -27,13 +28,25 @@ from webapp.catalog.models import (
 from webapp.pages.forms import (
     CheckpointUploadForm,
     ComparisonForm,
+    CompatibilityForm,
     DatasetUploadForm,
     ExtractionForm,
     ModelMatrixForm,
 )
 from webapp.runs.models import Run
-from webapp.runs.results import comparison_matrix, model_matrix
-from webapp.runs.submit import request_comparison, request_extraction, request_model_matrix
+from webapp.runs.results import (
+    comparison_matrix,
+    compatibility_matrix,
+    model_matrix,
+)
+from webapp.runs.submit import (
+    request_alignment,
+    request_comparison,
+    request_compatibility,
+    request_extraction,
+    request_model_matrix,
+    series_order,
+)
 
 
 def _workspace(request, slug):
@@ -88,6 +101,10 @@ def _workspace_context(workspace, **forms) -> dict:
         "comparison_form": forms.get("comparison_form") or ComparisonForm(workspace),
         "matrix_form": forms.get("matrix_form") or ModelMatrixForm(workspace),
         "matrices": workspace.runs.filter(kind=Run.Kind.MODEL_MATRIX).select_related("dataset"),
+        "compatibility_form": forms.get("compatibility_form") or CompatibilityForm(workspace),
+        "compatibilities": workspace.runs.filter(kind=Run.Kind.COMPATIBILITY).select_related(
+            "dataset"
+        ),
     }
 
 
@@ -311,38 +328,81 @@ def comparison(request, pk):
 EXTREME_SAMPLES = 12
 
 
-@login_required
-def comparison_pair(request, pk, row, col):
-    """One cell of the matrix: its score with interval and baseline, and the samples behind it
-    (per-sample kNN agreement between the two layers)."""
+def _pair(request, pk, row, col) -> tuple[Run, str, str]:
+    """A comparison the user may see, and the layers of one of its cells."""
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
     layers_a, layers_b = run.params["layers_a"], run.params["layers_b"]
     if not (0 <= row < len(layers_a) and 0 <= col < len(layers_b)):
         raise Http404("no such layer pair")
+    return run, layers_a[row], layers_b[col]
+
+
+def _annotated(dataset: Dataset, values: np.ndarray, indices, key: str) -> list[dict]:
+    """Samples at ``indices`` with ``values[index]`` under ``key`` (for the sample grid)."""
+    samples = dataset.samples(indices)
+    for sample in samples:
+        sample[key] = float(values[sample["index"]])
+    return samples
+
+
+def _alignments_of_pair(run: Run, layer_a: str, layer_b: str) -> list[dict]:
+    """Every alignment method, with its run for this layer pair (same checkpoints, dataset and
+    pooling) if there is one; a finished one with its worst-aligned held-out samples."""
+    runs = Run.objects.filter(
+        kind=Run.Kind.ALIGN,
+        checkpoint=run.checkpoint,
+        checkpoint_b=run.checkpoint_b,
+        dataset=run.dataset,
+    ).select_related("alignment")
+    by_method = {}
+    for align in runs:
+        p = align.params
+        if (p["layer_a"], p["layer_b"], p["pooling"]) == (layer_a, layer_b, run.params["pooling"]):
+            by_method.setdefault(p["method"], align)
+    items = []
+    for method, name in ALIGNMENT_METHODS.items():
+        align = by_method.get(method)
+        item = {"method": method, "name": name, "run": align, "alignment": None}
+        if align is not None and align.state == Run.State.SUCCEEDED:
+            alignment = align.alignment
+            residuals = alignment.residuals.load_array()
+            held_out = np.flatnonzero(alignment.test_mask.load_array())
+            worst = held_out[np.argsort(residuals[held_out], kind="stable")[::-1]]
+            item.update(
+                alignment=alignment,
+                median_residual=float(np.median(residuals[held_out])),
+                worst=_annotated(run.dataset, residuals, worst[:EXTREME_SAMPLES], "value"),
+            )
+        items.append(item)
+    return items
+
+
+@login_required
+def comparison_pair(request, pk, row, col):
+    """One cell of the matrix: its score with interval and baseline, the samples behind it
+    (per-sample kNN agreement between the two layers), and maps fitted between them."""
+    run, layer_a, layer_b = _pair(request, pk, row, col)
     score = get_object_or_404(
-        run.scores.select_related("sample_agreement"),
-        layer_a=layers_a[row],
-        layer_b=layers_b[col],
+        run.scores.select_related("sample_agreement"), layer_a=layer_a, layer_b=layer_b
     )
+    alignments = _alignments_of_pair(run, layer_a, layer_b)
     context = {
         "run": run,
         "workspace": run.workspace,
         "score": score,
         "measure": MEASURES[score.measure],
+        "row": row,
+        "col": col,
+        "alignments": alignments,
+        "alignments_active": any(a["run"] and not a["run"].is_terminal for a in alignments),
     }
+    if request.htmx:
+        done = not context["alignments_active"]
+        return _poll(request, "pages/pair.html", "alignments", context, done)
     if score.sample_agreement is not None:
         agreement = score.sample_agreement.load_array()
         counts, edges = np.histogram(agreement, bins=10, range=(0.0, 1.0))
         order = np.argsort(agreement, kind="stable")
-        least = order[:EXTREME_SAMPLES]
-        most = order[::-1][:EXTREME_SAMPLES]
-
-        def annotated(indices):
-            samples = run.dataset.samples(indices)
-            for sample in samples:
-                sample["agreement"] = float(agreement[sample["index"]])
-            return samples
-
         context.update(
             mean_agreement=float(agreement.mean()),
             histogram=[
@@ -354,10 +414,32 @@ def comparison_pair(request, pk, row, col):
                 }
                 for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
             ],
-            least=annotated(least),
-            most=annotated(most),
+            least=_annotated(run.dataset, agreement, order[:EXTREME_SAMPLES], "value"),
+            most=_annotated(run.dataset, agreement, order[::-1][:EXTREME_SAMPLES], "value"),
         )
     return render(request, "pages/pair.html", context)
+
+
+@login_required
+@require_POST
+def align_pair(request, pk, row, col):
+    """Fit a map between the two layers of a cell (method from the form)."""
+    run, layer_a, layer_b = _pair(request, pk, row, col)
+    get_object_or_404(editable_workspaces_of(request.user), pk=run.workspace_id)
+    try:
+        request_alignment(
+            request.user,
+            run.checkpoint,
+            run.checkpoint_b,
+            run.dataset,
+            layer_a,
+            layer_b,
+            pooling=run.params["pooling"],
+            method=request.POST.get("method", ""),
+        )
+    except InputError as err:
+        messages.error(request, str(err))
+    return redirect("comparison-pair", pk=run.pk, row=row, col=col)
 
 
 SCORE_COLUMNS = [
@@ -390,6 +472,7 @@ def comparison_csv(request, pk):
         "dataset",
         "pooling",
         "n_permutations",
+        "baseline_method",
         "n_bootstrap",
         "seed",
     ]
@@ -401,6 +484,7 @@ def comparison_csv(request, pk):
         run.dataset.name,
         p["pooling"],
         p["n_permutations"],
+        MEASURES[p["measure"]].baseline_note(p["n_permutations"]),
         p.get("n_bootstrap", 0),
         p["seed"],
     ]
@@ -442,3 +526,67 @@ def model_matrix_page(request, pk):
         "matrix": model_matrix(run),
     }
     return _poll(request, "pages/matrix.html", "result", context, run.is_terminal)
+
+
+@login_required
+@require_POST
+def new_compatibility(request, slug):
+    workspace = _editable_workspace(request, slug)
+    form = CompatibilityForm(workspace, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            run, _ = request_compatibility(
+                request.user,
+                series_order(data["checkpoints"]),
+                data["dataset"],
+                data["layer"],
+                pooling=data["pooling"],
+                metric=data["metric"],
+                criterion=data["criterion"],
+            )
+        except InputError as err:
+            form.add_error(None, str(err))
+        else:
+            return redirect("compatibility", pk=run.pk)
+    return _form_page(request, workspace, compatibility_form=form)
+
+
+FLIPS_SHOWN = 24
+
+
+@login_required
+def compatibility_page(request, pk):
+    """C[i][j] for a series of checkpoints, the criteria of every (new, old) pair, AC and AM,
+    and the queries each update breaks (negative flips)."""
+    run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPATIBILITY)
+    matrix = compatibility_matrix(run)
+    pairs = []
+    if matrix["result"]:
+        result, criterion = matrix["result"], run.params["criterion"]
+        full, names = result[criterion], result["names"]
+        queries = np.array(matrix["query_indices"])
+        for key, ecc in result["ecc"].items():
+            i, j = map(int, key.split(","))
+            flips = result["flips"].get(key, [])
+            pairs.append(
+                {
+                    "new": names[i],
+                    "old": names[j],
+                    "cross": full[i][j],
+                    "old_old": full[j][j],
+                    "new_new": full[i][i],
+                    "ecc": ecc,
+                    "gain": result["update_gain"][key],
+                    "n_flips": len(flips),
+                    "flips": run.dataset.samples(queries[flips[:FLIPS_SHOWN]]),
+                }
+            )
+    context = {
+        "run": run,
+        "workspace": run.workspace,
+        "dependencies": run.depends_on.select_related("checkpoint"),
+        "matrix": matrix,
+        "pairs": pairs,
+    }
+    return _poll(request, "pages/compatibility.html", "result", context, run.is_terminal)

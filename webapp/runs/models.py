@@ -27,6 +27,8 @@ class Run(models.Model):
         EXTRACT = "extract", "Extract activations"
         COMPARE = "compare", "Compare checkpoints"
         MODEL_MATRIX = "model_matrix", "Compare many checkpoints"
+        ALIGN = "align", "Align two layers"
+        COMPATIBILITY = "compatibility", "Compatibility of model versions"
 
     class State(models.TextChoices):
         QUEUED = "queued"
@@ -196,3 +198,42 @@ class Score(models.Model):
                 name="one_score_per_pair",
             )
         ]
+
+
+class Alignment(models.Model):
+    """A map fitted from a layer of checkpoint A to a layer of checkpoint B on a training
+    split of the samples, and how well it transfers to the held-out ones."""
+
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="alignment")
+    activation_a = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
+    activation_b = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
+    method = models.CharField(max_length=40)  # a key of analysis.alignment.METHODS
+    estimator = models.CharField(max_length=300, blank=True)
+    parameters = models.JSONField(default=dict)
+    n_train = models.PositiveIntegerField()
+    n_test = models.PositiveIntegerField()
+    d_a = models.PositiveIntegerField()
+    d_b = models.PositiveIntegerField()
+    r2 = models.FloatField()  # held out
+    r2_shuffled = models.FloatField()  # the same map fitted on shuffled pairs
+    retrieval_top1 = models.FloatField()
+    retrieval_top5 = models.FloatField()
+    retrieval_chance_top1 = models.FloatField()
+    # Per-sample squared residual over the mean squared deviation (n float32, dataset order)
+    # and which samples were held out (n bool).
+    residuals = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
+    test_mask = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
+    warnings = models.JSONField(default=list)
+    code_version = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class CompatibilityResult(models.Model):
+    """Cross-model retrieval between the checkpoints of a series (query by model i, gallery by
+    model j) and the compatibility criteria derived from it."""
+
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="compatibility")
+    result = models.JSONField()  # analysis.compatibility.Compatibility.to_json()
+    query_indices = models.JSONField()  # dataset rows of the queries; flips index into these
+    code_version = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -1,5 +1,6 @@
-"""Reading scores back as matrices: layer × layer for a comparison, model × model for a
-model matrix. Both have one shape, so pages and API clients draw them the same way."""
+"""Reading results back: scores as matrices (layer × layer for a comparison, model × model for
+a model matrix, query model × gallery model for compatibility — one shape, so pages and API
+clients draw them the same way), and alignments."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from analysis.measures import BASELINE_WARNING
 from analysis.ordering import hierarchical_order
 from analysis.registry import MEASURES
 from webapp.catalog.models import Checkpoint
-from webapp.runs.models import Run
+from webapp.runs.models import Alignment, Run
 
 
 def comparison_matrix(run: Run) -> dict:
@@ -88,10 +89,85 @@ def _matrix(run: Run, rows: list, cols: list, scores: dict) -> dict:
         "provenance": {
             "pooling": p["pooling"],
             "n_permutations": p["n_permutations"],
+            "baseline": measure.baseline_note(p["n_permutations"]),
             "n_bootstrap": p.get("n_bootstrap", 0),
             "seed": p["seed"],
             "code_version": any_score.code_version if any_score else analysis.__version__,
         },
         "baseline_warning_threshold": BASELINE_WARNING,
         "warnings": sorted({w for s in scores.values() for w in s.warnings}),
+    }
+
+
+CRITERION_NAMES = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy", "mean_ap": "mAP"}
+
+
+def compatibility_matrix(run: Run) -> dict:
+    """The lower-triangular matrix C[i][j] = M(queries by model i, gallery by model j), i ≥ j,
+    of the run's criterion, with the pairwise criteria, AC and AM; ``result`` is None until
+    the run has finished."""
+    p = run.params
+    names = dict(Checkpoint.objects.filter(pk__in=p["checkpoints"]).values_list("pk", "name"))
+    labels = [names[pk] for pk in p["checkpoints"]]
+    stored = getattr(run, "compatibility", None) if run.state == Run.State.SUCCEEDED else None
+    result = stored.result if stored else None
+    values = None
+    if result:
+        full = result[p["criterion"]]
+        values = [
+            [full[i][j] if j <= i else None for j in range(len(full))] for i in range(len(full))
+        ]
+    return {
+        "run": run.pk,
+        "state": run.state,
+        "measure": {
+            "id": f"retrieval/{p['criterion']}",
+            "name": CRITERION_NAMES[p["criterion"]],
+            "range": [0.0, 1.0],
+            "larger_is_more_similar": True,
+        },
+        "dataset": {"id": run.dataset_id, "name": run.dataset.name},
+        "checkpoints": [{"id": pk, "name": names[pk]} for pk in p["checkpoints"]],
+        "layers_a": labels,
+        "layers_b": labels,
+        "value": values,
+        "checkpoint_a": {"id": None, "name": "queries embedded by"},
+        "checkpoint_b": {"id": None, "name": "gallery embedded by"},
+        "result": result,
+        "query_indices": stored.query_indices if stored else None,
+        "provenance": {
+            "layer": p["layer"],
+            "pooling": p["pooling"],
+            "metric": p["metric"],
+            "criterion": p["criterion"],
+            "query_fraction": p["query_fraction"],
+            "seed": p["seed"],
+            "code_version": stored.code_version if stored else analysis.__version__,
+        },
+    }
+
+
+def alignment_summary(alignment: Alignment) -> dict:
+    """An alignment's scores with their provenance (per-sample residuals stay in the blob)."""
+    run = alignment.run
+    return {
+        "run": run.pk,
+        "method": alignment.method,
+        "estimator": alignment.estimator,
+        "checkpoint_a": {"id": run.checkpoint_id, "name": run.checkpoint.name},
+        "checkpoint_b": {"id": run.checkpoint_b_id, "name": run.checkpoint_b.name},
+        "dataset": {"id": run.dataset_id, "name": run.dataset.name},
+        "layer_a": alignment.activation_a.layer,
+        "layer_b": alignment.activation_b.layer,
+        "n_train": alignment.n_train,
+        "n_test": alignment.n_test,
+        "d_a": alignment.d_a,
+        "d_b": alignment.d_b,
+        "r2": alignment.r2,
+        "r2_shuffled": alignment.r2_shuffled,
+        "retrieval_top1": alignment.retrieval_top1,
+        "retrieval_top5": alignment.retrieval_top5,
+        "retrieval_chance_top1": alignment.retrieval_chance_top1,
+        "warnings": alignment.warnings,
+        "provenance": {**alignment.parameters, "code_version": alignment.code_version},
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from analysis.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.cka import MIN_SAMPLES
+from analysis.compatibility import CRITERIA, METRICS
 from analysis.errors import InputError
 from analysis.extraction import check_pooling
 from analysis.registry import MEASURES
@@ -25,6 +27,12 @@ def _layers(checkpoint: Checkpoint, layers: list[str] | None) -> list[str]:
 def _same_workspace(dataset: Dataset, *checkpoints: Checkpoint) -> None:
     if any(c.workspace_id != dataset.workspace_id for c in checkpoints):
         raise InputError("the checkpoint(s) and the dataset must belong to the same workspace")
+
+
+def _layer_of_each(checkpoints: list[Checkpoint], layer: str) -> None:
+    lacking = [c.name for c in checkpoints if layer not in c.layers]
+    if lacking:
+        raise InputError(f"layer {layer!r} is not in: {', '.join(lacking)}")
 
 
 def _check_comparison(dataset: Dataset, measure: str, n_permutations: int, n_bootstrap: int):
@@ -129,9 +137,7 @@ def request_model_matrix(
         raise InputError("choose at least two checkpoints")
     _same_workspace(dataset, *checkpoints)
     _check_comparison(dataset, measure, n_permutations, n_bootstrap)
-    lacking = [c.name for c in checkpoints if layer not in c.layers]
-    if lacking:
-        raise InputError(f"layer {layer!r} is not in: {', '.join(lacking)}")
+    _layer_of_each(checkpoints, layer)
     extractions = [request_extraction(user, c, dataset, [layer], pooling)[0] for c in checkpoints]
     params = {
         "checkpoints": [c.pk for c in checkpoints],
@@ -145,6 +151,111 @@ def request_model_matrix(
     return Run.submit(
         kind=Run.Kind.MODEL_MATRIX,
         request_key=Run.key_for(Run.Kind.MODEL_MATRIX, dataset=dataset.pk, **params),
+        depends_on=extractions,
+        workspace=dataset.workspace,
+        dataset=dataset,
+        checkpoint=checkpoints[0],
+        params=params,
+        created_by=user,
+    )
+
+
+def request_alignment(
+    user,
+    checkpoint_a: Checkpoint,
+    checkpoint_b: Checkpoint,
+    dataset: Dataset,
+    layer_a: str,
+    layer_b: str,
+    pooling: str = "mean",
+    method: str = "procrustes",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[Run, bool]:
+    """The run that fits a map from ``layer_a`` of A to ``layer_b`` of B on a training split
+    and scores it on the held-out samples."""
+    _same_workspace(dataset, checkpoint_a, checkpoint_b)
+    if method not in ALIGNMENT_METHODS:
+        raise InputError(
+            f"unknown method {method!r}; choose one of: {', '.join(ALIGNMENT_METHODS)}"
+        )
+    if not 0 < test_fraction < 1:
+        raise InputError("test_fraction must be between 0 and 1")
+    _layer_of_each([checkpoint_a], layer_a)
+    _layer_of_each([checkpoint_b], layer_b)
+    extract_a, _ = request_extraction(user, checkpoint_a, dataset, [layer_a], pooling)
+    extract_b, _ = request_extraction(user, checkpoint_b, dataset, [layer_b], pooling)
+    params = {
+        "layer_a": layer_a,
+        "layer_b": layer_b,
+        "pooling": pooling,
+        "method": method,
+        "test_fraction": test_fraction,
+        "seed": seed,
+    }
+    identity = {"checkpoint_a": checkpoint_a.pk, "checkpoint_b": checkpoint_b.pk, **params}
+    return Run.submit(
+        kind=Run.Kind.ALIGN,
+        request_key=Run.key_for(Run.Kind.ALIGN, dataset=dataset.pk, **identity),
+        depends_on=[extract_a, extract_b],
+        workspace=dataset.workspace,
+        dataset=dataset,
+        checkpoint=checkpoint_a,
+        checkpoint_b=checkpoint_b,
+        params=params,
+        created_by=user,
+    )
+
+
+def series_order(checkpoints) -> list[Checkpoint]:
+    """Checkpoints oldest first: by training step where every one has a step, else by
+    upload time."""
+    checkpoints = list(dict.fromkeys(checkpoints))
+    if all(c.step is not None for c in checkpoints):
+        return sorted(checkpoints, key=lambda c: (c.step, c.created_at, c.pk))
+    return sorted(checkpoints, key=lambda c: (c.created_at, c.pk))
+
+
+def request_compatibility(
+    user,
+    checkpoints: list[Checkpoint],
+    dataset: Dataset,
+    layer: str,
+    pooling: str = "mean",
+    metric: str = "cosine",
+    criterion: str = "top1",
+    query_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[Run, bool]:
+    """The run that measures cross-model retrieval between a series of checkpoints (given
+    oldest first) at one layer: queries embedded by each model against the gallery embedded
+    by each other one."""
+    checkpoints = list(dict.fromkeys(checkpoints))
+    if len(checkpoints) < 2:
+        raise InputError("choose at least two checkpoints")
+    _same_workspace(dataset, *checkpoints)
+    if dataset.column("y") is None:
+        raise InputError(f"{dataset.name} has no labels: retrieval needs identity or class labels")
+    if metric not in METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
+    if criterion not in CRITERIA:
+        raise InputError(f"unknown criterion {criterion!r}; choose one of: {', '.join(CRITERIA)}")
+    if not 0 < query_fraction < 1:
+        raise InputError("query_fraction must be between 0 and 1")
+    _layer_of_each(checkpoints, layer)
+    extractions = [request_extraction(user, c, dataset, [layer], pooling)[0] for c in checkpoints]
+    params = {
+        "checkpoints": [c.pk for c in checkpoints],
+        "layer": layer,
+        "pooling": pooling,
+        "metric": metric,
+        "criterion": criterion,
+        "query_fraction": query_fraction,
+        "seed": seed,
+    }
+    return Run.submit(
+        kind=Run.Kind.COMPATIBILITY,
+        request_key=Run.key_for(Run.Kind.COMPATIBILITY, dataset=dataset.pk, **params),
         depends_on=extractions,
         workspace=dataset.workspace,
         dataset=dataset,

@@ -12,7 +12,12 @@ from django.core.management.base import BaseCommand
 from analysis import demo
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Membership, Workspace
-from webapp.runs.submit import request_comparison, request_model_matrix
+from webapp.runs.submit import (
+    request_alignment,
+    request_comparison,
+    request_compatibility,
+    request_model_matrix,
+)
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 
@@ -23,6 +28,11 @@ COMPARISONS = [  # (checkpoint A, checkpoint B, dataset)
 ]
 
 MODEL_MATRIX = ["mlp-digits-seed0", "mlp-digits-seed1", "cnn-digits"]  # compared at "head"
+
+# Versions of the digit MLP, oldest first, compared at its last hidden layer: a continued
+# training of seed 0 (compatible) and a retraining from scratch with another seed (not).
+SERIES = ["mlp-digits-seed0", "mlp-digits-seed0-v2", "mlp-digits-seed1"]
+ALIGNMENT = ("mlp-digits-seed0", "mlp-digits-seed1", "block3")  # seed twins, same layer
 
 
 class Command(BaseCommand):
@@ -57,7 +67,7 @@ class Command(BaseCommand):
                 ),
             }
             checkpoints = {c.name: c for c in workspace.checkpoints.all()}
-            if not all(name in checkpoints for spec in COMPARISONS for name in spec[:2]):
+            if not all(spec.name in checkpoints for spec in demo.DEMO_MODELS):
                 trained = demo.build_demo_models(tmp / "models", progress=self._say)
                 for model in trained:
                     with open(model.path, "rb") as f:
@@ -72,12 +82,24 @@ class Command(BaseCommand):
                             f"{model.demo_accuracy:.1%} on the demo {model.dataset} dataset.",
                             seed_group=model.name.split("-seed")[0],
                         )
+                parents = {s.name: s.init_from for s in demo.DEMO_MODELS if s.init_from}
+                for name, parent in parents.items():
+                    checkpoints[name].parent = checkpoints[parent]
+                    checkpoints[name].save(update_fields=["parent"])
         for a, b, dataset in COMPARISONS:
             run, _ = request_comparison(user, checkpoints[a], checkpoints[b], datasets[dataset])
             self._say(f"comparison {a} vs {b} on {dataset}: run {run.pk} ({run.state})")
         digit_models = [checkpoints[name] for name in MODEL_MATRIX]
         run, _ = request_model_matrix(user, digit_models, datasets["digits"], "head")
         self._say(f"model matrix of the digit models at 'head': run {run.pk} ({run.state})")
+        series = [checkpoints[name] for name in SERIES]
+        run, _ = request_compatibility(user, series, datasets["digits"], "block3")
+        self._say(f"compatibility of {', '.join(SERIES)}: run {run.pk} ({run.state})")
+        a, b, layer = ALIGNMENT
+        run, _ = request_alignment(
+            user, checkpoints[a], checkpoints[b], datasets["digits"], layer, layer
+        )
+        self._say(f"alignment of {a} to {b} at {layer}: run {run.pk} ({run.state})")
         self._say(f"demo workspace ready in {monotonic() - started:.1f} s")
 
     def _dataset(self, workspace, user, path, write, description):
