@@ -35,7 +35,7 @@ Cross-space retrieval: each held-out sample's mapped ŷᵢ ranks all held-out ta
 similarity (in the centred space, or the relative space for anchors); top-k is the share of
 samples whose own target is among the first k, ties counted against it; chance is k / n_test.
 The residual of sample i is ‖ŷᵢ − yᵢ‖² / mean over held-out j of ‖yⱼ − ȳ_train‖²: about 1 means
-as bad as predicting the mean. Training samples are residuals in-sample, held-out ones are not.
+as bad as predicting the mean. Residuals of training samples are in-sample, of held-out ones not.
 """
 
 from __future__ import annotations

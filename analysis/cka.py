@@ -80,6 +80,9 @@ class PreparedLayer:
     sq_row_norms: np.ndarray  # ‖x_cᵢ‖², the diagonal of K
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _gram: np.ndarray | None = field(default=None, repr=False)
+    # On a GPU with room for it, the centred layer itself (float64), so that pairs need no
+    # transfers: a layer × layer matrix then moves each layer to the GPU once.
+    _resident: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def data(self) -> np.ndarray:
@@ -98,6 +101,13 @@ class PreparedLayer:
         block = np.array(self.rows[start:stop], dtype=np.float64)
         block -= self.mean
         return block
+
+    def centred_on_device(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Rows ``start:stop`` centred, float64 on the layer's device (converted there)."""
+        if self._resident is not None:
+            return self._resident[start:stop]
+        block = torch.from_numpy(np.ascontiguousarray(self.rows[start:stop])).to(self.device)
+        return block.to(torch.float64) - torch.from_numpy(self.mean).to(self.device)
 
     def normalised_gram(self) -> np.ndarray:
         """X_cX_cᵀ / ‖X_cX_cᵀ‖_F (computed on first use; only for n small against d)."""
@@ -136,14 +146,15 @@ def prepare(
     layer = PreparedLayer(
         x, x.mean(axis=0, dtype=np.float64), 0.0, 0.0, np.empty(n), resolve_device(device)
     )
+    if layer.device.type == "cuda" and 8 * n * d < torch.cuda.mem_get_info(layer.device)[0] // 4:
+        layer._resident = layer.centred_on_device()
     # ‖XᵀX‖_F = ‖XXᵀ‖_F: use the smaller of the two products.
     covariance = torch.zeros((d, d), dtype=torch.float64, device=layer.device) if d <= n else None
     for start, stop in _row_blocks(n, d):
-        block = layer.centred(start, stop)
-        layer.sq_row_norms[start:stop] = np.einsum("ij,ij->i", block, block)
+        block = layer.centred_on_device(start, stop)
+        layer.sq_row_norms[start:stop] = (block * block).sum(dim=1).cpu().numpy()
         if covariance is not None:
-            rows = torch.from_numpy(block).to(layer.device)
-            covariance.addmm_(rows.T, rows)
+            covariance.addmm_(block.T, block)
     layer.total = float(layer.sq_row_norms.sum())
     if covariance is not None:
         layer.self_norm = float(torch.linalg.matrix_norm(covariance))
@@ -165,11 +176,11 @@ def cross_sq_norm(a: PreparedLayer, b: PreparedLayer) -> float:
     """‖Y_cᵀX_c‖²_F = tr(KL), from the Gram matrices or streamed over blocks of rows."""
     if use_gram_form(a, b):
         return float(np.vdot(a.normalised_gram(), b.normalised_gram())) * a.self_norm * b.self_norm
+    if a._resident is not None and b._resident is not None:
+        return float(torch.linalg.matrix_norm(a._resident.T @ b._resident) ** 2)
     cross = torch.zeros((a.d, b.d), dtype=torch.float64, device=a.device)
     for start, stop in _row_blocks(a.n, a.d + b.d):
-        block_a = torch.from_numpy(a.centred(start, stop)).to(a.device)
-        block_b = torch.from_numpy(b.centred(start, stop)).to(a.device)
-        cross.addmm_(block_a.T, block_b)
+        cross.addmm_(a.centred_on_device(start, stop).T, b.centred_on_device(start, stop))
     return float(torch.linalg.matrix_norm(cross) ** 2)
 
 
@@ -225,6 +236,9 @@ def _check_same_samples(a: PreparedLayer, b: PreparedLayer) -> None:
 def _permuted(layer: PreparedLayer, perm: np.ndarray) -> PreparedLayer:
     """Rows permuted without re-centring or recomputing norms (both are unchanged)."""
     gram = None if layer._gram is None else layer._gram[np.ix_(perm, perm)]
+    resident = None
+    if layer._resident is not None:
+        resident = layer._resident[torch.from_numpy(perm).to(layer.device)]
     return PreparedLayer(
         layer.rows[perm],
         layer.mean,
@@ -233,6 +247,7 @@ def _permuted(layer: PreparedLayer, perm: np.ndarray) -> PreparedLayer:
         layer.sq_row_norms[perm],
         layer.device,
         gram,
+        resident,
     )
 
 
