@@ -110,7 +110,12 @@ def extract_activations(
 def _run_batches(record, x, layers, pooling, batch_size, device, progress):
     n = len(x)
     out: dict[str, np.ndarray] = {}
-    with torch.inference_mode():
+    # Full float32 on GPUs too: cuDNN would otherwise run convolutions in TF32 (10-bit
+    # mantissa), which moves activations by ~1e-4 relative to the same model on a CPU.
+    full_precision = torch.backends.cudnn.flags(
+        enabled=torch.backends.cudnn.enabled, allow_tf32=False
+    )
+    with torch.inference_mode(), full_precision:
         for start in range(0, n, batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
             try:
