@@ -9,9 +9,10 @@ fitted on the training pairs, and the held-out pairs tell how well it transfers:
 - ``procrustes``: ŷ = x W + ȳ with W = UVᵀ from the SVD of XᵀY (Schönemann 1966, "A generalized
   solution of the orthogonal Procrustes problem"; for p ≠ q the zero-padded problem of Williams
   et al. 2021, see :func:`analysis.procrustes.orthogonal_procrustes_map`);
-- ``procrustes-scaled``: the same with the optimal isotropic scale, ŷ = s · x W + ȳ (for p > q
-  the scale of the zero-padded problem, which also counts the variance of X that W drops, so
-  it can score below the unscaled map);
+- ``procrustes-scaled``: the same W with the least-squares isotropic scale of the map,
+  ŷ = s · x W + ȳ, s = ⟨XW, Y⟩ / ‖XW‖² on the training rows (for p ≤ q the classic
+  tr Σ / ‖X‖²; for p > q it leaves out the variance of X that W drops, so the scaled map never
+  fits the training rows worse than the unscaled one);
 - ``ridge``: ridge regression with an intercept, α chosen on the training split by exact
   leave-one-out error over the relative grid of :mod:`analysis.regression`;
 - ``anchors``: relative representations (Moschella et al. 2023, "Relative representations enable
@@ -209,8 +210,15 @@ def _fitter(
         scale = method == "procrustes-scaled"
 
         def procrustes(pairing: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-            w, s = orthogonal_procrustes_map(xc[train], yc[pairing], scale=scale)
-            return s * (xc @ w), yc, f"W = UVᵀ, s = {s:.3g}" if scale else "W = UVᵀ"
+            w, _ = orthogonal_procrustes_map(xc[train], yc[pairing])
+            mapped = xc @ w
+            if not scale:
+                return mapped, yc, "W = UVᵀ"
+            # The least-squares scale of the map itself: s = ⟨XW, Y⟩ / ‖XW‖² on the training
+            # rows (for p ≤ q, ‖XW‖ = ‖X‖ and this is the classic tr Σ / ‖X‖²).
+            fitted = mapped[train]
+            s = float(np.vdot(fitted, yc[pairing]) / max(np.vdot(fitted, fitted), 1e-300))
+            return s * mapped, yc, f"W = UVᵀ, s = {s:.3g}"
 
         return procrustes
     if method == "ridge":

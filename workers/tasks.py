@@ -266,6 +266,8 @@ def align(run: Run) -> dict:
             test_fraction=p["test_fraction"],
             seed=p["seed"],
             progress=run.report_progress,
+            name_a=f"{run.checkpoint} {set_a.layer}",
+            name_b=f"{run.checkpoint_b} {set_b.layer}",
         )
     computed = monotonic()
     Alignment.objects.update_or_create(

@@ -80,8 +80,9 @@ def test_general_linear_map_needs_ridge(seed):
 def test_different_widths_both_ways(seed):
     """p < q: an isometric embedding of X is aligned exactly by every method. p > q: Y is X's
     two widest coordinates, which ridge recovers exactly; Procrustes solves the zero-padded
-    problem there (tr WᵀXᵀY ignores what W leaves out) and comes close, and its scale, fitted
-    for the padded problem, counts the dropped variance of X and shrinks the map."""
+    problem there (tr WᵀXᵀY ignores what W leaves out) and comes close, and the least-squares
+    scale of the map (not of the padded problem, which would count the dropped variance of X
+    and shrink the map) keeps it as close."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((160, 4)) * [3.0, 2.0, 1.0, 0.5]
     embedding = ortho_group.rvs(9, random_state=rng)[:4]  # 4 × 9, orthonormal rows
@@ -95,7 +96,7 @@ def test_different_widths_both_ways(seed):
     assert all((r.d_a, r.d_b) == (9, 2) for r in results.values())
     assert results["ridge"].r2 == pytest.approx(1.0, abs=1e-8)
     assert 0.99 < results["procrustes"].r2 < 1.0 - 1e-6
-    assert 0.95 < results["procrustes-scaled"].r2 < results["procrustes"].r2
+    assert results["procrustes-scaled"].r2 >= results["procrustes"].r2 - 1e-3
 
 
 @pytest.mark.parametrize("seed", SEEDS)
