@@ -106,8 +106,12 @@ class PreparedLayer:
         """Rows ``start:stop`` centred, float64 on the layer's device (converted there)."""
         if self._resident is not None:
             return self._resident[start:stop]
-        block = torch.from_numpy(np.ascontiguousarray(self.rows[start:stop])).to(self.device)
-        return block.to(torch.float64) - torch.from_numpy(self.mean).to(self.device)
+        # A private copy (memory maps are read-only): float64 here for the CPU, the rows' own
+        # dtype for a GPU, which converts on arrival.
+        on_cpu = self.device.type == "cpu"
+        block = np.array(self.rows[start:stop], dtype=np.float64 if on_cpu else None)
+        block = torch.from_numpy(block).to(self.device, torch.float64)
+        return block.sub_(torch.from_numpy(self.mean).to(self.device))
 
     def normalised_gram(self) -> np.ndarray:
         """X_cX_cᵀ / ‖X_cX_cᵀ‖_F (computed on first use; only for n small against d)."""

@@ -119,9 +119,9 @@ def check_activations(x: np.ndarray, name: str, min_samples: int) -> np.ndarray:
 
 @dataclass
 class PairResult:
-    value: float
-    baseline: float  # mean score over row permutations of Y
-    baseline_std: float
+    value: float | None  # None where the measure refused the pair: ``refusal`` says why
+    baseline: float | None  # mean score over row permutations of Y
+    baseline_std: float | None
     n: int
     d_a: int
     d_b: int
@@ -130,9 +130,12 @@ class PairResult:
     ci_high: float | None = None
     larger_is_more_similar: bool = True
     warn_at: float = BASELINE_WARNING  # a baseline this similar means n is too small for d
+    refusal: str = ""
 
     @property
     def warnings(self) -> list[str]:
+        if self.refusal:
+            return [self.refusal]
         similar = (
             self.baseline >= self.warn_at
             if self.larger_is_more_similar
@@ -160,17 +163,23 @@ def compare_layers(
     Each layer is prepared once (once more per bootstrap resample); the same seeded row
     permutations and resamples serve every pair, so baselines and intervals are comparable
     across the matrix. A measure whose permutation moments are known exactly draws none.
+
+    A layer or pair the measure refuses (a dead layer for CKA, too few samples for CCA …) gets
+    a result without a value whose ``refusal`` says why; the other pairs are scored. Only when
+    no pair can be scored does the comparison itself fail, with the first reason.
     """
     if n_permutations < 1:
         raise InputError("the permutation baseline needs at least one permutation")
     if not layers_a or not layers_b:
         raise InputError("choose at least one layer on each side")
-    prepared_a = [(name, measure.prepare(x, name)) for name, x in layers_a]
-    prepared_b = [(name, measure.prepare(x, name)) for name, x in layers_b]
     sizes = {len(x) for _, x in [*layers_a, *layers_b]}
     if len(sizes) != 1:
         raise InputError(f"layers have different numbers of samples: {sorted(sizes)}")
     n = sizes.pop()
+    refused_a: dict[str, str] = {}
+    refused_b: dict[str, str] = {}
+    prepared_a = _prepare_each(measure, layers_a, refused_a)
+    prepared_b = _prepare_each(measure, layers_b, refused_b)
     rng = np.random.default_rng(seed)
     perms = [] if measure.exact_baseline else [rng.permutation(n) for _ in range(n_permutations)]
     resamples = [rng.integers(0, n, n) for _ in range(n_bootstrap)]
@@ -186,16 +195,28 @@ def compare_layers(
             progress(done / total)
 
     values = {}
+    refusals = {
+        (name_a, name_b): refused_a.get(name_a) or refused_b[name_b]
+        for name_a, _ in layers_a
+        for name_b, _ in layers_b
+        if name_a in refused_a or name_b in refused_b
+    }
     for name_a, a in prepared_a:
         for name_b, b in prepared_b:
-            values[(name_a, name_b)] = measure.score(a, b)  # may cache what permute() reuses
+            try:  # may cache what permute() reuses
+                values[(name_a, name_b)] = measure.score(a, b)
+            except InputError as err:
+                refusals[(name_a, name_b)] = str(err)
             step()
+    if not values:
+        raise InputError(next(iter(refusals.values())))
     shuffled: dict[tuple[str, str], list[float]] = {key: [] for key in values}
     for perm in perms:  # each layer of B is permuted once per permutation, for all of A
         for name_b, b in prepared_b:
             permuted = measure.permute(b, perm)
             for name_a, a in prepared_a:
-                shuffled[(name_a, name_b)].append(measure.score(a, permuted))
+                if (name_a, name_b) in values:
+                    shuffled[(name_a, name_b)].append(measure.score(a, permuted))
             step()
     dims_a = {name: x.shape[1] for name, x in layers_a}
     dims_b = {name: x.shape[1] for name, x in layers_b}
@@ -218,9 +239,32 @@ def compare_layers(
         )
         for (name_a, name_b), value in values.items()
     }
+    for name_a, name_b in refusals:
+        results[(name_a, name_b)] = PairResult(
+            None,
+            None,
+            None,
+            n,
+            dims_a[name_a],
+            dims_b[name_b],
+            "",
+            refusal=refusals[(name_a, name_b)],
+        )
     if resamples:
         _bootstrap(measure, prepared_a, prepared_b, resamples, results, step)
-    return results
+    return {(a, b): results[(a, b)] for a, _ in layers_a for b, _ in layers_b}
+
+
+def _prepare_each(measure: Measure, layers: Layers, refused: dict[str, str]) -> list:
+    """``(name, prepared)`` of each layer the measure accepts; the others' reasons go to
+    ``refused``."""
+    prepared = []
+    for name, x in layers:
+        try:
+            prepared.append((name, measure.prepare(x, name)))
+        except InputError as err:
+            refused[name] = str(err)
+    return prepared
 
 
 def _bootstrap(measure, prepared_a, prepared_b, resamples, results, step) -> None:
@@ -231,7 +275,9 @@ def _bootstrap(measure, prepared_a, prepared_b, resamples, results, step) -> Non
     linear CKA upwards, so the percentile interval is shifted by the bootstrap estimate of
     the bias (mean of the draws minus the estimate) and clipped to the measure's bounds.
     """
-    draws: dict[tuple[str, str], list[float]] = {key: [] for key in results}
+    draws: dict[tuple[str, str], list[float]] = {
+        key: [] for key, result in results.items() if result.value is not None
+    }
     for idx in resamples:
         try:
             side_a = [(name, measure.prepare(measure.rows(p)[idx], name)) for name, p in prepared_a]
@@ -241,7 +287,8 @@ def _bootstrap(measure, prepared_a, prepared_b, resamples, results, step) -> Non
             continue
         for name_a, a in side_a:
             for name_b, b in side_b:
-                draws[(name_a, name_b)].append(measure.score(a, b))
+                if (name_a, name_b) in draws:
+                    draws[(name_a, name_b)].append(measure.score(a, b))
         step()
     low, high = measure.bounds or measure.range
     for key, values in draws.items():

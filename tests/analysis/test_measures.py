@@ -115,3 +115,29 @@ def test_distances_warn_when_unrelated_data_is_already_close():
     x, y = rng.normal(size=(500, 5)), rng.normal(size=(500, 5))
     large_n = compare_layers(ProcrustesAngular(), [("x", x)], [("y", y)])[("x", "y")]
     assert large_n.warnings == []
+
+
+def test_a_refused_layer_leaves_its_cells_empty_and_the_rest_scored():
+    """A dead layer (every unit constant, as after ReLUs that never fire) cannot be compared by
+    CKA: its cells carry the reason, every other pair is scored as usual."""
+    x, y = related(50, 0)
+    dead = np.zeros((50, 4))
+    results = compare_layers(
+        LinearCKA(), [("x", x), ("dead", dead)], [("y", y), ("x", x)], n_bootstrap=5
+    )
+    assert list(results) == [("x", "y"), ("x", "x"), ("dead", "y"), ("dead", "x")]
+    assert results[("x", "x")].value == pytest.approx(1.0)
+    assert results[("x", "y")].ci_low is not None
+    for key in [("dead", "y"), ("dead", "x")]:
+        refused = results[key]
+        assert refused.value is None and refused.baseline is None and refused.ci_low is None
+        assert refused.warnings == [refused.refusal] and "dead: every column is constant" in (
+            refused.refusal
+        )
+        assert (refused.n, refused.d_a) == (50, 4)
+
+
+def test_comparison_fails_with_the_reason_when_no_pair_can_be_scored():
+    x, _ = related(50, 0)
+    with pytest.raises(InputError, match="dead: every column is constant"):
+        compare_layers(LinearCKA(), [("dead", np.ones((50, 3)))], [("x", x)])

@@ -412,3 +412,35 @@ def test_every_registered_measure_runs_as_a_comparison(owner, workspace, measure
         assert low - 1e-9 <= score.value <= high + 1e-9
         assert np.isfinite([score.value, score.baseline]).all()
         assert score.sample_agreement is not None
+
+
+def test_a_dead_layer_leaves_its_cells_empty_with_the_reason(client, owner, ckpt_b, digits):
+    """block2 of this MLP never fires (zero weights, negative bias): its activations and the
+    head's are constant, so CKA is undefined for them. The comparison still succeeds, with
+    those cells empty and the reason shown, and every other pair scored."""
+    from analysis.architectures import mlp
+
+    torch.manual_seed(0)
+    model = mlp(64, [32, 16], 10)
+    with torch.no_grad():
+        model.block2[0].weight.zero_()
+        model.block2[0].bias.fill_(-1.0)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(model), buffer)
+    dead = checkpoint_from(ckpt_b.workspace, owner, buffer.getvalue(), "dead-block2")
+    comparison, _ = request_comparison(owner, dead, ckpt_b, digits, n_permutations=2)
+    comparison = run_with_dependencies(comparison)
+    assert comparison.state == Run.State.SUCCEEDED, comparison.error
+    scores = {(s.layer_a, s.layer_b): s for s in Score.objects.filter(run=comparison)}
+    assert len(scores) == 16
+    for (layer_a, _), score in scores.items():
+        if layer_a in ("block2", "head"):
+            assert score.value is None and score.baseline is None
+            assert "every column is constant" in score.warnings[0]
+        else:
+            assert score.value is not None and 0 <= score.value <= 1
+    client.force_login(owner)
+    page = client.get(f"/comparisons/{comparison.pk}/").content.decode()
+    assert "block2: every column is constant" in page
+    pair = client.get(f"/comparisons/{comparison.pk}/pairs/2/0/").content.decode()
+    assert "every column is constant" in pair

@@ -174,9 +174,10 @@ class Score(models.Model):
     activation_b = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
     layer_a = models.CharField(max_length=300)
     layer_b = models.CharField(max_length=300)
-    value = models.FloatField()
-    baseline = models.FloatField()
-    baseline_std = models.FloatField()
+    # None where the measure refused this pair (the reason is in ``warnings``).
+    value = models.FloatField(null=True)
+    baseline = models.FloatField(null=True)
+    baseline_std = models.FloatField(null=True)
     ci_low = models.FloatField(null=True)  # bootstrap 95 % interval over samples
     ci_high = models.FloatField(null=True)
     # Per-sample kNN Jaccard agreement between the two layers (n float32, dataset order): the

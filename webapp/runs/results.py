@@ -39,7 +39,7 @@ def model_matrix(run: Run) -> dict:
     }
     ids = list(p["checkpoints"])
     measure = MEASURES[p["measure"]]
-    if len(scores) == len(ids) ** 2:
+    if len(scores) == len(ids) ** 2 and all(s.value is not None for s in scores.values()):
         values = np.array([[scores[(a, b)].value for b in ids] for a in ids])
         ids = [
             ids[i]
