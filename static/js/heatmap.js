@@ -47,7 +47,8 @@
       colorbar: { title: { text: m.name + (m.larger_is_more_similar ? " (higher = more similar)" : "") } },
     };
     const layout = {
-      margin: { l: 110, r: 20, t: 20, b: 90 },
+      // Room for the longest row label (about 7 px a character at 12 px).
+      margin: { l: Math.max(110, 7 * Math.max(...data.layers_a.map((a) => a.length))), r: 20, t: 20, b: 90 },
       xaxis: { title: { text: data.checkpoint_b.name }, type: "category" },
       yaxis: { title: { text: data.checkpoint_a.name }, type: "category", autorange: "reversed" },
       annotations: annotations,

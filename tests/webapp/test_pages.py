@@ -381,3 +381,16 @@ def test_comparison_exports_as_csv_with_provenance(browser, client, outsider, co
     assert rows[0]["checkpoint_a"] == comparison.checkpoint.name
     client.force_login(outsider)
     assert client.get(f"/comparisons/{comparison.pk}/scores.csv").status_code == 404
+
+
+def test_samples_without_images_show_their_first_values(workspace, owner, digits):
+    from tests.webapp.builders import tabular_csv
+
+    table, _ = ingest_dataset(workspace, owner, io.BytesIO(tabular_csv()), "people.csv")
+    [third] = table.samples([3])
+    assert (third["id"], third["label"], third["row"]) == ("r3", "tall", "1.8, 63")
+    wide, _ = ingest_dataset(
+        workspace, owner, io.BytesIO(npz_bytes(x=np.arange(40.0).reshape(4, 10))), "wide.npz"
+    )
+    assert wide.samples([1])[0]["row"] == "10, 11, 12, 13, 14, 15, …"
+    assert "row" not in digits.samples([0])[0]  # images have thumbnails instead

@@ -148,19 +148,30 @@ class Dataset(models.Model):
             return z[key] if key in z.files else None
 
     def samples(self, indices) -> list[dict]:
-        """``{index, id, label}`` of the given samples, reading only ids and labels."""
+        """``{index, id, label}`` of the given samples, and for datasets without images the
+        first feature values as ``row`` (what a person can look at instead of a thumbnail)."""
+        indices = [int(i) for i in indices]
         with self.arrays.open() as f, np.load(f, allow_pickle=False) as z:
             ids = z["ids"]
             labels = z["y"] if "y" in z.files else None
+            rows = z["x"][indices] if self.thumbnails_id is None else None
         names = self.label_names
         out = []
-        for i in indices:
+        for position, i in enumerate(indices):
             label = ""
             if labels is not None:
                 k = int(labels[i])
                 label = names[k] if k < len(names) else str(k)
-            out.append({"index": int(i), "id": str(ids[i]), "label": label})
+            sample = {"index": i, "id": str(ids[i]), "label": label}
+            if rows is not None:
+                values = rows[position].ravel()
+                shown = ", ".join(f"{v:.3g}" for v in values[:ROW_VALUES_SHOWN])
+                sample["row"] = shown + (", …" if values.size > ROW_VALUES_SHOWN else "")
+            out.append(sample)
         return out
+
+
+ROW_VALUES_SHOWN = 6
 
 
 class Checkpoint(models.Model):
