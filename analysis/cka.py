@@ -41,6 +41,7 @@ from analysis.measures import (
     PairResult,
     check_activations,
     compare_layers,
+    not_finite,
 )
 
 __all__ = [
@@ -58,6 +59,9 @@ __all__ = [
 MIN_SAMPLES = 4
 BLOCK_BYTES = 1 << 27
 """float64 bytes of one block of rows (of both layers of a pair) while streaming: 128 MiB."""
+RESIDENT_BYTES = 1 << 28
+"""A layer whose centred float64 copy is at most this big (256 MiB) is kept in memory, and on
+a GPU any layer that takes at most a quarter of its free memory; larger ones are streamed."""
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
@@ -80,8 +84,8 @@ class PreparedLayer:
     sq_row_norms: np.ndarray  # ‖x_cᵢ‖², the diagonal of K
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _gram: np.ndarray | None = field(default=None, repr=False)
-    # On a GPU with room for it, the centred layer itself (float64), so that pairs need no
-    # transfers: a layer × layer matrix then moves each layer to the GPU once.
+    # The centred layer itself (float64) where it fits (RESIDENT_BYTES), so that pairs need
+    # no conversions or transfers: a layer × layer matrix moves each layer to a GPU once.
     _resident: torch.Tensor | None = field(default=None, repr=False)
 
     @property
@@ -106,11 +110,7 @@ class PreparedLayer:
         """Rows ``start:stop`` centred, float64 on the layer's device (converted there)."""
         if self._resident is not None:
             return self._resident[start:stop]
-        # A private copy (memory maps are read-only): float64 here for the CPU, the rows' own
-        # dtype for a GPU, which converts on arrival.
-        on_cpu = self.device.type == "cpu"
-        block = np.array(self.rows[start:stop], dtype=np.float64 if on_cpu else None)
-        block = torch.from_numpy(block).to(self.device, torch.float64)
+        block = _on_device(self.rows[start:stop], self.device)
         return block.sub_(torch.from_numpy(self.mean).to(self.device))
 
     def normalised_gram(self) -> np.ndarray:
@@ -118,6 +118,44 @@ class PreparedLayer:
         if self._gram is None:
             self._gram = _gram(self) / self.self_norm
         return self._gram
+
+
+def _on_device(rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A float64 copy of ``rows`` on ``device`` (memory maps are read-only, so always a copy):
+    converted here for the CPU, on arrival for a GPU, so that half the bytes travel."""
+    block = np.array(rows, dtype=np.float64 if device.type == "cpu" else None)
+    return torch.from_numpy(block).to(device, torch.float64)
+
+
+def _column_means(rows: np.ndarray, device: torch.device, name: str) -> np.ndarray:
+    """float64 column means, streamed over blocks of rows, refusing NaN or Inf and layers
+    whose columns are all constant (the mean of n equal values need not be exact, so this is
+    judged on the values, not on the centred ones)."""
+    n, d = rows.shape
+    total = torch.zeros(d, dtype=torch.float64, device=device)
+    low = torch.full((d,), torch.inf, dtype=torch.float64, device=device)
+    high = -low
+    for start, stop in _row_blocks(n, d):
+        block = _on_device(rows[start:stop], device)
+        block_low, block_high = torch.aminmax(block, dim=0)
+        torch.minimum(low, block_low, out=low)
+        torch.maximum(high, block_high, out=high)
+        total += block.sum(dim=0)
+    _check_range(low, high, name)
+    return (total / n).cpu().numpy()
+
+
+def _check_range(low: torch.Tensor, high: torch.Tensor, name: str) -> None:
+    """Refuse NaN or Inf (NaN propagates to the column minima and maxima) and layers whose
+    every column is constant, from the column minima and maxima."""
+    if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+        raise not_finite(name)
+    if torch.equal(low, high):
+        raise _constant(name)
+
+
+def _constant(name: str) -> InputError:
+    return InputError(f"{name}: every column is constant across samples; CKA is undefined")
 
 
 def _row_blocks(n: int, width: int) -> Iterator[tuple[int, int]]:
@@ -143,20 +181,26 @@ def prepare(
 ) -> PreparedLayer:
     """Column means and Gram statistics of ``x`` (n × d) in float64, streamed over blocks of
     rows; refuse input CKA is undefined for."""
-    x = check_activations(x, name, MIN_SAMPLES)
-    if not np.ptp(x, axis=0).any():
-        raise InputError(f"{name}: every column is constant across samples; CKA is undefined")
+    x = check_activations(x, name, MIN_SAMPLES, finite=False)
     n, d = x.shape
-    layer = PreparedLayer(
-        x, x.mean(axis=0, dtype=np.float64), 0.0, 0.0, np.empty(n), resolve_device(device)
-    )
-    if layer.device.type == "cuda" and 8 * n * d < torch.cuda.mem_get_info(layer.device)[0] // 4:
-        layer._resident = layer.centred_on_device()
+    device = resolve_device(device)
+    layer = PreparedLayer(x, np.zeros(d), 0.0, 0.0, np.empty(n), device)
+    if device.type == "cuda":
+        room = torch.cuda.mem_get_info(device)[0] // 4
+    else:
+        room = RESIDENT_BYTES
+    if 8 * n * d <= room:
+        resident = _on_device(x, device)  # one transfer; everything else happens there
+        _check_range(*torch.aminmax(resident, dim=0), name)
+        mean = resident.mean(dim=0)
+        layer.mean, layer._resident = mean.cpu().numpy(), resident.sub_(mean)
+    else:
+        layer.mean = _column_means(x, device, name)
     # ‖XᵀX‖_F = ‖XXᵀ‖_F: use the smaller of the two products.
     covariance = torch.zeros((d, d), dtype=torch.float64, device=layer.device) if d <= n else None
     for start, stop in _row_blocks(n, d):
         block = layer.centred_on_device(start, stop)
-        layer.sq_row_norms[start:stop] = (block * block).sum(dim=1).cpu().numpy()
+        layer.sq_row_norms[start:stop] = torch.linalg.vector_norm(block, dim=1).square_().cpu()
         if covariance is not None:
             covariance.addmm_(block.T, block)
     layer.total = float(layer.sq_row_norms.sum())
@@ -167,7 +211,7 @@ def prepare(
         layer.self_norm = float(np.linalg.norm(gram))
         layer._gram = gram / layer.self_norm if layer.self_norm else None
     if layer.self_norm == 0.0:
-        raise InputError(f"{name}: every column is constant across samples; CKA is undefined")
+        raise _constant(name)
     return layer
 
 

@@ -103,8 +103,11 @@ class Measure:
         }
 
 
-def check_activations(x: np.ndarray, name: str, min_samples: int) -> np.ndarray:
-    """``x`` as a finite 2-D array with enough samples, or a clear :class:`InputError`."""
+def check_activations(
+    x: np.ndarray, name: str, min_samples: int, finite: bool = True
+) -> np.ndarray:
+    """``x`` as a finite 2-D array with enough samples, or a clear :class:`InputError`
+    (``finite=False`` leaves the finiteness check to a caller that reads the rows anyway)."""
     x = np.asarray(x)
     if x.ndim != 2:
         raise InputError(f"{name}: expected an n × d array, got shape {x.shape}")
@@ -112,9 +115,13 @@ def check_activations(x: np.ndarray, name: str, min_samples: int) -> np.ndarray:
         raise InputError(f"{name}: needs at least {min_samples} samples, got {x.shape[0]}")
     if x.shape[1] == 0:
         raise InputError(f"{name}: has no columns")
-    if not np.isfinite(x).all():
-        raise InputError(f"{name}: activations contain NaN or Inf")
+    if finite and not np.isfinite(x).all():
+        raise not_finite(name)
     return x
+
+
+def not_finite(name: str) -> InputError:
+    return InputError(f"{name}: activations contain NaN or Inf")
 
 
 @dataclass

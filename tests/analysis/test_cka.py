@@ -306,6 +306,7 @@ def test_streamed_blocks_give_the_same_values(monkeypatch):
     rng = np.random.default_rng(3)
     x, y = correlated_pair(rng, 300, 20, 30)
     whole = cka_matrix([("x", x)], [("y", y)])[("x", "y")]
+    monkeypatch.setattr(cka_module, "RESIDENT_BYTES", 0)
     monkeypatch.setattr(cka_module, "BLOCK_BYTES", 8 * 50 * 7)
     streamed = cka_matrix([("x", x)], [("y", y)])[("x", "y")]
     assert streamed.value == pytest.approx(whole.value, abs=1e-13)
@@ -313,13 +314,17 @@ def test_streamed_blocks_give_the_same_values(monkeypatch):
     assert streamed.value == pytest.approx(reference_cka(x, y), abs=1e-12)
 
 
-def test_memory_mapped_activations(tmp_path):
+def test_memory_mapped_activations(tmp_path, monkeypatch):
     rng = np.random.default_rng(4)
     x, y = correlated_pair(rng, 500, 12, 9)
     np.save(tmp_path / "x.npy", x.astype(np.float32))
     np.save(tmp_path / "y.npy", y.astype(np.float32))
     mapped = [np.load(tmp_path / f"{k}.npy", mmap_mode="r") for k in ("x", "y")]
-    assert linear_cka(*mapped) == pytest.approx(linear_cka(x, y), abs=1e-6)
+    expected = linear_cka(x, y)
+    assert linear_cka(*mapped) == pytest.approx(expected, abs=1e-6)
+    monkeypatch.setattr(cka_module, "RESIDENT_BYTES", 0)  # streamed from the file
+    monkeypatch.setattr(cka_module, "BLOCK_BYTES", 8 * 64 * 21)
+    assert linear_cka(*mapped) == pytest.approx(expected, abs=1e-6)
 
 
 def test_cka_matrix_needs_a_permutation():
