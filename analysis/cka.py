@@ -121,10 +121,13 @@ class PreparedLayer:
 
 
 def _on_device(rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A float64 copy of ``rows`` on ``device`` (memory maps are read-only, so always a copy):
-    converted here for the CPU, on arrival for a GPU, so that half the bytes travel."""
-    block = np.array(rows, dtype=np.float64 if device.type == "cpu" else None)
-    return torch.from_numpy(block).to(device, torch.float64)
+    """A float64 copy of ``rows`` on ``device``, free to modify: converted here for the CPU;
+    for a GPU sent as they are (half the bytes of float64) and converted there."""
+    if device.type == "cpu":
+        return torch.from_numpy(np.array(rows, dtype=np.float64))
+    if not (rows.flags.writeable and rows.flags.c_contiguous):  # e.g. a read-only memory map
+        rows = np.array(rows)
+    return torch.from_numpy(rows).to(device).to(torch.float64)
 
 
 def _column_means(rows: np.ndarray, device: torch.device, name: str) -> np.ndarray:

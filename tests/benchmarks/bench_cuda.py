@@ -82,6 +82,24 @@ def time_cka(rng: np.random.Generator, rate: float) -> None:
         f"{result.baseline:.4f}); flops-bound {flops / rate:.2f} s → "
         f"ratio {seconds * rate / flops:.1f}"
     )
+    start = time.perf_counter()
+    a, b = measure.prepare(x), measure.prepare(y)
+    torch.cuda.synchronize()
+    prepared = time.perf_counter()
+    measure.score(a, b)
+    torch.cuda.synchronize()
+    scored = time.perf_counter()
+    copy = time.perf_counter()
+    host = np.array(x)
+    copied = time.perf_counter()
+    torch.from_numpy(host).to("cuda")
+    torch.cuda.synchronize()
+    moved = time.perf_counter()
+    print(
+        f"  of which: prepare both {prepared - start:.2f} s (host copy of one layer "
+        f"{copied - copy:.2f} s, its transfer {moved - copied:.2f} s), "
+        f"score {scored - prepared:.2f} s"
+    )
     d = 1024
     layers = [(f"L{i}", rng.standard_normal((n, d), dtype=np.float32)) for i in range(12)]
     start = time.perf_counter()
