@@ -300,7 +300,9 @@ class Compatibility:
     top5: list[list[float | None]]
     mean_ap: list[list[float | None]]
     ecc: dict[tuple[int, int], bool]  # M(i, j) > M(j, j); False where the widths differ
-    update_gain: dict[tuple[int, int], float | None]  # None: widths differ or M(i,i) = M(j,j)
+    # None where the widths differ or the new model is no better on its own gallery
+    # (M(i, i) ≤ M(j, j)): the gain is a share of an improvement that did not happen.
+    update_gain: dict[tuple[int, int], float | None]
     ac: float | None  # None for a single model
     am: float | None
     flips: dict[tuple[int, int], np.ndarray]  # query positions; only pairs of equal width
@@ -439,7 +441,7 @@ def compatibility(
                 continue
             ecc[(i, j)] = c[i][j] > c[j][j]
             gain = c[i][i] - c[j][j]
-            update_gain[(i, j)] = (c[i][j] - c[j][j]) / gain if gain != 0 else None
+            update_gain[(i, j)] = (c[i][j] - c[j][j]) / gain if gain > 0 else None
             flips[(i, j)] = np.flatnonzero(
                 results[(j, j)].correct_top1 & ~results[(i, j)].correct_top1
             )

@@ -439,3 +439,17 @@ def test_compatibility_refuses_bad_input():
     for args, kwargs, message in cases:
         with pytest.raises(InputError, match=message):
             compatibility(*args, **kwargs)
+
+
+def test_no_update_gain_when_the_new_model_is_worse_on_its_own_gallery():
+    """The gain is a share of the new model's own improvement; a worse new model has none,
+    and a ratio of two negative differences would read as a large positive gain."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 25)
+    centres = rng.standard_normal((4, 8)) * 5
+    old = centres[labels] + rng.standard_normal((100, 8))
+    new = old + 6 * rng.standard_normal((100, 8))  # the same space, much noisier
+    query, gallery = query_gallery_split(labels, seed=0)
+    result = compatibility([("old", old), ("new", new)], labels, query, gallery)
+    assert result.mean_ap[1][1] < result.mean_ap[0][0] and result.top1[1][1] < result.top1[0][0]
+    assert result.update_gain[(1, 0)] is None and result.ecc[(1, 0)] is False
