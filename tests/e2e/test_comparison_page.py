@@ -1,4 +1,5 @@
-"""A person in a real browser: sign in, ask for a comparison, watch the page fill itself in."""
+"""A person in a real browser: sign in, ask for a comparison, watch the page fill itself in,
+open a cell and fit a map between its two layers."""
 
 from __future__ import annotations
 
@@ -80,12 +81,30 @@ def test_comparison_page_updates_itself_and_shows_the_heatmap(
     page.screenshot(path=str(ARTIFACTS / "comparison.png"), full_page=True)
     expect(page.locator("table.scores tbody tr")).to_have_count(16)
 
-    # A cell opens the samples behind it.
-    page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
-    expect(page.locator("h1")).to_contain_text("×")
+    # A cell opens the samples behind it: block1 of one seed against block1 of the other.
+    # (Plotly reports the hovered cell on click: hover it first.)
+    x, y = box["x"] + box["width"] * 0.375, box["y"] + box["height"] * 0.375
+    page.mouse.move(x, y)
+    expect(page.locator(".hovertext").first).to_contain_text("block1 × block1")
+    page.mouse.click(x, y)
+    expect(page.locator("h1")).to_have_text("block1 × block1")
     expect(page.locator("text=Least agreeing samples")).to_be_visible()
     page.wait_for_load_state("networkidle")
     thumbnails = page.locator(".sample-grid img")
     assert thumbnails.count() == 24
     assert all(thumbnails.nth(i).evaluate("img => img.naturalWidth") == 8 for i in range(24))
     page.screenshot(path=str(ARTIFACTS / "pair.png"), full_page=True)
+
+    # Fit a ridge map between the two layers; the real worker fits it and the section polls
+    # itself up to date: held-out R² beside the shuffled-pairs one, the worst-aligned samples.
+    ridge = page.locator("#alignments tbody tr", has_text="Ridge linear map")
+    ridge.locator("button", has_text="Fit").click()
+    expect(page.locator("text=Held-out samples that align worst")).to_be_visible(timeout=90_000)
+    r2, shuffled = (float(ridge.locator("td").nth(i).inner_text()) for i in (1, 2))
+    assert -1.0 < shuffled < r2 <= 1.0
+    assert page.locator("#alignments .sample-grid img").count() == 12
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#alignments .sample-grid img')]"
+        ".every(img => img.complete && img.naturalWidth === 8)"
+    )
+    page.screenshot(path=str(ARTIFACTS / "alignment.png"), full_page=True)
