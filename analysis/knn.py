@@ -10,11 +10,12 @@ N_Y(i) the same in Y. Per sample::
 and the global scores are their means over samples. Independent spaces score k/(n − 1) on
 average (the chance that a given one of the n − 1 other samples is among k), which the
 permutation baseline shows. Neighbours are found by cosine (default, as Huh et al.) or
-Euclidean distance, exactly, in row blocks so memory stays O(n · block). Distances are float64
-(float32 round-off would reorder near-equal neighbours), screened by one matrix product on
-centred rows and ranked by differences, so a large common offset (up to ~1e7 times the spread)
-costs no digits and equal distances (duplicated samples, discrete activations) compare equal;
-their ties go to the lower sample index.
+Euclidean distance, exactly, in row blocks so memory stays O(n · block). Candidates are
+screened by one float32 matrix product on centred rows, with a margin wider than its round-off,
+and ranked by float64 differences (float32 alone would reorder near-equal neighbours), so a
+large common offset (up to ~1e7 times the spread) costs no digits and equal distances
+(duplicated samples, discrete activations) compare equal; their ties go to the lower sample
+index.
 
 Bootstrap: a resample with replacement holds copies of a sample, which are each other's nearest
 neighbours at distance 0 in *both* spaces and fill neighbour slots that agree by construction.
@@ -43,8 +44,8 @@ __all__ = [
 ]
 
 METRICS = ("cosine", "euclidean")
-BLOCK_ENTRIES = 1 << 21  # distances held at once: 16 MiB of float64
-CANDIDATE_BAND = 1e-8  # screening keeps rows this close (relative) to the k-th distance
+BLOCK_ENTRIES = 1 << 22  # distances screened at once: 16 MiB of float32
+SCREEN_EPS = 2.0**-24  # unit round-off of the float32 screening product
 
 
 def _check_k(k: int) -> None:
@@ -91,28 +92,32 @@ def _squared_distances(data: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.nda
 def _neighbours(data: np.ndarray, k: int, metric: str, block_size: int | None) -> np.ndarray:
     """(n, k) indices of each row's k nearest other rows, nearest first, ties by lower index.
 
-    Two passes per block of rows. Screening: one matrix product gives all squared distances
-    up to round-off (‖z_j‖² − 2 z_i·z_j + ‖z_i‖² on centred rows z; centring limits
-    cancellation) and keeps every row within a band of the k-th smallest, wide enough for
-    round-off. Ranking: the kept pairs' squared distances are recomputed from differences, so
-    equal distances (duplicated samples, discrete activations) are equal in floating point too,
-    and sorting by (distance, index) breaks their ties the same way every time.
+    Two passes per block of rows. Screening: one float32 matrix product gives all squared
+    distances up to round-off (‖z_j‖² − 2 z_i·z_j + ‖z_i‖² on centred rows z; centring limits
+    cancellation) and keeps every row within a band of the k-th smallest that is wider than
+    that round-off can be: a float32 dot product of length d is off by at most about
+    (d + 2)·2⁻²⁴·‖z_i‖‖z_j‖ (Higham 2002, §3.1), so no true neighbour falls outside. Ranking:
+    the kept pairs' squared distances are recomputed from float64 differences, so equal
+    distances (duplicated samples, discrete activations) are equal in floating point too, and
+    sorting by (distance, index) breaks their ties the same way every time.
     """
-    n = data.shape[0]
+    n, d = data.shape
     rows = block_size or max(1, BLOCK_ENTRIES // n)
     screen = data - data.mean(axis=0) if metric == "euclidean" else data
     squares = np.einsum("ij,ij->i", screen, screen)
-    band = CANDIDATE_BAND * (squares + squares.max())
+    band = 2 * (d + 8) * SCREEN_EPS * (squares + squares.max())
+    screen = screen.astype(np.float32)
+    squares32 = squares.astype(np.float32)
     out = np.empty((n, k), dtype=np.intp)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
         local = np.arange(stop - start)
         approx = screen[start:stop] @ screen.T
         approx *= -2.0
-        approx += squares[None, :]
-        approx += squares[start:stop, None]
+        approx += squares32[None, :]
+        approx += squares32[start:stop, None]
         approx[local, start + local] = np.inf  # self excluded
-        kth = np.partition(approx, k - 1, axis=1)[:, k - 1]
+        kth = np.partition(approx, k - 1, axis=1)[:, k - 1].astype(np.float64)
         r, c = np.nonzero(approx <= (kth + band[start:stop])[:, None])
         order = np.lexsort((c, _squared_distances(data, start + r, c), r))
         r, c = r[order], c[order]
