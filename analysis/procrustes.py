@@ -16,9 +16,9 @@ leaves its singular values unchanged, so the nuclear norm of the p × q cross-pr
 is.
 
 Per layer, :func:`prepare` centres and normalises once in float64. When a layer is wider than it
-has samples (p > n) it is replaced by U·S from its thin SVD (n × n): an orthogonal change of
-basis of its row space, which changes no distance (nor any bootstrap resample of its rows), so a
-pair costs O(n · min(n, p) · min(n, q)) plus a small SVD.
+has samples (p > n) it is replaced by Rᵀ from the QR decomposition of Xᵀ (n × n, the same Gram
+matrix): an orthogonal change of basis of its columns, which changes no distance (nor any
+bootstrap resample of its rows), so a pair costs O(n · min(n, p) · min(n, q)) plus a small SVD.
 
 Pitfalls: near zero, arccos amplifies round-off (a nuclear norm of 1 − 1e-16 reads as 1.5e-8
 rad), so distances below about 1e-7 are zero. And like CKA, these distances are biased when d is
@@ -52,7 +52,7 @@ class PreparedShape:
     """A layer centred and scaled to ‖X‖_F = 1 in float64; ``data`` is n × min(n, p)."""
 
     data: np.ndarray
-    reduced: bool  # True when a p > n layer was replaced by U·S of its thin SVD
+    reduced: bool  # True when a p > n layer was replaced by Rᵀ of the QR of its transpose
 
     @property
     def n(self) -> int:
@@ -76,8 +76,9 @@ def prepare(x: np.ndarray, name: str = "activations") -> PreparedShape:
     n, p = centred.shape
     if p <= n:
         return PreparedShape(centred, reduced=False)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
-    return PreparedShape(u * s, reduced=True)
+    # X = RᵀQᵀ from the QR of Xᵀ: Rᵀ (n × n) has X's Gram matrix, so it differs from X by an
+    # orthogonal map of the columns, to which every distance here is blind.
+    return PreparedShape(np.linalg.qr(centred.T, mode="r").T, reduced=True)
 
 
 def nuclear_similarity(a: PreparedShape, b: PreparedShape) -> float:
@@ -156,7 +157,7 @@ class _ProcrustesDistance(Measure):
         return PreparedShape(prepared.data[perm], prepared.reduced)
 
     def estimator(self, a: PreparedShape, b: PreparedShape) -> str:
-        return "svd-reduced" if a.reduced or b.reduced else "feature"
+        return "qr-reduced" if a.reduced or b.reduced else "feature"
 
 
 class ProcrustesAngular(_ProcrustesDistance):

@@ -93,14 +93,14 @@ def test_zero_padding_of_the_narrower_side(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_wide_layers_reduced_without_changing_the_value(seed):
-    """p > n: the layer is replaced by U·S of its SVD; value, permutations and bootstrap rows
+    """p > n: the layer is replaced by Rᵀ of the QR of Xᵀ; value, permutations and bootstrap rows
     must be those of the full layer."""
     rng = np.random.default_rng(seed)
     x, y = correlated_pair(rng, 15, 40, 70)
     a, b = prepare(x), prepare(y)
     assert a.reduced and b.reduced and a.data.shape == (15, 15)
     measure = ProcrustesAngular()
-    assert measure.estimator(a, b) == "svd-reduced"
+    assert measure.estimator(a, b) == "qr-reduced"
     assert measure.estimator(prepare(x[:, :5]), prepare(y[:, :9])) == "feature"
     assert measure.score(a, b) == pytest.approx(np.arccos(reference_nuclear(x, y)), abs=1e-6)
     perm = rng.permutation(15)
