@@ -182,3 +182,22 @@ def test_compatibility_refuses_unlabelled_data_and_one_model(
         request_compatibility(owner, [ckpt_a, ckpt_b], unlabelled, "block1")
     with pytest.raises(InputError, match="at least two"):
         request_compatibility(owner, [ckpt_a], digits, "block1")
+
+
+def test_run_pages_link_to_what_alignment_and_compatibility_runs_made(
+    client, owner, digits, ckpt_a, ckpt_b
+):
+    align, _ = request_alignment(owner, ckpt_a, ckpt_b, digits, "block1", "block2")
+    series, _ = request_compatibility(owner, [ckpt_a, ckpt_b], digits, "block2")
+    align, series = run_with_dependencies(align), run_with_dependencies(series)
+    client.force_login(owner)
+    page = client.get(f"/runs/{align.pk}/").content.decode()
+    assert "block1 → block2" in page and f"{align.alignment.r2:.4f}" in page
+    assert (
+        f'href="/compatibility/{series.pk}/"' in client.get(f"/runs/{series.pk}/").content.decode()
+    )
+    runs = client.get("/w/lab/").content.decode()
+    assert (
+        f'href="/compatibility/{series.pk}/"' in runs
+        and "mlp-seed0 block1 → mlp-seed1 block2" in runs
+    )

@@ -35,9 +35,27 @@ def _layer_of_each(checkpoints: list[Checkpoint], layer: str) -> None:
         raise InputError(f"layer {layer!r} is not in: {', '.join(lacking)}")
 
 
+def _check_choice(what: str, value: str, choices) -> None:
+    if value not in choices:
+        raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def _series_at_layer(
+    user, checkpoints, dataset: Dataset, layer: str, pooling: str
+) -> tuple[list[Checkpoint], list[Run]]:
+    """Two or more distinct checkpoints of the dataset's workspace that all have ``layer``, in
+    the order given, and the extractions of that layer they need."""
+    checkpoints = list(dict.fromkeys(checkpoints))
+    if len(checkpoints) < 2:
+        raise InputError("choose at least two checkpoints")
+    _same_workspace(dataset, *checkpoints)
+    _layer_of_each(checkpoints, layer)
+    extractions = [request_extraction(user, c, dataset, [layer], pooling)[0] for c in checkpoints]
+    return checkpoints, extractions
+
+
 def _check_comparison(dataset: Dataset, measure: str, n_permutations: int, n_bootstrap: int):
-    if measure not in MEASURES:
-        raise InputError(f"unknown measure {measure!r}; choose one of: {', '.join(MEASURES)}")
+    _check_choice("measure", measure, MEASURES)
     if dataset.n_samples < MIN_SAMPLES:
         raise InputError(f"comparisons need at least {MIN_SAMPLES} samples")
     if not 1 <= n_permutations <= 1000:
@@ -132,13 +150,8 @@ def request_model_matrix(
 ) -> tuple[Run, bool]:
     """The run that scores one layer of every checkpoint against every other (e.g. all seeds
     of one recipe): a model × model matrix."""
-    checkpoints = list(dict.fromkeys(checkpoints))
-    if len(checkpoints) < 2:
-        raise InputError("choose at least two checkpoints")
-    _same_workspace(dataset, *checkpoints)
     _check_comparison(dataset, measure, n_permutations, n_bootstrap)
-    _layer_of_each(checkpoints, layer)
-    extractions = [request_extraction(user, c, dataset, [layer], pooling)[0] for c in checkpoints]
+    checkpoints, extractions = _series_at_layer(user, checkpoints, dataset, layer, pooling)
     params = {
         "checkpoints": [c.pk for c in checkpoints],
         "layer": layer,
@@ -175,10 +188,7 @@ def request_alignment(
     """The run that fits a map from ``layer_a`` of A to ``layer_b`` of B on a training split
     and scores it on the held-out samples."""
     _same_workspace(dataset, checkpoint_a, checkpoint_b)
-    if method not in ALIGNMENT_METHODS:
-        raise InputError(
-            f"unknown method {method!r}; choose one of: {', '.join(ALIGNMENT_METHODS)}"
-        )
+    _check_choice("method", method, ALIGNMENT_METHODS)
     if not 0 < test_fraction < 1:
         raise InputError("test_fraction must be between 0 and 1")
     _layer_of_each([checkpoint_a], layer_a)
@@ -230,20 +240,13 @@ def request_compatibility(
     """The run that measures cross-model retrieval between a series of checkpoints (given
     oldest first) at one layer: queries embedded by each model against the gallery embedded
     by each other one."""
-    checkpoints = list(dict.fromkeys(checkpoints))
-    if len(checkpoints) < 2:
-        raise InputError("choose at least two checkpoints")
-    _same_workspace(dataset, *checkpoints)
-    if dataset.column("y") is None:
-        raise InputError(f"{dataset.name} has no labels: retrieval needs identity or class labels")
-    if metric not in METRICS:
-        raise InputError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
-    if criterion not in CRITERIA:
-        raise InputError(f"unknown criterion {criterion!r}; choose one of: {', '.join(CRITERIA)}")
+    _check_choice("metric", metric, METRICS)
+    _check_choice("criterion", criterion, CRITERIA)
     if not 0 < query_fraction < 1:
         raise InputError("query_fraction must be between 0 and 1")
-    _layer_of_each(checkpoints, layer)
-    extractions = [request_extraction(user, c, dataset, [layer], pooling)[0] for c in checkpoints]
+    if dataset.column("y") is None:
+        raise InputError(f"{dataset.name} has no labels: retrieval needs identity or class labels")
+    checkpoints, extractions = _series_at_layer(user, checkpoints, dataset, layer, pooling)
     params = {
         "checkpoints": [c.pk for c in checkpoints],
         "layer": layer,
