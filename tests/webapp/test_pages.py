@@ -360,6 +360,22 @@ def test_pair_page_drills_down_to_samples(browser, comparison):
     assert f'href="/comparisons/{comparison.pk}/pairs/1/1/"' in comparison_page
 
 
+def test_pair_page_lists_the_same_layers_by_other_measures(
+    browser, owner, ckpt_a, ckpt_b, digits, comparison
+):
+    run_with_dependencies(comparison)
+    other, _ = request_comparison(
+        owner, ckpt_a, ckpt_b, digits, measure="procrustes/angular", n_permutations=2
+    )
+    other = run_with_dependencies(other)
+    layers = comparison.params["layers_a"]
+    distance = other.scores.get(layer_a=layers[1], layer_b=layers[2])
+    html = browser.get(f"/comparisons/{comparison.pk}/pairs/1/2/").content.decode()
+    assert "The same two layers by other measures" in html
+    assert "Procrustes angular distance" in html and f"{distance.value:.4f}" in html
+    assert f'href="/comparisons/{other.pk}/"' in html
+
+
 def test_pair_page_refuses_cells_outside_the_matrix(browser, client, outsider, comparison):
     run_with_dependencies(comparison)
     assert browser.get(f"/comparisons/{comparison.pk}/pairs/99/0/").status_code == 404

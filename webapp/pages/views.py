@@ -33,7 +33,7 @@ from webapp.pages.forms import (
     ExtractionForm,
     ModelMatrixForm,
 )
-from webapp.runs.models import Run
+from webapp.runs.models import Run, Score
 from webapp.runs.results import (
     comparison_matrix,
     compatibility_matrix,
@@ -386,11 +386,18 @@ def comparison_pair(request, pk, row, col):
         run.scores.select_related("sample_agreement"), layer_a=layer_a, layer_b=layer_b
     )
     alignments = _alignments_of_pair(run, layer_a, layer_b)
+    others = (
+        Score.objects.filter(activation_a=score.activation_a, activation_b=score.activation_b)
+        .exclude(pk=score.pk)
+        .select_related("run")
+        .order_by("measure")
+    )
     context = {
         "run": run,
         "workspace": run.workspace,
         "score": score,
         "measure": MEASURES[score.measure],
+        "other_scores": [{"score": other, "measure": MEASURES[other.measure]} for other in others],
         "row": row,
         "col": col,
         "alignments": alignments,
