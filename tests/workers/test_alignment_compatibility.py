@@ -201,3 +201,42 @@ def test_run_pages_link_to_what_alignment_and_compatibility_runs_made(
         f'href="/compatibility/{series.pk}/"' in runs
         and "mlp-seed0 block1 → mlp-seed1 block2" in runs
     )
+
+
+def test_alignment_and_compatibility_export_as_csv(client, owner, outsider, digits, ckpt_a, ckpt_b):
+    import csv
+
+    align, _ = request_alignment(owner, ckpt_a, ckpt_b, digits, "block1", "block1")
+    series, _ = request_compatibility(owner, [ckpt_a, ckpt_b], digits, "block2")
+    client.force_login(owner)
+    assert client.get(f"/alignments/{align.pk}/residuals.csv").status_code == 404  # not yet
+    align, series = run_with_dependencies(align), run_with_dependencies(series)
+
+    rows = list(
+        csv.DictReader(
+            io.StringIO(client.get(f"/alignments/{align.pk}/residuals.csv").content.decode())
+        )
+    )
+    residuals, held_out = (
+        align.alignment.residuals.load_array(),
+        align.alignment.test_mask.load_array(),
+    )
+    assert len(rows) == digits.n_samples == len(residuals)
+    assert [float(r["residual"]) for r in rows] == pytest.approx(residuals.tolist())
+    assert [r["held_out"] == "True" for r in rows] == held_out.tolist()
+    assert rows[0]["id"] == "digit-0000" and rows[0]["method"] == "procrustes"
+
+    text = client.get(f"/compatibility/{series.pk}/matrix.csv").content.decode()
+    cells = {(r["query_model"], r["gallery_model"]): r for r in csv.DictReader(io.StringIO(text))}
+    result = series.compatibility.result
+    assert len(cells) == 4
+    new_old = cells[(ckpt_b.name, ckpt_a.name)]
+    assert float(new_old["top1"]) == pytest.approx(result["top1"][1][0])
+    assert new_old["ecc"] == "False" and int(new_old["negative_flips"]) == len(
+        result["flips"]["1,0"]
+    )
+    assert new_old["layer"] == "block2" and new_old["criterion"] == "top1"
+    assert cells[(ckpt_a.name, ckpt_b.name)]["ecc"] == ""  # only (new, old) pairs have criteria
+    client.force_login(outsider)
+    assert client.get(f"/compatibility/{series.pk}/matrix.csv").status_code == 404
+    assert client.get(f"/alignments/{align.pk}/residuals.csv").status_code == 404

@@ -597,3 +597,58 @@ def compatibility_page(request, pk):
         "pairs": pairs,
     }
     return _poll(request, "pages/compatibility.html", "result", context, run.is_terminal)
+
+
+@login_required
+def compatibility_csv(request, pk):
+    """Every (query model, gallery model) cell with the three retrieval scores, the criteria of
+    (new, old) pairs and the run's provenance."""
+    run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPATIBILITY)
+    matrix = compatibility_matrix(run)
+    if matrix["result"] is None:
+        raise Http404("this compatibility run has no results yet")
+    result, provenance = matrix["result"], matrix["provenance"]
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="compatibility-{run.pk}.csv"'
+    writer = csv.writer(response)
+    fixed = ["layer", "pooling", "metric", "criterion", "query_fraction", "seed", "code_version"]
+    writer.writerow(
+        ["query_model", "gallery_model", "top1", "top5", "mean_ap", "ecc", "update_gain"]
+        + ["negative_flips", "n_queries", "n_gallery", "dataset", *fixed]
+    )
+    names = result["names"]
+    for i, query_model in enumerate(names):
+        for j, gallery_model in enumerate(names):
+            key = f"{i},{j}"
+            writer.writerow(
+                [query_model, gallery_model]
+                + [result[m][i][j] for m in ("top1", "top5", "mean_ap")]
+                + [result["ecc"].get(key, ""), result["update_gain"].get(key, "")]
+                + [len(result["flips"][key]) if key in result["flips"] else ""]
+                + [result["n_queries"], result["n_gallery"], run.dataset.name]
+                + [provenance[k] for k in fixed]
+            )
+    return response
+
+
+@login_required
+def alignment_csv(request, pk):
+    """Per-sample residuals of an alignment, with sample ids, labels and the split."""
+    run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.ALIGN)
+    if run.state != Run.State.SUCCEEDED:
+        raise Http404("this alignment has no results yet")
+    alignment = run.alignment
+    residuals = alignment.residuals.load_array()
+    held_out = alignment.test_mask.load_array()
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="alignment-{run.pk}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        ["index", "id", "label", "held_out", "residual", "method", "layer_a", "layer_b"]
+    )
+    fixed = [alignment.method, alignment.activation_a.layer, alignment.activation_b.layer]
+    for sample in run.dataset.samples(range(len(residuals))):
+        i = sample["index"]
+        row = [i, sample["id"], sample["label"], bool(held_out[i]), float(residuals[i])]
+        writer.writerow(row + fixed)
+    return response
