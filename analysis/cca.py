@@ -10,9 +10,9 @@ Two hazards are handled explicitly:
 * Rank deficiency. Constant or linearly dependent columns would add directions made of
   round-off, which can pair up across X and Y into a spurious ρ = 1. Each side keeps only its
   numerical rank: constant columns are dropped, the others scaled to unit norm (so the rank
-  does not depend on the units of each neuron) and factorised by QR with column pivoting;
-  a column whose |Rᵢᵢ| (its distance from the span of the columns before it) is below √ε
-  of the largest is dropped, ε being the machine epsilon of the dtype the activations came in
+  does not depend on the units of each neuron) and factorised by QR; directions whose singular
+  value (from the SVD of the small R factor) is below √ε of the largest are dropped, and the
+  basis keeps the others, ε being the machine epsilon of the dtype the activations came in
   (1.5e-8 for float64, 3.5e-4 for float32, 0.03 for float16: "independent in less than half
   the significant digits the input has"). A float32 layer that is a linear map of a smaller
   one has float32 rounding noise (≈ 1e-7) in its extra directions: the float32 tolerance
@@ -86,19 +86,22 @@ def _check_enough_samples(name: str, n: int, kept: int, remedy: str) -> None:
 
 
 def prepare_qr(x: np.ndarray, name: str = "activations") -> CCALayer:
-    """Centre in float64 and keep an orthonormal basis of the numerically independent columns
-    (QR with column pivoting of the unit-norm non-constant columns)."""
+    """Centre in float64 and keep an orthonormal basis of the numerically independent columns:
+    a QR of the unit-norm non-constant columns, then the SVD of its small R, whose singular
+    values (those of the columns) reveal the rank. Householder QR runs at matrix-product speed,
+    several times faster on tall inputs than QR with column pivoting."""
     x, centred = _centre(x, name)
     varying = np.ptp(x, axis=0) > 0
     columns = centred[:, varying]
     columns = columns / np.linalg.norm(columns, axis=0)
-    q, r, _ = scipy.linalg.qr(columns, mode="economic", pivoting=True)
-    diagonal = np.abs(np.diag(r))
-    rank = int(np.count_nonzero(diagonal > _rank_tolerance(x) * diagonal[0]))
+    q, r = scipy.linalg.qr(columns, mode="economic", overwrite_a=True, check_finite=False)
+    u, singular_values, _ = np.linalg.svd(r)
+    rank = int(np.count_nonzero(singular_values > _rank_tolerance(x) * singular_values[0]))
+    basis = q if rank == q.shape[1] else q @ u[:, :rank]
     _check_enough_samples(
         name, len(x), rank, "Use SVCCA, which keeps only the top directions, or more samples."
     )
-    return CCALayer(x, centred, q[:, :rank], rank, x.shape[1])
+    return CCALayer(x, centred, basis, rank, x.shape[1])
 
 
 def canonical_correlations(a: CCALayer, b: CCALayer) -> np.ndarray:
