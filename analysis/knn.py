@@ -117,10 +117,22 @@ def _neighbours(data: np.ndarray, k: int, metric: str, block_size: int | None) -
         approx += squares32[None, :]
         approx += squares32[start:stop, None]
         approx[local, start + local] = np.inf  # self excluded
+        row_band = band[start:stop]
         kth = np.partition(approx, k - 1, axis=1)[:, k - 1].astype(np.float64)
-        r, c = np.nonzero(approx <= (kth + band[start:stop])[:, None])
-        order = np.lexsort((c, _squared_distances(data, start + r, c), r))
-        r, c = r[order], c[order]
+        r, c = np.nonzero(approx <= (kth + row_band)[:, None])
+        v = approx[r, c].astype(np.float64)
+        order = np.lexsort((c, v, r))
+        r, c, v = r[order], c[order], v[order]
+        # A row with exactly k candidates, each further than the band from the next, is
+        # settled by screening: no round-off can change its set or its order. The others
+        # (near-ties, equal distances) are ranked by exact distances.
+        unsettled = np.bincount(r, minlength=stop - start) > k
+        close = (r[1:] == r[:-1]) & (np.diff(v) <= row_band[r[1:]])
+        unsettled[r[1:][close]] = True
+        exact = unsettled[r]
+        re, ce = r[exact], c[exact]
+        # Sorted by row first, so each unsettled row's entries stay in its own slots.
+        c[exact] = ce[np.lexsort((ce, _squared_distances(data, start + re, ce), re))]
         rank_in_row = np.arange(r.size) - np.searchsorted(r, r)
         out[start:stop] = c[rank_in_row < k].reshape(-1, k)
     return out

@@ -92,6 +92,19 @@ def test_duplicated_rows_are_ordered_by_index(seed, metric):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_differences_below_float32_resolution_are_ranked_exactly(seed):
+    """Neighbours of the centre of a sphere whose radii differ by ~1e-9 (far below float32's
+    resolution): float32 screening cannot order them, the exact float64 ranking must."""
+    rng = np.random.default_rng(seed)
+    directions = rng.standard_normal((120, 32))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    radii = 1.0 + 1e-9 * rng.standard_normal(120)
+    x = np.vstack([np.zeros(32), directions * radii[:, None]]) + 3.0
+    found = knn_indices(x, 15, "euclidean")[0]
+    np.testing.assert_array_equal(found, 1 + np.argsort(radii, kind="stable")[:15])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_large_offset_does_not_reorder_neighbours(seed):
     """Peer's convention: sklearn's brute-force 'euclidean' expands ‖x‖² − 2x·y + ‖y‖² on the
     rows as given, which at an offset of 1e7 loses the digits that order neighbours (most rows
