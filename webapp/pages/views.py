@@ -32,6 +32,7 @@ from webapp.pages.forms import (
     DatasetUploadForm,
     ExtractionForm,
     ModelMatrixForm,
+    ProjectionForm,
 )
 from webapp.runs.models import Run, Score
 from webapp.runs.results import (
@@ -45,6 +46,7 @@ from webapp.runs.submit import (
     request_compatibility,
     request_extraction,
     request_model_matrix,
+    request_projection,
     series_order,
 )
 
@@ -231,7 +233,7 @@ def sample_thumbnail(request, pk, index):
 
 
 @login_required
-def checkpoint_detail(request, pk, form=None):
+def checkpoint_detail(request, pk, form=None, projection_form=None):
     checkpoint = _get(Checkpoint, request, pk)
     activations = checkpoint.activations.select_related("dataset").order_by("dataset", "id")
     return render(
@@ -242,8 +244,10 @@ def checkpoint_detail(request, pk, form=None):
             "workspace": checkpoint.workspace,
             "activations": activations,
             "form": form or ExtractionForm(checkpoint),
+            "projection_form": projection_form or ProjectionForm(checkpoint),
+            "projections": checkpoint.runs.filter(kind=Run.Kind.PROJECT).select_related("dataset"),
         },
-        status=400 if form else 200,
+        status=400 if form or projection_form else 200,
     )
 
 
@@ -652,3 +656,74 @@ def alignment_csv(request, pk):
         row = [i, sample["id"], sample["label"], bool(held_out[i]), float(residuals[i])]
         writer.writerow(row + fixed)
     return response
+
+
+@login_required
+@require_POST
+def new_projection(request, pk):
+    checkpoint = _get(Checkpoint, request, pk)
+    get_object_or_404(editable_workspaces_of(request.user), pk=checkpoint.workspace_id)
+    form = ProjectionForm(checkpoint, request.POST)
+    if form.is_valid():
+        data = dict(form.cleaned_data)
+        try:
+            run, _ = request_projection(request.user, checkpoint, data.pop("dataset"), **data)
+        except InputError as err:
+            form.add_error(None, str(err))
+        else:
+            return redirect("projection", pk=run.pk)
+    return checkpoint_detail(request, pk, projection_form=form)
+
+
+def _projection_run(request, pk) -> Run:
+    return get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.PROJECT)
+
+
+@login_required
+def projection_page(request, pk):
+    """The explorer: every sample of one layer in 2-D (WebGL, fed by binary endpoints), and the
+    other projections of the same layer beside it."""
+    run = _projection_run(request, pk)
+    siblings = Run.objects.filter(
+        kind=Run.Kind.PROJECT, checkpoint=run.checkpoint, dataset=run.dataset
+    ).order_by("-created_at")
+    context = {
+        "run": run,
+        "workspace": run.workspace,
+        "dependencies": run.depends_on.select_related("checkpoint"),
+        "projection": getattr(run, "projection", None)
+        if run.state == Run.State.SUCCEEDED
+        else None,
+        "siblings": [s for s in siblings if s.params["layer"] == run.params["layer"]],
+        "label_names": run.dataset.label_names,
+    }
+    return _poll(request, "pages/projection.html", "result", context, run.is_terminal)
+
+
+def _binary(data: bytes) -> HttpResponse:
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
+def projection_coordinates(request, pk):
+    """float32 little-endian x, y of every sample, interleaved, in dataset order."""
+    run = _projection_run(request, pk)
+    if run.state != Run.State.SUCCEEDED:
+        raise Http404("this projection has no coordinates yet")
+    coordinates = run.projection.coordinates.load_array()
+    return _binary(np.ascontiguousarray(coordinates, dtype="<f4").tobytes())
+
+
+NO_LABEL = 65535
+
+
+@login_required
+def projection_labels(request, pk):
+    """uint16 little-endian class index of every sample (65535: no label), dataset order."""
+    run = _projection_run(request, pk)
+    labels = run.dataset.column("y")
+    if labels is None:
+        labels = np.full(run.dataset.n_samples, NO_LABEL)
+    return _binary(np.asarray(labels, dtype="<u2").tobytes())

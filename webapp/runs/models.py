@@ -29,6 +29,7 @@ class Run(models.Model):
         MODEL_MATRIX = "model_matrix", "Compare many checkpoints"
         ALIGN = "align", "Align two layers"
         COMPATIBILITY = "compatibility", "Compatibility of model versions"
+        PROJECT = "project", "Project to 2-D"
 
     class State(models.TextChoices):
         QUEUED = "queued"
@@ -236,5 +237,21 @@ class CompatibilityResult(models.Model):
     run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="compatibility")
     result = models.JSONField()  # analysis.compatibility.Compatibility.to_json()
     query_indices = models.JSONField()  # dataset rows of the queries; flips index into these
+    code_version = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Projection(models.Model):
+    """2-D coordinates of every sample of one activation set (PCA, UMAP or t-SNE). Runs with
+    other parameters make other projections, kept side by side."""
+
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="projection")
+    activation = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
+    method = models.CharField(max_length=20)  # a key of analysis.projection.METHODS
+    parameters = models.JSONField(default=dict)
+    estimator = models.CharField(max_length=300, blank=True)
+    coordinates = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
+    explained_variance = models.JSONField(null=True)
+    warnings = models.JSONField(default=list)
     code_version = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)

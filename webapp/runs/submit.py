@@ -7,6 +7,8 @@ from analysis.cka import MIN_SAMPLES
 from analysis.compatibility import CRITERIA, METRICS
 from analysis.errors import InputError
 from analysis.extraction import check_pooling
+from analysis.projection import METHODS as PROJECTIONS
+from analysis.projection import METRICS as PROJECTION_METRICS
 from analysis.registry import MEASURES
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Run
@@ -263,6 +265,46 @@ def request_compatibility(
         workspace=dataset.workspace,
         dataset=dataset,
         checkpoint=checkpoints[0],
+        params=params,
+        created_by=user,
+    )
+
+
+def request_projection(
+    user,
+    checkpoint: Checkpoint,
+    dataset: Dataset,
+    layer: str,
+    pooling: str = "mean",
+    method: str = "pca",
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    perplexity: float = 30.0,
+    seed: int = 0,
+) -> tuple[Run, bool]:
+    """The run that projects every sample of one layer to 2-D; only the parameters the
+    method uses are part of the request."""
+    _same_workspace(dataset, checkpoint)
+    _check_choice("projection", method, PROJECTIONS)
+    _check_choice("metric", metric, PROJECTION_METRICS)
+    _layer_of_each([checkpoint], layer)
+    extraction, _ = request_extraction(user, checkpoint, dataset, [layer], pooling)
+    used = {
+        "pca": {},
+        "umap": {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric},
+        "tsne": {"perplexity": perplexity, "metric": metric},
+    }[method]
+    params = {"layer": layer, "pooling": pooling, "method": method, **used, "seed": seed}
+    return Run.submit(
+        kind=Run.Kind.PROJECT,
+        request_key=Run.key_for(
+            Run.Kind.PROJECT, checkpoint=checkpoint.pk, dataset=dataset.pk, **params
+        ),
+        depends_on=[extraction],
+        workspace=dataset.workspace,
+        dataset=dataset,
+        checkpoint=checkpoint,
         params=params,
         created_by=user,
     )

@@ -1,0 +1,139 @@
+"""2-D projections of one representation space, computed on every sample (never a subsample).
+
+- **PCA**: the two leading principal axes of the column-centred activations (float64), from
+  the eigendecomposition of the d × d covariance when d ≤ n, else of the n × n Gram matrix;
+  each axis's sign is fixed so that its largest loading is positive, so a projection does not
+  flip between runs. The share of variance each axis explains is reported.
+- **UMAP** (McInnes, Healy & Melville 2018) through umap-learn, seeded, with the user's
+  ``n_neighbors``, ``min_dist`` and ``metric``. umap-learn compiles its kernels with numba on
+  first use: a worker process pays that once, not per run.
+- **t-SNE** (van der Maaten & Hinton 2008) through scikit-learn (Barnes–Hut), seeded, with the
+  user's ``perplexity`` (it must stay below n / 3).
+
+Coordinates come back as float32 ``n × 2``, rows in dataset order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis.errors import InputError
+from analysis.measures import check_activations
+
+__all__ = ["METHODS", "METRICS", "Projection", "project"]
+
+METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+METRICS = ("euclidean", "cosine")
+MIN_SAMPLES = 4
+
+
+@dataclass
+class Projection:
+    method: str
+    params: dict  # the parameters used, defaults filled in (JSON-serialisable)
+    coordinates: np.ndarray  # float32 (n, 2)
+    estimator: str
+    explained_variance: list[float] | None = None  # PCA: share of the variance per axis
+    warnings: list[str] = field(default_factory=list)
+
+
+def project(
+    x: np.ndarray,
+    method: str = "pca",
+    *,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    perplexity: float = 30.0,
+    seed: int = 0,
+    name: str = "activations",
+    progress: Callable[[float], None] | None = None,
+) -> Projection:
+    """Project the rows of ``x`` (n × d) to 2-D with ``method`` (a key of :data:`METHODS`)."""
+    if method not in METHODS:
+        raise InputError(f"unknown projection {method!r}; choose one of: {', '.join(METHODS)}")
+    if metric not in METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
+    x = check_activations(x, name, MIN_SAMPLES)
+    if progress:
+        progress(0.05)
+    if method == "pca":
+        result = _pca(x, name)
+    elif method == "umap":
+        result = _umap(x, n_neighbors, min_dist, metric, seed, name)
+    else:
+        result = _tsne(x, perplexity, metric, seed, name)
+    if progress:
+        progress(1.0)
+    return result
+
+
+def _pca(x: np.ndarray, name: str) -> Projection:
+    centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
+    n, d = centred.shape
+    if d <= n:
+        eigenvalues, axes = np.linalg.eigh(centred.T @ centred)
+        eigenvalues, axes = eigenvalues[::-1][:2], axes[:, ::-1][:, :2]
+    else:  # the same axes from the smaller Gram matrix: Xᵀu / ‖Xᵀu‖
+        eigenvalues, left = np.linalg.eigh(centred @ centred.T)
+        eigenvalues, left = eigenvalues[::-1][:2], left[:, ::-1][:, :2]
+        axes = centred.T @ left
+        axes /= np.maximum(np.linalg.norm(axes, axis=0), np.finfo(float).tiny)
+    total = float(np.einsum("ij,ij->", centred, centred))
+    if total == 0.0:
+        raise InputError(f"{name}: every column is constant across samples; nothing to project")
+    # The sign of an eigenvector is arbitrary: make the largest loading of each axis positive.
+    flip = np.sign(axes[np.argmax(np.abs(axes), axis=0), np.arange(axes.shape[1])])
+    axes *= np.where(flip == 0, 1.0, flip)
+    coordinates = np.zeros((n, 2), dtype=np.float32)
+    coordinates[:, : axes.shape[1]] = centred @ axes
+    explained = [max(0.0, float(v)) / total for v in eigenvalues]
+    warnings = [] if d >= 2 else [f"{name} has a single dimension: the second axis is 0"]
+    return Projection(
+        "pca",
+        {},
+        coordinates,
+        f"eigendecomposition of the {'covariance' if d <= n else 'Gram'} matrix, float64",
+        explained,
+        warnings,
+    )
+
+
+def _umap(x, n_neighbors: int, min_dist: float, metric: str, seed: int, name: str):
+    import umap  # heavy (numba): imported where it is used
+
+    n = len(x)
+    if not 2 <= n_neighbors < n:
+        raise InputError(f"n_neighbors must be between 2 and {n - 1} for {n} samples")
+    if not 0.0 <= min_dist <= 1.0:
+        raise InputError("min_dist must be between 0 and 1")
+    reducer = umap.UMAP(
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        random_state=seed,
+        n_components=2,
+        n_jobs=1,  # a seeded UMAP runs single-threaded anyway
+    )
+    coordinates = np.asarray(reducer.fit_transform(np.asarray(x, dtype=np.float32)))
+    params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "seed": seed}
+    return Projection(
+        "umap", params, coordinates.astype(np.float32), f"umap-learn {umap.__version__}"
+    )
+
+
+def _tsne(x, perplexity: float, metric: str, seed: int, name: str):
+    from sklearn import __version__ as sklearn_version
+    from sklearn.manifold import TSNE
+
+    n = len(x)
+    if not 1.0 <= perplexity < n / 3:
+        raise InputError(f"perplexity must be between 1 and {n / 3:.1f} (n / 3) for {n} samples")
+    tsne = TSNE(n_components=2, perplexity=perplexity, metric=metric, random_state=seed)
+    coordinates = tsne.fit_transform(np.asarray(x, dtype=np.float32))
+    params = {"perplexity": perplexity, "metric": metric, "seed": seed}
+    estimator = f"scikit-learn {sklearn_version} Barnes–Hut t-SNE"
+    return Projection("tsne", params, coordinates.astype(np.float32), estimator)

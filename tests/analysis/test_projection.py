@@ -1,0 +1,87 @@
+"""2-D projections (analysis/projection.py): PCA against scikit-learn, UMAP and t-SNE seeded and
+neighbourhood-preserving on real digits, bad input refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import ortho_group
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.manifold import trustworthiness
+
+from analysis.errors import InputError
+from analysis.projection import project
+
+SEEDS = [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    return load_digits().data[:400].astype(np.float32)
+
+
+def same_up_to_sign(a: np.ndarray, b: np.ndarray, atol: float) -> bool:
+    signs = np.sign((a * b).sum(axis=0))
+    return np.allclose(a, b * signs, atol=atol)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("shape", [(200, 12), (30, 80)])  # covariance and Gram paths
+def test_pca_agrees_with_scikit_learn(seed, shape):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape) * np.linspace(3, 0.5, shape[1]) + 4.0
+    ours = project(x, "pca")
+    peer = PCA(n_components=2, svd_solver="full").fit(x)
+    assert ours.coordinates.dtype == np.float32 and ours.coordinates.shape == (shape[0], 2)
+    assert same_up_to_sign(ours.coordinates, peer.transform(x), atol=1e-4)
+    assert ours.explained_variance == pytest.approx(list(peer.explained_variance_ratio_), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pca_signs_are_fixed_and_rotations_change_nothing_but_signs(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((150, 6)) * [4, 2, 1, 1, 0.5, 0.2]
+    first = project(x, "pca").coordinates
+    assert np.array_equal(first, project(x.copy(), "pca").coordinates)
+    rotated = project(x @ ortho_group.rvs(6, random_state=seed) + 7.0, "pca").coordinates
+    assert same_up_to_sign(rotated, first, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["umap", "tsne"])
+def test_nonlinear_projections_are_seeded_and_keep_neighbourhoods(digits, method):
+    first = project(digits, method, seed=3)
+    again = project(digits, method, seed=3)
+    assert first.coordinates.shape == (400, 2) and first.coordinates.dtype == np.float32
+    assert np.array_equal(first.coordinates, again.coordinates)
+    assert first.params["seed"] == 3
+    # Real digits: the 2-D map keeps most 10-nearest neighbourhoods (PCA keeps fewer).
+    kept = trustworthiness(digits, first.coordinates, n_neighbors=10)
+    linear = trustworthiness(digits, project(digits, "pca").coordinates, n_neighbors=10)
+    assert kept > 0.9 and kept > linear
+
+
+def test_umap_parameters_are_used_and_checked(digits):
+    result = project(digits[:100], "umap", n_neighbors=5, min_dist=0.5, metric="cosine")
+    assert result.params == {"n_neighbors": 5, "min_dist": 0.5, "metric": "cosine", "seed": 0}
+    with pytest.raises(InputError, match="n_neighbors must be between 2 and 99"):
+        project(digits[:100], "umap", n_neighbors=100)
+    with pytest.raises(InputError, match="min_dist"):
+        project(digits[:100], "umap", min_dist=2.0)
+    with pytest.raises(InputError, match="perplexity"):
+        project(digits[:30], "tsne", perplexity=30)
+
+
+@pytest.mark.parametrize(
+    ("x", "kwargs", "message"),
+    [
+        (np.full((10, 3), np.nan), {}, "NaN"),
+        (np.ones((10, 3)), {}, "constant"),
+        (np.ones((3, 3)), {}, "at least 4 samples"),
+        (np.eye(5), {"method": "isomap"}, "unknown projection"),
+        (np.eye(5), {"metric": "manhattan"}, "unknown metric"),
+    ],
+)
+def test_bad_input_is_refused(x, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        project(x, **kwargs)

@@ -1,0 +1,109 @@
+"""Projections: request, worker, stored coordinates, binary endpoints, explorer page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.errors import InputError
+from analysis.projection import project
+from tests.conftest import run_with_dependencies
+from webapp.catalog.models import ActivationSet
+from webapp.runs.models import Run
+from webapp.runs.submit import request_projection
+
+pytestmark = pytest.mark.django_db
+
+
+def test_projection_stores_every_sample_and_serves_them_as_binary(
+    client, owner, outsider, digits, ckpt_a
+):
+    run, created = request_projection(owner, ckpt_a, digits, "block1", method="pca")
+    assert created and run.params == {
+        "layer": "block1",
+        "pooling": "mean",
+        "method": "pca",
+        "seed": 0,
+    }
+    client.force_login(owner)
+    assert client.get(f"/projections/{run.pk}/coords.f32").status_code == 404  # not yet
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    activations = ActivationSet.objects.get(checkpoint=ckpt_a, dataset=digits, layer="block1")
+    expected = project(activations.load(), "pca")
+    stored = run.projection.coordinates.load_array()
+    assert stored.shape == (digits.n_samples, 2) and np.array_equal(stored, expected.coordinates)
+    assert run.projection.explained_variance == pytest.approx(expected.explained_variance)
+
+    raw = client.get(f"/projections/{run.pk}/coords.f32")
+    assert raw["Content-Type"] == "application/octet-stream"
+    assert np.array_equal(np.frombuffer(raw.content, dtype="<f4").reshape(-1, 2), stored)
+    labels = np.frombuffer(client.get(f"/projections/{run.pk}/labels.u16").content, dtype="<u2")
+    assert np.array_equal(labels, digits.column("y"))
+
+    client.force_login(outsider)
+    for url in ("", "coords.f32", "labels.u16"):
+        assert client.get(f"/projections/{run.pk}/{url}").status_code == 404
+
+
+def test_explorer_page_polls_until_done_and_keeps_projections_side_by_side(
+    client, owner, digits, ckpt_a
+):
+    client.force_login(owner)
+    form = {
+        "dataset": digits.pk,
+        "layer": "block2",
+        "pooling": "mean",
+        "method": "umap",
+        "n_neighbors": 8,
+        "min_dist": 0.2,
+        "metric": "cosine",
+        "perplexity": 30,
+        "seed": 1,
+    }
+    response = client.post(f"/checkpoints/{ckpt_a.pk}/project/", form)
+    umap_run = Run.objects.get(kind=Run.Kind.PROJECT)
+    assert response.status_code == 302 and response["Location"] == f"/projections/{umap_run.pk}/"
+    assert umap_run.params == {
+        "layer": "block2",
+        "pooling": "mean",
+        "method": "umap",
+        "n_neighbors": 8,
+        "min_dist": 0.2,
+        "metric": "cosine",
+        "seed": 1,
+    }
+    assert client.get(f"/projections/{umap_run.pk}/", HTTP_HX_REQUEST="true").status_code == 200
+    pca_run, _ = request_projection(owner, ckpt_a, digits, "block2")
+    umap_run, pca_run = run_with_dependencies(umap_run), run_with_dependencies(pca_run)
+    assert umap_run.state == pca_run.state == Run.State.SUCCEEDED, umap_run.error
+    page = client.get(f"/projections/{umap_run.pk}/").content.decode()
+    assert 'class="scatter"' in page and f"/projections/{umap_run.pk}/coords.f32" in page
+    assert f'href="/projections/{pca_run.pk}/"' in page  # the other projection, kept
+    assert client.get(f"/projections/{umap_run.pk}/", HTTP_HX_REQUEST="true").status_code == 286
+    listed = client.get(f"/checkpoints/{ckpt_a.pk}/").content.decode()
+    assert f'href="/projections/{umap_run.pk}/"' in listed
+
+
+def test_bad_projection_requests_are_refused(client, owner, digits, ckpt_a):
+    with pytest.raises(InputError, match="unknown projection"):
+        request_projection(owner, ckpt_a, digits, "block1", method="isomap")
+    with pytest.raises(InputError, match="not in"):
+        request_projection(owner, ckpt_a, digits, "nope")
+    client.force_login(owner)
+    bad = client.post(
+        f"/checkpoints/{ckpt_a.pk}/project/",
+        {
+            "dataset": digits.pk,
+            "layer": "block1",
+            "pooling": "mean",
+            "method": "tsne",
+            "n_neighbors": 15,
+            "min_dist": 0.1,
+            "metric": "euclidean",
+            "perplexity": 0.5,
+            "seed": 0,
+        },
+    )
+    assert bad.status_code == 400 and "perplexity" in bad.content.decode()
+    assert not Run.objects.filter(kind=Run.Kind.PROJECT).exists()
