@@ -26,9 +26,17 @@ from analysis.errors import InputError
 from analysis.extraction import extract_activations
 from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
+from analysis.projection import project
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint
-from webapp.runs.models import Alignment, Cancelled, CompatibilityResult, Run, Score
+from webapp.runs.models import (
+    Alignment,
+    Cancelled,
+    CompatibilityResult,
+    Projection,
+    Run,
+    Score,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ QUEUE_OF_KIND = {
     Run.Kind.MODEL_MATRIX: "cpu",
     Run.Kind.ALIGN: "cpu",
     Run.Kind.COMPATIBILITY: "cpu",
+    Run.Kind.PROJECT: "cpu",
 }
 
 
@@ -331,10 +340,43 @@ def compatibility(run: Run) -> dict:
     return {"compute_s": round(computed - started, 3), "models": len(series)}
 
 
+def projection(run: Run) -> dict:
+    """Project every sample of the run's layer to 2-D and store the coordinates."""
+    p = run.params
+    activation = _activation_sets(run, run.checkpoint, [p["layer"]])[0]
+    options = {k: p[k] for k in ("n_neighbors", "min_dist", "metric", "perplexity") if k in p}
+    started = monotonic()
+    with activation.memory_map() as x:
+        result = project(
+            x,
+            p["method"],
+            seed=p["seed"],
+            name=f"{run.checkpoint} {activation.layer}",
+            progress=run.report_progress,
+            **options,
+        )
+    computed = monotonic()
+    Projection.objects.update_or_create(
+        run=run,
+        defaults={
+            "activation": activation,
+            "method": result.method,
+            "parameters": result.params,
+            "estimator": result.estimator,
+            "coordinates": Blob.store_array(result.coordinates),
+            "explained_variance": result.explained_variance,
+            "warnings": result.warnings,
+            "code_version": run.code_version,
+        },
+    )
+    return {"compute_s": round(computed - started, 3), "points": len(result.coordinates)}
+
+
 RUNNERS = {
     Run.Kind.EXTRACT: extract,
     Run.Kind.COMPARE: compare,
     Run.Kind.MODEL_MATRIX: model_matrix,
     Run.Kind.ALIGN: align,
     Run.Kind.COMPATIBILITY: compatibility,
+    Run.Kind.PROJECT: projection,
 }
