@@ -107,3 +107,27 @@ def test_bad_projection_requests_are_refused(client, owner, digits, ckpt_a):
     )
     assert bad.status_code == 400 and "perplexity" in bad.content.decode()
     assert not Run.objects.filter(kind=Run.Kind.PROJECT).exists()
+
+
+def test_projection_through_the_api(owner, outsider, digits, ckpt_a):
+    from tests.conftest import api_client_for
+
+    api = api_client_for(owner)
+    body = {"checkpoint": ckpt_a.pk, "dataset": digits.pk, "layer": "head", "method": "pca"}
+    response = api.post("/api/v1/projections/", body, format="json")
+    assert response.status_code == 201, response.content
+    pk = response.json()["id"]
+    assert api.post("/api/v1/projections/", body, format="json").status_code == 200
+    assert api.get(f"/api/v1/projections/{pk}/").status_code == 404  # not finished
+    run = run_with_dependencies(Run.objects.get(pk=pk))
+    meta = api.get(f"/api/v1/projections/{pk}/").json()
+    assert (meta["method"], meta["n"], meta["layer"]) == ("pca", digits.n_samples, "head")
+    assert meta["coordinates"].endswith(f"/api/v1/projections/{pk}/coordinates/")
+    raw = api.get(f"/api/v1/projections/{pk}/coordinates/").content
+    stored = run.projection.coordinates.load_array()
+    assert np.array_equal(np.frombuffer(raw, dtype="<f4").reshape(-1, 2), stored)
+    bad = api.post("/api/v1/projections/", {**body, "method": "isomap"}, format="json")
+    assert bad.status_code == 400 and "method" in bad.json()["detail"]
+    stranger = api_client_for(outsider)
+    assert stranger.get(f"/api/v1/projections/{pk}/coordinates/").status_code == 404
+    assert stranger.post("/api/v1/projections/", body, format="json").status_code == 404

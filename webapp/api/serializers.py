@@ -7,6 +7,8 @@ from analysis.architectures import ARCHITECTURES
 from analysis.compatibility import CRITERIA
 from analysis.compatibility import METRICS as RETRIEVAL_METRICS
 from analysis.extraction import POOLINGS
+from analysis.projection import METHODS as PROJECTIONS
+from analysis.projection import METRICS as PROJECTION_METRICS
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
 from webapp.runs.models import Run
@@ -173,6 +175,21 @@ class CompatibilityRequestSerializer(serializers.Serializer):
     metric = serializers.ChoiceField(choices=list(RETRIEVAL_METRICS), default="cosine")
     criterion = serializers.ChoiceField(choices=list(CRITERIA), default="top1")
     query_fraction = serializers.FloatField(default=0.2, min_value=0.01, max_value=0.99)
+    seed = serializers.IntegerField(default=0)
+
+
+class ProjectionRequestSerializer(serializers.Serializer):
+    checkpoint = serializers.IntegerField()
+    dataset = serializers.IntegerField()
+    layer = serializers.CharField()
+    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
+    method = serializers.ChoiceField(choices=list(PROJECTIONS), default="pca")
+    n_neighbors = serializers.IntegerField(default=15, min_value=2, help_text="UMAP")
+    min_dist = serializers.FloatField(default=0.1, min_value=0.0, max_value=1.0, help_text="UMAP")
+    metric = serializers.ChoiceField(
+        choices=list(PROJECTION_METRICS), default="euclidean", help_text="UMAP, t-SNE"
+    )
+    perplexity = serializers.FloatField(default=30.0, min_value=1.0, help_text="t-SNE")
     seed = serializers.IntegerField(default=0)
 
 

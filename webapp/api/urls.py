@@ -16,6 +16,7 @@ router.register("measures", views.MeasureViewSet, basename="measure")
 router.register("model-matrices", views.ModelMatrixViewSet, basename="model-matrix")
 router.register("alignments", views.AlignmentViewSet, basename="alignment")
 router.register("compatibility", views.CompatibilityViewSet, basename="compatibility")
+router.register("projections", views.ProjectionViewSet, basename="projection")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse
+import numpy as np
+from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -37,6 +38,7 @@ from webapp.runs.submit import (
     request_compatibility,
     request_extraction,
     request_model_matrix,
+    request_projection,
 )
 
 
@@ -367,6 +369,67 @@ class CompatibilityViewSet(viewsets.GenericViewSet):
         """The matrix C[i][j] (null above the diagonal and until the run finished), the
         criteria of every pair, AC, AM, negative flips and provenance."""
         return Response(compatibility_matrix(self.get_object()))
+
+
+class ProjectionViewSet(viewsets.GenericViewSet):
+    serializer_class = s.ProjectionRequestSerializer
+
+    def get_queryset(self):
+        return visible_to(Run, self.request.user).filter(kind=Run.Kind.PROJECT)
+
+    @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
+    def create(self, request):
+        """Project every sample of one layer to 2-D (the extraction is requested too)."""
+        form = s.ProjectionRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        user = request.user
+        checkpoint = _editable_or_404(Checkpoint, user, data.pop("checkpoint"))
+        dataset = _editable_or_404(Dataset, user, data.pop("dataset"))
+        run, created = request_projection(user, checkpoint, dataset, **data)
+        return _created(s.RunSerializer, run, created)
+
+    def _finished(self) -> Run:
+        run = self.get_object()
+        if run.state != Run.State.SUCCEEDED:
+            raise NotFound(f"run {run.pk} is {run.state}: no coordinates yet")
+        return run
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    def retrieve(self, request, pk=None):
+        """Method, parameters, estimator and where to fetch the coordinates (binary)."""
+        run = self._finished()
+        projection = run.projection
+        return Response(
+            {
+                "run": run.pk,
+                "checkpoint": run.checkpoint_id,
+                "dataset": run.dataset_id,
+                "layer": run.params["layer"],
+                "pooling": run.params["pooling"],
+                "method": projection.method,
+                "parameters": projection.parameters,
+                "estimator": projection.estimator,
+                "explained_variance": projection.explained_variance,
+                "n": run.dataset.n_samples,
+                "coordinates": request.build_absolute_uri("coordinates/"),
+                "format": "float32 little-endian, x and y interleaved, dataset order",
+                "warnings": projection.warnings,
+                "code_version": projection.code_version,
+            }
+        )
+
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: s.ErrorSerializer}
+    )
+    @action(detail=True, methods=["get"])
+    def coordinates(self, request, pk=None):
+        """n × 2 float32 little-endian coordinates, interleaved, in dataset order."""
+        coordinates = self._finished().projection.coordinates.load_array()
+        return HttpResponse(
+            np.ascontiguousarray(coordinates, dtype="<f4").tobytes(),
+            content_type="application/octet-stream",
+        )
 
 
 class MeasureViewSet(viewsets.ViewSet):
