@@ -17,6 +17,7 @@ from webapp.runs.submit import (
     request_comparison,
     request_compatibility,
     request_model_matrix,
+    request_projection,
 )
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
@@ -33,6 +34,12 @@ MODEL_MATRIX = ["mlp-digits-seed0", "mlp-digits-seed1", "cnn-digits"]  # compare
 # training of seed 0 (compatible) and a retraining from scratch with another seed (not).
 SERIES = ["mlp-digits-seed0", "mlp-digits-seed0-v2", "mlp-digits-seed1"]
 ALIGNMENT = ("mlp-digits-seed0", "mlp-digits-seed1", "block3")  # seed twins, same layer
+PROJECTIONS = [  # (checkpoint, dataset, layer, method)
+    ("mlp-digits-seed0", "digits", "block3", "pca"),
+    ("mlp-digits-seed0", "digits", "block3", "umap"),
+    ("cnn-shapes-plain", "shapes", "pool", "umap"),
+    ("cnn-shapes-rotaug", "shapes", "pool", "umap"),
+]
 
 
 class Command(BaseCommand):
@@ -103,6 +110,11 @@ class Command(BaseCommand):
             user, checkpoints[a], checkpoints[b], datasets["digits"], layer, layer
         )
         self._say(f"alignment of {a} to {b} at {layer}: run {run.pk} ({run.state})")
+        for name, dataset, layer, method in PROJECTIONS:
+            run, _ = request_projection(
+                user, checkpoints[name], datasets[dataset], layer, method=method
+            )
+            self._say(f"{method} of {name} at {layer} on {dataset}: run {run.pk} ({run.state})")
         self._say(f"demo workspace ready in {monotonic() - started:.1f} s")
 
     def _dataset(self, workspace, user, path, write, description):
