@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.errors import InputError
+from analysis.knn import knn_indices, mutual_knn_per_sample
 from analysis.measures import check_activations
 
-__all__ = ["METHODS", "METRICS", "Projection", "project"]
+__all__ = ["METHODS", "METRICS", "Neighbourhoods", "Projection", "neighbourhoods", "project"]
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 METRICS = ("euclidean", "cosine")
@@ -137,3 +138,41 @@ def _tsne(x, perplexity: float, metric: str, seed: int, name: str):
     params = {"perplexity": perplexity, "metric": metric, "seed": seed}
     estimator = f"scikit-learn {sklearn_version} Barnes–Hut t-SNE"
     return Projection("tsne", params, coordinates.astype(np.float32), estimator)
+
+
+@dataclass
+class Neighbourhoods:
+    """Each sample's k nearest neighbours in the original space, and how many of them a 2-D
+    projection keeps: the distortion the picture hides."""
+
+    k: int
+    metric: str
+    indices: np.ndarray  # int32 (n, k): nearest first, ties by index, self excluded
+    distances: np.ndarray  # float32 (n, k): Euclidean, or cosine distance 1 − cos
+    kept: np.ndarray  # float32 (n,): |N_original(i) ∩ N_2-D(i)| / k
+
+
+def neighbourhoods(
+    x: np.ndarray, coordinates: np.ndarray, k: int = 10, metric: str = "euclidean"
+) -> Neighbourhoods:
+    """Exact k-nearest neighbours of every row of ``x`` (n × d) and of ``coordinates``
+    (n × 2), and the share of each sample's original neighbours that are also its neighbours
+    in the projection (Venna & Kaski's neighbourhood preservation, per sample)."""
+    n = len(x)
+    k = min(k, n - 1)
+    original = knn_indices(x, k, metric)
+    projected = knn_indices(np.asarray(coordinates, dtype=np.float64), k, "euclidean")
+    distances = np.empty((n, k), dtype=np.float32)
+    step = max(1, (1 << 22) // max(1, k * x.shape[1]))
+    for start in range(0, n, step):
+        rows = np.asarray(x[start : start + step], dtype=np.float64)
+        others = np.asarray(x[original[start : start + step].ravel()], dtype=np.float64)
+        others = others.reshape(len(rows), k, -1)
+        if metric == "cosine":
+            rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+            others = others / np.linalg.norm(others, axis=2, keepdims=True)
+            distances[start : start + step] = 1.0 - np.einsum("ij,ikj->ik", rows, others)
+        else:
+            distances[start : start + step] = np.linalg.norm(others - rows[:, None, :], axis=2)
+    kept = mutual_knn_per_sample(original, projected).astype(np.float32)
+    return Neighbourhoods(k, metric, original.astype(np.int32), distances, kept)

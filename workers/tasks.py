@@ -26,7 +26,7 @@ from analysis.errors import InputError
 from analysis.extraction import extract_activations
 from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
-from analysis.projection import project
+from analysis.projection import neighbourhoods, project
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint
 from webapp.runs.models import (
@@ -341,7 +341,8 @@ def compatibility(run: Run) -> dict:
 
 
 def projection(run: Run) -> dict:
-    """Project every sample of the run's layer to 2-D and store the coordinates."""
+    """Project every sample of the run's layer to 2-D and store the coordinates, with each
+    sample's nearest neighbours in the original space and the share the projection keeps."""
     p = run.params
     activation = _activation_sets(run, run.checkpoint, [p["layer"]])[0]
     options = {k: p[k] for k in ("n_neighbors", "min_dist", "metric", "perplexity") if k in p}
@@ -352,9 +353,10 @@ def projection(run: Run) -> dict:
             p["method"],
             seed=p["seed"],
             name=f"{run.checkpoint} {activation.layer}",
-            progress=run.report_progress,
+            progress=lambda f: run.report_progress(0.8 * f),
             **options,
         )
+        near = neighbourhoods(x, result.coordinates, metric=p.get("metric", "euclidean"))
     computed = monotonic()
     Projection.objects.update_or_create(
         run=run,
@@ -365,6 +367,11 @@ def projection(run: Run) -> dict:
             "estimator": result.estimator,
             "coordinates": Blob.store_array(result.coordinates),
             "explained_variance": result.explained_variance,
+            "knn_k": near.k,
+            "knn_metric": near.metric,
+            "neighbours": Blob.store_array(near.indices),
+            "neighbour_distances": Blob.store_array(near.distances),
+            "kept": Blob.store_array(near.kept),
             "warnings": result.warnings,
             "code_version": run.code_version,
         },

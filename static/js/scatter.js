@@ -440,9 +440,19 @@
     });
     function endDrag(e) {
       if (!drag) return;
+      const still = Math.hypot(e.clientX - drag.x, e.clientY - drag.y) < 3;
       drag = null;
       if (canvas.hasPointerCapture(e.pointerId)) canvas.releasePointerCapture(e.pointerId);
       el.classList.remove("dragging");
+      if (still && e.type === "pointerup") select(local(e));
+    }
+    // A click (a press that did not drag) selects the nearest point: the page listens for
+    // "scatter:select" (detail.index, -1 for none) and el.dataset.selected says which.
+    function select(at) {
+      const i = nearest(at.x, at.y);
+      if (i < 0) delete el.dataset.selected;
+      else el.dataset.selected = String(i);
+      el.dispatchEvent(new CustomEvent("scatter:select", { bubbles: true, detail: { index: i } }));
     }
     canvas.addEventListener("pointerup", endDrag);
     canvas.addEventListener("pointercancel", endDrag);

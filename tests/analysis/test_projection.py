@@ -85,3 +85,33 @@ def test_umap_parameters_are_used_and_checked(digits):
 def test_bad_input_is_refused(x, kwargs, message):
     with pytest.raises(InputError, match=message):
         project(x, **kwargs)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_neighbourhoods_agree_with_scikit_learn(digits, metric):
+    from sklearn.neighbors import NearestNeighbors
+
+    from analysis.projection import neighbourhoods
+
+    x = digits[:200].astype(np.float64) + 0.01  # no all-zero row for cosine
+    coordinates = project(x, "pca").coordinates
+    near = neighbourhoods(x, coordinates, k=7, metric=metric)
+    peer = NearestNeighbors(n_neighbors=8, algorithm="brute", metric=metric).fit(x)
+    distances, indices = peer.kneighbors()  # one more, to see ties at the boundary
+    # Integer pixel values tie exactly: ours are the same distances (to the same-ranked
+    # neighbours), and where a row has no ties, the same neighbours.
+    np.testing.assert_allclose(near.distances, distances[:, :7], rtol=1e-5, atol=1e-6)
+    untied = np.all(np.diff(distances, axis=1) > 1e-9, axis=1)
+    assert untied.mean() > 0.5
+    np.testing.assert_array_equal(near.indices[untied], indices[untied, :7])
+    in_2d = NearestNeighbors(n_neighbors=7).fit(coordinates).kneighbors(return_distance=False)
+    expected = [len(set(a) & set(b)) / 7 for a, b in zip(near.indices, in_2d, strict=True)]
+    np.testing.assert_allclose(near.kept, expected)
+    assert near.indices.dtype == np.int32 and near.kept.dtype == np.float32
+
+
+def test_a_projection_that_is_the_data_itself_keeps_every_neighbourhood():
+    from analysis.projection import neighbourhoods
+
+    x = np.random.default_rng(0).standard_normal((100, 2))
+    assert np.all(neighbourhoods(x, x.astype(np.float32), k=5).kept == 1.0)

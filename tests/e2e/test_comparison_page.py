@@ -4,43 +4,15 @@ open a cell and fit a map between its two layers."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.conftest import ROOT, digits_npz_bytes, torchscript_mlp_bytes
+from tests.conftest import digits_npz_bytes, torchscript_mlp_bytes
+from tests.e2e.conftest import ARTIFACTS, sign_in
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-unsafe-swiftshader",
-]
-ARTIFACTS = ROOT / "test-artifacts"
-
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test and
-    # of live_server's thread are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        yield page
-        browser.close()
 
 
 def test_comparison_page_updates_itself_and_shows_the_heatmap(
@@ -58,11 +30,7 @@ def test_comparison_page_updates_itself_and_shows_the_heatmap(
             f"mlp-seed{seed}",
         )
     page = browser_page
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "owner")
-    page.fill("input[name=password]", "owner-pass")
-    page.click("button[type=submit]")
-    expect(page.locator("h1")).to_have_text("Lab")
+    sign_in(page, live_server)
 
     page.select_option("select[name=checkpoint_a]", label="mlp-seed0")
     page.select_option("select[name=checkpoint_b]", label="mlp-seed1")

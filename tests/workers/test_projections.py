@@ -41,7 +41,23 @@ def test_projection_stores_every_sample_and_serves_them_as_binary(
     labels = np.frombuffer(client.get(f"/projections/{run.pk}/labels.u16").content, dtype="<u2")
     assert np.array_equal(labels, digits.column("y"))
 
+    # Each sample's neighbours in the original space, and what the picture keeps of them.
+    from analysis.projection import neighbourhoods
+
+    near = neighbourhoods(activations.load(), stored)
+    projection = run.projection
+    assert np.array_equal(projection.neighbours.load_array(), near.indices)
+    assert np.array_equal(projection.kept.load_array(), near.kept)
+    panel = client.get(f"/projections/{run.pk}/points/5/").content.decode()
+    first = digits.samples([int(near.indices[5, 0])])[0]
+    assert first["id"] in panel and f"{near.distances[5, 0]:.2f}" in panel
+    assert f"<strong>{round(float(near.kept[5]) * 10)} of its 10</strong>" in panel
+    assert client.get(f"/projections/{run.pk}/points/{digits.n_samples}/").status_code == 404
+    page = client.get(f"/projections/{run.pk}/").content.decode()
+    assert f"keeps {round(100 * float(near.kept.mean()))}%" in page
+
     client.force_login(outsider)
+    assert client.get(f"/projections/{run.pk}/points/5/").status_code == 404
     for url in ("", "coords.f32", "labels.u16"):
         assert client.get(f"/projections/{run.pk}/{url}").status_code == 404
 

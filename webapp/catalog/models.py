@@ -98,6 +98,13 @@ class Blob(models.Model):
             return np.load(f, allow_pickle=False)
 
     @contextmanager
+    def memory_map(self) -> Iterator[np.ndarray]:
+        """The stored array as a read-only memory map of a local copy: pages are read on use,
+        so a few rows of a large array cost a few pages."""
+        with self.local_path() as path:
+            yield np.load(path, mmap_mode="r", allow_pickle=False)
+
+    @contextmanager
     def local_path(self) -> Iterator[Path]:
         """A path on local disk holding the bytes (a temporary copy for remote storage)."""
         try:
@@ -237,11 +244,9 @@ class ActivationSet(models.Model):
     def load(self) -> np.ndarray:
         return self.blob.load_array()
 
-    @contextmanager
-    def memory_map(self) -> Iterator[np.ndarray]:
-        """The activations as a read-only memory map of a local copy (pages are read on use)."""
-        with self.blob.local_path() as path:
-            yield np.load(path, mmap_mode="r", allow_pickle=False)
+    def memory_map(self):
+        """The activations as a read-only memory map (see :meth:`Blob.memory_map`)."""
+        return self.blob.memory_map()
 
 
 def visible_to(model: type[models.Model], user) -> models.QuerySet:

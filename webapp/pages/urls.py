@@ -23,6 +23,9 @@ urlpatterns = [
     path("projections/<int:pk>/", views.projection_page, name="projection"),
     path("projections/<int:pk>/coords.f32", views.projection_coordinates, name="projection-coords"),
     path("projections/<int:pk>/labels.u16", views.projection_labels, name="projection-labels"),
+    path(
+        "projections/<int:pk>/points/<int:index>/", views.projection_point, name="projection-point"
+    ),
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>/cancel/", views.cancel_run, name="cancel-run"),
     path("comparisons/<int:pk>/", views.comparison, name="comparison"),

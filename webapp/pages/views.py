@@ -695,9 +695,27 @@ def projection_page(request, pk):
         if run.state == Run.State.SUCCEEDED
         else None,
         "siblings": [s for s in siblings if s.params["layer"] == run.params["layer"]],
-        "label_names": run.dataset.label_names,
+        "mean_kept": _mean_kept(run),
+        "label_names": _label_names(run.dataset),
     }
     return _poll(request, "pages/projection.html", "result", context, run.is_terminal)
+
+
+def _mean_kept(run: Run) -> float | None:
+    """The share of each sample's nearest neighbours the projection keeps, on average."""
+    if run.state != Run.State.SUCCEEDED:
+        return None
+    with run.projection.kept.memory_map() as kept:
+        return float(np.mean(kept))
+
+
+def _label_names(dataset: Dataset) -> list[str]:
+    """The dataset's label names, or its class indices as text when it has labels without
+    names (as the sample grids show them)."""
+    if dataset.label_names:
+        return list(dataset.label_names)
+    labels = dataset.column("y")
+    return [] if labels is None else [str(k) for k in range(int(labels.max()) + 1)]
 
 
 def _binary(data: bytes) -> HttpResponse:
@@ -727,3 +745,31 @@ def projection_labels(request, pk):
     if labels is None:
         labels = np.full(run.dataset.n_samples, NO_LABEL)
     return _binary(np.asarray(labels, dtype="<u2").tobytes())
+
+
+@login_required
+def projection_point(request, pk, index):
+    """One sample of a projection (an htmx partial): its k nearest neighbours in the original
+    space, with distances, and how many of them the projection keeps among its k nearest."""
+    run = _projection_run(request, pk)
+    if run.state != Run.State.SUCCEEDED or not 0 <= index < run.dataset.n_samples:
+        raise Http404("no such point")
+    projection = run.projection
+    with (
+        projection.neighbours.memory_map() as neighbours,
+        projection.neighbour_distances.memory_map() as distances,
+        projection.kept.memory_map() as kept,
+    ):
+        ids, far, share = neighbours[index].tolist(), distances[index], float(kept[index])
+    samples = run.dataset.samples([index, *ids])
+    for sample, distance in zip(samples[1:], far, strict=True):
+        sample["value"] = float(distance)
+    context = {
+        "run": run,
+        "projection": projection,
+        "sample": samples[0],
+        "sample_list": samples[:1],
+        "neighbours": samples[1:],
+        "kept": round(share * projection.knn_k),
+    }
+    return render(request, "pages/projection.html#point", context)

@@ -252,6 +252,15 @@ class Projection(models.Model):
     estimator = models.CharField(max_length=300, blank=True)
     coordinates = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
     explained_variance = models.JSONField(null=True)
+    # Each sample's k nearest neighbours in the original space (n × k int32, nearest first),
+    # their distances (n × k float32), and the share of them the projection keeps (n float32).
+    knn_k = models.PositiveIntegerField()
+    knn_metric = models.CharField(max_length=20)
+    neighbours = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
+    neighbour_distances = models.ForeignKey(
+        "catalog.Blob", on_delete=models.PROTECT, related_name="+"
+    )
+    kept = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
     warnings = models.JSONField(default=list)
     code_version = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)
