@@ -37,3 +37,4 @@ clean:
 benchmark: $(VENV)/.installed-test
 	$(PY) -m tests.benchmarks.bench_foundation
 	$(PY) -m tests.benchmarks.bench_measures
+	$(PY) -m tests.benchmarks.bench_explorer

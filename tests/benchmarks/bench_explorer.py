@@ -1,0 +1,223 @@
+"""The explorer's scatter: binary transport against JSON, and the cost of a UMAP projection.
+
+Run as ``python -m tests.benchmarks.bench_explorer`` (``--quick``: 10,000 points only and UMAP
+on 5,000 samples). It needs Python Playwright and /usr/bin/chromium, no Django:
+
+- for 10,000 / 100,000 / 200,000 random points with 10 labels, the payload of the binary format
+  (coords.f32 + labels.u16) against the same data as JSON (``{"x", "y", "label"}`` lists, floats
+  as Python's json writes them), and the time from navigation to the first rendered frame in
+  headless Chromium (median of 3 loads, each in a fresh context, so nothing is cached):
+  (a) static/js/scatter.js fetching the binary files itself;
+  (b) a page that fetches the JSON, parses it, builds the typed arrays and hands them to the
+  same scatter.js as blob: URLs, so only the transport differs;
+- UMAP wall time (``analysis.projection.project(x, "umap")``) on a 10-cluster Gaussian mixture,
+  256 dimensions: the first call (numba compilation included), a second call on the same data,
+  then the larger data set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SCATTER_JS = ROOT / "static" / "js" / "scatter.js"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-unsafe-swiftshader",
+]
+LOADS = 3
+TIMEOUT_MS = 120_000
+
+STYLE = "<style>.scatter{width:900px;height:600px;position:relative}</style>"
+
+# Records performance.now() (ms since navigation start) when any element gets data-drawn="true".
+WATCH = """<script>
+new MutationObserver((records, obs) => {
+  for (const r of records) {
+    if (r.target.dataset && r.target.dataset.drawn === "true") {
+      window.__drawn = performance.now();
+      window.__points = Number(r.target.dataset.points);
+      obs.disconnect();
+      return;
+    }
+  }
+}).observe(document.documentElement, {subtree: true, attributes: true,
+                                      attributeFilter: ["data-drawn"]});
+</script>"""
+
+BINARY_PAGE = """<!doctype html><html><head><meta charset="utf-8">{style}{watch}</head><body>
+<div class="scatter" data-coords-url="{n}.coords.f32" data-labels-url="{n}.labels.u16"></div>
+<script src="scatter.js"></script></body></html>"""
+
+JSON_PAGE = """<!doctype html><html><head><meta charset="utf-8">{style}{watch}</head><body>
+<script>
+fetch("{n}.json").then((r) => r.text()).then((text) => {{
+  const d = JSON.parse(text);
+  const n = d.x.length;
+  const pos = new Float32Array(2 * n);
+  for (let i = 0; i < n; i++) {{ pos[2 * i] = d.x[i]; pos[2 * i + 1] = d.y[i]; }}
+  const labels = Uint16Array.from(d.label);
+  const el = document.createElement("div");
+  el.className = "scatter";
+  el.dataset.coordsUrl = URL.createObjectURL(new Blob([pos.buffer]));
+  el.dataset.labelsUrl = URL.createObjectURL(new Blob([labels.buffer]));
+  document.body.append(el);
+  const s = document.createElement("script");
+  s.src = "scatter.js";
+  document.body.append(s);
+}});
+</script></body></html>"""
+
+
+def write_payloads(directory: Path, n: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Write the binary files, the JSON and both pages for n points; return (binary, JSON) bytes."""
+    centres = rng.normal(scale=8.0, size=(10, 2))
+    labels = rng.integers(0, 10, size=n).astype("<u2")
+    coords = (centres[labels] + rng.standard_normal((n, 2))).astype("<f4")
+    (directory / f"{n}.coords.f32").write_bytes(coords.tobytes())
+    (directory / f"{n}.labels.u16").write_bytes(labels.tobytes())
+    payload = {
+        "x": coords[:, 0].tolist(),
+        "y": coords[:, 1].tolist(),
+        "label": labels.tolist(),
+    }
+    text = json.dumps(payload)
+    (directory / f"{n}.json").write_text(text)
+    fmt = {"n": n, "style": STYLE, "watch": WATCH}
+    (directory / f"{n}.binary.html").write_text(BINARY_PAGE.format(**fmt))
+    (directory / f"{n}.json.html").write_text(JSON_PAGE.format(**fmt))
+    return coords.nbytes + labels.nbytes, len(text.encode())
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+def serve(directory: Path) -> http.server.ThreadingHTTPServer:
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def first_frame_ms(browser, url: str, n: int) -> float:
+    """Milliseconds from navigation start to data-drawn, in a fresh (cache-less) context."""
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function("window.__drawn !== undefined", timeout=TIMEOUT_MS)
+        drawn, points = page.evaluate("[window.__drawn, window.__points]")
+        error = page.evaluate("document.querySelector('.scatter').dataset.error")
+        if error or points != n:
+            raise RuntimeError(f"{url}: drew {points} points of {n} (error={error})")
+        return float(drawn)
+    finally:
+        context.close()
+
+
+def bench_scatter(sizes: list[int]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        shutil.copy(SCATTER_JS, directory / "scatter.js")
+        sizes_bytes = {n: write_payloads(directory, n, rng) for n in sizes}
+        server = serve(directory)
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                print(f"Chromium {browser.version} (headless, SwiftShader WebGL)")
+                # Warm-up load (browser process start, shader compiler), not reported.
+                first_frame_ms(browser, f"{base}/{sizes[0]}.binary.html", sizes[0])
+                print(
+                    f"\n{'points':>8} | {'binary':>9} {'JSON':>9} {'ratio':>6} | "
+                    f"{'binary first frame':>18} {'JSON first frame':>17} {'JSON/bin':>8}"
+                )
+                print("-" * 86)
+                for n in sizes:
+                    binary, text = sizes_bytes[n]
+                    times = {}
+                    for kind in ("binary", "json"):
+                        url = f"{base}/{n}.{kind}.html"
+                        times[kind] = statistics.median(
+                            first_frame_ms(browser, url, n) for _ in range(LOADS)
+                        )
+                    print(
+                        f"{n:>8,} | {binary / 1e6:>7.2f}MB {text / 1e6:>7.2f}MB "
+                        f"{text / binary:>5.1f}x | {times['binary']:>15.0f} ms "
+                        f"{times['json']:>14.0f} ms {times['json'] / times['binary']:>7.1f}x"
+                    )
+                browser.close()
+        finally:
+            server.shutdown()
+            server.server_close()
+    print(f"(first frame: median of {LOADS} loads, ms from navigation start to data-drawn)")
+
+
+def mixture(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    centres = rng.normal(scale=0.5, size=(10, d))  # overlapping enough for one kNN graph
+    return (centres[rng.integers(0, 10, size=n)] + rng.standard_normal((n, d))).astype(np.float32)
+
+
+def timed_umap(x: np.ndarray) -> float:
+    from analysis.projection import project
+
+    start = time.perf_counter()
+    result = project(x, "umap")
+    seconds = time.perf_counter() - start
+    assert result.coordinates.shape == (len(x), 2)
+    return seconds
+
+
+def bench_umap(small: int, large: int | None) -> None:
+    rng = np.random.default_rng(1)
+    x = mixture(small, 256, rng)
+    print(f"\nUMAP (analysis.projection.project, defaults), {small:,} × 256 float32, 10 clusters")
+    first = timed_umap(x)
+    print(f"  first call  (includes numba compilation): {first:7.1f} s")
+    second = timed_umap(x)
+    print(f"  second call (same data, compiled):        {second:7.1f} s")
+    print(f"  one-off JIT cost ≈ {first - second:.1f} s")
+    if large:
+        y = mixture(large, 256, rng)
+        seconds = timed_umap(y)
+        label = f"{large:,} × 256 (compiled):"
+        print(f"  {label:<41} {seconds:7.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10k points; UMAP on 5k only")
+    args = parser.parse_args()
+    bench_scatter([10_000] if args.quick else [10_000, 100_000, 200_000])
+    if args.quick:
+        bench_umap(5_000, None)
+    else:
+        bench_umap(20_000, 100_000)
+
+
+if __name__ == "__main__":
+    main()
