@@ -2,8 +2,8 @@
 // Contract: data-coords-url → raw little-endian float32 x0,y0,x1,y1,…; data-labels-url → raw little-endian uint16, one
 // per point (65535 = no label); data-label-names → id of a json_script list of strings; data-sample-url + "<i>.png" is a
 // sample's thumbnail, shown in the tooltip when data-thumbnails="true". Sets data-points and data-drawn="true" after the
-// first frame, data-hovered while a point is under the cursor, data-error when it cannot draw.
-// Runs on page load and on every htmx swap.
+// first frame, data-hovered while a point is under the cursor, data-error when it cannot draw; a click on a point
+// sets data-selected and dispatches "scatter:select" (detail.index). Runs on page load and on every htmx swap.
 (function () {
   "use strict";
 
