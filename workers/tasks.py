@@ -24,6 +24,7 @@ from analysis.compatibility import compatibility as cross_model_retrieval
 from analysis.compatibility import query_gallery_split
 from analysis.errors import InputError
 from analysis.extraction import extract_activations
+from analysis.geometry import geometry
 from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
 from analysis.projection import neighbourhoods, project
@@ -342,7 +343,8 @@ def compatibility(run: Run) -> dict:
 
 def projection(run: Run) -> dict:
     """Project every sample of the run's layer to 2-D and store the coordinates, with each
-    sample's nearest neighbours in the original space and the share the projection keeps."""
+    sample's nearest neighbours in the original space, the share the projection keeps, and
+    the layer's geometry."""
     p = run.params
     activation = _activation_sets(run, run.checkpoint, [p["layer"]])[0]
     options = {k: p[k] for k in ("n_neighbors", "min_dist", "metric", "perplexity") if k in p}
@@ -357,6 +359,7 @@ def projection(run: Run) -> dict:
             **options,
         )
         near = neighbourhoods(x, result.coordinates, metric=p.get("metric", "euclidean"))
+        shape = geometry(x, run.dataset.column("y"))
     computed = monotonic()
     Projection.objects.update_or_create(
         run=run,
@@ -372,6 +375,7 @@ def projection(run: Run) -> dict:
             "neighbours": Blob.store_array(near.indices),
             "neighbour_distances": Blob.store_array(near.distances),
             "kept": Blob.store_array(near.kept),
+            "geometry": shape.to_json(),
             "warnings": result.warnings,
             "code_version": run.code_version,
         },

@@ -55,6 +55,15 @@ def test_projection_stores_every_sample_and_serves_them_as_binary(
     assert client.get(f"/projections/{run.pk}/points/{digits.n_samples}/").status_code == 404
     page = client.get(f"/projections/{run.pk}/").content.decode()
     assert f"keeps {round(100 * float(near.kept.mean()))}%" in page
+    # The layer's geometry is stored with the projection and shown beside it.
+    from analysis.geometry import geometry
+
+    shape = geometry(activations.load(), digits.column("y"))
+    stored_shape, expected_shape = dict(projection.geometry), shape.to_json()
+    assert stored_shape.pop("spectrum") == pytest.approx(expected_shape.pop("spectrum"))
+    assert stored_shape == pytest.approx(expected_shape)
+    assert f"{shape.effective_rank:.2f}" in page and f"{shape.knn_accuracy:.3f}" in page
+    assert "<polyline" in page
 
     client.force_login(outsider)
     assert client.get(f"/projections/{run.pk}/points/5/").status_code == 404

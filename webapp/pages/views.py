@@ -696,6 +696,7 @@ def projection_page(request, pk):
         else None,
         "siblings": [s for s in siblings if s.params["layer"] == run.params["layer"]],
         "mean_kept": _mean_kept(run),
+        "spectrum": _spectrum_polyline(run),
         "label_names": _label_names(run.dataset),
     }
     return _poll(request, "pages/projection.html", "result", context, run.is_terminal)
@@ -707,6 +708,20 @@ def _mean_kept(run: Run) -> float | None:
         return None
     with run.projection.kept.memory_map() as kept:
         return float(np.mean(kept))
+
+
+def _spectrum_polyline(run: Run, width: int = 300, height: int = 80) -> str:
+    """SVG polyline points of the layer's covariance spectrum, log scale, largest first."""
+    if run.state != Run.State.SUCCEEDED:
+        return ""
+    values = np.array(run.projection.geometry.get("spectrum", []))
+    values = np.log10(values[values > 0])
+    if len(values) < 2:
+        return ""
+    span = max(float(values.max() - values.min()), 1e-12)
+    xs = np.linspace(0, width, len(values))
+    ys = height - (values - values.min()) / span * height
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
 
 
 def _label_names(dataset: Dataset) -> list[str]:

@@ -261,6 +261,7 @@ class Projection(models.Model):
         "catalog.Blob", on_delete=models.PROTECT, related_name="+"
     )
     kept = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
+    geometry = models.JSONField(default=dict)  # analysis.geometry.Geometry.to_json() of the layer
     warnings = models.JSONField(default=list)
     code_version = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)
