@@ -24,9 +24,23 @@ from analysis.errors import InputError
 from analysis.knn import knn_indices, mutual_knn_per_sample
 from analysis.measures import check_activations
 
-__all__ = ["METHODS", "METRICS", "Neighbourhoods", "Projection", "neighbourhoods", "project"]
+__all__ = [
+    "METHODS",
+    "METRICS",
+    "PARAMETERS",
+    "Neighbourhoods",
+    "Projection",
+    "neighbourhoods",
+    "project",
+]
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+PARAMETERS = {
+    "pca": (),
+    "umap": ("n_neighbors", "min_dist", "metric"),
+    "tsne": ("perplexity", "metric"),
+}
+"""The options of :func:`project` each method uses (a request names only these)."""
 METRICS = ("euclidean", "cosine")
 MIN_SAMPLES = 4
 

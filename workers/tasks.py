@@ -27,7 +27,7 @@ from analysis.extraction import extract_activations
 from analysis.geometry import geometry
 from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
-from analysis.projection import neighbourhoods, project
+from analysis.projection import PARAMETERS, neighbourhoods, project
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint
 from webapp.runs.models import (
@@ -347,7 +347,7 @@ def projection(run: Run) -> dict:
     the layer's geometry."""
     p = run.params
     activation = _activation_sets(run, run.checkpoint, [p["layer"]])[0]
-    options = {k: p[k] for k in ("n_neighbors", "min_dist", "metric", "perplexity") if k in p}
+    options = {name: p[name] for name in PARAMETERS[p["method"]]}
     started = monotonic()
     with activation.memory_map() as x:
         result = project(

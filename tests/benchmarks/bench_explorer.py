@@ -30,20 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.browser import ARGS, CHROMIUM
+
 ROOT = Path(__file__).resolve().parents[2]
 SCATTER_JS = ROOT / "static" / "js" / "scatter.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-unsafe-swiftshader",
-]
 LOADS = 3
 TIMEOUT_MS = 120_000
 
@@ -148,7 +138,7 @@ def bench_scatter(sizes: list[int]) -> None:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                 print(f"Chromium {browser.version} (headless, SwiftShader WebGL)")
                 # Warm-up load (browser process start, shader compiler), not reported.
                 first_frame_ms(browser, f"{base}/{sizes[0]}.binary.html", sizes[0])

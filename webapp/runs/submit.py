@@ -9,6 +9,7 @@ from analysis.errors import InputError
 from analysis.extraction import check_pooling
 from analysis.projection import METHODS as PROJECTIONS
 from analysis.projection import METRICS as PROJECTION_METRICS
+from analysis.projection import PARAMETERS as PROJECTION_PARAMETERS
 from analysis.registry import MEASURES
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Run
@@ -66,6 +67,37 @@ def _check_comparison(dataset: Dataset, measure: str, n_permutations: int, n_boo
         raise InputError("n_bootstrap must be between 0 and 1000")
 
 
+def _submit(
+    kind: str,
+    user,
+    dataset: Dataset,
+    params: dict,
+    checkpoint: Checkpoint,
+    checkpoint_b: Checkpoint | None = None,
+    depends_on=(),
+) -> tuple[Run, bool]:
+    """The run for this request, found or created: its key is the kind, the dataset, the
+    checkpoint(s) and every parameter, so the same request always maps to the same run."""
+    checkpoints = (
+        {"checkpoint": checkpoint.pk}
+        if checkpoint_b is None
+        else {"checkpoint_a": checkpoint.pk, "checkpoint_b": checkpoint_b.pk}
+    )
+    if "checkpoints" in params:  # a series: the params name every checkpoint
+        checkpoints = {}
+    return Run.submit(
+        kind=kind,
+        request_key=Run.key_for(kind, dataset=dataset.pk, **checkpoints, **params),
+        depends_on=depends_on,
+        workspace=dataset.workspace,
+        dataset=dataset,
+        checkpoint=checkpoint,
+        checkpoint_b=checkpoint_b,
+        params=params,
+        created_by=user,
+    )
+
+
 def request_extraction(
     user, checkpoint: Checkpoint, dataset: Dataset, layers=None, pooling: str = "mean"
 ) -> tuple[Run, bool]:
@@ -73,21 +105,8 @@ def request_extraction(
     _same_workspace(dataset, checkpoint)
     check_pooling(pooling)
     layers = _layers(checkpoint, layers)
-    identity = {
-        "checkpoint": checkpoint.pk,
-        "dataset": dataset.pk,
-        "layers": layers,
-        "pooling": pooling,
-    }
-    return Run.submit(
-        kind=Run.Kind.EXTRACT,
-        request_key=Run.key_for(Run.Kind.EXTRACT, **identity),
-        workspace=dataset.workspace,
-        dataset=dataset,
-        checkpoint=checkpoint,
-        params={"layers": layers, "pooling": pooling},
-        created_by=user,
-    )
+    params = {"layers": layers, "pooling": pooling}
+    return _submit(Run.Kind.EXTRACT, user, dataset, params, checkpoint)
 
 
 def request_comparison(
@@ -120,22 +139,14 @@ def request_comparison(
         "n_bootstrap": n_bootstrap,
         "seed": seed,
     }
-    identity = {
-        "checkpoint_a": checkpoint_a.pk,
-        "checkpoint_b": checkpoint_b.pk,
-        "dataset": dataset.pk,
-        **params,
-    }
-    return Run.submit(
-        kind=Run.Kind.COMPARE,
-        request_key=Run.key_for(Run.Kind.COMPARE, **identity),
+    return _submit(
+        Run.Kind.COMPARE,
+        user,
+        dataset,
+        params,
+        checkpoint_a,
+        checkpoint_b,
         depends_on=[extract_a, extract_b],
-        workspace=dataset.workspace,
-        dataset=dataset,
-        checkpoint=checkpoint_a,
-        checkpoint_b=checkpoint_b,
-        params=params,
-        created_by=user,
     )
 
 
@@ -163,15 +174,8 @@ def request_model_matrix(
         "n_bootstrap": n_bootstrap,
         "seed": seed,
     }
-    return Run.submit(
-        kind=Run.Kind.MODEL_MATRIX,
-        request_key=Run.key_for(Run.Kind.MODEL_MATRIX, dataset=dataset.pk, **params),
-        depends_on=extractions,
-        workspace=dataset.workspace,
-        dataset=dataset,
-        checkpoint=checkpoints[0],
-        params=params,
-        created_by=user,
+    return _submit(
+        Run.Kind.MODEL_MATRIX, user, dataset, params, checkpoints[0], depends_on=extractions
     )
 
 
@@ -205,17 +209,14 @@ def request_alignment(
         "test_fraction": test_fraction,
         "seed": seed,
     }
-    identity = {"checkpoint_a": checkpoint_a.pk, "checkpoint_b": checkpoint_b.pk, **params}
-    return Run.submit(
-        kind=Run.Kind.ALIGN,
-        request_key=Run.key_for(Run.Kind.ALIGN, dataset=dataset.pk, **identity),
+    return _submit(
+        Run.Kind.ALIGN,
+        user,
+        dataset,
+        params,
+        checkpoint_a,
+        checkpoint_b,
         depends_on=[extract_a, extract_b],
-        workspace=dataset.workspace,
-        dataset=dataset,
-        checkpoint=checkpoint_a,
-        checkpoint_b=checkpoint_b,
-        params=params,
-        created_by=user,
     )
 
 
@@ -258,15 +259,8 @@ def request_compatibility(
         "query_fraction": query_fraction,
         "seed": seed,
     }
-    return Run.submit(
-        kind=Run.Kind.COMPATIBILITY,
-        request_key=Run.key_for(Run.Kind.COMPATIBILITY, dataset=dataset.pk, **params),
-        depends_on=extractions,
-        workspace=dataset.workspace,
-        dataset=dataset,
-        checkpoint=checkpoints[0],
-        params=params,
-        created_by=user,
+    return _submit(
+        Run.Kind.COMPATIBILITY, user, dataset, params, checkpoints[0], depends_on=extractions
     )
 
 
@@ -290,21 +284,12 @@ def request_projection(
     _check_choice("metric", metric, PROJECTION_METRICS)
     _layer_of_each([checkpoint], layer)
     extraction, _ = request_extraction(user, checkpoint, dataset, [layer], pooling)
-    used = {
-        "pca": {},
-        "umap": {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric},
-        "tsne": {"perplexity": perplexity, "metric": metric},
-    }[method]
+    options = {
+        "n_neighbors": n_neighbors,
+        "min_dist": min_dist,
+        "metric": metric,
+        "perplexity": perplexity,
+    }
+    used = {name: options[name] for name in PROJECTION_PARAMETERS[method]}
     params = {"layer": layer, "pooling": pooling, "method": method, **used, "seed": seed}
-    return Run.submit(
-        kind=Run.Kind.PROJECT,
-        request_key=Run.key_for(
-            Run.Kind.PROJECT, checkpoint=checkpoint.pk, dataset=dataset.pk, **params
-        ),
-        depends_on=[extraction],
-        workspace=dataset.workspace,
-        dataset=dataset,
-        checkpoint=checkpoint,
-        params=params,
-        created_by=user,
-    )
+    return _submit(Run.Kind.PROJECT, user, dataset, params, checkpoint, depends_on=[extraction])
