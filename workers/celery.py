@@ -31,7 +31,7 @@ QUEUES = ("default", "gpu", "cpu")
 def ensure_broker_folders() -> None:
     """The filesystem transport needs its folders before anyone sends or receives."""
     options = app.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if key in options:
             Path(options[key]).mkdir(parents=True, exist_ok=True)
 
