@@ -161,32 +161,38 @@ class Neighbourhoods:
 
     k: int
     metric: str
-    indices: np.ndarray  # int32 (n, k): nearest first, ties by index, self excluded
-    distances: np.ndarray  # float32 (n, k): Euclidean, or cosine distance 1 − cos
-    kept: np.ndarray  # float32 (n,): |N_original(i) ∩ N_2-D(i)| / k
+    indices: np.ndarray  # int32 (n, width ≥ k): nearest first, ties by index, self excluded
+    distances: np.ndarray  # float32 (n, width): Euclidean, or cosine distance 1 − cos
+    kept: np.ndarray  # float32 (n,): |N_original(i) ∩ N_2-D(i)| / k, first k of each
 
 
 def neighbourhoods(
-    x: np.ndarray, coordinates: np.ndarray, k: int = 10, metric: str = "euclidean"
+    x: np.ndarray,
+    coordinates: np.ndarray,
+    k: int = 10,
+    metric: str = "euclidean",
+    width: int = 30,
 ) -> Neighbourhoods:
-    """Exact k-nearest neighbours of every row of ``x`` (n × d) and of ``coordinates``
-    (n × 2), and the share of each sample's original neighbours that are also its neighbours
-    in the projection (Venna & Kaski's neighbourhood preservation, per sample)."""
+    """Exact nearest neighbours of every row of ``x`` (n × d), the first ``max(k, width)`` of
+    each (the explorer compares two spaces' neighbourhoods at any k up to ``width``), and the
+    share of each sample's k nearest original neighbours that are also among its k nearest in
+    ``coordinates`` (n × 2): Venna & Kaski's neighbourhood preservation, per sample."""
     n = len(x)
     k = min(k, n - 1)
-    original = knn_indices(x, k, metric)
+    width = min(max(k, width), n - 1)
+    original = knn_indices(x, width, metric)
     projected = knn_indices(np.asarray(coordinates, dtype=np.float64), k, "euclidean")
-    distances = np.empty((n, k), dtype=np.float32)
-    step = max(1, (1 << 22) // max(1, k * x.shape[1]))
+    distances = np.empty((n, width), dtype=np.float32)
+    step = max(1, (1 << 22) // max(1, width * x.shape[1]))
     for start in range(0, n, step):
         rows = np.asarray(x[start : start + step], dtype=np.float64)
         others = np.asarray(x[original[start : start + step].ravel()], dtype=np.float64)
-        others = others.reshape(len(rows), k, -1)
+        others = others.reshape(len(rows), width, -1)
         if metric == "cosine":
             rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
             others = others / np.linalg.norm(others, axis=2, keepdims=True)
             distances[start : start + step] = 1.0 - np.einsum("ij,ikj->ik", rows, others)
         else:
             distances[start : start + step] = np.linalg.norm(others - rows[:, None, :], axis=2)
-    kept = mutual_knn_per_sample(original, projected).astype(np.float32)
+    kept = mutual_knn_per_sample(original[:, :k], projected).astype(np.float32)
     return Neighbourhoods(k, metric, original.astype(np.int32), distances, kept)

@@ -95,17 +95,21 @@ def test_neighbourhoods_agree_with_scikit_learn(digits, metric):
 
     x = digits[:200].astype(np.float64) + 0.01  # no all-zero row for cosine
     coordinates = project(x, "pca").coordinates
-    near = neighbourhoods(x, coordinates, k=7, metric=metric)
-    peer = NearestNeighbors(n_neighbors=8, algorithm="brute", metric=metric).fit(x)
+    # 12 neighbours kept for comparisons between spaces; the 7 nearest judge the projection.
+    near = neighbourhoods(x, coordinates, k=7, metric=metric, width=12)
+    assert near.indices.shape == near.distances.shape == (200, 12)
+    peer = NearestNeighbors(n_neighbors=13, algorithm="brute", metric=metric).fit(x)
     distances, indices = peer.kneighbors()  # one more, to see ties at the boundary
     # Integer pixel values tie exactly: ours are the same distances (to the same-ranked
     # neighbours), and where a row has no ties, the same neighbours.
-    np.testing.assert_allclose(near.distances, distances[:, :7], rtol=1e-5, atol=1e-6)
-    untied = np.all(np.diff(distances, axis=1) > 1e-9, axis=1)
+    np.testing.assert_allclose(near.distances, distances[:, :12], rtol=1e-5, atol=1e-6)
+    untied = np.all(np.diff(distances[:, :8], axis=1) > 1e-9, axis=1)
     assert untied.mean() > 0.5
-    np.testing.assert_array_equal(near.indices[untied], indices[untied, :7])
+    np.testing.assert_array_equal(near.indices[untied, :7], indices[untied, :7])
     in_2d = NearestNeighbors(n_neighbors=7).fit(coordinates).kneighbors(return_distance=False)
-    expected = [len(set(a) & set(b)) / 7 for a, b in zip(near.indices, in_2d, strict=True)]
+    expected = [
+        len(set(a[:7]) & set(b)) / 7 for a, b in zip(near.indices, in_2d, strict=True)
+    ]
     np.testing.assert_allclose(near.kept, expected)
     assert near.indices.dtype == np.int32 and near.kept.dtype == np.float32
 

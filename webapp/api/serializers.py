@@ -11,7 +11,7 @@ from analysis.projection import METHODS as PROJECTIONS
 from analysis.projection import METRICS as PROJECTION_METRICS
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
-from webapp.runs.models import Run
+from webapp.runs.models import Run, Selection
 
 
 class WorkspaceSerializer(serializers.ModelSerializer):
@@ -216,3 +216,43 @@ class ActivationSetSerializer(serializers.ModelSerializer):
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     errors = serializers.DictField(required=False, help_text="messages by field, for 400s")
+
+
+class SelectionSerializer(serializers.ModelSerializer):
+    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Selection
+        fields = [
+            "id",
+            "workspace",
+            "dataset",
+            "projection",
+            "name",
+            "tags",
+            "count",
+            "polygon",
+            "created_at",
+        ]
+        read_only_fields = ["dataset", "projection", "count", "polygon"]
+
+
+class SelectionRequestSerializer(serializers.Serializer):
+    """Either ``projection`` and ``polygon`` (a lasso in its coordinates, resolved on the
+    server), or ``dataset`` and ``indices``."""
+
+    projection = serializers.IntegerField(required=False)
+    polygon = serializers.JSONField(required=False, help_text="[[x, y], …], at least 3 vertices")
+    dataset = serializers.IntegerField(required=False)
+    indices = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False)
+    name = serializers.CharField(default="", allow_blank=True, max_length=200)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), default=list)
+
+    def validate(self, data):
+        by_polygon = "projection" in data and "polygon" in data
+        by_indices = "dataset" in data and "indices" in data
+        if by_polygon == by_indices:
+            raise serializers.ValidationError(
+                "give either projection and polygon, or dataset and indices"
+            )
+        return data

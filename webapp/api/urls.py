@@ -17,6 +17,7 @@ router.register("model-matrices", views.ModelMatrixViewSet, basename="model-matr
 router.register("alignments", views.AlignmentViewSet, basename="alignment")
 router.register("compatibility", views.CompatibilityViewSet, basename="compatibility")
 router.register("projections", views.ProjectionViewSet, basename="projection")
+router.register("selections", views.SelectionViewSet, basename="selection")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

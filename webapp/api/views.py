@@ -6,7 +6,7 @@ import numpy as np
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -25,7 +25,18 @@ from webapp.catalog.models import (
     visible_to,
     workspaces_of,
 )
-from webapp.runs.models import Run
+from webapp.runs.explorer import (
+    clean_tags,
+    export_columns,
+    export_csv,
+    export_filename,
+    export_parquet,
+    pair_agreement,
+    pair_displacement,
+    select_in_polygon,
+    select_indices,
+)
+from webapp.runs.models import Run, Selection
 from webapp.runs.results import (
     alignment_summary,
     comparison_matrix,
@@ -431,6 +442,36 @@ class ProjectionViewSet(viewsets.GenericViewSet):
             content_type="application/octet-stream",
         )
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("other", int, required=True, description="projection, same dataset"),
+            OpenApiParameter("k", int, description="neighbourhood size (default 10)"),
+        ],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    @action(detail=True, methods=["get"])
+    def agreement(self, request, pk=None):
+        """Per-sample Jaccard agreement of the k nearest neighbours in this projection's
+        original space and in ``other``'s, and neighbour-aware displacement between the two
+        pictures (Procrustes-aligned), in dataset order."""
+        run = self._finished()
+        other = get_object_or_404(
+            self.get_queryset().filter(state=Run.State.SUCCEEDED, dataset=run.dataset),
+            pk=_int_or_400("other", request.query_params.get("other", "")),
+        )
+        k = _int_or_400("k", request.query_params.get("k", "10"))
+        agreement = pair_agreement(run, other, k)
+        return Response(
+            {
+                "projection": run.pk,
+                "other": other.pk,
+                "k": k,
+                "mean_agreement": float(agreement.mean()),
+                "agreement": agreement.tolist(),
+                "displacement": pair_displacement(run, other, k).tolist(),
+            }
+        )
+
 
 class MeasureViewSet(viewsets.ViewSet):
     """The registered measures with their declared properties (ids are stable)."""
@@ -438,3 +479,112 @@ class MeasureViewSet(viewsets.ViewSet):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def list(self, request):
         return Response([measure.describe() for measure in MEASURES.values()])
+
+
+class SelectionViewSet(
+    WorkspaceFilterMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.ReadOnlyModelViewSet,
+):
+    """Sets of samples: drawn on a projection (``projection`` + ``polygon``, resolved on the
+    server against the stored coordinates) or listed (``dataset`` + ``indices``); named and
+    tagged; exported with coordinates and metadata. ``?dataset=``, ``?tag=``, ``?named=true``
+    filter the list."""
+
+    serializer_class = s.SelectionSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        queryset = self.filter_workspace(visible_to(Selection, self.request.user))
+        params = self.request.query_params
+        if dataset := params.get("dataset"):
+            queryset = queryset.filter(dataset_id=_int_or_400("dataset", dataset))
+        if tag := params.get("tag"):
+            queryset = queryset.filter(tags__contains=[tag])
+        if params.get("named") == "true":
+            queryset = queryset.exclude(name="")
+        return queryset.order_by("-created_at", "-id")
+
+    def get_object(self):
+        selection = super().get_object()
+        if self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            _editable_or_404(Selection, self.request.user, selection.pk)
+        return selection
+
+    @extend_schema(
+        request=s.SelectionRequestSerializer,
+        responses={201: s.SelectionSerializer, **ERRORS},
+    )
+    def create(self, request):
+        """Select the samples inside a polygon drawn on a projection, or given indices."""
+        form = s.SelectionRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        user = request.user
+        if "projection" in data:
+            run = get_object_or_404(
+                Run.objects.filter(
+                    workspace__in=editable_workspaces_of(user), kind=Run.Kind.PROJECT
+                ),
+                pk=data["projection"],
+            )
+            if run.state != Run.State.SUCCEEDED:
+                raise BadInput(f"projection {run.pk} is {run.state}: it has no coordinates yet")
+            selection = select_in_polygon(user, run, data["polygon"], data["name"], data["tags"])
+        else:
+            dataset = _editable_or_404(Dataset, user, data["dataset"])
+            selection = select_indices(user, dataset, data["indices"], data["name"], data["tags"])
+        return Response(s.SelectionSerializer(selection).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        serializer.save(tags=clean_tags(serializer.validated_data.get("tags", [])))
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    @action(detail=True, methods=["get"])
+    def indices(self, request, pk=None):
+        """The selected sample indices, ascending."""
+        selection = self.get_object()
+        return Response({"indices": selection.indices.load_array().tolist()})
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("file", str, enum=["csv", "parquet"], description="default csv"),
+            OpenApiParameter("projection", int, description="whose x, y (default: drawn on)"),
+        ],
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+            **ERRORS,
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        """index, id, label, metadata columns, and x, y in a projection, as CSV or Parquet."""
+        selection = self.get_object()
+        kind = request.query_params.get("file", "csv")
+        if kind not in ("csv", "parquet"):
+            raise BadInput("file must be csv or parquet")
+        run = None
+        if projection := request.query_params.get("projection"):
+            run = get_object_or_404(
+                visible_to(Run, request.user).filter(
+                    kind=Run.Kind.PROJECT, state=Run.State.SUCCEEDED, dataset=selection.dataset
+                ),
+                pk=_int_or_400("projection", projection),
+            )
+        columns = export_columns(selection, run)
+        if kind == "csv":
+            response = HttpResponse(export_csv(columns), content_type="text/csv")
+        else:
+            body = export_parquet(columns)
+            response = HttpResponse(body, content_type="application/vnd.apache.parquet")
+        filename = export_filename(selection, kind)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+def _int_or_400(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise BadInput(f"{name} must be an id (a whole number)")
+    return int(value)

@@ -26,6 +26,36 @@ urlpatterns = [
     path(
         "projections/<int:pk>/points/<int:index>/", views.projection_point, name="projection-point"
     ),
+    path("projections/<int:pk>/colour", views.projection_colour, name="projection-colour"),
+    path("projections/<int:pk>/select/", views.projection_select, name="projection-select"),
+    path(
+        "projections/<int:pk>/selections/<int:selection>/",
+        views.selection_panel,
+        name="selection-panel",
+    ),
+    path("projections/<int:pk>/vs/<int:other>/", views.projection_pair, name="projection-pair"),
+    path(
+        "projections/<int:pk>/vs/<int:other>/changed/",
+        views.projection_pair_changed,
+        name="projection-pair-changed",
+    ),
+    path(
+        "projections/<int:pk>/vs/<int:other>/aligned.f32",
+        views.projection_pair_aligned,
+        name="projection-pair-aligned",
+    ),
+    path(
+        "projections/<int:pk>/vs/<int:other>/<str:what>.f32",
+        views.projection_pair_values,
+        name="projection-pair-values",
+    ),
+    path("selections/<int:pk>/", views.save_selection, name="save-selection"),
+    path("selections/<int:pk>/indices.u32", views.selection_indices, name="selection-indices"),
+    path(
+        "selections/<int:pk>/export.<str:extension>",
+        views.selection_export,
+        name="selection-export",
+    ),
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>/cancel/", views.cancel_run, name="cancel-run"),
     path("comparisons/<int:pk>/", views.comparison, name="comparison"),

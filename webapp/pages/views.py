@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from urllib.parse import urlencode
 
 import numpy as np
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 from PIL import Image
@@ -34,7 +37,8 @@ from webapp.pages.forms import (
     ModelMatrixForm,
     ProjectionForm,
 )
-from webapp.runs.models import Run, Score
+from webapp.runs import explorer
+from webapp.runs.models import Run, Score, Selection
 from webapp.runs.results import (
     comparison_matrix,
     compatibility_matrix,
@@ -697,7 +701,10 @@ def projection_page(request, pk):
         "siblings": [s for s in siblings if s.params["layer"] == run.params["layer"]],
         "mean_kept": _mean_kept(run),
         "spectrum": _spectrum_polyline(run),
-        "label_names": _label_names(run.dataset),
+        "label_names": explorer.label_names(run.dataset),
+        "colourings": _colourings(run) if run.state == Run.State.SUCCEEDED else [],
+        "selections": _named_selections(run.dataset),
+        "others": _other_projections(run),
     }
     return _poll(request, "pages/projection.html", "result", context, run.is_terminal)
 
@@ -724,15 +731,6 @@ def _spectrum_polyline(run: Run, width: int = 300, height: int = 80) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
 
 
-def _label_names(dataset: Dataset) -> list[str]:
-    """The dataset's label names, or its class indices as text when it has labels without
-    names (as the sample grids show them)."""
-    if dataset.label_names:
-        return list(dataset.label_names)
-    labels = dataset.column("y")
-    return [] if labels is None else [str(k) for k in range(int(labels.max()) + 1)]
-
-
 def _binary(data: bytes) -> HttpResponse:
     response = HttpResponse(data, content_type="application/octet-stream")
     response["Cache-Control"] = "private, max-age=3600"
@@ -749,17 +747,11 @@ def projection_coordinates(request, pk):
     return _binary(np.ascontiguousarray(coordinates, dtype="<f4").tobytes())
 
 
-NO_LABEL = 65535
-
-
 @login_required
 def projection_labels(request, pk):
     """uint16 little-endian class index of every sample (65535: no label), dataset order."""
     run = _projection_run(request, pk)
-    labels = run.dataset.column("y")
-    if labels is None:
-        labels = np.full(run.dataset.n_samples, NO_LABEL)
-    return _binary(np.asarray(labels, dtype="<u2").tobytes())
+    return _binary(explorer.encode(explorer.label_codes(run.dataset)))
 
 
 @login_required
@@ -775,7 +767,8 @@ def projection_point(request, pk, index):
         projection.neighbour_distances.memory_map() as distances,
         projection.kept.memory_map() as kept,
     ):
-        ids, far, share = neighbours[index].tolist(), distances[index], float(kept[index])
+        k = projection.knn_k
+        ids, far, share = neighbours[index, :k].tolist(), distances[index, :k], float(kept[index])
     samples = run.dataset.samples([index, *ids])
     for sample, distance in zip(samples[1:], far, strict=True):
         sample["value"] = float(distance)
@@ -788,3 +781,235 @@ def projection_point(request, pk, index):
         "kept": round(share * projection.knn_k),
     }
     return render(request, "pages/projection.html#point", context)
+
+
+def _named_selections(dataset: Dataset) -> list[Selection]:
+    return list(dataset.selections.exclude(name="").select_related("projection")[:50])
+
+
+def _other_projections(run: Run) -> list[Run]:
+    """Finished projections of the same dataset to put beside this one."""
+    return list(
+        Run.objects.filter(kind=Run.Kind.PROJECT, dataset=run.dataset, state=Run.State.SUCCEEDED)
+        .exclude(pk=run.pk)
+        .select_related("checkpoint")
+        .order_by("checkpoint__name", "-created_at")[:100]
+    )
+
+
+def _id(value) -> int:
+    """A row id from a request parameter; 0 (no row) when it is not one."""
+    return int(value) if isinstance(value, str) and value.isdigit() else 0
+
+
+def _colourings(run: Run) -> list[dict]:
+    """The colourings of a projection, each with the URL of its values."""
+    base = reverse("projection-colour", args=[run.pk])
+    return [
+        {**c.describe(), "url": f"{base}?{urlencode({'key': c.key})}"}
+        for c in explorer.colourings(run)
+    ]
+
+
+PAIR_COLOURINGS = (
+    ("agreement", "neighbourhood agreement (k nearest, original spaces)"),
+    ("displacement", "neighbour-aware displacement"),
+)
+
+
+def _pair_colouring(run_a: Run, run_b: Run, what: str, title: str) -> dict:
+    url = reverse("projection-pair-values", args=[run_a.pk, run_b.pk, what])
+    return {"key": what, "title": title, "kind": "continuous", "url": url, "per_k": True}
+
+
+def _finished_projection(request, pk) -> Run:
+    run = _projection_run(request, pk)
+    if run.state != Run.State.SUCCEEDED:
+        raise Http404("this projection has not finished")
+    return run
+
+
+@login_required
+def projection_colour(request, pk):
+    """One colouring of a projection's points (``?key=`` from the page's list): uint16 codes
+    for a categorical one, float32 values for a continuous one, little-endian, dataset order."""
+    run = _finished_projection(request, pk)
+    try:
+        colouring, values = explorer.colouring_values(run, request.GET.get("key", ""))
+    except LookupError as err:
+        raise Http404(str(err)) from None
+    response = _binary(explorer.encode(values))
+    response["X-Colouring-Kind"] = colouring.kind
+    return response
+
+
+def _selection_panel(request, selection: Selection, run: Run, status: int = 200):
+    context = {
+        "run": run,
+        "selection": selection,
+        "summary": explorer.selection_summary(selection),
+    }
+    return render(request, "pages/_selection_panel.html", context, status=status)
+
+
+@login_required
+@require_POST
+def projection_select(request, pk):
+    """Resolve a lasso or box drawn on the projection (``polygon``: JSON list of [x, y] in the
+    projection's coordinates) against the stored coordinates; answers the selection's panel."""
+    run = _finished_projection(request, pk)
+    get_object_or_404(editable_workspaces_of(request.user), pk=run.workspace_id)
+    try:
+        polygon = json.loads(request.POST.get("polygon", ""))
+        selection = explorer.select_in_polygon(request.user, run, polygon)
+    except json.JSONDecodeError:
+        return HttpResponse("polygon: a JSON list of [x, y] vertices is required", status=400)
+    except InputError as err:
+        return HttpResponse(str(err), status=400)
+    return _selection_panel(request, selection, run, status=201)
+
+
+def _selection(request, pk) -> Selection:
+    return _get(Selection, request, pk)
+
+
+@login_required
+def selection_panel(request, pk, selection):
+    """A selection's panel on a projection of its dataset (opening a shared URL)."""
+    run = _finished_projection(request, pk)
+    chosen = get_object_or_404(visible_to(Selection, request.user), pk=selection)
+    if chosen.dataset_id != run.dataset_id:
+        raise Http404("that selection is of another dataset")
+    return _selection_panel(request, chosen, run)
+
+
+@login_required
+@require_POST
+def save_selection(request, pk):
+    """Name and tag a selection (``name``, ``tags`` comma-separated); ``run`` is the projection
+    the panel is shown on."""
+    selection = _selection(request, pk)
+    get_object_or_404(editable_workspaces_of(request.user), pk=selection.workspace_id)
+    run = _finished_projection(request, _id(request.POST.get("run")) or selection.projection_id)
+    name = request.POST.get("name", "").strip()
+    if not name:
+        return HttpResponse("a selection needs a name to be saved", status=400)
+    try:
+        selection.tags = explorer.clean_tags(request.POST.get("tags", ""))
+    except InputError as err:
+        return HttpResponse(str(err), status=400)
+    selection.name = name[:200]
+    selection.save(update_fields=["name", "tags"])
+    return _selection_panel(request, selection, run)
+
+
+@login_required
+def selection_indices(request, pk):
+    """uint32 little-endian indices of the selected samples, ascending."""
+    selection = _selection(request, pk)
+    return _binary(explorer.encode(selection.indices.load_array().astype(np.uint32)))
+
+
+@login_required
+def selection_export(request, pk, extension):
+    """The selected samples as CSV or Parquet: index, id, label, metadata, and their x, y in
+    ``?projection=`` (default: the projection the selection was drawn on)."""
+    if extension not in ("csv", "parquet"):
+        raise Http404("exports are .csv or .parquet")
+    selection = _selection(request, pk)
+    run = None
+    if request.GET.get("projection"):
+        run = _finished_projection(request, _id(request.GET["projection"]))
+        if run.dataset_id != selection.dataset_id:
+            raise Http404("that projection is of another dataset")
+    columns = explorer.export_columns(selection, run)
+    if extension == "csv":
+        response = HttpResponse(explorer.export_csv(columns), content_type="text/csv")
+    else:
+        response = HttpResponse(
+            explorer.export_parquet(columns), content_type="application/vnd.apache.parquet"
+        )
+    filename = explorer.export_filename(selection, extension)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _projection_pair(request, pk, other) -> tuple[Run, Run]:
+    run_a, run_b = _finished_projection(request, pk), _finished_projection(request, other)
+    if run_a.dataset_id != run_b.dataset_id:
+        raise Http404("the two projections are of different datasets")
+    return run_a, run_b
+
+
+def _k(request, run_a: Run, run_b: Run) -> int:
+    """``?k=`` clamped to what both spaces stored (default 10)."""
+    limit = explorer.max_k(run_a, run_b)
+    try:
+        k = int(request.GET.get("k", 10))
+    except ValueError:
+        k = 10
+    return max(1, min(k, limit))
+
+
+@login_required
+def projection_pair(request, pk, other):
+    """Two projections of the same samples side by side, hover and selection linked, coloured
+    by how much each sample's neighbourhood in the original spaces agrees."""
+    run_a, run_b = _projection_pair(request, pk, other)
+    k = _k(request, run_a, run_b)
+    agreement = explorer.pair_agreement(run_a, run_b, k)
+    context = {
+        "run": run_a,
+        "run_b": run_b,
+        "workspace": run_a.workspace,
+        "k": k,
+        "max_k": explorer.max_k(run_a, run_b),
+        "mean_agreement": float(agreement.mean()),
+        "changed": explorer.changed_most(run_a, run_b, k),
+        "label_names": explorer.label_names(run_a.dataset),
+        "colourings": [
+            *[_pair_colouring(run_a, run_b, what, title) for what, title in PAIR_COLOURINGS],
+            *[c for c in _colourings(run_a) if c["kind"] == "categorical"],
+        ],
+        "selections": _named_selections(run_a.dataset),
+    }
+    return render(request, "pages/projection_pair.html", context)
+
+
+@login_required
+def projection_pair_changed(request, pk, other):
+    """The samples whose neighbourhoods changed most at ``?k=`` (an htmx partial)."""
+    run_a, run_b = _projection_pair(request, pk, other)
+    k = _k(request, run_a, run_b)
+    context = {
+        "run": run_a,
+        "run_b": run_b,
+        "k": k,
+        "changed": explorer.changed_most(run_a, run_b, k),
+        "mean_agreement": float(explorer.pair_agreement(run_a, run_b, k).mean()),
+    }
+    return render(request, "pages/projection_pair.html#changed", context)
+
+
+@login_required
+def projection_pair_values(request, pk, other, what):
+    """float32 per sample: ``agreement`` (Jaccard of the k nearest neighbours in the two
+    original spaces) or ``displacement`` (neighbour-aware, from A's picture to B's)."""
+    if what not in ("agreement", "displacement"):
+        raise Http404(f"no per-sample {what!r} between projections")
+    run_a, run_b = _projection_pair(request, pk, other)
+    k = _k(request, run_a, run_b)
+    if what == "agreement":
+        values = explorer.pair_agreement(run_a, run_b, k)
+    else:
+        values = explorer.pair_displacement(run_a, run_b, k)
+    return _binary(explorer.encode(np.asarray(values, dtype=np.float32)))
+
+
+@login_required
+def projection_pair_aligned(request, pk, other):
+    """Projection ``other``'s coordinates moved onto projection ``pk``'s by the best similarity
+    transform (float32 x, y interleaved), so the same sample sits in the same place."""
+    run_a, run_b = _projection_pair(request, pk, other)
+    coordinates, _ = explorer.aligned_coordinates(run_b, run_a)
+    return _binary(explorer.encode(np.asarray(coordinates, dtype=np.float32)))

@@ -265,3 +265,28 @@ class Projection(models.Model):
     warnings = models.JSONField(default=list)
     code_version = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Selection(models.Model):
+    """A set of samples of one dataset, drawn on a projection (lasso or box, resolved on the
+    server against the stored coordinates) or given as indices. A selection without a name is a
+    draft: the last thing a user drew, kept so that its URL can be shared; naming it saves it."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="selections")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="selections")
+    projection = models.ForeignKey(
+        Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="selections"
+    )
+    polygon = models.JSONField(null=True)  # [[x, y], …] in the projection's coordinates
+    name = models.CharField(max_length=200, blank=True)
+    tags = models.JSONField(default=list)
+    indices = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
+    count = models.PositiveIntegerField()  # uint32 sample indices, ascending, in ``indices``
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name or f"selection #{self.pk} (unsaved)"

@@ -1,0 +1,354 @@
+"""What the explorer reads from stored projections, for the pages and the API alike: per-sample
+colourings, selections drawn on a projection, exports of a selection, and the comparison of two
+projections of the same samples (neighbourhood agreement, displacement, aligned coordinates).
+
+Everything here is read-only arithmetic on stored blobs, cheap enough for a request (a few
+passes over n × k integer arrays); the expensive parts (the projection, every sample's nearest
+neighbours in the original space) were computed by the projection run.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from django.db.models import Q
+
+from analysis.errors import InputError
+from analysis.explorer import (
+    displacement,
+    most_changed,
+    neighbourhood_agreement,
+    points_in_polygon,
+    similarity_align,
+)
+from webapp.catalog.models import Blob, Dataset
+from webapp.runs.models import Alignment, Run, Score, Selection
+
+NO_LABEL = 65535
+MAX_CATEGORIES = 64
+"""An integer metadata column with at most this many distinct values colours as categories."""
+MAX_POLYGON_VERTICES = 10_000
+
+
+@dataclass
+class Colouring:
+    """One way to colour the points: ``categorical`` (uint16 codes, 65535 = none, with names)
+    or ``continuous`` (float32, NaN = none)."""
+
+    key: str
+    title: str
+    kind: str
+    names: list[str] | None = None
+
+    def describe(self) -> dict:
+        out = {"key": self.key, "title": self.title, "kind": self.kind}
+        if self.names is not None:
+            out["names"] = self.names
+        return out
+
+
+def label_names(dataset: Dataset) -> list[str]:
+    """The dataset's label names, or its class indices as text when it has labels without
+    names (as the sample grids show them)."""
+    if dataset.label_names:
+        return list(dataset.label_names)
+    labels = dataset.column("y")
+    return [] if labels is None else [str(k) for k in range(int(labels.max()) + 1)]
+
+
+def label_codes(dataset: Dataset) -> np.ndarray:
+    """uint16 class index of every sample (65535: no label), dataset order."""
+    labels = dataset.column("y")
+    if labels is None:
+        return np.full(dataset.n_samples, NO_LABEL, dtype=np.uint16)
+    return np.asarray(labels, dtype=np.uint16)
+
+
+def _metadata_colouring(name: str, column: np.ndarray) -> tuple[Colouring, np.ndarray] | None:
+    key, title = f"meta:{name}", name
+    if column.ndim != 1:
+        return None
+    if column.dtype.kind in "iub":
+        values, codes = np.unique(column, return_inverse=True)
+        if len(values) <= MAX_CATEGORIES:
+            names = [str(v) for v in values.tolist()]
+            return Colouring(key, title, "categorical", names), codes.astype(np.uint16)
+        return Colouring(key, title, "continuous"), column.astype(np.float32)
+    if column.dtype.kind == "f":
+        return Colouring(key, title, "continuous"), column.astype(np.float32)
+    if column.dtype.kind in "US":
+        values, codes = np.unique(column, return_inverse=True)
+        if len(values) >= NO_LABEL:
+            return None
+        names = [str(v) for v in values.tolist()]
+        return Colouring(key, title, "categorical", names), codes.astype(np.uint16)
+    return None
+
+
+def _other_space(activation, score_or_alignment) -> str:
+    """``checkpoint · layer`` of the side of a pair that is not ``activation``."""
+    other = (
+        score_or_alignment.activation_b
+        if score_or_alignment.activation_a_id == activation.pk
+        else score_or_alignment.activation_a
+    )
+    return f"{other.checkpoint.name} · {other.layer}"
+
+
+def _pairs_of(model, activation):
+    return (
+        model.objects.filter(Q(activation_a=activation) | Q(activation_b=activation))
+        .exclude(activation_a=activation, activation_b=activation)
+        .select_related("activation_a__checkpoint", "activation_b__checkpoint")
+        .order_by("pk")
+    )
+
+
+def _agreement_scores(activation) -> list[Score]:
+    """One score per other space that stored per-sample kNN agreement with ``activation``
+    (every measure of a pair stores the same agreement)."""
+    seen, scores = set(), []
+    for score in _pairs_of(Score, activation).filter(sample_agreement__isnull=False):
+        if score.sample_agreement_id not in seen:
+            seen.add(score.sample_agreement_id)
+            scores.append(score)
+    return scores
+
+
+def colourings(run: Run) -> list[Colouring]:
+    """Every colouring a projection offers: label, metadata columns, how well the projection
+    keeps each sample's neighbourhood, kNN agreement with each space this layer was compared
+    with, and the residual of each alignment fitted from or to it."""
+    projection = run.projection
+    activation = projection.activation
+    dataset = run.dataset
+    found = []
+    if dataset.column("y") is not None:
+        found.append(Colouring("label", "label", "categorical", label_names(dataset)))
+    for name in dataset.metadata_columns:
+        described = _metadata_colouring(name, dataset.column(f"meta:{name}"))
+        if described:
+            found.append(described[0])
+    kept = f"share of its {projection.knn_k} nearest neighbours the projection keeps"
+    found.append(Colouring("kept", kept, "continuous"))
+    for score in _agreement_scores(activation):
+        title = f"kNN agreement with {_other_space(activation, score)}"
+        found.append(Colouring(f"agreement:{score.pk}", title, "continuous"))
+    for alignment in _pairs_of(Alignment, activation):
+        direction = "to" if alignment.activation_a_id == activation.pk else "from"
+        title = f"{alignment.method} residual {direction} {_other_space(activation, alignment)}"
+        found.append(Colouring(f"residual:{alignment.pk}", title, "continuous"))
+    return found
+
+
+def colouring_values(run: Run, key: str) -> tuple[Colouring, np.ndarray]:
+    """The colouring ``key`` of :func:`colourings` and its per-sample values (uint16 codes or
+    float32), dataset order. Raises LookupError for a key this projection does not offer."""
+    offered = {c.key: c for c in colourings(run)}
+    if key not in offered:
+        raise LookupError(f"this projection has no colouring {key!r}")
+    colouring, projection = offered[key], run.projection
+    kind, _, ref = key.partition(":")
+    if kind == "label":
+        return colouring, label_codes(run.dataset)
+    if kind == "meta":
+        return colouring, _metadata_colouring(ref, run.dataset.column(key))[1]
+    if kind == "kept":
+        return colouring, projection.kept.load_array().astype(np.float32)
+    if kind == "agreement":
+        blob = Score.objects.get(pk=int(ref)).sample_agreement
+    else:
+        blob = Alignment.objects.get(pk=int(ref)).residuals
+    return colouring, blob.load_array().astype(np.float32)
+
+
+def encode(values: np.ndarray) -> bytes:
+    """Little-endian bytes of a colouring or index array, as the binary endpoints serve them."""
+    dtype = {"u": "<u", "i": "<i", "f": "<f"}[values.dtype.kind] + str(values.dtype.itemsize)
+    return np.ascontiguousarray(values, dtype=dtype).tobytes()
+
+
+# Selections ---------------------------------------------------------------------------------
+
+
+def parse_polygon(polygon) -> list[list[float]]:
+    """A polygon from a request: a list of at least three [x, y] pairs of finite numbers."""
+    if not isinstance(polygon, list) or not 3 <= len(polygon) <= MAX_POLYGON_VERTICES:
+        raise InputError(
+            f"polygon: a list of 3 to {MAX_POLYGON_VERTICES} [x, y] vertices is required"
+        )
+    try:
+        vertices = np.asarray(polygon, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("polygon: every vertex must be a pair of numbers [x, y]") from None
+    if vertices.shape != (len(polygon), 2) or not np.isfinite(vertices).all():
+        raise InputError("polygon: every vertex must be a pair of finite numbers [x, y]")
+    return vertices.tolist()
+
+
+def select_in_polygon(user, run: Run, polygon, name: str = "", tags=()) -> Selection:
+    """The samples whose stored coordinates in projection ``run`` fall inside ``polygon``,
+    kept as a selection."""
+    polygon = parse_polygon(polygon)
+    coordinates = run.projection.coordinates.load_array()
+    indices = points_in_polygon(coordinates, polygon)
+    return _store_selection(user, run.dataset, indices, run, polygon, name, tags)
+
+
+def select_indices(user, dataset: Dataset, indices, name: str = "", tags=()) -> Selection:
+    """A selection of the given sample indices of ``dataset``."""
+    try:
+        indices = np.asarray(indices, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        indices = None
+    if indices is None or indices.ndim != 1:
+        raise InputError("indices: a list of sample indices (integers) is required")
+    indices = np.unique(indices)
+    if len(indices) and not 0 <= indices[0] <= indices[-1] < dataset.n_samples:
+        raise InputError(f"indices must lie between 0 and {dataset.n_samples - 1}")
+    return _store_selection(user, dataset, indices, None, None, name, tags)
+
+
+def clean_tags(tags) -> list[str]:
+    """Tags from a list or a comma-separated string: trimmed, distinct, in order."""
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+        raise InputError("tags: a list of strings (or one comma-separated string) is required")
+    cleaned = [t.strip()[:50] for t in tags if t.strip()]
+    return list(dict.fromkeys(cleaned))[:20]
+
+
+def _store_selection(user, dataset, indices, run, polygon, name, tags) -> Selection:
+    return Selection.objects.create(
+        workspace=dataset.workspace,
+        dataset=dataset,
+        projection=run,
+        polygon=polygon,
+        name=name.strip()[:200],
+        tags=clean_tags(list(tags)),
+        indices=Blob.store_array(np.asarray(indices, dtype=np.uint32)),
+        count=len(indices),
+        created_by=user,
+    )
+
+
+def selection_summary(selection: Selection, limit: int = 24) -> dict:
+    """Count, samples per label, and the first ``limit`` samples of a selection."""
+    indices = selection.indices.load_array()
+    dataset = selection.dataset
+    per_label = []
+    if dataset.column("y") is not None:
+        codes = label_codes(dataset)[indices]
+        names = label_names(dataset)
+        counts = np.bincount(codes, minlength=len(names))
+        per_label = [
+            {"label": names[k], "count": int(c)} for k, c in enumerate(counts[: len(names)]) if c
+        ]
+    return {
+        "indices": indices,
+        "per_label": per_label,
+        "samples": dataset.samples(indices[:limit]),
+    }
+
+
+def export_columns(selection: Selection, run: Run | None) -> dict[str, np.ndarray]:
+    """The columns of a selection's export: index, id, label, every metadata column, and x, y in
+    projection ``run`` (the one it was drawn on, unless another is given)."""
+    indices = selection.indices.load_array().astype(np.int64)
+    dataset = selection.dataset
+    columns = {"index": indices, "id": dataset.column("ids")[indices].astype(str)}
+    if dataset.column("y") is not None:
+        names = label_names(dataset)
+        columns["label"] = np.array([names[k] for k in label_codes(dataset)[indices]], dtype=str)
+    for name in dataset.metadata_columns:
+        values = dataset.column(f"meta:{name}")
+        if values is not None and values.ndim == 1:
+            columns[name if name not in columns else f"meta:{name}"] = values[indices]
+    run = run or selection.projection
+    if run is not None and run.state == Run.State.SUCCEEDED:
+        coordinates = run.projection.coordinates.load_array()[indices]
+        columns["x"], columns["y"] = coordinates[:, 0], coordinates[:, 1]
+    return columns
+
+
+def export_csv(columns: dict[str, np.ndarray]) -> str:
+    import csv
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in zip(*(c.tolist() for c in columns.values()), strict=True):
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def export_parquet(columns: dict[str, np.ndarray]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(pa.table({name: pa.array(values) for name, values in columns.items()}), out)
+    return out.getvalue()
+
+
+def export_filename(selection: Selection, extension: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", selection.name or f"selection-{selection.pk}")
+    return f"{stem.strip('-') or 'selection'}.{extension}"
+
+
+# Two projections of the same samples --------------------------------------------------------
+
+
+def check_pair(run_a: Run, run_b: Run) -> None:
+    if run_a.dataset_id != run_b.dataset_id:
+        raise InputError("the two projections must be of the same dataset")
+    if run_a.state != Run.State.SUCCEEDED or run_b.state != Run.State.SUCCEEDED:
+        raise InputError("both projections must have finished")
+
+
+def max_k(run_a: Run, run_b: Run) -> int:
+    """The largest k at which the two spaces' stored neighbour lists can be compared."""
+    widths = []
+    for run in (run_a, run_b):
+        with run.projection.neighbours.memory_map() as neighbours:
+            widths.append(neighbours.shape[1])
+    return min(widths)
+
+
+def pair_agreement(run_a: Run, run_b: Run, k: int) -> np.ndarray:
+    """Per-sample Jaccard agreement of the k nearest neighbours in the two original spaces."""
+    with (
+        run_a.projection.neighbours.memory_map() as a,
+        run_b.projection.neighbours.memory_map() as b,
+    ):
+        return neighbourhood_agreement(a, b, k)
+
+
+def pair_displacement(run_a: Run, run_b: Run, k: int) -> np.ndarray:
+    """Neighbour-aware displacement of each sample from projection A to projection B."""
+    a = run_a.projection.coordinates.load_array()
+    b = run_b.projection.coordinates.load_array()
+    with run_a.projection.neighbours.memory_map() as neighbours:
+        return displacement(a, b, np.asarray(neighbours[:, :k]), k)
+
+
+def aligned_coordinates(run: Run, reference: Run) -> tuple[np.ndarray, dict]:
+    """Projection ``run``'s coordinates moved onto ``reference``'s by the similarity transform
+    (rotation or reflection, scale, shift) that fits best: Procrustes-aligned projections."""
+    return similarity_align(
+        run.projection.coordinates.load_array(), reference.projection.coordinates.load_array()
+    )
+
+
+def changed_most(run_a: Run, run_b: Run, k: int, count: int = 24) -> list[dict]:
+    """The samples whose neighbourhoods differ most between the two spaces, with agreement."""
+    agreement = pair_agreement(run_a, run_b, k)
+    indices = most_changed(agreement, count)
+    samples = run_a.dataset.samples(indices)
+    for sample in samples:
+        sample["value"] = float(agreement[sample["index"]])
+    return samples
