@@ -11,6 +11,17 @@
   user's ``perplexity`` (it must stay below n / 3).
 
 Coordinates come back as float32 ``n × 2``, rows in dataset order.
+
+Aligned projections of several spaces of the same samples (layers of one model, one layer of
+several checkpoints or epochs), so that a sample sits in comparable places in each picture
+(:func:`project_aligned`):
+
+- **aligned UMAP**: umap-learn's ``AlignedUMAP``, fitted on every space at once with the
+  identity relation between consecutive spaces (sample i of one is sample i of the next): each
+  layout is a UMAP of its own space, regularised towards its neighbours' layouts.
+- **Procrustes-aligned PCA**: the PCA of each space, each moved by the similarity transform
+  (rotation or reflection, scale, shift) that best fits it onto the previous, already aligned,
+  one. Distances within each picture are unchanged.
 """
 
 from __future__ import annotations
@@ -21,10 +32,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.errors import InputError
+from analysis.explorer import similarity_align
 from analysis.knn import knn_indices, mutual_knn_per_sample
 from analysis.measures import check_activations
 
 __all__ = [
+    "ALIGNED_METHODS",
     "METHODS",
     "METRICS",
     "PARAMETERS",
@@ -32,6 +45,7 @@ __all__ = [
     "Projection",
     "neighbourhoods",
     "project",
+    "project_aligned",
 ]
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
@@ -41,6 +55,7 @@ PARAMETERS = {
     "tsne": ("perplexity", "metric"),
 }
 """The options of :func:`project` each method uses (a request names only these)."""
+ALIGNED_METHODS = {"umap": "aligned UMAP", "pca": "Procrustes-aligned PCA"}
 METRICS = ("euclidean", "cosine")
 MIN_SAMPLES = 4
 
@@ -86,6 +101,71 @@ def project(
     return result
 
 
+def project_aligned(
+    spaces: list[np.ndarray],
+    method: str = "umap",
+    *,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    seed: int = 0,
+    names: list[str] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> list[Projection]:
+    """One projection per space (each n × d_i, rows = the same samples in the same order),
+    aligned with each other; ``method`` is a key of :data:`ALIGNED_METHODS`."""
+    if method not in ALIGNED_METHODS:
+        raise InputError(
+            f"unknown aligned projection {method!r}; choose one of: {', '.join(ALIGNED_METHODS)}"
+        )
+    if metric not in METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
+    if len(spaces) < 2:
+        raise InputError("aligned projections need at least two spaces")
+    names = names or [f"space {i + 1}" for i in range(len(spaces))]
+    spaces = [
+        check_activations(x, name, MIN_SAMPLES) for x, name in zip(spaces, names, strict=True)
+    ]
+    if len({len(x) for x in spaces}) != 1:
+        raise InputError("aligned projections need the same samples in every space")
+    if progress:
+        progress(0.05)
+    if method == "pca":
+        results = [_pca(x, name) for x, name in zip(spaces, names, strict=True)]
+        for previous, result in zip(results, results[1:], strict=False):
+            result.coordinates = similarity_align(result.coordinates, previous.coordinates)[0]
+        estimator = "PCA of each space, similarity-aligned to the previous one (float64)"
+        params = {}
+    else:
+        results, estimator = _aligned_umap(spaces, n_neighbors, min_dist, metric, seed)
+        params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "seed": seed}
+    if progress:
+        progress(1.0)
+    for position, result in enumerate(results):
+        result.method = f"aligned-{method}"
+        result.params = {**params, "position": position, "of": len(results)}
+        result.estimator = estimator
+    return results
+
+
+def _aligned_umap(spaces, n_neighbors: int, min_dist: float, metric: str, seed: int):
+    import umap
+
+    n = len(spaces[0])
+    _check_umap(n, n_neighbors, min_dist)
+    identity = {i: i for i in range(n)}
+    reducer = umap.AlignedUMAP(
+        n_neighbors=n_neighbors, min_dist=min_dist, metric=metric, random_state=seed
+    )
+    reducer.fit(
+        [np.asarray(x, dtype=np.float32) for x in spaces], relations=[identity] * (len(spaces) - 1)
+    )
+    results = [
+        Projection("umap", {}, np.asarray(e, dtype=np.float32), "") for e in reducer.embeddings_
+    ]
+    return results, f"umap-learn {umap.__version__} AlignedUMAP, identity relations"
+
+
 def _pca(x: np.ndarray, name: str) -> Projection:
     centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
     n, d = centred.shape
@@ -117,14 +197,17 @@ def _pca(x: np.ndarray, name: str) -> Projection:
     )
 
 
-def _umap(x, n_neighbors: int, min_dist: float, metric: str, seed: int, name: str):
-    import umap  # heavy (numba): imported where it is used
-
-    n = len(x)
+def _check_umap(n: int, n_neighbors: int, min_dist: float) -> None:
     if not 2 <= n_neighbors < n:
         raise InputError(f"n_neighbors must be between 2 and {n - 1} for {n} samples")
     if not 0.0 <= min_dist <= 1.0:
         raise InputError("min_dist must be between 0 and 1")
+
+
+def _umap(x, n_neighbors: int, min_dist: float, metric: str, seed: int, name: str):
+    import umap  # heavy (numba): imported where it is used
+
+    _check_umap(len(x), n_neighbors, min_dist)
     reducer = umap.UMAP(
         n_neighbors=n_neighbors,
         min_dist=min_dist,

@@ -17,6 +17,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from analysis.alignment import fit_alignment
 from analysis.checkpoints import load_checkpoint
@@ -27,7 +28,7 @@ from analysis.extraction import extract_activations
 from analysis.geometry import geometry
 from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
-from analysis.projection import PARAMETERS, neighbourhoods, project
+from analysis.projection import PARAMETERS, neighbourhoods, project, project_aligned
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint
 from webapp.runs.models import (
@@ -48,6 +49,7 @@ QUEUE_OF_KIND = {
     Run.Kind.ALIGN: "cpu",
     Run.Kind.COMPATIBILITY: "cpu",
     Run.Kind.PROJECT: "cpu",
+    Run.Kind.PROJECT_ALIGNED: "cpu",
 }
 
 
@@ -358,9 +360,77 @@ def projection(run: Run) -> dict:
             progress=lambda f: run.report_progress(0.8 * f),
             **options,
         )
-        near = neighbourhoods(x, result.coordinates, metric=p.get("metric", "euclidean"))
-        shape = geometry(x, run.dataset.column("y"))
-    computed = monotonic()
+        _store_projection(run, activation, x, result)
+    return {"compute_s": round(monotonic() - started, 3), "points": len(result.coordinates)}
+
+
+def aligned_projections(run: Run) -> dict:
+    """Project several spaces of the same samples together, aligned; each space is stored as
+    a finished projection run of its own (keyed by this run and its position), so the explorer,
+    side-by-side views and selections work on it as on any projection."""
+    p = run.params
+    checkpoints = {c.pk: c for c in Checkpoint.objects.filter(pk__in=[c for c, _ in p["spaces"]])}
+    spaces = [(checkpoints[c], layer) for c, layer in p["spaces"]]
+    activations = [_activation_sets(run, c, [layer])[0] for c, layer in spaces]
+    options = {name: p[name] for name in PARAMETERS["umap"] if name in p}
+    started = monotonic()
+    with ExitStack() as stack:
+        xs = [stack.enter_context(a.memory_map()) for a in activations]
+        results = project_aligned(
+            xs,
+            p["method"],
+            seed=p["seed"],
+            names=[f"{c} {layer}" for c, layer in spaces],
+            progress=lambda f: run.report_progress(0.7 * f),
+            **options,
+        )
+        for position, ((checkpoint, layer), activation, x, result) in enumerate(
+            zip(spaces, activations, xs, results, strict=True)
+        ):
+            member = _aligned_member(run, position, checkpoint, layer)
+            _store_projection(member, activation, x, result)
+            run.report_progress(0.7 + 0.3 * (position + 1) / len(spaces))
+    return {"compute_s": round(monotonic() - started, 3), "spaces": len(spaces)}
+
+
+def _aligned_member(run: Run, position: int, checkpoint, layer: str) -> Run:
+    """The finished projection run that shows space ``position`` of an aligned run."""
+    p = run.params
+    options = {name: p[name] for name in PARAMETERS["umap"] if name in p}
+    params = {
+        "layer": layer,
+        "pooling": p["pooling"],
+        "method": f"aligned-{p['method']}",
+        **options,
+        "seed": p["seed"],
+        "aligned": run.pk,
+        "position": position,
+    }
+    member, _ = Run.objects.update_or_create(
+        request_key=Run.key_for(Run.Kind.PROJECT, aligned=run.pk, position=position),
+        defaults={
+            "kind": Run.Kind.PROJECT,
+            "workspace": run.workspace,
+            "dataset": run.dataset,
+            "checkpoint": checkpoint,
+            "params": params,
+            "state": Run.State.SUCCEEDED,
+            "progress": 1.0,
+            "code_version": run.code_version,
+            "created_by": run.created_by,
+            "started_at": run.started_at,
+            "finished_at": timezone.now(),
+        },
+    )
+    return member
+
+
+def _store_projection(run: Run, activation: ActivationSet, x, result) -> None:
+    """Store a projection of ``x`` (the activations of ``activation``) with each sample's
+    nearest neighbours in the original space, the share the projection keeps, and the layer's
+    geometry."""
+    near = neighbourhoods(x, result.coordinates, metric=run.params.get("metric", "euclidean"))
+    shape = geometry(x, run.dataset.column("y"))
     Projection.objects.update_or_create(
         run=run,
         defaults={
@@ -380,7 +450,6 @@ def projection(run: Run) -> dict:
             "code_version": run.code_version,
         },
     )
-    return {"compute_s": round(computed - started, 3), "points": len(result.coordinates)}
 
 
 RUNNERS = {
@@ -390,4 +459,5 @@ RUNNERS = {
     Run.Kind.ALIGN: align,
     Run.Kind.COMPATIBILITY: compatibility,
     Run.Kind.PROJECT: projection,
+    Run.Kind.PROJECT_ALIGNED: aligned_projections,
 }

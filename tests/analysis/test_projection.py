@@ -107,9 +107,7 @@ def test_neighbourhoods_agree_with_scikit_learn(digits, metric):
     assert untied.mean() > 0.5
     np.testing.assert_array_equal(near.indices[untied, :7], indices[untied, :7])
     in_2d = NearestNeighbors(n_neighbors=7).fit(coordinates).kneighbors(return_distance=False)
-    expected = [
-        len(set(a[:7]) & set(b)) / 7 for a, b in zip(near.indices, in_2d, strict=True)
-    ]
+    expected = [len(set(a[:7]) & set(b)) / 7 for a, b in zip(near.indices, in_2d, strict=True)]
     np.testing.assert_allclose(near.kept, expected)
     assert near.indices.dtype == np.int32 and near.kept.dtype == np.float32
 
@@ -119,3 +117,70 @@ def test_a_projection_that_is_the_data_itself_keeps_every_neighbourhood():
 
     x = np.random.default_rng(0).standard_normal((100, 2))
     assert np.all(neighbourhoods(x, x.astype(np.float32), k=5).kept == 1.0)
+
+
+def test_procrustes_aligned_pca_moves_each_picture_onto_the_previous(digits):
+    from analysis.explorer import similarity_align
+    from analysis.projection import project_aligned
+
+    x = digits[:300].astype(np.float64)
+    rng = np.random.default_rng(0)
+    second = np.tanh(x @ rng.normal(size=(64, 32)) / 8)
+    layers = [x, second, second[:, ::-1] * 3.0]
+    results = project_aligned(layers, "pca")
+    assert [r.method for r in results] == ["aligned-pca"] * 3
+    assert [r.params["position"] for r in results] == [0, 1, 2]
+    own = [project(layer, "pca").coordinates for layer in layers]
+    np.testing.assert_array_equal(results[0].coordinates, own[0])
+    np.testing.assert_allclose(
+        results[1].coordinates, similarity_align(own[1], own[0])[0], rtol=1e-5, atol=1e-4
+    )
+    # The third space is the second one with its columns reversed and scaled: aligned to the
+    # previous picture, it lands where the second one is.
+    scale = np.abs(results[1].coordinates).max()
+    np.testing.assert_allclose(results[2].coordinates, results[1].coordinates, atol=1e-4 * scale)
+    # Each picture keeps its own shape: alignment changes distances by one factor.
+    d_own = np.linalg.norm(own[1][:50, None] - own[1][None, :50], axis=2)
+    d_aligned = np.linalg.norm(
+        results[1].coordinates[:50, None] - results[1].coordinates[None, :50], axis=2
+    )
+    ratio = d_aligned[d_own > 0] / d_own[d_own > 0]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)
+
+
+def test_aligned_umap_keeps_samples_in_comparable_places(digits):
+    from analysis.projection import project_aligned
+
+    x = digits[:400].astype(np.float32)
+    noisy = x + np.random.default_rng(1).normal(scale=0.5, size=x.shape).astype(np.float32)
+    aligned = project_aligned([x, noisy], "umap", n_neighbors=10, seed=0)
+    apart = [
+        project(layer, "umap", n_neighbors=10, seed=s).coordinates
+        for s, layer in enumerate([x, noisy])
+    ]
+
+    def spread(a, b):  # mean distance between a sample's two positions, in units of a's radius
+        radius = np.sqrt(np.mean(np.sum((a - a.mean(0)) ** 2, axis=1)))
+        return float(np.mean(np.linalg.norm(a - b, axis=1)) / radius)
+
+    assert spread(aligned[0].coordinates, aligned[1].coordinates) < 0.5 * spread(*apart)
+    assert aligned[0].estimator.startswith("umap-learn") and "AlignedUMAP" in aligned[0].estimator
+
+
+@pytest.mark.parametrize(
+    "spaces, kwargs, message",
+    [
+        (1, {}, "at least two spaces"),
+        (2, {"method": "tsne"}, "unknown aligned projection"),
+        (2, {"metric": "manhattan"}, "unknown metric"),
+        (2, {"n_neighbors": 1}, "n_neighbors"),
+    ],
+)
+def test_bad_aligned_projections_are_refused(spaces, kwargs, message):
+    from analysis.projection import project_aligned
+
+    x = np.random.default_rng(0).normal(size=(20, 4))
+    with pytest.raises(InputError, match=message):
+        project_aligned([x] * spaces, **kwargs)
+    with pytest.raises(InputError, match="same samples"):
+        project_aligned([x, x[:10]], "pca")

@@ -325,3 +325,91 @@ def test_selections_and_neighbourhood_agreement_through_the_api(
     )
     assert api.delete(f"/api/v1/selections/{selection}/").status_code == 204
     assert Selection.objects.count() == 1
+
+
+def test_aligned_projections_make_one_projection_per_layer(client, owner, tagged_digits, ckpt_a):
+    client.force_login(owner)
+    form = {
+        "aligned-dataset": tagged_digits.pk,
+        "aligned-layers": ["block1", "block2", "head"],
+        "aligned-pooling": "mean",
+        "aligned-method": "pca",
+        "aligned-n_neighbors": 15,
+        "aligned-min_dist": 0.1,
+        "aligned-metric": "euclidean",
+        "aligned-seed": 0,
+    }
+    response = client.post(f"/checkpoints/{ckpt_a.pk}/project-aligned/", form)
+    run = Run.objects.get(kind=Run.Kind.PROJECT_ALIGNED)
+    assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
+    assert run.params["spaces"] == [
+        [ckpt_a.pk, "block1"],
+        [ckpt_a.pk, "block2"],
+        [ckpt_a.pk, "head"],
+    ]
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+
+    members = Run.objects.filter(kind=Run.Kind.PROJECT, params__aligned=run.pk).order_by("pk")
+    assert [m.params["layer"] for m in members] == ["block1", "block2", "head"]
+    assert all(m.state == Run.State.SUCCEEDED for m in members)
+    first, second = (m.projection.coordinates.load_array() for m in members[:2])
+    # Each picture is its layer's PCA moved onto the previous one.
+    from analysis.explorer import similarity_align
+    from analysis.projection import project
+    from webapp.catalog.models import ActivationSet
+
+    own = project(ActivationSet.objects.get(checkpoint=ckpt_a, layer="block2").load(), "pca")
+    np.testing.assert_allclose(second, similarity_align(own.coordinates, first)[0], atol=1e-4)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert f'href="/projections/{members[0].pk}/vs/{members[1].pk}/"' in page
+    assert client.get(f"/projections/{members[1].pk}/vs/{members[2].pk}/").status_code == 200
+    # Run again (say, after a failure), the same member runs are updated, not duplicated.
+    from workers.tasks import aligned_projections
+
+    Run.objects.filter(pk=run.pk).update(state=Run.State.RUNNING)
+    aligned_projections(Run.objects.get(pk=run.pk))
+    assert Run.objects.filter(kind=Run.Kind.PROJECT, params__aligned=run.pk).count() == 3
+
+    bad = client.post(
+        f"/checkpoints/{ckpt_a.pk}/project-aligned/", {**form, "aligned-layers": ["block1"]}
+    )
+    assert bad.status_code == 400 and "at least two" in bad.content.decode()
+
+
+def test_aligned_projections_through_the_api(owner, outsider, tagged_digits, ckpt_a, ckpt_b):
+    api = api_client_for(owner)
+    request = {
+        "dataset": tagged_digits.pk,
+        "spaces": [
+            {"checkpoint": ckpt_a.pk, "layer": "block2"},
+            {"checkpoint": ckpt_b.pk, "layer": "block2"},
+        ],
+        "method": "pca",
+    }
+    created = api.post("/api/v1/aligned-projections/", request, format="json")
+    assert created.status_code == 201, created.content
+    run = run_with_dependencies(Run.objects.get(pk=created.json()["id"]))
+    assert run.state == Run.State.SUCCEEDED, run.error
+    body = api.get(f"/api/v1/aligned-projections/{run.pk}/").json()
+    assert [(p["checkpoint"], p["layer"]) for p in body["projections"]] == [
+        (ckpt_a.pk, "block2"),
+        (ckpt_b.pk, "block2"),
+    ]
+    member = body["projections"][1]["id"]
+    assert api.get(f"/api/v1/projections/{member}/").json()["method"] == "aligned-pca"
+    assert api.post("/api/v1/aligned-projections/", request, format="json").status_code == 200
+    one = {**request, "spaces": request["spaces"][:1]}
+    assert api.post("/api/v1/aligned-projections/", one, format="json").status_code == 400
+    unknown = {
+        **request,
+        "spaces": [{"checkpoint": ckpt_a.pk, "layer": "nope"}, request["spaces"][0]],
+    }
+    response = api.post("/api/v1/aligned-projections/", unknown, format="json")
+    assert response.status_code == 400 and "nope" in response.json()["detail"]
+    assert (
+        api_client_for(outsider)
+        .post("/api/v1/aligned-projections/", request, format="json")
+        .status_code
+        == 404
+    )

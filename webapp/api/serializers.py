@@ -7,6 +7,7 @@ from analysis.architectures import ARCHITECTURES
 from analysis.compatibility import CRITERIA
 from analysis.compatibility import METRICS as RETRIEVAL_METRICS
 from analysis.extraction import POOLINGS
+from analysis.projection import ALIGNED_METHODS as ALIGNED_PROJECTIONS
 from analysis.projection import METHODS as PROJECTIONS
 from analysis.projection import METRICS as PROJECTION_METRICS
 from analysis.registry import MEASURES
@@ -190,6 +191,26 @@ class ProjectionRequestSerializer(serializers.Serializer):
         choices=list(PROJECTION_METRICS), default="euclidean", help_text="UMAP, t-SNE"
     )
     perplexity = serializers.FloatField(default=30.0, min_value=1.0, help_text="t-SNE")
+    seed = serializers.IntegerField(default=0)
+
+
+class SpaceSerializer(serializers.Serializer):
+    checkpoint = serializers.IntegerField()
+    layer = serializers.CharField()
+
+
+class AlignedProjectionRequestSerializer(serializers.Serializer):
+    dataset = serializers.IntegerField()
+    spaces = serializers.ListField(
+        child=SpaceSerializer(),
+        min_length=2,
+        help_text="layers of one checkpoint, or one layer of several checkpoints, in order",
+    )
+    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
+    method = serializers.ChoiceField(choices=list(ALIGNED_PROJECTIONS), default="umap")
+    n_neighbors = serializers.IntegerField(default=15, min_value=2, help_text="UMAP")
+    min_dist = serializers.FloatField(default=0.1, min_value=0.0, max_value=1.0, help_text="UMAP")
+    metric = serializers.ChoiceField(choices=list(PROJECTION_METRICS), default="euclidean")
     seed = serializers.IntegerField(default=0)
 
 

@@ -17,6 +17,9 @@ router.register("model-matrices", views.ModelMatrixViewSet, basename="model-matr
 router.register("alignments", views.AlignmentViewSet, basename="alignment")
 router.register("compatibility", views.CompatibilityViewSet, basename="compatibility")
 router.register("projections", views.ProjectionViewSet, basename="projection")
+router.register(
+    "aligned-projections", views.AlignedProjectionViewSet, basename="aligned-projection"
+)
 router.register("selections", views.SelectionViewSet, basename="selection")
 
 urlpatterns = [

@@ -26,6 +26,7 @@ from webapp.catalog.models import (
     workspaces_of,
 )
 from webapp.runs.explorer import (
+    aligned_members,
     clean_tags,
     export_columns,
     export_csv,
@@ -44,6 +45,7 @@ from webapp.runs.results import (
     model_matrix,
 )
 from webapp.runs.submit import (
+    request_aligned_projections,
     request_alignment,
     request_comparison,
     request_compatibility,
@@ -469,6 +471,44 @@ class ProjectionViewSet(viewsets.GenericViewSet):
                 "mean_agreement": float(agreement.mean()),
                 "agreement": agreement.tolist(),
                 "displacement": pair_displacement(run, other, k).tolist(),
+            }
+        )
+
+
+class AlignedProjectionViewSet(viewsets.GenericViewSet):
+    serializer_class = s.AlignedProjectionRequestSerializer
+
+    def get_queryset(self):
+        return visible_to(Run, self.request.user).filter(kind=Run.Kind.PROJECT_ALIGNED)
+
+    @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
+    def create(self, request):
+        """Project several spaces of the same samples together, aligned (aligned UMAP or
+        Procrustes-aligned PCA); each space becomes a projection of its own."""
+        form = s.AlignedProjectionRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        user = request.user
+        spaces = [
+            (_editable_or_404(Checkpoint, user, space["checkpoint"]), space["layer"])
+            for space in data.pop("spaces")
+        ]
+        dataset = _editable_or_404(Dataset, user, data.pop("dataset"))
+        run, created = request_aligned_projections(user, spaces, dataset, **data)
+        return _created(s.RunSerializer, run, created)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    def retrieve(self, request, pk=None):
+        """The run and, once it has finished, the projection of each space, in order (each
+        is a projection: ``/api/v1/projections/<id>/``)."""
+        run = self.get_object()
+        return Response(
+            {
+                "run": s.RunSerializer(run).data,
+                "projections": [
+                    {"id": m.pk, "checkpoint": m.checkpoint_id, "layer": m.params["layer"]}
+                    for m in aligned_members(run)
+                ],
             }
         )
 

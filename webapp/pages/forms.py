@@ -98,22 +98,42 @@ class ExtractionForm(forms.Form):
         self.fields["layers"].choices = [(name, name) for name in checkpoint.layers]
 
 
-class ProjectionForm(forms.Form):
-    """Every sample of one layer in 2-D; the parameters a method does not use are ignored."""
+class _LayoutForm(forms.Form):
+    """What every 2-D layout of a checkpoint's layers asks for."""
 
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
-    layer = forms.ChoiceField()
     pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
-    method = forms.ChoiceField(choices=[("pca", "PCA"), ("umap", "UMAP"), ("tsne", "t-SNE")])
     n_neighbors = forms.IntegerField(initial=15, min_value=2, help_text="UMAP")
     min_dist = forms.FloatField(initial=0.1, min_value=0.0, max_value=1.0, help_text="UMAP")
     metric = forms.ChoiceField(
         choices=[("euclidean", "Euclidean"), ("cosine", "cosine")], help_text="UMAP, t-SNE"
     )
-    perplexity = forms.FloatField(initial=30.0, min_value=1.0, help_text="t-SNE")
     seed = forms.IntegerField(initial=0)
 
     def __init__(self, checkpoint: Checkpoint, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = checkpoint.workspace.datasets.all()
-        self.fields["layer"].choices = [(name, name) for name in checkpoint.layers]
+        for name in ("layer", "layers"):
+            if name in self.fields:
+                self.fields[name].choices = [(layer, layer) for layer in checkpoint.layers]
+
+
+class ProjectionForm(_LayoutForm):
+    """Every sample of one layer in 2-D; the parameters a method does not use are ignored."""
+
+    layer = forms.ChoiceField()
+    method = forms.ChoiceField(choices=[("pca", "PCA"), ("umap", "UMAP"), ("tsne", "t-SNE")])
+    perplexity = forms.FloatField(initial=30.0, min_value=1.0, help_text="t-SNE")
+    field_order = ["dataset", "layer", "pooling", "method"]
+
+
+class AlignedProjectionForm(_LayoutForm):
+    """Several layers of one checkpoint laid out together, each sample in comparable places."""
+
+    prefix = "aligned"  # its fields sit on the page beside the ProjectionForm's
+
+    layers = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, help_text="two or more")
+    method = forms.ChoiceField(
+        choices=[("umap", "aligned UMAP"), ("pca", "Procrustes-aligned PCA")]
+    )
+    field_order = ["dataset", "layers", "pooling", "method"]

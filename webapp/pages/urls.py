@@ -20,6 +20,11 @@ urlpatterns = [
     path("checkpoints/<int:pk>/", views.checkpoint_detail, name="checkpoint"),
     path("checkpoints/<int:pk>/extract/", views.extract, name="extract"),
     path("checkpoints/<int:pk>/project/", views.new_projection, name="new-projection"),
+    path(
+        "checkpoints/<int:pk>/project-aligned/",
+        views.new_aligned_projection,
+        name="new-aligned-projection",
+    ),
     path("projections/<int:pk>/", views.projection_page, name="projection"),
     path("projections/<int:pk>/coords.f32", views.projection_coordinates, name="projection-coords"),
     path("projections/<int:pk>/labels.u16", views.projection_labels, name="projection-labels"),

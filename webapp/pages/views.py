@@ -29,6 +29,7 @@ from webapp.catalog.models import (
     workspaces_of,
 )
 from webapp.pages.forms import (
+    AlignedProjectionForm,
     CheckpointUploadForm,
     ComparisonForm,
     CompatibilityForm,
@@ -45,6 +46,7 @@ from webapp.runs.results import (
     model_matrix,
 )
 from webapp.runs.submit import (
+    request_aligned_projections,
     request_alignment,
     request_comparison,
     request_compatibility,
@@ -237,7 +239,7 @@ def sample_thumbnail(request, pk, index):
 
 
 @login_required
-def checkpoint_detail(request, pk, form=None, projection_form=None):
+def checkpoint_detail(request, pk, form=None, projection_form=None, aligned_form=None):
     checkpoint = _get(Checkpoint, request, pk)
     activations = checkpoint.activations.select_related("dataset").order_by("dataset", "id")
     return render(
@@ -249,9 +251,13 @@ def checkpoint_detail(request, pk, form=None, projection_form=None):
             "activations": activations,
             "form": form or ExtractionForm(checkpoint),
             "projection_form": projection_form or ProjectionForm(checkpoint),
+            "aligned_form": aligned_form or AlignedProjectionForm(checkpoint),
             "projections": checkpoint.runs.filter(kind=Run.Kind.PROJECT).select_related("dataset"),
+            "aligned_runs": checkpoint.runs.filter(kind=Run.Kind.PROJECT_ALIGNED).select_related(
+                "dataset"
+            ),
         },
-        status=400 if form or projection_form else 200,
+        status=400 if form or projection_form or aligned_form else 200,
     )
 
 
@@ -277,8 +283,18 @@ def extract(request, pk):
 @login_required
 def run_detail(request, pk):
     run = _get(Run, request, pk)
-    context = {"run": run, "workspace": run.workspace}
+    context = {"run": run, "workspace": run.workspace, "members": _aligned_members(run)}
     return _poll(request, "pages/run.html", "status", context, run.is_terminal)
+
+
+def _aligned_members(run: Run) -> list[Run]:
+    """The projections an aligned run made, in order, each knowing the one before it."""
+    if run.kind != Run.Kind.PROJECT_ALIGNED or run.state != Run.State.SUCCEEDED:
+        return []
+    members = explorer.aligned_members(run)
+    for previous, member in zip([None, *members], members, strict=False):
+        member.previous = previous
+    return members
 
 
 @login_required
@@ -677,6 +693,24 @@ def new_projection(request, pk):
         else:
             return redirect("projection", pk=run.pk)
     return checkpoint_detail(request, pk, projection_form=form)
+
+
+@login_required
+@require_POST
+def new_aligned_projection(request, pk):
+    checkpoint = _get(Checkpoint, request, pk)
+    get_object_or_404(editable_workspaces_of(request.user), pk=checkpoint.workspace_id)
+    form = AlignedProjectionForm(checkpoint, request.POST)
+    if form.is_valid():
+        data = dict(form.cleaned_data)
+        spaces = [(checkpoint, layer) for layer in data.pop("layers")]
+        try:
+            run, _ = request_aligned_projections(request.user, spaces, data.pop("dataset"), **data)
+        except InputError as err:
+            form.add_error(None, str(err))
+        else:
+            return redirect("run", pk=run.pk)
+    return checkpoint_detail(request, pk, aligned_form=form)
 
 
 def _projection_run(request, pk) -> Run:

@@ -352,3 +352,9 @@ def changed_most(run_a: Run, run_b: Run, k: int, count: int = 24) -> list[dict]:
     for sample in samples:
         sample["value"] = float(agreement[sample["index"]])
     return samples
+
+
+def aligned_members(run: Run) -> list[Run]:
+    """The projections an aligned-projections run made, one per space, in order."""
+    members = Run.objects.filter(kind=Run.Kind.PROJECT, params__aligned=run.pk)
+    return sorted(members.select_related("checkpoint"), key=lambda m: m.params["position"])

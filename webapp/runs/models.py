@@ -30,6 +30,7 @@ class Run(models.Model):
         ALIGN = "align", "Align two layers"
         COMPATIBILITY = "compatibility", "Compatibility of model versions"
         PROJECT = "project", "Project to 2-D"
+        PROJECT_ALIGNED = "project_aligned", "Aligned projections"
 
     class State(models.TextChoices):
         QUEUED = "queued"

@@ -7,6 +7,7 @@ from analysis.cka import MIN_SAMPLES
 from analysis.compatibility import CRITERIA, METRICS
 from analysis.errors import InputError
 from analysis.extraction import check_pooling
+from analysis.projection import ALIGNED_METHODS
 from analysis.projection import METHODS as PROJECTIONS
 from analysis.projection import METRICS as PROJECTION_METRICS
 from analysis.projection import PARAMETERS as PROJECTION_PARAMETERS
@@ -293,3 +294,40 @@ def request_projection(
     used = {name: options[name] for name in PROJECTION_PARAMETERS[method]}
     params = {"layer": layer, "pooling": pooling, "method": method, **used, "seed": seed}
     return _submit(Run.Kind.PROJECT, user, dataset, params, checkpoint, depends_on=[extraction])
+
+
+def request_aligned_projections(
+    user,
+    spaces: list[tuple[Checkpoint, str]],
+    dataset: Dataset,
+    pooling: str = "mean",
+    method: str = "umap",
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    seed: int = 0,
+) -> tuple[Run, bool]:
+    """The run that projects two or more spaces of the same samples (layers of one checkpoint,
+    or one layer of several checkpoints) so that each sample sits in comparable places; each
+    space becomes a projection of its own, listed with the others of its layer."""
+    _check_choice("aligned projection", method, ALIGNED_METHODS)
+    _check_choice("metric", metric, PROJECTION_METRICS)
+    spaces = list(dict.fromkeys((checkpoint, layer) for checkpoint, layer in spaces))
+    if len(spaces) < 2:
+        raise InputError("choose at least two spaces (layers or checkpoints) to align")
+    _same_workspace(dataset, *(checkpoint for checkpoint, _ in spaces))
+    extractions = []
+    for checkpoint, layer in spaces:
+        _layer_of_each([checkpoint], layer)
+        extractions.append(request_extraction(user, checkpoint, dataset, [layer], pooling)[0])
+    options = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
+    params = {
+        "spaces": [[checkpoint.pk, layer] for checkpoint, layer in spaces],
+        "pooling": pooling,
+        "method": method,
+        **({} if method == "pca" else options),
+        "seed": seed,
+    }
+    return _submit(
+        Run.Kind.PROJECT_ALIGNED, user, dataset, params, spaces[0][0], depends_on=extractions
+    )
