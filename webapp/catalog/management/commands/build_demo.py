@@ -13,6 +13,7 @@ from analysis import demo
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Membership, Workspace
 from webapp.runs.submit import (
+    request_aligned_projections,
     request_alignment,
     request_comparison,
     request_compatibility,
@@ -37,9 +38,13 @@ ALIGNMENT = ("mlp-digits-seed0", "mlp-digits-seed1", "block3")  # seed twins, sa
 PROJECTIONS = [  # (checkpoint, dataset, layer, method)
     ("mlp-digits-seed0", "digits", "block3", "pca"),
     ("mlp-digits-seed0", "digits", "block3", "umap"),
+    ("mlp-digits-seed1", "digits", "block3", "umap"),  # beside seed 0: same layer, other seed
     ("cnn-shapes-plain", "shapes", "pool", "umap"),
     ("cnn-shapes-rotaug", "shapes", "pool", "umap"),
 ]
+
+# The digit MLP's hidden layers laid out together (aligned UMAP): follow samples across depth.
+ALIGNED = ("mlp-digits-seed0", "digits", ["block1", "block2", "block3"], "umap")
 
 
 class Command(BaseCommand):
@@ -115,6 +120,10 @@ class Command(BaseCommand):
                 user, checkpoints[name], datasets[dataset], layer, method=method
             )
             self._say(f"{method} of {name} at {layer} on {dataset}: run {run.pk} ({run.state})")
+        name, dataset, layers, method = ALIGNED
+        spaces = [(checkpoints[name], layer) for layer in layers]
+        run, _ = request_aligned_projections(user, spaces, datasets[dataset], method=method)
+        self._say(f"aligned {method} of {name} at {', '.join(layers)}: run {run.pk} ({run.state})")
         self._say(f"demo workspace ready in {monotonic() - started:.1f} s")
 
     def _dataset(self, workspace, user, path, write, description):
