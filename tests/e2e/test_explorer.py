@@ -4,14 +4,17 @@ nearest neighbours in the original space."""
 
 from __future__ import annotations
 
+import csv
 import io
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import digits_npz_bytes, torchscript_mlp_bytes
+from tests.conftest import digits_npz_bytes, run_with_dependencies, torchscript_mlp_bytes
 from tests.e2e.conftest import ARTIFACTS, sign_in
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
+from webapp.runs.models import Run, Selection
+from webapp.runs.submit import request_projection
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -67,3 +70,132 @@ def test_project_a_layer_and_hover_a_sample(worker, live_server, owner, workspac
     expect(panel.locator(".sample-grid figure")).to_have_count(11)  # the sample + 10
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
+
+
+def _drag(page, points, shift: bool = False) -> None:
+    """Press at the first point, move through the others, release at the last."""
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x, y, steps=4)
+    page.mouse.up()
+    if shift:
+        page.keyboard.up("Shift")
+
+
+def _hover_some_point(page, scatter) -> str:
+    box = scatter.bounding_box()
+    for fy in (0.5, 0.4, 0.6, 0.3, 0.7):
+        for fx in [i / 20 for i in range(2, 19)]:
+            page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+            hovered = scatter.get_attribute("data-hovered")
+            if hovered is not None:
+                return hovered
+    raise AssertionError("no point under any probed position")
+
+
+def test_lasso_a_region_export_it_and_follow_it_side_by_side(
+    transactional_db, live_server, owner, workspace, browser_page
+):
+    dataset, _ = ingest_dataset(
+        workspace, owner, io.BytesIO(digits_npz_bytes(300)), "d.npz", "digits-300"
+    )
+    checkpoint, _ = ingest_checkpoint(
+        workspace, owner, io.BytesIO(torchscript_mlp_bytes(0)), "mlp.pt", "mlp-seed0"
+    )
+    a, b = (
+        run_with_dependencies(request_projection(owner, checkpoint, dataset, layer)[0])
+        for layer in ("block1", "block2")
+    )
+    assert a.state == b.state == Run.State.SUCCEEDED
+    page = browser_page
+    sign_in(page, live_server)
+    page.goto(f"{live_server.url}/projections/{a.pk}/")
+    scatter = page.locator(".scatter[data-drawn=true]")
+    expect(scatter).to_have_attribute("data-points", "300", timeout=30_000)
+    explorer = page.locator(".explorer[data-ready=true]")
+    expect(explorer).to_have_count(1)
+
+    # Colour by a per-sample score: the colour scale replaces the label legend, the URL keeps it.
+    page.select_option("select[name=colour]", "kept")
+    expect(explorer).to_have_attribute("data-colouring", "kept")
+    assert "colour=kept" in page.url
+
+    # A box drawn on the plot is resolved on the server; the panel and the plot agree on it.
+    page.click(".scatter-toolbar button[data-mode=box]")
+    box = scatter.bounding_box()
+    x0, y0 = box["x"] + 0.15 * box["width"], box["y"] + 0.15 * box["height"]
+    x1, y1 = box["x"] + 0.6 * box["width"], box["y"] + 0.85 * box["height"]
+    _drag(page, [(x0, y0), (x1, y0), (x1, y1)])
+    panel = page.locator("#selection-panel[data-selection]")
+    expect(panel).to_be_visible()
+    selection = Selection.objects.get()
+    assert 0 < selection.count < 300
+    expect(panel.locator("h2")).to_contain_text(f"{selection.count} samples")
+    expect(scatter).to_have_attribute("data-highlighted", str(selection.count))
+    assert f"sel={selection.pk}" in page.url
+
+    # Named, tagged and exported: the CSV holds exactly the selected samples.
+    panel.locator("input[name=name]").fill("left block")
+    panel.locator("input[name=tags]").fill("review, digits")
+    panel.locator("button[type=submit]").click()
+    expect(page.locator("#selection-panel h2")).to_contain_text("left block")
+    with page.expect_download() as download:
+        page.locator("#selection-panel a", has_text="Export CSV").click()
+    rows = list(csv.DictReader(open(download.value.path(), newline="")))
+    assert [int(r["index"]) for r in rows] == selection.indices.load_array().tolist()
+    assert {"id", "label", "x", "y"} <= set(rows[0])
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer-lasso.png"), full_page=True)
+
+    # The address is the view: opened afresh, it shows the same colouring and selection.
+    page.goto(page.url)
+    expect(page.locator(".scatter[data-drawn=true]")).to_have_attribute(
+        "data-highlighted", str(selection.count), timeout=30_000
+    )
+    expect(page.locator("select[name=colour]")).to_have_value("kept")
+    expect(page.locator("#selection-panel h2")).to_contain_text("left block")
+
+    # Side by side with block2: a lasso on the left selects the same samples on both sides.
+    page.click("details.compare-with summary")
+    page.click(f"a[href='/projections/{a.pk}/vs/{b.pk}/']")
+    left, right = page.locator("#scatter-a"), page.locator("#scatter-b")
+    expect(left).to_have_attribute("data-drawn", "true", timeout=30_000)
+    expect(right).to_have_attribute("data-drawn", "true")
+    expect(page.locator(".explorer[data-ready=true]")).to_have_attribute(
+        "data-colouring", "agreement"
+    )
+    box = left.bounding_box()
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] / 3
+    _drag(
+        page, [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)], shift=True
+    )
+    expect(page.locator("#selection-panel[data-selection]")).to_be_visible()
+    lassoed = Selection.objects.latest("pk")
+    assert lassoed.pk != selection.pk and lassoed.projection_id == a.pk and lassoed.count > 0
+    expect(left).to_have_attribute("data-highlighted", str(lassoed.count))
+    expect(right).to_have_attribute("data-highlighted", str(lassoed.count))
+
+    # Hover is linked: the point under the cursor on the left is ringed on the right.
+    hovered = _hover_some_point(page, left)
+    expect(right).to_have_attribute("data-linked-hover", hovered)
+
+    # The samples whose neighbourhoods changed most: one click finds it on both sides.
+    first = page.locator("#changed figure[data-index]").first
+    index = first.get_attribute("data-index")
+    first.click()
+    sample_id = f"digit-{int(index):04d}"
+    expect(page.locator("#point-panel-a h2")).to_contain_text(sample_id)
+    expect(page.locator("#point-panel-b h2")).to_contain_text(sample_id)
+    page.mouse.move(0, 0)  # off the plots, so the user's hover does not hide the linked ring
+    expect(left).to_have_attribute("data-linked-hover", index)
+
+    # A smaller k recomputes the agreement and the list.
+    page.eval_on_selector(
+        "input[name=k]", "el => { el.value = 5; el.dispatchEvent(new Event('change')); }"
+    )
+    expect(page.locator("#changed h2")).to_contain_text("k = 5")
+    assert "k=5" in page.url
+    page.screenshot(path=str(ARTIFACTS / "explorer-side-by-side.png"), full_page=True)

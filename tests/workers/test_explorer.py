@@ -252,6 +252,15 @@ def test_two_projections_side_by_side(client, owner, digits, ckpt_a, projections
     np.testing.assert_allclose(
         aligned.reshape(-1, 2), similarity_align(coords_b, coords_a)[0], rtol=1e-5, atol=1e-5
     )
+    # A lasso on the right side, drawn on its aligned coordinates, is resolved in that frame.
+    polygon = _box(aligned.reshape(-1, 2))
+    selected = client.post(
+        f"/projections/{b.pk}/select/?aligned_to={a.pk}", {"polygon": json.dumps(polygon)}
+    )
+    assert selected.status_code == 201
+    indices = Selection.objects.latest("pk").indices.load_array()
+    np.testing.assert_array_equal(indices, points_in_polygon(aligned.reshape(-1, 2), polygon))
+    assert not np.array_equal(indices, points_in_polygon(coords_b, polygon))
     # A projection of another dataset cannot be put beside it.
     other, _ = request_projection(owner, ckpt_a, digits, "block1")
     other = run_with_dependencies(other)

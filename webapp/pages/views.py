@@ -890,12 +890,18 @@ def _selection_panel(request, selection: Selection, run: Run, status: int = 200)
 @require_POST
 def projection_select(request, pk):
     """Resolve a lasso or box drawn on the projection (``polygon``: JSON list of [x, y] in the
-    projection's coordinates) against the stored coordinates; answers the selection's panel."""
+    projection's coordinates, or in them aligned to projection ``?aligned_to=``) against the
+    stored coordinates; answers the selection's panel."""
     run = _finished_projection(request, pk)
     get_object_or_404(editable_workspaces_of(request.user), pk=run.workspace_id)
+    reference = None
+    if "aligned_to" in request.GET:  # drawn on these coordinates aligned to another projection
+        reference = _finished_projection(request, _id(request.GET["aligned_to"]))
+        if reference.dataset_id != run.dataset_id:
+            raise Http404("the two projections are of different datasets")
     try:
         polygon = json.loads(request.POST.get("polygon", ""))
-        selection = explorer.select_in_polygon(request.user, run, polygon)
+        selection = explorer.select_in_polygon(request.user, run, polygon, aligned_to=reference)
     except json.JSONDecodeError:
         return HttpResponse("polygon: a JSON list of [x, y] vertices is required", status=400)
     except InputError as err:

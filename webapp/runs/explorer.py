@@ -189,11 +189,17 @@ def parse_polygon(polygon) -> list[list[float]]:
     return vertices.tolist()
 
 
-def select_in_polygon(user, run: Run, polygon, name: str = "", tags=()) -> Selection:
-    """The samples whose stored coordinates in projection ``run`` fall inside ``polygon``,
-    kept as a selection."""
+def select_in_polygon(
+    user, run: Run, polygon, name: str = "", tags=(), aligned_to: Run | None = None
+) -> Selection:
+    """The samples whose stored coordinates in projection ``run`` (moved onto projection
+    ``aligned_to``'s, when given, as the side-by-side view shows them) fall inside
+    ``polygon``, kept as a selection."""
     polygon = parse_polygon(polygon)
-    coordinates = run.projection.coordinates.load_array()
+    if aligned_to is None:
+        coordinates = run.projection.coordinates.load_array()
+    else:
+        coordinates = aligned_coordinates(run, aligned_to)[0]
     indices = points_in_polygon(coordinates, polygon)
     return _store_selection(user, run.dataset, indices, run, polygon, name, tags)
 
