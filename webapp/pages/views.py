@@ -846,7 +846,7 @@ def _colourings(run: Run) -> list[dict]:
 
 
 PAIR_COLOURINGS = (
-    ("agreement", "neighbourhood agreement (k nearest, original spaces)"),
+    ("agreement", "neighbourhood agreement"),
     ("displacement", "neighbour-aware displacement"),
 )
 
