@@ -269,10 +269,16 @@ def thumbnails(arrays: DatasetArrays, size: int = 32) -> np.ndarray | None:
     ``size`` pixels on a side; ``None`` for other modalities."""
     if arrays.modality != "image":
         return None
+    return image_previews(arrays.x, size)
+
+
+def image_previews(images: np.ndarray, size: int = 32) -> np.ndarray:
+    """``n × h × w`` (grey) or ``n × h × w × 3`` uint8 previews of float images ``n × C × H × W``
+    in [0, 1] (values outside are clipped), at most ``size`` pixels on a side."""
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(arrays.x)
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     h, w = x.shape[-2:]
     scale = min(1.0, size / max(h, w))
     if scale < 1.0:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -98,44 +99,64 @@ def extract_activations(
     check_pooling(pooling)
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
+    with capturing(model, layers) as record:
+        return _run_batches(record, x, layers, pooling, batch_size, device, progress)
+
+
+@contextmanager
+def capturing(model: nn.Module, layers: list[str]) -> Iterator[Callable[[torch.Tensor], dict]]:
+    """A function running one batch through ``model`` and returning ``{layer: raw output}``
+    (hooks are removed on exit)."""
     handles: list = []
     try:
-        record = _recorder(model, layers, handles)
-        return _run_batches(record, x, layers, pooling, batch_size, device, progress)
+        yield _recorder(model, layers, handles)
     finally:
         for handle in handles:
             handle.remove()
 
 
+def full_precision():
+    """Full float32 on GPUs too: cuDNN would otherwise run convolutions in TF32 (10-bit
+    mantissa), which moves activations by ~1e-4 relative to the same model on a CPU."""
+    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False)
+
+
 def _run_batches(record, x, layers, pooling, batch_size, device, progress):
     n = len(x)
     out: dict[str, np.ndarray] = {}
-    # Full float32 on GPUs too: cuDNN would otherwise run convolutions in TF32 (10-bit
-    # mantissa), which moves activations by ~1e-4 relative to the same model on a CPU.
-    full_precision = torch.backends.cudnn.flags(
-        enabled=torch.backends.cudnn.enabled, allow_tf32=False
-    )
-    with torch.inference_mode(), full_precision:
+    with torch.inference_mode(), full_precision():
         for start in range(0, n, batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
-            try:
-                outputs = record(batch.to(device, torch.float32))
-            except InputError:
-                raise
-            except Exception as err:
-                raise InputError(
-                    f"the model failed on input of shape {tuple(batch.shape)}: {err}"
-                ) from None
-            for name in layers:
-                value = outputs.get(name)
-                if not isinstance(value, torch.Tensor):
-                    raise InputError(f"layer {name!r} did not return a tensor")
-                pooled = pool(value.float(), pooling)
-                if not torch.isfinite(pooled).all():
-                    raise InputError(f"layer {name!r} produced NaN or Inf activations")
+            outputs = outputs_of(record, batch.to(device, torch.float32), layers)
+            for name, value in outputs.items():
+                pooled = pooled_output(name, value, pooling)
                 if name not in out:
                     out[name] = np.empty((n, pooled.shape[1]), dtype=np.float32)
                 out[name][start : start + len(pooled)] = pooled.cpu().numpy()
             if progress:
                 progress(min(start + batch_size, n) / n)
     return out
+
+
+def outputs_of(record, batch: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+    """The raw float32 outputs of ``layers`` for one batch; the model failing on it, or a
+    layer returning something other than a tensor, is the user's input error."""
+    try:
+        outputs = record(batch)
+    except InputError:
+        raise
+    except Exception as err:
+        shape = tuple(batch.shape)
+        raise InputError(f"the model failed on input of shape {shape}: {err}") from None
+    for name in layers:
+        if not isinstance(outputs.get(name), torch.Tensor):
+            raise InputError(f"layer {name!r} did not return a tensor")
+    return {name: outputs[name].float() for name in layers}
+
+
+def pooled_output(name: str, value: torch.Tensor, pooling: str) -> torch.Tensor:
+    """``value`` (a layer's raw output for a batch) reduced to ``batch × d``, checked finite."""
+    pooled = pool(value, pooling)
+    if not torch.isfinite(pooled).all():
+        raise InputError(f"layer {name!r} produced NaN or Inf activations")
+    return pooled

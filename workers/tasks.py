@@ -28,6 +28,7 @@ from analysis.extraction import extract_activations
 from analysis.geometry import geometry
 from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
+from analysis.probing import run_probe
 from analysis.projection import PARAMETERS, neighbourhoods, project, project_aligned
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint
@@ -35,6 +36,7 @@ from webapp.runs.models import (
     Alignment,
     Cancelled,
     CompatibilityResult,
+    ProbeResult,
     Projection,
     Run,
     Score,
@@ -50,6 +52,7 @@ QUEUE_OF_KIND = {
     Run.Kind.COMPATIBILITY: "cpu",
     Run.Kind.PROJECT: "cpu",
     Run.Kind.PROJECT_ALIGNED: "cpu",
+    Run.Kind.PROBE: "gpu",
 }
 
 
@@ -452,6 +455,46 @@ def _store_projection(run: Run, activation: ActivationSet, x, result) -> None:
     )
 
 
+def probe(run: Run) -> dict:
+    """Run the checkpoint on transformed copies of the dataset and store, per family, how each
+    layer responds; the untransformed activations are the stored ones."""
+    p = run.params
+    activations = _activation_sets(run, run.checkpoint, p["layers"])
+    started = monotonic()
+    arrays = run.dataset.load_arrays()
+    with run.checkpoint.blob.local_path() as path:
+        model = load_checkpoint(path, run.checkpoint.format, run.checkpoint.architecture)
+    with ExitStack() as stack:
+        stored = {a.layer: stack.enter_context(a.memory_map()) for a in activations}
+        results = run_probe(
+            model,
+            arrays.x,
+            p["layers"],
+            p["families"],
+            stored,
+            p["pooling"],
+            seed=p["seed"],
+            device=settings.REPLENS_DEVICE or None,
+            progress=run.report_progress,
+        )
+    computed = monotonic()
+    for result in results:
+        ProbeResult.objects.update_or_create(
+            run=run,
+            family=result.family,
+            defaults={
+                "result": result.to_json(),
+                "per_sample": Blob.store_array(result.per_sample),
+                "code_version": run.code_version,
+            },
+        )
+    transformed = arrays.n * sum(len(m) for m in p["families"].values())
+    return {
+        "compute_s": round(computed - started, 3),
+        "transformed_samples_per_s": round(transformed / max(computed - started, 1e-9), 1),
+    }
+
+
 RUNNERS = {
     Run.Kind.EXTRACT: extract,
     Run.Kind.COMPARE: compare,
@@ -460,4 +503,5 @@ RUNNERS = {
     Run.Kind.COMPATIBILITY: compatibility,
     Run.Kind.PROJECT: projection,
     Run.Kind.PROJECT_ALIGNED: aligned_projections,
+    Run.Kind.PROBE: probe,
 }

@@ -194,6 +194,35 @@ class ProjectionRequestSerializer(serializers.Serializer):
     seed = serializers.IntegerField(default=0)
 
 
+class ProbeRequestSerializer(serializers.Serializer):
+    checkpoint = serializers.IntegerField()
+    dataset = serializers.IntegerField()
+    layers = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="default: every top-level block and the output",
+    )
+    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
+    families = serializers.JSONField(
+        required=False,
+        help_text='{"image/rotation": [0, 15, 45], …} or a list of keys (default grids); '
+        "default: three families for the dataset's modality",
+    )
+    seed = serializers.IntegerField(default=0)
+
+    def validate_families(self, value):
+        if isinstance(value, list) and all(isinstance(k, str) for k in value):
+            return value
+        if isinstance(value, dict) and all(
+            isinstance(m, list) and all(isinstance(t, int | float) for t in m)
+            for m in value.values()
+        ):
+            return value
+        raise serializers.ValidationError(
+            "a list of family keys, or an object mapping each key to a list of magnitudes"
+        )
+
+
 class SpaceSerializer(serializers.Serializer):
     checkpoint = serializers.IntegerField()
     layer = serializers.CharField()

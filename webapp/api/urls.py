@@ -20,6 +20,8 @@ router.register("projections", views.ProjectionViewSet, basename="projection")
 router.register(
     "aligned-projections", views.AlignedProjectionViewSet, basename="aligned-projection"
 )
+router.register("probes", views.ProbeViewSet, basename="probe")
+router.register("transformations", views.TransformationViewSet, basename="transformation")
 router.register("selections", views.SelectionViewSet, basename="selection")
 
 urlpatterns = [

@@ -15,6 +15,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from analysis.errors import InputError
 from analysis.registry import MEASURES
+from analysis.transforms import FAMILIES
 from webapp.api import serializers as s
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import (
@@ -43,6 +44,7 @@ from webapp.runs.results import (
     comparison_matrix,
     compatibility_matrix,
     model_matrix,
+    probe_summary,
 )
 from webapp.runs.submit import (
     request_aligned_projections,
@@ -51,6 +53,7 @@ from webapp.runs.submit import (
     request_compatibility,
     request_extraction,
     request_model_matrix,
+    request_probe,
     request_projection,
 )
 
@@ -510,6 +513,75 @@ class AlignedProjectionViewSet(viewsets.GenericViewSet):
                     for m in aligned_members(run)
                 ],
             }
+        )
+
+
+class ProbeViewSet(viewsets.GenericViewSet):
+    serializer_class = s.ProbeRequestSerializer
+
+    def get_queryset(self):
+        return visible_to(Run, self.request.user).filter(kind=Run.Kind.PROBE)
+
+    @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
+    def create(self, request):
+        """Probe how layers respond to transformation families (``{key: magnitudes}``, or
+        keys with their default grids; see ``/api/v1/transformations/``)."""
+        form = s.ProbeRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        user = request.user
+        run, created = request_probe(
+            user,
+            _editable_or_404(Checkpoint, user, data["checkpoint"]),
+            _editable_or_404(Dataset, user, data["dataset"]),
+            data.get("layers"),
+            data["pooling"],
+            data.get("families"),
+            data["seed"],
+        )
+        return _created(s.RunSerializer, run, created)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    def retrieve(self, request, pk=None):
+        """Every statistic of every family by layer and magnitude (empty until finished)."""
+        return Response(probe_summary(self.get_object()))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("family", str, required=True)],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: s.ErrorSerializer},
+    )
+    @action(detail=True, methods=["get"], url_path="per-sample")
+    def per_sample(self, request, pk=None):
+        """Per-sample invariance of one family as a .npy file: float32 (layers, magnitudes, n)."""
+        row = get_object_or_404(
+            self.get_object().probe_results, family=request.query_params.get("family", "")
+        )
+        return FileResponse(
+            row.per_sample.open(),
+            content_type="application/octet-stream",
+            filename=f"invariance-{pk}.npy",
+        )
+
+
+class TransformationViewSet(viewsets.ViewSet):
+    """The registered transformation families: modality, unit, default magnitudes, whether
+    continuous (a Lie derivative exists), the induced action on feature maps (keys stable)."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def list(self, request):
+        return Response(
+            [
+                {
+                    "key": f.key,
+                    "title": f.title,
+                    "modality": f.modality,
+                    "unit": f.unit,
+                    "magnitudes": list(f.magnitudes),
+                    "continuous": f.continuous,
+                    "induced": f.induced,
+                }
+                for f in FAMILIES.values()
+            ]
         )
 
 

@@ -5,6 +5,7 @@ from django import forms
 from analysis.architectures import ARCHITECTURES
 from analysis.extraction import POOLINGS
 from analysis.registry import MEASURES
+from analysis.transforms import FAMILIES
 from webapp.catalog.models import Checkpoint, Dataset
 
 
@@ -137,3 +138,36 @@ class AlignedProjectionForm(_LayoutForm):
         choices=[("umap", "aligned UMAP"), ("pca", "Procrustes-aligned PCA")]
     )
     field_order = ["dataset", "layers", "pooling", "method"]
+
+
+class ProbeForm(forms.Form):
+    """How a checkpoint's layers respond to transformations of a dataset's samples."""
+
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
+    layers = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="none ticked: every top-level block and the output",
+    )
+    pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
+    families = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="none ticked: rotation, translation and noise (images), or noise, dropout "
+        "and permutation (vectors); each with its default magnitudes",
+    )
+    seed = forms.IntegerField(initial=0)
+    prefix = "probe"
+
+    def __init__(self, checkpoint: Checkpoint, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = checkpoint.workspace.datasets.all()
+        self.fields["layers"].choices = [(name, name) for name in checkpoint.layers]
+        self.fields["families"].choices = [
+            (
+                f.key,
+                f"{f.modality} {f.title} ({', '.join(f'{t:g}' for t in f.magnitudes)} {f.unit})",
+            )
+            for f in FAMILIES.values()
+            if f.modality in ("image", "vector")
+        ]

@@ -19,6 +19,7 @@ from PIL import Image
 
 from analysis.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.errors import InputError
+from analysis.probes import most_moved
 from analysis.registry import MEASURES
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import (
@@ -36,6 +37,7 @@ from webapp.pages.forms import (
     DatasetUploadForm,
     ExtractionForm,
     ModelMatrixForm,
+    ProbeForm,
     ProjectionForm,
 )
 from webapp.runs import explorer
@@ -44,6 +46,8 @@ from webapp.runs.results import (
     comparison_matrix,
     compatibility_matrix,
     model_matrix,
+    probe_summary,
+    transformed_preview,
 )
 from webapp.runs.submit import (
     request_aligned_projections,
@@ -52,6 +56,7 @@ from webapp.runs.submit import (
     request_compatibility,
     request_extraction,
     request_model_matrix,
+    request_probe,
     request_projection,
     series_order,
 )
@@ -239,7 +244,9 @@ def sample_thumbnail(request, pk, index):
 
 
 @login_required
-def checkpoint_detail(request, pk, form=None, projection_form=None, aligned_form=None):
+def checkpoint_detail(
+    request, pk, form=None, projection_form=None, aligned_form=None, probe_form=None
+):
     checkpoint = _get(Checkpoint, request, pk)
     activations = checkpoint.activations.select_related("dataset").order_by("dataset", "id")
     return render(
@@ -252,12 +259,14 @@ def checkpoint_detail(request, pk, form=None, projection_form=None, aligned_form
             "form": form or ExtractionForm(checkpoint),
             "projection_form": projection_form or ProjectionForm(checkpoint),
             "aligned_form": aligned_form or AlignedProjectionForm(checkpoint),
+            "probe_form": probe_form or ProbeForm(checkpoint),
+            "probes": checkpoint.runs.filter(kind=Run.Kind.PROBE).select_related("dataset"),
             "projections": checkpoint.runs.filter(kind=Run.Kind.PROJECT).select_related("dataset"),
             "aligned_runs": checkpoint.runs.filter(kind=Run.Kind.PROJECT_ALIGNED).select_related(
                 "dataset"
             ),
         },
-        status=400 if form or projection_form or aligned_form else 200,
+        status=400 if form or projection_form or aligned_form or probe_form else 200,
     )
 
 
@@ -1053,3 +1062,106 @@ def projection_pair_aligned(request, pk, other):
     run_a, run_b = _projection_pair(request, pk, other)
     coordinates, _ = explorer.aligned_coordinates(run_b, run_a)
     return _binary(explorer.encode(np.asarray(coordinates, dtype=np.float32)))
+
+
+def _probe_run(request, pk) -> Run:
+    return get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.PROBE)
+
+
+@login_required
+@require_POST
+def new_probe(request, pk):
+    checkpoint = _get(Checkpoint, request, pk)
+    get_object_or_404(editable_workspaces_of(request.user), pk=checkpoint.workspace_id)
+    form = ProbeForm(checkpoint, request.POST)
+    if form.is_valid():
+        data = dict(form.cleaned_data)
+        try:
+            run, _ = request_probe(
+                request.user,
+                checkpoint,
+                data["dataset"],
+                data["layers"] or None,
+                data["pooling"],
+                data["families"] or None,
+                data["seed"],
+            )
+        except InputError as err:
+            form.add_error(None, str(err))
+        else:
+            return redirect("probe", pk=run.pk)
+    return checkpoint_detail(request, pk, probe_form=form)
+
+
+@login_required
+def probe_page(request, pk):
+    """How every probed layer responds to each transformation family: layer × magnitude
+    heatmaps, curves over depth (other checkpoints' runs overlaid with ``?with=<run>``), and
+    the samples each transform moves most."""
+    run = _probe_run(request, pk)
+    done = run.state == Run.State.SUCCEEDED
+    candidates = (
+        Run.objects.filter(kind=Run.Kind.PROBE, dataset=run.dataset, state=Run.State.SUCCEEDED)
+        .exclude(pk=run.pk)
+        .select_related("checkpoint")
+    )
+    chosen = {_id(v) for v in request.GET.getlist("with")}
+    overlays = [o for o in candidates if o.pk in chosen]
+    context = {
+        "run": run,
+        "workspace": run.workspace,
+        "summary": probe_summary(run, overlays) if done else None,
+        "candidates": candidates,
+        "overlays": overlays,
+    }
+    return _poll(request, "pages/probe.html", "result", context, run.is_terminal)
+
+
+@login_required
+def probe_moved(request, pk):
+    """The samples a family moves most at one layer and magnitude (an htmx partial): each
+    sample before and after the transform, with its invariance."""
+    run = _probe_run(request, pk)
+    row = get_object_or_404(run.probe_results, family=request.GET.get("family", ""))
+    layers, magnitudes = row.result["layers"], row.result["magnitudes"]
+    layer = _id(request.GET.get("layer")) if request.GET.get("layer") else len(layers) - 1
+    t = _id(request.GET.get("t")) if request.GET.get("t") else len(magnitudes) - 1
+    if not (0 <= layer < len(layers) and 0 <= t < len(magnitudes)):
+        raise Http404("no such layer or magnitude")
+    with row.per_sample.memory_map() as per_sample:
+        values = np.array(per_sample[layer, t])
+    indices = most_moved(values, 12)
+    samples = run.dataset.samples(indices)
+    for sample in samples:
+        sample["value"] = float(values[sample["index"]])
+    context = {
+        "run": run,
+        "row": row,
+        "layer": layers[layer],
+        "t": magnitudes[t],
+        "samples": samples,
+        "images": run.dataset.thumbnails_id is not None,
+    }
+    return render(request, "pages/probe.html#moved", context)
+
+
+@login_required
+def probe_sample(request, pk, index):
+    """Sample ``index`` as the probe showed it to the model under ``?family=`` at ``?t=`` (the
+    same seeded transform), as a PNG preview."""
+    run = _probe_run(request, pk)
+    row = get_object_or_404(run.probe_results, family=request.GET.get("family", ""))
+    try:
+        t = float(request.GET.get("t", ""))
+    except ValueError:
+        raise Http404("t must be one of the probe's magnitudes") from None
+    if t not in row.result["magnitudes"] or not 0 <= index < run.dataset.n_samples:
+        raise Http404("no such sample or magnitude")
+    if run.dataset.modality != "image":
+        raise Http404("only image samples have previews")
+    image = transformed_preview(run.dataset, row.family, t, index, run.params["seed"])
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    response = HttpResponse(buffer.getvalue(), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=86400, immutable"
+    return response

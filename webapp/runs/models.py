@@ -31,6 +31,7 @@ class Run(models.Model):
         COMPATIBILITY = "compatibility", "Compatibility of model versions"
         PROJECT = "project", "Project to 2-D"
         PROJECT_ALIGNED = "project_aligned", "Aligned projections"
+        PROBE = "probe", "Equivariance probes"
 
     class State(models.TextChoices):
         QUEUED = "queued"
@@ -291,3 +292,23 @@ class Selection(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"selection #{self.pk} (unsaved)"
+
+
+class ProbeResult(models.Model):
+    """How every probed layer of a checkpoint responds to one transformation family over its
+    magnitude grid (invariance, learned-map equivariance, structured error, Lie derivative,
+    transform prediction, prediction consistency)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="probe_results")
+    family = models.CharField(max_length=60)  # a key of analysis.transforms.FAMILIES
+    result = models.JSONField()  # analysis.probing.FamilyProbe.to_json()
+    # Per-sample invariance, float32 (layers, magnitudes, n): the samples moved most.
+    per_sample = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
+    code_version = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "family"], name="one_result_per_family")
+        ]

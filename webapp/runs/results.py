@@ -171,3 +171,89 @@ def alignment_summary(alignment: Alignment) -> dict:
         "warnings": alignment.warnings,
         "provenance": {**alignment.parameters, "code_version": alignment.code_version},
     }
+
+
+PROBE_MEASURES = {
+    "invariance": ("invariance", (0.0, 1.0), "1 − E‖f(gx) − f(x)‖² / E‖f(x) − f(x′)‖²"),
+    "equivariance_r2": ("learned-map R²", (0.0, 1.0), "held-out R² of a ridge map f(x) → f(gx)"),
+    "identity_r2": ("identity-map R²", (0.0, 1.0), "held-out R² of predicting f(gx) by f(x)"),
+    "shuffled_r2": ("shuffled-pairs R²", (0.0, 1.0), "the learned map fitted on shuffled pairs"),
+    "structured_error": (
+        "structured error",
+        (0.0, 1.0),
+        "‖f(gx) − ĝ f(x)‖ / ‖ĝ f(x)‖ with ĝ the induced action on the feature map",
+    ),
+}
+"""The [layer][magnitude] statistics of a probe family: label, colour range, definition."""
+
+
+def probe_summary(run: Run, overlays=()) -> dict:
+    """A probe run's families for a page or API client: every statistic by layer and
+    magnitude, and the same family of each run in ``overlays`` (other checkpoints)."""
+    from analysis.transforms import get_family
+
+    others = {
+        o.pk: {r.family: r.result for r in o.probe_results.all()} | {"name": o.checkpoint.name}
+        for o in overlays
+    }
+    families = []
+    for row in run.probe_results.all():
+        family, r = get_family(row.family), row.result
+        last = len(r["magnitudes"]) - 1
+        rows = [
+            {
+                "layer": layer,
+                "lie": r["lie_derivative"][i] if r["lie_derivative"] else None,
+                "transform_r2": r["transform_r2"][i],
+                "invariance": r["invariance"][i][last],
+                "learned": r["equivariance_r2"][i][last],
+                "identity": r["identity_r2"][i][last],
+                "shuffled": r["shuffled_r2"][i][last],
+            }
+            for i, layer in enumerate(r["layers"])
+        ]
+        consistency = [
+            {"t": t, "share": share}
+            for t, share in zip(r["magnitudes"], r["consistency"] or [], strict=False)
+        ]
+        families.append(
+            {
+                "rows": rows,
+                "consistency_by_t": consistency,
+                "key": row.family,
+                "title": family.title,
+                "unit": family.unit,
+                "continuous": family.continuous,
+                "induced": family.induced,
+                **row.result,
+                "overlays": [
+                    {"run": pk, "checkpoint": o["name"], **o[row.family]}
+                    for pk, o in others.items()
+                    if row.family in o
+                ],
+            }
+        )
+    return {
+        "run": run.pk,
+        "checkpoint": run.checkpoint.name,
+        "dataset": run.dataset.name,
+        "measures": {
+            key: {"name": name, "range": list(span), "definition": definition}
+            for key, (name, span, definition) in PROBE_MEASURES.items()
+        },
+        "families": families,
+    }
+
+
+def transformed_preview(dataset, family_key: str, t: float, index: int, seed: int) -> np.ndarray:
+    """uint8 preview of image sample ``index`` as a probe transformed it (same seed, same
+    per-sample randomness as in the run)."""
+    import torch
+
+    from analysis.datasets import image_previews
+    from analysis.transforms import get_family
+
+    with dataset.arrays.open() as f, np.load(f, allow_pickle=False) as z:
+        x = np.ascontiguousarray(z["x"][index : index + 1], dtype=np.float32)
+    moved = get_family(family_key)(torch.from_numpy(x), t, seed=seed, indices=np.array([index]))
+    return image_previews(moved.numpy())[0]

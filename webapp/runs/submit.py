@@ -12,6 +12,7 @@ from analysis.projection import METHODS as PROJECTIONS
 from analysis.projection import METRICS as PROJECTION_METRICS
 from analysis.projection import PARAMETERS as PROJECTION_PARAMETERS
 from analysis.registry import MEASURES
+from analysis.transforms import check_magnitudes, get_family
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Run
 
@@ -331,3 +332,45 @@ def request_aligned_projections(
     return _submit(
         Run.Kind.PROJECT_ALIGNED, user, dataset, params, spaces[0][0], depends_on=extractions
     )
+
+
+DEFAULT_PROBES = {
+    "image": ["image/rotation", "image/translate-circular", "image/noise"],
+    "vector": ["vector/noise", "vector/dropout", "vector/permutation"],
+}
+"""The families a probe request without any probes, by the dataset's modality."""
+
+
+def request_probe(
+    user,
+    checkpoint: Checkpoint,
+    dataset: Dataset,
+    layers=None,
+    pooling: str = "mean",
+    families: dict[str, list[float] | None] | list[str] | None = None,
+    seed: int = 0,
+) -> tuple[Run, bool]:
+    """The run that measures how ``layers`` (default: top-level blocks and output) respond to
+    each transformation family over its magnitude grid (a family given without a grid gets
+    its default one); it reuses the stored activations of the untransformed samples."""
+    _same_workspace(dataset, checkpoint)
+    check_pooling(pooling)
+    layers = _layers(checkpoint, layers)
+    kind = "vector" if dataset.modality == "tabular" else dataset.modality  # rows of numbers
+    if families is None:
+        families = DEFAULT_PROBES.get(kind, [])
+    if isinstance(families, list):
+        families = dict.fromkeys(families)
+    if not families:
+        raise InputError(f"choose at least one transformation for a {dataset.modality} dataset")
+    grids = {}
+    for key, magnitudes in families.items():
+        family = get_family(key)
+        if family.modality != kind:
+            raise InputError(
+                f"{key} transforms {family.modality} data; {dataset.name} is {dataset.modality}"
+            )
+        grids[key] = list(check_magnitudes(family, magnitudes or family.magnitudes))
+    extraction, _ = request_extraction(user, checkpoint, dataset, layers, pooling)
+    params = {"layers": layers, "pooling": pooling, "families": grids, "seed": seed}
+    return _submit(Run.Kind.PROBE, user, dataset, params, checkpoint, depends_on=[extraction])

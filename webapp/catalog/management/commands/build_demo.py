@@ -18,6 +18,7 @@ from webapp.runs.submit import (
     request_comparison,
     request_compatibility,
     request_model_matrix,
+    request_probe,
     request_projection,
 )
 
@@ -45,6 +46,10 @@ PROJECTIONS = [  # (checkpoint, dataset, layer, method)
 
 # The digit MLP's hidden layers laid out together (aligned UMAP): follow samples across depth.
 ALIGNED = ("mlp-digits-seed0", "digits", ["block1", "block2", "block3"], "umap")
+
+# Every demo CNN under rotation, circular translation and noise (the default image probes):
+# the shapes CNN trained with rotation augmentation against the one trained without.
+PROBES = [("cnn-digits", "digits"), ("cnn-shapes-plain", "shapes"), ("cnn-shapes-rotaug", "shapes")]
 
 
 class Command(BaseCommand):
@@ -124,6 +129,9 @@ class Command(BaseCommand):
         spaces = [(checkpoints[name], layer) for layer in layers]
         run, _ = request_aligned_projections(user, spaces, datasets[dataset], method=method)
         self._say(f"aligned {method} of {name} at {', '.join(layers)}: run {run.pk} ({run.state})")
+        for name, dataset in PROBES:
+            run, _ = request_probe(user, checkpoints[name], datasets[dataset])
+            self._say(f"probes of {name} on {dataset}: run {run.pk} ({run.state})")
         self._say(f"demo workspace ready in {monotonic() - started:.1f} s")
 
     def _dataset(self, workspace, user, path, write, description):

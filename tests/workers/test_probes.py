@@ -1,0 +1,178 @@
+"""Probe runs: request, worker, stored results, the probe page, transformed previews and API."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from analysis.probing import run_probe
+from tests.conftest import api_client_for, run_with_dependencies
+from webapp.catalog.models import ActivationSet
+from webapp.runs.models import ProbeResult, Run
+from webapp.runs.results import transformed_preview
+from webapp.runs.submit import request_probe
+
+pytestmark = pytest.mark.django_db
+
+FAMILIES = {"image/rotation": [0, 90, 180], "image/noise": [0, 0.2]}
+
+
+def test_a_probe_run_stores_every_family_and_shows_it(client, owner, digits, ckpt_a, ckpt_b):
+    run, created = request_probe(owner, ckpt_a, digits, ["block1", "head"], families=FAMILIES)
+    assert created and run.params["families"] == {
+        k: [float(t) for t in v] for k, v in FAMILIES.items()
+    }
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    assert run.timings["transformed_samples_per_s"] > 0
+    rows = {r.family: r for r in ProbeResult.objects.filter(run=run)}
+    assert set(rows) == set(FAMILIES)
+
+    # What the worker stored is what the engine computes on the stored activations.
+    from analysis.checkpoints import load_checkpoint
+
+    with ckpt_a.blob.local_path() as path:
+        model = load_checkpoint(path, ckpt_a.format)
+    stored = {
+        a.layer: a.load()
+        for a in ActivationSet.objects.filter(checkpoint=ckpt_a, layer__in=["block1", "head"])
+    }
+    expected = run_probe(
+        model, digits.load_arrays().x, ["block1", "head"], FAMILIES, stored, device="cpu"
+    )
+    for result in expected:
+        assert rows[result.family].result == json.loads(json.dumps(result.to_json()))
+        np.testing.assert_array_equal(
+            rows[result.family].per_sample.load_array(), result.per_sample
+        )
+    assert rows["image/rotation"].result["invariance"][0][0] == pytest.approx(1.0)
+
+    client.force_login(owner)
+    page = client.get(f"/probes/{run.pk}/").content.decode()
+    assert 'id="probe-data"' in page and "rotation" in page and "probe-heatmap" in page
+    moved = client.get(
+        f"/probes/{run.pk}/moved/", {"family": "image/rotation", "layer": 1, "t": 2}
+    ).content.decode()
+    per_sample = rows["image/rotation"].per_sample.load_array()[1, 2]
+    worst = int(np.argsort(per_sample, kind="stable")[0])
+    assert moved.split('data-index="', 1)[1].split('"', 1)[0] == str(worst)
+    assert f"/probes/{run.pk}/samples/{worst}.png?family=image/rotation&amp;t=180.0" in moved
+
+    # The preview is the sample as the model saw it: rotated by 180°, here exactly.
+    png = client.get(
+        f"/probes/{run.pk}/samples/{worst}.png", {"family": "image/rotation", "t": 180.0}
+    )
+    assert png["Content-Type"] == "image/png"
+    shown = np.asarray(Image.open(io.BytesIO(png.content)))
+    original = np.asarray(
+        Image.open(io.BytesIO(client.get(f"/datasets/{digits.pk}/samples/{worst}.png").content))
+    )
+    np.testing.assert_array_equal(shown, original[::-1, ::-1])
+    np.testing.assert_array_equal(
+        shown, transformed_preview(digits, "image/rotation", 180.0, worst, 0)
+    )
+    assert (
+        client.get(
+            f"/probes/{run.pk}/samples/0.png", {"family": "image/rotation", "t": 45}
+        ).status_code
+        == 404
+    )
+
+    # Another checkpoint's probe overlays on the same page.
+    other = run_with_dependencies(
+        request_probe(owner, ckpt_b, digits, ["block1", "head"], families=FAMILIES)[0]
+    )
+    overlaid = client.get(f"/probes/{run.pk}/", {"with": other.pk}).content.decode()
+    assert "mlp-seed1" in overlaid and '"overlays": [{"run": ' + str(other.pk) in overlaid
+
+
+def test_probe_requests_are_checked(client, owner, outsider, digits, ckpt_a):
+    from analysis.errors import InputError
+
+    with pytest.raises(InputError, match="unknown"):
+        request_probe(owner, ckpt_a, digits, families=["image/warp"])
+    with pytest.raises(InputError, match="vector"):
+        request_probe(owner, ckpt_a, digits, families=["vector/noise"])
+    with pytest.raises(InputError):
+        request_probe(owner, ckpt_a, digits, families={"image/rotation": [0, 720]})
+    run, _ = request_probe(owner, ckpt_a, digits)  # the default image families and grids
+    assert list(run.params["families"]) == [
+        "image/rotation",
+        "image/translate-circular",
+        "image/noise",
+    ]
+
+    api = api_client_for(owner)
+    created = api.post(
+        "/api/v1/probes/",
+        {
+            "checkpoint": ckpt_a.pk,
+            "dataset": digits.pk,
+            "layers": ["head"],
+            "families": {"image/hflip": [0, 1]},
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    probe = run_with_dependencies(Run.objects.get(pk=created.json()["id"]))
+    body = api.get(f"/api/v1/probes/{probe.pk}/").json()
+    assert [f["key"] for f in body["families"]] == ["image/hflip"]
+    assert body["families"][0]["layers"] == ["head"]
+    raw = api.get(f"/api/v1/probes/{probe.pk}/per-sample/", {"family": "image/hflip"})
+    assert np.load(io.BytesIO(b"".join(raw.streaming_content))).shape == (1, 2, digits.n_samples)
+    keys = [f["key"] for f in api.get("/api/v1/transformations/").json()]
+    assert "image/rotation" in keys and "text/word-dropout" in keys
+    bad = api.post(
+        "/api/v1/probes/",
+        {"checkpoint": ckpt_a.pk, "dataset": digits.pk, "families": {"image/rotation": "big"}},
+        format="json",
+    )
+    assert bad.status_code == 400 and "magnitudes" in bad.json()["detail"]
+    stranger = api_client_for(outsider)
+    assert stranger.get(f"/api/v1/probes/{probe.pk}/").status_code == 404
+    client.force_login(outsider)
+    assert client.get(f"/probes/{probe.pk}/").status_code == 404
+    assert (
+        client.get(
+            f"/probes/{probe.pk}/samples/0.png", {"family": "image/hflip", "t": 1}
+        ).status_code
+        == 404
+    )
+
+
+def test_the_checkpoint_page_starts_a_probe(client, owner, digits, ckpt_a):
+    client.force_login(owner)
+    page = client.get(f"/checkpoints/{ckpt_a.pk}/").content.decode()
+    assert 'name="probe-families"' in page and "image/rotation" in page
+    response = client.post(
+        f"/checkpoints/{ckpt_a.pk}/probe/",
+        {
+            "probe-dataset": digits.pk,
+            "probe-layers": ["block2"],
+            "probe-pooling": "mean",
+            "probe-families": ["image/vflip"],
+            "probe-seed": 3,
+        },
+    )
+    run = Run.objects.get(kind=Run.Kind.PROBE)
+    assert response.status_code == 302 and response["Location"] == f"/probes/{run.pk}/"
+    assert run.params == {
+        "layers": ["block2"],
+        "pooling": "mean",
+        "families": {"image/vflip": [0.0, 1.0]},
+        "seed": 3,
+    }
+    bad = client.post(
+        f"/checkpoints/{ckpt_a.pk}/probe/",
+        {
+            "probe-dataset": digits.pk,
+            "probe-families": ["vector/noise"],
+            "probe-pooling": "mean",
+            "probe-seed": 0,
+        },
+    )
+    assert bad.status_code == 400 and "vector" in bad.content.decode()
