@@ -176,3 +176,27 @@ def test_the_checkpoint_page_starts_a_probe(client, owner, digits, ckpt_a):
         },
     )
     assert bad.status_code == 400 and "vector" in bad.content.decode()
+
+
+def test_an_explorer_colours_by_probe_invariance(client, owner, digits, ckpt_a):
+    from webapp.runs.submit import request_projection
+
+    probe = run_with_dependencies(
+        request_probe(owner, ckpt_a, digits, ["block1", "head"], families=FAMILIES)[0]
+    )
+    projection = run_with_dependencies(request_projection(owner, ckpt_a, digits, "head")[0])
+    result = probe.probe_results.get(family="image/noise")
+    client.force_login(owner)
+    key = f"probe:{result.pk}:1"
+    page = client.get(f"/projections/{projection.pk}/").content.decode()
+    assert key in page and "invariance under image/noise 0.2" in page
+    raw = client.get(f"/projections/{projection.pk}/colour", {"key": key})
+    expected = result.per_sample.load_array()[1, 1]  # layer "head", t = 0.2
+    np.testing.assert_array_equal(np.frombuffer(raw.content, "<f4"), expected)
+    # t = 0 (invariance 1 by definition) is not offered.
+    assert (
+        client.get(
+            f"/projections/{projection.pk}/colour", {"key": f"probe:{result.pk}:0"}
+        ).status_code
+        == 404
+    )

@@ -25,7 +25,7 @@ from analysis.explorer import (
     similarity_align,
 )
 from webapp.catalog.models import Blob, Dataset
-from webapp.runs.models import Alignment, Run, Score, Selection
+from webapp.runs.models import Alignment, ProbeResult, Run, Score, Selection
 
 NO_LABEL = 65535
 MAX_CATEGORIES = 64
@@ -121,7 +121,8 @@ def _agreement_scores(activation) -> list[Score]:
 def colourings(run: Run) -> list[Colouring]:
     """Every colouring a projection offers: label, metadata columns, how well the projection
     keeps each sample's neighbourhood, kNN agreement with each space this layer was compared
-    with, and the residual of each alignment fitted from or to it."""
+    with, the residual of each alignment fitted from or to it, and its per-sample invariance
+    under each probed transformation and magnitude."""
     projection = run.projection
     activation = projection.activation
     dataset = run.dataset
@@ -141,7 +142,25 @@ def colourings(run: Run) -> list[Colouring]:
         direction = "to" if alignment.activation_a_id == activation.pk else "from"
         title = f"{alignment.method} residual {direction} {_other_space(activation, alignment)}"
         found.append(Colouring(f"residual:{alignment.pk}", title, "continuous"))
+    for result in _probes_of(activation):
+        r = result.result
+        for position, t in enumerate(r["magnitudes"]):
+            if t != 0:
+                title = f"invariance under {result.family} {t:g}"
+                found.append(Colouring(f"probe:{result.pk}:{position}", title, "continuous"))
     return found
+
+
+def _probes_of(activation) -> list[ProbeResult]:
+    """Finished probe results that scored ``activation``'s layer (same checkpoint, dataset
+    and pooling)."""
+    results = ProbeResult.objects.filter(
+        run__checkpoint=activation.checkpoint_id,
+        run__dataset=activation.dataset_id,
+        run__state=Run.State.SUCCEEDED,
+        run__params__pooling=activation.pooling,
+    ).order_by("pk")
+    return [r for r in results if activation.layer in r.result["layers"]]
 
 
 def colouring_values(run: Run, key: str) -> tuple[Colouring, np.ndarray]:
@@ -158,6 +177,12 @@ def colouring_values(run: Run, key: str) -> tuple[Colouring, np.ndarray]:
         return colouring, _metadata_colouring(ref, run.dataset.column(key))[1]
     if kind == "kept":
         return colouring, projection.kept.load_array().astype(np.float32)
+    if kind == "probe":
+        result, position = ref.split(":")
+        probe = ProbeResult.objects.get(pk=int(result))
+        layer = probe.result["layers"].index(projection.activation.layer)
+        with probe.per_sample.memory_map() as per_sample:
+            return colouring, np.array(per_sample[layer, int(position)], dtype=np.float32)
     if kind == "agreement":
         blob = Score.objects.get(pk=int(ref)).sample_agreement
     else:
