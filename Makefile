@@ -38,3 +38,4 @@ benchmark: $(VENV)/.installed-test
 	$(PY) -m tests.benchmarks.bench_foundation
 	$(PY) -m tests.benchmarks.bench_measures
 	$(PY) -m tests.benchmarks.bench_explorer
+	$(PY) -m tests.benchmarks.bench_probes

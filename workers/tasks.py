@@ -470,7 +470,7 @@ def probe(run: Run) -> dict:
             model,
             arrays.x,
             p["layers"],
-            p["families"],
+            dict(p["families"]),
             stored,
             p["pooling"],
             seed=p["seed"],
@@ -488,7 +488,7 @@ def probe(run: Run) -> dict:
                 "code_version": run.code_version,
             },
         )
-    transformed = arrays.n * sum(len(m) for m in p["families"].values())
+    transformed = arrays.n * sum(len(m) for _, m in p["families"])
     return {
         "compute_s": round(computed - started, 3),
         "transformed_samples_per_s": round(transformed / max(computed - started, 1e-9), 1),

@@ -23,9 +23,9 @@ FAMILIES = {"image/rotation": [0, 90, 180], "image/noise": [0, 0.2]}
 
 def test_a_probe_run_stores_every_family_and_shows_it(client, owner, digits, ckpt_a, ckpt_b):
     run, created = request_probe(owner, ckpt_a, digits, ["block1", "head"], families=FAMILIES)
-    assert created and run.params["families"] == {
-        k: [float(t) for t in v] for k, v in FAMILIES.items()
-    }
+    assert created and run.params["families"] == [
+        [k, [float(t) for t in v]] for k, v in FAMILIES.items()
+    ]
     run = run_with_dependencies(run)
     assert run.state == Run.State.SUCCEEDED, run.error
     assert run.timings["transformed_samples_per_s"] > 0
@@ -100,7 +100,7 @@ def test_probe_requests_are_checked(client, owner, outsider, digits, ckpt_a):
     with pytest.raises(InputError):
         request_probe(owner, ckpt_a, digits, families={"image/rotation": [0, 720]})
     run, _ = request_probe(owner, ckpt_a, digits)  # the default image families and grids
-    assert list(run.params["families"]) == [
+    assert [key for key, _ in run.params["families"]] == [
         "image/rotation",
         "image/translate-circular",
         "image/noise",
@@ -163,7 +163,7 @@ def test_the_checkpoint_page_starts_a_probe(client, owner, digits, ckpt_a):
     assert run.params == {
         "layers": ["block2"],
         "pooling": "mean",
-        "families": {"image/vflip": [0.0, 1.0]},
+        "families": [["image/vflip", [0.0, 1.0]]],
         "seed": 3,
     }
     bad = client.post(

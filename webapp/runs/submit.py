@@ -363,14 +363,14 @@ def request_probe(
         families = dict.fromkeys(families)
     if not families:
         raise InputError(f"choose at least one transformation for a {dataset.modality} dataset")
-    grids = {}
+    grids = []  # [[key, magnitudes], …]: a list keeps the order given (JSONB sorts keys)
     for key, magnitudes in families.items():
         family = get_family(key)
         if family.modality != kind:
             raise InputError(
                 f"{key} transforms {family.modality} data; {dataset.name} is {dataset.modality}"
             )
-        grids[key] = list(check_magnitudes(family, magnitudes or family.magnitudes))
+        grids.append([key, list(check_magnitudes(family, magnitudes or family.magnitudes))])
     extraction, _ = request_extraction(user, checkpoint, dataset, layers, pooling)
     params = {"layers": layers, "pooling": pooling, "families": grids, "seed": seed}
     return _submit(Run.Kind.PROBE, user, dataset, params, checkpoint, depends_on=[extraction])
