@@ -69,6 +69,7 @@ class CheckpointSerializer(serializers.ModelSerializer):
             "default_layers",
             "layer_tree",
             "seed_group",
+            "step",
             "sha256",
             "created_at",
         ]
@@ -86,6 +87,9 @@ class CheckpointUploadSerializer(serializers.Serializer):
     )
     description = serializers.CharField(required=False, allow_blank=True)
     seed_group = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    step = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, help_text="training step, for series"
+    )
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -306,3 +310,27 @@ class SelectionRequestSerializer(serializers.Serializer):
                 "give either projection and polygon, or dataset and indices"
             )
         return data
+
+
+class UploadRequestSerializer(serializers.Serializer):
+    workspace = serializers.SlugField(help_text="slug of a workspace you can edit")
+    kind = serializers.ChoiceField(choices=["dataset", "checkpoint"])
+    filename = serializers.CharField(max_length=255)
+    size = serializers.IntegerField(min_value=1, help_text="bytes")
+    sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", help_text="of the whole file")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    architecture = serializers.ChoiceField(
+        choices=sorted(ARCHITECTURES), required=False, allow_blank=True, default=""
+    )
+    seed_group = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    step = serializers.IntegerField(required=False, allow_null=True, min_value=0, default=None)
+
+
+class UploadSerializer(serializers.Serializer):
+    id = serializers.UUIDField(allow_null=True)
+    state = serializers.CharField()
+    offset = serializers.IntegerField(source="received", required=False)
+    size = serializers.IntegerField(required=False)
+    chunk_size = serializers.IntegerField(required=False)
+    error = serializers.CharField(required=False)

@@ -22,6 +22,7 @@ router.register(
 )
 router.register("probes", views.ProbeViewSet, basename="probe")
 router.register("transformations", views.TransformationViewSet, basename="transformation")
+router.register("uploads", views.UploadViewSet, basename="upload")
 router.register("selections", views.SelectionViewSet, basename="selection")
 
 urlpatterns = [

@@ -10,6 +10,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -17,11 +18,13 @@ from analysis.errors import InputError
 from analysis.registry import MEASURES
 from analysis.transforms import FAMILIES
 from webapp.api import serializers as s
+from webapp.catalog import uploads
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import (
     ActivationSet,
     Checkpoint,
     Dataset,
+    Upload,
     editable_workspaces_of,
     visible_to,
     workspaces_of,
@@ -172,6 +175,7 @@ class CheckpointViewSet(
             data.get("architecture", ""),
             data.get("description", ""),
             data.get("seed_group", ""),
+            data.get("step"),
         )
         return _created(s.CheckpointSerializer, checkpoint, created)
 
@@ -700,3 +704,103 @@ def _int_or_400(name: str, value: str) -> int:
     if not value.isdigit():
         raise BadInput(f"{name} must be an id (a whole number)")
     return int(value)
+
+
+class OctetStreamParser(BaseParser):
+    """A raw chunk of an upload."""
+
+    media_type = "application/octet-stream"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
+        return stream.read() if stream is not None else b""
+
+
+class UploadViewSet(viewsets.GenericViewSet):
+    """Chunked, resumable uploads of large checkpoints and datasets: declare the file, PUT
+    its bytes in order with ``Content-Range``, GET the offset to resume after a dropped
+    connection, then complete (size and sha256 are checked, then the file is ingested)."""
+
+    serializer_class = s.UploadRequestSerializer
+    parser_classes = [JSONParser, OctetStreamParser]  # declarations; chunks
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    def get_queryset(self):
+        return Upload.objects.filter(workspace__in=editable_workspaces_of(self.request.user))
+
+    @staticmethod
+    def _state(upload: Upload) -> dict:
+        return {
+            "id": str(upload.id),
+            "state": upload.state,
+            "offset": upload.received,
+            "size": upload.size,
+            "chunk_size": uploads.CHUNK_SIZE,
+            "error": upload.error,
+        }
+
+    @staticmethod
+    def _done(kind: str, obj, created: bool) -> Response:
+        serializer = s.DatasetSerializer if kind == Upload.Kind.DATASET else s.CheckpointSerializer
+        body = {"id": None, "state": "done", "kind": kind, "result": serializer(obj).data}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, **ERRORS})
+    def create(self, request):
+        """Declare a file; 200 with the existing dataset or checkpoint when the same bytes are
+        already in the workspace (nothing to send)."""
+        form = s.UploadRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        workspace = _editable_workspace(request, data.pop("workspace"))
+        kind, filename = data.pop("kind"), data.pop("filename")
+        upload, found = uploads.start(
+            request.user, workspace, kind, filename, data.pop("size"), data.pop("sha256"), **data
+        )
+        if found is not None:
+            return self._done(kind, found, created=False)
+        return Response(self._state(upload), status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    def retrieve(self, request, pk=None):
+        """Where to resume: ``offset`` bytes have been received."""
+        return Response(self._state(self.get_object()))
+
+    @extend_schema(
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        parameters=[
+            OpenApiParameter(
+                "Content-Range", str, OpenApiParameter.HEADER, description="bytes a-b/size"
+            )
+        ],
+        responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def update(self, request, pk=None):
+        """Append the bytes ``a``…``b`` (``a`` must equal the offset; 409 says where to
+        resume otherwise)."""
+        upload = self.get_object()
+        data = request.data if isinstance(request.data, bytes) else b""
+        first = uploads.parse_range(request.headers.get("Content-Range"), len(data), upload.size)
+        try:
+            upload = uploads.append(upload, first, data)
+        except uploads.OffsetMismatch as err:
+            return Response(
+                {"detail": str(err), "offset": err.offset}, status=status.HTTP_409_CONFLICT
+            )
+        return Response(self._state(upload))
+
+    @extend_schema(
+        request=None, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, **ERRORS}
+    )
+    @action(detail=True, methods=["post"])
+    def complete(self, request, pk=None):
+        """Check the size and sha256 and ingest the file; 400 (and the upload discarded) when
+        they do not match or the file is invalid."""
+        upload = self.get_object()
+        obj, created = uploads.complete(upload)
+        return self._done(upload.kind, obj, created)
+
+    @extend_schema(responses={204: None, 404: s.ErrorSerializer})
+    def destroy(self, request, pk=None):
+        """Abort: the received bytes are deleted."""
+        uploads.abort(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

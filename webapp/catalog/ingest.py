@@ -127,6 +127,7 @@ def ingest_checkpoint(
     architecture: str = "",
     description: str = "",
     seed_group: str = "",
+    step: int | None = None,
 ) -> tuple[Checkpoint, bool]:
     """Load the checkpoint safely (never unpickling), discover its layers and store it."""
     name = _clean_name(name, filename)
@@ -155,5 +156,6 @@ def ingest_checkpoint(
                 layers=checkpoints.capturable_layers(model),
                 default_layers=checkpoints.default_layers(model),
                 seed_group=seed_group,
+                step=step,
                 created_by=user,
             ), True

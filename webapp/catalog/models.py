@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -255,3 +256,37 @@ def visible_to(model: type[models.Model], user) -> models.QuerySet:
     if not user.is_authenticated:
         return model.objects.none()
     return model.objects.filter(workspace__memberships__user=user)
+
+
+class Upload(models.Model):
+    """A file arriving in chunks over several requests (resumable): the bytes are appended to
+    a part file until all have come, then checked against the declared size and sha256 and
+    ingested like a one-shot upload. A dropped connection resumes at ``received``."""
+
+    class Kind(models.TextChoices):
+        DATASET = "dataset"
+        CHECKPOINT = "checkpoint"
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="uploads")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    filename = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    received = models.BigIntegerField(default=0)
+    fields = models.JSONField(default=dict)  # name, description, architecture, seed_group, step
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    error = models.TextField(blank=True)
+    result_id = models.BigIntegerField(null=True)  # the dataset or checkpoint made
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    @property
+    def part_path(self) -> Path:
+        return Path(settings.VAR_DIR) / "uploads" / f"{self.id}.part"

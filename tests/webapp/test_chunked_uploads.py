@@ -1,0 +1,156 @@
+"""Chunked, resumable uploads through the API: bytes in order with Content-Range, the offset
+to resume from, sha256 checked at the end, identical files answered without sending bytes."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tests.conftest import api_client_for, digits_npz_bytes, torchscript_mlp_bytes
+from webapp.catalog.models import Checkpoint, Dataset, Upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _uploads_dir(settings, tmp_path):
+    settings.VAR_DIR = tmp_path  # part files of each test in a folder of their own
+
+
+def declare(api, content: bytes, kind="dataset", filename="digits.npz", **fields):
+    body = {
+        "workspace": "lab",
+        "kind": kind,
+        "filename": filename,
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        **fields,
+    }
+    return api.post("/api/v1/uploads/", body, format="json")
+
+
+def put(api, upload_id: str, content: bytes, first: int, last: int):
+    return api.put(
+        f"/api/v1/uploads/{upload_id}/",
+        content[first : last + 1],
+        content_type="application/octet-stream",
+        HTTP_CONTENT_RANGE=f"bytes {first}-{last}/{len(content)}",
+    )
+
+
+def send(api, upload_id: str, content: bytes, chunk: int) -> None:
+    for first in range(0, len(content), chunk):
+        last = min(first + chunk, len(content)) - 1
+        assert put(api, upload_id, content, first, last).json()["offset"] == last + 1
+
+
+def test_a_dataset_in_chunks_with_a_resume(api, workspace):
+    content = digits_npz_bytes(200)
+    declared = declare(api, content, name="digits in pieces")
+    assert declared.status_code == 201, declared.content
+    upload = declared.json()
+    assert upload["offset"] == 0 and upload["state"] == "open" and upload["chunk_size"] > 0
+    uid = upload["id"]
+    assert put(api, uid, content, 0, 9_999).json()["offset"] == 10_000
+    # The connection dropped after the client sent bytes the server never got: it asks where
+    # to resume, and a chunk from the wrong place is refused with that offset.
+    assert api.get(f"/api/v1/uploads/{uid}/").json()["offset"] == 10_000
+    stale = put(api, uid, content, 20_000, 29_999)
+    assert stale.status_code == 409 and stale.json()["offset"] == 10_000
+    early = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert early.status_code == 400 and "10000 of" in early.json()["detail"]
+    send_from = 10_000
+    for first in range(send_from, len(content), 30_000):
+        put(api, uid, content, first, min(first + 30_000, len(content)) - 1)
+    done = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert done.status_code == 201, done.content
+    result = done.json()["result"]
+    dataset = Dataset.objects.get(pk=result["id"])
+    assert dataset.name == "digits in pieces" and dataset.n_samples == 200
+    assert dataset.source.sha256 == hashlib.sha256(content).hexdigest()
+    assert not Upload.objects.get(pk=uid).part_path.exists()
+    # Completing again answers the same dataset; declaring the same bytes sends nothing.
+    assert api.post(f"/api/v1/uploads/{uid}/complete/").json()["result"]["id"] == dataset.pk
+    again = declare(api, content)
+    assert again.status_code == 200 and again.json()["result"]["id"] == dataset.pk
+    assert again.json()["id"] is None and Upload.objects.count() == 1
+
+
+def test_a_checkpoint_in_chunks_keeps_its_step(api, workspace):
+    content = torchscript_mlp_bytes(0)
+    uid = declare(api, content, "checkpoint", "mlp.pt", name="mlp", step=400).json()["id"]
+    send(api, uid, content, 4096)
+    done = api.post(f"/api/v1/uploads/{uid}/complete/").json()
+    checkpoint = Checkpoint.objects.get(pk=done["result"]["id"])
+    assert checkpoint.step == 400 and done["result"]["step"] == 400
+    assert checkpoint.blob.sha256 == hashlib.sha256(content).hexdigest()
+
+
+def test_corrupted_bytes_are_refused_and_nothing_is_kept(api, workspace):
+    content = digits_npz_bytes(50)
+    uid = declare(api, content).json()["id"]
+    corrupted = bytearray(content)
+    corrupted[100] ^= 0xFF
+    send(api, uid, bytes(corrupted), 8192)
+    refused = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert refused.status_code == 400 and "corrupted" in refused.json()["detail"]
+    upload = Upload.objects.get(pk=uid)
+    assert upload.state == "failed" and not upload.part_path.exists()
+    assert not Dataset.objects.exists()
+    assert api.post(f"/api/v1/uploads/{uid}/complete/").status_code == 400
+
+
+def test_an_invalid_file_is_refused_with_the_reason(api, workspace):
+    content = b"not a dataset at all" * 10
+    uid = declare(api, content, filename="junk.npz").json()["id"]
+    send(api, uid, content, 64)
+    refused = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert refused.status_code == 400 and refused.json()["detail"]
+    assert not Dataset.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"sha256": "abc"}, "sha256"),
+        ({"size": 0}, "size"),
+        ({"kind": "model"}, "kind"),
+        ({"filename": "weights.safetensors", "kind": "checkpoint"}, "architecture"),
+        ({"filename": "model.onnx", "kind": "checkpoint"}, "unsupported checkpoint"),
+    ],
+)
+def test_bad_declarations_are_refused(api, workspace, change, message):
+    body = {"workspace": "lab", "kind": "dataset", "filename": "d.npz", "size": 10}
+    body["sha256"] = "0" * 64
+    response = api.post("/api/v1/uploads/", {**body, **change}, format="json")
+    assert response.status_code == 400 and message in response.json()["detail"]
+    assert not Upload.objects.exists()
+
+
+def test_bad_chunks_and_strangers(api, workspace, outsider, settings):
+    content = digits_npz_bytes(20)
+    uid = declare(api, content).json()["id"]
+    cases = [
+        ({}, "Content-Range"),
+        ({"HTTP_CONTENT_RANGE": f"bytes 0-9/{len(content) + 1}"}, "declared"),
+        ({"HTTP_CONTENT_RANGE": f"bytes 0-99/{len(content)}"}, "covers 100"),
+    ]
+    for headers, message in cases:
+        response = api.put(
+            f"/api/v1/uploads/{uid}/",
+            content[:10],
+            content_type="application/octet-stream",
+            **headers,
+        )
+        assert response.status_code == 400 and message in response.json()["detail"], headers
+    settings.REPLENS_MAX_UPLOAD_BYTES = 100
+    too_big = declare(api, content)
+    assert too_big.status_code == 400 and "limit" in too_big.json()["detail"]
+    stranger = api_client_for(outsider)
+    assert stranger.get(f"/api/v1/uploads/{uid}/").status_code == 404
+    assert put(stranger, uid, content, 0, 9).status_code == 404
+    assert stranger.post(f"/api/v1/uploads/{uid}/complete/").status_code == 404
+    assert declare(stranger, content).status_code == 404  # not their workspace
+    assert api.delete(f"/api/v1/uploads/{uid}/").status_code == 204
+    assert not Upload.objects.exists()
