@@ -158,6 +158,22 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "webapp.api.views.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "webapp.api.throttling.TokenRateThrottle",
+        "webapp.api.throttling.AnonymousRateThrottle",
+    ],
+}
+REPLENS_API_RATE = env_str("REPLENS_API_RATE", "10000/hour")  # per token
+REPLENS_API_ANON_RATE = env_str("REPLENS_API_ANON_RATE", "100/hour")
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env_str("CACHE_URL", ""),
+        }
+        if env_str("CACHE_URL", "")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "RepLens API",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -16,6 +18,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import models
+from django.utils import timezone
 
 from analysis.datasets import DatasetArrays
 
@@ -45,6 +48,21 @@ class Membership(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["workspace", "user"], name="one_membership_per_user")
         ]
+
+
+def owned_workspaces_of(user) -> models.QuerySet[Workspace]:
+    return Workspace.objects.filter(memberships__user=user, memberships__role=Membership.Role.OWNER)
+
+
+INVITATION_DAYS = 7
+
+
+def new_invitation_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def invitation_expiry():
+    return timezone.now() + timedelta(days=INVITATION_DAYS)
 
 
 def workspaces_of(user) -> models.QuerySet[Workspace]:
@@ -290,3 +308,25 @@ class Upload(models.Model):
     @property
     def part_path(self) -> Path:
         return Path(settings.VAR_DIR) / "uploads" / f"{self.id}.part"
+
+
+class Invitation(models.Model):
+    """A link an owner hands to a colleague: whoever signs in and opens it joins the workspace
+    with ``role``, once, before it expires."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=10, choices=Membership.Role.choices)
+    token = models.CharField(max_length=64, unique=True, default=new_invitation_token)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(default=invitation_expiry)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    accepted_at = models.DateTimeField(null=True)
+
+    @property
+    def usable(self) -> bool:
+        return self.accepted_at is None and self.expires_at > timezone.now()

@@ -1,11 +1,17 @@
 from django.urls import path
 
-from webapp.pages import views
+from webapp.pages import team, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("w/<slug:slug>/", views.workspace, name="workspace"),
     path("w/<slug:slug>/runs/", views.workspace_runs, name="workspace-runs"),
+    path("w/<slug:slug>/members/", team.members, name="members"),
+    path("w/<slug:slug>/members/invite/", team.invite, name="member-invite"),
+    path("w/<slug:slug>/members/<int:user_id>/role/", team.change_role, name="member-role"),
+    path("w/<slug:slug>/members/<int:user_id>/remove/", team.remove_member, name="member-remove"),
+    path("invitations/<str:token>/", team.invitation, name="invitation"),
+    path("account/token/", team.api_token, name="api-token"),
     path("w/<slug:slug>/datasets/upload/", views.upload_dataset, name="upload-dataset"),
     path("w/<slug:slug>/checkpoints/upload/", views.upload_checkpoint, name="upload-checkpoint"),
     path("w/<slug:slug>/comparisons/new/", views.new_comparison, name="new-comparison"),

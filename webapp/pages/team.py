@@ -1,0 +1,130 @@
+"""Team pages: a workspace's members and invitations, and a person's API token.
+
+Only owners manage members: they invite (a link with a role, used once, expiring), change
+roles and remove members, and a workspace always keeps at least one owner. Everyone else gets
+404 for these actions, as for anything they may not see.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from rest_framework.authtoken.models import Token
+
+from webapp.catalog.models import Invitation, Membership, owned_workspaces_of, workspaces_of
+
+ROLES = [role for role, _ in Membership.Role.choices]
+
+
+def _owned(request, slug):
+    return get_object_or_404(owned_workspaces_of(request.user), slug=slug)
+
+
+@login_required
+def members(request, slug, status: int = 200):
+    workspace = get_object_or_404(workspaces_of(request.user), slug=slug)
+    is_owner = owned_workspaces_of(request.user).filter(pk=workspace.pk).exists()
+    context = {
+        "workspace": workspace,
+        "members": workspace.memberships.select_related("user").order_by("user__username"),
+        "is_owner": is_owner,
+        "roles": ROLES,
+        "invitations": workspace.invitations.filter(
+            accepted_at__isnull=True, expires_at__gt=timezone.now()
+        ).order_by("-created_at")
+        if is_owner
+        else [],
+    }
+    return render(request, "pages/members.html", context, status=status)
+
+
+@login_required
+@require_POST
+def invite(request, slug):
+    workspace = _owned(request, slug)
+    role = request.POST.get("role", "")
+    if role not in ROLES:
+        messages.error(request, f"choose a role: {', '.join(ROLES)}")
+        return members(request, slug, status=400)
+    invitation = Invitation.objects.create(workspace=workspace, role=role, created_by=request.user)
+    link = request.build_absolute_uri(f"/invitations/{invitation.token}/")
+    messages.success(request, f"Send this link to the person to invite (valid once): {link}")
+    return redirect("members", slug=slug)
+
+
+def _other_owners(membership: Membership) -> bool:
+    return (
+        Membership.objects.filter(workspace=membership.workspace, role=Membership.Role.OWNER)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
+@login_required
+@require_POST
+def change_role(request, slug, user_id):
+    workspace = _owned(request, slug)
+    membership = get_object_or_404(workspace.memberships, user_id=user_id)
+    role = request.POST.get("role", "")
+    if role not in ROLES:
+        messages.error(request, f"choose a role: {', '.join(ROLES)}")
+        return members(request, slug, status=400)
+    with transaction.atomic():
+        if role != Membership.Role.OWNER and not _other_owners(membership):
+            messages.error(request, "a workspace needs an owner: make someone else owner first")
+            return members(request, slug, status=400)
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return redirect("members", slug=slug)
+
+
+@login_required
+@require_POST
+def remove_member(request, slug, user_id):
+    workspace = _owned(request, slug)
+    membership = get_object_or_404(workspace.memberships, user_id=user_id)
+    with transaction.atomic():
+        if membership.role == Membership.Role.OWNER and not _other_owners(membership):
+            messages.error(request, "a workspace needs an owner: make someone else owner first")
+            return members(request, slug, status=400)
+        membership.delete()
+    if membership.user_id == request.user.pk:
+        return redirect("home")
+    return redirect("members", slug=slug)
+
+
+@login_required
+def invitation(request, token):
+    """Open an invitation; POST accepts it. Used or expired ones do not exist any more."""
+    found = get_object_or_404(Invitation.objects.select_related("workspace"), token=token)
+    if not found.usable:
+        raise Http404("this invitation was used or has expired")
+    if request.method == "POST":
+        with transaction.atomic():
+            claimed = Invitation.objects.filter(pk=found.pk, accepted_at__isnull=True).update(
+                accepted_at=timezone.now(), accepted_by=request.user
+            )
+            if not claimed:
+                raise Http404("this invitation was used or has expired")
+            Membership.objects.get_or_create(
+                workspace=found.workspace, user=request.user, defaults={"role": found.role}
+            )
+        return redirect("workspace", slug=found.workspace.slug)
+    return render(request, "pages/invitation.html", {"invitation": found})
+
+
+@login_required
+def api_token(request):
+    """The person's API token: create (or replace) it, shown once, or revoke it."""
+    shown = None
+    if request.method == "POST":
+        Token.objects.filter(user=request.user).delete()
+        if request.POST.get("action") == "create":
+            shown = Token.objects.create(user=request.user).key
+    token = Token.objects.filter(user=request.user).first()
+    return render(request, "pages/token.html", {"token": token, "shown": shown})
