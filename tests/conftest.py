@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -65,6 +66,15 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="; ".join(problems))
     for item in needs_services:
         item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _heartbeat_through_progress_only(settings):
+    """Runs executed in the test's own process (``run_with_dependencies``) share the test's
+    open transaction, whose row locks a heartbeat thread's own connection would wait on: there
+    they beat through their progress reports only. Worker processes (``worker``) beat as
+    deployed."""
+    settings.REPLENS_HEARTBEAT_S = 24 * 3600
 
 
 @pytest.fixture
@@ -144,13 +154,12 @@ def _database_url() -> str:
     return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
-@pytest.fixture
-def worker(transactional_db, tmp_path):
-    """A real Celery worker process on the test database and the Redis broker (tests that use
-    it see committed data only: ``transactional_db``)."""
+@contextmanager
+def worker_process(log: Path, **env: str):
+    """A real Celery worker process on the test database and the Redis broker, with extra
+    environment ``env`` (settings such as REPLENS_HEARTBEAT_S)."""
     app.control.purge()
-    log = tmp_path / "worker.log"
-    env = {**os.environ, "DATABASE_URL": _database_url()}
+    env = {**os.environ, "DATABASE_URL": _database_url(), **env}
     with open(log, "wb") as out:
         proc = subprocess.Popen(worker_command("pytest"), cwd=ROOT, env=env, stdout=out, stderr=out)
     try:
@@ -163,6 +172,14 @@ def worker(transactional_db, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         connection.close()  # the worker's sessions are gone; let the flush reconnect
+
+
+@pytest.fixture
+def worker(transactional_db, tmp_path):
+    """A real worker process (tests that use it see committed data only:
+    ``transactional_db``)."""
+    with worker_process(tmp_path / "worker.log") as proc:
+        yield proc
 
 
 @pytest.fixture

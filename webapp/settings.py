@@ -147,6 +147,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3 * 3600, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", CELERY_TASK_SOFT_TIME_LIMIT + 300)
 REPLENS_DEVICE = env_str("REPLENS_DEVICE", "")  # "" picks CUDA when available
+# A worker beats every REPLENS_HEARTBEAT_S while it computes a run; the reaper (Celery beat,
+# every REPLENS_REAP_EVERY_S) queues again a run silent for REPLENS_STALE_AFTER_S, at most
+# REPLENS_MAX_ATTEMPTS times in all, then fails it.
+REPLENS_HEARTBEAT_S = env_int("REPLENS_HEARTBEAT_S", 10, minimum=1)
+REPLENS_STALE_AFTER_S = env_int("REPLENS_STALE_AFTER_S", 120, minimum=2)
+REPLENS_REAP_EVERY_S = env_int("REPLENS_REAP_EVERY_S", 60, minimum=1)
+REPLENS_MAX_ATTEMPTS = env_int("REPLENS_MAX_ATTEMPTS", 3, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -23,6 +24,10 @@ app.conf.update(
     worker_hijack_root_logger=False,
 )
 app.autodiscover_tasks(["workers"], related_name="tasks")
+app.conf.beat_schedule = {
+    "reap-stale-runs": {"task": "replens.reap", "schedule": settings.REPLENS_REAP_EVERY_S},
+}
+app.conf.beat_schedule_filename = str(settings.VAR_DIR / "celerybeat-schedule")
 
 QUEUES = ("default", "gpu", "cpu")
 """``gpu``: work that runs models; ``cpu``: measures; ``default``: light work."""

@@ -8,7 +8,8 @@ no-op; the last dependency to finish enqueues its dependents again.
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
+import threading
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from time import monotonic
 
@@ -16,7 +17,7 @@ import numpy as np
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from analysis.alignment import fit_alignment
@@ -40,7 +41,9 @@ from webapp.runs.models import (
     Projection,
     Run,
     Score,
+    reap_stale_runs,
 )
+from workers.celery import app
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +64,48 @@ def enqueue(run: Run) -> None:
     Run.objects.filter(pk=run.pk).update(celery_task_id=result.id)
 
 
-@shared_task(name="replens.execute_run")
-def execute_run(run_id: int) -> None:
+def revoke(task_id: str, terminate: bool) -> None:
+    """Tell the workers to drop the task, and with ``terminate`` to stop the process running
+    it now. Best effort: a worker that misses it stops at the run's next progress report."""
+    try:
+        app.control.revoke(task_id, terminate=terminate, signal="SIGTERM")
+    except Exception:  # the broker may be briefly unreachable; the run is cancelled anyway
+        logger.warning("could not revoke task %s", task_id, exc_info=True)
+
+
+@contextmanager
+def heartbeat(run: Run, every_s: float):
+    """Beat for ``run`` from a thread while the body computes, so a long step without
+    progress reports does not look like a dead worker to the reaper."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(every_s) and run.beat():
+                pass
+        finally:
+            connection.close()  # this thread's own database connection
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@shared_task(name="replens.reap")
+def reap() -> dict:
+    """Periodic (Celery beat): queue again, or fail, runs whose worker fell silent."""
+    found = reap_stale_runs(settings.REPLENS_STALE_AFTER_S, settings.REPLENS_MAX_ATTEMPTS)
+    if found["queued"] or found["failed"]:
+        logger.warning("reaper: queued again %s, failed %s", found["queued"], found["failed"])
+    return found
+
+
+@shared_task(name="replens.execute_run", bind=True)
+def execute_run(task, run_id: int) -> None:
     run = Run.objects.filter(pk=run_id).first()
     if run is None or run.state != Run.State.QUEUED:
         return
@@ -74,10 +117,11 @@ def execute_run(run_id: int) -> None:
         run.finish(Run.State.FAILED, f"{failed} did not succeed: {failed.error or failed.state}")
         _enqueue_dependents(run)
         return
-    if not run.claim():
+    if not run.claim(task.request.id or ""):
         return
     try:
-        timings = RUNNERS[run.kind](run)
+        with heartbeat(run, settings.REPLENS_HEARTBEAT_S):
+            timings = RUNNERS[run.kind](run)
     except Cancelled:
         logger.info("run %s was cancelled while running", run.pk)
     except InputError as err:

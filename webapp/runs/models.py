@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models, transaction
@@ -55,6 +56,7 @@ class Run(models.Model):
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
     progress = models.FloatField(default=0.0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)  # claims by a worker
     error = models.TextField(blank=True)
     celery_task_id = models.CharField(max_length=64, default="")
     code_version = models.CharField(max_length=40, default=analysis.__version__)
@@ -128,11 +130,17 @@ class Run(models.Model):
             return "waiting"
         return "ready"
 
-    def claim(self) -> bool:
-        """Take the run for this worker; False if another delivery already has it."""
+    def claim(self, task_id: str = "") -> bool:
+        """Take the run for this worker's task ``task_id`` (the one to revoke on cancel);
+        False if another delivery already has it."""
         now = timezone.now()
         claimed = Run.objects.filter(pk=self.pk, state=self.State.QUEUED).update(
-            state=self.State.RUNNING, started_at=now, heartbeat_at=now, progress=0.0
+            celery_task_id=task_id or self.celery_task_id,
+            state=self.State.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            progress=0.0,
+            attempts=models.F("attempts") + 1,
         )
         if claimed:
             self.refresh_from_db()
@@ -155,14 +163,60 @@ class Run(models.Model):
         Run.objects.filter(pk=self.pk).exclude(state__in=self.TERMINAL).update(**fields)
         self.refresh_from_db()
 
+    def beat(self) -> bool:
+        """Say the worker computing this run is alive; False once it is no longer running."""
+        return bool(
+            Run.objects.filter(pk=self.pk, state=self.State.RUNNING).update(
+                heartbeat_at=timezone.now()
+            )
+        )
+
     def cancel(self) -> bool:
+        """Cancel the run; a worker computing it is stopped (its task is revoked and its
+        process terminated), and would otherwise stop at its next progress report."""
+        was_running = self.state == self.State.RUNNING
         cancelled = (
             Run.objects.filter(pk=self.pk)
             .exclude(state__in=self.TERMINAL)
             .update(state=self.State.CANCELLED, finished_at=timezone.now())
         )
         self.refresh_from_db()
+        if cancelled and self.celery_task_id:
+            from workers.tasks import revoke
+
+            revoke(self.celery_task_id, terminate=was_running)
         return bool(cancelled)
+
+
+def reap_stale_runs(stale_after_s: float, max_attempts: int) -> dict[str, list[int]]:
+    """Runs marked running whose worker stopped beating for ``stale_after_s`` (killed, out of
+    memory, machine gone): queued again while they have attempts left, else failed. Never
+    computed twice at once: a live worker beats every few seconds, and a run is only queued
+    again after its worker fell silent; results are written by run, so a retry replaces."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    found: dict[str, list[int]] = {"queued": [], "failed": []}
+    stale = Run.objects.filter(state=Run.State.RUNNING, heartbeat_at__lt=cutoff)
+    for run in stale:
+        if run.attempts < max_attempts:
+            updated = Run.objects.filter(
+                pk=run.pk, state=Run.State.RUNNING, heartbeat_at__lt=cutoff
+            )
+            if updated.update(state=Run.State.QUEUED, progress=0.0, heartbeat_at=None):
+                found["queued"].append(run.pk)
+                run.enqueue_on_commit()
+        else:
+            message = (
+                f"the worker stopped responding ({run.attempts} attempts); "
+                "it may have run out of memory or been killed"
+            )
+            updated = Run.objects.filter(
+                pk=run.pk, state=Run.State.RUNNING, heartbeat_at__lt=cutoff
+            )
+            if updated.update(state=Run.State.FAILED, error=message, finished_at=timezone.now()):
+                found["failed"].append(run.pk)
+                for dependent in run.dependents.filter(state=Run.State.QUEUED):
+                    dependent.enqueue_on_commit()
+    return found
 
 
 class Score(models.Model):

@@ -24,7 +24,7 @@ class Command(BaseCommand):
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         log_path = settings.VAR_DIR / "worker.log"
         with open(log_path, "ab") as log:
-            worker = subprocess.Popen(worker_command("demo"), stdout=log, stderr=log)
+            worker = subprocess.Popen(worker_command("demo", beat=True), stdout=log, stderr=log)
         self.stdout.write(
             f"\nRepLens demo: http://{addr}/  (login {DEMO_USER} / {DEMO_PASSWORD})\n"
             f"worker pid {worker.pid}, log {log_path}; Ctrl-C stops both.\n"
@@ -36,8 +36,9 @@ class Command(BaseCommand):
             worker.wait(timeout=30)
 
 
-def worker_command(name: str, concurrency: int = 1) -> list[str]:
-    """The Celery worker that serves every queue of the embedded default."""
+def worker_command(name: str, concurrency: int = 1, beat: bool = False) -> list[str]:
+    """The Celery worker that serves every queue of the embedded default; with ``beat``, it
+    also runs the periodic tasks (the reaper of stale runs; one beat per deployment)."""
     from workers.celery import QUEUES
 
     return [
@@ -55,4 +56,5 @@ def worker_command(name: str, concurrency: int = 1) -> list[str]:
         f"{name}@%h",
         "--loglevel",
         "INFO",
+        *(["--beat"] if beat else []),
     ]
