@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: $(VENV)/.installed client/pyproject.toml
 	$(PIP) install -e ".[test]"
+	$(PIP) install -e ./client
 	touch $@
 
 demo: $(VENV)/.installed

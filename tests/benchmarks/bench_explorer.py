@@ -10,6 +10,8 @@ on 5,000 samples). It needs Python Playwright and /usr/bin/chromium, no Django:
   (a) static/js/scatter.js fetching the binary files itself;
   (b) a page that fetches the JSON, parses it, builds the typed arrays and hands them to the
   same scatter.js as blob: URLs, so only the transport differs;
+- the explorer's server side at 200,000 points (lasso, neighbourhood agreement, alignment,
+  displacement) and the geometry panel's leave-one-out linear probe against scikit-learn;
 - UMAP wall time (``analysis.projection.project(x, "umap")``) on a 10-cluster Gaussian mixture,
   256 dimensions: the first call (numba compilation included), a second call on the same data,
   then the larger data set.
@@ -198,11 +200,77 @@ def bench_umap(small: int, large: int | None) -> None:
         print(f"  {label:<41} {seconds:7.1f} s")
 
 
+def bench_server_side(n: int) -> None:
+    """What the explorer computes per request at ``n`` points: a 500-vertex lasso resolved
+    against the stored coordinates (matplotlib's Path as the peer), neighbourhood agreement of
+    two spaces at k = 30, neighbour-aware displacement, and a Procrustes alignment of two
+    pictures; plus the geometry panel's linear probe (scikit-learn's leave-one-out ridge
+    classifier as the peer, on a smaller set: it refits n times)."""
+    from matplotlib.path import Path as PolygonPath
+
+    from analysis.explorer import (
+        displacement,
+        neighbourhood_agreement,
+        points_in_polygon,
+        similarity_align,
+    )
+    from analysis.geometry import linear_probe_accuracy
+
+    rng = np.random.default_rng(2)
+    xy = rng.normal(size=(n, 2)).astype(np.float32)
+    angles = np.linspace(0, 2 * np.pi, 500, endpoint=False)
+    radius = np.where(np.arange(500) % 2 == 0, 1.5, 0.6)  # a 250-pointed star
+    star = np.column_stack([radius * np.cos(angles), radius * np.sin(angles)])
+    start = time.perf_counter()
+    ours = points_in_polygon(xy, star)
+    lasso = time.perf_counter() - start
+    start = time.perf_counter()
+    peer = np.flatnonzero(PolygonPath(star).contains_points(xy))
+    peer_s = time.perf_counter() - start
+    print(f"\nServer side at {n:,} points")
+    print(
+        f"  lasso, 500 vertices: {lasso * 1e3:6.0f} ms ({len(ours):,} inside); "
+        f"matplotlib Path {peer_s * 1e3:.0f} ms; same points: {np.array_equal(ours, peer)}"
+    )
+    a = rng.integers(0, n, size=(n, 30)).astype(np.int32)
+    b = rng.integers(0, n, size=(n, 30)).astype(np.int32)
+    start = time.perf_counter()
+    neighbourhood_agreement(a, b, 30)
+    print(f"  neighbourhood agreement, k = 30:     {(time.perf_counter() - start) * 1e3:6.0f} ms")
+    moved = xy @ np.array([[0.0, -1.0], [1.0, 0.0]], dtype=np.float32) + 3
+    start = time.perf_counter()
+    similarity_align(moved, xy)
+    print(f"  Procrustes alignment of two pictures: {(time.perf_counter() - start) * 1e3:5.0f} ms")
+    start = time.perf_counter()
+    displacement(xy, moved, a[:, :10], 10)
+    print(f"  neighbour-aware displacement, k = 10: {(time.perf_counter() - start) * 1e3:5.0f} ms")
+
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.model_selection import LeaveOneOut, cross_val_predict
+
+    m, d = 2_000, 64
+    labels = rng.integers(0, 10, size=m)
+    x = (rng.normal(size=(10, d))[labels] + rng.normal(size=(m, d)) * 2).astype(np.float32)
+    start = time.perf_counter()
+    probe = linear_probe_accuracy(x, labels, alphas=(1e-3,))
+    ours_s = time.perf_counter() - start
+    alpha = 1e-3 * float(((x - x.mean(0)) ** 2).sum())
+    start = time.perf_counter()
+    predicted = cross_val_predict(RidgeClassifier(alpha=alpha), x, labels, cv=LeaveOneOut())
+    peer_s = time.perf_counter() - start
+    print(
+        f"  linear probe, exact leave-one-out, {m:,} × {d}: {ours_s * 1e3:.0f} ms (accuracy "
+        f"{probe:.3f}); scikit-learn refitting {m:,} times {peer_s:.1f} s "
+        f"(accuracy {np.mean(predicted == labels):.3f}): {peer_s / ours_s:.0f}× faster"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10k points; UMAP on 5k only")
     args = parser.parse_args()
     bench_scatter([10_000] if args.quick else [10_000, 100_000, 200_000])
+    bench_server_side(10_000 if args.quick else 200_000)
     if args.quick:
         bench_umap(5_000, None)
     else:

@@ -1,0 +1,713 @@
+"""The RepLens REST API from Python: uploads (chunked and resumable), runs, results.
+
+Everything goes through one :class:`requests.Session` carrying ``Authorization: Token <key>``.
+Errors are :class:`ReplensError` with the server's ``detail``; transient failures (a dropped
+connection, a timeout, a 5xx) are retried with exponential backoff, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from replens_client import __version__
+
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+"""Bytes per PUT when neither the client nor the server names a size."""
+TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+TRANSIENT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+HASH_BLOCK = 1 << 20
+
+UploadProgress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``: phase ``"hash"`` (reading the file for its sha256) or
+``"send"`` (bytes the server has acknowledged, which jumps when a resume skips ahead)."""
+RunProgress = Callable[[dict], None]
+"""``progress(run)``: the run as last polled (``state``, ``progress`` in 0..1, …)."""
+
+
+class ReplensError(Exception):
+    """A request the server refused (``status``, its ``detail`` as the message, the whole
+    JSON body in ``data``), or a failure to talk to it at all (``status`` is None)."""
+
+    def __init__(self, message: str, *, status: int | None = None, data: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.data = data if data is not None else {}
+
+    def __str__(self) -> str:
+        return self.message if self.status is None else f"{self.message} (HTTP {self.status})"
+
+
+class ConnectionFailed(ReplensError):
+    """The server could not be reached (or kept failing with 5xx) after every retry."""
+
+
+class UploadFailed(ReplensError):
+    """An upload that could not be finished; ``upload_id`` names it on the server, and
+    ``discarded`` says the server refused the file itself (a sha256 or size mismatch, an
+    invalid file) and dropped it."""
+
+    def __init__(
+        self, message: str, *, upload_id: str | None = None, discarded: bool = False, **kwargs
+    ):
+        super().__init__(message, **kwargs)
+        self.upload_id = upload_id
+        self.discarded = discarded
+
+
+class RunFailed(ReplensError):
+    """A run that ended ``failed`` or ``cancelled``; ``run`` is its last state."""
+
+    def __init__(self, run: dict):
+        what = f"run #{run.get('id')} ({run.get('kind', 'run')}) {run.get('state')}"
+        error = (run.get("error") or "").strip()
+        super().__init__(f"{what}: {error}" if error else what, data=run)
+        self.run = run
+
+
+class WaitTimeout(ReplensError, TimeoutError):
+    """A run still unfinished when ``wait``'s timeout passed; ``run`` is its last state."""
+
+    def __init__(self, run: dict, timeout: float):
+        super().__init__(
+            f"run #{run.get('id')} is still {run.get('state')} after {timeout:g} s "
+            f"(progress {float(run.get('progress') or 0):.0%})",
+            data=run,
+        )
+        self.run = run
+
+
+class Uploaded(dict):
+    """The dataset or checkpoint as the server describes it, plus how the upload went:
+    ``created`` (False when an identical file was already in the workspace), ``bytes_sent``
+    (every byte put on the wire, retransmissions included; 0 for a duplicate) and
+    ``upload_id`` (None when nothing had to be sent)."""
+
+    def __init__(self, obj: dict, created: bool, bytes_sent: int = 0, upload_id: str | None = None):
+        super().__init__(obj)
+        self.created = created
+        self.bytes_sent = bytes_sent
+        self.upload_id = upload_id
+
+
+def _id(obj) -> int:
+    """An id from an id, or from an object the API returned (``{"id": …}``)."""
+    if isinstance(obj, dict):
+        return obj["id"]
+    return int(obj)
+
+
+def _error_from(response: requests.Response) -> ReplensError:
+    """The server's ``detail`` (every API error has one), else the start of the body."""
+    data: Any = None
+    try:
+        data = response.json()
+    except ValueError:
+        pass
+    if isinstance(data, dict) and data.get("detail"):
+        message = str(data["detail"])
+    elif data is not None:
+        message = str(data)[:500]
+    else:
+        text = " ".join(response.text.split())[:300]
+        message = f"{response.reason or 'error'}" + (f": {text}" if text else "")
+    return ReplensError(message, status=response.status_code, data=data)
+
+
+@contextmanager
+def _opened(source, filename: str | None) -> Iterator[tuple[IO[bytes], str]]:
+    """A binary file and its name, from a path or a seekable file object."""
+    if hasattr(source, "read"):
+        name = filename or os.path.basename(getattr(source, "name", "") or "")
+        if not name:
+            raise ValueError("give filename= with a file object (the suffix names its format)")
+        with nullcontext(source) as f:
+            yield f, name
+        return
+    path = Path(source)
+    with open(path, "rb") as f:
+        yield f, filename or path.name
+
+
+class Client:
+    """A RepLens server: ``Client("http://host:8000", token)``.
+
+    ``timeout`` is per request (seconds); completing an upload, when the server checks and
+    ingests the whole file, may take up to 20 times as long. Transient failures are retried
+    ``retries`` times, sleeping ``backoff``, 2 × ``backoff``, 4 × … (at most ``max_backoff``)
+    in between. ``chunk_size`` overrides the chunk size the server suggests for uploads.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        timeout: float = 30.0,
+        *,
+        retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        chunk_size: int | None = None,
+        session: requests.Session | None = None,
+    ):
+        if not url:
+            raise ValueError("the server's URL is required, e.g. http://127.0.0.1:8000")
+        if not token:
+            raise ValueError("an API token is required (manage.py drf_create_token <user>)")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError("chunk_size must be a positive number of bytes")
+        base = url.rstrip("/")
+        if base.endswith("/api/v1"):
+            base = base[: -len("/api/v1")]
+        self.url = base
+        self.api = f"{base}/api/v1/"
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.chunk_size = chunk_size
+        self.session = session or requests.Session()
+        self.session.headers["Authorization"] = f"Token {token}"
+        self.session.headers.setdefault("Accept", "application/json")
+        self.session.headers["User-Agent"] = f"replens-client/{__version__}"
+
+    @classmethod
+    def from_env(cls, **kwargs) -> Client:
+        """A client for ``$REPLENS_URL`` (default http://127.0.0.1:8000) and
+        ``$REPLENS_TOKEN``."""
+        url = os.environ.get("REPLENS_URL") or "http://127.0.0.1:8000"
+        return cls(url, os.environ.get("REPLENS_TOKEN", ""), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.api + path
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+
+    def _retry_delay(self, response: requests.Response, attempt: int) -> float | None:
+        """Seconds to wait before trying again after this answer, or None not to: 5xx back
+        off exponentially; 429 (rate limit) waits what ``Retry-After`` says, when that is
+        no longer than ``max_backoff``."""
+        if attempt > self.retries:
+            return None
+        if response.status_code in RETRY_STATUSES:
+            return self._backoff(attempt)
+        if response.status_code == 429:
+            try:
+                delay = float(response.headers.get("Retry-After", ""))
+            except ValueError:
+                delay = self._backoff(attempt)
+            return delay if delay <= self.max_backoff else None
+        return None
+
+    def _request(
+        self, method: str, path: str, *, ok=(200, 201), retry: bool = True, **kwargs
+    ) -> requests.Response:
+        """One API call; connection errors, 5xx and short rate limits are retried (when
+        ``retry``) with backoff. A status outside ``ok`` raises :class:`ReplensError` with
+        the server's detail."""
+        url = self._url(path)
+        kwargs.setdefault("timeout", self.timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.session.request(method, url, **kwargs)
+            except TRANSIENT as err:
+                if not retry or attempt > self.retries:
+                    raise ConnectionFailed(
+                        f"{method} {url} failed after {attempt} attempt(s): {err}"
+                    ) from err
+                delay = self._backoff(attempt)
+            else:
+                if response.status_code in ok:
+                    return response
+                error = _error_from(response)
+                delay = self._retry_delay(response, attempt) if retry else None
+                if delay is None:
+                    if retry and response.status_code in RETRY_STATUSES:
+                        raise ConnectionFailed(
+                            f"{method} {url} failed after {attempt} attempt(s): {error.message}",
+                            status=error.status,
+                            data=error.data,
+                        )
+                    raise error
+            time.sleep(delay)
+
+    def _get(self, path: str, **kwargs) -> Any:
+        return self._request("GET", path, **kwargs).json()
+
+    def _post(self, path: str, body: dict, *, retry: bool = True) -> Any:
+        return self._request("POST", path, json=body, retry=retry).json()
+
+    def _list(self, path: str, params: dict) -> list[dict]:
+        """Every item of a paginated list, following ``next``."""
+        items: list[dict] = []
+        page = self._get(path, params={k: v for k, v in params.items() if v is not None})
+        while True:
+            if isinstance(page, list):
+                return items + page
+            items.extend(page.get("results", []))
+            if not page.get("next"):
+                return items
+            page = self._get(page["next"])
+
+    # ------------------------------------------------------------------ uploads
+
+    def upload_dataset(
+        self,
+        path,
+        workspace: str,
+        name: str = "",
+        description: str = "",
+        progress: UploadProgress | None = None,
+        *,
+        filename: str | None = None,
+        chunk_size: int | None = None,
+    ) -> Uploaded:
+        """Upload a dataset (.npz, .zip of images in class folders, or .csv) in chunks,
+        resuming after dropped connections. ``path`` may also be a seekable binary file
+        object (then give ``filename``). Returns the dataset; ``.created`` is False when an
+        identical file was already in the workspace (nothing is sent then)."""
+        fields = {"name": name, "description": description}
+        return self._upload("dataset", path, workspace, fields, progress, filename, chunk_size)
+
+    def upload_checkpoint(
+        self,
+        path,
+        workspace: str,
+        name: str = "",
+        architecture: str = "",
+        seed_group: str = "",
+        step: int | None = None,
+        progress: UploadProgress | None = None,
+        *,
+        description: str = "",
+        filename: str | None = None,
+        chunk_size: int | None = None,
+    ) -> Uploaded:
+        """Upload a checkpoint (TorchScript .pt, or .safetensors with ``architecture``) in
+        chunks, resuming after dropped connections; ``seed_group`` and ``step`` place it in
+        a series. Returns the checkpoint; ``.created`` is False for a duplicate."""
+        fields = {
+            "name": name,
+            "description": description,
+            "architecture": architecture,
+            "seed_group": seed_group,
+            "step": step,
+        }
+        return self._upload("checkpoint", path, workspace, fields, progress, filename, chunk_size)
+
+    def log_checkpoint(
+        self,
+        path,
+        workspace: str,
+        step: int,
+        name: str | None = None,
+        seed_group: str = "",
+        *,
+        every: int | None = None,
+        architecture: str = "",
+        description: str = "",
+        progress: UploadProgress | None = None,
+    ) -> Uploaded | None:
+        """Upload the checkpoint a training loop just saved, as step ``step`` of
+        ``seed_group`` (named ``<file stem>-step<step>`` unless ``name`` is given). With
+        ``every=N`` only steps that are multiples of N are uploaded (None is returned for
+        the others), so it can be called on every step."""
+        if every is not None and step % every:
+            return None
+        if name is None:
+            stem = Path(getattr(path, "name", None) or str(path)).stem or "checkpoint"
+            name = f"{stem}-step{step}"
+        return self.upload_checkpoint(
+            path,
+            workspace,
+            name=name,
+            architecture=architecture,
+            seed_group=seed_group,
+            step=step,
+            progress=progress,
+            description=description,
+        )
+
+    def _upload(
+        self,
+        kind: str,
+        source,
+        workspace: str,
+        fields: dict,
+        progress: UploadProgress | None,
+        filename: str | None,
+        chunk_size: int | None,
+    ) -> Uploaded:
+        with _opened(source, filename) as (f, name):
+            size, sha256 = _digest(f, progress)
+            if size == 0:
+                raise UploadFailed(f"{name} is empty")
+            body = {
+                "workspace": workspace,
+                "kind": kind,
+                "filename": name,
+                "size": size,
+                "sha256": sha256,
+                **fields,
+            }
+            response = self._request("POST", "uploads/", json=body)
+            started = response.json()
+            if started.get("state") == "done" or started.get("id") is None:
+                if progress:
+                    progress("send", size, size)
+                return Uploaded(started["result"], created=False)
+            upload_id = str(started["id"])
+            step = chunk_size or self.chunk_size or int(started.get("chunk_size") or 0)
+            step = step or DEFAULT_CHUNK_SIZE
+            try:
+                offset = int(started.get("offset") or 0)
+                sent = self._send_chunks(upload_id, f, offset, size, step, progress)
+                done = self._complete(upload_id)
+            except BaseException as err:
+                if not getattr(err, "discarded", False):
+                    self._abort_quietly(upload_id)
+                raise
+        return Uploaded(done.json()["result"], done.status_code == 201, sent, upload_id)
+
+    def _send_chunks(
+        self,
+        upload_id: str,
+        f: IO[bytes],
+        offset: int,
+        size: int,
+        chunk: int,
+        progress: UploadProgress | None,
+    ) -> int:
+        """PUT the file from ``offset`` in chunks of ``chunk`` bytes; after a dropped
+        connection or a 5xx, ask the server where it stands and resume from there, after a
+        409 from the offset it names. Returns the bytes put on the wire."""
+        url = self._url(f"uploads/{upload_id}/")
+        sent = failures = 0
+        if progress:
+            progress("send", offset, size)
+        while offset < size:
+            f.seek(offset)
+            data = f.read(min(chunk, size - offset))
+            if not data:
+                raise UploadFailed(
+                    f"the file ended at byte {offset} of {size}: it changed while uploading",
+                    upload_id=upload_id,
+                )
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"bytes {offset}-{offset + len(data) - 1}/{size}",
+            }
+            sent += len(data)
+            try:
+                response = self.session.put(url, data=data, headers=headers, timeout=self.timeout)
+            except TRANSIENT as err:
+                problem, delay = f"{type(err).__name__}: {err}", None
+            else:
+                if response.status_code == 200:
+                    offset = self._checked_offset(response.json().get("offset"), size, upload_id)
+                    failures = 0
+                    if progress:
+                        progress("send", offset, size)
+                    continue
+                error = _error_from(response)
+                if response.status_code == 409 and isinstance(error.data, dict):
+                    # The server has a different number of bytes than we thought (a chunk
+                    # that arrived although its answer was lost): carry on from its offset.
+                    failures += 1
+                    if failures > self.retries:
+                        raise UploadFailed(error.message, status=409, upload_id=upload_id)
+                    offset = self._checked_offset(error.data.get("offset"), size, upload_id)
+                    if progress:
+                        progress("send", offset, size)
+                    continue
+                delay = self._retry_delay(response, failures + 1)
+                if delay is None and response.status_code not in RETRY_STATUSES:
+                    raise UploadFailed(
+                        error.message, status=error.status, data=error.data, upload_id=upload_id
+                    )
+                problem = str(error)
+            failures += 1
+            if failures > self.retries:
+                raise UploadFailed(
+                    f"gave up sending upload {upload_id} at byte {offset} of {size} after "
+                    f"{failures} failed attempts; last: {problem}",
+                    upload_id=upload_id,
+                )
+            time.sleep(self._backoff(failures) if delay is None else delay)
+            offset = self.upload_status(upload_id)["offset"]
+            offset = self._checked_offset(offset, size, upload_id)
+            if progress:
+                progress("send", offset, size)
+        return sent
+
+    @staticmethod
+    def _checked_offset(offset, size: int, upload_id: str) -> int:
+        if not isinstance(offset, int) or not 0 <= offset <= size:
+            raise UploadFailed(
+                f"the server answered offset {offset!r} for a {size}-byte file",
+                upload_id=upload_id,
+            )
+        return offset
+
+    def _complete(self, upload_id: str) -> requests.Response:
+        """Ask the server to check and ingest the upload (idempotent: retried safely)."""
+        try:
+            return self._request(
+                "POST",
+                f"uploads/{upload_id}/complete/",
+                json={},
+                timeout=(self.timeout, self.timeout * 20),
+            )
+        except ConnectionFailed:
+            raise
+        except ReplensError as err:
+            raise UploadFailed(
+                err.message,
+                status=err.status,
+                data=err.data,
+                upload_id=upload_id,
+                discarded=err.status == 400,
+            ) from err
+
+    def _abort_quietly(self, upload_id: str) -> None:
+        try:
+            self.session.delete(self._url(f"uploads/{upload_id}/"), timeout=5)
+        except Exception:  # best effort: the server expires abandoned uploads anyway
+            pass
+
+    def upload_status(self, upload_id: str) -> dict:
+        """An open upload: ``{"id", "offset", "size", "state"}`` (where to resume)."""
+        return self._get(f"uploads/{upload_id}/")
+
+    def abort_upload(self, upload_id: str) -> None:
+        """Discard an unfinished upload and the bytes received so far."""
+        self._request("DELETE", f"uploads/{upload_id}/", ok=(200, 204))
+
+    # ------------------------------------------------------------------ catalog
+
+    def datasets(self, workspace: str | None = None) -> list[dict]:
+        return self._list("datasets/", {"workspace": workspace})
+
+    def checkpoints(self, workspace: str | None = None) -> list[dict]:
+        return self._list("checkpoints/", {"workspace": workspace})
+
+    def dataset(self, dataset) -> dict:
+        return self._get(f"datasets/{_id(dataset)}/")
+
+    def checkpoint(self, checkpoint) -> dict:
+        return self._get(f"checkpoints/{_id(checkpoint)}/")
+
+    # ------------------------------------------------------------------ runs
+
+    def extract(self, checkpoint, dataset, layers: list[str] | None = None, pooling="mean"):
+        """Ask for the activations of ``layers`` (default: every top-level block and the
+        output); the same request again returns the same run. Returns the run."""
+        body = {"checkpoint": _id(checkpoint), "dataset": _id(dataset), "pooling": pooling}
+        if layers:
+            body["layers"] = list(layers)
+        return self._post("extractions/", body)
+
+    def compare(
+        self,
+        checkpoint_a,
+        checkpoint_b,
+        dataset,
+        layers_a: list[str] | None = None,
+        layers_b: list[str] | None = None,
+        measure: str | None = None,
+        pooling: str | None = None,
+        n_permutations: int | None = None,
+        n_bootstrap: int | None = None,
+        seed: int | None = None,
+    ) -> dict:
+        """Compare every layer of A with every layer of B on ``dataset`` (``measure``
+        default ``cka/linear``; ``GET /api/v1/measures/`` lists them). Returns the run;
+        :meth:`comparison` has the matrix."""
+        body = {
+            "checkpoint_a": _id(checkpoint_a),
+            "checkpoint_b": _id(checkpoint_b),
+            "dataset": _id(dataset),
+        }
+        optional = {
+            "layers_a": list(layers_a) if layers_a else None,
+            "layers_b": list(layers_b) if layers_b else None,
+            "measure": measure,
+            "pooling": pooling,
+            "n_permutations": n_permutations,
+            "n_bootstrap": n_bootstrap,
+            "seed": seed,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return self._post("comparisons/", body)
+
+    def probe(
+        self,
+        checkpoint,
+        dataset,
+        layers: list[str] | None = None,
+        families: dict[str, list[float]] | list[str] | None = None,
+        pooling: str | None = None,
+        seed: int | None = None,
+    ) -> dict:
+        """Probe how layers respond to transformation families: ``{"image/rotation": [0,
+        45, 90]}``, or a list of keys with their default grids (``GET
+        /api/v1/transformations/``). Returns the run; :meth:`probe_result` has the numbers."""
+        body: dict[str, Any] = {"checkpoint": _id(checkpoint), "dataset": _id(dataset)}
+        if layers:
+            body["layers"] = list(layers)
+        if families is not None:
+            body["families"] = families if isinstance(families, dict) else list(families)
+        if pooling is not None:
+            body["pooling"] = pooling
+        if seed is not None:
+            body["seed"] = seed
+        return self._post("probes/", body)
+
+    def project(self, checkpoint, dataset, layer: str, method: str = "pca", **parameters) -> dict:
+        """Project every sample of ``layer`` to 2-D (``pca``, ``umap``, ``tsne``; parameters
+        such as ``n_neighbors``, ``min_dist``, ``metric``, ``perplexity``, ``pooling``,
+        ``seed``). Returns the run; :meth:`coordinates` has the points."""
+        body = {"checkpoint": _id(checkpoint), "dataset": _id(dataset), "layer": layer}
+        body["method"] = method
+        body.update({k: v for k, v in parameters.items() if v is not None})
+        return self._post("projections/", body)
+
+    def run(self, run) -> dict:
+        """A run: ``id``, ``kind``, ``state``, ``progress`` (0..1), ``error``, timings…"""
+        return self._get(f"runs/{_id(run)}/")
+
+    def cancel(self, run) -> dict:
+        """Cancel a queued or running run; returns it."""
+        return self._request("POST", f"runs/{_id(run)}/cancel/").json()
+
+    def wait(
+        self,
+        run_id,
+        poll: float = 1.0,
+        timeout: float | None = None,
+        progress: RunProgress | None = None,
+    ) -> dict:
+        """Poll a run every ``poll`` seconds until it ends; return it when it succeeded.
+        Raises :class:`RunFailed` (with the server's error) when it failed or was cancelled,
+        :class:`WaitTimeout` after ``timeout`` seconds. ``progress(run)`` sees every poll."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = self.run(run_id)
+            if progress:
+                progress(run)
+            if run["state"] == "succeeded":
+                return run
+            if run["state"] in TERMINAL_STATES:
+                raise RunFailed(run)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(run, timeout)
+            pause = poll if deadline is None else min(poll, max(deadline - time.monotonic(), 0))
+            time.sleep(pause)
+
+    # ------------------------------------------------------------------ results
+
+    def comparison(self, run) -> dict:
+        """The layer × layer matrix with baselines and provenance (cells are null until
+        the run has scored them)."""
+        return self._get(f"comparisons/{_id(run)}/")
+
+    def probe_result(self, run) -> dict:
+        """Every statistic of every probed family by layer and magnitude."""
+        return self._get(f"probes/{_id(run)}/")
+
+    def projection(self, run) -> dict:
+        """A finished projection: method, parameters, estimator, explained variance…"""
+        return self._get(f"projections/{_id(run)}/")
+
+    def coordinates(self, run) -> bytes:
+        """A finished projection's n × 2 coordinates: float32 little-endian, x and y
+        interleaved, dataset order (``numpy.frombuffer(b, "<f4").reshape(-1, 2)``)."""
+        return self._request("GET", f"projections/{_id(run)}/coordinates/").content
+
+    def select(
+        self,
+        dataset=None,
+        indices: list[int] | None = None,
+        *,
+        projection=None,
+        polygon: list[list[float]] | None = None,
+        name: str = "",
+        tags: list[str] | None = None,
+    ) -> dict:
+        """A selection of samples: ``dataset`` and ``indices``, or ``projection`` and a
+        ``polygon`` drawn in its coordinates (resolved on the server)."""
+        body: dict[str, Any] = {"name": name, "tags": list(tags or [])}
+        if projection is not None:
+            body.update(projection=_id(projection), polygon=polygon)
+        else:
+            body.update(dataset=_id(dataset), indices=list(indices or []))
+        return self._post("selections/", body, retry=False)
+
+    def export_selection(self, selection, path, file: str | None = None, projection=None) -> Path:
+        """Save a selection (index, id, label, metadata, x, y) as ``file`` = ``"csv"`` or
+        ``"parquet"`` (default: from ``path``'s suffix, else csv). Returns the path."""
+        path = Path(path)
+        kind = file or ("parquet" if path.suffix.lower() == ".parquet" else "csv")
+        params: dict[str, Any] = {"file": kind}
+        if projection is not None:
+            params["projection"] = _id(projection)
+        response = self._request(
+            "GET", f"selections/{_id(selection)}/export/", params=params, stream=True
+        )
+        part = path.with_name(path.name + ".part")
+        try:
+            with response, open(part, "wb") as out:
+                for block in response.iter_content(HASH_BLOCK):
+                    out.write(block)
+            part.replace(path)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return path
+
+
+def _digest(f: IO[bytes], progress: UploadProgress | None) -> tuple[int, str]:
+    """Size and sha256 of a seekable file, read in 1 MiB blocks from its start."""
+    f.seek(0, os.SEEK_END)
+    total = f.tell()
+    f.seek(0)
+    digest = hashlib.sha256()
+    done = 0
+    if progress:
+        progress("hash", 0, total)
+    for block in iter(lambda: f.read(HASH_BLOCK), b""):
+        digest.update(block)
+        done += len(block)
+        if progress:
+            progress("hash", done, total)
+    return done, digest.hexdigest()

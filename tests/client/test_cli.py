@@ -1,0 +1,203 @@
+"""The ``replens`` command, run in-process (``cli.main(argv)``) against the real server, and
+once as the installed console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from replens_client import cli
+
+from tests.client.conftest import sha256_of
+from webapp.catalog.models import Checkpoint
+
+
+@pytest.fixture
+def replens_cli(server, token, capsys):
+    """``replens_cli(*args)`` → (exit status, parsed stdout JSON or None, stderr)."""
+
+    def run(*args: str, connect: bool = True):
+        argv = ["--url", server, "--token", token, *args] if connect else list(args)
+        status = cli.main(argv)
+        captured = capsys.readouterr()
+        out = json.loads(captured.out) if captured.out.strip() else None
+        return status, out, captured.err
+
+    return run
+
+
+def upload(replens_cli, kind: str, path: Path) -> dict:
+    status, obj, err = replens_cli("--no-progress", f"upload-{kind}", str(path), "-w", "lab")
+    assert status == 0, err
+    return obj
+
+
+def test_upload_dataset_prints_it_and_draws_a_byte_bar(replens_cli, digits_file):
+    status, dataset, err = replens_cli(
+        "upload-dataset", str(digits_file), "-w", "lab", "--name", "digits", "--chunk-size", "64K"
+    )
+    assert status == 0, err
+    assert dataset["name"] == "digits" and dataset["n_samples"] == 1797
+    assert dataset["sha256"] == sha256_of(digits_file)
+    assert "\rupload digits.npz [" in err and "100%" in err and "/s" in err
+    assert "KiB / " in err and "sha256 digits.npz" in err
+    assert f"created dataset #{dataset['id']} in lab" in err
+
+    # Again, options after the command, no bars: the same dataset, nothing sent.
+    status, again, err = replens_cli(
+        "upload-dataset", str(digits_file), "-w", "lab", "--no-progress"
+    )
+    assert status == 0 and again == dataset
+    assert "\r" not in err and "[" not in err
+    assert f"dataset #{dataset['id']} was already in lab (identical file)" in err
+
+
+def test_upload_checkpoint_with_step_and_seed_group(replens_cli, mlp_file):
+    status, checkpoint, err = replens_cli(
+        "--no-progress",
+        "upload-checkpoint",
+        str(mlp_file),
+        "--workspace",
+        "lab",
+        "--seed-group",
+        "wide",
+        "--step",
+        "300",
+        "--chunk-size",
+        "128K",
+    )
+    assert status == 0, err
+    assert checkpoint["step"] == 300 and checkpoint["seed_group"] == "wide"
+    assert Checkpoint.objects.get(pk=checkpoint["id"]).step == 300
+
+
+def test_connection_settings_from_the_environment(replens_cli, server, token, monkeypatch):
+    monkeypatch.setenv("REPLENS_URL", server)
+    monkeypatch.setenv("REPLENS_TOKEN", token)
+    status, run, err = replens_cli("run", "4242", connect=False)
+    assert status == 1 and run is None
+    assert "replens: error:" in err and "(HTTP 404)" in err
+
+
+def test_errors_exit_non_zero_with_the_servers_message(
+    replens_cli, small_digits_file, small_mlp_file, server, monkeypatch
+):
+    dataset = upload(replens_cli, "dataset", small_digits_file)
+    ckpt = upload(replens_cli, "checkpoint", small_mlp_file)
+
+    status, out, err = replens_cli(
+        "extract", "-c", str(ckpt["id"]), "-d", str(dataset["id"]), "--layers", "nope"
+    )
+    assert status == 1 and out is None
+    assert "replens: error:" in err and "has no layer(s) nope" in err and "(HTTP 400)" in err
+
+    status, _, err = replens_cli("extract", "-c", "999999", "-d", str(dataset["id"]))
+    assert status == 1 and "No Checkpoint matches" in err
+
+    status, _, err = replens_cli("--no-progress", "upload-dataset", "/no/such.npz", "-w", "lab")
+    assert status == 1 and "No such file" in err
+
+    status, _, err = replens_cli("probe", "-c", "1", "-d", "1", "--family", "a=1", "--family", "b")
+    assert status == 2 and "magnitudes for every --family" in err
+
+    monkeypatch.delenv("REPLENS_TOKEN", raising=False)
+    status, _, err = replens_cli("--url", server, "run", "1", connect=False)
+    assert status == 2 and "no API token" in err
+    status, _, err = replens_cli("--url", server, "--token", "wrong", "run", "1", connect=False)
+    assert status == 1 and "Invalid token" in err and "(HTTP 401)" in err
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["--token", "t", "extract", "-c", "x"])
+    assert usage.value.code == 2
+
+
+@pytest.mark.integration
+def test_extract_wait_and_a_failed_run_through_a_real_worker(
+    worker, replens_cli, small_digits_file, small_mlp_file, nan_file
+):
+    dataset = upload(replens_cli, "dataset", small_digits_file)
+    ckpt = upload(replens_cli, "checkpoint", small_mlp_file)
+
+    status, run, err = replens_cli(
+        "extract", "-c", str(ckpt["id"]), "-d", str(dataset["id"]), "--wait", "--poll", "0.2"
+    )
+    assert status == 0, err
+    assert run["kind"] == "extract" and run["state"] == "succeeded"
+    assert f"\rrun #{run['id']} extract [" in err and "100% succeeded" in err
+
+    status, again, _ = replens_cli("--no-progress", "wait", str(run["id"]))
+    assert status == 0 and again["id"] == run["id"] and again["state"] == "succeeded"
+    status, shown, _ = replens_cli("run", str(run["id"]))
+    assert status == 0 and shown["state"] == "succeeded"
+
+    nan = upload(replens_cli, "checkpoint", nan_file)
+    status, queued, _ = replens_cli("extract", "-c", str(nan["id"]), "-d", str(dataset["id"]))
+    assert status == 0 and queued["state"] in ("queued", "running")
+    status, failed, err = replens_cli("wait", str(queued["id"]), "--poll", ".2", "--timeout", "99")
+    assert status == 3
+    assert failed["id"] == queued["id"] and failed["state"] == "failed"
+    assert f"replens: error: run #{queued['id']} (extract) failed:" in err and "NaN" in err
+
+
+@pytest.mark.integration
+def test_wait_timeout_cancel_and_result(replens_cli, small_digits_file, small_mlp_file, mlp_file):
+    # No worker: the runs stay queued.
+    dataset = upload(replens_cli, "dataset", small_digits_file)
+    a = upload(replens_cli, "checkpoint", small_mlp_file)
+    b = upload(replens_cli, "checkpoint", mlp_file)
+    status, comparison, _ = replens_cli(
+        "compare", "-a", str(a["id"]), "-b", str(b["id"]), "-d", str(dataset["id"]),
+        "--layers-a", "block1", "--permutations", "2",
+    )  # fmt: skip
+    assert status == 0 and comparison["kind"] == "compare" and len(comparison["depends_on"]) == 2
+    assert comparison["params"]["layers_a"] == ["block1"]
+
+    run_id = str(comparison["id"])
+    status, late, err = replens_cli("wait", run_id, "--poll", ".1", "--timeout", ".3")
+    assert status == 4 and late["state"] == "queued" and "still queued" in err
+    status, result, _ = replens_cli("result", str(comparison["id"]))
+    assert status == 0 and result["run"] == comparison["id"] and result["state"] == "queued"
+
+    status, cancelled, _ = replens_cli("cancel", str(comparison["id"]))
+    assert status == 0 and cancelled["state"] == "cancelled"
+    status, _, err = replens_cli("--no-progress", "wait", str(comparison["id"]))
+    assert status == 3 and "cancelled" in err
+
+    status, probe, _ = replens_cli(
+        "probe", "-c", str(a["id"]), "-d", str(dataset["id"]),
+        "--family", "image/rotation=0,90", "--family", "image/noise=0,0.1",
+    )  # fmt: skip
+    assert status == 0 and probe["kind"] == "probe"
+    assert probe["params"]["families"] == [["image/rotation", [0, 90]], ["image/noise", [0, 0.1]]]
+
+
+def test_export_a_selection(replens_cli, replens, small_digits_file, tmp_path):
+    dataset = replens.upload_dataset(small_digits_file, "lab")
+    selection = replens.select(dataset, [1, 2], name="pair")
+    target = tmp_path / "pair.parquet"
+    status, saved, err = replens_cli("export", str(selection["id"]), str(target))
+    assert status == 0, err
+    size = len(target.read_bytes())
+    assert saved == {"selection": selection["id"], "path": str(target), "bytes": size}
+    assert target.read_bytes()[:4] == b"PAR1"
+
+    status, saved, _ = replens_cli(
+        "export", str(selection["id"]), str(tmp_path / "pair.txt"), "--format", "csv"
+    )
+    assert status == 0 and (tmp_path / "pair.txt").read_text().startswith("index,id,label")
+
+
+def test_console_script_help():
+    script = Path(sys.executable).parent / "replens"
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for command in ("upload-checkpoint", "upload-dataset", "extract", "compare", "probe", "wait"):
+        assert command in done.stdout
+    assert "REPLENS_URL" in done.stdout and "REPLENS_TOKEN" in done.stdout
+
+    module = subprocess.run(
+        [sys.executable, "-m", "replens_client", "--version"], capture_output=True, text=True
+    )
+    assert module.returncode == 0 and module.stdout.strip() == "replens 0.1.0"
