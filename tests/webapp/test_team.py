@@ -89,3 +89,36 @@ def test_the_api_rate_limit_is_per_token(settings, owner, member, workspace):
     assert "Retry-After" in limited
     assert other.get("/api/v1/workspaces/").status_code == 200  # another token is not limited
     cache.clear()
+
+
+def test_members_through_the_api(owner, member, outsider, workspace):
+    api = api_client_for(owner)
+    listed = api.get("/api/v1/workspaces/lab/members/").json()
+    assert {(m["username"], m["role"]) for m in listed} == {
+        ("owner", "owner"),
+        ("member", "editor"),
+    }
+    changed = api.patch(
+        f"/api/v1/workspaces/lab/members/{member.pk}/", {"role": "viewer"}, format="json"
+    )
+    assert changed.status_code == 200 and changed.json()["role"] == "viewer"
+    refused = api.patch(
+        f"/api/v1/workspaces/lab/members/{owner.pk}/", {"role": "editor"}, format="json"
+    )
+    assert refused.status_code == 400 and "needs an owner" in refused.json()["detail"]
+    invited = api.post("/api/v1/workspaces/lab/invitations/", {"role": "editor"}, format="json")
+    assert invited.status_code == 201 and "/invitations/" in invited.json()["url"]
+    # A viewer reads the members but manages nothing; an outsider sees no workspace at all.
+    viewer = api_client_for(member)
+    assert viewer.get("/api/v1/workspaces/lab/members/").status_code == 200
+    assert (
+        viewer.post(
+            "/api/v1/workspaces/lab/invitations/", {"role": "owner"}, format="json"
+        ).status_code
+        == 404
+    )
+    assert viewer.delete(f"/api/v1/workspaces/lab/members/{owner.pk}/").status_code == 404
+    stranger = api_client_for(outsider)
+    assert stranger.get("/api/v1/workspaces/lab/members/").status_code == 404
+    assert api.delete(f"/api/v1/workspaces/lab/members/{member.pk}/").status_code == 204
+    assert not Membership.objects.filter(user=member).exists()

@@ -334,3 +334,13 @@ class UploadSerializer(serializers.Serializer):
     size = serializers.IntegerField(required=False)
     chunk_size = serializers.IntegerField(required=False)
     error = serializers.CharField(required=False)
+
+
+class MemberSerializer(serializers.Serializer):
+    user = serializers.IntegerField(source="user_id", read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+    role = serializers.ChoiceField(choices=["owner", "editor", "viewer"])
+
+
+class InvitationRequestSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["owner", "editor", "viewer"], default="editor")

@@ -18,7 +18,7 @@ from analysis.errors import InputError
 from analysis.registry import MEASURES
 from analysis.transforms import FAMILIES
 from webapp.api import serializers as s
-from webapp.catalog import uploads
+from webapp.catalog import team, uploads
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import (
     ActivationSet,
@@ -26,6 +26,7 @@ from webapp.catalog.models import (
     Dataset,
     Upload,
     editable_workspaces_of,
+    owned_workspaces_of,
     visible_to,
     workspaces_of,
 )
@@ -109,6 +110,47 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return workspaces_of(self.request.user).order_by("name")
+
+    def _owned(self):
+        workspace = self.get_object()
+        return get_object_or_404(owned_workspaces_of(self.request.user), pk=workspace.pk)
+
+    @extend_schema(responses={200: s.MemberSerializer(many=True), 404: s.ErrorSerializer})
+    @action(detail=True, methods=["get"])
+    def members(self, request, slug=None):
+        """The workspace's members and their roles."""
+        memberships = self.get_object().memberships.select_related("user").order_by("user_id")
+        return Response(s.MemberSerializer(memberships, many=True).data)
+
+    @extend_schema(
+        request=s.MemberSerializer,
+        responses={200: s.MemberSerializer, 204: None, **ERRORS},
+    )
+    @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<user_id>\d+)")
+    def member(self, request, slug=None, user_id=None):
+        """Owners change a member's role (PATCH ``{"role"}``) or remove them (DELETE); a
+        workspace always keeps an owner."""
+        membership = get_object_or_404(self._owned().memberships, user_id=user_id)
+        if request.method == "DELETE":
+            team.remove(membership)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        form = s.MemberSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        team.set_role(membership, form.validated_data["role"])
+        return Response(s.MemberSerializer(membership).data)
+
+    @extend_schema(
+        request=s.InvitationRequestSerializer, responses={201: OpenApiTypes.OBJECT, **ERRORS}
+    )
+    @action(detail=True, methods=["post"])
+    def invitations(self, request, slug=None):
+        """Owners create a one-use invitation link with a role (valid 7 days)."""
+        form = s.InvitationRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        invitation = team.invite(self._owned(), form.validated_data["role"], request.user)
+        link = request.build_absolute_uri(f"/invitations/{invitation.token}/")
+        body = {"url": link, "role": invitation.role, "expires_at": invitation.expires_at}
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class WorkspaceFilterMixin:

@@ -16,9 +16,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
+from analysis.errors import InputError
+from webapp.catalog import team
 from webapp.catalog.models import Invitation, Membership, owned_workspaces_of, workspaces_of
-
-ROLES = [role for role, _ in Membership.Role.choices]
 
 
 def _owned(request, slug):
@@ -33,7 +33,7 @@ def members(request, slug, status: int = 200):
         "workspace": workspace,
         "members": workspace.memberships.select_related("user").order_by("user__username"),
         "is_owner": is_owner,
-        "roles": ROLES,
+        "roles": team.ROLES,
         "invitations": workspace.invitations.filter(
             accepted_at__isnull=True, expires_at__gt=timezone.now()
         ).order_by("-created_at")
@@ -47,52 +47,37 @@ def members(request, slug, status: int = 200):
 @require_POST
 def invite(request, slug):
     workspace = _owned(request, slug)
-    role = request.POST.get("role", "")
-    if role not in ROLES:
-        messages.error(request, f"choose a role: {', '.join(ROLES)}")
+    try:
+        invitation = team.invite(workspace, request.POST.get("role", ""), request.user)
+    except InputError as err:
+        messages.error(request, str(err))
         return members(request, slug, status=400)
-    invitation = Invitation.objects.create(workspace=workspace, role=role, created_by=request.user)
     link = request.build_absolute_uri(f"/invitations/{invitation.token}/")
     messages.success(request, f"Send this link to the person to invite (valid once): {link}")
     return redirect("members", slug=slug)
 
 
-def _other_owners(membership: Membership) -> bool:
-    return (
-        Membership.objects.filter(workspace=membership.workspace, role=Membership.Role.OWNER)
-        .exclude(pk=membership.pk)
-        .exists()
-    )
-
-
 @login_required
 @require_POST
 def change_role(request, slug, user_id):
-    workspace = _owned(request, slug)
-    membership = get_object_or_404(workspace.memberships, user_id=user_id)
-    role = request.POST.get("role", "")
-    if role not in ROLES:
-        messages.error(request, f"choose a role: {', '.join(ROLES)}")
+    membership = get_object_or_404(_owned(request, slug).memberships, user_id=user_id)
+    try:
+        team.set_role(membership, request.POST.get("role", ""))
+    except InputError as err:
+        messages.error(request, str(err))
         return members(request, slug, status=400)
-    with transaction.atomic():
-        if role != Membership.Role.OWNER and not _other_owners(membership):
-            messages.error(request, "a workspace needs an owner: make someone else owner first")
-            return members(request, slug, status=400)
-        membership.role = role
-        membership.save(update_fields=["role"])
     return redirect("members", slug=slug)
 
 
 @login_required
 @require_POST
 def remove_member(request, slug, user_id):
-    workspace = _owned(request, slug)
-    membership = get_object_or_404(workspace.memberships, user_id=user_id)
-    with transaction.atomic():
-        if membership.role == Membership.Role.OWNER and not _other_owners(membership):
-            messages.error(request, "a workspace needs an owner: make someone else owner first")
-            return members(request, slug, status=400)
-        membership.delete()
+    membership = get_object_or_404(_owned(request, slug).memberships, user_id=user_id)
+    try:
+        team.remove(membership)
+    except InputError as err:
+        messages.error(request, str(err))
+        return members(request, slug, status=400)
     if membership.user_id == request.user.pk:
         return redirect("home")
     return redirect("members", slug=slug)
