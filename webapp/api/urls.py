@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 from webapp.api import views
 
 router = DefaultRouter()
+router.include_format_suffixes = False  # no <route>.json twins: the handlers take no format
 router.register("workspaces", views.WorkspaceViewSet, basename="workspace")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("checkpoints", views.CheckpointViewSet, basename="checkpoint")

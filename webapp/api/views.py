@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from django.http import FileResponse, HttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.generics import get_object_or_404  # a malformed id is a 404, not a 500
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -251,7 +251,7 @@ class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
         ).select_related("blob")
         for field in ("checkpoint", "dataset"):
             if value := self.request.query_params.get(field):
-                queryset = queryset.filter(**{f"{field}_id": value})
+                queryset = queryset.filter(**{f"{field}_id": _int_or_400(field, value)})
         return queryset.order_by("id")
 
 
@@ -680,7 +680,7 @@ class SelectionViewSet(
         form.is_valid(raise_exception=True)
         data = form.validated_data
         user = request.user
-        if "projection" in data:
+        if "projection" in data and "polygon" in data:
             run = get_object_or_404(
                 Run.objects.filter(
                     workspace__in=editable_workspaces_of(user), kind=Run.Kind.PROJECT
