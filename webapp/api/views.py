@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -93,6 +93,14 @@ def _summary(errors) -> str:
 
 
 ERRORS = {400: s.ErrorSerializer, 404: s.ErrorSerializer}
+AN_OBJECT = {"type": "object"}  # a raw schema: on a ``list`` action it becomes an array of them
+
+
+def _documents_404(serializer):
+    """The schema of a viewset's ``retrieve``: its object, or 404 (not yours, or none)."""
+    return extend_schema_view(
+        retrieve=extend_schema(responses={200: serializer, 404: s.ErrorSerializer})
+    )
 
 
 def _editable_workspace(request, slug):
@@ -104,6 +112,7 @@ def _created(serializer_class, obj, created: bool) -> Response:
     return Response(serializer_class(obj).data, status=code)
 
 
+@_documents_404(s.WorkspaceSerializer)
 class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.WorkspaceSerializer
     lookup_field = "slug"
@@ -116,7 +125,7 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
         return get_object_or_404(owned_workspaces_of(self.request.user), pk=workspace.pk)
 
     @extend_schema(responses={200: s.MemberSerializer(many=True), 404: s.ErrorSerializer})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def members(self, request, slug=None):
         """The workspace's members and their roles."""
         memberships = self.get_object().memberships.select_related("user").order_by("user_id")
@@ -161,6 +170,7 @@ class WorkspaceFilterMixin:
         return queryset.filter(workspace__slug=slug) if slug else queryset
 
 
+@_documents_404(s.DatasetSerializer)
 class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.DatasetSerializer
 
@@ -189,6 +199,7 @@ class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.Rea
         return _created(s.DatasetSerializer, dataset, created)
 
 
+@_documents_404(s.CheckpointSerializer)
 class CheckpointViewSet(
     WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
 ):
@@ -222,6 +233,7 @@ class CheckpointViewSet(
         return _created(s.CheckpointSerializer, checkpoint, created)
 
 
+@_documents_404(s.RunSerializer)
 class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.RunSerializer
 
@@ -241,6 +253,7 @@ class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
         return Response(s.RunSerializer(run).data)
 
 
+@_documents_404(s.ActivationSetSerializer)
 class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.ActivationSetSerializer
 
@@ -613,7 +626,7 @@ class TransformationViewSet(viewsets.ViewSet):
     """The registered transformation families: modality, unit, default magnitudes, whether
     continuous (a Lie derivative exists), the induced action on feature maps (keys stable)."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: AN_OBJECT})
     def list(self, request):
         return Response(
             [
@@ -634,11 +647,16 @@ class TransformationViewSet(viewsets.ViewSet):
 class MeasureViewSet(viewsets.ViewSet):
     """The registered measures with their declared properties (ids are stable)."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: AN_OBJECT})
     def list(self, request):
         return Response([measure.describe() for measure in MEASURES.values()])
 
 
+@extend_schema_view(
+    retrieve=extend_schema(responses={200: s.SelectionSerializer, 404: s.ErrorSerializer}),
+    partial_update=extend_schema(responses={200: s.SelectionSerializer, **ERRORS}),
+    destroy=extend_schema(responses={204: None, 404: s.ErrorSerializer}),
+)
 class SelectionViewSet(
     WorkspaceFilterMixin,
     mixins.UpdateModelMixin,
