@@ -198,15 +198,9 @@ class ProjectionRequestSerializer(serializers.Serializer):
     seed = serializers.IntegerField(default=0)
 
 
-class ProbeRequestSerializer(serializers.Serializer):
-    checkpoint = serializers.IntegerField()
-    dataset = serializers.IntegerField()
-    layers = serializers.ListField(
-        child=serializers.CharField(),
-        required=False,
-        help_text="default: every top-level block and the output",
-    )
-    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
+class ProbeRequestSerializer(ExtractionRequestSerializer):
+    """The layers of a checkpoint to probe (as for an extraction), and the families."""
+
     families = serializers.JSONField(
         required=False,
         help_text='{"image/rotation": [0, 15, 45], …} or a list of keys (default grids); '
