@@ -1,15 +1,22 @@
 """Loading checkpoints without unpickling anything, and describing their layers.
 
-Two formats are accepted: TorchScript archives (``torch.jit.save``) and safetensors state dicts
-loaded into a built-in architecture. Pickled ``torch.save`` files are refused: unpickling an
-untrusted file can run arbitrary code.
+Formats: TorchScript archives (``torch.jit.save``); safetensors state dicts loaded into a
+built-in architecture; Hugging Face model directories (:mod:`analysis.hf`); ONNX models
+(:mod:`analysis.onnx_models`). Pickled ``torch.save`` files are refused: unpickling an untrusted
+file can run arbitrary code. A fifth format, precomputed activations
+(:mod:`analysis.precomputed`), has no model to load.
+
+Torch modules are described and run through their submodules; the other models are
+:class:`ForeignModel` objects that describe and run themselves.
 """
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -22,18 +29,76 @@ from analysis.errors import InputError
 OUTPUT = "output"
 """Pseudo-layer name for what the model's forward returns."""
 
-FORMATS = ("torchscript", "safetensors")
+FORMATS = ("torchscript", "safetensors", "huggingface", "onnx", "precomputed")
+MODEL_FORMATS = FORMATS[:-1]
+"""The formats that hold a model to run (precomputed activations do not)."""
+
+Recorder = Callable[[Any], dict[str, torch.Tensor]]
+"""Runs one batch of inputs and returns ``{layer: output}``."""
 
 
-def load_checkpoint(path: str | Path, fmt: str, architecture: str = "") -> nn.Module:
-    """Load a checkpoint file as an eval-mode module on the CPU."""
+class ForeignModel:
+    """A model that is not a torch module: it names its own layers and runs batches itself.
+
+    ``inputs`` says what a batch is: ``"array"`` (a float32 tensor) or ``"text"`` (a list of
+    strings). A recorder may pool itself (token sequences need the attention mask) and then
+    returns ``batch × d`` outputs.
+    """
+
+    inputs = "array"
+
+    def to(self, device: torch.device) -> ForeignModel:
+        return self
+
+    def eval(self) -> ForeignModel:
+        return self
+
+    def layer_tree(self) -> list[dict]:
+        raise NotImplementedError
+
+    def parameter_count(self) -> int:
+        raise NotImplementedError
+
+    def capturable_layers(self) -> list[str]:
+        raise NotImplementedError
+
+    def default_layers(self) -> list[str]:
+        raise NotImplementedError
+
+    def recorder(self, layers: list[str], pooling: str) -> Recorder:
+        raise NotImplementedError
+
+
+Model = nn.Module | ForeignModel
+
+
+def load_checkpoint(
+    path: str | Path, fmt: str, architecture: str = "", filename: str = "", limits=None
+) -> Model:
+    """Load a checkpoint file as an eval-mode model on the CPU. ``filename`` names the
+    upload (archives and precomputed files are told apart by it); ``limits`` is
+    ``(max_files, max_bytes)`` for archives."""
     if fmt == "torchscript":
         return load_torchscript(path)
     if fmt == "safetensors":
         if not architecture:
             raise InputError("a .safetensors state dict needs an architecture name")
         return load_safetensors(path, architecture)
+    if fmt == "huggingface":
+        from analysis.hf import load_huggingface
+
+        return load_huggingface(path, filename, *(limits or ARCHIVE_LIMITS))
+    if fmt == "onnx":
+        from analysis.onnx_models import OnnxModel
+
+        return OnnxModel(path)
+    if fmt == "precomputed":
+        raise InputError("precomputed activations have no model to run")
     raise InputError(f"unknown checkpoint format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+
+
+ARCHIVE_LIMITS = (10_000, 8 * 1024**3)
+"""Default (files, unpacked bytes) limits of a model directory archive."""
 
 
 def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
@@ -68,16 +133,23 @@ def load_safetensors(path: str | Path, architecture: str) -> nn.Module:
     return build_from_state_dict(architecture, state)
 
 
-def is_torchscript(model: nn.Module) -> bool:
+def is_torchscript(model: Model) -> bool:
     return isinstance(model, torch.jit.ScriptModule)
+
+
+def input_kind(model: Model) -> str:
+    """``"text"`` for models that read strings, ``"array"`` for the others."""
+    return model.inputs if isinstance(model, ForeignModel) else "array"
 
 
 def _type_name(module: nn.Module) -> str:
     return module.original_name if is_torchscript(module) else type(module).__name__
 
 
-def layer_tree(model: nn.Module) -> list[dict]:
+def layer_tree(model: Model) -> list[dict]:
     """Nested ``{name, type, parameters, children}`` for every submodule (dotted names)."""
+    if isinstance(model, ForeignModel):
+        return model.layer_tree()
 
     def walk(module: nn.Module, prefix: str) -> list[dict]:
         nodes = []
@@ -96,17 +168,22 @@ def layer_tree(model: nn.Module) -> list[dict]:
     return walk(model, "")
 
 
-def parameter_count(model: nn.Module) -> int:
+def parameter_count(model: Model) -> int:
+    if isinstance(model, ForeignModel):
+        return model.parameter_count()
     return sum(p.numel() for p in model.parameters())
 
 
-def capturable_layers(model: nn.Module) -> list[str]:
+def capturable_layers(model: Model) -> list[str]:
     """Layers whose outputs extraction can record, in forward order where known.
 
     Eager modules: every submodule (forward hooks). TorchScript: the top-level blocks called
     once, directly, in the scripted ``forward`` (hooks cannot be added to a loaded ScriptModule,
     so their outputs are read from the forward graph instead). Both end with ``output``.
+    Foreign models name their own.
     """
+    if isinstance(model, ForeignModel):
+        return model.capturable_layers()
     if is_torchscript(model):
         names = list(_script_block_calls(model.forward.graph))
     else:
@@ -114,8 +191,10 @@ def capturable_layers(model: nn.Module) -> list[str]:
     return [*names, OUTPUT]
 
 
-def default_layers(model: nn.Module) -> list[str]:
+def default_layers(model: Model) -> list[str]:
     """Every top-level block, and the output unless it is the last block's output."""
+    if isinstance(model, ForeignModel):
+        return model.default_layers()
     top = {name for name, _ in model.named_children()}
     layers = [name for name in capturable_layers(model) if name in top]
     return layers if _output_is_a_block(model) else [*layers, OUTPUT]

@@ -8,15 +8,19 @@ Formats:
 - ``.zip`` of images in class folders (``cat/001.png``). Images are converted to one mode
   (grey unless some are colour) and resized to the first image's size.
 - ``.csv`` with a header: ``id`` and ``label`` (or ``y``) columns are optional; numeric columns
-  are the features; other columns are metadata.
+  are the features; other columns are metadata. With a ``text`` column it is a text dataset:
+  the texts are the samples and every other column is metadata.
+- ``.jsonl``: one JSON object per line with a ``text`` string; ``id`` and ``label`` are
+  optional; every other key (present on every line, a string or a number) is a metadata column.
 
-Image arrays are stored as ``n × C × H × W`` float32 in [0, 1].
+Image arrays are stored as ``n × C × H × W`` float32 in [0, 1]; texts as ``n`` unicode strings.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -24,15 +28,17 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from analysis.archives import zip_members
 from analysis.errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-MODALITIES = ("image", "tabular", "vector")
+MODALITIES = ("image", "tabular", "vector", "text")
+TEXT_COLUMN = "text"
 
 
 @dataclass
 class DatasetArrays:
-    x: np.ndarray  # float32, n × … (images n × C × H × W in [0, 1])
+    x: np.ndarray  # float32, n × … (images n × C × H × W in [0, 1]); texts: n unicode strings
     ids: np.ndarray  # unicode, n unique
     modality: str
     y: np.ndarray | None = None  # int64 class indices
@@ -53,11 +59,16 @@ class DatasetArrays:
         n = len(self.x)
         if n == 0:
             raise InputError("the dataset has no samples")
-        if not np.issubdtype(self.x.dtype, np.number) and self.x.dtype != bool:
-            raise InputError(f"x must be numeric, got dtype {self.x.dtype}")
-        self.x = np.ascontiguousarray(self.x, dtype=np.float32)
-        if not np.isfinite(self.x).all():
-            raise InputError("x contains NaN or Inf values")
+        if self.modality == "text":
+            self.x = np.asarray(self.x, dtype=str)
+            if self.x.ndim != 1:
+                raise InputError("a text dataset holds one text per sample")
+        else:
+            if not np.issubdtype(self.x.dtype, np.number) and self.x.dtype != bool:
+                raise InputError(f"x must be numeric, got dtype {self.x.dtype}")
+            self.x = np.ascontiguousarray(self.x, dtype=np.float32)
+            if not np.isfinite(self.x).all():
+                raise InputError("x contains NaN or Inf values")
         if self.ids.shape != (n,):
             raise InputError(f"ids must be one per sample: {len(self.ids)} ids for {n} samples")
         self.ids = self.ids.astype(str)
@@ -69,6 +80,8 @@ class DatasetArrays:
             if column.shape != (n,):
                 raise InputError(f"metadata column {name!r} must have one value per sample")
         texts = {"ids": self.ids, "label names": np.array(self.label_names, dtype=str)}
+        if self.modality == "text":
+            texts["texts"] = self.x
         texts.update(
             {f"metadata column {k!r}": v for k, v in self.metadata.items() if v.dtype.kind == "U"}
         )
@@ -110,7 +123,9 @@ def read_dataset(path: str | Path, filename: str, max_files: int, max_bytes: int
         return read_image_zip(path, max_files=max_files, max_bytes=max_bytes)
     if suffix == ".csv":
         return read_csv(path)
-    raise InputError(f"unsupported dataset file {filename!r}: upload a .npz, .zip or .csv")
+    if suffix == ".jsonl":
+        return read_jsonl(path)
+    raise InputError(f"unsupported dataset file {filename!r}: upload a .npz, .zip, .csv or .jsonl")
 
 
 def _labels(raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -189,18 +204,9 @@ def read_image_zip(path: str | Path, max_files: int, max_bytes: int) -> DatasetA
     except (zipfile.BadZipFile, OSError) as err:
         raise InputError(f"not a readable .zip archive: {err}") from None
     with zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        if len(members) > max_files:
-            raise InputError(f"the archive has {len(members)} files; the limit is {max_files}")
-        if sum(m.file_size for m in members) > max_bytes:
-            raise InputError(f"the archive unpacks to more than {max_bytes} bytes")
         images = []
-        for m in members:
+        for m in zip_members(zf, max_files, max_bytes):
             p = PurePosixPath(m.filename)
-            if p.is_absolute() or ".." in p.parts:
-                raise InputError(f"unsafe path in archive: {m.filename!r}")
-            if (m.external_attr >> 16) & 0o170000 == 0o120000:
-                raise InputError(f"symbolic links are not allowed in archives: {m.filename!r}")
             if p.name.startswith(".") or "__MACOSX" in p.parts:
                 continue
             if p.suffix.lower() not in IMAGE_SUFFIXES:
@@ -252,6 +258,10 @@ def read_csv(path: str | Path) -> DatasetArrays:
     ids = columns.pop("id", np.array([str(i) for i in range(len(body))]))
     label_column = next((c for c in ("label", "y") if c in columns), None)
     y, names = (None, []) if label_column is None else _labels(columns.pop(label_column))
+    if TEXT_COLUMN in columns:
+        texts = columns.pop(TEXT_COLUMN)
+        metadata = {name: _numbers_if_possible(values) for name, values in columns.items()}
+        return DatasetArrays(texts, ids, "text", y, names, metadata).validate()
     features, metadata = [], {}
     for name, values in columns.items():
         try:
@@ -286,3 +296,54 @@ def image_previews(images: np.ndarray, size: int = 32) -> np.ndarray:
     x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
     x = x[:, 0] if x.shape[1] == 1 else x[:, :3].permute(0, 2, 3, 1)
     return x.numpy()
+
+
+def _numbers_if_possible(values: np.ndarray) -> np.ndarray:
+    """A text column as float64 when every value is a number, else as it is."""
+    try:
+        return values.astype(np.float64)
+    except ValueError:
+        return values
+
+
+def read_jsonl(path: str | Path) -> DatasetArrays:
+    """A text dataset from JSON lines (see the module docstring); blank lines are skipped."""
+    records = []
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise InputError(f"line {number} is not JSON: {err.msg}") from None
+                if not isinstance(record, dict):
+                    raise InputError(f"line {number} is not a JSON object")
+                if not isinstance(record.get(TEXT_COLUMN), str):
+                    raise InputError(f"line {number} has no {TEXT_COLUMN!r} string")
+                records.append((number, record))
+    except UnicodeDecodeError:
+        raise InputError("the .jsonl is not UTF-8 text") from None
+    if not records:
+        raise InputError("the .jsonl holds no lines")
+    keys = list(records[0][1])
+    for number, record in records:
+        if set(record) != set(keys):
+            raise InputError(
+                f"line {number} has the keys {sorted(record)}; line {records[0][0]} has "
+                f"{sorted(keys)}: every line needs the same keys"
+            )
+    columns = {key: [record[key] for _, record in records] for key in keys}
+    texts = np.array(columns.pop(TEXT_COLUMN), dtype=str)
+    ids = np.array([str(v) for v in columns.pop("id", range(len(texts)))])
+    y, names = (None, []) if "label" not in columns else _labels(np.array(columns.pop("label")))
+    metadata = {}
+    for key, values in columns.items():
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            metadata[key] = np.array(values, dtype=np.float64)
+        elif all(isinstance(v, str) for v in values):
+            metadata[key] = np.array(values, dtype=str)
+        else:
+            raise InputError(f"metadata {key!r} must be all strings or all numbers")
+    return DatasetArrays(texts, ids, "text", y, names, metadata).validate()

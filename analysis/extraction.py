@@ -7,9 +7,16 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from torch import nn
 
-from analysis.checkpoints import OUTPUT, ScriptCapture, capturable_layers, is_torchscript
+from analysis.checkpoints import (
+    OUTPUT,
+    ForeignModel,
+    Model,
+    ScriptCapture,
+    capturable_layers,
+    input_kind,
+    is_torchscript,
+)
 from analysis.errors import InputError
 
 POOLINGS = {
@@ -19,7 +26,8 @@ POOLINGS = {
     "last": "last token (sequences n×T×d only)",
 }
 """How an output with more than two dimensions becomes ``n × d``. Conv maps are ``n×C×H×W``;
-three-dimensional outputs are token sequences ``n×T×d``. Two-dimensional outputs are kept."""
+three-dimensional outputs are token sequences ``n×T×d``. Two-dimensional outputs are kept.
+Models that read text pool over the attention mask (padding never counts)."""
 
 Progress = Callable[[float], None]
 
@@ -49,9 +57,35 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _recorder(model: nn.Module, layers: list[str], handles: list) -> Callable[[torch.Tensor], dict]:
+def check_inputs(model: Model, x: np.ndarray) -> None:
+    """The dataset's samples are what the model reads (texts for text models, else arrays)."""
+    texts = x.dtype.kind == "U"
+    if (input_kind(model) == "text") != texts:
+        raise InputError(
+            "this model reads text and the dataset holds arrays"
+            if not texts
+            else "this model reads arrays and the dataset holds text"
+        )
+
+
+def batch_of(x: np.ndarray, rows, device: torch.device | None = None):
+    """The samples ``rows`` of ``x`` as one model input: a float32 tensor (on ``device``), or
+    a list of strings for texts."""
+    if x.dtype.kind == "U":
+        return [str(s) for s in x[rows]]
+    batch = torch.from_numpy(np.ascontiguousarray(x[rows])).to(torch.float32)
+    return batch if device is None else batch.to(device)
+
+
+def to_device(batch, device: torch.device):
+    return batch.to(device) if isinstance(batch, torch.Tensor) else batch
+
+
+def _recorder(model: Model, layers: list[str], handles: list, pooling: str):
     """A function running one batch and returning ``{layer: raw output}``; forward hooks it
     registers are appended to ``handles`` for the caller to remove."""
+    if isinstance(model, ForeignModel):
+        return model.recorder(layers, pooling)
     if is_torchscript(model):
         return ScriptCapture(model, layers)
     available = set(capturable_layers(model))
@@ -82,7 +116,7 @@ def _recorder(model: nn.Module, layers: list[str], handles: list) -> Callable[[t
 
 
 def extract_activations(
-    model: nn.Module,
+    model: Model,
     x: np.ndarray,
     layers: list[str],
     pooling: str = "mean",
@@ -97,19 +131,20 @@ def extract_activations(
     if not layers:
         raise InputError("choose at least one layer")
     check_pooling(pooling)
+    check_inputs(model, x)
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
-    with capturing(model, layers) as record:
+    with capturing(model, layers, pooling) as record:
         return _run_batches(record, x, layers, pooling, batch_size, device, progress)
 
 
 @contextmanager
-def capturing(model: nn.Module, layers: list[str]) -> Iterator[Callable[[torch.Tensor], dict]]:
+def capturing(model: Model, layers: list[str], pooling: str) -> Iterator[Callable[..., dict]]:
     """A function running one batch through ``model`` and returning ``{layer: raw output}``
-    (hooks are removed on exit)."""
+    (hooks are removed on exit); ``pooling`` is for models that pool themselves."""
     handles: list = []
     try:
-        yield _recorder(model, layers, handles)
+        yield _recorder(model, layers, handles, pooling)
     finally:
         for handle in handles:
             handle.remove()
@@ -126,8 +161,8 @@ def _run_batches(record, x, layers, pooling, batch_size, device, progress):
     out: dict[str, np.ndarray] = {}
     with torch.inference_mode(), full_precision():
         for start in range(0, n, batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
-            outputs = outputs_of(record, batch.to(device, torch.float32), layers)
+            batch = batch_of(x, slice(start, start + batch_size), device)
+            outputs = outputs_of(record, batch, layers)
             for name, value in outputs.items():
                 pooled = pooled_output(name, value, pooling)
                 if name not in out:
@@ -138,7 +173,7 @@ def _run_batches(record, x, layers, pooling, batch_size, device, progress):
     return out
 
 
-def outputs_of(record, batch: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+def outputs_of(record, batch, layers: list[str]) -> dict[str, torch.Tensor]:
     """The raw float32 outputs of ``layers`` for one batch; the model failing on it, or a
     layer returning something other than a tensor, is the user's input error."""
     try:
@@ -146,8 +181,8 @@ def outputs_of(record, batch: torch.Tensor, layers: list[str]) -> dict[str, torc
     except InputError:
         raise
     except Exception as err:
-        shape = tuple(batch.shape)
-        raise InputError(f"the model failed on input of shape {shape}: {err}") from None
+        what = f"shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else "texts"
+        raise InputError(f"the model failed on input of {what}: {err}") from None
     for name in layers:
         if not isinstance(outputs.get(name), torch.Tensor):
             raise InputError(f"layer {name!r} did not return a tensor")

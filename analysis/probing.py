@@ -29,16 +29,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
-from analysis.checkpoints import OUTPUT
+from analysis.checkpoints import OUTPUT, Model, capturable_layers
 from analysis.errors import InputError
 from analysis.extraction import (
+    batch_of,
     capturing,
+    check_inputs,
     default_device,
     full_precision,
     outputs_of,
     pooled_output,
+    to_device,
 )
 from analysis.probes import (
     invariance,
@@ -87,7 +89,7 @@ def lie_step(family: Family, magnitudes: list[float]) -> float:
 
 
 def run_probe(
-    model: nn.Module,
+    model: Model,
     x: np.ndarray,
     layers: list[str],
     families: dict[str, list[float]],
@@ -107,8 +109,10 @@ def run_probe(
     if missing:
         raise InputError(f"no stored activations for {', '.join(missing)}")
     device = torch.device(device) if device is not None else default_device()
+    check_inputs(model, x)
     model = model.to(device).eval()
-    engine = _Engine(model, x, layers, pooling, seed, batch_size, device)
+    has_output = OUTPUT in capturable_layers(model)
+    engine = _Engine(model, x, layers, pooling, seed, batch_size, device, has_output)
     passes = 1 + sum(len(m) + (2 if get_family(k).continuous else 0) for k, m in families.items())
     done = 0
 
@@ -118,9 +122,9 @@ def run_probe(
         if progress:
             progress(done / passes)
 
-    with capturing(model, engine.captured) as record, torch.inference_mode(), full_precision():
-        engine.record = record
-        logits_x = engine.outputs(lambda batch, idx: batch)[OUTPUT]
+    record = capturing(model, engine.captured, pooling)
+    with record as engine.record, torch.inference_mode(), full_precision():
+        logits_x = engine.outputs(lambda batch, idx: batch).get(OUTPUT)
         step()
         results = [
             _probe_family(engine, get_family(key), list(magnitudes), stored, logits_x, step)
@@ -131,20 +135,21 @@ def run_probe(
 
 @dataclass
 class _Engine:
-    model: nn.Module
+    model: Model
     x: np.ndarray
     layers: list[str]
     pooling: str
     seed: int
     batch_size: int
     device: torch.device
+    has_output: bool = True  # False for models without one (Hugging Face text encoders)
     record: Callable | None = None
     map_layers: set[str] | None = None  # probed layers whose outputs are N × C × H × W
 
     @property
     def captured(self) -> list[str]:
         """The probed layers and the model's output (for prediction consistency)."""
-        return list(dict.fromkeys([*self.layers, OUTPUT]))
+        return list(dict.fromkeys([*self.layers, *([OUTPUT] if self.has_output else [])]))
 
     def outputs(self, transform, rows: np.ndarray | None = None, raw: bool = False) -> dict:
         """Each captured layer's pooled activations (or raw outputs) of the transformed rows
@@ -153,8 +158,7 @@ class _Engine:
         out: dict[str, list] = {name: [] for name in self.captured}
         for start in range(0, len(rows), self.batch_size):
             idx = rows[start : start + self.batch_size]
-            batch = torch.from_numpy(np.ascontiguousarray(self.x[idx])).to(torch.float32)
-            batch = transform(batch, idx).to(self.device)
+            batch = to_device(transform(batch_of(self.x, idx), idx), self.device)
             for name, value in outputs_of(self.record, batch, self.captured).items():
                 kept = value if raw else pooled_output(name, value, self.pooling)
                 out[name].append(kept.cpu().numpy())
@@ -189,7 +193,9 @@ def _probe_family(engine, family: Family, magnitudes, stored, logits_x, step) ->
 
         fgx = engine.outputs(transform)
         step()
-        same = measure("output", prediction_consistency, logits_x, fgx[OUTPUT])
+        same = None
+        if logits_x is not None:
+            same = measure("output", prediction_consistency, logits_x, fgx[OUTPUT])
         consistency.append(None if same is None else same.share)
         for i, layer in enumerate(layers):
             result = measure(layer, invariance, fx[layer], fgx[layer])

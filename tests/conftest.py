@@ -28,7 +28,7 @@ from sklearn.datasets import load_digits
 from analysis.architectures import mlp
 from webapp.catalog.management.commands.demo import worker_command
 from webapp.catalog.models import Membership, Workspace
-from workers.celery import app
+from workers.celery import QUEUES, app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,17 +154,31 @@ def _database_url() -> str:
     return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
+def purge_queues() -> None:
+    """Drop the messages every queue holds (left over by an earlier test)."""
+    with app.connection_for_write() as connection:
+        for queue in QUEUES:
+            connection.default_channel.queue_purge(queue)
+
+
+def node_name(name: str) -> str:
+    """The Celery node name of the worker started as ``name`` on this machine."""
+    return f"{name}@{socket.gethostname()}"
+
+
 @contextmanager
-def worker_process(log: Path, **env: str):
-    """A real Celery worker process on the test database and the Redis broker, with extra
-    environment ``env`` (settings such as REPLENS_HEARTBEAT_S)."""
-    app.control.purge()
+def worker_process(log: Path, name: str = "pytest", queues: tuple[str, ...] = (), **env: str):
+    """A real Celery worker process ``name`` (consuming ``queues``, by default all) on the test
+    database and the Redis broker, with extra environment ``env`` (settings such as
+    REPLENS_HEARTBEAT_S). The queues are emptied before it starts."""
+    purge_queues()
     env = {**os.environ, "DATABASE_URL": _database_url(), **env}
+    command = worker_command(name, queues=queues)
     with open(log, "wb") as out:
-        proc = subprocess.Popen(worker_command("pytest"), cwd=ROOT, env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 60
-        while not app.control.ping(timeout=1.0):
+        while not app.control.ping(destination=[node_name(name)], timeout=1.0):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the worker did not start:\n{log.read_text()[-3000:]}")
         yield proc

@@ -2,7 +2,13 @@
 
 The defaults run the embedded demo: SQLite under ``var/``, a filesystem Celery broker under
 ``var/broker/`` and blobs under ``var/media/``. A team server sets ``DATABASE_URL``
-(PostgreSQL), ``CELERY_BROKER_URL`` (Redis) and ``SECRET_KEY``.
+(PostgreSQL), ``CELERY_BROKER_URL`` (Redis) and ``SECRET_KEY``, and keeps its blobs in
+S3-compatible object storage shared by the web nodes and the workers:
+``STORAGE_BACKEND=storages.backends.s3.S3Storage`` with ``AWS_STORAGE_BUCKET_NAME``
+(required), ``AWS_S3_ENDPOINT_URL`` (MinIO, SeaweedFS...; unset for AWS),
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_S3_REGION_NAME`` (``us-east-1``) and
+``AWS_S3_ADDRESSING_STYLE`` (``path``); ``REPLENS_PRESIGNED_DOWNLOADS=true`` then sends blob
+downloads to presigned URLs of the bucket instead of streaming them through the web node.
 """
 
 from __future__ import annotations
@@ -114,12 +120,39 @@ STATICFILES_DIRS = [
     ("plotly", Path(plotly.__file__).parent / "package_data"),
 ]
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+S3_STORAGE = "storages.backends.s3.S3Storage"
 STORAGES = {
     "default": {
         "BACKEND": env_str("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+if STORAGES["default"]["BACKEND"] == S3_STORAGE:
+    # Blobs and upload chunks in an S3-compatible bucket (AWS, MinIO, SeaweedFS, Ceph...)
+    # shared by the web nodes and every worker.
+    if not env_str("AWS_STORAGE_BUCKET_NAME", ""):
+        raise ImproperlyConfigured(f"STORAGE_BACKEND={S3_STORAGE} needs AWS_STORAGE_BUCKET_NAME")
+    if env_str("AWS_S3_ADDRESSING_STYLE", "path") not in ("path", "virtual", "auto"):
+        raise ImproperlyConfigured("AWS_S3_ADDRESSING_STYLE must be path, virtual or auto")
+    STORAGES["default"]["OPTIONS"] = {
+        "bucket_name": env_str("AWS_STORAGE_BUCKET_NAME", ""),
+        "endpoint_url": env_str("AWS_S3_ENDPOINT_URL", "") or None,  # None: AWS itself
+        "access_key": env_str("AWS_ACCESS_KEY_ID", "") or None,  # None: boto3's own lookup
+        "secret_key": env_str("AWS_SECRET_ACCESS_KEY", "") or None,
+        "region_name": env_str("AWS_S3_REGION_NAME", "us-east-1"),
+        "addressing_style": env_str("AWS_S3_ADDRESSING_STYLE", "path"),  # MinIO, SeaweedFS
+        "signature_version": "s3v4",  # presigned URLs: boto3's default (v2) is refused
+        # A blob read from the bucket spills to a temporary file past this size.
+        "max_memory_size": env_int("AWS_S3_MAX_MEMORY_SIZE", 16 * 1024**2, minimum=1),
+        "file_overwrite": True,  # a key names its bytes: a blob's sha256, a chunk's offset
+    }
+# Downloads of stored blobs (.npy results) redirect to a presigned URL of the object store,
+# valid REPLENS_PRESIGNED_EXPIRY_S, instead of streaming through the web node: only where
+# the clients can reach the object store.
+REPLENS_PRESIGNED_DOWNLOADS = env_bool("REPLENS_PRESIGNED_DOWNLOADS", False)
+REPLENS_PRESIGNED_EXPIRY_S = env_int("REPLENS_PRESIGNED_EXPIRY_S", 300, minimum=1)
+if REPLENS_PRESIGNED_DOWNLOADS and STORAGES["default"]["BACKEND"] != S3_STORAGE:
+    raise ImproperlyConfigured(f"REPLENS_PRESIGNED_DOWNLOADS needs STORAGE_BACKEND={S3_STORAGE}")
 WHITENOISE_USE_FINDERS = True
 
 # Uploads larger than this stream to a temporary file instead of memory.
@@ -197,3 +230,20 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# Operations. A Redis broker hands a message it delivered to another worker when it has not
+# been acknowledged within the visibility timeout; tasks acknowledge when they end (acks_late),
+# so a timeout shorter than the longest a task may run (the hard time limit) would run long
+# tasks twice at once. Refuse to start rather than do that.
+if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT} s) must be above "
+        f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT} s)"
+    )
+_visibility_timeout = CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
+if _visibility_timeout is not None and _visibility_timeout <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT ({_visibility_timeout} s) must be above "
+        f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT} s), the longest a task may run: "
+        "else the broker hands a running task to a second worker"
+    )

@@ -21,7 +21,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from analysis.alignment import fit_alignment
-from analysis.checkpoints import load_checkpoint
 from analysis.compatibility import compatibility as cross_model_retrieval
 from analysis.compatibility import query_gallery_split
 from analysis.errors import InputError
@@ -29,9 +28,11 @@ from analysis.extraction import extract_activations
 from analysis.geometry import geometry
 from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
+from analysis.precomputed import read_precomputed
 from analysis.probing import run_probe
 from analysis.projection import PARAMETERS, neighbourhoods, project, project_aligned
 from analysis.registry import MEASURES
+from webapp.catalog.ingest import load_model
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint
 from webapp.runs.models import (
     Alignment,
@@ -117,7 +118,7 @@ def execute_run(task, run_id: int) -> None:
         run.finish(Run.State.FAILED, f"{failed} did not succeed: {failed.error or failed.state}")
         _enqueue_dependents(run)
         return
-    if not run.claim(task.request.id or ""):
+    if not run.claim(task.request.id or "", task.request.hostname or ""):
         return
     try:
         with heartbeat(run, settings.REPLENS_HEARTBEAT_S):
@@ -155,17 +156,23 @@ def extract(run: Run) -> dict:
         return {"layers_extracted": 0}
     started = monotonic()
     arrays = dataset.load_arrays()
-    with checkpoint.blob.local_path() as path:
-        model = load_checkpoint(path, checkpoint.format, checkpoint.architecture)
-    loaded = monotonic()
-    activations = extract_activations(
-        model,
-        arrays.x,
-        todo,
-        pooling,
-        device=settings.REPLENS_DEVICE or None,
-        progress=run.report_progress,
-    )
+    if checkpoint.format == Checkpoint.Format.PRECOMPUTED:
+        with checkpoint.blob.local_path() as path:
+            found = read_precomputed(path, checkpoint.filename).aligned_to(arrays.ids)
+        loaded = monotonic()
+        activations = {layer: found[layer] for layer in todo}
+    else:
+        with checkpoint.blob.local_path() as path:
+            model = load_model(checkpoint, path)
+        loaded = monotonic()
+        activations = extract_activations(
+            model,
+            arrays.x,
+            todo,
+            pooling,
+            device=settings.REPLENS_DEVICE or None,
+            progress=run.report_progress,
+        )
     computed = monotonic()
     for layer, values in activations.items():
         ActivationSet.objects.update_or_create(
@@ -189,8 +196,11 @@ def extract(run: Run) -> dict:
     }
 
 
-def _activation_sets(run: Run, checkpoint, layers: list[str]) -> list[ActivationSet]:
-    pooling = run.params["pooling"]
+def _activation_sets(
+    run: Run, checkpoint, layers: list[str], pooling: str | None = None
+) -> list[ActivationSet]:
+    """The stored activations of ``layers`` (at ``pooling``, default the run's)."""
+    pooling = pooling or run.params["pooling"]
     found = {
         s.layer: s
         for s in ActivationSet.objects.filter(
@@ -213,7 +223,7 @@ def compare(run: Run) -> dict:
     """Score every (layer of A, layer of B) pair and store one Score row per pair."""
     p = run.params
     sets_a = _activation_sets(run, run.checkpoint, p["layers_a"])
-    sets_b = _activation_sets(run, run.checkpoint_b, p["layers_b"])
+    sets_b = _activation_sets(run, run.checkpoint_b, p["layers_b"], p.get("pooling_b"))
     return _score_pairs(run, {s.layer: s for s in sets_a}, {s.layer: s for s in sets_b})
 
 
@@ -253,6 +263,7 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
     computed = monotonic()
     parameters = {
         "pooling": p["pooling"],
+        **({"pooling_b": p["pooling_b"]} if "pooling_b" in p else {}),
         "n_permutations": p["n_permutations"],
         "baseline": measure.baseline_note(p["n_permutations"]),
         "n_bootstrap": p.get("n_bootstrap", 0),
@@ -454,7 +465,9 @@ def _aligned_member(run: Run, position: int, checkpoint, layer: str) -> Run:
         "position": position,
     }
     member, _ = Run.objects.update_or_create(
-        request_key=Run.key_for(Run.Kind.PROJECT, aligned=run.pk, position=position),
+        request_key=Run.request_key_of(
+            Run.Kind.PROJECT, run.dataset_id, checkpoint.pk, None, params
+        ),
         defaults={
             "kind": Run.Kind.PROJECT,
             "workspace": run.workspace,
@@ -507,7 +520,7 @@ def probe(run: Run) -> dict:
     started = monotonic()
     arrays = run.dataset.load_arrays()
     with run.checkpoint.blob.local_path() as path:
-        model = load_checkpoint(path, run.checkpoint.format, run.checkpoint.architecture)
+        model = load_model(run.checkpoint, path)
     with ExitStack() as stack:
         stored = {a.layer: stack.enter_context(a.memory_map()) for a in activations}
         results = run_probe(

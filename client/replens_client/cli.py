@@ -212,11 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default="")
     p.add_argument("--chunk-size", type=byte_count, help="e.g. 8M (default: server's)")
 
-    p = command("upload-checkpoint", "upload a checkpoint (.pt TorchScript, .safetensors)")
+    p = command(
+        "upload-checkpoint",
+        "upload a checkpoint (.pt TorchScript, .safetensors, .onnx, .zip of a Hugging Face "
+        "directory) or precomputed activations (--dataset)",
+    )
     p.add_argument("path")
     p.add_argument("-w", "--workspace", required=True, help="workspace slug")
     p.add_argument("--name", default="", help="default: the file name")
     p.add_argument("--architecture", default="", help="for .safetensors: mlp, small-cnn, …")
+    p.add_argument(
+        "--dataset", type=int, default=None, help="precomputed activations: the dataset's id"
+    )
     p.add_argument("--seed-group", default="", help="the series it belongs to")
     p.add_argument("--step", type=int, default=None, help="its training step")
     p.add_argument("--description", default="")
@@ -329,6 +336,7 @@ def _upload(client: Client, args, bar: Bar, err: TextIO) -> dict:
                 progress=progress,
                 description=args.description,
                 chunk_size=args.chunk_size,
+                dataset=args.dataset,
             )
     finally:
         bar.end()

@@ -312,16 +312,20 @@ class Client:
         description: str = "",
         filename: str | None = None,
         chunk_size: int | None = None,
+        dataset: int | None = None,
     ) -> Uploaded:
-        """Upload a checkpoint (TorchScript .pt, or .safetensors with ``architecture``) in
-        chunks, resuming after dropped connections; ``seed_group`` and ``step`` place it in
-        a series. Returns the checkpoint; ``.created`` is False for a duplicate."""
+        """Upload a checkpoint (TorchScript .pt, .safetensors with ``architecture``, .onnx, a
+        .zip / .tar of a Hugging Face model directory, or precomputed activations of the
+        samples of ``dataset``) in chunks, resuming after dropped connections; ``seed_group``
+        and ``step`` place it in a series. Returns the checkpoint; ``.created`` is False for a
+        duplicate."""
         fields = {
             "name": name,
             "description": description,
             "architecture": architecture,
             "seed_group": seed_group,
             "step": step,
+            "dataset": dataset,
         }
         return self._upload("checkpoint", path, workspace, fields, progress, filename, chunk_size)
 

@@ -264,6 +264,8 @@
   function setup(el) {
     el._scatter = true;
     const thumbnails = el.dataset.thumbnails === "true";
+    const texts = el.dataset.texts === "true"; // text samples: the tooltip fetches `${sampleUrl}${i}.txt`
+    const textCache = new Map(); // index → text (or a promise of it)
     const sampleUrl = el.dataset.sampleUrl || "";
 
     // Points: n, pos (float32 x,y, shifted by `shift` so that the data are centred on 0), their bounding box and the
@@ -894,9 +896,27 @@
       const line = document.createElement("div");
       line.append(swatch, label);
       block.append(index, line);
+      if (texts) block.append(sampleText(i));
       parts.push(block);
       tip.replaceChildren(...parts);
       tip.hidden = false;
+    }
+
+    // The text of sample i in a <q>, filled when it arrives (fetched once per sample).
+    function sampleText(i) {
+      const q = document.createElement("q");
+      q.className = "scatter-text";
+      if (!textCache.has(i)) {
+        textCache.set(
+          i,
+          fetch(`${sampleUrl}${i}.txt`, { credentials: "same-origin" }).then((r) => (r.ok ? r.text() : "")),
+        );
+      }
+      Promise.resolve(textCache.get(i)).then((t) => {
+        textCache.set(i, t);
+        q.textContent = t.length > 200 ? `${t.slice(0, 200)}…` : t;
+      });
+      return q;
     }
 
     function placeRing() {

@@ -207,3 +207,35 @@ def test_file_object_upload(replens, small_digits_file):
 
 def _record(seen: list):
     return lambda phase, done, total: seen.append((phase, done, total))
+
+
+def test_precomputed_activations_and_a_model_directory_go_up_in_chunks(
+    replens, small_digits_file, tmp_path
+):
+    """The formats of issue 7 through the client: precomputed activations attached to a
+    dataset (rows shuffled, matched by id) and a zipped Hugging Face directory."""
+    import io
+
+    import numpy as np
+
+    from tests.formats import tiny_bert_dir, zip_dir
+
+    dataset = replens.upload_dataset(small_digits_file, "lab")
+    ids = np.array([f"digit-{i:04d}" for i in range(300)])
+    rng = np.random.default_rng(0)
+    order = rng.permutation(300)
+    acts = rng.standard_normal((300, 32)).astype(np.float32)
+    buffer = io.BytesIO()
+    np.savez(buffer, penultimate=acts[order], ids=ids[order])
+    path = tmp_path / "acts.npz"
+    path.write_bytes(buffer.getvalue())
+    checkpoint = replens.upload_checkpoint(path, "lab", name="elsewhere", dataset=dataset["id"])
+    assert checkpoint["format"] == "precomputed" and checkpoint["dataset"] == dataset["id"]
+    assert checkpoint["layers"] == ["penultimate"]
+
+    model = tmp_path / "bert.zip"
+    model.write_bytes(zip_dir(tiny_bert_dir(tmp_path / "bert")))
+    checkpoint = replens.upload_checkpoint(model, "lab", name="bert")
+    assert checkpoint["format"] == "huggingface"
+    assert checkpoint["layers"] == ["hidden.0", "hidden.1", "hidden.2"]
+    assert Checkpoint.objects.get(pk=checkpoint["id"]).filename == "bert.zip"

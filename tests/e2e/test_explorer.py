@@ -199,3 +199,32 @@ def test_lasso_a_region_export_it_and_follow_it_side_by_side(
     expect(page.locator("#changed h2")).to_contain_text("k = 5")
     assert "k=5" in page.url
     page.screenshot(path=str(ARTIFACTS / "explorer-side-by-side.png"), full_page=True)
+
+
+def test_hovering_a_text_sample_shows_its_text(
+    transactional_db, live_server, owner, workspace, browser_page, tmp_path
+):
+    """A text dataset projected through a Hugging Face encoder: the tooltip and the point
+    panel show the sample's text instead of a thumbnail."""
+    from tests.formats import texts_jsonl, tiny_bert_dir, zip_dir
+
+    dataset, _ = ingest_dataset(workspace, owner, io.BytesIO(texts_jsonl(40)), "t.jsonl", "texts")
+    checkpoint, _ = ingest_checkpoint(
+        workspace, owner, io.BytesIO(zip_dir(tiny_bert_dir(tmp_path / "bert"))), "b.zip", "bert"
+    )
+    run = run_with_dependencies(request_projection(owner, checkpoint, dataset, "hidden.2")[0])
+    assert run.state == Run.State.SUCCEEDED, run.error
+    texts = dataset.load_arrays().x
+    page = browser_page
+    sign_in(page, live_server)
+    page.goto(f"{live_server.url}/projections/{run.pk}/")
+    scatter = page.locator(".scatter[data-drawn=true]")
+    expect(scatter).to_have_attribute("data-points", "40", timeout=30_000)
+    hovered = _hover_some_point(page, scatter)
+    tip = page.locator(".scatter-tip")
+    expect(tip.locator("q.scatter-text")).to_have_text(str(texts[int(hovered)]))
+    expect(tip.locator("img")).to_have_count(0)
+    page.mouse.down()
+    page.mouse.up()
+    panel = page.locator("#point-panel")
+    expect(panel.locator("q.sample-text").first).to_have_text(str(texts[int(hovered)]))

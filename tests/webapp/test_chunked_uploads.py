@@ -1,21 +1,32 @@
 """Chunked, resumable uploads through the API: bytes in order with Content-Range, the offset
-to resume from, sha256 checked at the end, identical files answered without sending bytes."""
+to resume from, sha256 checked at the end, identical files answered without sending bytes.
+Each chunk is an object of its own in the default storage until the upload completes."""
 
 from __future__ import annotations
 
 import hashlib
 
 import pytest
+from django.core.files.storage import default_storage
 
 from tests.conftest import api_client_for, digits_npz_bytes, torchscript_mlp_bytes
+from webapp.catalog import uploads
 from webapp.catalog.models import Checkpoint, Dataset, Upload
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _uploads_dir(settings, tmp_path):
-    settings.VAR_DIR = tmp_path  # part files of each test in a folder of their own
+def _media(isolated_media):
+    """Blobs and chunks of each test in a folder of their own."""
+
+
+def stored_chunks(upload_id) -> list[str]:
+    """Names of the chunk objects an upload has in the default storage."""
+    try:
+        return sorted(default_storage.listdir(f"uploads/{upload_id}")[1])
+    except FileNotFoundError:
+        return []
 
 
 def declare(api, content: bytes, kind="dataset", filename="digits.npz", **fields):
@@ -53,6 +64,7 @@ def test_a_dataset_in_chunks_with_a_resume(api, workspace):
     assert upload["offset"] == 0 and upload["state"] == "open" and upload["chunk_size"] > 0
     uid = upload["id"]
     assert put(api, uid, content, 0, 9_999).json()["offset"] == 10_000
+    assert stored_chunks(uid) == [f"{0:020d}"]
     # The connection dropped after the client sent bytes the server never got: it asks where
     # to resume, and a chunk from the wrong place is refused with that offset.
     assert api.get(f"/api/v1/uploads/{uid}/").json()["offset"] == 10_000
@@ -63,13 +75,15 @@ def test_a_dataset_in_chunks_with_a_resume(api, workspace):
     send_from = 10_000
     for first in range(send_from, len(content), 30_000):
         put(api, uid, content, first, min(first + 30_000, len(content)) - 1)
+    offsets = [0, *range(send_from, len(content), 30_000)]
+    assert stored_chunks(uid) == [f"{first:020d}" for first in offsets]
     done = api.post(f"/api/v1/uploads/{uid}/complete/")
     assert done.status_code == 201, done.content
     result = done.json()["result"]
     dataset = Dataset.objects.get(pk=result["id"])
     assert dataset.name == "digits in pieces" and dataset.n_samples == 200
     assert dataset.source.sha256 == hashlib.sha256(content).hexdigest()
-    assert not Upload.objects.get(pk=uid).part_path.exists()
+    assert stored_chunks(uid) == [] and not default_storage.exists(f"uploads/{uid}")
     # Completing again answers the same dataset; declaring the same bytes sends nothing.
     assert api.post(f"/api/v1/uploads/{uid}/complete/").json()["result"]["id"] == dataset.pk
     again = declare(api, content)
@@ -96,7 +110,7 @@ def test_corrupted_bytes_are_refused_and_nothing_is_kept(api, workspace):
     refused = api.post(f"/api/v1/uploads/{uid}/complete/")
     assert refused.status_code == 400 and "corrupted" in refused.json()["detail"]
     upload = Upload.objects.get(pk=uid)
-    assert upload.state == "failed" and not upload.part_path.exists()
+    assert upload.state == "failed" and stored_chunks(uid) == []
     assert not Dataset.objects.exists()
     assert api.post(f"/api/v1/uploads/{uid}/complete/").status_code == 400
 
@@ -117,7 +131,10 @@ def test_an_invalid_file_is_refused_with_the_reason(api, workspace):
         ({"size": 0}, "size"),
         ({"kind": "model"}, "kind"),
         ({"filename": "weights.safetensors", "kind": "checkpoint"}, "architecture"),
-        ({"filename": "model.onnx", "kind": "checkpoint"}, "unsupported checkpoint"),
+        ({"filename": "model.h5", "kind": "checkpoint"}, "unsupported checkpoint"),
+        ({"filename": "acts.npz", "kind": "checkpoint"}, "choose the dataset they belong to"),
+        ({"filename": "acts.npz", "kind": "checkpoint", "dataset": 999999}, "no dataset 999999"),
+        ({"filename": "bert.zip", "kind": "checkpoint", "dataset": 999999}, "no dataset 999999"),
     ],
 )
 def test_bad_declarations_are_refused(api, workspace, change, message):
@@ -154,3 +171,44 @@ def test_bad_chunks_and_strangers(api, workspace, outsider, settings):
     assert declare(stranger, content).status_code == 404  # not their workspace
     assert api.delete(f"/api/v1/uploads/{uid}/").status_code == 204
     assert not Upload.objects.exists()
+
+
+def test_a_chunk_stored_by_a_failed_request_is_replaced_when_sent_again(api, workspace):
+    """A request that stored its chunk and then failed before recording it leaves a stale
+    object at the offset to resume from: the chunk sent again there replaces it."""
+    content = digits_npz_bytes(100)
+    uid = declare(api, content).json()["id"]
+    put(api, uid, content, 0, 4_999)
+    upload = Upload.objects.get(pk=uid)
+    uploads.store_chunk(upload, 5_000, b"garbage from a request that failed" * 1000)
+    assert api.get(f"/api/v1/uploads/{uid}/").json()["offset"] == 5_000
+    send_rest = range(5_000, len(content), 7_000)
+    for first in send_rest:
+        put(api, uid, content, first, min(first + 7_000, len(content)) - 1)
+    done = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert done.status_code == 201, done.content
+    dataset = Dataset.objects.get(pk=done.json()["result"]["id"])
+    with dataset.source.open() as f:
+        assert f.read() == content
+    assert stored_chunks(uid) == []
+
+
+def test_abort_deletes_the_chunks(api, workspace):
+    content = digits_npz_bytes(50)
+    uid = declare(api, content).json()["id"]
+    for first in range(0, 6_000, 2_000):
+        put(api, uid, content, first, first + 1_999)
+    assert len(stored_chunks(uid)) == 3
+    assert api.delete(f"/api/v1/uploads/{uid}/").status_code == 204
+    assert stored_chunks(uid) == [] and not Upload.objects.exists()
+
+
+def test_a_chunk_missing_from_storage_fails_the_upload(api, workspace):
+    content = digits_npz_bytes(50)
+    uid = declare(api, content).json()["id"]
+    send(api, uid, content, 4_000)
+    default_storage.delete(Upload.objects.get(pk=uid).chunk_key(8_000))
+    refused = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert refused.status_code == 400 and "from byte 8000" in refused.json()["detail"]
+    assert Upload.objects.get(pk=uid).state == "failed" and stored_chunks(uid) == []
+    assert not Dataset.objects.exists()

@@ -10,7 +10,8 @@ the tables do not cover fails :func:`test_every_url_name_is_in_the_tables`: add 
 
 What is asserted, for each URL × persona:
 
-- anonymous: pages redirect to the login page (302), the API answers 401;
+- anonymous: pages redirect to the login page (302), the API answers 401; the health checks
+  (``open``) answer anyone alike;
 - outsider (signed in, owner of another workspace): 404 for every method on everything of
   the lab, never 403 or 200 (405 where the method does not exist at that URL, whatever the
   id), the same answer, byte for byte, as for an id that does not exist; lists show nothing
@@ -234,6 +235,8 @@ def build_world() -> SimpleNamespace:
         w.ws, w.owner, io.BytesIO(payload_digits()), f"digits{IMG}.npz", f"Digits {SCRIPT}", QUOTE
     )
     assert w.dataset.thumbnails_id is not None
+    texts = json.dumps({"id": "t0", "text": f"a text {SCRIPT}", "label": f"L {SCRIPT}"})
+    w.texts, _ = ingest_dataset(w.ws, w.owner, io.BytesIO(texts.encode()), "texts.jsonl", "Texts")
     w.ckpt_a = _ingest_checkpoint(w.ws, w.owner, 0, f"mlp-seed0 {IMG}", SCRIPT)
     w.ckpt_b = _ingest_checkpoint(w.ws, w.owner, 1, f"mlp-seed1 {SCRIPT}", QUOTE)
     a, b, d, owner = w.ckpt_a, w.ckpt_b, w.dataset, w.owner
@@ -308,8 +311,8 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _media(world):
     """Instead of tests/webapp's folder per test: the world's blobs stay where they are, and
-    the upload's part file is whole again (a test may have completed or aborted it)."""
-    world.upload.part_path.write_bytes(world.upload_bytes)
+    the upload's chunk is stored again (a test may have completed or aborted it)."""
+    uploads.store_chunk(world.upload, 0, world.upload_bytes)
 
 
 def ghost(model) -> Any:
@@ -373,6 +376,7 @@ class Spec:
     readers: frozenset[str] = MEMBERS
     writers: frozenset[str] = EDITORS
     public: bool = False  # not about one workspace: every signed-in persona alike
+    open: bool = False  # public and without login (health checks): anonymous alike
     lists: Callable[[W], set] | None = None  # API lists: the lab's ids it must show members
     check: Callable[[W, str, str, Any], None] | None = None
 
@@ -442,6 +446,11 @@ def _runs(w) -> list[Target]:
 
 PAGES: dict[str, Spec] = {
     "home": Spec(at(), public=True, get_ok=(302,), check=_home_check),
+    # Probed by load balancers: the answer says whether the services are up (see
+    # tests/webapp/test_operations.py), whoever asks.
+    "healthz": Spec(at(), public=True, open=True, get_ok=(200, 503)),
+    "healthz-workers": Spec(at(), public=True, open=True, get_ok=(200, 503)),
+    "workers": Spec(at(), public=True, htmx_ok=(200,)),
     "workspace": Spec(at(slug="@ws"), **RUN_SLUG),
     "workspace-runs": Spec(at(slug="@ws"), htmx_ok=(200,), **RUN_SLUG),  # a run is queued
     "members": Spec(at(slug="@ws"), **RUN_SLUG),
@@ -551,6 +560,7 @@ PAGES: dict[str, Spec] = {
     "alignment-csv": Spec(at(pk="@alignment"), **RUN_PK),
     "dataset": Spec(at(pk="@dataset"), ids={"pk": Dataset}),
     "sample": Spec(at(pk="@dataset", index=0), ids={"pk": Dataset}),
+    "sample-text": Spec(at(pk="@texts", index=0), ids={"pk": Dataset}),
     "checkpoint": Spec(at(pk="@ckpt_a"), ids={"pk": Checkpoint}),
     "extract": Spec(
         at(pk="@ckpt_a"),
@@ -699,6 +709,7 @@ API: dict[str, Spec] = {
     "api-root": Spec(at(), public=True),
     "measure-list": Spec(at(), public=True),
     "transformation-list": Spec(at(), public=True),
+    "workers-overview": Spec(at(), public=True),
     "workspace-list": Spec(at(), lists=lambda w: {w.ws.pk}),
     "workspace-detail": Spec(at(slug="@ws"), ids={"slug": Workspace}),
     "workspace-members": Spec(at(slug="@ws"), ids={"slug": Workspace}),
@@ -1067,7 +1078,7 @@ WALK = [
 @pytest.mark.parametrize("route, persona", WALK)
 def test_every_url_as_every_persona(world, route, persona):
     spec = spec_of(route)
-    if persona == "anonymous":
+    if persona == "anonymous" and not spec.open:
         _anonymous(world, route, spec)
     elif persona == "outsider" and not spec.public:
         _outsider(world, route, spec)

@@ -39,6 +39,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.webapp.test_personas import PROBE_FAMILIES, build_world, client_for
+from webapp.catalog import uploads
 
 pytestmark = pytest.mark.django_db
 
@@ -131,7 +132,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _media(world):
     """Instead of tests/webapp's folder per test: the world's blobs stay where they are."""
-    world.upload.part_path.write_bytes(world.upload_bytes)
+    uploads.store_chunk(world.upload, 0, world.upload_bytes)
 
 
 @pytest.fixture(autouse=True)

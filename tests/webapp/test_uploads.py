@@ -375,7 +375,15 @@ def _bad_checkpoints(tmp_path):
             {"architecture": "mlp"},
             "not a valid .safetensors",
         ),
-        "unsupported-extension": ("model.onnx", b"onnx?", {}, "unsupported checkpoint file"),
+        "unsupported-extension": ("model.h5", b"hdf5?", {}, "unsupported checkpoint file"),
+        "onnx-garbage": ("model.onnx", b"onnx?", {}, "not a valid ONNX model"),
+        "hf-archive-without-config": (
+            "model.zip",
+            b.zip_bytes({"model/weights.bin": b"0"}),
+            {},
+            "no config.json",
+        ),
+        "precomputed-without-dataset": ("acts.npy", b"\x93NUMPY", {}, "choose the dataset"),
         "pt-empty": ("empty.pt", b"", {}, "empty"),
     }
 
@@ -388,6 +396,9 @@ CHECKPOINT_CASES = [
     "safetensors-wrong-architecture",
     "safetensors-random-bytes",
     "unsupported-extension",
+    "onnx-garbage",
+    "hf-archive-without-config",
+    "precomputed-without-dataset",
 ]
 
 

@@ -64,6 +64,7 @@ class CheckpointSerializer(serializers.ModelSerializer):
             "filename",
             "format",
             "architecture",
+            "dataset",
             "parameter_count",
             "layers",
             "default_layers",
@@ -77,13 +78,23 @@ class CheckpointSerializer(serializers.ModelSerializer):
 
 class CheckpointUploadSerializer(serializers.Serializer):
     workspace = serializers.SlugField(help_text="slug of a workspace you can edit")
-    file = serializers.FileField(help_text="TorchScript .pt, or .safetensors state dict")
+    file = serializers.FileField(
+        help_text="TorchScript .pt, .safetensors state dict, .onnx, .zip / .tar of a Hugging "
+        "Face model directory, or precomputed activations (.npy, .npz, .safetensors, .parquet) "
+        "with `dataset`"
+    )
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     architecture = serializers.ChoiceField(
         choices=sorted(ARCHITECTURES),
         required=False,
         allow_blank=True,
         help_text="required for .safetensors",
+    )
+    dataset = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="id of the dataset whose samples a file of precomputed activations holds",
     )
     description = serializers.CharField(required=False, allow_blank=True)
     seed_group = serializers.CharField(required=False, allow_blank=True, max_length=200)
@@ -136,6 +147,11 @@ class ComparisonRequestSerializer(serializers.Serializer):
     layers_a = serializers.ListField(child=serializers.CharField(), required=False)
     layers_b = serializers.ListField(child=serializers.CharField(), required=False)
     pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
+    pooling_b = serializers.ChoiceField(
+        choices=list(POOLINGS),
+        required=False,
+        help_text="pooling of checkpoint B's layers, when it differs from A's",
+    )
     measure = serializers.ChoiceField(choices=list(MEASURES), default="cka/linear")
     n_permutations = serializers.IntegerField(default=10, min_value=1, max_value=1000)
     n_bootstrap = serializers.IntegerField(
@@ -261,6 +277,33 @@ class ActivationSetSerializer(serializers.ModelSerializer):
         ]
 
 
+class WorkerSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="Celery node name, e.g. gpu@host")
+    queues = serializers.ListField(child=serializers.CharField())
+    active = serializers.IntegerField(help_text="tasks running now")
+    concurrency = serializers.IntegerField(allow_null=True, help_text="pool processes")
+    processed = serializers.IntegerField(help_text="tasks received since the worker started")
+
+
+class QueueSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    length = serializers.IntegerField(help_text="messages waiting (not those being run)")
+    workers = serializers.IntegerField(help_text="workers consuming it")
+
+
+class RunCountSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Run.Kind.choices)
+    state = serializers.ChoiceField(choices=Run.State.choices)
+    count = serializers.IntegerField()
+
+
+class WorkersSerializer(serializers.Serializer):
+    broker = serializers.ChoiceField(choices=["ok", "unreachable"])
+    workers = WorkerSerializer(many=True)
+    queues = QueueSerializer(many=True)
+    runs = RunCountSerializer(many=True, help_text="runs of every workspace, by kind and state")
+
+
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     errors = serializers.DictField(required=False, help_text="messages by field, for 400s")
@@ -319,6 +362,13 @@ class UploadRequestSerializer(serializers.Serializer):
     )
     seed_group = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     step = serializers.IntegerField(required=False, allow_null=True, min_value=0, default=None)
+    dataset = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        default=None,
+        help_text="for precomputed activations: id of the dataset whose samples they are",
+    )
 
 
 class UploadSerializer(serializers.Serializer):

@@ -28,5 +28,6 @@ router.register("selections", views.SelectionViewSet, basename="selection")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("workers/", views.WorkersView.as_view(), name="workers-overview"),
     path("", include(router.urls)),
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from django.http import FileResponse, HttpResponse
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -12,6 +14,7 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.generics import get_object_or_404  # a malformed id is a 404, not a 500
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from analysis.errors import InputError
@@ -22,6 +25,7 @@ from webapp.catalog import team, uploads
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import (
     ActivationSet,
+    Blob,
     Checkpoint,
     Dataset,
     Upload,
@@ -60,6 +64,26 @@ from webapp.runs.submit import (
     request_probe,
     request_projection,
 )
+from workers.status import overview
+
+
+def blob_download(blob: Blob, filename: str) -> HttpResponse:
+    """The bytes of a stored blob as a file download: streamed from the storage's file object
+    a block at a time, or with ``REPLENS_PRESIGNED_DOWNLOADS`` a redirect to a presigned URL
+    of the object store, which then serves them itself."""
+    if settings.REPLENS_PRESIGNED_DOWNLOADS:
+        disposition = f'inline; filename="{filename}"'
+        return HttpResponseRedirect(
+            default_storage.url(
+                blob.key,
+                parameters={
+                    "ResponseContentDisposition": disposition,
+                    "ResponseContentType": "application/octet-stream",
+                },
+                expire=settings.REPLENS_PRESIGNED_EXPIRY_S,
+            )
+        )
+    return FileResponse(blob.open(), filename=filename, content_type="application/octet-stream")
 
 
 class BadInput(APIException):
@@ -105,6 +129,16 @@ def _documents_404(serializer):
 
 def _editable_workspace(request, slug):
     return get_object_or_404(editable_workspaces_of(request.user), slug=slug)
+
+
+def _dataset_of(workspace, pk: int | None) -> Dataset | None:
+    """The workspace's dataset ``pk`` (None for None); any other id is a 400."""
+    if pk is None:
+        return None
+    dataset = workspace.datasets.filter(pk=pk).first()
+    if dataset is None:
+        raise InputError(f"no dataset {pk} in workspace {workspace.slug}")
+    return dataset
 
 
 def _created(serializer_class, obj, created: bool) -> Response:
@@ -215,12 +249,14 @@ class CheckpointViewSet(
         responses={200: s.CheckpointSerializer, 201: s.CheckpointSerializer, **ERRORS},
     )
     def create(self, request):
-        """Upload a checkpoint: TorchScript, or safetensors with an architecture name."""
+        """Upload a checkpoint: TorchScript, safetensors with an architecture name, ONNX, a
+        Hugging Face model directory archive, or precomputed activations of a dataset."""
         form = s.CheckpointUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
+        workspace = _editable_workspace(request, data["workspace"])
         checkpoint, created = ingest_checkpoint(
-            _editable_workspace(request, data["workspace"]),
+            workspace,
             request.user,
             data["file"],
             data["file"].name,
@@ -229,6 +265,7 @@ class CheckpointViewSet(
             data.get("description", ""),
             data.get("seed_group", ""),
             data.get("step"),
+            dataset=_dataset_of(workspace, data.get("dataset")),
         )
         return _created(s.CheckpointSerializer, checkpoint, created)
 
@@ -319,6 +356,7 @@ class ComparisonViewSet(viewsets.GenericViewSet):
             data["n_permutations"],
             data["n_bootstrap"],
             data["seed"],
+            data.get("pooling_b"),
         )
         return _created(s.RunSerializer, run, created)
 
@@ -406,11 +444,7 @@ class AlignmentViewSet(viewsets.GenericViewSet):
         run = self.get_object()
         if run.state != Run.State.SUCCEEDED:
             raise NotFound(f"run {run.pk} is {run.state}: no alignment yet")
-        return FileResponse(
-            run.alignment.residuals.open(),
-            content_type="application/octet-stream",
-            filename=f"residuals-{run.pk}.npy",
-        )
+        return blob_download(run.alignment.residuals, f"residuals-{run.pk}.npy")
 
 
 class CompatibilityViewSet(viewsets.GenericViewSet):
@@ -615,11 +649,7 @@ class ProbeViewSet(viewsets.GenericViewSet):
         row = get_object_or_404(
             self.get_object().probe_results, family=request.query_params.get("family", "")
         )
-        return FileResponse(
-            row.per_sample.open(),
-            content_type="application/octet-stream",
-            filename=f"invariance-{pk}.npy",
-        )
+        return blob_download(row.per_sample, f"invariance-{pk}.npy")
 
 
 class TransformationViewSet(viewsets.ViewSet):
@@ -642,6 +672,15 @@ class TransformationViewSet(viewsets.ViewSet):
                 for f in FAMILIES.values()
             ]
         )
+
+
+class WorkersView(APIView):
+    """The workers of the whole server, the queues they consume and their load, and the
+    number of runs by kind and state: counts, worker names and queue names only."""
+
+    @extend_schema(responses={200: s.WorkersSerializer})
+    def get(self, request):
+        return Response(overview())
 
 
 class MeasureViewSet(viewsets.ViewSet):

@@ -17,8 +17,11 @@ from django.conf import settings
 from django.db import transaction
 
 from analysis import checkpoints
+from analysis.archives import archive_suffix
 from analysis.datasets import DatasetArrays, read_dataset, thumbnails
 from analysis.errors import InputError
+from analysis.precomputed import SUFFIXES as PRECOMPUTED_SUFFIXES
+from analysis.precomputed import read_precomputed
 from webapp.catalog.models import Blob, Checkpoint, Dataset, Workspace
 
 PREVIEW_SAMPLES = 48
@@ -28,7 +31,9 @@ CHECKPOINT_SUFFIXES = {
     ".ts": "torchscript",
     ".torchscript": "torchscript",
     ".safetensors": "safetensors",
+    ".onnx": "onnx",
 }
+"""Model files by extension; an archive (.zip, .tar, .tar.gz) is a Hugging Face directory."""
 
 
 @contextmanager
@@ -70,12 +75,7 @@ def ingest_dataset(
     files are content-addressed, so one left by a failed write is harmless."""
     name = _clean_name(name, filename)
     with _spooled(upload, filename) as (path, f):
-        arrays = read_dataset(
-            path,
-            filename,
-            max_files=settings.REPLENS_ARCHIVE_MAX_FILES,
-            max_bytes=settings.REPLENS_ARCHIVE_MAX_BYTES,
-        )
+        arrays = read_dataset(path, filename, *archive_limits())
         thumbs = thumbnails(arrays)
         with tempfile.TemporaryFile() as canonical, transaction.atomic():
             arrays.save(canonical)
@@ -108,14 +108,67 @@ def _preview(arrays: DatasetArrays) -> list[dict]:
     ]
 
 
-def checkpoint_format(filename: str) -> str:
+def checkpoint_format(filename: str, precomputed: bool = False) -> str:
+    """The format of an uploaded checkpoint file: by its extension, or ``precomputed`` when
+    the upload names the dataset its rows belong to."""
     suffix = PurePosixPath(filename.lower()).suffix
+    if precomputed:
+        if suffix not in PRECOMPUTED_SUFFIXES:
+            raise InputError(
+                f"unsupported activations file {filename!r}: upload "
+                f"{', '.join(PRECOMPUTED_SUFFIXES)}"
+            )
+        return Checkpoint.Format.PRECOMPUTED
+    if archive_suffix(filename):
+        return Checkpoint.Format.HUGGINGFACE
     if suffix not in CHECKPOINT_SUFFIXES:
+        hint = (
+            " (precomputed activations: choose the dataset they belong to)"
+            if suffix in PRECOMPUTED_SUFFIXES
+            else ""
+        )
         raise InputError(
-            f"unsupported checkpoint file {filename!r}: upload TorchScript (.pt) or "
-            ".safetensors with an architecture name"
+            f"unsupported checkpoint file {filename!r}: upload TorchScript (.pt), .safetensors "
+            "with an architecture name, .onnx, or a .zip / .tar of a Hugging Face model "
+            f"directory{hint}"
         )
     return CHECKPOINT_SUFFIXES[suffix]
+
+
+def archive_limits() -> tuple[int, int]:
+    return settings.REPLENS_ARCHIVE_MAX_FILES, settings.REPLENS_ARCHIVE_MAX_BYTES
+
+
+def load_model(checkpoint: Checkpoint, path: Path) -> checkpoints.Model:
+    """The model of a stored checkpoint whose bytes are at ``path``."""
+    return checkpoints.load_checkpoint(
+        path, checkpoint.format, checkpoint.architecture, checkpoint.filename, archive_limits()
+    )
+
+
+def _described(model: checkpoints.Model) -> dict:
+    return {
+        "parameter_count": checkpoints.parameter_count(model),
+        "layer_tree": checkpoints.layer_tree(model),
+        "layers": checkpoints.capturable_layers(model),
+        "default_layers": checkpoints.default_layers(model),
+    }
+
+
+def _described_precomputed(path: Path, filename: str, dataset: Dataset) -> dict:
+    """Layers of a precomputed file, checked against the dataset's samples now, so that a
+    file whose rows do not match is refused at upload."""
+    found = read_precomputed(path, filename)
+    found.aligned_to(dataset.column("ids"))
+    return {
+        "parameter_count": 0,
+        "layer_tree": [
+            {"name": name, "type": f"precomputed {v.shape[1]}-d", "parameters": 0, "children": []}
+            for name, v in found.layers.items()
+        ],
+        "layers": list(found.layers),
+        "default_layers": list(found.layers),
+    }
 
 
 def ingest_checkpoint(
@@ -128,14 +181,22 @@ def ingest_checkpoint(
     description: str = "",
     seed_group: str = "",
     step: int | None = None,
+    dataset: Dataset | None = None,
 ) -> tuple[Checkpoint, bool]:
-    """Load the checkpoint safely (never unpickling), discover its layers and store it."""
+    """Load the checkpoint safely (never unpickling), discover its layers and store it.
+    With ``dataset``, the file holds precomputed activations of that dataset's samples."""
     name = _clean_name(name, filename)
-    fmt = checkpoint_format(filename)
-    if fmt == "torchscript":
+    fmt = checkpoint_format(filename, precomputed=dataset is not None)
+    if dataset is not None and dataset.workspace_id != workspace.pk:
+        raise InputError("the dataset must belong to the same workspace")
+    if fmt != Checkpoint.Format.SAFETENSORS:
         architecture = ""
     with _spooled(upload, filename) as (path, f):
-        model = checkpoints.load_checkpoint(path, fmt, architecture)
+        if fmt == Checkpoint.Format.PRECOMPUTED:
+            described = _described_precomputed(path, filename, dataset)
+        else:
+            model = checkpoints.load_checkpoint(path, fmt, architecture, filename, archive_limits())
+            described = _described(model)
         with transaction.atomic():
             blob = Blob.store(f)
             existing = Checkpoint.objects.filter(
@@ -151,10 +212,8 @@ def ingest_checkpoint(
                 blob=blob,
                 format=fmt,
                 architecture=architecture,
-                parameter_count=checkpoints.parameter_count(model),
-                layer_tree=checkpoints.layer_tree(model),
-                layers=checkpoints.capturable_layers(model),
-                default_layers=checkpoints.default_layers(model),
+                dataset=dataset,
+                **described,
                 seed_group=seed_group,
                 step=step,
                 created_by=user,

@@ -174,8 +174,9 @@ class Dataset(models.Model):
             return z[key] if key in z.files else None
 
     def samples(self, indices) -> list[dict]:
-        """``{index, id, label}`` of the given samples, and for datasets without images the
-        first feature values as ``row`` (what a person can look at instead of a thumbnail)."""
+        """``{index, id, label}`` of the given samples, and what a person can look at instead
+        of a thumbnail: the ``text`` of a text sample, else the first feature values as
+        ``row``."""
         indices = [int(i) for i in indices]
         with self.arrays.open() as f, np.load(f, allow_pickle=False) as z:
             ids = z["ids"]
@@ -189,7 +190,9 @@ class Dataset(models.Model):
                 k = int(labels[i])
                 label = names[k] if k < len(names) else str(k)
             sample = {"index": i, "id": str(ids[i]), "label": label}
-            if rows is not None:
+            if rows is not None and self.modality == "text":
+                sample["text"] = str(rows[position])
+            elif rows is not None:
                 values = rows[position].ravel()
                 shown = ", ".join(f"{v:.3g}" for v in values[:ROW_VALUES_SHOWN])
                 sample["row"] = shown + (", …" if values.size > ROW_VALUES_SHOWN else "")
@@ -204,6 +207,9 @@ class Checkpoint(models.Model):
     class Format(models.TextChoices):
         TORCHSCRIPT = "torchscript", "TorchScript"
         SAFETENSORS = "safetensors", "safetensors + architecture"
+        HUGGINGFACE = "huggingface", "Hugging Face directory"
+        ONNX = "onnx", "ONNX"
+        PRECOMPUTED = "precomputed", "precomputed activations"
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="checkpoints")
     name = models.CharField(max_length=200)
@@ -216,6 +222,10 @@ class Checkpoint(models.Model):
     layer_tree = models.JSONField()
     layers = models.JSONField()  # capturable layer names, forward order where known
     default_layers = models.JSONField()
+    # Precomputed activations belong to the samples of one dataset.
+    dataset = models.ForeignKey(
+        "Dataset", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     # Lineage: series of checkpoints (seeds of one recipe, training steps) compare as a group.
     parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True)
     seed_group = models.CharField(max_length=200, blank=True)
@@ -277,9 +287,10 @@ def visible_to(model: type[models.Model], user) -> models.QuerySet:
 
 
 class Upload(models.Model):
-    """A file arriving in chunks over several requests (resumable): the bytes are appended to
-    a part file until all have come, then checked against the declared size and sha256 and
-    ingested like a one-shot upload. A dropped connection resumes at ``received``."""
+    """A file arriving in chunks over several requests (resumable): each chunk is stored as an
+    object of its own under ``chunk_prefix`` in the default storage until all have come, then
+    they are checked against the declared size and sha256 and ingested like a one-shot upload
+    (:mod:`webapp.catalog.uploads`). A dropped connection resumes at ``received``."""
 
     class Kind(models.TextChoices):
         DATASET = "dataset"
@@ -306,8 +317,12 @@ class Upload(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     @property
-    def part_path(self) -> Path:
-        return Path(settings.VAR_DIR) / "uploads" / f"{self.id}.part"
+    def chunk_prefix(self) -> str:
+        return f"uploads/{self.id}"
+
+    def chunk_key(self, first: int) -> str:
+        """The storage key of the chunk that starts at byte ``first``."""
+        return f"{self.chunk_prefix}/{first:020d}"
 
 
 class Invitation(models.Model):

@@ -4,16 +4,28 @@ A client declares the file (kind, name, size, sha256), sends its bytes in order 
 ``Content-Range``, asks for the offset after a dropped connection and carries on from there,
 then completes it: the size and sha256 are checked and the file is ingested by the same code
 as a one-shot upload (:mod:`webapp.catalog.ingest`). A file whose sha256 is already in the
-workspace is answered at once, with nothing to send. The part file lives under
-``VAR_DIR/uploads`` on the web node until the upload completes or is aborted.
+workspace is answered at once, with nothing to send.
+
+Each chunk received is stored through the default storage as an object of its own,
+``uploads/<upload id>/<first byte, 20 digits>``, so that any web node can take the next
+chunk (with several web nodes the storage is the shared object store; a node's local disk
+holds nothing between requests). A chunk stored by a request that then failed is replaced
+when its offset is sent again: the chunk at ``received`` is the only one that can be stale.
+Completing concatenates the chunks in order, a block at a time, into a local temporary file,
+checks the sha256, ingests it and deletes the chunk objects; aborting deletes them too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
+from pathlib import Path
+from typing import IO
 
 from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 
 from analysis.errors import InputError
@@ -57,7 +69,11 @@ def start(user, workspace: Workspace, kind: str, filename: str, size: int, sha25
             f"size must be between 1 and {settings.REPLENS_MAX_UPLOAD_BYTES} bytes (the limit)"
         )
     if kind == Upload.Kind.CHECKPOINT:
-        if checkpoint_format(filename) == "torchscript":
+        dataset = fields.get("dataset")
+        if dataset is not None and not workspace.datasets.filter(pk=dataset).exists():
+            raise InputError(f"no dataset {dataset} in workspace {workspace.slug}")
+        fmt = checkpoint_format(filename, precomputed=dataset is not None)
+        if fmt != Checkpoint.Format.SAFETENSORS:
             fields["architecture"] = ""
         elif not fields.get("architecture"):
             raise InputError(".safetensors checkpoints need an architecture name")
@@ -73,8 +89,6 @@ def start(user, workspace: Workspace, kind: str, filename: str, size: int, sha25
         fields=fields,
         created_by=user,
     )
-    upload.part_path.parent.mkdir(parents=True, exist_ok=True)
-    upload.part_path.write_bytes(b"")
     return upload, None
 
 
@@ -95,7 +109,7 @@ def parse_range(header: str, length: int, size: int) -> int:
 
 
 def append(upload: Upload, first: int, data: bytes) -> Upload:
-    """Write a chunk at ``first``, which must be where the received bytes end. The row lock
+    """Store a chunk at ``first``, which must be where the received bytes end. The row lock
     makes two concurrent senders of the same upload take turns."""
     with transaction.atomic():
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
@@ -103,10 +117,7 @@ def append(upload: Upload, first: int, data: bytes) -> Upload:
             raise InputError(f"this upload is {upload.state}")
         if first != upload.received:
             raise OffsetMismatch(upload, first)
-        with open(upload.part_path, "r+b") as f:
-            f.seek(first)
-            f.write(data)
-            f.truncate()
+        store_chunk(upload, first, data)
         upload.received = first + len(data)
         upload.save(update_fields=["received", "updated_at"])
     return upload
@@ -134,7 +145,7 @@ def complete(upload: Upload):
             failure = None
             upload.state, upload.result_id = Upload.State.DONE, result.pk
             upload.save(update_fields=["state", "result_id", "updated_at"])
-    upload.part_path.unlink(missing_ok=True)
+    delete_chunks(upload)
     if failure is not None:  # recorded outside the transaction, which rolled back
         Upload.objects.filter(pk=upload.pk).update(state=Upload.State.FAILED, error=str(failure))
         raise failure
@@ -142,22 +153,76 @@ def complete(upload: Upload):
 
 
 def abort(upload: Upload) -> None:
-    upload.part_path.unlink(missing_ok=True)
-    upload.delete()
+    """Delete the upload and its chunks (under the row lock: no chunk arrives meanwhile)."""
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().filter(pk=upload.pk).first()
+        if upload is not None:
+            delete_chunks(upload)
+            upload.delete()
+
+
+def store_chunk(upload: Upload, first: int, data: bytes) -> None:
+    """Store the bytes received at ``first``, replacing a chunk left there by a request that
+    failed after storing it."""
+    key = upload.chunk_key(first)
+    default_storage.delete(key)
+    saved = default_storage.save(key, ContentFile(data))
+    if saved != key:  # the storage renamed it: a concurrent writer, which the row lock forbids
+        default_storage.delete(saved)
+        raise RuntimeError(f"chunk {key} was stored as {saved}")
+
+
+def delete_chunks(upload: Upload) -> None:
+    try:
+        _, names = default_storage.listdir(upload.chunk_prefix)
+    except FileNotFoundError:  # FileSystemStorage: no chunk was ever stored
+        return
+    for name in names:
+        default_storage.delete(f"{upload.chunk_prefix}/{name}")
+    try:  # FileSystemStorage keeps the emptied folder; an object store has none
+        Path(default_storage.path(upload.chunk_prefix)).rmdir()
+    except (NotImplementedError, OSError):
+        pass
+
+
+def _assemble(upload: Upload, out: IO[bytes]) -> str:
+    """Write the chunks in order into ``out``, a block at a time; returns their sha256. Each
+    chunk's key is the offset where the previous one ended, so a stale chunk is never read."""
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < upload.size:
+        missing = InputError(
+            f"the received bytes from byte {offset} on are missing from storage: "
+            "upload the file again"
+        )
+        try:
+            chunk = default_storage.open(upload.chunk_key(offset), "rb")
+        except FileNotFoundError:
+            raise missing from None
+        chunk_start = offset
+        with chunk:
+            while block := chunk.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+                offset += len(block)
+        if offset == chunk_start:  # an empty object: the offset would never move on
+            raise missing
+    if offset != upload.size:
+        raise InputError(f"{offset} bytes are stored for a file of {upload.size}: upload it again")
+    out.flush()
+    out.seek(0)
+    return digest.hexdigest()
 
 
 def _ingest(upload: Upload):
-    digest = hashlib.sha256()
-    with open(upload.part_path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != upload.sha256:
-        raise InputError(
-            f"the received bytes have sha256 {digest.hexdigest()}, not the declared "
-            f"{upload.sha256}: the file was corrupted on the way; upload it again"
-        )
-    fields, user = upload.fields, upload.created_by
-    with open(upload.part_path, "rb") as f:
+    with tempfile.TemporaryFile() as f:
+        digest = _assemble(upload, f)
+        if digest != upload.sha256:
+            raise InputError(
+                f"the received bytes have sha256 {digest}, not the declared "
+                f"{upload.sha256}: the file was corrupted on the way; upload it again"
+            )
+        fields, user = upload.fields, upload.created_by
         if upload.kind == Upload.Kind.DATASET:
             return ingest_dataset(
                 upload.workspace,
@@ -177,4 +242,5 @@ def _ingest(upload: Upload):
             fields.get("description", ""),
             fields.get("seed_group", ""),
             fields.get("step"),
+            dataset=Dataset.objects.filter(pk=fields.get("dataset") or 0).first(),
         )

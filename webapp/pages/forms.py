@@ -10,20 +10,39 @@ from webapp.catalog.models import Checkpoint, Dataset
 
 
 class DatasetUploadForm(forms.Form):
-    file = forms.FileField(help_text=".npz (x, y, ids, metadata), .zip of class folders, .csv")
+    file = forms.FileField(
+        help_text=".npz (x, y, ids, metadata), .zip of class folders, .csv, or text as .jsonl / "
+        ".csv with a text column"
+    )
     name = forms.CharField(max_length=200, required=False)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
 
 class CheckpointUploadForm(forms.Form):
-    file = forms.FileField(help_text="TorchScript .pt, or a .safetensors state dict")
+    file = forms.FileField(
+        help_text="TorchScript .pt, a .safetensors state dict, .onnx, a .zip / .tar of a "
+        "Hugging Face model directory, or precomputed activations (.npy, .npz, .safetensors, "
+        ".parquet) of a dataset"
+    )
     architecture = forms.ChoiceField(
-        choices=[("", "— TorchScript (no architecture needed) —")]
+        choices=[("", "— none needed (TorchScript, ONNX, Hugging Face) —")]
         + [(name, f"{name}: {a.description}") for name, a in sorted(ARCHITECTURES.items())],
         required=False,
+        help_text="for a .safetensors state dict",
+    )
+    dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.none(),
+        required=False,
+        empty_label="— a model, not precomputed activations —",
+        label="Precomputed activations of",
+        help_text="the dataset whose samples the file's rows are",
     )
     name = forms.CharField(max_length=200, required=False)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, workspace, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = workspace.datasets.all()
 
 
 POOLING_CHOICES = [(name, f"{name}: {text}") for name, text in POOLINGS.items()]
@@ -34,6 +53,11 @@ class ComparisonForm(forms.Form):
     checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
+    pooling_b = forms.ChoiceField(
+        choices=[("", "— same as A —"), *POOLING_CHOICES],
+        required=False,
+        label="Pooling of B",
+    )
     measure = forms.ChoiceField(
         choices=[(m.id, f"{m.name} ({m.id})") for m in MEASURES.values()], initial="cka/linear"
     )
@@ -169,5 +193,5 @@ class ProbeForm(forms.Form):
                 f"{f.modality} {f.title} ({', '.join(f'{t:g}' for t in f.magnitudes)} {f.unit})",
             )
             for f in FAMILIES.values()
-            if f.modality in ("image", "vector")
+            if f.modality in ("image", "vector", "text")
         ]

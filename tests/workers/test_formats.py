@@ -1,0 +1,217 @@
+"""Issue 7 end to end (in-process worker): Hugging Face, ONNX and precomputed checkpoints and
+text datasets uploaded through the API, extracted, compared, projected and probed."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.checkpoints import OUTPUT
+from analysis.extraction import extract_activations
+from analysis.hf import load_huggingface
+from tests.conftest import digits_npz_bytes, run_with_dependencies
+from tests.formats import onnx_bytes, small_cnn, texts_jsonl, tiny_bert_dir, zip_dir
+from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Dataset
+from webapp.runs.models import ProbeResult, Run
+from webapp.runs.submit import (
+    request_comparison,
+    request_extraction,
+    request_probe,
+    request_projection,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _lab(workspace):
+    """Every upload goes to the owner's workspace "lab"."""
+    return workspace
+
+
+def upload(api, path: str, filename: str, content: bytes, **fields):
+    file = io.BytesIO(content)
+    file.name = filename
+    return api.post(path, {"workspace": "lab", "file": file, **fields})
+
+
+@pytest.fixture
+def texts(api):
+    response = upload(api, "/api/v1/datasets/", "texts.jsonl", texts_jsonl(40), name="Texts")
+    assert response.status_code == 201, response.content
+    return Dataset.objects.get(pk=response.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def bert_zip(tmp_path_factory):
+    return zip_dir(tiny_bert_dir(tmp_path_factory.mktemp("bert"), sentence_transformers=True))
+
+
+def test_a_hugging_face_directory_on_a_text_dataset(api, client, owner, texts, bert_zip, tmp_path):
+    assert (
+        texts.modality == "text" and texts.n_samples == 40 and texts.metadata_columns == ["words"]
+    )
+    response = upload(api, "/api/v1/checkpoints/", "bert.zip", bert_zip, name="Tiny BERT")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["format"] == "huggingface" and body["layers"][-1] == "sentence_embedding"
+    checkpoint = Checkpoint.objects.get(pk=body["id"])
+
+    run, _ = request_extraction(owner, checkpoint, texts, ["hidden.2", "sentence_embedding"], "cls")
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    (tmp_path / "bert.zip").write_bytes(bert_zip)
+    model = load_huggingface(tmp_path / "bert.zip", "bert.zip", 100, 10**9)
+    direct = extract_activations(model, texts.load_arrays().x, ["hidden.2"], "cls", device="cpu")
+    stored = ActivationSet.objects.get(checkpoint=checkpoint, layer="hidden.2", pooling="cls")
+    np.testing.assert_allclose(stored.load(), direct["hidden.2"], atol=1e-5)
+
+    # Layer by layer against itself at another pooling.
+    compare, _ = request_comparison(
+        owner,
+        checkpoint,
+        checkpoint,
+        texts,
+        ["hidden.1", "hidden.2"],
+        ["hidden.2"],
+        "mean",
+        n_permutations=2,
+        n_bootstrap=0,
+    )
+    compare = run_with_dependencies(compare)
+    assert compare.state == Run.State.SUCCEEDED, compare.error
+    values = {(s.layer_a, s.layer_b): s.value for s in compare.scores.all()}
+    assert values[("hidden.2", "hidden.2")] == pytest.approx(1.0)
+
+    # Text probes: the run succeeds; the page shows each moved sample before and after.
+    probe, _ = request_probe(owner, checkpoint, texts, ["hidden.2"], "mean")
+    assert [k for k, _ in probe.params["families"]][0] == "text/char-noise"
+    probe = run_with_dependencies(probe)
+    assert probe.state == Run.State.SUCCEEDED, probe.error
+    row = ProbeResult.objects.get(run=probe, family="text/word-dropout")
+    invariance = row.result["invariance"][0]
+    assert row.result["magnitudes"][0] == 0 and invariance[0] == pytest.approx(1.0)
+    assert invariance[-1] < 1 and row.result["consistency"] == [None] * len(invariance)
+    client.force_login(owner)
+    moved = client.get(
+        f"/probes/{probe.pk}/moved/", {"family": "text/word-dropout", "layer": 0, "t": 2}
+    ).content.decode()
+    assert moved.count('class="sample-text"') == moved.count('class="sample-text transformed"') > 0
+
+    # Projection of text: hover text endpoint, sample panel shows the text.
+    projection, _ = request_projection(owner, checkpoint, texts, "hidden.2", "mean", "pca")
+    projection = run_with_dependencies(projection)
+    assert projection.state == Run.State.SUCCEEDED, projection.error
+    page = client.get(f"/projections/{projection.pk}/").content.decode()
+    assert 'data-texts="true"' in page
+    assert client.get(f"/datasets/{texts.pk}/samples/0.txt").content.decode() == "the cat sat"
+    point = client.get(f"/projections/{projection.pk}/points/0/").content.decode()
+    assert "the cat sat" in point
+
+
+def test_models_and_datasets_of_the_wrong_kind_are_refused_at_request(api, texts, bert_zip):
+    bert = upload(api, "/api/v1/checkpoints/", "bert.zip", bert_zip).json()["id"]
+    digits = upload(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(40)).json()["id"]
+    response = api.post(
+        "/api/v1/extractions/", {"checkpoint": bert, "dataset": digits}, format="json"
+    )
+    assert response.status_code == 400 and "reads text" in response.json()["detail"]
+
+
+def test_an_onnx_model_through_the_api(api, owner):
+    torch_model = small_cnn()
+    content = onnx_bytes(torch_model, torch.rand(4, 1, 8, 8), dynamic_batch=False)
+    body = upload(api, "/api/v1/checkpoints/", "cnn.onnx", content).json()
+    assert body["format"] == "onnx"
+    assert body["parameter_count"] == sum(p.numel() for p in torch_model.parameters())
+    dataset = Dataset.objects.get(
+        pk=upload(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(30)).json()["id"]
+    )
+    checkpoint = Checkpoint.objects.get(pk=body["id"])
+    run, _ = request_extraction(owner, checkpoint, dataset, ["/1/Relu_output_0", OUTPUT])
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    x = torch.from_numpy(dataset.load_arrays().x)
+    with torch.no_grad():
+        want = torch_model[1](torch_model[0](x)).mean((2, 3)).numpy()
+    stored = ActivationSet.objects.get(checkpoint=checkpoint, layer="/1/Relu_output_0")
+    np.testing.assert_allclose(stored.load(), want, atol=1e-5)
+
+
+def test_precomputed_activations_work_like_extracted_ones(api, owner, ckpt_a):
+    dataset = Dataset.objects.get(
+        pk=upload(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(60)).json()["id"]
+    )
+    ids = dataset.column("ids")
+    rng = np.random.default_rng(0)
+    acts = {"emb": rng.standard_normal((60, 16)).astype(np.float32)}
+    order = rng.permutation(60)
+    buffer = io.BytesIO()
+    np.savez(buffer, emb=acts["emb"][order], ids=ids[order])
+    response = upload(
+        api,
+        "/api/v1/checkpoints/",
+        "acts.npz",
+        buffer.getvalue(),
+        name="Elsewhere",
+        dataset=dataset.pk,
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["format"] == "precomputed" and body["layers"] == ["emb"]
+    assert body["dataset"] == dataset.pk and body["parameter_count"] == 0
+    precomputed = Checkpoint.objects.get(pk=body["id"])
+
+    compare, _ = request_comparison(
+        owner,
+        precomputed,
+        ckpt_a,
+        dataset,
+        ["emb"],
+        ["block1"],
+        "mean",
+        n_permutations=2,
+        n_bootstrap=0,
+    )
+    compare = run_with_dependencies(compare)
+    assert compare.state == Run.State.SUCCEEDED, compare.error
+    stored = ActivationSet.objects.get(checkpoint=precomputed, layer="emb")
+    np.testing.assert_array_equal(stored.load(), acts["emb"])  # rows back in dataset order
+
+    projection, _ = request_projection(owner, precomputed, dataset, "emb", "mean", "pca")
+    assert run_with_dependencies(projection).state == Run.State.SUCCEEDED
+
+    with pytest.raises(Exception, match="precomputed activations have no model"):
+        request_probe(owner, precomputed, dataset, ["emb"])
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (59, "do not match the dataset's"),
+        (None, "the file has 59 rows and the dataset 60 samples"),
+    ],
+)
+def test_precomputed_rows_that_do_not_match_are_refused_without_trace(api, rows, message):
+    dataset = upload(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(60)).json()["id"]
+    blobs = Blob.objects.count()
+    acts = np.zeros((59, 4), np.float32)
+    buffer = io.BytesIO()
+    if rows is None:
+        np.save(buffer, acts)
+        filename = "acts.npy"
+    else:
+        np.savez(buffer, emb=acts, ids=np.array([f"digit-{i:04d}" for i in range(rows)]))
+        filename = "acts.npz"
+    response = upload(api, "/api/v1/checkpoints/", filename, buffer.getvalue(), dataset=dataset)
+    assert response.status_code == 400 and message in response.json()["detail"]
+    assert Checkpoint.objects.count() == 0 and Blob.objects.count() == blobs
+
+    response = upload(api, "/api/v1/checkpoints/", filename, buffer.getvalue())
+    assert response.status_code == 400
+    assert "choose the dataset they belong to" in response.json()["detail"]
+    response = upload(api, "/api/v1/checkpoints/", filename, buffer.getvalue(), dataset=999999)
+    assert response.status_code == 400 and "no dataset 999999" in response.json()["detail"]
