@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -220,7 +221,13 @@ def test_hovering_a_text_sample_shows_its_text(
     page.goto(f"{live_server.url}/projections/{run.pk}/")
     scatter = page.locator(".scatter[data-drawn=true]")
     expect(scatter).to_have_attribute("data-points", "40", timeout=30_000)
-    hovered = _hover_some_point(page, scatter)
+    # Find point 7 on the screen (the ring the widget's hover(7) puts on it), then hover there.
+    page.evaluate("document.querySelector('.scatter').scatter.hover(7)")
+    ring = page.locator(".scatter-ring").bounding_box()
+    page.evaluate("document.querySelector('.scatter').scatter.hover(-1)")
+    page.mouse.move(ring["x"] + ring["width"] / 2, ring["y"] + ring["height"] / 2)
+    expect(scatter).to_have_attribute("data-hovered", re.compile(r"^\d+$"))
+    hovered = scatter.get_attribute("data-hovered")
     tip = page.locator(".scatter-tip")
     expect(tip.locator("q.scatter-text")).to_have_text(str(texts[int(hovered)]))
     expect(tip.locator("img")).to_have_count(0)
