@@ -40,7 +40,7 @@ from webapp.runs.submit import (
     request_projection,
 )
 from workers import status
-from workers.celery import app
+from workers.celery import QUEUES, app
 from workers.tasks import execute_run
 
 pytestmark = pytest.mark.django_db
@@ -137,7 +137,8 @@ def test_the_workers_api_gives_the_same_counts(api, queued):
 
 def test_queue_lengths_come_from_the_broker(api):
     with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge("gpu")
+        for queue in QUEUES:  # messages other tests left behind
+            connection.default_channel.queue_purge(queue)
         try:
             for _ in range(2):
                 execute_run.apply_async(args=[0], queue="gpu", connection=connection)
