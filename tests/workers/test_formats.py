@@ -96,6 +96,8 @@ def test_a_hugging_face_directory_on_a_text_dataset(api, client, owner, texts, b
     assert row.result["magnitudes"][0] == 0 and invariance[0] == pytest.approx(1.0)
     assert invariance[-1] < 1 and row.result["consistency"] == [None] * len(invariance)
     client.force_login(owner)
+    page = client.get(f"/probes/{probe.pk}/").content.decode()
+    assert "word dropout" in page and "Model output unchanged" not in page  # no top class
     moved = client.get(
         f"/probes/{probe.pk}/moved/", {"family": "text/word-dropout", "layer": 0, "t": 2}
     ).content.decode()

@@ -215,6 +215,7 @@ def probe_summary(run: Run, overlays=()) -> dict:
         consistency = [
             {"t": t, "share": share}
             for t, share in zip(r["magnitudes"], r["consistency"] or [], strict=False)
+            if share is not None  # models without an output (text encoders) have no top class
         ]
         families.append(
             {

@@ -58,6 +58,8 @@ PROBES = [("cnn-digits", "digits"), ("cnn-shapes-plain", "shapes"), ("cnn-shapes
 MINILM, SMALL_ENCODER = "all-MiniLM-L6-v2", "small-bert-areas"
 TEXT_LAYERS = ["hidden.0", "hidden.2", "hidden.4", "hidden.6", "sentence_embedding"]
 TEXT_PROBE_LAYERS = ["hidden.2", "hidden.6", "sentence_embedding"]
+# Two of the text families on short grids: each magnitude is a pass of MiniLM over every text.
+TEXT_PROBES = {"text/word-dropout": [0.0, 0.2, 0.5], "text/char-noise": [0.0, 0.1, 0.3]}
 
 
 class Command(BaseCommand):
@@ -202,7 +204,7 @@ class Command(BaseCommand):
         for checkpoint, layer in ((minilm, "sentence_embedding"), (small, "hidden.2")):
             run, _ = request_projection(user, checkpoint, texts, layer, method="umap")
             self._say(f"umap of {checkpoint.name} at {layer}: run {run.pk} ({run.state})")
-        run, _ = request_probe(user, minilm, texts, TEXT_PROBE_LAYERS)
+        run, _ = request_probe(user, minilm, texts, TEXT_PROBE_LAYERS, families=TEXT_PROBES)
         self._say(f"text probes of {MINILM}: run {run.pk} ({run.state})")
         self._say(f"text workspace ready in {monotonic() - started:.1f} s")
 
