@@ -457,3 +457,14 @@ def test_measures_are_listed_with_their_properties(api, client):
     assert cka["range"] == [0.0, 1.0] and cka["larger_is_more_similar"] is True
     assert "orthogonal" in cka["invariant_to"]
     assert client.get("/api/v1/measures/").status_code in (401, 403)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/runs/1/cancel/x/", "/api/v1/runs/1/nothing/", "/api/v1/no-such-thing/"]
+)
+def test_a_url_no_api_route_matches_is_a_json_404(client, api, path):
+    """Signed in or not, GET or POST: the API's JSON error, never the site's HTML page."""
+    for response in (api.get(path), api.post(path, {}), client.get(path), client.post(path)):
+        assert response.status_code == 404
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json() == {"detail": "Not found."}

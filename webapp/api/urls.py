@@ -1,4 +1,4 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
@@ -30,4 +30,7 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("workers/", views.WorkersView.as_view(), name="workers-overview"),
     path("", include(router.urls)),
+    # Last: a URL no route matches (an id outside a route's pattern, a typo) gets the API's
+    # JSON 404, not the site's HTML page.
+    re_path(r"^.*$", views.no_such_route, name="no-such-route"),
 ]

@@ -1,0 +1,23 @@
+"""Additions to the OpenAPI schema that drf-spectacular cannot infer per view."""
+
+from __future__ import annotations
+
+ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+UNAUTHORIZED = {"description": "no token, or a token that is not valid", "content": ERROR}
+THROTTLED = {
+    "description": "too many requests for this token: wait the Retry-After header's seconds",
+    "content": ERROR,
+}
+
+
+def document_auth_and_throttling(result, generator, request, public):
+    """Every operation may answer 429 (the per-token rate limit), and every operation that
+    needs a signed-in user 401: the rules apply to all views, so they are added here once."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            operation["responses"].setdefault("429", THROTTLED)
+            if {} not in operation.get("security", [{}]):  # {}: anonymous requests allowed
+                operation["responses"].setdefault("401", UNAUTHORIZED)
+    return result
