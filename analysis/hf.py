@@ -29,6 +29,7 @@ from analysis.errors import InputError
 
 SENTENCE_EMBEDDING = "sentence_embedding"
 DEFAULT_MAX_TOKENS = 512
+TOKEN_POOLINGS = ("mean", "cls", "last")
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLED_WEIGHTS = "pytorch_model.bin"
 DECLARED_POOLINGS = {  # sentence-transformers' 1_Pooling/config.json keys → our poolings
@@ -57,9 +58,13 @@ def mask_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.T
         positions = torch.arange(mask.shape[1], device=mask.device)
         last = (mask * positions).argmax(1)
         return hidden[torch.arange(len(hidden), device=hidden.device), last]
-    raise InputError(
+    raise _not_for_tokens(pooling)
+
+
+def _not_for_tokens(pooling: str) -> InputError:
+    return InputError(
         f"pooling {pooling!r} does not apply to token sequences of different lengths; "
-        "choose mean, cls or last"
+        f"choose {', '.join(TOKEN_POOLINGS)}"
     )
 
 
@@ -131,8 +136,8 @@ class HuggingFaceEncoder(ForeignModel):
         missing = [name for name in layers if name not in available]
         if missing:
             raise InputError(f"model has no layer(s) {', '.join(missing)}")
-        if any(name != SENTENCE_EMBEDDING for name in layers):
-            mask_pool(torch.zeros(1, 1, 1), torch.ones(1, 1), pooling)  # refuse flatten early
+        if pooling not in TOKEN_POOLINGS and any(name != SENTENCE_EMBEDDING for name in layers):
+            raise _not_for_tokens(pooling)
 
         def run(texts: list[str]) -> dict[str, torch.Tensor]:
             tokens = self.tokenizer(
