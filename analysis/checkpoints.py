@@ -168,6 +168,16 @@ def layer_tree(model: Model) -> list[dict]:
     return walk(model, "")
 
 
+def describe(model: Model) -> dict:
+    """What a checkpoint row records of its model: parameter count and layers."""
+    return {
+        "parameter_count": parameter_count(model),
+        "layer_tree": layer_tree(model),
+        "layers": capturable_layers(model),
+        "default_layers": default_layers(model),
+    }
+
+
 def parameter_count(model: Model) -> int:
     if isinstance(model, ForeignModel):
         return model.parameter_count()

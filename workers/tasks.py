@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from time import monotonic
 
 import numpy as np
+import torch
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -24,15 +25,14 @@ from analysis.alignment import fit_alignment
 from analysis.compatibility import compatibility as cross_model_retrieval
 from analysis.compatibility import query_gallery_split
 from analysis.errors import InputError
-from analysis.extraction import extract_activations
 from analysis.geometry import geometry
+from analysis.host import run_in_host
 from analysis.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures import compare_layers
 from analysis.precomputed import read_precomputed
-from analysis.probing import run_probe
 from analysis.projection import PARAMETERS, neighbourhoods, project, project_aligned
 from analysis.registry import MEASURES
-from webapp.catalog.ingest import load_model
+from webapp.catalog.ingest import checkpoint_model_params, host_limits
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint
 from webapp.runs.models import (
     Alignment,
@@ -162,16 +162,9 @@ def extract(run: Run) -> dict:
         loaded = monotonic()
         activations = {layer: found[layer] for layer in todo}
     else:
-        with checkpoint.blob.local_path() as path:
-            model = load_model(checkpoint, path)
         loaded = monotonic()
-        activations = extract_activations(
-            model,
-            arrays.x,
-            todo,
-            pooling,
-            device=settings.REPLENS_DEVICE or None,
-            progress=run.report_progress,
+        _, activations = _in_host(
+            run, "extract", {"layers": todo, "pooling": pooling}, {"x": arrays.x}
         )
     computed = monotonic()
     for layer, values in activations.items():
@@ -194,6 +187,22 @@ def extract(run: Run) -> dict:
         "store_s": round(monotonic() - computed, 3),
         "samples_per_s": round(arrays.n / max(computed - loaded, 1e-9), 1),
     }
+
+
+def _in_host(run: Run, task: str, params: dict, inputs: dict) -> tuple[dict, dict]:
+    """Run ``analysis.hosted.<task>`` on the run's checkpoint in a model host: stopped within
+    a second of the run being cancelled, and at the host's limits."""
+    device = settings.REPLENS_DEVICE or ("cuda" if torch.cuda.is_available() else "cpu")
+    with run.checkpoint.blob.local_path() as path:
+        return run_in_host(
+            f"analysis.hosted:{task}",
+            {**checkpoint_model_params(run.checkpoint), **params, "device": device},
+            {"model": path, **inputs},
+            host_limits(),
+            progress=run.report_progress,
+            check=run.check_running,
+            cpu_only=not device.startswith("cuda"),
+        )
 
 
 def _activation_sets(
@@ -519,29 +528,18 @@ def probe(run: Run) -> dict:
     activations = _activation_sets(run, run.checkpoint, p["layers"])
     started = monotonic()
     arrays = run.dataset.load_arrays()
-    with run.checkpoint.blob.local_path() as path:
-        model = load_model(run.checkpoint, path)
     with ExitStack() as stack:
-        stored = {a.layer: stack.enter_context(a.memory_map()) for a in activations}
-        results = run_probe(
-            model,
-            arrays.x,
-            p["layers"],
-            dict(p["families"]),
-            stored,
-            p["pooling"],
-            seed=p["seed"],
-            device=settings.REPLENS_DEVICE or None,
-            progress=run.report_progress,
-        )
+        stored = {f"stored:{a.layer}": stack.enter_context(a.memory_map()) for a in activations}
+        params = {k: p[k] for k in ("layers", "pooling", "families", "seed")}
+        found, per_sample = _in_host(run, "probe", params, {"x": arrays.x, **stored})
     computed = monotonic()
-    for result in results:
+    for i, result in enumerate(found["families"]):
         ProbeResult.objects.update_or_create(
             run=run,
-            family=result.family,
+            family=result["family"],
             defaults={
-                "result": result.to_json(),
-                "per_sample": Blob.store_array(result.per_sample),
+                "result": result,
+                "per_sample": Blob.store_array(per_sample[f"per_sample:{i}"]),
                 "code_version": run.code_version,
             },
         )

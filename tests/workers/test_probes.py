@@ -21,6 +21,21 @@ pytestmark = pytest.mark.django_db
 FAMILIES = {"image/rotation": [0, 90, 180], "image/noise": [0, 0.2]}
 
 
+def assert_same(got, want):
+    if isinstance(want, dict):
+        assert set(got) == set(want)
+        for key in want:
+            assert_same(got[key], want[key])
+    elif isinstance(want, list):
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert_same(g, w)
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+    else:
+        assert got == want
+
+
 def test_a_probe_run_stores_every_family_and_shows_it(client, owner, digits, ckpt_a, ckpt_b):
     run, created = request_probe(owner, ckpt_a, digits, ["block1", "head"], families=FAMILIES)
     assert created and run.params["families"] == [
@@ -45,7 +60,8 @@ def test_a_probe_run_stores_every_family_and_shows_it(client, owner, digits, ckp
         model, digits.load_arrays().x, ["block1", "head"], FAMILIES, stored, device="cpu"
     )
     for result in expected:
-        assert rows[result.family].result == json.loads(json.dumps(result.to_json()))
+        # Computed in another process (the model host): equal up to the last bits of BLAS.
+        assert_same(rows[result.family].result, json.loads(json.dumps(result.to_json())))
         np.testing.assert_array_equal(
             rows[result.family].per_sample.load_array(), result.per_sample
         )

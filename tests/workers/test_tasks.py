@@ -312,7 +312,7 @@ def test_report_progress(owner, ckpt_a, digits):
 
 def test_run_cancelled_while_computing_stays_cancelled(owner, ckpt_a, digits, monkeypatch):
     run, _ = request_extraction(owner, ckpt_a, digits)
-    real = workers.tasks.extract_activations
+    real = workers.tasks.run_in_host
     calls = []
 
     def cancel_then_extract(*args, **kwargs):
@@ -320,7 +320,7 @@ def test_run_cancelled_while_computing_stays_cancelled(owner, ckpt_a, digits, mo
         Run.objects.get(pk=run.pk).cancel()  # the user presses "Cancel" mid-run
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(workers.tasks, "extract_activations", cancel_then_extract)
+    monkeypatch.setattr(workers.tasks, "run_in_host", cancel_then_extract)
     execute_run(run.pk)
     assert len(calls) == 1
     run = fresh(run)

@@ -16,10 +16,10 @@ from typing import IO
 from django.conf import settings
 from django.db import transaction
 
-from analysis import checkpoints
 from analysis.archives import archive_suffix
 from analysis.datasets import DatasetArrays, read_dataset, thumbnails
 from analysis.errors import InputError
+from analysis.host import Limits, run_in_host
 from analysis.precomputed import SUFFIXES as PRECOMPUTED_SUFFIXES
 from analysis.precomputed import read_precomputed
 from webapp.catalog.models import Blob, Checkpoint, Dataset, Workspace
@@ -139,20 +139,28 @@ def archive_limits() -> tuple[int, int]:
     return settings.REPLENS_ARCHIVE_MAX_FILES, settings.REPLENS_ARCHIVE_MAX_BYTES
 
 
-def load_model(checkpoint: Checkpoint, path: Path) -> checkpoints.Model:
-    """The model of a stored checkpoint whose bytes are at ``path``."""
-    return checkpoints.load_checkpoint(
-        path, checkpoint.format, checkpoint.architecture, checkpoint.filename, archive_limits()
+def host_limits() -> Limits:
+    """What one model host may use, from the settings."""
+    return Limits(
+        wall_s=settings.REPLENS_HOST_TIME_LIMIT_S,
+        stall_s=settings.REPLENS_HOST_STALL_S,
+        memory_bytes=settings.REPLENS_HOST_MEMORY_BYTES,
+        sandbox=settings.REPLENS_HOST_SANDBOX,
     )
 
 
-def _described(model: checkpoints.Model) -> dict:
+def model_params(fmt: str, architecture: str, filename: str) -> dict:
+    """How a model host finds the model in a checkpoint file (see :mod:`analysis.hosted`)."""
     return {
-        "parameter_count": checkpoints.parameter_count(model),
-        "layer_tree": checkpoints.layer_tree(model),
-        "layers": checkpoints.capturable_layers(model),
-        "default_layers": checkpoints.default_layers(model),
+        "format": fmt,
+        "architecture": architecture,
+        "filename": filename,
+        "archive_limits": list(archive_limits()),
     }
+
+
+def checkpoint_model_params(checkpoint: Checkpoint) -> dict:
+    return model_params(checkpoint.format, checkpoint.architecture, checkpoint.filename)
 
 
 def _described_precomputed(path: Path, filename: str, dataset: Dataset) -> dict:
@@ -183,7 +191,8 @@ def ingest_checkpoint(
     step: int | None = None,
     dataset: Dataset | None = None,
 ) -> tuple[Checkpoint, bool]:
-    """Load the checkpoint safely (never unpickling), discover its layers and store it.
+    """Load the checkpoint in a model host (never unpickling, never in this process),
+    discover its layers and store it.
     With ``dataset``, the file holds precomputed activations of that dataset's samples."""
     name = _clean_name(name, filename)
     fmt = checkpoint_format(filename, precomputed=dataset is not None)
@@ -195,8 +204,13 @@ def ingest_checkpoint(
         if fmt == Checkpoint.Format.PRECOMPUTED:
             described = _described_precomputed(path, filename, dataset)
         else:
-            model = checkpoints.load_checkpoint(path, fmt, architecture, filename, archive_limits())
-            described = _described(model)
+            # The model is untrusted code: it is loaded and described in a model host only.
+            described, _ = run_in_host(
+                "analysis.hosted:describe",
+                model_params(fmt, architecture, filename),
+                {"model": path},
+                host_limits(),
+            )
         with transaction.atomic():
             blob = Blob.store(f)
             existing = Checkpoint.objects.filter(

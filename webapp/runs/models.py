@@ -173,6 +173,11 @@ class Run(models.Model):
         if not updated:
             raise Cancelled(f"run {self.pk} is no longer running")
 
+    def check_running(self) -> None:
+        """Raise :class:`Cancelled` if the run was cancelled (or taken away) meanwhile."""
+        if not Run.objects.filter(pk=self.pk, state=self.State.RUNNING).exists():
+            raise Cancelled(f"run {self.pk} is no longer running")
+
     def finish(self, state: str, error: str = "", timings: dict | None = None) -> None:
         fields = {"state": state, "error": error, "finished_at": timezone.now()}
         if state == self.State.SUCCEEDED:
