@@ -34,6 +34,7 @@ import scipy.linalg
 
 from analysis.errors import InputError
 from analysis.measures import Measure, check_activations
+from analysis.parameters import Parameter
 
 __all__ = ["MeanCCA", "SVCCA", "PWCCA", "canonical_correlations"]
 
@@ -62,10 +63,26 @@ class CCALayer:
         return self.centred.shape[0]
 
 
-def _rank_tolerance(x: np.ndarray) -> float:
-    """Relative size under which a direction counts as round-off: √ε of the input's dtype."""
+def _rank_tolerance(x: np.ndarray, tolerance: float | None = None) -> float:
+    """Relative size (to the largest singular value) under which a direction counts as
+    round-off: ``tolerance``, by default √ε of the input's dtype."""
+    if tolerance is not None:
+        return tolerance
     dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
     return float(np.sqrt(np.finfo(dtype).eps))
+
+
+RANK_TOLERANCE = Parameter(
+    "rank_tolerance",
+    "float",
+    None,
+    "singular values below this fraction of the largest are round-off (the rank rule of the "
+    "whole CCA family); default √ε of the activations' dtype (3.5e-4 for float32)",
+    minimum=0,
+    exclusive_minimum=True,
+    maximum=0.5,
+    nullable=True,
+)
 
 
 def _centre(x: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +102,9 @@ def _check_enough_samples(name: str, n: int, kept: int, remedy: str) -> None:
         )
 
 
-def prepare_qr(x: np.ndarray, name: str = "activations") -> CCALayer:
+def prepare_qr(
+    x: np.ndarray, name: str = "activations", rank_tolerance: float | None = None
+) -> CCALayer:
     """Centre in float64 and keep an orthonormal basis of the numerically independent columns:
     a QR of the unit-norm non-constant columns, then the SVD of its small R, whose singular
     values (those of the columns) reveal the rank. Householder QR runs at matrix-product speed,
@@ -96,7 +115,8 @@ def prepare_qr(x: np.ndarray, name: str = "activations") -> CCALayer:
     columns = columns / np.linalg.norm(columns, axis=0)
     q, r = scipy.linalg.qr(columns, mode="economic", overwrite_a=True, check_finite=False)
     u, singular_values, _ = np.linalg.svd(r)
-    rank = int(np.count_nonzero(singular_values > _rank_tolerance(x) * singular_values[0]))
+    tolerance = _rank_tolerance(x, rank_tolerance)
+    rank = int(np.count_nonzero(singular_values > tolerance * singular_values[0]))
     basis = q if rank == q.shape[1] else q @ u[:, :rank]
     _check_enough_samples(
         name, len(x), rank, "Use SVCCA, which keeps only the top directions, or more samples."
@@ -117,9 +137,13 @@ class MeanCCA(Measure):
     reference = "Hotelling 1936; Raghu et al. 2017"
     invariant_to = ("invertible linear", "orthogonal", "isotropic scaling", "translation")
     min_samples = MIN_SAMPLES
+    parameters = (RANK_TOLERANCE,)
+
+    def __init__(self, rank_tolerance: float | None = None) -> None:
+        self.rank_tolerance = rank_tolerance
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> CCALayer:
-        return prepare_qr(x, name)
+        return prepare_qr(x, name, self.rank_tolerance)
 
     def score(self, a: CCALayer, b: CCALayer) -> float:
         return float(np.mean(canonical_correlations(a, b)))
@@ -154,15 +178,31 @@ class SVCCA(MeanCCA):
     # The SVD step weighs directions by variance, so general linear maps change what is kept.
     invariant_to = ("orthogonal", "isotropic scaling", "translation")
 
-    def __init__(self, variance_kept: float = VARIANCE_KEPT) -> None:
+    parameters = (
+        Parameter(
+            "variance_kept",
+            "float",
+            VARIANCE_KEPT,
+            "share of each layer's variance its kept singular directions explain",
+            minimum=0,
+            exclusive_minimum=True,
+            maximum=1,
+        ),
+        RANK_TOLERANCE,
+    )
+
+    def __init__(
+        self, variance_kept: float = VARIANCE_KEPT, rank_tolerance: float | None = None
+    ) -> None:
         if not 0.0 < variance_kept <= 1.0:
             raise InputError(f"variance_kept must be in (0, 1], got {variance_kept}")
+        super().__init__(rank_tolerance)
         self.variance_kept = variance_kept
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> CCALayer:
         x, centred = _centre(x, name)
         u, s, _ = np.linalg.svd(centred, full_matrices=False)
-        rank = int(np.count_nonzero(s > _rank_tolerance(x) * s[0]))
+        rank = int(np.count_nonzero(s > _rank_tolerance(x, self.rank_tolerance) * s[0]))
         shares = np.cumsum(s[:rank] ** 2) / np.sum(s[:rank] ** 2)
         kept = int(np.searchsorted(shares, self.variance_kept - _THRESHOLD_SLACK) + 1)
         kept = min(kept, rank)

@@ -43,6 +43,7 @@ from analysis.measures import (
     compare_layers,
     not_finite,
 )
+from analysis.parameters import Parameter
 
 __all__ = [
     "BASELINE_WARNING",
@@ -449,10 +450,32 @@ class RBFCKA(Measure):
     reference = "Kornblith et al. 2019"
     invariant_to = ("orthogonal", "isotropic scaling", "translation")
 
-    def __init__(self, fraction: float = RBF_FRACTION) -> None:
+    parameters = (
+        Parameter(
+            "fraction",
+            "float",
+            RBF_FRACTION,
+            "σ as a fraction of the bandwidth rule's distance",
+            minimum=0,
+            exclusive_minimum=True,
+            maximum=100,
+        ),
+        Parameter(
+            "bandwidth",
+            "choice",
+            "median-distance",
+            "median-distance: σ = fraction × the median distance between distinct samples; "
+            "kornblith-2019: σ² = fraction² × the median of all n² squared distances, zero "
+            "self-distances included (Kornblith's published code)",
+            choices=("median-distance", "kornblith-2019"),
+        ),
+    )
+
+    def __init__(self, fraction: float = RBF_FRACTION, bandwidth: str = "median-distance") -> None:
         if not fraction > 0:
             raise InputError(f"the bandwidth fraction must be positive, got {fraction}")
         self.fraction = fraction
+        self.bandwidth = bandwidth
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> RBFLayer:
         centred = prepare(x, name).centred()
@@ -460,8 +483,11 @@ class RBFCKA(Measure):
         sq_norms = np.diag(gram)
         sq_distances = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2 * gram, 0.0)
         np.fill_diagonal(sq_distances, 0.0)
-        upper = np.triu_indices(len(centred), k=1)
-        median = float(np.median(np.sqrt(sq_distances[upper])))
+        if self.bandwidth == "kornblith-2019":
+            median = float(np.sqrt(np.median(sq_distances)))
+        else:
+            upper = np.triu_indices(len(centred), k=1)
+            median = float(np.median(np.sqrt(sq_distances[upper])))
         if median == 0.0:
             raise InputError(
                 f"{name}: more than half of the sample pairs are identical, so the median "
@@ -482,4 +508,6 @@ class RBFCKA(Measure):
         return RBFLayer(prepared.centred[perm], prepared.sigma, prepared.kernel[np.ix_(perm, perm)])
 
     def estimator(self, a: RBFLayer, b: RBFLayer) -> str:
+        if self.bandwidth == "kornblith-2019":
+            return f"gram, σ² = {self.fraction:g}² × median squared distance (all n² pairs)"
         return f"gram, σ = {self.fraction:g} × median distance"

@@ -1,10 +1,11 @@
 """The model host: the only place an uploaded model is ever loaded or run.
 
-A host is a fresh Python process (``python -m analysis.host``) with a temporary directory of
-its own, started for one task and gone after it. Before it imports anything that reads a
-model it confines itself (:mod:`analysis.sandbox`): writes only in its directory, no network,
-no capabilities, an address-space limit. It gets an environment without the worker's
-secrets. The parent supervises it and kills its whole process group with SIGKILL when
+A host is a process with a temporary directory of its own, forked for one task and gone after
+it, from a zygote (``python -m analysis.host``, started with a clean environment, that imported
+torch and the task modules once). Before it reads anything uploaded it confines itself
+(:mod:`analysis.sandbox`): writes only in its directory, no network, no capabilities, an
+address-space limit. It gets an environment without the worker's secrets. The parent
+supervises it and kills its whole process group with SIGKILL when
 
 - the caller's ``check`` raises (the run was cancelled): within ``CHECK_EVERY_S``;
 - it runs longer than ``Limits.wall_s``;
@@ -14,21 +15,25 @@ secrets. The parent supervises it and kills its whole process group with SIGKILL
   allocations first, on the CPU).
 
 The task, its parameters and its arrays travel as files in the host's directory; progress
-comes back as lines on a pipe. Tasks are named ``module:function``; a task takes
+comes back as lines on a FIFO in that directory. Tasks are named ``module:function``; a task takes
 ``(params, inputs, progress)`` and returns ``(json result, {name: array})``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,84 +105,145 @@ def run_in_host(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _environment(workdir: Path) -> dict[str, str]:
+def _environment(home: Path) -> dict[str, str]:
+    """The whole environment a host gets: none of the worker's secrets."""
     env = {k: os.environ[k] for k in PASSED_ENVIRONMENT if k in os.environ}
     return {
         **env,
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir),
-        "XDG_CACHE_HOME": str(workdir / "cache"),
-        "HF_HOME": str(workdir / "cache"),
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "HF_HOME": str(home / "cache"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "PYTHONPATH": str(PROJECT_ROOT),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
-        "REPLENS_HOST_PARENT": str(os.getpid()),
     }
 
 
-def _supervise(workdir, limits, progress, check) -> tuple[dict, dict[str, np.ndarray]]:
-    read_fd, write_fd = os.pipe()
-    command = [sys.executable, "-s", "-m", "analysis.host", str(workdir), str(write_fd)]
-    with open(workdir / "host.log", "wb") as log:
-        child = subprocess.Popen(
-            command,
-            cwd=workdir,
-            env=_environment(workdir),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            pass_fds=(write_fd,),
-            start_new_session=True,  # its own process group: SIGKILL reaches all of it
+class _Zygote:
+    """A process that imported torch and the task modules once, started with a clean
+    environment, and forks a fresh host for each task (a host costs milliseconds, not the
+    second and a half of importing torch). It dies with the process that started it."""
+
+    def __init__(self) -> None:
+        home = Path(tempfile.mkdtemp(prefix="replens-zygote-"))
+        self.home = home
+        self.process = subprocess.Popen(
+            [sys.executable, "-s", "-m", "analysis.host", str(os.getpid())],
+            cwd=home,
+            env=_environment(home),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            bufsize=0,  # unbuffered: ``select`` on its output sees every answer
         )
-    os.close(write_fd)
-    started = last_progress = last_check = time.monotonic()
-    buffer = b""
+
+    def fork(self, workdir: Path) -> int:
+        """Start a host for ``workdir``; its process id."""
+        self._send(f"run {workdir}")
+        return int(self._receive())
+
+    def exit_status(self) -> int:
+        """Wait for the host started last to end; its exit code (negative: a signal)."""
+        return int(self._receive())
+
+    def _send(self, line: str) -> None:
+        self.process.stdin.write(f"{line}\n".encode())
+        self.process.stdin.flush()
+
+    def _receive(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            raise HostFailure("the model host's launcher stopped; please try again")
+        return line.decode().strip()
+
+    def stop(self) -> None:
+        _kill_group(self.process.pid)
+        self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+_idle: list[_Zygote] = []
+_idle_lock = threading.Lock()
+
+
+@contextmanager
+def _zygote():
+    """A zygote of this process for one task at a time (a second thread gets its own)."""
+    with _idle_lock:
+        zygote = _idle.pop() if _idle else None
+    if zygote is None or zygote.process.poll() is not None:
+        zygote = _Zygote()
+    healthy = False
     try:
-        while True:
-            ready = _wait_readable(read_fd, CHECK_EVERY_S)
-            now = time.monotonic()
-            if ready:
-                chunk = os.read(read_fd, 65536)
-                if not chunk:  # the host closed its end: it exited
-                    break
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                fractions = [float(line.split()[1]) for line in lines if line.startswith(b"p ")]
-                if fractions:
-                    last_progress = now
-                    if progress:
-                        progress(fractions[-1])
-            if check and now - last_check >= CHECK_EVERY_S:
-                last_check = now
-                check()
-            if now - started > limits.wall_s:
-                raise HostFailure(
-                    f"the model ran past the time limit of {limits.wall_s:g} s and was stopped"
-                )
-            if now - last_progress > limits.stall_s:
-                raise HostFailure(
-                    f"the model made no progress for {limits.stall_s:g} s (no batch finished) "
-                    "and was stopped"
-                )
-            if _resident_bytes(child.pid) > limits.memory_bytes:
-                raise HostFailure(
-                    f"the model used more than its memory limit of {_gib(limits.memory_bytes)} "
-                    "and was stopped"
-                )
-        code = child.wait()
+        yield zygote
+        healthy = True
     finally:
-        os.close(read_fd)
-        _kill(child)
+        if healthy:
+            with _idle_lock:
+                _idle.append(zygote)
+        else:
+            zygote.stop()
+
+
+def _supervise(workdir, limits, progress, check) -> tuple[dict, dict[str, np.ndarray]]:
+    fifo = workdir / "progress"
+    os.mkfifo(fifo, 0o600)
+    # Read and write ends held here, so the channel never reports an end of file: the host's
+    # end is known from its launcher.
+    channel = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    with _zygote() as zygote:
+        pid = zygote.fork(workdir)
+        done = zygote.process.stdout
+        started = last_progress = last_check = time.monotonic()
+        buffer = b""
+        code = None
+        try:
+            while code is None:
+                readable = _wait_readable([channel, done], CHECK_EVERY_S)
+                now = time.monotonic()
+                if channel in readable:
+                    buffer += os.read(channel, 65536)
+                    *lines, buffer = buffer.split(b"\n")
+                    fractions = [float(x.split()[1]) for x in lines if x.startswith(b"p ")]
+                    if fractions:
+                        last_progress = now
+                        if progress:
+                            progress(fractions[-1])
+                if done in readable:
+                    code = zygote.exit_status()
+                    break
+                if check and now - last_check >= CHECK_EVERY_S:
+                    last_check = now
+                    check()
+                if now - started > limits.wall_s:
+                    raise HostFailure(
+                        f"the model ran past the time limit of {limits.wall_s:g} s and was stopped"
+                    )
+                if now - last_progress > limits.stall_s:
+                    raise HostFailure(
+                        f"the model made no progress for {limits.stall_s:g} s (no batch "
+                        "finished) and was stopped"
+                    )
+                if _resident_bytes(pid) > limits.memory_bytes:
+                    raise HostFailure(
+                        "the model used more than its memory limit of "
+                        f"{_gib(limits.memory_bytes)} and was stopped"
+                    )
+        finally:
+            os.close(channel)
+            if code is None:  # stopped: kill the host and everything it started
+                _kill_group(pid)
+                zygote.exit_status()
     return _outcome(workdir, code, limits)
 
 
-def _wait_readable(fd: int, timeout: float) -> bool:
-    import select
-
-    readable, _, _ = select.select([fd], [], [], timeout)
-    return bool(readable)
+def _wait_readable(sources: list, timeout: float) -> list:
+    readable, _, _ = select.select(sources, [], [], timeout)
+    return readable
 
 
 def _resident_bytes(pid: int) -> int:
@@ -191,12 +257,11 @@ def _resident_bytes(pid: int) -> int:
     return 0
 
 
-def _kill(child: subprocess.Popen) -> None:
+def _kill_group(pid: int) -> None:
     try:
-        os.killpg(child.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    child.wait()
 
 
 def _outcome(workdir: Path, code: int, limits: Limits) -> tuple[dict, dict[str, np.ndarray]]:
@@ -226,12 +291,45 @@ def _outcome(workdir: Path, code: int, limits: Limits) -> tuple[dict, dict[str, 
 # ---- the host process ---------------------------------------------------------------------
 
 
-def _host_main(workdir: Path, progress_fd: int) -> None:
+def _zygote_main(parent: int) -> None:
+    """Import what hosts need, then fork one host per ``run <workdir>`` line read, answering
+    with its process id and, once it ended, its exit code."""
+    from analysis import hosted, sandbox  # noqa: F401 (imported once, shared by every host)
+
+    sandbox.die_with_parent(parent)
+    commands, answers = sys.stdin.buffer, sys.stdout.buffer
+    for line in commands:
+        workdir = Path(line.decode().split(" ", 1)[1].strip())
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()  # its own process group: SIGKILL to the group reaches all of it
+                _host_main(workdir, zygote=os.getppid())
+            finally:
+                os._exit(0)
+        answers.write(f"{pid}\n".encode())
+        answers.flush()
+        _, status = os.waitpid(pid, 0)
+        answers.write(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+        answers.flush()
+
+
+def _host_main(workdir: Path, zygote: int) -> None:
+    """One task, in a process forked by the zygote: confine, run, write the outcome."""
     from analysis import sandbox
 
-    sandbox.die_with_parent(int(os.environ["REPLENS_HOST_PARENT"]))
+    sandbox.die_with_parent(zygote)
+    log = os.open(workdir / "host.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(0)  # the zygote's channels are not the host's to use
+    environment = _environment(workdir)
+    os.environ.clear()
+    os.environ.update(environment)
+    tempfile.tempdir = None
+    os.chdir(workdir)
     request = json.loads((workdir / "request.json").read_text())
-    out = os.fdopen(progress_fd, "wb", buffering=0)
+    out = open(workdir / "progress", "wb", buffering=0)  # noqa: SIM115 (open for the task)
 
     def report(fraction: float) -> None:
         out.write(f"p {fraction:.6f}\n".encode())
@@ -249,7 +347,7 @@ def _host_main(workdir: Path, progress_fd: int) -> None:
             for name, file in request["inputs"].items()
         }
         module_name, _, function_name = request["task"].partition(":")
-        module = __import__(module_name, fromlist=[function_name])
+        module = importlib.import_module(module_name)
         result, arrays = getattr(module, function_name)(request["params"], inputs, report)
         files = {}
         for name, array in arrays.items():
@@ -269,4 +367,4 @@ def _host_main(workdir: Path, progress_fd: int) -> None:
 
 
 if __name__ == "__main__":
-    _host_main(Path(sys.argv[1]), int(sys.argv[2]))
+    _zygote_main(int(sys.argv[1]))

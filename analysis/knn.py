@@ -34,6 +34,7 @@ import numpy as np
 
 from analysis.errors import InputError
 from analysis.measures import Measure, check_activations
+from analysis.parameters import Parameter
 
 __all__ = [
     "KNNJaccard",
@@ -206,6 +207,11 @@ class _KNNAgreement(Measure):
     reference = "Huh et al. 2024"
     supports_bootstrap: ClassVar[bool] = False  # see the module docstring
     agreement: ClassVar[Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+    parameters = (
+        Parameter("k", "int", 10, "neighbours of each sample", minimum=1, maximum=1000),
+        Parameter("metric", "choice", "cosine", "distance between samples", choices=METRICS),
+    )
 
     def __init__(self, k: int = 10, metric: str = "cosine"):
         if metric not in METRICS:

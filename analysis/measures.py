@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from analysis.errors import InputError
+from analysis.parameters import Parameter, check_values
 
 BASELINE_WARNING = 0.5
 """Warn when unrelated data (the permutation baseline) already scores this high."""
@@ -47,6 +48,17 @@ class Measure:
     # Where the measure's matrix products run (None: CUDA when there is a GPU); measures that
     # do not use torch ignore it.
     device: str | None = None
+    # What a user may set, passed to ``__init__`` by name (``configured``).
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+
+    def configured(self, values: dict | None) -> Measure:
+        """This measure with ``values`` for its parameters (the defaults elsewhere); an
+        unknown name or a value out of range is an :class:`InputError` naming it."""
+        return type(self)(**check_values(self.parameters, values, self.id))
+
+    def settings(self) -> dict:
+        """The value of every parameter (recorded with each score)."""
+        return {p.name: _plain(getattr(self, p.name)) for p in self.parameters}
 
     def on(self, device: str | None) -> Measure:
         """This measure computing on ``device``."""
@@ -100,7 +112,12 @@ class Measure:
             "symmetric": self.symmetric,
             "metric": self.metric,
             "invariant_to": list(self.invariant_to),
+            "parameters": [p.describe() for p in self.parameters],
         }
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def check_activations(

@@ -31,6 +31,7 @@ import numpy as np
 
 from analysis.errors import InputError
 from analysis.measures import Measure, check_activations
+from analysis.parameters import Parameter
 
 MIN_SAMPLES = 4
 DEFAULT_ALPHAS = tuple(float(10.0**k) for k in range(-9, 2))
@@ -158,6 +159,18 @@ class RidgePredictivity(Measure):
     symmetric = False
     invariant_to = ("orthogonal", "isotropic scaling", "translation")
     min_samples = MIN_SAMPLES
+
+    parameters = (
+        Parameter("n_splits", "int", 5, "cross-validation folds", minimum=2, maximum=20),
+        Parameter(
+            "alphas",
+            "floats",
+            DEFAULT_ALPHAS,
+            "the ridge penalties α to choose from, per fold (by leave-one-out)",
+            minimum=0,
+            exclusive_minimum=True,
+        ),
+    )
 
     def __init__(
         self, n_splits: int = 5, alphas: Sequence[float] = DEFAULT_ALPHAS, seed: int = 0

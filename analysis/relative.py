@@ -25,6 +25,7 @@ import numpy as np
 
 from analysis.errors import InputError
 from analysis.measures import Measure, check_activations
+from analysis.parameters import Parameter
 
 MIN_SAMPLES = 4
 MAX_ANCHORS = 300
@@ -78,6 +79,17 @@ class RelativeSimilarity(Measure):
     range = (-1.0, 1.0)
     invariant_to = ("orthogonal", "isotropic scaling")
     min_samples = MIN_SAMPLES
+
+    parameters = (
+        Parameter(
+            "n_anchors",
+            "int",
+            None,
+            f"anchor samples (default: min({MAX_ANCHORS}, n / 2))",
+            minimum=1,
+            nullable=True,
+        ),
+    )
 
     def __init__(self, n_anchors: int | None = None, seed: int = 0) -> None:
         self.n_anchors = n_anchors

@@ -31,8 +31,8 @@ def unix_socket(params, inputs, progress):
     return {"connected": True}, {}
 
 
-def signal_parent(params, inputs, progress):
-    os.kill(int(os.environ["REPLENS_HOST_PARENT"]), 15)
+def signal_process(params, inputs, progress):
+    os.kill(params["pid"], 15)
     return {"signalled": True}, {}
 
 
@@ -59,3 +59,7 @@ def steady(params, inputs, progress):
         progress((time.monotonic() - started) / params["seconds"])
         time.sleep(0.1)
     return {"done": True}, {}
+
+
+def die(params, inputs, progress):
+    os.kill(os.getpid(), 9)

@@ -44,34 +44,32 @@ from webapp.runs.models import (
     Score,
     reap_stale_runs,
 )
-from workers.celery import app
+from webapp.runs.queue import QUEUE_OF_KIND, fail_blocked, ready_runs, take_next
+from workers.celery import QUEUES, app
 
 logger = logging.getLogger(__name__)
 
-QUEUE_OF_KIND = {
-    Run.Kind.EXTRACT: "gpu",
-    Run.Kind.COMPARE: "cpu",
-    Run.Kind.MODEL_MATRIX: "cpu",
-    Run.Kind.ALIGN: "cpu",
-    Run.Kind.COMPATIBILITY: "cpu",
-    Run.Kind.PROJECT: "cpu",
-    Run.Kind.PROJECT_ALIGNED: "cpu",
-    Run.Kind.PROBE: "gpu",
-}
+HOSTED_KINDS = {Run.Kind.EXTRACT, Run.Kind.PROBE}
+"""Kinds that run an uploaded model, in a model host that their task supervises."""
 
 
 def enqueue(run: Run) -> None:
-    result = execute_run.apply_async(args=[run.pk], queue=QUEUE_OF_KIND[run.kind])
-    Run.objects.filter(pk=run.pk).update(celery_task_id=result.id)
+    """Tell a worker of the run's queue that work is waiting. The message names the queue,
+    not the run: the worker takes whichever run the fair queue serves next."""
+    work.apply_async(args=[QUEUE_OF_KIND[run.kind]], queue=QUEUE_OF_KIND[run.kind])
 
 
-def revoke(task_id: str, terminate: bool) -> None:
-    """Tell the workers to drop the task, and with ``terminate`` to stop the process running
-    it now. Best effort: a worker that misses it stops at the run's next progress report."""
+def stop(run: Run) -> None:
+    """Stop the computation of a run just cancelled. A model host's supervisor sees the
+    cancel within a second and kills the host itself; other runs compute in the worker's
+    pool process, which is killed with SIGKILL (native code cannot delay it) and replaced.
+    Best effort: a worker that misses it stops at the run's next progress report."""
+    if run.kind in HOSTED_KINDS or not run.celery_task_id:
+        return
     try:
-        app.control.revoke(task_id, terminate=terminate, signal="SIGTERM")
+        app.control.revoke(run.celery_task_id, terminate=True, signal="SIGKILL")
     except Exception:  # the broker may be briefly unreachable; the run is cancelled anyway
-        logger.warning("could not revoke task %s", task_id, exc_info=True)
+        logger.warning("could not stop task %s", run.celery_task_id, exc_info=True)
 
 
 @contextmanager
@@ -98,15 +96,31 @@ def heartbeat(run: Run, every_s: float):
 
 @shared_task(name="replens.reap")
 def reap() -> dict:
-    """Periodic (Celery beat): queue again, or fail, runs whose worker fell silent."""
+    """Periodic (Celery beat): queue again, or fail, runs whose worker fell silent; and wake
+    a worker of every queue that has ready runs (a lost message never strands a run)."""
     found = reap_stale_runs(settings.REPLENS_STALE_AFTER_S, settings.REPLENS_MAX_ATTEMPTS)
     if found["queued"] or found["failed"]:
         logger.warning("reaper: queued again %s, failed %s", found["queued"], found["failed"])
+    for queue in QUEUES:
+        ready = ready_runs(queue)
+        if ready:
+            enqueue(ready[0])
     return found
+
+
+@shared_task(name="replens.work", bind=True)
+def work(task, queue: str) -> None:
+    """A worker of ``queue`` is free: take the run the fair queue serves next, if any."""
+    for blocked in fail_blocked(queue):
+        _enqueue_dependents(blocked)
+    run = take_next(queue, task.request.id or "", task.request.hostname or "")
+    if run is not None:
+        _execute(run)
 
 
 @shared_task(name="replens.execute_run", bind=True)
 def execute_run(task, run_id: int) -> None:
+    """Execute this run if it is queued and ready (tests and replays name a run)."""
     run = Run.objects.filter(pk=run_id).first()
     if run is None or run.state != Run.State.QUEUED:
         return
@@ -114,12 +128,15 @@ def execute_run(task, run_id: int) -> None:
     if dependencies == "waiting":
         return
     if dependencies == "failed":
-        failed = run.depends_on.filter(state__in=[Run.State.FAILED, Run.State.CANCELLED]).first()
-        run.finish(Run.State.FAILED, f"{failed} did not succeed: {failed.error or failed.state}")
+        run.fail_for_dependencies()
         _enqueue_dependents(run)
         return
-    if not run.claim(task.request.id or "", task.request.hostname or ""):
-        return
+    if run.claim(task.request.id or "", task.request.hostname or ""):
+        _execute(run)
+
+
+def _execute(run: Run) -> None:
+    """Compute a claimed run and record how it ended."""
     try:
         with heartbeat(run, settings.REPLENS_HEARTBEAT_S):
             timings = RUNNERS[run.kind](run)
@@ -251,7 +268,8 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
     interval, add per-sample kNN agreement, and store one Score row per pair. Activations are
     memory-mapped, so measures that stream (linear CKA) hold only blocks of them in memory."""
     p = run.params
-    measure = MEASURES[p["measure"]].on(settings.REPLENS_DEVICE or None)
+    measure = MEASURES[p["measure"]].configured(p.get("measure_params"))
+    measure = measure.on(settings.REPLENS_DEVICE or None)
     started = monotonic()
     with ExitStack() as stack:
         mapped = {
@@ -273,6 +291,7 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
     parameters = {
         "pooling": p["pooling"],
         **({"pooling_b": p["pooling_b"]} if "pooling_b" in p else {}),
+        "measure_params": measure.settings(),
         "n_permutations": p["n_permutations"],
         "baseline": measure.baseline_note(p["n_permutations"]),
         "n_bootstrap": p.get("n_bootstrap", 0),

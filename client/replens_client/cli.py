@@ -100,9 +100,17 @@ class RunBar:
 
     def __call__(self, run: dict) -> None:
         label = f"run #{run.get('id')} {run.get('kind', '')}".rstrip()
-        changed = run.get("state") != self.state
-        self.state = run.get("state")
-        self.bar.draw(label, float(run.get("progress") or 0.0), str(self.state), force=changed)
+        status = str(run.get("state"))
+        standing = run.get("queue") or {}
+        if standing.get("waiting_for"):
+            status += f", waiting for {standing['waiting_for']} run(s)"
+        elif standing.get("position"):
+            status += f", number {standing['position']} in line"
+            if standing.get("estimated_start"):
+                status += f", estimated start {standing['estimated_start'][11:19]}"
+        changed = status != self.state
+        self.state = status
+        self.bar.draw(label, float(run.get("progress") or 0.0), status, force=changed)
 
 
 # --------------------------------------------------------------------------- arguments

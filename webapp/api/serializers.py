@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from analysis.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.architectures import ARCHITECTURES
 from analysis.compatibility import CRITERIA
 from analysis.compatibility import METRICS as RETRIEVAL_METRICS
+from analysis.errors import InputError
 from analysis.extraction import POOLINGS
 from analysis.projection import ALIGNED_METHODS as ALIGNED_PROJECTIONS
 from analysis.projection import METHODS as PROJECTIONS
@@ -13,6 +15,21 @@ from analysis.projection import METRICS as PROJECTION_METRICS
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
 from webapp.runs.models import Run, Selection
+from webapp.runs.queue import standing
+
+
+class RequestSerializer(serializers.Serializer):
+    """A request body: a field it does not declare is a 400 that names it, never ignored."""
+
+    def to_internal_value(self, data):
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self.fields))
+            if unknown:
+                takes = ", ".join(self.fields)
+                raise serializers.ValidationError(
+                    {name: [f"unknown field; this request takes: {takes}"] for name in unknown}
+                )
+        return super().to_internal_value(data)
 
 
 class WorkspaceSerializer(serializers.ModelSerializer):
@@ -43,7 +60,7 @@ class DatasetSerializer(serializers.ModelSerializer):
         ]
 
 
-class DatasetUploadSerializer(serializers.Serializer):
+class DatasetUploadSerializer(RequestSerializer):
     workspace = serializers.SlugField(help_text="slug of a workspace you can edit")
     file = serializers.FileField(help_text=".npz, .zip of images in class folders, or .csv")
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
@@ -76,7 +93,7 @@ class CheckpointSerializer(serializers.ModelSerializer):
         ]
 
 
-class CheckpointUploadSerializer(serializers.Serializer):
+class CheckpointUploadSerializer(RequestSerializer):
     workspace = serializers.SlugField(help_text="slug of a workspace you can edit")
     file = serializers.FileField(
         help_text="TorchScript .pt, .safetensors state dict, .onnx, .zip / .tar of a Hugging "
@@ -103,8 +120,53 @@ class CheckpointUploadSerializer(serializers.Serializer):
     )
 
 
+MEASURE_PARAMS_HELP = (
+    'the measure\'s own parameters, e.g. {"k": 10, "metric": "euclidean"} for kNN '
+    "measures; GET /api/v1/measures/ lists each measure's parameters with type, default and "
+    "range; omitted ones take their default. Part of the run's identity."
+)
+
+
+class MeasureRequestSerializer(RequestSerializer):
+    measure = serializers.ChoiceField(choices=list(MEASURES), default="cka/linear")
+    measure_params = serializers.DictField(required=False, help_text=MEASURE_PARAMS_HELP)
+    n_permutations = serializers.IntegerField(default=10, min_value=1, max_value=1000)
+    n_bootstrap = serializers.IntegerField(
+        default=20,
+        min_value=0,
+        max_value=1000,
+        help_text="bootstrap resamples for the 95% interval of each score (0: none)",
+    )
+    seed = serializers.IntegerField(default=0)
+
+    def validate(self, data):
+        try:
+            MEASURES[data["measure"]].configured(data.get("measure_params"))
+        except InputError as err:
+            raise serializers.ValidationError({"measure_params": [str(err)]}) from None
+        return data
+
+
+class QueueStandingSerializer(serializers.Serializer):
+    position = serializers.IntegerField(
+        allow_null=True, help_text="1 = the next run its queue's workers take; null while waiting"
+    )
+    waiting_for = serializers.IntegerField(help_text="unfinished runs it depends on")
+    estimated_start = serializers.DateTimeField(
+        allow_null=True, help_text="estimate from the median duration of recent runs"
+    )
+
+
 class RunSerializer(serializers.ModelSerializer):
     workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    queue = serializers.SerializerMethodField(
+        help_text="where a queued run stands (null once it started)"
+    )
+
+    @extend_schema_field(QueueStandingSerializer(allow_null=True))
+    def get_queue(self, run: Run) -> dict | None:
+        found = standing(run)
+        return found.to_json() if found else None
 
     class Meta:
         model = Run
@@ -114,6 +176,7 @@ class RunSerializer(serializers.ModelSerializer):
             "kind",
             "state",
             "progress",
+            "queue",
             "params",
             "dataset",
             "checkpoint",
@@ -129,7 +192,7 @@ class RunSerializer(serializers.ModelSerializer):
         ]
 
 
-class ExtractionRequestSerializer(serializers.Serializer):
+class ExtractionRequestSerializer(RequestSerializer):
     checkpoint = serializers.IntegerField()
     dataset = serializers.IntegerField()
     layers = serializers.ListField(
@@ -140,7 +203,7 @@ class ExtractionRequestSerializer(serializers.Serializer):
     pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
 
 
-class ComparisonRequestSerializer(serializers.Serializer):
+class ComparisonRequestSerializer(MeasureRequestSerializer):
     checkpoint_a = serializers.IntegerField()
     checkpoint_b = serializers.IntegerField()
     dataset = serializers.IntegerField()
@@ -152,29 +215,16 @@ class ComparisonRequestSerializer(serializers.Serializer):
         required=False,
         help_text="pooling of checkpoint B's layers, when it differs from A's",
     )
-    measure = serializers.ChoiceField(choices=list(MEASURES), default="cka/linear")
-    n_permutations = serializers.IntegerField(default=10, min_value=1, max_value=1000)
-    n_bootstrap = serializers.IntegerField(
-        default=20,
-        min_value=0,
-        max_value=1000,
-        help_text="bootstrap resamples for the 95% interval of each score (0: none)",
-    )
-    seed = serializers.IntegerField(default=0)
 
 
-class ModelMatrixRequestSerializer(serializers.Serializer):
+class ModelMatrixRequestSerializer(MeasureRequestSerializer):
     checkpoints = serializers.ListField(child=serializers.IntegerField(), min_length=2)
     dataset = serializers.IntegerField()
     layer = serializers.CharField(help_text="a layer every checkpoint has")
     pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
-    measure = serializers.ChoiceField(choices=list(MEASURES), default="cka/linear")
-    n_permutations = serializers.IntegerField(default=10, min_value=1, max_value=1000)
-    n_bootstrap = serializers.IntegerField(default=20, min_value=0, max_value=1000)
-    seed = serializers.IntegerField(default=0)
 
 
-class AlignmentRequestSerializer(serializers.Serializer):
+class AlignmentRequestSerializer(RequestSerializer):
     checkpoint_a = serializers.IntegerField()
     checkpoint_b = serializers.IntegerField()
     dataset = serializers.IntegerField()
@@ -186,7 +236,7 @@ class AlignmentRequestSerializer(serializers.Serializer):
     seed = serializers.IntegerField(default=0)
 
 
-class CompatibilityRequestSerializer(serializers.Serializer):
+class CompatibilityRequestSerializer(RequestSerializer):
     checkpoints = serializers.ListField(
         child=serializers.IntegerField(), min_length=2, help_text="the series, oldest first"
     )
@@ -199,7 +249,7 @@ class CompatibilityRequestSerializer(serializers.Serializer):
     seed = serializers.IntegerField(default=0)
 
 
-class ProjectionRequestSerializer(serializers.Serializer):
+class ProjectionRequestSerializer(RequestSerializer):
     checkpoint = serializers.IntegerField()
     dataset = serializers.IntegerField()
     layer = serializers.CharField()
@@ -242,7 +292,7 @@ class SpaceSerializer(serializers.Serializer):
     layer = serializers.CharField()
 
 
-class AlignedProjectionRequestSerializer(serializers.Serializer):
+class AlignedProjectionRequestSerializer(RequestSerializer):
     dataset = serializers.IntegerField()
     spaces = serializers.ListField(
         child=SpaceSerializer(),
@@ -328,7 +378,7 @@ class SelectionSerializer(serializers.ModelSerializer):
         read_only_fields = ["dataset", "projection", "count", "polygon"]
 
 
-class SelectionRequestSerializer(serializers.Serializer):
+class SelectionRequestSerializer(RequestSerializer):
     """Either ``projection`` and ``polygon`` (a lasso in its coordinates, resolved on the
     server), or ``dataset`` and ``indices``."""
 
@@ -349,7 +399,7 @@ class SelectionRequestSerializer(serializers.Serializer):
         return data
 
 
-class UploadRequestSerializer(serializers.Serializer):
+class UploadRequestSerializer(RequestSerializer):
     workspace = serializers.SlugField(help_text="slug of a workspace you can edit")
     kind = serializers.ChoiceField(choices=["dataset", "checkpoint"])
     filename = serializers.CharField(max_length=255)
@@ -386,5 +436,5 @@ class MemberSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["owner", "editor", "viewer"])
 
 
-class InvitationRequestSerializer(serializers.Serializer):
+class InvitationRequestSerializer(RequestSerializer):
     role = serializers.ChoiceField(choices=["owner", "editor", "viewer"], default="editor")

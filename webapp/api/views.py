@@ -364,6 +364,7 @@ class ComparisonViewSet(viewsets.GenericViewSet):
             data["n_bootstrap"],
             data["seed"],
             data.get("pooling_b"),
+            data.get("measure_params"),
         )
         return _created(s.RunSerializer, run, created)
 
@@ -397,6 +398,7 @@ class ModelMatrixViewSet(viewsets.GenericViewSet):
             data["n_permutations"],
             data["n_bootstrap"],
             data["seed"],
+            data.get("measure_params"),
         )
         return _created(s.RunSerializer, run, created)
 

@@ -42,6 +42,7 @@ from webapp.pages.forms import (
 )
 from webapp.runs import explorer
 from webapp.runs.models import Run, Score, Selection
+from webapp.runs.queue import standing
 from webapp.runs.results import (
     comparison_matrix,
     compatibility_matrix,
@@ -327,7 +328,12 @@ def extract(request, pk):
 @login_required
 def run_detail(request, pk):
     run = _get(Run, request, pk)
-    context = {"run": run, "workspace": run.workspace, "members": _aligned_members(run)}
+    context = {
+        "run": run,
+        "workspace": run.workspace,
+        "members": _aligned_members(run),
+        "standing": standing(run),
+    }
     return _poll(request, "pages/run.html", "status", context, run.is_terminal)
 
 
@@ -386,6 +392,7 @@ def comparison(request, pk):
         "run": run,
         "workspace": run.workspace,
         "dependencies": run.depends_on.all(),
+        "standing": standing(run),
         "matrix": comparison_matrix(run),
         "scores": _with_cells(run),
         "measures": _measures_of_pair(run),
@@ -598,6 +605,7 @@ def model_matrix_page(request, pk):
         "run": run,
         "workspace": run.workspace,
         "dependencies": run.depends_on.select_related("checkpoint"),
+        "standing": standing(run),
         "matrix": model_matrix(run),
     }
     return _poll(request, "pages/matrix.html", "result", context, run.is_terminal)
@@ -661,6 +669,7 @@ def compatibility_page(request, pk):
         "run": run,
         "workspace": run.workspace,
         "dependencies": run.depends_on.select_related("checkpoint"),
+        "standing": standing(run),
         "matrix": matrix,
         "pairs": pairs,
     }
@@ -773,6 +782,7 @@ def projection_page(request, pk):
         "run": run,
         "workspace": run.workspace,
         "dependencies": run.depends_on.select_related("checkpoint"),
+        "standing": standing(run),
         "projection": getattr(run, "projection", None)
         if run.state == Run.State.SUCCEEDED
         else None,

@@ -148,6 +148,11 @@ class Run(models.Model):
             return "waiting"
         return "ready"
 
+    def fail_for_dependencies(self) -> None:
+        """Fail this queued run because a run it depends on failed or was cancelled."""
+        failed = self.depends_on.filter(state__in=[self.State.FAILED, self.State.CANCELLED]).first()
+        self.finish(self.State.FAILED, f"{failed} did not succeed: {failed.error or failed.state}")
+
     def claim(self, task_id: str = "", worker: str = "") -> bool:
         """Take the run for this worker's task ``task_id`` (the one to revoke on cancel) on
         the Celery node ``worker``; False if another delivery already has it."""
@@ -196,19 +201,19 @@ class Run(models.Model):
         )
 
     def cancel(self) -> bool:
-        """Cancel the run; a worker computing it is stopped (its task is revoked and its
-        process terminated), and would otherwise stop at its next progress report."""
-        was_running = self.state == self.State.RUNNING
+        """Cancel the run; the computation of a running one is stopped within seconds
+        (``workers.tasks.stop``)."""
+        was_running = Run.objects.filter(pk=self.pk, state=self.State.RUNNING).exists()
         cancelled = (
             Run.objects.filter(pk=self.pk)
             .exclude(state__in=self.TERMINAL)
             .update(state=self.State.CANCELLED, finished_at=timezone.now())
         )
         self.refresh_from_db()
-        if cancelled and self.celery_task_id:
-            from workers.tasks import revoke
+        if cancelled and was_running:
+            from workers.tasks import stop
 
-            revoke(self.celery_task_id, terminate=was_running)
+            stop(self)
         return bool(cancelled)
 
 

@@ -76,14 +76,19 @@ def _series_at_layer(
     return checkpoints, extractions
 
 
-def _check_comparison(dataset: Dataset, measure: str, n_permutations: int, n_bootstrap: int):
+def _check_comparison(
+    dataset: Dataset, measure: str, n_permutations: int, n_bootstrap: int, measure_params
+) -> dict:
+    """The measure's complete parameters (defaults filled in), checked with the request."""
     _check_choice("measure", measure, MEASURES)
+    settings = MEASURES[measure].configured(measure_params).settings()
     if dataset.n_samples < MIN_SAMPLES:
         raise InputError(f"comparisons need at least {MIN_SAMPLES} samples")
     if not 1 <= n_permutations <= 1000:
         raise InputError("n_permutations must be between 1 and 1000")
     if not 0 <= n_bootstrap <= 1000:
         raise InputError("n_bootstrap must be between 0 and 1000")
+    return settings
 
 
 def _submit(
@@ -136,12 +141,15 @@ def request_comparison(
     n_bootstrap: int = 20,
     seed: int = 0,
     pooling_b: str | None = None,
+    measure_params: dict | None = None,
 ) -> tuple[Run, bool]:
     """The run that scores every (layer of A, layer of B) pair; it waits for the extractions
     it needs, which are requested here too. ``pooling_b`` pools B's token sequences or maps
     differently from A's (e.g. a model against itself at CLS and mean pooling)."""
     _same_workspace(dataset, checkpoint_a, checkpoint_b)
-    _check_comparison(dataset, measure, n_permutations, n_bootstrap)
+    measure_params = _check_comparison(
+        dataset, measure, n_permutations, n_bootstrap, measure_params
+    )
     pooling_b = pooling_b or pooling
     layers_a = _layers(checkpoint_a, layers_a)
     layers_b = _layers(checkpoint_b, layers_b)
@@ -153,6 +161,7 @@ def request_comparison(
         "pooling": pooling,
         **({"pooling_b": pooling_b} if pooling_b != pooling else {}),
         "measure": measure,
+        "measure_params": measure_params,
         "n_permutations": n_permutations,
         "n_bootstrap": n_bootstrap,
         "seed": seed,
@@ -178,16 +187,20 @@ def request_model_matrix(
     n_permutations: int = 10,
     n_bootstrap: int = 20,
     seed: int = 0,
+    measure_params: dict | None = None,
 ) -> tuple[Run, bool]:
     """The run that scores one layer of every checkpoint against every other (e.g. all seeds
     of one recipe): a model × model matrix."""
-    _check_comparison(dataset, measure, n_permutations, n_bootstrap)
+    measure_params = _check_comparison(
+        dataset, measure, n_permutations, n_bootstrap, measure_params
+    )
     checkpoints, extractions = _series_at_layer(user, checkpoints, dataset, layer, pooling)
     params = {
         "checkpoints": [c.pk for c in checkpoints],
         "layer": layer,
         "pooling": pooling,
         "measure": measure,
+        "measure_params": measure_params,
         "n_permutations": n_permutations,
         "n_bootstrap": n_bootstrap,
         "seed": seed,
