@@ -40,3 +40,4 @@ benchmark: $(VENV)/.installed-test
 	$(PY) -m tests.benchmarks.bench_measures
 	$(PY) -m tests.benchmarks.bench_explorer
 	$(PY) -m tests.benchmarks.bench_probes
+	$(PY) -m tests.benchmarks.bench_host

@@ -31,12 +31,16 @@ class Parameter:
     exclusive_minimum: bool = False
     choices: tuple[str, ...] = ()
     nullable: bool = False
+    labels: tuple[str, ...] = ()  # a readable name for each choice, in order
 
     def __post_init__(self) -> None:
         if self.kind not in TYPES:
             raise ValueError(f"unknown parameter type {self.kind!r}")
         if self.default is not None or not self.nullable:
             self.check(self.default)
+
+    def choice_labels(self) -> list[tuple[str, str]]:
+        return list(zip(self.choices, self.labels or self.choices, strict=True))
 
     def check(self, value: Any) -> Any:
         """``value`` as this parameter's type, or an :class:`InputError` naming it."""
@@ -84,6 +88,7 @@ class Parameter:
             "exclusive_minimum": self.exclusive_minimum,
             "choices": list(self.choices),
             "nullable": self.nullable,
+            "labels": list(self.labels),
         }
 
 

@@ -167,18 +167,22 @@ def node_name(name: str) -> str:
 
 
 @contextmanager
-def worker_process(log: Path, name: str = "pytest", queues: tuple[str, ...] = (), **env: str):
+def worker_process(
+    log: Path, name: str = "pytest", queues: tuple[str, ...] = (), redis: bool = True, **env: str
+):
     """A real Celery worker process ``name`` (consuming ``queues``, by default all) on the test
     database and the Redis broker, with extra environment ``env`` (settings such as
-    REPLENS_HEARTBEAT_S). The queues are emptied before it starts."""
-    purge_queues()
+    REPLENS_HEARTBEAT_S). The queues are emptied before it starts. With ``redis`` False the
+    environment names another broker, and the worker is yielded without waiting for it."""
+    if redis:
+        purge_queues()
     env = {**os.environ, "DATABASE_URL": _database_url(), **env}
     command = worker_command(name, queues=queues)
     with open(log, "wb") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 60
-        while not app.control.ping(destination=[node_name(name)], timeout=1.0):
+        while redis and not app.control.ping(destination=[node_name(name)], timeout=1.0):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the worker did not start:\n{log.read_text()[-3000:]}")
         yield proc

@@ -181,9 +181,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3 * 3600, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", CELERY_TASK_SOFT_TIME_LIMIT + 300)
 REPLENS_DEVICE = env_str("REPLENS_DEVICE", "")  # "" picks CUDA when available
-# A worker beats every REPLENS_HEARTBEAT_S while it computes a run; the reaper (Celery beat,
-# every REPLENS_REAP_EVERY_S) queues again a run silent for REPLENS_STALE_AFTER_S, at most
-# REPLENS_MAX_ATTEMPTS times in all, then fails it.
 # Every load or run of an uploaded model happens in a model host (analysis/host.py): a child
 # process confined by Landlock and seccomp (REPLENS_HOST_SANDBOX=false only where the kernel
 # has neither), killed when it runs past REPLENS_HOST_TIME_LIMIT_S, makes no progress for
@@ -192,6 +189,9 @@ REPLENS_HOST_TIME_LIMIT_S = env_int("REPLENS_HOST_TIME_LIMIT_S", 2 * 3600, minim
 REPLENS_HOST_STALL_S = env_int("REPLENS_HOST_STALL_S", 300, minimum=1)
 REPLENS_HOST_MEMORY_BYTES = env_int("REPLENS_HOST_MEMORY_BYTES", 8 * 1024**3, minimum=2**28)
 REPLENS_HOST_SANDBOX = env_bool("REPLENS_HOST_SANDBOX", True)
+# A worker beats every REPLENS_HEARTBEAT_S while it computes a run; the reaper (Celery beat,
+# every REPLENS_REAP_EVERY_S) queues again a run silent for REPLENS_STALE_AFTER_S, at most
+# REPLENS_MAX_ATTEMPTS times in all, then fails it.
 REPLENS_HEARTBEAT_S = env_int("REPLENS_HEARTBEAT_S", 10, minimum=1)
 REPLENS_STALE_AFTER_S = env_int("REPLENS_STALE_AFTER_S", 120, minimum=2)
 REPLENS_REAP_EVERY_S = env_int("REPLENS_REAP_EVERY_S", 60, minimum=1)

@@ -34,6 +34,7 @@ from analysis.projection import PARAMETERS, neighbourhoods, project, project_ali
 from analysis.registry import MEASURES
 from webapp.catalog.ingest import checkpoint_model_params, host_limits
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint
+from webapp.runs.kinds import KINDS, QUEUE_OF_KIND
 from webapp.runs.models import (
     Alignment,
     Cancelled,
@@ -44,13 +45,10 @@ from webapp.runs.models import (
     Score,
     reap_stale_runs,
 )
-from webapp.runs.queue import QUEUE_OF_KIND, fail_blocked, ready_runs, take_next
+from webapp.runs.queue import fail_blocked, ready_runs, take_next
 from workers.celery import QUEUES, app
 
 logger = logging.getLogger(__name__)
-
-HOSTED_KINDS = {Run.Kind.EXTRACT, Run.Kind.PROBE}
-"""Kinds that run an uploaded model, in a model host that their task supervises."""
 
 
 def enqueue(run: Run) -> None:
@@ -64,7 +62,7 @@ def stop(run: Run) -> None:
     cancel within a second and kills the host itself; other runs compute in the worker's
     pool process, which is killed with SIGKILL (native code cannot delay it) and replaced.
     Best effort: a worker that misses it stops at the run's next progress report."""
-    if run.kind in HOSTED_KINDS or not run.celery_task_id:
+    if KINDS[run.kind].hosted or not run.celery_task_id:
         return
     try:
         app.control.revoke(run.celery_task_id, terminate=True, signal="SIGKILL")

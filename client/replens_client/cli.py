@@ -116,6 +116,17 @@ class RunBar:
 # --------------------------------------------------------------------------- arguments
 
 
+def measure_param(text: str) -> tuple[str, Any]:
+    """``k=20`` → ("k", 20); a value that is not JSON stays a string (``metric=cosine``)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def byte_count(text: str) -> int:
     """``65536``, ``64K``, ``8M``, ``1G`` (binary multiples)."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -251,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers-a", nargs="+")
     p.add_argument("--layers-b", nargs="+")
     p.add_argument("--measure", help="default cka/linear (GET /api/v1/measures/)")
+    p.add_argument(
+        "--param",
+        action="append",
+        type=measure_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter of the measure, e.g. k=20 or alphas=[0.1,1] (repeatable)",
+    )
     p.add_argument("--pooling")
     p.add_argument("--permutations", type=int, dest="n_permutations")
     p.add_argument("--bootstrap", type=int, dest="n_bootstrap")
@@ -388,6 +407,7 @@ def _dispatch(client: Client, args, bar: Bar, err: TextIO) -> Any:
             n_permutations=args.n_permutations,
             n_bootstrap=args.n_bootstrap,
             seed=args.seed,
+            measure_params=dict(args.param),
         )
     elif c == "probe":
         run = client.probe(

@@ -553,9 +553,11 @@ class Client:
         n_permutations: int | None = None,
         n_bootstrap: int | None = None,
         seed: int | None = None,
+        measure_params: dict | None = None,
     ) -> dict:
         """Compare every layer of A with every layer of B on ``dataset`` (``measure``
-        default ``cka/linear``; ``GET /api/v1/measures/`` lists them). Returns the run;
+        default ``cka/linear``; ``GET /api/v1/measures/`` lists them with the parameters
+        ``measure_params`` may set, e.g. ``{"k": 20}`` for kNN). Returns the run;
         :meth:`comparison` has the matrix."""
         body = {
             "checkpoint_a": _id(checkpoint_a),
@@ -570,6 +572,7 @@ class Client:
             "n_permutations": n_permutations,
             "n_bootstrap": n_bootstrap,
             "seed": seed,
+            "measure_params": measure_params or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return self._post("comparisons/", body)

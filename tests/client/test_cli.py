@@ -172,6 +172,18 @@ def test_wait_timeout_cancel_and_result(replens_cli, small_digits_file, small_ml
     assert status == 0 and probe["kind"] == "probe"
     assert probe["params"]["families"] == [["image/rotation", [0, 90]], ["image/noise", [0, 0.1]]]
 
+    status, knn, _ = replens_cli(
+        "compare", "-a", str(a["id"]), "-b", str(b["id"]), "-d", str(dataset["id"]),
+        "--measure", "knn/jaccard", "--param", "k=5", "--param", "metric=euclidean",
+    )  # fmt: skip
+    assert status == 0 and knn["params"]["measure_params"] == {"k": 5, "metric": "euclidean"}
+    assert knn["queue"]["waiting_for"] == 2  # its two extractions
+    status, _, err = replens_cli(
+        "compare", "-a", str(a["id"]), "-b", str(b["id"]), "-d", str(dataset["id"]),
+        "--measure", "knn/jaccard", "--param", "k=0",
+    )  # fmt: skip
+    assert status != 0 and "k must be ≥ 1" in err
+
 
 def test_export_a_selection(replens_cli, replens, small_digits_file, tmp_path):
     dataset = replens.upload_dataset(small_digits_file, "lab")

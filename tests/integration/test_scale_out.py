@@ -20,10 +20,10 @@ from tests.conftest import ROOT, digits_npz_bytes, node_name, torchscript_mlp_by
 from tests.integration.test_reliability import wait_for
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import ActivationSet
+from webapp.runs.kinds import QUEUE_OF_KIND
 from webapp.runs.models import Alignment, Projection, Run, Score
 from webapp.runs.submit import request_alignment, request_comparison, request_projection
 from workers import status
-from workers.tasks import QUEUE_OF_KIND
 
 pytestmark = pytest.mark.integration
 

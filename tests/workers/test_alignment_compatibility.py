@@ -57,7 +57,7 @@ def test_alignment_stores_what_the_library_computes(owner, digits, ckpt_a, ckpt_
 
 
 def test_alignment_refuses_bad_requests(owner, digits, ckpt_a, ckpt_b):
-    with pytest.raises(InputError, match="unknown method"):
+    with pytest.raises(InputError, match="method must be one of: procrustes"):
         request_alignment(owner, ckpt_a, ckpt_b, digits, "block1", "block1", method="magic")
     with pytest.raises(InputError, match="not in"):
         request_alignment(owner, ckpt_a, ckpt_b, digits, "block1", "nope")

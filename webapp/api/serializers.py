@@ -3,17 +3,13 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from analysis.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.architectures import ARCHITECTURES
-from analysis.compatibility import CRITERIA
-from analysis.compatibility import METRICS as RETRIEVAL_METRICS
 from analysis.errors import InputError
 from analysis.extraction import POOLINGS
-from analysis.projection import ALIGNED_METHODS as ALIGNED_PROJECTIONS
-from analysis.projection import METHODS as PROJECTIONS
-from analysis.projection import METRICS as PROJECTION_METRICS
+from analysis.parameters import Parameter
 from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
+from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run, Selection
 from webapp.runs.queue import standing
 
@@ -127,26 +123,6 @@ MEASURE_PARAMS_HELP = (
 )
 
 
-class MeasureRequestSerializer(RequestSerializer):
-    measure = serializers.ChoiceField(choices=list(MEASURES), default="cka/linear")
-    measure_params = serializers.DictField(required=False, help_text=MEASURE_PARAMS_HELP)
-    n_permutations = serializers.IntegerField(default=10, min_value=1, max_value=1000)
-    n_bootstrap = serializers.IntegerField(
-        default=20,
-        min_value=0,
-        max_value=1000,
-        help_text="bootstrap resamples for the 95% interval of each score (0: none)",
-    )
-    seed = serializers.IntegerField(default=0)
-
-    def validate(self, data):
-        try:
-            MEASURES[data["measure"]].configured(data.get("measure_params"))
-        except InputError as err:
-            raise serializers.ValidationError({"measure_params": [str(err)]}) from None
-        return data
-
-
 class QueueStandingSerializer(serializers.Serializer):
     position = serializers.IntegerField(
         allow_null=True, help_text="1 = the next run its queue's workers take; null while waiting"
@@ -192,7 +168,36 @@ class RunSerializer(serializers.ModelSerializer):
         ]
 
 
-class ExtractionRequestSerializer(RequestSerializer):
+def parameter_field(parameter: Parameter) -> serializers.Field:
+    """The request field of a declared parameter (a run kind's, see ``webapp.runs.kinds``)."""
+    options = {"default": parameter.default, "help_text": parameter.help}
+    if parameter.kind == "choice":
+        return serializers.ChoiceField(choices=list(parameter.choices), **options)
+    field = serializers.IntegerField if parameter.kind == "int" else serializers.FloatField
+    return field(min_value=parameter.minimum, max_value=parameter.maximum, **options)
+
+
+def with_parameters(kind: str) -> type[RequestSerializer]:
+    """A request serializer with a field for every parameter of ``kind``'s spec."""
+    fields = {p.name: parameter_field(p) for p in KINDS[kind].parameters}
+    name = "".join(word.title() for word in kind.split("_")) + "Parameters"
+    return type(RequestSerializer)(name, (RequestSerializer,), fields)
+
+
+class MeasureParametersMixin(serializers.Serializer):
+    """The measure's own parameters, checked against its declaration."""
+
+    measure_params = serializers.DictField(required=False, help_text=MEASURE_PARAMS_HELP)
+
+    def validate(self, data):
+        try:
+            MEASURES[data["measure"]].configured(data.get("measure_params"))
+        except InputError as err:
+            raise serializers.ValidationError({"measure_params": [str(err)]}) from None
+        return data
+
+
+class ExtractionRequestSerializer(with_parameters(Run.Kind.EXTRACT)):
     checkpoint = serializers.IntegerField()
     dataset = serializers.IntegerField()
     layers = serializers.ListField(
@@ -200,16 +205,14 @@ class ExtractionRequestSerializer(RequestSerializer):
         required=False,
         help_text="default: every top-level block and the output",
     )
-    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
 
 
-class ComparisonRequestSerializer(MeasureRequestSerializer):
+class ComparisonRequestSerializer(MeasureParametersMixin, with_parameters(Run.Kind.COMPARE)):
     checkpoint_a = serializers.IntegerField()
     checkpoint_b = serializers.IntegerField()
     dataset = serializers.IntegerField()
     layers_a = serializers.ListField(child=serializers.CharField(), required=False)
     layers_b = serializers.ListField(child=serializers.CharField(), required=False)
-    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
     pooling_b = serializers.ChoiceField(
         choices=list(POOLINGS),
         required=False,
@@ -217,54 +220,35 @@ class ComparisonRequestSerializer(MeasureRequestSerializer):
     )
 
 
-class ModelMatrixRequestSerializer(MeasureRequestSerializer):
+class ModelMatrixRequestSerializer(MeasureParametersMixin, with_parameters(Run.Kind.MODEL_MATRIX)):
     checkpoints = serializers.ListField(child=serializers.IntegerField(), min_length=2)
     dataset = serializers.IntegerField()
     layer = serializers.CharField(help_text="a layer every checkpoint has")
-    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
 
 
-class AlignmentRequestSerializer(RequestSerializer):
+class AlignmentRequestSerializer(with_parameters(Run.Kind.ALIGN)):
     checkpoint_a = serializers.IntegerField()
     checkpoint_b = serializers.IntegerField()
     dataset = serializers.IntegerField()
     layer_a = serializers.CharField()
     layer_b = serializers.CharField()
-    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
-    method = serializers.ChoiceField(choices=list(ALIGNMENT_METHODS), default="procrustes")
-    test_fraction = serializers.FloatField(default=0.2, min_value=0.01, max_value=0.99)
-    seed = serializers.IntegerField(default=0)
 
 
-class CompatibilityRequestSerializer(RequestSerializer):
+class CompatibilityRequestSerializer(with_parameters(Run.Kind.COMPATIBILITY)):
     checkpoints = serializers.ListField(
         child=serializers.IntegerField(), min_length=2, help_text="the series, oldest first"
     )
     dataset = serializers.IntegerField(help_text="a labelled dataset")
     layer = serializers.CharField(help_text="a layer every checkpoint has")
-    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
-    metric = serializers.ChoiceField(choices=list(RETRIEVAL_METRICS), default="cosine")
-    criterion = serializers.ChoiceField(choices=list(CRITERIA), default="top1")
-    query_fraction = serializers.FloatField(default=0.2, min_value=0.01, max_value=0.99)
-    seed = serializers.IntegerField(default=0)
 
 
-class ProjectionRequestSerializer(RequestSerializer):
+class ProjectionRequestSerializer(with_parameters(Run.Kind.PROJECT)):
     checkpoint = serializers.IntegerField()
     dataset = serializers.IntegerField()
     layer = serializers.CharField()
-    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
-    method = serializers.ChoiceField(choices=list(PROJECTIONS), default="pca")
-    n_neighbors = serializers.IntegerField(default=15, min_value=2, help_text="UMAP")
-    min_dist = serializers.FloatField(default=0.1, min_value=0.0, max_value=1.0, help_text="UMAP")
-    metric = serializers.ChoiceField(
-        choices=list(PROJECTION_METRICS), default="euclidean", help_text="UMAP, t-SNE"
-    )
-    perplexity = serializers.FloatField(default=30.0, min_value=1.0, help_text="t-SNE")
-    seed = serializers.IntegerField(default=0)
 
 
-class ProbeRequestSerializer(ExtractionRequestSerializer):
+class ProbeRequestSerializer(ExtractionRequestSerializer, with_parameters(Run.Kind.PROBE)):
     """The layers of a checkpoint to probe (as for an extraction), and the families."""
 
     families = serializers.JSONField(
@@ -272,7 +256,6 @@ class ProbeRequestSerializer(ExtractionRequestSerializer):
         help_text='{"image/rotation": [0, 15, 45], …} or a list of keys (default grids); '
         "default: three families for the dataset's modality",
     )
-    seed = serializers.IntegerField(default=0)
 
     def validate_families(self, value):
         if isinstance(value, list) and all(isinstance(k, str) for k in value):
@@ -292,19 +275,13 @@ class SpaceSerializer(serializers.Serializer):
     layer = serializers.CharField()
 
 
-class AlignedProjectionRequestSerializer(RequestSerializer):
+class AlignedProjectionRequestSerializer(with_parameters(Run.Kind.PROJECT_ALIGNED)):
     dataset = serializers.IntegerField()
     spaces = serializers.ListField(
         child=SpaceSerializer(),
         min_length=2,
         help_text="layers of one checkpoint, or one layer of several checkpoints, in order",
     )
-    pooling = serializers.ChoiceField(choices=list(POOLINGS), default="mean")
-    method = serializers.ChoiceField(choices=list(ALIGNED_PROJECTIONS), default="umap")
-    n_neighbors = serializers.IntegerField(default=15, min_value=2, help_text="UMAP")
-    min_dist = serializers.FloatField(default=0.1, min_value=0.0, max_value=1.0, help_text="UMAP")
-    metric = serializers.ChoiceField(choices=list(PROJECTION_METRICS), default="euclidean")
-    seed = serializers.IntegerField(default=0)
 
 
 class ActivationSetSerializer(serializers.ModelSerializer):

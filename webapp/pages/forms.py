@@ -3,10 +3,14 @@ from __future__ import annotations
 from django import forms
 
 from analysis.architectures import ARCHITECTURES
+from analysis.errors import InputError
 from analysis.extraction import POOLINGS
+from analysis.parameters import Parameter
 from analysis.registry import MEASURES
 from analysis.transforms import FAMILIES
 from webapp.catalog.models import Checkpoint, Dataset
+from webapp.runs.kinds import KINDS
+from webapp.runs.models import Run
 
 
 class DatasetUploadForm(forms.Form):
@@ -48,18 +52,95 @@ class CheckpointUploadForm(forms.Form):
 POOLING_CHOICES = [(name, f"{name}: {text}") for name, text in POOLINGS.items()]
 
 
-class ComparisonForm(forms.Form):
+def parameter_field(parameter: Parameter, label: str | None = None) -> forms.Field:
+    """A form field for a declared parameter (blank: its default)."""
+    common = {"required": False, "label": label, "help_text": parameter.help}
+    bounds = {"min_value": parameter.minimum, "max_value": parameter.maximum}
+    if parameter.kind == "choice":
+        return forms.ChoiceField(
+            choices=parameter.choice_labels(), initial=parameter.default, **common
+        )
+    if parameter.kind == "int":
+        return forms.IntegerField(initial=parameter.default, **bounds, **common)
+    if parameter.kind == "float":
+        return forms.FloatField(initial=parameter.default, **bounds, **common)
+    default = ", ".join(f"{v:g}" for v in parameter.default)
+    return forms.CharField(initial=default, **common)
+
+
+class ParametersForm(forms.Form):
+    """A form whose parameter fields come from a run kind's spec: a blank one takes the
+    declared default."""
+
+    parameters: tuple[Parameter, ...] = ()
+
+    def clean(self):
+        data = super().clean()
+        for parameter in self.parameters:
+            if data.get(parameter.name) in (None, ""):
+                data[parameter.name] = parameter.default
+        return data
+
+
+def with_parameters(kind: str) -> type[ParametersForm]:
+    """A form base with a field for every parameter of ``kind``'s spec."""
+    spec = KINDS[kind]
+    fields = {p.name: parameter_field(p) for p in spec.parameters}
+    name = "".join(word.title() for word in kind.split("_")) + "ParametersForm"
+    return type(ParametersForm)(name, (ParametersForm,), {"parameters": spec.parameters, **fields})
+
+
+class MeasureForm(with_parameters(Run.Kind.COMPARE)):
+    """The measure, its own declared parameters (a field per parameter of every measure,
+    shown for the chosen one) and the baseline and interval sizes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for measure in MEASURES.values():
+            for parameter in measure.parameters:
+                field = parameter_field(parameter, f"{parameter.name} ({measure.name})")
+                field.widget.attrs["data-measure"] = measure.id
+                self.fields[self.parameter_key(measure.id, parameter.name)] = field
+
+    @staticmethod
+    def parameter_key(measure: str, name: str) -> str:
+        return f"{measure.replace('/', '__').replace('-', '_')}__{name}"
+
+    def measure_params(self) -> dict:
+        """The chosen measure's parameters that were filled in (the others take defaults)."""
+        measure = MEASURES[self.cleaned_data["measure"]]
+        values = {}
+        for parameter in measure.parameters:
+            value = self.cleaned_data.get(self.parameter_key(measure.id, parameter.name))
+            if value in (None, ""):
+                continue
+            if parameter.kind == "floats":
+                try:
+                    value = [float(v) for v in value.split(",")]
+                except ValueError:
+                    raise InputError(
+                        f"{parameter.name}: a comma-separated list of numbers"
+                    ) from None
+            values[parameter.name] = value
+        return values
+
+    def measure_options(self) -> dict:
+        """The keyword arguments of a measure request."""
+        data = self.cleaned_data
+        return {
+            **{p.name: data[p.name] for p in self.parameters},
+            "measure_params": self.measure_params(),
+        }
+
+
+class ComparisonForm(MeasureForm):
     checkpoint_a = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
     checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
-    pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
     pooling_b = forms.ChoiceField(
         choices=[("", "— same as A —"), *POOLING_CHOICES],
         required=False,
         label="Pooling of B",
-    )
-    measure = forms.ChoiceField(
-        choices=[(m.id, f"{m.name} ({m.id})") for m in MEASURES.values()], initial="cka/linear"
     )
 
     def __init__(self, workspace, *args, **kwargs):
@@ -69,16 +150,12 @@ class ComparisonForm(forms.Form):
         self.fields["dataset"].queryset = workspace.datasets.all()
 
 
-class ModelMatrixForm(forms.Form):
+class _SeriesForm(forms.Form):
     checkpoints = forms.ModelMultipleChoiceField(
         queryset=Checkpoint.objects.none(), widget=forms.CheckboxSelectMultiple
     )
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     layer = forms.ChoiceField(help_text="compared across every chosen checkpoint")
-    pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
-    measure = forms.ChoiceField(
-        choices=[(m.id, f"{m.name} ({m.id})") for m in MEASURES.values()], initial="cka/linear"
-    )
 
     def __init__(self, workspace, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -89,15 +166,13 @@ class ModelMatrixForm(forms.Form):
         self.fields["layer"].choices = [(name, name) for name in names]
 
 
-class CompatibilityForm(ModelMatrixForm):
+class ModelMatrixForm(_SeriesForm, MeasureForm):
+    """One layer of many checkpoints, each against each, with one measure."""
+
+
+class CompatibilityForm(_SeriesForm, with_parameters(Run.Kind.COMPATIBILITY)):
     """A series of checkpoints (oldest first by training step, else by upload time) at one
     layer: can a newer model's queries search an older model's gallery?"""
-
-    measure = None
-    metric = forms.ChoiceField(choices=[("cosine", "cosine"), ("euclidean", "Euclidean")])
-    criterion = forms.ChoiceField(
-        choices=[("top1", "top-1 accuracy"), ("top5", "top-5 accuracy"), ("mean_ap", "mAP")]
-    )
 
     def __init__(self, workspace, *args, **kwargs):
         super().__init__(workspace, *args, **kwargs)
@@ -108,14 +183,14 @@ class CompatibilityForm(ModelMatrixForm):
         )
 
 
-class ExtractionForm(forms.Form):
+class ExtractionForm(with_parameters(Run.Kind.EXTRACT)):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     layers = forms.MultipleChoiceField(
         widget=forms.CheckboxSelectMultiple,
         required=False,
         help_text="none ticked: every top-level block and the output",
     )
-    pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
+    field_order = ["dataset", "layers", "pooling"]
 
     def __init__(self, checkpoint: Checkpoint, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -127,13 +202,6 @@ class _LayoutForm(forms.Form):
     """What every 2-D layout of a checkpoint's layers asks for."""
 
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
-    pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
-    n_neighbors = forms.IntegerField(initial=15, min_value=2, help_text="UMAP")
-    min_dist = forms.FloatField(initial=0.1, min_value=0.0, max_value=1.0, help_text="UMAP")
-    metric = forms.ChoiceField(
-        choices=[("euclidean", "Euclidean"), ("cosine", "cosine")], help_text="UMAP, t-SNE"
-    )
-    seed = forms.IntegerField(initial=0)
 
     def __init__(self, checkpoint: Checkpoint, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -143,28 +211,23 @@ class _LayoutForm(forms.Form):
                 self.fields[name].choices = [(layer, layer) for layer in checkpoint.layers]
 
 
-class ProjectionForm(_LayoutForm):
+class ProjectionForm(_LayoutForm, with_parameters(Run.Kind.PROJECT)):
     """Every sample of one layer in 2-D; the parameters a method does not use are ignored."""
 
     layer = forms.ChoiceField()
-    method = forms.ChoiceField(choices=[("pca", "PCA"), ("umap", "UMAP"), ("tsne", "t-SNE")])
-    perplexity = forms.FloatField(initial=30.0, min_value=1.0, help_text="t-SNE")
     field_order = ["dataset", "layer", "pooling", "method"]
 
 
-class AlignedProjectionForm(_LayoutForm):
+class AlignedProjectionForm(_LayoutForm, with_parameters(Run.Kind.PROJECT_ALIGNED)):
     """Several layers of one checkpoint laid out together, each sample in comparable places."""
 
     prefix = "aligned"  # its fields sit on the page beside the ProjectionForm's
 
     layers = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, help_text="two or more")
-    method = forms.ChoiceField(
-        choices=[("umap", "aligned UMAP"), ("pca", "Procrustes-aligned PCA")]
-    )
     field_order = ["dataset", "layers", "pooling", "method"]
 
 
-class ProbeForm(forms.Form):
+class ProbeForm(with_parameters(Run.Kind.PROBE)):
     """How a checkpoint's layers respond to transformations of a dataset's samples."""
 
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
@@ -173,15 +236,14 @@ class ProbeForm(forms.Form):
         required=False,
         help_text="none ticked: every top-level block and the output",
     )
-    pooling = forms.ChoiceField(choices=POOLING_CHOICES, initial="mean")
     families = forms.MultipleChoiceField(
         widget=forms.CheckboxSelectMultiple,
         required=False,
         help_text="none ticked: rotation, translation and noise (images), or noise, dropout "
         "and permutation (vectors); each with its default magnitudes",
     )
-    seed = forms.IntegerField(initial=0)
     prefix = "probe"
+    field_order = ["dataset", "layers", "pooling", "families"]
 
     def __init__(self, checkpoint: Checkpoint, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -228,9 +228,8 @@ def new_comparison(request, slug):
                 data["checkpoint_a"],
                 data["checkpoint_b"],
                 data["dataset"],
-                pooling=data["pooling"],
-                measure=data["measure"],
                 pooling_b=data["pooling_b"] or None,
+                **form.measure_options(),
             )
         except InputError as err:
             form.add_error(None, str(err))
@@ -588,8 +587,7 @@ def new_model_matrix(request, slug):
                 list(data["checkpoints"]),
                 data["dataset"],
                 data["layer"],
-                pooling=data["pooling"],
-                measure=data["measure"],
+                **form.measure_options(),
             )
         except InputError as err:
             form.add_error(None, str(err))

@@ -25,21 +25,9 @@ from datetime import datetime, timedelta
 from django.db.models import Max
 from django.utils import timezone
 
+from webapp.runs.kinds import KINDS, QUEUE_OF_KIND
 from webapp.runs.models import Run
 
-QUEUE_OF_KIND = {
-    Run.Kind.EXTRACT: "gpu",
-    Run.Kind.COMPARE: "cpu",
-    Run.Kind.MODEL_MATRIX: "cpu",
-    Run.Kind.ALIGN: "cpu",
-    Run.Kind.COMPATIBILITY: "cpu",
-    Run.Kind.PROJECT: "cpu",
-    Run.Kind.PROJECT_ALIGNED: "cpu",
-    Run.Kind.PROBE: "gpu",
-}
-"""``gpu``: runs that run a model (in a model host); ``cpu``: measures and projections."""
-
-INTERACTIVE_KINDS = {Run.Kind.EXTRACT, Run.Kind.ALIGN, Run.Kind.PROJECT}
 DEFAULT_DURATION_S = 30.0
 """The guess for a kind no run of which has finished yet."""
 
@@ -49,9 +37,10 @@ _LONG_AGO = datetime.min.replace(tzinfo=timezone.get_current_timezone())
 
 
 def is_interactive(run: Run) -> bool:
+    """Not batch work by its kind's spec; a probe of one family is interactive too."""
     if run.kind == Run.Kind.PROBE:
         return len(run.params.get("families", [])) <= 1
-    return run.kind in INTERACTIVE_KINDS
+    return not KINDS[run.kind].batch
 
 
 def kinds_of(queue: str) -> list[str]:

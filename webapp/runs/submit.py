@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from analysis.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.cka import MIN_SAMPLES
-from analysis.compatibility import CRITERIA, METRICS
 from analysis.errors import InputError
-from analysis.extraction import check_pooling
-from analysis.projection import ALIGNED_METHODS
-from analysis.projection import METHODS as PROJECTIONS
-from analysis.projection import METRICS as PROJECTION_METRICS
 from analysis.projection import PARAMETERS as PROJECTION_PARAMETERS
 from analysis.registry import MEASURES
 from analysis.transforms import check_magnitudes, get_family
 from webapp.catalog.models import Checkpoint, Dataset
+from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run
 
 
@@ -57,9 +52,9 @@ def _layer_of_each(checkpoints: list[Checkpoint], layer: str) -> None:
         raise InputError(f"layer {layer!r} is not in: {', '.join(lacking)}")
 
 
-def _check_choice(what: str, value: str, choices) -> None:
-    if value not in choices:
-        raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+def _checked(kind: str, **values) -> dict:
+    """The run's parameters checked against its kind's spec (``webapp.runs.kinds``)."""
+    return KINDS[kind].check(values)
 
 
 def _series_at_layer(
@@ -76,19 +71,14 @@ def _series_at_layer(
     return checkpoints, extractions
 
 
-def _check_comparison(
-    dataset: Dataset, measure: str, n_permutations: int, n_bootstrap: int, measure_params
-) -> dict:
-    """The measure's complete parameters (defaults filled in), checked with the request."""
-    _check_choice("measure", measure, MEASURES)
-    settings = MEASURES[measure].configured(measure_params).settings()
+def _comparison_parameters(kind: str, dataset: Dataset, measure_params, **values) -> dict:
+    """A comparison's checked parameters, with the measure's own complete (defaults filled
+    in) as ``measure_params``."""
+    checked = _checked(kind, **values)
     if dataset.n_samples < MIN_SAMPLES:
         raise InputError(f"comparisons need at least {MIN_SAMPLES} samples")
-    if not 1 <= n_permutations <= 1000:
-        raise InputError("n_permutations must be between 1 and 1000")
-    if not 0 <= n_bootstrap <= 1000:
-        raise InputError("n_bootstrap must be between 0 and 1000")
-    return settings
+    measure = MEASURES[checked["measure"]].configured(measure_params)
+    return {**checked, "measure_params": measure.settings()}
 
 
 def _submit(
@@ -122,9 +112,7 @@ def request_extraction(
     """The run that stores activations of ``layers`` (default: top-level blocks and output)."""
     _same_workspace(dataset, checkpoint)
     _check_inputs(checkpoint, dataset)
-    check_pooling(pooling)
-    layers = _layers(checkpoint, layers)
-    params = {"layers": layers, "pooling": pooling}
+    params = {"layers": _layers(checkpoint, layers), **_checked(Run.Kind.EXTRACT, pooling=pooling)}
     return _submit(Run.Kind.EXTRACT, user, dataset, params, checkpoint)
 
 
@@ -147,10 +135,17 @@ def request_comparison(
     it needs, which are requested here too. ``pooling_b`` pools B's token sequences or maps
     differently from A's (e.g. a model against itself at CLS and mean pooling)."""
     _same_workspace(dataset, checkpoint_a, checkpoint_b)
-    measure_params = _check_comparison(
-        dataset, measure, n_permutations, n_bootstrap, measure_params
+    checked = _comparison_parameters(
+        Run.Kind.COMPARE,
+        dataset,
+        measure_params,
+        pooling=pooling,
+        measure=measure,
+        n_permutations=n_permutations,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
     )
-    pooling_b = pooling_b or pooling
+    pooling_b = _checked(Run.Kind.EXTRACT, pooling=pooling_b or pooling)["pooling"]
     layers_a = _layers(checkpoint_a, layers_a)
     layers_b = _layers(checkpoint_b, layers_b)
     extract_a, _ = request_extraction(user, checkpoint_a, dataset, layers_a, pooling)
@@ -160,11 +155,7 @@ def request_comparison(
         "layers_b": layers_b,
         "pooling": pooling,
         **({"pooling_b": pooling_b} if pooling_b != pooling else {}),
-        "measure": measure,
-        "measure_params": measure_params,
-        "n_permutations": n_permutations,
-        "n_bootstrap": n_bootstrap,
-        "seed": seed,
+        **checked,
     }
     return _submit(
         Run.Kind.COMPARE,
@@ -191,19 +182,21 @@ def request_model_matrix(
 ) -> tuple[Run, bool]:
     """The run that scores one layer of every checkpoint against every other (e.g. all seeds
     of one recipe): a model × model matrix."""
-    measure_params = _check_comparison(
-        dataset, measure, n_permutations, n_bootstrap, measure_params
+    checked = _comparison_parameters(
+        Run.Kind.MODEL_MATRIX,
+        dataset,
+        measure_params,
+        pooling=pooling,
+        measure=measure,
+        n_permutations=n_permutations,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
     )
     checkpoints, extractions = _series_at_layer(user, checkpoints, dataset, layer, pooling)
     params = {
         "checkpoints": [c.pk for c in checkpoints],
         "layer": layer,
-        "pooling": pooling,
-        "measure": measure,
-        "measure_params": measure_params,
-        "n_permutations": n_permutations,
-        "n_bootstrap": n_bootstrap,
-        "seed": seed,
+        **checked,
     }
     return _submit(
         Run.Kind.MODEL_MATRIX, user, dataset, params, checkpoints[0], depends_on=extractions
@@ -225,9 +218,9 @@ def request_alignment(
     """The run that fits a map from ``layer_a`` of A to ``layer_b`` of B on a training split
     and scores it on the held-out samples."""
     _same_workspace(dataset, checkpoint_a, checkpoint_b)
-    _check_choice("method", method, ALIGNMENT_METHODS)
-    if not 0 < test_fraction < 1:
-        raise InputError("test_fraction must be between 0 and 1")
+    checked = _checked(
+        Run.Kind.ALIGN, pooling=pooling, method=method, test_fraction=test_fraction, seed=seed
+    )
     _layer_of_each([checkpoint_a], layer_a)
     _layer_of_each([checkpoint_b], layer_b)
     extract_a, _ = request_extraction(user, checkpoint_a, dataset, [layer_a], pooling)
@@ -235,10 +228,7 @@ def request_alignment(
     params = {
         "layer_a": layer_a,
         "layer_b": layer_b,
-        "pooling": pooling,
-        "method": method,
-        "test_fraction": test_fraction,
-        "seed": seed,
+        **checked,
     }
     return _submit(
         Run.Kind.ALIGN,
@@ -274,21 +264,21 @@ def request_compatibility(
     """The run that measures cross-model retrieval between a series of checkpoints (given
     oldest first) at one layer: queries embedded by each model against the gallery embedded
     by each other one."""
-    _check_choice("metric", metric, METRICS)
-    _check_choice("criterion", criterion, CRITERIA)
-    if not 0 < query_fraction < 1:
-        raise InputError("query_fraction must be between 0 and 1")
+    checked = _checked(
+        Run.Kind.COMPATIBILITY,
+        pooling=pooling,
+        metric=metric,
+        criterion=criterion,
+        query_fraction=query_fraction,
+        seed=seed,
+    )
     if dataset.column("y") is None:
         raise InputError(f"{dataset.name} has no labels: retrieval needs identity or class labels")
     checkpoints, extractions = _series_at_layer(user, checkpoints, dataset, layer, pooling)
     params = {
         "checkpoints": [c.pk for c in checkpoints],
         "layer": layer,
-        "pooling": pooling,
-        "metric": metric,
-        "criterion": criterion,
-        "query_fraction": query_fraction,
-        "seed": seed,
+        **checked,
     }
     return _submit(
         Run.Kind.COMPATIBILITY, user, dataset, params, checkpoints[0], depends_on=extractions
@@ -311,17 +301,19 @@ def request_projection(
     """The run that projects every sample of one layer to 2-D; only the parameters the
     method uses are part of the request."""
     _same_workspace(dataset, checkpoint)
-    _check_choice("projection", method, PROJECTIONS)
-    _check_choice("metric", metric, PROJECTION_METRICS)
+    checked = _checked(
+        Run.Kind.PROJECT,
+        pooling=pooling,
+        method=method,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        perplexity=perplexity,
+        seed=seed,
+    )
     _layer_of_each([checkpoint], layer)
     extraction, _ = request_extraction(user, checkpoint, dataset, [layer], pooling)
-    options = {
-        "n_neighbors": n_neighbors,
-        "min_dist": min_dist,
-        "metric": metric,
-        "perplexity": perplexity,
-    }
-    used = {name: options[name] for name in PROJECTION_PARAMETERS[method]}
+    used = {name: checked[name] for name in PROJECTION_PARAMETERS[method]}
     params = {"layer": layer, "pooling": pooling, "method": method, **used, "seed": seed}
     return _submit(Run.Kind.PROJECT, user, dataset, params, checkpoint, depends_on=[extraction])
 
@@ -340,8 +332,15 @@ def request_aligned_projections(
     """The run that projects two or more spaces of the same samples (layers of one checkpoint,
     or one layer of several checkpoints) so that each sample sits in comparable places; each
     space becomes a projection of its own, listed with the others of its layer."""
-    _check_choice("aligned projection", method, ALIGNED_METHODS)
-    _check_choice("metric", metric, PROJECTION_METRICS)
+    checked = _checked(
+        Run.Kind.PROJECT_ALIGNED,
+        pooling=pooling,
+        method=method,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        seed=seed,
+    )
     spaces = list(dict.fromkeys((checkpoint, layer) for checkpoint, layer in spaces))
     if len(spaces) < 2:
         raise InputError("choose at least two spaces (layers or checkpoints) to align")
@@ -350,7 +349,7 @@ def request_aligned_projections(
     for checkpoint, layer in spaces:
         _layer_of_each([checkpoint], layer)
         extractions.append(request_extraction(user, checkpoint, dataset, [layer], pooling)[0])
-    options = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
+    options = {name: checked[name] for name in PROJECTION_PARAMETERS["umap"]}
     params = {
         "spaces": [[checkpoint.pk, layer] for checkpoint, layer in spaces],
         "pooling": pooling,
@@ -388,7 +387,7 @@ def request_probe(
         raise InputError(
             "probes run the model on transformed samples; precomputed activations have no model"
         )
-    check_pooling(pooling)
+    _checked(Run.Kind.PROBE, pooling=pooling, seed=seed)
     layers = _layers(checkpoint, layers)
     kind = "vector" if dataset.modality == "tabular" else dataset.modality  # rows of numbers
     if families is None:

@@ -1,0 +1,192 @@
+"""One declarative spec per run kind: its parameters (type, default, range, help), its queue,
+whether it is batch work, whether it runs an uploaded model (in a model host).
+
+Request serializers and page forms build their parameter fields from here, submission checks
+values against it, the worker routes by it and the fair queue orders by it: a parameter or a
+kind is added here once. The objects a run is about (checkpoints, dataset, layers) are not
+parameters; each request names them itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from analysis.alignment import METHODS as ALIGNMENT_METHODS
+from analysis.compatibility import CRITERIA
+from analysis.compatibility import METRICS as RETRIEVAL_METRICS
+from analysis.extraction import POOLINGS
+from analysis.parameters import Parameter, check_values
+from analysis.projection import ALIGNED_METHODS
+from analysis.projection import METHODS as PROJECTIONS
+from analysis.projection import METRICS as PROJECTION_METRICS
+from analysis.registry import MEASURES
+from webapp.runs.models import Run
+
+POOLING = Parameter(
+    "pooling",
+    "choice",
+    "mean",
+    "how a conv map or token sequence becomes one vector per sample",
+    choices=tuple(POOLINGS),
+)
+SEED = Parameter("seed", "int", 0, "seed of the run's random choices", minimum=0, maximum=2**32 - 1)
+MEASURE = Parameter(
+    "measure",
+    "choice",
+    "cka/linear",
+    "GET /api/v1/measures/ lists them with their properties and parameters",
+    choices=tuple(MEASURES),
+)
+N_PERMUTATIONS = Parameter(
+    "n_permutations", "int", 10, "row shuffles for the permutation baseline", 1, 1000
+)
+N_BOOTSTRAP = Parameter(
+    "n_bootstrap",
+    "int",
+    20,
+    "bootstrap resamples for the 95% interval of each score (0: none)",
+    minimum=0,
+    maximum=1000,
+)
+N_NEIGHBORS = Parameter("n_neighbors", "int", 15, "UMAP's neighbourhood size", 2, 200)
+MIN_DIST = Parameter("min_dist", "float", 0.1, "UMAP's minimum distance", 0.0, 1.0)
+LAYOUT_METRIC = Parameter(
+    "metric",
+    "choice",
+    "euclidean",
+    "distance in the layer (UMAP, t-SNE)",
+    choices=PROJECTION_METRICS,
+)
+
+
+def _fraction(name: str, default: float, help: str) -> Parameter:
+    return Parameter(name, "float", default, help, minimum=0.01, maximum=0.99)
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """What runs of one kind take and where they go. ``batch`` work waits behind interactive
+    work of other people (``webapp.runs.queue``); ``hosted`` kinds run an uploaded model and
+    so happen in a model host."""
+
+    kind: str
+    queue: str
+    parameters: tuple[Parameter, ...]
+    batch: bool = False
+    hosted: bool = False
+
+    def check(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Every parameter's value, checked (defaults where absent); an unknown name or a
+        value out of range is an :class:`InputError` naming it."""
+        return check_values(self.parameters, values, f"a {self.kind} run")
+
+    def parameter(self, name: str) -> Parameter:
+        return next(p for p in self.parameters if p.name == name)
+
+
+KINDS: dict[str, RunKind] = {
+    k.kind: k
+    for k in [
+        RunKind(Run.Kind.EXTRACT, "gpu", (POOLING,), hosted=True),
+        RunKind(
+            Run.Kind.COMPARE,
+            "cpu",
+            (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, SEED),
+            batch=True,
+        ),
+        RunKind(
+            Run.Kind.MODEL_MATRIX,
+            "cpu",
+            (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, SEED),
+            batch=True,
+        ),
+        RunKind(
+            Run.Kind.ALIGN,
+            "cpu",
+            (
+                POOLING,
+                Parameter(
+                    "method",
+                    "choice",
+                    "procrustes",
+                    "the map fitted from A's layer to B's",
+                    choices=tuple(ALIGNMENT_METHODS),
+                    labels=tuple(ALIGNMENT_METHODS.values()),
+                ),
+                _fraction("test_fraction", 0.2, "share of samples held out to score the map"),
+                SEED,
+            ),
+        ),
+        RunKind(
+            Run.Kind.COMPATIBILITY,
+            "cpu",
+            (
+                POOLING,
+                Parameter(
+                    "metric", "choice", "cosine", "retrieval distance", choices=RETRIEVAL_METRICS
+                ),
+                Parameter(
+                    "criterion",
+                    "choice",
+                    "top1",
+                    "the retrieval score compared",
+                    choices=CRITERIA,
+                    labels=("top-1 accuracy", "top-5 accuracy", "mAP"),
+                ),
+                _fraction(
+                    "query_fraction",
+                    0.2,
+                    "share of each class taken as queries (without a 'role' column)",
+                ),
+                SEED,
+            ),
+            batch=True,
+        ),
+        RunKind(
+            Run.Kind.PROJECT,
+            "cpu",
+            (
+                POOLING,
+                Parameter(
+                    "method",
+                    "choice",
+                    "pca",
+                    "the 2-D layout",
+                    choices=tuple(PROJECTIONS),
+                    labels=tuple(PROJECTIONS.values()),
+                ),
+                N_NEIGHBORS,
+                MIN_DIST,
+                LAYOUT_METRIC,
+                Parameter("perplexity", "float", 30.0, "t-SNE's perplexity", 1.0, 1000.0),
+                SEED,
+            ),
+        ),
+        RunKind(
+            Run.Kind.PROJECT_ALIGNED,
+            "cpu",
+            (
+                POOLING,
+                Parameter(
+                    "method",
+                    "choice",
+                    "umap",
+                    "the aligned 2-D layout",
+                    choices=tuple(ALIGNED_METHODS),
+                    labels=tuple(ALIGNED_METHODS.values()),
+                ),
+                N_NEIGHBORS,
+                MIN_DIST,
+                LAYOUT_METRIC,
+                SEED,
+            ),
+            batch=True,
+        ),
+        RunKind(Run.Kind.PROBE, "gpu", (POOLING, SEED), batch=True, hosted=True),
+    ]
+}
+assert set(KINDS) == set(Run.Kind.values), "every run kind has a spec"
+
+QUEUE_OF_KIND = {kind: spec.queue for kind, spec in KINDS.items()}
+"""``gpu``: runs that run a model (in a model host); ``cpu``: measures and projections."""
