@@ -47,6 +47,7 @@ from webapp.runs.explorer import (
     select_in_polygon,
     select_indices,
 )
+from webapp.runs.kinds import parameters_in
 from webapp.runs.models import Run, Selection
 from webapp.runs.results import (
     alignment_summary,
@@ -358,13 +359,9 @@ class ComparisonViewSet(viewsets.GenericViewSet):
             _editable_or_404(Dataset, user, data["dataset"]),
             data.get("layers_a"),
             data.get("layers_b"),
-            data["pooling"],
-            data["measure"],
-            data["n_permutations"],
-            data["n_bootstrap"],
-            data["seed"],
-            data.get("pooling_b"),
-            data.get("measure_params"),
+            pooling_b=data.get("pooling_b"),
+            measure_params=data.get("measure_params"),
+            **parameters_in(Run.Kind.COMPARE, data),
         )
         return _created(s.RunSerializer, run, created)
 
@@ -393,12 +390,8 @@ class ModelMatrixViewSet(viewsets.GenericViewSet):
             [_editable_or_404(Checkpoint, user, pk) for pk in data["checkpoints"]],
             _editable_or_404(Dataset, user, data["dataset"]),
             data["layer"],
-            data["pooling"],
-            data["measure"],
-            data["n_permutations"],
-            data["n_bootstrap"],
-            data["seed"],
-            data.get("measure_params"),
+            measure_params=data.get("measure_params"),
+            **parameters_in(Run.Kind.MODEL_MATRIX, data),
         )
         return _created(s.RunSerializer, run, created)
 

@@ -41,6 +41,7 @@ from webapp.pages.forms import (
     ProjectionForm,
 )
 from webapp.runs import explorer
+from webapp.runs.kinds import parameter_rows
 from webapp.runs.models import Run, Score, Selection
 from webapp.runs.queue import standing
 from webapp.runs.results import (
@@ -332,6 +333,7 @@ def run_detail(request, pk):
         "workspace": run.workspace,
         "members": _aligned_members(run),
         "standing": standing(run),
+        "parameters": parameter_rows(run.kind, run.params),
     }
     return _poll(request, "pages/run.html", "status", context, run.is_terminal)
 

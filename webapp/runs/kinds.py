@@ -188,5 +188,25 @@ KINDS: dict[str, RunKind] = {
 }
 assert set(KINDS) == set(Run.Kind.values), "every run kind has a spec"
 
+
+def parameters_in(kind: str, data: dict) -> dict[str, Any]:
+    """The values of ``kind``'s parameters in validated request ``data``."""
+    return {p.name: data[p.name] for p in KINDS[kind].parameters if p.name in data}
+
+
+def parameter_rows(kind: str, params: dict) -> list[dict[str, Any]]:
+    """``{name, value, help}`` for each value of a run's ``params``, described by its kind's
+    spec or its measure's declaration where they declare it (the run page's table)."""
+    declared = {p.name: p for p in KINDS[kind].parameters}
+    if "measure" in params:
+        declared.update({p.name: p for p in MEASURES[params["measure"]].parameters})
+    values = {k: v for k, v in params.items() if k != "measure_params"}
+    values.update(params.get("measure_params") or {})
+    return [
+        {"name": name, "value": value, "help": declared[name].help if name in declared else ""}
+        for name, value in values.items()
+    ]
+
+
 QUEUE_OF_KIND = {kind: spec.queue for kind, spec in KINDS.items()}
 """``gpu``: runs that run a model (in a model host); ``cpu``: measures and projections."""

@@ -124,26 +124,19 @@ def request_comparison(
     layers_a=None,
     layers_b=None,
     pooling: str = "mean",
-    measure: str = "cka/linear",
-    n_permutations: int = 10,
-    n_bootstrap: int = 20,
-    seed: int = 0,
+    *,
     pooling_b: str | None = None,
     measure_params: dict | None = None,
+    **parameters,
 ) -> tuple[Run, bool]:
     """The run that scores every (layer of A, layer of B) pair; it waits for the extractions
     it needs, which are requested here too. ``pooling_b`` pools B's token sequences or maps
-    differently from A's (e.g. a model against itself at CLS and mean pooling)."""
+    differently from A's (e.g. a model against itself at CLS and mean pooling);
+    ``parameters`` are the comparison kind's (``webapp.runs.kinds``: measure,
+    n_permutations, n_bootstrap, seed …), defaults where absent."""
     _same_workspace(dataset, checkpoint_a, checkpoint_b)
     checked = _comparison_parameters(
-        Run.Kind.COMPARE,
-        dataset,
-        measure_params,
-        pooling=pooling,
-        measure=measure,
-        n_permutations=n_permutations,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
+        Run.Kind.COMPARE, dataset, measure_params, pooling=pooling, **parameters
     )
     pooling_b = _checked(Run.Kind.EXTRACT, pooling=pooling_b or pooling)["pooling"]
     layers_a = _layers(checkpoint_a, layers_a)
@@ -174,23 +167,14 @@ def request_model_matrix(
     dataset: Dataset,
     layer: str,
     pooling: str = "mean",
-    measure: str = "cka/linear",
-    n_permutations: int = 10,
-    n_bootstrap: int = 20,
-    seed: int = 0,
+    *,
     measure_params: dict | None = None,
+    **parameters,
 ) -> tuple[Run, bool]:
     """The run that scores one layer of every checkpoint against every other (e.g. all seeds
-    of one recipe): a model × model matrix."""
+    of one recipe): a model × model matrix; ``parameters`` as for a comparison."""
     checked = _comparison_parameters(
-        Run.Kind.MODEL_MATRIX,
-        dataset,
-        measure_params,
-        pooling=pooling,
-        measure=measure,
-        n_permutations=n_permutations,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
+        Run.Kind.MODEL_MATRIX, dataset, measure_params, pooling=pooling, **parameters
     )
     checkpoints, extractions = _series_at_layer(user, checkpoints, dataset, layer, pooling)
     params = {
