@@ -284,7 +284,7 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
             seed=p["seed"],
             progress=lambda f: run.report_progress(0.8 * f),
         )
-        agreement = _sample_agreement(arrays_a, arrays_b)
+        agreement = _sample_agreement(arrays_a, arrays_b, p.get("agreement_k", 10))
     computed = monotonic()
     parameters = {
         "pooling": p["pooling"],

@@ -170,3 +170,14 @@ def test_the_page_form_sets_the_chosen_measures_parameters(client, owner, inputs
     run = Run.objects.get(kind=Run.Kind.COMPARE)
     assert run.params["measure_params"] == {"k": 7, "metric": "cosine"}
     assert (run.params["n_permutations"], run.params["n_bootstrap"]) == (3, 0)
+
+
+def test_a_run_kind_parameter_goes_from_the_api_to_the_drill_down(api, inputs):
+    body = request(*inputs, "cka/linear", agreement_k=5)
+    answer = api.post("/api/v1/comparisons/", body, format="json")
+    assert answer.status_code == 201, answer.content
+    run = run_with_dependencies(Run.objects.get(pk=answer.json()["id"]))
+    assert run.params["agreement_k"] == 5
+    assert Score.objects.get(run=run).parameters["knn_k"] == 5
+    too_many = api.post("/api/v1/comparisons/", {**body, "agreement_k": 500}, format="json")
+    assert too_many.status_code == 400 and "agreement_k" in too_many.json()["errors"]

@@ -49,6 +49,14 @@ N_BOOTSTRAP = Parameter(
     minimum=0,
     maximum=1000,
 )
+AGREEMENT_K = Parameter(
+    "agreement_k",
+    "int",
+    10,
+    "neighbours of the per-sample kNN agreement behind each score (the drill-down)",
+    minimum=1,
+    maximum=100,
+)
 N_NEIGHBORS = Parameter("n_neighbors", "int", 15, "UMAP's neighbourhood size", 2, 200)
 MIN_DIST = Parameter("min_dist", "float", 0.1, "UMAP's minimum distance", 0.0, 1.0)
 LAYOUT_METRIC = Parameter(
@@ -92,13 +100,13 @@ KINDS: dict[str, RunKind] = {
         RunKind(
             Run.Kind.COMPARE,
             "cpu",
-            (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, SEED),
+            (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, AGREEMENT_K, SEED),
             batch=True,
         ),
         RunKind(
             Run.Kind.MODEL_MATRIX,
             "cpu",
-            (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, SEED),
+            (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, AGREEMENT_K, SEED),
             batch=True,
         ),
         RunKind(
