@@ -46,6 +46,15 @@ __all__ = ["HostFailure", "Limits", "run_in_host"]
 CHECK_EVERY_S = 0.5
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+PRELOADED = (
+    ("analysis.hf", ()),
+    ("analysis.onnx_models", ()),
+    ("transformers", ("AutoConfig", "AutoModel", "AutoTokenizer")),
+    ("transformers.models.bert.modeling_bert", ()),  # BERT-family encoders (MiniLM, …)
+    ("onnx", ()),
+    ("onnxruntime", ()),
+)
+"""Libraries of the optional formats, imported once by the zygote rather than by each host."""
 MEMORY_ERRORS = ("can't allocate memory", "out of memory", "cannot allocate memory")
 
 
@@ -297,6 +306,13 @@ def _zygote_main(parent: int) -> None:
     from analysis import hosted, sandbox  # noqa: F401 (imported once, shared by every host)
 
     sandbox.die_with_parent(parent)
+    for module, names in PRELOADED:
+        try:
+            imported = importlib.import_module(module)
+            for name in names:  # transformers resolves its names lazily, on first access
+                getattr(imported, name)
+        except ImportError:  # an optional format's library is not installed
+            pass
     commands, answers = sys.stdin.buffer, sys.stdout.buffer
     for line in commands:
         workdir = Path(line.decode().split(" ", 1)[1].strip())
