@@ -96,6 +96,11 @@ def test_the_api_and_the_run_page_say_where_a_run_stands(api, client, owner, dig
     answer = api.get(f"/api/v1/runs/{run.pk}/").json()
     assert answer["queue"]["position"] == 1 and answer["queue"]["waiting_for"] == 0
     assert answer["queue"]["estimated_start"]
+    later = queued(owner, digits, ckpt_a)
+    listed = api.get("/api/v1/runs/").json()
+    listed = listed.get("results", listed)
+    positions = {r["id"]: r["queue"]["position"] for r in listed}
+    assert positions == {run.pk: 1, later.pk: 2}
     client.force_login(owner)
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert "number 1 in line" in page and "estimated start" in page

@@ -11,7 +11,7 @@ from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run, Selection
-from webapp.runs.queue import standing
+from webapp.runs.queue import standings
 
 
 class RequestSerializer(serializers.Serializer):
@@ -141,7 +141,13 @@ class RunSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(QueueStandingSerializer(allow_null=True))
     def get_queue(self, run: Run) -> dict | None:
-        found = standing(run)
+        if getattr(self, "_standings", None) is None:  # once for a whole page of a list
+            parent = self.parent
+            runs = (
+                list(parent.instance) if isinstance(parent, serializers.ListSerializer) else [run]
+            )
+            self._standings = standings(runs)
+        found = self._standings.get(run.pk)
         return found.to_json() if found else None
 
     class Meta:

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Max
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from webapp.runs.kinds import KINDS, QUEUE_OF_KIND
@@ -155,25 +155,38 @@ def typical_durations() -> dict[str, float]:
 
 def standing(run: Run) -> Standing | None:
     """The standing of a queued run; None for a run that is not queued."""
-    if run.state != Run.State.QUEUED:
-        return None
-    waiting_for = run.depends_on.filter(state__in=_UNFINISHED).count()
-    if waiting_for:
-        return Standing(None, waiting_for, None)
-    queue = QUEUE_OF_KIND[run.kind]
-    order = fair_order(ready_runs(queue))
-    position = next((i for i, r in enumerate(order) if r.pk == run.pk), len(order))
+    return standings([run]).get(run.pk)
+
+
+def standings(runs: list[Run]) -> dict[int, Standing]:
+    """The standing of each queued run of ``runs`` (a page of a list: each queue's order is
+    worked out once)."""
+    queued = [r for r in runs if r.state == Run.State.QUEUED]
+    if not queued:
+        return {}
+    waiting = dict(
+        Run.objects.filter(pk__in=[r.pk for r in queued], depends_on__state__in=_UNFINISHED)
+        .values_list("pk")
+        .annotate(n=Count("depends_on"))
+    )
+    found = {pk: Standing(None, n, None) for pk, n in waiting.items()}
     durations = typical_durations()
     now = timezone.now()
-    running = list(Run.objects.filter(state=Run.State.RUNNING, kind__in=kinds_of(queue)))
-    remaining = sum(
-        max(0.0, durations[r.kind] - (now - r.started_at).total_seconds())
-        for r in running
-        if r.started_at
-    )
-    ahead = sum(durations[r.kind] for r in order[:position])
-    workers = max(1, len({r.worker for r in running}), _recent_workers(queue))
-    return Standing(position + 1, 0, now + timedelta(seconds=(remaining + ahead) / workers))
+    for queue in {QUEUE_OF_KIND[r.kind] for r in queued if r.pk not in waiting}:
+        order = fair_order(ready_runs(queue))
+        running = list(Run.objects.filter(state=Run.State.RUNNING, kind__in=kinds_of(queue)))
+        remaining = sum(
+            max(0.0, durations[r.kind] - (now - r.started_at).total_seconds())
+            for r in running
+            if r.started_at
+        )
+        workers = max(1, len({r.worker for r in running}), _recent_workers(queue))
+        ahead = 0.0
+        for position, run in enumerate(order):
+            start = now + timedelta(seconds=(remaining + ahead) / workers)
+            found[run.pk] = Standing(position + 1, 0, start)
+            ahead += durations[run.kind]
+    return {r.pk: found[r.pk] for r in queued if r.pk in found}
 
 
 def _recent_workers(queue: str) -> int:
