@@ -9,8 +9,9 @@
     const form = select.form;
     if (!form) return;
     form.querySelectorAll("[data-measure]").forEach((input) => {
-      const row = input.closest("p") || input;
-      /** @type {HTMLElement} */ (row).hidden = input.getAttribute("data-measure") !== select.value;
+      const row = /** @type {HTMLElement} */ (input.closest("p") || input);
+      // style, not the hidden attribute: the form's own CSS sets display on its rows
+      row.style.display = input.getAttribute("data-measure") === select.value ? "" : "none";
     });
   }
 

@@ -96,11 +96,20 @@ class MeasureForm(with_parameters(Run.Kind.COMPARE)):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The objects first, then pooling, the measure and its own parameters, the rest.
+        fields = dict(self.fields)
+        own = {p.name for p in self.parameters}
+        order = [name for name in fields if name not in own and name != "pooling_b"]
+        order += ["pooling", *(["pooling_b"] if "pooling_b" in fields else []), "measure"]
         for measure in MEASURES.values():
             for parameter in measure.parameters:
                 field = parameter_field(parameter, f"{parameter.name} ({measure.name})")
                 field.widget.attrs["data-measure"] = measure.id
-                self.fields[self.parameter_key(measure.id, parameter.name)] = field
+                key = self.parameter_key(measure.id, parameter.name)
+                fields[key] = field
+                order.append(key)
+        order += [name for name in fields if name not in order]
+        self.fields = {name: fields[name] for name in order}
 
     @staticmethod
     def parameter_key(measure: str, name: str) -> str:

@@ -29,6 +29,7 @@ POOLING = Parameter(
     "mean",
     "how a conv map or token sequence becomes one vector per sample",
     choices=tuple(POOLINGS),
+    labels=tuple(f"{name}: {text}" for name, text in POOLINGS.items()),
 )
 SEED = Parameter("seed", "int", 0, "seed of the run's random choices", minimum=0, maximum=2**32 - 1)
 MEASURE = Parameter(
@@ -37,6 +38,7 @@ MEASURE = Parameter(
     "cka/linear",
     "GET /api/v1/measures/ lists them with their properties and parameters",
     choices=tuple(MEASURES),
+    labels=tuple(f"{m.name} ({m.id})" for m in MEASURES.values()),
 )
 N_PERMUTATIONS = Parameter(
     "n_permutations", "int", 10, "row shuffles for the permutation baseline", 1, 1000
