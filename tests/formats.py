@@ -137,3 +137,27 @@ def texts_jsonl(n: int = 40) -> bytes:
 def precomputed(n: int, dims=(8, 3), seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {f"layer{k}": rng.standard_normal((n, d)).astype(np.float32) for k, d in enumerate(dims)}
+
+
+class Hang(nn.Module):
+    """A valid model whose forward never returns (TorchScript loops in native code)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i = 0
+        while i >= 0:
+            i = (i + 1) % 1000
+        return x
+
+
+class Hungry(nn.Module):
+    """A valid model whose forward asks for 256 GiB."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.ones(1 << 36).sum()
+
+
+def scripted(module: nn.Module) -> bytes:
+    """``module`` as TorchScript bytes."""
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(module), buffer)
+    return buffer.getvalue()

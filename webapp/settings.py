@@ -187,7 +187,7 @@ REPLENS_DEVICE = env_str("REPLENS_DEVICE", "")  # "" picks CUDA when available
 # REPLENS_HOST_STALL_S or holds more than REPLENS_HOST_MEMORY_BYTES.
 REPLENS_HOST_TIME_LIMIT_S = env_int("REPLENS_HOST_TIME_LIMIT_S", 2 * 3600, minimum=1)
 REPLENS_HOST_STALL_S = env_int("REPLENS_HOST_STALL_S", 300, minimum=1)
-REPLENS_HOST_MEMORY_BYTES = env_int("REPLENS_HOST_MEMORY_BYTES", 8 * 1024**3, minimum=2**28)
+REPLENS_HOST_MEMORY_BYTES = env_int("REPLENS_HOST_MEMORY_BYTES", 8 * 1024**3, minimum=2**31)
 REPLENS_HOST_SANDBOX = env_bool("REPLENS_HOST_SANDBOX", True)
 # A worker beats every REPLENS_HEARTBEAT_S while it computes a run; the reaper (Celery beat,
 # every REPLENS_REAP_EVERY_S) queues again a run silent for REPLENS_STALE_AFTER_S, at most

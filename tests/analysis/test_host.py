@@ -4,7 +4,6 @@ once when its caller says so. The tasks in ``tests.host_tasks`` play the hostile
 
 from __future__ import annotations
 
-import io
 import os
 import socket
 import threading
@@ -18,6 +17,7 @@ from torch import nn
 from analysis.architectures import mlp
 from analysis.extraction import extract_activations
 from analysis.host import HostFailure, Limits, run_in_host
+from tests.formats import Hang, scripted
 
 LIMITS = Limits(wall_s=60, stall_s=60, memory_bytes=3 * 1024**3)
 
@@ -129,21 +129,9 @@ def test_a_model_process_that_dies_is_reported():
         hostile("die")
 
 
-class Hang(nn.Module):
-    """A valid model whose forward never returns (TorchScript loops in native code)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        i = 0
-        while i >= 0:
-            i = (i + 1) % 1000
-        return x
-
-
 def torchscript_file(tmp_path: Path, module: nn.Module) -> Path:
     path = tmp_path / "model.pt"
-    buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(module), buffer)
-    path.write_bytes(buffer.getvalue())
+    path.write_bytes(scripted(module))
     return path
 
 

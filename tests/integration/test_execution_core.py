@@ -12,13 +12,12 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import torch
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from kombu import Connection
-from torch import nn
 
 from tests.conftest import digits_npz_bytes, torchscript_mlp_bytes, worker_process
+from tests.formats import Hang, Hungry, scripted
 from tests.integration.test_reliability import alive, pool_children, state_of, wait_for
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import ActivationSet, Blob, Membership
@@ -27,25 +26,6 @@ from webapp.runs.submit import request_extraction
 from workers.tasks import work
 
 pytestmark = pytest.mark.integration
-
-
-class Hang(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        i = 0
-        while i >= 0:
-            i = (i + 1) % 1000
-        return x
-
-
-class Hungry(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + torch.ones(1 << 36).sum()  # 256 GiB of float32
-
-
-def scripted(module: nn.Module) -> bytes:
-    buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(module), buffer)
-    return buffer.getvalue()
 
 
 @pytest.fixture
