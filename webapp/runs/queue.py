@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -69,9 +70,10 @@ def blocked_runs(queue: str) -> list[Run]:
     )
 
 
-def fair_order(ready: list[Run]) -> list[Run]:
+def fair_order(ready: list[Run]) -> Iterator[Run]:
     """``ready`` (oldest first) in the order workers will take them if nothing else is asked
-    for: each step takes the first run of the person the policy serves next."""
+    for: each step takes the first run of the person the policy serves next (lazily: a
+    worker needs only the first)."""
     people = {_person(r) for r in ready}
     running = Counter(
         _person(r)
@@ -84,7 +86,6 @@ def fair_order(ready: list[Run]) -> list[Run]:
     )
     last_served = {p: served.get(p, _LONG_AGO) for p in people}
     remaining = list(ready)
-    order = []
     step = timezone.now()
     while remaining:
         heads: dict[tuple[int, bool], Run] = {}
@@ -100,11 +101,10 @@ def fair_order(ready: list[Run]) -> list[Run]:
                 r.pk,
             ),
         )
-        order.append(chosen)
+        yield chosen
         remaining.remove(chosen)
         step += timedelta(microseconds=1)
         last_served[_person(chosen)] = step  # served now: the others come first next time
-    return order
 
 
 def fail_blocked(queue: str) -> list[Run]:
@@ -173,7 +173,7 @@ def standings(runs: list[Run]) -> dict[int, Standing]:
     durations = typical_durations()
     now = timezone.now()
     for queue in {QUEUE_OF_KIND[r.kind] for r in queued if r.pk not in waiting}:
-        order = fair_order(ready_runs(queue))
+        order = list(fair_order(ready_runs(queue)))
         running = list(Run.objects.filter(state=Run.State.RUNNING, kind__in=kinds_of(queue)))
         remaining = sum(
             max(0.0, durations[r.kind] - (now - r.started_at).total_seconds())
