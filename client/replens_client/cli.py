@@ -394,7 +394,7 @@ def _dispatch(client: Client, args, bar: Bar, err: TextIO) -> Any:
     if c in ("upload-dataset", "upload-checkpoint"):
         return _upload(client, args, bar, err)
     if c == "extract":
-        run = client.extract(args.checkpoint, args.dataset, args.layers, args.pooling)
+        run = client.extract(args.checkpoint, args.dataset, args.layers, pooling=args.pooling)
     elif c == "compare":
         run = client.compare(
             args.checkpoint_a,

@@ -533,13 +533,12 @@ class Client:
 
     # ------------------------------------------------------------------ runs
 
-    def extract(self, checkpoint, dataset, layers: list[str] | None = None, pooling="mean"):
+    def extract(self, checkpoint, dataset, layers: list[str] | None = None, **parameters):
         """Ask for the activations of ``layers`` (default: every top-level block and the
-        output); the same request again returns the same run. Returns the run."""
-        body = {"checkpoint": _id(checkpoint), "dataset": _id(dataset), "pooling": pooling}
-        if layers:
-            body["layers"] = list(layers)
-        return self._post("extractions/", body)
+        output); ``parameters`` are the extraction's (``pooling``). The same request again
+        returns the same run. Returns the run."""
+        body = {"checkpoint": _id(checkpoint), "dataset": _id(dataset)}
+        return self._post("extractions/", _with(body, layers=_list(layers), **parameters))
 
     def compare(
         self,
@@ -548,34 +547,30 @@ class Client:
         dataset,
         layers_a: list[str] | None = None,
         layers_b: list[str] | None = None,
-        measure: str | None = None,
-        pooling: str | None = None,
-        n_permutations: int | None = None,
-        n_bootstrap: int | None = None,
-        seed: int | None = None,
         measure_params: dict | None = None,
+        **parameters,
     ) -> dict:
-        """Compare every layer of A with every layer of B on ``dataset`` (``measure``
-        default ``cka/linear``; ``GET /api/v1/measures/`` lists them with the parameters
-        ``measure_params`` may set, e.g. ``{"k": 20}`` for kNN). Returns the run;
-        :meth:`comparison` has the matrix."""
+        """Compare every layer of A with every layer of B on ``dataset``. ``parameters`` are
+        the comparison's (``measure``, default ``cka/linear``; ``pooling``,
+        ``n_permutations``, ``n_bootstrap``, ``agreement_k``, ``seed``: the server's schema
+        gives each with its default and range and refuses an unknown one by name);
+        ``measure_params`` the measure's own (``GET /api/v1/measures/`` lists them, e.g.
+        ``{"k": 20}`` for kNN). Returns the run; :meth:`comparison` has the matrix."""
         body = {
             "checkpoint_a": _id(checkpoint_a),
             "checkpoint_b": _id(checkpoint_b),
             "dataset": _id(dataset),
         }
-        optional = {
-            "layers_a": list(layers_a) if layers_a else None,
-            "layers_b": list(layers_b) if layers_b else None,
-            "measure": measure,
-            "pooling": pooling,
-            "n_permutations": n_permutations,
-            "n_bootstrap": n_bootstrap,
-            "seed": seed,
-            "measure_params": measure_params or None,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None})
-        return self._post("comparisons/", body)
+        return self._post(
+            "comparisons/",
+            _with(
+                body,
+                layers_a=_list(layers_a),
+                layers_b=_list(layers_b),
+                measure_params=measure_params or None,
+                **parameters,
+            ),
+        )
 
     def probe(
         self,
@@ -583,31 +578,23 @@ class Client:
         dataset,
         layers: list[str] | None = None,
         families: dict[str, list[float]] | list[str] | None = None,
-        pooling: str | None = None,
-        seed: int | None = None,
+        **parameters,
     ) -> dict:
         """Probe how layers respond to transformation families: ``{"image/rotation": [0,
         45, 90]}``, or a list of keys with their default grids (``GET
-        /api/v1/transformations/``). Returns the run; :meth:`probe_result` has the numbers."""
+        /api/v1/transformations/``); ``parameters`` are the probe's (``pooling``, ``seed``).
+        Returns the run; :meth:`probe_result` has the numbers."""
         body: dict[str, Any] = {"checkpoint": _id(checkpoint), "dataset": _id(dataset)}
-        if layers:
-            body["layers"] = list(layers)
         if families is not None:
             body["families"] = families if isinstance(families, dict) else list(families)
-        if pooling is not None:
-            body["pooling"] = pooling
-        if seed is not None:
-            body["seed"] = seed
-        return self._post("probes/", body)
+        return self._post("probes/", _with(body, layers=_list(layers), **parameters))
 
     def project(self, checkpoint, dataset, layer: str, method: str = "pca", **parameters) -> dict:
         """Project every sample of ``layer`` to 2-D (``pca``, ``umap``, ``tsne``; parameters
         such as ``n_neighbors``, ``min_dist``, ``metric``, ``perplexity``, ``pooling``,
         ``seed``). Returns the run; :meth:`coordinates` has the points."""
         body = {"checkpoint": _id(checkpoint), "dataset": _id(dataset), "layer": layer}
-        body["method"] = method
-        body.update({k: v for k, v in parameters.items() if v is not None})
-        return self._post("projections/", body)
+        return self._post("projections/", _with(body, method=method, **parameters))
 
     def run(self, run) -> dict:
         """A run: ``id``, ``kind``, ``state``, ``progress`` (0..1), ``error``, timings…"""
@@ -718,3 +705,13 @@ def _digest(f: IO[bytes], progress: UploadProgress | None) -> tuple[int, str]:
         if progress:
             progress("hash", done, total)
     return done, digest.hexdigest()
+
+
+def _list(values) -> list | None:
+    return list(values) if values else None
+
+
+def _with(body: dict, **optional) -> dict:
+    """``body`` with the ``optional`` fields that were given (None: leave it to the server's
+    default)."""
+    return {**body, **{k: v for k, v in optional.items() if v is not None}}

@@ -96,6 +96,12 @@ def test_refused_requests_carry_the_servers_detail(replens, small_digits_file, s
     with pytest.raises(ReplensError) as bad_measure:
         replens.compare(checkpoint, checkpoint, dataset, measure="no/such")
     assert bad_measure.value.status == 400 and "measure" in str(bad_measure.value)
+    with pytest.raises(ReplensError) as unknown:
+        replens.compare(checkpoint, checkpoint, dataset, bogus=1)
+    assert unknown.value.status == 400 and "bogus" in str(unknown.value)
+    # A parameter of the run kind's spec goes through without the client naming it.
+    run = replens.compare(checkpoint, checkpoint, dataset, agreement_k=5, n_permutations=2)
+    assert (run["params"]["agreement_k"], run["params"]["n_permutations"]) == (5, 2)
 
 
 def test_export_a_selection_as_csv_and_parquet(replens, small_digits_file, tmp_path):
