@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import mmap
 import os
 import select
 import shutil
@@ -355,11 +356,7 @@ def _host_main(workdir: Path, zygote: int) -> None:
             sandbox.confine(workdir, request["memory_bytes"])
         report(0.0)  # started (the stall clock counts from here)
         inputs = {
-            name: (
-                np.load(workdir / file, mmap_mode="r", allow_pickle=False)
-                if file.endswith(".npy")
-                else workdir / file
-            )
+            name: _mapped(workdir / file) if file.endswith(".npy") else workdir / file
             for name, file in request["inputs"].items()
         }
         module_name, _, function_name = request["task"].partition(":")
@@ -380,6 +377,15 @@ def _host_main(workdir: Path, zygote: int) -> None:
         last = (str(err).strip().splitlines() or [""])[-1]
         outcome = {"error": f"the model failed ({type(err).__name__}): {last}"}
     (workdir / "outcome.json").write_text(json.dumps(outcome))
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """The array in ``path``, memory-mapped, read ahead: a model reads its inputs in order,
+    and page faults one page at a time cost a tenth of a CNN's extraction."""
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    array._mmap.madvise(mmap.MADV_WILLNEED)
+    array._mmap.madvise(mmap.MADV_SEQUENTIAL)
+    return array
 
 
 if __name__ == "__main__":
