@@ -303,10 +303,14 @@ def _outcome(workdir: Path, code: int, limits: Limits) -> tuple[dict, dict[str, 
 
 def _zygote_main(parent: int) -> None:
     """Import what hosts need, then fork one host per ``run <workdir>`` line read, answering
-    with its process id and, once it ended, its exit code."""
+    with its process id and, once it ended, its exit code. It ends when ``parent`` does: its
+    commands reach their end, or, while a host runs, it sees itself orphaned and kills the
+    host. (Not by a parent-death signal: that fires when the *thread* that started it ends,
+    and web servers start zygotes from short-lived request threads.)"""
     from analysis import hosted, sandbox  # noqa: F401 (imported once, shared by every host)
 
-    sandbox.die_with_parent(parent)
+    if os.getppid() != parent:
+        return
     for module, names in PRELOADED:
         try:
             imported = importlib.import_module(module)
@@ -326,9 +330,23 @@ def _zygote_main(parent: int) -> None:
                 os._exit(0)
         answers.write(f"{pid}\n".encode())
         answers.flush()
-        _, status = os.waitpid(pid, 0)
-        answers.write(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+        answers.write(f"{_wait_for_host(pid, parent, workdir)}\n".encode())
         answers.flush()
+
+
+def _wait_for_host(pid: int, parent: int, workdir: Path) -> int:
+    """The host's exit code. A host whose supervisor died is killed and its directory
+    removed here: nobody else would."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if os.getppid() != parent:
+            _kill_group(pid)
+            os.waitpid(pid, 0)
+            shutil.rmtree(workdir, ignore_errors=True)
+            sys.exit(0)
+        time.sleep(0.01)
 
 
 def _host_main(workdir: Path, zygote: int) -> None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ from torch import nn
 from analysis.architectures import mlp
 from analysis.extraction import extract_activations
 from analysis.host import HostFailure, Limits, run_in_host
+from tests.conftest import ROOT
 from tests.formats import Hang, scripted
 
 LIMITS = Limits(wall_s=60, stall_s=60, memory_bytes=3 * 1024**3)
@@ -179,3 +183,60 @@ def test_two_threads_get_two_hosts_at_once():
     for t in threads:
         t.join()
     assert results == [{"done": True}, {"done": True}]
+
+
+def test_a_zygote_outlives_the_thread_that_started_it():
+    """Web servers run requests in short-lived threads: the zygote (and its preloaded
+    libraries) must serve the next request, not die with the first request's thread."""
+    from analysis import host
+
+    for zygote in host._idle:
+        zygote.stop()
+    host._idle.clear()
+    first = threading.Thread(target=lambda: hostile("write_inside"))
+    first.start()
+    first.join()
+    (zygote,) = host._idle
+    assert hostile("write_inside")[0] == {"read_back": "fine"}
+    assert host._idle == [zygote] and zygote.process.poll() is None
+
+
+def test_a_supervisor_killed_mid_run_takes_its_zygote_and_host_with_it():
+    script = "from analysis.host import run_in_host, Limits\n" + (
+        "run_in_host('tests.host_tasks:hang', {}, {}, Limits())"
+    )
+    supervisor = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while len(descendants(supervisor.pid)) < 2:  # the zygote and its host
+            assert time.monotonic() < deadline, "the host never started"
+            time.sleep(0.05)
+        zygote, host_pid = descendants(supervisor.pid)[:2]
+        workdir = Path(os.readlink(f"/proc/{host_pid}/cwd"))
+        assert workdir.name.startswith("replens-host-") and workdir.exists()
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+    deadline = time.monotonic() + 5
+    while _alive(zygote) or _alive(host_pid) or workdir.exists():
+        assert time.monotonic() < deadline, "the zygote, its host or its directory outlived it"
+        time.sleep(0.05)
+
+
+def descendants(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        found += [int(child), *descendants(int(child))]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
