@@ -422,10 +422,7 @@ class AlignmentViewSet(viewsets.GenericViewSet):
             _editable_or_404(Dataset, user, data["dataset"]),
             data["layer_a"],
             data["layer_b"],
-            data["pooling"],
-            data["method"],
-            data["test_fraction"],
-            data["seed"],
+            **parameters_in(Run.Kind.ALIGN, data),
         )
         return _created(s.RunSerializer, run, created)
 
@@ -467,11 +464,7 @@ class CompatibilityViewSet(viewsets.GenericViewSet):
             [_editable_or_404(Checkpoint, user, pk) for pk in data["checkpoints"]],
             _editable_or_404(Dataset, user, data["dataset"]),
             data["layer"],
-            data["pooling"],
-            data["metric"],
-            data["criterion"],
-            data["query_fraction"],
-            data["seed"],
+            **parameters_in(Run.Kind.COMPATIBILITY, data),
         )
         return _created(s.RunSerializer, run, created)
 

@@ -41,7 +41,7 @@ from webapp.pages.forms import (
     ProjectionForm,
 )
 from webapp.runs import explorer
-from webapp.runs.kinds import parameter_rows
+from webapp.runs.kinds import parameter_rows, parameters_in
 from webapp.runs.models import Run, Score, Selection
 from webapp.runs.queue import standing
 from webapp.runs.results import (
@@ -624,9 +624,7 @@ def new_compatibility(request, slug):
                 series_order(data["checkpoints"]),
                 data["dataset"],
                 data["layer"],
-                pooling=data["pooling"],
-                metric=data["metric"],
-                criterion=data["criterion"],
+                **parameters_in(Run.Kind.COMPATIBILITY, data),
             )
         except InputError as err:
             form.add_error(None, str(err))

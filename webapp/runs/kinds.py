@@ -68,6 +68,7 @@ LAYOUT_METRIC = Parameter(
     "distance in the layer (UMAP, t-SNE)",
     choices=PROJECTION_METRICS,
 )
+UMAP_OPTIONS = (N_NEIGHBORS, MIN_DIST, LAYOUT_METRIC)
 
 
 def _fraction(name: str, default: float, help: str) -> Parameter:
@@ -166,9 +167,7 @@ KINDS: dict[str, RunKind] = {
                     choices=tuple(PROJECTIONS),
                     labels=tuple(PROJECTIONS.values()),
                 ),
-                N_NEIGHBORS,
-                MIN_DIST,
-                LAYOUT_METRIC,
+                *UMAP_OPTIONS,
                 Parameter("perplexity", "float", 30.0, "t-SNE's perplexity", 1.0, 1000.0),
                 SEED,
             ),
@@ -186,9 +185,7 @@ KINDS: dict[str, RunKind] = {
                     choices=tuple(ALIGNED_METHODS),
                     labels=tuple(ALIGNED_METHODS.values()),
                 ),
-                N_NEIGHBORS,
-                MIN_DIST,
-                LAYOUT_METRIC,
+                *UMAP_OPTIONS,
                 SEED,
             ),
             batch=True,

@@ -194,17 +194,14 @@ def request_alignment(
     dataset: Dataset,
     layer_a: str,
     layer_b: str,
-    pooling: str = "mean",
-    method: str = "procrustes",
-    test_fraction: float = 0.2,
-    seed: int = 0,
+    **parameters,
 ) -> tuple[Run, bool]:
     """The run that fits a map from ``layer_a`` of A to ``layer_b`` of B on a training split
-    and scores it on the held-out samples."""
+    and scores it on the held-out samples; ``parameters`` are the alignment kind's
+    (``webapp.runs.kinds``: pooling, method, test_fraction, seed), defaults where absent."""
     _same_workspace(dataset, checkpoint_a, checkpoint_b)
-    checked = _checked(
-        Run.Kind.ALIGN, pooling=pooling, method=method, test_fraction=test_fraction, seed=seed
-    )
+    checked = _checked(Run.Kind.ALIGN, **parameters)
+    pooling = checked["pooling"]
     _layer_of_each([checkpoint_a], layer_a)
     _layer_of_each([checkpoint_b], layer_b)
     extract_a, _ = request_extraction(user, checkpoint_a, dataset, [layer_a], pooling)
@@ -239,23 +236,14 @@ def request_compatibility(
     checkpoints: list[Checkpoint],
     dataset: Dataset,
     layer: str,
-    pooling: str = "mean",
-    metric: str = "cosine",
-    criterion: str = "top1",
-    query_fraction: float = 0.2,
-    seed: int = 0,
+    **parameters,
 ) -> tuple[Run, bool]:
     """The run that measures cross-model retrieval between a series of checkpoints (given
     oldest first) at one layer: queries embedded by each model against the gallery embedded
-    by each other one."""
-    checked = _checked(
-        Run.Kind.COMPATIBILITY,
-        pooling=pooling,
-        metric=metric,
-        criterion=criterion,
-        query_fraction=query_fraction,
-        seed=seed,
-    )
+    by each other one; ``parameters`` are the compatibility kind's (pooling, metric,
+    criterion, query_fraction, seed), defaults where absent."""
+    checked = _checked(Run.Kind.COMPATIBILITY, **parameters)
+    pooling = checked["pooling"]
     if dataset.column("y") is None:
         raise InputError(f"{dataset.name} has no labels: retrieval needs identity or class labels")
     checkpoints, extractions = _series_at_layer(user, checkpoints, dataset, layer, pooling)
