@@ -63,9 +63,3 @@ def steady(params, inputs, progress):
 
 def die(params, inputs, progress):
     os.kill(os.getpid(), 9)
-
-
-def threads(params, inputs, progress):
-    import torch
-
-    return {"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads()}, {}
