@@ -247,3 +247,27 @@ def run_with_dependencies(run):
     execute_run(run.pk)
     run.refresh_from_db()
     return run
+
+
+def check_uploads() -> list:
+    """Play the worker in-process: check every upload waiting, as workers take them; returns
+    the uploads checked (refreshed)."""
+    from webapp.catalog import uploads
+    from workers.celery import QUEUES
+    from workers.tasks import check_upload
+
+    checked = []
+    for queue in QUEUES:
+        while (upload := uploads.take_next(queue, "pytest")) is not None:
+            check_upload(upload)
+            upload.refresh_from_db()
+            checked.append(upload)
+    return checked
+
+
+def checked(api, response) -> dict:
+    """The upload an API answer (202) describes, after playing the worker's check: its state
+    ``done`` with the dataset or checkpoint as ``result``, or ``failed`` with the ``error``."""
+    assert response.status_code == 202, response.content
+    check_uploads()
+    return api.get(f"/api/v1/uploads/{response.json()['id']}/").json()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from time import monotonic
@@ -32,8 +33,9 @@ from analysis.measures import compare_layers
 from analysis.precomputed import read_precomputed
 from analysis.projection import PARAMETERS, neighbourhoods, project, project_aligned
 from analysis.registry import MEASURES
+from webapp.catalog import uploads
 from webapp.catalog.ingest import checkpoint_model_params, host_limits
-from webapp.catalog.models import ActivationSet, Blob, Checkpoint
+from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Upload
 from webapp.runs.kinds import KINDS, QUEUE_OF_KIND
 from webapp.runs.models import (
     Alignment,
@@ -46,6 +48,7 @@ from webapp.runs.models import (
     reap_stale_runs,
 )
 from webapp.runs.queue import fail_blocked, ready_runs, take_next
+from webapp.wake import WORK_TASK, wake
 from workers.celery import QUEUES, app
 
 logger = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ logger = logging.getLogger(__name__)
 def enqueue(run: Run) -> None:
     """Tell a worker of the run's queue that work is waiting. The message names the queue,
     not the run: the worker takes whichever run the fair queue serves next."""
-    work.apply_async(args=[QUEUE_OF_KIND[run.kind]], queue=QUEUE_OF_KIND[run.kind])
+    wake(QUEUE_OF_KIND[run.kind])
 
 
 def stop(run: Run) -> None:
@@ -71,19 +74,20 @@ def stop(run: Run) -> None:
 
 
 @contextmanager
-def heartbeat(run: Run, every_s: float):
-    """Beat for ``run`` from a thread while the body computes, so a long step without
-    progress reports does not look like a dead worker to the reaper."""
+def heartbeat(beat: Callable[[], bool], every_s: float, name: str):
+    """Call ``beat`` from a thread every ``every_s`` while the body computes (until it
+    returns False), so a long step without progress reports does not look like a dead worker
+    to the reaper."""
     stop = threading.Event()
 
-    def beat() -> None:
+    def beating() -> None:
         try:
-            while not stop.wait(every_s) and run.beat():
+            while not stop.wait(every_s) and beat():
                 pass
         finally:
             connection.close()  # this thread's own database connection
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{run.pk}", daemon=True)
+    thread = threading.Thread(target=beating, name=f"heartbeat-{name}", daemon=True)
     thread.start()
     try:
         yield
@@ -94,26 +98,46 @@ def heartbeat(run: Run, every_s: float):
 
 @shared_task(name="replens.reap")
 def reap() -> dict:
-    """Periodic (Celery beat): queue again, or fail, runs whose worker fell silent; and wake
-    a worker of every queue that has ready runs (a lost message never strands a run)."""
-    found = reap_stale_runs(settings.REPLENS_STALE_AFTER_S, settings.REPLENS_MAX_ATTEMPTS)
-    if found["queued"] or found["failed"]:
-        logger.warning("reaper: queued again %s, failed %s", found["queued"], found["failed"])
+    """Periodic (Celery beat): queue again, or fail, runs and upload checks whose worker fell
+    silent; and wake a worker of every queue that has work waiting (a lost message never
+    strands a run or an upload)."""
+    limits = settings.REPLENS_STALE_AFTER_S, settings.REPLENS_MAX_ATTEMPTS
+    found = reap_stale_runs(*limits)
+    checks = uploads.reap(*limits)
+    if found["queued"] or found["failed"] or checks["queued"] or checks["failed"]:
+        logger.warning(
+            "reaper: queued again runs %s and uploads %s, failed runs %s and uploads %s",
+            found["queued"],
+            checks["queued"],
+            found["failed"],
+            checks["failed"],
+        )
     for queue in QUEUES:
-        ready = ready_runs(queue)
-        if ready:
-            enqueue(ready[0])
-    return found
+        if ready_runs(queue) or uploads.waiting(queue):
+            wake(queue)
+    return {"runs": found, "uploads": checks}
 
 
-@shared_task(name="replens.work", bind=True)
+@shared_task(name=WORK_TASK, bind=True)
 def work(task, queue: str) -> None:
-    """A worker of ``queue`` is free: take the run the fair queue serves next, if any."""
+    """A worker of ``queue`` is free: check the next upload waiting, if any (checks come
+    before every run: they are short, and people wait for them), else take the run the fair
+    queue serves next, if any."""
+    upload = uploads.take_next(queue, task.request.hostname or "")
+    if upload is not None:
+        check_upload(upload)
+        return
     for blocked in fail_blocked(queue):
         _enqueue_dependents(blocked)
     run = take_next(queue, task.request.id or "", task.request.hostname or "")
     if run is not None:
         _execute(run)
+
+
+def check_upload(upload: Upload) -> None:
+    """Check a claimed upload (:func:`webapp.catalog.uploads.check`), beating meanwhile."""
+    with heartbeat(lambda: uploads.beat(upload), settings.REPLENS_HEARTBEAT_S, str(upload.pk)):
+        uploads.check(upload)
 
 
 @shared_task(name="replens.execute_run", bind=True)
@@ -136,7 +160,7 @@ def execute_run(task, run_id: int) -> None:
 def _execute(run: Run) -> None:
     """Compute a claimed run and record how it ended."""
     try:
-        with heartbeat(run, settings.REPLENS_HEARTBEAT_S):
+        with heartbeat(run.beat, settings.REPLENS_HEARTBEAT_S, f"run-{run.pk}"):
             timings = RUNNERS[run.kind](run)
     except Cancelled:
         logger.info("run %s was cancelled while running", run.pk)

@@ -69,7 +69,8 @@ class Bar:
 
 
 class UploadBar:
-    """``progress(phase, done, total)`` for uploads: hashing, then bytes sent and the rate."""
+    """``progress(phase, done, total)`` for uploads: hashing, bytes sent and the rate, then
+    the server's check of the file."""
 
     def __init__(self, bar: Bar, name: str):
         self.bar, self.name = bar, name
@@ -81,6 +82,10 @@ class UploadBar:
         amounts = f"{human_bytes(done)} / {human_bytes(total)}"
         if phase == "hash":
             self.bar.draw(f"sha256 {self.name}", fraction, amounts, force=done >= total)
+            return
+        if phase == "check":
+            detail = "ready" if done >= total else "a worker checks the file"
+            self.bar.draw(f"check {self.name}", fraction, detail, force=done >= total)
             return
         now = time.monotonic()
         if self.started is None:

@@ -31,8 +31,9 @@ TRANSIENT = (
 HASH_BLOCK = 1 << 20
 
 UploadProgress = Callable[[str, int, int], None]
-"""``progress(phase, done, total)``: phase ``"hash"`` (reading the file for its sha256) or
-``"send"`` (bytes the server has acknowledged, which jumps when a resume skips ahead)."""
+"""``progress(phase, done, total)``: phase ``"hash"`` (reading the file for its sha256),
+``"send"`` (bytes the server has acknowledged, which jumps when a resume skips ahead), then
+``"check"`` (a worker checks the file: ``done`` is 1 once it is ready)."""
 RunProgress = Callable[[dict], None]
 """``progress(run)``: the run as last polled (``state``, ``progress`` in 0..1, …)."""
 
@@ -79,13 +80,14 @@ class RunFailed(ReplensError):
 
 
 class WaitTimeout(ReplensError, TimeoutError):
-    """A run still unfinished when ``wait``'s timeout passed; ``run`` is its last state."""
+    """A run (or an upload's check) still unfinished when ``wait``'s timeout passed; ``run``
+    is its last state."""
 
     def __init__(self, run: dict, timeout: float):
+        what = f"upload {run.get('filename')}" if "filename" in run else f"run #{run.get('id')}"
+        progress = "" if "filename" in run else f" (progress {float(run.get('progress') or 0):.0%})"
         super().__init__(
-            f"run #{run.get('id')} is still {run.get('state')} after {timeout:g} s "
-            f"(progress {float(run.get('progress') or 0):.0%})",
-            data=run,
+            f"{what} is still {run.get('state')} after {timeout:g} s{progress}", data=run
         )
         self.run = run
 
@@ -94,7 +96,8 @@ class Uploaded(dict):
     """The dataset or checkpoint as the server describes it, plus how the upload went:
     ``created`` (False when an identical file was already in the workspace), ``bytes_sent``
     (every byte put on the wire, retransmissions included; 0 for a duplicate) and
-    ``upload_id`` (None when nothing had to be sent)."""
+    ``upload_id`` (None when nothing had to be sent). With ``wait=False`` it is the upload
+    itself, still being checked (``state`` ``"checking"``): :meth:`Client.wait_upload`."""
 
     def __init__(self, obj: dict, created: bool, bytes_sent: int = 0, upload_id: str | None = None):
         super().__init__(obj)
@@ -291,13 +294,17 @@ class Client:
         *,
         filename: str | None = None,
         chunk_size: int | None = None,
+        wait: bool = True,
     ) -> Uploaded:
         """Upload a dataset (.npz, .zip of images in class folders, or .csv) in chunks,
-        resuming after dropped connections. ``path`` may also be a seekable binary file
-        object (then give ``filename``). Returns the dataset; ``.created`` is False when an
-        identical file was already in the workspace (nothing is sent then)."""
+        resuming after dropped connections, and wait while a worker checks it. ``path`` may
+        also be a seekable binary file object (then give ``filename``). Returns the dataset;
+        ``.created`` is False when an identical file was already in the workspace (nothing is
+        sent then). Raises :class:`UploadFailed` with the reason when the file is refused."""
         fields = {"name": name, "description": description}
-        return self._upload("dataset", path, workspace, fields, progress, filename, chunk_size)
+        return self._upload(
+            "dataset", path, workspace, fields, progress, filename, chunk_size, wait
+        )
 
     def upload_checkpoint(
         self,
@@ -313,12 +320,14 @@ class Client:
         filename: str | None = None,
         chunk_size: int | None = None,
         dataset: int | None = None,
+        wait: bool = True,
     ) -> Uploaded:
         """Upload a checkpoint (TorchScript .pt, .safetensors with ``architecture``, .onnx, a
         .zip / .tar of a Hugging Face model directory, or precomputed activations of the
         samples of ``dataset``) in chunks, resuming after dropped connections; ``seed_group``
-        and ``step`` place it in a series. Returns the checkpoint; ``.created`` is False for a
-        duplicate."""
+        and ``step`` place it in a series. Waits while a worker checks it (in a model host);
+        returns the checkpoint (``.created`` is False for a duplicate), or raises
+        :class:`UploadFailed` with the reason it was refused."""
         fields = {
             "name": name,
             "description": description,
@@ -327,7 +336,9 @@ class Client:
             "step": step,
             "dataset": dataset,
         }
-        return self._upload("checkpoint", path, workspace, fields, progress, filename, chunk_size)
+        return self._upload(
+            "checkpoint", path, workspace, fields, progress, filename, chunk_size, wait
+        )
 
     def log_checkpoint(
         self,
@@ -341,11 +352,13 @@ class Client:
         architecture: str = "",
         description: str = "",
         progress: UploadProgress | None = None,
+        wait: bool = True,
     ) -> Uploaded | None:
         """Upload the checkpoint a training loop just saved, as step ``step`` of
         ``seed_group`` (named ``<file stem>-step<step>`` unless ``name`` is given). With
         ``every=N`` only steps that are multiples of N are uploaded (None is returned for
-        the others), so it can be called on every step."""
+        the others), so it can be called on every step. With ``wait=False`` the training loop
+        goes on while the server checks the file (see :meth:`wait_upload`)."""
         if every is not None and step % every:
             return None
         if name is None:
@@ -360,6 +373,7 @@ class Client:
             step=step,
             progress=progress,
             description=description,
+            wait=wait,
         )
 
     def _upload(
@@ -371,6 +385,7 @@ class Client:
         progress: UploadProgress | None,
         filename: str | None,
         chunk_size: int | None,
+        wait: bool = True,
     ) -> Uploaded:
         with _opened(source, filename) as (f, name):
             size, sha256 = _digest(f, progress)
@@ -391,17 +406,63 @@ class Client:
                     progress("send", size, size)
                 return Uploaded(started["result"], created=False)
             upload_id = str(started["id"])
+            if started.get("state") == "checking":  # the same bytes, uploaded a moment ago
+                if progress:
+                    progress("send", size, size)
+                if not wait:
+                    return Uploaded(started, created=False, upload_id=upload_id)
+                return Uploaded(self.wait_upload(upload_id, progress=progress), False, 0, upload_id)
             step = chunk_size or self.chunk_size or int(started.get("chunk_size") or 0)
             step = step or DEFAULT_CHUNK_SIZE
             try:
                 offset = int(started.get("offset") or 0)
                 sent = self._send_chunks(upload_id, f, offset, size, step, progress)
-                done = self._complete(upload_id)
+                checking = self._complete(upload_id).json()
             except BaseException as err:
                 if not getattr(err, "discarded", False):
                     self._abort_quietly(upload_id)
                 raise
-        return Uploaded(done.json()["result"], done.status_code == 201, sent, upload_id)
+        if not wait:
+            return Uploaded(checking, True, sent, upload_id)
+        return Uploaded(self.wait_upload(upload_id, progress=progress), True, sent, upload_id)
+
+    def wait_upload(
+        self,
+        upload_id: str,
+        poll: float = 1.0,
+        timeout: float | None = None,
+        progress: UploadProgress | None = None,
+    ) -> dict:
+        """Wait while a worker checks an upload; return the dataset or checkpoint it made.
+        Polls quickly at first, then every ``poll`` seconds. Raises :class:`UploadFailed`
+        (``discarded``: nothing was kept) with the reason when the file was refused, and
+        :class:`WaitTimeout` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = min(0.1, poll)
+        while True:
+            upload = self.upload_status(upload_id)
+            state = upload.get("state")
+            if progress:
+                progress("check", int(state == "done"), 1)
+            if state == "done":
+                return upload["result"]
+            if state == "failed":
+                raise UploadFailed(
+                    f"{upload.get('filename')} was refused: {upload.get('error')}",
+                    upload_id=upload_id,
+                    discarded=True,
+                    data=upload,
+                )
+            if state != "checking":
+                raise UploadFailed(
+                    f"upload {upload_id} is {state}, not being checked: complete it first",
+                    upload_id=upload_id,
+                    data=upload,
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(upload, timeout)
+            time.sleep(pause if deadline is None else min(pause, deadline - time.monotonic()))
+            pause = min(poll, pause * 1.5)
 
     def _send_chunks(
         self,
@@ -484,11 +545,13 @@ class Client:
         return offset
 
     def _complete(self, upload_id: str) -> requests.Response:
-        """Ask the server to check and ingest the upload (idempotent: retried safely)."""
+        """Tell the server every byte is sent, so that a worker checks the upload
+        (idempotent: retried safely)."""
         try:
             return self._request(
                 "POST",
                 f"uploads/{upload_id}/complete/",
+                ok=(200, 202),
                 json={},
                 timeout=(self.timeout, self.timeout * 20),
             )
@@ -510,7 +573,9 @@ class Client:
             pass
 
     def upload_status(self, upload_id: str) -> dict:
-        """An open upload: ``{"id", "offset", "size", "state"}`` (where to resume)."""
+        """An upload: ``{"id", "offset", "size", "state", "position", "error", "result"}``
+        (where to resume; then ``checking``, ``done`` with the dataset or checkpoint as
+        ``result``, or ``failed`` with the reason as ``error``)."""
         return self._get(f"uploads/{upload_id}/")
 
     def abort_upload(self, upload_id: str) -> None:

@@ -7,17 +7,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 from pathlib import Path
 
 import pytest
 import requests
 import torch
+from django.db import connection
 from replens_client import Client
 from requests.adapters import HTTPAdapter
 from rest_framework.authtoken.models import Token
 from torch import nn
 
-from tests.conftest import digits_npz_bytes, torchscript_mlp_bytes
+from tests.conftest import check_uploads, digits_npz_bytes, torchscript_mlp_bytes
 from webapp.catalog.models import Blob
 
 CHUNK = 64 * 1024
@@ -29,8 +31,32 @@ def token(transactional_db, owner, workspace) -> str:
 
 
 @pytest.fixture
-def server(live_server, token) -> str:
+def server(live_server, token, checker) -> str:
     return live_server.url
+
+
+@pytest.fixture
+def checker(transactional_db):
+    """Plays the worker for uploads: a thread of the test process that checks every upload
+    waiting, as a worker would (runs are played by the tests themselves)."""
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def check_forever() -> None:
+        try:
+            while not stop.wait(0.05):
+                check_uploads()
+        except BaseException as err:  # reported by the test, not lost in the thread
+            failures.append(err)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=check_forever, name="upload-checker", daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=60)
+    assert not failures, failures
 
 
 @pytest.fixture

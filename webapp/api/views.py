@@ -23,7 +23,6 @@ from analysis.registry import MEASURES
 from analysis.transforms import FAMILIES
 from webapp.api import serializers as s
 from webapp.catalog import team, uploads
-from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import (
     ActivationSet,
     Blob,
@@ -149,6 +148,47 @@ def _dataset_of(workspace, pk: int | None) -> Dataset | None:
     return dataset
 
 
+def upload_state(upload: Upload) -> dict:
+    """An upload as the API shows it: its bytes (``offset`` of ``size`` received), its
+    ``state`` (``open``, ``checking``, ``done``, ``failed``), its ``position`` among uploads
+    waiting for a check (1 = next; null once a worker checks it), the ``error`` that refused
+    it, and the dataset or checkpoint it made as ``result``."""
+    result = uploads.result_of(upload)
+    return {
+        "id": str(upload.id),
+        "kind": upload.kind,
+        "filename": upload.filename,
+        "state": upload.state,
+        "offset": upload.received,
+        "size": upload.size,
+        "chunk_size": uploads.CHUNK_SIZE,
+        "position": uploads.position(upload),
+        "error": upload.error,
+        "result": _catalog_item(result) if result is not None else None,
+    }
+
+
+def _catalog_item(obj: Dataset | Checkpoint) -> dict:
+    serializer = s.DatasetSerializer if isinstance(obj, Dataset) else s.CheckpointSerializer
+    return serializer(obj).data
+
+
+def _upload_answer(upload: Upload | None, found) -> Response:
+    """The answer to an upload: what the same bytes already made (200: ``state`` done, the
+    dataset or checkpoint as ``result``, ``id`` null: nothing to send or check), the upload of
+    the same bytes being checked (200), or this upload (201 while it waits for its bytes,
+    202 while a worker checks it)."""
+    if isinstance(found, Upload):
+        return Response(upload_state(found), status=status.HTTP_200_OK)
+    if found is not None:
+        kind = Upload.Kind.DATASET if isinstance(found, Dataset) else Upload.Kind.CHECKPOINT
+        body = {"id": None, "state": "done", "kind": kind, "result": _catalog_item(found)}
+        return Response(body, status=status.HTTP_200_OK)
+    waiting = upload.state == Upload.State.CHECKING
+    code = status.HTTP_202_ACCEPTED if waiting else status.HTTP_201_CREATED
+    return Response(upload_state(upload), status=code)
+
+
 def _created(serializer_class, obj, created: bool) -> Response:
     code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return Response(serializer_class(obj).data, status=code)
@@ -223,22 +263,27 @@ class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.Rea
 
     @extend_schema(
         request=s.DatasetUploadSerializer,
-        responses={200: s.DatasetSerializer, 201: s.DatasetSerializer, **ERRORS},
+        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, **ERRORS},
     )
     def create(self, request):
-        """Upload a dataset; an identical file already in the workspace is returned (200)."""
+        """Upload a dataset in one request: 202 with the upload, which a worker checks
+        (``GET /uploads/<id>/`` until its state is ``done``, with the dataset as ``result``,
+        or ``failed``, with the reason as ``error``); 200 and the dataset at once when the same
+        file is already in the workspace."""
         form = s.DatasetUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        dataset, created = ingest_dataset(
-            _editable_workspace(request, data["workspace"]),
-            request.user,
-            data["file"],
-            data["file"].name,
-            data.get("name", ""),
-            data.get("description", ""),
+        return _upload_answer(
+            *uploads.receive(
+                request.user,
+                _editable_workspace(request, data["workspace"]),
+                Upload.Kind.DATASET,
+                data["file"],
+                data["file"].name,
+                name=data.get("name", ""),
+                description=data.get("description", ""),
+            )
         )
-        return _created(s.DatasetSerializer, dataset, created)
 
 
 @_documents_404(s.CheckpointSerializer)
@@ -254,28 +299,33 @@ class CheckpointViewSet(
 
     @extend_schema(
         request=s.CheckpointUploadSerializer,
-        responses={200: s.CheckpointSerializer, 201: s.CheckpointSerializer, **ERRORS},
+        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, **ERRORS},
     )
     def create(self, request):
-        """Upload a checkpoint: TorchScript, safetensors with an architecture name, ONNX, a
-        Hugging Face model directory archive, or precomputed activations of a dataset."""
+        """Upload a checkpoint in one request: TorchScript, safetensors with an architecture
+        name, ONNX, a Hugging Face model directory archive, or precomputed activations of a
+        dataset. Answered like a dataset upload: 202 while a worker checks it (in a model
+        host), 200 at once when the same file is already in the workspace."""
         form = s.CheckpointUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         workspace = _editable_workspace(request, data["workspace"])
-        checkpoint, created = ingest_checkpoint(
-            workspace,
-            request.user,
-            data["file"],
-            data["file"].name,
-            data.get("name", ""),
-            data.get("architecture", ""),
-            data.get("description", ""),
-            data.get("seed_group", ""),
-            data.get("step"),
-            dataset=_dataset_of(workspace, data.get("dataset")),
+        dataset = _dataset_of(workspace, data.get("dataset"))
+        return _upload_answer(
+            *uploads.receive(
+                request.user,
+                workspace,
+                Upload.Kind.CHECKPOINT,
+                data["file"],
+                data["file"].name,
+                name=data.get("name", ""),
+                architecture=data.get("architecture", ""),
+                description=data.get("description", ""),
+                seed_group=data.get("seed_group", ""),
+                step=data.get("step"),
+                dataset=dataset.pk if dataset else None,
+            )
         )
-        return _created(s.CheckpointSerializer, checkpoint, created)
 
 
 @_documents_404(s.RunSerializer)
@@ -812,7 +862,8 @@ class OctetStreamParser(BaseParser):
 class UploadViewSet(viewsets.GenericViewSet):
     """Chunked, resumable uploads of large checkpoints and datasets: declare the file, PUT
     its bytes in order with ``Content-Range``, GET the offset to resume after a dropped
-    connection, then complete (size and sha256 are checked, then the file is ingested)."""
+    connection, then complete; a worker then checks the size, the sha256 and the file (GET the
+    upload until it is done or failed)."""
 
     serializer_class = s.UploadRequestSerializer
     parser_classes = [JSONParser, OctetStreamParser]  # declarations; chunks
@@ -821,43 +872,27 @@ class UploadViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         return Upload.objects.filter(workspace__in=editable_workspaces_of(self.request.user))
 
-    @staticmethod
-    def _state(upload: Upload) -> dict:
-        return {
-            "id": str(upload.id),
-            "state": upload.state,
-            "offset": upload.received,
-            "size": upload.size,
-            "chunk_size": uploads.CHUNK_SIZE,
-            "error": upload.error,
-        }
-
-    @staticmethod
-    def _done(kind: str, obj, created: bool) -> Response:
-        serializer = s.DatasetSerializer if kind == Upload.Kind.DATASET else s.CheckpointSerializer
-        body = {"id": None, "state": "done", "kind": kind, "result": serializer(obj).data}
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
-
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, **ERRORS})
     def create(self, request):
-        """Declare a file; 200 with the existing dataset or checkpoint when the same bytes are
-        already in the workspace (nothing to send)."""
+        """Declare a file (201: send its bytes); 200 with the existing dataset or checkpoint
+        when the same bytes are already in the workspace, or with the upload of them being
+        checked (nothing to send)."""
         form = s.UploadRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)
         workspace = _editable_workspace(request, data.pop("workspace"))
         kind, filename = data.pop("kind"), data.pop("filename")
-        upload, found = uploads.start(
-            request.user, workspace, kind, filename, data.pop("size"), data.pop("sha256"), **data
+        size, sha256 = data.pop("size"), data.pop("sha256")
+        return _upload_answer(
+            *uploads.start(request.user, workspace, kind, filename, size, sha256, **data)
         )
-        if found is not None:
-            return self._done(kind, found, created=False)
-        return Response(self._state(upload), status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
     def retrieve(self, request, pk=None):
-        """Where to resume: ``offset`` bytes have been received."""
-        return Response(self._state(self.get_object()))
+        """Where to resume (``offset`` bytes have been received), and then how the check
+        goes: ``state`` checking (with ``position``), done (with ``result``) or failed (with
+        ``error``)."""
+        return Response(upload_state(self.get_object()))
 
     @extend_schema(
         request={"application/octet-stream": OpenApiTypes.BINARY},
@@ -880,21 +915,22 @@ class UploadViewSet(viewsets.GenericViewSet):
             return Response(
                 {"detail": str(err), "offset": err.offset}, status=status.HTTP_409_CONFLICT
             )
-        return Response(self._state(upload))
+        return Response(upload_state(upload))
 
     @extend_schema(
-        request=None, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, **ERRORS}
+        request=None, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, **ERRORS}
     )
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
-        """Check the size and sha256 and ingest the file; 400 (and the upload discarded) when
-        they do not match or the file is invalid."""
-        upload = self.get_object()
-        obj, created = uploads.complete(upload)
-        return self._done(upload.kind, obj, created)
+        """Every byte is sent: 202 while a worker checks the size, the sha256 and the file
+        (then ``GET`` the upload until it is done or failed); 200 once checked. Idempotent."""
+        upload = uploads.complete(self.get_object())
+        waiting = upload.state == Upload.State.CHECKING
+        code = status.HTTP_202_ACCEPTED if waiting else status.HTTP_200_OK
+        return Response(upload_state(upload), status=code)
 
     @extend_schema(responses={204: None, 404: s.ErrorSerializer})
     def destroy(self, request, pk=None):
-        """Abort: the received bytes are deleted."""
+        """Abort, or withdraw while it is being checked: the received bytes are deleted."""
         uploads.abort(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,14 +1,17 @@
 """Turning an uploaded file into a usable dataset or checkpoint.
 
-The same functions serve the browser, the REST API and the demo builder. A file is fully parsed
-and validated before anything is stored; the rows are written in one transaction, so a bad
-file leaves nothing behind but an :class:`InputError` with a message for the user.
+The same functions serve the check of an upload on a worker (:mod:`webapp.catalog.uploads`;
+the web process never parses a file) and the demo builder. A file is fully parsed and
+validated before anything is stored, a model only in a model host; the rows are written in one
+transaction, so a bad file leaves nothing behind but an :class:`InputError` with a message for
+the user.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -190,9 +193,11 @@ def ingest_checkpoint(
     seed_group: str = "",
     step: int | None = None,
     dataset: Dataset | None = None,
+    check: Callable[[], None] | None = None,
 ) -> tuple[Checkpoint, bool]:
     """Load the checkpoint in a model host (never unpickling, never in this process),
-    discover its layers and store it.
+    discover its layers and store it. ``check`` may raise to stop the host (see
+    :func:`analysis.host.run_in_host`).
     With ``dataset``, the file holds precomputed activations of that dataset's samples."""
     name = _clean_name(name, filename)
     fmt = checkpoint_format(filename, precomputed=dataset is not None)
@@ -210,6 +215,7 @@ def ingest_checkpoint(
                 model_params(fmt, architecture, filename),
                 {"model": path},
                 host_limits(),
+                check=check,
             )
         with transaction.atomic():
             blob = Blob.store(f)

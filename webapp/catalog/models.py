@@ -287,17 +287,21 @@ def visible_to(model: type[models.Model], user) -> models.QuerySet:
 
 
 class Upload(models.Model):
-    """A file arriving in chunks over several requests (resumable): each chunk is stored as an
-    object of its own under ``chunk_prefix`` in the default storage until all have come, then
-    they are checked against the declared size and sha256 and ingested like a one-shot upload
-    (:mod:`webapp.catalog.uploads`). A dropped connection resumes at ``received``."""
+    """A file on its way into a workspace. Its bytes arrive in one request or in chunks over
+    several (resumable): each chunk is stored as an object of its own under ``chunk_prefix``
+    in the default storage, and a dropped connection resumes at ``received``. Once every byte
+    is in, the upload is *checking*: a worker checks the size and sha256 and parses the file
+    (a model only in a model host), then makes the dataset or checkpoint (*done*) or refuses
+    the file with the reason (*failed*, nothing else kept) (:mod:`webapp.catalog.uploads`).
+    The web process never parses a file."""
 
     class Kind(models.TextChoices):
         DATASET = "dataset"
         CHECKPOINT = "checkpoint"
 
     class State(models.TextChoices):
-        OPEN = "open"
+        OPEN = "open"  # receiving bytes
+        CHECKING = "checking"  # every byte received: queued for a worker, or being checked
         DONE = "done"
         FAILED = "failed"
 
@@ -312,9 +316,29 @@ class Upload(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
     error = models.TextField(blank=True)
     result_id = models.BigIntegerField(null=True)  # the dataset or checkpoint made
+    # The check: claimed by a worker (conditional UPDATE), which beats while it checks; the
+    # reaper gives a silent one back to the queue, at most REPLENS_MAX_ATTEMPTS times.
+    worker = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(null=True)
+    heartbeat_at = models.DateTimeField(null=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state"])]
+
+    def __str__(self) -> str:
+        return self.filename
+
+    @property
+    def queue(self) -> str:
+        """Model files are checked where models run (``gpu`` workers, in a model host);
+        datasets and precomputed activations by ``cpu`` workers."""
+        if self.kind == self.Kind.CHECKPOINT and not self.fields.get("dataset"):
+            return "gpu"
+        return "cpu"
 
     @property
     def chunk_prefix(self) -> str:

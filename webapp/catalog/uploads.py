@@ -1,36 +1,49 @@
-"""Chunked, resumable uploads: large checkpoints and datasets sent from scripts in pieces.
+"""Uploads: a file's bytes are stored by the web process and checked by a worker.
 
-A client declares the file (kind, name, size, sha256), sends its bytes in order with
+A file arrives in one request (a browser form, ``POST /datasets/``) or in chunks (scripts:
+the client declares the file — kind, name, size, sha256 — sends its bytes in order with
 ``Content-Range``, asks for the offset after a dropped connection and carries on from there,
-then completes it: the size and sha256 are checked and the file is ingested by the same code
-as a one-shot upload (:mod:`webapp.catalog.ingest`). A file whose sha256 is already in the
-workspace is answered at once, with nothing to send.
+then completes it). Either way the web process only stores bytes and never parses them: a
+complete upload is *checking* until a worker takes it (:func:`take_next`, ahead of every run of
+its queue), checks the size and sha256, parses the file — a model only in a model host — and
+makes the dataset or checkpoint (:func:`check`), or refuses it with the reason, keeping no
+dataset, checkpoint or chunk. A file whose sha256 is already in the workspace is answered at
+once, with nothing to send and nothing to check.
 
 Each chunk received is stored through the default storage as an object of its own,
 ``uploads/<upload id>/<first byte, 20 digits>``, so that any web node can take the next
 chunk (with several web nodes the storage is the shared object store; a node's local disk
 holds nothing between requests). A chunk stored by a request that then failed is replaced
 when its offset is sent again: the chunk at ``received`` is the only one that can be stale.
-Completing concatenates the chunks in order, a block at a time, into a local temporary file,
-checks the sha256, ingests it and deletes the chunk objects; aborting deletes them too.
+The check concatenates the chunks in order, a block at a time, into a local temporary file and
+deletes them afterwards, whatever the outcome; aborting deletes them too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import tempfile
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
 from django.conf import settings
+from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import models, transaction
+from django.utils import timezone
 
 from analysis.errors import InputError
 from webapp.catalog.ingest import checkpoint_format, ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Checkpoint, Dataset, Upload, Workspace
+from webapp.wake import wake_on_commit
+
+logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8 * 1024 * 1024
 """The chunk size suggested to clients (any size up to the request size limit works)."""
@@ -50,17 +63,30 @@ class OffsetMismatch(InputError):
 
 
 def existing(workspace: Workspace, kind: str, sha256: str, architecture: str = ""):
-    """A dataset or checkpoint of ``workspace`` uploaded from the same bytes, if any."""
+    """A dataset or checkpoint of ``workspace`` made from the same bytes, or an upload of the
+    same bytes being checked now; None if neither."""
     if kind == Upload.Kind.DATASET:
-        return Dataset.objects.filter(workspace=workspace, source__sha256=sha256).first()
-    return Checkpoint.objects.filter(
-        workspace=workspace, blob__sha256=sha256, architecture=architecture
+        found = Dataset.objects.filter(workspace=workspace, source__sha256=sha256).first()
+    else:
+        found = Checkpoint.objects.filter(
+            workspace=workspace, blob__sha256=sha256, architecture=architecture
+        ).first()
+    if found is not None:
+        return found
+    return Upload.objects.filter(
+        workspace=workspace,
+        kind=kind,
+        sha256=sha256,
+        fields__architecture=architecture,
+        state=Upload.State.CHECKING,
     ).first()
 
 
 def start(user, workspace: Workspace, kind: str, filename: str, size: int, sha256: str, **fields):
-    """A new upload, or the dataset or checkpoint already made from the same bytes (then the
-    first item is None)."""
+    """A new upload, or what the same bytes already made: the dataset or checkpoint, or the
+    upload of them being checked (then the first item is None). What can be told from the
+    declaration alone (the format by the file's extension, a missing architecture name) is
+    refused here, before any byte is sent."""
     sha256 = sha256.lower()
     if not SHA256.match(sha256):
         raise InputError("sha256 must be 64 hexadecimal digits")
@@ -68,6 +94,7 @@ def start(user, workspace: Workspace, kind: str, filename: str, size: int, sha25
         raise InputError(
             f"size must be between 1 and {settings.REPLENS_MAX_UPLOAD_BYTES} bytes (the limit)"
         )
+    fields.setdefault("architecture", "")
     if kind == Upload.Kind.CHECKPOINT:
         dataset = fields.get("dataset")
         if dataset is not None and not workspace.datasets.filter(pk=dataset).exists():
@@ -75,9 +102,9 @@ def start(user, workspace: Workspace, kind: str, filename: str, size: int, sha25
         fmt = checkpoint_format(filename, precomputed=dataset is not None)
         if fmt != Checkpoint.Format.SAFETENSORS:
             fields["architecture"] = ""
-        elif not fields.get("architecture"):
+        elif not fields["architecture"]:
             raise InputError(".safetensors checkpoints need an architecture name")
-    found = existing(workspace, kind, sha256, fields.get("architecture", ""))
+    found = existing(workspace, kind, sha256, fields["architecture"])
     if found is not None:
         return None, found
     upload = Upload.objects.create(
@@ -90,6 +117,30 @@ def start(user, workspace: Workspace, kind: str, filename: str, size: int, sha25
         created_by=user,
     )
     return upload, None
+
+
+def receive(user, workspace: Workspace, kind: str, f: IO[bytes], filename: str, **fields):
+    """A whole file in one request (a browser form, ``POST /datasets/``): stored as one chunk
+    and completed, or what the same bytes already made. Returns ``(upload, found)`` like
+    :func:`start`."""
+    digest, size = hashlib.sha256(), 0
+    f.seek(0)
+    while block := f.read(1 << 20):
+        digest.update(block)
+        size += len(block)
+    if size == 0:
+        raise InputError(f"{filename} is empty")
+    if size > settings.REPLENS_MAX_UPLOAD_BYTES:
+        raise InputError(
+            f"{filename} is {size} bytes; the limit is {settings.REPLENS_MAX_UPLOAD_BYTES}"
+        )
+    upload, found = start(user, workspace, kind, filename, size, digest.hexdigest(), **fields)
+    if upload is None:
+        return None, found
+    f.seek(0)
+    default_storage.save(upload.chunk_key(0), File(f))
+    Upload.objects.filter(pk=upload.pk).update(received=size)
+    return complete(upload), None
 
 
 def parse_range(header: str, length: int, size: int) -> int:
@@ -123,33 +174,181 @@ def append(upload: Upload, first: int, data: bytes) -> Upload:
     return upload
 
 
-def complete(upload: Upload):
-    """Check the size and sha256, then ingest; returns ``(object, created)``. A mismatch or an
-    invalid file discards the upload (state ``failed``) with the reason."""
+def complete(upload: Upload) -> Upload:
+    """Every byte is in: queue the upload for a check by a worker (idempotent). Refused while
+    bytes are missing."""
     with transaction.atomic():
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
-        if upload.state == Upload.State.DONE:
-            model = Dataset if upload.kind == Upload.Kind.DATASET else Checkpoint
-            return model.objects.get(pk=upload.result_id), False
-        if upload.state != Upload.State.OPEN:
-            raise InputError(f"this upload is {upload.state}: {upload.error}")
-        if upload.received != upload.size:
-            raise InputError(
-                f"{upload.received} of {upload.size} bytes received: send the rest first"
-            )
-        try:
-            result, created = _ingest(upload)
-        except InputError as err:
-            failure = err
-        else:
-            failure = None
-            upload.state, upload.result_id = Upload.State.DONE, result.pk
-            upload.save(update_fields=["state", "result_id", "updated_at"])
-    delete_chunks(upload)
-    if failure is not None:  # recorded outside the transaction, which rolled back
-        Upload.objects.filter(pk=upload.pk).update(state=Upload.State.FAILED, error=str(failure))
-        raise failure
-    return result, created
+        if upload.state == Upload.State.FAILED:
+            raise InputError(f"this upload was refused: {upload.error}")
+        if upload.state == Upload.State.OPEN:
+            if upload.received != upload.size:
+                raise InputError(
+                    f"{upload.received} of {upload.size} bytes received: send the rest first"
+                )
+            upload.state = Upload.State.CHECKING
+            upload.save(update_fields=["state", "updated_at"])
+            wake_on_commit(upload.queue)
+    return upload
+
+
+def result_of(upload: Upload) -> Dataset | Checkpoint | None:
+    """The dataset or checkpoint a finished upload made (None before, or if deleted since)."""
+    if upload.state != Upload.State.DONE:
+        return None
+    model = Dataset if upload.kind == Upload.Kind.DATASET else Checkpoint
+    return model.objects.filter(pk=upload.result_id).first()
+
+
+def _person(upload: Upload) -> int:
+    return upload.created_by_id or -upload.workspace_id
+
+
+def waiting(queue: str) -> list[Upload]:
+    """Uploads of ``queue`` waiting for a check, in the order workers take them: the person
+    with the fewest files being checked now first, then the oldest upload (so that one
+    person's fifty files do not hold another's one)."""
+    checking = Upload.objects.filter(state=Upload.State.CHECKING).order_by("created_at", "pk")
+    checking = [u for u in checking if u.queue == queue]
+    busy = Counter(_person(u) for u in checking if u.started_at is not None)
+    ready = [u for u in checking if u.started_at is None]
+    order: list[Upload] = []
+    while ready:
+        chosen = min(ready, key=lambda u: busy[_person(u)])  # min keeps the oldest of ties
+        order.append(chosen)
+        ready.remove(chosen)
+        busy[_person(chosen)] += 1
+    return order
+
+
+def take_next(queue: str, worker: str = "") -> Upload | None:
+    """Claim the upload of ``queue`` served next (a conditional UPDATE: two workers never
+    take the same); None when none waits."""
+    for upload in waiting(queue):
+        now = timezone.now()
+        claimed = Upload.objects.filter(
+            pk=upload.pk, state=Upload.State.CHECKING, started_at__isnull=True
+        ).update(worker=worker, started_at=now, heartbeat_at=now, attempts=models.F("attempts") + 1)
+        if claimed:
+            upload.refresh_from_db()
+            return upload
+    return None
+
+
+def position(upload: Upload) -> int | None:
+    """Where an upload waiting for its check stands in its queue (1 = next); None once a
+    worker is checking it (or it is not checking)."""
+    if upload.state != Upload.State.CHECKING or upload.started_at is not None:
+        return None
+    order = [u.pk for u in waiting(upload.queue)]
+    return order.index(upload.pk) + 1 if upload.pk in order else None
+
+
+SHOWN_DONE_FOR = timedelta(hours=1)
+
+
+def shown(workspace: Workspace, limit: int = 20) -> list[Upload]:
+    """The uploads of ``workspace`` a person wants to see, newest first: those receiving
+    bytes or being checked (``place``: their position, None once a worker checks them), those
+    refused (until dismissed), and those that became a dataset or checkpoint in the last hour
+    (``result``)."""
+    recent = models.Q(state=Upload.State.DONE, updated_at__gte=timezone.now() - SHOWN_DONE_FOR)
+    listed = list(
+        Upload.objects.filter(workspace=workspace)
+        .filter(recent | ~models.Q(state=Upload.State.DONE))
+        .order_by("-created_at")[:limit]
+    )
+    order = {
+        queue: [u.pk for u in waiting(queue)]
+        for queue in {u.queue for u in listed if u.state == Upload.State.CHECKING}
+    }
+    for upload in listed:
+        line = order.get(upload.queue, [])
+        upload.place = line.index(upload.pk) + 1 if upload.pk in line else None
+        upload.result = result_of(upload)
+    return listed
+
+
+def beat(upload: Upload) -> bool:
+    """Say the worker checking ``upload`` is alive; False once the upload was withdrawn or
+    given to another worker."""
+    return bool(
+        Upload.objects.filter(
+            pk=upload.pk, state=Upload.State.CHECKING, started_at=upload.started_at
+        ).update(heartbeat_at=timezone.now())
+    )
+
+
+class Withdrawn(Exception):
+    """The upload was withdrawn (or given to another worker) while this one checked it."""
+
+
+def check(upload: Upload) -> None:
+    """Check a claimed upload and make its dataset or checkpoint, or refuse it with the
+    reason (an :class:`InputError` from the sha256 check or the parser); the chunks are
+    deleted either way. A model file is parsed only in a model host, which is stopped within
+    a second if the upload is withdrawn meanwhile."""
+
+    def still_mine() -> None:
+        if not beat(upload):
+            raise Withdrawn(f"upload {upload.pk} was withdrawn")
+
+    result, created = None, False
+    try:
+        result, created = _ingest(upload, still_mine)
+    except InputError as err:
+        outcome = {"state": Upload.State.FAILED, "error": str(err)}
+    except Withdrawn:
+        logger.info("upload %s was withdrawn while being checked", upload.pk)
+        return  # whoever withdrew it (abort, the reaper) disposes of the chunks
+    except Exception:
+        logger.exception("checking upload %s failed", upload.pk)
+        outcome = {
+            "state": Upload.State.FAILED,
+            "error": "an internal error stopped the check of this file (the worker's log "
+            "has the details); nothing was kept",
+        }
+    else:
+        outcome = {"state": Upload.State.DONE, "result_id": result.pk}
+    if _finish(upload, **outcome):
+        delete_chunks(upload)
+    elif created:
+        result.delete()  # withdrawn at the last moment: keep nothing (blobs are collected)
+
+
+def _finish(upload: Upload, **fields) -> bool:
+    """Record the outcome of this worker's check; False if the upload is no longer its."""
+    return bool(
+        Upload.objects.filter(
+            pk=upload.pk, state=Upload.State.CHECKING, started_at=upload.started_at
+        ).update(**fields, updated_at=timezone.now())
+    )
+
+
+def reap(stale_after_s: float, max_attempts: int) -> dict[str, list]:
+    """Uploads whose checking worker fell silent (killed, out of memory): given back to the
+    queue while they have attempts left, else refused. Returns the queues to wake."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    found: dict[str, list] = {"queued": [], "failed": []}
+    stale = Upload.objects.filter(state=Upload.State.CHECKING, heartbeat_at__lt=cutoff)
+    for upload in stale:
+        same = Upload.objects.filter(
+            pk=upload.pk, state=Upload.State.CHECKING, heartbeat_at__lt=cutoff
+        )
+        if upload.attempts < max_attempts:
+            if same.update(worker="", started_at=None, heartbeat_at=None):
+                found["queued"].append(upload.pk)
+                wake_on_commit(upload.queue)
+        elif same.update(
+            state=Upload.State.FAILED,
+            error=(
+                f"the worker checking this file stopped responding ({upload.attempts} "
+                "attempts); the file may need more memory than a worker has"
+            ),
+        ):
+            found["failed"].append(upload.pk)
+            delete_chunks(upload)
+    return found
 
 
 def abort(upload: Upload) -> None:
@@ -214,7 +413,7 @@ def _assemble(upload: Upload, out: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def _ingest(upload: Upload):
+def _ingest(upload: Upload, still_mine: Callable[[], None]):
     with tempfile.TemporaryFile() as f:
         digest = _assemble(upload, f)
         if digest != upload.sha256:
@@ -243,4 +442,5 @@ def _ingest(upload: Upload):
             fields.get("seed_group", ""),
             fields.get("step"),
             dataset=Dataset.objects.filter(pk=fields.get("dataset") or 0).first(),
+            check=still_mine,
         )

@@ -15,6 +15,12 @@ urlpatterns = [
     path("workers/", views.workers, name="workers"),
     path("w/<slug:slug>/datasets/upload/", views.upload_dataset, name="upload-dataset"),
     path("w/<slug:slug>/checkpoints/upload/", views.upload_checkpoint, name="upload-checkpoint"),
+    path("w/<slug:slug>/uploads/", views.workspace_uploads, name="workspace-uploads"),
+    path(
+        "w/<slug:slug>/uploads/<uuid:upload_id>/dismiss/",
+        views.dismiss_upload,
+        name="upload-dismiss",
+    ),
     path("w/<slug:slug>/comparisons/new/", views.new_comparison, name="new-comparison"),
     path("w/<slug:slug>/matrices/new/", views.new_model_matrix, name="new-model-matrix"),
     path("matrices/<int:pk>/", views.model_matrix_page, name="model-matrix"),

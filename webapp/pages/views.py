@@ -21,10 +21,11 @@ from analysis.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.errors import InputError
 from analysis.probes import most_moved
 from analysis.registry import MEASURES
-from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
+from webapp.catalog import uploads
 from webapp.catalog.models import (
     Checkpoint,
     Dataset,
+    Upload,
     editable_workspaces_of,
     visible_to,
     workspaces_of,
@@ -127,6 +128,7 @@ def _runs_context(workspace) -> dict:
 def _workspace_context(workspace, **forms) -> dict:
     return {
         **_runs_context(workspace),
+        **_uploads_context(workspace),
         "datasets": workspace.datasets.all(),
         "checkpoints": workspace.checkpoints.all(),
         "comparisons": workspace.runs.filter(kind=Run.Kind.COMPARE).select_related(
@@ -170,22 +172,21 @@ def upload_dataset(request, slug):
     workspace = _editable_workspace(request, slug)
     form = DatasetUploadForm(request.POST, request.FILES)
     if form.is_valid():
-        upload = form.cleaned_data["file"]
+        f = form.cleaned_data["file"]
         try:
-            dataset, created = ingest_dataset(
-                workspace,
+            received = uploads.receive(
                 request.user,
-                upload,
-                upload.name,
-                form.cleaned_data["name"],
-                form.cleaned_data["description"],
+                workspace,
+                Upload.Kind.DATASET,
+                f,
+                f.name,
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
             )
         except InputError as err:
             form.add_error("file", str(err))
         else:
-            if not created:
-                messages.info(request, f"This file is already here as “{dataset.name}”.")
-            return redirect("dataset", pk=dataset.pk)
+            return _uploaded(request, workspace, *received)
     return _form_page(request, workspace, dataset_form=form)
 
 
@@ -195,25 +196,65 @@ def upload_checkpoint(request, slug):
     workspace = _editable_workspace(request, slug)
     form = CheckpointUploadForm(workspace, request.POST, request.FILES)
     if form.is_valid():
-        upload = form.cleaned_data["file"]
+        f, dataset = form.cleaned_data["file"], form.cleaned_data["dataset"]
         try:
-            checkpoint, created = ingest_checkpoint(
-                workspace,
+            received = uploads.receive(
                 request.user,
-                upload,
-                upload.name,
-                form.cleaned_data["name"],
-                form.cleaned_data["architecture"],
-                form.cleaned_data["description"],
-                dataset=form.cleaned_data["dataset"],
+                workspace,
+                Upload.Kind.CHECKPOINT,
+                f,
+                f.name,
+                name=form.cleaned_data["name"],
+                architecture=form.cleaned_data["architecture"],
+                description=form.cleaned_data["description"],
+                dataset=dataset.pk if dataset else None,
             )
         except InputError as err:
             form.add_error("file", str(err))
         else:
-            if not created:
-                messages.info(request, f"This checkpoint is already here as “{checkpoint.name}”.")
-            return redirect("checkpoint", pk=checkpoint.pk)
+            return _uploaded(request, workspace, *received)
     return _form_page(request, workspace, checkpoint_form=form)
+
+
+def _uploaded(request, workspace, upload: Upload | None, found) -> HttpResponse:
+    """After an upload: the dataset or checkpoint the same file already made, else the
+    workspace's list of uploads, where this one is checked."""
+    if isinstance(found, Dataset | Checkpoint):
+        messages.info(request, f"This file is already here as “{found.name}”.")
+        return redirect("dataset" if isinstance(found, Dataset) else "checkpoint", pk=found.pk)
+    upload = found or upload
+    messages.info(
+        request,
+        f"{upload.filename} is uploaded. A worker checks it now; it is listed under "
+        "“Uploads” until it is ready or refused.",
+    )
+    return redirect(reverse("workspace", args=[workspace.slug]) + "#uploads")
+
+
+@login_required
+def workspace_uploads(request, slug):
+    workspace = _workspace(request, slug)
+    context = _uploads_context(workspace)
+    return _poll(request, "pages/workspace.html", "uploads", context, not context["uploads_active"])
+
+
+@login_required
+@require_POST
+def dismiss_upload(request, slug, upload_id):
+    """Withdraw an upload (receiving or being checked) or dismiss a refused one."""
+    workspace = _editable_workspace(request, slug)
+    uploads.abort(get_object_or_404(workspace.uploads, pk=upload_id))
+    return redirect(reverse("workspace", args=[workspace.slug]) + "#uploads")
+
+
+def _uploads_context(workspace) -> dict:
+    shown = uploads.shown(workspace)
+    active = (Upload.State.OPEN, Upload.State.CHECKING)
+    return {
+        "workspace": workspace,
+        "uploads": shown,
+        "uploads_active": any(u.state in active for u in shown),
+    }
 
 
 @login_required
