@@ -202,9 +202,7 @@ def extract(run: Run) -> dict:
         activations = {layer: found[layer] for layer in todo}
     else:
         loaded = monotonic()
-        _, activations = _in_host(
-            run, "extract", {"layers": todo, "pooling": pooling}, {"x": arrays.x}
-        )
+        _, activations = _in_host(run, {"layers": todo, "pooling": pooling}, {"x": arrays.x})
     computed = monotonic()
     for layer, values in activations.items():
         ActivationSet.objects.update_or_create(
@@ -228,13 +226,13 @@ def extract(run: Run) -> dict:
     }
 
 
-def _in_host(run: Run, task: str, params: dict, inputs: dict) -> tuple[dict, dict]:
-    """Run ``analysis.hosted.<task>`` on the run's checkpoint in a model host: stopped within
-    a second of the run being cancelled, and at the host's limits."""
+def _in_host(run: Run, params: dict, inputs: dict) -> tuple[dict, dict]:
+    """Run the entry point of the run's kind on its checkpoint in a model host: stopped
+    within a second of the run being cancelled, and at the host's limits."""
     device = settings.REPLENS_DEVICE or ("cuda" if torch.cuda.is_available() else "cpu")
     with run.checkpoint.blob.local_path() as path:
         return run_in_host(
-            f"analysis.hosted:{task}",
+            KINDS[run.kind].entry,
             {**checkpoint_model_params(run.checkpoint), **params, "device": device},
             {"model": path, **inputs},
             host_limits(),
@@ -572,7 +570,7 @@ def probe(run: Run) -> dict:
     with ExitStack() as stack:
         stored = {f"stored:{a.layer}": stack.enter_context(a.memory_map()) for a in activations}
         params = {k: p[k] for k in ("layers", "pooling", "families", "seed")}
-        found, per_sample = _in_host(run, "probe", params, {"x": arrays.x, **stored})
+        found, per_sample = _in_host(run, params, {"x": arrays.x, **stored})
     computed = monotonic()
     for i, result in enumerate(found["families"]):
         ProbeResult.objects.update_or_create(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -139,6 +140,13 @@ class RunSerializer(serializers.ModelSerializer):
         help_text="where a queued run stands (null once it started)"
     )
 
+    page = serializers.SerializerMethodField(help_text="the web page that shows the run")
+
+    def get_page(self, run: Run) -> str:
+        path = reverse(KINDS[run.kind].page, args=[run.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
     @extend_schema_field(QueueStandingSerializer(allow_null=True))
     def get_queue(self, run: Run) -> dict | None:
         if getattr(self, "_standings", None) is None:  # once for a whole page of a list
@@ -159,6 +167,7 @@ class RunSerializer(serializers.ModelSerializer):
             "state",
             "progress",
             "queue",
+            "page",
             "params",
             "dataset",
             "checkpoint",

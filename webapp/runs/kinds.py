@@ -1,10 +1,12 @@
 """One declarative spec per run kind: its parameters (type, default, range, help), its queue,
-whether it is batch work, whether it runs an uploaded model (in a model host).
+whether it is batch work, whether it runs an uploaded model (in a model host), the analysis
+function it calls and the page that shows it.
 
 Request serializers and page forms build their parameter fields from here, submission checks
-values against it, the worker routes by it and the fair queue orders by it: a parameter or a
-kind is added here once. The objects a run is about (checkpoints, dataset, layers) are not
-parameters; each request names them itself.
+values against it, the worker routes by it and calls its entry point, the fair queue orders by
+it, and lists link to its page: a parameter or a kind is added here once. The objects a run is
+about (checkpoints, dataset, layers) are not parameters; each request names them itself.
+Uploads are checked by the same workers ahead of every run (:mod:`webapp.catalog.uploads`).
 """
 
 from __future__ import annotations
@@ -77,13 +79,16 @@ def _fraction(name: str, default: float, help: str) -> Parameter:
 
 @dataclass(frozen=True)
 class RunKind:
-    """What runs of one kind take and where they go. ``batch`` work waits behind interactive
-    work of other people (``webapp.runs.queue``); ``hosted`` kinds run an uploaded model and
-    so happen in a model host."""
+    """What runs of one kind take and where they go. ``entry`` is the analysis function the
+    worker calls (``module:function``); ``hosted`` kinds run an uploaded model, so their entry
+    point runs in a model host. ``batch`` work waits behind interactive work of other people
+    (``webapp.runs.queue``). ``page`` names the URL of the page that shows a run."""
 
     kind: str
     queue: str
     parameters: tuple[Parameter, ...]
+    entry: str
+    page: str = "run"
     batch: bool = False
     hosted: bool = False
 
@@ -99,17 +104,21 @@ class RunKind:
 KINDS: dict[str, RunKind] = {
     k.kind: k
     for k in [
-        RunKind(Run.Kind.EXTRACT, "gpu", (POOLING,), hosted=True),
+        RunKind(Run.Kind.EXTRACT, "gpu", (POOLING,), "analysis.hosted:extract", hosted=True),
         RunKind(
             Run.Kind.COMPARE,
             "cpu",
             (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, AGREEMENT_K, SEED),
+            "analysis.measures:compare_layers",
+            page="comparison",
             batch=True,
         ),
         RunKind(
             Run.Kind.MODEL_MATRIX,
             "cpu",
             (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, AGREEMENT_K, SEED),
+            "analysis.measures:compare_layers",
+            page="model-matrix",
             batch=True,
         ),
         RunKind(
@@ -128,6 +137,7 @@ KINDS: dict[str, RunKind] = {
                 _fraction("test_fraction", 0.2, "share of samples held out to score the map"),
                 SEED,
             ),
+            "analysis.alignment:fit_alignment",
         ),
         RunKind(
             Run.Kind.COMPATIBILITY,
@@ -152,6 +162,8 @@ KINDS: dict[str, RunKind] = {
                 ),
                 SEED,
             ),
+            "analysis.compatibility:compatibility",
+            page="compatibility",
             batch=True,
         ),
         RunKind(
@@ -171,6 +183,8 @@ KINDS: dict[str, RunKind] = {
                 Parameter("perplexity", "float", 30.0, "t-SNE's perplexity", 1.0, 1000.0),
                 SEED,
             ),
+            "analysis.projection:project",
+            page="projection",
         ),
         RunKind(
             Run.Kind.PROJECT_ALIGNED,
@@ -188,9 +202,18 @@ KINDS: dict[str, RunKind] = {
                 *UMAP_OPTIONS,
                 SEED,
             ),
+            "analysis.projection:project_aligned",
             batch=True,
         ),
-        RunKind(Run.Kind.PROBE, "gpu", (POOLING, SEED), batch=True, hosted=True),
+        RunKind(
+            Run.Kind.PROBE,
+            "gpu",
+            (POOLING, SEED),
+            "analysis.hosted:probe",
+            page="probe",
+            batch=True,
+            hosted=True,
+        ),
     ]
 }
 assert set(KINDS) == set(Run.Kind.values), "every run kind has a spec"
