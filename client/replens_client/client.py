@@ -148,8 +148,8 @@ def _opened(source, filename: str | None) -> Iterator[tuple[IO[bytes], str]]:
 class Client:
     """A RepLens server: ``Client("http://host:8000", token)``.
 
-    ``timeout`` is per request (seconds); completing an upload, when the server checks and
-    ingests the whole file, may take up to 20 times as long. Transient failures are retried
+    ``timeout`` is per request (seconds); uploads then wait while a worker checks the file
+    (``wait_upload``, without a limit unless given one). Transient failures are retried
     ``retries`` times, sleeping ``backoff``, 2 × ``backoff``, 4 × … (at most ``max_backoff``)
     in between. ``chunk_size`` overrides the chunk size the server suggests for uploads.
     """
@@ -553,7 +553,6 @@ class Client:
                 f"uploads/{upload_id}/complete/",
                 ok=(200, 202),
                 json={},
-                timeout=(self.timeout, self.timeout * 20),
             )
         except ConnectionFailed:
             raise
@@ -563,7 +562,8 @@ class Client:
                 status=err.status,
                 data=err.data,
                 upload_id=upload_id,
-                discarded=err.status == 400,
+                # refused earlier: the server keeps nothing (missing bytes keep it open)
+                discarded=err.message.startswith("this upload was refused"),
             ) from err
 
     def _abort_quietly(self, upload_id: str) -> None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
 import torch
+from django.core.files.storage import default_storage
 from django.db import connection
 from replens_client import Client
 from requests.adapters import HTTPAdapter
@@ -57,6 +60,24 @@ def checker(transactional_db):
     stop.set()
     thread.join(timeout=60)
     assert not failures, failures
+
+
+@pytest.fixture
+def held_checks(checker, monkeypatch):
+    """Holds the upload checker: complete uploads stay waiting for their check (``checking``,
+    ``position`` 1, 2, …) until ``held_checks.release()``."""
+    real, released, holding = check_uploads, threading.Event(), threading.Event()
+
+    def gated() -> list:
+        if released.is_set():
+            return real()
+        holding.set()
+        return []
+
+    monkeypatch.setattr(sys.modules[__name__], "check_uploads", gated)
+    # Once the thread calls the gate, no check that started before the hold is still going.
+    assert holding.wait(10), "the upload checker did not pause"
+    return SimpleNamespace(release=released.set)
 
 
 @pytest.fixture
@@ -192,6 +213,14 @@ def nan_file(tmp_path) -> Path:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stored_chunks(upload_id) -> list[str]:
+    """The chunk objects an upload still has in the default storage."""
+    try:
+        return sorted(default_storage.listdir(f"uploads/{upload_id}")[1])
+    except FileNotFoundError:
+        return []
 
 
 def stored_sha256(sha256: str) -> str:

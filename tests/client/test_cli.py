@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from replens_client import cli
 
-from tests.client.conftest import sha256_of
-from webapp.catalog.models import Checkpoint
+from tests.client.conftest import sha256_of, stored_chunks
+from webapp.catalog.models import Checkpoint, Dataset, Upload
 
 
 @pytest.fixture
@@ -44,7 +44,11 @@ def test_upload_dataset_prints_it_and_draws_a_byte_bar(replens_cli, digits_file)
     assert dataset["sha256"] == sha256_of(digits_file)
     assert "\rupload digits.npz [" in err and "100%" in err and "/s" in err
     assert "KiB / " in err and "sha256 digits.npz" in err
+    # Then a bar for the worker's check, ending "ready", before the dataset is named.
+    assert "\rcheck digits.npz [" in err and "100% ready" in err
+    assert err.index("\rupload digits.npz [") < err.index("\rcheck digits.npz [")
     assert f"created dataset #{dataset['id']} in lab" in err
+    assert err.index("100% ready") < err.index("created dataset")
 
     # Again, options after the command, no bars: the same dataset, nothing sent.
     status, again, err = replens_cli(
@@ -53,6 +57,30 @@ def test_upload_dataset_prints_it_and_draws_a_byte_bar(replens_cli, digits_file)
     assert status == 0 and again == dataset
     assert "\r" not in err and "[" not in err
     assert f"dataset #{dataset['id']} was already in lab (identical file)" in err
+
+
+def test_a_refused_upload_exits_non_zero_with_the_reason(replens_cli, tmp_path):
+    bogus = tmp_path / "notes.npz"
+    bogus.write_bytes(b"these are not arrays\n" * 5000)
+    status, out, err = replens_cli("upload-dataset", str(bogus), "-w", "lab", "--chunk-size", "64K")
+    assert status == 1 and out is None
+    # Every byte went up; the worker's check refused the file, and says why on a line of its own.
+    assert "\rupload notes.npz [" in err and "100%" in err
+    assert "\nreplens: error: notes.npz was refused: not an .npz archive" in err
+    assert "created dataset" not in err and "(HTTP" not in err
+    upload = Upload.objects.get()
+    assert upload.state == Upload.State.FAILED and upload.error in err
+    assert Dataset.objects.count() == 0 and stored_chunks(upload.pk) == []
+
+    # A model file is refused by its check in a model host, the same way.
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"\x80\x02not torchscript" * 100)
+    status, out, err = replens_cli("--no-progress", "upload-checkpoint", str(broken), "-w", "lab")
+    assert status == 1 and out is None and "\r" not in err and err.count("\n") == 1
+    assert err.startswith("replens: error: broken.pt was refused:") and "TorchScript" in err
+    refused = Upload.objects.get(filename="broken.pt")
+    assert refused.state == Upload.State.FAILED and refused.error in err
+    assert Checkpoint.objects.count() == 0 and stored_chunks(refused.pk) == []
 
 
 def test_upload_checkpoint_with_step_and_seed_group(replens_cli, mlp_file):

@@ -49,14 +49,22 @@ def http(live_server, owner, workspace):
     return session, live_server.url
 
 
-def upload(session, base, kind, filename, content, **fields):
+def upload(session, base, kind, filename, content, timeout=60, **fields):
+    """Upload a file and wait while the worker checks it; the dataset or checkpoint made."""
     response = session.post(
         f"{base}/api/v1/{kind}/",
         data={"workspace": "lab", **fields},
         files={"file": (filename, content)},
     )
-    assert response.status_code == 201, response.text
-    return response.json()
+    assert response.status_code == 202 and response.json()["state"] == "checking", response.text
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        upload = session.get(f"{base}/api/v1/uploads/{response.json()['id']}/").json()
+        if upload["state"] != "checking":
+            assert upload["state"] == "done", upload["error"]
+            return upload["result"]
+        time.sleep(0.2)
+    pytest.fail(f"{filename} was not checked in {timeout} s")
 
 
 def test_upload_extract_compare_through_a_real_worker(worker, http, owner, client):
