@@ -181,6 +181,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3 * 3600, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", CELERY_TASK_SOFT_TIME_LIMIT + 300)
 REPLENS_DEVICE = env_str("REPLENS_DEVICE", "")  # "" picks CUDA when available
+# The commit the code was built from, for provenance (webapp/version.py); set when an image
+# is built, else read from the git checkout.
+REPLENS_COMMIT = env_str("REPLENS_COMMIT", "")
 # Every load or run of an uploaded model happens in a model host (analysis/host.py): a child
 # process confined by Landlock and seccomp (REPLENS_HOST_SANDBOX=false only where the kernel
 # has neither), killed when it runs past REPLENS_HOST_TIME_LIMIT_S, makes no progress for

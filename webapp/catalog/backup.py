@@ -30,7 +30,6 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import validate_slug
 from django.db import connection, models, transaction
 
-import analysis
 from webapp.catalog.models import (
     ActivationSet,
     Blob,
@@ -51,6 +50,7 @@ from webapp.runs.models import (
     Score,
     Selection,
 )
+from webapp.version import code_version
 
 FORMAT = 1
 
@@ -122,7 +122,7 @@ def backup(workspace: Workspace, path: Path) -> dict[str, int]:
     manifest = {
         "format": FORMAT,
         "workspace": workspace.slug,
-        "code_version": analysis.__version__,
+        "code_version": code_version(),
         "counts": counts,
     }
     listing = {pk: {"sha256": b.sha256, "size": b.size} for pk, b in sorted(blobs.items())}

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-import analysis
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
+from webapp.version import code_version
 
 
 class Cancelled(Exception):
@@ -60,7 +60,7 @@ class Run(models.Model):
     error = models.TextField(blank=True)
     celery_task_id = models.CharField(max_length=64, default="")
     worker = models.CharField(max_length=200, blank=True)  # Celery node name of the last claim
-    code_version = models.CharField(max_length=40, default=analysis.__version__)
+    code_version = models.CharField(max_length=40, default=code_version)  # then the worker's
     timings = models.JSONField(default=dict)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -158,6 +158,7 @@ class Run(models.Model):
         the Celery node ``worker``; False if another delivery already has it."""
         now = timezone.now()
         claimed = Run.objects.filter(pk=self.pk, state=self.State.QUEUED).update(
+            code_version=code_version(),  # the code that computes it
             celery_task_id=task_id or self.celery_task_id,
             worker=worker,
             state=self.State.RUNNING,

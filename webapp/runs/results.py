@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-import analysis
 from analysis.measures import BASELINE_WARNING
 from analysis.ordering import hierarchical_order
 from analysis.registry import MEASURES
 from webapp.catalog.models import Checkpoint
 from webapp.runs.models import Alignment, Run
+from webapp.version import code_version
 
 
 def comparison_matrix(run: Run) -> dict:
@@ -92,7 +92,7 @@ def _matrix(run: Run, rows: list, cols: list, scores: dict) -> dict:
             "baseline": measure.baseline_note(p["n_permutations"]),
             "n_bootstrap": p.get("n_bootstrap", 0),
             "seed": p["seed"],
-            "code_version": any_score.code_version if any_score else analysis.__version__,
+            "code_version": any_score.code_version if any_score else code_version(),
         },
         "baseline_warning_threshold": BASELINE_WARNING,
         "warnings": sorted({w for s in scores.values() for w in s.warnings}),
@@ -142,7 +142,7 @@ def compatibility_matrix(run: Run) -> dict:
             "criterion": p["criterion"],
             "query_fraction": p["query_fraction"],
             "seed": p["seed"],
-            "code_version": stored.code_version if stored else analysis.__version__,
+            "code_version": stored.code_version if stored else code_version(),
         },
     }
 
