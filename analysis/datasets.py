@@ -114,18 +114,31 @@ class DatasetArrays:
             )
 
 
+SUFFIXES = (".npz", ".zip", ".csv", ".jsonl")
+"""Dataset files by extension: arrays, a zip of images in class folders, a table, texts."""
+
+
+def check_dataset_name(filename: str) -> str:
+    """The extension of a dataset file, refused unless it is one of :data:`SUFFIXES` (so
+    that a wrong file is refused before its bytes are sent)."""
+    suffix = PurePosixPath(filename.lower()).suffix
+    if suffix not in SUFFIXES:
+        raise InputError(
+            f"unsupported dataset file {filename!r}: upload a .npz, .zip, .csv or .jsonl"
+        )
+    return suffix
+
+
 def read_dataset(path: str | Path, filename: str, max_files: int, max_bytes: int):
     """Parse an uploaded dataset file by its extension into validated :class:`DatasetArrays`."""
-    suffix = PurePosixPath(filename.lower()).suffix
+    suffix = check_dataset_name(filename)
     if suffix == ".npz":
         return read_npz(path)
     if suffix == ".zip":
         return read_image_zip(path, max_files=max_files, max_bytes=max_bytes)
     if suffix == ".csv":
         return read_csv(path)
-    if suffix == ".jsonl":
-        return read_jsonl(path)
-    raise InputError(f"unsupported dataset file {filename!r}: upload a .npz, .zip, .csv or .jsonl")
+    return read_jsonl(path)
 
 
 def _labels(raw: np.ndarray) -> tuple[np.ndarray, list[str]]:

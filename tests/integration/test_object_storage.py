@@ -31,6 +31,8 @@ from storages.backends.s3 import S3Storage
 
 import webapp.settings
 from tests.conftest import (
+    api_client_for,
+    check_uploads,
     checkpoint_from,
     digits_npz_bytes,
     run_with_dependencies,
@@ -38,7 +40,7 @@ from tests.conftest import (
     worker_process,
 )
 from webapp.catalog.ingest import ingest_dataset
-from webapp.catalog.models import ActivationSet, Blob, Dataset, Upload
+from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Dataset, Upload
 from webapp.runs.models import Run
 from webapp.runs.submit import request_alignment, request_extraction
 
@@ -286,12 +288,26 @@ def test_a_chunked_upload_goes_through_chunk_objects(s3, api, workspace):
     assert s3.keys("uploads/") == chunk_keys
     assert b"".join(s3.read(key) for key in chunk_keys) == content
 
-    done = api.post(f"/api/v1/uploads/{uid}/complete/")
-    assert done.status_code == 201, done.content
-    dataset = Dataset.objects.get(pk=done.json()["result"]["id"])
+    completed = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert completed.status_code == 202, completed.content
+    assert s3.keys("uploads/") == chunk_keys  # the worker's check reads them from the bucket
+    assert [u.state for u in check_uploads()] == [Upload.State.DONE]
+    done = api.get(f"/api/v1/uploads/{uid}/").json()
+    dataset = Dataset.objects.get(pk=done["result"]["id"])
     assert dataset.n_samples == 300 and s3.read(dataset.source.key) == content
     assert s3.keys("uploads/") == []
-    assert Upload.objects.get(pk=uid).state == Upload.State.DONE
+
+    # A refused upload leaves no chunk behind: corrupted bytes, refused by the check.
+    corrupted = bytearray(digits_npz_bytes(50))
+    uid = declare(api, bytes(corrupted), name="corrupted")
+    corrupted[100] ^= 0xFF
+    put(api, uid, bytes(corrupted), 0, len(corrupted) - 1)
+    assert s3.keys("uploads/") == [f"uploads/{uid}/{0:020d}"]
+    assert api.post(f"/api/v1/uploads/{uid}/complete/").status_code == 202
+    refused = check_uploads()
+    assert [u.state for u in refused] == [Upload.State.FAILED]
+    assert "corrupted" in refused[0].error
+    assert s3.keys("uploads/") == [] and Dataset.objects.count() == 1
 
     # An aborted upload leaves no chunk behind either.
     other = digits_npz_bytes(100)
@@ -344,6 +360,37 @@ def wait_for_run(run: Run, timeout: float = 180) -> Run:
             return run
         time.sleep(0.5)
     pytest.fail(f"run {run.pk} is still {run.state} after {timeout} s")
+
+
+@pytest.mark.integration
+def test_a_worker_on_another_disk_checks_an_upload_through_the_bucket(
+    s3, transactional_db, owner, workspace, tmp_path
+):
+    """The web side stores an upload's chunks in the bucket; a worker with a media folder of
+    its own takes the check (woken when the upload completes), reads the chunks from the
+    bucket, stores the checkpoint's blob there and deletes the chunks."""
+    api = api_client_for(owner)
+    content = torchscript_mlp_bytes(0)
+    worker_media = tmp_path / "worker-media"
+    with worker_process(tmp_path / "worker.log", **s3.env, MEDIA_ROOT=str(worker_media)):
+        body = {"workspace": "lab", "kind": "checkpoint", "filename": "mlp.pt"}
+        body |= {"size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        declared = api.post("/api/v1/uploads/", body, format="json")
+        assert declared.status_code == 201, declared.content
+        uid = declared.json()["id"]
+        put(api, uid, content, 0, len(content) - 1)
+        assert s3.keys("uploads/") == [f"uploads/{uid}/{0:020d}"]
+        assert api.post(f"/api/v1/uploads/{uid}/complete/").status_code == 202
+        deadline = time.monotonic() + 180
+        while (state := api.get(f"/api/v1/uploads/{uid}/").json())["state"] == "checking":
+            if time.monotonic() > deadline:
+                pytest.fail(f"upload {uid} is still being checked after 180 s")
+            time.sleep(0.5)
+    assert state["state"] == "done", state
+    checkpoint = Checkpoint.objects.get(pk=state["result"]["id"])
+    assert s3.read(checkpoint.blob.key) == content
+    assert s3.keys("uploads/") == []
+    assert not worker_media.exists()
 
 
 @pytest.mark.integration

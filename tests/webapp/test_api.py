@@ -16,7 +16,7 @@ from tests.conftest import (
     torchscript_mlp_bytes,
 )
 from tests.webapp.builders import MLP_DEFAULT_LAYERS, labelled_npz
-from webapp.catalog.models import ActivationSet, Workspace
+from webapp.catalog.models import ActivationSet, Upload, Workspace
 from webapp.runs.models import Run
 from workers.tasks import execute_run
 
@@ -93,9 +93,16 @@ def test_openapi_schema(api):
         "/api/v1/runs/{id}/cancel/",
     ):
         assert path in paths, path
-    upload = paths["/api/v1/datasets/"]["post"]
-    assert "multipart/form-data" in upload["requestBody"]["content"]
-    assert {"200", "201", "400"} <= set(upload["responses"])
+    # A one-shot upload is 202 (a worker checks it) or 200 (the same bytes are already here).
+    for path in ("/api/v1/datasets/", "/api/v1/checkpoints/"):
+        upload = paths[path]["post"]
+        assert "multipart/form-data" in upload["requestBody"]["content"]
+        assert {"200", "202", "400"} <= set(upload["responses"]), path
+    # Chunked: declared (201, or 200 when nothing is left to send), then completed (202
+    # while checked, 200 once checked).
+    assert {"200", "201", "400"} <= set(paths["/api/v1/uploads/"]["post"]["responses"])
+    complete = paths["/api/v1/uploads/{id}/complete/"]["post"]
+    assert {"200", "202", "400"} <= set(complete["responses"])
 
     as_json = api.get("/api/v1/schema/?format=json")
     assert as_json.status_code == 200
@@ -173,6 +180,7 @@ def test_outsider_cannot_upload_into_the_owners_workspace(outsider_api, workspac
     )
     assert response.status_code == 404
     assert workspace.checkpoints.count() == 0
+    assert not Upload.objects.exists()  # nothing stored for a worker to check either
 
 
 def test_outsider_cannot_request_or_cancel_runs_on_the_owners_objects(

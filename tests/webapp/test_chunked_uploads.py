@@ -1,6 +1,7 @@
 """Chunked, resumable uploads through the API: bytes in order with Content-Range, the offset
-to resume from, sha256 checked at the end, identical files answered without sending bytes.
-Each chunk is an object of its own in the default storage until the upload completes."""
+to resume from, identical files answered without sending bytes. Each chunk is an object of its
+own in the default storage until a worker checks the complete upload (its sha256 and the file;
+``check_uploads`` plays the worker) and deletes them, whatever the outcome."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import hashlib
 import pytest
 from django.core.files.storage import default_storage
 
-from tests.conftest import api_client_for, digits_npz_bytes, torchscript_mlp_bytes
+from tests.conftest import (
+    api_client_for,
+    checked,
+    digits_npz_bytes,
+    torchscript_mlp_bytes,
+)
 from webapp.catalog import uploads
-from webapp.catalog.models import Checkpoint, Dataset, Upload
+from webapp.catalog.models import Blob, Checkpoint, Dataset, Upload
 
 pytestmark = pytest.mark.django_db
 
@@ -77,15 +83,23 @@ def test_a_dataset_in_chunks_with_a_resume(api, workspace):
         put(api, uid, content, first, min(first + 30_000, len(content)) - 1)
     offsets = [0, *range(send_from, len(content), 30_000)]
     assert stored_chunks(uid) == [f"{first:020d}" for first in offsets]
-    done = api.post(f"/api/v1/uploads/{uid}/complete/")
-    assert done.status_code == 201, done.content
-    result = done.json()["result"]
-    dataset = Dataset.objects.get(pk=result["id"])
+    completed = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert completed.status_code == 202, completed.content
+    waiting = completed.json()
+    assert waiting["state"] == "checking" and waiting["position"] == 1
+    assert waiting["result"] is None and not Dataset.objects.exists()
+    # Completing again while it waits is harmless: still checking.
+    again = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert again.status_code == 202 and again.json()["state"] == "checking"
+    done = checked(api, completed)
+    assert done["state"] == "done" and done["position"] is None and done["error"] == ""
+    dataset = Dataset.objects.get(pk=done["result"]["id"])
     assert dataset.name == "digits in pieces" and dataset.n_samples == 200
     assert dataset.source.sha256 == hashlib.sha256(content).hexdigest()
     assert stored_chunks(uid) == [] and not default_storage.exists(f"uploads/{uid}")
-    # Completing again answers the same dataset; declaring the same bytes sends nothing.
-    assert api.post(f"/api/v1/uploads/{uid}/complete/").json()["result"]["id"] == dataset.pk
+    # Completing again answers the same dataset (200); declaring the same bytes sends nothing.
+    finished = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert finished.status_code == 200 and finished.json()["result"]["id"] == dataset.pk
     again = declare(api, content)
     assert again.status_code == 200 and again.json()["result"]["id"] == dataset.pk
     assert again.json()["id"] is None and Upload.objects.count() == 1
@@ -95,7 +109,8 @@ def test_a_checkpoint_in_chunks_keeps_its_step(api, workspace):
     content = torchscript_mlp_bytes(0)
     uid = declare(api, content, "checkpoint", "mlp.pt", name="mlp", step=400).json()["id"]
     send(api, uid, content, 4096)
-    done = api.post(f"/api/v1/uploads/{uid}/complete/").json()
+    done = checked(api, api.post(f"/api/v1/uploads/{uid}/complete/"))
+    assert done["state"] == "done", done
     checkpoint = Checkpoint.objects.get(pk=done["result"]["id"])
     assert checkpoint.step == 400 and done["result"]["step"] == 400
     assert checkpoint.blob.sha256 == hashlib.sha256(content).hexdigest()
@@ -107,21 +122,26 @@ def test_corrupted_bytes_are_refused_and_nothing_is_kept(api, workspace):
     corrupted = bytearray(content)
     corrupted[100] ^= 0xFF
     send(api, uid, bytes(corrupted), 8192)
-    refused = api.post(f"/api/v1/uploads/{uid}/complete/")
-    assert refused.status_code == 400 and "corrupted" in refused.json()["detail"]
-    upload = Upload.objects.get(pk=uid)
-    assert upload.state == "failed" and stored_chunks(uid) == []
-    assert not Dataset.objects.exists()
-    assert api.post(f"/api/v1/uploads/{uid}/complete/").status_code == 400
+    assert stored_chunks(uid)
+    refused = checked(api, api.post(f"/api/v1/uploads/{uid}/complete/"))
+    assert refused["state"] == "failed" and "corrupted" in refused["error"]
+    assert refused["result"] is None and refused["position"] is None
+    assert Upload.objects.get(pk=uid).state == "failed" and stored_chunks(uid) == []
+    assert not Dataset.objects.exists() and not Blob.objects.exists()
+    again = api.post(f"/api/v1/uploads/{uid}/complete/")
+    assert again.status_code == 400 and "this upload was refused" in again.json()["detail"]
+    assert "corrupted" in again.json()["detail"]
 
 
 def test_an_invalid_file_is_refused_with_the_reason(api, workspace):
     content = b"not a dataset at all" * 10
     uid = declare(api, content, filename="junk.npz").json()["id"]
     send(api, uid, content, 64)
-    refused = api.post(f"/api/v1/uploads/{uid}/complete/")
-    assert refused.status_code == 400 and refused.json()["detail"]
-    assert not Dataset.objects.exists()
+    refused = checked(api, api.post(f"/api/v1/uploads/{uid}/complete/"))
+    assert refused["state"] == "failed" and refused["error"]
+    assert "internal error" not in refused["error"]
+    assert not Dataset.objects.exists() and not Blob.objects.exists()
+    assert stored_chunks(uid) == []
 
 
 @pytest.mark.parametrize(
@@ -185,9 +205,9 @@ def test_a_chunk_stored_by_a_failed_request_is_replaced_when_sent_again(api, wor
     send_rest = range(5_000, len(content), 7_000)
     for first in send_rest:
         put(api, uid, content, first, min(first + 7_000, len(content)) - 1)
-    done = api.post(f"/api/v1/uploads/{uid}/complete/")
-    assert done.status_code == 201, done.content
-    dataset = Dataset.objects.get(pk=done.json()["result"]["id"])
+    done = checked(api, api.post(f"/api/v1/uploads/{uid}/complete/"))
+    assert done["state"] == "done", done
+    dataset = Dataset.objects.get(pk=done["result"]["id"])
     with dataset.source.open() as f:
         assert f.read() == content
     assert stored_chunks(uid) == []
@@ -208,7 +228,7 @@ def test_a_chunk_missing_from_storage_fails_the_upload(api, workspace):
     uid = declare(api, content).json()["id"]
     send(api, uid, content, 4_000)
     default_storage.delete(Upload.objects.get(pk=uid).chunk_key(8_000))
-    refused = api.post(f"/api/v1/uploads/{uid}/complete/")
-    assert refused.status_code == 400 and "from byte 8000" in refused.json()["detail"]
+    refused = checked(api, api.post(f"/api/v1/uploads/{uid}/complete/"))
+    assert refused["state"] == "failed" and "from byte 8000" in refused["error"]
     assert Upload.objects.get(pk=uid).state == "failed" and stored_chunks(uid) == []
-    assert not Dataset.objects.exists()
+    assert not Dataset.objects.exists() and not Blob.objects.exists()

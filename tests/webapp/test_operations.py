@@ -227,7 +227,7 @@ def test_gc_deletes_old_unreferenced_blobs_only(owner, digits, ckpt_a, isolated_
     assert Blob.objects.filter(pk=young.pk).exists()  # younger than an hour
 
 
-def test_gc_deletes_uploads_abandoned_open(owner, workspace, isolated_media):
+def test_gc_deletes_uploads_abandoned_open_and_old_records(owner, workspace, isolated_media):
     def upload_of(content: bytes):
         upload, _ = uploads.start(
             owner,
@@ -244,14 +244,23 @@ def test_gc_deletes_uploads_abandoned_open(owner, workspace, isolated_media):
     fresh = upload_of(b"y" * 10)
     finished = upload_of(b"z" * 10)
     Upload.objects.filter(pk=finished.pk).update(state=Upload.State.DONE)
+    # Waiting for its check, however long: the reaper's business (a silent worker), not gc's.
+    checking = upload_of(b"c" * 10)
+    Upload.objects.filter(pk=checking.pk).update(state=Upload.State.CHECKING)
+    refused = upload_of(b"r" * 10)
+    Upload.objects.filter(pk=refused.pk).update(state=Upload.State.FAILED, error="bad")
     chunks = stored_files(isolated_media) - before
     assert chunks
     old = timezone.now() - timedelta(days=8)
-    Upload.objects.filter(pk__in=[stale.pk, finished.pk]).update(updated_at=old)
+    aged = [stale.pk, finished.pk, checking.pk, refused.pk]
+    Upload.objects.filter(pk__in=aged).update(updated_at=old)
 
     out = gc("--upload-max-age-days", "7")
-    assert "1 stale upload(s)" in out and "(1000 bytes)" in out
-    assert set(Upload.objects.values_list("pk", flat=True)) == {fresh.pk, finished.pk}
+    # The open one's chunks, and the records of those made or refused that long ago.
+    assert "3 stale upload(s)" in out and "(1000 bytes)" in out
+    kept = {fresh.pk, checking.pk}
+    assert set(Upload.objects.values_list("pk", flat=True)) == kept
+    assert default_storage.listdir(checking.chunk_prefix)[1]  # the check will read them
     left = stored_files(isolated_media) - before
     assert left and left < chunks  # the fresh upload's chunks are kept, the stale one's gone
 

@@ -51,6 +51,7 @@ def owner_urls(comparison) -> dict[str, list[str]]:
         "get": [
             "/w/lab/",
             "/w/lab/runs/",
+            "/w/lab/uploads/",
             f"/datasets/{comparison.dataset_id}/",
             f"/datasets/{comparison.dataset_id}/samples/0.png",
             f"/checkpoints/{comparison.checkpoint_id}/",
@@ -109,6 +110,8 @@ def test_workspace_page_lists_datasets_checkpoints_and_comparisons(browser, comp
     assert f'href="/checkpoints/{comparison.checkpoint_b_id}/">mlp-seed1</a>' in text
     assert f'href="/comparisons/{comparison.pk}/"' in text
     assert 'action="/w/lab/datasets/upload/"' in text
+    # No upload yet: no list of uploads, and nothing polls for one.
+    assert "<h2>Uploads</h2>" not in text and 'hx-get="/w/lab/uploads/"' not in text
     # Runs are active: the runs table polls.
     assert 'hx-get="/w/lab/runs/"' in text
 
@@ -299,11 +302,19 @@ def test_viewer_sees_but_cannot_change(client, django_user_model, workspace, com
     workspace.memberships.create(user=viewer, role="viewer")
     client.force_login(viewer)
     urls = owner_urls(comparison)
+    polls = {"/w/lab/runs/", "/w/lab/uploads/"}  # parts of the workspace page
     for url in urls["get"]:
-        assert client.get(url).status_code == 200, url
+        expected = 302 if url in polls else 200
+        assert client.get(url).status_code == expected, url
+        assert htmx_get(client, url).status_code in (200, 286), url
     for url in urls["post"]:
         assert client.post(url).status_code == 404, url
     assert Run.objects.filter(state=Run.State.QUEUED).count() == 3
+
+
+def test_a_polled_part_asked_for_plainly_goes_to_its_page(browser, comparison):
+    assert browser.get("/w/lab/runs/")["Location"] == "/w/lab/#runs"
+    assert browser.get("/w/lab/uploads/")["Location"] == "/w/lab/#uploads"
 
 
 # --------------------------------------------------------------------------- escaping

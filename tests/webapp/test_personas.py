@@ -2,11 +2,12 @@
 
 One workspace holds one of everything (an image dataset with thumbnails, two checkpoints,
 finished extractions, a comparison, a model matrix, an alignment, a compatibility series, two
-projections, an aligned projection run, a probe run, a named selection, an open upload, an
-invitation) and a second workspace belongs to the outsider. Every URL pattern of the site and
-every route of the API is enumerated from the resolver; :data:`PAGES` and :data:`API` say for
-each URL name which objects fill its path and what each persona may do there. A URL name that
-the tables do not cover fails :func:`test_every_url_name_is_in_the_tables`: add it.
+projections, an aligned projection run, a probe run, a named selection, an open upload and
+one a worker refused, an invitation) and a second workspace belongs to the outsider. Every URL
+pattern of the site and every route of the API is enumerated from the resolver; :data:`PAGES`
+and :data:`API` say for each URL name which objects fill its path and what each persona may do
+there. A URL name that the tables do not cover fails
+:func:`test_every_url_name_is_in_the_tables`: add it.
 
 What is asserted, for each URL × persona:
 
@@ -260,18 +261,30 @@ def build_world() -> SimpleNamespace:
     w.activation = ActivationSet.objects.filter(checkpoint=a, dataset=d).order_by("pk").first()
     w.invitation = Invitation.objects.create(workspace=w.ws, role="viewer", created_by=owner)
 
-    # An upload of the lab with every byte received: completing it ingests a dataset.
+    # An upload of the lab with every byte received: completing it queues it for a check.
     w.upload_bytes = digits_npz_bytes(12)
     w.upload, _ = uploads.start(
         owner,
         w.ws,
         "dataset",
-        "tiny.npz",
+        f"tiny{IMG}.npz",
         len(w.upload_bytes),
         hashlib.sha256(w.upload_bytes).hexdigest(),
         name="tiny",
     )
     w.upload = uploads.append(w.upload, 0, w.upload_bytes)
+    # And one a worker refused: listed with the reason until someone dismisses it.
+    w.refused = Upload.objects.create(
+        workspace=w.ws,
+        kind="dataset",
+        filename=f"refused{QUOTE}.csv",
+        size=3,
+        sha256="0" * 64,
+        received=3,
+        state=Upload.State.FAILED,
+        error=f"line 2 of the file: {SCRIPT}",
+        created_by=owner,
+    )
 
     # Files a write may send (distinct bytes: new objects).
     w.extra_npz = digits_npz_bytes(30)
@@ -432,6 +445,12 @@ def _invitation_check(w, persona, method, response):
         assert w.invitation.accepted_at is not None
 
 
+def _dismiss_check(w, persona, method, response):
+    """One of the two uploads (the target's) is gone, with its chunks; back to the list."""
+    assert response["Location"] == f"/w/{w.ws.slug}/#uploads"
+    assert Upload.objects.filter(pk__in=[w.upload.pk, w.refused.pk]).count() == 1
+
+
 RUN_SLUG = dict(ids={"slug": Workspace})
 RUN_PK = dict(ids={"pk": Run})
 PAIR = dict(ids={"pk": Run, "other": Run})
@@ -452,7 +471,8 @@ PAGES: dict[str, Spec] = {
     "healthz-workers": Spec(at(), public=True, open=True, get_ok=(200, 503)),
     "workers": Spec(at(), public=True, htmx_ok=(200,)),
     "workspace": Spec(at(slug="@ws"), **RUN_SLUG),
-    "workspace-runs": Spec(at(slug="@ws"), htmx_ok=(200,), **RUN_SLUG),  # a run is queued
+    # Parts of the workspace page for its htmx polls; a plain GET goes to the page.
+    "workspace-runs": Spec(at(slug="@ws"), get_ok=(302,), htmx_ok=(200,), **RUN_SLUG),
     "members": Spec(at(slug="@ws"), **RUN_SLUG),
     "member-invite": Spec(
         at(slug="@ws"),
@@ -507,6 +527,20 @@ PAGES: dict[str, Spec] = {
         writes={"POST": _upload("extra.pt", "extra_pt", "multipart")},
         write_ok=CREATED,
         **RUN_SLUG,
+    ),
+    # The workspace's uploads (an htmx partial, polled while one is open or being checked).
+    "workspace-uploads": Spec(at(slug="@ws"), get_ok=(302,), htmx_ok=(200,), **RUN_SLUG),
+    # Withdraw an open upload, dismiss a refused one: the editors' business.
+    "upload-dismiss": Spec(
+        lambda w: [
+            Target({"slug": w.ws.slug, "upload_id": str(upload.pk)})
+            for upload in (w.upload, w.refused)
+        ],
+        ids={"slug": Workspace, "upload_id": Upload},
+        get=False,
+        writes={"POST": form()},
+        write_ok=CREATED,
+        check=_dismiss_check,
     ),
     "new-comparison": Spec(
         at(slug="@ws"),
@@ -703,6 +737,7 @@ def _lab(model, **filters) -> Callable[[W], set]:
 
 OK_200 = {"POST": (200,)}  # the same request as the world's: its run, found again
 OK_201 = {"POST": (201,)}
+OK_202 = {"POST": (202,)}  # an upload stored, for a worker to check
 API_PK = {"pk": Run}
 
 API: dict[str, Spec] = {
@@ -731,14 +766,14 @@ API: dict[str, Spec] = {
         at(),
         lists=_lab(Dataset),
         writes={"POST": _upload("extra.npz", "extra_npz", "multipart", workspace="lab")},
-        write_ok=OK_201,
+        write_ok=OK_202,
     ),
     "dataset-detail": Spec(at(pk="@dataset"), ids={"pk": Dataset}),
     "checkpoint-list": Spec(
         at(),
         lists=_lab(Checkpoint),
         writes={"POST": _upload("extra.pt", "extra_pt", "multipart", workspace="lab")},
-        write_ok=OK_201,
+        write_ok=OK_202,
     ),
     "checkpoint-detail": Spec(at(pk="@ckpt_a"), ids={"pk": Checkpoint}),
     "run-list": Spec(at(), lists=lambda w: w.lab_runs),
@@ -879,7 +914,7 @@ API: dict[str, Spec] = {
         ids={"pk": Upload},
         readers=EDITORS,
         writes={"POST": json_body()},
-        write_ok=OK_201,
+        write_ok=OK_202,  # every byte is in: a worker checks it
     ),
     "selection-list": Spec(
         at(),
@@ -1299,11 +1334,18 @@ NAMES = {
     "label2": f"2 {QUOTE}",
     "id0": f"d000{SCRIPT}",
     "filename": f"digits{IMG}.npz",
+    "upload": f"tiny{IMG}.npz",
+    "refused": f"refused{QUOTE}.csv",
+    "reason": f"line 2 of the file: {SCRIPT}",
 }
 N = NAMES
 SHOWN = {
     # page: what it must show (escaped), proof that the check above looked at the payloads
-    "workspace": [N["workspace"], N["dataset"], N["ckpt_a"], N["ckpt_b"], N["label0"], N["id0"]],
+    "workspace": [
+        *(N["workspace"], N["dataset"], N["ckpt_a"], N["ckpt_b"], N["label0"], N["id0"]),
+        *(N["upload"], N["refused"], N["reason"]),
+    ],
+    "workspace-uploads": [N["upload"], N["refused"], N["reason"]],
     "workspace-runs": [N["dataset"], N["ckpt_a"], N["ckpt_b"]],
     "members": [N["workspace"]],
     "invitation": [N["workspace"]],
@@ -1338,16 +1380,20 @@ def test_every_page_escapes_what_users_named(world, route):
     spec = PAGES[route.name]
     for position, target in enumerate(spec.targets(world)):
         url = url_of(route, target)
+        shown_checked = False
         for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
             response = client.get(url, **headers)
             assert response["X-Content-Type-Options"] == "nosniff", url
+            if response.status_code == 302:  # an htmx poll's part of a page, asked plainly
+                continue
             if not response["Content-Type"].startswith("text/html"):
                 assert response.status_code != 200 or b"<html" not in response.content[:200]
                 continue
             html = response.content.decode()
             blocks = assert_escaped(html, url)
-            if headers or position:  # what must show is said of the first target
+            if shown_checked or position:  # what must show is said of the first target
                 continue
+            shown_checked = True
             for text in SHOWN.get(route.name, []):
                 assert escape(text) in html, f"{url} does not show {text!r}"
             decoded = json.dumps(blocks)

@@ -1,7 +1,12 @@
-"""Uploads through HTTP: the REST API and the browser forms share ``webapp.catalog.ingest``.
+"""Uploads through HTTP: the REST API and the browser forms store the bytes, and a worker
+checks them (``webapp.catalog.uploads``, parsing with ``webapp.catalog.ingest``;
+``check_uploads`` plays the worker here).
 
-Good files become datasets/checkpoints with the right metadata and are stored once; bad files
-get a 400 with a message for the person and leave no rows and no blobs behind.
+Good files become datasets/checkpoints with the right metadata and are stored once; identical
+bytes are answered at once with what they already made. What the declaration alone shows to be
+wrong (an empty file, one over the size limit, an unsupported checkpoint extension, a
+safetensors file without an architecture) is a 400 at once; a bad file is refused by the check,
+with a message for the person, and leaves no rows, no blobs and no chunks behind.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.conftest import digits_npz_bytes, torchscript_mlp_bytes
+from tests.conftest import check_uploads, checked, digits_npz_bytes, torchscript_mlp_bytes
 from tests.webapp import builders as b
-from webapp.catalog.models import Blob, Checkpoint, Dataset, Workspace
+from webapp.catalog.models import Blob, Checkpoint, Dataset, Upload, Workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -51,6 +56,47 @@ def api_error(response) -> str:
 
 def page_error(response) -> str:
     return html.unescape(response.content.decode())
+
+
+def api_made(api, response) -> dict:
+    """What an API upload made (its dataset or checkpoint), once a worker checked it: the
+    request itself only stored the bytes (202, state checking, nothing made yet)."""
+    assert response.status_code == 202, response.content
+    waiting = response.json()
+    assert waiting["state"] == "checking" and waiting["result"] is None, waiting
+    state = checked(api, response)
+    assert state["state"] == "done" and state["error"] == "", state
+    return state["result"]
+
+
+def api_refusal(api, response) -> str:
+    """Why the worker's check refused an API upload (accepted for a check: 202)."""
+    state = checked(api, response)
+    assert state["state"] == "failed" and state["result"] is None, state
+    assert "internal error" not in state["error"], state
+    return state["error"]
+
+
+def page_checked(client, response, workspace="lab") -> str:
+    """After a browser upload: back to the workspace's list of uploads, where the file is
+    being checked; then a worker checks it. Returns the workspace page after the check."""
+    assert response.status_code == 302, response.content
+    assert response["Location"] == f"/w/{workspace}/#uploads"
+    page = client.get(response["Location"]).content.decode()
+    assert "is uploaded. A worker checks it now" in page and "checking" in page
+    check_uploads()
+    return html.unescape(client.get(f"/w/{workspace}/").content.decode())
+
+
+def page_refusal(client, response) -> str:
+    """The workspace page after the check refused a browser upload: the reason is listed,
+    with a button to dismiss it."""
+    text = page_checked(client, response)
+    refused = Upload.objects.get()
+    assert refused.state == Upload.State.FAILED, refused.state
+    assert "refused" in text and "Dismiss" in text
+    assert refused.error in text
+    return text
 
 
 class Snapshot:
@@ -128,8 +174,8 @@ def test_api_dataset_upload_then_dedup(api_ws, case):
     filename, make, expected = DATASET_CASES[case]
     content = make()
     response = api_upload(api_ws, "datasets", filename, content, name=f"my {case}")
-    assert response.status_code == 201, response.content
-    body = response.json()
+    assert not Dataset.objects.exists()  # the request only stored the bytes
+    body = api_made(api_ws, response)
     for field, value in expected.items():
         assert body[field] == value, field
     assert body["name"] == f"my {case}"
@@ -139,16 +185,18 @@ def test_api_dataset_upload_then_dedup(api_ws, case):
     assert dataset.load_arrays().n == expected["n_samples"]
     blobs = Blob.objects.count()
 
+    # The same bytes again: answered at once with the dataset, nothing to check.
     again = api_upload(api_ws, "datasets", filename, content, name="another name")
     assert again.status_code == 200, again.content
-    assert again.json()["id"] == body["id"]
-    assert Dataset.objects.count() == 1
+    assert again.json()["id"] is None and again.json()["state"] == "done"
+    assert again.json()["result"]["id"] == body["id"]
+    assert Dataset.objects.count() == 1 and Upload.objects.count() == 1
     assert Blob.objects.count() == blobs
 
 
 def test_api_dataset_labels_follow_the_samples(api_ws):
     response = api_upload(api_ws, "datasets", "animals.npz", b.labelled_npz())
-    dataset = Dataset.objects.get(pk=response.json()["id"])
+    dataset = Dataset.objects.get(pk=api_made(api_ws, response)["id"])
     arrays = dataset.load_arrays()
     assert [arrays.label_of(i) for i in range(4)] == ["cat", "dog", "emu", "cat"]
     assert list(arrays.metadata["group"][:2]) == ["test", "train"]
@@ -161,15 +209,17 @@ def test_same_file_in_another_workspace_is_a_new_dataset(api_ws, owner):
     other.memberships.create(user=owner, role="owner")
     first = api_upload(api_ws, "datasets", "animals.npz", b.labelled_npz())
     second = api_upload(api_ws, "datasets", "animals.npz", b.labelled_npz(), workspace="other")
-    assert first.status_code == second.status_code == 201
-    assert first.json()["id"] != second.json()["id"]
-    assert second.json()["workspace"] == "other"
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] != second.json()["id"]  # two uploads, not one being checked
+    made = api_made(api_ws, first), api_made(api_ws, second)
+    assert made[0]["id"] != made[1]["id"]
+    assert [m["workspace"] for m in made] == ["lab", "other"]
 
 
 def test_api_torchscript_checkpoint_then_dedup(api_ws, mlp_pt):
     response = api_upload(api_ws, "checkpoints", "mlp.pt", mlp_pt, name="seed 0")
-    assert response.status_code == 201, response.content
-    body = response.json()
+    assert not Checkpoint.objects.exists()  # parsed by the worker, in a model host
+    body = api_made(api_ws, response)
     assert body["format"] == "torchscript"
     assert body["architecture"] == ""
     assert body["name"] == "seed 0"
@@ -179,15 +229,14 @@ def test_api_torchscript_checkpoint_then_dedup(api_ws, mlp_pt):
     assert [node["name"] for node in body["layer_tree"]] == ["flatten", "block1", "block2", "head"]
     again = api_upload(api_ws, "checkpoints", "mlp.pt", mlp_pt)
     assert again.status_code == 200
-    assert again.json()["id"] == body["id"]
+    assert again.json()["id"] is None and again.json()["result"]["id"] == body["id"]
     assert Checkpoint.objects.count() == 1
 
 
 def test_api_safetensors_checkpoint_then_dedup(api_ws, tmp_path):
     content = b.mlp_safetensors(0, tmp_path)
     response = api_upload(api_ws, "checkpoints", "mlp.safetensors", content, architecture="mlp")
-    assert response.status_code == 201, response.content
-    body = response.json()
+    body = api_made(api_ws, response)
     assert body["format"] == "safetensors"
     assert body["architecture"] == "mlp"
     assert body["name"] == "mlp"  # defaults to the file name's stem
@@ -196,16 +245,17 @@ def test_api_safetensors_checkpoint_then_dedup(api_ws, tmp_path):
     assert {"block1", "block1.0", "block1.1", "head", "output"} <= set(body["layers"])
     again = api_upload(api_ws, "checkpoints", "mlp.safetensors", content, architecture="mlp")
     assert again.status_code == 200
-    assert again.json()["id"] == body["id"]
+    assert again.json()["id"] is None and again.json()["result"]["id"] == body["id"]
     assert Checkpoint.objects.count() == 1
 
 
 def test_page_dataset_upload_redirects_then_dedups(browser):
     content = b.labelled_npz()
     response = page_upload(browser, "datasets", "animals.npz", content, name="Animals")
-    assert response.status_code == 302
+    assert not Dataset.objects.exists()
+    page = page_checked(browser, response)
     dataset = Dataset.objects.get()
-    assert response["Location"] == f"/datasets/{dataset.pk}/"
+    assert "ready" in page and f'href="/datasets/{dataset.pk}/"' in page
     assert (dataset.name, dataset.n_samples, dataset.modality) == ("Animals", 12, "vector")
     assert dataset.label_names == ["cat", "dog", "emu"]
 
@@ -221,7 +271,7 @@ def test_page_dataset_upload_redirects_then_dedups(browser):
 def test_page_dataset_upload_other_formats(browser, case):
     filename, make, expected = DATASET_CASES[case]
     response = page_upload(browser, "datasets", filename, make())
-    assert response.status_code == 302
+    page_checked(browser, response)
     dataset = Dataset.objects.get()
     for field, value in expected.items():
         assert getattr(dataset, field) == value, field
@@ -229,21 +279,23 @@ def test_page_dataset_upload_other_formats(browser, case):
 
 def test_page_checkpoint_uploads(browser, mlp_pt, tmp_path):
     response = page_upload(browser, "checkpoints", "mlp.pt", mlp_pt, name="scripted")
-    assert response.status_code == 302
+    assert not Checkpoint.objects.exists()
+    page = page_checked(browser, response)
     scripted = Checkpoint.objects.get(name="scripted")
-    assert response["Location"] == f"/checkpoints/{scripted.pk}/"
+    assert f'href="/checkpoints/{scripted.pk}/"' in page
     assert scripted.format == "torchscript"
     assert scripted.parameter_count == b.MLP_PARAMETERS
 
     content = b.mlp_safetensors(1, tmp_path)
     response = page_upload(browser, "checkpoints", "w.safetensors", content, architecture="mlp")
-    assert response.status_code == 302
+    page_checked(browser, response)
     weights = Checkpoint.objects.get(format="safetensors")
     assert (weights.architecture, weights.default_layers) == ("mlp", b.MLP_DEFAULT_LAYERS)
 
     again = page_upload(browser, "checkpoints", "mlp.pt", mlp_pt, name="renamed")
     assert again["Location"] == f"/checkpoints/{scripted.pk}/"
-    assert Checkpoint.objects.count() == 2
+    assert "already here" in browser.get(again["Location"]).content.decode()
+    assert Checkpoint.objects.count() == 2 and Upload.objects.count() == 2
 
 
 # --------------------------------------------------------------------------- bad input
@@ -304,17 +356,18 @@ BAD_DATASETS = {
     "csv-empty": ("empty.csv", lambda: b"", "empty"),
 }
 
-# The size check happens after the upload was received: the file must be non-empty there.
-EMPTY = {"npz-empty", "zip-empty", "csv-empty"}
+# What the request alone tells (an empty file, an extension no dataset has) is refused at
+# once, before anything is stored; every other bad dataset by the worker's check.
+DATASETS_REFUSED_AT_ONCE = {"npz-empty", "zip-empty", "csv-empty", "unsupported-extension"}
 
 
-@pytest.mark.parametrize("case", sorted(set(BAD_DATASETS) - EMPTY))
+@pytest.mark.parametrize("case", sorted(set(BAD_DATASETS) - DATASETS_REFUSED_AT_ONCE))
 def test_api_bad_dataset_is_refused_without_trace(api_ws, isolated_media, case):
     filename, make, message = BAD_DATASETS[case]
     snapshot = Snapshot(isolated_media)
     response = api_upload(api_ws, "datasets", filename, make())
-    assert response.status_code == 400, response.content
-    assert message in api_error(response)
+    assert response.status_code == 202, response.content
+    assert message in api_refusal(api_ws, response)
     snapshot.assert_unchanged()
 
 
@@ -323,20 +376,25 @@ def test_page_bad_dataset_is_refused_without_trace(browser, isolated_media, case
     filename, make, message = BAD_DATASETS[case]
     snapshot = Snapshot(isolated_media)
     response = page_upload(browser, "datasets", filename, make())
-    assert response.status_code == 400
-    text = page_error(response)
+    if case in DATASETS_REFUSED_AT_ONCE:
+        assert response.status_code == 400
+        text = page_error(response)
+        assert 'class="errorlist' in text
+        assert not Upload.objects.exists()
+    else:
+        text = page_refusal(browser, response)
     assert message in text
-    assert 'class="errorlist' in text
     snapshot.assert_unchanged()
 
 
-@pytest.mark.parametrize("case", sorted(EMPTY))
-def test_api_empty_dataset_is_refused_without_trace(api_ws, isolated_media, case):
-    filename, make, _ = BAD_DATASETS[case]
+@pytest.mark.parametrize("case", sorted(DATASETS_REFUSED_AT_ONCE))
+def test_api_dataset_refused_at_once_without_trace(api_ws, isolated_media, case):
+    filename, make, message = BAD_DATASETS[case]
     snapshot = Snapshot(isolated_media)
     response = api_upload(api_ws, "datasets", filename, make())
     assert response.status_code == 400
-    assert "empty" in str(response.json())
+    assert message in str(response.json())
+    assert not Upload.objects.exists()
     snapshot.assert_unchanged()
 
 
@@ -388,6 +446,15 @@ def _bad_checkpoints(tmp_path):
     }
 
 
+# What the declaration shows (the file's extension, the architecture named or not) is refused
+# at once, before anything is stored; the rest by the check, in a model host.
+CHECKPOINTS_REFUSED_AT_ONCE = {
+    "safetensors-without-architecture",
+    "unsupported-extension",
+    "precomputed-without-dataset",
+    "pt-empty",
+}
+
 CHECKPOINT_CASES = [
     "pickle-as-pt",
     "pickle-in-torchscript-layout",
@@ -407,8 +474,13 @@ def test_api_bad_checkpoint_is_refused_without_trace(api_ws, isolated_media, tmp
     filename, content, fields, message = _bad_checkpoints(tmp_path)[case]
     snapshot = Snapshot(isolated_media)
     response = api_upload(api_ws, "checkpoints", filename, content, **fields)
-    assert response.status_code == 400, response.content
-    assert message in api_error(response)
+    if case in CHECKPOINTS_REFUSED_AT_ONCE:
+        assert response.status_code == 400, response.content
+        assert message in api_error(response)
+        assert not Upload.objects.exists()
+    else:
+        assert response.status_code == 202, response.content
+        assert message in api_refusal(api_ws, response)
     assert not (tmp_path / "pwned").exists()
     snapshot.assert_unchanged()
 
@@ -418,16 +490,20 @@ def test_page_bad_checkpoint_is_refused_without_trace(browser, isolated_media, t
     filename, content, fields, message = _bad_checkpoints(tmp_path)[case]
     snapshot = Snapshot(isolated_media)
     response = page_upload(browser, "checkpoints", filename, content, **fields)
-    assert response.status_code == 400
-    assert message in page_error(response)
+    if case in CHECKPOINTS_REFUSED_AT_ONCE:
+        assert response.status_code == 400
+        assert message in page_error(response)
+        assert not Upload.objects.exists()
+    else:
+        assert message in page_refusal(browser, response)
     assert not (tmp_path / "pwned").exists()
     snapshot.assert_unchanged()
 
 
 def test_torch_save_message_explains_torchscript_and_pickle(api_ws):
     response = api_upload(api_ws, "checkpoints", "state.pth", b.torch_save_state_dict())
-    assert response.status_code == 400
-    detail = api_error(response)
+    assert response.status_code == 202
+    detail = api_refusal(api_ws, response)
     assert "TorchScript" in detail and "pickle" in detail
 
 
@@ -493,7 +569,7 @@ def test_file_at_the_size_limit_is_accepted(api_ws, settings):
     content = b.tabular_csv()
     settings.REPLENS_MAX_UPLOAD_BYTES = len(content)
     response = api_upload(api_ws, "datasets", "people.csv", content)
-    assert response.status_code == 201, response.content
+    assert api_made(api_ws, response)["n_samples"] == 8
 
 
 # --------------------------------------------------------------------------- who may upload
@@ -507,6 +583,7 @@ def test_viewer_cannot_upload(django_user_model, workspace, isolated_media):
     snapshot = Snapshot(isolated_media)
     response = api_upload(api_client_for(viewer), "datasets", "animals.npz", b.labelled_npz())
     assert response.status_code == 404
+    assert not Upload.objects.exists()
     snapshot.assert_unchanged()
 
 
@@ -514,7 +591,9 @@ def test_viewer_cannot_upload(django_user_model, workspace, isolated_media):
 
 
 @pytest.mark.parametrize("filename", ["nul-label.csv", "nul-id.npz"])
-def test_nul_character_in_labels_is_a_clear_400(api_ws, isolated_media, filename):
+def test_nul_character_in_labels_is_a_clear_refusal(api_ws, isolated_media, filename):
+    """Refused by the parser with the reason, not by PostgreSQL (a DataError would be an
+    internal error of the check)."""
     from django.db import DataError, transaction
 
     if filename.endswith(".csv"):
@@ -525,9 +604,10 @@ def test_nul_character_in_labels_is_a_clear_400(api_ws, isolated_media, filename
     try:
         with transaction.atomic():
             response = api_upload(api_ws, "datasets", filename, content)
+            reason = api_refusal(api_ws, response)
     except DataError:
-        response = None
-    assert response is not None and response.status_code == 400
+        reason = None
+    assert reason is not None and "NUL character" in reason
     snapshot.assert_unchanged()
 
 

@@ -1,5 +1,6 @@
 """Issue 7 end to end (in-process worker): Hugging Face, ONNX and precomputed checkpoints and
-text datasets uploaded through the API, extracted, compared, projected and probed."""
+text datasets uploaded through the API (checked by the worker: ``checked``), extracted,
+compared, projected and probed."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import io
 import numpy as np
 import pytest
 import torch
+from django.core.files.storage import default_storage
 
 from analysis.checkpoints import OUTPUT
 from analysis.extraction import extract_activations
 from analysis.hf import load_huggingface
-from tests.conftest import digits_npz_bytes, run_with_dependencies
+from tests.conftest import checked, digits_npz_bytes, run_with_dependencies
 from tests.formats import onnx_bytes, small_cnn, texts_jsonl, tiny_bert_dir, zip_dir
-from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Dataset
+from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Dataset, Upload
 from webapp.runs.models import ProbeResult, Run
 from webapp.runs.submit import (
     request_comparison,
@@ -38,11 +40,21 @@ def upload(api, path: str, filename: str, content: bytes, **fields):
     return api.post(path, {"workspace": "lab", "file": file, **fields})
 
 
+def made(api, response) -> dict:
+    """The dataset or checkpoint an upload made, once the worker checked it."""
+    state = checked(api, response)
+    assert state["state"] == "done", state
+    return state["result"]
+
+
+def uploaded(api, path: str, filename: str, content: bytes, **fields) -> dict:
+    return made(api, upload(api, path, filename, content, **fields))
+
+
 @pytest.fixture
 def texts(api):
-    response = upload(api, "/api/v1/datasets/", "texts.jsonl", texts_jsonl(40), name="Texts")
-    assert response.status_code == 201, response.content
-    return Dataset.objects.get(pk=response.json()["id"])
+    body = uploaded(api, "/api/v1/datasets/", "texts.jsonl", texts_jsonl(40), name="Texts")
+    return Dataset.objects.get(pk=body["id"])
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +66,7 @@ def test_a_hugging_face_directory_on_a_text_dataset(api, client, owner, texts, b
     assert (
         texts.modality == "text" and texts.n_samples == 40 and texts.metadata_columns == ["words"]
     )
-    response = upload(api, "/api/v1/checkpoints/", "bert.zip", bert_zip, name="Tiny BERT")
-    assert response.status_code == 201, response.content
-    body = response.json()
+    body = uploaded(api, "/api/v1/checkpoints/", "bert.zip", bert_zip, name="Tiny BERT")
     assert body["format"] == "huggingface" and body["layers"][-1] == "sentence_embedding"
     checkpoint = Checkpoint.objects.get(pk=body["id"])
 
@@ -115,8 +125,8 @@ def test_a_hugging_face_directory_on_a_text_dataset(api, client, owner, texts, b
 
 
 def test_models_and_datasets_of_the_wrong_kind_are_refused_at_request(api, texts, bert_zip):
-    bert = upload(api, "/api/v1/checkpoints/", "bert.zip", bert_zip).json()["id"]
-    digits = upload(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(40)).json()["id"]
+    bert = uploaded(api, "/api/v1/checkpoints/", "bert.zip", bert_zip)["id"]
+    digits = uploaded(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(40))["id"]
     response = api.post(
         "/api/v1/extractions/", {"checkpoint": bert, "dataset": digits}, format="json"
     )
@@ -126,11 +136,11 @@ def test_models_and_datasets_of_the_wrong_kind_are_refused_at_request(api, texts
 def test_an_onnx_model_through_the_api(api, owner):
     torch_model = small_cnn()
     content = onnx_bytes(torch_model, torch.rand(4, 1, 8, 8), dynamic_batch=False)
-    body = upload(api, "/api/v1/checkpoints/", "cnn.onnx", content).json()
+    body = uploaded(api, "/api/v1/checkpoints/", "cnn.onnx", content)
     assert body["format"] == "onnx"
     assert body["parameter_count"] == sum(p.numel() for p in torch_model.parameters())
     dataset = Dataset.objects.get(
-        pk=upload(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(30)).json()["id"]
+        pk=uploaded(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(30))["id"]
     )
     checkpoint = Checkpoint.objects.get(pk=body["id"])
     run, _ = request_extraction(owner, checkpoint, dataset, ["/1/Relu_output_0", OUTPUT])
@@ -145,7 +155,7 @@ def test_an_onnx_model_through_the_api(api, owner):
 
 def test_precomputed_activations_work_like_extracted_ones(api, owner, ckpt_a):
     dataset = Dataset.objects.get(
-        pk=upload(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(60)).json()["id"]
+        pk=uploaded(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(60))["id"]
     )
     ids = dataset.column("ids")
     rng = np.random.default_rng(0)
@@ -161,8 +171,10 @@ def test_precomputed_activations_work_like_extracted_ones(api, owner, ckpt_a):
         name="Elsewhere",
         dataset=dataset.pk,
     )
-    assert response.status_code == 201, response.content
-    body = response.json()
+    assert response.status_code == 202, response.content
+    # Precomputed activations are checked by a cpu worker: they hold no model.
+    assert Upload.objects.get(pk=response.json()["id"]).queue == "cpu"
+    body = made(api, response)
     assert body["format"] == "precomputed" and body["layers"] == ["emb"]
     assert body["dataset"] == dataset.pk and body["parameter_count"] == 0
     precomputed = Checkpoint.objects.get(pk=body["id"])
@@ -198,7 +210,7 @@ def test_precomputed_activations_work_like_extracted_ones(api, owner, ckpt_a):
     ],
 )
 def test_precomputed_rows_that_do_not_match_are_refused_without_trace(api, rows, message):
-    dataset = upload(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(60)).json()["id"]
+    dataset = uploaded(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(60))["id"]
     blobs = Blob.objects.count()
     acts = np.zeros((59, 4), np.float32)
     buffer = io.BytesIO()
@@ -209,8 +221,11 @@ def test_precomputed_rows_that_do_not_match_are_refused_without_trace(api, rows,
         np.savez(buffer, emb=acts, ids=np.array([f"digit-{i:04d}" for i in range(rows)]))
         filename = "acts.npz"
     response = upload(api, "/api/v1/checkpoints/", filename, buffer.getvalue(), dataset=dataset)
-    assert response.status_code == 400 and message in response.json()["detail"]
+    refused = checked(api, response)
+    assert refused["state"] == "failed" and message in refused["error"]
+    assert refused["result"] is None
     assert Checkpoint.objects.count() == 0 and Blob.objects.count() == blobs
+    assert not default_storage.exists(f"uploads/{refused['id']}")  # no chunk kept
 
     response = upload(api, "/api/v1/checkpoints/", filename, buffer.getvalue())
     assert response.status_code == 400

@@ -53,21 +53,26 @@ class Freed:
 
 
 def collect_garbage(min_age: timedelta, upload_max_age: timedelta, dry_run: bool) -> Freed:
-    """Delete blobs unreferenced and older than ``min_age`` (row and stored bytes), and open
-    uploads that received no chunk for ``upload_max_age`` (row and the chunks received, by
-    :func:`webapp.catalog.uploads.abort`). With ``dry_run``, only count them."""
+    """Delete blobs unreferenced and older than ``min_age`` (row and stored bytes), uploads
+    left open with no chunk for ``upload_max_age`` (row and the chunks received, by
+    :func:`webapp.catalog.uploads.abort`) and the records of uploads checked (made or refused)
+    that long ago; uploads being checked are kept. With ``dry_run``, only count them."""
     now = timezone.now()
     freed = Freed()
     for blob in unreferenced_blobs(now - min_age).order_by("pk").iterator():
         if dry_run or _delete_blob(blob, now - min_age):
             freed.blobs += 1
             freed.blob_bytes += blob.size
-    stale = Upload.objects.filter(state=Upload.State.OPEN, updated_at__lt=now - upload_max_age)
+    stale = Upload.objects.filter(
+        state__in=(Upload.State.OPEN, Upload.State.DONE, Upload.State.FAILED),
+        updated_at__lt=now - upload_max_age,
+    )
     for upload in stale.order_by("created_at"):
         if not dry_run:
             uploads.abort(upload)
         freed.uploads += 1
-        freed.upload_bytes += upload.received
+        if upload.state == Upload.State.OPEN:  # a checked upload's chunks are gone already
+            freed.upload_bytes += upload.received
     return freed
 
 

@@ -38,6 +38,7 @@ from django.core.files.storage import default_storage
 from django.db import models, transaction
 from django.utils import timezone
 
+from analysis.datasets import check_dataset_name
 from analysis.errors import InputError
 from webapp.catalog.ingest import checkpoint_format, ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Checkpoint, Dataset, Upload, Workspace
@@ -95,7 +96,9 @@ def start(user, workspace: Workspace, kind: str, filename: str, size: int, sha25
             f"size must be between 1 and {settings.REPLENS_MAX_UPLOAD_BYTES} bytes (the limit)"
         )
     fields.setdefault("architecture", "")
-    if kind == Upload.Kind.CHECKPOINT:
+    if kind == Upload.Kind.DATASET:
+        check_dataset_name(filename)
+    else:
         dataset = fields.get("dataset")
         if dataset is not None and not workspace.datasets.filter(pk=dataset).exists():
             raise InputError(f"no dataset {dataset} in workspace {workspace.slug}")

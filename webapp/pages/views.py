@@ -153,7 +153,11 @@ def workspace(request, slug):
 
 @login_required
 def workspace_runs(request, slug):
-    context = _runs_context(_workspace(request, slug))
+    """The runs part of the workspace page, for its htmx poll."""
+    workspace = _workspace(request, slug)
+    if not request.htmx:
+        return redirect(reverse("workspace", args=[workspace.slug]) + "#runs")
+    context = _runs_context(workspace)
     return _poll(request, "pages/workspace.html", "runs", context, not context["runs_active"])
 
 
@@ -233,7 +237,10 @@ def _uploaded(request, workspace, upload: Upload | None, found) -> HttpResponse:
 
 @login_required
 def workspace_uploads(request, slug):
+    """The uploads part of the workspace page, for its htmx poll."""
     workspace = _workspace(request, slug)
+    if not request.htmx:
+        return redirect(reverse("workspace", args=[workspace.slug]) + "#uploads")
     context = _uploads_context(workspace)
     return _poll(request, "pages/workspace.html", "uploads", context, not context["uploads_active"])
 

@@ -13,8 +13,9 @@ from webapp.catalog.retention import collect_garbage
 class Command(BaseCommand):
     help = (
         "Delete blobs (rows and stored bytes) that no row references and that are older than "
-        "--min-age-hours, and chunked uploads left open with no chunk for "
-        "--upload-max-age-days (rows and the chunks received)."
+        "--min-age-hours, chunked uploads left open with no chunk for "
+        "--upload-max-age-days (rows and the chunks received), and the records of uploads "
+        "checked that long ago."
     )
 
     def add_arguments(self, parser):
