@@ -7,16 +7,14 @@ file can run arbitrary code. A fifth format, precomputed activations
 (:mod:`analysis.precomputed`), has no model to load.
 
 Torch modules are described and run through their submodules; the other models are
-:class:`ForeignModel` objects that describe and run themselves.
+:class:`~analysis.model.ForeignModel` objects that describe and run themselves.
 """
 
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -25,51 +23,11 @@ from torch import nn
 
 from analysis.architectures import build_from_state_dict
 from analysis.errors import InputError
-
-OUTPUT = "output"
-"""Pseudo-layer name for what the model's forward returns."""
+from analysis.model import OUTPUT, ForeignModel, Model
 
 FORMATS = ("torchscript", "safetensors", "huggingface", "onnx", "precomputed")
 MODEL_FORMATS = FORMATS[:-1]
 """The formats that hold a model to run (precomputed activations do not)."""
-
-Recorder = Callable[[Any], dict[str, torch.Tensor]]
-"""Runs one batch of inputs and returns ``{layer: output}``."""
-
-
-class ForeignModel:
-    """A model that is not a torch module: it names its own layers and runs batches itself.
-
-    ``inputs`` says what a batch is: ``"array"`` (a float32 tensor) or ``"text"`` (a list of
-    strings). A recorder may pool itself (token sequences need the attention mask) and then
-    returns ``batch × d`` outputs.
-    """
-
-    inputs = "array"
-
-    def to(self, device: torch.device) -> ForeignModel:
-        return self
-
-    def eval(self) -> ForeignModel:
-        return self
-
-    def layer_tree(self) -> list[dict]:
-        raise NotImplementedError
-
-    def parameter_count(self) -> int:
-        raise NotImplementedError
-
-    def capturable_layers(self) -> list[str]:
-        raise NotImplementedError
-
-    def default_layers(self) -> list[str]:
-        raise NotImplementedError
-
-    def recorder(self, layers: list[str], pooling: str) -> Recorder:
-        raise NotImplementedError
-
-
-Model = nn.Module | ForeignModel
 
 
 def load_checkpoint(

@@ -8,16 +8,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from analysis.checkpoints import (
-    OUTPUT,
-    ForeignModel,
-    Model,
-    ScriptCapture,
-    capturable_layers,
-    input_kind,
-    is_torchscript,
-)
+from analysis.checkpoints import ScriptCapture, capturable_layers, input_kind, is_torchscript
 from analysis.errors import InputError
+from analysis.model import OUTPUT, ForeignModel, Model
 
 POOLINGS = {
     "mean": "average over positions (conv: H×W; tokens: T)",

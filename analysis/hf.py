@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from analysis.archives import single_root, unpack
-from analysis.checkpoints import ForeignModel
 from analysis.errors import InputError
+from analysis.model import ForeignModel
 
 SENTENCE_EMBEDDING = "sentence_embedding"
 DEFAULT_MAX_TOKENS = 512

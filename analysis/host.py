@@ -21,6 +21,7 @@ comes back as lines on a FIFO in that directory. Tasks are named ``module:functi
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import mmap
@@ -369,6 +370,7 @@ def _host_main(workdir: Path, zygote: int) -> None:
     def report(fraction: float) -> None:
         out.write(f"p {fraction:.6f}\n".encode())
 
+    _reuse_freed_memory()
     try:
         if request["sandbox"]:
             sandbox.confine(workdir, request["memory_bytes"])
@@ -395,6 +397,24 @@ def _host_main(workdir: Path, zygote: int) -> None:
         last = (str(err).strip().splitlines() or [""])[-1]
         outcome = {"error": f"the model failed ({type(err).__name__}): {last}"}
     (workdir / "outcome.json").write_text(json.dumps(outcome))
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+MMAP_THRESHOLD_MAX = 32 * 1024**2  # glibc's upper limit on 64-bit machines
+
+
+def _reuse_freed_memory() -> None:
+    """Make glibc's malloc keep freed memory for reuse: blocks up to 32 MiB come from the heap,
+    which is never trimmed (the host is short-lived). A fresh process would otherwise map,
+    fault in and zero every batch's activations anew: 60% more time for a CNN over 40,000
+    images than the same extraction in a long-lived process, whose malloc has adapted.
+    Nothing happens with another C library."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+    except (OSError, AttributeError):
+        pass
 
 
 def _mapped(path: Path) -> np.ndarray:

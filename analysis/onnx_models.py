@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.checkpoints import OUTPUT, ForeignModel
 from analysis.errors import InputError
+from analysis.model import OUTPUT, ForeignModel
 
 FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16 (onnx.TensorProto)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from analysis.checkpoints import OUTPUT, Model, capturable_layers
+from analysis.checkpoints import capturable_layers
 from analysis.errors import InputError
 from analysis.extraction import (
     batch_of,
@@ -42,6 +42,7 @@ from analysis.extraction import (
     pooled_output,
     to_device,
 )
+from analysis.model import OUTPUT, Model
 from analysis.probes import (
     invariance,
     learned_equivariance,

@@ -26,9 +26,9 @@ from rest_framework.test import APIClient
 from sklearn.datasets import load_digits
 
 from analysis.architectures import mlp
-from webapp.catalog.management.commands.demo import worker_command
 from webapp.catalog.models import Membership, Workspace
-from workers.celery import QUEUES, app
+from webapp.celery import QUEUES, app
+from webapp.runs.management.commands.demo import worker_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -253,7 +253,7 @@ def check_uploads() -> list:
     """Play the worker in-process: check every upload waiting, as workers take them; returns
     the uploads checked (refreshed)."""
     from webapp.catalog import uploads
-    from workers.celery import QUEUES
+    from webapp.celery import QUEUES
     from workers.tasks import check_upload
 
     checked = []

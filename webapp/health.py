@@ -14,7 +14,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from workers.status import broker_reachable, cluster
+from webapp.status import broker_reachable, cluster
 
 logger = logging.getLogger(__name__)
 

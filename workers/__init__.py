@@ -1,3 +1,1 @@
-from workers.celery import app
-
-__all__ = ["app"]
+"""The Celery tasks (``workers.tasks``); the Celery app they belong to is ``webapp.celery``."""

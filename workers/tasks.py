@@ -36,6 +36,8 @@ from analysis.registry import MEASURES
 from webapp.catalog import uploads
 from webapp.catalog.ingest import checkpoint_model_params, host_limits
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Upload
+from webapp.celery import QUEUES
+from webapp.dispatch import WORK_TASK, wake
 from webapp.runs.kinds import KINDS, QUEUE_OF_KIND
 from webapp.runs.models import (
     Alignment,
@@ -48,8 +50,6 @@ from webapp.runs.models import (
     reap_stale_runs,
 )
 from webapp.runs.queue import fail_blocked, ready_runs, take_next
-from webapp.wake import WORK_TASK, wake
-from workers.celery import QUEUES, app
 
 logger = logging.getLogger(__name__)
 
@@ -58,19 +58,6 @@ def enqueue(run: Run) -> None:
     """Tell a worker of the run's queue that work is waiting. The message names the queue,
     not the run: the worker takes whichever run the fair queue serves next."""
     wake(QUEUE_OF_KIND[run.kind])
-
-
-def stop(run: Run) -> None:
-    """Stop the computation of a run just cancelled. A model host's supervisor sees the
-    cancel within a second and kills the host itself; other runs compute in the worker's
-    pool process, which is killed with SIGKILL (native code cannot delay it) and replaced.
-    Best effort: a worker that misses it stops at the run's next progress report."""
-    if KINDS[run.kind].hosted or not run.celery_task_id:
-        return
-    try:
-        app.control.revoke(run.celery_task_id, terminate=True, signal="SIGKILL")
-    except Exception:  # the broker may be briefly unreachable; the run is cancelled anyway
-        logger.warning("could not stop task %s", run.celery_task_id, exc_info=True)
 
 
 @contextmanager

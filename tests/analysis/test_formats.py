@@ -16,7 +16,6 @@ import torch
 
 from analysis.archives import unpack
 from analysis.checkpoints import (
-    OUTPUT,
     capturable_layers,
     default_layers,
     layer_tree,
@@ -27,6 +26,7 @@ from analysis.datasets import read_dataset
 from analysis.errors import InputError
 from analysis.extraction import extract_activations
 from analysis.hf import mask_pool
+from analysis.model import OUTPUT
 from analysis.precomputed import read_precomputed
 from tests.formats import (
     SENTENCES,

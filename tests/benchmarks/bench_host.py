@@ -6,7 +6,9 @@ in the worker's own process, on the same model and data, in the same run.
   loading and describing the same model in process; and the zygote's own start (once per
   worker process: Python and torch imported);
 - extraction throughput of the shapes CNN at n = 10,000 (every conv layer and the head)
-  through the host against in process (target: at most 10% slower).
+  through the host against in process (target: at most 10% slower); and at n = 256 and
+  40,000, where the host's cost per run (copying the inputs in, a fresh process's first
+  batches) weighs most and least.
 
 Run: ``make benchmark`` (or ``python -m tests.benchmarks.bench_host``; ``--quick`` for a
 smoke run). Prints figures and ratios; asserts nothing about speed.
@@ -142,6 +144,9 @@ def main() -> None:
         else:
             per_run_cost("all-MiniLM-L6-v2 (zipped HF directory)", minilm, "huggingface", repeats)
         extraction(cnn, 1000 if args.quick else 10_000, repeats)
+        if not args.quick:  # the cost of a host is per run: it shrinks with n
+            extraction(cnn, 256, repeats)
+            extraction(cnn, 40_000, 5)
 
 
 if __name__ == "__main__":

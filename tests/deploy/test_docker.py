@@ -287,7 +287,7 @@ def test_gpu_workers_take_only_the_gpu_queue_one_task_at_a_time():
     assert "compose.yaml: worker-gpu" in workers
     for name, service in workers.items():
         args = command_args(service)
-        assert args[:4] == ["celery", "-A", "workers.celery", "worker"], name
+        assert args[:4] == ["celery", "-A", "webapp.celery", "worker"], name
         assert option(args, "-Q", "--queues") == "gpu", name
         assert option(args, "--concurrency", "-c") == "1", name
         assert option(args, "--prefetch-multiplier") == "1", name
@@ -301,7 +301,7 @@ def test_gpu_workers_take_only_the_gpu_queue_one_task_at_a_time():
 def test_cpu_worker_takes_the_cpu_and_default_queues():
     services = load_compose()["services"]
     args = command_args(services["worker-cpu"])
-    assert args[:4] == ["celery", "-A", "workers.celery", "worker"]
+    assert args[:4] == ["celery", "-A", "webapp.celery", "worker"]
     assert option(args, "-Q", "--queues") == "${CPU_WORKER_QUEUES:-cpu,default}"
     assert env_example_values()["CPU_WORKER_QUEUES"] == "cpu,default"
     assert option(args, "--prefetch-multiplier") == "1"
@@ -309,7 +309,7 @@ def test_cpu_worker_takes_the_cpu_and_default_queues():
 
 
 def test_every_queue_has_a_worker():
-    from workers.celery import QUEUES
+    from webapp.celery import QUEUES
 
     services = load_compose()["services"]
     cpu = env_example_values()["CPU_WORKER_QUEUES"].split(",")
@@ -329,7 +329,7 @@ def test_celery_beat_runs_exactly_once():
                 beats.append(f"{path.name}: {name}")
                 assert service.get("deploy", {}).get("replicas", 1) == 1
     assert beats == ["compose.yaml: beat"]
-    from workers.celery import app
+    from webapp.celery import app
 
     assert {e["task"] for e in app.conf.beat_schedule.values()} == {"replens.reap"}
 

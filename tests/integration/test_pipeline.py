@@ -12,8 +12,8 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 
 from tests.conftest import digits_npz_bytes, torchscript_mlp_bytes
+from webapp.celery import app
 from webapp.runs.models import Run, Score
-from workers.celery import app
 from workers.tasks import execute_run
 
 pytestmark = pytest.mark.integration

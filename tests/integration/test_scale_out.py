@@ -18,12 +18,12 @@ from django.test import Client
 
 from tests.conftest import ROOT, digits_npz_bytes, node_name, torchscript_mlp_bytes, worker_process
 from tests.integration.test_reliability import wait_for
+from webapp import status
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import ActivationSet
 from webapp.runs.kinds import QUEUE_OF_KIND
 from webapp.runs.models import Alignment, Projection, Run, Score
 from webapp.runs.submit import request_alignment, request_comparison, request_projection
-from workers import status
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,7 @@ def test_fifty_runs_on_two_workers_with_separate_queues(tmp_path, batch):
         assert health.status_code == 200 and health.json() == {"status": "ok", "workers": 2}
         # The worker's own health check, as a container runs it.
         ping = subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "workers.celery", "inspect", "ping", "-d", gpu],
+            [sys.executable, "-m", "celery", "-A", "webapp.celery", "inspect", "ping", "-d", gpu],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -22,10 +22,12 @@ from django.utils import timezone
 
 from tests.conftest import checkpoint_from, run_with_dependencies, torchscript_mlp_bytes
 from tests.webapp.test_settings import load_settings
+from webapp import status
 from webapp.catalog import uploads
-from webapp.catalog.backup import LEFT_OUT, PARTS
 from webapp.catalog.models import Blob, Checkpoint, Membership, Upload, Workspace
 from webapp.catalog.retention import blob_references
+from webapp.celery import QUEUES, app
+from webapp.runs.backup import LEFT_OUT, PARTS
 from webapp.runs.explorer import select_indices
 from webapp.runs.models import Run, Selection
 from webapp.runs.results import comparison_matrix, model_matrix
@@ -39,8 +41,6 @@ from webapp.runs.submit import (
     request_probe,
     request_projection,
 )
-from workers import status
-from workers.celery import QUEUES, app
 from workers.tasks import execute_run
 
 pytestmark = pytest.mark.django_db

@@ -41,7 +41,7 @@ def _media(isolated_media):
 def woken(monkeypatch) -> list[str]:
     """The queues whose workers a request woke (once its transaction committed)."""
     queues: list[str] = []
-    monkeypatch.setattr("webapp.wake.wake", queues.append)
+    monkeypatch.setattr("webapp.dispatch.wake", queues.append)
     return queues
 
 

@@ -65,7 +65,7 @@ from webapp.runs.submit import (
     request_probe,
     request_projection,
 )
-from workers.status import overview
+from webapp.status import overview
 
 
 def blob_download(blob: Blob, filename: str) -> HttpResponse:

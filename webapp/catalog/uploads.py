@@ -42,7 +42,7 @@ from analysis.datasets import check_dataset_name
 from analysis.errors import InputError
 from webapp.catalog.ingest import checkpoint_format, ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Checkpoint, Dataset, Upload, Workspace
-from webapp.wake import wake_on_commit
+from webapp.dispatch import wake_on_commit
 
 logger = logging.getLogger(__name__)
 

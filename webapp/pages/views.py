@@ -64,7 +64,7 @@ from webapp.runs.submit import (
     request_projection,
     series_order,
 )
-from workers.status import overview
+from webapp.status import overview
 
 
 def _workspace(request, slug):

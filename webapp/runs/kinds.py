@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import models
+
 from analysis.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.compatibility import CRITERIA
 from analysis.compatibility import METRICS as RETRIEVAL_METRICS
@@ -23,7 +25,20 @@ from analysis.projection import ALIGNED_METHODS
 from analysis.projection import METHODS as PROJECTIONS
 from analysis.projection import METRICS as PROJECTION_METRICS
 from analysis.registry import MEASURES
-from webapp.runs.models import Run
+
+
+class Kind(models.TextChoices):
+    """The kinds of run (``Run.Kind``); each has a spec in :data:`KINDS`."""
+
+    EXTRACT = "extract", "Extract activations"
+    COMPARE = "compare", "Compare checkpoints"
+    MODEL_MATRIX = "model_matrix", "Compare many checkpoints"
+    ALIGN = "align", "Align two layers"
+    COMPATIBILITY = "compatibility", "Compatibility of model versions"
+    PROJECT = "project", "Project to 2-D"
+    PROJECT_ALIGNED = "project_aligned", "Aligned projections"
+    PROBE = "probe", "Equivariance probes"
+
 
 POOLING = Parameter(
     "pooling",
@@ -104,9 +119,9 @@ class RunKind:
 KINDS: dict[str, RunKind] = {
     k.kind: k
     for k in [
-        RunKind(Run.Kind.EXTRACT, "gpu", (POOLING,), "analysis.hosted:extract", hosted=True),
+        RunKind(Kind.EXTRACT, "gpu", (POOLING,), "analysis.hosted:extract", hosted=True),
         RunKind(
-            Run.Kind.COMPARE,
+            Kind.COMPARE,
             "cpu",
             (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, AGREEMENT_K, SEED),
             "analysis.measures:compare_layers",
@@ -114,7 +129,7 @@ KINDS: dict[str, RunKind] = {
             batch=True,
         ),
         RunKind(
-            Run.Kind.MODEL_MATRIX,
+            Kind.MODEL_MATRIX,
             "cpu",
             (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, AGREEMENT_K, SEED),
             "analysis.measures:compare_layers",
@@ -122,7 +137,7 @@ KINDS: dict[str, RunKind] = {
             batch=True,
         ),
         RunKind(
-            Run.Kind.ALIGN,
+            Kind.ALIGN,
             "cpu",
             (
                 POOLING,
@@ -140,7 +155,7 @@ KINDS: dict[str, RunKind] = {
             "analysis.alignment:fit_alignment",
         ),
         RunKind(
-            Run.Kind.COMPATIBILITY,
+            Kind.COMPATIBILITY,
             "cpu",
             (
                 POOLING,
@@ -167,7 +182,7 @@ KINDS: dict[str, RunKind] = {
             batch=True,
         ),
         RunKind(
-            Run.Kind.PROJECT,
+            Kind.PROJECT,
             "cpu",
             (
                 POOLING,
@@ -187,7 +202,7 @@ KINDS: dict[str, RunKind] = {
             page="projection",
         ),
         RunKind(
-            Run.Kind.PROJECT_ALIGNED,
+            Kind.PROJECT_ALIGNED,
             "cpu",
             (
                 POOLING,
@@ -206,7 +221,7 @@ KINDS: dict[str, RunKind] = {
             batch=True,
         ),
         RunKind(
-            Run.Kind.PROBE,
+            Kind.PROBE,
             "gpu",
             (POOLING, SEED),
             "analysis.hosted:probe",
@@ -216,7 +231,7 @@ KINDS: dict[str, RunKind] = {
         ),
     ]
 }
-assert set(KINDS) == set(Run.Kind.values), "every run kind has a spec"
+assert set(KINDS) == set(Kind.values), "every run kind has a spec"
 
 
 def parameters_in(kind: str, data: dict) -> dict[str, Any]:

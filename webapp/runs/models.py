@@ -16,6 +16,8 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
+from webapp.dispatch import revoke, wake_on_commit
+from webapp.runs.kinds import KINDS, QUEUE_OF_KIND, Kind
 from webapp.version import code_version
 
 
@@ -24,15 +26,7 @@ class Cancelled(Exception):
 
 
 class Run(models.Model):
-    class Kind(models.TextChoices):
-        EXTRACT = "extract", "Extract activations"
-        COMPARE = "compare", "Compare checkpoints"
-        MODEL_MATRIX = "model_matrix", "Compare many checkpoints"
-        ALIGN = "align", "Align two layers"
-        COMPATIBILITY = "compatibility", "Compatibility of model versions"
-        PROJECT = "project", "Project to 2-D"
-        PROJECT_ALIGNED = "project_aligned", "Aligned projections"
-        PROBE = "probe", "Equivariance probes"
+    Kind = Kind  # the kinds and their specs: webapp.runs.kinds
 
     class State(models.TextChoices):
         QUEUED = "queued"
@@ -135,9 +129,8 @@ class Run(models.Model):
         return run, queued
 
     def enqueue_on_commit(self) -> None:
-        from workers.tasks import enqueue
-
-        transaction.on_commit(lambda: enqueue(self), robust=False)
+        """Wake a worker of the run's queue once the transaction commits."""
+        wake_on_commit(QUEUE_OF_KIND[self.kind])
 
     def dependencies_state(self) -> str:
         """``ready``, ``waiting`` or ``failed`` according to the runs this one depends on."""
@@ -202,8 +195,11 @@ class Run(models.Model):
         )
 
     def cancel(self) -> bool:
-        """Cancel the run; the computation of a running one is stopped within seconds
-        (``workers.tasks.stop``)."""
+        """Cancel the run; the computation of a running one is stopped within seconds: a
+        model host's supervisor sees the cancel within a second and kills the host itself;
+        other runs compute in a worker's pool process, which is killed with SIGKILL (native
+        code cannot delay it) and replaced. Best effort: a worker that misses the signal stops
+        at the run's next progress report."""
         was_running = Run.objects.filter(pk=self.pk, state=self.State.RUNNING).exists()
         cancelled = (
             Run.objects.filter(pk=self.pk)
@@ -211,10 +207,8 @@ class Run(models.Model):
             .update(state=self.State.CANCELLED, finished_at=timezone.now())
         )
         self.refresh_from_db()
-        if cancelled and was_running:
-            from workers.tasks import stop
-
-            stop(self)
+        if cancelled and was_running and not KINDS[self.kind].hosted and self.celery_task_id:
+            revoke(self.celery_task_id)
         return bool(cancelled)
 
 

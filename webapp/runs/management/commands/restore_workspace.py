@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.catalog.backup import ArchiveError, restore
+from webapp.runs.backup import ArchiveError, restore
 
 
 class Command(BaseCommand):

@@ -1,4 +1,6 @@
-"""The Celery app. Configuration comes from Django settings (``CELERY_*``)."""
+"""The Celery app of the project. Configuration comes from Django settings (``CELERY_*``); the
+tasks are in ``workers.tasks``, which a worker (``celery -A webapp.celery worker``) imports.
+The web layers send to it by task name only (``webapp.dispatch``)."""
 
 from __future__ import annotations
 

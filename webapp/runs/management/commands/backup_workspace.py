@@ -6,8 +6,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.catalog.backup import backup
 from webapp.catalog.models import Workspace
+from webapp.runs.backup import backup
 
 
 class Command(BaseCommand):

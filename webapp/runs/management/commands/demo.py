@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from webapp.catalog.management.commands.build_demo import DEMO_PASSWORD, DEMO_USER
+from webapp.runs.management.commands.build_demo import DEMO_PASSWORD, DEMO_USER
 
 
 class Command(BaseCommand):
@@ -42,14 +42,14 @@ def worker_command(
     """The Celery worker node ``name@<host>`` that serves ``queues`` (by default every queue,
     as the embedded default needs); with ``beat``, it also runs the periodic tasks (the reaper
     of stale runs; one beat per deployment)."""
-    from workers.celery import QUEUES
+    from webapp.celery import QUEUES
 
     return [
         sys.executable,
         "-m",
         "celery",
         "-A",
-        "workers",
+        "webapp.celery",
         "worker",
         "-Q",
         ",".join(queues or QUEUES),

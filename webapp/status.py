@@ -15,8 +15,8 @@ from django.core.cache import cache
 from django.db.models import Count
 from kombu.exceptions import ChannelError
 
+from webapp.celery import QUEUES, app
 from webapp.runs.models import Run
-from workers.celery import QUEUES, app
 
 logger = logging.getLogger(__name__)
 
