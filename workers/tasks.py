@@ -38,7 +38,7 @@ from webapp.catalog.ingest import checkpoint_model_params, host_limits
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Upload
 from webapp.celery import QUEUES
 from webapp.dispatch import WORK_TASK, wake
-from webapp.runs.kinds import KINDS, QUEUE_OF_KIND
+from webapp.runs.kinds import KINDS
 from webapp.runs.models import (
     Alignment,
     Cancelled,
@@ -52,12 +52,6 @@ from webapp.runs.models import (
 from webapp.runs.queue import fail_blocked, ready_runs, take_next
 
 logger = logging.getLogger(__name__)
-
-
-def enqueue(run: Run) -> None:
-    """Tell a worker of the run's queue that work is waiting. The message names the queue,
-    not the run: the worker takes whichever run the fair queue serves next."""
-    wake(QUEUE_OF_KIND[run.kind])
 
 
 @contextmanager
@@ -165,7 +159,7 @@ def _execute(run: Run) -> None:
 
 def _enqueue_dependents(run: Run) -> None:
     for dependent in run.dependents.filter(state=Run.State.QUEUED):
-        transaction.on_commit(lambda d=dependent: enqueue(d))
+        dependent.enqueue_on_commit()
 
 
 def extract(run: Run) -> dict:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+import webapp.dispatch
 import workers.tasks
 from analysis.checkpoints import load_checkpoint
 from analysis.extraction import extract_activations
@@ -56,10 +57,10 @@ def nan_ckpt(workspace, owner):
 
 @pytest.fixture
 def sent(monkeypatch):
-    """Runs that would have been sent to the broker when a captured callback runs."""
-    runs = []
-    monkeypatch.setattr(workers.tasks, "enqueue", lambda run: runs.append(run.pk))
-    return runs
+    """The queues a worker of which would have been woken when a captured callback runs."""
+    queues = []
+    monkeypatch.setattr(webapp.dispatch, "wake", queues.append)
+    return queues
 
 
 def fresh(run: Run) -> Run:
@@ -157,7 +158,7 @@ def test_early_comparison_message_waits_for_its_dependencies(
     # Finishing the last dependency sends the waiting comparison again.
     for callback in callbacks:
         callback()
-    assert sent == [comparison.pk]
+    assert sent == ["cpu"]  # the comparison's queue, once
 
     execute_run(comparison.pk)
     comparison = fresh(comparison)
@@ -249,7 +250,7 @@ def test_same_request_twice_is_one_run_enqueued_once(
     assert Run.objects.count() == 1
     assert len(callbacks) == 1
     callbacks[0]()
-    assert sent == [first.pk]
+    assert sent == ["gpu"]  # the extraction's queue, once
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         comparison, created = request_comparison(owner, ckpt_a, ckpt_b, digits)
