@@ -25,7 +25,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from sklearn.datasets import load_digits
 
-from analysis.architectures import mlp
+from analysis.models.architectures import mlp
 from webapp.catalog.models import Membership, Workspace
 from webapp.celery import QUEUES, app
 from webapp.runs.management.commands.demo import worker_command

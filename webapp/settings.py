@@ -184,8 +184,8 @@ REPLENS_DEVICE = env_str("REPLENS_DEVICE", "")  # "" picks CUDA when available
 # The commit the code was built from, for provenance (webapp/version.py); set when an image
 # is built, else read from the git checkout.
 REPLENS_COMMIT = env_str("REPLENS_COMMIT", "")
-# Every load or run of an uploaded model happens in a model host (analysis/host.py): a child
-# process confined by Landlock and seccomp (REPLENS_HOST_SANDBOX=false only where the kernel
+# Every load or run of an uploaded model happens in a model host (analysis/host/__init__.py): a
+# child process confined by Landlock and seccomp (REPLENS_HOST_SANDBOX=false only where the kernel
 # has neither), killed when it runs past REPLENS_HOST_TIME_LIMIT_S, makes no progress for
 # REPLENS_HOST_STALL_S or holds more than REPLENS_HOST_MEMORY_BYTES.
 REPLENS_HOST_TIME_LIMIT_S = env_int("REPLENS_HOST_TIME_LIMIT_S", 2 * 3600, minimum=1)

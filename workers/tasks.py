@@ -22,17 +22,17 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from analysis.alignment import fit_alignment
-from analysis.compatibility import compatibility as cross_model_retrieval
-from analysis.compatibility import query_gallery_split
 from analysis.errors import InputError
-from analysis.geometry import geometry
+from analysis.explorer.geometry import geometry
+from analysis.explorer.projection import PARAMETERS, neighbourhoods, project, project_aligned
 from analysis.host import run_in_host
-from analysis.knn import knn_indices, knn_jaccard_per_sample
-from analysis.measures import compare_layers
-from analysis.precomputed import read_precomputed
-from analysis.projection import PARAMETERS, neighbourhoods, project, project_aligned
-from analysis.registry import MEASURES
+from analysis.measures.alignment import fit_alignment
+from analysis.measures.compatibility import compatibility as cross_model_retrieval
+from analysis.measures.compatibility import query_gallery_split
+from analysis.measures.engine import compare_layers
+from analysis.measures.knn import knn_indices, knn_jaccard_per_sample
+from analysis.measures.registry import MEASURES
+from analysis.models.precomputed import read_precomputed
 from webapp.catalog import uploads
 from webapp.catalog.ingest import checkpoint_model_params, host_limits
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Upload

@@ -1,4 +1,5 @@
-"""Alignment between spaces (analysis/alignment.py): known answers, agreement with scipy and
+"""Alignment between spaces (analysis/measures/alignment.py): known answers, agreement with scipy
+and
 scikit-learn, baselines, per-sample residuals, the split, and bad input."""
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from scipy.stats import ortho_group
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import r2_score
 
-from analysis.alignment import METHODS, fit_alignment
 from analysis.errors import InputError
-from analysis.regression import DEFAULT_ALPHAS, fit_ridge, training_svd
+from analysis.measures.alignment import METHODS, fit_alignment
+from analysis.measures.regression import DEFAULT_ALPHAS, fit_ridge, training_svd
 
 SEEDS = [0, 1, 2, 3]
 

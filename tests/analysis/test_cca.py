@@ -1,4 +1,5 @@
-"""The CCA family (analysis/cca.py): definitions, peers, invariances, rank and sample limits."""
+"""The CCA family (analysis/measures/cca.py): definitions, peers, invariances, rank and sample
+limits."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import pytest
 import repsim
 from scipy.stats import ortho_group
 
-from analysis.cca import PWCCA, SVCCA, MeanCCA, canonical_correlations
 from analysis.errors import InputError
-from analysis.measures import compare_layers
+from analysis.measures.cca import PWCCA, SVCCA, MeanCCA, canonical_correlations
+from analysis.measures.engine import compare_layers
 
 SEEDS = [0, 1, 2, 3, 4]
 MEASURES = [MeanCCA(), SVCCA(), PWCCA()]

@@ -1,4 +1,5 @@
-"""Checkpoint loading (analysis/checkpoints.py): TorchScript and safetensors only, never unpickle;
+"""Checkpoint loading (analysis/models/checkpoints.py): TorchScript and safetensors only, never
+unpickle;
 layer trees and the layers extraction can record."""
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from analysis import checkpoints
-from analysis.architectures import mlp, small_cnn
 from analysis.errors import InputError
+from analysis.models import checkpoints
+from analysis.models.architectures import mlp, small_cnn
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 

@@ -1,4 +1,5 @@
-"""Linear CKA (analysis/cka.py): definitions, invariances, bias, numerics, degenerate input."""
+"""Linear CKA (analysis/measures/cka.py): definitions, invariances, bias, numerics, degenerate
+input."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 import repsim
 from scipy.stats import ortho_group
 
-import analysis.cka as cka_module
-from analysis.cka import (
+import analysis.measures.cka as cka_module
+from analysis.errors import InputError
+from analysis.measures.cka import (
     BASELINE_WARNING,
     MIN_SAMPLES,
     PairResult,
@@ -19,7 +21,6 @@ from analysis.cka import (
     prepare,
     use_gram_form,
 )
-from analysis.errors import InputError
 
 SEEDS = [0, 1, 2, 3, 4]
 

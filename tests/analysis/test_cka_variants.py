@@ -1,4 +1,5 @@
-"""Debiased linear CKA and RBF CKA (analysis/cka.py): definitions, peers, invariances, input."""
+"""Debiased linear CKA and RBF CKA (analysis/measures/cka.py): definitions, peers, invariances,
+input."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import repsim
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import ortho_group
 
-import analysis.cka as cka_module
-from analysis.cka import RBFCKA, DebiasedCKA, linear_cka
+import analysis.measures.cka as cka_module
 from analysis.errors import InputError
-from analysis.measures import compare_layers
+from analysis.measures.cka import RBFCKA, DebiasedCKA, linear_cka
+from analysis.measures.engine import compare_layers
 
 SEEDS = [0, 1, 2, 3, 4]
 MEASURES = [DebiasedCKA(), RBFCKA(), RBFCKA(fraction=0.2)]

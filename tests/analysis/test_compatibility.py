@@ -1,4 +1,5 @@
-"""Compatibility between model versions (analysis/compatibility.py): retrieval quality against an
+"""Compatibility between model versions (analysis/measures/compatibility.py): retrieval quality
+against an
 independent implementation, a hand-computed series, the BCT criteria on models built to be
 compatible or not, invariances, blocking, ties, the query/gallery split and bad input."""
 
@@ -12,13 +13,13 @@ from scipy.spatial.distance import cdist
 from scipy.stats import ortho_group
 from sklearn.metrics import average_precision_score
 
-from analysis.compatibility import (
+from analysis.errors import InputError
+from analysis.measures.compatibility import (
     ROLES,
     compatibility,
     query_gallery_split,
     retrieval,
 )
-from analysis.errors import InputError
 
 SEEDS = [0, 1, 2, 3, 4]
 METRICS = ["cosine", "euclidean"]

@@ -1,4 +1,5 @@
-"""Dataset readers (analysis/datasets.py): .npz, image-folder .zip, .csv, the canonical form."""
+"""Dataset readers (analysis/data/datasets.py): .npz, image-folder .zip, .csv, the canonical
+form."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analysis.datasets import (
+from analysis.data.datasets import (
     DatasetArrays,
     read_csv,
     read_dataset,

@@ -9,10 +9,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from analysis.architectures import mlp
-from analysis.checkpoints import default_layers, load_torchscript
-from analysis.datasets import read_npz
-from analysis.demo import (
+from analysis.data.datasets import read_npz
+from analysis.models.architectures import mlp
+from analysis.models.checkpoints import default_layers, load_torchscript
+from demo.vision import (
     DEMO_MODELS,
     SHAPE_NAMES,
     DemoModelSpec,

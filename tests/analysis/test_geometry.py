@@ -1,4 +1,4 @@
-"""Geometry of one space (analysis/geometry.py): known answers for each statistic."""
+"""Geometry of one space (analysis/explorer/geometry.py): known answers for each statistic."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
 from analysis.errors import InputError
-from analysis.geometry import geometry, linear_probe_accuracy
-from analysis.regression import DEFAULT_ALPHAS
+from analysis.explorer.geometry import geometry, linear_probe_accuracy
+from analysis.measures.regression import DEFAULT_ALPHAS
 
 
 @pytest.mark.parametrize("r", [1, 3, 7])

@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.architectures import mlp
-from analysis.extraction import extract_activations
 from analysis.host import HostFailure, Limits, run_in_host
+from analysis.models.architectures import mlp
+from analysis.models.extraction import extract_activations
 from tests.conftest import ROOT
 from tests.formats import Hang, scripted
 
@@ -149,7 +149,7 @@ def extraction(path: Path, x: np.ndarray, layers: list[str], limits: Limits = LI
         "pooling": "mean",
         "device": "cpu",
     }
-    return run_in_host("analysis.hosted:extract", params, {"model": path, "x": x}, limits)
+    return run_in_host("analysis.host.tasks:extract", params, {"model": path, "x": x}, limits)
 
 
 def test_a_torchscript_model_that_never_returns_is_stopped(tmp_path):

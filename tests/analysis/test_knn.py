@@ -1,4 +1,5 @@
-"""kNN agreement (analysis/knn.py): exact neighbours, tie order, per-sample and global scores,
+"""kNN agreement (analysis/measures/knn.py): exact neighbours, tie order, per-sample and global
+scores,
 invariances, relabelling permutations, chance level, degenerate input."""
 
 from __future__ import annotations
@@ -9,14 +10,14 @@ from scipy.stats import ortho_group
 from sklearn.neighbors import NearestNeighbors
 
 from analysis.errors import InputError
-from analysis.knn import (
+from analysis.measures.engine import compare_layers
+from analysis.measures.knn import (
     KNNJaccard,
     MutualKNN,
     knn_indices,
     knn_jaccard_per_sample,
     mutual_knn_per_sample,
 )
-from analysis.measures import compare_layers
 
 SEEDS = [0, 1, 2, 3, 4]
 METRICS = ["cosine", "euclidean"]

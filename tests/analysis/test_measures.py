@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.cka import DebiasedCKA, LinearCKA, linear_cka
 from analysis.errors import InputError
-from analysis.measures import compare_layers
-from analysis.registry import MEASURES
+from analysis.measures.cka import DebiasedCKA, LinearCKA, linear_cka
+from analysis.measures.engine import compare_layers
+from analysis.measures.registry import MEASURES
 
 
 def related(n: int, seed: int, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +59,7 @@ def test_progress_counts_pairs_permutations_and_resamples():
 
 
 def test_measures_without_bootstrap_get_no_interval():
-    from analysis.knn import MutualKNN
+    from analysis.measures.knn import MutualKNN
 
     x, y = related(60, 1)
     r = compare_layers(MutualKNN(k=5), [("x", x)], [("y", y)], n_bootstrap=10)[("x", "y")]
@@ -95,7 +95,7 @@ def test_registry_ids_are_stable_and_described():
 
 
 def test_interval_is_clipped_to_true_bounds_not_the_display_range():
-    from analysis.regression import RidgePredictivity
+    from analysis.measures.regression import RidgePredictivity
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(120, 5)), rng.normal(size=(120, 3))  # unrelated: R² ≤ 0 likely
@@ -105,7 +105,7 @@ def test_interval_is_clipped_to_true_bounds_not_the_display_range():
 
 
 def test_distances_warn_when_unrelated_data_is_already_close():
-    from analysis.procrustes import ProcrustesAngular
+    from analysis.measures.procrustes import ProcrustesAngular
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 512)), rng.normal(size=(32, 512))

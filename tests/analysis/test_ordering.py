@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from analysis.ordering import hierarchical_order
+from analysis.explorer.ordering import hierarchical_order
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -1,6 +1,7 @@
-"""Invariance and equivariance probes (analysis/probes.py): known answers, the exact denominator
-of invariance against brute force, the learned map against scikit-learn and analysis.alignment,
-a circular convolution's exact equivariance, and bad input."""
+"""Invariance and equivariance probes (analysis/probes/statistics.py): known answers, the exact
+denominator
+of invariance against brute force, the learned map against scikit-learn and
+analysis.measures.alignment, a circular convolution's exact equivariance, and bad input."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from scipy.stats import ortho_group
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import r2_score
 
-from analysis.alignment import fit_alignment
 from analysis.errors import InputError
-from analysis.probes import (
+from analysis.measures.alignment import fit_alignment
+from analysis.measures.regression import DEFAULT_ALPHAS
+from analysis.probes.statistics import (
     invariance,
     learned_equivariance,
     lie_derivative,
@@ -25,7 +27,6 @@ from analysis.probes import (
     structured_equivariance,
     transform_prediction,
 )
-from analysis.regression import DEFAULT_ALPHAS
 
 SEEDS = [0, 1, 2]
 
@@ -36,7 +37,7 @@ def activations(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
 
 
 def split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The split of analysis.alignment, by hand."""
+    """The split of analysis.measures.alignment, by hand."""
     n_test = math.ceil(test_fraction * n)
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_test:]), np.sort(order[:n_test])
@@ -169,10 +170,10 @@ def test_learned_equivariance_agrees_with_scikit_learn(seed):
     """scikit-learn's ``RidgeCV`` (its leave-one-out mode) chooses the same α from the same grid
     in absolute units; ``Ridge`` with that α and an intercept predicts the same held-out rows.
 
-    R² conventions differ: ours is against the *training* mean of f(g x) (as analysis.alignment),
-    ``r2_score(..., multioutput="variance_weighted")`` against the held-out mean. Both are
-    computed here: the hand computation equals ours, and the two satisfy
-    (1 − R²_ours) · SST_train = (1 − R²_sklearn) · SST_test, with SST_train ≥ SST_test."""
+    R² conventions differ: ours is against the *training* mean of f(g x) (as
+    analysis.measures.alignment), ``r2_score(..., multioutput="variance_weighted")`` against the
+    held-out mean. Both are computed here: the hand computation equals ours, and the two satisfy (1
+    − R²_ours) · SST_train = (1 − R²_sklearn) · SST_test, with SST_train ≥ SST_test."""
     rng = np.random.default_rng(seed)
     n, d = 120, 8
     fx = activations(rng, n, d)

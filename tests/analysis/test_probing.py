@@ -11,8 +11,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from analysis.errors import InputError
-from analysis.extraction import extract_activations
-from analysis.probing import run_probe
+from analysis.models.extraction import extract_activations
+from analysis.probes.engine import run_probe
 
 
 def _digits(n: int = 200) -> np.ndarray:

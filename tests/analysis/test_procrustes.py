@@ -1,4 +1,5 @@
-"""Procrustes shape metrics (analysis/procrustes.py): definition, invariances, metric axioms,
+"""Procrustes shape metrics (analysis/measures/procrustes.py): definition, invariances, metric
+axioms,
 zero padding, agreement with scipy's Procrustes solvers, the alignment map, degenerate input."""
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from scipy.spatial import procrustes as scipy_procrustes
 from scipy.stats import ortho_group
 
 from analysis.errors import InputError
-from analysis.measures import compare_layers
-from analysis.procrustes import (
+from analysis.measures.engine import compare_layers
+from analysis.measures.procrustes import (
     ProcrustesAngular,
     ProcrustesEuclidean,
     orthogonal_procrustes_map,

@@ -1,4 +1,5 @@
-"""2-D projections (analysis/projection.py): PCA against scikit-learn, UMAP and t-SNE seeded and
+"""2-D projections (analysis/explorer/projection.py): PCA against scikit-learn, UMAP and t-SNE
+seeded and
 neighbourhood-preserving on real digits, bad input refused."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import trustworthiness
 
 from analysis.errors import InputError
-from analysis.projection import project
+from analysis.explorer.projection import project
 
 SEEDS = [0, 1, 2]
 
@@ -91,7 +92,7 @@ def test_bad_input_is_refused(x, kwargs, message):
 def test_neighbourhoods_agree_with_scikit_learn(digits, metric):
     from sklearn.neighbors import NearestNeighbors
 
-    from analysis.projection import neighbourhoods
+    from analysis.explorer.projection import neighbourhoods
 
     x = digits[:200].astype(np.float64) + 0.01  # no all-zero row for cosine
     coordinates = project(x, "pca").coordinates
@@ -113,15 +114,15 @@ def test_neighbourhoods_agree_with_scikit_learn(digits, metric):
 
 
 def test_a_projection_that_is_the_data_itself_keeps_every_neighbourhood():
-    from analysis.projection import neighbourhoods
+    from analysis.explorer.projection import neighbourhoods
 
     x = np.random.default_rng(0).standard_normal((100, 2))
     assert np.all(neighbourhoods(x, x.astype(np.float32), k=5).kept == 1.0)
 
 
 def test_procrustes_aligned_pca_moves_each_picture_onto_the_previous(digits):
-    from analysis.explorer import similarity_align
-    from analysis.projection import project_aligned
+    from analysis.explorer.projection import project_aligned
+    from analysis.explorer.selections import similarity_align
 
     x = digits[:300].astype(np.float64)
     rng = np.random.default_rng(0)
@@ -149,7 +150,7 @@ def test_procrustes_aligned_pca_moves_each_picture_onto_the_previous(digits):
 
 
 def test_aligned_umap_keeps_samples_in_comparable_places(digits):
-    from analysis.projection import project_aligned
+    from analysis.explorer.projection import project_aligned
 
     x = digits[:400].astype(np.float32)
     noisy = x + np.random.default_rng(1).normal(scale=0.5, size=x.shape).astype(np.float32)
@@ -177,7 +178,7 @@ def test_aligned_umap_keeps_samples_in_comparable_places(digits):
     ],
 )
 def test_bad_aligned_projections_are_refused(spaces, kwargs, message):
-    from analysis.projection import project_aligned
+    from analysis.explorer.projection import project_aligned
 
     x = np.random.default_rng(0).normal(size=(20, 4))
     with pytest.raises(InputError, match=message):

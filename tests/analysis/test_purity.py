@@ -16,10 +16,10 @@ REPO = Path(__file__).resolve().parents[2]
 ANALYSIS = REPO / "analysis"
 FORBIDDEN = {"django", "celery", "rest_framework", "kombu", "webapp", "workers"}
 REQUIRED_MODULES = [
-    "analysis.cka",
-    "analysis.extraction",
-    "analysis.checkpoints",
-    "analysis.datasets",
+    "analysis.measures.cka",
+    "analysis.models.extraction",
+    "analysis.models.checkpoints",
+    "analysis.data.datasets",
 ]
 
 
@@ -58,7 +58,7 @@ def runtime_import() -> dict:
     every_module = [
         "analysis." + ".".join(p.relative_to(ANALYSIS).with_suffix("").parts)
         for p in analysis_files()
-        if p.name != "__init__.py"
+        if p.name not in ("__init__.py", "__main__.py")  # __main__ runs a program
     ]
     return _import_in_subprocess(sorted(set(REQUIRED_MODULES) | set(every_module)))
 

@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import ortho_group
 
 from analysis.errors import InputError
-from analysis.registry import MEASURES
+from analysis.measures.registry import MEASURES
 
 SEEDS = [0, 1, 2]
 TOLERANCE = 1e-7

@@ -1,4 +1,5 @@
-"""Cross-validated ridge predictivity (analysis/regression.py): definition, sklearn agreement,
+"""Cross-validated ridge predictivity (analysis/measures/regression.py): definition, sklearn
+agreement,
 invariances, asymmetry, the engine, degenerate input."""
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold
 
 from analysis.errors import InputError
-from analysis.measures import compare_layers
-from analysis.regression import (
+from analysis.measures.engine import compare_layers
+from analysis.measures.regression import (
     DEFAULT_ALPHAS,
     RidgePredictivity,
     kfold,

@@ -1,4 +1,5 @@
-"""Relative representations (analysis/relative.py): anchors, definition, invariances, the engine."""
+"""Relative representations (analysis/measures/relative.py): anchors, definition, invariances, the
+engine."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import torch
 from scipy.stats import ortho_group
 
 from analysis.errors import InputError
-from analysis.measures import compare_layers
-from analysis.relative import (
+from analysis.measures.engine import compare_layers
+from analysis.measures.relative import (
     MAX_ANCHORS,
     RelativeSimilarity,
     choose_anchors,

@@ -1,4 +1,4 @@
-"""RSA (analysis/rsa.py): RDMs, Spearman comparison, agreement with rsatoolbox, cheap
+"""RSA (analysis/measures/rsa.py): RDMs, Spearman comparison, agreement with rsatoolbox, cheap
 permutations, invariances, degenerate input and the sample limit."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import rsatoolbox
 from scipy.spatial.distance import pdist
 from scipy.stats import ortho_group, rankdata, spearmanr
 
-import analysis.rsa as rsa_module
+import analysis.measures.rsa as rsa_module
 from analysis.errors import InputError
-from analysis.measures import compare_layers
-from analysis.rsa import RSA, EuclideanRSA, average_ranks, condensed_rdm, rsa
+from analysis.measures.engine import compare_layers
+from analysis.measures.rsa import RSA, EuclideanRSA, average_ranks, condensed_rdm, rsa
 
 SEEDS = [0, 1, 2, 3, 4]
 METRICS = ["correlation", "euclidean"]

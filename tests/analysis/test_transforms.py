@@ -1,4 +1,5 @@
-"""Transformation families (analysis/transforms.py): identity at t = 0, seeded draws that do not
+"""Transformation families (analysis/probes/transforms.py): identity at t = 0, seeded draws that do
+not
 depend on the batch split, known answers for each family (rotations against an independently
 written transpose-and-flip, shifts, flips, blur, affine intensity maps, occlusion areas, text and
 vector families at their extremes), induced actions against convolutions that commute with them
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from analysis.errors import InputError
-from analysis.transforms import (
+from analysis.probes.transforms import (
     FAMILIES,
     INDUCED_ACTIONS,
     MAX_MAGNITUDES,

@@ -1,4 +1,5 @@
-"""Unit matching (analysis/units.py): correlations, best match, Hungarian matching, the measure."""
+"""Unit matching (analysis/measures/units.py): correlations, best match, Hungarian matching, the
+measure."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from scipy.stats import ortho_group
 
 from analysis.errors import InputError
-from analysis.measures import compare_layers
-from analysis.units import (
+from analysis.measures.engine import compare_layers
+from analysis.measures.units import (
     UnitMatching,
     best_match,
     constant_units,

@@ -17,10 +17,10 @@ import time
 import numpy as np
 import torch
 
-from analysis.architectures import small_cnn
-from analysis.cka import DebiasedCKA, LinearCKA
-from analysis.extraction import extract_activations
-from analysis.measures import compare_layers
+from analysis.measures.cka import DebiasedCKA, LinearCKA
+from analysis.measures.engine import compare_layers
+from analysis.models.architectures import small_cnn
+from analysis.models.extraction import extract_activations
 
 
 def gemm_rate(device: torch.device, n: int = 8192) -> float:

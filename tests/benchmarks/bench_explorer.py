@@ -12,9 +12,9 @@ on 5,000 samples). It needs Python Playwright and /usr/bin/chromium, no Django:
   same scatter.js as blob: URLs, so only the transport differs;
 - the explorer's server side at 200,000 points (lasso, neighbourhood agreement, alignment,
   displacement) and the geometry panel's leave-one-out linear probe against scikit-learn;
-- UMAP wall time (``analysis.projection.project(x, "umap")``) on a 10-cluster Gaussian mixture,
-  256 dimensions: the first call (numba compilation included), a second call on the same data,
-  then the larger data set.
+- UMAP wall time (``analysis.explorer.projection.project(x, "umap")``) on a 10-cluster
+  Gaussian mixture, 256 dimensions: the first call (numba compilation included), a second
+  call on the same data, then the larger data set.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def mixture(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def timed_umap(x: np.ndarray) -> float:
-    from analysis.projection import project
+    from analysis.explorer.projection import project
 
     start = time.perf_counter()
     result = project(x, "umap")
@@ -187,7 +187,10 @@ def timed_umap(x: np.ndarray) -> float:
 def bench_umap(small: int, large: int | None) -> None:
     rng = np.random.default_rng(1)
     x = mixture(small, 256, rng)
-    print(f"\nUMAP (analysis.projection.project, defaults), {small:,} × 256 float32, 10 clusters")
+    print(
+        "\nUMAP (analysis.explorer.projection.project, defaults), "
+        f"{small:,} × 256 float32, 10 clusters"
+    )
     first = timed_umap(x)
     print(f"  first call  (includes numba compilation): {first:7.1f} s")
     second = timed_umap(x)
@@ -208,13 +211,13 @@ def bench_server_side(n: int) -> None:
     classifier as the peer, on a smaller set: it refits n times)."""
     from matplotlib.path import Path as PolygonPath
 
-    from analysis.explorer import (
+    from analysis.explorer.geometry import linear_probe_accuracy
+    from analysis.explorer.selections import (
         displacement,
         neighbourhood_agreement,
         points_in_polygon,
         similarity_align,
     )
-    from analysis.geometry import linear_probe_accuracy
 
     rng = np.random.default_rng(2)
     xy = rng.normal(size=(n, 2)).astype(np.float32)

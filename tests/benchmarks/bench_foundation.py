@@ -17,10 +17,10 @@ import numpy as np  # noqa: E402
 import repsim  # noqa: E402
 import torch  # noqa: E402
 
-from analysis.architectures import mlp, small_cnn
-from analysis.cka import cka_matrix
-from analysis.demo import load_digits_arrays, make_shapes
-from analysis.extraction import extract_activations
+from analysis.measures.cka import cka_matrix
+from analysis.models.architectures import mlp, small_cnn
+from analysis.models.extraction import extract_activations
+from demo.vision import load_digits_arrays, make_shapes
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, object]:

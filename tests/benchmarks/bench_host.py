@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from analysis.architectures import small_cnn
-from analysis.checkpoints import describe, load_checkpoint
-from analysis.demo import make_shapes
-from analysis.extraction import extract_activations
 from analysis.host import Limits, run_in_host
+from analysis.models.architectures import small_cnn
+from analysis.models.checkpoints import describe, load_checkpoint
+from analysis.models.extraction import extract_activations
+from demo.vision import make_shapes
 
 LIMITS = Limits()
 LAYERS = ["conv1", "conv2", "conv3", "pool", "head"]
@@ -77,7 +77,7 @@ def per_run_cost(name: str, path: Path, fmt: str, repeats: int) -> None:
     params = model_params(fmt, path.name)
 
     def hosted() -> None:
-        run_in_host("analysis.hosted:describe", params, {"model": path}, LIMITS)
+        run_in_host("analysis.host.tasks:describe", params, {"model": path}, LIMITS)
 
     def in_process() -> None:
         describe(load_checkpoint(path, fmt, "", path.name, tuple(ARCHIVE_LIMITS)))
@@ -96,7 +96,7 @@ def extraction(path: Path, n: int, repeats: int) -> None:
     params["device"] = "cpu"
 
     def hosted() -> None:
-        run_in_host("analysis.hosted:extract", params, {"model": path, "x": x}, LIMITS)
+        run_in_host("analysis.host.tasks:extract", params, {"model": path, "x": x}, LIMITS)
 
     def in_process() -> None:  # as the worker ran it before the host: load, then extract
         model = load_checkpoint(path, "torchscript")
@@ -128,7 +128,7 @@ def main() -> None:
         cnn = cnn_file(folder)
         start = time.perf_counter()
         run_in_host(
-            "analysis.hosted:describe",
+            "analysis.host.tasks:describe",
             model_params("torchscript", cnn.name),
             {"model": cnn},
             LIMITS,

@@ -325,7 +325,7 @@ def make_peers() -> dict[str, list[Peer]]:
 
 def _ours(measure_id: str) -> Callable[[np.ndarray, np.ndarray], float]:
     def run(x, y):
-        from analysis.registry import MEASURES
+        from analysis.measures.registry import MEASURES
 
         measure = MEASURES[measure_id]
         return float(measure.score(measure.prepare(x, "X"), measure.prepare(y, "Y")))
@@ -336,8 +336,8 @@ def _ours(measure_id: str) -> Callable[[np.ndarray, np.ndarray], float]:
 def _ours_with_baseline(x, y):
     """Linear CKA through compare_layers: the value and its permutation baseline (exact, in
     closed form, for linear CKA; 10 row shuffles for measures without one)."""
-    from analysis.measures import compare_layers
-    from analysis.registry import MEASURES
+    from analysis.measures.engine import compare_layers
+    from analysis.measures.registry import MEASURES
 
     result = compare_layers(MEASURES["cka/linear"], [("X", x)], [("Y", y)], n_permutations=10)
     return float(result[("X", "Y")].value)
@@ -421,8 +421,8 @@ def _throughput(size: int) -> dict[str, float]:
 
 def _matrix(impl: str, path: str, pairs: int | None) -> dict:
     """Linear CKA between the two halves of the stacked layers in ``path``."""
-    from analysis.measures import compare_layers
-    from analysis.registry import MEASURES
+    from analysis.measures.engine import compare_layers
+    from analysis.measures.registry import MEASURES
 
     stacked = np.load(path)
     half = len(stacked) // 2
@@ -474,7 +474,7 @@ def _serve(conn) -> None:
     import sklearn.neighbors  # noqa: F401
     import torch  # noqa: F401
 
-    import analysis.registry  # noqa: F401
+    import analysis.measures.registry  # noqa: F401
     from analysis.errors import InputError
 
     while (task := conn.recv()) is not None:

@@ -14,11 +14,11 @@ import time
 import numpy as np
 import torch
 
-from analysis.architectures import small_cnn
-from analysis.demo import make_shapes
-from analysis.extraction import extract_activations
-from analysis.probing import run_probe
-from analysis.transforms import get_family
+from analysis.models.architectures import small_cnn
+from analysis.models.extraction import extract_activations
+from analysis.probes.engine import run_probe
+from analysis.probes.transforms import get_family
+from demo.vision import make_shapes
 
 LAYERS = ["conv1", "conv2", "conv3", "pool", "head"]
 

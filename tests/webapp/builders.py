@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from analysis.architectures import mlp
+from analysis.models.architectures import mlp
 
 MLP_PARAMETERS = 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10  # 2778
 MLP_DEFAULT_LAYERS = ["flatten", "block1", "block2", "head"]

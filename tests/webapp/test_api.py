@@ -457,7 +457,7 @@ def test_cancelled_request_asked_again_is_queued_again(api, ckpt_a, digits):
 
 
 def test_measures_are_listed_with_their_properties(api, client):
-    from analysis.registry import MEASURES
+    from analysis.measures.registry import MEASURES
 
     listed = api.get("/api/v1/measures/").json()
     assert [m["id"] for m in listed] == list(MEASURES)

@@ -8,7 +8,7 @@ from importlib import import_module
 import pytest
 from django.urls import reverse
 
-from analysis import hosted
+from analysis.host import tasks as hosted
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run
 from workers.tasks import RUNNERS

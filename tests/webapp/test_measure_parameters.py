@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from analysis.registry import MEASURES
+from analysis.measures.registry import MEASURES
 from tests.conftest import (
     checkpoint_from,
     digits_npz_bytes,

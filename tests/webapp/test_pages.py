@@ -339,7 +339,7 @@ def test_labels_and_names_are_escaped(browser, workspace, owner):
 
 
 def test_comparison_page_offers_every_registered_measure(browser, comparison):
-    from analysis.registry import MEASURES
+    from analysis.measures.registry import MEASURES
 
     page = browser.get(f"/comparisons/{comparison.pk}/").content.decode()
     for measure in MEASURES.values():

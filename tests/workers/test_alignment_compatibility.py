@@ -7,9 +7,9 @@ import io
 import numpy as np
 import pytest
 
-from analysis.alignment import fit_alignment
-from analysis.compatibility import query_gallery_split, retrieval
 from analysis.errors import InputError
+from analysis.measures.alignment import fit_alignment
+from analysis.measures.compatibility import query_gallery_split, retrieval
 from tests.conftest import api_client_for, run_with_dependencies
 from webapp.catalog.ingest import ingest_dataset
 from webapp.catalog.models import ActivationSet

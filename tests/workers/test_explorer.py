@@ -13,7 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import load_digits
 
-from analysis.explorer import neighbourhood_agreement, points_in_polygon, similarity_align
+from analysis.explorer.selections import (
+    neighbourhood_agreement,
+    points_in_polygon,
+    similarity_align,
+)
 from tests.conftest import api_client_for, run_with_dependencies
 from webapp.catalog.ingest import ingest_dataset
 from webapp.catalog.models import Membership
@@ -364,8 +368,8 @@ def test_aligned_projections_make_one_projection_per_layer(client, owner, tagged
     assert all(m.state == Run.State.SUCCEEDED for m in members)
     first, second = (m.projection.coordinates.load_array() for m in members[:2])
     # Each picture is its layer's PCA moved onto the previous one.
-    from analysis.explorer import similarity_align
-    from analysis.projection import project
+    from analysis.explorer.projection import project
+    from analysis.explorer.selections import similarity_align
     from webapp.catalog.models import ActivationSet
 
     own = project(ActivationSet.objects.get(checkpoint=ckpt_a, layer="block2").load(), "pca")

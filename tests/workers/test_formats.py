@@ -11,9 +11,9 @@ import pytest
 import torch
 from django.core.files.storage import default_storage
 
-from analysis.extraction import extract_activations
-from analysis.hf import load_huggingface
-from analysis.model import OUTPUT
+from analysis.models.base import OUTPUT
+from analysis.models.extraction import extract_activations
+from analysis.models.hf import load_huggingface
 from tests.conftest import checked, digits_npz_bytes, run_with_dependencies
 from tests.formats import onnx_bytes, small_cnn, texts_jsonl, tiny_bert_dir, zip_dir
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Dataset, Upload

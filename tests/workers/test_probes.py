@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analysis.probing import run_probe
+from analysis.probes.engine import run_probe
 from tests.conftest import api_client_for, run_with_dependencies
 from webapp.catalog.models import ActivationSet
 from webapp.runs.models import ProbeResult, Run
@@ -48,7 +48,7 @@ def test_a_probe_run_stores_every_family_and_shows_it(client, owner, digits, ckp
     assert set(rows) == set(FAMILIES)
 
     # What the worker stored is what the engine computes on the stored activations.
-    from analysis.checkpoints import load_checkpoint
+    from analysis.models.checkpoints import load_checkpoint
 
     with ckpt_a.blob.local_path() as path:
         model = load_checkpoint(path, ckpt_a.format)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analysis.errors import InputError
-from analysis.projection import project
+from analysis.explorer.projection import project
 from tests.conftest import run_with_dependencies
 from webapp.catalog.models import ActivationSet
 from webapp.runs.models import Run
@@ -42,7 +42,7 @@ def test_projection_stores_every_sample_and_serves_them_as_binary(
     assert np.array_equal(labels, digits.column("y"))
 
     # Each sample's neighbours in the original space, and what the picture keeps of them.
-    from analysis.projection import neighbourhoods
+    from analysis.explorer.projection import neighbourhoods
 
     near = neighbourhoods(activations.load(), stored)
     projection = run.projection
@@ -56,7 +56,7 @@ def test_projection_stores_every_sample_and_serves_them_as_binary(
     page = client.get(f"/projections/{run.pk}/").content.decode()
     assert f"keeps {round(100 * float(near.kept.mean()))}%" in page
     # The layer's geometry is stored with the projection and shown beside it.
-    from analysis.geometry import geometry
+    from analysis.explorer.geometry import geometry
 
     shape = geometry(activations.load(), digits.column("y"))
     stored_shape, expected_shape = dict(projection.geometry), shape.to_json()

@@ -15,9 +15,9 @@ from torch import nn
 
 import webapp.dispatch
 import workers.tasks
-from analysis.checkpoints import load_checkpoint
-from analysis.extraction import extract_activations
-from analysis.registry import MEASURES
+from analysis.measures.registry import MEASURES
+from analysis.models.checkpoints import load_checkpoint
+from analysis.models.extraction import extract_activations
 from tests.conftest import (
     checkpoint_from,
     digits_npz_bytes,
@@ -419,7 +419,7 @@ def test_a_dead_layer_leaves_its_cells_empty_with_the_reason(client, owner, ckpt
     """block2 of this MLP never fires (zero weights, negative bias): its activations and the
     head's are constant, so CKA is undefined for them. The comparison still succeeds, with
     those cells empty and the reason shown, and every other pair scored."""
-    from analysis.architectures import mlp
+    from analysis.models.architectures import mlp
 
     torch.manual_seed(0)
     model = mlp(64, [32, 16], 10)

@@ -4,11 +4,11 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from analysis.architectures import ARCHITECTURES
 from analysis.errors import InputError
-from analysis.extraction import POOLINGS
+from analysis.measures.registry import MEASURES
+from analysis.models.architectures import ARCHITECTURES
+from analysis.models.extraction import POOLINGS
 from analysis.parameters import Parameter
-from analysis.registry import MEASURES
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run, Selection

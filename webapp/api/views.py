@@ -19,8 +19,8 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from analysis.errors import InputError
-from analysis.registry import MEASURES
-from analysis.transforms import FAMILIES
+from analysis.measures.registry import MEASURES
+from analysis.probes.transforms import FAMILIES
 from webapp.api import serializers as s
 from webapp.catalog import team, uploads
 from webapp.catalog.models import (

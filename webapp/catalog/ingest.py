@@ -19,12 +19,12 @@ from typing import IO
 from django.conf import settings
 from django.db import transaction
 
-from analysis.archives import archive_suffix
-from analysis.datasets import DatasetArrays, read_dataset, thumbnails
+from analysis.data.archives import archive_suffix
+from analysis.data.datasets import DatasetArrays, read_dataset, thumbnails
 from analysis.errors import InputError
 from analysis.host import Limits, run_in_host
-from analysis.precomputed import SUFFIXES as PRECOMPUTED_SUFFIXES
-from analysis.precomputed import read_precomputed
+from analysis.models.precomputed import SUFFIXES as PRECOMPUTED_SUFFIXES
+from analysis.models.precomputed import read_precomputed
 from webapp.catalog.models import Blob, Checkpoint, Dataset, Workspace
 
 PREVIEW_SAMPLES = 48
@@ -153,7 +153,7 @@ def host_limits() -> Limits:
 
 
 def model_params(fmt: str, architecture: str, filename: str) -> dict:
-    """How a model host finds the model in a checkpoint file (see :mod:`analysis.hosted`)."""
+    """How a model host finds the model in a checkpoint file (see :mod:`analysis.host.tasks`)."""
     return {
         "format": fmt,
         "architecture": architecture,
@@ -211,7 +211,7 @@ def ingest_checkpoint(
         else:
             # The model is untrusted code: it is loaded and described in a model host only.
             described, _ = run_in_host(
-                "analysis.hosted:describe",
+                "analysis.host.tasks:describe",
                 model_params(fmt, architecture, filename),
                 {"model": path},
                 host_limits(),

@@ -20,7 +20,7 @@ from django.core.files.storage import default_storage
 from django.db import models
 from django.utils import timezone
 
-from analysis.datasets import DatasetArrays
+from analysis.data.datasets import DatasetArrays
 
 
 class Workspace(models.Model):

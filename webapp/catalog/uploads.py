@@ -38,7 +38,7 @@ from django.core.files.storage import default_storage
 from django.db import models, transaction
 from django.utils import timezone
 
-from analysis.datasets import check_dataset_name
+from analysis.data.datasets import check_dataset_name
 from analysis.errors import InputError
 from webapp.catalog.ingest import checkpoint_format, ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Checkpoint, Dataset, Upload, Workspace
@@ -303,7 +303,7 @@ def check(upload: Upload) -> None:
         outcome = {"state": Upload.State.FAILED, "error": str(err)}
     except Withdrawn:
         logger.info("upload %s was withdrawn while being checked", upload.pk)
-        return  # whoever withdrew it (abort, the reaper) disposes of the chunks
+        return  # aborted: its chunks are gone; given to another worker: it needs them
     except Exception:
         logger.exception("checking upload %s failed", upload.pk)
         outcome = {

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from django import forms
 
-from analysis.architectures import ARCHITECTURES
 from analysis.errors import InputError
-from analysis.extraction import POOLINGS
+from analysis.measures.registry import MEASURES
+from analysis.models.architectures import ARCHITECTURES
+from analysis.models.extraction import POOLINGS
 from analysis.parameters import Parameter
-from analysis.registry import MEASURES
-from analysis.transforms import FAMILIES
+from analysis.probes.transforms import FAMILIES
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run

@@ -17,10 +17,10 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 from PIL import Image
 
-from analysis.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.errors import InputError
-from analysis.probes import most_moved
-from analysis.registry import MEASURES
+from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
+from analysis.measures.registry import MEASURES
+from analysis.probes.statistics import most_moved
 from webapp.catalog import uploads
 from webapp.catalog.models import (
     Checkpoint,

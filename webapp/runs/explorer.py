@@ -17,7 +17,7 @@ import numpy as np
 from django.db.models import Q
 
 from analysis.errors import InputError
-from analysis.explorer import (
+from analysis.explorer.selections import (
     displacement,
     most_changed,
     neighbourhood_agreement,

@@ -16,15 +16,15 @@ from typing import Any
 
 from django.db import models
 
-from analysis.alignment import METHODS as ALIGNMENT_METHODS
-from analysis.compatibility import CRITERIA
-from analysis.compatibility import METRICS as RETRIEVAL_METRICS
-from analysis.extraction import POOLINGS
+from analysis.explorer.projection import ALIGNED_METHODS
+from analysis.explorer.projection import METHODS as PROJECTIONS
+from analysis.explorer.projection import METRICS as PROJECTION_METRICS
+from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
+from analysis.measures.compatibility import CRITERIA
+from analysis.measures.compatibility import METRICS as RETRIEVAL_METRICS
+from analysis.measures.registry import MEASURES
+from analysis.models.extraction import POOLINGS
 from analysis.parameters import Parameter, check_values
-from analysis.projection import ALIGNED_METHODS
-from analysis.projection import METHODS as PROJECTIONS
-from analysis.projection import METRICS as PROJECTION_METRICS
-from analysis.registry import MEASURES
 
 
 class Kind(models.TextChoices):
@@ -119,12 +119,12 @@ class RunKind:
 KINDS: dict[str, RunKind] = {
     k.kind: k
     for k in [
-        RunKind(Kind.EXTRACT, "gpu", (POOLING,), "analysis.hosted:extract", hosted=True),
+        RunKind(Kind.EXTRACT, "gpu", (POOLING,), "analysis.host.tasks:extract", hosted=True),
         RunKind(
             Kind.COMPARE,
             "cpu",
             (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, AGREEMENT_K, SEED),
-            "analysis.measures:compare_layers",
+            "analysis.measures.engine:compare_layers",
             page="comparison",
             batch=True,
         ),
@@ -132,7 +132,7 @@ KINDS: dict[str, RunKind] = {
             Kind.MODEL_MATRIX,
             "cpu",
             (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, AGREEMENT_K, SEED),
-            "analysis.measures:compare_layers",
+            "analysis.measures.engine:compare_layers",
             page="model-matrix",
             batch=True,
         ),
@@ -152,7 +152,7 @@ KINDS: dict[str, RunKind] = {
                 _fraction("test_fraction", 0.2, "share of samples held out to score the map"),
                 SEED,
             ),
-            "analysis.alignment:fit_alignment",
+            "analysis.measures.alignment:fit_alignment",
         ),
         RunKind(
             Kind.COMPATIBILITY,
@@ -177,7 +177,7 @@ KINDS: dict[str, RunKind] = {
                 ),
                 SEED,
             ),
-            "analysis.compatibility:compatibility",
+            "analysis.measures.compatibility:compatibility",
             page="compatibility",
             batch=True,
         ),
@@ -198,7 +198,7 @@ KINDS: dict[str, RunKind] = {
                 Parameter("perplexity", "float", 30.0, "t-SNE's perplexity", 1.0, 1000.0),
                 SEED,
             ),
-            "analysis.projection:project",
+            "analysis.explorer.projection:project",
             page="projection",
         ),
         RunKind(
@@ -217,14 +217,14 @@ KINDS: dict[str, RunKind] = {
                 *UMAP_OPTIONS,
                 SEED,
             ),
-            "analysis.projection:project_aligned",
+            "analysis.explorer.projection:project_aligned",
             batch=True,
         ),
         RunKind(
             Kind.PROBE,
             "gpu",
             (POOLING, SEED),
-            "analysis.hosted:probe",
+            "analysis.host.tasks:probe",
             page="probe",
             batch=True,
             hosted=True,

@@ -248,7 +248,7 @@ class Score(models.Model):
     provenance needed to trust it."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="scores")
-    measure = models.CharField(max_length=60)  # stable id from analysis.measures
+    measure = models.CharField(max_length=60)  # stable id from analysis.measures.engine
     estimator = models.CharField(max_length=300, blank=True)
     parameters = models.JSONField(default=dict)
     activation_a = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
@@ -289,7 +289,7 @@ class Alignment(models.Model):
     run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="alignment")
     activation_a = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
     activation_b = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
-    method = models.CharField(max_length=40)  # a key of analysis.alignment.METHODS
+    method = models.CharField(max_length=40)  # a key of analysis.measures.alignment.METHODS
     estimator = models.CharField(max_length=300, blank=True)
     parameters = models.JSONField(default=dict)
     n_train = models.PositiveIntegerField()
@@ -315,7 +315,7 @@ class CompatibilityResult(models.Model):
     model j) and the compatibility criteria derived from it."""
 
     run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="compatibility")
-    result = models.JSONField()  # analysis.compatibility.Compatibility.to_json()
+    result = models.JSONField()  # analysis.measures.compatibility.Compatibility.to_json()
     query_indices = models.JSONField()  # dataset rows of the queries; flips index into these
     code_version = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -327,7 +327,7 @@ class Projection(models.Model):
 
     run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="projection")
     activation = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
-    method = models.CharField(max_length=20)  # a key of analysis.projection.METHODS
+    method = models.CharField(max_length=20)  # a key of analysis.explorer.projection.METHODS
     parameters = models.JSONField(default=dict)
     estimator = models.CharField(max_length=300, blank=True)
     coordinates = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
@@ -341,7 +341,8 @@ class Projection(models.Model):
         "catalog.Blob", on_delete=models.PROTECT, related_name="+"
     )
     kept = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
-    geometry = models.JSONField(default=dict)  # analysis.geometry.Geometry.to_json() of the layer
+    # analysis.explorer.geometry.Geometry.to_json() of the layer
+    geometry = models.JSONField(default=dict)
     warnings = models.JSONField(default=list)
     code_version = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -378,8 +379,8 @@ class ProbeResult(models.Model):
     transform prediction, prediction consistency)."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="probe_results")
-    family = models.CharField(max_length=60)  # a key of analysis.transforms.FAMILIES
-    result = models.JSONField()  # analysis.probing.FamilyProbe.to_json()
+    family = models.CharField(max_length=60)  # a key of analysis.probes.transforms.FAMILIES
+    result = models.JSONField()  # analysis.probes.engine.FamilyProbe.to_json()
     # Per-sample invariance, float32 (layers, magnitudes, n): the samples moved most.
     per_sample = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
     code_version = models.CharField(max_length=40)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.measures import BASELINE_WARNING
-from analysis.ordering import hierarchical_order
-from analysis.registry import MEASURES
+from analysis.explorer.ordering import hierarchical_order
+from analysis.measures.engine import BASELINE_WARNING
+from analysis.measures.registry import MEASURES
 from webapp.catalog.models import Checkpoint
 from webapp.runs.models import Alignment, Run
 from webapp.version import code_version
@@ -190,7 +190,7 @@ PROBE_MEASURES = {
 def probe_summary(run: Run, overlays=()) -> dict:
     """A probe run's families for a page or API client: every statistic by layer and
     magnitude, and the same family of each run in ``overlays`` (other checkpoints)."""
-    from analysis.transforms import get_family
+    from analysis.probes.transforms import get_family
 
     others = {
         o.pk: {r.family: r.result for r in o.probe_results.all()} | {"name": o.checkpoint.name}
@@ -251,8 +251,8 @@ def transformed_preview(dataset, family_key: str, t: float, index: int, seed: in
     per-sample randomness as in the run)."""
     import torch
 
-    from analysis.datasets import image_previews
-    from analysis.transforms import get_family
+    from analysis.data.datasets import image_previews
+    from analysis.probes.transforms import get_family
 
     with dataset.arrays.open() as f, np.load(f, allow_pickle=False) as z:
         x = np.ascontiguousarray(z["x"][index : index + 1], dtype=np.float32)
@@ -263,7 +263,7 @@ def transformed_preview(dataset, family_key: str, t: float, index: int, seed: in
 def transformed_texts(samples: list[dict], family_key: str, t: float, seed: int) -> None:
     """Add to each text sample (from ``Dataset.samples``) its ``transformed`` text, as the
     probe showed it to the model (same seed, same per-sample randomness as in the run)."""
-    from analysis.transforms import get_family
+    from analysis.probes.transforms import get_family
 
     indices = np.array([s["index"] for s in samples])
     moved = get_family(family_key)([s["text"] for s in samples], t, seed=seed, indices=indices)

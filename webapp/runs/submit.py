@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from analysis.cka import MIN_SAMPLES
 from analysis.errors import InputError
-from analysis.projection import PARAMETERS as PROJECTION_PARAMETERS
-from analysis.registry import MEASURES
-from analysis.transforms import check_magnitudes, get_family
+from analysis.explorer.projection import PARAMETERS as PROJECTION_PARAMETERS
+from analysis.measures.cka import MIN_SAMPLES
+from analysis.measures.registry import MEASURES
+from analysis.probes.transforms import check_magnitudes, get_family
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run

@@ -10,7 +10,7 @@ from time import monotonic
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from analysis import demo, text_demo
+from demo import text, vision
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Membership, Workspace
 from webapp.runs.submit import (
@@ -81,21 +81,21 @@ class Command(BaseCommand):
                     workspace,
                     user,
                     tmp / "digits.npz",
-                    demo.write_digits_npz,
+                    vision.write_digits_npz,
                     "scikit-learn digits: 1,797 real 8×8 handwritten digits",
                 ),
                 "shapes": self._dataset(
                     workspace,
                     user,
                     tmp / "shapes.npz",
-                    demo.write_shapes_npz,
+                    vision.write_shapes_npz,
                     "procedural squares, discs and triangles at random "
                     "position, scale and rotation (factors as metadata)",
                 ),
             }
             checkpoints = {c.name: c for c in workspace.checkpoints.all()}
-            if not all(spec.name in checkpoints for spec in demo.DEMO_MODELS):
-                trained = demo.build_demo_models(tmp / "models", progress=self._say)
+            if not all(spec.name in checkpoints for spec in vision.DEMO_MODELS):
+                trained = vision.build_demo_models(tmp / "models", progress=self._say)
                 for model in trained:
                     with open(model.path, "rb") as f:
                         checkpoints[model.name], _ = ingest_checkpoint(
@@ -109,7 +109,7 @@ class Command(BaseCommand):
                             f"{model.demo_accuracy:.1%} on the demo {model.dataset} dataset.",
                             seed_group=model.name.split("-seed")[0],
                         )
-                parents = {s.name: s.init_from for s in demo.DEMO_MODELS if s.init_from}
+                parents = {s.name: s.init_from for s in vision.DEMO_MODELS if s.init_from}
                 for name, parent in parents.items():
                     checkpoints[name].parent = checkpoints[parent]
                     checkpoints[name].save(update_fields=["parent"])
@@ -163,7 +163,7 @@ class Command(BaseCommand):
                 workspace,
                 user,
                 tmp / "function-summaries.jsonl",
-                text_demo.write_summaries_jsonl,
+                text.write_summaries_jsonl,
                 "the one-line summaries of NumPy's and SciPy's public functions (from the "
                 "installed packages' docstrings), labelled by the area they document",
             )
@@ -180,7 +180,7 @@ class Command(BaseCommand):
                 )
             if SMALL_ENCODER not in checkpoints:
                 arrays = texts.load_arrays()
-                trained = text_demo.train_text_encoder(
+                trained = text.train_text_encoder(
                     tmp / SMALL_ENCODER, minilm_dir, list(arrays.x), arrays.y
                 )
                 checkpoints[SMALL_ENCODER] = self._directory_checkpoint(

@@ -1,0 +1,1 @@
+"""Datasets: reading uploaded files into validated arrays; safe archives."""

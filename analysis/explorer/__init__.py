@@ -1,0 +1,1 @@
+"""The explorer's maths: projections, geometry, selections, orderings."""

@@ -1,0 +1,67 @@
+"""The tasks a model host runs (:mod:`analysis.host`): each loads the uploaded model from the
+host's directory and returns JSON and arrays. Never imported by the worker itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from analysis.models.checkpoints import describe as describe_model
+from analysis.models.checkpoints import load_checkpoint
+from analysis.models.extraction import extract_activations
+from analysis.probes.engine import run_probe
+
+Progress = Callable[[float], None]
+
+
+def _model(params: dict, inputs: dict):
+    model_file: Path = inputs["model"]
+    return load_checkpoint(
+        model_file,
+        params["format"],
+        params.get("architecture", ""),
+        params.get("filename", ""),
+        tuple(params["archive_limits"]),
+    )
+
+
+def describe(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
+    """Load the model (validating it) and describe its layers, for the checkpoint row."""
+    model = _model(params, inputs)
+    progress(1.0)
+    return describe_model(model), {}
+
+
+def extract(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
+    """``{layer: n × d float32}`` activations of ``inputs["x"]``."""
+    model = _model(params, inputs)
+    activations = extract_activations(
+        model,
+        np.asarray(inputs["x"]),
+        params["layers"],
+        params["pooling"],
+        device=params.get("device"),
+        progress=progress,
+    )
+    return {}, activations
+
+
+def probe(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
+    """Probe results per family (JSON) and each family's per-sample array."""
+    model = _model(params, inputs)
+    stored = {layer: inputs[f"stored:{layer}"] for layer in params["layers"]}
+    results = run_probe(
+        model,
+        np.asarray(inputs["x"]),
+        params["layers"],
+        dict(params["families"]),
+        stored,
+        params["pooling"],
+        seed=params["seed"],
+        device=params.get("device"),
+        progress=progress,
+    )
+    arrays = {f"per_sample:{i}": r.per_sample for i, r in enumerate(results)}
+    return {"families": [r.to_json() for r in results]}, arrays

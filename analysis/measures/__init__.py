@@ -1,0 +1,1 @@
+"""Measures: the engine, the registry and each family; alignment and compatibility."""

@@ -1,0 +1,465 @@
+"""Compatibility between model versions, a retrieval protocol (Shen et al. 2020, "Towards
+Backward-Compatible Representation Learning", CVPR — BCT; Biondi et al. 2024, "Stationary
+Representations: Optimally Approximating Compatibility and Implications for Improved Model
+Replacements", CVPR — AC and AM).
+
+Samples are split into queries and a gallery. ``M(q, g)`` is the retrieval quality (top-1,
+top-5, mAP) when the queries are embedded by model q and the gallery by model g; a query's
+relevant items are the gallery items with its label. The empirical compatibility
+criterion (ECC) and the rest, for models 1..T in series order::
+
+    ECC (BCT)           M(new, old) > M(old, old)
+    update gain (BCT)   (M(new, old) − M(old, old)) / (M(new, new) − M(old, old))
+    C[i][j] = M(i, j)   lower triangle i ≥ j (Biondi et al.)
+    AC                  share of pairs i > j with C[i][j] > C[j][j]
+    AM                  mean of the lower triangle of C
+
+and the negative flips of a pair are the queries right under (old, old) and wrong under
+(new, old). Rankings are exact, with ties broken by gallery index: distances are screened by one
+matrix product per block of queries and near-equal ones recomputed from differences, as in
+:mod:`analysis.measures.knn`, so duplicated gallery items rank the same in every cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.errors import InputError
+from analysis.measures.engine import check_activations
+from analysis.measures.knn import _embed, _squared_distances
+
+__all__ = [
+    "ROLES",
+    "Compatibility",
+    "Retrieval",
+    "compatibility",
+    "query_gallery_split",
+    "retrieval",
+]
+
+ROLES = ("query", "gallery")
+METRICS = ("cosine", "euclidean")
+CRITERIA = ("top1", "top5", "mean_ap")
+BLOCK_ENTRIES = 1 << 21  # query × gallery entries ranked at once; a block holds a few such arrays
+CANDIDATE_BAND = 1e-8  # distances this close (relative) are recomputed from differences
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise InputError(f"unknown retrieval metric {metric!r}: use 'cosine' or 'euclidean'")
+
+
+def _check_labels(
+    labels: np.ndarray, name: str, n: int | None = None, rows: str = ""
+) -> np.ndarray:
+    """``labels`` as a 1-D array without NaN, of length ``n`` (that of ``rows``) when given."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise InputError(f"{name} must be a 1-D array, got shape {labels.shape}")
+    if n is not None and labels.shape[0] != n:
+        raise InputError(f"{name} has {labels.shape[0]} entries but {rows} has {n}")
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        raise InputError(f"{name} contain NaN or Inf")
+    return labels
+
+
+def _codes(*labels: np.ndarray) -> list[np.ndarray]:
+    """Integer codes of label arrays, equal where the labels are equal (across arrays too)."""
+    codes = np.unique(np.concatenate(labels), return_inverse=True)[1]
+    return np.split(codes, np.cumsum([len(part) for part in labels])[:-1])
+
+
+def _has_relevant(query_codes: np.ndarray, gallery_codes: np.ndarray) -> np.ndarray:
+    return np.isin(query_codes, gallery_codes)
+
+
+def query_gallery_split(
+    labels: np.ndarray,
+    roles: np.ndarray | None = None,
+    *,
+    query_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Query and gallery sample indices for the retrieval protocol of BCT (Shen et al. 2020).
+
+    Parameters
+    ----------
+    labels : (n,) array of class or identity labels
+    roles : (n,) array of strings, optional
+        "query" or "gallery" per sample (anything else leaves the sample out). Without it, a
+        seeded split takes about ``query_fraction`` of each label's samples as queries, only
+        from labels with at least 2 samples and never all of them, so every query has a gallery
+        item with its label; all other samples form the gallery.
+    query_fraction : float in (0, 1)
+    seed : int
+
+    Returns
+    -------
+    (query indices, gallery indices), ascending int arrays, disjoint.
+    """
+    labels = _check_labels(labels, "labels")
+    if labels.shape[0] < 2:
+        raise InputError(f"a query/gallery split needs at least 2 samples, got {labels.shape[0]}")
+    if roles is not None:
+        roles = _check_labels(roles, "roles", labels.shape[0], "labels")
+        query = np.flatnonzero(roles == ROLES[0])
+        gallery = np.flatnonzero(roles == ROLES[1])
+        for role, idx in zip(ROLES, (query, gallery), strict=True):
+            if idx.size == 0:
+                raise InputError(f"no sample has the role {role!r}")
+    else:
+        if not 0 < query_fraction < 1:
+            raise InputError(
+                f"query_fraction must lie strictly between 0 and 1, got {query_fraction}"
+            )
+        rng = np.random.default_rng(seed)
+        codes = _codes(labels)[0]
+        by_label = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
+        chosen = []
+        for members in by_label:
+            # Randomised rounding: each label gives query_fraction of its samples on average.
+            n_query = min(members.size - 1, int(query_fraction * members.size + rng.random()))
+            chosen.append(rng.choice(members, n_query, replace=False))
+        query = np.sort(np.concatenate(chosen))
+        if query.size == 0:
+            raise InputError(
+                f"the split drew no query from {labels.shape[0]} samples: retrieval needs labels "
+                "with at least 2 samples, or a larger query_fraction"
+            )
+        gallery = np.setdiff1d(np.arange(labels.shape[0]), query).astype(np.intp)
+    query_codes, gallery_codes = _codes(labels[query], labels[gallery])
+    if not _has_relevant(query_codes, gallery_codes).any():
+        raise InputError("no query has a gallery item with its label: nothing can be retrieved")
+    return query, gallery
+
+
+@dataclass
+class Retrieval:
+    """Retrieval quality of queries against a gallery. Top-k and mAP average over the queries
+    with at least one relevant gallery item (``has_relevant``); the others count as wrong in
+    ``correct_top1``."""
+
+    top1: float
+    top5: float
+    mean_ap: float
+    correct_top1: np.ndarray  # bool (n_queries,)
+    n_queries: int
+    n_gallery: int
+    has_relevant: np.ndarray  # bool (n_queries,): some gallery item carries the query's label
+
+
+def _relevance_by_rank(
+    approx: np.ndarray,
+    band: np.ndarray,
+    relevant: np.ndarray,
+    pairs: np.ndarray,
+    query_rows: np.ndarray,
+) -> np.ndarray:
+    """Whether the gallery item at each rank is relevant, per query row; (b, n_g) bool.
+
+    ``approx`` are squared distances from a matrix product and ``relevant`` the (b, n_g)
+    relevance of the gallery items in index order. Items rank nearest first, equal distances by
+    index: runs of approximate distances within ``band`` of each other that mix relevant and
+    other items (only their order changes a score) are re-ranked by squared distances from
+    differences (computed on ``pairs``, the gallery rows followed by the query rows, for the
+    queries at ``query_rows``), which are equal in floating point when the distances are equal
+    (duplicates, discrete embeddings). As every such tie is re-ranked, the first sort need not
+    be stable.
+    """
+    order = np.argsort(approx, axis=1)
+    ranked = np.take_along_axis(approx, order, axis=1)
+    by_rank = np.take_along_axis(relevant, order, axis=1)
+    close = np.diff(ranked, axis=1) <= band[:, None]
+    tied = np.zeros(order.shape, dtype=bool)
+    tied[:, 1:] |= close
+    tied[:, :-1] |= close
+    r, p = np.nonzero(tied)  # row-major, so each run of ties is contiguous
+    run = np.cumsum((p == 0) | ~close[r, np.maximum(p - 1, 0)]) - 1
+    n_relevant = np.bincount(run, by_rank[r, p])
+    mixed = ((n_relevant > 0) & (n_relevant < np.bincount(run)))[run]
+    r, p, run = r[mixed], p[mixed], run[mixed]
+    gallery_idx = order[r, p]
+    exact = _squared_distances(pairs, query_rows[r], gallery_idx)
+    by_rank[r, p] = relevant[r, gallery_idx][np.lexsort((gallery_idx, exact, run))]
+    return by_rank
+
+
+def _retrieve(
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    query_codes: np.ndarray,
+    gallery_codes: np.ndarray,
+    metric: str,
+    block_size: int | None,
+) -> Retrieval:
+    """Top-1, top-5 and mAP of embedded rows (unit rows for cosine), queries in blocks."""
+    n_q, n_g = queries.shape[0], gallery.shape[0]
+    # Euclidean: a common shift limits cancellation in ‖q‖² − 2 q·g + ‖g‖²; cosine rows are unit.
+    shift = gallery.mean(axis=0) if metric == "euclidean" else np.zeros(gallery.shape[1])
+    q_screen, g_screen = queries - shift, gallery - shift
+    q_squares = np.einsum("ij,ij->i", q_screen, q_screen)
+    g_squares = np.einsum("ij,ij->i", g_screen, g_screen)
+    band = CANDIDATE_BAND * (q_squares + g_squares.max())
+    pairs = np.concatenate([gallery, queries])
+    first_hit = np.full(n_q, n_g, dtype=np.intp)  # rank of the first relevant item, from 0
+    average_precision = np.zeros(n_q)
+    has_relevant = _has_relevant(query_codes, gallery_codes)
+    rows = block_size or max(1, BLOCK_ENTRIES // n_g)
+    for start in range(0, n_q, rows):
+        stop = min(n_q, start + rows)
+        approx = q_screen[start:stop] @ g_screen.T
+        approx *= -2.0
+        approx += g_squares[None, :]
+        approx += q_squares[start:stop, None]
+        relevant = gallery_codes[None, :] == query_codes[start:stop, None]
+        queries_at = n_g + np.arange(start, stop)
+        # relevant items by (query, rank), row-major; AP = mean of precision at their ranks
+        r, p = np.nonzero(_relevance_by_rank(approx, band[start:stop], relevant, pairs, queries_at))
+        row_start = np.searchsorted(r, np.arange(stop - start))
+        n_relevant = np.bincount(r, minlength=stop - start)
+        hits = np.arange(1, r.size + 1) - row_start[r]
+        precision_sum = np.bincount(r, hits / (p + 1), minlength=stop - start)
+        average_precision[start:stop] = precision_sum / np.maximum(n_relevant, 1)
+        found = n_relevant > 0
+        first_hit[start:stop][found] = p[row_start[found]]
+    scored = first_hit[has_relevant]
+    return Retrieval(
+        top1=float(np.mean(scored < 1)),
+        top5=float(np.mean(scored < 5)),
+        mean_ap=float(np.mean(average_precision[has_relevant])),
+        correct_top1=first_hit < 1,
+        n_queries=n_q,
+        n_gallery=n_g,
+        has_relevant=has_relevant,
+    )
+
+
+def retrieval(
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    query_labels: np.ndarray,
+    gallery_labels: np.ndarray,
+    *,
+    metric: str = "cosine",
+    block_size: int | None = None,
+) -> Retrieval:
+    """Retrieval quality of ``queries`` (embedded by one model) against ``gallery`` (embedded by
+    another), the quantity ``M(q, g)`` of BCT (Shen et al. 2020).
+
+    Parameters
+    ----------
+    queries : (n_q, d) array
+    gallery : (n_g, d) array, the same width d
+    query_labels : (n_q,) array
+    gallery_labels : (n_g,) array
+    metric : "cosine" or "euclidean"
+    block_size : queries ranked at once (default: about 2M query × gallery entries)
+
+    Returns
+    -------
+    :class:`Retrieval`: top-k is the share of queries with a relevant item (a gallery item with
+    their label) among their k nearest; mAP the mean over those queries of the average precision
+    of the full ranking. Queries without any relevant item are left out of both.
+    """
+    _check_metric(metric)
+    queries = check_activations(queries, "queries", 1)
+    gallery = check_activations(gallery, "gallery", 1)
+    if queries.shape[1] != gallery.shape[1]:
+        raise InputError(
+            f"queries have width {queries.shape[1]} and the gallery width {gallery.shape[1]}: "
+            "retrieval needs embeddings of the same width"
+        )
+    query_codes, gallery_codes = _codes(
+        _check_labels(query_labels, "query_labels", queries.shape[0], "queries"),
+        _check_labels(gallery_labels, "gallery_labels", gallery.shape[0], "the gallery"),
+    )
+    if not _has_relevant(query_codes, gallery_codes).any():
+        raise InputError("no query has a gallery item with its label: nothing can be retrieved")
+    return _retrieve(
+        _embed(queries, metric, "queries"),
+        _embed(gallery, metric, "gallery"),
+        query_codes,
+        gallery_codes,
+        metric,
+        block_size,
+    )
+
+
+@dataclass
+class Compatibility:
+    """Cross-model retrieval of a series of models, with the criteria of BCT (Shen et al. 2020)
+    and Biondi et al. 2024. Matrices are T × T, ``[i][j]`` = M(queries by model i, gallery by
+    model j), None where the two widths differ; pair dicts are keyed (i, j) with i > j."""
+
+    names: list[str]
+    criterion: str
+    top1: list[list[float | None]]
+    top5: list[list[float | None]]
+    mean_ap: list[list[float | None]]
+    ecc: dict[tuple[int, int], bool]  # M(i, j) > M(j, j); False where the widths differ
+    # None where the widths differ or the new model is no better on its own gallery
+    # (M(i, i) ≤ M(j, j)): the gain is a share of an improvement that did not happen.
+    update_gain: dict[tuple[int, int], float | None]
+    ac: float | None  # None for a single model
+    am: float | None
+    flips: dict[tuple[int, int], np.ndarray]  # query positions; only pairs of equal width
+    n_queries: int
+    n_gallery: int
+    warnings: list[str]
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable dict: pair keys as "i,j", arrays as lists."""
+
+        def pairs(values: dict) -> dict:
+            return {f"{i},{j}": value for (i, j), value in values.items()}
+
+        return {
+            "names": list(self.names),
+            "criterion": self.criterion,
+            "top1": self.top1,
+            "top5": self.top5,
+            "mean_ap": self.mean_ap,
+            "ecc": pairs(self.ecc),
+            "update_gain": pairs(self.update_gain),
+            "ac": self.ac,
+            "am": self.am,
+            "flips": pairs({key: value.tolist() for key, value in self.flips.items()}),
+            "n_queries": self.n_queries,
+            "n_gallery": self.n_gallery,
+            "warnings": list(self.warnings),
+        }
+
+
+def _check_indices(idx: np.ndarray, n: int, name: str) -> np.ndarray:
+    idx = np.asarray(idx)
+    if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+        raise InputError(f"{name} must be a non-empty 1-D array of sample indices")
+    if idx.min() < 0 or idx.max() >= n:
+        raise InputError(f"{name} must lie in [0, {n}), got {idx.min()}..{idx.max()}")
+    if np.unique(idx).size != idx.size:
+        raise InputError(f"{name} lists a sample more than once")
+    return idx
+
+
+def compatibility(
+    embeddings: Sequence[tuple[str, np.ndarray]],
+    labels: np.ndarray,
+    query_idx: np.ndarray,
+    gallery_idx: np.ndarray,
+    *,
+    metric: str = "cosine",
+    criterion: str = "top1",
+    block_size: int | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> Compatibility:
+    """The compatibility matrix of a series of models and its criteria (Shen et al. 2020, BCT;
+    Biondi et al. 2024, AC and AM).
+
+    Parameters
+    ----------
+    embeddings : (name, (n, d) array) per model, oldest first; rows are the same n samples
+    labels : (n,) class or identity labels
+    query_idx, gallery_idx : disjoint sample indices (see :func:`query_gallery_split`)
+    metric : "cosine" or "euclidean"
+    criterion : "top1", "top5" or "mean_ap", the retrieval quality M the criteria use
+    block_size : queries ranked at once (default: about 2M query × gallery entries)
+    progress : called with the fraction of cells done
+
+    Returns
+    -------
+    :class:`Compatibility`. M is computed for every ordered pair (i, j); models of different
+    width cannot search each other's gallery, so those cells are None, the pair is not
+    compatible (ECC false, counted in AC) and AM averages the cells that exist.
+    """
+    _check_metric(metric)
+    if criterion not in CRITERIA:
+        raise InputError(f"unknown criterion {criterion!r}: use 'top1', 'top5' or 'mean_ap'")
+    if not embeddings:
+        raise InputError("choose at least one model")
+    labels = _check_labels(labels, "labels")
+    n = labels.shape[0]
+    query_idx = _check_indices(query_idx, n, "query indices")
+    gallery_idx = _check_indices(gallery_idx, n, "gallery indices")
+    shared = np.intersect1d(query_idx, gallery_idx)
+    if shared.size:
+        raise InputError(
+            f"{shared.size} sample(s) are both query and gallery (first: {shared[0]}): each "
+            "query would retrieve itself"
+        )
+    query_codes, gallery_codes = _codes(labels[query_idx], labels[gallery_idx])
+    has_relevant = _has_relevant(query_codes, gallery_codes)
+    if not has_relevant.any():
+        raise InputError("no query has a gallery item with its label: nothing can be retrieved")
+    names, queries, gallery = [], [], []
+    for name, x in embeddings:
+        x = check_activations(x, name, 2)
+        if x.shape[0] != n:
+            raise InputError(f"{name}: {x.shape[0]} rows, but there are {n} labels")
+        rows = _embed(x, metric, name)
+        names.append(name)
+        queries.append(rows[query_idx])
+        gallery.append(rows[gallery_idx])
+
+    warnings = []
+    missing = int((~has_relevant).sum())
+    if missing:
+        warnings.append(
+            f"{missing} of {has_relevant.size} queries have no gallery item with their label: "
+            "they are left out of every score"
+        )
+    t = len(names)
+    widths = [x.shape[1] for x in queries]
+    cells = [(i, j) for i in range(t) for j in range(t) if widths[i] == widths[j]]
+    results: dict[tuple[int, int], Retrieval] = {}
+    for done, (i, j) in enumerate(cells, 1):
+        results[(i, j)] = _retrieve(
+            queries[i], gallery[j], query_codes, gallery_codes, metric, block_size
+        )
+        if progress:
+            progress(done / len(cells))
+
+    def matrix(field: str) -> list[list[float | None]]:
+        return [
+            [getattr(results[(i, j)], field) if (i, j) in results else None for j in range(t)]
+            for i in range(t)
+        ]
+
+    tables = {field: matrix(field) for field in CRITERIA}
+    c = tables[criterion]
+    ecc, update_gain, flips = {}, {}, {}
+    for i in range(t):
+        for j in range(i):
+            if c[i][j] is None:
+                warnings.append(
+                    f"{names[i]!r} (d={widths[i]}) and {names[j]!r} (d={widths[j]}) differ in "
+                    "width: neither can search the other's gallery, so the pair is not compatible"
+                )
+                ecc[(i, j)], update_gain[(i, j)] = False, None
+                continue
+            ecc[(i, j)] = c[i][j] > c[j][j]
+            gain = c[i][i] - c[j][j]
+            update_gain[(i, j)] = (c[i][j] - c[j][j]) / gain if gain > 0 else None
+            flips[(i, j)] = np.flatnonzero(
+                results[(j, j)].correct_top1 & ~results[(i, j)].correct_top1
+            )
+    lower = [c[i][j] for i in range(t) for j in range(i + 1) if c[i][j] is not None]
+    if len(lower) < t * (t + 1) // 2:
+        warnings.append(f"AM averages the {len(lower)} cells of the lower triangle that exist")
+    return Compatibility(
+        names=names,
+        criterion=criterion,
+        top1=tables["top1"],
+        top5=tables["top5"],
+        mean_ap=tables["mean_ap"],
+        ecc=ecc,
+        update_gain=update_gain,
+        ac=float(np.mean(list(ecc.values()))) if ecc else None,
+        am=float(np.mean(lower)),
+        flips=flips,
+        n_queries=int(query_idx.size),
+        n_gallery=int(gallery_idx.size),
+        warnings=warnings,
+    )

@@ -1,0 +1,1 @@
+"""Models: loading checkpoint formats safely, what a loaded model is, extraction."""

@@ -1,0 +1,190 @@
+"""Per-layer activations of a model over a dataset, reduced to ``n × d`` float32 arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from analysis.errors import InputError
+from analysis.models.base import OUTPUT, ForeignModel, Model
+from analysis.models.checkpoints import ScriptCapture, capturable_layers, input_kind, is_torchscript
+
+POOLINGS = {
+    "mean": "average over positions (conv: H×W; tokens: T)",
+    "flatten": "concatenate all positions",
+    "cls": "first token (sequences n×T×d only)",
+    "last": "last token (sequences n×T×d only)",
+}
+"""How an output with more than two dimensions becomes ``n × d``. Conv maps are ``n×C×H×W``;
+three-dimensional outputs are token sequences ``n×T×d``. Two-dimensional outputs are kept.
+Models that read text pool over the attention mask (padding never counts)."""
+
+Progress = Callable[[float], None]
+
+
+def check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise InputError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+
+
+def pool(t: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Reduce a batch of layer outputs to ``batch × d``."""
+    check_pooling(pooling)
+    if t.ndim == 1:
+        return t[:, None]
+    if t.ndim == 2:
+        return t
+    if pooling == "flatten":
+        return t.flatten(1)
+    if t.ndim == 3:  # tokens n × T × d
+        return {"mean": t.mean(1), "cls": t[:, 0], "last": t[:, -1]}[pooling]
+    if pooling == "mean":  # conv maps n × C × (spatial…)
+        return t.flatten(2).mean(2)
+    raise InputError(f"pooling {pooling!r} applies to token sequences, not {t.ndim}-D outputs")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_inputs(model: Model, x: np.ndarray) -> None:
+    """The dataset's samples are what the model reads (texts for text models, else arrays)."""
+    texts = x.dtype.kind == "U"
+    if (input_kind(model) == "text") != texts:
+        raise InputError(
+            "this model reads text and the dataset holds arrays"
+            if not texts
+            else "this model reads arrays and the dataset holds text"
+        )
+
+
+def batch_of(x: np.ndarray, rows, device: torch.device | None = None):
+    """The samples ``rows`` of ``x`` as one model input: a float32 tensor (on ``device``), or
+    a list of strings for texts."""
+    if x.dtype.kind == "U":
+        return [str(s) for s in x[rows]]
+    batch = torch.from_numpy(np.ascontiguousarray(x[rows])).to(torch.float32)
+    return batch if device is None else batch.to(device)
+
+
+def to_device(batch, device: torch.device):
+    return batch.to(device) if isinstance(batch, torch.Tensor) else batch
+
+
+def _recorder(model: Model, layers: list[str], handles: list, pooling: str):
+    """A function running one batch and returning ``{layer: raw output}``; forward hooks it
+    registers are appended to ``handles`` for the caller to remove."""
+    if isinstance(model, ForeignModel):
+        return model.recorder(layers, pooling)
+    if is_torchscript(model):
+        return ScriptCapture(model, layers)
+    available = set(capturable_layers(model))
+    missing = [name for name in layers if name not in available]
+    if missing:
+        raise InputError(f"model has no layer(s) {', '.join(missing)}")
+    modules = dict(model.named_modules())
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str):
+        def hook(_module, _inputs, output):
+            captured[name] = output
+
+        return hook
+
+    for name in layers:
+        if name != OUTPUT:
+            handles.append(modules[name].register_forward_hook(hook_for(name)))
+
+    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        captured.clear()
+        output = model(x)
+        if OUTPUT in layers:
+            captured[OUTPUT] = output
+        return dict(captured)
+
+    return run
+
+
+def extract_activations(
+    model: Model,
+    x: np.ndarray,
+    layers: list[str],
+    pooling: str = "mean",
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """Run ``model`` over ``x`` in batches and return ``{layer: n × d float32}``.
+
+    Raises :class:`InputError` naming the layer when an output is not finite or not a tensor.
+    """
+    if not layers:
+        raise InputError("choose at least one layer")
+    check_pooling(pooling)
+    check_inputs(model, x)
+    device = torch.device(device) if device is not None else default_device()
+    model = model.to(device).eval()
+    with capturing(model, layers, pooling) as record:
+        return _run_batches(record, x, layers, pooling, batch_size, device, progress)
+
+
+@contextmanager
+def capturing(model: Model, layers: list[str], pooling: str) -> Iterator[Callable[..., dict]]:
+    """A function running one batch through ``model`` and returning ``{layer: raw output}``
+    (hooks are removed on exit); ``pooling`` is for models that pool themselves."""
+    handles: list = []
+    try:
+        yield _recorder(model, layers, handles, pooling)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def full_precision():
+    """Full float32 on GPUs too: cuDNN would otherwise run convolutions in TF32 (10-bit
+    mantissa), which moves activations by ~1e-4 relative to the same model on a CPU."""
+    return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False)
+
+
+def _run_batches(record, x, layers, pooling, batch_size, device, progress):
+    n = len(x)
+    out: dict[str, np.ndarray] = {}
+    with torch.inference_mode(), full_precision():
+        for start in range(0, n, batch_size):
+            batch = batch_of(x, slice(start, start + batch_size), device)
+            outputs = outputs_of(record, batch, layers)
+            for name, value in outputs.items():
+                pooled = pooled_output(name, value, pooling)
+                if name not in out:
+                    out[name] = np.empty((n, pooled.shape[1]), dtype=np.float32)
+                out[name][start : start + len(pooled)] = pooled.cpu().numpy()
+            if progress:
+                progress(min(start + batch_size, n) / n)
+    return out
+
+
+def outputs_of(record, batch, layers: list[str]) -> dict[str, torch.Tensor]:
+    """The raw float32 outputs of ``layers`` for one batch; the model failing on it, or a
+    layer returning something other than a tensor, is the user's input error."""
+    try:
+        outputs = record(batch)
+    except InputError:
+        raise
+    except Exception as err:
+        what = f"shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else "texts"
+        raise InputError(f"the model failed on input of {what}: {err}") from None
+    for name in layers:
+        if not isinstance(outputs.get(name), torch.Tensor):
+            raise InputError(f"layer {name!r} did not return a tensor")
+    return {name: outputs[name].float() for name in layers}
+
+
+def pooled_output(name: str, value: torch.Tensor, pooling: str) -> torch.Tensor:
+    """``value`` (a layer's raw output for a batch) reduced to ``batch × d``, checked finite."""
+    pooled = pool(value, pooling)
+    if not torch.isfinite(pooled).all():
+        raise InputError(f"layer {name!r} produced NaN or Inf activations")
+    return pooled

@@ -1,0 +1,1 @@
+"""Probes: transformations, their statistics and the engine running them."""

@@ -1,0 +1,1 @@
+"""The demo's training code: small models trained on real data on the spot (not the library)."""
