@@ -1,5 +1,7 @@
-"""What a loaded model is: a torch module, or a :class:`ForeignModel` (Hugging Face, ONNX)
-that names its layers and runs batches itself (:mod:`analysis.models.checkpoints` loads both)."""
+"""What a loaded model is, whatever its format: :class:`Model` names its layers and runs
+batches (:mod:`analysis.models.checkpoints` loads every format; torch modules through
+:class:`analysis.models.modules.TorchModel`, Hugging Face and ONNX through their own
+classes)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
 OUTPUT = "output"
 """Pseudo-layer name for what the model's forward returns."""
@@ -17,8 +18,8 @@ Recorder = Callable[[Any], dict[str, torch.Tensor]]
 """Runs one batch of inputs and returns ``{layer: output}``."""
 
 
-class ForeignModel(ABC):
-    """A model that is not a torch module: it names its own layers and runs batches itself.
+class Model(ABC):
+    """A loaded model: it names its own layers and runs batches itself.
 
     ``inputs`` says what a batch is: ``"array"`` (a float32 tensor) or ``"text"`` (a list of
     strings). A recorder may pool itself (token sequences need the attention mask) and then
@@ -27,10 +28,10 @@ class ForeignModel(ABC):
 
     inputs = "array"
 
-    def to(self, device: torch.device) -> ForeignModel:
+    def to(self, device: torch.device) -> Model:
         return self
 
-    def eval(self) -> ForeignModel:
+    def eval(self) -> Model:
         return self
 
     @abstractmethod
@@ -53,6 +54,3 @@ class ForeignModel(ABC):
     @abstractmethod
     def recorder(self, layers: list[str], pooling: str) -> Recorder:
         """A function running one batch and returning ``{layer: output}``."""
-
-
-Model = nn.Module | ForeignModel

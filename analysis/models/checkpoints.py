@@ -6,14 +6,15 @@ built-in architecture; Hugging Face model directories (:mod:`analysis.models.hf`
 file can run arbitrary code. A fifth format, precomputed activations
 (:mod:`analysis.models.precomputed`), has no model to load.
 
-Torch modules are described and run through their submodules; the other models are
-:class:`~analysis.models.base.ForeignModel` objects that describe and run themselves.
+Every format behind one interface, :class:`~analysis.models.base.Model`: torch modules (eager or
+TorchScript) through the adapter :class:`~analysis.models.modules.TorchModel`, Hugging Face
+directories and ONNX files by classes of their own. The functions below take a ``Model`` or a
+bare torch module.
 """
 
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +24,8 @@ from torch import nn
 
 from analysis.errors import InputError
 from analysis.models.architectures import build_from_state_dict
-from analysis.models.base import OUTPUT, ForeignModel, Model
+from analysis.models.base import Model
+from analysis.models.modules import as_model
 
 FORMATS = ("torchscript", "safetensors", "huggingface", "onnx", "precomputed")
 MODEL_FORMATS = FORMATS[:-1]
@@ -91,142 +93,37 @@ def load_safetensors(path: str | Path, architecture: str) -> nn.Module:
     return build_from_state_dict(architecture, state)
 
 
-def is_torchscript(model: Model) -> bool:
-    return isinstance(model, torch.jit.ScriptModule)
-
-
-def input_kind(model: Model) -> str:
+def input_kind(model: Model | nn.Module) -> str:
     """``"text"`` for models that read strings, ``"array"`` for the others."""
-    return model.inputs if isinstance(model, ForeignModel) else "array"
+    return as_model(model).inputs
 
 
-def _type_name(module: nn.Module) -> str:
-    return module.original_name if is_torchscript(module) else type(module).__name__
+def layer_tree(model: Model | nn.Module) -> list[dict]:
+    """Nested ``{name, type, parameters, children}`` of the model's parts (dotted names)."""
+    return as_model(model).layer_tree()
 
 
-def layer_tree(model: Model) -> list[dict]:
-    """Nested ``{name, type, parameters, children}`` for every submodule (dotted names)."""
-    if isinstance(model, ForeignModel):
-        return model.layer_tree()
-
-    def walk(module: nn.Module, prefix: str) -> list[dict]:
-        nodes = []
-        for name, child in module.named_children():
-            path = f"{prefix}{name}"
-            nodes.append(
-                {
-                    "name": path,
-                    "type": _type_name(child),
-                    "parameters": sum(p.numel() for p in child.parameters()),
-                    "children": walk(child, f"{path}."),
-                }
-            )
-        return nodes
-
-    return walk(model, "")
+def parameter_count(model: Model | nn.Module) -> int:
+    return as_model(model).parameter_count()
 
 
-def describe(model: Model) -> dict:
+def capturable_layers(model: Model | nn.Module) -> list[str]:
+    """Layers whose outputs extraction can record, in forward order where known, ending with
+    ``output``."""
+    return as_model(model).capturable_layers()
+
+
+def default_layers(model: Model | nn.Module) -> list[str]:
+    """The layers extracted unless others are asked for."""
+    return as_model(model).default_layers()
+
+
+def describe(model: Model | nn.Module) -> dict:
     """What a checkpoint row records of its model: parameter count and layers."""
+    model = as_model(model)
     return {
-        "parameter_count": parameter_count(model),
-        "layer_tree": layer_tree(model),
-        "layers": capturable_layers(model),
-        "default_layers": default_layers(model),
+        "parameter_count": model.parameter_count(),
+        "layer_tree": model.layer_tree(),
+        "layers": model.capturable_layers(),
+        "default_layers": model.default_layers(),
     }
-
-
-def parameter_count(model: Model) -> int:
-    if isinstance(model, ForeignModel):
-        return model.parameter_count()
-    return sum(p.numel() for p in model.parameters())
-
-
-def capturable_layers(model: Model) -> list[str]:
-    """Layers whose outputs extraction can record, in forward order where known.
-
-    Eager modules: every submodule (forward hooks). TorchScript: the top-level blocks called
-    once, directly, in the scripted ``forward`` (hooks cannot be added to a loaded ScriptModule,
-    so their outputs are read from the forward graph instead). Both end with ``output``.
-    Foreign models name their own.
-    """
-    if isinstance(model, ForeignModel):
-        return model.capturable_layers()
-    if is_torchscript(model):
-        names = list(_script_block_calls(model.forward.graph))
-    else:
-        names = [name for name, _ in model.named_modules() if name]
-    return [*names, OUTPUT]
-
-
-def default_layers(model: Model) -> list[str]:
-    """Every top-level block, and the output unless it is the last block's output."""
-    if isinstance(model, ForeignModel):
-        return model.default_layers()
-    top = {name for name, _ in model.named_children()}
-    layers = [name for name in capturable_layers(model) if name in top]
-    return layers if _output_is_a_block(model) else [*layers, OUTPUT]
-
-
-def _output_is_a_block(model: nn.Module) -> bool:
-    if is_torchscript(model):
-        graph = model.forward.graph
-        returned = graph.return_node().inputsAt(0)
-        return any(value == returned for value in _script_block_calls(graph).values())
-    return isinstance(model, nn.Sequential) and len(model) > 0
-
-
-def _script_block_calls(graph: torch.Graph) -> dict[str, torch.Value]:
-    """Output values of ``self.<block>.forward(...)`` calls in a forward graph's top block, for
-    blocks called exactly once anywhere in the graph (a block also called in a loop or branch
-    has no single output to record)."""
-    self_value = next(iter(graph.inputs()))
-    top = set(graph.nodes())
-    calls: dict[str, list[torch.Node]] = {}
-    for node in graph.findAllNodes("prim::CallMethod", recurse=True):
-        owner = node.inputsAt(0).node()
-        if (
-            node.s("name") == "forward"
-            and owner.kind() == "prim::GetAttr"
-            and owner.inputsAt(0) == self_value
-        ):
-            calls.setdefault(owner.s("name"), []).append(node)
-    return {
-        name: nodes[0].outputsAt(0)
-        for name, nodes in calls.items()
-        if len(nodes) == 1 and nodes[0] in top
-    }
-
-
-@dataclass
-class ScriptCapture:
-    """A TorchScript forward rewritten to also return the outputs of chosen top-level blocks.
-
-    Uses ``torch._C._create_function_from_graph``: TorchScript offers no public way to observe
-    intermediate values of a loaded module.
-    """
-
-    model: torch.jit.ScriptModule
-    layers: list[str]
-
-    def __post_init__(self) -> None:
-        graph = self.model.forward.graph.copy()
-        calls = _script_block_calls(graph)
-        missing = [name for name in self.layers if name != OUTPUT and name not in calls]
-        if missing:
-            raise InputError(
-                f"cannot record layer(s) {', '.join(missing)} of this TorchScript model; "
-                f"available: {', '.join(capturable_layers(self.model))}"
-            )
-        for name in self.layers:
-            if name != OUTPUT:
-                graph.registerOutput(calls[name])
-        graph.makeMultiOutputIntoTuple()
-        self._function = torch._C._create_function_from_graph("replens_capture", graph)
-
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        output, *blocks = self._function(self.model._c, x)
-        captured = dict(zip([n for n in self.layers if n != OUTPUT], blocks, strict=True))
-        if OUTPUT in self.layers:
-            captured[OUTPUT] = output
-        return captured

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from analysis.errors import InputError
-from analysis.models.base import OUTPUT, ForeignModel, Model
-from analysis.models.checkpoints import ScriptCapture, capturable_layers, input_kind, is_torchscript
+from analysis.models.base import Model
+from analysis.models.modules import as_model
 
 POOLINGS = {
     "mean": "average over positions (conv: H×W; tokens: T)",
@@ -50,10 +50,10 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def check_inputs(model: Model, x: np.ndarray) -> None:
+def check_inputs(model: Model | nn.Module, x: np.ndarray) -> None:
     """The dataset's samples are what the model reads (texts for text models, else arrays)."""
     texts = x.dtype.kind == "U"
-    if (input_kind(model) == "text") != texts:
+    if (as_model(model).inputs == "text") != texts:
         raise InputError(
             "this model reads text and the dataset holds arrays"
             if not texts
@@ -74,42 +74,8 @@ def to_device(batch, device: torch.device):
     return batch.to(device) if isinstance(batch, torch.Tensor) else batch
 
 
-def _recorder(model: Model, layers: list[str], handles: list, pooling: str):
-    """A function running one batch and returning ``{layer: raw output}``; forward hooks it
-    registers are appended to ``handles`` for the caller to remove."""
-    if isinstance(model, ForeignModel):
-        return model.recorder(layers, pooling)
-    if is_torchscript(model):
-        return ScriptCapture(model, layers)
-    available = set(capturable_layers(model))
-    missing = [name for name in layers if name not in available]
-    if missing:
-        raise InputError(f"model has no layer(s) {', '.join(missing)}")
-    modules = dict(model.named_modules())
-    captured: dict[str, torch.Tensor] = {}
-
-    def hook_for(name: str):
-        def hook(_module, _inputs, output):
-            captured[name] = output
-
-        return hook
-
-    for name in layers:
-        if name != OUTPUT:
-            handles.append(modules[name].register_forward_hook(hook_for(name)))
-
-    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        captured.clear()
-        output = model(x)
-        if OUTPUT in layers:
-            captured[OUTPUT] = output
-        return dict(captured)
-
-    return run
-
-
 def extract_activations(
-    model: Model,
+    model: Model | nn.Module,
     x: np.ndarray,
     layers: list[str],
     pooling: str = "mean",
@@ -126,21 +92,8 @@ def extract_activations(
     check_pooling(pooling)
     check_inputs(model, x)
     device = torch.device(device) if device is not None else default_device()
-    model = model.to(device).eval()
-    with capturing(model, layers, pooling) as record:
-        return _run_batches(record, x, layers, pooling, batch_size, device, progress)
-
-
-@contextmanager
-def capturing(model: Model, layers: list[str], pooling: str) -> Iterator[Callable[..., dict]]:
-    """A function running one batch through ``model`` and returning ``{layer: raw output}``
-    (hooks are removed on exit); ``pooling`` is for models that pool themselves."""
-    handles: list = []
-    try:
-        yield _recorder(model, layers, handles, pooling)
-    finally:
-        for handle in handles:
-            handle.remove()
+    record = as_model(model).to(device).eval().recorder(layers, pooling)
+    return _run_batches(record, x, layers, pooling, batch_size, device, progress)
 
 
 def full_precision():

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from analysis.data.archives import single_root, unpack
 from analysis.errors import InputError
-from analysis.models.base import ForeignModel
+from analysis.models.base import Model
 
 SENTENCE_EMBEDDING = "sentence_embedding"
 DEFAULT_MAX_TOKENS = 512
@@ -68,7 +68,7 @@ def _not_for_tokens(pooling: str) -> InputError:
     )
 
 
-class HuggingFaceEncoder(ForeignModel):
+class HuggingFaceEncoder(Model):
     """A transformers model with its tokenizer, reading texts."""
 
     inputs = "text"

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from analysis.errors import InputError
-from analysis.models.base import OUTPUT, ForeignModel
+from analysis.models.base import OUTPUT, Model
 
 FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16 (onnx.TensorProto)
 
 
-class OnnxModel(ForeignModel):
+class OnnxModel(Model):
     inputs = "array"
 
     def __init__(self, path: str | Path):

@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from analysis.errors import InputError
 from analysis.models.base import OUTPUT, Model
-from analysis.models.checkpoints import capturable_layers
 from analysis.models.extraction import (
     batch_of,
-    capturing,
     check_inputs,
     default_device,
     full_precision,
@@ -43,6 +42,7 @@ from analysis.models.extraction import (
     pooled_output,
     to_device,
 )
+from analysis.models.modules import as_model
 from analysis.probes.statistics import (
     invariance,
     learned_equivariance,
@@ -90,7 +90,7 @@ def lie_step(family: Family, magnitudes: list[float]) -> float:
 
 
 def run_probe(
-    model: Model,
+    model: Model | nn.Module,
     x: np.ndarray,
     layers: list[str],
     families: dict[str, list[float]],
@@ -111,8 +111,8 @@ def run_probe(
         raise InputError(f"no stored activations for {', '.join(missing)}")
     device = torch.device(device) if device is not None else default_device()
     check_inputs(model, x)
-    model = model.to(device).eval()
-    has_output = OUTPUT in capturable_layers(model)
+    model = as_model(model).to(device).eval()
+    has_output = OUTPUT in model.capturable_layers()
     engine = _Engine(model, x, layers, pooling, seed, batch_size, device, has_output)
     passes = 1 + sum(len(m) + (2 if get_family(k).continuous else 0) for k, m in families.items())
     done = 0
@@ -123,8 +123,8 @@ def run_probe(
         if progress:
             progress(done / passes)
 
-    record = capturing(model, engine.captured, pooling)
-    with record as engine.record, torch.inference_mode(), full_precision():
+    engine.record = model.recorder(engine.captured, pooling)
+    with torch.inference_mode(), full_precision():
         logits_x = engine.outputs(lambda batch, idx: batch).get(OUTPUT)
         step()
         results = [

@@ -16,8 +16,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from analysis.errors import InputError
-from analysis.models import checkpoints
+from analysis.models import checkpoints, modules
 from analysis.models.architectures import mlp, small_cnn
+from analysis.models.base import OUTPUT
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
@@ -80,7 +81,7 @@ def script_and_load(model: nn.Module, tmp_path: Path, name: str = "model.pt"):
 def test_torchscript_round_trip(kind, seed, tmp_path):
     model = make_model(kind, seed)
     loaded = script_and_load(model, tmp_path)
-    assert checkpoints.is_torchscript(loaded)
+    assert modules.is_torchscript(loaded)
     assert not loaded.training
     x = example_input(kind, seed)
     with torch.no_grad():
@@ -183,7 +184,7 @@ def test_safetensors_round_trip(kind, seed, tmp_path):
     save_file(model.state_dict(), str(path))
     loaded = checkpoints.load_checkpoint(path, "safetensors", kind)
     assert not loaded.training
-    assert not checkpoints.is_torchscript(loaded)
+    assert not modules.is_torchscript(loaded)
     x = example_input(kind, seed)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
@@ -293,7 +294,7 @@ def test_default_layers_of_sequential_models(kind, expected, scripted, tmp_path)
     if scripted:
         model = script_and_load(model, tmp_path)
     assert checkpoints.default_layers(model) == expected  # the head is the output
-    assert checkpoints.capturable_layers(model)[-1] == checkpoints.OUTPUT
+    assert checkpoints.capturable_layers(model)[-1] == OUTPUT
 
 
 class ExtraOpAfterLastBlock(nn.Module):
@@ -384,7 +385,7 @@ def test_capturable_layers_torchscript_excludes_repeated_and_nested_calls(tmp_pa
     assert checkpoints.default_layers(loaded) == ["a", "d"]
     for name in ("twice", "looped", "branch", "unused"):
         with pytest.raises(InputError, match=name) as info:
-            checkpoints.ScriptCapture(loaded, [name])
+            modules.ScriptCapture(loaded, [name])
         assert "available: a, d, output" in str(info.value)
     # the eager module can hook every submodule
     assert checkpoints.capturable_layers(CalledTwiceAndInLoops())[:-1] == [
@@ -408,7 +409,7 @@ def test_script_capture_returns_block_outputs(seed, tmp_path):
     eager = ExtraOpAfterLastBlock().eval()
     loaded = script_and_load(eager, tmp_path)
     x = torch.randn(6, 4, generator=torch.Generator().manual_seed(seed))
-    captured = checkpoints.ScriptCapture(loaded, ["b", "a", "output"])(x)
+    captured = modules.ScriptCapture(loaded, ["b", "a", "output"])(x)
     with torch.no_grad():
         a = eager.a(x)
         b = eager.b(torch.relu(a))
@@ -416,7 +417,7 @@ def test_script_capture_returns_block_outputs(seed, tmp_path):
     torch.testing.assert_close(captured["a"], a, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(captured["b"], b, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(captured["output"], 2.0 * b, rtol=1e-6, atol=1e-6)
-    only_block = checkpoints.ScriptCapture(loaded, ["a"])(x)
+    only_block = modules.ScriptCapture(loaded, ["a"])(x)
     assert set(only_block) == {"a"}
 
 
