@@ -21,6 +21,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
 from analysis.probes.transforms import FAMILIES
+from webapp.access import editable, editable_workspace
 from webapp.api import serializers as s
 from webapp.catalog import team, uploads
 from webapp.catalog.models import (
@@ -132,10 +133,6 @@ def _documents_404(serializer):
     return extend_schema_view(
         retrieve=extend_schema(responses={200: serializer, 404: s.ErrorSerializer})
     )
-
-
-def _editable_workspace(request, slug):
-    return get_object_or_404(editable_workspaces_of(request.user), slug=slug)
 
 
 def _dataset_of(workspace, pk: int | None) -> Dataset | None:
@@ -276,7 +273,7 @@ class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.Rea
         return _upload_answer(
             *uploads.receive(
                 request.user,
-                _editable_workspace(request, data["workspace"]),
+                editable_workspace(request.user, data["workspace"]),
                 Upload.Kind.DATASET,
                 data["file"],
                 data["file"].name,
@@ -309,7 +306,7 @@ class CheckpointViewSet(
         form = s.CheckpointUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        workspace = _editable_workspace(request, data["workspace"])
+        workspace = editable_workspace(request.user, data["workspace"])
         dataset = _dataset_of(workspace, data.get("dataset"))
         return _upload_answer(
             *uploads.receive(
@@ -343,7 +340,7 @@ class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={200: s.RunSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        run = _editable_or_404(Run, request.user, pk)
+        run = editable(Run, request.user, pk)
         run.cancel()
         return Response(s.RunSerializer(run).data)
 
@@ -363,13 +360,6 @@ class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
         return queryset.order_by("id")
 
 
-def _editable_or_404(model, user, pk):
-    """An object the user may start work on: viewers and outsiders get 404."""
-    return get_object_or_404(
-        model.objects.filter(workspace__in=editable_workspaces_of(user)), pk=pk
-    )
-
-
 class ExtractionViewSet(viewsets.GenericViewSet):
     serializer_class = s.ExtractionRequestSerializer
 
@@ -381,8 +371,8 @@ class ExtractionViewSet(viewsets.GenericViewSet):
         data = form.validated_data
         run, created = request_extraction(
             request.user,
-            _editable_or_404(Checkpoint, request.user, data["checkpoint"]),
-            _editable_or_404(Dataset, request.user, data["dataset"]),
+            editable(Checkpoint, request.user, data["checkpoint"]),
+            editable(Dataset, request.user, data["dataset"]),
             data.get("layers"),
             data["pooling"],
         )
@@ -404,9 +394,9 @@ class ComparisonViewSet(viewsets.GenericViewSet):
         user = request.user
         run, created = request_comparison(
             user,
-            _editable_or_404(Checkpoint, user, data["checkpoint_a"]),
-            _editable_or_404(Checkpoint, user, data["checkpoint_b"]),
-            _editable_or_404(Dataset, user, data["dataset"]),
+            editable(Checkpoint, user, data["checkpoint_a"]),
+            editable(Checkpoint, user, data["checkpoint_b"]),
+            editable(Dataset, user, data["dataset"]),
             data.get("layers_a"),
             data.get("layers_b"),
             pooling_b=data.get("pooling_b"),
@@ -437,8 +427,8 @@ class ModelMatrixViewSet(viewsets.GenericViewSet):
         user = request.user
         run, created = request_model_matrix(
             user,
-            [_editable_or_404(Checkpoint, user, pk) for pk in data["checkpoints"]],
-            _editable_or_404(Dataset, user, data["dataset"]),
+            [editable(Checkpoint, user, pk) for pk in data["checkpoints"]],
+            editable(Dataset, user, data["dataset"]),
             data["layer"],
             measure_params=data.get("measure_params"),
             **parameters_in(Run.Kind.MODEL_MATRIX, data),
@@ -467,9 +457,9 @@ class AlignmentViewSet(viewsets.GenericViewSet):
         user = request.user
         run, created = request_alignment(
             user,
-            _editable_or_404(Checkpoint, user, data["checkpoint_a"]),
-            _editable_or_404(Checkpoint, user, data["checkpoint_b"]),
-            _editable_or_404(Dataset, user, data["dataset"]),
+            editable(Checkpoint, user, data["checkpoint_a"]),
+            editable(Checkpoint, user, data["checkpoint_b"]),
+            editable(Dataset, user, data["dataset"]),
             data["layer_a"],
             data["layer_b"],
             **parameters_in(Run.Kind.ALIGN, data),
@@ -511,8 +501,8 @@ class CompatibilityViewSet(viewsets.GenericViewSet):
         user = request.user
         run, created = request_compatibility(
             user,
-            [_editable_or_404(Checkpoint, user, pk) for pk in data["checkpoints"]],
-            _editable_or_404(Dataset, user, data["dataset"]),
+            [editable(Checkpoint, user, pk) for pk in data["checkpoints"]],
+            editable(Dataset, user, data["dataset"]),
             data["layer"],
             **parameters_in(Run.Kind.COMPATIBILITY, data),
         )
@@ -538,8 +528,8 @@ class ProjectionViewSet(viewsets.GenericViewSet):
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)
         user = request.user
-        checkpoint = _editable_or_404(Checkpoint, user, data.pop("checkpoint"))
-        dataset = _editable_or_404(Dataset, user, data.pop("dataset"))
+        checkpoint = editable(Checkpoint, user, data.pop("checkpoint"))
+        dataset = editable(Dataset, user, data.pop("dataset"))
         run, created = request_projection(user, checkpoint, dataset, **data)
         return _created(s.RunSerializer, run, created)
 
@@ -631,10 +621,10 @@ class AlignedProjectionViewSet(viewsets.GenericViewSet):
         data = dict(form.validated_data)
         user = request.user
         spaces = [
-            (_editable_or_404(Checkpoint, user, space["checkpoint"]), space["layer"])
+            (editable(Checkpoint, user, space["checkpoint"]), space["layer"])
             for space in data.pop("spaces")
         ]
-        dataset = _editable_or_404(Dataset, user, data.pop("dataset"))
+        dataset = editable(Dataset, user, data.pop("dataset"))
         run, created = request_aligned_projections(user, spaces, dataset, **data)
         return _created(s.RunSerializer, run, created)
 
@@ -670,8 +660,8 @@ class ProbeViewSet(viewsets.GenericViewSet):
         user = request.user
         run, created = request_probe(
             user,
-            _editable_or_404(Checkpoint, user, data["checkpoint"]),
-            _editable_or_404(Dataset, user, data["dataset"]),
+            editable(Checkpoint, user, data["checkpoint"]),
+            editable(Dataset, user, data["dataset"]),
             data.get("layers"),
             data["pooling"],
             data.get("families"),
@@ -769,7 +759,7 @@ class SelectionViewSet(
     def get_object(self):
         selection = super().get_object()
         if self.request.method not in ("GET", "HEAD", "OPTIONS"):
-            _editable_or_404(Selection, self.request.user, selection.pk)
+            editable(Selection, self.request.user, selection.pk)
         return selection
 
     @extend_schema(
@@ -793,7 +783,7 @@ class SelectionViewSet(
                 raise BadInput(f"projection {run.pk} is {run.state}: it has no coordinates yet")
             selection = select_in_polygon(user, run, data["polygon"], data["name"], data["tags"])
         else:
-            dataset = _editable_or_404(Dataset, user, data["dataset"])
+            dataset = editable(Dataset, user, data["dataset"])
             selection = select_indices(user, dataset, data["indices"], data["name"], data["tags"])
         return Response(s.SelectionSerializer(selection).data, status=status.HTTP_201_CREATED)
 
@@ -880,7 +870,7 @@ class UploadViewSet(viewsets.GenericViewSet):
         form = s.UploadRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)
-        workspace = _editable_workspace(request, data.pop("workspace"))
+        workspace = editable_workspace(request.user, data.pop("workspace"))
         kind, filename = data.pop("kind"), data.pop("filename")
         size, sha256 = data.pop("size"), data.pop("sha256")
         return _upload_answer(

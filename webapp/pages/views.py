@@ -21,12 +21,12 @@ from analysis.errors import InputError
 from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.measures.registry import MEASURES
 from analysis.probes.statistics import most_moved
+from webapp.access import check_editable, editable_workspace
 from webapp.catalog import uploads
 from webapp.catalog.models import (
     Checkpoint,
     Dataset,
     Upload,
-    editable_workspaces_of,
     visible_to,
     workspaces_of,
 )
@@ -69,10 +69,6 @@ from webapp.status import overview
 
 def _workspace(request, slug):
     return get_object_or_404(workspaces_of(request.user), slug=slug)
-
-
-def _editable_workspace(request, slug):
-    return get_object_or_404(editable_workspaces_of(request.user), slug=slug)
 
 
 def _get(model, request, pk):
@@ -173,7 +169,7 @@ def _form_page(request, workspace, status=400, **forms) -> HttpResponse:
 @login_required
 @require_POST
 def upload_dataset(request, slug):
-    workspace = _editable_workspace(request, slug)
+    workspace = editable_workspace(request.user, slug)
     form = DatasetUploadForm(request.POST, request.FILES)
     if form.is_valid():
         f = form.cleaned_data["file"]
@@ -197,7 +193,7 @@ def upload_dataset(request, slug):
 @login_required
 @require_POST
 def upload_checkpoint(request, slug):
-    workspace = _editable_workspace(request, slug)
+    workspace = editable_workspace(request.user, slug)
     form = CheckpointUploadForm(workspace, request.POST, request.FILES)
     if form.is_valid():
         f, dataset = form.cleaned_data["file"], form.cleaned_data["dataset"]
@@ -249,7 +245,7 @@ def workspace_uploads(request, slug):
 @require_POST
 def dismiss_upload(request, slug, upload_id):
     """Withdraw an upload (receiving or being checked) or dismiss a refused one."""
-    workspace = _editable_workspace(request, slug)
+    workspace = editable_workspace(request.user, slug)
     uploads.abort(get_object_or_404(workspace.uploads, pk=upload_id))
     return redirect(reverse("workspace", args=[workspace.slug]) + "#uploads")
 
@@ -267,7 +263,7 @@ def _uploads_context(workspace) -> dict:
 @login_required
 @require_POST
 def new_comparison(request, slug):
-    workspace = _editable_workspace(request, slug)
+    workspace = editable_workspace(request.user, slug)
     form = ComparisonForm(workspace, request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -358,7 +354,7 @@ def checkpoint_detail(
 @require_POST
 def extract(request, pk):
     checkpoint = _get(Checkpoint, request, pk)
-    get_object_or_404(editable_workspaces_of(request.user), pk=checkpoint.workspace_id)
+    check_editable(request.user, checkpoint)
     form = ExtractionForm(checkpoint, request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -400,7 +396,7 @@ def _aligned_members(run: Run) -> list[Run]:
 @require_POST
 def cancel_run(request, pk):
     run = _get(Run, request, pk)
-    get_object_or_404(editable_workspaces_of(request.user), pk=run.workspace_id)
+    check_editable(request.user, run)
     run.cancel()
     return redirect("run", pk=run.pk)
 
@@ -556,7 +552,7 @@ def comparison_pair(request, pk, row, col):
 def align_pair(request, pk, row, col):
     """Fit a map between the two layers of a cell (method from the form)."""
     run, layer_a, layer_b = _pair(request, pk, row, col)
-    get_object_or_404(editable_workspaces_of(request.user), pk=run.workspace_id)
+    check_editable(request.user, run)
     try:
         request_alignment(
             request.user,
@@ -627,7 +623,7 @@ def comparison_csv(request, pk):
 @login_required
 @require_POST
 def new_model_matrix(request, slug):
-    workspace = _editable_workspace(request, slug)
+    workspace = editable_workspace(request.user, slug)
     form = ModelMatrixForm(workspace, request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -662,7 +658,7 @@ def model_matrix_page(request, pk):
 @login_required
 @require_POST
 def new_compatibility(request, slug):
-    workspace = _editable_workspace(request, slug)
+    workspace = editable_workspace(request.user, slug)
     form = CompatibilityForm(workspace, request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -781,7 +777,7 @@ def alignment_csv(request, pk):
 @require_POST
 def new_projection(request, pk):
     checkpoint = _get(Checkpoint, request, pk)
-    get_object_or_404(editable_workspaces_of(request.user), pk=checkpoint.workspace_id)
+    check_editable(request.user, checkpoint)
     form = ProjectionForm(checkpoint, request.POST)
     if form.is_valid():
         data = dict(form.cleaned_data)
@@ -798,7 +794,7 @@ def new_projection(request, pk):
 @require_POST
 def new_aligned_projection(request, pk):
     checkpoint = _get(Checkpoint, request, pk)
-    get_object_or_404(editable_workspaces_of(request.user), pk=checkpoint.workspace_id)
+    check_editable(request.user, checkpoint)
     form = AlignedProjectionForm(checkpoint, request.POST)
     if form.is_valid():
         data = dict(form.cleaned_data)
@@ -993,7 +989,7 @@ def projection_select(request, pk):
     projection's coordinates, or in them aligned to projection ``?aligned_to=``) against the
     stored coordinates; answers the selection's panel."""
     run = _finished_projection(request, pk)
-    get_object_or_404(editable_workspaces_of(request.user), pk=run.workspace_id)
+    check_editable(request.user, run)
     reference = None
     if "aligned_to" in request.GET:  # drawn on these coordinates aligned to another projection
         reference = _finished_projection(request, _id(request.GET["aligned_to"]))
@@ -1029,7 +1025,7 @@ def save_selection(request, pk):
     """Name and tag a selection (``name``, ``tags`` comma-separated); ``run`` is the projection
     the panel is shown on."""
     selection = _selection(request, pk)
-    get_object_or_404(editable_workspaces_of(request.user), pk=selection.workspace_id)
+    check_editable(request.user, selection)
     run = _finished_projection(request, _id(request.POST.get("run")) or selection.projection_id)
     name = request.POST.get("name", "").strip()
     if not name:
@@ -1163,7 +1159,7 @@ def _probe_run(request, pk) -> Run:
 @require_POST
 def new_probe(request, pk):
     checkpoint = _get(Checkpoint, request, pk)
-    get_object_or_404(editable_workspaces_of(request.user), pk=checkpoint.workspace_id)
+    check_editable(request.user, checkpoint)
     form = ProbeForm(checkpoint, request.POST)
     if form.is_valid():
         data = dict(form.cleaned_data)

@@ -1,0 +1,36 @@
+"""Who may change what, for the pages and the API alike: the owners and editors of a workspace
+change its rows; viewers and outsiders get a 404, as if the row did not exist (never a 403,
+which would confirm it does). What members may see is
+:func:`webapp.catalog.models.visible_to`."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.http import Http404
+
+from webapp.catalog.models import Workspace, editable_workspaces_of
+
+
+def editable_workspace(user, slug: str) -> Workspace:
+    """The workspace ``slug`` if ``user`` may change it."""
+    return _one(editable_workspaces_of(user), slug=slug)
+
+
+def editable(model: type[models.Model], user, pk) -> models.Model:
+    """Row ``pk`` of ``model`` (anything with a ``workspace``) if ``user`` may change it; a
+    malformed id is a 404 too."""
+    return _one(model.objects.filter(workspace__in=editable_workspaces_of(user)), pk=pk)
+
+
+def check_editable(user, obj: models.Model) -> None:
+    """Raise :class:`Http404` unless ``user`` may change ``obj`` (already known to be
+    visible to them)."""
+    _one(editable_workspaces_of(user), pk=obj.workspace_id)
+
+
+def _one(queryset: models.QuerySet, **lookup) -> models.Model:
+    try:
+        return queryset.get(**lookup)
+    except (queryset.model.DoesNotExist, ValueError, TypeError, ValidationError):
+        raise Http404 from None
