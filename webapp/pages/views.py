@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from urllib.parse import urlencode
@@ -41,7 +40,7 @@ from webapp.pages.forms import (
     ProbeForm,
     ProjectionForm,
 )
-from webapp.runs import explorer
+from webapp.runs import explorer, exports
 from webapp.runs.kinds import parameter_rows, parameters_in
 from webapp.runs.models import Run, Score, Selection
 from webapp.runs.queue import standing
@@ -569,54 +568,20 @@ def align_pair(request, pk, row, col):
     return redirect("comparison-pair", pk=run.pk, row=row, col=col)
 
 
-SCORE_COLUMNS = [
-    "measure",
-    "layer_a",
-    "layer_b",
-    "value",
-    "ci_low",
-    "ci_high",
-    "baseline",
-    "baseline_std",
-    "n",
-    "d_a",
-    "d_b",
-    "estimator",
-    "code_version",
-]
-
-
 @login_required
 def comparison_csv(request, pk):
-    """Every score of a comparison with its provenance, one row per layer pair."""
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="comparison-{run.pk}.csv"'
-    writer = csv.writer(response)
-    context = [
-        "checkpoint_a",
-        "checkpoint_b",
-        "dataset",
-        "pooling",
-        "n_permutations",
-        "baseline_method",
-        "n_bootstrap",
-        "seed",
-    ]
-    writer.writerow(SCORE_COLUMNS + context)
-    p = run.params
-    fixed = [
-        run.checkpoint.name,
-        run.checkpoint_b.name,
-        run.dataset.name,
-        p["pooling"],
-        p["n_permutations"],
-        MEASURES[p["measure"]].baseline_note(p["n_permutations"]),
-        p.get("n_bootstrap", 0),
-        p["seed"],
-    ]
-    for score in run.scores.order_by("id"):
-        writer.writerow([getattr(score, column) for column in SCORE_COLUMNS] + fixed)
+    return _csv_download(f"comparison-{run.pk}.csv", exports.comparison_table, run)
+
+
+def _csv_download(filename: str, table, run: Run) -> HttpResponse:
+    """The table a service makes of ``run``, as a CSV file; 404 while it has none."""
+    try:
+        body = exports.csv_text(*table(run))
+    except InputError as err:
+        raise Http404(str(err)) from None
+    response = HttpResponse(body, content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
@@ -720,57 +685,14 @@ def compatibility_page(request, pk):
 
 @login_required
 def compatibility_csv(request, pk):
-    """Every (query model, gallery model) cell with the three retrieval scores, the criteria of
-    (new, old) pairs and the run's provenance."""
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPATIBILITY)
-    matrix = compatibility_matrix(run)
-    if matrix["result"] is None:
-        raise Http404("this compatibility run has no results yet")
-    result, provenance = matrix["result"], matrix["provenance"]
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="compatibility-{run.pk}.csv"'
-    writer = csv.writer(response)
-    fixed = ["layer", "pooling", "metric", "criterion", "query_fraction", "seed", "code_version"]
-    writer.writerow(
-        ["query_model", "gallery_model", "top1", "top5", "mean_ap", "ecc", "update_gain"]
-        + ["negative_flips", "n_queries", "n_gallery", "dataset", *fixed]
-    )
-    names = result["names"]
-    for i, query_model in enumerate(names):
-        for j, gallery_model in enumerate(names):
-            key = f"{i},{j}"
-            writer.writerow(
-                [query_model, gallery_model]
-                + [result[m][i][j] for m in ("top1", "top5", "mean_ap")]
-                + [result["ecc"].get(key, ""), result["update_gain"].get(key, "")]
-                + [len(result["flips"][key]) if key in result["flips"] else ""]
-                + [result["n_queries"], result["n_gallery"], run.dataset.name]
-                + [provenance[k] for k in fixed]
-            )
-    return response
+    return _csv_download(f"compatibility-{run.pk}.csv", exports.compatibility_table, run)
 
 
 @login_required
 def alignment_csv(request, pk):
-    """Per-sample residuals of an alignment, with sample ids, labels and the split."""
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.ALIGN)
-    if run.state != Run.State.SUCCEEDED:
-        raise Http404("this alignment has no results yet")
-    alignment = run.alignment
-    residuals = alignment.residuals.load_array()
-    held_out = alignment.test_mask.load_array()
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="alignment-{run.pk}.csv"'
-    writer = csv.writer(response)
-    writer.writerow(
-        ["index", "id", "label", "held_out", "residual", "method", "layer_a", "layer_b"]
-    )
-    fixed = [alignment.method, alignment.activation_a.layer, alignment.activation_b.layer]
-    for sample in run.dataset.samples(range(len(residuals))):
-        i = sample["index"]
-        row = [i, sample["id"], sample["label"], bool(held_out[i]), float(residuals[i])]
-        writer.writerow(row + fixed)
-    return response
+    return _csv_download(f"alignment-{run.pk}.csv", exports.alignment_table, run)
 
 
 @login_required

@@ -25,6 +25,7 @@ from analysis.explorer.selections import (
     similarity_align,
 )
 from webapp.catalog.models import Blob, Dataset
+from webapp.runs.exports import csv_text
 from webapp.runs.models import Alignment, ProbeResult, Run, Score, Selection
 
 NO_LABEL = 65535
@@ -307,14 +308,8 @@ def export_columns(selection: Selection, run: Run | None) -> dict[str, np.ndarra
 
 
 def export_csv(columns: dict[str, np.ndarray]) -> str:
-    import csv
-
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(columns)
-    for row in zip(*(c.tolist() for c in columns.values()), strict=True):
-        writer.writerow(row)
-    return out.getvalue()
+    rows = zip(*(c.tolist() for c in columns.values()), strict=True)
+    return csv_text(list(columns), rows)
 
 
 def export_parquet(columns: dict[str, np.ndarray]) -> bytes:

@@ -1,0 +1,137 @@
+"""Tables that leave the site as CSV: every export is a header and rows, written by
+:func:`csv_text` — one writer, which neutralises cells a spreadsheet would run as a formula."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from analysis.errors import InputError
+from analysis.measures.registry import MEASURES
+from webapp.runs.models import Run
+from webapp.runs.results import compatibility_matrix
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a text cell as a formula (OWASP's list)."""
+
+Table = tuple[list[str], Iterable[Sequence[Any]]]
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """The table as CSV. A text cell a spreadsheet would evaluate (``=HYPERLINK(…)`` in a
+    label, say) is written with a leading apostrophe, so it shows as the text it is; numbers
+    are written as they are."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([_inert(cell) for cell in header])
+    for row in rows:
+        writer.writerow([_inert(cell) for cell in row])
+    return out.getvalue()
+
+
+def _inert(cell: Any) -> Any:
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
+SCORE_COLUMNS = [
+    "measure",
+    "layer_a",
+    "layer_b",
+    "value",
+    "ci_low",
+    "ci_high",
+    "baseline",
+    "baseline_std",
+    "n",
+    "d_a",
+    "d_b",
+    "estimator",
+    "code_version",
+]
+COMPARISON_CONTEXT = [
+    "checkpoint_a",
+    "checkpoint_b",
+    "dataset",
+    "pooling",
+    "n_permutations",
+    "baseline_method",
+    "n_bootstrap",
+    "seed",
+]
+
+
+def comparison_table(run: Run) -> Table:
+    """Every score of a comparison with its provenance, one row per layer pair."""
+    p = run.params
+    fixed = [
+        run.checkpoint.name,
+        run.checkpoint_b.name,
+        run.dataset.name,
+        p["pooling"],
+        p["n_permutations"],
+        MEASURES[p["measure"]].baseline_note(p["n_permutations"]),
+        p.get("n_bootstrap", 0),
+        p["seed"],
+    ]
+    rows = (
+        [getattr(score, column) for column in SCORE_COLUMNS] + fixed
+        for score in run.scores.order_by("id")
+    )
+    return SCORE_COLUMNS + COMPARISON_CONTEXT, rows
+
+
+COMPATIBILITY_CONTEXT = [
+    "layer",
+    "pooling",
+    "metric",
+    "criterion",
+    "query_fraction",
+    "seed",
+    "code_version",
+]
+
+
+def compatibility_table(run: Run) -> Table:
+    """Every (query model, gallery model) cell with the three retrieval scores, the criteria
+    of (new, old) pairs and the run's provenance."""
+    matrix = compatibility_matrix(run)
+    if matrix["result"] is None:
+        raise InputError("this compatibility run has no results yet")
+    result, provenance = matrix["result"], matrix["provenance"]
+    header = ["query_model", "gallery_model", "top1", "top5", "mean_ap", "ecc", "update_gain"]
+    header += ["negative_flips", "n_queries", "n_gallery", "dataset", *COMPATIBILITY_CONTEXT]
+    names = result["names"]
+
+    def row(i: int, j: int) -> list:
+        key = f"{i},{j}"
+        return (
+            [names[i], names[j]]
+            + [result[m][i][j] for m in ("top1", "top5", "mean_ap")]
+            + [result["ecc"].get(key, ""), result["update_gain"].get(key, "")]
+            + [len(result["flips"][key]) if key in result["flips"] else ""]
+            + [result["n_queries"], result["n_gallery"], run.dataset.name]
+            + [provenance[k] for k in COMPATIBILITY_CONTEXT]
+        )
+
+    return header, (row(i, j) for i in range(len(names)) for j in range(len(names)))
+
+
+def alignment_table(run: Run) -> Table:
+    """Per-sample residuals of an alignment, with sample ids, labels and the split."""
+    if run.state != Run.State.SUCCEEDED:
+        raise InputError("this alignment has no results yet")
+    alignment = run.alignment
+    residuals = alignment.residuals.load_array()
+    held_out = alignment.test_mask.load_array()
+    header = ["index", "id", "label", "held_out", "residual", "method", "layer_a", "layer_b"]
+    fixed = [alignment.method, alignment.activation_a.layer, alignment.activation_b.layer]
+    rows = (
+        [s["index"], s["id"], s["label"], bool(held_out[s["index"]]), float(residuals[s["index"]])]
+        + fixed
+        for s in run.dataset.samples(range(len(residuals)))
+    )
+    return header, rows
