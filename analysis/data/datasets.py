@@ -21,10 +21,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import struct
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 import numpy as np
 
@@ -112,6 +115,42 @@ class DatasetArrays:
                 label_names=[str(s) for s in z["label_names"]] if "label_names" in z else [],
                 metadata={k[5:]: z[k] for k in z.files if k.startswith("meta:")},
             )
+
+
+def npz_rows(f: IO[bytes], member: str, rows: Sequence[int]) -> np.ndarray | None:
+    """Rows ``rows`` of array ``member`` of an ``.npz`` file object, or None when it has no
+    such member. A member stored uncompressed (as :meth:`DatasetArrays.save` writes it) is read
+    row by row from where each row starts, so a few samples of a large dataset cost a few
+    reads; a compressed one is read whole."""
+    rows = [int(r) for r in rows]
+    with zipfile.ZipFile(f) as z:
+        try:
+            info = z.getinfo(f"{member}.npy")
+        except KeyError:
+            return None
+        if info.compress_type != zipfile.ZIP_STORED:
+            with z.open(info) as m:
+                return np.load(m, allow_pickle=False)[rows]
+    f.seek(info.header_offset + 26)
+    name_length, extra_length = struct.unpack("<HH", f.read(4))
+    f.seek(info.header_offset + 30 + name_length + extra_length)
+    version = np.lib.format.read_magic(f)
+    read_header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran_order, dtype = read_header(f)
+    if fortran_order or dtype.hasobject or not shape:
+        raise InputError(f"{member} is not stored row by row")
+    start, row_bytes = f.tell(), int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    out = np.empty((len(rows), *shape[1:]), dtype=dtype)
+    for position, row in enumerate(rows):
+        if not 0 <= row < shape[0]:
+            raise IndexError(f"row {row} of {member}, which has {shape[0]}")
+        f.seek(start + row * row_bytes)
+        out[position] = np.frombuffer(f.read(row_bytes), dtype=dtype).reshape(shape[1:])
+    return out
 
 
 SUFFIXES = (".npz", ".zip", ".csv", ".jsonl")

@@ -507,3 +507,48 @@ def test_thumbnails_none_for_other_modalities(tmp_path):
     for data in _datasets(tmp_path, 0):
         if data.modality != "image":
             assert thumbnails(data) is None
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_rows_reads_the_rows_asked_for(compressed, tmp_path):
+    """Rows of a member equal the whole array's rows, in the order asked for, for every
+    kind of column a canonical file holds; a missing member is None."""
+    from analysis.data.datasets import npz_rows
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x": rng.standard_normal((50, 1, 4, 3)).astype(np.float32),
+        "ids": np.array([f"sample-{i:03d}" for i in range(50)]),
+        "y": rng.integers(0, 7, 50),
+        "texts": np.array(["a", "longer text", "ü"] * 16 + ["x", "y"]),
+    }
+    path = tmp_path / "d.npz"
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    wanted = [49, 0, 7, 7, 23]
+    with open(path, "rb") as f:
+        for name, whole in arrays.items():
+            np.testing.assert_array_equal(npz_rows(f, name, wanted), whole[wanted])
+            assert npz_rows(f, name, [])[:0].shape[1:] == whole.shape[1:]
+        assert npz_rows(f, "meta:nothing", wanted) is None
+        with pytest.raises(IndexError):
+            npz_rows(f, "x", [50])
+
+
+def test_npz_rows_of_a_stored_member_reads_only_those_rows(tmp_path):
+    from analysis.data.datasets import npz_rows
+
+    x = np.arange(2000 * 1000, dtype=np.float32).reshape(2000, 1000)  # 8 MB
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x)
+
+    class Counting(io.FileIO):
+        read_bytes = 0
+
+        def read(self, size=-1):
+            data = super().read(size)
+            Counting.read_bytes += len(data)
+            return data
+
+    with Counting(path, "rb") as f:
+        np.testing.assert_array_equal(npz_rows(f, "x", [1234]), x[[1234]])
+    assert 4000 <= Counting.read_bytes < 64 * 1024  # one 4 KB row, headers, the zip directory

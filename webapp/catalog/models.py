@@ -20,7 +20,7 @@ from django.core.files.storage import default_storage
 from django.db import models
 from django.utils import timezone
 
-from analysis.data.datasets import DatasetArrays
+from analysis.data.datasets import DatasetArrays, npz_rows
 
 
 class Workspace(models.Model):
@@ -178,18 +178,18 @@ class Dataset(models.Model):
         of a thumbnail: the ``text`` of a text sample, else the first feature values as
         ``row``."""
         indices = [int(i) for i in indices]
-        with self.arrays.open() as f, np.load(f, allow_pickle=False) as z:
-            ids = z["ids"]
-            labels = z["y"] if "y" in z.files else None
-            rows = z["x"][indices] if self.thumbnails_id is None else None
+        with self.arrays.open() as f:  # only these samples' rows are read (npz_rows)
+            ids = npz_rows(f, "ids", indices)
+            labels = npz_rows(f, "y", indices)
+            rows = npz_rows(f, "x", indices) if self.thumbnails_id is None else None
         names = self.label_names
         out = []
         for position, i in enumerate(indices):
             label = ""
             if labels is not None:
-                k = int(labels[i])
+                k = int(labels[position])
                 label = names[k] if k < len(names) else str(k)
-            sample = {"index": i, "id": str(ids[i]), "label": label}
+            sample = {"index": i, "id": str(ids[position]), "label": label}
             if rows is not None and self.modality == "text":
                 sample["text"] = str(rows[position])
             elif rows is not None:
