@@ -33,4 +33,5 @@ def _one(queryset: models.QuerySet, **lookup) -> models.Model:
     try:
         return queryset.get(**lookup)
     except (queryset.model.DoesNotExist, ValueError, TypeError, ValidationError):
-        raise Http404 from None
+        name = queryset.model._meta.object_name
+        raise Http404(f"No {name} matches the given query.") from None
