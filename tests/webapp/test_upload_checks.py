@@ -7,7 +7,6 @@ page lists what is being checked and what was refused, with the reason, until di
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 
 import pytest
@@ -23,6 +22,7 @@ from tests.conftest import (
     digits_npz_bytes,
     torchscript_mlp_bytes,
 )
+from tests.webapp.test_chunked_uploads import declare
 from webapp.catalog import uploads
 from webapp.catalog.models import Blob, Checkpoint, Dataset, Upload
 from workers.tasks import check_upload
@@ -62,18 +62,6 @@ def one_shot(api, kind: str, filename: str, content: bytes, **fields):
     """``POST /api/v1/datasets/`` or ``/checkpoints/`` with the whole file."""
     data = {"workspace": "lab", "file": SimpleUploadedFile(filename, content), **fields}
     return api.post(f"/api/v1/{kind}/", data, format="multipart")
-
-
-def declare(api, content: bytes, kind: str, filename: str, **fields):
-    body = {
-        "workspace": "lab",
-        "kind": kind,
-        "filename": filename,
-        "size": len(content),
-        "sha256": hashlib.sha256(content).hexdigest(),
-        **fields,
-    }
-    return api.post("/api/v1/uploads/", body, format="json")
 
 
 def chunked(api, content: bytes, filename: str) -> str:

@@ -238,13 +238,17 @@ def take_next(queue: str, worker: str = "") -> Upload | None:
     return None
 
 
+def _places(queues) -> dict:
+    """Where each upload waiting for a check in ``queues`` stands in its queue (1 = next)."""
+    return {u.pk: place for queue in queues for place, u in enumerate(waiting(queue), 1)}
+
+
 def position(upload: Upload) -> int | None:
     """Where an upload waiting for its check stands in its queue (1 = next); None once a
     worker is checking it (or it is not checking)."""
     if upload.state != Upload.State.CHECKING or upload.started_at is not None:
         return None
-    order = [u.pk for u in waiting(upload.queue)]
-    return order.index(upload.pk) + 1 if upload.pk in order else None
+    return _places([upload.queue]).get(upload.pk)
 
 
 SHOWN_DONE_FOR = timedelta(hours=1)
@@ -261,13 +265,9 @@ def shown(workspace: Workspace, limit: int = 20) -> list[Upload]:
         .filter(recent | ~models.Q(state=Upload.State.DONE))
         .order_by("-created_at")[:limit]
     )
-    order = {
-        queue: [u.pk for u in waiting(queue)]
-        for queue in {u.queue for u in listed if u.state == Upload.State.CHECKING}
-    }
+    places = _places({u.queue for u in listed if u.state == Upload.State.CHECKING})
     for upload in listed:
-        line = order.get(upload.queue, [])
-        upload.place = line.index(upload.pk) + 1 if upload.pk in line else None
+        upload.place = places.get(upload.pk)
         upload.result = result_of(upload)
     return listed
 

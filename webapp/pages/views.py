@@ -148,12 +148,21 @@ def workspace(request, slug):
 
 @login_required
 def workspace_runs(request, slug):
-    """The runs part of the workspace page, for its htmx poll."""
+    return _workspace_part(request, slug, "runs", _runs_context)
+
+
+def _workspace_part(request, slug, part: str, context_of) -> HttpResponse:
+    """One part of the workspace page (its partial ``part``), for its htmx poll, which stops
+    once nothing in it is active; a plain GET goes to the page."""
     workspace = _workspace(request, slug)
     if not request.htmx:
-        return redirect(reverse("workspace", args=[workspace.slug]) + "#runs")
-    context = _runs_context(workspace)
-    return _poll(request, "pages/workspace.html", "runs", context, not context["runs_active"])
+        return _workspace_at(workspace, part)
+    context = context_of(workspace)
+    return _poll(request, "pages/workspace.html", part, context, not context[f"{part}_active"])
+
+
+def _workspace_at(workspace, part: str) -> HttpResponse:
+    return redirect(reverse("workspace", args=[workspace.slug]) + f"#{part}")
 
 
 def _form_page(request, workspace, status=400, **forms) -> HttpResponse:
@@ -227,17 +236,12 @@ def _uploaded(request, workspace, upload: Upload | None, found) -> HttpResponse:
         f"{upload.filename} is uploaded. A worker checks it now; it is listed under "
         "“Uploads” until it is ready or refused.",
     )
-    return redirect(reverse("workspace", args=[workspace.slug]) + "#uploads")
+    return _workspace_at(workspace, "uploads")
 
 
 @login_required
 def workspace_uploads(request, slug):
-    """The uploads part of the workspace page, for its htmx poll."""
-    workspace = _workspace(request, slug)
-    if not request.htmx:
-        return redirect(reverse("workspace", args=[workspace.slug]) + "#uploads")
-    context = _uploads_context(workspace)
-    return _poll(request, "pages/workspace.html", "uploads", context, not context["uploads_active"])
+    return _workspace_part(request, slug, "uploads", _uploads_context)
 
 
 @login_required
@@ -246,7 +250,7 @@ def dismiss_upload(request, slug, upload_id):
     """Withdraw an upload (receiving or being checked) or dismiss a refused one."""
     workspace = editable_workspace(request.user, slug)
     uploads.abort(get_object_or_404(workspace.uploads, pk=upload_id))
-    return redirect(reverse("workspace", args=[workspace.slug]) + "#uploads")
+    return _workspace_at(workspace, "uploads")
 
 
 def _uploads_context(workspace) -> dict:
