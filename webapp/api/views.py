@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -38,15 +37,13 @@ from webapp.catalog.models import (
 from webapp.runs.explorer import (
     aligned_members,
     clean_tags,
-    export_columns,
-    export_csv,
-    export_filename,
-    export_parquet,
+    encode,
     pair_agreement,
     pair_displacement,
     select_in_polygon,
     select_indices,
 )
+from webapp.runs.exports import SELECTION_TYPES, selection_file
 from webapp.runs.kinds import parameters_in
 from webapp.runs.models import Run, Selection
 from webapp.runs.results import (
@@ -570,10 +567,7 @@ class ProjectionViewSet(viewsets.GenericViewSet):
     def coordinates(self, request, pk=None):
         """n × 2 float32 little-endian coordinates, interleaved, in dataset order."""
         coordinates = self._finished().projection.coordinates.load_array()
-        return HttpResponse(
-            np.ascontiguousarray(coordinates, dtype="<f4").tobytes(),
-            content_type="application/octet-stream",
-        )
+        return HttpResponse(encode(coordinates, "float32"), content_type="application/octet-stream")
 
     @extend_schema(
         parameters=[
@@ -813,7 +807,7 @@ class SelectionViewSet(
         """index, id, label, metadata columns, and x, y in a projection, as CSV or Parquet."""
         selection = self.get_object()
         kind = request.query_params.get("file", "csv")
-        if kind not in ("csv", "parquet"):
+        if kind not in SELECTION_TYPES:
             raise BadInput("file must be csv or parquet")
         run = None
         if projection := request.query_params.get("projection"):
@@ -823,15 +817,7 @@ class SelectionViewSet(
                 ),
                 pk=_int_or_400("projection", projection),
             )
-        columns = export_columns(selection, run)
-        if kind == "csv":
-            response = HttpResponse(export_csv(columns), content_type="text/csv")
-        else:
-            body = export_parquet(columns)
-            response = HttpResponse(body, content_type="application/vnd.apache.parquet")
-        filename = export_filename(selection, kind)
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return selection_file(selection, run, kind).response()
 
 
 def _int_or_400(name: str, value: str) -> int:

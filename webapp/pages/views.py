@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 from urllib.parse import urlencode
 
-import numpy as np
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
@@ -14,14 +12,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HTMX_STOP_POLLING
-from PIL import Image
 
 from analysis.errors import InputError
-from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.measures.registry import MEASURES
-from analysis.probes.statistics import most_moved
 from webapp.access import check_editable, editable_workspace
-from webapp.catalog import uploads
+from webapp.catalog import images, uploads
 from webapp.catalog.models import (
     Checkpoint,
     Dataset,
@@ -40,15 +35,17 @@ from webapp.pages.forms import (
     ProbeForm,
     ProjectionForm,
 )
-from webapp.runs import explorer, exports
+from webapp.runs import drilldown, explorer, exports
 from webapp.runs.kinds import parameter_rows, parameters_in
 from webapp.runs.models import Run, Score, Selection
 from webapp.runs.queue import standing
 from webapp.runs.results import (
     comparison_matrix,
     compatibility_matrix,
+    measures_of_pair,
     model_matrix,
     probe_summary,
+    scores_with_cells,
     transformed_preview,
     transformed_texts,
 )
@@ -305,11 +302,12 @@ def sample_thumbnail(request, pk, index):
     dataset = _get(Dataset, request, pk)
     if dataset.thumbnails is None or not 0 <= index < dataset.n_samples:
         raise Http404("no such sample image")
-    with dataset.thumbnails.local_path() as path:
-        thumb = np.array(np.load(path, mmap_mode="r", allow_pickle=False)[index])
-    buffer = io.BytesIO()
-    Image.fromarray(thumb).save(buffer, format="PNG")
-    response = HttpResponse(buffer.getvalue(), content_type="image/png")
+    return _png(images.thumbnail(dataset, index))
+
+
+def _png(data: bytes) -> HttpResponse:
+    """A PNG from :mod:`webapp.catalog.images`; the same bytes for as long as the sample exists."""
+    response = HttpResponse(data, content_type="image/png")
     response["Cache-Control"] = "private, max-age=86400, immutable"
     return response
 
@@ -404,35 +402,6 @@ def cancel_run(request, pk):
     return redirect("run", pk=run.pk)
 
 
-def _with_cells(run: Run) -> list:
-    """The run's scores, each with ``row``/``col``: its cell in the layer × layer matrix."""
-    rows = {name: i for i, name in enumerate(run.params["layers_a"])}
-    cols = {name: j for j, name in enumerate(run.params["layers_b"])}
-    scores = list(run.scores.order_by("id"))
-    for score in scores:
-        score.row, score.col = rows[score.layer_a], cols[score.layer_b]
-    return scores
-
-
-def _measures_of_pair(run: Run) -> list[dict]:
-    """Every registered measure, with the run that computed it for the same pair, layers and
-    pooling if there is one."""
-    p = run.params
-    siblings = Run.objects.filter(
-        kind=Run.Kind.COMPARE,
-        checkpoint=run.checkpoint,
-        checkpoint_b=run.checkpoint_b,
-        dataset=run.dataset,
-    )
-    by_measure = {}
-    for sibling in siblings:
-        q = sibling.params
-        same = all(q[k] == p[k] for k in ("layers_a", "layers_b", "pooling"))
-        if same and q["measure"] not in by_measure:
-            by_measure[q["measure"]] = sibling
-    return [{"measure": m, "run": by_measure.get(m.id)} for m in MEASURES.values()]
-
-
 @login_required
 def comparison(request, pk):
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
@@ -442,13 +411,10 @@ def comparison(request, pk):
         "dependencies": run.depends_on.all(),
         "standing": standing(run),
         "matrix": comparison_matrix(run),
-        "scores": _with_cells(run),
-        "measures": _measures_of_pair(run),
+        "scores": scores_with_cells(run),
+        "measures": measures_of_pair(run),
     }
     return _poll(request, "pages/comparison.html", "result", context, run.is_terminal)
-
-
-EXTREME_SAMPLES = 12
 
 
 def _pair(request, pk, row, col) -> tuple[Run, str, str]:
@@ -460,46 +426,6 @@ def _pair(request, pk, row, col) -> tuple[Run, str, str]:
     return run, layers_a[row], layers_b[col]
 
 
-def _annotated(dataset: Dataset, values: np.ndarray, indices, key: str) -> list[dict]:
-    """Samples at ``indices`` with ``values[index]`` under ``key`` (for the sample grid)."""
-    samples = dataset.samples(indices)
-    for sample in samples:
-        sample[key] = float(values[sample["index"]])
-    return samples
-
-
-def _alignments_of_pair(run: Run, layer_a: str, layer_b: str) -> list[dict]:
-    """Every alignment method, with its run for this layer pair (same checkpoints, dataset and
-    pooling) if there is one; a finished one with its worst-aligned held-out samples."""
-    runs = Run.objects.filter(
-        kind=Run.Kind.ALIGN,
-        checkpoint=run.checkpoint,
-        checkpoint_b=run.checkpoint_b,
-        dataset=run.dataset,
-    ).select_related("alignment")
-    by_method = {}
-    for align in runs:
-        p = align.params
-        if (p["layer_a"], p["layer_b"], p["pooling"]) == (layer_a, layer_b, run.params["pooling"]):
-            by_method.setdefault(p["method"], align)
-    items = []
-    for method, name in ALIGNMENT_METHODS.items():
-        align = by_method.get(method)
-        item = {"method": method, "name": name, "run": align, "alignment": None}
-        if align is not None and align.state == Run.State.SUCCEEDED:
-            alignment = align.alignment
-            residuals = alignment.residuals.load_array()
-            held_out = np.flatnonzero(alignment.test_mask.load_array())
-            worst = held_out[np.argsort(residuals[held_out], kind="stable")[::-1]]
-            item.update(
-                alignment=alignment,
-                median_residual=float(np.median(residuals[held_out])),
-                worst=_annotated(run.dataset, residuals, worst[:EXTREME_SAMPLES], "value"),
-            )
-        items.append(item)
-    return items
-
-
 @login_required
 def comparison_pair(request, pk, row, col):
     """One cell of the matrix: its score with interval and baseline, the samples behind it
@@ -508,7 +434,7 @@ def comparison_pair(request, pk, row, col):
     score = get_object_or_404(
         run.scores.select_related("sample_agreement"), layer_a=layer_a, layer_b=layer_b
     )
-    alignments = _alignments_of_pair(run, layer_a, layer_b)
+    alignments = drilldown.alignments_of_pair(run, layer_a, layer_b)
     others = (
         Score.objects.filter(activation_a=score.activation_a, activation_b=score.activation_b)
         .exclude(pk=score.pk)
@@ -529,24 +455,7 @@ def comparison_pair(request, pk, row, col):
     if request.htmx:
         done = not context["alignments_active"]
         return _poll(request, "pages/pair.html", "alignments", context, done)
-    if score.sample_agreement is not None:
-        agreement = score.sample_agreement.load_array()
-        counts, edges = np.histogram(agreement, bins=10, range=(0.0, 1.0))
-        order = np.argsort(agreement, kind="stable")
-        context.update(
-            mean_agreement=float(agreement.mean()),
-            histogram=[
-                {
-                    "low": float(lo),
-                    "high": float(hi),
-                    "count": int(c),
-                    "height": 100 * int(c) / max(1, int(counts.max())),
-                }
-                for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
-            ],
-            least=_annotated(run.dataset, agreement, order[:EXTREME_SAMPLES], "value"),
-            most=_annotated(run.dataset, agreement, order[::-1][:EXTREME_SAMPLES], "value"),
-        )
+    context.update(drilldown.agreement(score, run.dataset))
     return render(request, "pages/pair.html", context)
 
 
@@ -575,18 +484,16 @@ def align_pair(request, pk, row, col):
 @login_required
 def comparison_csv(request, pk):
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
-    return _csv_download(f"comparison-{run.pk}.csv", exports.comparison_table, run)
+    return _run_csv(run, exports.comparison_table, f"comparison-{run.pk}.csv")
 
 
-def _csv_download(filename: str, table, run: Run) -> HttpResponse:
-    """The table a service makes of ``run``, as a CSV file; 404 while it has none."""
+def _run_csv(run: Run, table, name: str) -> HttpResponse:
+    """The table ``table`` (of :mod:`webapp.runs.exports`) makes of ``run``, as a CSV file named
+    ``name``; 404 while the run has no results."""
     try:
-        body = exports.csv_text(*table(run))
+        return exports.run_table(run, table, name).response()
     except InputError as err:
         raise Http404(str(err)) from None
-    response = HttpResponse(body, content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
 
 
 @login_required
@@ -646,43 +553,19 @@ def new_compatibility(request, slug):
     return _form_page(request, workspace, compatibility_form=form)
 
 
-FLIPS_SHOWN = 24
-
-
 @login_required
 def compatibility_page(request, pk):
     """C[i][j] for a series of checkpoints, the criteria of every (new, old) pair, AC and AM,
     and the queries each update breaks (negative flips)."""
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPATIBILITY)
     matrix = compatibility_matrix(run)
-    pairs = []
-    if matrix["result"]:
-        result, criterion = matrix["result"], run.params["criterion"]
-        full, names = result[criterion], result["names"]
-        queries = np.array(matrix["query_indices"])
-        for key, ecc in result["ecc"].items():
-            i, j = map(int, key.split(","))
-            flips = result["flips"].get(key, [])
-            pairs.append(
-                {
-                    "new": names[i],
-                    "old": names[j],
-                    "cross": full[i][j],
-                    "old_old": full[j][j],
-                    "new_new": full[i][i],
-                    "ecc": ecc,
-                    "gain": result["update_gain"][key],
-                    "n_flips": len(flips),
-                    "flips": run.dataset.samples(queries[flips[:FLIPS_SHOWN]]),
-                }
-            )
     context = {
         "run": run,
         "workspace": run.workspace,
         "dependencies": run.depends_on.select_related("checkpoint"),
         "standing": standing(run),
         "matrix": matrix,
-        "pairs": pairs,
+        "pairs": drilldown.compatibility_pairs(run, matrix),
     }
     return _poll(request, "pages/compatibility.html", "result", context, run.is_terminal)
 
@@ -690,13 +573,13 @@ def compatibility_page(request, pk):
 @login_required
 def compatibility_csv(request, pk):
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPATIBILITY)
-    return _csv_download(f"compatibility-{run.pk}.csv", exports.compatibility_table, run)
+    return _run_csv(run, exports.compatibility_table, f"compatibility-{run.pk}.csv")
 
 
 @login_required
 def alignment_csv(request, pk):
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.ALIGN)
-    return _csv_download(f"alignment-{run.pk}.csv", exports.alignment_table, run)
+    return _run_csv(run, exports.alignment_table, f"alignment-{run.pk}.csv")
 
 
 @login_required
@@ -755,36 +638,14 @@ def projection_page(request, pk):
         if run.state == Run.State.SUCCEEDED
         else None,
         "siblings": [s for s in siblings if s.params["layer"] == run.params["layer"]],
-        "mean_kept": _mean_kept(run),
-        "spectrum": _spectrum_polyline(run),
+        "mean_kept": explorer.mean_kept(run),
+        "spectrum": explorer.spectrum_polyline(run),
         "label_names": explorer.label_names(run.dataset),
         "colourings": _colourings(run) if run.state == Run.State.SUCCEEDED else [],
         "selections": _named_selections(run.dataset),
         "others": _other_projections(run),
     }
     return _poll(request, "pages/projection.html", "result", context, run.is_terminal)
-
-
-def _mean_kept(run: Run) -> float | None:
-    """The share of each sample's nearest neighbours the projection keeps, on average."""
-    if run.state != Run.State.SUCCEEDED:
-        return None
-    with run.projection.kept.memory_map() as kept:
-        return float(np.mean(kept))
-
-
-def _spectrum_polyline(run: Run, width: int = 300, height: int = 80) -> str:
-    """SVG polyline points of the layer's covariance spectrum, log scale, largest first."""
-    if run.state != Run.State.SUCCEEDED:
-        return ""
-    values = np.array(run.projection.geometry.get("spectrum", []))
-    values = np.log10(values[values > 0])
-    if len(values) < 2:
-        return ""
-    span = max(float(values.max() - values.min()), 1e-12)
-    xs = np.linspace(0, width, len(values))
-    ys = height - (values - values.min()) / span * height
-    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
 
 
 def _binary(data: bytes) -> HttpResponse:
@@ -799,8 +660,7 @@ def projection_coordinates(request, pk):
     run = _projection_run(request, pk)
     if run.state != Run.State.SUCCEEDED:
         raise Http404("this projection has no coordinates yet")
-    coordinates = run.projection.coordinates.load_array()
-    return _binary(np.ascontiguousarray(coordinates, dtype="<f4").tobytes())
+    return _binary(explorer.encode(run.projection.coordinates.load_array(), "float32"))
 
 
 @login_required
@@ -817,24 +677,14 @@ def projection_point(request, pk, index):
     run = _projection_run(request, pk)
     if run.state != Run.State.SUCCEEDED or not 0 <= index < run.dataset.n_samples:
         raise Http404("no such point")
-    projection = run.projection
-    with (
-        projection.neighbours.memory_map() as neighbours,
-        projection.neighbour_distances.memory_map() as distances,
-        projection.kept.memory_map() as kept,
-    ):
-        k = projection.knn_k
-        ids, far, share = neighbours[index, :k].tolist(), distances[index, :k], float(kept[index])
-    samples = run.dataset.samples([index, *ids])
-    for sample, distance in zip(samples[1:], far, strict=True):
-        sample["value"] = float(distance)
+    found = drilldown.neighbours(run, index)
     context = {
         "run": run,
-        "projection": projection,
-        "sample": samples[0],
-        "sample_list": samples[:1],
-        "neighbours": samples[1:],
-        "kept": round(share * projection.knn_k),
+        "projection": run.projection,
+        "sample": found["sample"],
+        "sample_list": [found["sample"]],
+        "neighbours": found["neighbours"],
+        "kept": found["kept"],
     }
     return render(request, "pages/projection.html#point", context)
 
@@ -969,14 +819,14 @@ def save_selection(request, pk):
 def selection_indices(request, pk):
     """uint32 little-endian indices of the selected samples, ascending."""
     selection = _selection(request, pk)
-    return _binary(explorer.encode(selection.indices.load_array().astype(np.uint32)))
+    return _binary(explorer.encode(selection.indices.load_array(), "uint32"))
 
 
 @login_required
 def selection_export(request, pk, extension):
     """The selected samples as CSV or Parquet: index, id, label, metadata, and their x, y in
     ``?projection=`` (default: the projection the selection was drawn on)."""
-    if extension not in ("csv", "parquet"):
+    if extension not in exports.SELECTION_TYPES:
         raise Http404("exports are .csv or .parquet")
     selection = _selection(request, pk)
     run = None
@@ -984,16 +834,7 @@ def selection_export(request, pk, extension):
         run = _finished_projection(request, _id(request.GET["projection"]))
         if run.dataset_id != selection.dataset_id:
             raise Http404("that projection is of another dataset")
-    columns = explorer.export_columns(selection, run)
-    if extension == "csv":
-        response = HttpResponse(explorer.export_csv(columns), content_type="text/csv")
-    else:
-        response = HttpResponse(
-            explorer.export_parquet(columns), content_type="application/vnd.apache.parquet"
-        )
-    filename = explorer.export_filename(selection, extension)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return exports.selection_file(selection, run, extension).response()
 
 
 def _projection_pair(request, pk, other) -> tuple[Run, Run]:
@@ -1065,7 +906,7 @@ def projection_pair_values(request, pk, other, what):
         values = explorer.pair_agreement(run_a, run_b, k)
     else:
         values = explorer.pair_displacement(run_a, run_b, k)
-    return _binary(explorer.encode(np.asarray(values, dtype=np.float32)))
+    return _binary(explorer.encode(values, "float32"))
 
 
 @login_required
@@ -1074,7 +915,7 @@ def projection_pair_aligned(request, pk, other):
     transform (float32 x, y interleaved), so the same sample sits in the same place."""
     run_a, run_b = _projection_pair(request, pk, other)
     coordinates, _ = explorer.aligned_coordinates(run_b, run_a)
-    return _binary(explorer.encode(np.asarray(coordinates, dtype=np.float32)))
+    return _binary(explorer.encode(coordinates, "float32"))
 
 
 def _probe_run(request, pk) -> Run:
@@ -1141,12 +982,7 @@ def probe_moved(request, pk):
     t = _id(request.GET.get("t")) if request.GET.get("t") else len(magnitudes) - 1
     if not (0 <= layer < len(layers) and 0 <= t < len(magnitudes)):
         raise Http404("no such layer or magnitude")
-    with row.per_sample.memory_map() as per_sample:
-        values = np.array(per_sample[layer, t])
-    indices = most_moved(values, 12)
-    samples = run.dataset.samples(indices)
-    for sample in samples:
-        sample["value"] = float(values[sample["index"]])
+    samples = drilldown.moved(run, row, layer, t)
     if run.dataset.modality == "text" and samples:
         transformed_texts(samples, row.family, magnitudes[t], run.params["seed"])
     context = {
@@ -1174,9 +1010,5 @@ def probe_sample(request, pk, index):
         raise Http404("no such sample or magnitude")
     if run.dataset.modality != "image":
         raise Http404("only image samples have previews")
-    image = transformed_preview(run.dataset, row.family, t, index, run.params["seed"])
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    response = HttpResponse(buffer.getvalue(), content_type="image/png")
-    response["Cache-Control"] = "private, max-age=86400, immutable"
-    return response
+    preview = transformed_preview(run.dataset, row.family, t, index, run.params["seed"])
+    return _png(images.png(preview))

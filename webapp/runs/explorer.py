@@ -1,5 +1,5 @@
 """What the explorer reads from stored projections, for the pages and the API alike: per-sample
-colourings, selections drawn on a projection, exports of a selection, and the comparison of two
+colourings, selections drawn on a projection, and the comparison of two
 projections of the same samples (neighbourhood agreement, displacement, aligned coordinates).
 
 Everything here is read-only arithmetic on stored blobs, cheap enough for a request (a few
@@ -9,8 +9,6 @@ neighbours in the original space) were computed by the projection run.
 
 from __future__ import annotations
 
-import io
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +23,6 @@ from analysis.explorer.selections import (
     similarity_align,
 )
 from webapp.catalog.models import Blob, Dataset
-from webapp.runs.exports import csv_text
 from webapp.runs.models import Alignment, ProbeResult, Run, Score, Selection
 
 NO_LABEL = 65535
@@ -191,8 +188,10 @@ def colouring_values(run: Run, key: str) -> tuple[Colouring, np.ndarray]:
     return colouring, blob.load_array().astype(np.float32)
 
 
-def encode(values: np.ndarray) -> bytes:
-    """Little-endian bytes of a colouring or index array, as the binary endpoints serve them."""
+def encode(values: np.ndarray, as_type: str | None = None) -> bytes:
+    """Little-endian bytes of a colouring, index or coordinate array, as the binary endpoints
+    serve them; ``as_type`` (a numpy type name such as ``"float32"``) converts it first."""
+    values = np.asarray(values, dtype=as_type)
     dtype = {"u": "<u", "i": "<i", "f": "<f"}[values.dtype.kind] + str(values.dtype.itemsize)
     return np.ascontiguousarray(values, dtype=dtype).tobytes()
 
@@ -287,45 +286,6 @@ def selection_summary(selection: Selection, limit: int = 24) -> dict:
     }
 
 
-def export_columns(selection: Selection, run: Run | None) -> dict[str, np.ndarray]:
-    """The columns of a selection's export: index, id, label, every metadata column, and x, y in
-    projection ``run`` (the one it was drawn on, unless another is given)."""
-    indices = selection.indices.load_array().astype(np.int64)
-    dataset = selection.dataset
-    columns = {"index": indices, "id": dataset.column("ids")[indices].astype(str)}
-    if dataset.column("y") is not None:
-        names = label_names(dataset)
-        columns["label"] = np.array([names[k] for k in label_codes(dataset)[indices]], dtype=str)
-    for name in dataset.metadata_columns:
-        values = dataset.column(f"meta:{name}")
-        if values is not None and values.ndim == 1:
-            columns[name if name not in columns else f"meta:{name}"] = values[indices]
-    run = run or selection.projection
-    if run is not None and run.state == Run.State.SUCCEEDED:
-        coordinates = run.projection.coordinates.load_array()[indices]
-        columns["x"], columns["y"] = coordinates[:, 0], coordinates[:, 1]
-    return columns
-
-
-def export_csv(columns: dict[str, np.ndarray]) -> str:
-    rows = zip(*(c.tolist() for c in columns.values()), strict=True)
-    return csv_text(list(columns), rows)
-
-
-def export_parquet(columns: dict[str, np.ndarray]) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out = io.BytesIO()
-    pq.write_table(pa.table({name: pa.array(values) for name, values in columns.items()}), out)
-    return out.getvalue()
-
-
-def export_filename(selection: Selection, extension: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", selection.name or f"selection-{selection.pk}")
-    return f"{stem.strip('-') or 'selection'}.{extension}"
-
-
 # Two projections of the same samples --------------------------------------------------------
 
 
@@ -384,3 +344,27 @@ def aligned_members(run: Run) -> list[Run]:
     """The projections an aligned-projections run made, one per space, in order."""
     members = Run.objects.filter(kind=Run.Kind.PROJECT, params__aligned=run.pk)
     return sorted(members.select_related("checkpoint"), key=lambda m: m.params["position"])
+
+
+def mean_kept(run: Run) -> float | None:
+    """The share of each sample's nearest neighbours finished projection ``run`` keeps, on
+    average (None until it has finished)."""
+    if run.state != Run.State.SUCCEEDED:
+        return None
+    with run.projection.kept.memory_map() as kept:
+        return float(np.mean(kept))
+
+
+def spectrum_polyline(run: Run, width: int = 300, height: int = 80) -> str:
+    """SVG polyline points of the layer's covariance spectrum, log scale, largest first ("" until
+    the projection has finished, or with fewer than two positive eigenvalues)."""
+    if run.state != Run.State.SUCCEEDED:
+        return ""
+    values = np.array(run.projection.geometry.get("spectrum", []))
+    values = np.log10(values[values > 0])
+    if len(values) < 2:
+        return ""
+    span = max(float(values.max() - values.min()), 1e-12)
+    xs = np.linspace(0, width, len(values))
+    ys = height - (values - values.min()) / span * height
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))

@@ -1,16 +1,23 @@
-"""Tables that leave the site as CSV: every export is a header and rows, written by
-:func:`csv_text` — one writer, which neutralises cells a spreadsheet would run as a formula."""
+"""Files that leave the site: every table is a header and rows, written by :func:`csv_text` —
+one writer, which neutralises cells a spreadsheet would run as a formula — and every download
+(a run's table, a selection's samples as CSV or Parquet) is a :class:`File`."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+from django.http import HttpResponse
 
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
-from webapp.runs.models import Run
+from webapp.runs.explorer import label_codes, label_names
+from webapp.runs.models import Run, Selection
 from webapp.runs.results import compatibility_matrix
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -35,6 +42,26 @@ def _inert(cell: Any) -> Any:
     if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
         return "'" + cell
     return cell
+
+
+@dataclass(frozen=True)
+class File:
+    """A download: its content, media type and file name."""
+
+    body: bytes | str
+    content_type: str
+    name: str
+
+    def response(self) -> HttpResponse:
+        response = HttpResponse(self.body, content_type=self.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{self.name}"'
+        return response
+
+
+def run_table(run: Run, table: Callable[[Run], Table], name: str) -> File:
+    """The table a function of this module makes of ``run``, as a CSV file (InputError while
+    the run has no results)."""
+    return File(csv_text(*table(run)), "text/csv", name)
 
 
 SCORE_COLUMNS = [
@@ -135,3 +162,55 @@ def alignment_table(run: Run) -> Table:
         for s in run.dataset.samples(range(len(residuals)))
     )
     return header, rows
+
+
+# A selection's samples ----------------------------------------------------------------------
+
+SELECTION_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
+
+def selection_file(selection: Selection, run: Run | None, extension: str) -> File:
+    """The selected samples as ``extension`` (a key of :data:`SELECTION_TYPES`): the columns of
+    :func:`selection_columns`."""
+    columns = selection_columns(selection, run)
+    body = _columns_csv(columns) if extension == "csv" else _columns_parquet(columns)
+    return File(body, SELECTION_TYPES[extension], _selection_name(selection, extension))
+
+
+def selection_columns(selection: Selection, run: Run | None) -> dict[str, np.ndarray]:
+    """The columns of a selection's export: index, id, label, every metadata column, and x, y in
+    projection ``run`` (the one it was drawn on, unless another is given)."""
+    indices = selection.indices.load_array().astype(np.int64)
+    dataset = selection.dataset
+    columns = {"index": indices, "id": dataset.column("ids")[indices].astype(str)}
+    if dataset.column("y") is not None:
+        names = label_names(dataset)
+        columns["label"] = np.array([names[k] for k in label_codes(dataset)[indices]], dtype=str)
+    for name in dataset.metadata_columns:
+        values = dataset.column(f"meta:{name}")
+        if values is not None and values.ndim == 1:
+            columns[name if name not in columns else f"meta:{name}"] = values[indices]
+    run = run or selection.projection
+    if run is not None and run.state == Run.State.SUCCEEDED:
+        coordinates = run.projection.coordinates.load_array()[indices]
+        columns["x"], columns["y"] = coordinates[:, 0], coordinates[:, 1]
+    return columns
+
+
+def _columns_csv(columns: dict[str, np.ndarray]) -> str:
+    rows = zip(*(c.tolist() for c in columns.values()), strict=True)
+    return csv_text(list(columns), rows)
+
+
+def _columns_parquet(columns: dict[str, np.ndarray]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(pa.table({name: pa.array(values) for name, values in columns.items()}), out)
+    return out.getvalue()
+
+
+def _selection_name(selection: Selection, extension: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", selection.name or f"selection-{selection.pk}")
+    return f"{stem.strip('-') or 'selection'}.{extension}"

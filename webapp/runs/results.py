@@ -26,6 +26,35 @@ def comparison_matrix(run: Run) -> dict:
     }
 
 
+def scores_with_cells(run: Run) -> list:
+    """The run's scores, each with ``row``/``col``: its cell in the layer × layer matrix."""
+    rows = {name: i for i, name in enumerate(run.params["layers_a"])}
+    cols = {name: j for j, name in enumerate(run.params["layers_b"])}
+    scores = list(run.scores.order_by("id"))
+    for score in scores:
+        score.row, score.col = rows[score.layer_a], cols[score.layer_b]
+    return scores
+
+
+def measures_of_pair(run: Run) -> list[dict]:
+    """Every registered measure, with the comparison run that computed it for the same pair of
+    checkpoints, dataset, layers and pooling as ``run`` if there is one."""
+    p = run.params
+    siblings = Run.objects.filter(
+        kind=Run.Kind.COMPARE,
+        checkpoint=run.checkpoint,
+        checkpoint_b=run.checkpoint_b,
+        dataset=run.dataset,
+    )
+    by_measure = {}
+    for sibling in siblings:
+        q = sibling.params
+        same = all(q[k] == p[k] for k in ("layers_a", "layers_b", "pooling"))
+        if same and q["measure"] not in by_measure:
+            by_measure[q["measure"]] = sibling
+    return [{"measure": m, "run": by_measure.get(m.id)} for m in MEASURES.values()]
+
+
 def model_matrix(run: Run) -> dict:
     """One layer of many checkpoints against each other, rows and columns in hierarchical
     order (similar checkpoints adjacent) once every cell is scored."""
@@ -251,11 +280,11 @@ def transformed_preview(dataset, family_key: str, t: float, index: int, seed: in
     per-sample randomness as in the run)."""
     import torch
 
-    from analysis.data.datasets import image_previews
+    from analysis.data.datasets import image_previews, npz_rows
     from analysis.probes.transforms import get_family
 
-    with dataset.arrays.open() as f, np.load(f, allow_pickle=False) as z:
-        x = np.ascontiguousarray(z["x"][index : index + 1], dtype=np.float32)
+    with dataset.arrays.open() as f:  # this sample's row only
+        x = np.ascontiguousarray(npz_rows(f, "x", [index]), dtype=np.float32)
     moved = get_family(family_key)(torch.from_numpy(x), t, seed=seed, indices=np.array([index]))
     return image_previews(moved.numpy())[0]
 
