@@ -157,7 +157,10 @@ WHITENOISE_USE_FINDERS = True
 
 # Uploads larger than this stream to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = None
+# A request's fields other than files (a form, a lasso's polygon) are read into memory up to
+# this size; a larger one is a 400. Files stream to disk; API chunks are capped on their own
+# (webapp.catalog.uploads.MAX_CHUNK_SIZE).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 REPLENS_MAX_UPLOAD_BYTES = env_int("REPLENS_MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1)
 REPLENS_ARCHIVE_MAX_FILES = env_int("REPLENS_ARCHIVE_MAX_FILES", 200_000, minimum=1)
 REPLENS_ARCHIVE_MAX_BYTES = env_int("REPLENS_ARCHIVE_MAX_BYTES", 4 * 1024**3, minimum=1)
@@ -206,6 +209,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "webapp.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "webapp.api.views.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "webapp.api.pagination.CappedLimitOffsetPagination",

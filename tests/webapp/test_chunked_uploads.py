@@ -6,6 +6,7 @@ own in the default storage until a worker checks the complete upload (its sha256
 from __future__ import annotations
 
 import hashlib
+import io
 
 import pytest
 from django.core.files.storage import default_storage
@@ -200,7 +201,7 @@ def test_a_chunk_stored_by_a_failed_request_is_replaced_when_sent_again(api, wor
     uid = declare(api, content).json()["id"]
     put(api, uid, content, 0, 4_999)
     upload = Upload.objects.get(pk=uid)
-    uploads.store_chunk(upload, 5_000, b"garbage from a request that failed" * 1000)
+    uploads.store_chunk(upload, 5_000, io.BytesIO(b"garbage from a request that failed" * 1000))
     assert api.get(f"/api/v1/uploads/{uid}/").json()["offset"] == 5_000
     send_rest = range(5_000, len(content), 7_000)
     for first in send_rest:

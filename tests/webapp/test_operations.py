@@ -237,7 +237,7 @@ def test_gc_deletes_uploads_abandoned_open_and_old_records(owner, workspace, iso
             len(content) * 2,
             hashlib.sha256(content * 2).hexdigest(),
         )
-        return uploads.append(upload, 0, content)
+        return uploads.append(upload, 0, io.BytesIO(content), len(content))
 
     before = stored_files(isolated_media)
     stale = upload_of(b"x" * 1000)

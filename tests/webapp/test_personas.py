@@ -272,7 +272,7 @@ def build_world() -> SimpleNamespace:
         hashlib.sha256(w.upload_bytes).hexdigest(),
         name="tiny",
     )
-    w.upload = uploads.append(w.upload, 0, w.upload_bytes)
+    w.upload = uploads.append(w.upload, 0, io.BytesIO(w.upload_bytes), len(w.upload_bytes))
     # And one a worker refused: listed with the reason until someone dismisses it.
     w.refused = Upload.objects.create(
         workspace=w.ws,
@@ -325,7 +325,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
 def _media(world):
     """Instead of tests/webapp's folder per test: the world's blobs stay where they are, and
     the upload's chunk is stored again (a test may have completed or aborted it)."""
-    uploads.store_chunk(world.upload, 0, world.upload_bytes)
+    uploads.store_chunk(world.upload, 0, io.BytesIO(world.upload_bytes))
 
 
 def ghost(model) -> Any:

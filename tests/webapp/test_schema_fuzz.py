@@ -17,6 +17,7 @@ bytes, contradictory bodies) are replayed one by one at the end and must stay fi
 
 from __future__ import annotations
 
+import io
 import zlib
 from datetime import timedelta
 
@@ -110,7 +111,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _media(world):
     """Instead of tests/webapp's folder per test: the world's blobs stay where they are."""
-    uploads.store_chunk(world.upload, 0, world.upload_bytes)
+    uploads.store_chunk(world.upload, 0, io.BytesIO(world.upload_bytes))
 
 
 @pytest.fixture(autouse=True)

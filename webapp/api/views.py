@@ -12,7 +12,6 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.generics import get_object_or_404  # a malformed id is a 404, not a 500
-from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -22,6 +21,7 @@ from analysis.measures.registry import MEASURES
 from analysis.probes.transforms import FAMILIES
 from webapp.access import editable, editable_workspace
 from webapp.api import serializers as s
+from webapp.api.parsers import BoundedJSONParser, ChunkParser
 from webapp.catalog import team, uploads
 from webapp.catalog.models import (
     ActivationSet,
@@ -156,6 +156,7 @@ def upload_state(upload: Upload) -> dict:
         "offset": upload.received,
         "size": upload.size,
         "chunk_size": uploads.CHUNK_SIZE,
+        "max_chunk_size": uploads.MAX_CHUNK_SIZE,
         "position": uploads.position(upload),
         "error": upload.error,
         "result": _catalog_item(result) if result is not None else None,
@@ -826,15 +827,6 @@ def _int_or_400(name: str, value: str) -> int:
     return int(value)
 
 
-class OctetStreamParser(BaseParser):
-    """A raw chunk of an upload."""
-
-    media_type = "application/octet-stream"
-
-    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
-        return stream.read() if stream is not None else b""
-
-
 class UploadViewSet(viewsets.GenericViewSet):
     """Chunked, resumable uploads of large checkpoints and datasets: declare the file, PUT
     its bytes in order with ``Content-Range``, GET the offset to resume after a dropped
@@ -842,7 +834,7 @@ class UploadViewSet(viewsets.GenericViewSet):
     upload until it is done or failed)."""
 
     serializer_class = s.UploadRequestSerializer
-    parser_classes = [JSONParser, OctetStreamParser]  # declarations; chunks
+    parser_classes = [BoundedJSONParser, ChunkParser]  # declarations; chunks
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
@@ -883,10 +875,13 @@ class UploadViewSet(viewsets.GenericViewSet):
         """Append the bytes ``a``…``b`` (``a`` must equal the offset; 409 says where to
         resume otherwise)."""
         upload = self.get_object()
-        data = request.data if isinstance(request.data, bytes) else b""
-        first = uploads.parse_range(request.headers.get("Content-Range"), len(data), upload.size)
+        data = request.data  # the chunk, spooled to a file (ChunkParser)
+        if not hasattr(data, "read"):
+            raise BadInput("a chunk is sent as application/octet-stream")
+        length = int(request.META["CONTENT_LENGTH"])
+        first = uploads.parse_range(request.headers.get("Content-Range"), length, upload.size)
         try:
-            upload = uploads.append(upload, first, data)
+            upload = uploads.append(upload, first, data, length)
         except uploads.OffsetMismatch as err:
             return Response(
                 {"detail": str(err), "offset": err.offset}, status=status.HTTP_409_CONFLICT

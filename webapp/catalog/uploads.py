@@ -33,7 +33,6 @@ from typing import IO
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import models, transaction
 from django.utils import timezone
@@ -47,7 +46,9 @@ from webapp.dispatch import wake_on_commit
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8 * 1024 * 1024
-"""The chunk size suggested to clients (any size up to the request size limit works)."""
+"""The chunk size suggested to clients (any size up to :data:`MAX_CHUNK_SIZE` works)."""
+MAX_CHUNK_SIZE = 64 * 1024 * 1024
+"""The largest chunk one request may carry (refused from its Content-Length, unread)."""
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
@@ -162,9 +163,10 @@ def parse_range(header: str, length: int, size: int) -> int:
     return first
 
 
-def append(upload: Upload, first: int, data: bytes) -> Upload:
-    """Store a chunk at ``first``, which must be where the received bytes end. The row lock
-    makes two concurrent senders of the same upload take turns."""
+def append(upload: Upload, first: int, data: IO[bytes], length: int) -> Upload:
+    """Store a chunk of ``length`` bytes (read from ``data``) at ``first``, which must be where
+    the received bytes end. The row lock makes two concurrent senders of the same upload take
+    turns."""
     with transaction.atomic():
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
         if upload.state != Upload.State.OPEN:
@@ -172,7 +174,7 @@ def append(upload: Upload, first: int, data: bytes) -> Upload:
         if first != upload.received:
             raise OffsetMismatch(upload, first)
         store_chunk(upload, first, data)
-        upload.received = first + len(data)
+        upload.received = first + length
         upload.save(update_fields=["received", "updated_at"])
     return upload
 
@@ -363,12 +365,12 @@ def abort(upload: Upload) -> None:
             upload.delete()
 
 
-def store_chunk(upload: Upload, first: int, data: bytes) -> None:
-    """Store the bytes received at ``first``, replacing a chunk left there by a request that
-    failed after storing it."""
+def store_chunk(upload: Upload, first: int, data: IO[bytes]) -> None:
+    """Store the bytes received at ``first`` (streamed from ``data``), replacing a chunk left
+    there by a request that failed after storing it."""
     key = upload.chunk_key(first)
     default_storage.delete(key)
-    saved = default_storage.save(key, ContentFile(data))
+    saved = default_storage.save(key, File(data))
     if saved != key:  # the storage renamed it: a concurrent writer, which the row lock forbids
         default_storage.delete(saved)
         raise RuntimeError(f"chunk {key} was stored as {saved}")

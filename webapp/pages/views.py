@@ -774,7 +774,7 @@ def projection_select(request, pk):
     try:
         polygon = json.loads(request.POST.get("polygon", ""))
         selection = explorer.select_in_polygon(request.user, run, polygon, aligned_to=reference)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return HttpResponse("polygon: a JSON list of [x, y] vertices is required", status=400)
     except InputError as err:
         return HttpResponse(str(err), status=400)
