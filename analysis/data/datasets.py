@@ -6,7 +6,7 @@ Formats:
   (n unique ids), ``label_names`` (one name per integer class); every other 1-D array of length
   n is a metadata column. Loaded with ``allow_pickle=False``.
 - ``.zip`` of images in class folders (``cat/001.png``). Images are converted to one mode
-  (grey unless some are colour) and resized to the first image's size.
+  (grey unless some are colour) and resized to their most common size, at most 256 px a side.
 - ``.csv`` with a header: ``id`` and ``label`` (or ``y``) columns are optional; numeric columns
   are the features; other columns are metadata. With a ``text`` column it is a text dataset:
   the texts are the samples and every other column is metadata.
@@ -19,15 +19,15 @@ Image arrays are stored as ``n × C × H × W`` float32 in [0, 1]; texts as ``n`
 from __future__ import annotations
 
 import csv
-import io
 import json
 import struct
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -67,11 +67,7 @@ class DatasetArrays:
             if self.x.ndim != 1:
                 raise InputError("a text dataset holds one text per sample")
         else:
-            if not np.issubdtype(self.x.dtype, np.number) and self.x.dtype != bool:
-                raise InputError(f"x must be numeric, got dtype {self.x.dtype}")
-            self.x = np.ascontiguousarray(self.x, dtype=np.float32)
-            if not np.isfinite(self.x).all():
-                raise InputError("x contains NaN or Inf values")
+            self.x = real_values(self.x, "x")
         if self.ids.shape != (n,):
             raise InputError(f"ids must be one per sample: {len(self.ids)} ids for {n} samples")
         self.ids = self.ids.astype(str)
@@ -93,7 +89,7 @@ class DatasetArrays:
                 raise InputError(f"{what} contain a NUL character")
         return self
 
-    def save(self, fileobj) -> None:
+    def save(self, fileobj: IO[bytes]) -> None:
         """Write the canonical ``.npz`` (no pickled objects)."""
         arrays = {"x": self.x, "ids": self.ids, "modality": np.array(self.modality)}
         if self.y is not None:
@@ -101,10 +97,11 @@ class DatasetArrays:
             arrays["label_names"] = np.array(self.label_names, dtype=str)
         for name, column in self.metadata.items():
             arrays[f"meta:{name}"] = column
-        np.savez(fileobj, **arrays)
+        # numpy's stubs fear a name could fill savez's allow_pickle; none of these is that name
+        np.savez(fileobj, **arrays)  # type: ignore[arg-type]
 
     @classmethod
-    def load(cls, fileobj) -> DatasetArrays:
+    def load(cls, fileobj: IO[bytes]) -> DatasetArrays:
         """Read a canonical ``.npz`` written by :meth:`save`."""
         with np.load(fileobj, allow_pickle=False) as z:
             return cls(
@@ -168,7 +165,7 @@ def check_dataset_name(filename: str) -> str:
     return suffix
 
 
-def read_dataset(path: str | Path, filename: str, max_files: int, max_bytes: int):
+def read_dataset(path: str | Path, filename: str, max_files: int, max_bytes: int) -> DatasetArrays:
     """Parse an uploaded dataset file by its extension into validated :class:`DatasetArrays`."""
     suffix = check_dataset_name(filename)
     if suffix == ".npz":
@@ -190,15 +187,59 @@ def _labels(raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
     raise InputError(f"labels must be integers or strings, got dtype {raw.dtype}")
 
 
+IMAGE_LAYOUTS = "n × H × W (grey), n × C × H × W or n × H × W × C with C = 1 or 3 (or RGBA)"
+MAX_IMAGE_SIDE = 256
+"""Images of a .zip are resized to their most common size, its longer side at most this."""
+MAX_IMAGE_PIXELS = 40_000_000
+"""The largest image (width × height) a .zip may hold: refused from its header, undecoded."""
+MAX_IMAGE_BYTES = 64 * 1024**2
+"""The largest image file a .zip may hold (uncompressed)."""
+MAX_IMAGE_VALUES = 2**28
+"""The most values n × C × H × W an image dataset may have (1 GiB as float32)."""
+
+
+def real_values(values: np.ndarray, what: str) -> np.ndarray:
+    """``values`` as contiguous float32, refused unless they are real, finite numbers: complex
+    numbers would lose their imaginary part, text or objects are no features, and NaN or an
+    infinity (or a number too large for float32) would poison every statistic."""
+    kind = values.dtype.kind
+    if kind == "c":
+        raise InputError(f"{what} holds complex numbers; only real numbers can be used")
+    if kind not in "biuf":
+        found = "text" if kind in "US" else "dates or times" if kind in "mM" else "other data"
+        raise InputError(f"{what} must hold numbers, not {found}")
+    with np.errstate(over="ignore"):  # a number too large becomes inf: refused below
+        out = np.ascontiguousarray(values, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise InputError(
+            f"{what} holds NaN or infinite values, or numbers too large for 32-bit floats "
+            "(over 3.4e38)"
+        )
+    return out
+
+
 def _image_layout(x: np.ndarray) -> np.ndarray:
-    """``n × H × W``, ``n × C × H × W`` or ``n × H × W × C`` → ``n × C × H × W`` in [0, 1]."""
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
+    """``n × H × W``, ``n × C × H × W`` or ``n × H × W × C`` (C = 1 or 3) → ``n × C × H × W``,
+    uint8 scaled to [0, 1]; any other layout is refused, as is one over MAX_IMAGE_VALUES."""
     if x.ndim == 3:
-        return x[:, None]
-    if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3, 4):
-        x = np.moveaxis(x[..., :3], -1, 1)
-    return x
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3, 4):
+        x = np.moveaxis(x[..., :3], -1, 1)  # channels last; RGBA's alpha dropped
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise InputError(
+            f"x has shape {x.shape}: an image dataset is {IMAGE_LAYOUTS}, and a vector "
+            "dataset is n × d"
+        )
+    _check_image_values(*x.shape)
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else real_values(x, "x")
+
+
+def _check_image_values(n: int, c: int, h: int, w: int) -> None:
+    if n * c * h * w > MAX_IMAGE_VALUES:
+        raise InputError(
+            f"the images come to {n} × {c} × {h} × {w} = {n * c * h * w:,} values, over the "
+            f"limit of {MAX_IMAGE_VALUES:,}: use fewer or smaller images"
+        )
 
 
 def read_npz(path: str | Path) -> DatasetArrays:
@@ -232,7 +273,8 @@ def read_npz(path: str | Path) -> DatasetArrays:
     if modality == "image":
         x = _image_layout(x)
     ids = arrays.pop("ids", np.array([str(i) for i in range(n)]))
-    y, names = (None, [])
+    y: np.ndarray | None = None
+    names: list[str] = []
     if "y" in arrays:
         y, names = _labels(arrays.pop("y"))
     if "label_names" in arrays:
@@ -249,47 +291,87 @@ def read_npz(path: str | Path) -> DatasetArrays:
 
 
 def read_image_zip(path: str | Path, max_files: int, max_bytes: int) -> DatasetArrays:
-    from PIL import Image, UnidentifiedImageError
+    """Images in class folders (``class_name/image.png``). Read entry by entry in two passes:
+    the headers first (each image's size, refused over MAX_IMAGE_BYTES or MAX_IMAGE_PIXELS),
+    then each image decoded alone and resized at once to the dataset's size — the most common
+    size among them, its longer side at most MAX_IMAGE_SIDE — so memory holds one image and
+    the result, never the archive's pixels."""
+    from collections import Counter
 
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise InputError(f"not a readable .zip archive: {err}") from None
+    except (zipfile.BadZipFile, OSError):
+        raise InputError("the file is not a readable .zip archive") from None
     with zf:
-        images = []
+        members, sizes, grey = [], [], True
         for m in zip_members(zf, max_files, max_bytes):
             p = PurePosixPath(m.filename)
             if p.name.startswith(".") or "__MACOSX" in p.parts:
                 continue
             if p.suffix.lower() not in IMAGE_SUFFIXES:
-                raise InputError(f"not an image file: {m.filename!r}")
+                raise InputError(f"{m.filename!r} is not an image file")
             if len(p.parts) < 2:
                 raise InputError(
                     f"{m.filename!r} is not in a class folder: use class_name/image.png"
                 )
-            try:
-                with zf.open(m) as f:
-                    img = Image.open(io.BytesIO(f.read()))
-                    img.load()
-            except (
-                UnidentifiedImageError,
-                Image.DecompressionBombError,
-                OSError,
-                zipfile.BadZipFile,
-                zlib.error,
-            ) as err:
-                raise InputError(f"cannot read image {m.filename!r}: {err}") from None
-            images.append((str(p.with_suffix("")), p.parts[-2], img))
-    if not images:
-        raise InputError("the archive holds no images")
-    mode = "L" if all(img.mode in ("1", "L", "LA", "I", "I;16") for _, _, img in images) else "RGB"
-    size = images[0][2].size
-    x = np.stack(
-        [np.asarray(img.convert(mode).resize(size), dtype=np.uint8) for _, _, img in images]
-    )
-    y, names = _labels(np.array([label for _, label, _ in images]))
-    ids = np.array([sample_id for sample_id, _, _ in images])
+            if m.file_size > MAX_IMAGE_BYTES:
+                raise InputError(
+                    f"{m.filename!r} is {m.file_size:,} bytes; an image may be at most "
+                    f"{MAX_IMAGE_BYTES:,}"
+                )
+            with _image(zf, m) as img:  # its header only
+                (width, height), mode = img.size, img.mode
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InputError(
+                    f"{m.filename!r} is {width} × {height} pixels; an image may have at most "
+                    f"{MAX_IMAGE_PIXELS:,}"
+                )
+            grey = grey and mode in ("1", "L", "LA", "I", "I;16")
+            members.append(m)
+            sizes.append((width, height))
+        if not members:
+            raise InputError("the archive holds no images")
+        (width, height), _ = Counter(sizes).most_common(1)[0]
+        scale = min(1.0, MAX_IMAGE_SIDE / max(width, height))
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        channels = 1 if grey else 3
+        _check_image_values(len(members), channels, size[1], size[0])
+        shape = (len(members), size[1], size[0]) + (() if grey else (3,))
+        x = np.empty(shape, dtype=np.uint8)
+        for i, m in enumerate(members):
+            with _image(zf, m) as img:
+                x[i] = np.asarray(img.convert("L" if grey else "RGB").resize(size))
+    paths = [PurePosixPath(m.filename) for m in members]
+    y, names = _labels(np.array([p.parts[-2] for p in paths]))
+    ids = np.array([str(p.with_suffix("")) for p in paths])
     return DatasetArrays(_image_layout(x), ids, "image", y, names).validate()
+
+
+@contextmanager
+def _image(zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> Iterator[Any]:
+    """The image ``member`` of ``zf``, opened lazily from the archive (decoded only when its
+    pixels are asked for); an unreadable one is refused by name."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with zf.open(member) as f, Image.open(f) as img:
+            yield img
+    except InputError:
+        raise
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+    ):
+        raise InputError(
+            f"{member.filename!r} is not an image this site can read (PNG, JPEG, BMP, GIF, "
+            "TIFF or WebP)"
+        ) from None
 
 
 def read_csv(path: str | Path) -> DatasetArrays:

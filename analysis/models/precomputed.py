@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from analysis.data.datasets import real_values
 from analysis.errors import InputError
 
 SUFFIXES = (".npy", ".npz", ".safetensors", ".parquet")
@@ -85,19 +86,14 @@ def _checked(found: Precomputed) -> Precomputed:
     for name, values in found.layers.items():
         if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
             raise InputError(f"layer {name!r} must be an n × d array, got shape {values.shape}")
-        if not np.issubdtype(values.dtype, np.number):
-            raise InputError(f"layer {name!r} must be numeric, got dtype {values.dtype}")
-        values = np.ascontiguousarray(values, dtype=np.float32)
-        if not np.isfinite(values).all():
-            raise InputError(f"layer {name!r} holds NaN or Inf values")
-        layers[name] = values
+        layers[name] = real_values(values, f"layer {name!r}")
     ids = None if found.ids is None else np.asarray(found.ids).astype(str)
     if ids is not None and ids.shape != (next(iter(counts.values())),):
         raise InputError(f"{len(ids)} sample ids for {next(iter(counts.values()))} rows")
     return Precomputed(layers, ids)
 
 
-def _load_npy(path) -> np.ndarray:
+def _load_npy(path: str | Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as err:
@@ -106,7 +102,7 @@ def _load_npy(path) -> np.ndarray:
         raise InputError(f"not a readable .npy array: {err}") from None
 
 
-def _read_npz(path) -> Precomputed:
+def _read_npz(path: str | Path) -> Precomputed:
     try:
         with np.load(path, allow_pickle=False) as z:
             if not isinstance(z, np.lib.npyio.NpzFile):
@@ -120,7 +116,7 @@ def _read_npz(path) -> Precomputed:
     return Precomputed(arrays, ids)
 
 
-def _read_safetensors(path) -> Precomputed:
+def _read_safetensors(path: str | Path) -> Precomputed:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -140,7 +136,7 @@ def _read_safetensors(path) -> Precomputed:
     return Precomputed(layers, None if ids is None else np.array(ids, dtype=str))
 
 
-def _read_parquet(path) -> Precomputed:
+def _read_parquet(path: str | Path) -> Precomputed:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -149,7 +145,8 @@ def _read_parquet(path) -> Precomputed:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise InputError(f"not a readable .parquet file: {err}") from None
-    layers, ids = {}, None
+    layers: dict[str, np.ndarray] = {}
+    ids: np.ndarray | None = None
     for name in table.column_names:
         column = table.column(name).combine_chunks()
         if name == "id":

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from analysis.data import datasets
 from analysis.data.datasets import (
     DatasetArrays,
     read_csv,
@@ -146,13 +147,15 @@ def test_npz_duplicate_ids(tmp_path):
 def test_npz_non_finite_x(bad, tmp_path):
     x = np.ones((3, 2))
     x[1, 1] = bad
-    assert "NaN or Inf" in _npz_error(tmp_path, x=x)
+    assert "NaN or infinite" in _npz_error(tmp_path, x=x)
 
 
 def test_npz_other_shape_errors(tmp_path):
     assert "one row per sample" in _npz_error(tmp_path, x=np.ones(5))
     assert "no samples" in _npz_error(tmp_path, x=np.ones((0, 3)))
-    assert "numeric" in _npz_error(tmp_path, x=np.array([["a", "b"], ["c", "d"]]))
+    assert "must hold numbers, not text" in _npz_error(
+        tmp_path, x=np.array([["a", "b"], ["c", "d"]])
+    )
     assert "one label per sample" in _npz_error(tmp_path, x=np.ones((3, 2)), y=np.arange(4))
     assert "ids" in _npz_error(tmp_path, x=np.ones((3, 2)), ids=np.array(["a", "b"]))
     assert "labels" in _npz_error(tmp_path, x=np.ones((3, 2)), y=np.array([0.5, 1.5, 2.5]))
@@ -215,7 +218,7 @@ def test_zip_mixed_sizes_and_modes(tmp_path):
     data = read_image_zip(path, **LIMITS)
     assert data.n == 5
     assert data.modality == "image"
-    assert data.x.shape == (5, 3, 6, 8)  # RGB, first image's size (W=8, H=6)
+    assert data.x.shape == (5, 3, 6, 8)  # RGB, the most common size (W=8, H=6)
     assert data.x.dtype == np.float32
     assert 0.0 <= data.x.min() and data.x.max() <= 1.0
     assert list(data.ids) == ["cat/a", "cat/b", "dog/c", "dog/d", "dog/e"]
@@ -296,7 +299,9 @@ def test_zip_image_outside_class_folder(tmp_path):
 
 def test_zip_undecodable_image(tmp_path):
     path = write_zip(tmp_path / "bad.zip", {"cat/a.png": b"not really a png"})
-    assert "cannot read image" in _zip_error(path)
+    assert _zip_error(path) == (
+        "'cat/a.png' is not an image this site can read (PNG, JPEG, BMP, GIF, TIFF or WebP)"
+    )
 
 
 def test_zip_without_images_and_not_a_zip(tmp_path):
@@ -338,6 +343,58 @@ def _png_header_only(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b""))
         + chunk(b"IEND", b"")
     )
+
+
+def test_npz_complex_x_is_refused_not_cut_to_its_real_part(tmp_path):
+    x = np.ones((3, 2), dtype=np.complex64) * (1 + 2j)
+    assert _npz_error(tmp_path, x=x) == "x holds complex numbers; only real numbers can be used"
+
+
+def test_npz_x_too_large_for_float32_is_refused(tmp_path):
+    assert "too large" in _npz_error(tmp_path, x=np.full((3, 2), 1e300))
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 1, 1, 1), (4, 2, 5, 5), (4, 5, 5, 7)])
+def test_npz_only_image_layouts_are_images(shape, tmp_path):
+    """Five dimensions, or four without 1 or 3 channels at either end, is no image layout."""
+    message = _npz_error(tmp_path, x=np.zeros(shape, dtype=np.uint8))
+    assert message.startswith(f"x has shape {shape}: an image dataset is n × H × W")
+
+
+def test_npz_images_over_the_value_cap_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "MAX_IMAGE_VALUES", 3 * 8 * 8 * 2)
+    message = _npz_error(tmp_path, x=np.zeros((3, 3, 8, 8), dtype=np.uint8))
+    assert message == (
+        "the images come to 3 × 3 × 8 × 8 = 576 values, over the limit of 384: "
+        "use fewer or smaller images"
+    )
+
+
+def test_zip_images_take_the_most_common_size_capped(tmp_path):
+    """One large image among many small ones no longer sets the size of all (the 6.4 KB zip
+    of issue 16 stored 43 MB): the most common size wins, its longer side at most 256."""
+    members = {"big/a.png": png((512, 512), "L", 10)}
+    members.update({f"small/{i}.png": png((8, 8), "L", 200) for i in range(40)})
+    data = read_image_zip(write_zip(tmp_path / "mixed.zip", members), **LIMITS)
+    assert data.x.shape == (41, 1, 8, 8)
+    alone = read_image_zip(
+        write_zip(tmp_path / "big.zip", {"big/a.png": png((600, 300), "RGB", (0, 0, 0))}),
+        **LIMITS,
+    )
+    assert alone.x.shape == (1, 3, 128, 256)  # W 600 → 256, H 300 → 128
+
+
+def test_zip_image_over_the_pixel_cap_is_refused_from_its_header(tmp_path):
+    path = write_zip(tmp_path / "wide.zip", {"cat/wide.png": _png_header_only(8000, 6000)})
+    assert _zip_error(path) == (
+        "'cat/wide.png' is 8000 × 6000 pixels; an image may have at most 40,000,000"
+    )
+
+
+def test_zip_image_file_over_the_byte_cap_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "MAX_IMAGE_BYTES", 100)
+    path = write_zip(tmp_path / "z.zip", {"cat/a.png": png((40, 40), "RGB", (1, 2, 3))})
+    assert _zip_error(path).endswith("an image may be at most 100")
 
 
 def test_zip_decompression_bomb_image(tmp_path):
@@ -398,7 +455,7 @@ def test_csv_other_errors(tmp_path):
     assert "header" in _csv_error(write_csv(tmp_path / "h.csv", "a,b\n"))
     assert "header" in _csv_error(write_csv(tmp_path / "e.csv", ""))
     assert "unique" in _csv_error(write_csv(tmp_path / "d.csv", "id,f\na,1\na,2\n"))
-    assert "NaN or Inf" in _csv_error(write_csv(tmp_path / "n.csv", "f,g\nnan,1\n2,3\n"))
+    assert "NaN or infinite" in _csv_error(write_csv(tmp_path / "n.csv", "f,g\nnan,1\n2,3\n"))
     big = "f\n" + "1" * 200_000 + "\n"
     assert "malformed" in _csv_error(write_csv(tmp_path / "big.csv", big))
 

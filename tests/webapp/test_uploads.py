@@ -342,7 +342,7 @@ BAD_DATASETS = {
     "zip-not-an-image": (
         "text.zip",
         lambda: b.zip_bytes({"cat/a.png": b"not a png"}),
-        "cannot read image",
+        "is not an image this site can read",
     ),
     "csv-ragged": ("ragged.csv", _ragged_csv, "line 3 has 3 fields; the header has 4"),
     "csv-no-numbers": (
