@@ -148,7 +148,9 @@ def project_aligned(
     return results
 
 
-def _aligned_umap(spaces, n_neighbors: int, min_dist: float, metric: str, seed: int):
+def _aligned_umap(
+    spaces: list[np.ndarray], n_neighbors: int, min_dist: float, metric: str, seed: int
+) -> tuple[list[Projection], str]:
     import umap
 
     n = len(spaces[0])
@@ -204,7 +206,9 @@ def _check_umap(n: int, n_neighbors: int, min_dist: float) -> None:
         raise InputError("min_dist must be between 0 and 1")
 
 
-def _umap(x, n_neighbors: int, min_dist: float, metric: str, seed: int, name: str):
+def _umap(
+    x: np.ndarray, n_neighbors: int, min_dist: float, metric: str, seed: int, name: str
+) -> Projection:
     import umap  # heavy (numba): imported where it is used
 
     _check_umap(len(x), n_neighbors, min_dist)
@@ -223,7 +227,7 @@ def _umap(x, n_neighbors: int, min_dist: float, metric: str, seed: int, name: st
     )
 
 
-def _tsne(x, perplexity: float, metric: str, seed: int, name: str):
+def _tsne(x: np.ndarray, perplexity: float, metric: str, seed: int, name: str) -> Projection:
     from sklearn import __version__ as sklearn_version
     from sklearn.manifold import TSNE
 

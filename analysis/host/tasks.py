@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
+from analysis.models.base import Model
 from analysis.models.checkpoints import describe as describe_model
 from analysis.models.checkpoints import load_checkpoint
 from analysis.models.extraction import extract_activations
@@ -16,7 +18,7 @@ from analysis.probes.engine import run_probe
 Progress = Callable[[float], None]
 
 
-def _model(params: dict, inputs: dict):
+def _model(params: dict, inputs: dict) -> Model | nn.Module:
     model_file: Path = inputs["model"]
     return load_checkpoint(
         model_file,

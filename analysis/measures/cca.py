@@ -28,6 +28,7 @@ Two hazards are handled explicitly:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
@@ -135,9 +136,14 @@ class MeanCCA(Measure):
     id = "cca/mean"
     name = "Mean CCA"
     reference = "Hotelling 1936; Raghu et al. 2017"
-    invariant_to = ("invertible linear", "orthogonal", "isotropic scaling", "translation")
+    invariant_to: tuple[str, ...] = (
+        "invertible linear",
+        "orthogonal",
+        "isotropic scaling",
+        "translation",
+    )
     min_samples = MIN_SAMPLES
-    parameters = (RANK_TOLERANCE,)
+    parameters: ClassVar[tuple[Parameter, ...]] = (RANK_TOLERANCE,)
 
     def __init__(self, rank_tolerance: float | None = None) -> None:
         self.rank_tolerance = rank_tolerance

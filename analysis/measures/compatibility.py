@@ -428,24 +428,27 @@ def compatibility(
         ]
 
     tables = {field: matrix(field) for field in CRITERIA}
-    c = tables[criterion]
-    ecc, update_gain, flips = {}, {}, {}
+    # M of the cells that exist; every model searches its own gallery, so (i, i) is one
+    c: dict[tuple[int, int], float] = {key: getattr(r, criterion) for key, r in results.items()}
+    ecc: dict[tuple[int, int], bool] = {}
+    update_gain: dict[tuple[int, int], float | None] = {}
+    flips: dict[tuple[int, int], np.ndarray] = {}
     for i in range(t):
         for j in range(i):
-            if c[i][j] is None:
+            if (i, j) not in c:
                 warnings.append(
                     f"{names[i]!r} (d={widths[i]}) and {names[j]!r} (d={widths[j]}) differ in "
                     "width: neither can search the other's gallery, so the pair is not compatible"
                 )
                 ecc[(i, j)], update_gain[(i, j)] = False, None
                 continue
-            ecc[(i, j)] = c[i][j] > c[j][j]
-            gain = c[i][i] - c[j][j]
-            update_gain[(i, j)] = (c[i][j] - c[j][j]) / gain if gain > 0 else None
+            ecc[(i, j)] = c[(i, j)] > c[(j, j)]
+            gain = c[(i, i)] - c[(j, j)]
+            update_gain[(i, j)] = (c[(i, j)] - c[(j, j)]) / gain if gain > 0 else None
             flips[(i, j)] = np.flatnonzero(
                 results[(j, j)].correct_top1 & ~results[(i, j)].correct_top1
             )
-    lower = [c[i][j] for i in range(t) for j in range(i + 1) if c[i][j] is not None]
+    lower = [c[(i, j)] for i in range(t) for j in range(i + 1) if (i, j) in c]
     if len(lower) < t * (t + 1) // 2:
         warnings.append(f"AM averages the {len(lower)} cells of the lower triangle that exist")
     return Compatibility(

@@ -36,8 +36,8 @@ class Measure:
     bounds: ClassVar[tuple[float, float] | None] = None  # true bounds, when wider than range
     larger_is_more_similar: ClassVar[bool] = True
     symmetric: ClassVar[bool] = True
-    metric: ClassVar[bool] = False
-    invariant_to: ClassVar[tuple[str, ...]] = ()
+    is_metric: ClassVar[bool] = False  # a distance that satisfies the triangle inequality
+    invariant_to: tuple[str, ...] = ()  # a measure's parameters may change it
     min_samples: ClassVar[int] = 4
     # False where resampling with replacement is meaningless (duplicated samples are each
     # other's nearest neighbours): such measures get no bootstrap interval.
@@ -110,13 +110,13 @@ class Measure:
             "range": list(self.range),
             "larger_is_more_similar": self.larger_is_more_similar,
             "symmetric": self.symmetric,
-            "metric": self.metric,
+            "metric": self.is_metric,
             "invariant_to": list(self.invariant_to),
             "parameters": [p.describe() for p in self.parameters],
         }
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -160,6 +160,8 @@ class PairResult:
     def warnings(self) -> list[str]:
         if self.refusal:
             return [self.refusal]
+        if self.baseline is None:
+            return []
         similar = (
             self.baseline >= self.warn_at
             if self.larger_is_more_similar
@@ -218,7 +220,7 @@ def compare_layers(
         if progress:
             progress(done / total)
 
-    values = {}
+    values: dict[tuple[str, str], float] = {}
     refusals = {
         (name_a, name_b): refused_a.get(name_a) or refused_b[name_b]
         for name_a, _ in layers_a
@@ -248,7 +250,9 @@ def compare_layers(
     if measure.exact_baseline:
         moments = {(a, b): measure.permutation_moments(by_a[a], by_b[b]) for a, b in values}
     else:
-        moments = {key: (np.mean(draws), np.std(draws)) for key, draws in shuffled.items()}
+        moments = {
+            key: (float(np.mean(draws)), float(np.std(draws))) for key, draws in shuffled.items()
+        }
     results = {
         (name_a, name_b): PairResult(
             value=value,
@@ -279,7 +283,9 @@ def compare_layers(
     return {(a, b): results[(a, b)] for a, _ in layers_a for b, _ in layers_b}
 
 
-def _prepare_each(measure: Measure, layers: Layers, refused: dict[str, str]) -> list:
+def _prepare_each(
+    measure: Measure, layers: Layers, refused: dict[str, str]
+) -> list[tuple[str, Any]]:
     """``(name, prepared)`` of each layer the measure accepts; the others' reasons go to
     ``refused``."""
     prepared = []
@@ -291,7 +297,14 @@ def _prepare_each(measure: Measure, layers: Layers, refused: dict[str, str]) -> 
     return prepared
 
 
-def _bootstrap(measure, prepared_a, prepared_b, resamples, results, step) -> None:
+def _bootstrap(
+    measure: Measure,
+    prepared_a: list[tuple[str, Any]],
+    prepared_b: list[tuple[str, Any]],
+    resamples: list[np.ndarray],
+    results: dict[tuple[str, str], PairResult],
+    step: Callable[[], None],
+) -> None:
     """95 % intervals from bootstrap resamples of the samples; each resample prepares every
     layer once and scores every pair.
 
@@ -299,9 +312,8 @@ def _bootstrap(measure, prepared_a, prepared_b, resamples, results, step) -> Non
     linear CKA upwards, so the percentile interval is shifted by the bootstrap estimate of
     the bias (mean of the draws minus the estimate) and clipped to the measure's bounds.
     """
-    draws: dict[tuple[str, str], list[float]] = {
-        key: [] for key, result in results.items() if result.value is not None
-    }
+    estimates = {key: result.value for key, result in results.items() if result.value is not None}
+    draws: dict[tuple[str, str], list[float]] = {key: [] for key in estimates}
     for idx in resamples:
         try:
             side_a = [(name, measure.prepare(measure.rows(p)[idx], name)) for name, p in prepared_a]
@@ -319,7 +331,7 @@ def _bootstrap(measure, prepared_a, prepared_b, resamples, results, step) -> Non
         if len(values) < 2:
             continue
         result = results[key]
-        bias = float(np.mean(values)) - result.value
+        bias = float(np.mean(values)) - estimates[key]
         q_low, q_high = np.percentile(values, [2.5, 97.5]) - bias
         result.ci_low = float(np.clip(q_low, low, high))
         result.ci_high = float(np.clip(q_high, low, high))

@@ -26,7 +26,6 @@ the per-sample agreements behind the global score instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -206,14 +205,13 @@ class PreparedKNN:
 class _KNNAgreement(Measure):
     reference = "Huh et al. 2024"
     supports_bootstrap: ClassVar[bool] = False  # see the module docstring
-    agreement: ClassVar[Callable[[np.ndarray, np.ndarray], np.ndarray]]
 
     parameters = (
         Parameter("k", "int", 10, "neighbours of each sample", minimum=1, maximum=1000),
         Parameter("metric", "choice", "cosine", "distance between samples", choices=METRICS),
     )
 
-    def __init__(self, k: int = 10, metric: str = "cosine"):
+    def __init__(self, k: int = 10, metric: str = "cosine") -> None:
         if metric not in METRICS:
             raise InputError(f"unknown kNN metric {metric!r}: use 'cosine' or 'euclidean'")
         _check_k(k)
@@ -237,6 +235,11 @@ class _KNNAgreement(Measure):
         inverse = np.empty_like(perm)
         inverse[perm] = np.arange(perm.size)
         return PreparedKNN(prepared.data[perm], inverse[prepared.neighbours[perm]])
+
+    @staticmethod
+    def agreement(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+        """(n,) agreement of two neighbour lists, sample by sample."""
+        raise NotImplementedError
 
     def per_sample(self, a: PreparedKNN, b: PreparedKNN) -> np.ndarray:
         """(n,) agreement of each sample's neighbourhoods; the score is its mean."""

@@ -78,7 +78,9 @@ def prepare(x: np.ndarray, name: str = "activations") -> PreparedShape:
         return PreparedShape(centred, reduced=False)
     # X = RᵀQᵀ from the QR of Xᵀ: Rᵀ (n × n) has X's Gram matrix, so it differs from X by an
     # orthogonal map of the columns, to which every distance here is blind.
-    return PreparedShape(np.linalg.qr(centred.T, mode="r").T, reduced=True)
+    # numpy's stubs type every mode as QRResult; mode="r" returns R alone.
+    r_factor: np.ndarray = np.linalg.qr(centred.T, mode="r")  # type: ignore[assignment]
+    return PreparedShape(r_factor.T, reduced=True)
 
 
 def nuclear_similarity(a: PreparedShape, b: PreparedShape) -> float:
@@ -145,7 +147,7 @@ def orthogonal_procrustes_map(
 class _ProcrustesDistance(Measure):
     reference = "Williams et al. 2021"
     larger_is_more_similar = False
-    metric = True
+    is_metric = True
     invariant_to = ("orthogonal", "permutation of units", "isotropic scaling", "translation")
     min_samples = MIN_SAMPLES
 

@@ -166,7 +166,7 @@ class RSA(Measure):
     name = "RSA (correlation distance, Spearman)"
     reference = "Kriegeskorte et al. 2008"
     range = (-1.0, 1.0)
-    invariant_to = ("permutation of units", "isotropic scaling")
+    invariant_to: tuple[str, ...] = ("permutation of units", "isotropic scaling")
     min_samples = MIN_SAMPLES
     rdm_metric: ClassVar[str] = "correlation"
 

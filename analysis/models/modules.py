@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeGuard, cast
 
 import torch
 from torch import nn
@@ -18,8 +20,14 @@ def as_model(model: Model | nn.Module) -> Model:
     return model if isinstance(model, Model) else TorchModel(model)
 
 
-def is_torchscript(module: nn.Module) -> bool:
+def is_torchscript(module: nn.Module) -> TypeGuard[torch.jit.ScriptModule]:
     return isinstance(module, torch.jit.ScriptModule)
+
+
+def _forward_graph(module: torch.jit.ScriptModule) -> torch.Graph:
+    """The graph of a TorchScript module's ``forward`` (a ScriptMethod, which torch's stubs
+    type as any callable)."""
+    return cast("torch._C.ScriptMethod[..., Any]", module.forward).graph
 
 
 class TorchModel(Model):
@@ -63,7 +71,7 @@ class TorchModel(Model):
         """Eager: every submodule. TorchScript: the top-level blocks called once, directly, in
         the scripted ``forward``."""
         if is_torchscript(self.module):
-            names = list(_script_block_calls(self.module.forward.graph))
+            names = list(_script_block_calls(_forward_graph(self.module)))
         else:
             names = [name for name, _ in self.module.named_modules() if name]
         return [*names, OUTPUT]
@@ -87,8 +95,8 @@ class TorchModel(Model):
         def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
             captured: dict[str, torch.Tensor] = {}
 
-            def hook_for(name: str):
-                def hook(_module, _inputs, output):
+            def hook_for(name: str) -> Callable[[nn.Module, Any, Any], None]:
+                def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
                     captured[name] = output
 
                 return hook
@@ -107,14 +115,14 @@ class TorchModel(Model):
 
     def _output_is_a_block(self) -> bool:
         if is_torchscript(self.module):
-            graph = self.module.forward.graph
+            graph = _forward_graph(self.module)
             returned = graph.return_node().inputsAt(0)
             return any(value == returned for value in _script_block_calls(graph).values())
         return isinstance(self.module, nn.Sequential) and len(self.module) > 0
 
 
 def _type_name(module: nn.Module) -> str:
-    return module.original_name if is_torchscript(module) else type(module).__name__
+    return str(module.original_name) if is_torchscript(module) else type(module).__name__
 
 
 def _script_block_calls(graph: torch.Graph) -> dict[str, torch.Value]:
@@ -124,7 +132,8 @@ def _script_block_calls(graph: torch.Graph) -> dict[str, torch.Value]:
     self_value = next(iter(graph.inputs()))
     top = set(graph.nodes())
     calls: dict[str, list[torch.Node]] = {}
-    for node in graph.findAllNodes("prim::CallMethod", recurse=True):
+    # torch's stubs give findAllNodes to Node only; Graph has it too
+    for node in graph.findAllNodes("prim::CallMethod", recurse=True):  # type: ignore[attr-defined]
         owner = node.inputsAt(0).node()
         if (
             node.s("name") == "forward"
@@ -151,7 +160,7 @@ class ScriptCapture:
     layers: list[str]
 
     def __post_init__(self) -> None:
-        graph = self.model.forward.graph.copy()
+        graph = _forward_graph(self.model).copy()
         calls = _script_block_calls(graph)
         missing = [name for name in self.layers if name != OUTPUT and name not in calls]
         if missing:

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from analysis.errors import InputError
-from analysis.models.base import OUTPUT, Model
+from analysis.models.base import OUTPUT, Model, Recorder
 from analysis.models.extraction import (
     batch_of,
     check_inputs,
@@ -72,7 +73,7 @@ class FamilyProbe:
     identity_r2: list[list[float | None]]
     shuffled_r2: list[list[float | None]]
     structured_error: list[list[float | None]]
-    lie_derivative: list[float] | None  # [layer]; continuous families only
+    lie_derivative: list[float | None] | None  # [layer]; continuous families only
     transform_r2: list[float | None]  # [layer]; None with fewer than two magnitudes
     consistency: list[float | None]  # [magnitude]; share of samples whose top class holds
     per_sample: np.ndarray = field(repr=False)  # float32 (layers, magnitudes, n) invariance
@@ -113,7 +114,8 @@ def run_probe(
     check_inputs(model, x)
     model = as_model(model).to(device).eval()
     has_output = OUTPUT in model.capturable_layers()
-    engine = _Engine(model, x, layers, pooling, seed, batch_size, device, has_output)
+    record = model.recorder(_captured(layers, has_output), pooling)
+    engine = _Engine(model, x, layers, pooling, seed, batch_size, device, has_output, record)
     passes = 1 + sum(len(m) + (2 if get_family(k).continuous else 0) for k, m in families.items())
     done = 0
 
@@ -123,7 +125,6 @@ def run_probe(
         if progress:
             progress(done / passes)
 
-    engine.record = model.recorder(engine.captured, pooling)
     with torch.inference_mode(), full_precision():
         logits_x = engine.outputs(lambda batch, idx: batch).get(OUTPUT)
         step()
@@ -143,20 +144,24 @@ class _Engine:
     seed: int
     batch_size: int
     device: torch.device
-    has_output: bool = True  # False for models without one (Hugging Face text encoders)
-    record: Callable | None = None
+    has_output: bool  # False for models without one (Hugging Face text encoders)
+    record: Recorder  # the captured layers' outputs of one batch
     map_layers: set[str] | None = None  # probed layers whose outputs are N × C × H × W
 
     @property
     def captured(self) -> list[str]:
-        """The probed layers and the model's output (for prediction consistency)."""
-        return list(dict.fromkeys([*self.layers, *([OUTPUT] if self.has_output else [])]))
+        return _captured(self.layers, self.has_output)
 
-    def outputs(self, transform, rows: np.ndarray | None = None, raw: bool = False) -> dict:
+    def outputs(
+        self,
+        transform: Callable[[Any, np.ndarray], Any],
+        rows: np.ndarray | None = None,
+        raw: bool = False,
+    ) -> dict[str, np.ndarray]:
         """Each captured layer's pooled activations (or raw outputs) of the transformed rows
         (all samples by default), as float32 arrays."""
         rows = np.arange(len(self.x)) if rows is None else rows
-        out: dict[str, list] = {name: [] for name in self.captured}
+        out: dict[str, list[np.ndarray]] = {name: [] for name in self.captured}
         for start in range(0, len(rows), self.batch_size):
             idx = rows[start : start + self.batch_size]
             batch = to_device(transform(batch_of(self.x, idx), idx), self.device)
@@ -173,7 +178,19 @@ class _Engine:
         return bool(self.map_layers)
 
 
-def _probe_family(engine, family: Family, magnitudes, stored, logits_x, step) -> FamilyProbe:
+def _captured(layers: list[str], has_output: bool) -> list[str]:
+    """The probed layers and the model's output (for prediction consistency)."""
+    return list(dict.fromkeys([*layers, *([OUTPUT] if has_output else [])]))
+
+
+def _probe_family(
+    engine: _Engine,
+    family: Family,
+    magnitudes: list[float],
+    stored: dict[str, np.ndarray],
+    logits_x: np.ndarray | None,
+    step: Callable[[], None],
+) -> FamilyProbe:
     layers, seed, n = engine.layers, engine.seed, len(engine.x)
     rng = np.random.default_rng(seed)
     predict_rows = np.sort(rng.permutation(n)[:PREDICTION_SAMPLES])
@@ -182,14 +199,16 @@ def _probe_family(engine, family: Family, magnitudes, stored, logits_x, step) ->
     warnings: list[str] = []
     measure = _Guard(warnings)
     shape = (len(layers), len(magnitudes))
-    stats = {key: [[None] * shape[1] for _ in layers] for key in STATISTICS}
+    stats: dict[str, list[list[float | None]]] = {
+        key: [[None] * shape[1] for _ in layers] for key in STATISTICS
+    }
     per_sample = np.full((*shape, n), np.nan, dtype=np.float32)
-    consistency = []
+    consistency: list[float | None] = []
     fgx_subset: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     raw_x = None
     for j, t in enumerate(magnitudes):
 
-        def transform(batch, idx, t=t):
+        def transform(batch: Any, idx: np.ndarray, t: float = t) -> Any:
             return family(batch, t, seed=seed, indices=idx)
 
         fgx = engine.outputs(transform)
@@ -215,7 +234,7 @@ def _probe_family(engine, family: Family, magnitudes, stored, logits_x, step) ->
                 if expected is not None:
                     error = structured_equivariance(raw_gx[layer], expected)
                     stats["structured_error"][i][j] = error.score
-    lie = None
+    lie: list[float | None] | None = None
     if family.continuous:
         h = lie_step(family, magnitudes)
         plus = engine.outputs(lambda batch, idx: family(batch, h, seed=seed, indices=idx))
@@ -228,7 +247,7 @@ def _probe_family(engine, family: Family, magnitudes, stored, logits_x, step) ->
         step()
         lies = [measure(k, lie_derivative, plus[k], minus[k], span, fx[k]) for k in layers]
         lie = [None if v is None else v.score for v in lies]
-    transform_r2 = [None] * len(layers)
+    transform_r2: list[float | None] = [None] * len(layers)
     if len([t for t in magnitudes if t != 0]) >= 2:
         for i, layer in enumerate(layers):
             before = [fx[layer][predict_rows]] * len(magnitudes)
@@ -249,6 +268,9 @@ def _probe_family(engine, family: Family, magnitudes, stored, logits_x, step) ->
     )
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 STATISTICS = ("invariance", "equivariance_r2", "identity_r2", "shuffled_r2", "structured_error")
 LEARNED = {"equivariance_r2": "r2", "identity_r2": "r2_identity", "shuffled_r2": "r2_shuffled"}
 
@@ -260,7 +282,9 @@ class _Guard:
 
     warnings: list[str]
 
-    def __call__(self, where: str, statistic, *args, **kwargs):
+    def __call__(
+        self, where: str, statistic: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R | None:
         try:
             return statistic(*args, **kwargs)
         except InputError as err:
@@ -270,7 +294,9 @@ class _Guard:
             return None
 
 
-def _induced(family: Family, t: float, maps: np.ndarray, input_shape) -> np.ndarray | None:
+def _induced(
+    family: Family, t: float, maps: np.ndarray, input_shape: tuple[int, ...]
+) -> np.ndarray | None:
     """The family's induced action on a layer's raw outputs of the untransformed samples, or
     None where it has none (not a feature map, a shift that is not a multiple of the stride)."""
     if maps.ndim != 4 or len(input_shape) != 4 or input_shape[-1] % maps.shape[-1]:

@@ -164,7 +164,11 @@ class Family:
     apply: Apply = field(repr=False, compare=False)
 
     def __call__(
-        self, x: Batch, t: float, seed: int = 0, indices: Sequence[int] | None = None
+        self,
+        x: Batch,
+        t: float,
+        seed: int = 0,
+        indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
     ) -> Batch:
         """g_t applied to the batch ``x``: a new batch of the same type, shape and dtype.
 
@@ -174,10 +178,10 @@ class Family:
         t = _check_magnitude(self, t)
         x = _check_batch(self, x)
         seed = _check_seed(seed)
-        indices = _check_indices(indices, len(x))
+        rows = _check_indices(indices, len(x))
         if t == 0 or len(x) == 0:
             return _copy(x)
-        return self.apply(x, t, _Draws(self.key, seed, indices))
+        return self.apply(x, t, _Draws(self.key, seed, rows))
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,7 +242,7 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
-def _check_indices(indices: Sequence[int] | None, n: int) -> np.ndarray:
+def _check_indices(indices: Sequence[int] | np.ndarray | torch.Tensor | None, n: int) -> np.ndarray:
     if indices is None:
         return np.arange(n)
     if isinstance(indices, torch.Tensor):

@@ -200,6 +200,9 @@ def test_declared_properties():
         assert described["larger_is_more_similar"] is True and described["symmetric"] is True
         assert (measure.k, measure.metric) == (10, "cosine")
         assert measure.supports_bootstrap is False
+        # The kNN parameter named metric is not the measure's being a metric (it is not one).
+        assert described["metric"] is False
+        assert described["parameters"][1]["name"] == "metric"
 
 
 # --- permutations and the engine ------------------------------------------------------------
