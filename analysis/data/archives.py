@@ -12,6 +12,7 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from analysis.errors import InputError
 
@@ -95,15 +96,17 @@ def unpack(path: str | Path, filename: str, target: Path, max_files: int, max_by
             with tarfile.open(path, "r:*") as tf:
                 infos = tf.getmembers()
                 check_members([_tar_member(i) for i in infos], max_files, max_bytes)
-                for info in infos:
-                    if info.isfile():
-                        with tf.extractfile(info) as src:
-                            _write(src, target / info.name, budget)
+                for member in infos:
+                    # extractfile gives None for what is not a regular file.
+                    extracted = tf.extractfile(member) if member.isfile() else None
+                    if extracted is not None:
+                        with extracted:
+                            _write(extracted, target / member.name, budget)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
         raise InputError(f"not a readable {suffix} archive: {err}") from None
 
 
-def _write(src, dest: Path, budget: list[int]) -> None:
+def _write(src: IO[bytes], dest: Path, budget: list[int]) -> None:
     """Copy ``src`` to ``dest``, counting against the bytes left in ``budget``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "wb") as out:

@@ -34,10 +34,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def run_in_host(
     live with (the resident-memory watch stays)."""
     workdir = Path(tempfile.mkdtemp(prefix="replens-host-"))
     try:
-        names = {}
+        names: dict[str, str] = {}
         for name, value in inputs.items():
             if isinstance(value, np.ndarray):
                 names[name] = f"in-{len(names)}.npy"
@@ -151,6 +152,9 @@ class _Zygote:
             start_new_session=True,
             bufsize=0,  # unbuffered: ``select`` on its output sees every answer
         )
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None  # both are pipes
+        self.stdin, self.stdout = stdin, stdout
 
     def fork(self, workdir: Path) -> int:
         """Start a host for ``workdir``; its process id."""
@@ -162,11 +166,11 @@ class _Zygote:
         return int(self._receive())
 
     def _send(self, line: str) -> None:
-        self.process.stdin.write(f"{line}\n".encode())
-        self.process.stdin.flush()
+        self.stdin.write(f"{line}\n".encode())
+        self.stdin.flush()
 
     def _receive(self) -> str:
-        line = self.process.stdout.readline()
+        line = self.stdout.readline()
         if not line:
             raise HostFailure("the model host's launcher stopped; please try again")
         return line.decode().strip()
@@ -182,7 +186,7 @@ _idle_lock = threading.Lock()
 
 
 @contextmanager
-def _zygote():
+def _zygote() -> Iterator[_Zygote]:
     """A zygote of this process for one task at a time (a second thread gets its own)."""
     with _idle_lock:
         zygote = _idle.pop() if _idle else None
@@ -200,7 +204,12 @@ def _zygote():
             zygote.stop()
 
 
-def _supervise(workdir, limits, progress, check) -> tuple[dict, dict[str, np.ndarray]]:
+def _supervise(
+    workdir: Path,
+    limits: Limits,
+    progress: Callable[[float], None] | None,
+    check: Callable[[], None] | None,
+) -> tuple[dict, dict[str, np.ndarray]]:
     fifo = workdir / "progress"
     os.mkfifo(fifo, 0o600)
     # Read and write ends held here, so the channel never reports an end of file: the host's
@@ -208,10 +217,10 @@ def _supervise(workdir, limits, progress, check) -> tuple[dict, dict[str, np.nda
     channel = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
     with _zygote() as zygote:
         pid = zygote.fork(workdir)
-        done = zygote.process.stdout
+        done = zygote.stdout
         started = last_progress = last_check = time.monotonic()
         buffer = b""
-        code = None
+        code: int | None = None
         try:
             while code is None:
                 readable = _wait_readable([channel, done], CHECK_EVERY_S)
@@ -252,7 +261,7 @@ def _supervise(workdir, limits, progress, check) -> tuple[dict, dict[str, np.nda
     return _outcome(workdir, code, limits)
 
 
-def _wait_readable(sources: list, timeout: float) -> list:
+def _wait_readable(sources: list[int | IO[bytes]], timeout: float) -> list[Any]:
     readable, _, _ = select.select(sources, [], [], timeout)
     return readable
 
@@ -382,7 +391,7 @@ def _host_main(workdir: Path, zygote: int) -> None:
         module_name, _, function_name = request["task"].partition(":")
         module = importlib.import_module(module_name)
         result, arrays = getattr(module, function_name)(request["params"], inputs, report)
-        files = {}
+        files: dict[str, str] = {}
         for name, array in arrays.items():
             files[name] = f"out-{len(files)}.npy"
             np.save(workdir / files[name], np.asarray(array), allow_pickle=False)

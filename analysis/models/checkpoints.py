@@ -33,9 +33,14 @@ MODEL_FORMATS = FORMATS[:-1]
 
 
 def load_checkpoint(
-    path: str | Path, fmt: str, architecture: str = "", filename: str = "", limits=None
-) -> Model:
-    """Load a checkpoint file as an eval-mode model on the CPU. ``filename`` names the
+    path: str | Path,
+    fmt: str,
+    architecture: str = "",
+    filename: str = "",
+    limits: tuple[int, int] | None = None,
+) -> Model | nn.Module:
+    """Load a checkpoint file as an eval-mode model on the CPU (a torch module as it is:
+    :func:`as_model` adapts it). ``filename`` names the
     upload (archives and precomputed files are told apart by it); ``limits`` is
     ``(max_files, max_bytes)`` for archives."""
     if fmt == "torchscript":

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import numpy as np
 import torch
 from torch import nn
 
 from analysis.errors import InputError
-from analysis.models.base import Model
+from analysis.models.base import Model, Recorder
 from analysis.models.modules import as_model
 
 POOLINGS = {
@@ -23,6 +24,9 @@ three-dimensional outputs are token sequences ``n×T×d``. Two-dimensional outpu
 Models that read text pool over the attention mask (padding never counts)."""
 
 Progress = Callable[[float], None]
+
+Batch = torch.Tensor | list[str]
+"""One model input: a float32 tensor, or a list of strings for texts."""
 
 
 def check_pooling(pooling: str) -> None:
@@ -61,7 +65,7 @@ def check_inputs(model: Model | nn.Module, x: np.ndarray) -> None:
         )
 
 
-def batch_of(x: np.ndarray, rows, device: torch.device | None = None):
+def batch_of(x: np.ndarray, rows: np.ndarray | slice, device: torch.device | None = None) -> Batch:
     """The samples ``rows`` of ``x`` as one model input: a float32 tensor (on ``device``), or
     a list of strings for texts."""
     if x.dtype.kind == "U":
@@ -70,7 +74,7 @@ def batch_of(x: np.ndarray, rows, device: torch.device | None = None):
     return batch if device is None else batch.to(device)
 
 
-def to_device(batch, device: torch.device):
+def to_device(batch: Batch, device: torch.device) -> Batch:
     return batch.to(device) if isinstance(batch, torch.Tensor) else batch
 
 
@@ -96,13 +100,21 @@ def extract_activations(
     return _run_batches(record, x, layers, pooling, batch_size, device, progress)
 
 
-def full_precision():
+def full_precision() -> AbstractContextManager[None]:
     """Full float32 on GPUs too: cuDNN would otherwise run convolutions in TF32 (10-bit
     mantissa), which moves activations by ~1e-4 relative to the same model on a CPU."""
     return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False)
 
 
-def _run_batches(record, x, layers, pooling, batch_size, device, progress):
+def _run_batches(
+    record: Recorder,
+    x: np.ndarray,
+    layers: list[str],
+    pooling: str,
+    batch_size: int,
+    device: torch.device,
+    progress: Progress | None,
+) -> dict[str, np.ndarray]:
     n = len(x)
     out: dict[str, np.ndarray] = {}
     with torch.inference_mode(), full_precision():
@@ -119,7 +131,7 @@ def _run_batches(record, x, layers, pooling, batch_size, device, progress):
     return out
 
 
-def outputs_of(record, batch, layers: list[str]) -> dict[str, torch.Tensor]:
+def outputs_of(record: Recorder, batch: Batch, layers: list[str]) -> dict[str, torch.Tensor]:
     """The raw float32 outputs of ``layers`` for one batch; the model failing on it, or a
     layer returning something other than a tensor, is the user's input error."""
     try:

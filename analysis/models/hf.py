@@ -19,13 +19,17 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from analysis.data.archives import single_root, unpack
 from analysis.errors import InputError
-from analysis.models.base import Model
+from analysis.models.base import Model, Recorder
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 SENTENCE_EMBEDDING = "sentence_embedding"
 DEFAULT_MAX_TOKENS = 512
@@ -39,7 +43,9 @@ DECLARED_POOLINGS = {  # sentence-transformers' 1_Pooling/config.json keys → o
 }
 
 
-def load_huggingface(path: str | Path, filename: str, max_files: int, max_bytes: int):
+def load_huggingface(
+    path: str | Path, filename: str, max_files: int, max_bytes: int
+) -> HuggingFaceEncoder:
     """Unpack an archive of a model directory and load it (see :class:`HuggingFaceEncoder`)."""
     with tempfile.TemporaryDirectory(prefix="replens-hf-") as tmp:
         unpack(path, filename, Path(tmp), max_files, max_bytes)
@@ -73,13 +79,13 @@ class HuggingFaceEncoder(Model):
 
     inputs = "text"
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path) -> None:
         from transformers import AutoConfig, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-        options = {"local_files_only": True, "trust_remote_code": False}
+        options: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
         try:
             config = AutoConfig.from_pretrained(directory, **options)
             self.tokenizer = AutoTokenizer.from_pretrained(directory, **options)
@@ -131,13 +137,14 @@ class HuggingFaceEncoder(Model):
             )
         return tree
 
-    def recorder(self, layers: list[str], pooling: str):
+    def recorder(self, layers: list[str], pooling: str) -> Recorder:
         available = set(self.capturable_layers())
         missing = [name for name in layers if name not in available]
         if missing:
             raise InputError(f"model has no layer(s) {', '.join(missing)}")
         if pooling not in TOKEN_POOLINGS and any(name != SENTENCE_EMBEDDING for name in layers):
             raise _not_for_tokens(pooling)
+        head = self.sentence  # offered as a layer only where the directory declares one
 
         def run(texts: list[str]) -> dict[str, torch.Tensor]:
             tokens = self.tokenizer(
@@ -151,9 +158,9 @@ class HuggingFaceEncoder(Model):
             mask = tokens["attention_mask"]
             out = {}
             for name in layers:
-                if name == SENTENCE_EMBEDDING:
-                    pooled = mask_pool(hidden[-1], mask, self.sentence["pooling"])
-                    out[name] = F.normalize(pooled, dim=1) if self.sentence["normalize"] else pooled
+                if name == SENTENCE_EMBEDDING and head is not None:
+                    pooled = mask_pool(hidden[-1], mask, head["pooling"])
+                    out[name] = F.normalize(pooled, dim=1) if head["normalize"] else pooled
                 else:
                     out[name] = mask_pool(hidden[int(name.split(".")[1])], mask, pooling)
             return out
@@ -161,7 +168,9 @@ class HuggingFaceEncoder(Model):
         return run
 
 
-def _load_weights(directory: Path, config, options: dict) -> torch.nn.Module:
+def _load_weights(
+    directory: Path, config: PretrainedConfig, options: dict[str, Any]
+) -> torch.nn.Module:
     from transformers import AutoModel
 
     try:
@@ -186,7 +195,7 @@ def _load_weights(directory: Path, config, options: dict) -> torch.nn.Module:
     )
 
 
-def _max_tokens(directory: Path, tokenizer) -> int:
+def _max_tokens(directory: Path, tokenizer: PreTrainedTokenizerBase) -> int:
     """sentence-transformers' declared maximum, else the tokenizer's (capped at 512)."""
     config = _json(directory / "sentence_bert_config.json")
     declared = config.get("max_seq_length") if config else None
@@ -212,7 +221,7 @@ def _sentence_head(directory: Path) -> dict | None:
     return {"pooling": chosen[0], "normalize": any(t.endswith(".Normalize") for t in types)}
 
 
-def _json(path: Path):
+def _json(path: Path) -> Any:
     if not path.is_file():
         return None
     try:
@@ -224,4 +233,7 @@ def _json(path: Path):
 def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The repeated blocks (the longest ModuleList), for the layer tree."""
     lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
-    return list(max(lists, key=len)) if lists else []
+    if not lists:
+        return []
+    longest = max(lists, key=len)
+    return list(longest)

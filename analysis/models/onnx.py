@@ -13,12 +13,16 @@ the server). A graph input with a fixed batch size is fed batches of exactly tha
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from analysis.errors import InputError
-from analysis.models.base import OUTPUT, Model
+from analysis.models.base import OUTPUT, Model, Recorder
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16 (onnx.TensorProto)
 
@@ -109,7 +113,7 @@ class OnnxModel(Model):
             for name, op in [*self.values.items(), (OUTPUT, "output")]
         ]
 
-    def recorder(self, layers: list[str], pooling: str):
+    def recorder(self, layers: list[str], pooling: str) -> Recorder:
         import onnx
         import onnxruntime
 
@@ -145,7 +149,9 @@ class OnnxModel(Model):
 
         return run
 
-    def _run(self, session, values: list[str], x: np.ndarray) -> list[np.ndarray]:
+    def _run(
+        self, session: onnxruntime.InferenceSession, values: list[str], x: np.ndarray
+    ) -> list[np.ndarray]:
         """One call of the session; a short last batch is padded to a fixed batch size."""
         if self.fixed_batch and len(x) < self.fixed_batch:
             x = np.concatenate([x, np.zeros((self.fixed_batch - len(x), *x.shape[1:]), x.dtype)])
