@@ -15,6 +15,7 @@ import inspect
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class Summary:
     function: str  # dotted name
 
 
-def summary_of(name: str, obj) -> str | None:
+def summary_of(name: str, obj: object) -> str | None:
     """The first sentence of ``obj``'s docstring (skipping a signature line), or None."""
     doc = inspect.getdoc(obj) if callable(obj) else None
     if not doc:
@@ -135,10 +136,10 @@ def train_text_encoder(
         num_attention_heads=2,
         intermediate_size=2 * hidden,
         max_position_embeddings=max(64, max_tokens),
-        num_labels=n_classes,
     )
+    config.num_labels = n_classes  # a PretrainedConfig setting that BertConfig's signature omits
 
-    def tokens(rows) -> dict:  # padded to the longest text of the batch
+    def tokens(rows: Iterable[int]) -> dict[str, torch.Tensor]:  # padded to the longest text
         chosen = [texts[i] for i in rows]
         out = tokenizer(chosen, padding=True, truncation=True, max_length=max_tokens)
         return {k: torch.tensor(out[k]) for k in ("input_ids", "attention_mask")}

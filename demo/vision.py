@@ -58,7 +58,7 @@ def load_digits_arrays() -> dict[str, np.ndarray]:
 
 def write_digits_npz(path: str | Path) -> None:
     """Write the digits dataset in RepLens's ``.npz`` upload format."""
-    np.savez(path, **load_digits_arrays())
+    np.savez(path, **load_digits_arrays())  # type: ignore[arg-type]  # see write_shapes_npz
 
 
 def make_shapes(
@@ -155,7 +155,8 @@ def _rasterise(
 
 def write_shapes_npz(path: str | Path, n: int = 3000, seed: int = 0) -> None:
     """Write :func:`make_shapes` in RepLens's ``.npz`` upload format (factors as metadata)."""
-    np.savez(path, **make_shapes(n=n, seed=seed))
+    # numpy's stubs fear a name could fill savez's allow_pickle; none of these is that name
+    np.savez(path, **make_shapes(n=n, seed=seed))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,8 +206,10 @@ def initialize(model: nn.Module) -> None:
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif module is not model and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+        elif module is not model:
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
 
 
 @contextmanager

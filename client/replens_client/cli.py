@@ -38,7 +38,7 @@ class Bar:
 
     WIDTH = 30
 
-    def __init__(self, stream: TextIO, enabled: bool = True, fps: float = 10.0):
+    def __init__(self, stream: TextIO, enabled: bool = True, fps: float = 10.0) -> None:
         self.stream = stream
         self.enabled = enabled
         self.interval = 1.0 / fps
@@ -72,7 +72,7 @@ class UploadBar:
     """``progress(phase, done, total)`` for uploads: hashing, bytes sent and the rate, then
     the server's check of the file."""
 
-    def __init__(self, bar: Bar, name: str):
+    def __init__(self, bar: Bar, name: str) -> None:
         self.bar, self.name = bar, name
         self.started: float | None = None
         self.first = 0
@@ -99,7 +99,7 @@ class UploadBar:
 class RunBar:
     """``progress(run)`` for ``wait``: the run's progress and state."""
 
-    def __init__(self, bar: Bar):
+    def __init__(self, bar: Bar) -> None:
         self.bar = bar
         self.state: str | None = None
 
@@ -145,23 +145,24 @@ def byte_count(text: str) -> int:
     return value
 
 
-def families_arg(values: list[str] | None):
+def families_arg(values: list[str] | None) -> dict[str, list[float]] | list[str] | None:
     """``--family image/rotation=0,45,90`` (magnitudes) or ``--family image/noise`` (its
     default grid); every family with magnitudes, or none."""
     if not values:
         return None
-    parsed = {}
+    parsed: dict[str, list[float] | None] = {}
     for value in values:
         key, _, grid = value.partition("=")
         try:
             parsed[key.strip()] = [_number(t) for t in grid.split(",") if t.strip()] or None
         except ValueError:
             raise ReplensUsage(f"--family {value}: magnitudes are numbers, e.g. 0,45,90") from None
-    if all(grid is None for grid in parsed.values()):
+    grids = {key: grid for key, grid in parsed.items() if grid is not None}
+    if not grids:
         return list(parsed)
-    if any(grid is None for grid in parsed.values()):
+    if len(grids) < len(parsed):
         raise ReplensUsage("give magnitudes for every --family (KEY=t1,t2,…) or for none")
-    return parsed
+    return grids
 
 
 def _number(text: str) -> int | float:
@@ -337,14 +338,14 @@ def _print_json(obj: Any, out: TextIO) -> None:
     out.write("\n")
 
 
-def _wait(client: Client, run: dict, args, bar: Bar) -> dict:
+def _wait(client: Client, run: dict, args: argparse.Namespace, bar: Bar) -> dict:
     try:
         return client.wait(run["id"], poll=args.poll, timeout=args.timeout, progress=RunBar(bar))
     finally:
         bar.end()
 
 
-def _upload(client: Client, args, bar: Bar, err: TextIO) -> dict:
+def _upload(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -> dict:
     name = os.path.basename(args.path)
     progress = UploadBar(bar, name)
     try:
@@ -394,7 +395,7 @@ def _result(client: Client, run_id: int) -> Any:
     return run
 
 
-def _dispatch(client: Client, args, bar: Bar, err: TextIO) -> Any:
+def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -> Any:
     c = args.command
     if c in ("upload-dataset", "upload-checkpoint"):
         return _upload(client, args, bar, err)

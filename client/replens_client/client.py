@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any
@@ -36,13 +36,17 @@ UploadProgress = Callable[[str, int, int], None]
 ``"check"`` (a worker checks the file: ``done`` is 1 once it is ready)."""
 RunProgress = Callable[[dict], None]
 """``progress(run)``: the run as last polled (``state``, ``progress`` in 0..1, …)."""
+Ref = int | str | dict
+"""An object by its id, or as the API returned it (``{"id": …}``)."""
+Source = str | os.PathLike[str] | IO[bytes]
+"""A file to upload: a path, or a seekable binary file object (then give ``filename``)."""
 
 
 class ReplensError(Exception):
     """A request the server refused (``status``, its ``detail`` as the message, the whole
     JSON body in ``data``), or a failure to talk to it at all (``status`` is None)."""
 
-    def __init__(self, message: str, *, status: int | None = None, data: Any = None):
+    def __init__(self, message: str, *, status: int | None = None, data: Any = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -62,8 +66,13 @@ class UploadFailed(ReplensError):
     invalid file) and dropped it."""
 
     def __init__(
-        self, message: str, *, upload_id: str | None = None, discarded: bool = False, **kwargs
-    ):
+        self,
+        message: str,
+        *,
+        upload_id: str | None = None,
+        discarded: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.upload_id = upload_id
         self.discarded = discarded
@@ -72,7 +81,7 @@ class UploadFailed(ReplensError):
 class RunFailed(ReplensError):
     """A run that ended ``failed`` or ``cancelled``; ``run`` is its last state."""
 
-    def __init__(self, run: dict):
+    def __init__(self, run: dict) -> None:
         what = f"run #{run.get('id')} ({run.get('kind', 'run')}) {run.get('state')}"
         error = (run.get("error") or "").strip()
         super().__init__(f"{what}: {error}" if error else what, data=run)
@@ -83,7 +92,7 @@ class WaitTimeout(ReplensError, TimeoutError):
     """A run (or an upload's check) still unfinished when ``wait``'s timeout passed; ``run``
     is its last state."""
 
-    def __init__(self, run: dict, timeout: float):
+    def __init__(self, run: dict, timeout: float) -> None:
         what = f"upload {run.get('filename')}" if "filename" in run else f"run #{run.get('id')}"
         progress = "" if "filename" in run else f" (progress {float(run.get('progress') or 0):.0%})"
         super().__init__(
@@ -99,14 +108,16 @@ class Uploaded(dict):
     ``upload_id`` (None when nothing had to be sent). With ``wait=False`` it is the upload
     itself, still being checked (``state`` ``"checking"``): :meth:`Client.wait_upload`."""
 
-    def __init__(self, obj: dict, created: bool, bytes_sent: int = 0, upload_id: str | None = None):
+    def __init__(
+        self, obj: dict, created: bool, bytes_sent: int = 0, upload_id: str | None = None
+    ) -> None:
         super().__init__(obj)
         self.created = created
         self.bytes_sent = bytes_sent
         self.upload_id = upload_id
 
 
-def _id(obj) -> int:
+def _id(obj: Ref) -> int:
     """An id from an id, or from an object the API returned (``{"id": …}``)."""
     if isinstance(obj, dict):
         return obj["id"]
@@ -131,18 +142,18 @@ def _error_from(response: requests.Response) -> ReplensError:
 
 
 @contextmanager
-def _opened(source, filename: str | None) -> Iterator[tuple[IO[bytes], str]]:
+def _opened(source: Source, filename: str | None) -> Iterator[tuple[IO[bytes], str]]:
     """A binary file and its name, from a path or a seekable file object."""
-    if hasattr(source, "read"):
-        name = filename or os.path.basename(getattr(source, "name", "") or "")
-        if not name:
-            raise ValueError("give filename= with a file object (the suffix names its format)")
-        with nullcontext(source) as f:
-            yield f, name
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        with open(path, "rb") as f:
+            yield f, filename or path.name
         return
-    path = Path(source)
-    with open(path, "rb") as f:
-        yield f, filename or path.name
+    name = filename or os.path.basename(getattr(source, "name", "") or "")
+    if not name:
+        raise ValueError("give filename= with a file object (the suffix names its format)")
+    with nullcontext(source) as opened:
+        yield opened, name
 
 
 class Client:
@@ -165,7 +176,7 @@ class Client:
         max_backoff: float = 30.0,
         chunk_size: int | None = None,
         session: requests.Session | None = None,
-    ):
+    ) -> None:
         if not url:
             raise ValueError("the server's URL is required, e.g. http://127.0.0.1:8000")
         if not token:
@@ -188,7 +199,7 @@ class Client:
         self.session.headers["User-Agent"] = f"replens-client/{__version__}"
 
     @classmethod
-    def from_env(cls, **kwargs) -> Client:
+    def from_env(cls, **kwargs: Any) -> Client:
         """A client for ``$REPLENS_URL`` (default http://127.0.0.1:8000) and
         ``$REPLENS_TOKEN``."""
         url = os.environ.get("REPLENS_URL") or "http://127.0.0.1:8000"
@@ -203,7 +214,7 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------ plumbing
@@ -231,7 +242,13 @@ class Client:
         return None
 
     def _request(
-        self, method: str, path: str, *, ok=(200, 201), retry: bool = True, **kwargs
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200, 201),
+        retry: bool = True,
+        **kwargs: Any,
     ) -> requests.Response:
         """One API call; connection errors, 5xx and short rate limits are retried (when
         ``retry``) with backoff. A status outside ``ok`` raises :class:`ReplensError` with
@@ -241,6 +258,7 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
+            delay: float | None
             try:
                 response = self.session.request(method, url, **kwargs)
             except TRANSIENT as err:
@@ -264,7 +282,7 @@ class Client:
                     raise error
             time.sleep(delay)
 
-    def _get(self, path: str, **kwargs) -> Any:
+    def _get(self, path: str, **kwargs: Any) -> Any:
         return self._request("GET", path, **kwargs).json()
 
     def _post(self, path: str, body: dict, *, retry: bool = True) -> Any:
@@ -286,7 +304,7 @@ class Client:
 
     def upload_dataset(
         self,
-        path,
+        path: Source,
         workspace: str,
         name: str = "",
         description: str = "",
@@ -308,7 +326,7 @@ class Client:
 
     def upload_checkpoint(
         self,
-        path,
+        path: Source,
         workspace: str,
         name: str = "",
         architecture: str = "",
@@ -342,7 +360,7 @@ class Client:
 
     def log_checkpoint(
         self,
-        path,
+        path: Source,
         workspace: str,
         step: int,
         name: str | None = None,
@@ -379,7 +397,7 @@ class Client:
     def _upload(
         self,
         kind: str,
-        source,
+        source: Source,
         workspace: str,
         fields: dict,
         progress: UploadProgress | None,
@@ -437,7 +455,7 @@ class Client:
         Polls quickly at first, then every ``poll`` seconds. Raises :class:`UploadFailed`
         (``discarded``: nothing was kept) with the reason when the file was refused, and
         :class:`WaitTimeout` after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
         pause = min(0.1, poll)
         while True:
             upload = self.upload_status(upload_id)
@@ -459,9 +477,11 @@ class Client:
                     upload_id=upload_id,
                     data=upload,
                 )
-            if deadline is not None and time.monotonic() >= deadline:
+            if timeout is not None and time.monotonic() >= started + timeout:
                 raise WaitTimeout(upload, timeout)
-            time.sleep(pause if deadline is None else min(pause, deadline - time.monotonic()))
+            time.sleep(
+                pause if timeout is None else min(pause, started + timeout - time.monotonic())
+            )
             pause = min(poll, pause * 1.5)
 
     def _send_chunks(
@@ -481,6 +501,7 @@ class Client:
         if progress:
             progress("send", offset, size)
         while offset < size:
+            delay: float | None
             f.seek(offset)
             data = f.read(min(chunk, size - offset))
             if not data:
@@ -536,7 +557,7 @@ class Client:
         return sent
 
     @staticmethod
-    def _checked_offset(offset, size: int, upload_id: str) -> int:
+    def _checked_offset(offset: object, size: int, upload_id: str) -> int:
         if not isinstance(offset, int) or not 0 <= offset <= size:
             raise UploadFailed(
                 f"the server answered offset {offset!r} for a {size}-byte file",
@@ -590,15 +611,17 @@ class Client:
     def checkpoints(self, workspace: str | None = None) -> list[dict]:
         return self._list("checkpoints/", {"workspace": workspace})
 
-    def dataset(self, dataset) -> dict:
+    def dataset(self, dataset: Ref) -> dict:
         return self._get(f"datasets/{_id(dataset)}/")
 
-    def checkpoint(self, checkpoint) -> dict:
+    def checkpoint(self, checkpoint: Ref) -> dict:
         return self._get(f"checkpoints/{_id(checkpoint)}/")
 
     # ------------------------------------------------------------------ runs
 
-    def extract(self, checkpoint, dataset, layers: list[str] | None = None, **parameters):
+    def extract(
+        self, checkpoint: Ref, dataset: Ref, layers: list[str] | None = None, **parameters: Any
+    ) -> dict:
         """Ask for the activations of ``layers`` (default: every top-level block and the
         output); ``parameters`` are the extraction's (``pooling``). The same request again
         returns the same run. Returns the run."""
@@ -607,13 +630,13 @@ class Client:
 
     def compare(
         self,
-        checkpoint_a,
-        checkpoint_b,
-        dataset,
+        checkpoint_a: Ref,
+        checkpoint_b: Ref,
+        dataset: Ref,
         layers_a: list[str] | None = None,
         layers_b: list[str] | None = None,
         measure_params: dict | None = None,
-        **parameters,
+        **parameters: Any,
     ) -> dict:
         """Compare every layer of A with every layer of B on ``dataset``. ``parameters`` are
         the comparison's (``measure``, default ``cka/linear``; ``pooling``,
@@ -639,11 +662,11 @@ class Client:
 
     def probe(
         self,
-        checkpoint,
-        dataset,
+        checkpoint: Ref,
+        dataset: Ref,
         layers: list[str] | None = None,
         families: dict[str, list[float]] | list[str] | None = None,
-        **parameters,
+        **parameters: Any,
     ) -> dict:
         """Probe how layers respond to transformation families: ``{"image/rotation": [0,
         45, 90]}``, or a list of keys with their default grids (``GET
@@ -654,24 +677,26 @@ class Client:
             body["families"] = families if isinstance(families, dict) else list(families)
         return self._post("probes/", _with(body, layers=_list(layers), **parameters))
 
-    def project(self, checkpoint, dataset, layer: str, method: str = "pca", **parameters) -> dict:
+    def project(
+        self, checkpoint: Ref, dataset: Ref, layer: str, method: str = "pca", **parameters: Any
+    ) -> dict:
         """Project every sample of ``layer`` to 2-D (``pca``, ``umap``, ``tsne``; parameters
         such as ``n_neighbors``, ``min_dist``, ``metric``, ``perplexity``, ``pooling``,
         ``seed``). Returns the run; :meth:`coordinates` has the points."""
         body = {"checkpoint": _id(checkpoint), "dataset": _id(dataset), "layer": layer}
         return self._post("projections/", _with(body, method=method, **parameters))
 
-    def run(self, run) -> dict:
+    def run(self, run: Ref) -> dict:
         """A run: ``id``, ``kind``, ``state``, ``progress`` (0..1), ``error``, timings…"""
         return self._get(f"runs/{_id(run)}/")
 
-    def cancel(self, run) -> dict:
+    def cancel(self, run: Ref) -> dict:
         """Cancel a queued or running run; returns it."""
         return self._request("POST", f"runs/{_id(run)}/cancel/").json()
 
     def wait(
         self,
-        run_id,
+        run_id: Ref,
         poll: float = 1.0,
         timeout: float | None = None,
         progress: RunProgress | None = None,
@@ -679,7 +704,7 @@ class Client:
         """Poll a run every ``poll`` seconds until it ends; return it when it succeeded.
         Raises :class:`RunFailed` (with the server's error) when it failed or was cancelled,
         :class:`WaitTimeout` after ``timeout`` seconds. ``progress(run)`` sees every poll."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
         while True:
             run = self.run(run_id)
             if progress:
@@ -688,37 +713,39 @@ class Client:
                 return run
             if run["state"] in TERMINAL_STATES:
                 raise RunFailed(run)
-            if deadline is not None and time.monotonic() >= deadline:
+            if timeout is not None and time.monotonic() >= started + timeout:
                 raise WaitTimeout(run, timeout)
-            pause = poll if deadline is None else min(poll, max(deadline - time.monotonic(), 0))
+            pause = (
+                poll if timeout is None else min(poll, max(started + timeout - time.monotonic(), 0))
+            )
             time.sleep(pause)
 
     # ------------------------------------------------------------------ results
 
-    def comparison(self, run) -> dict:
+    def comparison(self, run: Ref) -> dict:
         """The layer × layer matrix with baselines and provenance (cells are null until
         the run has scored them)."""
         return self._get(f"comparisons/{_id(run)}/")
 
-    def probe_result(self, run) -> dict:
+    def probe_result(self, run: Ref) -> dict:
         """Every statistic of every probed family by layer and magnitude."""
         return self._get(f"probes/{_id(run)}/")
 
-    def projection(self, run) -> dict:
+    def projection(self, run: Ref) -> dict:
         """A finished projection: method, parameters, estimator, explained variance…"""
         return self._get(f"projections/{_id(run)}/")
 
-    def coordinates(self, run) -> bytes:
+    def coordinates(self, run: Ref) -> bytes:
         """A finished projection's n × 2 coordinates: float32 little-endian, x and y
         interleaved, dataset order (``numpy.frombuffer(b, "<f4").reshape(-1, 2)``)."""
         return self._request("GET", f"projections/{_id(run)}/coordinates/").content
 
     def select(
         self,
-        dataset=None,
+        dataset: Ref | None = None,
         indices: list[int] | None = None,
         *,
-        projection=None,
+        projection: Ref | None = None,
         polygon: list[list[float]] | None = None,
         name: str = "",
         tags: list[str] | None = None,
@@ -728,11 +755,19 @@ class Client:
         body: dict[str, Any] = {"name": name, "tags": list(tags or [])}
         if projection is not None:
             body.update(projection=_id(projection), polygon=polygon)
-        else:
+        elif dataset is not None:
             body.update(dataset=_id(dataset), indices=list(indices or []))
+        else:
+            raise ValueError("give dataset= and indices=, or projection= and polygon=")
         return self._post("selections/", body, retry=False)
 
-    def export_selection(self, selection, path, file: str | None = None, projection=None) -> Path:
+    def export_selection(
+        self,
+        selection: Ref,
+        path: str | os.PathLike[str],
+        file: str | None = None,
+        projection: Ref | None = None,
+    ) -> Path:
         """Save a selection (index, id, label, metadata, x, y) as ``file`` = ``"csv"`` or
         ``"parquet"`` (default: from ``path``'s suffix, else csv). Returns the path."""
         path = Path(path)
@@ -772,11 +807,11 @@ def _digest(f: IO[bytes], progress: UploadProgress | None) -> tuple[int, str]:
     return done, digest.hexdigest()
 
 
-def _list(values) -> list | None:
+def _list(values: Iterable[Any] | None) -> list | None:
     return list(values) if values else None
 
 
-def _with(body: dict, **optional) -> dict:
+def _with(body: dict, **optional: Any) -> dict:
     """``body`` with the ``optional`` fields that were given (None: leave it to the server's
     default)."""
     return {**body, **{k: v for k, v in optional.items() if v is not None}}
