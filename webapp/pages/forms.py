@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 from django import forms
+from django.db.models import QuerySet
 
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
 from analysis.models.architectures import ARCHITECTURES
 from analysis.models.extraction import POOLINGS
 from analysis.parameters import Parameter
-from analysis.probes.transforms import FAMILIES
-from webapp.catalog.models import Checkpoint, Dataset
+from analysis.probes.transforms import FAMILIES, Family
+from webapp.catalog.models import Checkpoint, Dataset, Workspace
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run
 
@@ -44,9 +47,19 @@ class CheckpointUploadForm(forms.Form):
     name = forms.CharField(max_length=200, required=False)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
-    def __init__(self, workspace, *args, **kwargs):
+    def __init__(self, workspace: Workspace, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["dataset"].queryset = workspace.datasets.all()
+        choose_from(self, "dataset", workspace.datasets.all())
+
+
+def choose_from(form: forms.BaseForm, name: str, queryset: QuerySet) -> None:
+    """Offer the objects of ``queryset`` in the model choice field ``name``."""
+    cast(forms.ModelChoiceField, form.fields[name]).queryset = queryset
+
+
+def set_choices(form: forms.BaseForm, name: str, choices: list[tuple[str, str]]) -> None:
+    """Offer ``choices`` in the choice field ``name``."""
+    cast(forms.ChoiceField, form.fields[name]).choices = choices
 
 
 POOLING_CHOICES = [(name, f"{name}: {text}") for name, text in POOLINGS.items()]
@@ -54,8 +67,8 @@ POOLING_CHOICES = [(name, f"{name}: {text}") for name, text in POOLINGS.items()]
 
 def parameter_field(parameter: Parameter, label: str | None = None) -> forms.Field:
     """A form field for a declared parameter (blank: its default)."""
-    common = {"required": False, "label": label, "help_text": parameter.help}
-    bounds = {"min_value": parameter.minimum, "max_value": parameter.maximum}
+    common: dict[str, Any] = {"required": False, "label": label, "help_text": parameter.help}
+    bounds: dict[str, Any] = {"min_value": parameter.minimum, "max_value": parameter.maximum}
     if parameter.kind == "choice":
         return forms.ChoiceField(
             choices=parameter.choice_labels(), initial=parameter.default, **common
@@ -74,8 +87,9 @@ class ParametersForm(forms.Form):
 
     parameters: tuple[Parameter, ...] = ()
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         for parameter in self.parameters:
             if data.get(parameter.name) in (None, ""):
                 data[parameter.name] = parameter.default
@@ -87,14 +101,33 @@ def with_parameters(kind: str) -> type[ParametersForm]:
     spec = KINDS[kind]
     fields = {p.name: parameter_field(p) for p in spec.parameters}
     name = "".join(word.title() for word in kind.split("_")) + "ParametersForm"
-    return type(ParametersForm)(name, (ParametersForm,), {"parameters": spec.parameters, **fields})
+    attrs = {"parameters": spec.parameters, **fields}
+    form = forms.forms.DeclarativeFieldsMetaclass(name, (ParametersForm,), attrs)
+    return cast(type[ParametersForm], form)
 
 
-class MeasureForm(with_parameters(Run.Kind.COMPARE)):
+# The parameter forms of the run kinds, built from their specs (mypy sees their base).
+if TYPE_CHECKING:
+    CompareParameters = ParametersForm
+    CompatibilityParameters = ParametersForm
+    ExtractParameters = ParametersForm
+    ProjectParameters = ParametersForm
+    ProjectAlignedParameters = ParametersForm
+    ProbeParameters = ParametersForm
+else:
+    CompareParameters = with_parameters(Run.Kind.COMPARE)
+    CompatibilityParameters = with_parameters(Run.Kind.COMPATIBILITY)
+    ExtractParameters = with_parameters(Run.Kind.EXTRACT)
+    ProjectParameters = with_parameters(Run.Kind.PROJECT)
+    ProjectAlignedParameters = with_parameters(Run.Kind.PROJECT_ALIGNED)
+    ProbeParameters = with_parameters(Run.Kind.PROBE)
+
+
+class MeasureForm(CompareParameters):
     """The measure, its own declared parameters (a field per parameter of every measure,
     shown for the chosen one) and the baseline and interval sizes."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The objects first, then pooling, the measure and its own parameters, the rest.
         fields = dict(self.fields)
@@ -118,10 +151,10 @@ class MeasureForm(with_parameters(Run.Kind.COMPARE)):
     def measure_params(self) -> dict:
         """The chosen measure's parameters that were filled in (the others take defaults)."""
         measure = MEASURES[self.cleaned_data["measure"]]
-        values = {}
+        values: dict[str, Any] = {}
         for parameter in measure.parameters:
             value = self.cleaned_data.get(self.parameter_key(measure.id, parameter.name))
-            if value in (None, ""):
+            if value is None or value == "":
                 continue
             if parameter.kind == "floats":
                 try:
@@ -152,11 +185,11 @@ class ComparisonForm(MeasureForm):
         label="Pooling of B",
     )
 
-    def __init__(self, workspace, *args, **kwargs):
+    def __init__(self, workspace: Workspace, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for field in ("checkpoint_a", "checkpoint_b"):
-            self.fields[field].queryset = workspace.checkpoints.all()
-        self.fields["dataset"].queryset = workspace.datasets.all()
+            choose_from(self, field, workspace.checkpoints.all())
+        choose_from(self, "dataset", workspace.datasets.all())
 
 
 class _SeriesForm(forms.Form):
@@ -166,24 +199,24 @@ class _SeriesForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     layer = forms.ChoiceField(help_text="compared across every chosen checkpoint")
 
-    def __init__(self, workspace, *args, **kwargs):
+    def __init__(self, workspace: Workspace, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         checkpoints = workspace.checkpoints.all()
-        self.fields["checkpoints"].queryset = checkpoints
-        self.fields["dataset"].queryset = workspace.datasets.all()
+        choose_from(self, "checkpoints", checkpoints)
+        choose_from(self, "dataset", workspace.datasets.all())
         names = sorted({layer for c in checkpoints for layer in c.layers})
-        self.fields["layer"].choices = [(name, name) for name in names]
+        set_choices(self, "layer", [(name, name) for name in names])
 
 
 class ModelMatrixForm(_SeriesForm, MeasureForm):
     """One layer of many checkpoints, each against each, with one measure."""
 
 
-class CompatibilityForm(_SeriesForm, with_parameters(Run.Kind.COMPATIBILITY)):
+class CompatibilityForm(_SeriesForm, CompatibilityParameters):
     """A series of checkpoints (oldest first by training step, else by upload time) at one
     layer: can a newer model's queries search an older model's gallery?"""
 
-    def __init__(self, workspace, *args, **kwargs):
+    def __init__(self, workspace: Workspace, *args: Any, **kwargs: Any) -> None:
         super().__init__(workspace, *args, **kwargs)
         self.fields[
             "dataset"
@@ -192,7 +225,7 @@ class CompatibilityForm(_SeriesForm, with_parameters(Run.Kind.COMPATIBILITY)):
         )
 
 
-class ExtractionForm(with_parameters(Run.Kind.EXTRACT)):
+class ExtractionForm(ExtractParameters):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     layers = forms.MultipleChoiceField(
         widget=forms.CheckboxSelectMultiple,
@@ -201,10 +234,10 @@ class ExtractionForm(with_parameters(Run.Kind.EXTRACT)):
     )
     field_order = ["dataset", "layers", "pooling"]
 
-    def __init__(self, checkpoint: Checkpoint, *args, **kwargs):
+    def __init__(self, checkpoint: Checkpoint, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["dataset"].queryset = checkpoint.workspace.datasets.all()
-        self.fields["layers"].choices = [(name, name) for name in checkpoint.layers]
+        choose_from(self, "dataset", checkpoint.workspace.datasets.all())
+        set_choices(self, "layers", [(name, name) for name in checkpoint.layers])
 
 
 class _LayoutForm(forms.Form):
@@ -212,22 +245,22 @@ class _LayoutForm(forms.Form):
 
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
 
-    def __init__(self, checkpoint: Checkpoint, *args, **kwargs):
+    def __init__(self, checkpoint: Checkpoint, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["dataset"].queryset = checkpoint.workspace.datasets.all()
+        choose_from(self, "dataset", checkpoint.workspace.datasets.all())
         for name in ("layer", "layers"):
             if name in self.fields:
-                self.fields[name].choices = [(layer, layer) for layer in checkpoint.layers]
+                set_choices(self, name, [(layer, layer) for layer in checkpoint.layers])
 
 
-class ProjectionForm(_LayoutForm, with_parameters(Run.Kind.PROJECT)):
+class ProjectionForm(_LayoutForm, ProjectParameters):
     """Every sample of one layer in 2-D; the parameters a method does not use are ignored."""
 
     layer = forms.ChoiceField()
     field_order = ["dataset", "layer", "pooling", "method"]
 
 
-class AlignedProjectionForm(_LayoutForm, with_parameters(Run.Kind.PROJECT_ALIGNED)):
+class AlignedProjectionForm(_LayoutForm, ProjectAlignedParameters):
     """Several layers of one checkpoint laid out together, each sample in comparable places."""
 
     prefix = "aligned"  # its fields sit on the page beside the ProjectionForm's
@@ -236,7 +269,7 @@ class AlignedProjectionForm(_LayoutForm, with_parameters(Run.Kind.PROJECT_ALIGNE
     field_order = ["dataset", "layers", "pooling", "method"]
 
 
-class ProbeForm(with_parameters(Run.Kind.PROBE)):
+class ProbeForm(ProbeParameters):
     """How a checkpoint's layers respond to transformations of a dataset's samples."""
 
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
@@ -254,15 +287,14 @@ class ProbeForm(with_parameters(Run.Kind.PROBE)):
     prefix = "probe"
     field_order = ["dataset", "layers", "pooling", "families"]
 
-    def __init__(self, checkpoint: Checkpoint, *args, **kwargs):
+    def __init__(self, checkpoint: Checkpoint, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["dataset"].queryset = checkpoint.workspace.datasets.all()
-        self.fields["layers"].choices = [(name, name) for name in checkpoint.layers]
-        self.fields["families"].choices = [
-            (
-                f.key,
-                f"{f.modality} {f.title} ({', '.join(f'{t:g}' for t in f.magnitudes)} {f.unit})",
-            )
-            for f in FAMILIES.values()
-            if f.modality in ("image", "vector", "text")
-        ]
+        choose_from(self, "dataset", checkpoint.workspace.datasets.all())
+        set_choices(self, "layers", [(name, name) for name in checkpoint.layers])
+        families = [f for f in FAMILIES.values() if f.modality in ("image", "vector", "text")]
+        set_choices(self, "families", [(f.key, _family_label(f)) for f in families])
+
+
+def _family_label(family: Family) -> str:
+    grid = ", ".join(f"{t:g}" for t in family.magnitudes)
+    return f"{family.modality} {family.title} ({grid} {family.unit})"
