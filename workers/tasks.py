@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from time import monotonic
 
 import numpy as np
 import torch
-from celery import shared_task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
@@ -25,6 +25,7 @@ from django.utils import timezone
 from analysis.errors import InputError
 from analysis.explorer.geometry import geometry
 from analysis.explorer.projection import PARAMETERS, neighbourhoods, project, project_aligned
+from analysis.explorer.projection import Projection as Projected
 from analysis.host import run_in_host
 from analysis.measures.alignment import fit_alignment
 from analysis.measures.compatibility import compatibility as cross_model_retrieval
@@ -55,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 
 @contextmanager
-def heartbeat(beat: Callable[[], bool], every_s: float, name: str):
+def heartbeat(beat: Callable[[], bool], every_s: float, name: str) -> Iterator[None]:
     """Call ``beat`` from a thread every ``every_s`` while the body computes (until it
     returns False), so a long step without progress reports does not look like a dead worker
     to the reaper."""
@@ -100,7 +101,7 @@ def reap() -> dict:
 
 
 @shared_task(name=WORK_TASK, bind=True)
-def work(task, queue: str) -> None:
+def work(task: Task, queue: str) -> None:
     """A worker of ``queue`` is free: check the next upload waiting, if any (checks come
     before every run: they are short, and people wait for them), else take the run the fair
     queue serves next, if any."""
@@ -122,7 +123,7 @@ def check_upload(upload: Upload) -> None:
 
 
 @shared_task(name="replens.execute_run", bind=True)
-def execute_run(task, run_id: int) -> None:
+def execute_run(task: Task, run_id: int) -> None:
     """Execute this run if it is queued and ready (tests and replays name a run)."""
     run = Run.objects.filter(pk=run_id).first()
     if run is None or run.state != Run.State.QUEUED:
@@ -146,12 +147,16 @@ def _execute(run: Run) -> None:
     except Cancelled:
         logger.info("run %s was cancelled while running", run.pk)
     except InputError as err:
-        run.finish(Run.State.FAILED, str(err))
+        run.finish(Run.State.FAILED, str(err), details=err.details)
     except SoftTimeLimitExceeded:
         run.finish(Run.State.FAILED, "the run exceeded its time limit")
     except Exception as err:
         logger.exception("run %s failed", run.pk)
-        run.finish(Run.State.FAILED, f"internal error ({type(err).__name__}): {err}")
+        run.finish(
+            Run.State.FAILED,
+            f"the server failed while computing this run (internal error; its log has the "
+            f"details under run {run.pk})",
+        )
     else:
         run.finish(Run.State.SUCCEEDED, timings=timings)
     _enqueue_dependents(run)
@@ -224,7 +229,7 @@ def _in_host(run: Run, params: dict, inputs: dict) -> tuple[dict, dict]:
 
 
 def _activation_sets(
-    run: Run, checkpoint, layers: list[str], pooling: str | None = None
+    run: Run, checkpoint: Checkpoint | None, layers: list[str], pooling: str | None = None
 ) -> list[ActivationSet]:
     """The stored activations of ``layers`` (at ``pooling``, default the run's)."""
     pooling = pooling or run.params["pooling"]
@@ -336,7 +341,12 @@ class SampleAgreement:
     blobs: dict[tuple[str, str], Blob]
 
 
-def _sample_agreement(layers_a, layers_b, k: int = 10, metric: str = "euclidean"):
+def _sample_agreement(
+    layers_a: Sequence[tuple[str, np.ndarray]],
+    layers_b: Sequence[tuple[str, np.ndarray]],
+    k: int = 10,
+    metric: str = "euclidean",
+) -> SampleAgreement:
     """Per-sample kNN Jaccard agreement of every layer pair, stored as blobs: the drill-down
     behind each global score. Each layer's kNN graph is computed once. Euclidean, so that
     all-zero rows (dead ReLU samples) need no special case."""
@@ -480,7 +490,7 @@ def aligned_projections(run: Run) -> dict:
     return {"compute_s": round(monotonic() - started, 3), "spaces": len(spaces)}
 
 
-def _aligned_member(run: Run, position: int, checkpoint, layer: str) -> Run:
+def _aligned_member(run: Run, position: int, checkpoint: Checkpoint, layer: str) -> Run:
     """The finished projection run that shows space ``position`` of an aligned run."""
     p = run.params
     options = {name: p[name] for name in PARAMETERS["umap"] if name in p}
@@ -514,7 +524,9 @@ def _aligned_member(run: Run, position: int, checkpoint, layer: str) -> Run:
     return member
 
 
-def _store_projection(run: Run, activation: ActivationSet, x, result) -> None:
+def _store_projection(
+    run: Run, activation: ActivationSet, x: np.ndarray, result: Projected
+) -> None:
     """Store a projection of ``x`` (the activations of ``activation``) with each sample's
     nearest neighbours in the original space, the share the projection keeps, and the layer's
     geometry."""
@@ -570,7 +582,7 @@ def probe(run: Run) -> dict:
     }
 
 
-RUNNERS = {
+RUNNERS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.EXTRACT: extract,
     Run.Kind.COMPARE: compare,
     Run.Kind.MODEL_MATRIX: model_matrix,

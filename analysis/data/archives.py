@@ -103,7 +103,7 @@ def unpack(path: str | Path, filename: str, target: Path, max_files: int, max_by
                         with extracted:
                             _write(extracted, target / member.name, budget)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
-        raise InputError(f"not a readable {suffix} archive: {err}") from None
+        raise InputError.caused_by(f"not a readable {suffix} archive", err) from None
 
 
 def _write(src: IO[bytes], dest: Path, budget: list[int]) -> None:

@@ -260,9 +260,9 @@ def read_npz(path: str | Path) -> DatasetArrays:
                 "the .npz holds Python objects, which would need unpickling; store strings "
                 "as fixed-width arrays (np.array(list_of_str)) instead"
             ) from None
-        raise InputError(f"not a readable .npz archive: {err}") from None
+        raise InputError.caused_by("not a readable .npz archive", err) from None
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
-        raise InputError(f"not a readable .npz archive: {err}") from None
+        raise InputError.caused_by("not a readable .npz archive", err) from None
     if "x" not in arrays:
         raise InputError(f"the .npz has no 'x' array (found: {', '.join(arrays) or 'nothing'})")
     x = arrays.pop("x")
@@ -381,7 +381,7 @@ def read_csv(path: str | Path) -> DatasetArrays:
     except UnicodeDecodeError:
         raise InputError("the .csv is not UTF-8 text") from None
     except csv.Error as err:
-        raise InputError(f"malformed .csv: {err}") from None
+        raise InputError.caused_by("malformed .csv", err) from None
     if len(rows) < 2:
         raise InputError("the .csv needs a header row and at least one data row")
     header, body = rows[0], rows[1:]

@@ -300,7 +300,7 @@ def _outcome(workdir: Path, code: int, limits: Limits) -> tuple[dict, dict[str, 
                 f"the model needed more memory than its limit of {_gib(limits.memory_bytes)} "
                 f"({message})"
             )
-        raise HostFailure(message)
+        raise HostFailure(message, details=outcome.get("details", ""))
     arrays = {
         name: np.load(workdir / file, allow_pickle=False)
         for name, file in outcome["arrays"].items()
@@ -397,14 +397,14 @@ def _host_main(workdir: Path, zygote: int) -> None:
             np.save(workdir / files[name], np.asarray(array), allow_pickle=False)
         outcome = {"result": result, "arrays": files}
     except InputError as err:
-        outcome = {"error": str(err)}
+        outcome = {"error": str(err), "details": err.details}
     except MemoryError:
         outcome = {"error": "out of memory"}
     except sandbox.SandboxUnavailable as err:
         outcome = {"error": f"the model host could not be isolated on this machine: {err}"}
-    except Exception as err:  # the model's own failure: its last line is what helps the user
-        last = (str(err).strip().splitlines() or [""])[-1]
-        outcome = {"error": f"the model failed ({type(err).__name__}): {last}"}
+    except Exception as err:  # the model's own failure: its meaningful line helps the user
+        failed = InputError.caused_by(f"the model failed ({type(err).__name__})", err)
+        outcome = {"error": str(failed), "details": failed.details}
     (workdir / "outcome.json").write_text(json.dumps(outcome))
 
 

@@ -99,9 +99,9 @@ def build_from_state_dict(name: str, state: StateDict) -> nn.Module:
     try:
         model = ARCHITECTURES[name].from_state_dict(state)
     except (IndexError, TypeError, ValueError, RuntimeError) as err:
-        raise InputError(f"weights do not fit architecture {name!r}: {err}") from None
+        raise InputError.caused_by(f"weights do not fit architecture {name!r}", err) from None
     try:
         model.load_state_dict(dict(state), strict=True)
     except RuntimeError as err:
-        raise InputError(f"weights do not fit architecture {name!r}: {err}") from None
+        raise InputError.caused_by(f"weights do not fit architecture {name!r}", err) from None
     return model.eval()

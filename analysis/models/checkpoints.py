@@ -86,7 +86,7 @@ def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
     try:
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception as err:  # torch raises bare RuntimeErrors for corrupt archives
-        raise InputError(f"corrupt or unsupported TorchScript archive: {err}") from None
+        raise InputError.caused_by("corrupt or unsupported TorchScript archive", err) from None
     return model.eval()
 
 
@@ -94,7 +94,7 @@ def load_safetensors(path: str | Path, architecture: str) -> nn.Module:
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
-        raise InputError(f"not a valid .safetensors file: {err}") from None
+        raise InputError.caused_by("not a valid .safetensors file", err) from None
     return build_from_state_dict(architecture, state)
 
 

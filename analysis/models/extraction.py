@@ -140,7 +140,7 @@ def outputs_of(record: Recorder, batch: Batch, layers: list[str]) -> dict[str, t
         raise
     except Exception as err:
         what = f"shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else "texts"
-        raise InputError(f"the model failed on input of {what}: {err}") from None
+        raise InputError.caused_by(f"the model failed on input of {what}", err) from None
     for name in layers:
         if not isinstance(outputs.get(name), torch.Tensor):
             raise InputError(f"layer {name!r} did not return a tensor")

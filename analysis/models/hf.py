@@ -90,7 +90,7 @@ class HuggingFaceEncoder(Model):
             config = AutoConfig.from_pretrained(directory, **options)
             self.tokenizer = AutoTokenizer.from_pretrained(directory, **options)
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-            raise InputError(f"not a loadable Hugging Face model directory: {err}") from None
+            raise InputError.caused_by("not a loadable Hugging Face model directory", err) from None
         self.model = _load_weights(directory, config, options).eval()
         self.max_tokens = _max_tokens(directory, self.tokenizer)
         self.sentence = _sentence_head(directory)
@@ -188,7 +188,7 @@ def _load_weights(
     except InputError:
         raise
     except Exception as err:  # transformers and torch raise many kinds for a bad directory
-        raise InputError(f"cannot load the model weights: {err}") from None
+        raise InputError.caused_by("cannot load the model weights", err) from None
     raise InputError(
         "no weights in the model directory: it needs model.safetensors "
         f"(or {PICKLED_WEIGHTS}, read with weights_only=True)"
@@ -227,7 +227,7 @@ def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path.name} is not valid JSON: {err}") from None
+        raise InputError.caused_by(f"{path.name} is not valid JSON", err) from None
 
 
 def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:

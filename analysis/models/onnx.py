@@ -46,7 +46,7 @@ class OnnxModel(Model):
         except InputError:
             raise
         except Exception as err:  # protobuf DecodeError, onnx ValidationError, …
-            raise InputError(f"not a valid ONNX model: {err}") from None
+            raise InputError.caused_by("not a valid ONNX model", err) from None
         graph = model.graph
         initialized = {t.name for t in graph.initializer}
         inputs = [i for i in graph.input if i.name not in initialized]
@@ -136,7 +136,7 @@ class OnnxModel(Model):
                 model.SerializeToString(), options, providers=self.providers
             )
         except Exception as err:  # unsupported operators or opsets
-            raise InputError(f"onnxruntime cannot run this model: {err}") from None
+            raise InputError.caused_by("onnxruntime cannot run this model", err) from None
 
         def run(batch: torch.Tensor) -> dict[str, torch.Tensor]:
             x = batch.detach().cpu().numpy()

@@ -97,9 +97,11 @@ def _load_npy(path: str | Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise InputError(f"not a readable .npy array (object arrays are refused): {err}") from None
+        raise InputError.caused_by(
+            "not a readable .npy array (object arrays are refused)", err
+        ) from None
     except (OSError, EOFError) as err:
-        raise InputError(f"not a readable .npy array: {err}") from None
+        raise InputError.caused_by("not a readable .npy array", err) from None
 
 
 def _read_npz(path: str | Path) -> Precomputed:
@@ -111,7 +113,7 @@ def _read_npz(path: str | Path) -> Precomputed:
     except InputError:
         raise
     except Exception as err:  # zipfile, zlib and pickle refusals
-        raise InputError(f"not a readable .npz archive: {err}") from None
+        raise InputError.caused_by("not a readable .npz archive", err) from None
     ids = arrays.pop("ids", None)
     return Precomputed(arrays, ids)
 
@@ -124,7 +126,7 @@ def _read_safetensors(path: str | Path) -> Precomputed:
             metadata = f.metadata() or {}
             layers = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise InputError(f"not a valid .safetensors file: {err}") from None
+        raise InputError.caused_by("not a valid .safetensors file", err) from None
     ids = None
     if "ids" in metadata:
         try:
@@ -144,7 +146,7 @@ def _read_parquet(path: str | Path) -> Precomputed:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
-        raise InputError(f"not a readable .parquet file: {err}") from None
+        raise InputError.caused_by("not a readable .parquet file", err) from None
     layers: dict[str, np.ndarray] = {}
     ids: np.ndarray | None = None
     for name in table.column_names:

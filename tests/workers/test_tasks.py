@@ -194,6 +194,37 @@ def test_failing_dependency_fails_the_extraction_and_the_comparison(
     assert Score.objects.count() == 0
 
 
+class WideNet(nn.Module):
+    """Wants 100 features: on 8 × 8 digits TorchScript fails with a long traceback."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(100, 4)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_a_model_failure_shows_its_meaningful_line_first_and_the_traceback_folded(
+    client, owner, workspace, digits
+):
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(WideNet()), buffer)
+    wide = checkpoint_from(workspace, owner, buffer.getvalue(), "wide-net")
+    run, _ = request_extraction(owner, wide, digits, ["fc"], "mean")
+    execute_run(run.pk)
+    run = fresh(run)
+    assert run.state == Run.State.FAILED
+    assert run.error.startswith("the model failed on input of shape (")
+    assert "cannot be multiplied" in run.error and "64" in run.error, run.error
+    assert "\n" not in run.error and "Traceback" not in run.error and len(run.error) < 300
+    assert "Traceback of TorchScript" in run.error_details
+    client.force_login(owner)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert page.index(run.error.split(":")[0]) < page.index("<details")
+    assert "Traceback of TorchScript" in page
+
+
 def test_comparison_failure_names_the_dependency_that_failed(owner, nan_ckpt, ckpt_b, digits):
     comparison, _ = request_comparison(owner, nan_ckpt, ckpt_b, digits, n_permutations=2)
     nan_extraction = comparison.depends_on.get(checkpoint=nan_ckpt)

@@ -52,6 +52,9 @@ class Run(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)  # claims by a worker
     error = models.TextField(blank=True)
+    error_details = models.TextField(
+        blank=True, help_text="the text behind the error (a model's traceback), shown folded"
+    )
     celery_task_id = models.CharField(max_length=64, default="")
     worker = models.CharField(max_length=200, blank=True)  # Celery node name of the last claim
     code_version = models.CharField(max_length=40, default=code_version)  # then the worker's
@@ -117,6 +120,7 @@ class Run(models.Model):
                     cls.objects.filter(pk=run.pk, state=run.state).update(
                         state=cls.State.QUEUED,
                         error="",
+                        error_details="",
                         progress=0.0,
                         started_at=None,
                         finished_at=None,
@@ -177,8 +181,15 @@ class Run(models.Model):
         if not Run.objects.filter(pk=self.pk, state=self.State.RUNNING).exists():
             raise Cancelled(f"run {self.pk} is no longer running")
 
-    def finish(self, state: str, error: str = "", timings: dict | None = None) -> None:
-        fields = {"state": state, "error": error, "finished_at": timezone.now()}
+    def finish(
+        self, state: str, error: str = "", timings: dict | None = None, details: str = ""
+    ) -> None:
+        fields = {
+            "state": state,
+            "error": error,
+            "error_details": details,
+            "finished_at": timezone.now(),
+        }
         if state == self.State.SUCCEEDED:
             fields["progress"] = 1.0
         if timings is not None:
