@@ -150,7 +150,7 @@ def _execute(run: Run) -> None:
         run.finish(Run.State.FAILED, str(err), details=err.details)
     except SoftTimeLimitExceeded:
         run.finish(Run.State.FAILED, "the run exceeded its time limit")
-    except Exception as err:
+    except Exception:
         logger.exception("run %s failed", run.pk)
         run.finish(
             Run.State.FAILED,
