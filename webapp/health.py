@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.db import DatabaseError, connection
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -31,7 +31,7 @@ def database_reachable() -> bool:
 
 @never_cache
 @require_safe
-def healthz(request):
+def healthz(request: HttpRequest) -> JsonResponse:
     parts = {"database": database_reachable(), "broker": broker_reachable()}
     healthy = all(parts.values())
     body = {"status": "ok" if healthy else "error"}
@@ -41,7 +41,7 @@ def healthz(request):
 
 @never_cache
 @require_safe
-def healthz_workers(request):
+def healthz_workers(request: HttpRequest) -> JsonResponse:
     workers = len(cluster()["workers"])
     return JsonResponse(
         {"status": "ok" if workers else "error", "workers": workers}, status=200 if workers else 503

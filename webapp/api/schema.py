@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 UNAUTHORIZED = {"description": "no token, or a token that is not valid", "content": ERROR}
 THROTTLED = {
@@ -10,7 +12,9 @@ THROTTLED = {
 }
 
 
-def document_auth_and_throttling(result, generator, request, public):
+def document_auth_and_throttling(
+    result: dict[str, Any], generator: object, request: object, public: bool
+) -> dict[str, Any]:
     """Every operation may answer 429 (the per-token rate limit), and every operation that
     needs a signed-in user 401: the rules apply to all views, so they are added here once."""
     for path in result.get("paths", {}).values():

@@ -7,11 +7,11 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, TypeAlias, TypeVar
 
 import numpy as np
 from django.conf import settings
@@ -21,6 +21,15 @@ from django.db import models
 from django.utils import timezone
 
 from analysis.data.datasets import DatasetArrays, npz_rows
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+
+    AnyUser: TypeAlias = AbstractBaseUser | AnonymousUser
+    """Who makes a request: a signed-in user or the anonymous one (``request.user``)."""
+
+M = TypeVar("M", bound=models.Model)
 
 
 class Workspace(models.Model):
@@ -50,8 +59,10 @@ class Membership(models.Model):
         ]
 
 
-def owned_workspaces_of(user) -> models.QuerySet[Workspace]:
-    return Workspace.objects.filter(memberships__user=user, memberships__role=Membership.Role.OWNER)
+def owned_workspaces_of(user: AnyUser) -> models.QuerySet[Workspace]:
+    return Workspace.objects.filter(
+        memberships__user=user.pk, memberships__role=Membership.Role.OWNER
+    )
 
 
 INVITATION_DAYS = 7
@@ -61,17 +72,17 @@ def new_invitation_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def invitation_expiry():
+def invitation_expiry() -> datetime:
     return timezone.now() + timedelta(days=INVITATION_DAYS)
 
 
-def workspaces_of(user) -> models.QuerySet[Workspace]:
-    return Workspace.objects.filter(memberships__user=user)
+def workspaces_of(user: AnyUser) -> models.QuerySet[Workspace]:
+    return Workspace.objects.filter(memberships__user=user.pk)
 
 
-def editable_workspaces_of(user) -> models.QuerySet[Workspace]:
+def editable_workspaces_of(user: AnyUser) -> models.QuerySet[Workspace]:
     roles = [Membership.Role.OWNER, Membership.Role.EDITOR]
-    return Workspace.objects.filter(memberships__user=user, memberships__role__in=roles)
+    return Workspace.objects.filter(memberships__user=user.pk, memberships__role__in=roles)
 
 
 class Blob(models.Model):
@@ -173,7 +184,7 @@ class Dataset(models.Model):
         with self.arrays.open() as f, np.load(f, allow_pickle=False) as z:
             return z[key] if key in z.files else None
 
-    def samples(self, indices) -> list[dict]:
+    def samples(self, indices: Iterable[int]) -> list[dict]:
         """``{index, id, label}`` of the given samples, and what a person can look at instead
         of a thumbnail: the ``text`` of a text sample, else the first feature values as
         ``row``."""
@@ -182,6 +193,7 @@ class Dataset(models.Model):
             ids = npz_rows(f, "ids", indices)
             labels = npz_rows(f, "y", indices)
             rows = npz_rows(f, "x", indices) if self.thumbnails_id is None else None
+        assert ids is not None  # every canonical dataset has ids (DatasetArrays.save)
         names = self.label_names
         out = []
         for position, i in enumerate(indices):
@@ -273,17 +285,17 @@ class ActivationSet(models.Model):
     def load(self) -> np.ndarray:
         return self.blob.load_array()
 
-    def memory_map(self):
+    def memory_map(self) -> AbstractContextManager[np.ndarray]:
         """The activations as a read-only memory map (see :meth:`Blob.memory_map`)."""
         return self.blob.memory_map()
 
 
-def visible_to(model: type[models.Model], user) -> models.QuerySet:
+def visible_to(model: type[M], user: AnyUser) -> models.QuerySet[M]:
     """Rows of ``model`` (anything with a ``workspace``) in the user's workspaces; everything
     else must look like it does not exist (404, never 403)."""
     if not user.is_authenticated:
-        return model.objects.none()
-    return model.objects.filter(workspace__memberships__user=user)
+        return model._default_manager.none()
+    return model._default_manager.filter(workspace__memberships__user=user)
 
 
 class Upload(models.Model):
