@@ -13,26 +13,50 @@ downloads to presigned URLs of the bucket instead of streaming them through the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
 import plotly
 from django.core.exceptions import ImproperlyConfigured
 
-from webapp.env import env_bool, env_int, env_list, env_str
+from webapp.env import env_bool, env_choice, env_int, env_list, env_rate, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("REPLENS_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded database, broker and blobs live here
 
 DEBUG = env_bool("DEBUG", False)
+LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", LOCAL_HOSTS)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# A site others can reach (a host name beyond this machine's) signs sessions and invitation
+# links with a key of its own: it does not start without one unless DEBUG is on. The insecure
+# key serves the demo and the tests, which answer to this machine only.
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set")
+    if not DEBUG and set(ALLOWED_HOSTS) - set(LOCAL_HOSTS):
+        raise ImproperlyConfigured(
+            f"SECRET_KEY must be set: this site answers to {', '.join(ALLOWED_HOSTS)} "
+            '(make one with python3 -c "import secrets; print(secrets.token_urlsafe(50))")'
+        )
     SECRET_KEY = "replens-insecure-local-key"  # the embedded default only
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+elif SECRET_KEY.startswith("change-me"):
+    raise ImproperlyConfigured("SECRET_KEY is still the example's placeholder: replace it")
+# HTTPS (REPLENS_HTTPS=true): TLS ends at a proxy in front, which says so in
+# X-Forwarded-Proto; requests over plain HTTP are redirected (the health checks, which a
+# container's orchestrator makes over HTTP inside, excepted), cookies are sent over HTTPS only,
+# browsers are told to use HTTPS for SECURE_HSTS_SECONDS, and links the site makes (invitations)
+# start with https://.
+REPLENS_HTTPS = env_bool("REPLENS_HTTPS", False)
+if REPLENS_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz"]
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -99,6 +123,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTHENTICATION_BACKENDS = ["webapp.signin.ThrottledModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -123,7 +148,11 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 S3_STORAGE = "storages.backends.s3.S3Storage"
 STORAGES = {
     "default": {
-        "BACKEND": env_str("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+        "BACKEND": env_choice(
+            "STORAGE_BACKEND",
+            "django.core.files.storage.FileSystemStorage",
+            ("django.core.files.storage.FileSystemStorage", "storages.backends.s3.S3Storage"),
+        )
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
@@ -184,6 +213,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3 * 3600, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", CELERY_TASK_SOFT_TIME_LIMIT + 300)
 REPLENS_DEVICE = env_str("REPLENS_DEVICE", "")  # "" picks CUDA when available
+if not re.fullmatch(r"(cpu|cuda(:\d+)?)?", REPLENS_DEVICE):
+    raise ImproperlyConfigured(
+        f"REPLENS_DEVICE must be cpu, cuda, cuda:<index> or empty, got {REPLENS_DEVICE!r}"
+    )
 # The commit the code was built from, for provenance (webapp/version.py); set when an image
 # is built, else read from the git checkout.
 REPLENS_COMMIT = env_str("REPLENS_COMMIT", "")
@@ -223,15 +256,20 @@ REST_FRAMEWORK = {
         "webapp.api.throttling.AnonymousRateThrottle",
     ],
 }
-REPLENS_API_RATE = env_str("REPLENS_API_RATE", "10000/hour")  # per token
-REPLENS_API_ANON_RATE = env_str("REPLENS_API_ANON_RATE", "100/hour")
+REPLENS_API_RATE = env_rate("REPLENS_API_RATE", "10000/hour")  # per token
+REPLENS_API_ANON_RATE = env_rate("REPLENS_API_ANON_RATE", "100/hour")
+# Sign-in: after REPLENS_SIGN_IN_FAILURES failed attempts for one user name, or from one
+# address, within REPLENS_SIGN_IN_WINDOW_S, further attempts are refused until it has passed.
+REPLENS_SIGN_IN_FAILURES = env_int("REPLENS_SIGN_IN_FAILURES", 10, minimum=1)
+REPLENS_SIGN_IN_WINDOW_S = env_int("REPLENS_SIGN_IN_WINDOW_S", 15 * 60, minimum=1)
+CACHE_URL = env_url("CACHE_URL", "", ("redis", "rediss"))
 CACHES = {
     "default": (
         {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": env_str("CACHE_URL", ""),
+            "LOCATION": CACHE_URL,
         }
-        if env_str("CACHE_URL", "")
+        if CACHE_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
@@ -241,6 +279,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {  # one name per choice set that several fields share
+        "PoolingEnum": "analysis.models.extraction.POOLINGS",
+        "RunKindEnum": "webapp.runs.models.Run.Kind",
+        "UploadKindEnum": "webapp.catalog.models.Upload.Kind",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "webapp.api.schema.document_auth_and_throttling",
@@ -251,7 +294,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    },
 }
 
 # Operations. A Redis broker hands a message it delivered to another worker when it has not

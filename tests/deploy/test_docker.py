@@ -419,7 +419,8 @@ def test_env_example_has_one_plain_setting_a_line():
 
 
 def test_env_example_is_accepted_by_the_settings(tmp_path):
-    """webapp/settings.py fails loudly on bad values: it must take every value as given."""
+    """webapp/settings.py fails loudly on bad values: it must take every value as given, once
+    the operator has replaced the secret key's placeholder (which alone stops start-up)."""
     values = env_example_values()
     env = {k: v for k, v in os.environ.items() if k not in env_example_listed()}
     env.update(values, REPLENS_VAR_DIR=str(tmp_path))
@@ -427,9 +428,15 @@ def test_env_example_is_accepted_by_the_settings(tmp_path):
         "from webapp import settings as s; "
         "print(s.DATABASES['default']['ENGINE'], s.STORAGES['default']['BACKEND'], s.DEBUG)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+
+    def load(env):
+        return subprocess.run(
+            [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+
+    placeholder = load(env)
+    assert placeholder.returncode != 0 and "SECRET_KEY is still" in placeholder.stderr
+    result = load({**env, "SECRET_KEY": "an-operator-made-key-" + "k" * 40})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == [
         "django.db.backends.postgresql",
@@ -451,7 +458,7 @@ def test_env_example_credentials_agree():
         assert redis.password == values["REDIS_PASSWORD"], name
     assert urlparse(values["AWS_S3_ENDPOINT_URL"]).hostname == "minio"
     assert "localhost" in values["ALLOWED_HOSTS"].split(",")  # the web health check
-    assert values["REQUIRE_SECRET_KEY"] == "true"
+    assert values["REPLENS_HTTPS"] == "true"
 
 
 def test_the_storage_backend_of_env_example_is_installed():

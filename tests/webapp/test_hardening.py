@@ -22,9 +22,7 @@ def test_json_nested_too_deeply_is_a_400_not_a_500(api, workspace):
     assert response.json()["detail"] == "The JSON body is nested too deeply."
 
 
-def test_a_chunk_over_the_cap_is_refused_from_its_content_length_before_it_is_read(
-    api, workspace
-):
+def test_a_chunk_over_the_cap_is_refused_from_its_content_length_before_it_is_read(api, workspace):
     content = digits_npz_bytes(50)
     uid = declare(api, content).json()["id"]
     claimed = uploads.MAX_CHUNK_SIZE + 1

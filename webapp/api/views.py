@@ -348,6 +348,8 @@ class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.ActivationSetSerializer
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator's look
+            return ActivationSet.objects.none()
         user = self.request.user
         queryset = ActivationSet.objects.filter(
             checkpoint__workspace__memberships__user=user
