@@ -9,12 +9,20 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
-from django.http import Http404
+from django.http import Http404, HttpRequest
 
 from webapp.catalog.models import Workspace, editable_workspaces_of
 
 if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
     from webapp.catalog.models import AnyUser
+
+    class SignedInRequest(HttpRequest):
+        """A request to a view behind ``login_required``: its user is signed in."""
+
+        user: User
+
 
 M = TypeVar("M", bound=models.Model)
 

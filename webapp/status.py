@@ -10,7 +10,10 @@ probes and a page open in many browsers do not flood the broker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
+import kombu
 from django.core.cache import cache
 from django.db.models import Count
 from kombu.exceptions import ChannelError
@@ -26,7 +29,7 @@ CACHE_KEY = "replens:workers-status"
 BROKER_TIMEOUT_S = 2  # connecting and each socket operation; an unreachable broker fails fast
 
 
-def _connection():
+def _connection() -> kombu.Connection:
     return app.connection_for_write(
         transport_options={
             "socket_connect_timeout": BROKER_TIMEOUT_S,
@@ -80,10 +83,10 @@ def _ask_the_broker() -> dict:
     return {"broker": "ok", "workers": workers, "queues": queues}
 
 
-def _workers(connection) -> list[dict]:
+def _workers(connection: kombu.Connection) -> list[dict]:
     """The workers answering a ping, with the queues they consume, the tasks they are running,
     their concurrency and how many tasks they have processed since they started."""
-    pongs = app.control.ping(timeout=PING_TIMEOUT_S, connection=connection)
+    pongs = app.control.ping(timeout=PING_TIMEOUT_S, connection=connection) or []
     names = sorted(name for pong in pongs for name in pong)
     if not names:
         return []
@@ -93,7 +96,7 @@ def _workers(connection) -> list[dict]:
     )
     queues = inspect.active_queues() or {}
     active = inspect.active() or {}
-    stats = inspect.stats() or {}
+    stats: Mapping[str, Mapping[str, Any]] = inspect.stats() or {}
     return [
         {
             "name": name,
@@ -106,13 +109,15 @@ def _workers(connection) -> list[dict]:
     ]
 
 
-def _queue_lengths(connection, names: list[str]) -> dict[str, int]:
+def _queue_lengths(connection: kombu.Connection, names: list[str]) -> dict[str, int]:
     """Messages waiting in each queue (not those a worker has taken and not yet finished)."""
     channel = connection.default_channel
     lengths = {}
     for name in names:
         try:
-            lengths[name] = channel.queue_declare(queue=name, passive=True).message_count
+            # typed as the abstract StdChannel; every transport's channel declares queues
+            declared = channel.queue_declare(queue=name, passive=True)  # type: ignore[attr-defined]
+            lengths[name] = declared.message_count
         except ChannelError:  # Redis keeps no empty list: a queue never used or drained
             lengths[name] = 0
     return lengths

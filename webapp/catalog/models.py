@@ -23,10 +23,9 @@ from django.utils import timezone
 from analysis.data.datasets import DatasetArrays, npz_rows
 
 if TYPE_CHECKING:
-    from django.contrib.auth.base_user import AbstractBaseUser
-    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
-    AnyUser: TypeAlias = AbstractBaseUser | AnonymousUser
+    AnyUser: TypeAlias = User | AnonymousUser
     """Who makes a request: a signed-in user or the anonymous one (``request.user``)."""
 
 M = TypeVar("M", bound=models.Model)

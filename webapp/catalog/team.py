@@ -3,10 +3,15 @@ a workspace always keeps at least one owner."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 
 from analysis.errors import InputError
 from webapp.catalog.models import Invitation, Membership, Workspace
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 ROLES = [role for role, _ in Membership.Role.choices]
 
@@ -17,7 +22,7 @@ def check_role(role: str) -> str:
     return role
 
 
-def invite(workspace: Workspace, role: str, by) -> Invitation:
+def invite(workspace: Workspace, role: str, by: User) -> Invitation:
     """A one-use invitation link's row (its token is the link)."""
     return Invitation.objects.create(workspace=workspace, role=check_role(role), created_by=by)
 

@@ -7,10 +7,12 @@ roles and remove members, and a workspace always keeps at least one owner. Every
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -18,15 +20,24 @@ from rest_framework.authtoken.models import Token
 
 from analysis.errors import InputError
 from webapp.catalog import team
-from webapp.catalog.models import Invitation, Membership, owned_workspaces_of, workspaces_of
+from webapp.catalog.models import (
+    Invitation,
+    Membership,
+    Workspace,
+    owned_workspaces_of,
+    workspaces_of,
+)
+
+if TYPE_CHECKING:
+    from webapp.access import SignedInRequest
 
 
-def _owned(request, slug):
+def _owned(request: SignedInRequest, slug: str) -> Workspace:
     return get_object_or_404(owned_workspaces_of(request.user), slug=slug)
 
 
 @login_required
-def members(request, slug, status: int = 200):
+def members(request: SignedInRequest, slug: str, status: int = 200) -> HttpResponse:
     workspace = get_object_or_404(workspaces_of(request.user), slug=slug)
     is_owner = owned_workspaces_of(request.user).filter(pk=workspace.pk).exists()
     context = {
@@ -45,7 +56,7 @@ def members(request, slug, status: int = 200):
 
 @login_required
 @require_POST
-def invite(request, slug):
+def invite(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = _owned(request, slug)
     try:
         invitation = team.invite(workspace, request.POST.get("role", ""), request.user)
@@ -59,7 +70,7 @@ def invite(request, slug):
 
 @login_required
 @require_POST
-def change_role(request, slug, user_id):
+def change_role(request: SignedInRequest, slug: str, user_id: int) -> HttpResponse:
     membership = get_object_or_404(_owned(request, slug).memberships, user_id=user_id)
     try:
         team.set_role(membership, request.POST.get("role", ""))
@@ -71,7 +82,7 @@ def change_role(request, slug, user_id):
 
 @login_required
 @require_POST
-def remove_member(request, slug, user_id):
+def remove_member(request: SignedInRequest, slug: str, user_id: int) -> HttpResponse:
     membership = get_object_or_404(_owned(request, slug).memberships, user_id=user_id)
     try:
         team.remove(membership)
@@ -84,7 +95,7 @@ def remove_member(request, slug, user_id):
 
 
 @login_required
-def invitation(request, token):
+def invitation(request: SignedInRequest, token: str) -> HttpResponse:
     """Open an invitation; POST accepts it. Used or expired ones do not exist any more."""
     found = get_object_or_404(Invitation.objects.select_related("workspace"), token=token)
     if not found.usable:
@@ -104,7 +115,7 @@ def invitation(request, token):
 
 
 @login_required
-def api_token(request):
+def api_token(request: SignedInRequest) -> HttpResponse:
     """The person's API token: create (or replace) it, shown once, or revoke it."""
     shown = None
     if request.method == "POST":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
 from analysis.errors import InputError
 from analysis.explorer.projection import PARAMETERS as PROJECTION_PARAMETERS
 from analysis.measures.cka import MIN_SAMPLES
@@ -10,6 +13,9 @@ from analysis.probes.transforms import check_magnitudes, get_family
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run
+
+if TYPE_CHECKING:
+    from webapp.catalog.models import AnyUser
 
 
 def _layers(checkpoint: Checkpoint, layers: list[str] | None) -> list[str]:
@@ -52,26 +58,28 @@ def _layer_of_each(checkpoints: list[Checkpoint], layer: str) -> None:
         raise InputError(f"layer {layer!r} is not in: {', '.join(lacking)}")
 
 
-def _checked(kind: str, **values) -> dict:
+def _checked(kind: str, **values: Any) -> dict:
     """The run's parameters checked against its kind's spec (``webapp.runs.kinds``)."""
     return KINDS[kind].check(values)
 
 
 def _series_at_layer(
-    user, checkpoints, dataset: Dataset, layer: str, pooling: str
+    user: AnyUser, checkpoints: Iterable[Checkpoint], dataset: Dataset, layer: str, pooling: str
 ) -> tuple[list[Checkpoint], list[Run]]:
     """Two or more distinct checkpoints of the dataset's workspace that all have ``layer``, in
     the order given, and the extractions of that layer they need."""
-    checkpoints = list(dict.fromkeys(checkpoints))
-    if len(checkpoints) < 2:
+    distinct = list(dict.fromkeys(checkpoints))
+    if len(distinct) < 2:
         raise InputError("choose at least two checkpoints")
-    _same_workspace(dataset, *checkpoints)
-    _layer_of_each(checkpoints, layer)
-    extractions = [request_extraction(user, c, dataset, [layer], pooling)[0] for c in checkpoints]
-    return checkpoints, extractions
+    _same_workspace(dataset, *distinct)
+    _layer_of_each(distinct, layer)
+    extractions = [request_extraction(user, c, dataset, [layer], pooling)[0] for c in distinct]
+    return distinct, extractions
 
 
-def _comparison_parameters(kind: str, dataset: Dataset, measure_params, **values) -> dict:
+def _comparison_parameters(
+    kind: str, dataset: Dataset, measure_params: dict | None, **values: Any
+) -> dict:
     """A comparison's checked parameters, with the measure's own complete (defaults filled
     in) as ``measure_params``."""
     checked = _checked(kind, **values)
@@ -83,12 +91,12 @@ def _comparison_parameters(kind: str, dataset: Dataset, measure_params, **values
 
 def _submit(
     kind: str,
-    user,
+    user: AnyUser,
     dataset: Dataset,
     params: dict,
     checkpoint: Checkpoint,
     checkpoint_b: Checkpoint | None = None,
-    depends_on=(),
+    depends_on: Iterable[Run] = (),
 ) -> tuple[Run, bool]:
     """The run for this request, found or created: its key is the kind, the dataset, the
     checkpoint(s) and every parameter, so the same request always maps to the same run."""
@@ -107,7 +115,11 @@ def _submit(
 
 
 def request_extraction(
-    user, checkpoint: Checkpoint, dataset: Dataset, layers=None, pooling: str = "mean"
+    user: AnyUser,
+    checkpoint: Checkpoint,
+    dataset: Dataset,
+    layers: list[str] | None = None,
+    pooling: str = "mean",
 ) -> tuple[Run, bool]:
     """The run that stores activations of ``layers`` (default: top-level blocks and output)."""
     _same_workspace(dataset, checkpoint)
@@ -117,17 +129,17 @@ def request_extraction(
 
 
 def request_comparison(
-    user,
+    user: AnyUser,
     checkpoint_a: Checkpoint,
     checkpoint_b: Checkpoint,
     dataset: Dataset,
-    layers_a=None,
-    layers_b=None,
+    layers_a: list[str] | None = None,
+    layers_b: list[str] | None = None,
     pooling: str = "mean",
     *,
     pooling_b: str | None = None,
     measure_params: dict | None = None,
-    **parameters,
+    **parameters: Any,
 ) -> tuple[Run, bool]:
     """The run that scores every (layer of A, layer of B) pair; it waits for the extractions
     it needs, which are requested here too. ``pooling_b`` pools B's token sequences or maps
@@ -162,14 +174,14 @@ def request_comparison(
 
 
 def request_model_matrix(
-    user,
+    user: AnyUser,
     checkpoints: list[Checkpoint],
     dataset: Dataset,
     layer: str,
     pooling: str = "mean",
     *,
     measure_params: dict | None = None,
-    **parameters,
+    **parameters: Any,
 ) -> tuple[Run, bool]:
     """The run that scores one layer of every checkpoint against every other (e.g. all seeds
     of one recipe): a model × model matrix; ``parameters`` as for a comparison."""
@@ -188,13 +200,13 @@ def request_model_matrix(
 
 
 def request_alignment(
-    user,
+    user: AnyUser,
     checkpoint_a: Checkpoint,
     checkpoint_b: Checkpoint,
     dataset: Dataset,
     layer_a: str,
     layer_b: str,
-    **parameters,
+    **parameters: Any,
 ) -> tuple[Run, bool]:
     """The run that fits a map from ``layer_a`` of A to ``layer_b`` of B on a training split
     and scores it on the held-out samples; ``parameters`` are the alignment kind's
@@ -222,7 +234,7 @@ def request_alignment(
     )
 
 
-def series_order(checkpoints) -> list[Checkpoint]:
+def series_order(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:
     """Checkpoints oldest first: by training step where every one has a step, else by
     upload time."""
     checkpoints = list(dict.fromkeys(checkpoints))
@@ -232,11 +244,11 @@ def series_order(checkpoints) -> list[Checkpoint]:
 
 
 def request_compatibility(
-    user,
+    user: AnyUser,
     checkpoints: list[Checkpoint],
     dataset: Dataset,
     layer: str,
-    **parameters,
+    **parameters: Any,
 ) -> tuple[Run, bool]:
     """The run that measures cross-model retrieval between a series of checkpoints (given
     oldest first) at one layer: queries embedded by each model against the gallery embedded
@@ -258,7 +270,7 @@ def request_compatibility(
 
 
 def request_projection(
-    user,
+    user: AnyUser,
     checkpoint: Checkpoint,
     dataset: Dataset,
     layer: str,
@@ -291,7 +303,7 @@ def request_projection(
 
 
 def request_aligned_projections(
-    user,
+    user: AnyUser,
     spaces: list[tuple[Checkpoint, str]],
     dataset: Dataset,
     pooling: str = "mean",
@@ -343,12 +355,12 @@ DEFAULT_PROBES = {
 
 
 def request_probe(
-    user,
+    user: AnyUser,
     checkpoint: Checkpoint,
     dataset: Dataset,
-    layers=None,
+    layers: list[str] | None = None,
     pooling: str = "mean",
-    families: dict[str, list[float] | None] | list[str] | None = None,
+    families: Mapping[str, list[float] | None] | list[str] | None = None,
     seed: int = 0,
 ) -> tuple[Run, bool]:
     """The run that measures how ``layers`` (default: top-level blocks and output) respond to
@@ -364,12 +376,13 @@ def request_probe(
     kind = "vector" if dataset.modality == "tabular" else dataset.modality  # rows of numbers
     if families is None:
         families = DEFAULT_PROBES.get(kind, [])
-    if isinstance(families, list):
-        families = dict.fromkeys(families)
-    if not families:
+    chosen: Mapping[str, list[float] | None] = (
+        dict.fromkeys(families) if isinstance(families, list) else families
+    )
+    if not chosen:
         raise InputError(f"choose at least one transformation for a {dataset.modality} dataset")
     grids = []  # [[key, magnitudes], …]: a list keeps the order given (JSONB sorts keys)
-    for key, magnitudes in families.items():
+    for key, magnitudes in chosen.items():
         family = get_family(key)
         if family.modality != kind:
             raise InputError(

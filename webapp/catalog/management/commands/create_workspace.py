@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -13,12 +15,12 @@ from webapp.catalog.models import Membership, Workspace
 class Command(BaseCommand):
     help = "Create a workspace owned by an existing user: create_workspace <slug> <owner>"
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug", help="the workspace's address, e.g. vision-team")
         parser.add_argument("owner", help="username of its first owner")
         parser.add_argument("--name", default="", help="display name (default: the slug)")
 
-    def handle(self, *args, slug: str, owner: str, name: str, **options):
+    def handle(self, *args: Any, slug: str, owner: str, name: str, **options: Any) -> None:
         if slugify(slug) != slug:
             raise CommandError(f"{slug!r} is not a valid slug; try {slugify(slug)!r}")
         user = get_user_model().objects.filter(username=owner).first()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 
 from webapp.catalog.retention import collect_garbage
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         "checked that long ago."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
         parser.add_argument(
             "--min-age-hours",
@@ -29,7 +30,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--upload-max-age-days", type=float, default=7, help="default 7")
 
-    def handle(self, *args, dry_run, min_age_hours, upload_max_age_days, **options):
+    def handle(
+        self,
+        *args: Any,
+        dry_run: bool,
+        min_age_hours: float,
+        upload_max_age_days: float,
+        **options: Any,
+    ) -> None:
         if min_age_hours < 0 or upload_max_age_days < 0:
             raise CommandError("ages must not be negative")
         freed = collect_garbage(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.catalog.models import Workspace
 from webapp.runs.backup import backup
@@ -17,11 +18,11 @@ class Command(BaseCommand):
         "restore it with restore_workspace."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug", help="the workspace")
         parser.add_argument("file", type=Path, help="the tar file to write")
 
-    def handle(self, *args, slug, file, **options):
+    def handle(self, *args: Any, slug: str, file: Path, **options: Any) -> None:
         workspace = Workspace.objects.filter(slug=slug).first()
         if workspace is None:
             raise CommandError(f"no workspace {slug!r}")

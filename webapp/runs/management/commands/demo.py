@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from webapp.runs.management.commands.build_demo import DEMO_PASSWORD, DEMO_USER
 
@@ -15,10 +16,10 @@ from webapp.runs.management.commands.build_demo import DEMO_PASSWORD, DEMO_USER
 class Command(BaseCommand):
     help = "Migrate, build the demo workspace, then serve the site with one Celery worker."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--addr", default="127.0.0.1:8000")
 
-    def handle(self, *args, addr, **options):
+    def handle(self, *args: Any, addr: str, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("build_demo")
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)

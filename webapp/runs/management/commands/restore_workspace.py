@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.runs.backup import ArchiveError, restore
 
@@ -16,13 +17,13 @@ class Command(BaseCommand):
         "an account here are left out. Runs that were queued or running are queued again."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path, help="a tar file written by backup_workspace")
         parser.add_argument(
             "--slug", help="the new workspace's slug (default: the one backed up; must be free)"
         )
 
-    def handle(self, *args, file, slug, **options):
+    def handle(self, *args: Any, file: Path, slug: str | None, **options: Any) -> None:
         try:
             restored = restore(file, slug)
         except ArchiveError as err:
