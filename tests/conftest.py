@@ -1,8 +1,9 @@
 """Shared fixtures: three personas (owner, member, outsider) and small real inputs.
 
 Tests run against the database and broker named by DATABASE_URL and CELERY_BROKER_URL
-(``make test`` points them at the local PostgreSQL and Redis). Tests marked ``integration``
-need both; under ``CI=true`` an unreachable service fails the run instead of skipping.
+(``make test`` points them at the local PostgreSQL and Redis, started if none answers). Tests
+marked ``integration`` need both; under ``CI=true`` every test does, and a database other than
+PostgreSQL, a broker other than Redis, or one that does not answer stops the run.
 """
 
 from __future__ import annotations
@@ -57,12 +58,16 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    needs_services = [i for i in items if i.get_closest_marker("integration")]
+    """Under ``CI=true`` every test runs on PostgreSQL and Redis: any other database or broker,
+    or one that does not answer, stops the run. Elsewhere, only the tests marked
+    ``integration`` need them, and are skipped (with the reason) without them."""
+    ci = os.environ.get("CI") == "true"
+    needs_services = [i for i in items if ci or i.get_closest_marker("integration")]
     problems = _unreachable_services() if needs_services else []
     if not problems:
         return
-    if os.environ.get("CI") == "true":
-        raise pytest.UsageError("integration tests cannot run: " + "; ".join(problems))
+    if ci:
+        raise pytest.UsageError("under CI=true the tests cannot run: " + "; ".join(problems))
     skip = pytest.mark.skip(reason="; ".join(problems))
     for item in needs_services:
         item.add_marker(skip)
