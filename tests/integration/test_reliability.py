@@ -99,12 +99,15 @@ def test_a_live_worker_beats_through_a_long_step(tmp_path, slow_projection):
     with worker_process(tmp_path / "worker.log", REPLENS_HEARTBEAT_S="1"):
         run = slow_projection()
         wait_for(lambda: state_of(run) == Run.State.RUNNING, 120, "the run to start")
-        reaped = []
+        reaped, beats = [], {}  # heartbeats seen at each progress value
         while state_of(run) == Run.State.RUNNING:
+            beats.setdefault(run.progress, set()).add(run.heartbeat_at)
             reaped += reap_stale_runs(STALE_S, max_attempts=3)["queued"]
             time.sleep(0.5)
         assert run.state == Run.State.SUCCEEDED, run.error
-        assert run.duration_s > STALE_S + 0.5  # long enough to have looked dead without beats
+        # The step made no progress report, yet the run went on beating through it: counted
+        # as heartbeats, not measured as time, so a fast machine cannot void the test.
+        assert max(len(seen) for seen in beats.values()) >= 3, beats
         assert reaped == [] and run.attempts == 1
 
 
