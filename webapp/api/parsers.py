@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from typing import IO
+from collections.abc import Mapping
+from typing import IO, Any
 
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser, JSONParser
@@ -16,7 +17,12 @@ class BoundedJSONParser(JSONParser):
     """DRF's JSON parser, where a body nested too deeply for Python's parser (a hostile
     ``[[[[…]]]]``, say) is a 400 like any other malformed body, not a RecursionError."""
 
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
@@ -35,7 +41,12 @@ class ChunkParser(BaseParser):
 
     media_type = "application/octet-stream"
 
-    def parse(self, stream, media_type=None, parser_context=None) -> IO[bytes]:
+    def parse(  # type: ignore[override]  # request.data is what parse returns: here a file
+        self,
+        stream: IO[Any] | None,
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> IO[bytes]:
         request = parser_context["request"] if parser_context else None
         length = request.META.get("CONTENT_LENGTH", "") if request is not None else ""
         if not str(length).isdigit():

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -26,6 +26,9 @@ from analysis.host import Limits, run_in_host
 from analysis.models.precomputed import SUFFIXES as PRECOMPUTED_SUFFIXES
 from analysis.models.precomputed import read_precomputed
 from webapp.catalog.models import Blob, Checkpoint, Dataset, Workspace
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 PREVIEW_SAMPLES = 48
 CHECKPOINT_SUFFIXES = {
@@ -40,7 +43,7 @@ CHECKPOINT_SUFFIXES = {
 
 
 @contextmanager
-def _spooled(upload: IO[bytes], filename: str):
+def _spooled(upload: IO[bytes], filename: str) -> Iterator[tuple[Path, IO[bytes]]]:
     """The upload as a local file, refusing it when it exceeds the size limit."""
     suffix = PurePosixPath(filename).suffix.lower()
     with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
@@ -67,7 +70,7 @@ def _clean_name(name: str, filename: str) -> str:
 
 def ingest_dataset(
     workspace: Workspace,
-    user,
+    user: User | None,
     upload: IO[bytes],
     filename: str,
     name: str = "",
@@ -170,7 +173,9 @@ def _described_precomputed(path: Path, filename: str, dataset: Dataset) -> dict:
     """Layers of a precomputed file, checked against the dataset's samples now, so that a
     file whose rows do not match is refused at upload."""
     found = read_precomputed(path, filename)
-    found.aligned_to(dataset.column("ids"))
+    ids = dataset.column("ids")
+    assert ids is not None  # every canonical dataset has ids (DatasetArrays.save)
+    found.aligned_to(ids)
     return {
         "parameter_count": 0,
         "layer_tree": [
@@ -184,7 +189,7 @@ def _described_precomputed(path: Path, filename: str, dataset: Dataset) -> dict:
 
 def ingest_checkpoint(
     workspace: Workspace,
-    user,
+    user: User | None,
     upload: IO[bytes],
     filename: str,
     name: str = "",
@@ -206,7 +211,7 @@ def ingest_checkpoint(
     if fmt != Checkpoint.Format.SAFETENSORS:
         architecture = ""
     with _spooled(upload, filename) as (path, f):
-        if fmt == Checkpoint.Format.PRECOMPUTED:
+        if dataset is not None:  # precomputed activations of its samples
             described = _described_precomputed(path, filename, dataset)
         else:
             # The model is untrusted code: it is loaded and described in a model host only.

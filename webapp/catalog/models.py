@@ -336,6 +336,10 @@ class Upload(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set on the uploads webapp.catalog.uploads.shown lists: where one being checked stands
+    # in its queue, and what a finished one made.
+    place: int | None
+    result: Dataset | Checkpoint | None
 
     class Meta:
         indexes = [models.Index(fields=["state"])]

@@ -26,10 +26,10 @@ import logging
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files import File
@@ -42,6 +42,9 @@ from analysis.errors import InputError
 from webapp.catalog.ingest import checkpoint_format, ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Checkpoint, Dataset, Upload, Workspace
 from webapp.dispatch import wake_on_commit
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +67,12 @@ class OffsetMismatch(InputError):
         self.offset = upload.received
 
 
-def existing(workspace: Workspace, kind: str, sha256: str, architecture: str = ""):
+def existing(
+    workspace: Workspace, kind: str, sha256: str, architecture: str = ""
+) -> Dataset | Checkpoint | Upload | None:
     """A dataset or checkpoint of ``workspace`` made from the same bytes, or an upload of the
     same bytes being checked now; None if neither."""
+    found: Dataset | Checkpoint | None
     if kind == Upload.Kind.DATASET:
         found = Dataset.objects.filter(workspace=workspace, source__sha256=sha256).first()
     else:
@@ -84,7 +90,15 @@ def existing(workspace: Workspace, kind: str, sha256: str, architecture: str = "
     ).first()
 
 
-def start(user, workspace: Workspace, kind: str, filename: str, size: int, sha256: str, **fields):
+def start(
+    user: User,
+    workspace: Workspace,
+    kind: str,
+    filename: str,
+    size: int,
+    sha256: str,
+    **fields: Any,
+) -> tuple[Upload | None, Dataset | Checkpoint | Upload | None]:
     """A new upload, or what the same bytes already made: the dataset or checkpoint, or the
     upload of them being checked (then the first item is None). What can be told from the
     declaration alone (the format by the file's extension, a missing architecture name) is
@@ -123,7 +137,9 @@ def start(user, workspace: Workspace, kind: str, filename: str, size: int, sha25
     return upload, None
 
 
-def receive(user, workspace: Workspace, kind: str, f: IO[bytes], filename: str, **fields):
+def receive(
+    user: User, workspace: Workspace, kind: str, f: IO[bytes], filename: str, **fields: Any
+) -> tuple[Upload | None, Dataset | Checkpoint | Upload | None]:
     """A whole file in one request (a browser form, ``POST /datasets/``): stored as one chunk
     and completed, or what the same bytes already made. Returns ``(upload, found)`` like
     :func:`start`."""
@@ -201,8 +217,11 @@ def result_of(upload: Upload) -> Dataset | Checkpoint | None:
     """The dataset or checkpoint a finished upload made (None before, or if deleted since)."""
     if upload.state != Upload.State.DONE:
         return None
-    model = Dataset if upload.kind == Upload.Kind.DATASET else Checkpoint
-    return model.objects.filter(pk=upload.result_id).first()
+    if upload.result_id is None:
+        return None
+    if upload.kind == Upload.Kind.DATASET:
+        return Dataset.objects.filter(pk=upload.result_id).first()
+    return Checkpoint.objects.filter(pk=upload.result_id).first()
 
 
 def _person(upload: Upload) -> int:
@@ -213,8 +232,8 @@ def waiting(queue: str) -> list[Upload]:
     """Uploads of ``queue`` waiting for a check, in the order workers take them: the person
     with the fewest files being checked now first, then the oldest upload (so that one
     person's fifty files do not hold another's one)."""
-    checking = Upload.objects.filter(state=Upload.State.CHECKING).order_by("created_at", "pk")
-    checking = [u for u in checking if u.queue == queue]
+    all_checking = Upload.objects.filter(state=Upload.State.CHECKING).order_by("created_at", "pk")
+    checking = [u for u in all_checking if u.queue == queue]
     busy = Counter(_person(u) for u in checking if u.started_at is not None)
     ready = [u for u in checking if u.started_at is None]
     order: list[Upload] = []
@@ -240,7 +259,7 @@ def take_next(queue: str, worker: str = "") -> Upload | None:
     return None
 
 
-def _places(queues) -> dict:
+def _places(queues: Iterable[str]) -> dict[object, int]:
     """Where each upload waiting for a check in ``queues`` stands in its queue (1 = next)."""
     return {u.pk: place for queue in queues for place, u in enumerate(waiting(queue), 1)}
 
@@ -298,7 +317,9 @@ def check(upload: Upload) -> None:
         if not beat(upload):
             raise Withdrawn(f"upload {upload.pk} was withdrawn")
 
-    result, created = None, False
+    result: Dataset | Checkpoint | None = None
+    created = False
+    outcome: dict[str, Any]
     try:
         result, created = _ingest(upload, still_mine)
     except InputError as err:
@@ -317,11 +338,11 @@ def check(upload: Upload) -> None:
         outcome = {"state": Upload.State.DONE, "result_id": result.pk}
     if _finish(upload, **outcome):
         delete_chunks(upload)
-    elif created:
+    elif created and result is not None:
         result.delete()  # withdrawn at the last moment: keep nothing (blobs are collected)
 
 
-def _finish(upload: Upload, **fields) -> bool:
+def _finish(upload: Upload, **fields: Any) -> bool:
     """Record the outcome of this worker's check; False if the upload is no longer its."""
     return bool(
         Upload.objects.filter(
@@ -359,10 +380,10 @@ def reap(stale_after_s: float, max_attempts: int) -> dict[str, list]:
 def abort(upload: Upload) -> None:
     """Delete the upload and its chunks (under the row lock: no chunk arrives meanwhile)."""
     with transaction.atomic():
-        upload = Upload.objects.select_for_update().filter(pk=upload.pk).first()
-        if upload is not None:
-            delete_chunks(upload)
-            upload.delete()
+        locked = Upload.objects.select_for_update().filter(pk=upload.pk).first()
+        if locked is not None:
+            delete_chunks(locked)
+            locked.delete()
 
 
 def store_chunk(upload: Upload, first: int, data: IO[bytes]) -> None:
@@ -418,7 +439,7 @@ def _assemble(upload: Upload, out: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def _ingest(upload: Upload, still_mine: Callable[[], None]):
+def _ingest(upload: Upload, still_mine: Callable[[], None]) -> tuple[Dataset | Checkpoint, bool]:
     with tempfile.TemporaryFile() as f:
         digest = _assemble(upload, f)
         if digest != upload.sha256:

@@ -94,6 +94,7 @@ COMPARISON_CONTEXT = [
 def comparison_table(run: Run) -> Table:
     """Every score of a comparison with its provenance, one row per layer pair."""
     p = run.params
+    assert run.checkpoint_b is not None  # a comparison has two checkpoints
     fixed = [
         run.checkpoint.name,
         run.checkpoint_b.name,
@@ -182,7 +183,9 @@ def selection_columns(selection: Selection, run: Run | None) -> dict[str, np.nda
     projection ``run`` (the one it was drawn on, unless another is given)."""
     indices = selection.indices.load_array().astype(np.int64)
     dataset = selection.dataset
-    columns = {"index": indices, "id": dataset.column("ids")[indices].astype(str)}
+    ids = dataset.column("ids")
+    assert ids is not None  # every canonical dataset has ids (DatasetArrays.save)
+    columns = {"index": indices, "id": ids[indices].astype(str)}
     if dataset.column("y") is not None:
         names = label_names(dataset)
         columns["label"] = np.array([names[k] for k in label_codes(dataset)[indices]], dtype=str)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
@@ -82,7 +84,7 @@ class Run(models.Model):
         return None
 
     @staticmethod
-    def key_for(kind: str, **identity) -> str:
+    def key_for(kind: str, **identity: Any) -> str:
         """Deterministic key of a request: the same request always maps to the same run."""
         text = json.dumps({"kind": kind, **identity}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
@@ -105,7 +107,9 @@ class Run(models.Model):
         return cls.key_for(kind, dataset=dataset, **ids, **params)
 
     @classmethod
-    def submit(cls, *, kind: str, request_key: str, depends_on=(), **fields) -> tuple[Run, bool]:
+    def submit(
+        cls, *, kind: str, request_key: str, depends_on: Iterable[Run] = (), **fields: Any
+    ) -> tuple[Run, bool]:
         """The run for this request, and whether this call queued work: a new run, or a
         failed or cancelled one asked for again. Work is enqueued when the transaction commits.
         """
@@ -148,6 +152,7 @@ class Run(models.Model):
     def fail_for_dependencies(self) -> None:
         """Fail this queued run because a run it depends on failed or was cancelled."""
         failed = self.depends_on.filter(state__in=[self.State.FAILED, self.State.CANCELLED]).first()
+        assert failed is not None  # called once dependencies_state() is "failed"
         self.finish(self.State.FAILED, f"{failed} did not succeed: {failed.error or failed.state}")
 
     def claim(self, task_id: str = "", worker: str = "") -> bool:
