@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 
 import dj_database_url
-import plotly
 from django.core.exceptions import ImproperlyConfigured
 
 from webapp.env import env_bool, env_choice, env_int, env_list, env_rate, env_str, env_url
@@ -139,11 +138,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"  # collectstatic output; pages also serve from finders
 STATIC_ROOT.mkdir(exist_ok=True)
-# plotly.js ships inside the plotly package: served from there, never from a CDN.
-STATICFILES_DIRS = [
-    BASE_DIR / "static",
-    ("plotly", Path(plotly.__file__).parent / "package_data"),
-]
+# Front-end files, vendored ones (plotly.js) included: served from here, never from a CDN.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 S3_STORAGE = "storages.backends.s3.S3Storage"
 STORAGES = {
