@@ -5,7 +5,7 @@ The counts live in Django's cache (shared by the web processes when ``CACHE_URL`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
@@ -16,6 +16,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 def _key(username: str) -> str:
     return f"signin-failures:{username.strip().lower()}"
@@ -23,11 +26,15 @@ def _key(username: str) -> str:
 
 def locked(username: str | None) -> bool:
     """Whether sign-ins as ``username`` are refused for now."""
-    return bool(username) and cache.get(_key(username), 0) >= settings.REPLENS_SIGN_IN_FAILURES
+    if not username:
+        return False
+    return cache.get(_key(username), 0) >= settings.REPLENS_SIGN_IN_FAILURES
 
 
 @receiver(user_login_failed)
-def count_failure(sender: Any, credentials: dict, request: HttpRequest | None = None, **_) -> None:
+def count_failure(
+    sender: Any, credentials: dict, request: HttpRequest | None = None, **_: Any
+) -> None:
     username = credentials.get("username")
     if username:
         key = _key(username)
@@ -48,7 +55,7 @@ class ThrottledModelBackend(ModelBackend):
         username: str | None = None,
         password: str | None = None,
         **kwargs: Any,
-    ):
+    ) -> User | None:
         if locked(username):
             raise PermissionDenied  # authenticate() then refuses, and counts one more failure
         return super().authenticate(request, username=username, password=password, **kwargs)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -18,7 +20,7 @@ from webapp.runs.queue import standings
 class RequestSerializer(serializers.Serializer):
     """A request body: a field it does not declare is a 400 that names it, never ignored."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Any:
         if hasattr(data, "keys"):
             unknown = sorted(set(data.keys()) - set(self.fields))
             if unknown:
@@ -36,7 +38,9 @@ class WorkspaceSerializer(serializers.ModelSerializer):
 
 
 class DatasetSerializer(serializers.ModelSerializer):
-    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    workspace: serializers.SlugRelatedField[Workspace] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     sha256 = serializers.CharField(source="source.sha256", read_only=True)
 
     class Meta:
@@ -65,7 +69,9 @@ class DatasetUploadSerializer(RequestSerializer):
 
 
 class CheckpointSerializer(serializers.ModelSerializer):
-    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    workspace: serializers.SlugRelatedField[Workspace] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     sha256 = serializers.CharField(source="blob.sha256", read_only=True)
 
     class Meta:
@@ -135,7 +141,9 @@ class QueueStandingSerializer(serializers.Serializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    workspace: serializers.SlugRelatedField[Workspace] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     queue = serializers.SerializerMethodField(
         help_text="where a queued run stands (null once it started)"
     )
@@ -152,7 +160,9 @@ class RunSerializer(serializers.ModelSerializer):
         if getattr(self, "_standings", None) is None:  # once for a whole page of a list
             parent = self.parent
             runs = (
-                list(parent.instance) if isinstance(parent, serializers.ListSerializer) else [run]
+                list(parent.instance or [])
+                if isinstance(parent, serializers.ListSerializer)
+                else [run]
             )
             self._standings = standings(runs)
         found = self._standings.get(run.pk)
@@ -185,18 +195,41 @@ class RunSerializer(serializers.ModelSerializer):
 
 def parameter_field(parameter: Parameter) -> serializers.Field:
     """The request field of a declared parameter (a run kind's, see ``webapp.runs.kinds``)."""
-    options = {"default": parameter.default, "help_text": parameter.help}
+    options: dict[str, Any] = {"default": parameter.default, "help_text": parameter.help}
     if parameter.kind == "choice":
         return serializers.ChoiceField(choices=list(parameter.choices), **options)
     field = serializers.IntegerField if parameter.kind == "int" else serializers.FloatField
-    return field(min_value=parameter.minimum, max_value=parameter.maximum, **options)
+    bounds: dict[str, Any] = {"min_value": parameter.minimum, "max_value": parameter.maximum}
+    return field(**bounds, **options)
 
 
 def with_parameters(kind: str) -> type[RequestSerializer]:
     """A request serializer with a field for every parameter of ``kind``'s spec."""
     fields = {p.name: parameter_field(p) for p in KINDS[kind].parameters}
     name = "".join(word.title() for word in kind.split("_")) + "Parameters"
-    return type(RequestSerializer)(name, (RequestSerializer,), fields)
+    made = serializers.SerializerMetaclass(name, (RequestSerializer,), fields)
+    return cast(type[RequestSerializer], made)
+
+
+# The parameters of the run kinds, built from their specs (mypy sees their base).
+if TYPE_CHECKING:
+    ExtractParameters = RequestSerializer
+    CompareParameters = RequestSerializer
+    ModelMatrixParameters = RequestSerializer
+    AlignParameters = RequestSerializer
+    CompatibilityParameters = RequestSerializer
+    ProjectParameters = RequestSerializer
+    ProbeParameters = RequestSerializer
+    ProjectAlignedParameters = RequestSerializer
+else:
+    ExtractParameters = with_parameters(Run.Kind.EXTRACT)
+    CompareParameters = with_parameters(Run.Kind.COMPARE)
+    ModelMatrixParameters = with_parameters(Run.Kind.MODEL_MATRIX)
+    AlignParameters = with_parameters(Run.Kind.ALIGN)
+    CompatibilityParameters = with_parameters(Run.Kind.COMPATIBILITY)
+    ProjectParameters = with_parameters(Run.Kind.PROJECT)
+    ProbeParameters = with_parameters(Run.Kind.PROBE)
+    ProjectAlignedParameters = with_parameters(Run.Kind.PROJECT_ALIGNED)
 
 
 class MeasureParametersMixin(serializers.Serializer):
@@ -204,7 +237,7 @@ class MeasureParametersMixin(serializers.Serializer):
 
     measure_params = serializers.DictField(required=False, help_text=MEASURE_PARAMS_HELP)
 
-    def validate(self, data):
+    def validate(self, data: Any) -> Any:
         try:
             MEASURES[data["measure"]].configured(data.get("measure_params"))
         except InputError as err:
@@ -212,7 +245,7 @@ class MeasureParametersMixin(serializers.Serializer):
         return data
 
 
-class ExtractionRequestSerializer(with_parameters(Run.Kind.EXTRACT)):
+class ExtractionRequestSerializer(ExtractParameters):
     checkpoint = serializers.IntegerField()
     dataset = serializers.IntegerField()
     layers = serializers.ListField(
@@ -222,7 +255,7 @@ class ExtractionRequestSerializer(with_parameters(Run.Kind.EXTRACT)):
     )
 
 
-class ComparisonRequestSerializer(MeasureParametersMixin, with_parameters(Run.Kind.COMPARE)):
+class ComparisonRequestSerializer(MeasureParametersMixin, CompareParameters):
     checkpoint_a = serializers.IntegerField()
     checkpoint_b = serializers.IntegerField()
     dataset = serializers.IntegerField()
@@ -235,13 +268,13 @@ class ComparisonRequestSerializer(MeasureParametersMixin, with_parameters(Run.Ki
     )
 
 
-class ModelMatrixRequestSerializer(MeasureParametersMixin, with_parameters(Run.Kind.MODEL_MATRIX)):
+class ModelMatrixRequestSerializer(MeasureParametersMixin, ModelMatrixParameters):
     checkpoints = serializers.ListField(child=serializers.IntegerField(), min_length=2)
     dataset = serializers.IntegerField()
     layer = serializers.CharField(help_text="a layer every checkpoint has")
 
 
-class AlignmentRequestSerializer(with_parameters(Run.Kind.ALIGN)):
+class AlignmentRequestSerializer(AlignParameters):
     checkpoint_a = serializers.IntegerField()
     checkpoint_b = serializers.IntegerField()
     dataset = serializers.IntegerField()
@@ -249,7 +282,7 @@ class AlignmentRequestSerializer(with_parameters(Run.Kind.ALIGN)):
     layer_b = serializers.CharField()
 
 
-class CompatibilityRequestSerializer(with_parameters(Run.Kind.COMPATIBILITY)):
+class CompatibilityRequestSerializer(CompatibilityParameters):
     checkpoints = serializers.ListField(
         child=serializers.IntegerField(), min_length=2, help_text="the series, oldest first"
     )
@@ -257,13 +290,13 @@ class CompatibilityRequestSerializer(with_parameters(Run.Kind.COMPATIBILITY)):
     layer = serializers.CharField(help_text="a layer every checkpoint has")
 
 
-class ProjectionRequestSerializer(with_parameters(Run.Kind.PROJECT)):
+class ProjectionRequestSerializer(ProjectParameters):
     checkpoint = serializers.IntegerField()
     dataset = serializers.IntegerField()
     layer = serializers.CharField()
 
 
-class ProbeRequestSerializer(ExtractionRequestSerializer, with_parameters(Run.Kind.PROBE)):
+class ProbeRequestSerializer(ExtractionRequestSerializer, ProbeParameters):
     """The layers of a checkpoint to probe (as for an extraction), and the families."""
 
     families = serializers.JSONField(
@@ -272,7 +305,7 @@ class ProbeRequestSerializer(ExtractionRequestSerializer, with_parameters(Run.Ki
         "default: three families for the dataset's modality",
     )
 
-    def validate_families(self, value):
+    def validate_families(self, value: Any) -> Any:
         if isinstance(value, list) and all(isinstance(k, str) for k in value):
             return value
         if isinstance(value, dict) and all(
@@ -290,7 +323,7 @@ class SpaceSerializer(serializers.Serializer):
     layer = serializers.CharField()
 
 
-class AlignedProjectionRequestSerializer(with_parameters(Run.Kind.PROJECT_ALIGNED)):
+class AlignedProjectionRequestSerializer(ProjectAlignedParameters):
     dataset = serializers.IntegerField()
     spaces = serializers.ListField(
         child=SpaceSerializer(),
@@ -348,11 +381,16 @@ class WorkersSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
-    errors = serializers.DictField(required=False, help_text="messages by field, for 400s")
+    # The metaclass takes the field off the class, so Serializer.errors stays as it is.
+    errors = serializers.DictField(  # type: ignore[assignment]
+        required=False, help_text="messages by field, for 400s"
+    )
 
 
 class SelectionSerializer(serializers.ModelSerializer):
-    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    workspace: serializers.SlugRelatedField[Workspace] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = Selection
@@ -381,7 +419,7 @@ class SelectionRequestSerializer(RequestSerializer):
     name = serializers.CharField(default="", allow_blank=True, max_length=200)
     tags = serializers.ListField(child=serializers.CharField(max_length=50), default=list)
 
-    def validate(self, data):
+    def validate(self, data: Any) -> Any:
         by_polygon = "projection" in data and "polygon" in data
         by_indices = "dataset" in data and "indices" in data
         if by_polygon == by_indices:

@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import IO, Any
 
 from django.contrib.auth import get_user_model
 from django.core import serializers
@@ -83,7 +84,7 @@ LEFT_OUT: dict[type[models.Model], str] = {
 class ExactJSONEncoder(DjangoJSONEncoder):
     """Times to the microsecond (Django's encoder keeps milliseconds, as JavaScript does)."""
 
-    def default(self, o):
+    def default(self, o: Any) -> Any:
         if isinstance(o, datetime):
             return o.isoformat()
         return super().default(o)
@@ -111,7 +112,7 @@ def backup(workspace: Workspace, path: Path) -> dict[str, int]:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         objects, counts = [], {}
         for model, lookup in PARTS:
-            rows = list(model.objects.filter(**{lookup: workspace.pk}).order_by("pk"))
+            rows = list(model._default_manager.filter(**{lookup: workspace.pk}).order_by("pk"))
             counts[model._meta.label_lower] = len(rows)
             objects += rows
         rows_json = serializers.serialize(
@@ -173,20 +174,28 @@ def restore(path: Path, slug: str | None = None) -> Restored:
         listing = _read_json(tar, "blobs.json")
         members = _checked_blobs(tar, {entry["sha256"] for entry in listing.values()})
         with transaction.atomic():
-            stored = {sha256: Blob.store(tar.extractfile(m)) for sha256, m in members.items()}
+            stored = {sha256: Blob.store(_member_file(tar, m)) for sha256, m in members.items()}
             if any(blob.sha256 != sha256 for sha256, blob in stored.items()):
                 raise ArchiveError("a blob changed while it was restored")
             blob_ids = {int(pk): stored[entry["sha256"]].pk for pk, entry in listing.items()}
             return _restore_rows(rows, blob_ids, slug)
 
 
-def _read_json(tar: tarfile.TarFile, name: str):
+def _member_file(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """The bytes of an archive member that is a file."""
+    f = tar.extractfile(member)
+    if f is None:
+        raise ArchiveError(f"{member.name} in the archive is not a file")
+    return f
+
+
+def _read_json(tar: tarfile.TarFile, name: str) -> Any:
     try:
         member = tar.getmember(name)
     except KeyError:
         raise ArchiveError(f"the archive has no {name}: not a RepLens workspace backup") from None
     try:
-        return json.load(tar.extractfile(member))
+        return json.load(_member_file(tar, member))
     except ValueError as err:
         raise ArchiveError(f"{name} in the archive is not valid JSON: {err}") from None
 
@@ -203,7 +212,7 @@ def _checked_blobs(tar: tarfile.TarFile, digests: set[str]) -> dict[str, tarfile
         if not member.isfile():
             raise ArchiveError(f"{name} is not a file")
         digest = hashlib.sha256()
-        with tar.extractfile(member) as f:
+        with _member_file(tar, member) as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
         if digest.hexdigest() != sha256:
@@ -230,9 +239,12 @@ def _restore_rows(rows: list[dict], blob_ids: dict[int, int], slug: str) -> Rest
             User.USERNAME_FIELD, "pk"
         )
     )
-    ids: dict[type[models.Model], dict[int, int]] = defaultdict(dict)  # old id → new id
+    # old id → new id, by model (a relation's related_model)
+    ids: dict[object, dict[int, int]] = defaultdict(dict)
     later: list[tuple[type[models.Model], int, models.Field, list[int]]] = []  # self, m2m
-    restored = Restored(workspace=None)
+    workspace: Workspace | None = None
+    counts: dict[str, int] = {}
+    missing_users: set[str] = set()
     for row in rows:
         model = models_by_label.get(row["model"])
         if model is None:
@@ -249,7 +261,7 @@ def _restore_rows(rows: list[dict], blob_ids: dict[int, int], slug: str) -> Rest
             elif target is User:
                 fields[f.name] = users.get(value[0])
                 if fields[f.name] is None and not f.null:  # a membership of an unknown user
-                    restored.missing_users.add(value[0])
+                    missing_users.add(value[0])
                     skip = True
             elif target is model:  # set once every row of the model has its new id
                 fields[f.name] = None
@@ -267,20 +279,20 @@ def _restore_rows(rows: list[dict], blob_ids: dict[int, int], slug: str) -> Rest
         obj = next(serializers.deserialize("python", [{"model": row["model"], "fields": fields}]))
         obj.save()
         ids[model][row["pk"]] = obj.object.pk
-        restored.counts[row["model"]] = restored.counts.get(row["model"], 0) + 1
-        if model is Workspace:
-            restored.workspace = obj.object
-        if model is Run and obj.object.state == Run.State.QUEUED:
+        counts[row["model"]] = counts.get(row["model"], 0) + 1
+        if isinstance(obj.object, Workspace):
+            workspace = obj.object
+        if isinstance(obj.object, Run) and obj.object.state == Run.State.QUEUED:
             obj.object.enqueue_on_commit()
-    if restored.workspace is None:
+    if workspace is None:
         raise ArchiveError("the archive holds no workspace")
     for model, old_pk, f, targets in later:
         mapped = [ids[f.related_model][t] for t in targets if t in ids[f.related_model]]
         if f.many_to_many:
-            getattr(model.objects.get(pk=ids[model][old_pk]), f.name).set(mapped)
+            getattr(model._default_manager.get(pk=ids[model][old_pk]), f.name).set(mapped)
         elif mapped:
-            model.objects.filter(pk=ids[model][old_pk]).update(**{f.attname: mapped[0]})
-    return restored
+            model._default_manager.filter(pk=ids[model][old_pk]).update(**{f.attname: mapped[0]})
+    return Restored(workspace, counts, missing_users)
 
 
 def _renew_run(fields: dict, ids: dict) -> None:
