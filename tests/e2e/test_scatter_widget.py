@@ -1,4 +1,4 @@
-"""The scatter widget (static/js/scatter.js) on its own, in a real browser: a static page with
+"""The scatter widget (static/js/scatter/) on its own, in a real browser: a static page with
 synthetic points in four known, well-separated clusters drives el.scatter's API, the toolbar and
 the mouse, and checks what the canvas shows (its pixels) and which events the page hears.
 
@@ -52,14 +52,15 @@ window.__wheels = [];
 }}));
 document.addEventListener("wheel", () => window.__wheels.push(performance.now()),
                           {{ capture: true }});
-// Runs after the deferred scatter.js has set the element up, before its points have loaded.
+// Runs after the scatter module (deferred, as modules are) has set the element up, before its
+// points have loaded.
 document.addEventListener("DOMContentLoaded", () => {{
   const el = document.getElementById("plot");
   window.__apiEarly = typeof el.scatter === "object" && el.dataset.drawn === undefined;
   {early}
 }});
 </script>
-<script src="scatter.js" defer></script>
+<script type="module" src="js/scatter/index.js"></script>
 </head><body><main>
 <div class="scatter" id="plot" data-coords-url="{n}.coords.f32{slow}"
      data-labels-url="{n}.labels.u16" data-label-names="names"></div>
@@ -105,7 +106,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     directory = tmp_path_factory.mktemp("scatter")
-    shutil.copy(ROOT / "static" / "js" / "scatter.js", directory / "scatter.js")
+    shutil.copytree(ROOT / "static" / "js", directory / "js")
     shutil.copy(ROOT / "static" / "css" / "app.css", directory / "app.css")
     for n in (SMALL, BIG):
         coords, labels = clusters(n)

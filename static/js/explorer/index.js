@@ -1,0 +1,330 @@
+// @ts-check
+// Explorer pages (one projection, or two side by side): wires the scatter islands (scatter.js) to the page.
+// - "Colour by" select: options from the json_script named by data-colourings ({key, title, kind, url, names?, per_k?});
+//   the values are fetched as binary (uint16 codes or float32) and given to every scatter on the page.
+// - Lasso / box: the polygon is POSTed to the scatter's (or the .explorer section's) data-select-url; the server answers
+//   the selection panel (#selection-panel), whose data-indices-url gives the uint32 indices to highlight everywhere.
+// - Click: the point's panel (nearest neighbours in the original space) is loaded with htmx.
+// - Side by side (.explorer[data-pair]): hover and click are linked, k slider, Procrustes-aligned right side, and the
+//   list of samples whose neighbourhoods changed most.
+// The scatter islands are set up first (this module imports them), so every plot has its el.scatter.
+
+import { fetchBuffer } from "../fetch.js";
+import { init as initScatter } from "../scatter/index.js";
+import { colourSpec, colouringUrl } from "./colourings.js";
+import { decodeFilter, decodeView, encodeFilter, encodeView, withParam } from "./url_state.js";
+
+/** @typedef {import("./colourings.js").ColouringChoice} ColouringChoice */
+/** @typedef {import("../scatter/index.js").ScatterApi} ScatterApi */
+
+/** @param {string} name */
+function param(name) {
+  return new URLSearchParams(window.location.search).get(name);
+}
+
+/**
+ * @param {string} name
+ * @param {string | null} value null or "": removed
+ */
+function setParam(name, value) {
+  const query = withParam(window.location.search, name, value);
+  history.replaceState(history.state, "", `${window.location.pathname}${query ? "?" + query : ""}${window.location.hash}`);
+}
+
+/**
+ * @param {string | undefined} id
+ * @returns {unknown}
+ */
+function readJson(id) {
+  const script = id && document.getElementById(id);
+  if (!script) return [];
+  try {
+    return JSON.parse(script.textContent || "");
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * A plot's scatter API (scatter/index.js sets it up before this module runs).
+ * @param {HTMLElement} el
+ */
+function scatterOf(el) {
+  return /** @type {ScatterApi} */ (el.scatter);
+}
+
+/** @type {WeakSet<HTMLElement>} the .explorer sections set up */
+const setUp = new WeakSet();
+
+/** @param {HTMLElement} root */
+function setup(root) {
+  if (setUp.has(root)) return;
+  setUp.add(root);
+  const pair = root.dataset.pair === "true";
+  const plots = /** @type {HTMLElement[]} */ (Array.from(root.querySelectorAll(".scatter[data-coords-url]")));
+  if (!plots.length) return;
+  const select = root.querySelector("select[name=colour]");
+  const colourings = /** @type {ColouringChoice[]} */ (select instanceof HTMLSelectElement ? readJson(select.dataset.colourings) : []);
+  const slider = /** @type {HTMLInputElement | null} */ (root.querySelector("input[name=k]"));
+  const align = /** @type {HTMLInputElement | null} */ (root.querySelector("input[name=align]"));
+  /** @type {ColouringChoice | null} the descriptor shown */
+  let colouring = null;
+  let restoring = true; // while the URL's state is being applied, do not write it back
+
+  const k = () => (slider ? Number(slider.value) : null);
+  /** @param {HTMLElement} el */
+  const others = (el) => plots.filter((p) => p !== el);
+
+  // Colour ------------------------------------------------------------------------------------------------------
+  if (select instanceof HTMLSelectElement) {
+    colourings.forEach((c) => {
+      const option = document.createElement("option");
+      option.value = c.key;
+      option.textContent = c.title;
+      select.append(option);
+    });
+    select.addEventListener("change", () => {
+      colour(select.value).then(() => {
+        setParam("colour", select.value === colourings[0].key ? null : select.value);
+        setParam("filter", null);
+      });
+    });
+  }
+
+  /**
+   * @param {string} key
+   * @param {number[] | null} [filter]
+   */
+  function colour(key, filter) {
+    const c = colourings.find((x) => x.key === key);
+    if (!c) return Promise.resolve();
+    const url = colouringUrl(c, k());
+    root.dataset.colouring = "loading";
+    return fetchBuffer(url)
+      .then((buffer) => {
+        const spec = colourSpec(c, buffer);
+        colouring = c;
+        plots.forEach((p) => {
+          scatterOf(p).colourBy(spec);
+          if (filter) scatterOf(p).setFilter(filter);
+        });
+        root.dataset.colouring = c.key;
+      })
+      .catch((err) => {
+        root.dataset.colouring = "error";
+        console.error("explorer:", err);
+      });
+  }
+
+  // A legend filter applies to both sides of a pair, and is kept in the URL.
+  plots.forEach((el) => {
+    el.addEventListener("scatter:filter", (e) => {
+      const filter = /** @type {CustomEvent<{filter: number[] | null}>} */ (e).detail.filter;
+      others(el).forEach((p) => scatterOf(p).setFilter(filter));
+      if (!restoring) setParam("filter", encodeFilter(filter, colouring ? colouring.kind : undefined));
+    });
+    el.addEventListener("scatter:view", (e) => {
+      if (restoring) return;
+      const v = /** @type {CustomEvent<{x: number, y: number, zoom: number}>} */ (e).detail;
+      setParam(el.dataset.side === "b" ? "view_b" : "view", encodeView(v));
+    });
+  });
+
+  // Selection -----------------------------------------------------------------------------------------------------
+  /** @param {Uint32Array | null} indices */
+  function highlight(indices) {
+    plots.forEach((p) => scatterOf(p).highlight(indices));
+  }
+
+  /** @param {HTMLElement | null} panel */
+  function showSelection(panel) {
+    if (!panel || !panel.dataset.indicesUrl) return;
+    setParam("sel", panel.dataset.selection || null);
+    fetchBuffer(panel.dataset.indicesUrl)
+      .then((buffer) => highlight(new Uint32Array(buffer)))
+      .catch((err) => console.error("explorer:", err));
+  }
+
+  function clearSelection() {
+    highlight(null);
+    setParam("sel", null);
+    const panel = document.getElementById("selection-panel");
+    if (panel) {
+      const empty = document.createElement("div");
+      empty.id = "selection-panel";
+      empty.hidden = true;
+      panel.replaceWith(empty);
+    }
+  }
+
+  plots.forEach((el) => {
+    el.addEventListener("scatter:lasso", (e) => {
+      const detail = /** @type {CustomEvent<{polygon: [number, number][]}>} */ (e).detail;
+      // The right side of a pair may show coordinates aligned to the left: its polygon is in that frame.
+      const aligned = align && align.checked && el.dataset.alignedSelectUrl;
+      const url = aligned ? el.dataset.alignedSelectUrl : el.dataset.selectUrl || root.dataset.selectUrl;
+      htmx.ajax("POST", /** @type {string} */ (url), {
+        values: { polygon: JSON.stringify(detail.polygon) },
+        target: "#selection-panel",
+        swap: "outerHTML",
+      });
+    });
+  });
+
+  document.body.addEventListener("htmx:afterSwap", (e) => {
+    const target = /** @type {Element} */ (e.target);
+    if (target.id === "selection-panel" || /** @type {CustomEvent} */ (e).detail.target.id === "selection-panel") {
+      showSelection(document.getElementById("selection-panel"));
+    }
+  });
+  document.body.addEventListener("htmx:responseError", (e) => {
+    const detail = /** @type {CustomEvent<{target: Element, xhr: XMLHttpRequest}>} */ (e).detail;
+    const panel = document.getElementById("selection-panel");
+    if (!panel || detail.target !== panel) return;
+    const message = document.createElement("section");
+    message.id = "selection-panel";
+    message.className = "card";
+    message.setAttribute("role", "alert");
+    message.textContent = detail.xhr.responseText || "That selection could not be made.";
+    panel.replaceWith(message);
+  });
+  document.body.addEventListener("click", (e) => {
+    const button = /** @type {HTMLElement | null} */ (
+      /** @type {Element} */ (e.target).closest("#selection-panel [data-action]")
+    );
+    if (!button) return;
+    if (button.dataset.action === "clear-selection") clearSelection();
+    if (button.dataset.action === "copy-link") {
+      const done = () => (button.textContent = "Link copied");
+      if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(window.location.href).then(done);
+      else window.prompt("Copy this link:", window.location.href);
+    }
+  });
+
+  // Click and hover ------------------------------------------------------------------------------------------------
+  /**
+   * @param {HTMLElement} el
+   * @param {number} index
+   */
+  function loadPoint(el, index) {
+    const panel = pair ? document.getElementById(`point-panel-${el.dataset.side}`) : document.getElementById("point-panel");
+    if (!panel || index < 0) return;
+    const url = `${el.dataset.pointUrl || panel.dataset.pointUrl}${index}/`;
+    htmx.ajax("GET", url, { target: panel, swap: pair ? "innerHTML" : "outerHTML" });
+  }
+
+  /** @param {number} index */
+  function focusPoint(index) {
+    plots.forEach((p) => {
+      if (pair) scatterOf(p).hover(index);
+      loadPoint(p, index);
+    });
+  }
+
+  plots.forEach((el) => {
+    el.addEventListener("scatter:select", (e) => {
+      const index = /** @type {CustomEvent<{index: number}>} */ (e).detail.index;
+      if (index >= 0) focusPoint(index);
+    });
+    if (pair) {
+      el.addEventListener("scatter:hover", (e) => {
+        const index = /** @type {CustomEvent<{index: number}>} */ (e).detail.index;
+        others(el).forEach((p) => scatterOf(p).hover(index));
+      });
+    }
+  });
+
+  // Side by side ----------------------------------------------------------------------------------------------------
+  if (pair) {
+    document.body.addEventListener("click", (e) => {
+      const figure = /** @type {HTMLElement | null} */ (
+        /** @type {Element} */ (e.target).closest("#changed figure[data-index]")
+      );
+      if (!figure) return;
+      focusPoint(Number(figure.dataset.index));
+      root.scrollIntoView({ behavior: "smooth", block: "start" });
+    });
+    if (slider) {
+      const output = /** @type {HTMLOutputElement} */ (root.querySelector("output[name=k-value]"));
+      slider.addEventListener("input", () => (output.textContent = slider.value));
+      slider.addEventListener("change", () => {
+        setParam("k", slider.value);
+        if (colouring && colouring.per_k) colour(colouring.key);
+        htmx.ajax("GET", `${root.dataset.changedUrl}?k=${slider.value}`, { target: "#changed", swap: "outerHTML" });
+      });
+    }
+    if (align) {
+      const b = /** @type {HTMLElement} */ (plots.find((p) => p.dataset.side === "b"));
+      align.addEventListener("change", () => {
+        setParam("align", align.checked ? null : "0");
+        scatterOf(b).load(/** @type {string} */ (align.checked ? b.dataset.alignedCoordsUrl : b.dataset.rawCoordsUrl));
+      });
+    }
+  }
+
+  // The URL's state, once every plot has drawn ------------------------------------------------------------------------
+  function restore() {
+    plots.forEach((p) => {
+      const v = decodeView(param(p.dataset.side === "b" ? "view_b" : "view"));
+      if (v) scatterOf(p).setView(v);
+    });
+    if (align && param("align") === "0") {
+      align.checked = false;
+      const b = /** @type {HTMLElement} */ (plots.find((p) => p.dataset.side === "b"));
+      scatterOf(b).load(/** @type {string} */ (b.dataset.rawCoordsUrl));
+    }
+    const key = param("colour") || (colourings[0] && colourings[0].key);
+    if (select instanceof HTMLSelectElement && key && colourings.some((c) => c.key === key)) select.value = key;
+    const c = colourings.find((x) => x.key === key);
+    /** @type {Promise<unknown>[]} */
+    const steps = [];
+    if (c && (param("colour") || c.kind !== "categorical" || c.key !== "label" || param("filter"))) {
+      steps.push(colour(c.key, decodeFilter(param("filter"), c.kind)));
+    } else if (c) {
+      colouring = c;
+      root.dataset.colouring = c.key;
+    }
+    const sel = param("sel");
+    if (sel && /^\d+$/.test(sel) && root.dataset.selectionUrl) {
+      steps.push(htmx.ajax("GET", `${root.dataset.selectionUrl}${sel}/`, { target: "#selection-panel", swap: "outerHTML" }));
+    }
+    Promise.allSettled(steps).then(() => {
+      restoring = false;
+      root.dataset.ready = "true";
+    });
+  }
+
+  let waiting = plots.filter((p) => p.dataset.drawn !== "true").length;
+  if (!waiting) restore();
+  else
+    plots.forEach((p) =>
+      p.addEventListener(
+        "scatter:ready",
+        () => {
+          waiting -= 1;
+          if (waiting === 0) restore();
+        },
+        { once: true }
+      )
+    );
+}
+
+/**
+ * Sets up the scatters, then every .explorer section, in root (and root itself if it is one).
+ * @param {Element | Document} root
+ */
+function init(root) {
+  initScatter(root);
+  const sections = /** @type {HTMLElement[]} */ (
+    Array.from(root.querySelectorAll ? root.querySelectorAll(".explorer") : [])
+  );
+  if (root instanceof HTMLElement && root.matches(".explorer")) sections.push(root);
+  sections.forEach(setup);
+}
+
+function boot() {
+  init(document);
+  if (window.htmx) htmx.onLoad(init);
+}
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
+else boot();

@@ -1,0 +1,133 @@
+// @ts-check
+// View maths. A view maps (shifted) data (x, y) to CSS px in the canvas: (x·s + tx, −y·s + ty); one scale for both
+// axes. Zoom is the scale relative to the one that fits all the points, clamped to MIN_ZOOM … MAX_ZOOM.
+
+/** @typedef {{s: number, tx: number, ty: number}} View */
+/** @typedef {{x: number, y: number, zoom: number}} Place the public form: the centre in data as served, and zoom */
+/** @typedef {import("./points.js").Box} Box */
+/** @typedef {import("./points.js").Shift} Shift */
+
+export const MIN_ZOOM = 0.2;
+export const MAX_ZOOM = 1e4;
+
+/**
+ * The view that shows every point of box in a canvas of width × height CSS px, clear of the legend (top right, its
+ * width in CSS px; null when there is none) when that leaves the points most of the width.
+ * @param {number} width
+ * @param {number} height
+ * @param {Box} box
+ * @param {number | null} legendWidth
+ * @returns {View}
+ */
+export function fitted(width, height, box, legendWidth) {
+  const m = Math.max(12, 0.05 * Math.min(width, height));
+  const lw = legendWidth === null ? 0 : legendWidth + 8;
+  const right = lw && lw < 0.35 * width ? Math.max(m, lw + 8) : m;
+  const sx = (width - m - right) / (box.maxX - box.minX), sy = (height - 2 * m) / (box.maxY - box.minY);
+  let s = Math.min(sx, sy);
+  if (!(s > 0 && Number.isFinite(s))) s = [sx, sy].find((v) => v > 0 && Number.isFinite(v)) || 1;
+  return {
+    s,
+    tx: (width + m - right) / 2 - (s * (box.minX + box.maxX)) / 2,
+    ty: height / 2 + (s * (box.minY + box.maxY)) / 2,
+  };
+}
+
+/**
+ * A scale clamped to MIN_ZOOM … MAX_ZOOM times the fitting one.
+ * @param {number} s
+ * @param {number} fitScale
+ */
+export function clampScale(s, fitScale) {
+  return Math.min(fitScale * MAX_ZOOM, Math.max(fitScale * MIN_ZOOM, s));
+}
+
+/**
+ * The view zoomed by factor (then clamped) about (mx, my) CSS px, which stays over the same data point.
+ * @param {View} view
+ * @param {number} mx
+ * @param {number} my
+ * @param {number} factor
+ * @param {number} fitScale
+ * @returns {View}
+ */
+export function zoomAt(view, mx, my, factor, fitScale) {
+  const s = clampScale(view.s * factor, fitScale);
+  const f = s / view.s;
+  return { s, tx: mx - (mx - view.tx) * f, ty: my - (my - view.ty) * f };
+}
+
+/**
+ * CSS px in the canvas → data coordinates as served.
+ * @param {View} view
+ * @param {Shift} shift
+ * @param {{x: number, y: number}} p
+ * @returns {[number, number]}
+ */
+export function toData(view, shift, p) {
+  return [(p.x - view.tx) / view.s + shift.x, (view.ty - p.y) / view.s + shift.y];
+}
+
+/**
+ * Shifted data coordinates (as uploaded) → CSS px in the canvas.
+ * @param {View} view
+ * @param {number} x
+ * @param {number} y
+ */
+export function toScreen(view, x, y) {
+  return { x: x * view.s + view.tx, y: view.ty - y * view.s };
+}
+
+/**
+ * The view of scale s that puts the data point (x, y) (as served) at the centre of a width × height canvas.
+ * @param {number} x
+ * @param {number} y
+ * @param {number} s
+ * @param {number} width
+ * @param {number} height
+ * @param {Shift} shift
+ * @returns {View}
+ */
+export function centredOn(x, y, s, width, height, shift) {
+  return { s, tx: width / 2 - s * (x - shift.x), ty: height / 2 + s * (y - shift.y) };
+}
+
+/**
+ * The public form of a view: the data coordinates (as served) of the canvas centre, and the zoom.
+ * @param {View} view
+ * @param {number} fitScale
+ * @param {number} width
+ * @param {number} height
+ * @param {Shift} shift
+ * @returns {Place}
+ */
+export function placeOf(view, fitScale, width, height, shift) {
+  const [x, y] = toData(view, shift, { x: width / 2, y: height / 2 });
+  return { x, y, zoom: view.s / fitScale };
+}
+
+/**
+ * A view of the public form (zoom clamped).
+ * @param {Place} place
+ * @param {number} fitScale
+ * @param {number} width
+ * @param {number} height
+ * @param {Shift} shift
+ * @returns {View}
+ */
+export function viewOf(place, fitScale, width, height, shift) {
+  return centredOn(place.x, place.y, clampScale(place.zoom * fitScale, fitScale), width, height, shift);
+}
+
+/**
+ * The view kept centred on the same point when the canvas changes from oldW × oldH to width × height CSS px.
+ * @param {View} view
+ * @param {number} oldW
+ * @param {number} oldH
+ * @param {number} width
+ * @param {number} height
+ * @returns {View}
+ */
+export function resized(view, oldW, oldH, width, height) {
+  return { s: view.s, tx: view.tx + (width - oldW) / 2, ty: view.ty + (height - oldH) / 2 };
+}
