@@ -20,14 +20,22 @@ $(VENV)/.installed-test: $(VENV)/.installed client/pyproject.toml
 	$(PIP) install -e ./client
 	touch $@
 
+# The front-end checks' tools (package.json: TypeScript, ESLint), exactly as package-lock.json pins them.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
 demo: $(VENV)/.installed
 	$(PY) manage.py demo
 
 test: $(VENV)/.installed-test
+	node --test tests/js/
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 		REPLENS_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-test
+lint: $(VENV)/.installed-test node_modules/.installed
+	npx --no-install tsc -p jsconfig.json
+	npx --no-install eslint static/js tests/js
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports

@@ -1,0 +1,66 @@
+// The explorer's state in the URL and its colourings (static/js/explorer/url_state.js, colourings.js).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { colourSpec, colouringUrl } from "../../static/js/explorer/colourings.js";
+import {
+  decodeFilter,
+  decodeView,
+  encodeFilter,
+  encodeView,
+  round,
+  withParam,
+} from "../../static/js/explorer/url_state.js";
+
+test("a parameter is set, replaced, or removed when empty; the others stay", () => {
+  assert.equal(withParam("?a=1&b=2", "b", "3"), "a=1&b=3");
+  assert.equal(withParam("a=1", "view", "1,2,3"), "a=1&view=1%2C2%2C3");
+  assert.equal(withParam("?a=1&b=2", "a", null), "b=2");
+  assert.equal(withParam("?a=1", "a", ""), "");
+  assert.equal(withParam("", "a", undefined), "");
+});
+
+test("filters: codes with commas, ranges with a tilde and six digits, open ends as ±Infinity", () => {
+  assert.equal(encodeFilter([1, 3], "categorical"), "1,3");
+  assert.equal(encodeFilter([], "categorical"), null);
+  assert.equal(encodeFilter(null, "continuous"), null);
+  assert.equal(encodeFilter([0.123456789, Infinity], "continuous"), "0.123457~Infinity");
+  assert.deepEqual(decodeFilter("1,3", "categorical"), [1, 3]);
+  assert.deepEqual(decodeFilter("-Infinity~2.5", "continuous"), [-Infinity, 2.5]);
+  assert.equal(decodeFilter("1,x", "categorical"), null);
+  assert.equal(decodeFilter("", "continuous"), null);
+  const range = [-Infinity, 0.5];
+  assert.deepEqual(decodeFilter(encodeFilter(range, "continuous"), "continuous"), range);
+});
+
+test("views: x,y,zoom to six digits, and only three finite numbers read back", () => {
+  assert.equal(round(123.456789), 123.457);
+  assert.equal(encodeView({ x: 105.123456, y: -0.000123456789, zoom: 2 }), "105.123,-0.000123457,2");
+  assert.deepEqual(decodeView("105.123,-1,2"), { x: 105.123, y: -1, zoom: 2 });
+  assert.equal(decodeView("1,2"), null);
+  assert.equal(decodeView("1,2,Infinity"), null);
+  assert.equal(decodeView(null), null);
+});
+
+test("a colouring per k asks for k; the values become a categorical or continuous spec", () => {
+  /** @type {import("../../static/js/explorer/colourings.js").ColouringChoice} */
+  const label = { key: "label", title: "label", kind: "categorical", url: "/c/label", names: ["a", "b"] };
+  /** @type {import("../../static/js/explorer/colourings.js").ColouringChoice} */
+  const agreement = { key: "agree", title: "agreement", kind: "continuous", url: "/c/agree?x=1", per_k: true };
+  assert.equal(colouringUrl(label, 10), "/c/label");
+  assert.equal(colouringUrl(agreement, 10), "/c/agree?x=1&k=10");
+  assert.equal(colouringUrl({ ...agreement, url: "/c/agree" }, 5), "/c/agree?k=5");
+
+  const codes = colourSpec(label, new Uint16Array([1, 0, 65535]).buffer);
+  assert.ok(codes.kind === "categorical");
+  assert.deepEqual(Array.from(codes.codes), [1, 0, 65535]);
+  assert.deepEqual(codes.names, ["a", "b"]);
+  const values = colourSpec(agreement, new Float32Array([0.5, NaN]).buffer);
+  assert.ok(values.kind === "continuous");
+  assert.equal(values.title, "agreement");
+  assert.equal(values.values[0], 0.5);
+  assert.ok(Number.isNaN(values.values[1]));
+  const unnamed = colourSpec({ ...label, names: undefined }, new ArrayBuffer(0));
+  assert.ok(unnamed.kind === "categorical");
+  assert.deepEqual(unnamed.names, []);
+});
