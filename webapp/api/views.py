@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar, cast
+
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.db.models import QuerySet
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotAuthenticated, NotFound, ValidationError
 from rest_framework.generics import get_object_or_404  # a malformed id is a 404, not a 500
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -29,6 +42,7 @@ from webapp.catalog.models import (
     Checkpoint,
     Dataset,
     Upload,
+    Workspace,
     editable_workspaces_of,
     owned_workspaces_of,
     visible_to,
@@ -65,15 +79,20 @@ from webapp.runs.submit import (
 )
 from webapp.status import overview
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def blob_download(blob: Blob, filename: str) -> HttpResponse:
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+def blob_download(blob: Blob, filename: str) -> HttpResponseBase:
     """The bytes of a stored blob as a file download: streamed from the storage's file object
     a block at a time, or with ``REPLENS_PRESIGNED_DOWNLOADS`` a redirect to a presigned URL
     of the object store, which then serves them itself."""
     if settings.REPLENS_PRESIGNED_DOWNLOADS:
         disposition = f'inline; filename="{filename}"'
         return HttpResponseRedirect(
-            default_storage.url(
+            default_storage.url(  # type: ignore[call-arg]  # S3Storage.url: presigned URLs
                 blob.key,
                 parameters={
                     "ResponseContentDisposition": disposition,
@@ -91,12 +110,12 @@ class BadInput(APIException):
 
 
 @csrf_exempt  # it changes nothing: a POST to it is the same 404
-def no_such_route(request, *args, **kwargs) -> JsonResponse:
+def no_such_route(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """The JSON 404 of a URL under the API that no route matches."""
     return JsonResponse({"detail": "Not found."}, status=404)
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every error body has a readable ``detail``; field errors are also kept in ``errors``.
     Errors in user input raised by the analysis library become 400 with their message."""
     if isinstance(exc, InputError):
@@ -108,7 +127,7 @@ def exception_handler(exc, context):
     return response
 
 
-def _summary(errors) -> str:
+def _summary(errors: Any) -> str:
     """``field: message; other: message`` from DRF's nested error structure."""
     if isinstance(errors, dict):
         parts = [
@@ -125,14 +144,22 @@ ERRORS = {400: s.ErrorSerializer, 404: s.ErrorSerializer}
 AN_OBJECT = {"type": "object"}  # a raw schema: on a ``list`` action it becomes an array of them
 
 
-def _documents_404(serializer):
+def _documents_404(serializer: type[serializers.BaseSerializer]) -> Callable[[V], V]:
     """The schema of a viewset's ``retrieve``: its object, or 404 (not yours, or none)."""
     return extend_schema_view(
         retrieve=extend_schema(responses={200: serializer, 404: s.ErrorSerializer})
     )
 
 
-def _dataset_of(workspace, pk: int | None) -> Dataset | None:
+def _signed_in(request: Request) -> User:
+    """The user of an API request: signed in, as every API view requires (IsAuthenticated)."""
+    user = request.user
+    if isinstance(user, AnonymousUser):
+        raise NotAuthenticated()
+    return user
+
+
+def _dataset_of(workspace: Workspace, pk: int | None) -> Dataset | None:
     """The workspace's dataset ``pk`` (None for None); any other id is a 400."""
     if pk is None:
         return None
@@ -168,7 +195,7 @@ def _catalog_item(obj: Dataset | Checkpoint) -> dict:
     return serializer(obj).data
 
 
-def _upload_answer(upload: Upload | None, found) -> Response:
+def _upload_answer(upload: Upload | None, found: Dataset | Checkpoint | Upload | None) -> Response:
     """The answer to an upload: what the same bytes already made (200: ``state`` done, the
     dataset or checkpoint as ``result``, ``id`` null: nothing to send or check), the upload of
     the same bytes being checked (200), or this upload (201 while it waits for its bytes,
@@ -179,12 +206,15 @@ def _upload_answer(upload: Upload | None, found) -> Response:
         kind = Upload.Kind.DATASET if isinstance(found, Dataset) else Upload.Kind.CHECKPOINT
         body = {"id": None, "state": "done", "kind": kind, "result": _catalog_item(found)}
         return Response(body, status=status.HTTP_200_OK)
+    assert upload is not None  # uploads.start makes one where nothing was found
     waiting = upload.state == Upload.State.CHECKING
     code = status.HTTP_202_ACCEPTED if waiting else status.HTTP_201_CREATED
     return Response(upload_state(upload), status=code)
 
 
-def _created(serializer_class, obj, created: bool) -> Response:
+def _created(
+    serializer_class: type[serializers.BaseSerializer], obj: object, created: bool
+) -> Response:
     code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return Response(serializer_class(obj).data, status=code)
 
@@ -194,16 +224,16 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.WorkspaceSerializer
     lookup_field = "slug"
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return workspaces_of(self.request.user).order_by("name")
 
-    def _owned(self):
+    def _owned(self) -> Workspace:
         workspace = self.get_object()
         return get_object_or_404(owned_workspaces_of(self.request.user), pk=workspace.pk)
 
     @extend_schema(responses={200: s.MemberSerializer(many=True), 404: s.ErrorSerializer})
     @action(detail=True, methods=["get"], pagination_class=None)
-    def members(self, request, slug=None):
+    def members(self, request: Request, slug: str | None = None) -> Response:
         """The workspace's members and their roles."""
         memberships = self.get_object().memberships.select_related("user").order_by("user_id")
         return Response(s.MemberSerializer(memberships, many=True).data)
@@ -213,7 +243,9 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
         responses={200: s.MemberSerializer, 204: None, **ERRORS},
     )
     @action(detail=True, methods=["patch", "delete"], url_path=r"members/(?P<user_id>\d+)")
-    def member(self, request, slug=None, user_id=None):
+    def member(
+        self, request: Request, slug: str | None = None, user_id: str | None = None
+    ) -> Response:
         """Owners change a member's role (PATCH ``{"role"}``) or remove them (DELETE); a
         workspace always keeps an owner."""
         membership = get_object_or_404(self._owned().memberships, user_id=user_id)
@@ -229,20 +261,24 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
         request=s.InvitationRequestSerializer, responses={201: OpenApiTypes.OBJECT, **ERRORS}
     )
     @action(detail=True, methods=["post"])
-    def invitations(self, request, slug=None):
+    def invitations(self, request: Request, slug: str | None = None) -> Response:
         """Owners create a one-use invitation link with a role (valid 7 days)."""
         form = s.InvitationRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        invitation = team.invite(self._owned(), form.validated_data["role"], request.user)
+        invitation = team.invite(self._owned(), form.validated_data["role"], _signed_in(request))
         link = request.build_absolute_uri(f"/invitations/{invitation.token}/")
         body = {"url": link, "role": invitation.role, "expires_at": invitation.expires_at}
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class _WithRequest(Protocol):
+    request: Request
+
+
 class WorkspaceFilterMixin:
     """``?workspace=<slug>`` narrows a list to one workspace."""
 
-    def filter_workspace(self, queryset):
+    def filter_workspace(self: _WithRequest, queryset: QuerySet) -> QuerySet:
         slug = self.request.query_params.get("workspace")
         return queryset.filter(workspace__slug=slug) if slug else queryset
 
@@ -251,7 +287,7 @@ class WorkspaceFilterMixin:
 class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.DatasetSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return self.filter_workspace(
             visible_to(Dataset, self.request.user).select_related("workspace", "source")
         )
@@ -260,7 +296,7 @@ class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.Rea
         request=s.DatasetUploadSerializer,
         responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, **ERRORS},
     )
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Upload a dataset in one request: 202 with the upload, which a worker checks
         (``GET /uploads/<id>/`` until its state is ``done``, with the dataset as ``result``,
         or ``failed``, with the reason as ``error``); 200 and the dataset at once when the same
@@ -270,7 +306,7 @@ class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.Rea
         data = form.validated_data
         return _upload_answer(
             *uploads.receive(
-                request.user,
+                _signed_in(request),
                 editable_workspace(request.user, data["workspace"]),
                 Upload.Kind.DATASET,
                 data["file"],
@@ -287,7 +323,7 @@ class CheckpointViewSet(
 ):
     serializer_class = s.CheckpointSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return self.filter_workspace(
             visible_to(Checkpoint, self.request.user).select_related("workspace", "blob")
         )
@@ -296,7 +332,7 @@ class CheckpointViewSet(
         request=s.CheckpointUploadSerializer,
         responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, **ERRORS},
     )
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Upload a checkpoint in one request: TorchScript, safetensors with an architecture
         name, ONNX, a Hugging Face model directory archive, or precomputed activations of a
         dataset. Answered like a dataset upload: 202 while a worker checks it (in a model
@@ -308,7 +344,7 @@ class CheckpointViewSet(
         dataset = _dataset_of(workspace, data.get("dataset"))
         return _upload_answer(
             *uploads.receive(
-                request.user,
+                _signed_in(request),
                 workspace,
                 Upload.Kind.CHECKPOINT,
                 data["file"],
@@ -327,7 +363,7 @@ class CheckpointViewSet(
 class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.RunSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         queryset = visible_to(Run, self.request.user).select_related("workspace")
         queryset = queryset.prefetch_related("depends_on")
         for field in ("state", "kind"):
@@ -337,7 +373,7 @@ class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=None, responses={200: s.RunSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
-    def cancel(self, request, pk=None):
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
         run = editable(Run, request.user, pk)
         run.cancel()
         return Response(s.RunSerializer(run).data)
@@ -347,12 +383,12 @@ class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
 class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.ActivationSetSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         if getattr(self, "swagger_fake_view", False):  # the schema generator's look
             return ActivationSet.objects.none()
         user = self.request.user
         queryset = ActivationSet.objects.filter(
-            checkpoint__workspace__memberships__user=user
+            checkpoint__workspace__memberships__user=user.pk
         ).select_related("blob")
         for field in ("checkpoint", "dataset"):
             if value := self.request.query_params.get(field):
@@ -364,7 +400,7 @@ class ExtractionViewSet(viewsets.GenericViewSet):
     serializer_class = s.ExtractionRequestSerializer
 
     @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Ask for stored activations; the same request again returns the same run (200)."""
         form = s.ExtractionRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -382,11 +418,11 @@ class ExtractionViewSet(viewsets.GenericViewSet):
 class ComparisonViewSet(viewsets.GenericViewSet):
     serializer_class = s.ComparisonRequestSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return visible_to(Run, self.request.user).filter(kind=Run.Kind.COMPARE)
 
     @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Compare two checkpoints layer × layer on a dataset (extractions are requested too)."""
         form = s.ComparisonRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -406,7 +442,7 @@ class ComparisonViewSet(viewsets.GenericViewSet):
         return _created(s.RunSerializer, run, created)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """The layer × layer matrix with baselines and provenance (cells are null until the
         run has scored them)."""
         return Response(comparison_matrix(self.get_object()))
@@ -415,11 +451,11 @@ class ComparisonViewSet(viewsets.GenericViewSet):
 class ModelMatrixViewSet(viewsets.GenericViewSet):
     serializer_class = s.ModelMatrixRequestSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return visible_to(Run, self.request.user).filter(kind=Run.Kind.MODEL_MATRIX)
 
     @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Compare one layer of many checkpoints with each other (model × model)."""
         form = s.ModelMatrixRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -436,7 +472,7 @@ class ModelMatrixViewSet(viewsets.GenericViewSet):
         return _created(s.RunSerializer, run, created)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """The model × model matrix in hierarchical order, with baselines and provenance."""
         return Response(model_matrix(self.get_object()))
 
@@ -444,11 +480,11 @@ class ModelMatrixViewSet(viewsets.GenericViewSet):
 class AlignmentViewSet(viewsets.GenericViewSet):
     serializer_class = s.AlignmentRequestSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return visible_to(Run, self.request.user).filter(kind=Run.Kind.ALIGN)
 
     @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Fit a map from a layer of A to a layer of B on a training split and score it on the
         held-out samples (extractions are requested too)."""
         form = s.AlignmentRequestSerializer(data=request.data)
@@ -467,7 +503,7 @@ class AlignmentViewSet(viewsets.GenericViewSet):
         return _created(s.RunSerializer, run, created)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """Held-out R², shuffled-pairs R², retrieval and provenance (404 until it finished)."""
         run = self.get_object()
         if run.state != Run.State.SUCCEEDED:
@@ -478,7 +514,7 @@ class AlignmentViewSet(viewsets.GenericViewSet):
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: s.ErrorSerializer}
     )
     @action(detail=True, methods=["get"])
-    def residuals(self, request, pk=None):
+    def residuals(self, request: Request, pk: str | None = None) -> HttpResponseBase:
         """Per-sample residuals as a .npy file (n float32, dataset order)."""
         run = self.get_object()
         if run.state != Run.State.SUCCEEDED:
@@ -489,11 +525,11 @@ class AlignmentViewSet(viewsets.GenericViewSet):
 class CompatibilityViewSet(viewsets.GenericViewSet):
     serializer_class = s.CompatibilityRequestSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return visible_to(Run, self.request.user).filter(kind=Run.Kind.COMPATIBILITY)
 
     @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Cross-model retrieval between a series of checkpoints (oldest first) at one layer."""
         form = s.CompatibilityRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -509,7 +545,7 @@ class CompatibilityViewSet(viewsets.GenericViewSet):
         return _created(s.RunSerializer, run, created)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """The matrix C[i][j] (null above the diagonal and until the run finished), the
         criteria of every pair, AC, AM, negative flips and provenance."""
         return Response(compatibility_matrix(self.get_object()))
@@ -518,11 +554,11 @@ class CompatibilityViewSet(viewsets.GenericViewSet):
 class ProjectionViewSet(viewsets.GenericViewSet):
     serializer_class = s.ProjectionRequestSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return visible_to(Run, self.request.user).filter(kind=Run.Kind.PROJECT)
 
     @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Project every sample of one layer to 2-D (the extraction is requested too)."""
         form = s.ProjectionRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -540,7 +576,7 @@ class ProjectionViewSet(viewsets.GenericViewSet):
         return run
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """Method, parameters, estimator and where to fetch the coordinates (binary)."""
         run = self._finished()
         projection = run.projection
@@ -567,7 +603,7 @@ class ProjectionViewSet(viewsets.GenericViewSet):
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: s.ErrorSerializer}
     )
     @action(detail=True, methods=["get"])
-    def coordinates(self, request, pk=None):
+    def coordinates(self, request: Request, pk: str | None = None) -> HttpResponseBase:
         """n × 2 float32 little-endian coordinates, interleaved, in dataset order."""
         coordinates = self._finished().projection.coordinates.load_array()
         return HttpResponse(encode(coordinates, "float32"), content_type="application/octet-stream")
@@ -580,7 +616,7 @@ class ProjectionViewSet(viewsets.GenericViewSet):
         responses={200: OpenApiTypes.OBJECT, **ERRORS},
     )
     @action(detail=True, methods=["get"])
-    def agreement(self, request, pk=None):
+    def agreement(self, request: Request, pk: str | None = None) -> Response:
         """Per-sample Jaccard agreement of the k nearest neighbours in this projection's
         original space and in ``other``'s, and neighbour-aware displacement between the two
         pictures (Procrustes-aligned), in dataset order."""
@@ -606,11 +642,11 @@ class ProjectionViewSet(viewsets.GenericViewSet):
 class AlignedProjectionViewSet(viewsets.GenericViewSet):
     serializer_class = s.AlignedProjectionRequestSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return visible_to(Run, self.request.user).filter(kind=Run.Kind.PROJECT_ALIGNED)
 
     @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Project several spaces of the same samples together, aligned (aligned UMAP or
         Procrustes-aligned PCA); each space becomes a projection of its own."""
         form = s.AlignedProjectionRequestSerializer(data=request.data)
@@ -626,7 +662,7 @@ class AlignedProjectionViewSet(viewsets.GenericViewSet):
         return _created(s.RunSerializer, run, created)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """The run and, once it has finished, the projection of each space, in order (each
         is a projection: ``/api/v1/projections/<id>/``)."""
         run = self.get_object()
@@ -644,11 +680,11 @@ class AlignedProjectionViewSet(viewsets.GenericViewSet):
 class ProbeViewSet(viewsets.GenericViewSet):
     serializer_class = s.ProbeRequestSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return visible_to(Run, self.request.user).filter(kind=Run.Kind.PROBE)
 
     @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Probe how layers respond to transformation families (``{key: magnitudes}``, or
         keys with their default grids; see ``/api/v1/transformations/``)."""
         form = s.ProbeRequestSerializer(data=request.data)
@@ -667,7 +703,7 @@ class ProbeViewSet(viewsets.GenericViewSet):
         return _created(s.RunSerializer, run, created)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """Every statistic of every family by layer and magnitude (empty until finished)."""
         return Response(probe_summary(self.get_object()))
 
@@ -676,7 +712,7 @@ class ProbeViewSet(viewsets.GenericViewSet):
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: s.ErrorSerializer},
     )
     @action(detail=True, methods=["get"], url_path="per-sample")
-    def per_sample(self, request, pk=None):
+    def per_sample(self, request: Request, pk: str | None = None) -> HttpResponseBase:
         """Per-sample invariance of one family as a .npy file: float32 (layers, magnitudes, n)."""
         row = get_object_or_404(
             self.get_object().probe_results, family=request.query_params.get("family", "")
@@ -689,7 +725,7 @@ class TransformationViewSet(viewsets.ViewSet):
     continuous (a Lie derivative exists), the induced action on feature maps (keys stable)."""
 
     @extend_schema(responses={200: AN_OBJECT})
-    def list(self, request):
+    def list(self, request: Request) -> Response:
         return Response(
             [
                 {
@@ -711,7 +747,7 @@ class WorkersView(APIView):
     number of runs by kind and state: counts, worker names and queue names only."""
 
     @extend_schema(responses={200: s.WorkersSerializer})
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         return Response(overview())
 
 
@@ -719,7 +755,7 @@ class MeasureViewSet(viewsets.ViewSet):
     """The registered measures with their declared properties (ids are stable)."""
 
     @extend_schema(responses={200: AN_OBJECT})
-    def list(self, request):
+    def list(self, request: Request) -> Response:
         return Response([measure.describe() for measure in MEASURES.values()])
 
 
@@ -742,7 +778,7 @@ class SelectionViewSet(
     serializer_class = s.SelectionSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         queryset = self.filter_workspace(visible_to(Selection, self.request.user))
         params = self.request.query_params
         if dataset := params.get("dataset"):
@@ -753,7 +789,7 @@ class SelectionViewSet(
             queryset = queryset.exclude(name="")
         return queryset.order_by("-created_at", "-id")
 
-    def get_object(self):
+    def get_object(self) -> Selection:
         selection = super().get_object()
         if self.request.method not in ("GET", "HEAD", "OPTIONS"):
             editable(Selection, self.request.user, selection.pk)
@@ -763,7 +799,7 @@ class SelectionViewSet(
         request=s.SelectionRequestSerializer,
         responses={201: s.SelectionSerializer, **ERRORS},
     )
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Select the samples inside a polygon drawn on a projection, or given indices."""
         form = s.SelectionRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -784,12 +820,12 @@ class SelectionViewSet(
             selection = select_indices(user, dataset, data["indices"], data["name"], data["tags"])
         return Response(s.SelectionSerializer(selection).data, status=status.HTTP_201_CREATED)
 
-    def perform_update(self, serializer):
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
         serializer.save(tags=clean_tags(serializer.validated_data.get("tags", [])))
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
     @action(detail=True, methods=["get"])
-    def indices(self, request, pk=None):
+    def indices(self, request: Request, pk: str | None = None) -> Response:
         """The selected sample indices, ascending."""
         selection = self.get_object()
         return Response({"indices": selection.indices.load_array().tolist()})
@@ -806,7 +842,7 @@ class SelectionViewSet(
         },
     )
     @action(detail=True, methods=["get"])
-    def export(self, request, pk=None):
+    def export(self, request: Request, pk: str | None = None) -> HttpResponseBase:
         """index, id, label, metadata columns, and x, y in a projection, as CSV or Parquet."""
         selection = self.get_object()
         kind = request.query_params.get("file", "csv")
@@ -839,11 +875,11 @@ class UploadViewSet(viewsets.GenericViewSet):
     parser_classes = [BoundedJSONParser, ChunkParser]  # declarations; chunks
     lookup_value_regex = "[0-9a-f-]{36}"
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet:
         return Upload.objects.filter(workspace__in=editable_workspaces_of(self.request.user))
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, **ERRORS})
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         """Declare a file (201: send its bytes); 200 with the existing dataset or checkpoint
         when the same bytes are already in the workspace, or with the upload of them being
         checked (nothing to send)."""
@@ -854,11 +890,11 @@ class UploadViewSet(viewsets.GenericViewSet):
         kind, filename = data.pop("kind"), data.pop("filename")
         size, sha256 = data.pop("size"), data.pop("sha256")
         return _upload_answer(
-            *uploads.start(request.user, workspace, kind, filename, size, sha256, **data)
+            *uploads.start(_signed_in(request), workspace, kind, filename, size, sha256, **data)
         )
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """Where to resume (``offset`` bytes have been received), and then how the check
         goes: ``state`` checking (with ``position``), done (with ``result``) or failed (with
         ``error``)."""
@@ -873,7 +909,7 @@ class UploadViewSet(viewsets.GenericViewSet):
         ],
         responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, **ERRORS},
     )
-    def update(self, request, pk=None):
+    def update(self, request: Request, pk: str | None = None) -> Response:
         """Append the bytes ``a``…``b`` (``a`` must equal the offset; 409 says where to
         resume otherwise)."""
         upload = self.get_object()
@@ -882,8 +918,9 @@ class UploadViewSet(viewsets.GenericViewSet):
             raise BadInput("a chunk is sent as application/octet-stream")
         length = int(request.META["CONTENT_LENGTH"])
         first = uploads.parse_range(request.headers.get("Content-Range"), length, upload.size)
+        chunk = cast(IO[bytes], data)  # the file ChunkParser spooled
         try:
-            upload = uploads.append(upload, first, data, length)
+            upload = uploads.append(upload, first, chunk, length)
         except uploads.OffsetMismatch as err:
             return Response(
                 {"detail": str(err), "offset": err.offset}, status=status.HTTP_409_CONFLICT
@@ -894,7 +931,7 @@ class UploadViewSet(viewsets.GenericViewSet):
         request=None, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, **ERRORS}
     )
     @action(detail=True, methods=["post"])
-    def complete(self, request, pk=None):
+    def complete(self, request: Request, pk: str | None = None) -> Response:
         """Every byte is sent: 202 while a worker checks the size, the sha256 and the file
         (then ``GET`` the upload until it is done or failed); 200 once checked. Idempotent."""
         upload = uploads.complete(self.get_object())
@@ -903,7 +940,7 @@ class UploadViewSet(viewsets.GenericViewSet):
         return Response(upload_state(upload), status=code)
 
     @extend_schema(responses={204: None, 404: s.ErrorSerializer})
-    def destroy(self, request, pk=None):
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
         """Abort, or withdraw while it is being checked: the received bytes are deleted."""
         uploads.abort(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

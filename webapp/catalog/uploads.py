@@ -163,7 +163,7 @@ def receive(
     return complete(upload), None
 
 
-def parse_range(header: str, length: int, size: int) -> int:
+def parse_range(header: str | None, length: int, size: int) -> int:
     """The first byte of a chunk from ``Content-Range: bytes a-b/size``, checked against the
     chunk's length and the upload's size."""
     match = CONTENT_RANGE.match(header or "")
