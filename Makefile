@@ -5,20 +5,30 @@ PIP := $(PY) -m pip --quiet --disable-pip-version-check
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/replens
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: demo test lint benchmark clean
+.PHONY: demo test lint benchmark clean lock
 
-$(VENV)/.installed: pyproject.toml
+# Every install takes the versions requirements.lock pins (`make lock` renews it).
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# torch first, pinned to the CPU build: an unpinned torch pulls gigabytes of CUDA packages.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e .
+	$(PIP) install -c requirements.lock -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed client/pyproject.toml
-	$(PIP) install -e ".[test]"
-	$(PIP) install -e ./client
+	$(PIP) install -c requirements.lock -e ".[test]"
+	$(PIP) install -c requirements.lock -e ./client
 	touch $@
+
+# Resolve every dependency afresh in a throwaway environment and pin what it installed.
+lock:
+	rm -rf .venv-lock && python3 -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet torch==2.13.0
+	.venv-lock/bin/pip install --quiet -e ".[test]" -e ./client
+	{ echo "# Versions every install takes (pip -c): make, CI and docker/Dockerfile. Renew: make lock"; \
+	  .venv-lock/bin/pip freeze --exclude-editable | sed 's/^torch==.*/torch==2.13.0/'; } > requirements.lock
+	rm -rf .venv-lock
 
 # The front-end checks' tools (package.json: TypeScript, ESLint), exactly as package-lock.json pins them.
 node_modules/.installed: package.json package-lock.json
@@ -30,8 +40,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	node --test tests/js/
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
-		REPLENS_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest $(PYTEST_ARGS)
+	# Against the PostgreSQL and Redis at these URLs; where none answers, throwaway ones.
+	REPLENS_VAR_DIR=$(CURDIR)/var/test $(PY) -m tests.services \
+		$(TEST_DATABASE_URL) $(TEST_BROKER_URL) -- $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test node_modules/.installed
 	npx --no-install tsc -p jsconfig.json
@@ -39,6 +50,7 @@ lint: $(VENV)/.installed-test node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(PY) manage.py makemigrations --check --dry-run
 
 clean:

@@ -7,9 +7,11 @@ on 5,000 samples). It needs Python Playwright and /usr/bin/chromium, no Django:
   (coords.f32 + labels.u16) against the same data as JSON (``{"x", "y", "label"}`` lists, floats
   as Python's json writes them), and the time from navigation to the first rendered frame in
   headless Chromium (median of 3 loads, each in a fresh context, so nothing is cached):
-  (a) static/js/scatter.js fetching the binary files itself;
+  (a) static/js/scatter/ fetching the binary files itself;
   (b) a page that fetches the JSON, parses it, builds the typed arrays and hands them to the
-  same scatter.js as blob: URLs, so only the transport differs;
+  same scatter module as blob: URLs, so only the transport differs;
+- at the largest size, interaction: 300 hover moves (wall time, and the page's long tasks over
+  50 ms), one recolouring, filter and highlight of every point and the next frame;
 - the explorer's server side at 200,000 points (lasso, neighbourhood agreement, alignment,
   displacement) and the geometry panel's leave-one-out linear probe against scikit-learn;
 - UMAP wall time (``analysis.explorer.projection.project(x, "umap")``) on a 10-cluster
@@ -35,7 +37,7 @@ import numpy as np
 from tests.browser import ARGS, CHROMIUM
 
 ROOT = Path(__file__).resolve().parents[2]
-SCATTER_JS = ROOT / "static" / "js" / "scatter.js"
+JS = ROOT / "static" / "js"  # the scatter island and the modules it imports
 LOADS = 3
 TIMEOUT_MS = 120_000
 
@@ -58,7 +60,7 @@ new MutationObserver((records, obs) => {
 
 BINARY_PAGE = """<!doctype html><html><head><meta charset="utf-8">{style}{watch}</head><body>
 <div class="scatter" data-coords-url="{n}.coords.f32" data-labels-url="{n}.labels.u16"></div>
-<script src="scatter.js"></script></body></html>"""
+<script type="module" src="js/scatter/index.js"></script></body></html>"""
 
 JSON_PAGE = """<!doctype html><html><head><meta charset="utf-8">{style}{watch}</head><body>
 <script>
@@ -74,7 +76,8 @@ fetch("{n}.json").then((r) => r.text()).then((text) => {{
   el.dataset.labelsUrl = URL.createObjectURL(new Blob([labels.buffer]));
   document.body.append(el);
   const s = document.createElement("script");
-  s.src = "scatter.js";
+  s.type = "module";
+  s.src = "js/scatter/index.js";
   document.body.append(s);
 }});
 </script></body></html>"""
@@ -134,7 +137,7 @@ def bench_scatter(sizes: list[int]) -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        shutil.copy(SCATTER_JS, directory / "scatter.js")
+        shutil.copytree(JS, directory / "js")
         sizes_bytes = {n: write_payloads(directory, n, rng) for n in sizes}
         server = serve(directory)
         base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -162,11 +165,62 @@ def bench_scatter(sizes: list[int]) -> None:
                         f"{text / binary:>5.1f}x | {times['binary']:>15.0f} ms "
                         f"{times['json']:>14.0f} ms {times['json'] / times['binary']:>7.1f}x"
                     )
+                interaction(browser, f"{base}/{sizes[-1]}.binary.html", sizes[-1])
                 browser.close()
         finally:
             server.shutdown()
             server.server_close()
     print(f"(first frame: median of {LOADS} loads, ms from navigation start to data-drawn)")
+
+
+def interaction(browser, url: str, n: int) -> None:
+    """At ``n`` points: 300 hover moves across the clusters (their wall time, and the page's
+    long tasks, over 50 ms, in Chrome's own accounting), then one recolouring, filter and
+    highlight of every point and the next frame (ms each, as the page measures them)."""
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function("window.__drawn !== undefined", timeout=TIMEOUT_MS)
+        page.evaluate(
+            """() => {
+              window.__long = [];
+              new PerformanceObserver((list) => list.getEntries().forEach(
+                (e) => window.__long.push(e.duration))).observe({ type: "longtask" });
+            }"""
+        )
+        page.mouse.move(200, 200)
+        start = time.perf_counter()
+        for k in range(300):
+            page.mouse.move(200 + 2 * k, 350 + 60 * np.sin(k / 10))
+        hover_s = time.perf_counter() - start
+        long_tasks = page.evaluate("window.__long")
+        steps = page.evaluate(
+            """async (n) => {
+              const el = document.querySelector(".scatter");
+              const values = Float32Array.from({length: n}, (_, i) => Math.sin(i));
+              const t = [performance.now()];
+              el.scatter.colourBy({kind: "continuous", values, title: "v"});
+              t.push(performance.now());
+              el.scatter.setFilter([-0.5, 0.5]);
+              t.push(performance.now());
+              el.scatter.highlight(new Uint32Array(n / 4).map((_, k) => 4 * k));
+              t.push(performance.now());
+              await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+              t.push(performance.now());
+              return t.slice(1).map((v, k) => v - t[k]);
+            }""",
+            n,
+        )
+    finally:
+        context.close()
+    worst = f", the longest {max(long_tasks):.0f} ms" if long_tasks else ""
+    print(
+        f"\nInteraction at {n:,} points: 300 hover moves in {hover_s:.1f} s, "
+        f"{len(long_tasks)} long tasks (> 50 ms){worst}"
+    )
+    names = ("recolour", "filter", "highlight", "next frame")
+    print("  " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in zip(names, steps, strict=True)))
 
 
 def mixture(n: int, d: int, rng: np.random.Generator) -> np.ndarray:

