@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import models
+from django.forms import Form
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -21,6 +25,7 @@ from webapp.catalog.models import (
     Checkpoint,
     Dataset,
     Upload,
+    Workspace,
     visible_to,
     workspaces_of,
 )
@@ -62,16 +67,32 @@ from webapp.runs.submit import (
 )
 from webapp.status import overview
 
+if TYPE_CHECKING:
+    from django_htmx.middleware import HtmxDetails
 
-def _workspace(request, slug):
+    from webapp.access import SignedInRequest
+
+    class HtmxRequest(SignedInRequest):
+        """A signed-in request to a page that htmx polls or swaps parts of (``request.htmx``,
+        set by django-htmx's middleware)."""
+
+        htmx: HtmxDetails
+
+
+M = TypeVar("M", bound=models.Model)
+
+
+def _workspace(request: SignedInRequest, slug: str) -> Workspace:
     return get_object_or_404(workspaces_of(request.user), slug=slug)
 
 
-def _get(model, request, pk):
+def _get(model: type[M], request: SignedInRequest, pk: int) -> M:
     return get_object_or_404(visible_to(model, request.user), pk=pk)
 
 
-def _poll(request, template: str, partial: str, context: dict, done: bool) -> HttpResponse:
+def _poll(
+    request: HtmxRequest, template: str, partial: str, context: dict, done: bool
+) -> HttpResponse:
     """The whole page, or for an htmx poll only ``partial``; once ``done``, status 286 tells
     htmx to swap this last answer and stop polling."""
     if not request.htmx:
@@ -82,7 +103,7 @@ def _poll(request, template: str, partial: str, context: dict, done: bool) -> Ht
 
 
 @login_required
-def home(request):
+def home(request: SignedInRequest) -> HttpResponse:
     workspaces = list(workspaces_of(request.user).order_by("name"))
     if len(workspaces) == 1:
         return redirect("workspace", slug=workspaces[0].slug)
@@ -90,7 +111,7 @@ def home(request):
 
 
 @login_required
-def workers(request):
+def workers(request: HtmxRequest) -> HttpResponse:
     """The workers, queues and runs of the whole server, for anyone signed in: counts, worker
     names and queue names only; an htmx poll gets the status part."""
     status = overview()
@@ -108,7 +129,7 @@ def workers(request):
     return render(request, "pages/workers.html", context)
 
 
-def _runs_context(workspace) -> dict:
+def _runs_context(workspace: Workspace) -> dict:
     runs = workspace.runs.select_related("checkpoint", "checkpoint_b", "dataset")[:50]
     return {
         "workspace": workspace,
@@ -117,7 +138,7 @@ def _runs_context(workspace) -> dict:
     }
 
 
-def _workspace_context(workspace, **forms) -> dict:
+def _workspace_context(workspace: Workspace, **forms: Form) -> dict:
     return {
         **_runs_context(workspace),
         **_uploads_context(workspace),
@@ -139,16 +160,18 @@ def _workspace_context(workspace, **forms) -> dict:
 
 
 @login_required
-def workspace(request, slug):
+def workspace(request: SignedInRequest, slug: str) -> HttpResponse:
     return render(request, "pages/workspace.html", _workspace_context(_workspace(request, slug)))
 
 
 @login_required
-def workspace_runs(request, slug):
+def workspace_runs(request: HtmxRequest, slug: str) -> HttpResponse:
     return _workspace_part(request, slug, "runs", _runs_context)
 
 
-def _workspace_part(request, slug, part: str, context_of) -> HttpResponse:
+def _workspace_part(
+    request: HtmxRequest, slug: str, part: str, context_of: Callable[[Workspace], dict]
+) -> HttpResponse:
     """One part of the workspace page (its partial ``part``), for its htmx poll, which stops
     once nothing in it is active; a plain GET goes to the page."""
     workspace = _workspace(request, slug)
@@ -158,11 +181,13 @@ def _workspace_part(request, slug, part: str, context_of) -> HttpResponse:
     return _poll(request, "pages/workspace.html", part, context, not context[f"{part}_active"])
 
 
-def _workspace_at(workspace, part: str) -> HttpResponse:
+def _workspace_at(workspace: Workspace, part: str) -> HttpResponse:
     return redirect(reverse("workspace", args=[workspace.slug]) + f"#{part}")
 
 
-def _form_page(request, workspace, status=400, **forms) -> HttpResponse:
+def _form_page(
+    request: SignedInRequest, workspace: Workspace, status: int = 400, **forms: Form
+) -> HttpResponse:
     return render(
         request,
         "pages/workspace.html",
@@ -173,7 +198,7 @@ def _form_page(request, workspace, status=400, **forms) -> HttpResponse:
 
 @login_required
 @require_POST
-def upload_dataset(request, slug):
+def upload_dataset(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = editable_workspace(request.user, slug)
     form = DatasetUploadForm(request.POST, request.FILES)
     if form.is_valid():
@@ -197,7 +222,7 @@ def upload_dataset(request, slug):
 
 @login_required
 @require_POST
-def upload_checkpoint(request, slug):
+def upload_checkpoint(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = editable_workspace(request.user, slug)
     form = CheckpointUploadForm(workspace, request.POST, request.FILES)
     if form.is_valid():
@@ -221,13 +246,19 @@ def upload_checkpoint(request, slug):
     return _form_page(request, workspace, checkpoint_form=form)
 
 
-def _uploaded(request, workspace, upload: Upload | None, found) -> HttpResponse:
+def _uploaded(
+    request: SignedInRequest,
+    workspace: Workspace,
+    upload: Upload | None,
+    found: Dataset | Checkpoint | Upload | None,
+) -> HttpResponse:
     """After an upload: the dataset or checkpoint the same file already made, else the
     workspace's list of uploads, where this one is checked."""
     if isinstance(found, Dataset | Checkpoint):
         messages.info(request, f"This file is already here as “{found.name}”.")
         return redirect("dataset" if isinstance(found, Dataset) else "checkpoint", pk=found.pk)
     upload = found or upload
+    assert upload is not None  # uploads.receive makes one where nothing was found
     messages.info(
         request,
         f"{upload.filename} is uploaded. A worker checks it now; it is listed under "
@@ -237,20 +268,20 @@ def _uploaded(request, workspace, upload: Upload | None, found) -> HttpResponse:
 
 
 @login_required
-def workspace_uploads(request, slug):
+def workspace_uploads(request: HtmxRequest, slug: str) -> HttpResponse:
     return _workspace_part(request, slug, "uploads", _uploads_context)
 
 
 @login_required
 @require_POST
-def dismiss_upload(request, slug, upload_id):
+def dismiss_upload(request: SignedInRequest, slug: str, upload_id: int) -> HttpResponse:
     """Withdraw an upload (receiving or being checked) or dismiss a refused one."""
     workspace = editable_workspace(request.user, slug)
     uploads.abort(get_object_or_404(workspace.uploads, pk=upload_id))
     return _workspace_at(workspace, "uploads")
 
 
-def _uploads_context(workspace) -> dict:
+def _uploads_context(workspace: Workspace) -> dict:
     shown = uploads.shown(workspace)
     active = (Upload.State.OPEN, Upload.State.CHECKING)
     return {
@@ -262,7 +293,7 @@ def _uploads_context(workspace) -> dict:
 
 @login_required
 @require_POST
-def new_comparison(request, slug):
+def new_comparison(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = editable_workspace(request.user, slug)
     form = ComparisonForm(workspace, request.POST)
     if form.is_valid():
@@ -284,7 +315,7 @@ def new_comparison(request, slug):
 
 
 @login_required
-def dataset_detail(request, pk):
+def dataset_detail(request: SignedInRequest, pk: int) -> HttpResponse:
     dataset = _get(Dataset, request, pk)
     return render(
         request,
@@ -298,7 +329,7 @@ def dataset_detail(request, pk):
 
 
 @login_required
-def sample_thumbnail(request, pk, index):
+def sample_thumbnail(request: SignedInRequest, pk: int, index: int) -> HttpResponse:
     dataset = _get(Dataset, request, pk)
     if dataset.thumbnails is None or not 0 <= index < dataset.n_samples:
         raise Http404("no such sample image")
@@ -313,7 +344,7 @@ def _png(data: bytes) -> HttpResponse:
 
 
 @login_required
-def sample_text(request, pk, index):
+def sample_text(request: SignedInRequest, pk: int, index: int) -> HttpResponse:
     """The text of one sample of a text dataset (plain text, for hover tooltips)."""
     dataset = _get(Dataset, request, pk)
     if dataset.modality != "text" or not 0 <= index < dataset.n_samples:
@@ -326,8 +357,13 @@ def sample_text(request, pk, index):
 
 @login_required
 def checkpoint_detail(
-    request, pk, form=None, projection_form=None, aligned_form=None, probe_form=None
-):
+    request: SignedInRequest,
+    pk: int,
+    form: ExtractionForm | None = None,
+    projection_form: ProjectionForm | None = None,
+    aligned_form: AlignedProjectionForm | None = None,
+    probe_form: ProbeForm | None = None,
+) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     activations = checkpoint.activations.select_related("dataset").order_by("dataset", "id")
     return render(
@@ -353,7 +389,7 @@ def checkpoint_detail(
 
 @login_required
 @require_POST
-def extract(request, pk):
+def extract(request: SignedInRequest, pk: int) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     check_editable(request.user, checkpoint)
     form = ExtractionForm(checkpoint, request.POST)
@@ -371,7 +407,7 @@ def extract(request, pk):
 
 
 @login_required
-def run_detail(request, pk):
+def run_detail(request: HtmxRequest, pk: int) -> HttpResponse:
     run = _get(Run, request, pk)
     context = {
         "run": run,
@@ -395,7 +431,7 @@ def _aligned_members(run: Run) -> list[Run]:
 
 @login_required
 @require_POST
-def cancel_run(request, pk):
+def cancel_run(request: SignedInRequest, pk: int) -> HttpResponse:
     run = _get(Run, request, pk)
     check_editable(request.user, run)
     run.cancel()
@@ -403,7 +439,7 @@ def cancel_run(request, pk):
 
 
 @login_required
-def comparison(request, pk):
+def comparison(request: HtmxRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
     context = {
         "run": run,
@@ -417,7 +453,7 @@ def comparison(request, pk):
     return _poll(request, "pages/comparison.html", "result", context, run.is_terminal)
 
 
-def _pair(request, pk, row, col) -> tuple[Run, str, str]:
+def _pair(request: SignedInRequest, pk: int, row: int, col: int) -> tuple[Run, str, str]:
     """A comparison the user may see, and the layers of one of its cells."""
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
     layers_a, layers_b = run.params["layers_a"], run.params["layers_b"]
@@ -427,7 +463,7 @@ def _pair(request, pk, row, col) -> tuple[Run, str, str]:
 
 
 @login_required
-def comparison_pair(request, pk, row, col):
+def comparison_pair(request: HtmxRequest, pk: int, row: int, col: int) -> HttpResponse:
     """One cell of the matrix: its score with interval and baseline, the samples behind it
     (per-sample kNN agreement between the two layers), and maps fitted between them."""
     run, layer_a, layer_b = _pair(request, pk, row, col)
@@ -461,10 +497,11 @@ def comparison_pair(request, pk, row, col):
 
 @login_required
 @require_POST
-def align_pair(request, pk, row, col):
+def align_pair(request: SignedInRequest, pk: int, row: int, col: int) -> HttpResponse:
     """Fit a map between the two layers of a cell (method from the form)."""
     run, layer_a, layer_b = _pair(request, pk, row, col)
     check_editable(request.user, run)
+    assert run.checkpoint_b is not None  # a comparison has two checkpoints
     try:
         request_alignment(
             request.user,
@@ -482,12 +519,12 @@ def align_pair(request, pk, row, col):
 
 
 @login_required
-def comparison_csv(request, pk):
+def comparison_csv(request: SignedInRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPARE)
     return _run_csv(run, exports.comparison_table, f"comparison-{run.pk}.csv")
 
 
-def _run_csv(run: Run, table, name: str) -> HttpResponse:
+def _run_csv(run: Run, table: Callable[[Run], exports.Table], name: str) -> HttpResponse:
     """The table ``table`` (of :mod:`webapp.runs.exports`) makes of ``run``, as a CSV file named
     ``name``; 404 while the run has no results."""
     try:
@@ -498,7 +535,7 @@ def _run_csv(run: Run, table, name: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def new_model_matrix(request, slug):
+def new_model_matrix(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = editable_workspace(request.user, slug)
     form = ModelMatrixForm(workspace, request.POST)
     if form.is_valid():
@@ -519,7 +556,7 @@ def new_model_matrix(request, slug):
 
 
 @login_required
-def model_matrix_page(request, pk):
+def model_matrix_page(request: HtmxRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.MODEL_MATRIX)
     context = {
         "run": run,
@@ -533,7 +570,7 @@ def model_matrix_page(request, pk):
 
 @login_required
 @require_POST
-def new_compatibility(request, slug):
+def new_compatibility(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = editable_workspace(request.user, slug)
     form = CompatibilityForm(workspace, request.POST)
     if form.is_valid():
@@ -554,7 +591,7 @@ def new_compatibility(request, slug):
 
 
 @login_required
-def compatibility_page(request, pk):
+def compatibility_page(request: HtmxRequest, pk: int) -> HttpResponse:
     """C[i][j] for a series of checkpoints, the criteria of every (new, old) pair, AC and AM,
     and the queries each update breaks (negative flips)."""
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPATIBILITY)
@@ -571,20 +608,20 @@ def compatibility_page(request, pk):
 
 
 @login_required
-def compatibility_csv(request, pk):
+def compatibility_csv(request: SignedInRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.COMPATIBILITY)
     return _run_csv(run, exports.compatibility_table, f"compatibility-{run.pk}.csv")
 
 
 @login_required
-def alignment_csv(request, pk):
+def alignment_csv(request: SignedInRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.ALIGN)
     return _run_csv(run, exports.alignment_table, f"alignment-{run.pk}.csv")
 
 
 @login_required
 @require_POST
-def new_projection(request, pk):
+def new_projection(request: SignedInRequest, pk: int) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     check_editable(request.user, checkpoint)
     form = ProjectionForm(checkpoint, request.POST)
@@ -601,7 +638,7 @@ def new_projection(request, pk):
 
 @login_required
 @require_POST
-def new_aligned_projection(request, pk):
+def new_aligned_projection(request: SignedInRequest, pk: int) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     check_editable(request.user, checkpoint)
     form = AlignedProjectionForm(checkpoint, request.POST)
@@ -617,12 +654,12 @@ def new_aligned_projection(request, pk):
     return checkpoint_detail(request, pk, aligned_form=form)
 
 
-def _projection_run(request, pk) -> Run:
+def _projection_run(request: SignedInRequest, pk: int) -> Run:
     return get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.PROJECT)
 
 
 @login_required
-def projection_page(request, pk):
+def projection_page(request: HtmxRequest, pk: int) -> HttpResponse:
     """The explorer: every sample of one layer in 2-D (WebGL, fed by binary endpoints), and the
     other projections of the same layer beside it."""
     run = _projection_run(request, pk)
@@ -655,7 +692,7 @@ def _binary(data: bytes) -> HttpResponse:
 
 
 @login_required
-def projection_coordinates(request, pk):
+def projection_coordinates(request: SignedInRequest, pk: int) -> HttpResponse:
     """float32 little-endian x, y of every sample, interleaved, in dataset order."""
     run = _projection_run(request, pk)
     if run.state != Run.State.SUCCEEDED:
@@ -664,14 +701,14 @@ def projection_coordinates(request, pk):
 
 
 @login_required
-def projection_labels(request, pk):
+def projection_labels(request: SignedInRequest, pk: int) -> HttpResponse:
     """uint16 little-endian class index of every sample (65535: no label), dataset order."""
     run = _projection_run(request, pk)
     return _binary(explorer.encode(explorer.label_codes(run.dataset)))
 
 
 @login_required
-def projection_point(request, pk, index):
+def projection_point(request: SignedInRequest, pk: int, index: int) -> HttpResponse:
     """One sample of a projection (an htmx partial): its k nearest neighbours in the original
     space, with distances, and how many of them the projection keeps among its k nearest."""
     run = _projection_run(request, pk)
@@ -703,7 +740,7 @@ def _other_projections(run: Run) -> list[Run]:
     )
 
 
-def _id(value) -> int:
+def _id(value: str | None) -> int:
     """A row id from a request parameter; 0 (no row) when it is not one."""
     return int(value) if isinstance(value, str) and value.isdigit() else 0
 
@@ -728,7 +765,7 @@ def _pair_colouring(run_a: Run, run_b: Run, what: str, title: str) -> dict:
     return {"key": what, "title": title, "kind": "continuous", "url": url, "per_k": True}
 
 
-def _finished_projection(request, pk) -> Run:
+def _finished_projection(request: SignedInRequest, pk: int) -> Run:
     run = _projection_run(request, pk)
     if run.state != Run.State.SUCCEEDED:
         raise Http404("this projection has not finished")
@@ -736,7 +773,7 @@ def _finished_projection(request, pk) -> Run:
 
 
 @login_required
-def projection_colour(request, pk):
+def projection_colour(request: SignedInRequest, pk: int) -> HttpResponse:
     """One colouring of a projection's points (``?key=`` from the page's list): uint16 codes
     for a categorical one, float32 values for a continuous one, little-endian, dataset order."""
     run = _finished_projection(request, pk)
@@ -749,7 +786,9 @@ def projection_colour(request, pk):
     return response
 
 
-def _selection_panel(request, selection: Selection, run: Run, status: int = 200):
+def _selection_panel(
+    request: SignedInRequest, selection: Selection, run: Run, status: int = 200
+) -> HttpResponse:
     context = {
         "run": run,
         "selection": selection,
@@ -760,7 +799,7 @@ def _selection_panel(request, selection: Selection, run: Run, status: int = 200)
 
 @login_required
 @require_POST
-def projection_select(request, pk):
+def projection_select(request: SignedInRequest, pk: int) -> HttpResponse:
     """Resolve a lasso or box drawn on the projection (``polygon``: JSON list of [x, y] in the
     projection's coordinates, or in them aligned to projection ``?aligned_to=``) against the
     stored coordinates; answers the selection's panel."""
@@ -781,12 +820,12 @@ def projection_select(request, pk):
     return _selection_panel(request, selection, run, status=201)
 
 
-def _selection(request, pk) -> Selection:
+def _selection(request: SignedInRequest, pk: int) -> Selection:
     return _get(Selection, request, pk)
 
 
 @login_required
-def selection_panel(request, pk, selection):
+def selection_panel(request: SignedInRequest, pk: int, selection: int) -> HttpResponse:
     """A selection's panel on a projection of its dataset (opening a shared URL)."""
     run = _finished_projection(request, pk)
     chosen = get_object_or_404(visible_to(Selection, request.user), pk=selection)
@@ -797,12 +836,13 @@ def selection_panel(request, pk, selection):
 
 @login_required
 @require_POST
-def save_selection(request, pk):
+def save_selection(request: SignedInRequest, pk: int) -> HttpResponse:
     """Name and tag a selection (``name``, ``tags`` comma-separated); ``run`` is the projection
     the panel is shown on."""
     selection = _selection(request, pk)
     check_editable(request.user, selection)
-    run = _finished_projection(request, _id(request.POST.get("run")) or selection.projection_id)
+    shown_on = _id(request.POST.get("run")) or selection.projection_id or 0  # 0: none, a 404
+    run = _finished_projection(request, shown_on)
     name = request.POST.get("name", "").strip()
     if not name:
         return HttpResponse("a selection needs a name to be saved", status=400)
@@ -816,20 +856,20 @@ def save_selection(request, pk):
 
 
 @login_required
-def selection_indices(request, pk):
+def selection_indices(request: SignedInRequest, pk: int) -> HttpResponse:
     """uint32 little-endian indices of the selected samples, ascending."""
     selection = _selection(request, pk)
     return _binary(explorer.encode(selection.indices.load_array(), "uint32"))
 
 
 @login_required
-def selection_export(request, pk, extension):
+def selection_export(request: SignedInRequest, pk: int, extension: str) -> HttpResponse:
     """The selected samples as CSV or Parquet: index, id, label, metadata, and their x, y in
     ``?projection=`` (default: the projection the selection was drawn on)."""
     if extension not in exports.SELECTION_TYPES:
         raise Http404("exports are .csv or .parquet")
     selection = _selection(request, pk)
-    run = None
+    run: Run | None = None
     if request.GET.get("projection"):
         run = _finished_projection(request, _id(request.GET["projection"]))
         if run.dataset_id != selection.dataset_id:
@@ -837,14 +877,14 @@ def selection_export(request, pk, extension):
     return exports.selection_file(selection, run, extension).response()
 
 
-def _projection_pair(request, pk, other) -> tuple[Run, Run]:
+def _projection_pair(request: SignedInRequest, pk: int, other: int) -> tuple[Run, Run]:
     run_a, run_b = _finished_projection(request, pk), _finished_projection(request, other)
     if run_a.dataset_id != run_b.dataset_id:
         raise Http404("the two projections are of different datasets")
     return run_a, run_b
 
 
-def _k(request, run_a: Run, run_b: Run) -> int:
+def _k(request: SignedInRequest, run_a: Run, run_b: Run) -> int:
     """``?k=`` clamped to what both spaces stored (default 10)."""
     limit = explorer.max_k(run_a, run_b)
     try:
@@ -855,7 +895,7 @@ def _k(request, run_a: Run, run_b: Run) -> int:
 
 
 @login_required
-def projection_pair(request, pk, other):
+def projection_pair(request: SignedInRequest, pk: int, other: int) -> HttpResponse:
     """Two projections of the same samples side by side, hover and selection linked, coloured
     by how much each sample's neighbourhood in the original spaces agrees."""
     run_a, run_b = _projection_pair(request, pk, other)
@@ -880,7 +920,7 @@ def projection_pair(request, pk, other):
 
 
 @login_required
-def projection_pair_changed(request, pk, other):
+def projection_pair_changed(request: SignedInRequest, pk: int, other: int) -> HttpResponse:
     """The samples whose neighbourhoods changed most at ``?k=`` (an htmx partial)."""
     run_a, run_b = _projection_pair(request, pk, other)
     k = _k(request, run_a, run_b)
@@ -895,7 +935,9 @@ def projection_pair_changed(request, pk, other):
 
 
 @login_required
-def projection_pair_values(request, pk, other, what):
+def projection_pair_values(
+    request: SignedInRequest, pk: int, other: int, what: str
+) -> HttpResponse:
     """float32 per sample: ``agreement`` (Jaccard of the k nearest neighbours in the two
     original spaces) or ``displacement`` (neighbour-aware, from A's picture to B's)."""
     if what not in ("agreement", "displacement"):
@@ -910,7 +952,7 @@ def projection_pair_values(request, pk, other, what):
 
 
 @login_required
-def projection_pair_aligned(request, pk, other):
+def projection_pair_aligned(request: SignedInRequest, pk: int, other: int) -> HttpResponse:
     """Projection ``other``'s coordinates moved onto projection ``pk``'s by the best similarity
     transform (float32 x, y interleaved), so the same sample sits in the same place."""
     run_a, run_b = _projection_pair(request, pk, other)
@@ -918,13 +960,13 @@ def projection_pair_aligned(request, pk, other):
     return _binary(explorer.encode(coordinates, "float32"))
 
 
-def _probe_run(request, pk) -> Run:
+def _probe_run(request: SignedInRequest, pk: int) -> Run:
     return get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.PROBE)
 
 
 @login_required
 @require_POST
-def new_probe(request, pk):
+def new_probe(request: SignedInRequest, pk: int) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     check_editable(request.user, checkpoint)
     form = ProbeForm(checkpoint, request.POST)
@@ -948,7 +990,7 @@ def new_probe(request, pk):
 
 
 @login_required
-def probe_page(request, pk):
+def probe_page(request: HtmxRequest, pk: int) -> HttpResponse:
     """How every probed layer responds to each transformation family: layer × magnitude
     heatmaps, curves over depth (other checkpoints' runs overlaid with ``?with=<run>``), and
     the samples each transform moves most."""
@@ -972,7 +1014,7 @@ def probe_page(request, pk):
 
 
 @login_required
-def probe_moved(request, pk):
+def probe_moved(request: SignedInRequest, pk: int) -> HttpResponse:
     """The samples a family moves most at one layer and magnitude (an htmx partial): each
     sample before and after the transform, with its invariance."""
     run = _probe_run(request, pk)
@@ -997,7 +1039,7 @@ def probe_moved(request, pk):
 
 
 @login_required
-def probe_sample(request, pk, index):
+def probe_sample(request: SignedInRequest, pk: int, index: int) -> HttpResponse:
     """Sample ``index`` as the probe showed it to the model under ``?family=`` at ``?t=`` (the
     same seeded transform), as a PNG preview."""
     run = _probe_run(request, pk)

@@ -22,7 +22,9 @@ FLIPS_SHOWN = 24  # broken queries shown per pair of checkpoints
 MOVED_SHOWN = 12  # samples a transform moves most, shown per layer and magnitude
 
 
-def annotated(dataset: Dataset, values: np.ndarray, indices: Sequence[int]) -> list[dict]:
+def annotated(
+    dataset: Dataset, values: np.ndarray, indices: Sequence[int] | np.ndarray
+) -> list[dict]:
     """Samples at ``indices`` (``Dataset.samples``) with ``values[index]`` as their ``value``
     (for the sample grid)."""
     samples = dataset.samples(indices)

@@ -9,10 +9,12 @@ neighbours in the original space) were computed by the projection run.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from analysis.errors import InputError
 from analysis.explorer.selections import (
@@ -22,13 +24,18 @@ from analysis.explorer.selections import (
     points_in_polygon,
     similarity_align,
 )
-from webapp.catalog.models import Blob, Dataset
+from webapp.catalog.models import ActivationSet, Blob, Dataset
 from webapp.runs.models import Alignment, ProbeResult, Run, Score, Selection
+
+if TYPE_CHECKING:
+    from webapp.catalog.models import AnyUser
 
 NO_LABEL = 65535
 MAX_CATEGORIES = 64
 """An integer metadata column with at most this many distinct values colours as categories."""
 MAX_POLYGON_VERTICES = 10_000
+
+Pair = TypeVar("Pair", Score, Alignment)
 
 
 @dataclass
@@ -42,7 +49,7 @@ class Colouring:
     names: list[str] | None = None
 
     def describe(self) -> dict:
-        out = {"key": self.key, "title": self.title, "kind": self.kind}
+        out: dict[str, str | list[str]] = {"key": self.key, "title": self.title, "kind": self.kind}
         if self.names is not None:
             out["names"] = self.names
         return out
@@ -86,7 +93,7 @@ def _metadata_colouring(name: str, column: np.ndarray) -> tuple[Colouring, np.nd
     return None
 
 
-def _other_space(activation, score_or_alignment) -> str:
+def _other_space(activation: ActivationSet, score_or_alignment: Score | Alignment) -> str:
     """``checkpoint · layer`` of the side of a pair that is not ``activation``."""
     other = (
         score_or_alignment.activation_b
@@ -96,7 +103,7 @@ def _other_space(activation, score_or_alignment) -> str:
     return f"{other.checkpoint.name} · {other.layer}"
 
 
-def _pairs_of(model, activation):
+def _pairs_of(model: type[Pair], activation: ActivationSet) -> QuerySet[Pair]:
     return (
         model.objects.filter(Q(activation_a=activation) | Q(activation_b=activation))
         .exclude(activation_a=activation, activation_b=activation)
@@ -105,10 +112,11 @@ def _pairs_of(model, activation):
     )
 
 
-def _agreement_scores(activation) -> list[Score]:
+def _agreement_scores(activation: ActivationSet) -> list[Score]:
     """One score per other space that stored per-sample kNN agreement with ``activation``
     (every measure of a pair stores the same agreement)."""
-    seen, scores = set(), []
+    seen: set[int | None] = set()
+    scores: list[Score] = []
     for score in _pairs_of(Score, activation).filter(sample_agreement__isnull=False):
         if score.sample_agreement_id not in seen:
             seen.add(score.sample_agreement_id)
@@ -128,7 +136,9 @@ def colourings(run: Run) -> list[Colouring]:
     if dataset.column("y") is not None:
         found.append(Colouring("label", "label", "categorical", label_names(dataset)))
     for name in dataset.metadata_columns:
-        described = _metadata_colouring(name, dataset.column(f"meta:{name}"))
+        column = dataset.column(f"meta:{name}")
+        assert column is not None  # metadata_columns names the dataset's meta: columns
+        described = _metadata_colouring(name, column)
         if described:
             found.append(described[0])
     kept = f"share of its {projection.knn_k} nearest neighbours the projection keeps"
@@ -149,7 +159,7 @@ def colourings(run: Run) -> list[Colouring]:
     return found
 
 
-def _probes_of(activation) -> list[ProbeResult]:
+def _probes_of(activation: ActivationSet) -> list[ProbeResult]:
     """Finished probe results that scored ``activation``'s layer (same checkpoint, dataset
     and pooling)."""
     results = ProbeResult.objects.filter(
@@ -172,7 +182,11 @@ def colouring_values(run: Run, key: str) -> tuple[Colouring, np.ndarray]:
     if kind == "label":
         return colouring, label_codes(run.dataset)
     if kind == "meta":
-        return colouring, _metadata_colouring(ref, run.dataset.column(key))[1]
+        column = run.dataset.column(key)
+        assert column is not None  # offered, so colourings() read it
+        described = _metadata_colouring(ref, column)
+        assert described is not None  # offered, so colourings() could colour by it
+        return colouring, described[1]
     if kind == "kept":
         return colouring, projection.kept.load_array().astype(np.float32)
     if kind == "probe":
@@ -183,6 +197,7 @@ def colouring_values(run: Run, key: str) -> tuple[Colouring, np.ndarray]:
             return colouring, np.array(per_sample[layer, int(position)], dtype=np.float32)
     if kind == "agreement":
         blob = Score.objects.get(pk=int(ref)).sample_agreement
+        assert blob is not None  # offered, so the score stored agreement (_agreement_scores)
     else:
         blob = Alignment.objects.get(pk=int(ref)).residuals
     return colouring, blob.load_array().astype(np.float32)
@@ -199,7 +214,7 @@ def encode(values: np.ndarray, as_type: str | None = None) -> bytes:
 # Selections ---------------------------------------------------------------------------------
 
 
-def parse_polygon(polygon) -> list[list[float]]:
+def parse_polygon(polygon: object) -> list[list[float]]:
     """A polygon from a request: a list of at least three [x, y] pairs of finite numbers."""
     if not isinstance(polygon, list) or not 3 <= len(polygon) <= MAX_POLYGON_VERTICES:
         raise InputError(
@@ -215,7 +230,12 @@ def parse_polygon(polygon) -> list[list[float]]:
 
 
 def select_in_polygon(
-    user, run: Run, polygon, name: str = "", tags=(), aligned_to: Run | None = None
+    user: AnyUser,
+    run: Run,
+    polygon: object,
+    name: str = "",
+    tags: Iterable[str] = (),
+    aligned_to: Run | None = None,
 ) -> Selection:
     """The samples whose stored coordinates in projection ``run`` (moved onto projection
     ``aligned_to``'s, when given, as the side-by-side view shows them) fall inside
@@ -229,7 +249,9 @@ def select_in_polygon(
     return _store_selection(user, run.dataset, indices, run, polygon, name, tags)
 
 
-def select_indices(user, dataset: Dataset, indices, name: str = "", tags=()) -> Selection:
+def select_indices(
+    user: AnyUser, dataset: Dataset, indices: object, name: str = "", tags: Iterable[str] = ()
+) -> Selection:
     """A selection of the given sample indices of ``dataset``."""
     try:
         indices = np.asarray(indices, dtype=np.int64)
@@ -243,7 +265,7 @@ def select_indices(user, dataset: Dataset, indices, name: str = "", tags=()) -> 
     return _store_selection(user, dataset, indices, None, None, name, tags)
 
 
-def clean_tags(tags) -> list[str]:
+def clean_tags(tags: object) -> list[str]:
     """Tags from a list or a comma-separated string: trimmed, distinct, in order."""
     if isinstance(tags, str):
         tags = tags.split(",")
@@ -253,7 +275,16 @@ def clean_tags(tags) -> list[str]:
     return list(dict.fromkeys(cleaned))[:20]
 
 
-def _store_selection(user, dataset, indices, run, polygon, name, tags) -> Selection:
+def _store_selection(
+    user: AnyUser,
+    dataset: Dataset,
+    indices: np.ndarray,
+    run: Run | None,
+    polygon: list[list[float]] | None,
+    name: str,
+    tags: Iterable[str],
+) -> Selection:
+    assert user.is_authenticated  # selections are made behind login_required or IsAuthenticated
     return Selection.objects.create(
         workspace=dataset.workspace,
         dataset=dataset,

@@ -65,6 +65,8 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set on the members of an aligned run the run page lists: the projection before this one.
+    previous: Run | None
 
     class Meta:
         ordering = ["-created_at"]
@@ -288,6 +290,10 @@ class Score(models.Model):
     warnings = models.JSONField(default=list)
     code_version = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set on the scores webapp.runs.results.scores_with_cells lists: their cell in the layer ×
+    # layer matrix.
+    row: int
+    col: int
 
     class Meta:
         constraints = [

@@ -4,13 +4,15 @@ clients draw them the same way), and alignments."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from analysis.explorer.ordering import hierarchical_order
 from analysis.measures.engine import BASELINE_WARNING
 from analysis.measures.registry import MEASURES
-from webapp.catalog.models import Checkpoint
-from webapp.runs.models import Alignment, Run
+from webapp.catalog.models import Checkpoint, Dataset
+from webapp.runs.models import Alignment, Run, Score
 from webapp.version import code_version
 
 
@@ -19,6 +21,7 @@ def comparison_matrix(run: Run) -> dict:
     ``None`` cells are pairs not computed yet."""
     p = run.params
     scores = {(s.layer_a, s.layer_b): s for s in run.scores.filter(measure=p["measure"])}
+    assert run.checkpoint_b is not None  # a comparison has two checkpoints
     return {
         **_matrix(run, p["layers_a"], p["layers_b"], scores),
         "checkpoint_a": {"id": run.checkpoint_id, "name": run.checkpoint.name},
@@ -26,7 +29,7 @@ def comparison_matrix(run: Run) -> dict:
     }
 
 
-def scores_with_cells(run: Run) -> list:
+def scores_with_cells(run: Run) -> list[Score]:
     """The run's scores, each with ``row``/``col``: its cell in the layer × layer matrix."""
     rows = {name: i for i, name in enumerate(run.params["layers_a"])}
     cols = {name: j for j, name in enumerate(run.params["layers_b"])}
@@ -179,6 +182,7 @@ def compatibility_matrix(run: Run) -> dict:
 def alignment_summary(alignment: Alignment) -> dict:
     """An alignment's scores with their provenance (per-sample residuals stay in the blob)."""
     run = alignment.run
+    assert run.checkpoint_b is not None  # an alignment is between two checkpoints
     return {
         "run": run.pk,
         "method": alignment.method,
@@ -216,7 +220,7 @@ PROBE_MEASURES = {
 """The [layer][magnitude] statistics of a probe family: label, colour range, definition."""
 
 
-def probe_summary(run: Run, overlays=()) -> dict:
+def probe_summary(run: Run, overlays: Iterable[Run] = ()) -> dict:
     """A probe run's families for a page or API client: every statistic by layer and
     magnitude, and the same family of each run in ``overlays`` (other checkpoints)."""
     from analysis.probes.transforms import get_family
@@ -275,7 +279,9 @@ def probe_summary(run: Run, overlays=()) -> dict:
     }
 
 
-def transformed_preview(dataset, family_key: str, t: float, index: int, seed: int) -> np.ndarray:
+def transformed_preview(
+    dataset: Dataset, family_key: str, t: float, index: int, seed: int
+) -> np.ndarray:
     """uint8 preview of image sample ``index`` as a probe transformed it (same seed, same
     per-sample randomness as in the run)."""
     import torch
