@@ -147,6 +147,7 @@ def _execute(run: Run) -> None:
     except Cancelled:
         logger.info("run %s was cancelled while running", run.pk)
     except InputError as err:
+        logger.info("run %s failed: %s", run.pk, err)
         run.finish(Run.State.FAILED, str(err), details=err.details)
     except SoftTimeLimitExceeded:
         run.finish(Run.State.FAILED, "the run exceeded its time limit")

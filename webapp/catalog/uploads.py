@@ -323,6 +323,8 @@ def check(upload: Upload) -> None:
     try:
         result, created = _ingest(upload, still_mine)
     except InputError as err:
+        # The person reads one plain sentence; the library's own words stay in the log.
+        logger.info("upload %s refused: %s\n%s", upload.pk, err, err.details or "(no details)")
         outcome = {"state": Upload.State.FAILED, "error": str(err)}
     except Withdrawn:
         logger.info("upload %s was withdrawn while being checked", upload.pk)
