@@ -365,7 +365,11 @@ def test_pair_page_drills_down_to_samples(browser, comparison):
     least = comparison.dataset.samples([int(np.argmin(agreement))])[0]
     most = comparison.dataset.samples([int(np.argmax(agreement))])[0]
     assert least["id"] in html and most["id"] in html
-    counts = [int(c) for c in re.findall(r"title=\"[0-9.]+–[0-9.]+: (\d+) samples\"", html)]
+    shared = r"title=\"(\d+) of (\d+) neighbours shared \(Jaccard [0-9.]+\): (\d+) samples\""
+    bars = [tuple(map(int, found)) for found in re.findall(shared, html)]
+    k = score.parameters["knn_k"]
+    assert [(j, of) for j, of, _ in bars] == [(j, k) for j in range(k + 1)]  # a bar per value
+    counts = [count for *_, count in bars]
     assert sum(counts) == comparison.dataset.n_samples
     comparison_page = browser.get(f"/comparisons/{comparison.pk}/").content.decode()
     assert f'href="/comparisons/{comparison.pk}/pairs/1/1/"' in comparison_page

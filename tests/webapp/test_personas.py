@@ -469,6 +469,8 @@ PAGES: dict[str, Spec] = {
     # tests/webapp/test_operations.py), whoever asks.
     "healthz": Spec(at(), public=True, open=True, get_ok=(200, 503)),
     "healthz-workers": Spec(at(), public=True, open=True, get_ok=(200, 503)),
+    # Asked for by browsers whatever the page says: the site's icon, for everyone.
+    "favicon": Spec(at(), public=True, open=True, get_ok=(301,)),
     "workers": Spec(at(), public=True, htmx_ok=(200,)),
     "workspace": Spec(at(slug="@ws"), **RUN_SLUG),
     # Parts of the workspace page for its htmx polls; a plain GET goes to the page.

@@ -33,21 +33,31 @@ def annotated(
     return samples
 
 
-def agreement(score: Score, dataset: Dataset, bins: int = 10) -> dict:
-    """The per-sample kNN agreement behind a score: its mean, a histogram on [0, 1] (bar
-    heights in per cent of the tallest), and the samples that agree least and most."""
+def agreement(score: Score, dataset: Dataset) -> dict:
+    """The per-sample kNN agreement behind a score: its mean; its histogram, one bar per value
+    it can take (the Jaccard index of two sets of k neighbours sharing j is j / (2k − j), for
+    j = 0 … k), with the count and the height in per cent of the tallest bar; and the samples
+    that agree least and most."""
     if score.sample_agreement is None:
         return {}
     values = score.sample_agreement.load_array()
-    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    k = int(score.parameters.get("knn_k", 10))  # 10: the default before it was a parameter
+    shared = np.rint(2 * k * values / (1 + values)).astype(np.int64)
+    counts = np.bincount(np.clip(shared, 0, k), minlength=k + 1)
     tallest = max(1, int(counts.max()))
     order = np.argsort(values, kind="stable")
     return {
         "mean_agreement": float(values.mean()),
         "histogram": [
-            {"low": float(lo), "high": float(hi), "count": int(c), "height": 100 * int(c) / tallest}
-            for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
+            {
+                "shared": j,
+                "jaccard": j / (2 * k - j),
+                "count": int(c),
+                "height": 100 * int(c) / tallest,
+            }
+            for j, c in enumerate(counts)
         ],
+        "tallest": tallest,
         "least": annotated(dataset, values, order[:EXTREME_SAMPLES]),
         "most": annotated(dataset, values, order[::-1][:EXTREME_SAMPLES]),
     }
