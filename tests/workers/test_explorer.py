@@ -272,6 +272,34 @@ def test_two_projections_side_by_side(client, owner, digits, ckpt_a, projections
     assert client.get(f"/projections/{a.pk}/vs/{b.pk}/bogus.f32").status_code == 404
 
 
+def test_two_pictures_of_one_layer_offer_no_agreement_that_is_one_everywhere(
+    client, owner, tagged_digits, ckpt_a, projections
+):
+    """PCA and t-SNE of the same activations: every sample's original-space neighbourhood is
+    the same on both sides, so "agreement" (1 for all) is neither offered as a colouring nor
+    ranked; the page says why and colours by displacement first."""
+    pca = projections[0]
+    tsne, _ = request_projection(
+        owner, ckpt_a, tagged_digits, "block1", method="tsne", perplexity=10.0
+    )
+    tsne = run_with_dependencies(tsne)
+    assert tsne.projection.activation_id == pca.projection.activation_id
+    client.force_login(owner)
+    html = client.get(f"/projections/{pca.pk}/vs/{tsne.pk}/").content.decode()
+    colourings = json.loads(
+        html.split('id="colourings" type="application/json">', 1)[1].split("<")[0]
+    )
+    assert [c["key"] for c in colourings][:1] == ["displacement"]
+    assert "agreement" not in [c["key"] for c in colourings]
+    assert 'data-testid="same-space"' in html and "agreement is 1 for all" in html
+    changed = client.get(f"/projections/{pca.pk}/vs/{tsne.pk}/changed/").content.decode()
+    assert 'data-testid="same-space"' in changed and 'data-index="' not in changed
+    # Two layers: agreement first, as before.
+    a, b = projections
+    html = client.get(f"/projections/{a.pk}/vs/{b.pk}/").content.decode()
+    assert 'data-testid="same-space"' not in html and '"key": "agreement"' in html
+
+
 def test_selections_and_neighbourhood_agreement_through_the_api(
     owner, outsider, tagged_digits, projections
 ):

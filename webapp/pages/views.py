@@ -899,38 +899,48 @@ def projection_pair(request: SignedInRequest, pk: int, other: int) -> HttpRespon
     """Two projections of the same samples side by side, hover and selection linked, coloured
     by how much each sample's neighbourhood in the original spaces agrees."""
     run_a, run_b = _projection_pair(request, pk, other)
-    k = _k(request, run_a, run_b)
-    agreement = explorer.pair_agreement(run_a, run_b, k)
+    same = explorer.same_space(run_a, run_b)  # agreement is 1 everywhere: not offered
     context = {
         "run": run_a,
         "run_b": run_b,
         "workspace": run_a.workspace,
-        "k": k,
         "max_k": explorer.max_k(run_a, run_b),
-        "mean_agreement": float(agreement.mean()),
-        "changed": explorer.changed_most(run_a, run_b, k),
         "label_names": explorer.label_names(run_a.dataset),
         "colourings": [
-            *[_pair_colouring(run_a, run_b, what, title) for what, title in PAIR_COLOURINGS],
+            *[
+                _pair_colouring(run_a, run_b, what, title)
+                for what, title in PAIR_COLOURINGS
+                if not (same and what == "agreement")
+            ],
             *[c for c in _colourings(run_a) if c["kind"] == "categorical"],
         ],
         "selections": _named_selections(run_a.dataset),
+        **_changed(request, run_a, run_b),
     }
     return render(request, "pages/projection_pair.html", context)
+
+
+def _changed(request: SignedInRequest, run_a: Run, run_b: Run) -> dict:
+    """``k`` from the request, and the samples whose neighbourhoods changed most between the
+    two original spaces with their mean agreement; none (``same_space``) when both pictures
+    are of the same activations."""
+    k = _k(request, run_a, run_b)
+    if explorer.same_space(run_a, run_b):
+        return {"k": k, "same_space": True, "changed": []}
+    agreement = explorer.pair_agreement(run_a, run_b, k)
+    return {
+        "k": k,
+        "same_space": False,
+        "mean_agreement": float(agreement.mean()),
+        "changed": explorer.changed_most(run_a, run_b, k),
+    }
 
 
 @login_required
 def projection_pair_changed(request: SignedInRequest, pk: int, other: int) -> HttpResponse:
     """The samples whose neighbourhoods changed most at ``?k=`` (an htmx partial)."""
     run_a, run_b = _projection_pair(request, pk, other)
-    k = _k(request, run_a, run_b)
-    context = {
-        "run": run_a,
-        "run_b": run_b,
-        "k": k,
-        "changed": explorer.changed_most(run_a, run_b, k),
-        "mean_agreement": float(explorer.pair_agreement(run_a, run_b, k).mean()),
-    }
+    context = {"run": run_a, "run_b": run_b, **_changed(request, run_a, run_b)}
     return render(request, "pages/projection_pair.html#changed", context)
 
 

@@ -327,6 +327,13 @@ def check_pair(run_a: Run, run_b: Run) -> None:
         raise InputError("both projections must have finished")
 
 
+def same_space(run_a: Run, run_b: Run) -> bool:
+    """Whether two projections picture the same activations (one layer, two layouts): then
+    every sample's neighbourhood in the original space is the same on both sides, and their
+    agreement is 1 for every sample — nothing to colour by or rank."""
+    return run_a.projection.activation_id == run_b.projection.activation_id
+
+
 def max_k(run_a: Run, run_b: Run) -> int:
     """The largest k at which the two spaces' stored neighbour lists can be compared."""
     widths = []
