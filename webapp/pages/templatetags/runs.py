@@ -15,3 +15,16 @@ register = template.Library()
 def page_of(run: Run) -> str:
     """The URL of the page that shows ``run``, as its kind's spec names it."""
     return reverse(KINDS[run.kind].page, args=[run.pk])
+
+
+@register.filter
+def sides(run: Run) -> str:
+    """The two sides of a comparison, "A vs B", each with its pooling where that is what tells
+    them apart: one checkpoint against itself, or two poolings."""
+    a, b = run.checkpoint, run.checkpoint_b
+    assert a is not None and b is not None  # a comparison has two sides
+    pooling_a = run.params.get("pooling", "")
+    pooling_b = run.params.get("pooling_b") or pooling_a
+    if a.pk == b.pk or pooling_a != pooling_b:
+        return f"{a.name} ({pooling_a}) vs {b.name} ({pooling_b})"
+    return f"{a.name} vs {b.name}"
