@@ -16,7 +16,6 @@ The figures (runs, faults, time to recover) are printed.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import subprocess
@@ -30,7 +29,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, digits_npz_bytes, torchscript_mlp_bytes
-from tests.integration.test_object_storage import ACCESS_KEY, SECRET_KEY, weed_binary
+from tests.integration.test_object_storage import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    s3_client,
+    weed_binary,
+    weed_command,
+)
 from tests.services import listening
 
 pytestmark = pytest.mark.integration
@@ -38,6 +43,7 @@ pytestmark = pytest.mark.integration
 NET = "10.77.0"
 HOSTS = {"web": 1, "worker": 2, "data": 3}
 DATA = f"{NET}.3"
+S3 = f"http://{DATA}:8333"
 BRIDGE = "rlbr0"
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -179,33 +185,11 @@ class DataHost:
 
     def start_s3(self) -> None:
         root = self.folder / "s3"
-        (root / "data").mkdir(parents=True)
-        identity = {
-            "name": "replens",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        }
-        identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]
-        (root / "s3.json").write_text(json.dumps({"identities": [identity]}))
-        command = [
-            str(weed_binary()),
-            "server",
-            f"-dir={root / 'data'}",
-            f"-ip={DATA}",
-            f"-ip.bind={DATA}",
-            "-s3",
-            f"-s3.config={root / 's3.json'}",
-            "-s3.port=8333",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            f"-s3.localSocket={root / 's3.sock'}",
-            f"-filer.localSocket={root / 'filer.sock'}",
-            "-master.telemetry=false",
-            "-master.volumeSizeLimitMB=64",
-            "-volume.max=0",
-        ]
+        root.mkdir()
         with open(root / "weed.log", "wb") as log:
+            command = weed_command(root, DATA, ["-s3.port=8333"])
             subprocess.Popen(in_host("data", command), stdout=log, stderr=subprocess.STDOUT)
-        client = s3_client()
+        client = s3_client(S3)
         start = time.monotonic()
         while True:
             try:
@@ -217,20 +201,6 @@ class DataHost:
                 time.sleep(0.5)
 
 
-def s3_client():
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://{DATA}:8333",
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
-    )
-
-
 def settings_env(folder: Path, host: str) -> dict[str, str]:
     (folder / host).mkdir(exist_ok=True)
     return {
@@ -239,7 +209,7 @@ def settings_env(folder: Path, host: str) -> dict[str, str]:
         "CELERY_BROKER_URL": f"redis://{DATA}:6379/0",
         "STORAGE_BACKEND": "storages.backends.s3.S3Storage",
         "AWS_STORAGE_BUCKET_NAME": "replens",
-        "AWS_S3_ENDPOINT_URL": f"http://{DATA}:8333",
+        "AWS_S3_ENDPOINT_URL": S3,
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
         "ALLOWED_HOSTS": f"{NET}.1,localhost",
@@ -398,9 +368,8 @@ def test_faults_across_hosts_lose_no_run_and_no_blob():
 
         # No blob orphaned: every stored object has its row, every row its object and a holder.
         rows = {f"blobs/{sha[:2]}/{sha}" for (sha,) in query("SELECT sha256 FROM catalog_blob")}
-        pages = (
-            s3_client().get_paginator("list_objects_v2").paginate(Bucket="replens", Prefix="blobs/")
-        )
+        listing = s3_client(S3).get_paginator("list_objects_v2")
+        pages = listing.paginate(Bucket="replens", Prefix="blobs/")
         stored = {o["Key"] for page in pages for o in page.get("Contents", [])}
         assert stored == rows, stored ^ rows
         unreferenced = manage(

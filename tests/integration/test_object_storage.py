@@ -53,6 +53,47 @@ def weed_binary() -> str | None:
     return shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
 
 
+def weed_command(root: Path, ip: str, flags: list[str]) -> list[str]:
+    """A SeaweedFS server (master, volume, filer and S3 gateway) keeping its data under
+    ``root`` and listening on ``ip`` (ports in ``flags``), with one identity whose keys the
+    tests sign with."""
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    identity = {"name": "replens", "credentials": [{"accessKey": ACCESS_KEY}]}
+    identity["credentials"][0]["secretKey"] = SECRET_KEY
+    identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]
+    (root / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    return [
+        str(weed_binary()),
+        "server",
+        f"-dir={root / 'data'}",
+        f"-ip={ip}",
+        f"-ip.bind={ip}",
+        *flags,
+        "-s3",
+        f"-s3.config={root / 's3.json'}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.localSocket={root / 's3.sock'}",
+        f"-filer.localSocket={root / 'filer.sock'}",
+        "-master.telemetry=false",
+        # A bucket is a collection with volumes of its own: room for a bucket per test.
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=0",
+    ]
+
+
+def s3_client(endpoint: str):
+    """A boto3 S3 client of ``endpoint`` with the tests' keys."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+    )
+
+
 def free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     try:
@@ -81,47 +122,18 @@ def s3_server(tmp_path_factory):
             pytest.fail(message)
         pytest.skip(message)
     root = tmp_path_factory.mktemp("seaweedfs")
-    (root / "data").mkdir()
-    identity = {"name": "replens", "credentials": [{"accessKey": ACCESS_KEY}]}
-    identity["credentials"][0]["secretKey"] = SECRET_KEY
-    identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]
-    (root / "s3.json").write_text(json.dumps({"identities": [identity]}))
     names = ["master", "volume", "filer", "s3"]
     ports = free_ports(2 * len(names))
     flags = []
     for i, name in enumerate(names):
         flags += [f"-{name}.port={ports[2 * i]}", f"-{name}.port.grpc={ports[2 * i + 1]}"]
     s3_port = ports[2 * names.index("s3")]
-    command = [
-        weed,
-        "server",
-        f"-dir={root / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        *flags,
-        "-s3",
-        f"-s3.config={root / 's3.json'}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-s3.localSocket={root / 's3.sock'}",
-        f"-filer.localSocket={root / 'filer.sock'}",
-        "-master.telemetry=false",
-        # A bucket is a collection with volumes of its own: room for a bucket per test.
-        "-master.volumeSizeLimitMB=64",
-        "-volume.max=0",
-    ]
     log = root / "weed.log"
     with open(log, "wb") as out:
+        command = weed_command(root, "127.0.0.1", flags)
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{s3_port}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
-    )
+    client = s3_client(endpoint)
     try:
         deadline = time.monotonic() + 90
         while True:  # ready once it answers a signed request and a bucket can be made

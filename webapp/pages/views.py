@@ -899,7 +899,8 @@ def projection_pair(request: SignedInRequest, pk: int, other: int) -> HttpRespon
     """Two projections of the same samples side by side, hover and selection linked, coloured
     by how much each sample's neighbourhood in the original spaces agrees."""
     run_a, run_b = _projection_pair(request, pk, other)
-    same = explorer.same_space(run_a, run_b)  # agreement is 1 everywhere: not offered
+    changed = _changed(request, run_a, run_b)
+    same = changed["same_space"]  # agreement is 1 everywhere: not offered
     context = {
         "run": run_a,
         "run_b": run_b,
@@ -915,7 +916,7 @@ def projection_pair(request: SignedInRequest, pk: int, other: int) -> HttpRespon
             *[c for c in _colourings(run_a) if c["kind"] == "categorical"],
         ],
         "selections": _named_selections(run_a.dataset),
-        **_changed(request, run_a, run_b),
+        **changed,
     }
     return render(request, "pages/projection_pair.html", context)
 
