@@ -212,8 +212,13 @@ def test_a_supervisor_killed_mid_run_takes_its_zygote_and_host_with_it():
             assert time.monotonic() < deadline, "the host never started"
             time.sleep(0.05)
         zygote, host_pid = descendants(supervisor.pid)[:2]
+        # A host just forked still stands in its zygote's directory until it enters its own.
         workdir = Path(os.readlink(f"/proc/{host_pid}/cwd"))
-        assert workdir.name.startswith("replens-host-") and workdir.exists()
+        while not workdir.name.startswith("replens-host-"):
+            assert time.monotonic() < deadline, f"the host never entered its directory: {workdir}"
+            time.sleep(0.05)
+            workdir = Path(os.readlink(f"/proc/{host_pid}/cwd"))
+        assert workdir.exists()
     finally:
         supervisor.kill()
         supervisor.wait()
