@@ -427,6 +427,7 @@ def compatibility(run: Run) -> dict:
         gallery,
         metric=p["metric"],
         criterion=p["criterion"],
+        seed=p["seed"],
         progress=run.report_progress,
     )
     computed = monotonic()

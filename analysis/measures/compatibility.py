@@ -15,7 +15,17 @@ criterion (ECC) and the rest, for models 1..T in series order::
     AM                  mean of the lower triangle of C
 
 and the negative flips of a pair are the queries right under (old, old) and wrong under
-(new, old). Rankings are exact, with ties broken by gallery index: distances are screened by one
+(new, old).
+
+Uncertainty: every M is a mean over queries, so a bootstrap over queries (drawn with
+replacement, the gallery kept, :data:`N_BOOTSTRAP` resamples seeded by ``seed``; the same
+resampled queries for every cell, so differences are paired) gives 95 % percentile intervals
+on each cell of the criterion, on the ECC difference M(new, old) − M(old, old), on the update
+gain, AC and AM. An ECC whose difference interval covers 0 is "not distinguishable": the
+queries drawn cannot tell the update from no change. Chance levels are the exact expectations
+of top-1, top-5 and AP under a uniformly random ranking of the gallery (:func:`chance_levels`).
+
+Rankings are exact, with ties broken by gallery index: distances are screened by one
 matrix product per block of queries and near-equal ones recomputed from differences, as in
 :mod:`analysis.measures.knn`, so duplicated gallery items rank the same in every cell.
 """
@@ -32,12 +42,18 @@ from analysis.measures.engine import check_activations
 from analysis.measures.knn import _embed, _squared_distances
 
 __all__ = [
+    "N_BOOTSTRAP",
     "ROLES",
+    "VERDICTS",
     "Compatibility",
     "Retrieval",
+    "bootstrap_means",
+    "chance_levels",
     "compatibility",
+    "percentile_interval",
     "query_gallery_split",
     "retrieval",
+    "verdict",
 ]
 
 ROLES = ("query", "gallery")
@@ -45,6 +61,10 @@ METRICS = ("cosine", "euclidean")
 CRITERIA = ("top1", "top5", "mean_ap")
 BLOCK_ENTRIES = 1 << 21  # query × gallery entries ranked at once; a block holds a few such arrays
 CANDIDATE_BAND = 1e-8  # distances this close (relative) are recomputed from differences
+N_BOOTSTRAP = 1000  # resamples of the queries behind every interval
+LEVEL = 0.95  # the intervals' nominal coverage
+RESAMPLES_AT_ONCE = 100  # bootstrap resamples whose weights are held at once
+VERDICTS = ("yes", "no", "not distinguishable")
 
 
 def _check_metric(metric: str) -> None:
@@ -149,6 +169,16 @@ class Retrieval:
     n_queries: int
     n_gallery: int
     has_relevant: np.ndarray  # bool (n_queries,): some gallery item carries the query's label
+    first_hit: np.ndarray  # int (n_queries,): rank of the first relevant item, from 0
+    average_precision: np.ndarray  # float (n_queries,): 0 where nothing is relevant
+
+    def per_query(self, criterion: str) -> np.ndarray:
+        """Each scored query's contribution to ``criterion`` (its mean over them is the
+        criterion): hit or miss for top-k, the average precision for mAP."""
+        scored = self.has_relevant
+        if criterion == "mean_ap":
+            return self.average_precision[scored]
+        return (self.first_hit[scored] < (1 if criterion == "top1" else 5)).astype(float)
 
 
 def _relevance_by_rank(
@@ -234,6 +264,8 @@ def _retrieve(
         n_queries=n_q,
         n_gallery=n_g,
         has_relevant=has_relevant,
+        first_hit=first_hit,
+        average_precision=average_precision,
     )
 
 
@@ -288,6 +320,82 @@ def retrieval(
     )
 
 
+def chance_levels(query_labels: np.ndarray, gallery_labels: np.ndarray) -> dict[str, float]:
+    """Expected top-1, top-5 and mAP when the gallery is ranked uniformly at random, over the
+    queries with a relevant gallery item (those the scores average over).
+
+    A query with R relevant items among N: top-1 R/N; top-5 1 − C(N − R, 5) / C(N, 5) (no
+    relevant item among 5 drawn without replacement); AP
+    (H_N + (R − 1)/(N − 1) · (N − H_N)) / N, H_N the N-th harmonic number: a relevant item
+    at rank k has, in expectation, 1 + (k − 1)(R − 1)/(N − 1) relevant items at ranks ≤ k.
+    """
+    query_codes, gallery_codes = _codes(
+        _check_labels(query_labels, "query_labels"),
+        _check_labels(gallery_labels, "gallery_labels"),
+    )
+    n = gallery_codes.size
+    r = np.bincount(gallery_codes, minlength=query_codes.max() + 1)[query_codes].astype(float)
+    r = r[r > 0]
+    if r.size == 0:
+        raise InputError("no query has a gallery item with its label: nothing can be retrieved")
+    none_in_5 = np.ones_like(r)
+    for i in range(min(5, n)):
+        none_in_5 *= np.clip(n - r - i, 0, None) / (n - i)
+    harmonic = float(np.sum(1.0 / np.arange(1, n + 1)))
+    share = (r - 1) / (n - 1) if n > 1 else np.zeros_like(r)
+    return {
+        "top1": float(np.mean(r / n)),
+        "top5": float(np.mean(1 - none_in_5)),
+        "mean_ap": float(np.mean((harmonic + share * (n - harmonic)) / n)),
+    }
+
+
+def bootstrap_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """Means of the rows of ``values`` over ``n_resamples`` bootstrap resamples of its columns.
+
+    Parameters
+    ----------
+    values : (m, n) array, m statistics of the same n units (queries)
+    n_resamples : int, at least 1
+    seed : int; each resample draws n columns with replacement, the same for every row
+
+    Returns
+    -------
+    (n_resamples, m) array: row b holds the m means over resample b.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] == 0:
+        raise InputError(f"values must be an m × n array with n ≥ 1, got shape {values.shape}")
+    if n_resamples < 1:
+        raise InputError(f"n_resamples must be at least 1, got {n_resamples}")
+    rng = np.random.default_rng(seed)
+    n = values.shape[1]
+    means = np.empty((n_resamples, values.shape[0]))
+    for start in range(0, n_resamples, RESAMPLES_AT_ONCE):
+        b = min(RESAMPLES_AT_ONCE, n_resamples - start)
+        drawn = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
+        counts = np.bincount(drawn.ravel(), minlength=b * n).reshape(b, n)
+        means[start : start + b] = counts @ values.T / n
+    return means
+
+
+def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap ``samples`` (1-D)."""
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def verdict(low: float, high: float) -> str:
+    """ECC from the interval of M(new, old) − M(old, old): "yes" when it lies above 0, "no"
+    below, "not distinguishable" when it covers 0."""
+    if low > 0:
+        return VERDICTS[0]
+    if high < 0:
+        return VERDICTS[1]
+    return VERDICTS[2]
+
+
 @dataclass
 class Compatibility:
     """Cross-model retrieval of a series of models, with the criteria of BCT (Shen et al. 2020)
@@ -309,6 +417,22 @@ class Compatibility:
     n_queries: int
     n_gallery: int
     warnings: list[str]
+    # M(i, j) − M(j, j) per pair, None where the widths differ
+    difference: dict[tuple[int, int], float | None]
+    # 95 % bootstrap intervals over queries: of the criterion per cell (T × T, None where the
+    # widths differ), of the difference and the gain per pair (None where undefined, for the
+    # gain also where the new model is not better on its own gallery in every resample), of
+    # AC and AM
+    ci_low: list[list[float | None]]
+    ci_high: list[list[float | None]]
+    difference_ci: dict[tuple[int, int], tuple[float, float] | None]
+    update_gain_ci: dict[tuple[int, int], tuple[float, float] | None]
+    ac_ci: tuple[float, float] | None
+    am_ci: tuple[float, float]
+    verdict: dict[tuple[int, int], str]  # one of VERDICTS, from difference_ci
+    chance: dict[str, float]  # top1, top5, mean_ap under a random ranking of the gallery
+    n_bootstrap: int
+    seed: int
 
     def to_json(self) -> dict:
         """A JSON-serialisable dict: pair keys as "i,j", arrays as lists."""
@@ -330,7 +454,22 @@ class Compatibility:
             "n_queries": self.n_queries,
             "n_gallery": self.n_gallery,
             "warnings": list(self.warnings),
+            "difference": pairs(self.difference),
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "difference_ci": pairs({k: _listed(v) for k, v in self.difference_ci.items()}),
+            "update_gain_ci": pairs({k: _listed(v) for k, v in self.update_gain_ci.items()}),
+            "ac_ci": _listed(self.ac_ci),
+            "am_ci": _listed(self.am_ci),
+            "verdict": pairs(self.verdict),
+            "chance": dict(self.chance),
+            "n_bootstrap": self.n_bootstrap,
+            "seed": self.seed,
         }
+
+
+def _listed(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else list(interval)
 
 
 def _check_indices(idx: np.ndarray, n: int, name: str) -> np.ndarray:
@@ -352,6 +491,8 @@ def compatibility(
     *,
     metric: str = "cosine",
     criterion: str = "top1",
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
     block_size: int | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> Compatibility:
@@ -365,6 +506,8 @@ def compatibility(
     query_idx, gallery_idx : disjoint sample indices (see :func:`query_gallery_split`)
     metric : "cosine" or "euclidean"
     criterion : "top1", "top5" or "mean_ap", the retrieval quality M the criteria use
+    n_bootstrap : resamples of the queries behind the intervals (see the module docstring)
+    seed : seeds the resamples
     block_size : queries ranked at once (default: about 2M query × gallery entries)
     progress : called with the fraction of cells done
 
@@ -372,13 +515,15 @@ def compatibility(
     -------
     :class:`Compatibility`. M is computed for every ordered pair (i, j); models of different
     width cannot search each other's gallery, so those cells are None, the pair is not
-    compatible (ECC false, counted in AC) and AM averages the cells that exist.
+    compatible (ECC false, verdict "no", counted in AC) and AM averages the cells that exist.
     """
     _check_metric(metric)
     if criterion not in CRITERIA:
         raise InputError(f"unknown criterion {criterion!r}: use 'top1', 'top5' or 'mean_ap'")
     if not embeddings:
         raise InputError("choose at least one model")
+    if n_bootstrap < 1:
+        raise InputError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     labels = _check_labels(labels, "labels")
     n = labels.shape[0]
     query_idx = _check_indices(query_idx, n, "query indices")
@@ -430,8 +575,17 @@ def compatibility(
     tables = {field: matrix(field) for field in CRITERIA}
     # M of the cells that exist; every model searches its own gallery, so (i, i) is one
     c: dict[tuple[int, int], float] = {key: getattr(r, criterion) for key, r in results.items()}
+    # the criterion of every cell over each bootstrap resample of the queries: (B,) per cell
+    per_query = np.stack([r.per_query(criterion) for r in results.values()])
+    resampled = dict(zip(results, bootstrap_means(per_query, n_bootstrap, seed).T, strict=True))
+    ci = {key: percentile_interval(values) for key, values in resampled.items()}
     ecc: dict[tuple[int, int], bool] = {}
     update_gain: dict[tuple[int, int], float | None] = {}
+    difference: dict[tuple[int, int], float | None] = {}
+    difference_ci: dict[tuple[int, int], tuple[float, float] | None] = {}
+    update_gain_ci: dict[tuple[int, int], tuple[float, float] | None] = {}
+    verdicts: dict[tuple[int, int], str] = {}
+    compatible_b = []  # ECC of each pair over the resamples
     flips: dict[tuple[int, int], np.ndarray] = {}
     for i in range(t):
         for j in range(i):
@@ -440,17 +594,29 @@ def compatibility(
                     f"{names[i]!r} (d={widths[i]}) and {names[j]!r} (d={widths[j]}) differ in "
                     "width: neither can search the other's gallery, so the pair is not compatible"
                 )
-                ecc[(i, j)], update_gain[(i, j)] = False, None
+                ecc[(i, j)], update_gain[(i, j)], verdicts[(i, j)] = False, None, VERDICTS[1]
+                difference[(i, j)] = difference_ci[(i, j)] = update_gain_ci[(i, j)] = None
+                compatible_b.append(np.zeros(n_bootstrap, dtype=bool))
                 continue
             ecc[(i, j)] = c[(i, j)] > c[(j, j)]
+            difference[(i, j)] = c[(i, j)] - c[(j, j)]
             gain = c[(i, i)] - c[(j, j)]
             update_gain[(i, j)] = (c[(i, j)] - c[(j, j)]) / gain if gain > 0 else None
+            difference_b = resampled[(i, j)] - resampled[(j, j)]
+            gain_b = resampled[(i, i)] - resampled[(j, j)]
+            interval = percentile_interval(difference_b)
+            difference_ci[(i, j)], verdicts[(i, j)] = interval, verdict(*interval)
+            defined = update_gain[(i, j)] is not None and bool(np.all(gain_b > 0))
+            update_gain_ci[(i, j)] = percentile_interval(difference_b / gain_b) if defined else None
+            compatible_b.append(difference_b > 0)
             flips[(i, j)] = np.flatnonzero(
                 results[(j, j)].correct_top1 & ~results[(i, j)].correct_top1
             )
-    lower = [c[(i, j)] for i in range(t) for j in range(i + 1) if (i, j) in c]
+    lower_cells = [(i, j) for i in range(t) for j in range(i + 1) if (i, j) in c]
+    lower = [c[key] for key in lower_cells]
     if len(lower) < t * (t + 1) // 2:
         warnings.append(f"AM averages the {len(lower)} cells of the lower triangle that exist")
+    am_b = np.mean([resampled[key] for key in lower_cells], axis=0)
     return Compatibility(
         names=names,
         criterion=criterion,
@@ -465,4 +631,15 @@ def compatibility(
         n_queries=int(query_idx.size),
         n_gallery=int(gallery_idx.size),
         warnings=warnings,
+        difference=difference,
+        ci_low=[[ci[(i, j)][0] if (i, j) in ci else None for j in range(t)] for i in range(t)],
+        ci_high=[[ci[(i, j)][1] if (i, j) in ci else None for j in range(t)] for i in range(t)],
+        difference_ci=difference_ci,
+        update_gain_ci=update_gain_ci,
+        ac_ci=percentile_interval(np.mean(compatible_b, axis=0)) if ecc else None,
+        am_ci=percentile_interval(am_b),
+        verdict=verdicts,
+        chance=chance_levels(labels[query_idx], labels[gallery_idx]),
+        n_bootstrap=n_bootstrap,
+        seed=seed,
     )

@@ -1,24 +1,31 @@
 """Compatibility between model versions (analysis/measures/compatibility.py): retrieval quality
 against an
 independent implementation, a hand-computed series, the BCT criteria on models built to be
-compatible or not, invariances, blocking, ties, the query/gallery split and bad input."""
+compatible or not, invariances, blocking, ties, the query/gallery split and bad input; chance
+levels against every ranking enumerated; the bootstrap's coverage, its agreement with scipy's,
+and the verdict it gives."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
-from scipy.stats import ortho_group
+from scipy.stats import bootstrap, ortho_group
 from sklearn.metrics import average_precision_score
 
 from analysis.errors import InputError
 from analysis.measures.compatibility import (
     ROLES,
+    bootstrap_means,
+    chance_levels,
     compatibility,
+    percentile_interval,
     query_gallery_split,
     retrieval,
+    verdict,
 )
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -454,3 +461,155 @@ def test_no_update_gain_when_the_new_model_is_worse_on_its_own_gallery():
     result = compatibility([("old", old), ("new", new)], labels, query, gallery)
     assert result.mean_ap[1][1] < result.mean_ap[0][0] and result.top1[1][1] < result.top1[0][0]
     assert result.update_gain[(1, 0)] is None and result.ecc[(1, 0)] is False
+
+
+# --- chance levels, bootstrap intervals, verdicts -------------------------------------------
+
+
+def random_ranking_expectations(relevance: list[bool]) -> tuple[float, float, float]:
+    """Mean top-1, top-5 and AP over every ordering of a gallery with this relevance."""
+    hits1, hits5, precisions = [], [], []
+    for order in itertools.permutations(relevance):
+        ranked = np.array(order)
+        hits1.append(ranked[0])
+        hits5.append(ranked[:5].any())
+        ranks = np.flatnonzero(ranked) + 1
+        precisions.append(np.mean(np.arange(1, ranks.size + 1) / ranks))
+    return float(np.mean(hits1)), float(np.mean(hits5)), float(np.mean(precisions))
+
+
+def test_chance_levels_are_the_means_over_every_ranking():
+    """Galleries of 7 items (5040 orderings): queries with 1, 2, 3 and 7 relevant items; a
+    query with none is left out, as the scores leave it out."""
+    gallery = np.array(list("ABBCCCD"))
+    gallery_all = np.array(list("EEEEEEE"))
+    cases = [(["A"], gallery), (["B"], gallery), (["C"], gallery), (["E"], gallery_all)]
+    for queries, g in cases:
+        expected = random_ranking_expectations(list(g == queries[0]))
+        got = chance_levels(np.array(queries + ["Z"]), g)
+        np.testing.assert_allclose([got["top1"], got["top5"], got["mean_ap"]], expected, atol=1e-12)
+    mixed = chance_levels(np.array(list("ABC")), gallery)
+    singles = [chance_levels(np.array([q]), gallery) for q in "ABC"]
+    for key in ("top1", "top5", "mean_ap"):  # the mean over the queries
+        assert mixed[key] == pytest.approx(np.mean([c[key] for c in singles]))
+
+
+def test_chance_levels_of_a_gallery_of_one():
+    assert chance_levels(np.array(["A"]), np.array(["A"])) == {
+        "top1": 1.0,
+        "top5": 1.0,
+        "mean_ap": 1.0,
+    }
+
+
+def test_bootstrap_means_of_identical_rows_are_identical_and_seeded():
+    rng = np.random.default_rng(0)
+    row = rng.random(50)
+    means = bootstrap_means(np.stack([row, row, np.full(50, 0.3)]), 200, seed=4)
+    assert means.shape == (200, 3)
+    np.testing.assert_array_equal(means[:, 0], means[:, 1])  # paired: the same resamples
+    np.testing.assert_allclose(means[:, 2], 0.3)
+    np.testing.assert_array_equal(
+        means, bootstrap_means(np.stack([row, row, np.full(50, 0.3)]), 200, 4)
+    )
+    assert not np.array_equal(means[:, 0], bootstrap_means(row[None], 200, 5)[:, 0])
+    assert means[:, 0].mean() == pytest.approx(row.mean(), abs=3 * row.std() / np.sqrt(50 * 200))
+
+
+def test_bootstrap_interval_agrees_with_scipy():
+    """scipy.stats.bootstrap (percentile method) draws other resamples: the endpoints agree
+    within Monte Carlo error."""
+    rng = np.random.default_rng(1)
+    hits = (rng.random(400) < 0.7).astype(float)
+    ours = percentile_interval(bootstrap_means(hits[None], 4000, seed=0)[:, 0])
+    theirs = bootstrap((hits,), np.mean, n_resamples=4000, method="percentile", random_state=0)
+    np.testing.assert_allclose(ours, theirs.confidence_interval, atol=0.006)
+    assert ours[1] - ours[0] == pytest.approx(2 * 1.96 * hits.std() / np.sqrt(400), rel=0.08)
+
+
+def test_bootstrap_interval_covers_the_true_mean_95_percent_of_the_time():
+    rng = np.random.default_rng(2)
+    p, n, trials = 0.8, 300, 400
+    covered = 0
+    for trial in range(trials):
+        hits = (rng.random(n) < p).astype(float)
+        low, high = percentile_interval(bootstrap_means(hits[None], 1000, seed=trial)[:, 0])
+        covered += low <= p <= high
+    # binomial sd of the share at 95 %: 0.011; a 90 % or 99 % interval would fall outside
+    assert 0.92 <= covered / trials <= 0.975
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [(0.01, 0.2, "yes"), (-0.2, -0.01, "no"), (-0.1, 0.1, "not distinguishable"),
+     (0.0, 0.0, "not distinguishable"), (0.0, 0.3, "not distinguishable")],
+)  # fmt: skip
+def test_verdict(low, high, expected):
+    assert verdict(low, high) == expected
+
+
+def test_three_queries_cannot_tell_an_update_from_no_change():
+    """The hand series: the newest model gets query 2 right where the old one did not
+    (M 1 against 2/3: ECC holds), but 3 queries miss that one a third of the time."""
+    result = hand_series("top1")
+    assert result.ecc[(2, 0)] is True and result.difference[(2, 0)] == pytest.approx(1 / 3)
+    assert result.difference_ci[(2, 0)][0] == 0.0
+    assert result.verdict[(2, 0)] == "not distinguishable"
+    assert result.verdict[(1, 0)] == "not distinguishable"  # 0: nothing changed at top-1
+    assert (result.n_bootstrap, result.seed) == (1000, 0)
+
+
+@pytest.mark.parametrize("criterion", ["top1", "mean_ap"])
+def test_identical_models_are_not_distinguishable(criterion):
+    rng = np.random.default_rng(0)
+    x, labels = clustered(rng, 5, 20, 8, noise=1.5)
+    query, gallery = query_gallery_split(labels, seed=0)
+    result = compatibility([("a", x), ("b", x.copy())], labels, query, gallery, criterion=criterion)
+    assert result.difference_ci[(1, 0)] == (0.0, 0.0)
+    assert result.verdict[(1, 0)] == "not distinguishable"
+    assert result.update_gain_ci[(1, 0)] is None  # no improvement to take a share of
+    assert result.ci_low[0][0] < getattr(result, criterion)[0][0] < result.ci_high[0][0]
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_clear_updates_get_clear_verdicts(seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((10, 16))
+    labels = np.repeat(np.arange(10), 30)
+    old = centres[labels] + 2.0 * rng.standard_normal((300, 16))
+    better = old + centres[labels] + 0.05 * rng.standard_normal((300, 16))
+    rotated = old @ ortho_group.rvs(16, random_state=seed)
+    query, gallery = query_gallery_split(labels, seed=seed)
+    models = [("old", old), ("better", better), ("rotated", rotated)]
+    result = compatibility(models, labels, query, gallery, criterion="mean_ap", seed=seed)
+    assert result.verdict[(1, 0)] == "yes" and result.verdict[(2, 0)] == "no"
+    low, high = result.difference_ci[(1, 0)]
+    assert 0 < low <= result.difference[(1, 0)] <= high
+    gain_low, gain_high = result.update_gain_ci[(1, 0)]
+    assert gain_low <= result.update_gain[(1, 0)] <= gain_high
+    assert result.ac_ci[0] <= result.ac <= result.ac_ci[1]
+    assert result.am_ci[0] <= result.am <= result.am_ci[1]
+    for i in range(3):
+        for j in range(3):
+            assert result.ci_low[i][j] <= result.mean_ap[i][j] <= result.ci_high[i][j]
+    chance = result.chance  # 10 balanced classes, 24 gallery items each of 240
+    assert chance["top1"] == pytest.approx(0.1)
+    assert chance["top1"] < chance["mean_ap"] < chance["top5"]
+    assert chance["mean_ap"] < result.mean_ap[0][0]
+
+
+def test_intervals_are_seeded():
+    a, b, c = (
+        compatibility(
+            [(n, np.c_[xs, np.zeros(7)]) for n, xs in HAND_MODELS],
+            HAND_LABELS,
+            HAND_QUERIES,
+            HAND_GALLERY,
+            metric="euclidean",
+            seed=s,
+            n_bootstrap=50,
+        )  # fmt: skip
+        for s in (3, 3, 4)
+    )
+    assert a.ci_low == b.ci_low and a.am_ci == b.am_ci and a.n_bootstrap == 50
+    assert (a.am_ci, a.ci_low) != (c.am_ci, c.ci_low)
