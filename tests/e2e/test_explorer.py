@@ -235,3 +235,54 @@ def test_hovering_a_text_sample_shows_its_text(
     page.mouse.up()
     panel = page.locator("#point-panel")
     expect(panel.locator("q.sample-text").first).to_have_text(str(texts[int(hovered)]))
+
+
+def _digits_projection(owner, workspace, layer: str = "block1") -> Run:
+    dataset, _ = ingest_dataset(
+        workspace, owner, io.BytesIO(digits_npz_bytes(300)), "d.npz", "digits-300"
+    )
+    checkpoint, _ = ingest_checkpoint(
+        workspace, owner, io.BytesIO(torchscript_mlp_bytes(0)), "mlp.pt", "mlp-seed0"
+    )
+    run = run_with_dependencies(request_projection(owner, checkpoint, dataset, layer)[0])
+    assert run.state == Run.State.SUCCEEDED, run.error
+    return run
+
+
+def test_a_box_selects_only_the_points_the_legend_filter_shows(
+    transactional_db, live_server, owner, workspace, browser_page
+):
+    run = _digits_projection(owner, workspace)
+    labels = run.dataset.column("y")
+    page = browser_page
+    sign_in(page, live_server)
+    page.goto(f"{live_server.url}/projections/{run.pk}/")
+    scatter = page.locator(".scatter[data-drawn=true]")
+    expect(scatter).to_have_attribute("data-points", "300", timeout=30_000)
+    expect(page.locator(".explorer[data-ready=true]")).to_have_count(1)
+
+    # Labels 1 and 2 picked out in the legend; a box around the whole plot selects only them.
+    page.click(".scatter-legend-item[data-label='1']")
+    page.click(".scatter-legend-item[data-label='2']")
+    page.click(".scatter-toolbar button[data-mode=box]")
+    box = scatter.bounding_box()
+    x0, y0 = box["x"] + 0.01 * box["width"], box["y"] + 0.99 * box["height"]
+    x1, y1 = box["x"] + 0.99 * box["width"], box["y"] + 0.01 * box["height"]
+    _drag(page, [(x0, y0), (x1, y0), (x1, y1)])
+    panel = page.locator("#selection-panel[data-selection]")
+    expect(panel).to_be_visible()
+    selection = Selection.objects.get()
+    shown = int(((labels == 1) | (labels == 2)).sum())
+    assert selection.count == shown
+    assert set(labels[selection.indices.load_array()].tolist()) == {1, 2}
+    expect(panel.locator("h2")).to_contain_text(f"{shown} samples")
+    expect(panel.locator("h2")).to_contain_text("only among the points the legend's filter shows")
+    expect(scatter).to_have_attribute("data-highlighted", str(shown))
+
+    # Without the filter the same box takes every sample.
+    page.click(".scatter-legend-all")
+    _drag(page, [(x0, y0), (x1, y0), (x1, y1)])
+    expect(page.locator("#selection-panel h2")).to_contain_text("300 samples")
+    expect(page.locator("#selection-panel h2")).not_to_contain_text("filter")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer-filtered-box.png"), full_page=True)

@@ -10,6 +10,8 @@ import {
   inFocus,
   marks,
   outside,
+  packMask,
+  passing,
   toCodes,
   toRange,
   toggled,
@@ -94,4 +96,25 @@ test("the legend's bar masks: the shares of the domain below and above the range
 
 test("the legend's counts by code", () => {
   assert.deepEqual(Array.from(countCodes(new Uint16Array([0, 2, 2, NO_LABEL, 5]), 3)), [1, 0, 2]);
+});
+
+test("the points the filter alone passes: codes, a range (missing values fail it), both; null without a filter", () => {
+  const codes = Uint16Array.from([0, 1, 2, 1, NO_LABEL]);
+  assert.equal(passing(codes, { codes: new Set(), values: null, range: null }), null);
+  assert.deepEqual(Array.from(passing(codes, { codes: new Set([1]), values: null, range: null }) || []), [0, 1, 0, 1, 0]);
+  const values = Float32Array.from([0.1, 0.5, NaN, 0.9, 0.5]);
+  const byRange = passing(codes, { codes: null, values, range: [0.4, 0.9] });
+  assert.deepEqual(Array.from(byRange || []), [0, 1, 0, 1, 1]);
+  const both = passing(codes, { codes: new Set([1, 2]), values, range: [0.4, 0.6] });
+  assert.deepEqual(Array.from(both || []), [0, 1, 0, 0, 0]);
+});
+
+test("a mask packs into base64 bits, least significant bit first", () => {
+  const mask = new Uint8Array(10);
+  mask[0] = mask[3] = mask[9] = 1;
+  const bytes = Buffer.from(packMask(mask), "base64");
+  assert.deepEqual(Array.from(bytes), [0b00001001, 0b00000010]);
+  assert.equal(packMask(new Uint8Array(0)), "");
+  const big = new Uint8Array(300000).fill(1);
+  assert.equal(Buffer.from(packMask(big), "base64").length, 37500);
 });

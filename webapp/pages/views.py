@@ -787,11 +787,16 @@ def projection_colour(request: SignedInRequest, pk: int) -> HttpResponse:
 
 
 def _selection_panel(
-    request: SignedInRequest, selection: Selection, run: Run, status: int = 200
+    request: SignedInRequest,
+    selection: Selection,
+    run: Run,
+    status: int = 200,
+    filtered: bool = False,
 ) -> HttpResponse:
     context = {
         "run": run,
         "selection": selection,
+        "filtered": filtered,
         "summary": explorer.selection_summary(selection),
     }
     return render(request, "pages/_selection_panel.html", context, status=status)
@@ -802,7 +807,8 @@ def _selection_panel(
 def projection_select(request: SignedInRequest, pk: int) -> HttpResponse:
     """Resolve a lasso or box drawn on the projection (``polygon``: JSON list of [x, y] in the
     projection's coordinates, or in them aligned to projection ``?aligned_to=``) against the
-    stored coordinates; answers the selection's panel."""
+    stored coordinates, among the points the legend's filter shows (``shown``: base64 bits,
+    absent when no filter is on); answers the selection's panel."""
     run = _finished_projection(request, pk)
     check_editable(request.user, run)
     reference = None
@@ -812,12 +818,14 @@ def projection_select(request: SignedInRequest, pk: int) -> HttpResponse:
             raise Http404("the two projections are of different datasets")
     try:
         polygon = json.loads(request.POST.get("polygon", ""))
-        selection = explorer.select_in_polygon(request.user, run, polygon, aligned_to=reference)
+        selection = explorer.select_in_polygon(
+            request.user, run, polygon, aligned_to=reference, shown=request.POST.get("shown")
+        )
     except (json.JSONDecodeError, RecursionError):
         return HttpResponse("polygon: a JSON list of [x, y] vertices is required", status=400)
     except InputError as err:
         return HttpResponse(str(err), status=400)
-    return _selection_panel(request, selection, run, status=201)
+    return _selection_panel(request, selection, run, status=201, filtered="shown" in request.POST)
 
 
 def _selection(request: SignedInRequest, pk: int) -> Selection:

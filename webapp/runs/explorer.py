@@ -9,6 +9,8 @@ neighbours in the original space) were computed by the projection run.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -229,6 +231,18 @@ def parse_polygon(polygon: object) -> list[list[float]]:
     return vertices.tolist()
 
 
+def parse_shown(text: str, n: int) -> np.ndarray:
+    """Which of ``n`` points a page's filter shows, from base64 bits (point i at bit i % 8,
+    least significant first, of byte i // 8): a boolean array of length n."""
+    try:
+        bits = np.frombuffer(base64.b64decode(text, validate=True), dtype=np.uint8)
+    except (binascii.Error, ValueError):
+        raise InputError("shown: base64 bits, one per sample, are required") from None
+    if len(bits) != (n + 7) // 8:
+        raise InputError(f"shown: {(n + 7) // 8} bytes of bits (one per sample) are required")
+    return np.unpackbits(bits, count=n, bitorder="little").astype(bool)
+
+
 def select_in_polygon(
     user: AnyUser,
     run: Run,
@@ -236,16 +250,21 @@ def select_in_polygon(
     name: str = "",
     tags: Iterable[str] = (),
     aligned_to: Run | None = None,
+    shown: str | None = None,
 ) -> Selection:
     """The samples whose stored coordinates in projection ``run`` (moved onto projection
     ``aligned_to``'s, when given, as the side-by-side view shows them) fall inside
-    ``polygon``, kept as a selection."""
+    ``polygon``, kept as a selection; only those the page's filter shows when ``shown`` is
+    given (as :func:`parse_shown` reads it)."""
     polygon = parse_polygon(polygon)
+    visible = None if shown is None else parse_shown(shown, run.dataset.n_samples)
     if aligned_to is None:
         coordinates = run.projection.coordinates.load_array()
     else:
         coordinates = aligned_coordinates(run, aligned_to)[0]
     indices = points_in_polygon(coordinates, polygon)
+    if visible is not None:
+        indices = indices[visible[indices]]
     return _store_selection(user, run.dataset, indices, run, polygon, name, tags)
 
 

@@ -2,7 +2,8 @@
 // Explorer pages (one projection, or two side by side): wires the scatter islands (scatter.js) to the page.
 // - "Colour by" select: options from the json_script named by data-colourings ({key, title, kind, url, names?, per_k?});
 //   the values are fetched as binary (uint16 codes or float32) and given to every scatter on the page.
-// - Lasso / box: the polygon is POSTed to the scatter's (or the .explorer section's) data-select-url; the server answers
+// - Lasso / box: the polygon (and which points the legend's filter shows, when one is on) is POSTed to the scatter's
+//   (or the .explorer section's) data-select-url; the server answers
 //   the selection panel (#selection-panel), whose data-indices-url gives the uint32 indices to highlight everywhere.
 // - Click: the point's panel (nearest neighbours in the original space) is loaded with htmx.
 // - Side by side (.explorer[data-pair]): hover and click are linked, k slider, Procrustes-aligned right side, and the
@@ -10,6 +11,7 @@
 // The scatter islands are set up first (this module imports them), so every plot has its el.scatter.
 
 import { fetchBuffer } from "../fetch.js";
+import { packMask } from "../scatter/filter.js";
 import { init as initScatter } from "../scatter/index.js";
 import { colourSpec, colouringUrl } from "./colourings.js";
 import { decodeFilter, decodeView, encodeFilter, encodeView, withParam } from "./url_state.js";
@@ -159,12 +161,15 @@ function setup(root) {
 
   plots.forEach((el) => {
     el.addEventListener("scatter:lasso", (e) => {
-      const detail = /** @type {CustomEvent<{polygon: [number, number][]}>} */ (e).detail;
+      const detail = /** @type {CustomEvent<{polygon: [number, number][], shown: Uint8Array | null}>} */ (e).detail;
       // The right side of a pair may show coordinates aligned to the left: its polygon is in that frame.
       const aligned = align && align.checked && el.dataset.alignedSelectUrl;
       const url = aligned ? el.dataset.alignedSelectUrl : el.dataset.selectUrl || root.dataset.selectUrl;
+      /** @type {Record<string, string>} */
+      const values = { polygon: JSON.stringify(detail.polygon) };
+      if (detail.shown) values.shown = packMask(detail.shown); // points hidden by the legend's filter are not selected
       htmx.ajax("POST", /** @type {string} */ (url), {
-        values: { polygon: JSON.stringify(detail.polygon) },
+        values,
         target: "#selection-panel",
         swap: "outerHTML",
       });

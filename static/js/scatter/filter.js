@@ -135,3 +135,36 @@ export function countCodes(codes, k) {
   for (let i = 0; i < codes.length; i++) if (codes[i] < k) counts[codes[i]]++;
   return counts;
 }
+
+/**
+ * Which points pass the filter alone (the highlight aside): 1 = shown by the filter; null when no filter is on.
+ * @param {Uint16Array} codes the points' codes (categorical codes, or colour levels of a continuous colouring)
+ * @param {{codes: Set<number> | null, values: ArrayLike<number> | null, range: Range | null}} filter as focus() takes
+ * @returns {Uint8Array | null}
+ */
+export function passing(codes, { codes: codeFilter, values, range }) {
+  const byCode = codeFilter !== null && codeFilter.size > 0 ? codeFilter : null;
+  const byValue = values && range ? values : null;
+  if (!byCode && !byValue) return null;
+  const lo = range ? range[0] : 0, hi = range ? range[1] : 0;
+  const out = new Uint8Array(codes.length);
+  for (let i = 0; i < codes.length; i++) {
+    let f = byCode ? byCode.has(codes[i]) : true;
+    if (f && byValue) f = Number.isFinite(byValue[i]) && byValue[i] >= lo && byValue[i] <= hi;
+    out[i] = f ? 1 : 0;
+  }
+  return out;
+}
+
+/**
+ * A 0/1 mask as base64 bits, point i at bit i % 8 (least significant first) of byte i >> 3: what the server reads
+ * back with numpy's unpackbits(bitorder="little").
+ * @param {Uint8Array} mask
+ */
+export function packMask(mask) {
+  const bytes = new Uint8Array(Math.ceil(mask.length / 8));
+  for (let i = 0; i < mask.length; i++) if (mask[i]) bytes[i >> 3] |= 1 << (i & 7);
+  let text = "";
+  for (let k = 0; k < bytes.length; k += 0x8000) text += String.fromCharCode(...bytes.subarray(k, k + 0x8000));
+  return btoa(text);
+}

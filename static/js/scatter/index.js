@@ -49,8 +49,10 @@
 //   "scatter:ready"  {n}, after the first frame.
 //   "scatter:hover"  {index}, when the point under the user's cursor changes (-1: none).
 //   "scatter:select" {index}, on a click (-1: no point within 8 px); data-selected says which.
-//   "scatter:lasso"  {polygon: [[x, y], …], mode: "lasso" | "box"}, when a lasso of ≥ 3 vertices (kept ≥ 3 CSS px
-//                    apart, at most 500) or a box of non-zero area is released; vertices in data coordinates as served.
+//   "scatter:lasso"  {polygon: [[x, y], …], mode: "lasso" | "box", shown}, when a lasso of ≥ 3 vertices (kept ≥ 3
+//                    CSS px apart, at most 500) or a box of non-zero area is released; vertices in data coordinates as
+//                    served; shown: Uint8Array(n), 1 for the points the legend's filter shows (only those may be
+//                    selected), or null when no filter is on.
 //   "scatter:view"   getView(), 250 ms after the user last panned, zoomed or double-clicked.
 //   "scatter:filter" {filter} (as getFilter()), when the user changes the filter in the legend (the range inputs on
 //                    their "change"; the plot follows them as they are typed in).
@@ -61,7 +63,7 @@
 // (the arrays as served), format.js.
 
 import { NO_LABEL, domainOf, lutCss, paintLut, quantise } from "./colours.js";
-import { filterOf, focus, inFocus, marks, toCodes, toggled, toRange } from "./filter.js";
+import { filterOf, focus, inFocus, marks, passing, toCodes, toggled, toRange } from "./filter.js";
 import { describe } from "./format.js";
 import { buildGrid, nearest } from "./grid.js";
 import { extendShape, outlinePath, selection, shapeVertices, startShape } from "./lasso.js";
@@ -330,6 +332,15 @@ function setup(el) {
     // Fit the points again clear of the new legend only while nothing has been shown yet (a call made before the
     // data loaded); later the view stays as it is, as a jump when only the colours change would be disorienting.
     if (hasView && !userMoved && el.dataset.drawn !== "true") fit();
+  }
+
+  // The points the legend's filter shows (null: no filter on), which is all a lasso or a box may select.
+  function shownByFilter() {
+    return passing(codes, {
+      codes: spec.kind === "categorical" ? codeFilter : null,
+      values: spec.kind === "continuous" ? spec.values : null,
+      range,
+    });
   }
 
   function getFilter() {
@@ -616,7 +627,7 @@ function setup(el) {
     extendShape(d.shape, local(e));
     const polygon = selection(d.shape);
     if (!polygon) return;
-    emit("scatter:lasso", { polygon: polygon.map(dataAt), mode: d.shape.kind });
+    emit("scatter:lasso", { polygon: polygon.map(dataAt), mode: d.shape.kind, shown: shownByFilter() });
   }
 
   /**
