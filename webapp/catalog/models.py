@@ -37,6 +37,8 @@ class Workspace(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # An archived workspace is read-only and listed apart; its owners may bring it back.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -80,8 +82,11 @@ def workspaces_of(user: AnyUser) -> models.QuerySet[Workspace]:
 
 
 def editable_workspaces_of(user: AnyUser) -> models.QuerySet[Workspace]:
+    """The workspaces ``user`` may change the rows of: owner or editor, and not archived."""
     roles = [Membership.Role.OWNER, Membership.Role.EDITOR]
-    return Workspace.objects.filter(memberships__user=user.pk, memberships__role__in=roles)
+    return Workspace.objects.filter(
+        memberships__user=user.pk, memberships__role__in=roles, archived_at__isnull=True
+    )
 
 
 class Blob(models.Model):

@@ -41,6 +41,7 @@ class Run(models.Model):
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="runs")
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=200, blank=True)  # given by a person; else a title
     params = models.JSONField()
     request_key = models.CharField(max_length=64, unique=True)
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="runs")
