@@ -108,6 +108,8 @@ class Measure:
             "name": self.name,
             "reference": self.reference,
             "range": list(self.range),
+            # the values it can take go below 0 (its colour scale diverges around 0)
+            "can_be_negative": (self.bounds or self.range)[0] < 0,
             "larger_is_more_similar": self.larger_is_more_similar,
             "symmetric": self.symmetric,
             "metric": self.is_metric,

@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import ortho_group
 
 from analysis.errors import InputError
-from analysis.measures.registry import MEASURES
+from analysis.measures.registry import MEASURES, describe
 
 SEEDS = [0, 1, 2]
 TOLERANCE = 1e-7
@@ -125,3 +125,19 @@ def test_degenerate_input_gives_a_value_or_a_clear_refusal_never_nan(measure_id,
         assert math.isfinite(value)
         low, high = measure.bounds or measure.range
         assert low - 1e-9 <= value <= high + 1e-9
+
+
+@pytest.mark.parametrize("measure_id", sorted(MEASURES))
+def test_every_measure_is_described_with_a_definition_and_its_sign(measure_id):
+    """The pages write the definition beside each value and colour a measure that can go
+    negative on a scale diverging around 0; one declared never negative stays ≥ 0 on
+    unrelated data (where chance fluctuations would push a signed measure below 0)."""
+    described = describe(measure_id)
+    assert described["definition"] and "\n" not in described["definition"]
+    measure = MEASURES[measure_id]
+    assert described["can_be_negative"] == ((measure.bounds or measure.range)[0] < 0)
+    if not described["can_be_negative"]:
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            x, y = rng.standard_normal((40, 6)), rng.standard_normal((40, 5))
+            assert score(measure, x, y) >= -TOLERANCE

@@ -1,9 +1,11 @@
-// The plotly.js figures of the heatmap and probe pages (static/js/heatmap/figure.js, probes/figure.js).
+// The plotly.js figures of the heatmap and probe pages (static/js/heatmap/figure.js, probes/figure.js) and their
+// colour scales (static/js/heatmap/scale.js).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { cellText, figure, inkOn } from "../../static/js/heatmap/figure.js";
-import { COLOURS, curvesFigure, heatmapFigure } from "../../static/js/probes/figure.js";
+import { cellText, figure } from "../../static/js/heatmap/figure.js";
+import { colourScale, divergingColour, inkOn, scaleNote, span, ticks } from "../../static/js/heatmap/scale.js";
+import { COLOURS, curvesFigure, heatmapFigure, shortFmt } from "../../static/js/probes/figure.js";
 
 /** @type {import("../../static/js/heatmap/figure.js").Matrix} */
 const matrix = {
@@ -41,11 +43,54 @@ test("a cell's hover text has its layers and value; CI, baseline and estimator o
   assert.doesNotMatch(cellText(full, 0, 1), /CI|estimator/);
 });
 
-test("values are written dark on the light end of the scale, white elsewhere", () => {
-  assert.equal(inkOn(0.9, [0, 1]), "#222");
-  assert.equal(inkOn(0.6, [0, 1]), "#fff");
-  assert.equal(inkOn(-0.5, [-1, 1]), "#fff");
-  assert.equal(inkOn(0.5, [-1, 1]), "#222");
+test("values are written dark on the light part of the scale, white elsewhere", () => {
+  const viridis = colourScale([[0.5]], { range: [0, 1] });
+  assert.equal(inkOn(0.9, viridis), "#222");
+  assert.equal(inkOn(0.6, viridis), "#fff");
+  const distance = colourScale([[0.5]], { range: [0, 1], larger_is_more_similar: false });
+  assert.equal(inkOn(0.1, distance), "#222"); // reversed: small distances are the light end
+  const diverging = colourScale([[0.5]], { range: [-1, 1] });
+  assert.equal(inkOn(-0.9, diverging), "#fff");
+  assert.equal(inkOn(0.1, diverging), "#222");
+});
+
+/** @param {string} rgb */
+const channels = (rgb) => /** @type {number[]} */ ((rgb.match(/\d+/g) || []).map(Number));
+
+test("the diverging palette: neutral at 0, blue below, red above, saturating beyond ±1", () => {
+  assert.equal(divergingColour(0), "rgb(247, 247, 247)");
+  const [r, , b] = channels(divergingColour(-0.7));
+  assert.ok(b > r, "negative values are blue");
+  const [r2, , b2] = channels(divergingColour(0.7));
+  assert.ok(r2 > b2, "positive values are red");
+  assert.equal(divergingColour(-5), divergingColour(-1));
+  assert.equal(divergingColour(1), "rgb(178, 24, 43)");
+});
+
+test("a statistic that can go negative gets a diverging scale centred on 0, mirrored when declared from 0", () => {
+  assert.deepEqual(span({ range: [0, 1], can_be_negative: true }), [-1, 1]);
+  assert.deepEqual(span({ range: [-0.2, 1], can_be_negative: true }), [-0.2, 1]);
+  assert.deepEqual(span({ range: [0, 1] }), [0, 1]);
+  const scale = colourScale([[1, 0.5, -10], [-481, null, 0.2]], { range: [0, 1], can_be_negative: true });
+  assert.equal(scale.diverging, true);
+  assert.deepEqual([scale.zmin, scale.zmax, scale.below, scale.above], [-1, 1, 2, 0]);
+  const stops = /** @type {[number, string][]} */ (scale.colorscale);
+  assert.deepEqual(stops[0], [0, divergingColour(-1)]);
+  assert.deepEqual(stops[stops.length - 1], [1, divergingColour(1)]);
+  assert.deepEqual(stops.find(([p]) => p === 0.5), [0.5, "rgb(247, 247, 247)"]); // 0 sits at the middle
+  // An asymmetric span keeps the same colour per unit: −0.2 is a pale blue, not the darkest.
+  const asym = /** @type {[number, string][]} */ (colourScale([[0]], { range: [-0.2, 1] }).colorscale);
+  assert.deepEqual(asym[0], [0, divergingColour(-0.2)]);
+  assert.ok(asym.some(([p, c]) => Math.abs(p - 0.2 / 1.2) < 1e-12 && c === "rgb(247, 247, 247)"));
+});
+
+test("the colour bar states its span, where 0 is, and what was clipped", () => {
+  const scale = colourScale([[-481, -10, 0.5, 1.4]], { range: [0, 1], can_be_negative: true });
+  assert.equal(scaleNote(scale), "scale −1 to 1 · white = 0 · 2 below −1 drawn as −1 · 1 above 1 drawn as 1");
+  assert.deepEqual(ticks(scale), { tickvals: [-1, 0, 1], ticktext: ["≤ −1", "0", "≥ 1"] });
+  const plain = colourScale([[0.2, 0.9]], { range: [0, 1] });
+  assert.equal(scaleNote(plain), "scale 0 to 1");
+  assert.deepEqual(ticks(plain), { tickvals: [0, 1], ticktext: ["0", "1"] });
 });
 
 test("the heatmap: one annotation per scored cell, the scale reversed for distances, room for labels", () => {
@@ -55,11 +100,20 @@ test("the heatmap: one annotation per scored cell, the scale reversed for distan
   assert.deepEqual(annotations.map((a) => a.text), ["0.90", "0.10", "0.65"]);
   assert.equal(trace.reversescale, false);
   assert.match(trace.colorbar.title.text, /higher = more similar/);
+  assert.match(trace.colorbar.title.text, /scale 0 to 1/);
+  assert.deepEqual([trace.zmin, trace.zmax, trace.colorscale], [0, 1, "Viridis"]);
   assert.equal(layout.margin.l, 7 * "a-much-longer-layer-name".length);
   assert.equal(layout.height, 360);
   const distance = figure({ ...matrix, measure: { ...matrix.measure, larger_is_more_similar: false } });
   assert.equal(distance.trace.reversescale, true);
-  assert.equal(distance.trace.colorbar.title.text, "CKA");
+  assert.match(distance.trace.colorbar.title.text, /^CKA<br><sub>lower = more similar<br>scale 0 to 1/);
+  const retrieval = figure({ ...matrix, measure: { ...matrix.measure, name: "mAP", reading: "higher = better retrieval" } });
+  assert.match(retrieval.trace.colorbar.title.text, /higher = better retrieval/);
+  assert.doesNotMatch(retrieval.trace.colorbar.title.text, /similar/);
+  const r2 = figure({ ...matrix, value: [[0.9, -3], [0.1, 0.65]], measure: { ...matrix.measure, can_be_negative: true } });
+  assert.deepEqual([r2.trace.zmin, r2.trace.zmax], [-1, 1]);
+  assert.match(r2.trace.colorbar.title.text, /1 below −1 drawn as −1/);
+  assert.equal(r2.layout.annotations[1].text, "-3.00"); // the cell still says its value
 });
 
 /** @type {import("../../static/js/probes/figure.js").Family} */
@@ -78,7 +132,13 @@ const family = {
   overlays: [{ checkpoint: "other", layers: ["l1", "l2"], invariance: [[1, 0.95, 0.9], [1, 0.7, 0.6]] }],
 };
 /** @type {import("../../static/js/probes/figure.js").Summary} */
-const summary = { measures: { learned: { name: "learned R²", range: [0, 1] } }, families: [family] };
+const summary = {
+  measures: {
+    learned: { name: "learned R²", range: [0, 1] },
+    invariance: { name: "invariance", range: [0, 1], can_be_negative: true },
+  },
+  families: [family],
+};
 
 test("probe curves: one per non-zero magnitude and series, overlays dashed in the same colour", () => {
   const { traces, layout } = curvesFigure(family);
@@ -95,8 +155,24 @@ test("a probe heatmap: layers down, magnitudes across, the statistic's range", (
   const { traces, layout } = heatmapFigure(summary, family, "learned");
   const [trace] = traces;
   assert.deepEqual(trace.x, ["0 °", "5 °", "10 °"]);
-  assert.deepEqual([trace.zmin, trace.zmax], [0, 1]);
+  assert.deepEqual([trace.zmin, trace.zmax, trace.colorscale], [0, 1, "Viridis"]);
   assert.equal(trace.text[0][2], "<b>l1</b> at 10 °<br>learned R²: —");
   assert.equal(trace.text[1][1], "<b>l2</b> at 5 °<br>learned R²: 0.600");
   assert.equal(layout.yaxis.autorange, "reversed");
+  assert.deepEqual(layout.annotations, []);
+});
+
+test("a probe heatmap of invariance diverges around 0, one scale for every family, clipped cells written", () => {
+  const noise = { ...family, layers: ["l1", "l2"], invariance: [[1, -10, -481], [1, 0.2, 0]] };
+  const both = { ...summary, families: [family, noise] };
+  const rotation = heatmapFigure(both, family, "invariance");
+  const [trace] = rotation.traces;
+  assert.deepEqual([trace.zmin, trace.zmax], [-1, 1]);
+  assert.equal(rotation.scale.below, 2); // counted over both families: one colour, one value
+  assert.match(trace.colorbar.title.text, /2 below −1 drawn as −1/);
+  assert.deepEqual(rotation.layout.annotations, []); // none of rotation's own cells is clipped
+  const noisy = heatmapFigure(both, noise, "invariance");
+  assert.deepEqual(noisy.layout.annotations.map((a) => [a.y, a.x, a.text]), [["l1", "5 °", "−10"], ["l1", "10 °", "−481"]]);
+  assert.deepEqual(noisy.traces[0].colorscale, trace.colorscale);
+  assert.equal(shortFmt(0.12345), "0.123");
 });

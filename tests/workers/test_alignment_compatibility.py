@@ -6,11 +6,13 @@ import io
 
 import numpy as np
 import pytest
+import torch
 
 from analysis.errors import InputError
 from analysis.measures.alignment import fit_alignment
 from analysis.measures.compatibility import query_gallery_split, retrieval
-from tests.conftest import api_client_for, run_with_dependencies
+from analysis.models.architectures import mlp
+from tests.conftest import api_client_for, checkpoint_from, run_with_dependencies
 from webapp.catalog.ingest import ingest_dataset
 from webapp.catalog.models import ActivationSet
 from webapp.runs.models import Run
@@ -170,6 +172,50 @@ def test_compatibility_page_and_api(client, owner, outsider, digits, ckpt_a, ckp
     client.force_login(outsider)
     assert client.get(f"/compatibility/{run.pk}/").status_code == 404
     assert api_client_for(outsider).get(f"/api/v1/compatibility/{run.pk}/").status_code == 404
+
+
+def nudged_mlp_bytes(seed: int, scale: float) -> bytes:
+    """The MLP of ``torchscript_mlp_bytes(seed)`` with every weight moved by ``scale`` × N(0, 1):
+    another checkpoint whose embeddings retrieve almost exactly as the original's do."""
+    torch.manual_seed(seed)
+    model = mlp(64, [32, 16], 10)
+    generator = torch.Generator().manual_seed(99)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter += scale * torch.randn(parameter.shape, generator=generator)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(model), buffer)
+    return buffer.getvalue()
+
+
+def test_an_update_that_changes_nothing_is_not_distinguishable(
+    client, owner, workspace, digits, ckpt_a
+):
+    """A new version a hair away from the old one: its point estimates may differ by a query,
+    but the page says the queries cannot tell it from no change, with every interval, and
+    names what the colours are (retrieval, not similarity) with the chance levels."""
+    nudged = checkpoint_from(workspace, owner, nudged_mlp_bytes(0, 1e-3), "mlp-seed0-nudged")
+    run, _ = request_compatibility(owner, [ckpt_a, nudged], digits, "block2", criterion="mean_ap")
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    result = run.compatibility.result
+    low, high = result["difference_ci"]["1,0"]
+    assert low <= 0 <= high and result["verdict"] == {"1,0": "not distinguishable"}
+    assert result["n_bootstrap"] == 1000 and result["seed"] == run.params["seed"]
+
+    client.force_login(owner)
+    page = client.get(f"/compatibility/{run.pk}/").content.decode()
+    verdict = page.split('<td class="verdict">')[1].split("</td>")[0]
+    assert "not distinguishable" in verdict and ">yes<" not in verdict
+    assert f"{low:.3f} – {high:.3f}" in page  # the difference's interval
+    assert f"1000 resamples of the {result['n_queries']} queries" in page
+    chance = result["chance"]
+    assert f"mAP {chance['mean_ap']:.3f}" in page and f"top-1 {chance['top1']:.3f}" in page
+    assert "gallery ranked at random" in page
+    body = api_client_for(owner).get(f"/api/v1/compatibility/{run.pk}/").json()
+    assert body["measure"]["reading"] == "higher = better retrieval"
+    assert body["ci_low"][1][0] <= body["value"][1][0] <= body["ci_high"][1][0]
+    assert body["ci_low"][0][1] is None  # lower triangle, as the values
 
 
 def test_compatibility_refuses_unlabelled_data_and_one_model(

@@ -7,13 +7,16 @@ import json
 
 import numpy as np
 import pytest
+from django.utils.html import escape
 from PIL import Image
 
 from analysis.probes.engine import run_probe
+from analysis.probes.statistics import most_moved
 from tests.conftest import api_client_for, run_with_dependencies
 from webapp.catalog.models import ActivationSet
+from webapp.runs.drilldown import MOVED_SHOWN
 from webapp.runs.models import ProbeResult, Run
-from webapp.runs.results import transformed_preview
+from webapp.runs.results import PROBE_MEASURES, PROBE_SCORES
 from webapp.runs.submit import request_probe
 
 pytestmark = pytest.mark.django_db
@@ -70,6 +73,10 @@ def test_a_probe_run_stores_every_family_and_shows_it(client, owner, digits, ckp
     client.force_login(owner)
     page = client.get(f"/probes/{run.pk}/").content.decode()
     assert 'id="probe-data"' in page and "rotation" in page and "probe-heatmap" in page
+    # Every statistic and score is defined on the page, as the code computes it.
+    defined = [(m[0], m[-1]) for m in PROBE_MEASURES.values()] + list(PROBE_SCORES.values())
+    for name, definition in defined:
+        assert f"<dt>{escape(name)}</dt><dd" in page and escape(definition) in page
     moved = client.get(
         f"/probes/{run.pk}/moved/", {"family": "image/rotation", "layer": 1, "t": 2}
     ).content.decode()
@@ -88,9 +95,12 @@ def test_a_probe_run_stores_every_family_and_shows_it(client, owner, digits, ckp
         Image.open(io.BytesIO(client.get(f"/datasets/{digits.pk}/samples/{worst}.png").content))
     )
     np.testing.assert_array_equal(shown, original[::-1, ::-1])
-    np.testing.assert_array_equal(
-        shown, transformed_preview(digits, "image/rotation", 180.0, worst, 0)
-    )
+    # The run kept a preview of every sample a page shows, at every layer and magnitude.
+    everything = rows["image/rotation"].per_sample.load_array()
+    kept = rows["image/rotation"].previews.load_arrays()
+    for layer, t in np.ndindex(everything.shape[:2]):
+        at_t = set(kept["index"][kept["magnitude"] == t].tolist())
+        assert set(most_moved(everything[layer, t], MOVED_SHOWN).tolist()) <= at_t
     assert (
         client.get(
             f"/probes/{run.pk}/samples/0.png", {"family": "image/rotation", "t": 45}

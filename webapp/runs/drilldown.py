@@ -106,6 +106,12 @@ def compatibility_pairs(run: Run, matrix: dict) -> list[dict]:
         return []
     full, names = result[run.params["criterion"]], result["names"]
     queries = np.array(matrix["query_indices"])
+    # results stored before the bootstrap have no intervals and no verdict
+    low, high = result.get("ci_low"), result.get("ci_high")
+
+    def interval(i: int, j: int) -> list | None:
+        return [low[i][j], high[i][j]] if low and high and low[i][j] is not None else None
+
     pairs = []
     for key, ecc in result["ecc"].items():
         i, j = map(int, key.split(","))
@@ -115,10 +121,17 @@ def compatibility_pairs(run: Run, matrix: dict) -> list[dict]:
                 "new": names[i],
                 "old": names[j],
                 "cross": full[i][j],
+                "cross_ci": interval(i, j),
                 "old_old": full[j][j],
+                "old_old_ci": interval(j, j),
                 "new_new": full[i][i],
+                "new_new_ci": interval(i, i),
                 "ecc": ecc,
+                "difference": result.get("difference", {}).get(key),
+                "difference_ci": result.get("difference_ci", {}).get(key),
+                "verdict": result.get("verdict", {}).get(key),
                 "gain": result["update_gain"][key],
+                "gain_ci": result.get("update_gain_ci", {}).get(key),
                 "n_flips": len(flips),
                 "flips": run.dataset.samples(queries[flips[:FLIPS_SHOWN]]),
             }
@@ -131,7 +144,25 @@ def moved(run: Run, row: ProbeResult, layer: int, t: int) -> list[dict]:
     (indices into the result's lists), each with its per-sample invariance as ``value``."""
     with row.per_sample.memory_map() as per_sample:
         values = np.array(per_sample[layer, t])
-    return annotated(run.dataset, values, most_moved(values, MOVED_SHOWN))
+    samples = annotated(run.dataset, values, most_moved(values, MOVED_SHOWN))
+    if run.dataset.modality == "text" and row.previews is not None:
+        shown = row.previews.load_arrays()
+        at_t = shown["magnitude"] == t
+        texts = dict(zip(shown["index"][at_t].tolist(), shown["text"][at_t].tolist(), strict=True))
+        for sample in samples:
+            sample["transformed"] = texts.get(sample["index"])
+    return samples
+
+
+def transformed_image(row: ProbeResult, t: int, index: int) -> np.ndarray | None:
+    """The uint8 preview of image sample ``index`` as probe family ``row`` showed it to the
+    model at magnitude ``t`` (an index into its magnitudes), where the run kept one: it keeps
+    the samples :func:`moved` shows (:mod:`analysis.probes.previews`)."""
+    if row.previews is None:
+        return None
+    shown = row.previews.load_arrays()
+    hit = np.flatnonzero((shown["magnitude"] == t) & (shown["index"] == index))
+    return shown["image"][hit[0]] if len(hit) and "image" in shown else None
 
 
 def neighbours(run: Run, index: int) -> dict:

@@ -10,8 +10,9 @@ import numpy as np
 
 from analysis.explorer.ordering import hierarchical_order
 from analysis.measures.engine import BASELINE_WARNING
-from analysis.measures.registry import MEASURES
-from webapp.catalog.models import Checkpoint, Dataset
+from analysis.measures.registry import MEASURES, describe
+from analysis.probes.families import get_family
+from webapp.catalog.models import Checkpoint
 from webapp.runs.models import Alignment, Run, Score
 from webapp.version import code_version
 
@@ -105,7 +106,7 @@ def _matrix(run: Run, rows: list, cols: list, scores: dict) -> dict:
     return {
         "run": run.pk,
         "state": run.state,
-        "measure": measure.describe(),
+        "measure": describe(measure.id),
         "dataset": {"id": run.dataset_id, "name": run.dataset.name},
         "layers_a": rows,
         "layers_b": cols,
@@ -132,6 +133,12 @@ def _matrix(run: Run, rows: list, cols: list, scores: dict) -> dict:
 
 
 CRITERION_NAMES = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy", "mean_ap": "mAP"}
+CRITERION_DEFINITIONS = {
+    "top1": "share of queries whose nearest gallery item has their label",
+    "top5": "share of queries with a gallery item of their label among their 5 nearest",
+    "mean_ap": "mean over queries of the average precision of the whole gallery ranked by "
+    "distance (precision at the rank of each item with the query's label, averaged)",
+}
 
 
 def compatibility_matrix(run: Run) -> dict:
@@ -143,12 +150,17 @@ def compatibility_matrix(run: Run) -> dict:
     labels = [names[pk] for pk in p["checkpoints"]]
     stored = getattr(run, "compatibility", None) if run.state == Run.State.SUCCEEDED else None
     result = stored.result if stored else None
-    values = None
-    if result:
-        full = result[p["criterion"]]
-        values = [
+    values = ci_low = ci_high = None
+
+    def lower(full: list[list]) -> list[list]:
+        return [
             [full[i][j] if j <= i else None for j in range(len(full))] for i in range(len(full))
         ]
+
+    if result:
+        values = lower(result[p["criterion"]])
+        if "ci_low" in result:  # results stored before the bootstrap have no intervals
+            ci_low, ci_high = lower(result["ci_low"]), lower(result["ci_high"])
     return {
         "run": run.pk,
         "state": run.state,
@@ -156,13 +168,18 @@ def compatibility_matrix(run: Run) -> dict:
             "id": f"retrieval/{p['criterion']}",
             "name": CRITERION_NAMES[p["criterion"]],
             "range": [0.0, 1.0],
+            "can_be_negative": False,
             "larger_is_more_similar": True,
+            "reading": "higher = better retrieval",
+            "definition": CRITERION_DEFINITIONS[p["criterion"]],
         },
         "dataset": {"id": run.dataset_id, "name": run.dataset.name},
         "checkpoints": [{"id": pk, "name": names[pk]} for pk in p["checkpoints"]],
         "layers_a": labels,
         "layers_b": labels,
         "value": values,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
         "checkpoint_a": {"id": None, "name": "queries embedded by"},
         "checkpoint_b": {"id": None, "name": "gallery embedded by"},
         "result": result,
@@ -174,6 +191,7 @@ def compatibility_matrix(run: Run) -> dict:
             "criterion": p["criterion"],
             "query_fraction": p["query_fraction"],
             "seed": p["seed"],
+            "n_bootstrap": result.get("n_bootstrap") if result else None,
             "code_version": stored.code_version if stored else code_version(),
         },
     }
@@ -207,24 +225,68 @@ def alignment_summary(alignment: Alignment) -> dict:
 
 
 PROBE_MEASURES = {
-    "invariance": ("invariance", (0.0, 1.0), "1 − E‖f(gx) − f(x)‖² / E‖f(x) − f(x′)‖²"),
-    "equivariance_r2": ("learned-map R²", (0.0, 1.0), "held-out R² of a ridge map f(x) → f(gx)"),
-    "identity_r2": ("identity-map R²", (0.0, 1.0), "held-out R² of predicting f(gx) by f(x)"),
-    "shuffled_r2": ("shuffled-pairs R²", (0.0, 1.0), "the learned map fitted on shuffled pairs"),
+    "invariance": (
+        "invariance",
+        (0.0, 1.0),
+        True,
+        "1 − E‖f(gx) − f(x)‖² / E‖f(x) − f(x′)‖², x′ another sample: 1 = unmoved, 0 = moved as "
+        "far as swapping x for another sample, below 0 = further (no lower bound)",
+    ),
+    "equivariance_r2": (
+        "learned-map R²",
+        (0.0, 1.0),
+        True,
+        "held-out R² of a ridge map M fitted so that M f(x) ≈ f(gx), against the training mean "
+        "of f(gx): 1 = g acts on the layer as a linear map, 0 = no better than the mean",
+    ),
+    "identity_r2": (
+        "identity-map R²",
+        (0.0, 1.0),
+        True,
+        "the same R² with f(x) itself as the prediction of f(gx): 1 = invariant; far below 0 "
+        "when g moves the activations further than their spread",
+    ),
+    "shuffled_r2": (
+        "shuffled-pairs R²",
+        (0.0, 1.0),
+        True,
+        "the learned map's R² when fitted on pairs whose f(gx) were shuffled: what a map reaches "
+        "without the pairing (the baseline for learned-map R²)",
+    ),
     "structured_error": (
         "structured error",
         (0.0, 1.0),
-        "‖f(gx) − ĝ f(x)‖ / ‖ĝ f(x)‖ with ĝ the induced action on the feature map",
+        False,
+        "‖f(gx) − ĝ f(x)‖ / ‖ĝ f(x)‖ with ĝ the induced action on the feature map: 0 = exactly "
+        "equivariant",
     ),
 }
-"""The [layer][magnitude] statistics of a probe family: label, colour range, definition."""
+"""The [layer][magnitude] statistics of a probe family: label, colour range, whether it can go
+negative, definition (from analysis/probes/statistics.py)."""
+
+PROBE_SCORES = {
+    "lie_derivative": (
+        "Lie derivative",
+        "‖d/dt f(g_t x)‖ at t = 0 (central differences) over the layer's RMS distance from its "
+        "mean activation, per unit of t: 0 = invariant near t = 0",
+    ),
+    "transform_r2": (
+        "t predicted (R²)",
+        "held-out R² of a ridge probe recovering t from [f(x), f(gx) − f(x)] on unseen samples; "
+        "chance (always the mean t) is 0",
+    ),
+    "consistency": (
+        "output unchanged",
+        "share of samples whose top class is the same for x and gx",
+    ),
+}
+"""The per-layer and per-magnitude scores of a probe family shown beside the grids: label,
+definition."""
 
 
 def probe_summary(run: Run, overlays: Iterable[Run] = ()) -> dict:
     """A probe run's families for a page or API client: every statistic by layer and
     magnitude, and the same family of each run in ``overlays`` (other checkpoints)."""
-    from analysis.probes.transforms import get_family
-
     others = {
         o.pk: {r.family: r.result for r in o.probe_results.all()} | {"name": o.checkpoint.name}
         for o in overlays
@@ -272,35 +334,19 @@ def probe_summary(run: Run, overlays: Iterable[Run] = ()) -> dict:
         "checkpoint": run.checkpoint.name,
         "dataset": run.dataset.name,
         "measures": {
-            key: {"name": name, "range": list(span), "definition": definition}
-            for key, (name, span, definition) in PROBE_MEASURES.items()
+            key: {
+                "name": name,
+                "range": list(span),
+                "can_be_negative": negative,
+                "definition": definition,
+            }
+            for key, (name, span, negative, definition) in PROBE_MEASURES.items()
+        },
+        "scores": {
+            key: {"name": name, "definition": definition}
+            for key, (name, definition) in PROBE_SCORES.items()
         },
         "families": families,
     }
 
 
-def transformed_preview(
-    dataset: Dataset, family_key: str, t: float, index: int, seed: int
-) -> np.ndarray:
-    """uint8 preview of image sample ``index`` as a probe transformed it (same seed, same
-    per-sample randomness as in the run)."""
-    import torch
-
-    from analysis.data.datasets import image_previews, npz_rows
-    from analysis.probes.transforms import get_family
-
-    with dataset.arrays.open() as f:  # this sample's row only
-        x = np.ascontiguousarray(npz_rows(f, "x", [index]), dtype=np.float32)
-    moved = get_family(family_key)(torch.from_numpy(x), t, seed=seed, indices=np.array([index]))
-    return image_previews(moved.numpy())[0]
-
-
-def transformed_texts(samples: list[dict], family_key: str, t: float, seed: int) -> None:
-    """Add to each text sample (from ``Dataset.samples``) its ``transformed`` text, as the
-    probe showed it to the model (same seed, same per-sample randomness as in the run)."""
-    from analysis.probes.transforms import get_family
-
-    indices = np.array([s["index"] for s in samples])
-    moved = get_family(family_key)([s["text"] for s in samples], t, seed=seed, indices=indices)
-    for sample, text in zip(samples, moved, strict=True):
-        sample["transformed"] = text

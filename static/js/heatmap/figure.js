@@ -1,11 +1,14 @@
 // @ts-check
 // The heatmap's figure (a plotly.js trace and layout) from the matrix the server embeds: what each cell says on hover,
-// the value written in each cell, and room for the labels.
+// the value written in each cell, the colour scale (scale.js) and what its colour bar says, and room for the labels.
+
+import { colourScale, inkOn, scaleNote, ticks } from "./scale.js";
 
 /**
  * The matrix as the server embeds it (webapp/runs/results.py); the optional grids are absent or null when the run has
- * none of them.
- * @typedef {{name: string, range: [number, number], larger_is_more_similar: boolean}} Measure
+ * none of them. `reading` says what a higher value means ("more similar", "better retrieval").
+ * @typedef {{name: string, range: [number, number], larger_is_more_similar: boolean, can_be_negative?: boolean,
+ *   reading?: string}} Measure
  * @typedef {(number | null)[][]} Grid
  * @typedef {{measure: Measure, layers_a: string[], layers_b: string[], value: Grid, ci_low?: Grid | null,
  *   ci_high?: Grid | null, baseline?: Grid | null, baseline_std?: Grid | null, n?: number,
@@ -44,14 +47,13 @@ export function cellText(data, i, j) {
 }
 
 /**
- * The colour of a value written over its cell: dark on the light end of viridis (the top 40 % of the range), else
- * white.
- * @param {number} v
- * @param {[number, number]} range
+ * The colour bar's title: the measure, what higher (or lower) means, and the scale's span and clipping.
+ * @param {Measure} m
+ * @param {import("./scale.js").Scale} scale
  */
-export function inkOn(v, range) {
-  const t = (v - range[0]) / (range[1] - range[0]);
-  return t > 0.6 ? "#222" : "#fff";
+export function colourBarTitle(m, scale) {
+  const reading = m.reading || (m.larger_is_more_similar ? "higher = more similar" : "lower = more similar");
+  return `${m.name}<br><sub>${reading}<br>${scaleNote(scale)}</sub>`;
 }
 
 /**
@@ -60,6 +62,7 @@ export function inkOn(v, range) {
  */
 export function figure(data) {
   const m = data.measure;
+  const scale = colourScale(data.value, m);
   const hover = data.layers_a.map((_, i) => data.layers_b.map((_, j) => cellText(data, i, j)));
   /** @type {{x: string, y: string, text: string, showarrow: boolean, font: {size: number, color: string}}[]} */
   const annotations = [];
@@ -72,7 +75,7 @@ export function figure(data) {
         y: a,
         text: v.toFixed(2),
         showarrow: false,
-        font: { size: 11, color: inkOn(v, m.range) },
+        font: { size: 11, color: inkOn(v, scale) },
       });
     })
   );
@@ -81,13 +84,13 @@ export function figure(data) {
     x: data.layers_b,
     y: data.layers_a,
     z: data.value,
-    zmin: m.range[0],
-    zmax: m.range[1],
-    colorscale: "Viridis",
-    reversescale: !m.larger_is_more_similar,
+    zmin: scale.zmin,
+    zmax: scale.zmax,
+    colorscale: scale.colorscale,
+    reversescale: scale.reversescale,
     text: hover,
     hoverinfo: "text",
-    colorbar: { title: { text: m.name + (m.larger_is_more_similar ? " (higher = more similar)" : "") } },
+    colorbar: { title: { text: colourBarTitle(m, scale), side: "right" }, ...ticks(scale) },
   };
   const layout = {
     // Room for the longest row label (about 7 px a character at 12 px).

@@ -1,9 +1,13 @@
 // @ts-check
 // The probe page's figures (plotly.js traces and layouts) from the summary the server embeds
 // (webapp/runs/results.py probe_summary): a layer × magnitude heatmap of one statistic, and invariance over depth.
+// A statistic's colour scale (heatmap/scale.js) is the same in every family's heatmap: diverging around 0 for one
+// that can go negative, values beyond its span drawn at its ends, written in their cells and counted on the colour bar.
+
+import { clipped, colourScale, inkOn, scaleNote, ticks } from "../heatmap/scale.js";
 
 /**
- * @typedef {{name: string, range: [number, number]}} ProbeMeasure
+ * @typedef {{name: string, range: [number, number], can_be_negative?: boolean, definition?: string}} ProbeMeasure
  * @typedef {{checkpoint: string, invariance: (number | null)[][], layers: string[]}} Overlay
  * @typedef {{layers: string[], magnitudes: number[], unit: string, invariance: (number | null)[][],
  *   overlays: Overlay[]} & Record<string, unknown>} Family one family; each statistic is a layer × magnitude grid
@@ -22,32 +26,59 @@ export function fmt(v) {
 }
 
 /**
- * The heatmap of statistic `measure` of a family: layers down, magnitudes across.
+ * The heatmap of statistic `measure` of a family: layers down, magnitudes across, on the statistic's scale over every
+ * family of the summary; a value outside the scale is written in its cell.
  * @param {Summary} summary
  * @param {Family} family
  * @param {string} measure
  */
 export function heatmapFigure(summary, family, measure) {
   const m = summary.measures[measure];
-  const z = /** @type {(number | null)[][]} */ (family[measure]);
+  const grid = (/** @type {Family} */ f) => /** @type {(number | null)[][]} */ (f[measure] || []);
+  const z = grid(family);
+  const scale = colourScale(summary.families.flatMap(grid), m);
   const x = family.magnitudes.map((t) => `${t} ${family.unit}`);
   const text = family.layers.map((layer, i) =>
     family.magnitudes.map((t, j) => `<b>${layer}</b> at ${t} ${family.unit}<br>${m.name}: ${fmt(z[i][j])}`)
+  );
+  /** @type {{x: string, y: string, text: string, showarrow: boolean, font: {size: number, color: string}}[]} */
+  const annotations = [];
+  family.layers.forEach((layer, i) =>
+    x.forEach((column, j) => {
+      const v = z[i][j];
+      if (v === null || !clipped(v, scale)) return;
+      annotations.push({ x: column, y: layer, text: shortFmt(v), showarrow: false, font: { size: 10, color: inkOn(v, scale) } });
+    })
   );
   const trace = {
     type: "heatmap",
     z,
     x,
     y: family.layers,
-    zmin: m.range[0],
-    zmax: m.range[1],
-    colorscale: "Viridis",
+    zmin: scale.zmin,
+    zmax: scale.zmax,
+    colorscale: scale.colorscale,
+    reversescale: scale.reversescale,
     text,
     hoverinfo: "text",
-    colorbar: { title: { text: m.name, side: "right" }, thickness: 12 },
+    colorbar: { title: { text: `${m.name}<br><sub>${scaleNote(scale)}</sub>`, side: "right" }, thickness: 12, ...ticks(scale) },
   };
-  const layout = { ...LAYOUT, yaxis: { autorange: "reversed", automargin: true }, xaxis: { title: { text: family.unit } } };
-  return { traces: [trace], layout };
+  const layout = {
+    ...LAYOUT,
+    margin: { ...LAYOUT.margin, r: 40 },
+    yaxis: { autorange: "reversed", automargin: true, type: "category" },
+    xaxis: { title: { text: family.unit }, type: "category" },
+    annotations,
+  };
+  return { traces: [trace], layout, scale };
+}
+
+/**
+ * A value written in a cell: three significant digits, a real minus sign.
+ * @param {number} v
+ */
+export function shortFmt(v) {
+  return String(Number(v.toPrecision(3))).replace("-", "−");
 }
 
 /**

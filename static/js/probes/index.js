@@ -1,6 +1,6 @@
 // @ts-check
 // Probe page islands: for each family (the json_script named by data-probe, families[data-index]) a layer × magnitude
-// heatmap of the statistic its section's select names, and invariance over depth, one curve per magnitude, other
+// heatmap of the statistic its section's select names (its definition written under the select), and invariance over depth, one curve per magnitude, other
 // checkpoints' runs dashed. Sets data-drawn="true" on each plot once drawn. Runs on page load and every htmx swap.
 // Plotly is the classic script plotly/plotly.min.js, loaded before this module.
 
@@ -43,8 +43,12 @@ function init(root) {
     setUp.add(section);
     const map = /** @type {HTMLElement} */ (section.querySelector(".probe-heatmap"));
     const select = /** @type {HTMLSelectElement} */ (section.querySelector("select[name=measure]"));
+    const definition = section.querySelector(".measure-definition");
     heatmap(map, select.value);
-    select.addEventListener("change", () => heatmap(map, select.value));
+    select.addEventListener("change", () => {
+      heatmap(map, select.value);
+      if (definition) definition.textContent = data(map).all.measures[select.value].definition || "";
+    });
     curves(/** @type {HTMLElement} */ (section.querySelector(".probe-curves")));
   });
 }
