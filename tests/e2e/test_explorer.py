@@ -286,3 +286,49 @@ def test_a_box_selects_only_the_points_the_legend_filter_shows(
     expect(page.locator("#selection-panel h2")).not_to_contain_text("filter")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explorer-filtered-box.png"), full_page=True)
+
+
+def test_search_highlights_a_sample_and_zooms_to_it(
+    transactional_db, live_server, owner, workspace, browser_page
+):
+    run = _digits_projection(owner, workspace)
+    page = browser_page
+    sign_in(page, live_server)
+    page.goto(f"{live_server.url}/projections/{run.pk}/")
+    scatter = page.locator(".scatter[data-drawn=true]")
+    expect(scatter).to_have_attribute("data-points", "300", timeout=30_000)
+    explorer = page.locator(".explorer[data-ready=true]")
+    expect(explorer).to_have_count(1)
+
+    # One sample by its id: it alone is in focus, the plot zooms in, the page says what matched.
+    page.fill(".explorer-search input[name=q]", "DIGIT-0042")
+    page.press(".explorer-search input[name=q]", "Enter")
+    expect(explorer).to_have_attribute("data-hits", "1")
+    expect(scatter).to_have_attribute("data-highlighted", "1")
+    expect(page.locator(".explorer-search output")).to_have_text(
+        "1 of 300 samples contains “DIGIT-0042” in their id, label, text or metadata"
+        " (highlighted; the plot zooms to them)."
+    )
+    assert "q=DIGIT-0042" in page.url
+    view = page.evaluate("document.querySelector('.scatter').scatter.getView()")
+    assert view["zoom"] > 5
+    # The hit is drawn in its label's colour at the canvas centre; the rest are grey.
+    page.evaluate("document.querySelector('.scatter').scatter.hover(42)")
+    ring = page.locator(".scatter-ring").bounding_box()
+    canvas = page.locator(".scatter-canvas").bounding_box()
+    assert (
+        abs(ring["x"] + ring["width"] / 2 - (canvas["x"] + canvas["width"] / 2))
+        < 0.2 * canvas["width"]
+    )
+    page.evaluate("document.querySelector('.scatter').scatter.hover(-1)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer-search.png"), full_page=True)
+
+    # No match says so; an empty search clears the highlight.
+    page.fill(".explorer-search input[name=q]", "no such sample")
+    page.press(".explorer-search input[name=q]", "Enter")
+    expect(explorer).to_have_attribute("data-hits", "0")
+    expect(page.locator(".explorer-search output")).to_contain_text("No sample's id")
+    page.fill(".explorer-search input[name=q]", "")
+    page.press(".explorer-search input[name=q]", "Enter")
+    expect(scatter).not_to_have_attribute("data-highlighted", re.compile("."))

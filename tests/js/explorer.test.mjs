@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { colourSpec, colouringUrl } from "../../static/js/explorer/colourings.js";
+import { searchSummary } from "../../static/js/explorer/search.js";
 import {
   decodeFilter,
   decodeView,
@@ -63,4 +64,13 @@ test("a colouring per k asks for k; the values become a categorical or continuou
   const unnamed = colourSpec({ ...label, names: undefined }, new ArrayBuffer(0));
   assert.ok(unnamed.kind === "categorical");
   assert.deepEqual(unnamed.names, []);
+});
+
+test("the search says how many of the samples match what", () => {
+  assert.equal(
+    searchSummary(1200, 1797, "digit"),
+    "1,200 of 1,797 samples contain “digit” in their id, label, text or metadata (highlighted; the plot zooms to them)."
+  );
+  assert.match(searchSummary(1, 40, "x"), /^1 of 40 samples contains “x”/);
+  assert.equal(searchSummary(0, 40, "zzz"), "No sample's id, label, text or metadata contains “zzz”.");
 });

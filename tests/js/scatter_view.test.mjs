@@ -5,6 +5,7 @@ import { test } from "node:test";
 import {
   MAX_ZOOM,
   MIN_ZOOM,
+  boxAround,
   clampScale,
   fitted,
   placeOf,
@@ -96,4 +97,14 @@ test("resizing keeps the centre in place", () => {
   const centre = placeOf(view, 1, 800, 600, shift);
   const bigger = placeOf(resized(view, 800, 600, 1000, 500), 1, 1000, 500, shift);
   assert.ok(near(centre.x, bigger.x) && near(centre.y, bigger.y) && centre.zoom === bigger.zoom);
+});
+
+test("the box around some points: their bounds, grown to a least share of the whole, null for none", () => {
+  const pos = Float32Array.from([0, 0, 10, 5, -4, 2, NaN, 1]);
+  const whole = { minX: -50, maxX: 50, minY: -20, maxY: 20 };
+  assert.deepEqual(boxAround(pos, [0, 1, 2], whole), { minX: -4, maxX: 10, minY: 0, maxY: 5 });
+  // One point: a box of 5% of the whole's width and height about it.
+  assert.deepEqual(boxAround(pos, [1], whole), { minX: 7.5, maxX: 12.5, minY: 4, maxY: 6 });
+  assert.equal(boxAround(pos, [3, 9, -1], whole), null);
+  assert.equal(boxAround(pos, [], whole), null);
 });

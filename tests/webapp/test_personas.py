@@ -655,6 +655,7 @@ PAGES: dict[str, Spec] = {
         ],
         **RUN_PK,
     ),
+    "projection-search": Spec(at(pk="@proj_a", _query={"q": "1"}), **RUN_PK),
     "projection-select": Spec(
         at(pk="@proj_a"),
         get=False,

@@ -54,6 +54,7 @@ urlpatterns = [
     ),
     path("projections/<int:pk>/vs/<int:other>/", views.projection_pair, name="projection-pair"),
     path(
+    path("projections/<int:pk>/search", views.projection_search, name="projection-search"),
         "projections/<int:pk>/vs/<int:other>/changed/",
         views.projection_pair_changed,
         name="projection-pair-changed",

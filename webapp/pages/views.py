@@ -903,6 +903,18 @@ def _k(request: SignedInRequest, run_a: Run, run_b: Run) -> int:
 
 
 @login_required
+def projection_search(request: SignedInRequest, pk: int) -> HttpResponse:
+    """uint32 little-endian indices, ascending, of the samples whose id, label, text or any
+    metadata value contains ``?q=`` (case-insensitive)."""
+    run = _finished_projection(request, pk)
+    try:
+        indices = explorer.search(run.dataset, request.GET.get("q", ""))
+    except InputError as err:
+        return HttpResponse(str(err), status=400)
+    return _binary(explorer.encode(indices, "uint32"))
+
+
+@login_required
 def projection_pair(request: SignedInRequest, pk: int, other: int) -> HttpResponse:
     """Two projections of the same samples side by side, hover and selection linked, coloured
     by how much each sample's neighbourhood in the original spaces agrees."""

@@ -205,6 +205,37 @@ def colouring_values(run: Run, key: str) -> tuple[Colouring, np.ndarray]:
     return colouring, blob.load_array().astype(np.float32)
 
 
+MAX_QUERY = 200
+
+
+def _containing(values: np.ndarray, query: str) -> np.ndarray:
+    """Whether each value, as text and in lower case, contains ``query`` (lower case)."""
+    return np.char.find(np.char.lower(np.asarray(values).astype(str)), query) >= 0
+
+
+def search(dataset: Dataset, query: str) -> np.ndarray:
+    """Ascending indices of the samples whose id, label name, text (text datasets) or value in
+    any metadata column contains ``query``, case-insensitively."""
+    query = query.strip().lower()
+    if not query or len(query) > MAX_QUERY:
+        raise InputError(f"search: 1 to {MAX_QUERY} characters are required")
+    ids = dataset.column("ids")
+    assert ids is not None  # every canonical dataset has ids (DatasetArrays.save)
+    hit = _containing(ids, query)
+    names = label_names(dataset)
+    if names:
+        named = np.flatnonzero(_containing(np.array(names), query))
+        hit |= np.isin(label_codes(dataset), named)
+    columns = [f"meta:{name}" for name in dataset.metadata_columns]
+    if dataset.modality == "text":
+        columns.append("x")
+    for key in columns:
+        column = dataset.column(key)
+        if column is not None and column.ndim == 1:
+            hit |= _containing(column, query)
+    return np.flatnonzero(hit)
+
+
 def encode(values: np.ndarray, as_type: str | None = None) -> bytes:
     """Little-endian bytes of a colouring, index or coordinate array, as the binary endpoints
     serve them; ``as_type`` (a numpy type name such as ``"float32"``) converts it first."""

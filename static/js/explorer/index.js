@@ -5,6 +5,8 @@
 // - Lasso / box: the polygon (and which points the legend's filter shows, when one is on) is POSTed to the scatter's
 //   (or the .explorer section's) data-select-url; the server answers
 //   the selection panel (#selection-panel), whose data-indices-url gives the uint32 indices to highlight everywhere.
+// - Search (form.explorer-search, its data-search-url answers uint32 indices): the hits are highlighted everywhere and
+//   every plot zooms to them.
 // - Click: the point's panel (nearest neighbours in the original space) is loaded with htmx.
 // - Side by side (.explorer[data-pair]): hover and click are linked, k slider, Procrustes-aligned right side, and the
 //   list of samples whose neighbourhoods changed most.
@@ -14,6 +16,7 @@ import { fetchBuffer } from "../fetch.js";
 import { packMask } from "../scatter/filter.js";
 import { init as initScatter } from "../scatter/index.js";
 import { colourSpec, colouringUrl } from "./colourings.js";
+import { searchSummary } from "./search.js";
 import { decodeFilter, decodeView, encodeFilter, encodeView, withParam } from "./url_state.js";
 
 /** @typedef {import("./colourings.js").ColouringChoice} ColouringChoice */
@@ -206,6 +209,49 @@ function setup(root) {
     }
   });
 
+  // Search ----------------------------------------------------------------------------------------------------------
+  const searchForm = /** @type {HTMLFormElement | null} */ (root.querySelector("form.explorer-search"));
+  const searchInput = searchForm && /** @type {HTMLInputElement} */ (searchForm.querySelector("input[name=q]"));
+  const searchOutput = searchForm && /** @type {HTMLOutputElement} */ (searchForm.querySelector("output"));
+
+  /**
+   * Highlights the samples whose id, label, text or metadata contains the query (the server finds them) and zooms
+   * every plot to them; an empty query clears the highlight.
+   * @param {string} text
+   */
+  function search(text) {
+    if (!searchForm || !searchOutput) return Promise.resolve();
+    const q = text.trim();
+    setParam("q", q || null);
+    if (!q) {
+      highlight(null);
+      searchOutput.textContent = "";
+      delete root.dataset.hits;
+      return Promise.resolve();
+    }
+    return fetchBuffer(`${searchForm.dataset.searchUrl}?${new URLSearchParams({ q })}`)
+      .then((buffer) => {
+        const hits = new Uint32Array(buffer);
+        highlight(hits);
+        plots.forEach((p) => scatterOf(p).frame(hits));
+        searchOutput.textContent = searchSummary(hits.length, Number(plots[0].dataset.points || 0), q);
+        root.dataset.hits = String(hits.length);
+      })
+      .catch((err) => {
+        searchOutput.textContent = `The search failed: ${err.message}`;
+        root.dataset.hits = "error";
+      });
+  }
+  if (searchForm && searchInput) {
+    searchForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      search(searchInput.value);
+    });
+    searchInput.addEventListener("search", () => {
+      if (!searchInput.value) search(""); // the field's clear button
+    });
+  }
+
   // Click and hover ------------------------------------------------------------------------------------------------
   /**
    * @param {HTMLElement} el
@@ -288,6 +334,11 @@ function setup(root) {
     } else if (c) {
       colouring = c;
       root.dataset.colouring = c.key;
+    }
+    const q = param("q");
+    if (q && searchInput) {
+      searchInput.value = q;
+      steps.push(search(q));
     }
     const sel = param("sel");
     if (sel && /^\d+$/.test(sel) && root.dataset.selectionUrl) {

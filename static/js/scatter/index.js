@@ -26,6 +26,8 @@
 //                    ±Infinity) or null.
 //   highlight(idx)   an array or typed array of point indices (out-of-range ones are ignored; [] highlights none, so
 //                    no point is in focus), or null to clear.
+//   frame(idx)       zooms and pans to show the given points (an array or typed array of indices; out-of-range ones are
+//                    ignored; none: the view stays); the view then counts as moved by the user.
 //   hover(i)         rings point i for a linked view (when the user hovers nothing here): no tooltip, no
 //                    "scatter:hover"; -1 clears.
 //   getView()        {x, y, zoom}: the data coordinates (as served) of the canvas centre, and the scale relative to
@@ -71,7 +73,7 @@ import { createLegend } from "./legend.js";
 import { centred, LITTLE_ENDIAN, sized, swapBytes } from "./points.js";
 import { createRenderer } from "./renderer.js";
 import { createTooltip } from "./tooltip.js";
-import { centredOn, fitted, placeOf, resized, toData, toScreen, viewOf, zoomAt } from "./view.js";
+import { boxAround, centredOn, fitted, placeOf, resized, toData, toScreen, viewOf, zoomAt } from "./view.js";
 import { fetchBuffer } from "../fetch.js";
 
 /**
@@ -80,6 +82,7 @@ import { fetchBuffer } from "../fetch.js";
  * @property {(f: unknown[] | null) => void} setFilter
  * @property {() => number[] | null} getFilter
  * @property {(indices: ArrayLike<unknown> | Iterable<unknown> | null) => void} highlight
+ * @property {(indices: ArrayLike<number>) => void} frame
  * @property {(i: number) => void} hover
  * @property {() => import("./view.js").Place | null} getView
  * @property {(v: {x: unknown, y: unknown, zoom: unknown}) => void} setView
@@ -219,6 +222,9 @@ function setup(el) {
     getFilter,
     highlight(indices) {
       whenLoaded(() => highlight(indices));
+    },
+    frame(indices) {
+      whenLoaded(() => frameOn(indices));
     },
     hover(i) {
       whenLoaded(() => linkHover(i));
@@ -442,6 +448,15 @@ function setup(el) {
       return;
     }
     view = viewOf(v, fitScale, cssW, cssH, shift);
+    userMoved = true;
+    requestDraw();
+  }
+
+  /** @param {ArrayLike<number>} indices */
+  function frameOn(indices) {
+    const around = box && pos && cssW ? boxAround(pos, indices, box) : null;
+    if (!around) return;
+    view = fitted(cssW, cssH, around, legend ? legend.element.offsetWidth : null);
     userMoved = true;
     requestDraw();
   }

@@ -131,3 +131,33 @@ export function viewOf(place, fitScale, width, height, shift) {
 export function resized(view, oldW, oldH, width, height) {
   return { s: view.s, tx: view.tx + (width - oldW) / 2, ty: view.ty + (height - oldH) / 2 };
 }
+
+/**
+ * The box to fit to show some points: the bounding box of the finite ones among indices (into pos, x,y interleaved),
+ * grown about its centre to at least `least` of the whole box's width and height (so that one point is not shown at
+ * the greatest zoom); null when none of them is a finite point.
+ * @param {Float32Array} pos
+ * @param {ArrayLike<number>} indices
+ * @param {Box} whole
+ * @param {number} [least]
+ * @returns {Box | null}
+ */
+export function boxAround(pos, indices, whole, least = 0.05) {
+  let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
+  const n = pos.length / 2;
+  for (let k = 0; k < indices.length; k++) {
+    const i = indices[k];
+    if (!(i >= 0 && i < n)) continue;
+    const x = pos[2 * i], y = pos[2 * i + 1];
+    if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+    if (x < minX) minX = x;
+    if (x > maxX) maxX = x;
+    if (y < minY) minY = y;
+    if (y > maxY) maxY = y;
+  }
+  if (minX > maxX) return null;
+  const w = Math.max(maxX - minX, least * (whole.maxX - whole.minX));
+  const h = Math.max(maxY - minY, least * (whole.maxY - whole.minY));
+  const cx = (minX + maxX) / 2, cy = (minY + maxY) / 2;
+  return { minX: cx - w / 2, maxX: cx + w / 2, minY: cy - h / 2, maxY: cy + h / 2 };
+}
