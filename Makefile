@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PIP) install --upgrade pip
 	# torch first, pinned to the CPU build: an unpinned torch pulls gigabytes of CUDA packages.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -c requirements.lock -e .
+	$(PIP) install -c requirements.lock -e ".[demo]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed client/pyproject.toml

@@ -277,7 +277,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {  # one name per choice set that several fields share
-        "PoolingEnum": "analysis.models.extraction.POOLINGS",
+        "PoolingEnum": "analysis.models.choices.POOLINGS",
         "RunKindEnum": "webapp.runs.models.Run.Kind",
         "UploadKindEnum": "webapp.catalog.models.Upload.Kind",
     },

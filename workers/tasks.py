@@ -34,11 +34,13 @@ from analysis.measures.engine import compare_layers
 from analysis.measures.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures.registry import MEASURES
 from analysis.models.precomputed import read_precomputed
+from analysis.probes.previews import previews
 from webapp.catalog import uploads
 from webapp.catalog.ingest import checkpoint_model_params, host_limits
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Upload
 from webapp.celery import QUEUES
 from webapp.dispatch import WORK_TASK, wake
+from webapp.runs.drilldown import MOVED_SHOWN
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import (
     Alignment,
@@ -568,12 +570,17 @@ def probe(run: Run) -> dict:
         found, per_sample = _in_host(run, params, {"x": arrays.x, **stored})
     computed = monotonic()
     for i, result in enumerate(found["families"]):
+        moved = per_sample[f"per_sample:{i}"]
+        shown = previews(
+            result["family"], arrays.x, result["magnitudes"], moved, p["seed"], MOVED_SHOWN
+        )
         ProbeResult.objects.update_or_create(
             run=run,
             family=result["family"],
             defaults={
                 "result": result,
-                "per_sample": Blob.store_array(per_sample[f"per_sample:{i}"]),
+                "per_sample": Blob.store_array(moved),
+                "previews": None if shown is None else Blob.store_arrays(shown),
                 "code_version": run.code_version,
             },
         )

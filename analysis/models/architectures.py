@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from analysis.errors import InputError
+from analysis.models.choices import ARCHITECTURES
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -72,22 +72,11 @@ def _cnn_from_state(state: StateDict) -> nn.Module:
     return small_cnn(shapes[0][1], [s[0] for s in shapes], state["head.weight"].shape[0])
 
 
-@dataclass(frozen=True)
-class Architecture:
-    name: str
-    description: str
-    from_state_dict: Callable[[StateDict], nn.Module]
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    a.name: a
-    for a in [
-        Architecture("mlp", "flatten → blockN (Linear+ReLU) → head", _mlp_from_state),
-        Architecture(
-            "small-cnn", "convN (3×3 Conv+ReLU) → global average pool → head", _cnn_from_state
-        ),
-    ]
+_BUILDERS: dict[str, Callable[[StateDict], nn.Module]] = {
+    "mlp": _mlp_from_state,
+    "small-cnn": _cnn_from_state,
 }
+"""How each of :data:`analysis.models.choices.ARCHITECTURES` is built from its weights."""
 
 
 def build_from_state_dict(name: str, state: StateDict) -> nn.Module:
@@ -97,7 +86,7 @@ def build_from_state_dict(name: str, state: StateDict) -> nn.Module:
             f"unknown architecture {name!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}"
         )
     try:
-        model = ARCHITECTURES[name].from_state_dict(state)
+        model = _BUILDERS[name](state)
     except (IndexError, TypeError, ValueError, RuntimeError) as err:
         raise InputError.caused_by(f"weights do not fit architecture {name!r}", err) from None
     try:

@@ -11,27 +11,13 @@ from torch import nn
 
 from analysis.errors import InputError
 from analysis.models.base import Model, Recorder
+from analysis.models.choices import check_pooling
 from analysis.models.modules import as_model
-
-POOLINGS = {
-    "mean": "average over positions (conv: H×W; tokens: T)",
-    "flatten": "concatenate all positions",
-    "cls": "first token (sequences n×T×d only)",
-    "last": "last token (sequences n×T×d only)",
-}
-"""How an output with more than two dimensions becomes ``n × d``. Conv maps are ``n×C×H×W``;
-three-dimensional outputs are token sequences ``n×T×d``. Two-dimensional outputs are kept.
-Models that read text pool over the attention mask (padding never counts)."""
 
 Progress = Callable[[float], None]
 
 Batch = torch.Tensor | list[str]
 """One model input: a float32 tensor, or a list of strings for texts."""
-
-
-def check_pooling(pooling: str) -> None:
-    if pooling not in POOLINGS:
-        raise InputError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
 
 
 def pool(t: torch.Tensor, pooling: str) -> torch.Tensor:

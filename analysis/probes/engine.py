@@ -44,6 +44,7 @@ from analysis.models.extraction import (
     to_device,
 )
 from analysis.models.modules import as_model
+from analysis.probes.families import Family, get_family
 from analysis.probes.statistics import (
     invariance,
     learned_equivariance,
@@ -52,7 +53,7 @@ from analysis.probes.statistics import (
     structured_equivariance,
     transform_prediction,
 )
-from analysis.probes.transforms import Family, get_family, induced_action
+from analysis.probes.transforms import Transform, get_transform, induced_action
 
 __all__ = ["FamilyProbe", "lie_step", "run_probe"]
 
@@ -129,7 +130,7 @@ def run_probe(
         logits_x = engine.outputs(lambda batch, idx: batch).get(OUTPUT)
         step()
         results = [
-            _probe_family(engine, get_family(key), list(magnitudes), stored, logits_x, step)
+            _probe_family(engine, get_transform(key), list(magnitudes), stored, logits_x, step)
             for key, magnitudes in families.items()
         ]
     return results
@@ -185,7 +186,7 @@ def _captured(layers: list[str], has_output: bool) -> list[str]:
 
 def _probe_family(
     engine: _Engine,
-    family: Family,
+    family: Transform,
     magnitudes: list[float],
     stored: dict[str, np.ndarray],
     logits_x: np.ndarray | None,

@@ -94,8 +94,7 @@ import math
 import re
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from numbers import Real
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -103,25 +102,15 @@ import torch
 import torch.nn.functional as F
 
 from analysis.errors import InputError
+from analysis.probes.families import (
+    FAMILIES,
+    MAX_SEED,
+    Family,
+    check_magnitude,
+    get_family,
+)
 
-__all__ = [
-    "FAMILIES",
-    "INDUCED_ACTIONS",
-    "MAX_MAGNITUDES",
-    "MAX_SEED",
-    "MODALITIES",
-    "Family",
-    "check_magnitudes",
-    "families_for",
-    "get_family",
-    "induced_action",
-    "permutation_indices",
-]
-
-MODALITIES = ("image", "text", "vector")
-INDUCED_ACTIONS = ("shift", "rot90", "flip")
-MAX_MAGNITUDES = 32
-MAX_SEED = 2**32 - 1
+__all__ = ["TRANSFORMS", "Transform", "get_transform", "induced_action", "permutation_indices"]
 
 Batch = Any  # torch.Tensor for images and vectors, list[str] for texts
 
@@ -147,69 +136,8 @@ class _Draws:
 Apply = Callable[[Batch, float, _Draws], Batch]
 
 
-@dataclass(frozen=True)
-class Family:
-    """A transformation family g_t; call it as ``family(x, t, seed=0, indices=None)``."""
-
-    key: str  # "image/rotation"
-    title: str  # "rotation"
-    modality: str  # one of MODALITIES
-    unit: str  # the unit of t
-    magnitudes: tuple[float, ...]  # the default grid, ascending, first value 0 (identity)
-    continuous: bool  # g_0 = identity and g_t continuous in t (see the module docstring)
-    induced: str | None  # the action on conv feature maps (INDUCED_ACTIONS), else None
-    bounds: tuple[float, float]  # the valid range of t, both ends included
-    values: tuple[float, ...] | None  # the only valid values of a discrete family, else None
-    description: str
-    apply: Apply = field(repr=False, compare=False)
-
-    def __call__(
-        self,
-        x: Batch,
-        t: float,
-        seed: int = 0,
-        indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
-    ) -> Batch:
-        """g_t applied to the batch ``x``: a new batch of the same type, shape and dtype.
-
-        ``seed`` (0 … MAX_SEED) and ``indices`` (the samples' dataset indices, default
-        0 … N − 1) determine the draws of the random families; see the module docstring.
-        """
-        t = _check_magnitude(self, t)
-        x = _check_batch(self, x)
-        seed = _check_seed(seed)
-        rows = _check_indices(indices, len(x))
-        if t == 0 or len(x) == 0:
-            return _copy(x)
-        return self.apply(x, t, _Draws(self.key, seed, rows))
-
-
 # --------------------------------------------------------------------------------------------
 # Validation
-
-
-def _check_magnitude(family: Family, t: Any) -> float:
-    if isinstance(t, bool) or not isinstance(t, Real):
-        raise InputError(f"the magnitude of {family.title} must be a number, got {t!r}")
-    t = float(t)
-    if not math.isfinite(t):
-        raise InputError(f"the magnitude of {family.title} must be finite, got {t}")
-    if family.values is not None:
-        if t not in family.values:
-            allowed = ", ".join(_fmt(v) for v in family.values)
-            raise InputError(f"the magnitude of {family.title} must be one of {allowed}, got {t:g}")
-    else:
-        low, high = family.bounds
-        if not low <= t <= high:
-            raise InputError(
-                f"the magnitude of {family.title} must be between {_fmt(low)} and "
-                f"{_fmt(high)} {family.unit}, got {t:g}"
-            )
-    return t
-
-
-def _fmt(value: float) -> str:
-    return f"{value:g}"
 
 
 def _check_batch(family: Family, x: Any) -> Batch:
@@ -523,7 +451,7 @@ def permutation_indices(d: int, t: float, seed: int = 0) -> np.ndarray:
     family = FAMILIES["vector/permutation"]
     if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 0:
         raise InputError(f"the number of features must be a non-negative integer, got {d!r}")
-    t = _check_magnitude(family, t)
+    t = check_magnitude(family, t)
     seed = _check_seed(seed)
     return _permutation(int(d), t, _Draws(family.key, seed, np.arange(0)))
 
@@ -545,253 +473,64 @@ def _vector_scale(x: torch.Tensor, t: float, draws: _Draws) -> torch.Tensor:
 # Registry
 
 
-def _family(
-    key: str,
-    unit: str,
-    magnitudes: tuple[float, ...],
-    bounds: tuple[float, float],
-    apply: Apply,
-    description: str,
-    *,
-    continuous: bool = False,
-    induced: str | None = None,
-    values: tuple[float, ...] | None = None,
-) -> Family:
-    modality, title = key.split("/")
-    return Family(
-        key=key,
-        title=title.replace("-", " "),
-        modality=modality,
-        unit=unit,
-        magnitudes=tuple(float(m) for m in magnitudes),
-        continuous=continuous,
-        induced=induced,
-        bounds=(float(bounds[0]), float(bounds[1])),
-        values=None if values is None else tuple(float(v) for v in values),
-        description=description,
-        apply=apply,
-    )
+@dataclass(frozen=True)
+class Transform(Family):
+    """A family that transforms: call it as ``transform(x, t, seed=0, indices=None)``."""
+
+    apply: Apply = field(repr=False, compare=False)
+
+    def __call__(
+        self,
+        x: Batch,
+        t: float,
+        seed: int = 0,
+        indices: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+    ) -> Batch:
+        """g_t applied to the batch ``x``: a new batch of the same type, shape and dtype.
+
+        ``seed`` (0 … MAX_SEED) and ``indices`` (the samples' dataset indices, default
+        0 … N − 1) determine the draws of the random families; see the module docstring.
+        """
+        t = check_magnitude(self, t)
+        x = _check_batch(self, x)
+        seed = _check_seed(seed)
+        rows = _check_indices(indices, len(x))
+        if t == 0 or len(x) == 0:
+            return _copy(x)
+        return self.apply(x, t, _Draws(self.key, seed, rows))
 
 
-_PROBABILITY = (0.0, 1.0)
+_IMPLEMENTATIONS: dict[str, Apply] = {
+    "image/rotation": _rotate,
+    "image/translate-circular": _translate_circular,
+    "image/translate-zero": _translate_zero,
+    "image/scale": _scale,
+    "image/hflip": _hflip,
+    "image/vflip": _vflip,
+    "image/brightness": _brightness,
+    "image/contrast": _contrast,
+    "image/noise": _image_noise,
+    "image/blur": _blur,
+    "image/occlusion": _occlusion,
+    "text/char-noise": _char_noise,
+    "text/word-dropout": _word_dropout,
+    "text/word-shuffle": _word_shuffle,
+    "text/case": _case,
+    "vector/noise": _vector_noise,
+    "vector/dropout": _vector_dropout,
+    "vector/permutation": _vector_permutation,
+    "vector/scale": _vector_scale,
+}
 
-FAMILIES: dict[str, Family] = {
-    f.key: f
-    for f in (
-        _family(
-            "image/rotation",
-            "degrees",
-            (0, 15, 30, 45, 90, 180),
-            (-360, 360),
-            _rotate,
-            "counter-clockwise about the centre, bilinear, zero fill; multiples of 90° exact",
-            continuous=True,
-            induced="rot90",
-        ),
-        _family(
-            "image/translate-circular",
-            "pixels",
-            (0, 1, 2, 4, 8),
-            (-1024, 1024),
-            _translate_circular,
-            "circular shift to the right; fractional shifts interpolate linearly",
-            continuous=True,
-            induced="shift",
-        ),
-        _family(
-            "image/translate-zero",
-            "pixels",
-            (0, 1, 2, 4, 8),
-            (-1024, 1024),
-            _translate_zero,
-            "shift to the right, zero fill; fractional shifts interpolate linearly",
-            continuous=True,
-        ),
-        _family(
-            "image/scale",
-            "relative size",
-            (0, 0.1, 0.2, 0.3, 0.5),
-            (-0.9, 9),
-            _scale,
-            "resize by 1 + t about the centre, bilinear, zero fill",
-            continuous=True,
-        ),
-        _family(
-            "image/hflip",
-            "flip",
-            (0, 1),
-            _PROBABILITY,
-            _hflip,
-            "mirror left–right at t = 1",
-            induced="flip",
-            values=(0, 1),
-        ),
-        _family(
-            "image/vflip",
-            "flip",
-            (0, 1),
-            _PROBABILITY,
-            _vflip,
-            "mirror top–bottom at t = 1",
-            induced="flip",
-            values=(0, 1),
-        ),
-        _family(
-            "image/brightness",
-            "intensity",
-            (0, 0.1, 0.2, 0.3, 0.5),
-            (-1, 1),
-            _brightness,
-            "x + t",
-            continuous=True,
-        ),
-        _family(
-            "image/contrast",
-            "relative contrast",
-            (0, 0.25, 0.5, 1),
-            (-1, 10),
-            _contrast,
-            "mean + (1 + t)(x − mean), the mean per image",
-            continuous=True,
-        ),
-        _family(
-            "image/noise",
-            "σ",
-            (0, 0.05, 0.1, 0.2, 0.4),
-            (0, 10),
-            _image_noise,
-            "additive Gaussian noise of standard deviation t",
-        ),
-        _family(
-            "image/blur",
-            "σ (pixels)",
-            (0, 0.5, 1, 2, 4),
-            (0, 32),
-            _blur,
-            "Gaussian blur of standard deviation t pixels, reflect padding",
-            continuous=True,
-        ),
-        _family(
-            "image/occlusion",
-            "fraction",
-            (0, 0.1, 0.2, 0.3, 0.5),
-            _PROBABILITY,
-            _occlusion,
-            "a square of side t·min(H, W) at a random position set to 0",
-        ),
-        _family(
-            "text/char-noise",
-            "probability",
-            (0, 0.05, 0.1, 0.2, 0.4),
-            _PROBABILITY,
-            _char_noise,
-            "each letter replaced by a random lowercase letter with probability t",
-        ),
-        _family(
-            "text/word-dropout",
-            "probability",
-            (0, 0.1, 0.2, 0.3, 0.5),
-            _PROBABILITY,
-            _word_dropout,
-            "each word dropped with probability t; at least one word stays",
-        ),
-        _family(
-            "text/word-shuffle",
-            "fraction",
-            (0, 0.25, 0.5, 1),
-            _PROBABILITY,
-            _word_shuffle,
-            "a fraction t of the words moved among their positions",
-        ),
-        _family(
-            "text/case",
-            "probability",
-            (0, 0.25, 0.5, 1),
-            _PROBABILITY,
-            _case,
-            "each word upper-cased with probability t",
-        ),
-        _family(
-            "vector/noise",
-            "σ (data units)",
-            (0, 0.05, 0.1, 0.2, 0.5),
-            (0, 1e6),
-            _vector_noise,
-            "additive Gaussian noise of standard deviation t",
-        ),
-        _family(
-            "vector/dropout",
-            "probability",
-            (0, 0.1, 0.2, 0.3, 0.5),
-            _PROBABILITY,
-            _vector_dropout,
-            "each feature of each sample set to 0 with probability t",
-        ),
-        _family(
-            "vector/permutation",
-            "fraction",
-            (0, 0.1, 0.25, 0.5, 1),
-            _PROBABILITY,
-            _vector_permutation,
-            "a fraction t of the features permuted, the same way for every sample",
-        ),
-        _family(
-            "vector/scale",
-            "relative scale",
-            (0, 0.1, 0.25, 0.5, 1),
-            (-1, 10),
-            _vector_scale,
-            "x · (1 + t)",
-            continuous=True,
-        ),
-    )
+TRANSFORMS: dict[str, Transform] = {
+    key: Transform(**{f.name: getattr(FAMILIES[key], f.name) for f in fields(Family)}, apply=apply)
+    for key, apply in _IMPLEMENTATIONS.items()
 }
 
 
-def get_family(key: str) -> Family:
-    """The family registered under ``key`` (a key of :data:`FAMILIES`)."""
-    family = FAMILIES.get(key) if isinstance(key, str) else None
-    if family is None:
-        raise InputError(
-            f"unknown transformation family {key!r}; choose one of: {', '.join(FAMILIES)}"
-        )
-    return family
-
-
-def families_for(modality: str) -> list[Family]:
-    """The families for one modality ("image", "text" or "vector"), in registry order."""
-    if modality not in MODALITIES:
-        raise InputError(f"unknown modality {modality!r}; choose one of: {', '.join(MODALITIES)}")
-    return [f for f in FAMILIES.values() if f.modality == modality]
-
-
-def check_magnitudes(family: Family | str, magnitudes: Any) -> tuple[float, ...]:
-    """A user-given grid of magnitudes, validated and returned ascending as floats.
-
-    The grid must be a list of 1 … MAX_MAGNITUDES distinct finite numbers within the family's
-    valid range (or among its values, for a discrete family), and must include 0: the identity
-    that every other magnitude is compared with.
-    """
-    family = family if isinstance(family, Family) else get_family(family)
-    if isinstance(magnitudes, str | bytes) or not isinstance(magnitudes, Sequence | np.ndarray):
-        raise InputError(f"the magnitudes of {family.title} must be a list of numbers")
-    if len(magnitudes) == 0:
-        raise InputError(f"give at least one magnitude for {family.title} (0, the identity)")
-    if len(magnitudes) > MAX_MAGNITUDES:
-        raise InputError(
-            f"give at most {MAX_MAGNITUDES} magnitudes for {family.title}, got {len(magnitudes)}"
-        )
-    values = [_check_magnitude(family, t) for t in magnitudes]
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        listed = ", ".join(_fmt(v) for v in repeated)
-        raise InputError(f"the magnitudes of {family.title} repeat {listed}")
-    if 0.0 not in values:
-        raise InputError(
-            f"the magnitudes of {family.title} must include 0, the identity that the other "
-            "magnitudes are compared with"
-        )
-    return tuple(sorted(values))
+def get_transform(key: str) -> Transform:
+    """The implementation of the family registered under ``key`` (a key of FAMILIES)."""
+    return TRANSFORMS[get_family(key).key]
 
 
 def induced_action(
@@ -810,7 +549,7 @@ def induced_action(
     Families without an induced action give None for every t. The result is a new tensor.
     """
     family = family if isinstance(family, Family) else get_family(family)
-    t = _check_magnitude(family, t)
+    t = check_magnitude(family, t)
     if not isinstance(feature_map, torch.Tensor) or feature_map.ndim != 4:
         raise InputError("the feature map must be an N×C×H×W torch tensor")
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:

@@ -10,17 +10,10 @@ import pytest
 import repsim
 from scipy.stats import ortho_group
 
-import analysis.measures.cka as cka_module
+import analysis.measures.gram as gram_module
 from analysis.errors import InputError
-from analysis.measures.cka import (
-    BASELINE_WARNING,
-    MIN_SAMPLES,
-    PairResult,
-    cka_matrix,
-    linear_cka,
-    prepare,
-    use_gram_form,
-)
+from analysis.measures.cka import BASELINE_WARNING, PairResult, cka_matrix
+from analysis.measures.gram import MIN_SAMPLES, linear_cka, prepare, use_gram_form
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -139,7 +132,7 @@ def test_forced_forms_give_the_same_values_and_baselines(seed, shape, monkeypatc
     x, y = correlated_pair(rng, n, p, q)
     results = {}
     for forced in (False, True):
-        monkeypatch.setattr(cka_module, "use_gram_form", lambda a, b, f=forced: f)
+        monkeypatch.setattr(gram_module, "use_gram_form", lambda a, b, f=forced: f)
         results[forced] = cka_matrix([("x", x)], [("y", y)], n_permutations=5, seed=seed)
     feature, gram = results[False][("x", "y")], results[True][("x", "y")]
     assert (feature.estimator, gram.estimator) == ("feature", "gram")
@@ -235,13 +228,13 @@ def test_cka_matrix_all_pairs_prepared_once(seed, monkeypatch):
     layers_a = [(f"a{i}", rng.standard_normal((n, 4 + i))) for i in range(3)]
     layers_b = [(f"b{j}", rng.standard_normal((n, 50 + j))) for j in range(4)]
     calls = []
-    real_prepare = cka_module.prepare
+    real_prepare = gram_module.prepare
 
     def counting_prepare(x, name="activations", device=None):
         calls.append(name)
         return real_prepare(x, name, device)
 
-    monkeypatch.setattr(cka_module, "prepare", counting_prepare)
+    monkeypatch.setattr(gram_module, "prepare", counting_prepare)
     progress = []
     result = cka_matrix(layers_a, layers_b, n_permutations=3, seed=seed, progress=progress.append)
     assert len(calls) == 3 + 4  # L1 + L2, not L1 × L2
@@ -307,8 +300,8 @@ def test_streamed_blocks_give_the_same_values(monkeypatch):
     rng = np.random.default_rng(3)
     x, y = correlated_pair(rng, 300, 20, 30)
     whole = cka_matrix([("x", x)], [("y", y)])[("x", "y")]
-    monkeypatch.setattr(cka_module, "RESIDENT_BYTES", 0)
-    monkeypatch.setattr(cka_module, "BLOCK_BYTES", 8 * 50 * 7)
+    monkeypatch.setattr(gram_module, "RESIDENT_BYTES", 0)
+    monkeypatch.setattr(gram_module, "BLOCK_BYTES", 8 * 50 * 7)
     streamed = cka_matrix([("x", x)], [("y", y)])[("x", "y")]
     assert streamed.value == pytest.approx(whole.value, abs=1e-13)
     assert streamed.baseline == pytest.approx(whole.baseline, abs=1e-13)
@@ -323,8 +316,8 @@ def test_memory_mapped_activations(tmp_path, monkeypatch):
     mapped = [np.load(tmp_path / f"{k}.npy", mmap_mode="r") for k in ("x", "y")]
     expected = linear_cka(x, y)
     assert linear_cka(*mapped) == pytest.approx(expected, abs=1e-6)
-    monkeypatch.setattr(cka_module, "RESIDENT_BYTES", 0)  # streamed from the file
-    monkeypatch.setattr(cka_module, "BLOCK_BYTES", 8 * 64 * 21)
+    monkeypatch.setattr(gram_module, "RESIDENT_BYTES", 0)  # streamed from the file
+    monkeypatch.setattr(gram_module, "BLOCK_BYTES", 8 * 64 * 21)
     assert linear_cka(*mapped) == pytest.approx(expected, abs=1e-6)
 
 

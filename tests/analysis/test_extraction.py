@@ -13,6 +13,7 @@ from torch import nn
 from analysis.errors import InputError
 from analysis.models import checkpoints, extraction
 from analysis.models.architectures import mlp, small_cnn
+from analysis.models.choices import POOLINGS
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
@@ -152,7 +153,7 @@ def test_pool_token_sequences(seed):
 
 def test_pool_low_dimensional_outputs():
     t = torch.arange(12.0).reshape(4, 3)
-    for pooling in extraction.POOLINGS:
+    for pooling in POOLINGS:
         assert torch.equal(extraction.pool(t, pooling), t)
     v = torch.arange(4.0)
     assert extraction.pool(v, "mean").shape == (4, 1)

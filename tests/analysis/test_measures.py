@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from analysis.errors import InputError
-from analysis.measures.cka import DebiasedCKA, LinearCKA, linear_cka
+from analysis.measures.cka import DebiasedCKA, LinearCKA
 from analysis.measures.engine import compare_layers
+from analysis.measures.gram import linear_cka
 from analysis.measures.registry import MEASURES
 
 

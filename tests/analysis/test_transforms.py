@@ -16,16 +16,20 @@ import torch
 from torch import nn
 
 from analysis.errors import InputError
-from analysis.probes.transforms import (
+from analysis.probes.families import (
     FAMILIES,
     INDUCED_ACTIONS,
     MAX_MAGNITUDES,
     MODALITIES,
     Family,
-    _rotate_bilinear,
     check_magnitudes,
     families_for,
     get_family,
+)
+from analysis.probes.transforms import (
+    TRANSFORMS,
+    _rotate_bilinear,
+    get_transform,
     induced_action,
     permutation_indices,
 )
@@ -99,6 +103,7 @@ def test_registry_is_consistent():
         assert check_magnitudes(family, family.magnitudes) == family.magnitudes
         assert family.induced is None or family.induced in INDUCED_ACTIONS
         assert get_family(key) is family
+        assert get_transform(key).key == key and TRANSFORMS[key].description == family.description
         assert family in families_for(family.modality)
     assert [f.key for f in families_for("text")] == [
         "text/char-noise",
@@ -139,7 +144,7 @@ def test_unknown_keys_are_refused_with_the_choices():
 
 @pytest.mark.parametrize("key", FAMILY_KEYS)
 def test_zero_magnitude_returns_an_exact_copy(key):
-    family = FAMILIES[key]
+    family = TRANSFORMS[key]
     x = batch_for(family)
     before = x.clone() if isinstance(x, torch.Tensor) else list(x)
     out = family(x, 0.0, seed=7)
@@ -155,7 +160,7 @@ def test_zero_magnitude_returns_an_exact_copy(key):
 @pytest.mark.parametrize("key", FAMILY_KEYS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_type_shape_and_dtype_are_kept(key, dtype):
-    family = FAMILIES[key]
+    family = TRANSFORMS[key]
     t = family.magnitudes[-1]
     if family.modality == "text":
         out = family(TEXTS, t)
@@ -174,7 +179,7 @@ def test_type_shape_and_dtype_are_kept(key, dtype):
 
 @pytest.mark.parametrize("key", FAMILY_KEYS)
 def test_draws_are_seeded_and_do_not_depend_on_the_batch_split(key):
-    family = FAMILIES[key]
+    family = TRANSFORMS[key]
     x = batch_for(family)
     t = family.magnitudes[-1]
     whole = family(x, t, seed=3)
@@ -196,7 +201,7 @@ def test_draws_are_seeded_and_do_not_depend_on_the_batch_split(key):
 
 @pytest.mark.parametrize("key", sorted(SEEDED))
 def test_different_seeds_and_indices_draw_differently(key):
-    family = FAMILIES[key]
+    family = TRANSFORMS[key]
     x = batch_for(family)
     t = 0.5
     assert not same(family(x, t, seed=0), family(x, t, seed=1))
@@ -210,9 +215,9 @@ def test_different_seeds_and_indices_draw_differently(key):
 
 def test_families_draw_independently_of_each_other():
     x = torch.zeros(4, 20)
-    noise = FAMILIES["vector/noise"](x, 1.0, seed=0)
+    noise = TRANSFORMS["vector/noise"](x, 1.0, seed=0)
     assert not torch.equal(
-        noise, FAMILIES["image/noise"](x[:, None, None, :], 1.0, seed=0)[:, 0, 0]
+        noise, TRANSFORMS["image/noise"](x[:, None, None, :], 1.0, seed=0)[:, 0, 0]
     )
 
 
@@ -227,7 +232,7 @@ def transpose_flip(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_quarter_turns_are_exact_and_counter_clockwise():
-    rotation = FAMILIES["image/rotation"]
+    rotation = TRANSFORMS["image/rotation"]
     x = images(h=9, w=9)
     quarter = rotation(x, 90)
     assert torch.equal(quarter, transpose_flip(x))
@@ -255,7 +260,7 @@ def test_bilinear_path_agrees_with_the_quarter_turn(size):
     )
     # Full turns are the identity up to round-off, and the family is continuous across 90°.
     torch.testing.assert_close(_rotate_bilinear(x, 360.0), x, atol=1e-5, rtol=0)
-    rotation = FAMILIES["image/rotation"]
+    rotation = TRANSFORMS["image/rotation"]
     near = rotation(x, 89.999)
     torch.testing.assert_close(near, rotation(x, 90), atol=1e-3, rtol=0)
 
@@ -264,7 +269,7 @@ def test_rotation_turns_about_the_centre():
     # A centred radial blob is (nearly) invariant; rotating back and forth restores the centre.
     r2 = (torch.arange(21.0) - 10)[:, None] ** 2 + (torch.arange(21.0) - 10)[None, :] ** 2
     blob = torch.exp(-r2 / (2 * 3.0**2))[None, None]
-    rotation = FAMILIES["image/rotation"]
+    rotation = TRANSFORMS["image/rotation"]
     torch.testing.assert_close(rotation(blob, 37), blob, atol=0.03, rtol=0)  # bilinear error
     x = smooth_image(21, 21)
     back = rotation(rotation(x, 30), -30)
@@ -277,7 +282,7 @@ def test_rotation_turns_about_the_centre():
 
 
 def test_circular_translation():
-    shift = FAMILIES["image/translate-circular"]
+    shift = TRANSFORMS["image/translate-circular"]
     x = images(w=10)
     assert torch.equal(shift(x, 1)[..., 1:], x[..., :-1])  # content moves right
     assert torch.equal(shift(x, 1)[..., 0], x[..., -1])
@@ -292,7 +297,7 @@ def test_circular_translation():
 
 
 def test_zero_padded_translation():
-    shift = FAMILIES["image/translate-zero"]
+    shift = TRANSFORMS["image/translate-zero"]
     x = images(w=10)
     out = shift(x, 3)
     assert torch.equal(out[..., 3:], x[..., :-3]) and (out[..., :3] == 0).all()
@@ -303,7 +308,7 @@ def test_zero_padded_translation():
 
 
 def test_scale_about_the_centre():
-    scale = FAMILIES["image/scale"]
+    scale = TRANSFORMS["image/scale"]
     h, w = 9, 12
     cy, cx = (h - 1) / 2, (w - 1) / 2
     yy, xx = torch.meshgrid(torch.arange(h) - cy, torch.arange(w) - cx, indexing="ij")
@@ -320,7 +325,7 @@ def test_scale_about_the_centre():
 
 def test_flips():
     x = images(h=7, w=10)
-    hflip, vflip = FAMILIES["image/hflip"], FAMILIES["image/vflip"]
+    hflip, vflip = TRANSFORMS["image/hflip"], TRANSFORMS["image/vflip"]
     assert torch.equal(hflip(x, 1), x.flip(-1)) and torch.equal(hflip(hflip(x, 1), 1), x)
     assert torch.equal(vflip(x, 1), x.flip(-2)) and torch.equal(vflip(vflip(x, 1), 1), x)
     with pytest.raises(InputError, match="one of 0, 1"):
@@ -333,10 +338,10 @@ def test_flips():
 
 def test_brightness_and_contrast_are_the_documented_affine_maps():
     x = images()
-    assert torch.equal(FAMILIES["image/brightness"](x, 0.2), x + 0.2)
-    assert torch.equal(FAMILIES["image/brightness"](x, -0.3), x - 0.3)
+    assert torch.equal(TRANSFORMS["image/brightness"](x, 0.2), x + 0.2)
+    assert torch.equal(TRANSFORMS["image/brightness"](x, -0.3), x - 0.3)
     for t in [0.5, -0.4, -1.0, 2.0]:
-        out = FAMILIES["image/contrast"](x, t)
+        out = TRANSFORMS["image/contrast"](x, t)
         mean = x.double().mean(dim=(1, 2, 3), keepdim=True)
         torch.testing.assert_close(
             out.double(), mean + (1 + t) * (x.double() - mean), atol=1e-6, rtol=0
@@ -347,7 +352,7 @@ def test_brightness_and_contrast_are_the_documented_affine_maps():
 
 
 def test_noise_is_gaussian_of_standard_deviation_t():
-    noise = FAMILIES["image/noise"]
+    noise = TRANSFORMS["image/noise"]
     x = images(n=200, h=8, w=8)
     d = noise(x, 0.3, seed=5) - x
     assert abs(d.mean().item()) < 0.01 and d.std().item() == pytest.approx(0.3, rel=0.02)
@@ -356,7 +361,7 @@ def test_noise_is_gaussian_of_standard_deviation_t():
 
 
 def test_blur():
-    blur = FAMILIES["image/blur"]
+    blur = TRANSFORMS["image/blur"]
     constant = torch.full((2, 3, 9, 13), 0.37)
     for sigma in [0.3, 1.0, 2.5, 20.0]:  # 20: the kernel is wider than the image
         torch.testing.assert_close(blur(constant, sigma), constant, atol=1e-6, rtol=0)
@@ -389,7 +394,7 @@ def test_blur():
 
 @pytest.mark.parametrize("t", [0.1, 0.25, 0.5, 1.0])
 def test_occlusion_zeroes_one_square(t):
-    occlusion = FAMILIES["image/occlusion"]
+    occlusion = TRANSFORMS["image/occlusion"]
     x = images(n=6, c=3, h=10, w=14)
     out = occlusion(x, t, seed=2)
     side = math.floor(t * 10 + 0.5)
@@ -409,10 +414,10 @@ def test_occlusion_zeroes_one_square(t):
 
 
 def test_text_families_at_full_strength():
-    dropout = FAMILIES["text/word-dropout"](TEXTS, 1.0, seed=1)
-    case = FAMILIES["text/case"](TEXTS, 1.0, seed=1)
-    shuffle = FAMILIES["text/word-shuffle"](TEXTS, 1.0, seed=1)
-    noise = FAMILIES["text/char-noise"](TEXTS, 1.0, seed=1)
+    dropout = TRANSFORMS["text/word-dropout"](TEXTS, 1.0, seed=1)
+    case = TRANSFORMS["text/case"](TEXTS, 1.0, seed=1)
+    shuffle = TRANSFORMS["text/word-shuffle"](TEXTS, 1.0, seed=1)
+    noise = TRANSFORMS["text/char-noise"](TEXTS, 1.0, seed=1)
     for text, dropped, cased, shuffled, noisy in zip(
         TEXTS, dropout, case, shuffle, noise, strict=True
     ):
@@ -432,16 +437,16 @@ def test_text_families_at_full_strength():
 def test_text_families_partially():
     texts = ["short text", " ".join(f"w{i}" for i in range(40))]
     words = texts[1].split()
-    dropped = FAMILIES["text/word-dropout"](texts, 0.3, seed=0)[1].split()
+    dropped = TRANSFORMS["text/word-dropout"](texts, 0.3, seed=0)[1].split()
     assert 0 < len(dropped) < len(words)
     assert dropped == [w for w in words if w in set(dropped)]  # order kept
-    shuffled = FAMILIES["text/word-shuffle"](texts, 0.5, seed=0)[1].split()
+    shuffled = TRANSFORMS["text/word-shuffle"](texts, 0.5, seed=0)[1].split()
     assert sum(a != b for a, b in zip(shuffled, words, strict=True)) == 20
-    cased = FAMILIES["text/case"](texts, 0.5, seed=0)[1].split()
+    cased = TRANSFORMS["text/case"](texts, 0.5, seed=0)[1].split()
     assert 5 < sum(w.isupper() for w in cased) < 35
     # Masks grow with t: what is dropped at 0.2 is dropped at 0.5.
-    low = set(FAMILIES["text/word-dropout"](texts, 0.2, seed=0)[1].split())
-    high = set(FAMILIES["text/word-dropout"](texts, 0.5, seed=0)[1].split())
+    low = set(TRANSFORMS["text/word-dropout"](texts, 0.2, seed=0)[1].split())
+    high = set(TRANSFORMS["text/word-dropout"](texts, 0.5, seed=0)[1].split())
     assert high <= low
 
 
@@ -450,7 +455,7 @@ def test_text_families_partially():
 
 
 def test_vector_permutation_is_one_column_permutation():
-    family = FAMILIES["vector/permutation"]
+    family = TRANSFORMS["vector/permutation"]
     x = vectors(n=5, d=12)
     for t in [0.25, 0.5, 1.0]:
         order = permutation_indices(12, t, seed=4)
@@ -470,16 +475,16 @@ def test_vector_permutation_is_one_column_permutation():
 
 def test_vector_noise_dropout_and_scale():
     x = vectors(n=200, d=50) + 3.0
-    noise = FAMILIES["vector/noise"](x, 0.2, seed=1) - x
+    noise = TRANSFORMS["vector/noise"](x, 0.2, seed=1) - x
     assert noise.std().item() == pytest.approx(0.2, rel=0.03)
-    out = FAMILIES["vector/dropout"](x, 0.3, seed=1)
+    out = TRANSFORMS["vector/dropout"](x, 0.3, seed=1)
     zeroed = out == 0
     assert torch.equal(out[~zeroed], x[~zeroed])  # not rescaled
     assert zeroed.float().mean().item() == pytest.approx(0.3, abs=0.02)
-    more = FAMILIES["vector/dropout"](x, 0.6, seed=1) == 0
+    more = TRANSFORMS["vector/dropout"](x, 0.6, seed=1) == 0
     assert (more | ~zeroed).all()  # nested masks
-    torch.testing.assert_close(FAMILIES["vector/scale"](x, 0.5), x * 1.5)
-    assert torch.equal(FAMILIES["vector/scale"](x, -1.0), torch.zeros_like(x))
+    torch.testing.assert_close(TRANSFORMS["vector/scale"](x, 0.5), x * 1.5)
+    assert torch.equal(TRANSFORMS["vector/scale"](x, -1.0), torch.zeros_like(x))
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,7 +507,7 @@ def conv(stride: int = 1, padding_mode: str = "circular", symmetric: str = "") -
 
 @torch.no_grad()
 def test_circular_conv_commutes_with_circular_shifts():
-    family = FAMILIES["image/translate-circular"]
+    family = TRANSFORMS["image/translate-circular"]
     f = conv()
     x = images(n=2, h=8, w=10)
     for t in [1, 2, 3, -5, 10]:
@@ -532,7 +537,7 @@ def test_circular_conv_commutes_with_circular_shifts():
 @pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
 def test_symmetric_conv_commutes_with_quarter_turns_and_flips(padding_mode):
     x = images(n=2, h=9, w=9)
-    rotation = FAMILIES["image/rotation"]
+    rotation = TRANSFORMS["image/rotation"]
     f = conv(padding_mode=padding_mode, symmetric="rot90")
     for t in [90, 180, 270, -90, 360]:
         torch.testing.assert_close(
@@ -543,7 +548,7 @@ def test_symmetric_conv_commutes_with_quarter_turns_and_flips(padding_mode):
         plain(rotation(x, 90)), induced_action(rotation, 90, plain(x)), atol=1e-3
     )
     for key in ["image/hflip", "image/vflip"]:
-        family = FAMILIES[key]
+        family = TRANSFORMS[key]
         f = conv(padding_mode=padding_mode, symmetric=key.split("/")[1])
         torch.testing.assert_close(
             f(family(x, 1)), induced_action(family, 1, f(x)), atol=1e-6, rtol=0
@@ -552,12 +557,12 @@ def test_symmetric_conv_commutes_with_quarter_turns_and_flips(padding_mode):
 
 def test_induced_action_is_none_where_undefined():
     square, wide = torch.rand(2, 4, 6, 6), torch.rand(2, 4, 6, 8)
-    rotation = FAMILIES["image/rotation"]
+    rotation = TRANSFORMS["image/rotation"]
     assert induced_action(rotation, 45, square) is None
     assert induced_action(rotation, 90, wide) is None
     assert torch.equal(induced_action(rotation, 180, wide), wide.flip(-1).flip(-2))
     for key in ["image/translate-zero", "image/brightness", "image/scale", "image/noise"]:
-        assert induced_action(key, FAMILIES[key].magnitudes[1], square) is None
+        assert induced_action(key, TRANSFORMS[key].magnitudes[1], square) is None
     out = induced_action("image/hflip", 0, square)
     assert torch.equal(out, square) and out is not square
     assert torch.equal(induced_action("image/translate-circular", 0, square), square)
@@ -572,7 +577,7 @@ def test_induced_action_is_none_where_undefined():
 
 
 def test_check_magnitudes():
-    rotation = FAMILIES["image/rotation"]
+    rotation = TRANSFORMS["image/rotation"]
     assert check_magnitudes(rotation, [90, 0, -45, 15.5]) == (-45.0, 0.0, 15.5, 90.0)
     assert check_magnitudes("image/hflip", (1, 0)) == (0.0, 1.0)
     assert check_magnitudes("vector/scale", np.array([0.0, 0.5])) == (0.0, 0.5)
@@ -600,7 +605,7 @@ def test_check_magnitudes():
 
 
 def test_bad_calls_are_refused():
-    rotation = FAMILIES["image/rotation"]
+    rotation = TRANSFORMS["image/rotation"]
     x = images(n=2)
     with pytest.raises(InputError, match="torch tensor"):
         rotation(x.numpy(), 15)
@@ -611,16 +616,16 @@ def test_bad_calls_are_refused():
     with pytest.raises(InputError, match="between -360 and 360"):
         rotation(x, 720)
     with pytest.raises(InputError, match="list of strings"):
-        FAMILIES["text/case"]("a single string", 0.5)
+        TRANSFORMS["text/case"]("a single string", 0.5)
     with pytest.raises(InputError, match="item 1"):
-        FAMILIES["text/case"](["ok", 3], 0.5)
+        TRANSFORMS["text/case"](["ok", 3], 0.5)
     with pytest.raises(InputError, match="N×d"):
-        FAMILIES["vector/noise"](x, 0.1)
+        TRANSFORMS["vector/noise"](x, 0.1)
     with pytest.raises(InputError, match="seed"):
-        FAMILIES["image/noise"](x, 0.1, seed=-1)
+        TRANSFORMS["image/noise"](x, 0.1, seed=-1)
     with pytest.raises(InputError, match="one dataset index per sample"):
-        FAMILIES["image/noise"](x, 0.1, indices=[0])
+        TRANSFORMS["image/noise"](x, 0.1, indices=[0])
     with pytest.raises(InputError, match="non-negative integers"):
-        FAMILIES["image/noise"](x, 0.1, indices=[0, -1])
+        TRANSFORMS["image/noise"](x, 0.1, indices=[0, -1])
     empty = torch.zeros(0, 3, 8, 8)
-    assert FAMILIES["image/noise"](empty, 0.1).shape == empty.shape
+    assert TRANSFORMS["image/noise"](empty, 0.1).shape == empty.shape

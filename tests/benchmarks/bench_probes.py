@@ -17,7 +17,7 @@ import torch
 from analysis.models.architectures import small_cnn
 from analysis.models.extraction import extract_activations
 from analysis.probes.engine import run_probe
-from analysis.probes.transforms import get_family
+from analysis.probes.families import get_family
 from demo.vision import make_shapes
 
 LAYERS = ["conv1", "conv2", "conv3", "pool", "head"]

@@ -14,10 +14,10 @@ import copy
 import json
 import os
 import re
+import runpy
 import shlex
 import subprocess
 import sys
-import tomllib
 from importlib import import_module
 from importlib.resources import files
 from pathlib import Path
@@ -34,6 +34,9 @@ COMPOSE_FILES = sorted(DOCKER.glob("compose*.yaml"))
 DOCKERFILE = DOCKER / "Dockerfile"
 ENV_EXAMPLE = DOCKER / ".env.example"
 NGINX_CONF = DOCKER / "nginx.conf"
+
+requirements = runpy.run_path(str(DOCKER / "requirements.py"))["requirements"]
+"""docker/requirements.py: the base dependencies and those of the named groups."""
 
 ENV_READERS = {"env_str", "env_int", "env_bool", "env_list"}
 """webapp/env.py's typed readers: ``env_int("NAME", default)``."""
@@ -188,8 +191,7 @@ def size_in_bytes(value: str) -> int:
 
 
 def torch_pin() -> str:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    (pin,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("torch==")]
+    (pin,) = [d for d in requirements(["worker"]) if d.startswith("torch==")]
     return pin
 
 
@@ -365,7 +367,7 @@ def test_web_collects_static_files_at_build_time():
     assert any(line.startswith("CMD") and "gunicorn" in line for line in web)
 
 
-@pytest.mark.parametrize("target", ["worker", "worker-cuda", "web"])
+@pytest.mark.parametrize("target", ["worker", "worker-cuda"])
 def test_torch_is_pinned_and_installed_before_the_project(target):
     chain = stage_chain(target)
     pin = torch_pin()
@@ -378,6 +380,36 @@ def test_torch_is_pinned_and_installed_before_the_project(target):
         (index,) = [line.split("=", 1)[1] for line in chain if line.startswith(f"ARG {match[1]}=")]
     wheels = r"/whl/cu1[23]\d" if target == "worker-cuda" else r"/whl/cpu"
     assert re.fullmatch(rf"https://download\.pytorch\.org{wheels}", index), index
+
+
+MODEL_RUNTIMES = ("torch", "transformers", "onnx", "onnxruntime", "umap-learn", "scikit-learn")
+
+
+def names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\[<>=~!; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+@pytest.mark.parametrize(
+    ("target", "group"), [("web", "web"), ("worker", "worker"), ("worker-cuda", "gpu-worker")]
+)
+def test_each_image_installs_its_own_dependency_group(target, group):
+    installs = [line for line in stage_chain(target) if "docker/requirements.py" in line]
+    assert [
+        line.split("docker/requirements.py", 1)[1].split()[0]
+        for line in installs
+        if line.startswith("RUN ")
+    ] == [group]
+    assert all("-c requirements.lock" in line for line in installs if line.startswith("RUN "))
+
+
+def test_the_web_image_carries_no_model_runtime():
+    web = names(requirements(["web"]))
+    assert not web & set(MODEL_RUNTIMES), web & set(MODEL_RUNTIMES)
+    assert not any("torch" in line for line in stage_chain("web"))
+    assert {"django", "gunicorn", "celery", "psycopg"} <= web
+    for group in ("worker", "gpu-worker", "demo", "test"):
+        assert set(MODEL_RUNTIMES) <= names(requirements([group])), group
+    assert names(requirements(["test"])) >= names(requirements(["demo", "web", "worker"]))
 
 
 def test_dockerignore_keeps_local_state_out_of_the_build():

@@ -14,9 +14,11 @@ from django.core.files.storage import default_storage
 from analysis.models.base import OUTPUT
 from analysis.models.extraction import extract_activations
 from analysis.models.hf import load_huggingface
+from analysis.probes.transforms import get_transform
 from tests.conftest import checked, digits_npz_bytes, run_with_dependencies
 from tests.formats import onnx_bytes, small_cnn, texts_jsonl, tiny_bert_dir, zip_dir
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Dataset, Upload
+from webapp.runs import drilldown
 from webapp.runs.models import ProbeResult, Run
 from webapp.runs.submit import (
     request_comparison,
@@ -112,6 +114,15 @@ def test_a_hugging_face_directory_on_a_text_dataset(api, client, owner, texts, b
         f"/probes/{probe.pk}/moved/", {"family": "text/word-dropout", "layer": 0, "t": 2}
     ).content.decode()
     assert moved.count('class="sample-text"') == moved.count('class="sample-text transformed"') > 0
+    # Each as the probe showed it to the model: kept by the run, the same seeded transform.
+    shown = drilldown.moved(probe, row, 0, 2)
+    again = get_transform("text/word-dropout")(
+        [s["text"] for s in shown],
+        row.result["magnitudes"][2],
+        seed=probe.params["seed"],
+        indices=[s["index"] for s in shown],
+    )
+    assert [s["transformed"] for s in shown] == again
 
     # Projection of text: hover text endpoint, sample panel shows the text.
     projection, _ = request_projection(owner, checkpoint, texts, "hidden.2", "mean", "pca")

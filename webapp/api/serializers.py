@@ -8,8 +8,7 @@ from rest_framework import serializers
 
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
-from analysis.models.architectures import ARCHITECTURES
-from analysis.models.extraction import POOLINGS
+from analysis.models.choices import ARCHITECTURES, POOLINGS
 from analysis.parameters import Parameter
 from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Workspace
 from webapp.runs.kinds import KINDS

@@ -31,7 +31,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
-from analysis.probes.transforms import FAMILIES
+from analysis.probes.families import FAMILIES
 from webapp.access import editable, editable_workspace
 from webapp.api import serializers as s
 from webapp.api.parsers import BoundedJSONParser, ChunkParser

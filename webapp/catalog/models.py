@@ -124,8 +124,19 @@ class Blob(models.Model):
             np.save(f, array, allow_pickle=False)
             return cls.store(f)
 
+    @classmethod
+    def store_arrays(cls, arrays: dict[str, np.ndarray]) -> Blob:
+        """Several named arrays as one compressed ``.npz`` (read back by ``load_arrays``)."""
+        with tempfile.TemporaryFile() as f:
+            np.savez_compressed(f, allow_pickle=False, **arrays)
+            return cls.store(f)
+
     def open(self) -> IO[bytes]:
         return default_storage.open(self.key, "rb")
+
+    def load_arrays(self) -> dict[str, np.ndarray]:
+        with self.open() as f, np.load(f, allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
 
     def load_array(self) -> np.ndarray:
         with self.open() as f:

@@ -7,10 +7,9 @@ from django.db.models import QuerySet
 
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
-from analysis.models.architectures import ARCHITECTURES
-from analysis.models.extraction import POOLINGS
+from analysis.models.choices import ARCHITECTURES, POOLINGS
 from analysis.parameters import Parameter
-from analysis.probes.transforms import FAMILIES, Family
+from analysis.probes.families import FAMILIES, Family
 from webapp.catalog.models import Checkpoint, Dataset, Workspace
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run
@@ -33,7 +32,7 @@ class CheckpointUploadForm(forms.Form):
     )
     architecture = forms.ChoiceField(
         choices=[("", "— none needed (TorchScript, ONNX, Hugging Face) —")]
-        + [(name, f"{name}: {a.description}") for name, a in sorted(ARCHITECTURES.items())],
+        + [(name, f"{name}: {text}") for name, text in sorted(ARCHITECTURES.items())],
         required=False,
         help_text="for a .safetensors state dict",
     )

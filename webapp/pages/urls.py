@@ -46,6 +46,7 @@ urlpatterns = [
         "projections/<int:pk>/points/<int:index>/", views.projection_point, name="projection-point"
     ),
     path("projections/<int:pk>/colour", views.projection_colour, name="projection-colour"),
+    path("projections/<int:pk>/search", views.projection_search, name="projection-search"),
     path("projections/<int:pk>/select/", views.projection_select, name="projection-select"),
     path(
         "projections/<int:pk>/selections/<int:selection>/",
@@ -54,7 +55,6 @@ urlpatterns = [
     ),
     path("projections/<int:pk>/vs/<int:other>/", views.projection_pair, name="projection-pair"),
     path(
-    path("projections/<int:pk>/search", views.projection_search, name="projection-search"),
         "projections/<int:pk>/vs/<int:other>/changed/",
         views.projection_pair_changed,
         name="projection-pair-changed",

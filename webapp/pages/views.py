@@ -51,8 +51,6 @@ from webapp.runs.results import (
     model_matrix,
     probe_summary,
     scores_with_cells,
-    transformed_preview,
-    transformed_texts,
 )
 from webapp.runs.submit import (
     request_aligned_projections,
@@ -1056,8 +1054,6 @@ def probe_moved(request: SignedInRequest, pk: int) -> HttpResponse:
     if not (0 <= layer < len(layers) and 0 <= t < len(magnitudes)):
         raise Http404("no such layer or magnitude")
     samples = drilldown.moved(run, row, layer, t)
-    if run.dataset.modality == "text" and samples:
-        transformed_texts(samples, row.family, magnitudes[t], run.params["seed"])
     context = {
         "run": run,
         "row": row,
@@ -1076,12 +1072,10 @@ def probe_sample(request: SignedInRequest, pk: int, index: int) -> HttpResponse:
     run = _probe_run(request, pk)
     row = get_object_or_404(run.probe_results, family=request.GET.get("family", ""))
     try:
-        t = float(request.GET.get("t", ""))
+        t = row.result["magnitudes"].index(float(request.GET.get("t", "")))
     except ValueError:
         raise Http404("t must be one of the probe's magnitudes") from None
-    if t not in row.result["magnitudes"] or not 0 <= index < run.dataset.n_samples:
-        raise Http404("no such sample or magnitude")
-    if run.dataset.modality != "image":
-        raise Http404("only image samples have previews")
-    preview = transformed_preview(run.dataset, row.family, t, index, run.params["seed"])
+    preview = drilldown.transformed_image(row, t, index)
+    if preview is None:
+        raise Http404("the probe kept no preview of this sample at this magnitude")
     return _png(images.png(preview))

@@ -23,7 +23,7 @@ from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.measures.compatibility import CRITERIA
 from analysis.measures.compatibility import METRICS as RETRIEVAL_METRICS
 from analysis.measures.registry import MEASURES
-from analysis.models.extraction import POOLINGS
+from analysis.models.choices import POOLINGS
 from analysis.parameters import Parameter, check_values
 
 

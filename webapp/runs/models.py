@@ -406,6 +406,11 @@ class ProbeResult(models.Model):
     result = models.JSONField()  # analysis.probes.engine.FamilyProbe.to_json()
     # Per-sample invariance, float32 (layers, magnitudes, n): the samples moved most.
     per_sample = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
+    # The samples a page shows as the probe showed them to the model (an .npz of
+    # analysis.probes.previews): None for vector families and runs from before they were kept.
+    previews = models.ForeignKey(
+        "catalog.Blob", on_delete=models.PROTECT, null=True, related_name="+"
+    )
     code_version = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)
 

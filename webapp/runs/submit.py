@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.errors import InputError
 from analysis.explorer.projection import PARAMETERS as PROJECTION_PARAMETERS
-from analysis.measures.cka import MIN_SAMPLES
 from analysis.measures.registry import MEASURES
-from analysis.probes.transforms import check_magnitudes, get_family
+from analysis.probes.families import check_magnitudes, get_family
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run
@@ -83,9 +82,9 @@ def _comparison_parameters(
     """A comparison's checked parameters, with the measure's own complete (defaults filled
     in) as ``measure_params``."""
     checked = _checked(kind, **values)
-    if dataset.n_samples < MIN_SAMPLES:
-        raise InputError(f"comparisons need at least {MIN_SAMPLES} samples")
     measure = MEASURES[checked["measure"]].configured(measure_params)
+    if dataset.n_samples < measure.min_samples:
+        raise InputError(f"{measure.name} needs at least {measure.min_samples} samples")
     return {**checked, "measure_params": measure.settings()}
 
 

@@ -1,0 +1,30 @@
+"""What a person chooses about a model, as declarations (no torch): the built-in architectures
+a ``.safetensors`` state dict may name, and the poolings a run may ask for. Forms and the API
+list and check them in the web process; :mod:`analysis.models.architectures` builds the
+architectures and :func:`analysis.models.extraction.pool` applies the poolings."""
+
+from __future__ import annotations
+
+from analysis.errors import InputError
+
+POOLINGS = {
+    "mean": "average over positions (conv: H×W; tokens: T)",
+    "flatten": "concatenate all positions",
+    "cls": "first token (sequences n×T×d only)",
+    "last": "last token (sequences n×T×d only)",
+}
+"""How an output with more than two dimensions becomes ``n × d``. Conv maps are ``n×C×H×W``;
+three-dimensional outputs are token sequences ``n×T×d``. Two-dimensional outputs are kept.
+Models that read text pool over the attention mask (padding never counts)."""
+
+
+def check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise InputError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+
+
+ARCHITECTURES = {
+    "mlp": "flatten → blockN (Linear+ReLU) → head",
+    "small-cnn": "convN (3×3 Conv+ReLU) → global average pool → head",
+}
+"""The built-in architectures by name, each with what it is."""
