@@ -8,8 +8,10 @@ import re
 
 import numpy as np
 import pytest
+from django.utils.html import escape
 from PIL import Image
 
+from analysis.measures.registry import DEFINITIONS
 from tests.conftest import run_with_dependencies
 from tests.webapp.builders import labelled_npz, npz_bytes
 from webapp.catalog.ingest import ingest_dataset
@@ -249,6 +251,9 @@ def test_comparison_page_polls_until_terminal(browser, comparison):
     assert POLLING not in full.content.decode()
     assert matrix_data(full.content.decode()) == matrix
     assert "plotly" in full.content.decode()
+    definition = DEFINITIONS[comparison.params["measure"]]
+    assert matrix["measure"]["definition"] == definition
+    assert escape(definition) in full.content.decode()
 
 
 def test_failed_comparison_stops_polling_with_the_error(browser, comparison):
@@ -389,6 +394,9 @@ def test_pair_page_lists_the_same_layers_by_other_measures(
     assert "The same two layers by other measures" in html
     assert "Procrustes angular distance" in html and f"{distance.value:.4f}" in html
     assert f'href="/comparisons/{other.pk}/"' in html
+    # each measure's one-line definition beside its value
+    for measure_id in (comparison.params["measure"], "procrustes/angular"):
+        assert escape(DEFINITIONS[measure_id]) in html
 
 
 def test_pair_page_refuses_cells_outside_the_matrix(browser, client, outsider, comparison):

@@ -752,15 +752,35 @@ def _colourings(run: Run) -> list[dict]:
     ]
 
 
-PAIR_COLOURINGS = (
-    ("agreement", "neighbourhood agreement"),
-    ("displacement", "neighbour-aware displacement"),
-)
+PAIR_COLOURINGS = {
+    "agreement": explorer.Colouring(
+        "agreement", "neighbourhood agreement", "continuous", bounds=explorer.SHARE
+    ),
+    "picture": explorer.Colouring(
+        "picture",
+        "agreement of the two pictures (2-D neighbours)",
+        "continuous",
+        bounds=explorer.SHARE,
+    ),
+    "displacement": explorer.Colouring(
+        "displacement", "neighbour-aware displacement", "continuous"
+    ),
+}
 
 
-def _pair_colouring(run_a: Run, run_b: Run, what: str, title: str) -> dict:
-    url = reverse("projection-pair-values", args=[run_a.pk, run_b.pk, what])
-    return {"key": what, "title": title, "kind": "continuous", "url": url, "per_k": True}
+def _pair_colourings(run_a: Run, run_b: Run, same: bool) -> list[dict]:
+    """What a side-by-side page colours by, the default first: the agreement of the original
+    spaces, or of the two pictures when both are of the same activations (the spaces' is then
+    1 everywhere, so it is not offered)."""
+    order = ("picture", "displacement") if same else ("agreement", "picture", "displacement")
+    return [
+        {
+            **PAIR_COLOURINGS[what].describe(),
+            "url": reverse("projection-pair-values", args=[run_a.pk, run_b.pk, what]),
+            "per_k": True,
+        }
+        for what in order
+    ]
 
 
 def _finished_projection(request: SignedInRequest, pk: int) -> Run:
@@ -926,11 +946,7 @@ def projection_pair(request: SignedInRequest, pk: int, other: int) -> HttpRespon
         "max_k": explorer.max_k(run_a, run_b),
         "label_names": explorer.label_names(run_a.dataset),
         "colourings": [
-            *[
-                _pair_colouring(run_a, run_b, what, title)
-                for what, title in PAIR_COLOURINGS
-                if not (same and what == "agreement")
-            ],
+            *_pair_colourings(run_a, run_b, same),
             *[c for c in _colourings(run_a) if c["kind"] == "categorical"],
         ],
         "selections": _named_selections(run_a.dataset),
@@ -968,8 +984,9 @@ def projection_pair_values(
     request: SignedInRequest, pk: int, other: int, what: str
 ) -> HttpResponse:
     """float32 per sample: ``agreement`` (Jaccard of the k nearest neighbours in the two
-    original spaces) or ``displacement`` (neighbour-aware, from A's picture to B's)."""
-    if what not in ("agreement", "displacement"):
+    original spaces), ``picture`` (the same in the two 2-D pictures) or ``displacement``
+    (neighbour-aware, from A's picture to B's)."""
+    if what not in PAIR_COLOURINGS:
         raise Http404(f"no per-sample {what!r} between projections")
     run_a, run_b = _projection_pair(request, pk, other)
     k = _k(request, run_a, run_b)
@@ -1079,3 +1096,5 @@ def probe_sample(request: SignedInRequest, pk: int, index: int) -> HttpResponse:
     if preview is None:
         raise Http404("the probe kept no preview of this sample at this magnitude")
     return _png(images.png(preview))
+    elif what == "picture":
+        values = explorer.picture_agreement(run_a, run_b, k)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import template
 from django.urls import reverse
 
+from analysis.measures.registry import DEFINITIONS
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run
 
@@ -28,3 +29,9 @@ def sides(run: Run) -> str:
     if a.pk == b.pk or pooling_a != pooling_b:
         return f"{a.name} ({pooling_a}) vs {b.name} ({pooling_b})"
     return f"{a.name} vs {b.name}"
+
+
+@register.filter
+def definition(measure_id: str) -> str:
+    """The one-line definition of the measure ``measure_id`` names (the registry's)."""
+    return DEFINITIONS.get(measure_id, "")
