@@ -672,7 +672,7 @@ PAGES: dict[str, Spec] = {
     "projection-pair-values": Spec(
         lambda w: [
             Target({"pk": w.proj_a.pk, "other": w.proj_b.pk, "what": what}, {"k": 5})
-            for what in ("agreement", "displacement")
+            for what in ("agreement", "picture", "displacement")
         ],
         **PAIR,
     ),

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import load_digits
+from sklearn.neighbors import NearestNeighbors
 
 from analysis.explorer.selections import (
     neighbourhood_agreement,
@@ -272,12 +273,13 @@ def test_two_projections_side_by_side(client, owner, digits, ckpt_a, projections
     assert client.get(f"/projections/{a.pk}/vs/{b.pk}/bogus.f32").status_code == 404
 
 
-def test_two_pictures_of_one_layer_offer_no_agreement_that_is_one_everywhere(
+def test_two_pictures_of_one_layer_are_coloured_by_the_agreement_of_the_pictures(
     client, owner, tagged_digits, ckpt_a, projections
 ):
     """PCA and t-SNE of the same activations: every sample's original-space neighbourhood is
     the same on both sides, so "agreement" (1 for all) is neither offered as a colouring nor
-    ranked; the page says why and colours by displacement first."""
+    ranked; the page says why and colours by the agreement of the two pictures (the Jaccard
+    index of each sample's k nearest 2-D neighbours in each) first."""
     pca = projections[0]
     tsne, _ = request_projection(
         owner, ckpt_a, tagged_digits, "block1", method="tsne", perplexity=10.0
@@ -289,15 +291,33 @@ def test_two_pictures_of_one_layer_offer_no_agreement_that_is_one_everywhere(
     colourings = json.loads(
         html.split('id="colourings" type="application/json">', 1)[1].split("<")[0]
     )
-    assert [c["key"] for c in colourings][:1] == ["displacement"]
+    assert [c["key"] for c in colourings][:2] == ["picture", "displacement"]
+    assert colourings[0]["bounds"] == [0.0, 1.0]
     assert "agreement" not in [c["key"] for c in colourings]
     assert 'data-testid="same-space"' in html and "agreement is 1 for all" in html
+    assert "coloured by the <strong>agreement of the two pictures</strong>" in html
+    k = 5
+    served = client.get(f"/projections/{pca.pk}/vs/{tsne.pk}/picture.f32?k={k}")
+    values = np.frombuffer(served.content, dtype="<f4")
+    near = [
+        NearestNeighbors(n_neighbors=k + 1).fit(xy).kneighbors(xy, return_distance=False)[:, 1:]
+        for xy in (p.projection.coordinates.load_array() for p in (pca, tsne))
+    ]
+    expected = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in zip(*near, strict=True)]
+    np.testing.assert_allclose(values, expected, atol=1e-6)
+    assert 0 < values.mean() < 1
     changed = client.get(f"/projections/{pca.pk}/vs/{tsne.pk}/changed/").content.decode()
     assert 'data-testid="same-space"' in changed and 'data-index="' not in changed
     # Two layers: agreement first, as before.
     a, b = projections
     html = client.get(f"/projections/{a.pk}/vs/{b.pk}/").content.decode()
-    assert 'data-testid="same-space"' not in html and '"key": "agreement"' in html
+    assert 'data-testid="same-space"' not in html
+    assert [
+        c["key"]
+        for c in json.loads(
+            html.split('id="colourings" type="application/json">', 1)[1].split("<")[0]
+        )
+    ][:3] == ["agreement", "picture", "displacement"]
 
 
 def test_selections_and_neighbourhood_agreement_through_the_api(

@@ -992,6 +992,8 @@ def projection_pair_values(
     k = _k(request, run_a, run_b)
     if what == "agreement":
         values = explorer.pair_agreement(run_a, run_b, k)
+    elif what == "picture":
+        values = explorer.picture_agreement(run_a, run_b, k)
     else:
         values = explorer.pair_displacement(run_a, run_b, k)
     return _binary(explorer.encode(values, "float32"))
@@ -1096,5 +1098,3 @@ def probe_sample(request: SignedInRequest, pk: int, index: int) -> HttpResponse:
     if preview is None:
         raise Http404("the probe kept no preview of this sample at this magnitude")
     return _png(images.png(preview))
-    elif what == "picture":
-        values = explorer.picture_agreement(run_a, run_b, k)

@@ -26,6 +26,7 @@ from analysis.explorer.selections import (
     points_in_polygon,
     similarity_align,
 )
+from analysis.measures.knn import knn_indices
 from webapp.catalog.models import ActivationSet, Blob, Dataset
 from webapp.runs.models import Alignment, ProbeResult, Run, Score, Selection
 
@@ -43,18 +44,33 @@ Pair = TypeVar("Pair", Score, Alignment)
 @dataclass
 class Colouring:
     """One way to colour the points: ``categorical`` (uint16 codes, 65535 = none, with names)
-    or ``continuous`` (float32, NaN = none)."""
+    or ``continuous`` (float32, NaN = none). Continuous colourings of one ``group`` measure the
+    same statistic (say, kNN agreement with each other space), so the page gives them one
+    colour scale; ``bounds`` is the range the statistic can take, when it has one."""
 
     key: str
     title: str
     kind: str
     names: list[str] | None = None
+    group: str = ""
+    bounds: tuple[float, float] | None = None
 
     def describe(self) -> dict:
-        out: dict[str, str | list[str]] = {"key": self.key, "title": self.title, "kind": self.kind}
+        out: dict[str, object] = {
+            "key": self.key,
+            "title": self.title,
+            "kind": self.kind,
+            "group": self.group or self.key,
+        }
         if self.names is not None:
             out["names"] = self.names
+        if self.bounds is not None:
+            out["bounds"] = list(self.bounds)
         return out
+
+
+SHARE = (0.0, 1.0)
+"""The bounds of a share or a Jaccard index."""
 
 
 def label_names(dataset: Dataset) -> list[str]:
@@ -144,20 +160,23 @@ def colourings(run: Run) -> list[Colouring]:
         if described:
             found.append(described[0])
     kept = f"share of its {projection.knn_k} nearest neighbours the projection keeps"
-    found.append(Colouring("kept", kept, "continuous"))
+    found.append(Colouring("kept", kept, "continuous", bounds=SHARE))
     for score in _agreement_scores(activation):
         title = f"kNN agreement with {_other_space(activation, score)}"
-        found.append(Colouring(f"agreement:{score.pk}", title, "continuous"))
+        key = f"agreement:{score.pk}"
+        found.append(Colouring(key, title, "continuous", group="agreement", bounds=SHARE))
     for alignment in _pairs_of(Alignment, activation):
         direction = "to" if alignment.activation_a_id == activation.pk else "from"
         title = f"{alignment.method} residual {direction} {_other_space(activation, alignment)}"
-        found.append(Colouring(f"residual:{alignment.pk}", title, "continuous"))
+        group = f"residual:{alignment.method}"
+        found.append(Colouring(f"residual:{alignment.pk}", title, "continuous", group=group))
     for result in _probes_of(activation):
         r = result.result
         for position, t in enumerate(r["magnitudes"]):
             if t != 0:
                 title = f"invariance under {result.family} {t:g}"
-                found.append(Colouring(f"probe:{result.pk}:{position}", title, "continuous"))
+                key, group = f"probe:{result.pk}:{position}", f"probe:{result.family}"
+                found.append(Colouring(key, title, "continuous", group=group))
     return found
 
 
@@ -380,7 +399,7 @@ def check_pair(run_a: Run, run_b: Run) -> None:
 def same_space(run_a: Run, run_b: Run) -> bool:
     """Whether two projections picture the same activations (one layer, two layouts): then
     every sample's neighbourhood in the original space is the same on both sides, and their
-    agreement is 1 for every sample — nothing to colour by or rank."""
+    agreement is 1 for every sample: only the pictures can differ (:func:`picture_agreement`)."""
     return run_a.projection.activation_id == run_b.projection.activation_id
 
 
@@ -400,6 +419,20 @@ def pair_agreement(run_a: Run, run_b: Run, k: int) -> np.ndarray:
         run_b.projection.neighbours.memory_map() as b,
     ):
         return neighbourhood_agreement(a, b, k)
+
+
+def picture_agreement(run_a: Run, run_b: Run, k: int) -> np.ndarray:
+    """Per-sample Jaccard agreement of the k nearest neighbours in the two pictures (2-D,
+    Euclidean): where two layouts of the same samples agree, whatever space they picture."""
+    pictures = (
+        run_a.projection.coordinates.load_array(),
+        run_b.projection.coordinates.load_array(),
+    )
+    a, b = (
+        knn_indices(np.asarray(xy, dtype=np.float64), k, "euclidean", name=f"picture {side}")
+        for xy, side in zip(pictures, "AB", strict=True)
+    )
+    return neighbourhood_agreement(a, b, k)
 
 
 def pair_displacement(run_a: Run, run_b: Run, k: int) -> np.ndarray:
