@@ -279,6 +279,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {  # one name per choice set that several fields share
         "PoolingEnum": "analysis.models.choices.POOLINGS",
         "RunKindEnum": "webapp.runs.models.Run.Kind",
+        "RunStateEnum": "webapp.runs.models.Run.State",
+        "UploadStateEnum": "webapp.catalog.models.Upload.State",
         "UploadKindEnum": "webapp.catalog.models.Upload.Kind",
     },
     "POSTPROCESSING_HOOKS": [

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 
+import numpy as np
 import pytest
 import yaml
 from rest_framework.test import APIClient
@@ -124,11 +127,36 @@ def test_outsider_gets_404_for_everything_of_the_owner(
         f"/api/v1/runs/{finished_comparison.pk}/",
         f"/api/v1/comparisons/{finished_comparison.pk}/",
         f"/api/v1/activations/{activation.pk}/",
+        f"/api/v1/activations/{activation.pk}/values/",
         "/api/v1/workspaces/lab/",
     ):
         response = outsider_api.get(url)
         assert response.status_code == 404, url
         assert "digits" not in response.content.decode().lower(), url
+
+
+def test_activation_values_download_as_npy_whose_sha256_is_the_sets(
+    api, member, finished_comparison, ckpt_a, digits
+):
+    activation = ActivationSet.objects.filter(checkpoint=ckpt_a, layer="block1").get()
+    described = api.get(f"/api/v1/activations/{activation.pk}/").json()
+
+    for client in (api, api_client_for(member)):  # the owner and another member alike
+        response = client.get(f"/api/v1/activations/{activation.pk}/values/")
+        assert response.status_code == 200
+        assert response["Content-Disposition"].endswith(f'"activations-{activation.pk}.npy"')
+        content = b"".join(response.streaming_content)
+        assert hashlib.sha256(content).hexdigest() == described["sha256"]
+        values = np.load(io.BytesIO(content), allow_pickle=False)
+        assert values.shape == (described["n"], described["d"]) == (digits.n_samples, activation.d)
+        assert values.dtype == np.dtype("<f4") and described["dtype"] == "float32"
+        assert values.flags.c_contiguous and np.isfinite(values).all()
+        np.testing.assert_array_equal(values, activation.load())
+
+    listed = api.get(f"/api/v1/activations/?checkpoint={ckpt_a.pk}&dataset={digits.pk}").json()
+    assert {a["layer"] for a in listed["results"]} == set(MLP_DEFAULT_LAYERS)
+    missing = api.get(f"/api/v1/activations/{activation.pk + 1000}/values/")
+    assert missing.status_code == 404 and missing.json()["detail"]
 
 
 def test_outsider_lists_show_nothing_of_the_owner(outsider_api, finished_comparison):

@@ -784,6 +784,7 @@ API: dict[str, Spec] = {
     "run-cancel": Spec(at(pk="@queued"), ids=API_PK, writes={"POST": json_body()}, write_ok=OK_200),
     "activationset-list": Spec(at(), lists=lambda w: _lab(ActivationSet, dataset=w.dataset)(w)),
     "activationset-detail": Spec(at(pk="@activation"), ids={"pk": ActivationSet}),
+    "activationset-values": Spec(at(pk="@activation"), ids={"pk": ActivationSet}),
     "extraction-list": Spec(
         at(),
         writes={"POST": json_body(checkpoint="@ckpt_a", dataset="@dataset", layers=["block1"])},

@@ -30,6 +30,60 @@ class RequestSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+JSON_VALUE = {
+    "oneOf": [
+        {"type": "number"},
+        {"type": "string"},
+        {"type": "boolean"},
+        {"type": "array", "items": {"type": "number"}},
+    ],
+    "nullable": True,
+}
+"""A parameter's value: a number, a string, a boolean, a list of numbers (``floats``) or null."""
+
+
+@extend_schema_field(JSON_VALUE)
+class ValueField(serializers.JSONField):
+    """A parameter's value (:data:`JSON_VALUE`)."""
+
+
+class LayerNodeSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="the layer's path, as layers name it")
+    type = serializers.CharField()
+    parameters = serializers.IntegerField(help_text="weights in it and its children")
+    children = serializers.SerializerMethodField()
+
+    @extend_schema_field({"type": "array", "items": {"$ref": "#/components/schemas/LayerNode"}})
+    def get_children(self, node: dict) -> list:  # pragma: no cover - for the schema only
+        return node["children"]
+
+
+@extend_schema_field(LayerNodeSerializer(many=True))
+class LayerTreeField(serializers.JSONField):
+    """A model's parts as a tree of ``{name, type, parameters, children}``."""
+
+
+@extend_schema_field({"type": "array", "items": {"type": "string"}})
+class TextsField(serializers.JSONField):
+    """A JSON column holding a list of strings."""
+
+
+@extend_schema_field({"type": "array", "items": {"type": "integer"}})
+class IntegersField(serializers.JSONField):
+    """A JSON column holding a list of whole numbers."""
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        "nullable": True,
+    }
+)
+class PolygonField(serializers.JSONField):
+    """A polygon as ``[[x, y], …]``."""
+
+
 class WorkspaceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Workspace
@@ -41,6 +95,13 @@ class DatasetSerializer(serializers.ModelSerializer):
         slug_field="slug", read_only=True
     )
     sha256 = serializers.CharField(source="source.sha256", read_only=True)
+    sample_shape = IntegersField(read_only=True, help_text="the shape of one sample")
+    label_names = TextsField(read_only=True, help_text="the name of each label, by its number")
+    metadata_columns = TextsField(read_only=True)
+    page = serializers.SerializerMethodField(help_text="the web page that shows it")
+
+    def get_page(self, dataset: Dataset) -> str:
+        return _page(self, "dataset", dataset.pk)
 
     class Meta:
         model = Dataset
@@ -56,6 +117,7 @@ class DatasetSerializer(serializers.ModelSerializer):
             "label_names",
             "metadata_columns",
             "sha256",
+            "page",
             "created_at",
         ]
 
@@ -72,6 +134,13 @@ class CheckpointSerializer(serializers.ModelSerializer):
         slug_field="slug", read_only=True
     )
     sha256 = serializers.CharField(source="blob.sha256", read_only=True)
+    layers = TextsField(read_only=True, help_text="every layer whose activations can be stored")
+    default_layers = TextsField(read_only=True, help_text="taken when a request names none")
+    layer_tree = LayerTreeField(read_only=True)
+    page = serializers.SerializerMethodField(help_text="the web page that shows it")
+
+    def get_page(self, checkpoint: Checkpoint) -> str:
+        return _page(self, "checkpoint", checkpoint.pk)
 
     class Meta:
         model = Checkpoint
@@ -91,6 +160,7 @@ class CheckpointSerializer(serializers.ModelSerializer):
             "seed_group",
             "step",
             "sha256",
+            "page",
             "created_at",
         ]
 
@@ -139,6 +209,83 @@ class QueueStandingSerializer(serializers.Serializer):
     )
 
 
+def _page(serializer: serializers.Serializer, name: str, pk: int) -> str:
+    """The address of the page ``name`` of object ``pk``: absolute when the serializer has
+    the request."""
+    path = reverse(name, args=[pk])
+    request = serializer.context.get("request")
+    return request.build_absolute_uri(path) if request else path
+
+
+class DependencySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Run
+        fields = ["id", "kind", "state", "progress"]
+
+
+class RunParamsSerializer(serializers.Serializer):
+    """A run's request as its kind's spec normalised it (part of the run's identity): the
+    fields of its kind only."""
+
+    layers = serializers.ListField(child=serializers.CharField(), required=False)
+    layers_a = serializers.ListField(child=serializers.CharField(), required=False)
+    layers_b = serializers.ListField(child=serializers.CharField(), required=False)
+    layer = serializers.CharField(required=False)
+    layer_a = serializers.CharField(required=False)
+    layer_b = serializers.CharField(required=False)
+    pooling_b = serializers.CharField(required=False)
+    checkpoints = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="ids, in order"
+    )
+    spaces = serializers.ListField(
+        child=serializers.ListField(child=ValueField()),
+        required=False,
+        help_text="[checkpoint id, layer] of each space, in order",
+    )
+    families = serializers.ListField(
+        child=serializers.ListField(child=ValueField()),
+        required=False,
+        help_text="[family key, [magnitudes]] of each family probed",
+    )
+    measure_params = serializers.DictField(
+        child=ValueField(), required=False, help_text="the measure's own parameters"
+    )
+
+
+def _declared_parameters() -> dict[str, serializers.Field]:
+    """A field for every parameter a run kind declares (the same name has the same type in
+    every kind that has it)."""
+    found: dict[str, serializers.Field] = {}
+    for spec in KINDS.values():
+        for p in spec.parameters:
+            options: dict[str, Any] = {
+                "required": False,
+                "allow_null": p.nullable,
+                "help_text": p.help,
+            }
+            field: serializers.Field
+            if p.kind == "floats":
+                field = serializers.ListField(child=serializers.FloatField(), **options)
+            elif p.kind in ("int", "float"):
+                number = serializers.IntegerField if p.kind == "int" else serializers.FloatField
+                field = number(**options)
+            else:
+                field = serializers.CharField(**options)
+            found.setdefault(p.name, field)
+    return found
+
+
+RunParams = cast(
+    type[serializers.Serializer],
+    serializers.SerializerMetaclass("RunParams", (RunParamsSerializer,), _declared_parameters()),
+)
+
+
+@extend_schema_field(RunParams)
+class RunParamsField(serializers.JSONField):
+    """A run's parameters (:data:`RunParams`)."""
+
+
 class RunSerializer(serializers.ModelSerializer):
     workspace: serializers.SlugRelatedField[Workspace] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True
@@ -148,11 +295,21 @@ class RunSerializer(serializers.ModelSerializer):
     )
 
     page = serializers.SerializerMethodField(help_text="the web page that shows the run")
+    params = RunParamsField(read_only=True)
+    timings = serializers.DictField(
+        child=serializers.FloatField(),
+        read_only=True,
+        help_text="what the worker measured once it succeeded: seconds (…_s) and counts",
+    )
+    dependencies = serializers.SerializerMethodField(help_text="the runs it needs, by id")
 
     def get_page(self, run: Run) -> str:
-        path = reverse(KINDS[run.kind].page, args=[run.pk])
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request else path
+        return _page(self, KINDS[run.kind].page, run.pk)
+
+    @extend_schema_field(DependencySerializer(many=True))
+    def get_dependencies(self, run: Run) -> Any:
+        needed = sorted(run.depends_on.all(), key=lambda d: d.pk)  # prefetched by lists
+        return DependencySerializer(needed, many=True).data
 
     @extend_schema_field(QueueStandingSerializer(allow_null=True))
     def get_queue(self, run: Run) -> dict | None:
@@ -182,6 +339,7 @@ class RunSerializer(serializers.ModelSerializer):
             "checkpoint",
             "checkpoint_b",
             "depends_on",
+            "dependencies",
             "error",
             "heartbeat_at",
             "code_version",
@@ -382,13 +540,19 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     # The metaclass takes the field off the class, so Serializer.errors stays as it is.
     errors = serializers.DictField(  # type: ignore[assignment]
-        required=False, help_text="messages by field, for 400s"
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="messages by field, for 400s (a nested field's nest the same way)",
     )
 
 
 class SelectionSerializer(serializers.ModelSerializer):
     workspace: serializers.SlugRelatedField[Workspace] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True
+    )
+    tags = TextsField(required=False)
+    polygon = PolygonField(
+        read_only=True, help_text="the lasso it was drawn with, in its projection's coordinates"
     )
 
     class Meta:

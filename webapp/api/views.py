@@ -33,6 +33,7 @@ from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
 from analysis.probes.families import FAMILIES
 from webapp.access import editable, editable_workspace
+from webapp.api import responses as r
 from webapp.api import serializers as s
 from webapp.api.parsers import BoundedJSONParser, ChunkParser
 from webapp.catalog import team, uploads
@@ -141,7 +142,7 @@ def _summary(errors: Any) -> str:
 
 
 ERRORS = {400: s.ErrorSerializer, 404: s.ErrorSerializer}
-AN_OBJECT = {"type": "object"}  # a raw schema: on a ``list`` action it becomes an array of them
+WORKSPACE = OpenApiParameter("workspace", str, description="only this workspace's (its slug)")
 
 
 def _documents_404(serializer: type[serializers.BaseSerializer]) -> Callable[[V], V]:
@@ -169,7 +170,7 @@ def _dataset_of(workspace: Workspace, pk: int | None) -> Dataset | None:
     return dataset
 
 
-def upload_state(upload: Upload) -> dict:
+def upload_state(upload: Upload, request: Request) -> dict:
     """An upload as the API shows it: its bytes (``offset`` of ``size`` received), its
     ``state`` (``open``, ``checking``, ``done``, ``failed``), its ``position`` among uploads
     waiting for a check (1 = next; null once a worker checks it), the ``error`` that refused
@@ -186,37 +187,39 @@ def upload_state(upload: Upload) -> dict:
         "max_chunk_size": uploads.MAX_CHUNK_SIZE,
         "position": uploads.position(upload),
         "error": upload.error,
-        "result": _catalog_item(result) if result is not None else None,
+        "result": _catalog_item(result, request) if result is not None else None,
     }
 
 
-def _catalog_item(obj: Dataset | Checkpoint) -> dict:
+def _catalog_item(obj: Dataset | Checkpoint, request: Request) -> dict:
     serializer = s.DatasetSerializer if isinstance(obj, Dataset) else s.CheckpointSerializer
-    return serializer(obj).data
+    return serializer(obj, context={"request": request}).data
 
 
-def _upload_answer(upload: Upload | None, found: Dataset | Checkpoint | Upload | None) -> Response:
+def _upload_answer(
+    request: Request, upload: Upload | None, found: Dataset | Checkpoint | Upload | None
+) -> Response:
     """The answer to an upload: what the same bytes already made (200: ``state`` done, the
     dataset or checkpoint as ``result``, ``id`` null: nothing to send or check), the upload of
     the same bytes being checked (200), or this upload (201 while it waits for its bytes,
     202 while a worker checks it)."""
     if isinstance(found, Upload):
-        return Response(upload_state(found), status=status.HTTP_200_OK)
+        return Response(upload_state(found, request), status=status.HTTP_200_OK)
     if found is not None:
         kind = Upload.Kind.DATASET if isinstance(found, Dataset) else Upload.Kind.CHECKPOINT
-        body = {"id": None, "state": "done", "kind": kind, "result": _catalog_item(found)}
+        result = _catalog_item(found, request)
+        body = {"id": None, "state": "done", "kind": kind, "result": result}
         return Response(body, status=status.HTTP_200_OK)
     assert upload is not None  # uploads.start makes one where nothing was found
     waiting = upload.state == Upload.State.CHECKING
     code = status.HTTP_202_ACCEPTED if waiting else status.HTTP_201_CREATED
-    return Response(upload_state(upload), status=code)
+    return Response(upload_state(upload, request), status=code)
 
 
-def _created(
-    serializer_class: type[serializers.BaseSerializer], obj: object, created: bool
-) -> Response:
+def _created(request: Request, run: Run, created: bool) -> Response:
+    """A run asked for: 201 when the request made it, 200 when it was there already."""
     code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return Response(serializer_class(obj).data, status=code)
+    return Response(s.RunSerializer(run, context={"request": request}).data, status=code)
 
 
 @_documents_404(s.WorkspaceSerializer)
@@ -258,7 +261,7 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(s.MemberSerializer(membership).data)
 
     @extend_schema(
-        request=s.InvitationRequestSerializer, responses={201: OpenApiTypes.OBJECT, **ERRORS}
+        request=s.InvitationRequestSerializer, responses={201: r.InvitationSerializer, **ERRORS}
     )
     @action(detail=True, methods=["post"])
     def invitations(self, request: Request, slug: str | None = None) -> Response:
@@ -284,6 +287,7 @@ class WorkspaceFilterMixin:
 
 
 @_documents_404(s.DatasetSerializer)
+@extend_schema_view(list=extend_schema(parameters=[WORKSPACE]))
 class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.DatasetSerializer
 
@@ -294,7 +298,7 @@ class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.Rea
 
     @extend_schema(
         request=s.DatasetUploadSerializer,
-        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, **ERRORS},
+        responses={200: r.UploadStateSerializer, 202: r.UploadStateSerializer, **ERRORS},
     )
     def create(self, request: Request) -> Response:
         """Upload a dataset in one request: 202 with the upload, which a worker checks
@@ -305,6 +309,7 @@ class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.Rea
         form.is_valid(raise_exception=True)
         data = form.validated_data
         return _upload_answer(
+            request,
             *uploads.receive(
                 _signed_in(request),
                 editable_workspace(request.user, data["workspace"]),
@@ -313,11 +318,12 @@ class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.Rea
                 data["file"].name,
                 name=data.get("name", ""),
                 description=data.get("description", ""),
-            )
+            ),
         )
 
 
 @_documents_404(s.CheckpointSerializer)
+@extend_schema_view(list=extend_schema(parameters=[WORKSPACE]))
 class CheckpointViewSet(
     WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
 ):
@@ -330,7 +336,7 @@ class CheckpointViewSet(
 
     @extend_schema(
         request=s.CheckpointUploadSerializer,
-        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, **ERRORS},
+        responses={200: r.UploadStateSerializer, 202: r.UploadStateSerializer, **ERRORS},
     )
     def create(self, request: Request) -> Response:
         """Upload a checkpoint in one request: TorchScript, safetensors with an architecture
@@ -343,6 +349,7 @@ class CheckpointViewSet(
         workspace = editable_workspace(request.user, data["workspace"])
         dataset = _dataset_of(workspace, data.get("dataset"))
         return _upload_answer(
+            request,
             *uploads.receive(
                 _signed_in(request),
                 workspace,
@@ -355,19 +362,33 @@ class CheckpointViewSet(
                 seed_group=data.get("seed_group", ""),
                 step=data.get("step"),
                 dataset=dataset.pk if dataset else None,
-            )
+            ),
         )
 
 
 @_documents_404(s.RunSerializer)
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            WORKSPACE,
+            OpenApiParameter("state", str, enum=Run.State.values, description="only runs in it"),
+            OpenApiParameter("kind", str, enum=Run.Kind.values, description="only runs of it"),
+        ],
+        responses={200: s.RunSerializer(many=True), 400: s.ErrorSerializer},
+    )
+)
 class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
+    """Runs, newest first."""
+
     serializer_class = s.RunSerializer
 
     def get_queryset(self) -> QuerySet:
         queryset = visible_to(Run, self.request.user).select_related("workspace")
         queryset = queryset.prefetch_related("depends_on")
-        for field in ("state", "kind"):
+        for field, choices in (("state", Run.State.values), ("kind", Run.Kind.values)):
             if value := self.request.query_params.get(field):
+                if value not in choices:
+                    raise BadInput(f"{field} must be one of {', '.join(choices)}")
                 queryset = queryset.filter(**{field: value})
         return self.filter_workspace(queryset)
 
@@ -376,11 +397,29 @@ class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         run = editable(Run, request.user, pk)
         run.cancel()
-        return Response(s.RunSerializer(run).data)
+        return Response(s.RunSerializer(run, context={"request": request}).data)
+
+
+ACTIVATION_FILE = (
+    "The activations as a NumPy .npy file (format 1.0; no pickled objects: "
+    "``numpy.load(f, allow_pickle=False)``): a C-order little-endian float32 array of shape "
+    "(n, d), the set's ``n`` and ``d``, one row per sample in the dataset's order. These are "
+    "the bytes stored, exactly: their sha256, header included, is the set's ``sha256``."
+)
 
 
 @_documents_404(s.ActivationSetSerializer)
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("checkpoint", int, description="only this checkpoint's sets"),
+            OpenApiParameter("dataset", int, description="only sets over this dataset"),
+        ]
+    )
+)
 class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
+    """Stored activations: one layer of a checkpoint over a dataset, with one pooling."""
+
     serializer_class = s.ActivationSetSerializer
 
     def get_queryset(self) -> QuerySet:
@@ -394,6 +433,16 @@ class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
             if value := self.request.query_params.get(field):
                 queryset = queryset.filter(**{f"{field}_id": _int_or_400(field, value)})
         return queryset.order_by("id")
+
+    @extend_schema(
+        description=ACTIVATION_FILE,
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: s.ErrorSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def values(self, request: Request, pk: str | None = None) -> HttpResponseBase:
+        """The activations as a .npy file (n × d float32, dataset order)."""
+        activation = self.get_object()
+        return blob_download(activation.blob, f"activations-{activation.pk}.npy")
 
 
 class ExtractionViewSet(viewsets.GenericViewSet):
@@ -412,7 +461,7 @@ class ExtractionViewSet(viewsets.GenericViewSet):
             data.get("layers"),
             data["pooling"],
         )
-        return _created(s.RunSerializer, run, created)
+        return _created(request, run, created)
 
 
 class ComparisonViewSet(viewsets.GenericViewSet):
@@ -439,9 +488,9 @@ class ComparisonViewSet(viewsets.GenericViewSet):
             measure_params=data.get("measure_params"),
             **parameters_in(Run.Kind.COMPARE, data),
         )
-        return _created(s.RunSerializer, run, created)
+        return _created(request, run, created)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    @extend_schema(responses={200: r.ComparisonMatrixSerializer, 404: s.ErrorSerializer})
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """The layer × layer matrix with baselines and provenance (cells are null until the
         run has scored them)."""
@@ -469,9 +518,9 @@ class ModelMatrixViewSet(viewsets.GenericViewSet):
             measure_params=data.get("measure_params"),
             **parameters_in(Run.Kind.MODEL_MATRIX, data),
         )
-        return _created(s.RunSerializer, run, created)
+        return _created(request, run, created)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    @extend_schema(responses={200: r.ModelMatrixSerializer, 404: s.ErrorSerializer})
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """The model × model matrix in hierarchical order, with baselines and provenance."""
         return Response(model_matrix(self.get_object()))
@@ -500,9 +549,9 @@ class AlignmentViewSet(viewsets.GenericViewSet):
             data["layer_b"],
             **parameters_in(Run.Kind.ALIGN, data),
         )
-        return _created(s.RunSerializer, run, created)
+        return _created(request, run, created)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    @extend_schema(responses={200: r.AlignmentSummarySerializer, 404: s.ErrorSerializer})
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """Held-out R², shuffled-pairs R², retrieval and provenance (404 until it finished)."""
         run = self.get_object()
@@ -542,9 +591,9 @@ class CompatibilityViewSet(viewsets.GenericViewSet):
             data["layer"],
             **parameters_in(Run.Kind.COMPATIBILITY, data),
         )
-        return _created(s.RunSerializer, run, created)
+        return _created(request, run, created)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    @extend_schema(responses={200: r.CompatibilityMatrixSerializer, 404: s.ErrorSerializer})
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """The matrix C[i][j] (null above the diagonal and until the run finished), the
         criteria of every pair, AC, AM, negative flips and provenance."""
@@ -567,7 +616,7 @@ class ProjectionViewSet(viewsets.GenericViewSet):
         checkpoint = editable(Checkpoint, user, data.pop("checkpoint"))
         dataset = editable(Dataset, user, data.pop("dataset"))
         run, created = request_projection(user, checkpoint, dataset, **data)
-        return _created(s.RunSerializer, run, created)
+        return _created(request, run, created)
 
     def _finished(self) -> Run:
         run = self.get_object()
@@ -575,7 +624,7 @@ class ProjectionViewSet(viewsets.GenericViewSet):
             raise NotFound(f"run {run.pk} is {run.state}: no coordinates yet")
         return run
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    @extend_schema(responses={200: r.ProjectionSerializer, 404: s.ErrorSerializer})
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """Method, parameters, estimator and where to fetch the coordinates (binary)."""
         run = self._finished()
@@ -613,7 +662,7 @@ class ProjectionViewSet(viewsets.GenericViewSet):
             OpenApiParameter("other", int, required=True, description="projection, same dataset"),
             OpenApiParameter("k", int, description="neighbourhood size (default 10)"),
         ],
-        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+        responses={200: r.AgreementSerializer, **ERRORS},
     )
     @action(detail=True, methods=["get"])
     def agreement(self, request: Request, pk: str | None = None) -> Response:
@@ -659,16 +708,16 @@ class AlignedProjectionViewSet(viewsets.GenericViewSet):
         ]
         dataset = editable(Dataset, user, data.pop("dataset"))
         run, created = request_aligned_projections(user, spaces, dataset, **data)
-        return _created(s.RunSerializer, run, created)
+        return _created(request, run, created)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    @extend_schema(responses={200: r.AlignedProjectionsSerializer, 404: s.ErrorSerializer})
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """The run and, once it has finished, the projection of each space, in order (each
         is a projection: ``/api/v1/projections/<id>/``)."""
         run = self.get_object()
         return Response(
             {
-                "run": s.RunSerializer(run).data,
+                "run": s.RunSerializer(run, context={"request": request}).data,
                 "projections": [
                     {"id": m.pk, "checkpoint": m.checkpoint_id, "layer": m.params["layer"]}
                     for m in aligned_members(run)
@@ -700,9 +749,9 @@ class ProbeViewSet(viewsets.GenericViewSet):
             data.get("families"),
             data["seed"],
         )
-        return _created(s.RunSerializer, run, created)
+        return _created(request, run, created)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    @extend_schema(responses={200: r.ProbeSummarySerializer, 404: s.ErrorSerializer})
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """Every statistic of every family by layer and magnitude (empty until finished)."""
         return Response(probe_summary(self.get_object()))
@@ -724,7 +773,7 @@ class TransformationViewSet(viewsets.ViewSet):
     """The registered transformation families: modality, unit, default magnitudes, whether
     continuous (a Lie derivative exists), the induced action on feature maps (keys stable)."""
 
-    @extend_schema(responses={200: AN_OBJECT})
+    @extend_schema(responses={200: r.TransformationSerializer(many=True)})
     def list(self, request: Request) -> Response:
         return Response(
             [
@@ -754,12 +803,20 @@ class WorkersView(APIView):
 class MeasureViewSet(viewsets.ViewSet):
     """The registered measures with their declared properties (ids are stable)."""
 
-    @extend_schema(responses={200: AN_OBJECT})
+    @extend_schema(responses={200: r.MeasureSerializer(many=True)})
     def list(self, request: Request) -> Response:
         return Response([measure.describe() for measure in MEASURES.values()])
 
 
 @extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            WORKSPACE,
+            OpenApiParameter("dataset", int, description="only selections of this dataset"),
+            OpenApiParameter("tag", str, description="only selections with this tag"),
+            OpenApiParameter("named", bool, description="true: only selections with a name"),
+        ]
+    ),
     retrieve=extend_schema(responses={200: s.SelectionSerializer, 404: s.ErrorSerializer}),
     partial_update=extend_schema(responses={200: s.SelectionSerializer, **ERRORS}),
     destroy=extend_schema(responses={204: None, 404: s.ErrorSerializer}),
@@ -823,7 +880,7 @@ class SelectionViewSet(
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
         serializer.save(tags=clean_tags(serializer.validated_data.get("tags", [])))
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    @extend_schema(responses={200: r.IndicesSerializer, 404: s.ErrorSerializer})
     @action(detail=True, methods=["get"])
     def indices(self, request: Request, pk: str | None = None) -> Response:
         """The selected sample indices, ascending."""
@@ -878,7 +935,7 @@ class UploadViewSet(viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet:
         return Upload.objects.filter(workspace__in=editable_workspaces_of(self.request.user))
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, **ERRORS})
+    @extend_schema(responses={200: r.UploadStateSerializer, 201: r.UploadStateSerializer, **ERRORS})
     def create(self, request: Request) -> Response:
         """Declare a file (201: send its bytes); 200 with the existing dataset or checkpoint
         when the same bytes are already in the workspace, or with the upload of them being
@@ -890,15 +947,16 @@ class UploadViewSet(viewsets.GenericViewSet):
         kind, filename = data.pop("kind"), data.pop("filename")
         size, sha256 = data.pop("size"), data.pop("sha256")
         return _upload_answer(
-            *uploads.start(_signed_in(request), workspace, kind, filename, size, sha256, **data)
+            request,
+            *uploads.start(_signed_in(request), workspace, kind, filename, size, sha256, **data),
         )
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: s.ErrorSerializer})
+    @extend_schema(responses={200: r.UploadStateSerializer, 404: s.ErrorSerializer})
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """Where to resume (``offset`` bytes have been received), and then how the check
         goes: ``state`` checking (with ``position``), done (with ``result``) or failed (with
         ``error``)."""
-        return Response(upload_state(self.get_object()))
+        return Response(upload_state(self.get_object(), request))
 
     @extend_schema(
         request={"application/octet-stream": OpenApiTypes.BINARY},
@@ -907,7 +965,7 @@ class UploadViewSet(viewsets.GenericViewSet):
                 "Content-Range", str, OpenApiParameter.HEADER, description="bytes a-b/size"
             )
         ],
-        responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, **ERRORS},
+        responses={200: r.UploadStateSerializer, 409: r.UploadConflictSerializer, **ERRORS},
     )
     def update(self, request: Request, pk: str | None = None) -> Response:
         """Append the bytes ``a``…``b`` (``a`` must equal the offset; 409 says where to
@@ -925,10 +983,11 @@ class UploadViewSet(viewsets.GenericViewSet):
             return Response(
                 {"detail": str(err), "offset": err.offset}, status=status.HTTP_409_CONFLICT
             )
-        return Response(upload_state(upload))
+        return Response(upload_state(upload, request))
 
     @extend_schema(
-        request=None, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, **ERRORS}
+        request=None,
+        responses={200: r.UploadStateSerializer, 202: r.UploadStateSerializer, **ERRORS},
     )
     @action(detail=True, methods=["post"])
     def complete(self, request: Request, pk: str | None = None) -> Response:
@@ -937,7 +996,7 @@ class UploadViewSet(viewsets.GenericViewSet):
         upload = uploads.complete(self.get_object())
         waiting = upload.state == Upload.State.CHECKING
         code = status.HTTP_202_ACCEPTED if waiting else status.HTTP_200_OK
-        return Response(upload_state(upload), status=code)
+        return Response(upload_state(upload, request), status=code)
 
     @extend_schema(responses={204: None, 404: s.ErrorSerializer})
     def destroy(self, request: Request, pk: str | None = None) -> Response:

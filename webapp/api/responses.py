@@ -1,0 +1,389 @@
+"""The shapes of the JSON bodies that views build from a service's dict (a result matrix, an
+upload's state, a probe's statistics…), declared for the OpenAPI schema only: the views answer
+with the services' dicts as they are, and ``tests/webapp/test_schema.py`` checks real answers
+against these shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from webapp.api import serializers as s
+from webapp.api.serializers import ValueField
+from webapp.catalog.models import Upload
+from webapp.runs.models import Run
+
+# ---------------------------------------------------------------------------- building blocks
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def numbers(help_text: str = "", null: bool = True, **kwargs: Any) -> serializers.ListField:
+    """A list of numbers, each possibly null (not computed, or not defined)."""
+    child = serializers.FloatField(allow_null=null)
+    return serializers.ListField(child=child, help_text=help_text, **kwargs)
+
+
+def grid(help_text: str, **kwargs: Any) -> serializers.ListField:
+    """A matrix of numbers (``[row][column]``), null in the cells without one."""
+    return serializers.ListField(child=numbers(), help_text=help_text, **kwargs)
+
+
+def texts(help_text: str = "", **kwargs: Any) -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(), help_text=help_text, **kwargs)
+
+
+def pairs(child: serializers.Field, help_text: str) -> serializers.DictField:
+    """Values by pair of series positions, keyed ``"i,j"`` (i > j: the newer model first)."""
+    return serializers.DictField(child=child, help_text=f'{help_text}; keyed "i,j", i > j')
+
+
+def interval(**kwargs: Any) -> serializers.ListField:
+    return numbers(null=False, min_length=2, max_length=2, **kwargs)
+
+
+class NamedSerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="null where it names a role")
+    name = serializers.CharField()
+
+
+# ---------------------------------------------------------------------------- catalog, uploads
+
+
+class ParameterSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["int", "float", "choice", "floats"])
+    default = ValueField()
+    help = serializers.CharField()
+    minimum = serializers.FloatField(allow_null=True)
+    maximum = serializers.FloatField(allow_null=True)
+    exclusive_minimum = serializers.BooleanField()
+    choices = texts("the values a choice takes")
+    nullable = serializers.BooleanField(help_text="null is accepted, meaning what help says")
+    labels = texts("a readable name for each choice, in order")
+
+
+class MeasureSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="stable, e.g. cka/linear")
+    name = serializers.CharField()
+    reference = serializers.CharField()
+    range = numbers("the values it can take: [low, high]", null=False)
+    larger_is_more_similar = serializers.BooleanField()
+    symmetric = serializers.BooleanField()
+    metric = serializers.BooleanField(help_text="a distance satisfying the triangle inequality")
+    invariant_to = texts("transformations of either space that leave it unchanged")
+    parameters = ParameterSerializer(many=True)
+
+
+class TransformationSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="stable, e.g. image/rotation")
+    title = serializers.CharField()
+    modality = serializers.CharField()
+    unit = serializers.CharField(help_text="the unit of the magnitude t")
+    magnitudes = numbers("the default grid, ascending, from 0 (the identity)", null=False)
+    continuous = serializers.BooleanField(help_text="a Lie derivative exists")
+    induced = serializers.CharField(
+        allow_null=True, help_text="the action on convolutional feature maps, if any"
+    )
+
+
+class UploadStateSerializer(serializers.Serializer):
+    """An upload, or (``id`` null, ``state`` done) the dataset or checkpoint that the same
+    bytes already made in the workspace: then only ``id``, ``state``, ``kind`` and
+    ``result`` are given."""
+
+    id = serializers.UUIDField(allow_null=True, help_text="null when nothing is to be sent")
+    kind = serializers.ChoiceField(choices=Upload.Kind.choices)
+    filename = serializers.CharField(required=False)
+    state = serializers.ChoiceField(choices=Upload.State.choices)
+    offset = serializers.IntegerField(required=False, help_text="bytes received: resume here")
+    size = serializers.IntegerField(required=False, help_text="bytes of the whole file")
+    chunk_size = serializers.IntegerField(required=False, help_text="suggested bytes per PUT")
+    max_chunk_size = serializers.IntegerField(required=False, help_text="largest PUT taken")
+    position = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="among uploads waiting for a check (1 = next); null once a worker checks it",
+    )
+    error = serializers.CharField(required=False, help_text="why it was refused (failed)")
+    result = serializers.SerializerMethodField(help_text="what it made, once done")
+
+    @extend_schema_field({"oneOf": [_ref("Dataset"), _ref("Checkpoint")], "nullable": True})
+    def get_result(self, upload: Any) -> dict | None:  # pragma: no cover - for the schema
+        return None
+
+
+class UploadConflictSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    offset = serializers.IntegerField(help_text="bytes received: send from here")
+
+
+class InvitationSerializer(serializers.Serializer):
+    url = serializers.URLField(help_text="the one-use link to give to the person invited")
+    role = serializers.ChoiceField(choices=["owner", "editor", "viewer"])
+    expires_at = serializers.DateTimeField()
+
+
+class IndicesSerializer(serializers.Serializer):
+    indices = serializers.ListField(
+        child=serializers.IntegerField(min_value=0), help_text="sample indices, ascending"
+    )
+
+
+# ---------------------------------------------------------------------------- results
+
+
+class MatrixProvenanceSerializer(serializers.Serializer):
+    pooling = serializers.CharField()
+    n_permutations = serializers.IntegerField()
+    baseline = serializers.CharField(help_text="what the baseline is")
+    n_bootstrap = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    code_version = serializers.CharField()
+
+
+class ComparisonMatrixSerializer(serializers.Serializer):
+    """A layer × layer matrix (rows: layers of A, columns: layers of B); every grid is
+    ``[row][column]`` and null where the pair is not scored yet."""
+
+    run = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=Run.State.choices)
+    measure = MeasureSerializer()
+    dataset = NamedSerializer()
+    checkpoint_a = NamedSerializer()
+    checkpoint_b = NamedSerializer()
+    layers_a = texts("the rows")
+    layers_b = texts("the columns")
+    value = grid("the measure's value")
+    baseline = grid("mean under permutations of the samples (chance level)")
+    baseline_std = grid("its standard deviation")
+    ci_low = grid("95 % bootstrap interval, low end (null without bootstrap)")
+    ci_high = grid("95 % bootstrap interval, high end")
+    estimator = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField(allow_null=True)),
+        help_text="how each value was estimated",
+    )
+    d_a = serializers.ListField(child=serializers.IntegerField(allow_null=True))
+    d_b = serializers.ListField(child=serializers.IntegerField(allow_null=True))
+    n = serializers.IntegerField(help_text="samples")
+    provenance = MatrixProvenanceSerializer()
+    baseline_warning_threshold = serializers.FloatField()
+    warnings = texts()
+
+
+class ModelMatrixSerializer(ComparisonMatrixSerializer):
+    """Model × model at one layer: rows and columns are checkpoints (``layers_a`` and
+    ``layers_b`` hold their names), in hierarchical order once every cell is scored."""
+
+    checkpoints = NamedSerializer(many=True, help_text="rows and columns, in order")
+    layer = serializers.CharField()
+
+
+class CompatibilityMeasureSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="retrieval/<criterion>")
+    name = serializers.CharField()
+    range = numbers(null=False)
+    larger_is_more_similar = serializers.BooleanField()
+
+
+class CompatibilityResultSerializer(serializers.Serializer):
+    """Series positions i, j index ``checkpoints``; matrices are ``[queries][gallery]``,
+    null where the two widths differ."""
+
+    names = texts()
+    criterion = serializers.ChoiceField(choices=["top1", "top5", "mean_ap"])
+    top1 = grid("top-1 accuracy")
+    top5 = grid("top-5 accuracy")
+    mean_ap = grid("mean average precision")
+    ecc = pairs(serializers.BooleanField(), "M(i, j) > M(j, j)")
+    update_gain = pairs(
+        serializers.FloatField(allow_null=True),
+        "share of the new model's own improvement kept with the old gallery",
+    )
+    ac = serializers.FloatField(allow_null=True)
+    am = serializers.FloatField(allow_null=True)
+    flips = pairs(
+        serializers.ListField(child=serializers.IntegerField()),
+        "query positions that the old pair found and the new pair does not (negative flips)",
+    )
+    n_queries = serializers.IntegerField()
+    n_gallery = serializers.IntegerField()
+    warnings = texts()
+    difference = pairs(serializers.FloatField(allow_null=True), "M(i, j) − M(j, j)")
+    ci_low = grid("95 % bootstrap interval over queries, low end")
+    ci_high = grid("high end")
+    difference_ci = pairs(interval(allow_null=True), "95 % interval of the difference")
+    update_gain_ci = pairs(interval(allow_null=True), "95 % interval of the update gain")
+    ac_ci = interval(allow_null=True)
+    am_ci = interval(allow_null=True)
+    verdict = pairs(serializers.CharField(), "what the difference's interval says")
+    chance = serializers.DictField(
+        child=serializers.FloatField(), help_text="each criterion under a random ranking"
+    )
+    n_bootstrap = serializers.IntegerField()
+    seed = serializers.IntegerField()
+
+
+class CompatibilityProvenanceSerializer(serializers.Serializer):
+    layer = serializers.CharField()
+    pooling = serializers.CharField()
+    metric = serializers.CharField()
+    criterion = serializers.CharField()
+    query_fraction = serializers.FloatField()
+    seed = serializers.IntegerField()
+    code_version = serializers.CharField()
+
+
+class CompatibilityMatrixSerializer(serializers.Serializer):
+    """C[i][j] = the criterion with queries embedded by model i and the gallery by model j
+    (i ≥ j; null above the diagonal and until the run finished)."""
+
+    run = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=Run.State.choices)
+    measure = CompatibilityMeasureSerializer()
+    dataset = NamedSerializer()
+    checkpoints = NamedSerializer(many=True, help_text="the series, oldest first")
+    layers_a = texts("the rows: the checkpoints' names")
+    layers_b = texts("the columns: the checkpoints' names")
+    value = grid("C", allow_null=True)
+    checkpoint_a = NamedSerializer()
+    checkpoint_b = NamedSerializer()
+    result = CompatibilityResultSerializer(allow_null=True, help_text="null until finished")
+    query_indices = serializers.ListField(
+        child=serializers.IntegerField(), allow_null=True, help_text="the samples used as queries"
+    )
+    provenance = CompatibilityProvenanceSerializer()
+
+
+class AlignmentProvenanceSerializer(serializers.Serializer):
+    method = serializers.CharField(required=False)
+    code_version = serializers.CharField()
+
+
+class AlignmentSummarySerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    method = serializers.CharField()
+    estimator = serializers.CharField()
+    checkpoint_a = NamedSerializer()
+    checkpoint_b = NamedSerializer()
+    dataset = NamedSerializer()
+    layer_a = serializers.CharField()
+    layer_b = serializers.CharField()
+    n_train = serializers.IntegerField()
+    n_test = serializers.IntegerField()
+    d_a = serializers.IntegerField()
+    d_b = serializers.IntegerField()
+    r2 = serializers.FloatField(help_text="held-out R² of the map from A to B")
+    r2_shuffled = serializers.FloatField(help_text="the same map fitted on shuffled pairs")
+    retrieval_top1 = serializers.FloatField()
+    retrieval_top5 = serializers.FloatField()
+    retrieval_chance_top1 = serializers.FloatField()
+    warnings = texts()
+    provenance = serializers.DictField(
+        child=ValueField(), help_text="the alignment's parameters and code_version"
+    )
+
+
+class ProbeMeasureSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    range = numbers(null=False)
+    definition = serializers.CharField()
+
+
+class ProbeRowSerializer(serializers.Serializer):
+    layer = serializers.CharField()
+    lie = serializers.FloatField(allow_null=True, help_text="Lie derivative (continuous only)")
+    transform_r2 = serializers.FloatField(allow_null=True)
+    invariance = serializers.FloatField(allow_null=True, help_text="at the largest magnitude")
+    learned = serializers.FloatField(allow_null=True, help_text="learned-map R², largest t")
+    identity = serializers.FloatField(allow_null=True, help_text="identity-map R², largest t")
+    shuffled = serializers.FloatField(allow_null=True, help_text="shuffled-pairs R², largest t")
+
+
+class ShareAtSerializer(serializers.Serializer):
+    t = serializers.FloatField()
+    share = serializers.FloatField()
+
+
+class FamilyStatisticsSerializer(serializers.Serializer):
+    """One family's statistics as the worker stored them: lists ``[layer][magnitude]``."""
+
+    family = serializers.CharField()
+    magnitudes = numbers(null=False)
+    layers = texts()
+    invariance = grid("see measures.invariance")
+    equivariance_r2 = grid("see measures.equivariance_r2")
+    identity_r2 = grid("see measures.identity_r2")
+    shuffled_r2 = grid("see measures.shuffled_r2")
+    structured_error = grid("see measures.structured_error")
+    lie_derivative = numbers("[layer]; continuous families only", allow_null=True)
+    transform_r2 = numbers("[layer]")
+    consistency = numbers("[magnitude]: share of samples whose top class holds")
+    warnings = texts()
+
+
+class ProbeOverlaySerializer(FamilyStatisticsSerializer):
+    run = serializers.IntegerField()
+    checkpoint = serializers.CharField()
+
+
+class ProbeFamilySerializer(FamilyStatisticsSerializer):
+    key = serializers.CharField()
+    title = serializers.CharField()
+    unit = serializers.CharField()
+    continuous = serializers.BooleanField()
+    induced = serializers.CharField(allow_null=True)
+    rows = ProbeRowSerializer(many=True, help_text="one per layer")
+    consistency_by_t = ShareAtSerializer(many=True)
+    overlays = ProbeOverlaySerializer(many=True, help_text="the same family of other runs")
+
+
+class ProbeSummarySerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    checkpoint = serializers.CharField()
+    dataset = serializers.CharField()
+    measures = serializers.DictField(
+        child=ProbeMeasureSerializer(), help_text="the statistics, by key: name and definition"
+    )
+    families = ProbeFamilySerializer(many=True, help_text="empty until the run finished")
+
+
+class ProjectionSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    checkpoint = serializers.IntegerField()
+    dataset = serializers.IntegerField()
+    layer = serializers.CharField()
+    pooling = serializers.CharField()
+    method = serializers.CharField(help_text="pca, umap or tsne")
+    parameters = serializers.DictField(child=ValueField())
+    estimator = serializers.CharField()
+    explained_variance = numbers("PCA: share of variance of each axis", allow_null=True)
+    n = serializers.IntegerField(help_text="points")
+    coordinates = serializers.URLField(help_text="where to fetch them (binary)")
+    format = serializers.CharField(help_text="how the coordinates are encoded")
+    warnings = texts()
+    code_version = serializers.CharField()
+
+
+class AgreementSerializer(serializers.Serializer):
+    projection = serializers.IntegerField()
+    other = serializers.IntegerField()
+    k = serializers.IntegerField()
+    mean_agreement = serializers.FloatField()
+    agreement = numbers("per sample, dataset order: Jaccard of the k nearest neighbours")
+    displacement = numbers("per sample, dataset order: movement between the two pictures")
+
+
+class AlignedMemberSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="a projection: /api/v1/projections/<id>/")
+    checkpoint = serializers.IntegerField()
+    layer = serializers.CharField()
+
+
+class AlignedProjectionsSerializer(serializers.Serializer):
+    run = s.RunSerializer()
+    projections = AlignedMemberSerializer(many=True, help_text="in order; empty until finished")
