@@ -143,6 +143,20 @@ def torchscript_mlp_bytes(seed: int, hidden=(32, 16)) -> bytes:
     return buffer.getvalue()
 
 
+def nudged_mlp_bytes(seed: int, scale: float) -> bytes:
+    """The MLP of ``torchscript_mlp_bytes(seed)`` with every weight moved by ``scale`` × N(0, 1):
+    another checkpoint whose embeddings retrieve almost exactly as the original's do."""
+    torch.manual_seed(seed)
+    model = mlp(64, [32, 16], 10)
+    generator = torch.Generator().manual_seed(99)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter += scale * torch.randn(parameter.shape, generator=generator)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(model), buffer)
+    return buffer.getvalue()
+
+
 @pytest.fixture
 def digits_npz() -> bytes:
     return digits_npz_bytes()

@@ -6,13 +6,16 @@ import io
 
 import numpy as np
 import pytest
-import torch
 
 from analysis.errors import InputError
 from analysis.measures.alignment import fit_alignment
 from analysis.measures.compatibility import query_gallery_split, retrieval
-from analysis.models.architectures import mlp
-from tests.conftest import api_client_for, checkpoint_from, run_with_dependencies
+from tests.conftest import (
+    api_client_for,
+    checkpoint_from,
+    nudged_mlp_bytes,
+    run_with_dependencies,
+)
 from webapp.catalog.ingest import ingest_dataset
 from webapp.catalog.models import ActivationSet
 from webapp.runs.models import Run
@@ -175,20 +178,6 @@ def test_compatibility_page_and_api(client, owner, outsider, digits, ckpt_a, ckp
     client.force_login(outsider)
     assert client.get(f"/compatibility/{run.pk}/").status_code == 404
     assert api_client_for(outsider).get(f"/api/v1/compatibility/{run.pk}/").status_code == 404
-
-
-def nudged_mlp_bytes(seed: int, scale: float) -> bytes:
-    """The MLP of ``torchscript_mlp_bytes(seed)`` with every weight moved by ``scale`` × N(0, 1):
-    another checkpoint whose embeddings retrieve almost exactly as the original's do."""
-    torch.manual_seed(seed)
-    model = mlp(64, [32, 16], 10)
-    generator = torch.Generator().manual_seed(99)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter += scale * torch.randn(parameter.shape, generator=generator)
-    buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(model), buffer)
-    return buffer.getvalue()
 
 
 def test_an_update_that_changes_nothing_is_not_distinguishable(
