@@ -137,7 +137,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"  # collectstatic output; pages also serve from finders
+STATIC_ROOT = VAR_DIR / "static"  # collectstatic output, which WhiteNoise serves
 STATIC_ROOT.mkdir(exist_ok=True)
 # Front-end files, vendored ones (plotly.js) included: served from here, never from a CDN.
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -151,7 +151,9 @@ STORAGES: dict[str, dict[str, Any]] = {
             ("django.core.files.storage.FileSystemStorage", "storages.backends.s3.S3Storage"),
         )
     },
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # collectstatic (the web image, `make demo`) writes each file under a name with a hash of
+    # its content, cached by browsers for a year, and compressed beside it (webapp/static.py).
+    "staticfiles": {"BACKEND": "webapp.static.StaticStorage"},
 }
 if STORAGES["default"]["BACKEND"] == S3_STORAGE:
     # Blobs and upload chunks in an S3-compatible bucket (AWS, MinIO, SeaweedFS, Ceph...)
@@ -179,7 +181,9 @@ REPLENS_PRESIGNED_DOWNLOADS = env_bool("REPLENS_PRESIGNED_DOWNLOADS", False)
 REPLENS_PRESIGNED_EXPIRY_S = env_int("REPLENS_PRESIGNED_EXPIRY_S", 300, minimum=1)
 if REPLENS_PRESIGNED_DOWNLOADS and STORAGES["default"]["BACKEND"] != S3_STORAGE:
     raise ImproperlyConfigured(f"REPLENS_PRESIGNED_DOWNLOADS needs STORAGE_BACKEND={S3_STORAGE}")
-WHITENOISE_USE_FINDERS = True
+# Pages name the collected files; until collectstatic has run (tests, a first `runserver`)
+# they name the sources, which the test server and DEBUG's runserver serve themselves.
+WHITENOISE_MANIFEST_STRICT = False
 
 # Uploads larger than this stream to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

@@ -255,6 +255,9 @@ def build_world() -> SimpleNamespace:
         request_aligned_projections(owner, [(a, "block1"), (b, "block1")], d, method="pca")[0]
     )
     w.probe = _finished(request_probe(owner, a, d, ["block1", "head"], families=PROBE_FAMILIES)[0])
+    # A sample the probe page shows at 90°, so the run kept its preview.
+    kept = w.probe.probe_results.get(family="image/rotation").previews.load_arrays()
+    w.previewed = int(kept["index"][kept["magnitude"] == 1][0])
     # One run left queued (never run here): what cancelling can change.
     w.queued, _ = request_extraction(owner, b, d, ["head"], "flatten")
     w.selection = select_indices(owner, d, range(0, 20, 2), f"odd ones {SCRIPT}", [IMG, QUOTE])
@@ -402,6 +405,8 @@ def ref(w, value):
     if not (isinstance(value, str) and value.startswith("@")):
         return value
     obj = getattr(w, value[1:])
+    if isinstance(obj, int):  # a sample index
+        return obj
     return obj.slug if isinstance(obj, Workspace) else obj.pk
 
 
@@ -713,7 +718,8 @@ PAGES: dict[str, Spec] = {
         at(pk="@probe", _query={"family": "image/rotation", "layer": 0, "t": 1}), **RUN_PK
     ),
     "probe-sample": Spec(
-        at(pk="@probe", index=0, _query={"family": "image/rotation", "t": 90.0}), **RUN_PK
+        at(pk="@probe", index="@previewed", _query={"family": "image/rotation", "t": 90.0}),
+        **RUN_PK,
     ),
     "run": Spec(_runs, htmx_ok=(200, 286), **RUN_PK),
     "cancel-run": Spec(

@@ -1,7 +1,7 @@
 // @ts-check
 // Heatmap island (layer × layer, model × model, query model × gallery model): draws every [data-heatmap] element from the JSON the server
 // embedded with json_script. Runs on page load and on every htmx swap.
-// Plotly is the classic script plotly/plotly.min.js, loaded before this module.
+// Plotly is the classic script plotly/plotly-cartesian.min.js, loaded before this module.
 
 import { figure } from "./figure.js";
 

@@ -2,7 +2,7 @@
 // Probe page islands: for each family (the json_script named by data-probe, families[data-index]) a layer × magnitude
 // heatmap of the statistic its section's select names (its definition written under the select), and invariance over depth, one curve per magnitude, other
 // checkpoints' runs dashed. Sets data-drawn="true" on each plot once drawn. Runs on page load and every htmx swap.
-// Plotly is the classic script plotly/plotly.min.js, loaded before this module.
+// Plotly is the classic script plotly/plotly-cartesian.min.js, loaded before this module.
 
 import { curvesFigure, heatmapFigure } from "./figure.js";
 

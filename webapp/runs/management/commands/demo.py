@@ -21,6 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, addr: str, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)  # hashed and compressed
         call_command("build_demo")
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         log_path = settings.VAR_DIR / "worker.log"
