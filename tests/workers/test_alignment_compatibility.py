@@ -274,6 +274,15 @@ def test_alignment_and_compatibility_export_as_csv(client, owner, outsider, digi
         result["flips"]["1,0"]
     )
     assert new_old["layer"] == "block2" and new_old["criterion"] == "top1"
+    low, high = result["difference_ci"]["1,0"]
+    assert (float(new_old["difference_ci_low"]), float(new_old["difference_ci_high"])) == (
+        low,
+        high,
+    )
+    assert new_old["verdict"] == result["verdict"]["1,0"]
+    assert float(new_old["criterion_ci_low"]) == result["ci_low"][1][0]
+    assert float(new_old["chance_top1"]) == result["chance"]["top1"]
+    assert new_old["n_bootstrap"] == "1000"
     assert cells[(ckpt_a.name, ckpt_b.name)]["ecc"] == ""  # only (new, old) pairs have criteria
     client.force_login(outsider)
     assert client.get(f"/compatibility/{series.pk}/matrix.csv").status_code == 404

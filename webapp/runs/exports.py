@@ -124,23 +124,44 @@ COMPATIBILITY_CONTEXT = [
 
 
 def compatibility_table(run: Run) -> Table:
-    """Every (query model, gallery model) cell with the three retrieval scores, the criteria
-    of (new, old) pairs and the run's provenance."""
+    """Every (query model, gallery model) cell with the three retrieval scores and the 95 %
+    bootstrap interval of the run's criterion, the criteria of (new, old) pairs with their
+    intervals and verdict, the chance levels and the run's provenance."""
     matrix = compatibility_matrix(run)
     if matrix["result"] is None:
         raise InputError("this compatibility run has no results yet")
     result, provenance = matrix["result"], matrix["provenance"]
-    header = ["query_model", "gallery_model", "top1", "top5", "mean_ap", "ecc", "update_gain"]
-    header += ["negative_flips", "n_queries", "n_gallery", "dataset", *COMPATIBILITY_CONTEXT]
+    header = ["query_model", "gallery_model", "top1", "top5", "mean_ap"]
+    header += ["criterion_ci_low", "criterion_ci_high"]
+    header += ["ecc", "difference", "difference_ci_low", "difference_ci_high", "verdict"]
+    header += ["update_gain", "update_gain_ci_low", "update_gain_ci_high", "negative_flips"]
+    header += ["chance_top1", "chance_top5", "chance_mean_ap", "n_bootstrap"]
+    header += ["n_queries", "n_gallery", "dataset", *COMPATIBILITY_CONTEXT]
     names = result["names"]
+    # results stored before the bootstrap have no intervals, verdicts or chance levels
+    chance = result.get("chance", {})
+    low, high = result.get("ci_low"), result.get("ci_high")
+
+    def pair(field: str, key: str) -> list:
+        """A pair's value of ``field`` and the two ends of its interval (blank where none)."""
+        interval = result.get(f"{field}_ci", {}).get(key) or ["", ""]
+        value = result.get(field, {}).get(key)
+        return ["" if value is None else value, *interval]
 
     def row(i: int, j: int) -> list:
         key = f"{i},{j}"
+        cell = [low[i][j], high[i][j]] if low and high else [None, None]
         return (
             [names[i], names[j]]
             + [result[m][i][j] for m in ("top1", "top5", "mean_ap")]
-            + [result["ecc"].get(key, ""), result["update_gain"].get(key, "")]
+            + ["" if end is None else end for end in cell]
+            + [result["ecc"].get(key, "")]
+            + pair("difference", key)
+            + [result.get("verdict", {}).get(key, "")]
+            + pair("update_gain", key)
             + [len(result["flips"][key]) if key in result["flips"] else ""]
+            + [chance.get(m, "") for m in ("top1", "top5", "mean_ap")]
+            + [result.get("n_bootstrap", "")]
             + [result["n_queries"], result["n_gallery"], run.dataset.name]
             + [provenance[k] for k in COMPATIBILITY_CONTEXT]
         )
