@@ -345,9 +345,10 @@ def ghost(model) -> Any:
 def fingerprint() -> tuple:
     """Everything a refused write could have changed."""
     return (
-        list(Run.objects.order_by("pk").values_list("pk", "state")),
+        list(Run.objects.order_by("pk").values_list("pk", "state", "name")),
+        list(Workspace.objects.order_by("pk").values_list("pk", "name", "archived_at")),
         list(Dataset.objects.order_by("pk").values_list("pk", "name")),
-        list(Checkpoint.objects.order_by("pk").values_list("pk", "name")),
+        list(Checkpoint.objects.order_by("pk").values_list("pk", "name", "step", "parent")),
         list(Selection.objects.order_by("pk").values_list("pk", "name", "tags")),
         list(Membership.objects.order_by("pk").values_list("workspace", "user", "role")),
         list(Invitation.objects.order_by("pk").values_list("pk", "accepted_at")),
@@ -734,6 +735,73 @@ PAGES: dict[str, Spec] = {
         writes={"POST": form(method="procrustes")},
         write_ok=CREATED,
         **RUN_PK,
+    ),
+    # Lifecycle: anyone signed in makes a workspace (and owns it); its owners rename and
+    # archive it; editors rename and delete its rows. A delete's GET is the page that says
+    # what goes with it: the editors' too.
+    "new-workspace": Spec(
+        at(), public=True, get=False, writes={"POST": form(name="Another lab")}, write_ok=CREATED
+    ),
+    "rename-workspace": Spec(
+        at(slug="@ws"),
+        get=False,
+        writes={"POST": form(name="Renamed")},
+        write_ok=CREATED,
+        writers=OWNERS,
+        **RUN_SLUG,
+    ),
+    "archive-workspace": Spec(
+        at(slug="@ws"),
+        get=False,
+        writes={"POST": form(archived="1")},
+        write_ok=CREATED,
+        writers=OWNERS,
+        **RUN_SLUG,
+    ),
+    "rename-dataset": Spec(
+        at(pk="@dataset"),
+        ids={"pk": Dataset},
+        get=False,
+        writes={"POST": form(name="Renamed")},
+        write_ok=CREATED,
+    ),
+    "delete-dataset": Spec(
+        at(pk="@texts"),
+        ids={"pk": Dataset},
+        readers=EDITORS,
+        writes={"POST": form()},
+        write_ok=CREATED,
+    ),
+    "rename-checkpoint": Spec(
+        at(pk="@ckpt_a"),
+        ids={"pk": Checkpoint},
+        get=False,
+        writes={"POST": form(name="Renamed")},
+        write_ok=CREATED,
+    ),
+    "checkpoint-lineage": Spec(
+        at(pk="@ckpt_b"),
+        ids={"pk": Checkpoint},
+        get=False,
+        writes={"POST": form(seed_group="mlp", step=100, parent="@ckpt_a")},
+        write_ok=CREATED,
+    ),
+    "delete-checkpoint": Spec(
+        at(pk="@ckpt_a"),
+        ids={"pk": Checkpoint},
+        readers=EDITORS,
+        writes={"POST": form()},
+        write_ok=CREATED,
+    ),
+    "rename-run": Spec(
+        at(pk="@comparison"),
+        get=False,
+        writes={"POST": form(name="Renamed")},
+        write_ok=CREATED,
+        **RUN_PK,
+    ),
+    "delete-run": Spec(
+        at(pk="@proj_b"), readers=EDITORS, writes={"POST": form()}, write_ok=CREATED, **RUN_PK
     ),
 }
 

@@ -233,10 +233,13 @@ class ExtractionForm(ExtractParameters):
     )
     field_order = ["dataset", "layers", "pooling"]
 
-    def __init__(self, checkpoint: Checkpoint, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, checkpoint: Checkpoint, *args: Any, dataset: Dataset | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         choose_from(self, "dataset", checkpoint.workspace.datasets.all())
         set_choices(self, "layers", [(name, name) for name in checkpoint.layers])
+        on_dataset(self, dataset)
 
 
 class _LayoutForm(forms.Form):
@@ -244,12 +247,15 @@ class _LayoutForm(forms.Form):
 
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
 
-    def __init__(self, checkpoint: Checkpoint, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, checkpoint: Checkpoint, *args: Any, dataset: Dataset | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         choose_from(self, "dataset", checkpoint.workspace.datasets.all())
         for name in ("layer", "layers"):
             if name in self.fields:
                 set_choices(self, name, [(layer, layer) for layer in checkpoint.layers])
+        on_dataset(self, dataset)
 
 
 class ProjectionForm(_LayoutForm, ProjectParameters):
@@ -286,14 +292,116 @@ class ProbeForm(ProbeParameters):
     prefix = "probe"
     field_order = ["dataset", "layers", "pooling", "families"]
 
-    def __init__(self, checkpoint: Checkpoint, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, checkpoint: Checkpoint, *args: Any, dataset: Dataset | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         choose_from(self, "dataset", checkpoint.workspace.datasets.all())
         set_choices(self, "layers", [(name, name) for name in checkpoint.layers])
         families = [f for f in FAMILIES.values() if f.modality in ("image", "vector", "text")]
+        if dataset is not None:  # only the families that transform what the model reads
+            families = [f for f in families if f.modality == probe_modality(dataset)]
+            self.fields["families"].help_text = (
+                f"none ticked: the defaults for {dataset.modality} data, "
+                "each with its default magnitudes"
+            )
         set_choices(self, "families", [(f.key, _family_label(f)) for f in families])
+        on_dataset(self, dataset)
 
 
 def _family_label(family: Family) -> str:
     grid = ", ".join(f"{t:g}" for t in family.magnitudes)
     return f"{family.modality} {family.title} ({grid} {family.unit})"
+
+
+# ------------------------------------------------------------ one dataset for a checkpoint's page
+
+SEQUENCE_POOLINGS = ("cls", "last")  # token sequences: models that read text
+
+
+def probe_modality(dataset: Dataset) -> str:
+    """The probe families' modality of a dataset's samples (tabular rows are vectors)."""
+    return "vector" if dataset.modality == "tabular" else dataset.modality
+
+
+def on_dataset(form: forms.BaseForm, dataset: Dataset | None) -> None:
+    """A checkpoint page's form when the page has chosen ``dataset`` for all its actions: the
+    dataset field hidden and set to it, and only the poolings that fit what the model reads
+    (a token's pooling only for text)."""
+    if dataset is None:
+        return
+    field = form.fields["dataset"]
+    field.widget = forms.HiddenInput()
+    field.initial = dataset.pk
+    if dataset.modality != "text" and "pooling" in form.fields:
+        offered = cast(
+            list[tuple[str, str]], cast(forms.ChoiceField, form.fields["pooling"]).choices
+        )
+        set_choices(form, "pooling", [(k, v) for k, v in offered if k not in SEQUENCE_POOLINGS])
+
+
+# ------------------------------------------------------------ lifecycle: names, lineage, filters
+
+
+class NameForm(forms.Form):
+    """A new name for a workspace, dataset, checkpoint or run."""
+
+    name = forms.CharField(max_length=200)
+
+
+class LineageForm(forms.Form):
+    """Where a checkpoint sits in a series: seed group, training step, parent."""
+
+    seed_group = forms.CharField(max_length=200, required=False)
+    step = forms.IntegerField(min_value=0, required=False)
+    parent = forms.ModelChoiceField(
+        queryset=Checkpoint.objects.none(), required=False, empty_label="— none —"
+    )
+
+    def __init__(self, checkpoint: Checkpoint, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "initial",
+            {
+                "seed_group": checkpoint.seed_group,
+                "step": checkpoint.step,
+                "parent": checkpoint.parent_id,
+            },
+        )
+        super().__init__(*args, **kwargs)
+        others = checkpoint.workspace.checkpoints.exclude(pk=checkpoint.pk)
+        choose_from(self, "parent", others)
+
+
+RUNS_PER_PAGE = 25
+
+
+class RunFilterForm(forms.Form):
+    """The workspace's runs table: which kind, state and person, and which page."""
+
+    kind = forms.ChoiceField(choices=[("", "every kind"), *Run.Kind.choices], required=False)
+    state = forms.ChoiceField(choices=[("", "every state"), *Run.State.choices], required=False)
+    person = forms.ChoiceField(required=False)
+    page = forms.IntegerField(min_value=1, required=False)
+
+    def __init__(self, workspace: Workspace, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        members = workspace.memberships.select_related("user").order_by("user__username")
+        people = [(str(m.user_id), m.user.get_username()) for m in members]
+        set_choices(self, "person", [("", "everyone"), *people])
+
+    def runs(self, workspace: Workspace) -> QuerySet[Run]:
+        """The workspace's runs that pass the filters, newest first."""
+        data = self.cleaned_data
+        runs = workspace.runs.select_related("checkpoint", "checkpoint_b", "dataset", "created_by")
+        if data["kind"]:
+            runs = runs.filter(kind=data["kind"])
+        if data["state"]:
+            runs = runs.filter(state=data["state"])
+        if data["person"]:
+            runs = runs.filter(created_by=int(data["person"]))
+        return runs
+
+    def first_error(self) -> str:
+        """One sentence for a filter that is not one of the choices."""
+        field, errors = next(iter(self.errors.items()))
+        return f"{field}: {errors[0]}"

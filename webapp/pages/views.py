@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db import models
 from django.forms import Form
 from django.http import Http404, HttpResponse
@@ -19,28 +20,34 @@ from django_htmx.http import HTMX_STOP_POLLING
 
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
-from webapp.access import check_editable, editable_workspace
-from webapp.catalog import images, uploads
+from webapp.access import check_editable, editable, editable_workspace
+from webapp.catalog import images, lineage, uploads, workspaces
 from webapp.catalog.models import (
     Checkpoint,
     Dataset,
     Upload,
     Workspace,
+    editable_workspaces_of,
+    owned_workspaces_of,
     visible_to,
     workspaces_of,
 )
 from webapp.pages.forms import (
+    RUNS_PER_PAGE,
     AlignedProjectionForm,
     CheckpointUploadForm,
     ComparisonForm,
     CompatibilityForm,
     DatasetUploadForm,
     ExtractionForm,
+    LineageForm,
     ModelMatrixForm,
+    NameForm,
     ProbeForm,
     ProjectionForm,
+    RunFilterForm,
 )
-from webapp.runs import drilldown, explorer, exports
+from webapp.runs import drilldown, explorer, exports, lifecycle
 from webapp.runs.kinds import parameter_rows, parameters_in
 from webapp.runs.models import Run, Score, Selection
 from webapp.runs.queue import standing
@@ -101,11 +108,19 @@ def _poll(
 
 
 @login_required
-def home(request: SignedInRequest) -> HttpResponse:
-    workspaces = list(workspaces_of(request.user).order_by("name"))
-    if len(workspaces) == 1:
-        return redirect("workspace", slug=workspaces[0].slug)
-    return render(request, "pages/home.html", {"workspaces": workspaces})
+def home(request: SignedInRequest, status: int = 200) -> HttpResponse:
+    """The person's workspaces (straight to the only one they have), the archived ones apart,
+    and the form that makes a new one."""
+    mine = list(workspaces_of(request.user).order_by("name"))
+    active = [w for w in mine if w.archived_at is None]
+    if len(active) == 1 and len(mine) == 1 and status == 200 and "all" not in request.GET:
+        return redirect("workspace", slug=active[0].slug)
+    context = {
+        "workspaces": active,
+        "archived": [w for w in mine if w.archived_at is not None],
+        "form": NameForm(),
+    }
+    return render(request, "pages/home.html", context, status=status)
 
 
 @login_required
@@ -127,44 +142,105 @@ def workers(request: HtmxRequest) -> HttpResponse:
     return render(request, "pages/workers.html", context)
 
 
-def _runs_context(workspace: Workspace) -> dict:
-    runs = workspace.runs.select_related("checkpoint", "checkpoint_b", "dataset")[:50]
+def _runs_context(workspace: Workspace, filters: RunFilterForm | None = None) -> dict:
+    """One page of the workspace's runs that pass ``filters`` (valid; none: every run)."""
+    if filters is None:
+        filters = RunFilterForm(workspace, {})
+        filters.full_clean()
+    page = Paginator(filters.runs(workspace), RUNS_PER_PAGE).get_page(filters.cleaned_data["page"])
+    query = {k: v for k, v in filters.cleaned_data.items() if v and k != "page"}
+    shown = urlencode({**query, "page": page.number}) if page.number > 1 else urlencode(query)
     return {
         "workspace": workspace,
-        "runs": runs,
-        "runs_active": any(not r.is_terminal for r in runs),
+        "runs": page.object_list,
+        "runs_page": page,
+        "runs_filters": filters,
+        "runs_query": urlencode(query),
+        "runs_url": reverse("workspace-runs", args=[workspace.slug])
+        + (f"?{shown}" if shown else ""),
+        "runs_active": any(not r.is_terminal for r in page.object_list),
     }
 
 
-def _workspace_context(workspace: Workspace, **forms: Form) -> dict:
+RESULTS_LISTED = 8
+"""How many of each kind of result the workspace page lists; the runs table has them all."""
+
+
+def _latest(workspace: Workspace, *kinds: str) -> dict:
+    """The newest runs of ``kinds`` and how many there are in all."""
+    runs = workspace.runs.filter(kind__in=kinds).select_related(
+        "checkpoint", "checkpoint_b", "dataset"
+    )
+    return {"runs": list(runs[:RESULTS_LISTED]), "count": runs.count(), "kind": kinds[0]}
+
+
+def _workspace_context(
+    request: SignedInRequest,
+    workspace: Workspace,
+    filters: RunFilterForm | None = None,
+    forms: dict[str, Form] | None = None,
+) -> dict:
+    """The workspace page; ``forms``: the form that was refused, shown open with its errors."""
+    forms = forms or {}
     return {
-        **_runs_context(workspace),
+        **_runs_context(workspace, filters),
         **_uploads_context(workspace),
-        "datasets": workspace.datasets.all(),
-        "checkpoints": workspace.checkpoints.all(),
-        "comparisons": workspace.runs.filter(kind=Run.Kind.COMPARE).select_related(
-            "checkpoint", "checkpoint_b", "dataset"
-        ),
+        "can_edit": _can_edit(request, workspace),
+        "is_owner": owned_workspaces_of(request.user).filter(pk=workspace.pk).exists(),
+        "open_form": next(iter(forms), ""),
+        "datasets": workspace.datasets.select_related("source"),
+        "checkpoints": workspace.checkpoints.select_related("blob", "parent", "dataset"),
+        "comparisons": _latest(workspace, Run.Kind.COMPARE),
+        "matrices": _latest(workspace, Run.Kind.MODEL_MATRIX),
+        "alignments": _latest(workspace, Run.Kind.ALIGN),
+        "compatibilities": _latest(workspace, Run.Kind.COMPATIBILITY),
+        "projections": _latest(workspace, Run.Kind.PROJECT, Run.Kind.PROJECT_ALIGNED),
+        "probes": _latest(workspace, Run.Kind.PROBE),
         "dataset_form": forms.get("dataset_form") or DatasetUploadForm(),
         "checkpoint_form": forms.get("checkpoint_form") or CheckpointUploadForm(workspace),
         "comparison_form": forms.get("comparison_form") or ComparisonForm(workspace),
         "matrix_form": forms.get("matrix_form") or ModelMatrixForm(workspace),
-        "matrices": workspace.runs.filter(kind=Run.Kind.MODEL_MATRIX).select_related("dataset"),
         "compatibility_form": forms.get("compatibility_form") or CompatibilityForm(workspace),
-        "compatibilities": workspace.runs.filter(kind=Run.Kind.COMPATIBILITY).select_related(
-            "dataset"
-        ),
+        "name_form": forms.get("name_form") or NameForm(initial={"name": workspace.name}),
     }
+
+
+def _run_filters(request: SignedInRequest, workspace: Workspace) -> RunFilterForm | HttpResponse:
+    """The runs table's filters from the query string, or a 400 that says which is wrong."""
+    filters = RunFilterForm(workspace, request.GET)
+    if not filters.is_valid():
+        return HttpResponse(filters.first_error(), status=400, content_type="text/plain")
+    return filters
 
 
 @login_required
 def workspace(request: SignedInRequest, slug: str) -> HttpResponse:
-    return render(request, "pages/workspace.html", _workspace_context(_workspace(request, slug)))
+    space = _workspace(request, slug)
+    filters = _run_filters(request, space)
+    if isinstance(filters, HttpResponse):
+        return filters
+    return render(request, "pages/workspace.html", _workspace_context(request, space, filters))
 
 
 @login_required
 def workspace_runs(request: HtmxRequest, slug: str) -> HttpResponse:
-    return _workspace_part(request, slug, "runs", _runs_context)
+    """The runs table (an htmx partial): filtered, one page of it, polled while a run on it
+    is active; a plain GET goes to the page with the same filters."""
+    space = _workspace(request, slug)
+    filters = _run_filters(request, space)
+    if isinstance(filters, HttpResponse):
+        return filters
+    if not request.htmx:
+        query = request.GET.urlencode()
+        return redirect(
+            reverse("workspace", args=[space.slug]) + (f"?{query}" if query else "") + "#runs"
+        )
+    context = {**_runs_context(space, filters), "can_edit": _can_edit(request, space)}
+    return _poll(request, "pages/workspace.html", "runs", context, not context["runs_active"])
+
+
+def _can_edit(request: SignedInRequest, workspace: Workspace) -> bool:
+    return editable_workspaces_of(request.user).filter(pk=workspace.pk).exists()
 
 
 def _workspace_part(
@@ -189,7 +265,7 @@ def _form_page(
     return render(
         request,
         "pages/workspace.html",
-        _workspace_context(workspace, **forms),
+        _workspace_context(request, workspace, forms=forms),
         status=status,
     )
 
@@ -313,7 +389,7 @@ def new_comparison(request: SignedInRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def dataset_detail(request: SignedInRequest, pk: int) -> HttpResponse:
+def dataset_detail(request: SignedInRequest, pk: int, status: int = 200) -> HttpResponse:
     dataset = _get(Dataset, request, pk)
     return render(
         request,
@@ -321,8 +397,10 @@ def dataset_detail(request: SignedInRequest, pk: int) -> HttpResponse:
         {
             "dataset": dataset,
             "workspace": dataset.workspace,
+            "can_edit": _can_edit(request, dataset.workspace),
             "runs": dataset.runs.select_related("checkpoint", "checkpoint_b")[:20],
         },
+        status=status,
     )
 
 
@@ -353,35 +431,74 @@ def sample_text(request: SignedInRequest, pk: int, index: int) -> HttpResponse:
     return response
 
 
+def _chosen_dataset(checkpoint: Checkpoint, value: str | None) -> Dataset | None:
+    """The dataset a checkpoint's page acts on: ``value`` (an id of the workspace's), else the
+    one its activations are of (precomputed: the only one), else the last one it was run on,
+    else the workspace's newest."""
+    datasets = checkpoint.workspace.datasets.all()
+    chosen = datasets.filter(pk=_id(value)).first()
+    if chosen or checkpoint.dataset_id:
+        return chosen or checkpoint.dataset
+    last = checkpoint.activations.order_by("-created_at").values_list("dataset", flat=True)
+    return datasets.filter(pk__in=last[:1]).first() or datasets.first()
+
+
+def _posted_dataset(
+    request: SignedInRequest, checkpoint: Checkpoint, prefix: str = ""
+) -> Dataset | None:
+    """The dataset a checkpoint page's form was posted for (its hidden field)."""
+    return _chosen_dataset(checkpoint, request.POST.get(f"{prefix}dataset"))
+
+
 @login_required
 def checkpoint_detail(
-    request: SignedInRequest,
-    pk: int,
-    form: ExtractionForm | None = None,
-    projection_form: ProjectionForm | None = None,
-    aligned_form: AlignedProjectionForm | None = None,
-    probe_form: ProbeForm | None = None,
+    request: SignedInRequest, pk: int, status: int = 200, **forms: Form
 ) -> HttpResponse:
+    """A checkpoint: its facts and lineage, what was computed of it, every result that uses
+    it, and the actions on it, all for one dataset chosen at the top (``?dataset=``)."""
     checkpoint = _get(Checkpoint, request, pk)
+    chosen = request.GET.get("dataset")
+    for posted in forms.values():  # a form refused: the dataset it was posted for
+        if "dataset" in posted.fields:
+            chosen = str(posted["dataset"].value() or "")
+    dataset = _chosen_dataset(checkpoint, chosen)
     activations = checkpoint.activations.select_related("dataset").order_by("dataset", "id")
+    runs = checkpoint.runs.filter(kind__in=[Run.Kind.PROBE, Run.Kind.PROJECT])
+    uses = (
+        Run.objects.filter(
+            models.Q(checkpoint=checkpoint)
+            | models.Q(checkpoint_b=checkpoint)
+            | models.Q(depends_on__checkpoint=checkpoint)
+        )
+        .exclude(kind=Run.Kind.EXTRACT)
+        .distinct()
+        .select_related("checkpoint", "checkpoint_b", "dataset")
+    )
+    made = {"dataset": dataset}
     return render(
         request,
         "pages/checkpoint.html",
         {
             "checkpoint": checkpoint,
             "workspace": checkpoint.workspace,
+            "can_edit": _can_edit(request, checkpoint.workspace),
+            "dataset": dataset,
+            "datasets": checkpoint.workspace.datasets.all(),
             "activations": activations,
-            "form": form or ExtractionForm(checkpoint),
-            "projection_form": projection_form or ProjectionForm(checkpoint),
-            "aligned_form": aligned_form or AlignedProjectionForm(checkpoint),
-            "probe_form": probe_form or ProbeForm(checkpoint),
-            "probes": checkpoint.runs.filter(kind=Run.Kind.PROBE).select_related("dataset"),
-            "projections": checkpoint.runs.filter(kind=Run.Kind.PROJECT).select_related("dataset"),
+            "form": forms.get("form") or ExtractionForm(checkpoint, **made),
+            "projection_form": forms.get("projection_form") or ProjectionForm(checkpoint, **made),
+            "aligned_form": forms.get("aligned_form") or AlignedProjectionForm(checkpoint, **made),
+            "probe_form": forms.get("probe_form") or ProbeForm(checkpoint, **made),
+            "lineage_form": forms.get("lineage_form") or LineageForm(checkpoint),
+            "children": checkpoint.checkpoint_set.order_by("step", "created_at"),
+            "probes": runs.filter(kind=Run.Kind.PROBE).select_related("dataset"),
+            "projections": runs.filter(kind=Run.Kind.PROJECT).select_related("dataset"),
             "aligned_runs": checkpoint.runs.filter(kind=Run.Kind.PROJECT_ALIGNED).select_related(
                 "dataset"
             ),
+            "runs": uses[:100],
         },
-        status=400 if form or projection_form or aligned_form or probe_form else 200,
+        status=400 if forms else status,
     )
 
 
@@ -390,7 +507,7 @@ def checkpoint_detail(
 def extract(request: SignedInRequest, pk: int) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     check_editable(request.user, checkpoint)
-    form = ExtractionForm(checkpoint, request.POST)
+    form = ExtractionForm(checkpoint, request.POST, dataset=_posted_dataset(request, checkpoint))
     if form.is_valid():
         data = form.cleaned_data
         try:
@@ -622,7 +739,7 @@ def alignment_csv(request: SignedInRequest, pk: int) -> HttpResponse:
 def new_projection(request: SignedInRequest, pk: int) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     check_editable(request.user, checkpoint)
-    form = ProjectionForm(checkpoint, request.POST)
+    form = ProjectionForm(checkpoint, request.POST, dataset=_posted_dataset(request, checkpoint))
     if form.is_valid():
         data = dict(form.cleaned_data)
         try:
@@ -639,7 +756,8 @@ def new_projection(request: SignedInRequest, pk: int) -> HttpResponse:
 def new_aligned_projection(request: SignedInRequest, pk: int) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     check_editable(request.user, checkpoint)
-    form = AlignedProjectionForm(checkpoint, request.POST)
+    dataset = _posted_dataset(request, checkpoint, "aligned-")
+    form = AlignedProjectionForm(checkpoint, request.POST, dataset=dataset)
     if form.is_valid():
         data = dict(form.cleaned_data)
         spaces = [(checkpoint, layer) for layer in data.pop("layers")]
@@ -1017,7 +1135,8 @@ def _probe_run(request: SignedInRequest, pk: int) -> Run:
 def new_probe(request: SignedInRequest, pk: int) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     check_editable(request.user, checkpoint)
-    form = ProbeForm(checkpoint, request.POST)
+    dataset = _posted_dataset(request, checkpoint, "probe-")
+    form = ProbeForm(checkpoint, request.POST, dataset=dataset)
     if form.is_valid():
         data = dict(form.cleaned_data)
         try:
@@ -1098,3 +1217,155 @@ def probe_sample(request: SignedInRequest, pk: int, index: int) -> HttpResponse:
     if preview is None:
         raise Http404("the probe kept no preview of this sample at this magnitude")
     return _png(images.png(preview))
+
+
+# --------------------------------------------------------------------------- lifecycle
+# Workspaces made, renamed and archived; datasets, checkpoints and runs renamed and deleted.
+# Only editors and owners change a workspace's rows (owners: the workspace itself); anyone
+# else gets the 404 of a row that does not exist.
+
+
+@login_required
+@require_POST
+def new_workspace(request: SignedInRequest) -> HttpResponse:
+    form = NameForm(request.POST)
+    if form.is_valid():
+        try:
+            made = workspaces.create(request.user, form.cleaned_data["name"])
+        except InputError as err:
+            form.add_error("name", str(err))
+        else:
+            return redirect("workspace", slug=made.slug)
+    messages.error(request, f"The workspace was not made: {form.errors['name'][0]}")
+    return home(request, status=400)
+
+
+def _owned_workspace(request: SignedInRequest, slug: str) -> Workspace:
+    return get_object_or_404(owned_workspaces_of(request.user), slug=slug)
+
+
+@login_required
+@require_POST
+def rename_workspace(request: SignedInRequest, slug: str) -> HttpResponse:
+    space = _owned_workspace(request, slug)
+    form = NameForm(request.POST)
+    if form.is_valid():
+        try:
+            workspaces.rename(space, form.cleaned_data["name"])
+        except InputError as err:
+            form.add_error("name", str(err))
+        else:
+            return redirect("workspace", slug=space.slug)
+    return _form_page(request, space, name_form=form)
+
+
+@login_required
+@require_POST
+def archive_workspace(request: SignedInRequest, slug: str) -> HttpResponse:
+    """Archive the workspace (``archived=1``) or bring it back (``archived=0``)."""
+    space = _owned_workspace(request, slug)
+    archived = request.POST.get("archived", "1") == "1"
+    workspaces.archive(space, archived)
+    if archived:
+        messages.info(request, f"“{space.name}” is archived: read-only, listed apart.")
+    return redirect("workspace", slug=space.slug)
+
+
+def _renamed(request: SignedInRequest, target: Dataset | Checkpoint | Run) -> bool:
+    """Rename ``target`` from the posted ``name``; False, with the reason in a message, when
+    the name is refused."""
+    form = NameForm(request.POST)
+    if form.is_valid():
+        try:
+            lifecycle.rename(target, form.cleaned_data["name"])
+        except InputError as err:
+            form.add_error("name", str(err))
+        else:
+            messages.info(request, f"Renamed to “{target.name}”.")
+            return True
+    messages.error(request, f"Not renamed: {form.errors['name'][0]}")
+    return False
+
+
+def _deletion(request: SignedInRequest, target: Dataset | Checkpoint | Run) -> HttpResponse:
+    """GET: what deleting ``target`` removes with it, and a button to confirm; POST: delete
+    it all (or say why not, 400) and go back to the workspace."""
+    workspace = target.workspace
+    status = 200
+    if request.method == "POST":
+        try:
+            removal = lifecycle.delete(target)
+        except InputError as err:
+            messages.error(request, f"Nothing was deleted: {err}.")
+            status = 400
+        else:
+            others = len(removal.dependants)
+            also = f" and {others} thing{'s' if others != 1 else ''} that used it" if others else ""
+            messages.info(request, f"Deleted “{_title(target)}”{also}.")
+            return redirect("workspace", slug=workspace.slug)
+    context = {"workspace": workspace, "removal": lifecycle.plan(target), "title": _title(target)}
+    return render(request, "pages/delete.html", context, status=status)
+
+
+def _title(target: Dataset | Checkpoint | Run) -> str:
+    return target.name or str(target)
+
+
+@login_required
+@require_POST
+def rename_dataset(request: SignedInRequest, pk: int) -> HttpResponse:
+    dataset = editable(Dataset, request.user, pk)
+    if _renamed(request, dataset):
+        return redirect("dataset", pk=pk)
+    return dataset_detail(request, pk, status=400)
+
+
+@login_required
+def delete_dataset(request: SignedInRequest, pk: int) -> HttpResponse:
+    return _deletion(request, editable(Dataset, request.user, pk))
+
+
+@login_required
+@require_POST
+def rename_checkpoint(request: SignedInRequest, pk: int) -> HttpResponse:
+    checkpoint = editable(Checkpoint, request.user, pk)
+    if _renamed(request, checkpoint):
+        return redirect("checkpoint", pk=pk)
+    return checkpoint_detail(request, pk, status=400)
+
+
+@login_required
+@require_POST
+def checkpoint_lineage(request: SignedInRequest, pk: int) -> HttpResponse:
+    """Set a checkpoint's seed group, training step and parent."""
+    checkpoint = editable(Checkpoint, request.user, pk)
+    form = LineageForm(checkpoint, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            lineage.set_lineage(checkpoint, data["seed_group"], data["step"], data["parent"])
+        except InputError as err:
+            form.add_error(None, str(err))
+        else:
+            return redirect("checkpoint", pk=checkpoint.pk)
+    return checkpoint_detail(request, pk, lineage_form=form)
+
+
+@login_required
+def delete_checkpoint(request: SignedInRequest, pk: int) -> HttpResponse:
+    return _deletion(request, editable(Checkpoint, request.user, pk))
+
+
+@login_required
+@require_POST
+def rename_run(request: SignedInRequest, pk: int) -> HttpResponse:
+    """Name a run (shown in the workspace's lists instead of its title); back to the runs."""
+    run = editable(Run, request.user, pk)
+    if _renamed(request, run):
+        return _workspace_at(run.workspace, "runs")
+    return _form_page(request, run.workspace)
+
+
+@login_required
+def delete_run(request: SignedInRequest, pk: int) -> HttpResponse:
+    return _deletion(request, editable(Run, request.user, pk))
