@@ -22,6 +22,14 @@ def _ours(name: str) -> bool:
 class StaticStorage(CompressedManifestStaticFilesStorage):
     support_js_module_import_aggregation = True
 
+    def stored_name(self, name: str) -> str:
+        """The collected file's hashed name; before collectstatic has run (tests, a first
+        ``runserver``), the source's own name, which the finders serve."""
+        try:
+            return str(super().stored_name(name))
+        except ValueError:
+            return name
+
     def url_converter(
         self, name: str, hashed_files: dict[str, Any], template: str | None = None
     ) -> Callable[[Match[str]], str]:

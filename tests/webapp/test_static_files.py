@@ -59,3 +59,11 @@ def test_pages_name_hashed_files_sent_compressed_and_cached_for_a_year(collected
     original = (collected / plotly).read_bytes()
     assert gzip.decompress(body) == original and len(body) < len(original) / 2
     assert b"plotly.js (cartesian - minified)" in original[:200]
+
+
+def test_before_collectstatic_pages_name_the_sources(settings, tmp_path, client, owner):
+    settings.STATIC_ROOT = tmp_path / "not-collected"
+    client.force_login(owner)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert 'href="/static/css/app.css"' in response.content.decode()
