@@ -8,6 +8,7 @@ import csv
 import io
 import re
 
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
@@ -332,3 +333,54 @@ def test_search_highlights_a_sample_and_zooms_to_it(
     page.fill(".explorer-search input[name=q]", "")
     page.press(".explorer-search input[name=q]", "Enter")
     expect(scatter).not_to_have_attribute("data-highlighted", re.compile("."))
+
+
+def test_colour_scales_say_their_range_and_what_they_clip(
+    transactional_db, live_server, owner, workspace, browser_page
+):
+    run = _digits_projection(owner, workspace)
+    kept = run.projection.kept.load_array().astype(np.float64)
+    page = browser_page
+    sign_in(page, live_server)
+    page.goto(f"{live_server.url}/projections/{run.pk}/?colour=kept")
+    expect(page.locator(".explorer[data-ready=true]")).to_have_attribute("data-colouring", "kept")
+    legend = page.locator(".scatter-legend")
+    scale = legend.locator(".scatter-scale")
+
+    # A share starts on all it can take, 0 to 1: nothing is clipped.
+    expect(page.locator("select[name=scale]")).to_have_value("fixed")
+    expect(scale).to_have_text("0 to 1: fixed range (all the statistic can take); not clipped")
+    # The legend has its own room beside the plot: it covers no point.
+    canvas, room = page.locator(".scatter-canvas").bounding_box(), legend.bounding_box()
+    assert canvas["x"] + canvas["width"] <= room["x"]
+
+    # The 2–98% quantiles: the values beyond them are counted and the ends marked.
+    page.select_option("select[name=scale]", "quantiles")
+    lo, hi = np.quantile(kept, [0.02, 0.98])
+    below, above = int((kept < lo).sum()), int((kept > hi).sum())
+    expect(scale).to_contain_text(f"{lo:.4g} to {hi:.4g}: 2–98% quantiles; ")
+    if below + above:
+        expect(scale).to_contain_text(f"clipped: {below} value")
+        expect(scale).to_contain_text(f"{above} value")
+    assert "scale=quantiles" in page.url
+
+    # A fixed range typed in: the legend says it, and what it clips.
+    page.select_option("select[name=scale]", "fixed")
+    expect(scale).to_contain_text("0 to 1: fixed range")
+    page.fill("input[name=scale-from]", "0.5")
+    page.fill("input[name=scale-to]", "0.9")
+    page.press("input[name=scale-to]", "Enter")
+    below, above = int((kept < 0.5).sum()), int((kept > 0.9).sum())
+    expect(scale).to_have_text(
+        f"0.5 to 0.9: fixed range; clipped: {below} values below, {above} values above,"
+        " drawn in the end colours"
+    )
+    expect(legend.locator(".scatter-bar-ends span").first).to_have_text("≤ 0.5")
+    assert "range=0.5%7E0.9" in page.url
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer-colour-scale.png"), full_page=True)
+
+    # The address keeps the scale.
+    page.goto(page.url)
+    expect(page.locator(".explorer[data-ready=true]")).to_have_attribute("data-colouring", "kept")
+    expect(scale).to_contain_text("0.5 to 0.9: fixed range")

@@ -43,7 +43,8 @@ EVENTS = [
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>scatter {n}</title>
 <link rel="stylesheet" href="app.css">
-<style>main {{ width: 800px; margin: 20px; padding: 0; }} .scatter {{ height: 600px; }}</style>
+<!-- main: an 800 px canvas and the legend's 13rem room beside it -->
+<style>main {{ width: 1008px; margin: 20px; padding: 0; }} .scatter {{ height: 600px; }}</style>
 <script>
 window.__events = [];
 window.__wheels = [];
@@ -402,6 +403,10 @@ def test_continuous_colouring_and_range_filter(browser_page, site):
     expect(legend.locator(".scatter-bar")).to_be_visible()
     expect(legend.locator(".scatter-legend-item")).to_have_count(0)
     ends = legend.locator(".scatter-bar-ends span").all_text_contents()
+    expect(legend.locator(".scatter-scale")).to_contain_text(": min–max; not clipped")
+    # The legend has its own room beside the plot: it covers no point.
+    canvas, room = page.locator(".scatter-canvas").bounding_box(), legend.bounding_box()
+    assert canvas["x"] + canvas["width"] <= room["x"]
     finite = coords[1:, 0]
     assert float(ends[0]) == pytest.approx(float(finite.min()), abs=0.01)
     assert float(ends[1]) == pytest.approx(float(finite.max()), abs=0.01)
@@ -462,7 +467,11 @@ def test_continuous_colouring_and_range_filter(browser_page, site):
             {kind: "continuous", values, title: "d", domain: [0, 10]});
         }"""
     )
-    assert legend.locator(".scatter-bar-ends span").all_text_contents() == ["0", "10"]
+    # The end the values pass is marked, and the legend says how many are drawn there.
+    assert legend.locator(".scatter-bar-ends span").all_text_contents() == ["0", "≥ 10"]
+    expect(legend.locator(".scatter-scale")).to_have_text(
+        "0 to 10: fixed range; clipped: 0 values below, 500 values above, drawn in the end colours"
+    )
     colours = cluster_colours(page, mapping)
     assert colours[1][1] > colours[1][2] + 40  # 1000 → the top of the map (yellow)
     assert colours[0][2] > colours[0][1]  # 0 → the bottom (purple)

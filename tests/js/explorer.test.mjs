@@ -2,7 +2,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { colourSpec, colouringUrl } from "../../static/js/explorer/colourings.js";
+import {
+  colourSpec,
+  colouringUrl,
+  defaultScale,
+  pooledQuantiles,
+  sameKind,
+  scaleDomain,
+  scaleNote,
+} from "../../static/js/explorer/colourings.js";
 import { searchSummary } from "../../static/js/explorer/search.js";
 import {
   decodeFilter,
@@ -73,4 +81,35 @@ test("the search says how many of the samples match what", () => {
   );
   assert.match(searchSummary(1, 40, "x"), /^1 of 40 samples contains “x”/);
   assert.equal(searchSummary(0, 40, "zzz"), "No sample's id, label, text or metadata contains “zzz”.");
+});
+
+test("colour scales: pooled over a kind's colourings; quantiles, min–max or a fixed range", () => {
+  const a = Float32Array.from({ length: 101 }, (_, i) => i); // 0 … 100
+  const b = Float32Array.from([NaN, Infinity, -Infinity, 1000]);
+  assert.deepEqual(pooledQuantiles([a], [0.02, 0.5, 0.98]), [2, 50, 98]);
+  assert.equal(pooledQuantiles([b.subarray(0, 3)], [0.5]), null);
+  assert.deepEqual(scaleDomain("minmax", [a, b], null), [0, 1000]);
+  const [lo, hi] = scaleDomain("quantiles", [a, b], null); // 102 finite values: the outlier moves the top only
+  assert.ok(Math.abs(lo - 2.02) < 1e-9 && Math.abs(hi - 98.98) < 1e-9);
+  assert.deepEqual(scaleDomain("fixed", [a], [1, -1]), [-1, 1]);
+  assert.deepEqual(scaleDomain("quantiles", [Float32Array.from([3, 3, 3])], null), [3, 3]); // all equal
+  assert.deepEqual(scaleDomain("quantiles", [b.subarray(0, 3)], null), [0, 1]); // nothing finite
+});
+
+test("a kind's colourings share a scale; bounded statistics start at their whole range", () => {
+  /** @type {import("../../static/js/explorer/colourings.js").ColouringChoice[]} */
+  const all = [
+    { key: "label", title: "label", kind: "categorical", url: "" },
+    { key: "agreement:1", title: "with A", kind: "continuous", url: "", group: "agreement", bounds: [0, 1] },
+    { key: "agreement:2", title: "with B", kind: "continuous", url: "", group: "agreement", bounds: [0, 1] },
+    { key: "probe:3:1", title: "rotation 90", kind: "continuous", url: "", group: "probe:image/rotation" },
+  ];
+  assert.deepEqual(sameKind(all[1], all).map((c) => c.key), ["agreement:1", "agreement:2"]);
+  assert.deepEqual(sameKind(all[0], all), [all[0]]);
+  assert.equal(defaultScale(all[1]), "fixed");
+  assert.equal(defaultScale(all[3]), "quantiles");
+  assert.equal(scaleNote("fixed", all[1], [0, 1], 2), "fixed range (all the statistic can take)");
+  assert.equal(scaleNote("fixed", all[1], [0, 0.5], 2), "fixed range");
+  assert.equal(scaleNote("quantiles", all[1], [0.1, 0.9], 2), "2–98% quantiles of all 2 colourings of this kind");
+  assert.equal(scaleNote("minmax", all[3], [-3, 1], 1), "min–max");
 });

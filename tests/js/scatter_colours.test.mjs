@@ -9,6 +9,7 @@ import {
   PALETTE,
   RAMP,
   RAMP_CSS,
+  clipped,
   colourOf,
   domainOf,
   finiteBounds,
@@ -75,4 +76,10 @@ test("the lookup table: continuous levels are the ramp, anything above them grey
   assert.equal(lutCss(lut, LEVELS - 1), "rgb(253, 231, 37)");
   assert.equal(lutCss(lut, LEVELS), `rgb(${GREY.join(", ")})`);
   assert.equal(lutCss(lut, NO_LABEL), `rgb(${GREY.join(", ")})`);
+});
+
+test("values beyond a domain are counted at each end; missing ones are not", () => {
+  const values = Float32Array.from([-5, 0, 0.5, 1, 2, 3, NaN, Infinity, -Infinity]);
+  assert.deepEqual(clipped(values, [0, 1]), [1, 2]);
+  assert.deepEqual(clipped(values, [-10, 10]), [0, 0]);
 });

@@ -65,7 +65,13 @@ test("the tooltip's line: a label's name, or the value; missing ones said so", (
   assert.equal(describe(categorical, 7, 0), "7");
   assert.equal(describe({ ...categorical, title: "class" }, 0, 0), "class: cat");
   /** @type {import("../../static/js/scatter/colours.js").Colouring} */
-  const continuous = { kind: "continuous", title: "", values: new Float32Array([2.5, NaN]), domain: [0, 1] };
+  const continuous = {
+    kind: "continuous",
+    title: "",
+    values: new Float32Array([2.5, NaN]),
+    domain: [0, 1],
+    scale: "min–max",
+  };
   assert.equal(describe(continuous, 0, 0), "value: 2.5");
   assert.equal(describe({ ...continuous, title: "loss" }, NO_LABEL, 1), "loss: no value");
 });

@@ -2,6 +2,8 @@
 // Explorer pages (one projection, or two side by side): wires the scatter islands (scatter.js) to the page.
 // - "Colour by" select: options from the json_script named by data-colourings ({key, title, kind, url, names?, per_k?});
 //   the values are fetched as binary (uint16 codes or float32) and given to every scatter on the page.
+// - Scale (continuous colourings): 2–98% quantiles, min–max or a fixed range, over the values of every colouring of the
+//   same kind (group), so one colour means one value across them; kept in the URL (scale, range).
 // - Lasso / box: the polygon (and which points the legend's filter shows, when one is on) is POSTed to the scatter's
 //   (or the .explorer section's) data-select-url; the server answers
 //   the selection panel (#selection-panel), whose data-indices-url gives the uint32 indices to highlight everywhere.
@@ -15,11 +17,20 @@
 import { fetchBuffer } from "../fetch.js";
 import { packMask } from "../scatter/filter.js";
 import { init as initScatter } from "../scatter/index.js";
-import { colourSpec, colouringUrl } from "./colourings.js";
+import {
+  SCALES,
+  colourSpec,
+  colouringUrl,
+  defaultScale,
+  sameKind,
+  scaleDomain,
+  scaleNote,
+} from "./colourings.js";
 import { searchSummary } from "./search.js";
-import { decodeFilter, decodeView, encodeFilter, encodeView, withParam } from "./url_state.js";
+import { decodeFilter, decodeView, encodeFilter, encodeView, round, withParam } from "./url_state.js";
 
 /** @typedef {import("./colourings.js").ColouringChoice} ColouringChoice */
+/** @typedef {import("./colourings.js").Scale} Scale */
 /** @typedef {import("../scatter/index.js").ScatterApi} ScatterApi */
 
 /** @param {string} name */
@@ -96,6 +107,59 @@ function setup(root) {
     });
   }
 
+  // Colour scale (continuous colourings): quantiles, min–max or a fixed range, over every colouring of the kind shown.
+  const scaleControls = document.createElement("span");
+  scaleControls.className = "explorer-scale";
+  scaleControls.hidden = true;
+  scaleControls.innerHTML =
+    '<label>Scale <select name="scale"></select></label> <span class="explorer-fixed" hidden>' +
+    '<input type="number" step="any" name="scale-from" aria-label="fixed range from"> to ' +
+    '<input type="number" step="any" name="scale-to" aria-label="fixed range to"></span>';
+  const scaleSelect = /** @type {HTMLSelectElement} */ (scaleControls.querySelector("select"));
+  Object.entries(SCALES).forEach(([value, text]) => scaleSelect.add(new Option(text, value)));
+  const fixedSpan = /** @type {HTMLElement} */ (scaleControls.querySelector(".explorer-fixed"));
+  const [fixedFrom, fixedTo] = /** @type {HTMLInputElement[]} */ (Array.from(fixedSpan.querySelectorAll("input")));
+  if (select instanceof HTMLSelectElement) /** @type {HTMLElement} */ (select.closest("label")).after(scaleControls);
+  /** @type {Scale | null} the scale the user chose (null: each colouring's default) */
+  let chosenScale = null;
+  /** @type {Map<string, [number, number]>} the fixed range the user set for each kind of colouring */
+  const fixedRanges = new Map();
+  /** @type {Map<string, Promise<ArrayBuffer>>} colouring values by URL */
+  const fetched = new Map();
+
+  /** @param {string} url */
+  function valuesAt(url) {
+    let got = fetched.get(url);
+    if (!got) {
+      got = fetchBuffer(url);
+      got.catch(() => fetched.delete(url));
+      fetched.set(url, got);
+    }
+    return got;
+  }
+
+  /**
+   * What colourBy takes for c, whose values (and those of the colourings of its kind) arrived as buffers.
+   * @param {ColouringChoice} c
+   * @param {ColouringChoice[]} kind
+   * @param {ArrayBuffer[]} buffers
+   */
+  function specOf(c, kind, buffers) {
+    const spec = colourSpec(c, buffers[kind.indexOf(c)]);
+    scaleControls.hidden = c.kind !== "continuous";
+    if (spec.kind !== "continuous") return spec;
+    const arrays = buffers.map((b) => new Float32Array(b));
+    const group = c.group || c.key;
+    const scale = chosenScale || defaultScale(c);
+    const fixed = fixedRanges.get(group) || c.bounds || scaleDomain("minmax", arrays, null);
+    const domain = scaleDomain(scale, arrays, fixed);
+    scaleSelect.value = scale;
+    fixedSpan.hidden = scale !== "fixed";
+    fixedFrom.value = String(round(domain[0]));
+    fixedTo.value = String(round(domain[1]));
+    return { ...spec, domain, scale: scaleNote(scale, c, domain, kind.length) };
+  }
+
   /**
    * @param {string} key
    * @param {number[] | null} [filter]
@@ -103,11 +167,11 @@ function setup(root) {
   function colour(key, filter) {
     const c = colourings.find((x) => x.key === key);
     if (!c) return Promise.resolve();
-    const url = colouringUrl(c, k());
+    const kind = sameKind(c, colourings);
     root.dataset.colouring = "loading";
-    return fetchBuffer(url)
-      .then((buffer) => {
-        const spec = colourSpec(c, buffer);
+    return Promise.all(kind.map((x) => valuesAt(colouringUrl(x, k()))))
+      .then((buffers) => {
+        const spec = specOf(c, kind, buffers);
         colouring = c;
         plots.forEach((p) => {
           scatterOf(p).colourBy(spec);
@@ -120,6 +184,29 @@ function setup(root) {
         console.error("explorer:", err);
       });
   }
+
+  /** The colouring shown again, on its new scale; the filter stays. */
+  function rescale() {
+    if (!colouring) return;
+    setParam("scale", chosenScale);
+    const group = colouring.group || colouring.key;
+    const range = fixedRanges.get(group);
+    setParam("range", chosenScale === "fixed" && range ? encodeFilter(range, "continuous") : null);
+    colour(colouring.key, scatterOf(plots[0]).getFilter());
+  }
+  scaleSelect.addEventListener("change", () => {
+    chosenScale = /** @type {Scale} */ (scaleSelect.value);
+    rescale();
+  });
+  [fixedFrom, fixedTo].forEach((field) =>
+    field.addEventListener("change", () => {
+      const range = [Number(fixedFrom.value), Number(fixedTo.value)];
+      if (!colouring || !range.every(Number.isFinite) || range[0] === range[1]) return;
+      fixedRanges.set(colouring.group || colouring.key, [Math.min(...range), Math.max(...range)]);
+      chosenScale = "fixed";
+      rescale();
+    })
+  );
 
   // A legend filter applies to both sides of a pair, and is kept in the URL.
   plots.forEach((el) => {
@@ -325,11 +412,18 @@ function setup(root) {
       scatterOf(b).load(/** @type {string} */ (b.dataset.rawCoordsUrl));
     }
     const key = param("colour") || (colourings[0] && colourings[0].key);
+    const scale = param("scale");
+    if (scale && scale in SCALES) chosenScale = /** @type {Scale} */ (scale);
+    const range = decodeFilter(param("range"), "continuous");
+    const shown = colourings.find((x) => x.key === key);
+    if (shown && range && range.length === 2 && range.every(Number.isFinite)) {
+      fixedRanges.set(shown.group || shown.key, [Math.min(range[0], range[1]), Math.max(range[0], range[1])]);
+    }
     if (select instanceof HTMLSelectElement && key && colourings.some((c) => c.key === key)) select.value = key;
     const c = colourings.find((x) => x.key === key);
     /** @type {Promise<unknown>[]} */
     const steps = [];
-    if (c && (param("colour") || c.kind !== "categorical" || c.key !== "label" || param("filter"))) {
+    if (c && (param("colour") || c.kind !== "categorical" || c.key !== "label" || param("filter") || scale)) {
       steps.push(colour(c.key, decodeFilter(param("filter"), c.kind)));
     } else if (c) {
       colouring = c;

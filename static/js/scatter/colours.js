@@ -5,7 +5,7 @@
 /**
  * The colouring applied: categorical codes with their names, or continuous values with their domain.
  * @typedef {{kind: "categorical", title: string, names: string[]}
- *   | {kind: "continuous", title: string, values: Float32Array, domain: [number, number]}} Colouring
+ *   | {kind: "continuous", title: string, values: Float32Array, domain: [number, number], scale: string}} Colouring
  */
 
 /** @typedef {[number, number, number]} Rgb */
@@ -119,4 +119,20 @@ export function paintLut(lut, continuous) {
  */
 export function lutCss(lut, code) {
   return `rgb(${lut[code * 4]}, ${lut[code * 4 + 1]}, ${lut[code * 4 + 2]})`;
+}
+
+/**
+ * How many finite values lie below and above a domain (they are drawn in its end colours).
+ * @param {ArrayLike<number>} values
+ * @param {[number, number]} domain
+ * @returns {[number, number]}
+ */
+export function clipped(values, domain) {
+  let below = 0, above = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v < domain[0] && v !== -Infinity) below++;
+    else if (v > domain[1] && v !== Infinity) above++;
+  }
+  return [below, above];
 }

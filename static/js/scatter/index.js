@@ -15,11 +15,15 @@
 // have loaded, then applied in order; setMode and the getters act at once (the getters on what has been applied).
 //   colourBy(spec)   {kind: "categorical", codes: Uint16Array(n) (65535 = missing), names: string[], title: string}
 //                    or {kind: "continuous", values: Float32Array(n) (NaN or ±Infinity = missing), title: string,
-//                    domain?: [lo, hi]} (domain defaults to the finite min and max). Continuous values are quantised
-//                    into 256 equal bins of the domain (values outside it go to the end bins) coloured with viridis;
-//                    missing values are grey. Replaces the legend (categorical: a toggle per name; continuous: the
-//                    title, a gradient bar with the domain's ends under it and "from" / "to" inputs) and clears the
-//                    filter; keeps the view. Arrays of the wrong length are cut or padded with "missing".
+//                    domain?: [lo, hi], scale?: string} (domain defaults to the finite min and max; scale says how
+//                    it was chosen, for the legend). Continuous values are quantised into 256 equal bins of the
+//                    domain (values outside it go to the end bins) coloured with viridis; missing values are grey.
+//                    Replaces the legend (categorical: a toggle per name; continuous: the title, a gradient bar with
+//                    the domain's ends under it, marked ≤ / ≥ when values lie beyond them, a line saying the range,
+//                    its scale and how many values are clipped, and "from" / "to" inputs) and clears the filter;
+//                    keeps the view. Arrays of the wrong length are cut or padded with "missing".
+//                    The legend sits right of the plot, in room the canvas always leaves it (CSS --legend-room): it
+//                    never covers a point, and a new colouring does not move the points.
 //   setFilter(f)     categorical: an array of codes (empty or null = no filter); continuous: [lo, hi], inclusive, a
 //                    null end open (null = no filter; missing values never pass). Read in terms of the current kind.
 //   getFilter()      categorical: the filter's codes, ascending ([] = none); continuous: [lo, hi] (an open end as
@@ -323,7 +327,8 @@ function setup(el) {
       const values = sized(Float32Array, s.values, n, NaN, "values");
       const domain = domainOf(s.domain, values);
       quantise(values, domain, codes);
-      spec = { kind: "continuous", title, values, domain };
+      const scale = s.scale ? String(s.scale) : s.domain ? "fixed range" : "min–max";
+      spec = { kind: "continuous", title, values, domain, scale };
     } else {
       codes.set(sized(Uint16Array, s.codes, n, NO_LABEL, "codes"));
       spec = { kind: "categorical", title, names: Array.from(s.names || [], String) };
@@ -404,10 +409,9 @@ function setup(el) {
 
   // ---- View (view.js): the points' place on the canvas.
 
-  // The view that shows every point, clear of the legend (top right) when that leaves them most of the width.
+  // The view that shows every point (the legend has its own room beside the canvas).
   function fitView() {
-    const b = /** @type {import("./points.js").Box} */ (box);
-    return fitted(cssW, cssH, b, legend ? legend.element.offsetWidth : null);
+    return fitted(cssW, cssH, /** @type {import("./points.js").Box} */ (box), null);
   }
 
   function fit() {
@@ -456,7 +460,7 @@ function setup(el) {
   function frameOn(indices) {
     const around = box && pos && cssW ? boxAround(pos, indices, box) : null;
     if (!around) return;
-    view = fitted(cssW, cssH, around, legend ? legend.element.offsetWidth : null);
+    view = fitted(cssW, cssH, around, null);
     userMoved = true;
     requestDraw();
   }

@@ -3,7 +3,7 @@
 // focus); continuous → the title, a gradient bar over the domain, and "from" / "to" inputs for the range. It shows
 // the filter (sync) and asks the widget to change it (hooks); what the filter does is in filter.js.
 
-import { RAMP_CSS, colourOf } from "./colours.js";
+import { RAMP_CSS, clipped, colourOf } from "./colours.js";
 import { countCodes, outside } from "./filter.js";
 import { fmt } from "./format.js";
 
@@ -91,7 +91,7 @@ function categoricalLegend(colouring, codes, hooks) {
 }
 
 /**
- * @param {{title: string, domain: [number, number]}} colouring
+ * @param {{title: string, values: Float32Array, domain: [number, number], scale: string}} colouring
  * @param {LegendHooks} hooks
  * @returns {Legend}
  */
@@ -109,9 +109,17 @@ function continuousLegend(colouring, hooks) {
   const ends = document.createElement("div");
   ends.className = "scatter-bar-ends";
   const min = document.createElement("span"), max = document.createElement("span");
-  min.textContent = fmt(lo);
-  max.textContent = fmt(hi);
+  const [under, over] = clipped(colouring.values, colouring.domain);
+  min.textContent = `${under ? "≤ " : ""}${fmt(lo)}`;
+  max.textContent = `${over ? "≥ " : ""}${fmt(hi)}`;
   ends.append(min, max);
+  const scale = document.createElement("div");
+  scale.className = "scatter-scale";
+  scale.dataset.clipped = String(under + over);
+  const clip = under + over
+    ? `clipped: ${clipText(under, "below")}, ${clipText(over, "above")}, drawn in the end colours`
+    : "not clipped";
+  scale.textContent = `${fmt(lo)} to ${fmt(hi)}: ${colouring.scale}; ${clip}`;
   const row = document.createElement("div");
   row.className = "scatter-range";
   /**
@@ -137,7 +145,7 @@ function continuousLegend(colouring, hooks) {
     return i;
   };
   const from = input("from", lo), to = input("to", hi);
-  wrap.append(bar, ends, row);
+  wrap.append(bar, ends, scale, row);
   return {
     element: wrap,
     sync(_codes, range) {
@@ -152,4 +160,13 @@ function continuousLegend(colouring, hooks) {
       });
     },
   };
+}
+
+/**
+ * "3 values below" (what the legend says of values beyond one end of the scale).
+ * @param {number} count
+ * @param {string} where
+ */
+function clipText(count, where) {
+  return `${count.toLocaleString("en")} value${count === 1 ? "" : "s"} ${where}`;
 }
