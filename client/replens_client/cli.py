@@ -1,8 +1,11 @@
-"""``replens``: upload checkpoints and datasets, start runs, wait for them, export selections.
+"""``replens``: upload checkpoints and datasets, list them, start runs, wait for them, export
+selections and activations.
 
-JSON results go to stdout; progress bars and messages go to stderr. Exit status: 0 done,
-1 the server refused the request or could not be reached, 2 wrong usage, 3 the run failed or
-was cancelled, 4 ``--timeout`` passed while waiting, 130 interrupted.
+Results go to stdout as a table for people (``--format table``, the default) or as JSON for
+scripts (``--format json``: the API's objects as they are); progress bars and messages, with
+the web address of what a command made, go to stderr. Exit status: 0 done, 1 the server
+refused the request or could not be reached, 2 wrong usage, 3 the run failed or was
+cancelled, 4 ``--timeout`` passed while waiting, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from typing import Any, TextIO
 
 from replens_client import __version__
-from replens_client.client import Client, ReplensError, RunFailed, WaitTimeout
+from replens_client.client import TOKEN_PAGE, Client, ReplensError, RunFailed, WaitTimeout
 
 EXIT_ERROR, EXIT_USAGE, EXIT_RUN_FAILED, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -46,16 +49,22 @@ class Bar:
         self.drawn = 0  # length of the line on screen, to blank what a shorter one leaves
         self.active = False
 
-    def draw(self, label: str, fraction: float, detail: str = "", force: bool = False) -> None:
+    def draw(
+        self, label: str, fraction: float | None, detail: str = "", force: bool = False
+    ) -> None:
+        """Redraw the line; ``fraction`` None draws no bar (nothing has started yet)."""
         if not self.enabled:
             return
         now = time.monotonic()
         if not force and self.active and now - self.last < self.interval:
             return
-        fraction = min(max(fraction, 0.0), 1.0)
-        filled = int(fraction * self.WIDTH)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        line = f"{label} [{bar}] {fraction:4.0%} {detail}".rstrip()
+        if fraction is None:
+            line = f"{label} {detail}".rstrip()
+        else:
+            fraction = min(max(fraction, 0.0), 1.0)
+            filled = int(fraction * self.WIDTH)
+            bar = "#" * filled + "-" * (self.WIDTH - filled)
+            line = f"{label} [{bar}] {fraction:4.0%} {detail}".rstrip()
         self.stream.write("\r" + line + " " * max(0, self.drawn - len(line)))
         self.stream.flush()
         self.drawn, self.last, self.active = len(line), now, True
@@ -96,26 +105,55 @@ class UploadBar:
         self.bar.draw(f"upload {self.name}", fraction, detail, force=done >= total)
 
 
+def elapsed(seconds: float) -> str:
+    """``0:07``, ``12:30``, ``1:02:03``."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 class RunBar:
-    """``progress(run)`` for ``wait``: the run's progress and state."""
+    """``progress(run)`` for ``wait``. A queued run shows no bar but where it stands: the
+    runs it waits for with their own state and progress, or its place in its queue's line
+    and the estimated start; a running one its progress. Every line ends with the time
+    waited so far."""
 
     def __init__(self, bar: Bar) -> None:
         self.bar = bar
+        self.started = time.monotonic()
         self.state: str | None = None
 
     def __call__(self, run: dict) -> None:
         label = f"run #{run.get('id')} {run.get('kind', '')}".rstrip()
-        status = str(run.get("state"))
+        state = str(run.get("state"))
+        waited = f"waited {elapsed(time.monotonic() - self.started)}"
+        if state == "queued":
+            self.bar.draw(label, None, f"{self.standing(run)} · {waited}", force=True)
+        else:
+            changed = state != self.state
+            progress = float(run.get("progress") or 0.0)
+            self.bar.draw(label, progress, f"{state} · {waited}", force=changed)
+        self.state = state
+
+    @staticmethod
+    def standing(run: dict) -> str:
+        """Where a queued run stands."""
         standing = run.get("queue") or {}
-        if standing.get("waiting_for"):
-            status += f", waiting for {standing['waiting_for']} run(s)"
-        elif standing.get("position"):
-            status += f", number {standing['position']} in line"
+        waiting = [d for d in run.get("dependencies") or [] if d.get("state") != "succeeded"]
+        if waiting:
+            parts = []
+            for d in waiting:
+                part = f"#{d['id']} {d['kind']} {d['state']}"
+                if d["state"] == "running":
+                    part += f" {float(d.get('progress') or 0):.0%}"
+                parts.append(part)
+            return f"queued, waiting for {len(waiting)} run(s): " + ", ".join(parts)
+        if standing.get("position"):
+            text = f"queued, number {standing['position']} in line"
             if standing.get("estimated_start"):
-                status += f", estimated start {standing['estimated_start'][11:19]}"
-        changed = status != self.state
-        self.state = status
-        self.bar.draw(label, float(run.get("progress") or 0.0), status, force=changed)
+                text += f", estimated start {standing['estimated_start'][11:19]}"
+            return text
+        return "queued"
 
 
 # --------------------------------------------------------------------------- arguments
@@ -176,10 +214,11 @@ class ReplensUsage(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # The connection options are accepted before and after the subcommand: the subcommands'
-    # copies default to SUPPRESS so they only override what was given at the top.
+    url = os.environ.get("REPLENS_URL") or DEFAULT_URL
+    # The connection and output options are accepted before and after the subcommand: the
+    # subcommands' copies default to SUPPRESS so they only override what was given at the top.
     common = argparse.ArgumentParser(add_help=False)
-    connection = common.add_argument_group("server")
+    connection = common.add_argument_group("server and output")
     connection.add_argument("--url", default=argparse.SUPPRESS, help="see replens --help")
     connection.add_argument("--token", default=argparse.SUPPRESS, help="see replens --help")
     connection.add_argument(
@@ -188,24 +227,26 @@ def build_parser() -> argparse.ArgumentParser:
     connection.add_argument(
         "--no-progress", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
     )
+    connection.add_argument(
+        "--format", choices=FORMATS, default=argparse.SUPPRESS, help="see replens --help"
+    )
 
     parser = argparse.ArgumentParser(
         prog="replens",
-        description="Upload checkpoints and datasets to RepLens, start runs, wait for them and "
-        "export selections. Results are printed as JSON on stdout; progress goes to stderr.",
+        description="Upload checkpoints and datasets to RepLens, list them, start runs, wait "
+        "for them and download results. Results are printed on stdout (a table, or JSON with "
+        "--format json); progress and the web address of what was made go to stderr.",
         epilog="Exit status: 0 done, 1 refused by the server or unreachable, 2 wrong usage, "
         "3 the run failed or was cancelled, 4 --timeout passed while waiting.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
-        "--url",
-        default=os.environ.get("REPLENS_URL") or DEFAULT_URL,
-        help=f"the server (env REPLENS_URL; default {DEFAULT_URL})",
+        "--url", default=url, help=f"the server (env REPLENS_URL; default {DEFAULT_URL})"
     )
     parser.add_argument(
         "--token",
         default=os.environ.get("REPLENS_TOKEN", ""),
-        help="API token (env REPLENS_TOKEN; manage.py drf_create_token <user> makes one)",
+        help=f"API token (env REPLENS_TOKEN): {TOKEN_PAGE.replace('/account/', url + '/account/')}",
     )
     parser.add_argument(
         "--request-timeout",
@@ -217,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-progress", action="store_true", help="draw no progress bars on stderr"
     )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table: for people (default); json: the API's objects, for scripts",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -225,16 +272,33 @@ def build_parser() -> argparse.ArgumentParser:
     def waiting(p: argparse.ArgumentParser, optional: bool = True) -> None:
         if optional:
             p.add_argument("--wait", action="store_true", help="wait for the run to finish")
-        p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS", help="default 1")
+        p.add_argument(
+            "--poll", type=float, default=1.0, metavar="SECONDS", help="ask every (default 1)"
+        )
         p.add_argument(
             "--timeout", type=float, default=None, metavar="SECONDS", help="stop waiting after"
         )
 
+    def ids(p: argparse.ArgumentParser, *which: str) -> None:
+        """-c / -a / -b / -d: the ids a run request takes."""
+        helps = {
+            "checkpoint": ("-c", "the checkpoint's id (replens ls checkpoints)"),
+            "checkpoint-a": ("-a", "checkpoint A's id: the matrix's rows (replens ls checkpoints)"),
+            "checkpoint-b": ("-b", "checkpoint B's id: the columns (replens ls checkpoints)"),
+            "dataset": ("-d", "the dataset's id (replens ls datasets)"),
+        }
+        for name in which:
+            short, text = helps[name]
+            p.add_argument(short, f"--{name}", type=int, required=True, metavar="ID", help=text)
+
+    pooling = "how a layer's output becomes one vector per sample: mean, flatten, cls, last"
+    seed = "random seed (default 0)"
+
     p = command("upload-dataset", "upload a dataset (.npz, .zip of images, .csv) in chunks")
-    p.add_argument("path")
+    p.add_argument("path", help="the file")
     p.add_argument("-w", "--workspace", required=True, help="workspace slug")
     p.add_argument("--name", default="", help="default: the file name")
-    p.add_argument("--description", default="")
+    p.add_argument("--description", default="", help="a line about it")
     p.add_argument("--chunk-size", type=byte_count, help="e.g. 8M (default: server's)")
 
     p = command(
@@ -242,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         "upload a checkpoint (.pt TorchScript, .safetensors, .onnx, .zip of a Hugging Face "
         "directory) or precomputed activations (--dataset)",
     )
-    p.add_argument("path")
+    p.add_argument("path", help="the file")
     p.add_argument("-w", "--workspace", required=True, help="workspace slug")
     p.add_argument("--name", default="", help="default: the file name")
     p.add_argument("--architecture", default="", help="for .safetensors: mlp, small-cnn, …")
@@ -251,22 +315,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed-group", default="", help="the series it belongs to")
     p.add_argument("--step", type=int, default=None, help="its training step")
-    p.add_argument("--description", default="")
+    p.add_argument("--description", default="", help="a line about it")
     p.add_argument("--chunk-size", type=byte_count, help="e.g. 8M (default: server's)")
 
+    p = command("ls", "list datasets, checkpoints, runs or stored activations")
+    listing = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    for what, text in (
+        ("datasets", "the datasets you can see"),
+        ("checkpoints", "the checkpoints you can see"),
+        ("runs", "runs, newest first"),
+        ("activations", "stored activation sets"),
+    ):
+        q = listing.add_parser(what, help=text, description=text, parents=[common])
+        if what == "activations":
+            q.add_argument("-c", "--checkpoint", type=int, metavar="ID", help="of this checkpoint")
+            q.add_argument("-d", "--dataset", type=int, metavar="ID", help="over this dataset")
+            continue
+        q.add_argument("-w", "--workspace", help="only this workspace's (its slug)")
+        if what == "runs":
+            q.add_argument("--kind", help="only this kind: extract, compare, probe, project, …")
+            q.add_argument(
+                "--state", help="only runs in it: queued, running, succeeded, failed, cancelled"
+            )
+            q.add_argument(
+                "--limit", type=int, default=50, metavar="N", help="the newest N (default 50)"
+            )
+
     p = command("extract", "store activations of a checkpoint's layers on a dataset")
-    p.add_argument("-c", "--checkpoint", type=int, required=True)
-    p.add_argument("-d", "--dataset", type=int, required=True)
+    ids(p, "checkpoint", "dataset")
     p.add_argument("--layers", nargs="+", help="default: top-level blocks and the output")
-    p.add_argument("--pooling", default="mean", help="mean, flatten, cls, last")
+    p.add_argument("--pooling", default="mean", help=pooling + " (default mean)")
     waiting(p)
 
     p = command("compare", "compare every layer of checkpoint A with every layer of B")
-    p.add_argument("-a", "--checkpoint-a", type=int, required=True)
-    p.add_argument("-b", "--checkpoint-b", type=int, required=True)
-    p.add_argument("-d", "--dataset", type=int, required=True)
-    p.add_argument("--layers-a", nargs="+")
-    p.add_argument("--layers-b", nargs="+")
+    ids(p, "checkpoint-a", "checkpoint-b", "dataset")
+    p.add_argument("--layers-a", nargs="+", help="A's layers (default: its default layers)")
+    p.add_argument("--layers-b", nargs="+", help="B's layers (default: its default layers)")
     p.add_argument("--measure", help="default cka/linear (GET /api/v1/measures/)")
     p.add_argument(
         "--param",
@@ -276,66 +360,167 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a parameter of the measure, e.g. k=20 or alphas=[0.1,1] (repeatable)",
     )
-    p.add_argument("--pooling")
-    p.add_argument("--permutations", type=int, dest="n_permutations")
-    p.add_argument("--bootstrap", type=int, dest="n_bootstrap")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--pooling", help=pooling)
+    p.add_argument(
+        "--permutations",
+        type=int,
+        dest="n_permutations",
+        metavar="N",
+        help="shuffles of the samples for the chance baseline",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        dest="n_bootstrap",
+        metavar="N",
+        help="resamples for the confidence intervals (0: none)",
+    )
+    p.add_argument("--seed", type=int, help=seed)
     waiting(p)
 
     p = command("probe", "probe layers' invariance and equivariance to transformations")
-    p.add_argument("-c", "--checkpoint", type=int, required=True)
-    p.add_argument("-d", "--dataset", type=int, required=True)
-    p.add_argument("--layers", nargs="+")
+    ids(p, "checkpoint", "dataset")
+    p.add_argument("--layers", nargs="+", help="default: top-level blocks and the output")
     p.add_argument(
         "--family",
         action="append",
         metavar="KEY[=T,…]",
         help="e.g. image/rotation=0,45,90 (repeatable; default: three for the modality)",
     )
-    p.add_argument("--pooling")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--pooling", help=pooling)
+    p.add_argument("--seed", type=int, help=seed)
     waiting(p)
 
     p = command("project", "project every sample of a layer to 2-D (pca, umap, tsne)")
-    p.add_argument("-c", "--checkpoint", type=int, required=True)
-    p.add_argument("-d", "--dataset", type=int, required=True)
-    p.add_argument("--layer", required=True)
-    p.add_argument("--method", default="pca")
-    p.add_argument("--pooling")
-    p.add_argument("--n-neighbors", type=int)
-    p.add_argument("--min-dist", type=float)
-    p.add_argument("--metric")
-    p.add_argument("--perplexity", type=float)
-    p.add_argument("--seed", type=int)
+    ids(p, "checkpoint", "dataset")
+    p.add_argument("--layer", required=True, help="the layer (replens ls activations)")
+    p.add_argument("--method", default="pca", help="pca (default), umap or tsne")
+    p.add_argument("--pooling", help=pooling)
+    p.add_argument("--n-neighbors", type=int, metavar="N", help="umap: neighbourhood size")
+    p.add_argument("--min-dist", type=float, metavar="D", help="umap: how tightly it packs")
+    p.add_argument("--metric", help="umap: euclidean or cosine")
+    p.add_argument("--perplexity", type=float, help="tsne: effective number of neighbours")
+    p.add_argument("--seed", type=int, help=seed)
     waiting(p)
 
-    p = command("wait", "wait for a run to finish; print it (exit 3 if it failed)")
-    p.add_argument("run", type=int)
+    p = command(
+        "wait",
+        "wait for a run to finish, showing where it stands; print it (exit 3 if it failed)",
+    )
+    p.add_argument("run", type=int, help="the run's id")
     waiting(p, optional=False)
 
-    p = command("run", "print a run (state, progress, error)")
-    p.add_argument("run", type=int)
+    p = command("run", "print a run (state, progress, error, web page)")
+    p.add_argument("run", type=int, help="the run's id")
 
     p = command("cancel", "cancel a queued or running run")
-    p.add_argument("run", type=int)
+    p.add_argument("run", type=int, help="the run's id")
 
     p = command("result", "print a run's result: comparison matrix, probe statistics, …")
-    p.add_argument("run", type=int)
+    p.add_argument("run", type=int, help="the run's id")
 
     p = command("export", "save a selection as CSV or Parquet")
-    p.add_argument("selection", type=int)
+    p.add_argument("selection", type=int, help="the selection's id")
     p.add_argument("output", help="file to write")
-    p.add_argument("--format", choices=["csv", "parquet"], help="default: from the suffix")
+    p.add_argument("--file", choices=["csv", "parquet"], help="default: from the suffix")
     p.add_argument("--projection", type=int, help="whose x, y (default: the one drawn on)")
+
+    p = command(
+        "download-activations",
+        "save an activation set as .npy (n × d float32, dataset order; its sha256 is the set's)",
+    )
+    p.add_argument("activation", type=int, help="the set's id (replens ls activations)")
+    p.add_argument("output", help="file to write, e.g. block1.npy")
     return parser
 
 
+# --------------------------------------------------------------------------- output
+
+FORMATS = ("table", "json")
+
+COLUMNS = {
+    "datasets": ["id", "workspace", "name", "modality", "n_samples", "created_at"],
+    "checkpoints": ["id", "workspace", "name", "format", "parameter_count", "seed_group", "step"],
+    "runs": ["id", "workspace", "kind", "state", "progress", "created_at"],
+    "activations": ["id", "checkpoint", "dataset", "layer", "pooling", "n", "d", "dtype"],
+}
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "" or value == []:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict | list):
+        text = json.dumps(value)
+        return text if len(text) <= 80 else text[:79] + "…"
+    return str(value)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """Columns aligned with two spaces; numbers to the right."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(header))]
+
+    def line(values: list[str]) -> str:
+        padded = [
+            v.rjust(w) if right else v.ljust(w)
+            for v, w, right in zip(values, widths, numeric, strict=True)
+        ]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line([h.upper() for h in header]), *(line(r) for r in cells)]) + "\n"
+
+
+def _fields(obj: dict) -> str:
+    """An object as ``key  value`` lines."""
+    width = max((len(k) for k in obj), default=0)
+    return "".join(f"{k.ljust(width)}  {_cell(v)}\n" for k, v in obj.items())
+
+
+def _matrix(result: dict) -> str:
+    """A comparison's layer × layer values under a line naming the measure."""
+    measure = result.get("measure", {}).get("id", "")
+    title = f"{measure} on {result['dataset']['name']} (n = {result.get('n')}), {result['state']}"
+    header = ["A \\ B", *result["layers_b"]]
+    rows = [[a, *values] for a, values in zip(result["layers_a"], result["value"], strict=True)]
+    return f"{title}\n{table(header, rows)}"
+
+
+def _probe(result: dict) -> str:
+    blocks = []
+    for family in result["families"]:
+        rows = [[r["layer"], r["invariance"], r["learned"], r["identity"]] for r in family["rows"]]
+        header = ["layer", "invariance", "learned R²", "identity R²"]
+        blocks.append(f"{family['key']} at t = {family['magnitudes'][-1]}\n{table(header, rows)}")
+    return "\n".join(blocks) or "no statistics yet\n"
+
+
+def render(args: argparse.Namespace, result: Any) -> str:
+    """What a command prints on stdout."""
+    if args.format == "json":
+        return json.dumps(result, indent=2) + "\n"
+    if args.command == "ls":
+        columns = COLUMNS[args.what]
+        return table(columns, [[item.get(c) for c in columns] for item in result])
+    if args.command == "result" and isinstance(result, dict):
+        if "layers_a" in result and "value" in result and result.get("value") is not None:
+            return _matrix(result)
+        if "families" in result:
+            return _probe(result)
+    return _fields(result)
+
+
+def _made(err: TextIO, what: str, obj: dict) -> None:
+    """Name on stderr what a command made, with its web address."""
+    page = obj.get("page")
+    err.write(f"replens: {what}" + (f": {page}" if page else "") + "\n")
+
+
 # --------------------------------------------------------------------------- commands
-
-
-def _print_json(obj: Any, out: TextIO) -> None:
-    json.dump(obj, out, indent=2)
-    out.write("\n")
 
 
 def _wait(client: Client, run: dict, args: argparse.Namespace, bar: Bar) -> dict:
@@ -375,11 +560,9 @@ def _upload(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -> 
         bar.end()
     kind = "dataset" if args.command == "upload-dataset" else "checkpoint"
     if obj.created:
-        err.write(f"replens: created {kind} #{obj['id']} in {args.workspace}\n")
+        _made(err, f"created {kind} #{obj['id']} in {args.workspace}", obj)
     else:
-        err.write(
-            f"replens: {kind} #{obj['id']} was already in {args.workspace} (identical file)\n"
-        )
+        _made(err, f"{kind} #{obj['id']} was already in {args.workspace} (identical file)", obj)
     return obj
 
 
@@ -395,10 +578,22 @@ def _result(client: Client, run_id: int) -> Any:
     return run
 
 
+def _list(client: Client, args: argparse.Namespace) -> list[dict]:
+    if args.what == "datasets":
+        return client.datasets(args.workspace)
+    if args.what == "checkpoints":
+        return client.checkpoints(args.workspace)
+    if args.what == "activations":
+        return client.activations(args.checkpoint, args.dataset)
+    return client.runs(args.workspace, args.kind, args.state, args.limit)
+
+
 def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -> Any:
     c = args.command
     if c in ("upload-dataset", "upload-checkpoint"):
         return _upload(client, args, bar, err)
+    if c == "ls":
+        return _list(client, args)
     if c == "extract":
         run = client.extract(args.checkpoint, args.dataset, args.layers, pooling=args.pooling)
     elif c == "compare":
@@ -438,7 +633,9 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
             seed=args.seed,
         )
     elif c == "wait":
-        return _wait(client, {"id": args.run}, args, bar)
+        run = _wait(client, {"id": args.run}, args, bar)
+        _made(err, f"run #{run['id']} ({run['kind']}) {run['state']}", run)
+        return run
     elif c == "run":
         return client.run(args.run)
     elif c == "cancel":
@@ -446,12 +643,17 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
     elif c == "result":
         return _result(client, args.run)
     elif c == "export":
-        path = client.export_selection(args.selection, args.output, args.format, args.projection)
+        path = client.export_selection(args.selection, args.output, args.file, args.projection)
         return {"selection": args.selection, "path": str(path), "bytes": path.stat().st_size}
+    elif c == "download-activations":
+        path = client.download_activations(args.activation, args.output)
+        return {"activation": args.activation, "path": str(path), "bytes": path.stat().st_size}
     else:  # pragma: no cover - argparse only lets known commands through
         raise ReplensUsage(f"unknown command {c}")
+    _made(err, f"run #{run['id']} ({run['kind']}) {run['state']}", run)
     if getattr(args, "wait", False):
-        return _wait(client, run, args, bar)
+        run = _wait(client, run, args, bar)
+        _made(err, f"run #{run['id']} ({run['kind']}) {run['state']}", run)
     return run
 
 
@@ -462,7 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.token:
         parser.print_usage(err)
-        err.write("replens: error: no API token: pass --token or set REPLENS_TOKEN\n")
+        err.write(
+            f"replens: error: no API token: pass --token or set REPLENS_TOKEN ({TOKEN_PAGE})\n"
+        )
         return EXIT_USAGE
     bar = Bar(err, enabled=not args.no_progress)
     try:
@@ -473,11 +677,11 @@ def main(argv: list[str] | None = None) -> int:
         err.write(f"replens: error: {exc}\n")
         return EXIT_USAGE
     except RunFailed as exc:
-        _print_json(exc.run, out)
+        out.write(render(args, exc.run))
         err.write(f"replens: error: {exc}\n")
         return EXIT_RUN_FAILED
     except WaitTimeout as exc:
-        _print_json(exc.run, out)
+        out.write(render(args, exc.run))
         err.write(f"replens: error: {exc}\n")
         return EXIT_TIMEOUT
     except ReplensError as exc:
@@ -490,5 +694,5 @@ def main(argv: list[str] | None = None) -> int:
         bar.end()
         err.write("replens: interrupted\n")
         return EXIT_INTERRUPTED
-    _print_json(result, out)
+    out.write(render(args, result))
     return 0

@@ -29,6 +29,7 @@ TRANSIENT = (
     requests.exceptions.ChunkedEncodingError,
 )
 HASH_BLOCK = 1 << 20
+TOKEN_PAGE = "sign in to the site and open 'API token' in its top bar (/account/token/)"
 
 UploadProgress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phase ``"hash"`` (reading the file for its sha256),
@@ -94,7 +95,8 @@ class WaitTimeout(ReplensError, TimeoutError):
 
     def __init__(self, run: dict, timeout: float) -> None:
         what = f"upload {run.get('filename')}" if "filename" in run else f"run #{run.get('id')}"
-        progress = "" if "filename" in run else f" (progress {float(run.get('progress') or 0):.0%})"
+        started = "filename" not in run and run.get("state") != "queued"
+        progress = f" (progress {float(run.get('progress') or 0):.0%})" if started else ""
         super().__init__(
             f"{what} is still {run.get('state')} after {timeout:g} s{progress}", data=run
         )
@@ -180,7 +182,7 @@ class Client:
         if not url:
             raise ValueError("the server's URL is required, e.g. http://127.0.0.1:8000")
         if not token:
-            raise ValueError("an API token is required (manage.py drf_create_token <user>)")
+            raise ValueError(f"an API token is required: {TOKEN_PAGE}")
         if chunk_size is not None and chunk_size < 1:
             raise ValueError("chunk_size must be a positive number of bytes")
         base = url.rstrip("/")
@@ -288,17 +290,37 @@ class Client:
     def _post(self, path: str, body: dict, *, retry: bool = True) -> Any:
         return self._request("POST", path, json=body, retry=retry).json()
 
-    def _list(self, path: str, params: dict) -> list[dict]:
-        """Every item of a paginated list, following ``next``."""
+    def _list(self, path: str, params: dict, limit: int | None = None) -> list[dict]:
+        """Every item of a paginated list (the first ``limit`` only, if given), following
+        ``next``."""
         items: list[dict] = []
-        page = self._get(path, params={k: v for k, v in params.items() if v is not None})
+        query = {k: v for k, v in params.items() if v is not None}
+        if limit is not None:
+            query["limit"] = min(limit, 1000)  # the server's largest page
+        page = self._get(path, params=query)
         while True:
             if isinstance(page, list):
-                return items + page
+                return (items + page)[:limit]
             items.extend(page.get("results", []))
-            if not page.get("next"):
-                return items
+            if not page.get("next") or (limit is not None and len(items) >= limit):
+                return items[:limit]
             page = self._get(page["next"])
+
+    def _download(self, path: str, target: str | os.PathLike[str], params: dict) -> Path:
+        """Stream a file of the API to ``target`` (through ``<target>.part``, renamed once
+        complete). Returns the path."""
+        target = Path(target)
+        response = self._request("GET", path, params=params, stream=True)
+        part = target.with_name(target.name + ".part")
+        try:
+            with response, open(part, "wb") as out:
+                for block in response.iter_content(HASH_BLOCK):
+                    out.write(block)
+            part.replace(target)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return target
 
     # ------------------------------------------------------------------ uploads
 
@@ -617,6 +639,21 @@ class Client:
     def checkpoint(self, checkpoint: Ref) -> dict:
         return self._get(f"checkpoints/{_id(checkpoint)}/")
 
+    def activations(self, checkpoint: Ref | None = None, dataset: Ref | None = None) -> list[dict]:
+        """The stored activation sets (``layer``, ``pooling``, ``n``, ``d``, ``dtype``,
+        ``sha256``), of one checkpoint and/or dataset if given."""
+        params = {
+            "checkpoint": None if checkpoint is None else _id(checkpoint),
+            "dataset": None if dataset is None else _id(dataset),
+        }
+        return self._list("activations/", params)
+
+    def download_activations(self, activation: Ref, path: str | os.PathLike[str]) -> Path:
+        """Save an activation set as a .npy file: n × d float32 in the dataset's order
+        (``numpy.load(path, allow_pickle=False)``); the file's sha256 is the set's ``sha256``.
+        Returns the path."""
+        return self._download(f"activations/{_id(activation)}/values/", path, {})
+
     # ------------------------------------------------------------------ runs
 
     def extract(
@@ -689,6 +726,18 @@ class Client:
     def run(self, run: Ref) -> dict:
         """A run: ``id``, ``kind``, ``state``, ``progress`` (0..1), ``error``, timings…"""
         return self._get(f"runs/{_id(run)}/")
+
+    def runs(
+        self,
+        workspace: str | None = None,
+        kind: str | None = None,
+        state: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Runs, newest first: of one workspace, kind (``compare``, ``extract``, …) and state
+        (``queued``, ``running``, ``succeeded``, ``failed``, ``cancelled``) if given; the
+        first ``limit`` only if given."""
+        return self._list("runs/", {"workspace": workspace, "kind": kind, "state": state}, limit)
 
     def cancel(self, run: Ref) -> dict:
         """Cancel a queued or running run; returns it."""
@@ -775,19 +824,7 @@ class Client:
         params: dict[str, Any] = {"file": kind}
         if projection is not None:
             params["projection"] = _id(projection)
-        response = self._request(
-            "GET", f"selections/{_id(selection)}/export/", params=params, stream=True
-        )
-        part = path.with_name(path.name + ".part")
-        try:
-            with response, open(part, "wb") as out:
-                for block in response.iter_content(HASH_BLOCK):
-                    out.write(block)
-            part.replace(path)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
-        return path
+        return self._download(f"selections/{_id(selection)}/export/", path, params)
 
 
 def _digest(f: IO[bytes], progress: UploadProgress | None) -> tuple[int, str]:

@@ -3,26 +3,35 @@ once as the installed console script."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import requests
+from django.utils import timezone
 from replens_client import cli
 
 from tests.client.conftest import sha256_of, stored_chunks
+from tests.conftest import run_with_dependencies
 from webapp.catalog.models import Checkpoint, Dataset, Upload
+from webapp.runs.models import Run
 
 
 @pytest.fixture
 def replens_cli(server, token, capsys):
-    """``replens_cli(*args)`` → (exit status, parsed stdout JSON or None, stderr)."""
+    """``replens_cli(*args)`` → (exit status, parsed stdout JSON or None, stderr); with
+    ``json_out=False`` the stdout text of the default format (tables)."""
 
-    def run(*args: str, connect: bool = True):
+    def run(*args: str, connect: bool = True, json_out: bool = True):
         argv = ["--url", server, "--token", token, *args] if connect else list(args)
-        status = cli.main(argv)
+        status = cli.main(["--format", "json", *argv] if json_out else argv)
         captured = capsys.readouterr()
+        if not json_out:
+            return status, captured.out, captured.err
         out = json.loads(captured.out) if captured.out.strip() else None
         return status, out, captured.err
 
@@ -224,7 +233,7 @@ def test_export_a_selection(replens_cli, replens, small_digits_file, tmp_path):
     assert target.read_bytes()[:4] == b"PAR1"
 
     status, saved, _ = replens_cli(
-        "export", str(selection["id"]), str(tmp_path / "pair.txt"), "--format", "csv"
+        "export", str(selection["id"]), str(tmp_path / "pair.txt"), "--file", "csv"
     )
     assert status == 0 and (tmp_path / "pair.txt").read_text().startswith("index,id,label")
 
@@ -241,3 +250,171 @@ def test_console_script_help():
         [sys.executable, "-m", "replens_client", "--version"], capture_output=True, text=True
     )
     assert module.returncode == 0 and module.stdout.strip() == "replens 0.1.0"
+
+
+# --------------------------------------------------------------------------- lists and output
+
+
+def test_ls_lists_datasets_checkpoints_and_runs_as_a_table_or_json(
+    replens_cli, replens, small_digits_file, small_mlp_file
+):
+    dataset = replens.upload_dataset(small_digits_file, "lab", name="digits-300")
+    ckpt = replens.upload_checkpoint(small_mlp_file, "lab", seed_group="mlp", step=7)
+    extraction = replens.extract(ckpt, dataset, ["block1"])
+    replens.cancel(replens.extract(ckpt, dataset, ["head"]))
+
+    status, text, _ = replens_cli("ls", "datasets", json_out=False)
+    assert status == 0
+    header, row = text.splitlines()
+    assert header.split() == ["ID", "WORKSPACE", "NAME", "MODALITY", "N_SAMPLES", "CREATED_AT"]
+    assert row.split()[:5] == [str(dataset["id"]), "lab", "digits-300", "image", "300"]
+
+    status, text, _ = replens_cli("ls", "checkpoints", "-w", "lab", json_out=False)
+    header, row = text.splitlines()
+    assert header.split()[:3] == ["ID", "WORKSPACE", "NAME"]
+    assert row.split()[-2:] == ["mlp", "7"] and row.split()[0] == str(ckpt["id"])
+
+    status, text, _ = replens_cli("ls", "runs", "--state", "queued", json_out=False)
+    lines = text.splitlines()
+    assert lines[0].split()[:4] == ["ID", "WORKSPACE", "KIND", "STATE"]
+    assert [line.split()[:4] for line in lines[1:]] == [
+        [str(extraction["id"]), "lab", "extract", "queued"]
+    ]
+    status, runs, _ = replens_cli("ls", "runs", "--kind", "extract", "--limit", "1")
+    assert status == 0 and [r["state"] for r in runs] == ["cancelled"]  # the newest only
+    status, runs, _ = replens_cli("ls", "runs", "-w", "elsewhere")
+    assert status == 0 and runs == []
+    status, _, err = replens_cli("ls", "runs", "--state", "done")
+    assert status == 1 and "state must be one of queued, running" in err and "(HTTP 400)" in err
+
+    status, datasets, _ = replens_cli("ls", "datasets", "--workspace", "lab")
+    assert [d["id"] for d in datasets] == [dataset["id"]]
+    status, checkpoints, _ = replens_cli(
+        "--format", "table", "ls", "checkpoints", "--format", "json"
+    )
+    assert [c["id"] for c in checkpoints] == [ckpt["id"]]  # the option after the command wins
+
+
+def test_commands_that_make_something_print_its_web_address(
+    replens_cli, small_digits_file, small_mlp_file, server
+):
+    status, dataset, err = replens_cli(
+        "--no-progress", "upload-dataset", str(small_digits_file), "-w", "lab"
+    )
+    assert status == 0
+    page = f"{server}/datasets/{dataset['id']}/"
+    assert dataset["page"] == page and f"created dataset #{dataset['id']} in lab: {page}\n" in err
+    status, ckpt, err = replens_cli(
+        "--no-progress", "upload-checkpoint", str(small_mlp_file), "-w", "lab"
+    )
+    assert ckpt["page"] == f"{server}/checkpoints/{ckpt['id']}/" and ckpt["page"] in err
+
+    status, text, err = replens_cli(
+        "compare", "-a", str(ckpt["id"]), "-b", str(ckpt["id"]), "-d", str(dataset["id"]),
+        json_out=False,
+    )  # fmt: skip
+    assert status == 0
+    fields = dict(line.split(None, 1) for line in text.splitlines())
+    run_id, page = fields["id"], fields["page"]
+    assert fields["kind"] == "compare" and fields["state"] == "queued"
+    assert page == f"{server}/comparisons/{run_id}/"
+    assert err == f"replens: run #{run_id} (compare) queued: {page}\n"
+    assert requests.get(page, timeout=10).status_code in (200, 302)  # a page (sign-in first)
+
+
+def test_wait_shows_time_waited_the_runs_it_waits_for_and_its_place_in_line(
+    replens_cli, replens, small_digits_file, small_mlp_file, mlp_file
+):
+    dataset = replens.upload_dataset(small_digits_file, "lab")
+    a = replens.upload_checkpoint(small_mlp_file, "lab")
+    b = replens.upload_checkpoint(mlp_file, "lab")
+    comparison = replens.compare(a, b, dataset, n_permutations=2)
+    first, second = sorted(comparison["depends_on"])
+    Run.objects.filter(pk=first).update(state="running", progress=0.45, started_at=timezone.now())
+
+    status, late, err = replens_cli(
+        "wait", str(comparison["id"]), "--poll", ".1", "--timeout", ".3"
+    )
+    assert status == 4 and late["state"] == "queued"
+    line = err.split("\r")[-1].splitlines()[0]
+    assert line.startswith(
+        f"run #{comparison['id']} compare queued, waiting for 2 run(s): "
+        f"#{first} extract running 45%, #{second} extract queued · waited 0:0"
+    ), line
+    assert "[" not in err and "0%" not in err.replace("45%", "")  # no bar while queued
+
+    # The extraction of its own: first in its queue's line.
+    status, late, err = replens_cli("wait", str(second), "--poll", ".1", "--timeout", ".2")
+    assert status == 4
+    assert f"run #{second} extract queued, number 1 in line, estimated start " in err
+    assert "waited 0:00" in err
+
+    # Running: a bar with its progress and the time waited.
+    Run.objects.filter(pk=first).update(progress=0.5)
+    status, _, err = replens_cli("wait", str(first), "--poll", ".1", "--timeout", ".2")
+    assert (
+        f"run #{first} extract [###############---------------]  50% running · waited 0:00" in err
+    )
+
+
+def test_every_option_has_help_and_the_token_help_names_the_token_page():
+    parser = cli.build_parser()
+
+    def parsers(p):
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    missing = [
+        f"{p.prog} {action.option_strings or action.dest}"
+        for p in parsers(parser)
+        for action in p._actions
+        if not action.help and not isinstance(action, argparse._SubParsersAction)
+    ]
+    assert missing == []
+    token = next(a for a in parser._actions if "--token" in a.option_strings)
+    assert "/account/token/" in token.help and "API token" in token.help
+    assert "manage.py" not in token.help
+    compare = next(
+        a.choices["compare"] for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    helps = {a.dest: a.help for a in compare._actions}
+    assert "rows" in helps["checkpoint_a"] and "columns" in helps["checkpoint_b"]
+    assert "dataset" in helps["dataset"]
+
+
+def test_download_activations_and_a_result_as_a_table(
+    replens_cli, replens, small_digits_file, small_mlp_file, tmp_path
+):
+    dataset = replens.upload_dataset(small_digits_file, "lab")
+    ckpt = replens.upload_checkpoint(small_mlp_file, "lab")
+    comparison = replens.compare(ckpt, ckpt, dataset, layers_a=["block1", "head"], n_permutations=2)
+    run_with_dependencies(Run.objects.get(pk=comparison["id"]))  # the worker, in-process
+
+    status, text, _ = replens_cli("result", str(comparison["id"]), json_out=False)
+    assert status == 0
+    title, header, *rows = text.splitlines()
+    assert title.startswith("cka/linear on ") and title.endswith("succeeded")
+    assert header.split()[:2] == ["A", "\\"]
+    assert [r.split()[0] for r in rows] == ["block1", "head"]
+    diagonal = float(rows[0].split()[1 + comparison["params"]["layers_b"].index("block1")])
+    assert diagonal == pytest.approx(1.0, abs=1e-3)  # a layer against itself
+
+    status, sets, _ = replens_cli("ls", "activations", "-c", str(ckpt["id"]))
+    block1 = next(s for s in sets if s["layer"] == "block1")
+    target = tmp_path / "block1.npy"
+    status, saved, err = replens_cli("download-activations", str(block1["id"]), str(target))
+    assert status == 0, err
+    assert saved == {
+        "activation": block1["id"],
+        "path": str(target),
+        "bytes": target.stat().st_size,
+    }
+    assert sha256_of(target) == block1["sha256"]
+    values = np.load(target, allow_pickle=False)
+    assert values.shape == (300, block1["d"]) and values.dtype == np.float32
+
+    status, _, err = replens_cli("download-activations", "999999", str(tmp_path / "none.npy"))
+    assert status == 1 and "(HTTP 404)" in err and not (tmp_path / "none.npy").exists()
