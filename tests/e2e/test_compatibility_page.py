@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.template.defaultfilters import floatformat
 from playwright.sync_api import expect
 
 from tests.conftest import (
@@ -47,7 +48,9 @@ def test_an_indistinguishable_update_says_so(
     verdict = page.locator("table.compatibility-pairs td.verdict")
     expect(verdict).to_have_text("not distinguishable")
     low, high = result["difference_ci"]["1,0"]
-    expect(page.locator("table.compatibility-pairs")).to_contain_text(f"{low:.3f} – {high:.3f}")
+    expect(page.locator("table.compatibility-pairs")).to_contain_text(
+        f"{floatformat(low, 4)} – {floatformat(high, 4)}"
+    )
     expect(page.locator(".chance")).to_contain_text(f"mAP {result['chance']['mean_ap']:.3f}")
     heatmap = page.locator(".heatmap")
     expect(heatmap).to_have_attribute("data-drawn", "true")

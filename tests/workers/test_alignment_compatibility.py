@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pytest
+from django.template.defaultfilters import floatformat
 
 from analysis.errors import InputError
 from analysis.measures.alignment import fit_alignment
@@ -199,7 +200,7 @@ def test_an_update_that_changes_nothing_is_not_distinguishable(
     page = client.get(f"/compatibility/{run.pk}/").content.decode()
     verdict = page.split('<td class="verdict">')[1].split("</td>")[0]
     assert "not distinguishable" in verdict and ">yes<" not in verdict
-    assert f"{low:.3f} – {high:.3f}" in page  # the difference's interval
+    assert f"{floatformat(low, 4)} – {floatformat(high, 4)}" in page  # the difference's interval
     assert f"1000 resamples of the {result['n_queries']} queries" in page
     chance = result["chance"]
     assert f"mAP {chance['mean_ap']:.3f}" in page and f"top-1 {chance['top1']:.3f}" in page
