@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,9 +31,9 @@ def test_project_a_layer_and_hover_a_sample(worker, live_server, owner, workspac
     )
     page = browser_page
     sign_in(page, live_server)
-    page.goto(f"{live_server.url}/checkpoints/{checkpoint.pk}/")
+    page.goto(f"{live_server.url}/checkpoints/{checkpoint.pk}/?dataset={dataset.pk}")
+    page.click("summary:has-text('New projection')")  # the form opens on demand
     form = page.locator("form[action$='/project/']")
-    form.locator("select[name=dataset]").select_option(label=dataset.name)
     form.locator("select[name=layer]").select_option("block1")
     form.locator("select[name=method]").select_option("pca")
     form.locator("button[type=submit]").click()
@@ -384,3 +385,35 @@ def test_colour_scales_say_their_range_and_what_they_clip(
     page.goto(page.url)
     expect(page.locator(".explorer[data-ready=true]")).to_have_attribute("data-colouring", "kept")
     expect(scale).to_contain_text("0.5 to 0.9: fixed range")
+
+
+def test_vector_samples_wrap_between_numbers_never_inside_one(db, browser_page):
+    """The sample grid of a dataset without images shows each sample's first values: each number
+    stays whole on one line, however narrow the grid's column."""
+    from django.template.loader import render_to_string
+
+    from webapp.catalog.models import Dataset
+
+    dataset = Dataset(modality="vector", thumbnails=None)
+    row = "-0.000123, 1.23e+04, -5.67e-05, 0.000891, -12.3, 4.56e+06, …"
+    samples = [{"index": i, "id": f"r{i}", "label": "", "row": row} for i in range(6)]
+    grid = render_to_string("pages/_sample_grid.html", {"samples": samples, "dataset": dataset})
+    css = (Path(__file__).resolve().parents[2] / "static" / "css" / "app.css").read_text()
+    page = browser_page
+    page.set_viewport_size({"width": 420, "height": 600})
+    page.set_content(f"<style>{css}</style><main>{grid}</main>")
+    lines = page.evaluate(
+        """() => Array.from(document.querySelectorAll("code.row-values")).map((code) => {
+             const text = code.firstChild, words = [];
+             for (const m of text.textContent.matchAll(/[^,\\s]+/g)) {
+               const range = document.createRange();
+               range.setStart(text, m.index);
+               range.setEnd(text, m.index + m[0].length);
+               words.push([m[0], new Set(Array.from(range.getClientRects(), (r) => r.top)).size]);
+             }
+             return words;
+           })"""
+    )
+    assert len(lines) == 6
+    assert all(count == 1 for words in lines for _, count in words), lines
+    assert [w for w, _ in lines[0]] == row.replace(",", "").split()

@@ -792,7 +792,7 @@ def projection_page(request: HtmxRequest, pk: int) -> HttpResponse:
         else None,
         "siblings": [s for s in siblings if s.params["layer"] == run.params["layer"]],
         "mean_kept": explorer.mean_kept(run),
-        "spectrum": explorer.spectrum_polyline(run),
+        "spectrum": explorer.spectrum_plot(run),
         "label_names": explorer.label_names(run.dataset),
         "colourings": _colourings(run) if run.state == Run.State.SUCCEEDED else [],
         "selections": _named_selections(run.dataset),

@@ -476,16 +476,64 @@ def mean_kept(run: Run) -> float | None:
         return float(np.mean(kept))
 
 
-def spectrum_polyline(run: Run, width: int = 300, height: int = 80) -> str:
-    """SVG polyline points of the layer's covariance spectrum, log scale, largest first ("" until
-    the projection has finished, or with fewer than two positive eigenvalues)."""
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _rank_step(n: int, most: int = 6) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50, … that puts at most ``most`` ticks on ranks 1 … n."""
+    step = 1
+    while n // step >= most:
+        step = step * 5 // 2 if str(step)[0] == "2" else step * 2
+    return step
+
+
+def spectrum_figure(values: np.ndarray, width: int = 340, height: int = 150) -> dict | None:
+    """An SVG plot with axes of a covariance spectrum (eigenvalues, largest first): the
+    polyline's points, ticks on component ranks (x) and on powers of ten of the eigenvalue (y,
+    log scale), in px of a ``width`` × ``height`` box; None with fewer than two positive
+    eigenvalues."""
+    values = np.asarray(values, dtype=np.float64)
+    ranks = np.flatnonzero(values > 0) + 1
+    if len(ranks) < 2:
+        return None
+    logs = np.log10(values[ranks - 1])
+    left, right, top, bottom = 46, 10, 8, 36
+    plot_w, plot_h = width - left - right, height - top - bottom
+    low, high = int(np.floor(logs.min())), int(np.ceil(logs.max()))
+    if low == high:
+        low, high = low - 1, high + 1
+    n = int(ranks[-1])
+
+    def x(rank: float) -> float:
+        return left + (rank - 1) / max(n - 1, 1) * plot_w
+
+    def y(log: float) -> float:
+        return top + (high - log) / (high - low) * plot_h
+
+    decade = max(1, -(-(high - low) // 5))  # at most about 6 labelled powers of ten
+    step = _rank_step(n)
+    rank_ticks = [1, *range(step, n + 1, step)] if step > 1 else list(range(1, n + 1))
+    return {
+        "width": width,
+        "height": height,
+        "points": " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in zip(ranks, logs, strict=True)),
+        "x_ticks": [{"at": round(x(r), 1), "label": str(r)} for r in dict.fromkeys(rank_ticks)],
+        "y_ticks": [
+            {"at": round(y(k), 1), "label": "10" + str(k).translate(SUPERSCRIPT)}
+            for k in range(low, high + 1, decade)
+        ],
+        "left": left,
+        "right": width - right,
+        "top": top,
+        "bottom": height - bottom,
+        "middle_x": left + plot_w / 2,
+        "middle_y": top + plot_h / 2,
+    }
+
+
+def spectrum_plot(run: Run) -> dict | None:
+    """:func:`spectrum_figure` of the layer's covariance spectrum (None until the projection
+    has finished)."""
     if run.state != Run.State.SUCCEEDED:
-        return ""
-    values = np.array(run.projection.geometry.get("spectrum", []))
-    values = np.log10(values[values > 0])
-    if len(values) < 2:
-        return ""
-    span = max(float(values.max() - values.min()), 1e-12)
-    xs = np.linspace(0, width, len(values))
-    ys = height - (values - values.min()) / span * height
-    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+        return None
+    return spectrum_figure(np.array(run.projection.geometry.get("spectrum", [])))
