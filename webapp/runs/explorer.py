@@ -516,7 +516,9 @@ def spectrum_figure(values: np.ndarray, width: int = 340, height: int = 150) -> 
     return {
         "width": width,
         "height": height,
-        "points": " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in zip(ranks, logs, strict=True)),
+        "points": " ".join(
+            f"{x(r):.1f},{y(v):.1f}" for r, v in zip(ranks.tolist(), logs.tolist(), strict=True)
+        ),
         "x_ticks": [{"at": round(x(r), 1), "label": str(r)} for r in dict.fromkeys(rank_ticks)],
         "y_ticks": [
             {"at": round(y(k), 1), "label": "10" + str(k).translate(SUPERSCRIPT)}
