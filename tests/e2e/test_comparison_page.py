@@ -32,6 +32,7 @@ def test_comparison_page_updates_itself_and_shows_the_heatmap(
     page = browser_page
     sign_in(page, live_server)
 
+    page.click("summary:has-text('New comparison')")  # the form opens on demand
     page.select_option("select[name=checkpoint_a]", label="mlp-seed0")
     page.select_option("select[name=checkpoint_b]", label="mlp-seed1")
     page.select_option("select[name=dataset]", label=dataset.name)

@@ -37,6 +37,7 @@ def test_a_browser_upload_survives_a_dropped_connection(
         return route.continue_()
 
     page.route("**/api/v1/uploads/**", network)
+    page.click("summary:has-text('Upload a dataset')")  # the form opens on demand
     form = page.locator("form[data-resumable-upload=dataset]")
     form.evaluate(f"f => f.dataset.chunkSize = '{CHUNK}'")
     form.locator("input[type=file]").set_input_files(
