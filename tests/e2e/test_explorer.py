@@ -417,3 +417,55 @@ def test_vector_samples_wrap_between_numbers_never_inside_one(db, browser_page):
     assert len(lines) == 6
     assert all(count == 1 for words in lines for _, count in words), lines
     assert [w for w, _ in lines[0]] == row.replace(",", "").split()
+
+
+def test_a_pca_projection_has_axes_whose_ticks_match_the_points(
+    transactional_db, live_server, owner, workspace, browser_page
+):
+    run = _digits_projection(owner, workspace)
+    coords = run.projection.coordinates.load_array()
+    share = run.projection.explained_variance
+    page = browser_page
+    sign_in(page, live_server)
+    page.goto(f"{live_server.url}/projections/{run.pk}/")
+    expect(page.locator(".scatter[data-drawn=true]")).to_have_attribute("data-points", "300")
+    titles = page.locator(".scatter-axes .scatter-axis-title")
+    expect(titles).to_have_text(
+        [
+            f"PC 1 · {100 * share[0]:.1f}% of the variance",
+            f"PC 2 · {100 * share[1]:.1f}% of the variance",
+        ]
+    )
+
+    def ticks():
+        return page.evaluate(
+            """() => ["x", "y"].map((axis) => Array.from(
+                 document.querySelectorAll(`.scatter-axes text.scatter-tick.${axis}`),
+                 (t) => [Number(t.textContent), Number(t.getAttribute(axis))]))"""
+        )
+
+    def check(i):
+        """Point i's ring sits where the ticks put its coordinates (within 1.5 px)."""
+        page.evaluate(f"document.querySelector('.scatter').scatter.hover({i})")
+        ring = page.locator(".scatter-ring").bounding_box()
+        origin = page.locator(".scatter-axes").bounding_box()
+        for k, (axis, centre) in enumerate(
+            (
+                ("x", ring["x"] + ring["width"] / 2 - origin["x"]),
+                ("y", ring["y"] + ring["height"] / 2 - origin["y"]),
+            )
+        ):
+            values, at = np.array(ticks()[k]).T
+            assert len(values) >= 3, axis
+            slope, offset = np.polyfit(values, at, 1)
+            assert abs(slope * coords[i, k] + offset - centre) < 1.5, axis
+
+    extreme = int(np.argmax(coords[:, 0]))
+    check(extreme)
+    # Zoomed in on the point: the ticks follow.
+    page.evaluate(f"document.querySelector('.scatter').scatter.frame([{extreme}])")
+    page.wait_for_function("document.querySelector('.scatter').scatter.getView().zoom > 5")
+    page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    check(extreme)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer-pca-axes.png"), full_page=True)

@@ -8,6 +8,7 @@ import {
   boxAround,
   clampScale,
   fitted,
+  niceTicks,
   placeOf,
   resized,
   toData,
@@ -107,4 +108,14 @@ test("the box around some points: their bounds, grown to a least share of the wh
   assert.deepEqual(boxAround(pos, [1], whole), { minX: 7.5, maxX: 12.5, minY: 4, maxY: 6 });
   assert.equal(boxAround(pos, [3, 9, -1], whole), null);
   assert.equal(boxAround(pos, [], whole), null);
+});
+
+test("axis ticks: round steps of 1, 2 or 5 × 10^k inside the span", () => {
+  assert.deepEqual(niceTicks(0, 10, 5), [0, 2, 4, 6, 8, 10]);
+  assert.deepEqual(niceTicks(-0.33, 0.71, 5), [-0.2, 0, 0.2, 0.4, 0.6]);
+  assert.deepEqual(niceTicks(-0.33, 0.71, 2), [0, 0.5]);
+  assert.deepEqual(niceTicks(103.2, 104.9, 3), [103.5, 104, 104.5]);
+  assert.deepEqual(niceTicks(1, 1, 5), []);
+  assert.deepEqual(niceTicks(0, Infinity, 5), []);
+  assert.ok(niceTicks(-1e6, 3e6, 6).every((t) => t % 1e6 === 0));
 });

@@ -793,6 +793,7 @@ def projection_page(request: HtmxRequest, pk: int) -> HttpResponse:
         "siblings": [s for s in siblings if s.params["layer"] == run.params["layer"]],
         "mean_kept": explorer.mean_kept(run),
         "spectrum": explorer.spectrum_plot(run),
+        "axes": explorer.axis_titles(run),
         "label_names": explorer.label_names(run.dataset),
         "colourings": _colourings(run) if run.state == Run.State.SUCCEEDED else [],
         "selections": _named_selections(run.dataset),
@@ -922,6 +923,18 @@ def projection_colour(request: SignedInRequest, pk: int) -> HttpResponse:
     return response
 
 
+@login_required
+def projection_search(request: SignedInRequest, pk: int) -> HttpResponse:
+    """uint32 little-endian indices, ascending, of the samples whose id, label, text or any
+    metadata value contains ``?q=`` (case-insensitive)."""
+    run = _finished_projection(request, pk)
+    try:
+        indices = explorer.search(run.dataset, request.GET.get("q", ""))
+    except InputError as err:
+        return HttpResponse(str(err), status=400)
+    return _binary(explorer.encode(indices, "uint32"))
+
+
 def _selection_panel(
     request: SignedInRequest,
     selection: Selection,
@@ -1036,18 +1049,6 @@ def _k(request: SignedInRequest, run_a: Run, run_b: Run) -> int:
     except ValueError:
         k = 10
     return max(1, min(k, limit))
-
-
-@login_required
-def projection_search(request: SignedInRequest, pk: int) -> HttpResponse:
-    """uint32 little-endian indices, ascending, of the samples whose id, label, text or any
-    metadata value contains ``?q=`` (case-insensitive)."""
-    run = _finished_projection(request, pk)
-    try:
-        indices = explorer.search(run.dataset, request.GET.get("q", ""))
-    except InputError as err:
-        return HttpResponse(str(err), status=400)
-    return _binary(explorer.encode(indices, "uint32"))
 
 
 @login_required

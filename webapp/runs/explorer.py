@@ -467,6 +467,19 @@ def aligned_members(run: Run) -> list[Run]:
     return sorted(members.select_related("checkpoint"), key=lambda m: m.params["position"])
 
 
+def axis_titles(run: Run) -> dict[str, str] | None:
+    """What the axes of finished projection ``run`` are, when they mean something: the first
+    two principal components of a PCA, with the share of the variance each explains (None for
+    t-SNE and UMAP, whose axes mean nothing)."""
+    if run.state != Run.State.SUCCEEDED or not run.projection.explained_variance:
+        return None
+    x, y = run.projection.explained_variance[:2]
+    return {
+        "x": f"PC 1 · {100 * x:.1f}% of the variance",
+        "y": f"PC 2 · {100 * y:.1f}% of the variance",
+    }
+
+
 def mean_kept(run: Run) -> float | None:
     """The share of each sample's nearest neighbours finished projection ``run`` keeps, on
     average (None until it has finished)."""

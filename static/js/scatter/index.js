@@ -4,7 +4,9 @@
 // Reads: data-coords-url → raw little-endian float32 x0,y0,x1,y1,…; data-labels-url → raw little-endian uint16, one per
 // point (65535 = no label); data-label-names → id of a json_script list of strings; data-sample-url + "<i>.png" is a
 // sample's thumbnail, shown in the tooltip when data-thumbnails="true". The labels and names are the initial colouring,
-// i.e. colourBy({kind: "categorical", codes: labels, names, title: ""}).
+// i.e. colourBy({kind: "categorical", codes: labels, names, title: ""}). data-axes → id of a json_script {x, y} of axis
+// titles, for coordinates that mean something (PCA): then the plot has axes, ticks at round values of the
+// coordinates as served along its bottom and left edges, following pan and zoom.
 //
 // Sets: data-points and data-drawn="true" after the first frame; data-hovered while the user's cursor is on a point;
 // data-selected after a click on a point; data-highlighted = how many points highlight() marked (absent when no
@@ -70,14 +72,25 @@
 
 import { NO_LABEL, domainOf, lutCss, paintLut, quantise } from "./colours.js";
 import { filterOf, focus, inFocus, marks, passing, toCodes, toggled, toRange } from "./filter.js";
-import { describe } from "./format.js";
+import { describe, fmt } from "./format.js";
 import { buildGrid, nearest } from "./grid.js";
 import { extendShape, outlinePath, selection, shapeVertices, startShape } from "./lasso.js";
 import { createLegend } from "./legend.js";
 import { centred, LITTLE_ENDIAN, sized, swapBytes } from "./points.js";
 import { createRenderer } from "./renderer.js";
 import { createTooltip } from "./tooltip.js";
-import { boxAround, centredOn, fitted, placeOf, resized, toData, toScreen, viewOf, zoomAt } from "./view.js";
+import {
+  boxAround,
+  centredOn,
+  fitted,
+  niceTicks,
+  placeOf,
+  resized,
+  toData,
+  toScreen,
+  viewOf,
+  zoomAt,
+} from "./view.js";
 import { fetchBuffer } from "../fetch.js";
 
 /**
@@ -129,16 +142,81 @@ const TOOLS = [
 ];
 const MODES = TOOLS.map((t) => t.mode);
 
+/**
+ * The JSON of the json_script element with this id (null when there is none or it does not parse).
+ * @param {HTMLElement} el
+ * @param {string | undefined} id
+ * @returns {unknown}
+ */
+function readJson(el, id) {
+  const script = id && el.ownerDocument.getElementById(id);
+  if (!script) return null;
+  try {
+    return JSON.parse(script.textContent || "");
+  } catch {
+    return null;
+  }
+}
+
 /** @param {HTMLElement} el */
 function readNames(el) {
-  const script = el.dataset.labelNames && document.getElementById(el.dataset.labelNames);
-  if (!script) return [];
-  try {
-    const names = JSON.parse(script.textContent || "");
-    return Array.isArray(names) ? names.map(String) : [];
-  } catch {
-    return [];
-  }
+  const names = readJson(el, el.dataset.labelNames);
+  return Array.isArray(names) ? names.map(String) : [];
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+const TICK_SPACING_PX = 90; // about one tick per this many CSS px
+
+/**
+ * Axes over the canvas's bottom and left edges, for coordinates that mean something: their titles, and ticks at round
+ * values of the coordinates as served, drawn again with every frame (a handful of elements: O(1)).
+ * @param {unknown} titles {x, y}
+ */
+function createAxes(titles) {
+  const t = /** @type {{x?: unknown, y?: unknown} | null} */ (titles);
+  if (!t || typeof t !== "object" || !t.x || !t.y) return null;
+  const element = document.createElementNS(SVG, "svg");
+  element.setAttribute("class", "scatter-axes");
+  element.setAttribute("aria-hidden", "true");
+  const ticks = document.createElementNS(SVG, "g");
+  /** @param {string} text */
+  const title = (text) => {
+    const node = document.createElementNS(SVG, "text");
+    node.textContent = text;
+    node.setAttribute("class", "scatter-axis-title");
+    element.append(node);
+    return node;
+  };
+  const xTitle = title(String(t.x)), yTitle = title(String(t.y));
+  element.append(ticks);
+  return {
+    element,
+    /**
+     * @param {import("./view.js").View} view
+     * @param {import("./points.js").Shift} shift
+     * @param {number} width
+     * @param {number} height
+     */
+    draw(view, shift, width, height) {
+      const [x0, y1] = toData(view, shift, { x: 0, y: 0 });
+      const [x1, y0] = toData(view, shift, { x: width, y: height });
+      const parts = [];
+      for (const v of niceTicks(x0, x1, width / TICK_SPACING_PX)) {
+        const at = toScreen(view, v - shift.x, 0).x.toFixed(1);
+        parts.push(`<line x1="${at}" x2="${at}" y1="${height}" y2="${height - 5}"/>`);
+        parts.push(`<text class="scatter-tick x" x="${at}" y="${height - 8}">${fmt(v)}</text>`);
+      }
+      for (const v of niceTicks(y0, y1, height / TICK_SPACING_PX)) {
+        const at = toScreen(view, 0, v - shift.y).y.toFixed(1);
+        parts.push(`<line x1="0" x2="5" y1="${at}" y2="${at}"/>`);
+        parts.push(`<text class="scatter-tick y" x="8" y="${at}">${fmt(v)}</text>`);
+      }
+      ticks.innerHTML = parts.join(""); // numbers only
+      xTitle.setAttribute("x", String(width / 2));
+      xTitle.setAttribute("y", String(height - 22));
+      yTitle.setAttribute("transform", `translate(56 ${height / 2}) rotate(-90)`); // right of the tick labels
+    },
+  };
 }
 
 /** @param {any} spec */
@@ -284,7 +362,8 @@ function setup(el) {
     return b;
   });
   toolbar.append(...toolButtons);
-  el.append(canvas, overlay, message, marksUi.ring, marksUi.tip, toolbar);
+  const axes = createAxes(readJson(el, el.dataset.axes));
+  el.append(canvas, overlay, ...(axes ? [axes.element] : []), message, marksUi.ring, marksUi.tip, toolbar);
   setMode(mode);
 
   /** @param {string} m */
@@ -485,6 +564,7 @@ function setup(el) {
     frame = 0;
     if (!renderer.ready || lost || destroyed) return;
     renderer.draw({ view, width: cssW, height: cssH, n, dimming });
+    if (axes) axes.draw(view, shift, cssW, cssH);
     placeRing();
     if (el.dataset.drawn !== "true") {
       el.dataset.points = String(n);

@@ -161,3 +161,22 @@ export function boxAround(pos, indices, whole, least = 0.05) {
   const cx = (minX + maxX) / 2, cy = (minY + maxY) / 2;
   return { minX: cx - w / 2, maxX: cx + w / 2, minY: cy - h / 2, maxY: cy + h / 2 };
 }
+
+/**
+ * Round numbers for an axis over [lo, hi]: steps of 1, 2 or 5 × 10ᵏ, about `count` of them (at least two ticks
+ * whenever the span is positive); [] for an empty or non-finite span.
+ * @param {number} lo
+ * @param {number} hi
+ * @param {number} count
+ * @returns {number[]}
+ */
+export function niceTicks(lo, hi, count) {
+  const span = hi - lo;
+  if (!(span > 0) || !Number.isFinite(span)) return [];
+  const raw = span / Math.max(1, count);
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => span / s <= count + 1) || 10 * power;
+  const out = [];
+  for (let k = Math.ceil(lo / step); k * step <= hi; k++) out.push(Number((k * step).toPrecision(12)));
+  return out;
+}
