@@ -67,7 +67,8 @@ export function heatmapFigure(summary, family, measure) {
     ...LAYOUT,
     margin: { ...LAYOUT.margin, r: 40 },
     yaxis: { autorange: "reversed", automargin: true, type: "category" },
-    xaxis: { title: { text: family.unit }, type: "category" },
+    // automargin: room below the tick labels (plotly tilts them on narrow cells) for the title
+    xaxis: { title: { text: family.unit }, type: "category", automargin: true },
     annotations,
   };
   return { traces: [trace], layout, scale };
