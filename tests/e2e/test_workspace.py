@@ -46,6 +46,9 @@ def test_workspace_overview_rename_delete_and_a_new_workspace(
     # The runs table, filtered by kind: swapped in place (htmx), the page stays.
     runs = page.locator("#runs table.runs tbody tr")
     expect(runs).to_have_count(Run.objects.count())
+    page.fill("#runs input[name=q]", "seed0")  # found as it is typed
+    expect(runs).to_have_count(Run.objects.filter(checkpoint=ckpt_a).count())
+    page.fill("#runs input[name=q]", "")
     page.select_option("#runs select[name=kind]", "project")
     expect(runs).to_have_count(1)
     expect(runs.first).to_contain_text("Project to 2-D")
@@ -61,7 +64,7 @@ def test_workspace_overview_rename_delete_and_a_new_workspace(
     page.goto(f"{live_server.url}/checkpoints/{ckpt_a.pk}/")
     page.click("text=Delete…")
     expect(page.locator("h1")).to_have_text("Delete “mlp-seed0”?")
-    expect(page.locator("#dependants")).to_contain_text(f"#{comparison.pk}")
+    expect(page.locator("table.runs")).to_contain_text("mlp-seed0 vs mlp-seed1")
     page.click("button.danger")
     expect(page.locator(".flash")).to_contain_text("Deleted “mlp-seed0” and")
     expect(page.locator("#comparisons")).to_contain_text("No comparisons yet.")

@@ -226,6 +226,11 @@ def test_runs_table_is_paginated_and_filtered(browser, workspace, owner, member,
     expected = [i for i in range(60) if i % 2 == 1 and i % 3 == 0]  # the member's: odd i
     assert f"{len(expected)} runs" in failed.content.decode()
     assert failed.content.decode().count('<tr class="state-failed">') == len(expected)
+    named = Run.objects.get(request_key="key-7")
+    named.name = "the long one"
+    named.save()
+    found = browser.get("/w/lab/runs/?q=LONG one", HTTP_HX_REQUEST="true").content.decode()
+    assert "1 run<" in found and "the long one" in found
     bad = browser.get("/w/lab/?state=exploded")
     assert bad.status_code == 400
     assert "exploded is not one of the available choices" in bad.content.decode()

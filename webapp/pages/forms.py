@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
@@ -376,8 +376,16 @@ RUNS_PER_PAGE = 25
 
 
 class RunFilterForm(forms.Form):
-    """The workspace's runs table: which kind, state and person, and which page."""
+    """The workspace's runs table: words to find, which kind, state and person, which page."""
 
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Find",
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "name, checkpoint, dataset"}
+        ),
+    )
     kind = forms.ChoiceField(choices=[("", "every kind"), *Run.Kind.choices], required=False)
     state = forms.ChoiceField(choices=[("", "every state"), *Run.State.choices], required=False)
     person = forms.ChoiceField(required=False)
@@ -399,6 +407,13 @@ class RunFilterForm(forms.Form):
             runs = runs.filter(state=data["state"])
         if data["person"]:
             runs = runs.filter(created_by=int(data["person"]))
+        for word in data["q"].split():
+            runs = runs.filter(
+                Q(name__icontains=word)
+                | Q(checkpoint__name__icontains=word)
+                | Q(checkpoint_b__name__icontains=word)
+                | Q(dataset__name__icontains=word)
+            )
         return runs
 
     def first_error(self) -> str:

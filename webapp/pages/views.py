@@ -1304,7 +1304,13 @@ def _deletion(request: SignedInRequest, target: Dataset | Checkpoint | Run) -> H
             also = f" and {others} thing{'s' if others != 1 else ''} that used it" if others else ""
             messages.info(request, f"Deleted “{_title(target)}”{also}.")
             return redirect("workspace", slug=workspace.slug)
-    context = {"workspace": workspace, "removal": lifecycle.plan(target), "title": _title(target)}
+    removal = lifecycle.plan(target)
+    context = {
+        "workspace": workspace,
+        "removal": removal,
+        "runs": [run for run in removal.runs if run != target],
+        "title": _title(target),
+    }
     return render(request, "pages/delete.html", context, status=status)
 
 
