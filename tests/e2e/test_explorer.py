@@ -469,3 +469,36 @@ def test_a_pca_projection_has_axes_whose_ticks_match_the_points(
     check(extreme)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explorer-pca-axes.png"), full_page=True)
+
+
+def test_two_pictures_of_one_layer_open_coloured_by_their_agreement(
+    transactional_db, live_server, owner, workspace, browser_page
+):
+    pca = _digits_projection(owner, workspace)
+    tsne, _ = request_projection(
+        owner, pca.checkpoint, pca.dataset, "block1", method="tsne", perplexity=10.0
+    )
+    tsne = run_with_dependencies(tsne)
+    assert tsne.state == Run.State.SUCCEEDED, tsne.error
+    page = browser_page
+    sign_in(page, live_server)
+    page.goto(f"{live_server.url}/projections/{pca.pk}/vs/{tsne.pk}/")
+    explorer = page.locator(".explorer[data-ready=true]")
+    expect(explorer).to_have_attribute("data-colouring", "picture", timeout=30_000)
+    expect(page.locator("select[name=colour] option")).not_to_contain_text(
+        ["neighbourhood agreement"]
+    )
+    expect(page.locator("select[name=colour]")).to_have_value("picture")
+    expect(page.locator("[data-testid=same-space]")).to_contain_text(
+        "coloured by the agreement of the two pictures"
+    )
+    for side in ("#scatter-a", "#scatter-b"):
+        legend = page.locator(f"{side} .scatter-legend")
+        expect(legend.locator(".scatter-legend-title")).to_have_text(
+            "agreement of the two pictures (2-D neighbours)"
+        )
+        expect(legend.locator(".scatter-scale")).to_contain_text(
+            "0 to 1: fixed range (all the statistic can take)"
+        )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer-same-space.png"), full_page=True)
