@@ -41,7 +41,7 @@ def test_open_a_probe_run(transactional_db, live_server, owner, workspace, brows
     rotation = sections.first
     expect(rotation.locator(".probe-heatmap")).to_have_attribute("data-drawn", "true")
     expect(rotation.locator(".probe-curves")).to_have_attribute("data-drawn", "true")
-    for text in ("block1", "head", "180 degrees", "invariance"):
+    for text in ("block1", "head", "180", "t (degrees)", "invariance"):
         expect(rotation.locator(".probe-heatmap")).to_contain_text(text)
     rotation.locator("select[name=measure]").select_option("equivariance_r2")
     expect(rotation.locator(".probe-heatmap")).to_contain_text("learned-map R²")

@@ -154,7 +154,8 @@ test("probe curves: one per non-zero magnitude and series, overlays dashed in th
 test("a probe heatmap: layers down, magnitudes across, the statistic's range", () => {
   const { traces, layout } = heatmapFigure(summary, family, "learned");
   const [trace] = traces;
-  assert.deepEqual(trace.x, ["0 °", "5 °", "10 °"]);
+  assert.deepEqual(trace.x, ["0", "5", "10"]);
+  assert.equal(layout.xaxis.title.text, "t (°)");
   assert.deepEqual([trace.zmin, trace.zmax, trace.colorscale], [0, 1, "Viridis"]);
   assert.equal(trace.text[0][2], "<b>l1</b> at 10 °<br>learned R²: —");
   assert.equal(trace.text[1][1], "<b>l2</b> at 5 °<br>learned R²: 0.600");
@@ -172,7 +173,7 @@ test("a probe heatmap of invariance diverges around 0, one scale for every famil
   assert.match(trace.colorbar.title.text, /2 below −1 drawn as −1/);
   assert.deepEqual(rotation.layout.annotations, []); // none of rotation's own cells is clipped
   const noisy = heatmapFigure(both, noise, "invariance");
-  assert.deepEqual(noisy.layout.annotations.map((a) => [a.y, a.x, a.text]), [["l1", "5 °", "−10"], ["l1", "10 °", "−481"]]);
+  assert.deepEqual(noisy.layout.annotations.map((a) => [a.y, a.x, a.text]), [["l1", "5", "−10"], ["l1", "10", "−481"]]);
   assert.deepEqual(noisy.traces[0].colorscale, trace.colorscale);
   assert.equal(shortFmt(0.12345), "0.123");
 });

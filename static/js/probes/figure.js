@@ -37,7 +37,7 @@ export function heatmapFigure(summary, family, measure) {
   const grid = (/** @type {Family} */ f) => /** @type {(number | null)[][]} */ (f[measure] || []);
   const z = grid(family);
   const scale = colourScale(summary.families.flatMap(grid), m);
-  const x = family.magnitudes.map((t) => `${t} ${family.unit}`);
+  const x = family.magnitudes.map((t) => String(t)); // the unit is the axis title
   const text = family.layers.map((layer, i) =>
     family.magnitudes.map((t, j) => `<b>${layer}</b> at ${t} ${family.unit}<br>${m.name}: ${fmt(z[i][j])}`)
   );
@@ -67,8 +67,7 @@ export function heatmapFigure(summary, family, measure) {
     ...LAYOUT,
     margin: { ...LAYOUT.margin, r: 40 },
     yaxis: { autorange: "reversed", automargin: true, type: "category" },
-    // automargin: room below the tick labels (plotly tilts them on narrow cells) for the title
-    xaxis: { title: { text: family.unit }, type: "category", automargin: true },
+    xaxis: { title: { text: `t (${family.unit})` }, type: "category" },
     annotations,
   };
   return { traces: [trace], layout, scale };
