@@ -502,3 +502,39 @@ def test_two_pictures_of_one_layer_open_coloured_by_their_agreement(
         )
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explorer-same-space.png"), full_page=True)
+
+
+def test_facets_count_the_samples_per_label_follow_a_search_and_filter(
+    transactional_db, live_server, owner, workspace, browser_page
+):
+    run = _digits_projection(owner, workspace)
+    labels = run.dataset.column("y")
+    page = browser_page
+    sign_in(page, live_server)
+    page.goto(f"{live_server.url}/projections/{run.pk}/")
+    expect(page.locator(".explorer[data-ready=true]")).to_have_count(1, timeout=30_000)
+    bars = page.locator(".facet[data-key=label] .facet-bar")
+    expect(bars).to_have_count(10)
+
+    def counts(attribute):
+        return [int(b.get_attribute(attribute) or 0) for b in bars.all()]
+
+    assert counts("data-count") == np.bincount(labels, minlength=10).tolist()
+
+    # A search: the bars say how many of each label it found (digit-0040 … digit-0049).
+    page.fill(".explorer-search input[name=q]", "digit-004")
+    page.press(".explorer-search input[name=q]", "Enter")
+    expect(page.locator(".explorer")).to_have_attribute("data-hits", "10")
+    assert counts("data-chosen") == np.bincount(labels[40:50], minlength=10).tolist()
+    tallest = bars.nth(int(np.argmax(np.bincount(labels, minlength=10))))
+    assert tallest.locator(".facet-all").bounding_box()["height"] == pytest.approx(56, abs=1)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer-facets.png"), full_page=True)
+
+    # A click on label 3's bar shows only label 3 (the legend's filter, kept in the URL).
+    bars.nth(3).click()
+    expect(page.locator(".scatter-legend-item[data-label='3']")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    assert page.evaluate("document.querySelector('.scatter').scatter.getFilter()") == [3]
+    assert "filter=3" in page.url

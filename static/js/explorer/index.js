@@ -4,6 +4,8 @@
 //   the values are fetched as binary (uint16 codes or float32) and given to every scatter on the page.
 // - Scale (continuous colourings): 2–98% quantiles, min–max or a fixed range, over the values of every colouring of the
 //   same kind (group), so one colour means one value across them; kept in the URL (scale, range).
+// - Facets: a small bar chart per metadata column (and the label) of the samples per value, all and among those
+//   highlighted; a click on a bar colours by that column and filters to that value (facets.js counts).
 // - Lasso / box: the polygon (and which points the legend's filter shows, when one is on) is POSTed to the scatter's
 //   (or the .explorer section's) data-select-url; the server answers
 //   the selection panel (#selection-panel), whose data-indices-url gives the uint32 indices to highlight everywhere.
@@ -15,7 +17,8 @@
 // The scatter islands are set up first (this module imports them), so every plot has its el.scatter.
 
 import { fetchBuffer } from "../fetch.js";
-import { packMask } from "../scatter/filter.js";
+import { marks, packMask } from "../scatter/filter.js";
+import { fmt } from "../scatter/format.js";
 import { init as initScatter } from "../scatter/index.js";
 import {
   SCALES,
@@ -26,6 +29,7 @@ import {
   scaleDomain,
   scaleNote,
 } from "./colourings.js";
+import { BINS, MAX_BARS, binned, tally } from "./facets.js";
 import { searchSummary } from "./search.js";
 import { decodeFilter, decodeView, encodeFilter, encodeView, round, withParam } from "./url_state.js";
 
@@ -222,10 +226,89 @@ function setup(root) {
     });
   });
 
+  // Facets: per metadata column (and the label), a small bar chart of how many samples have each value, all and among
+  // those selected or found; a click on a bar colours by that column and shows only that value.
+  const facetChoices = colourings.filter((c) => c.key === "label" || c.key.startsWith("meta:"));
+  /** @type {{codes: Uint16Array, names: string[], bars: HTMLButtonElement[]}[]} */
+  const facets = [];
+  /** @type {ArrayLike<number> | null} the indices highlighted (a selection or a search), null for none */
+  let chosen = null;
+  const facetBox = document.createElement("section");
+  facetBox.className = "explorer-facets";
+  facetBox.innerHTML =
+    '<h3 class="small">Samples per value <span class="muted">(bar height: how many samples; dark part: how many ' +
+    "of them are selected or found; click a bar to show only those)</span></h3>";
+  if (facetChoices.length) root.append(facetBox);
+
+  /**
+   * @param {ColouringChoice} c
+   * @param {ArrayBuffer} buffer
+   */
+  function addFacet(c, buffer) {
+    const b = c.kind === "continuous" ? binned(new Float32Array(buffer), BINS, fmt) : null;
+    if (c.kind === "continuous" && !b) return;
+    const codes = b ? b.codes : new Uint16Array(buffer);
+    const names = b ? b.names : c.names || [];
+    const figure = document.createElement("figure");
+    figure.className = "facet";
+    figure.dataset.key = c.key;
+    const caption = document.createElement("figcaption");
+    caption.textContent = c.title + (names.length > MAX_BARS ? ` (the first ${MAX_BARS} of ${names.length} values)` : "");
+    const row = document.createElement("div");
+    row.className = "facet-bars";
+    const bars = names.slice(0, MAX_BARS).map((name, j) => {
+      const bar = document.createElement("button");
+      bar.type = "button";
+      bar.className = "facet-bar";
+      bar.dataset.code = String(j);
+      bar.dataset.name = name;
+      bar.innerHTML = '<span class="facet-all"></span><span class="facet-chosen"></span>';
+      bar.addEventListener("click", () => {
+        const filter = b ? [b.edges[j], b.edges[j + 1]] : [j];
+        if (select instanceof HTMLSelectElement) select.value = c.key;
+        colour(c.key, filter).then(() => {
+          setParam("colour", c.key === colourings[0].key ? null : c.key);
+          setParam("filter", encodeFilter(filter, c.kind));
+        });
+      });
+      row.append(bar);
+      return bar;
+    });
+    const ends = document.createElement("div");
+    ends.className = "facet-ends muted";
+    // What the first and the last bar stand for (every bar's title says its own).
+    ends.textContent = b
+      ? `${fmt(b.edges[0])} … ${fmt(b.edges[b.edges.length - 1])}`
+      : `${names[0] || ""} … ${names[bars.length - 1] || ""}`;
+    figure.append(caption, row, ends);
+    facetBox.append(figure);
+    const facet = { codes, names, bars };
+    facets.push(facet);
+    drawFacet(facet);
+  }
+
+  /** @param {{codes: Uint16Array, names: string[], bars: HTMLButtonElement[]}} f */
+  function drawFacet(f) {
+    const picked = chosen ? marks(chosen, f.codes.length).marked : null;
+    const { all, chosen: among } = tally(f.codes, f.bars.length, picked);
+    const top = Math.max(1, ...all);
+    f.bars.forEach((bar, j) => {
+      const [whole, part] = /** @type {HTMLElement[]} */ (Array.from(bar.children));
+      whole.style.height = `${(100 * all[j]) / top}%`;
+      part.style.height = `${(100 * (among ? among[j] : 0)) / top}%`;
+      bar.dataset.count = String(all[j]);
+      bar.dataset.chosen = among ? String(among[j]) : "";
+      const of = among ? `, ${among[j]} of them selected or found` : "";
+      bar.title = `${f.names[j]}: ${all[j]} sample${all[j] === 1 ? "" : "s"}${of} (click to show only these)`;
+    });
+  }
+
   // Selection -----------------------------------------------------------------------------------------------------
   /** @param {Uint32Array | null} indices */
   function highlight(indices) {
     plots.forEach((p) => scatterOf(p).highlight(indices));
+    chosen = indices;
+    facets.forEach(drawFacet);
   }
 
   /** @param {HTMLElement | null} panel */
@@ -438,6 +521,11 @@ function setup(root) {
     if (sel && /^\d+$/.test(sel) && root.dataset.selectionUrl) {
       steps.push(htmx.ajax("GET", `${root.dataset.selectionUrl}${sel}/`, { target: "#selection-panel", swap: "outerHTML" }));
     }
+    steps.push(
+      Promise.all(facetChoices.map((x) => valuesAt(colouringUrl(x, k()))))
+        .then((buffers) => facetChoices.forEach((x, j) => addFacet(x, buffers[j])))
+        .catch((err) => console.error("explorer:", err))
+    );
     Promise.allSettled(steps).then(() => {
       restoring = false;
       root.dataset.ready = "true";
