@@ -290,6 +290,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "webapp.api.schema.document_auth_and_throttling",
+        "webapp.api.schema.add_messages",
     ],
 }
 

@@ -25,3 +25,25 @@ def document_auth_and_throttling(
             if {} not in operation.get("security", [{}]):  # {}: anonymous requests allowed
                 operation["responses"].setdefault("401", UNAUTHORIZED)
     return result
+
+
+MESSAGES = {
+    "description": "a field's messages: sentences, or those of its items or nested fields",
+    "oneOf": [
+        {
+            "type": "array",
+            "items": {"oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/Messages"}]},
+        },
+        {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Messages"}},
+    ],
+}
+"""The ``errors`` of a 400: a list of sentences per field, nested like the request (a list's
+items by position, an object's fields by name). Recursive, so declared here, not inferred."""
+
+
+def add_messages(
+    result: dict[str, Any], generator: object, request: object, public: bool
+) -> dict[str, Any]:
+    """The ``Messages`` component that ``Error.errors`` refers to."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Messages"] = MESSAGES
+    return result

@@ -536,13 +536,18 @@ class WorkersSerializer(serializers.Serializer):
     runs = RunCountSerializer(many=True, help_text="runs of every workspace, by kind and state")
 
 
+@extend_schema_field(
+    {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Messages"}}
+)
+class ErrorsField(serializers.DictField):
+    """A 400's messages by field (``webapp.api.schema.MESSAGES``)."""
+
+
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     # The metaclass takes the field off the class, so Serializer.errors stays as it is.
-    errors = serializers.DictField(  # type: ignore[assignment]
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="messages by field, for 400s (a nested field's nest the same way)",
+    errors = ErrorsField(  # type: ignore[assignment]
+        required=False, help_text="messages by field, for 400s"
     )
 
 

@@ -414,7 +414,8 @@ ACTIVATION_FILE = (
         parameters=[
             OpenApiParameter("checkpoint", int, description="only this checkpoint's sets"),
             OpenApiParameter("dataset", int, description="only sets over this dataset"),
-        ]
+        ],
+        responses={200: s.ActivationSetSerializer(many=True), 400: s.ErrorSerializer},
     )
 )
 class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
@@ -815,7 +816,8 @@ class MeasureViewSet(viewsets.ViewSet):
             OpenApiParameter("dataset", int, description="only selections of this dataset"),
             OpenApiParameter("tag", str, description="only selections with this tag"),
             OpenApiParameter("named", bool, description="true: only selections with a name"),
-        ]
+        ],
+        responses={200: s.SelectionSerializer(many=True), 400: s.ErrorSerializer},
     ),
     retrieve=extend_schema(responses={200: s.SelectionSerializer, 404: s.ErrorSerializer}),
     partial_update=extend_schema(responses={200: s.SelectionSerializer, **ERRORS}),
