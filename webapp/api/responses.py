@@ -72,7 +72,13 @@ class MeasureSerializer(serializers.Serializer):
     name = serializers.CharField()
     reference = serializers.CharField()
     range = numbers("the values it can take: [low, high]", null=False)
+    can_be_negative = serializers.BooleanField(
+        help_text="it can go below 0 (pages colour it on a scale diverging around 0)"
+    )
     larger_is_more_similar = serializers.BooleanField()
+    definition = serializers.CharField(
+        required=False, help_text="one line, as pages write it beside its values (matrices)"
+    )
     symmetric = serializers.BooleanField()
     metric = serializers.BooleanField(help_text="a distance satisfying the triangle inequality")
     invariant_to = texts("transformations of either space that leave it unchanged")
@@ -187,7 +193,10 @@ class CompatibilityMeasureSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="retrieval/<criterion>")
     name = serializers.CharField()
     range = numbers(null=False)
+    can_be_negative = serializers.BooleanField()
     larger_is_more_similar = serializers.BooleanField()
+    reading = serializers.CharField(help_text="what a higher value means")
+    definition = serializers.CharField()
 
 
 class CompatibilityResultSerializer(serializers.Serializer):
@@ -235,6 +244,9 @@ class CompatibilityProvenanceSerializer(serializers.Serializer):
     criterion = serializers.CharField()
     query_fraction = serializers.FloatField()
     seed = serializers.IntegerField()
+    n_bootstrap = serializers.IntegerField(
+        allow_null=True, help_text="resamples of the queries behind the intervals"
+    )
     code_version = serializers.CharField()
 
 
@@ -250,6 +262,8 @@ class CompatibilityMatrixSerializer(serializers.Serializer):
     layers_a = texts("the rows: the checkpoints' names")
     layers_b = texts("the columns: the checkpoints' names")
     value = grid("C", allow_null=True)
+    ci_low = grid("95 % bootstrap interval of C over queries, low end", allow_null=True)
+    ci_high = grid("high end", allow_null=True)
     checkpoint_a = NamedSerializer()
     checkpoint_b = NamedSerializer()
     result = CompatibilityResultSerializer(allow_null=True, help_text="null until finished")
@@ -291,6 +305,12 @@ class AlignmentSummarySerializer(serializers.Serializer):
 class ProbeMeasureSerializer(serializers.Serializer):
     name = serializers.CharField()
     range = numbers(null=False)
+    can_be_negative = serializers.BooleanField()
+    definition = serializers.CharField()
+
+
+class ProbeScoreSerializer(serializers.Serializer):
+    name = serializers.CharField()
     definition = serializers.CharField()
 
 
@@ -348,6 +368,10 @@ class ProbeSummarySerializer(serializers.Serializer):
     dataset = serializers.CharField()
     measures = serializers.DictField(
         child=ProbeMeasureSerializer(), help_text="the statistics, by key: name and definition"
+    )
+    scores = serializers.DictField(
+        child=ProbeScoreSerializer(),
+        help_text="the per-layer and per-magnitude scores beside them, by key",
     )
     families = ProbeFamilySerializer(many=True, help_text="empty until the run finished")
 
