@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from tests.conftest import (
     nudged_mlp_bytes,
     run_with_dependencies,
 )
+from tests.webapp.test_schema import check
 from webapp.catalog.ingest import ingest_dataset
 from webapp.catalog.models import ActivationSet
 from webapp.runs.models import Run
@@ -205,7 +207,11 @@ def test_an_update_that_changes_nothing_is_not_distinguishable(
     chance = result["chance"]
     assert f"mAP {chance['mean_ap']:.3f}" in page and f"top-1 {chance['top1']:.3f}" in page
     assert "gallery ranked at random" in page
-    body = api_client_for(owner).get(f"/api/v1/compatibility/{run.pk}/").json()
+    api = api_client_for(owner)
+    schema = api.get("/api/v1/schema/?format=json")
+    schema = json.loads(b"".join(schema.streaming_content) if schema.streaming else schema.content)
+    body = check(schema, api.get(f"/api/v1/compatibility/{run.pk}/"), "get",
+                 "/api/v1/compatibility/{id}/")  # fmt: skip
     assert body["measure"]["reading"] == "higher = better retrieval"
     assert body["ci_low"][1][0] <= body["value"][1][0] <= body["ci_high"][1][0]
     assert body["ci_low"][0][1] is None  # lower triangle, as the values

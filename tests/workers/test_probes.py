@@ -13,6 +13,7 @@ from PIL import Image
 from analysis.probes.engine import run_probe
 from analysis.probes.statistics import most_moved
 from tests.conftest import api_client_for, run_with_dependencies
+from tests.webapp.test_schema import check
 from webapp.catalog.models import ActivationSet
 from webapp.runs.drilldown import MOVED_SHOWN
 from webapp.runs.models import ProbeResult, Run
@@ -145,8 +146,12 @@ def test_probe_requests_are_checked(client, owner, outsider, digits, ckpt_a):
     )
     assert created.status_code == 201, created.content
     probe = run_with_dependencies(Run.objects.get(pk=created.json()["id"]))
-    body = api.get(f"/api/v1/probes/{probe.pk}/").json()
+    schema = api.get("/api/v1/schema/?format=json")
+    schema = json.loads(b"".join(schema.streaming_content) if schema.streaming else schema.content)
+    body = check(schema, api.get(f"/api/v1/probes/{probe.pk}/"), "get", "/api/v1/probes/{id}/")
     assert [f["key"] for f in body["families"]] == ["image/hflip"]
+    assert body["measures"]["invariance"]["can_be_negative"] is True
+    assert body["scores"]["transform_r2"]["definition"].endswith("chance (always the mean t) is 0")
     assert body["families"][0]["layers"] == ["head"]
     raw = api.get(f"/api/v1/probes/{probe.pk}/per-sample/", {"family": "image/hflip"})
     assert np.load(io.BytesIO(b"".join(raw.streaming_content))).shape == (1, 2, digits.n_samples)
