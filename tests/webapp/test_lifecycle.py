@@ -283,3 +283,22 @@ def test_checkpoint_page_lists_every_result_that_uses_it(browser, compared, ckpt
     comparison, _ = compared
     page = browser.get(f"/checkpoints/{ckpt_b.pk}/").content.decode()
     assert f'href="/comparisons/{comparison.pk}/"' in page
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def test_the_api_renames_and_deletes(api, compared, ckpt_a, digits):
+    comparison, _ = compared
+    renamed = api.patch(f"/api/v1/runs/{comparison.pk}/", {"name": "seeds"}, format="json")
+    assert renamed.status_code == 200 and renamed.json()["name"] == "seeds"
+    assert (
+        api.patch(f"/api/v1/datasets/{digits.pk}/", {"name": ""}, format="json").status_code == 400
+    )
+    queued, _ = request_extraction(ckpt_a.created_by, ckpt_a, digits, ["head"], "flatten")
+    refused = api.delete(f"/api/v1/checkpoints/{ckpt_a.pk}/")
+    assert refused.status_code == 400 and f"{queued} is queued" in refused.json()["detail"]
+    queued.cancel()
+    assert api.delete(f"/api/v1/checkpoints/{ckpt_a.pk}/").status_code == 204
+    assert not Run.objects.filter(pk=comparison.pk).exists()
+    assert api.get(f"/api/v1/checkpoints/{ckpt_a.pk}/").status_code == 404

@@ -330,6 +330,7 @@ class RunSerializer(serializers.ModelSerializer):
             "id",
             "workspace",
             "kind",
+            "name",
             "state",
             "progress",
             "queue",

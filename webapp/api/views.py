@@ -35,6 +35,7 @@ from analysis.probes.families import FAMILIES
 from webapp.access import editable, editable_workspace
 from webapp.api import responses as r
 from webapp.api import serializers as s
+from webapp.api.lifecycle import RenameAndDelete
 from webapp.api.parsers import BoundedJSONParser, ChunkParser
 from webapp.catalog import team, uploads
 from webapp.catalog.models import (
@@ -288,8 +289,11 @@ class WorkspaceFilterMixin:
 
 @_documents_404(s.DatasetSerializer)
 @extend_schema_view(list=extend_schema(parameters=[WORKSPACE]))
-class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class DatasetViewSet(
+    WorkspaceFilterMixin, mixins.CreateModelMixin, RenameAndDelete, viewsets.ReadOnlyModelViewSet
+):
     serializer_class = s.DatasetSerializer
+    lifecycle_model = Dataset
 
     def get_queryset(self) -> QuerySet:
         return self.filter_workspace(
@@ -325,9 +329,10 @@ class DatasetViewSet(WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.Rea
 @_documents_404(s.CheckpointSerializer)
 @extend_schema_view(list=extend_schema(parameters=[WORKSPACE]))
 class CheckpointViewSet(
-    WorkspaceFilterMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
+    WorkspaceFilterMixin, mixins.CreateModelMixin, RenameAndDelete, viewsets.ReadOnlyModelViewSet
 ):
     serializer_class = s.CheckpointSerializer
+    lifecycle_model = Checkpoint
 
     def get_queryset(self) -> QuerySet:
         return self.filter_workspace(
@@ -377,10 +382,11 @@ class CheckpointViewSet(
         responses={200: s.RunSerializer(many=True), 400: s.ErrorSerializer},
     )
 )
-class RunViewSet(WorkspaceFilterMixin, viewsets.ReadOnlyModelViewSet):
+class RunViewSet(WorkspaceFilterMixin, RenameAndDelete, viewsets.ReadOnlyModelViewSet):
     """Runs, newest first."""
 
     serializer_class = s.RunSerializer
+    lifecycle_model = Run
 
     def get_queryset(self) -> QuerySet:
         queryset = visible_to(Run, self.request.user).select_related("workspace")
