@@ -2,7 +2,8 @@
 part fails (the reason goes to the log).
 
 ``/healthz``: this web process can query the database and connect to the broker.
-``/healthz/workers``: how many Celery workers answer a ping (503 when none does).
+``/healthz/workers``: how many Celery workers are alive (503 when none is): each writes that
+it is alive every few seconds (:mod:`webapp.status`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from webapp.status import broker_reachable, cluster
+from webapp.status import broker_reachable, live_workers
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_safe
 def healthz_workers(request: HttpRequest) -> JsonResponse:
-    workers = len(cluster()["workers"])
+    workers = len(live_workers())
     return JsonResponse(
         {"status": "ok" if workers else "error", "workers": workers}, status=200 if workers else 503
     )

@@ -1,31 +1,36 @@
-"""What the cluster is doing: which Celery workers answer, the queues they consume, how many
-tasks each is running, how long each queue is, and how many runs there are by kind and state.
+"""What the cluster is doing: which Celery workers are alive, the queues they consume, what
+each is running, how many runs wait for each queue, and how many runs there are by kind and
+state.
 
-Only counts, worker node names and queue names: nothing about any workspace. Workers are
-asked by broadcast (a ping that waits ``PING_TIMEOUT_S`` for answers, then one request per
-question to the workers that answered); the answer is cached for ``CACHE_S`` so that health
-probes and a page open in many browsers do not flood the broker.
+Only counts, worker node names and queue names: nothing about any workspace. Everything comes
+from the database: each worker writes a row of its own when it is ready and every
+``REPLENS_HEARTBEAT_S`` seconds after (:mod:`workers.presence`), and the runs it claims name
+it. So the page answers at once, lists every live worker however busy it is (a worker in a long task
+answers no broadcast), and its counts are those of the runs themselves. Only the broker's
+reachability is asked of the broker, and that answer is cached for ``CACHE_S``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from datetime import timedelta
 
 import kombu
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count
-from kombu.exceptions import ChannelError
+from django.utils import timezone
 
 from webapp.celery import QUEUES, app
-from webapp.runs.models import Run
+from webapp.runs.kinds import QUEUE_OF_KIND
+from webapp.runs.models import Run, Worker
 
 logger = logging.getLogger(__name__)
 
-PING_TIMEOUT_S = 1.0
+SILENT_BEATS = 3  # a worker silent for this many heartbeats is not counted as alive
+SILENT_SHOWN_S = 3600  # how long a worker that fell silent stays listed as such
 CACHE_S = 5
-CACHE_KEY = "replens:workers-status"
+CACHE_KEY = "replens:broker-reachable"
 BROKER_TIMEOUT_S = 2  # connecting and each socket operation; an unreachable broker fails fast
 
 
@@ -49,75 +54,69 @@ def broker_reachable() -> bool:
     return True
 
 
-def cluster() -> dict:
-    """``{"broker": "ok"|"unreachable", "workers": [...], "queues": [...]}``, cached."""
-    found = cache.get(CACHE_KEY)
-    if found is None:
-        found = _ask_the_broker()
-        cache.set(CACHE_KEY, found, CACHE_S)
-    return found
+def silent_after_s() -> float:
+    """How long a live worker may go without writing that it is alive."""
+    return SILENT_BEATS * settings.REPLENS_HEARTBEAT_S
+
+
+def live_workers() -> list[Worker]:
+    """The workers heard from within :func:`silent_after_s`."""
+    since = timezone.now() - timedelta(seconds=silent_after_s())
+    return list(Worker.objects.filter(seen_at__gte=since))
 
 
 def overview() -> dict:
-    """The cluster and the number of runs by kind and state (always fresh)."""
-    counts = (
+    """``{"broker", "silent_after_s", "workers", "silent", "queues", "runs"}``: the broker's
+    reachability (cached), how long a live worker may stay silent, every live worker with the
+    runs it is running and has finished since it started, the workers that fell silent within
+    the hour, each queue with the runs waiting for it and the live workers consuming it, and
+    the runs by kind and state."""
+    reachable = cache.get(CACHE_KEY)
+    if reachable is None:
+        reachable = broker_reachable()
+        cache.set(CACHE_KEY, reachable, CACHE_S)
+    workers = live_workers()
+    running = dict(
+        Run.objects.filter(state=Run.State.RUNNING)
+        .values_list("worker")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    counts = list(
         Run.objects.order_by("kind", "state").values("kind", "state").annotate(count=Count("pk"))
     )
-    return {**cluster(), "runs": list(counts)}
-
-
-def _ask_the_broker() -> dict:
-    try:
-        with _connection() as connection:
-            connection.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT_S)
-            workers = _workers(connection)
-            consumed = [q for w in workers for q in w["queues"]]
-            names = sorted({*QUEUES, *consumed})
-            lengths = _queue_lengths(connection, names)
-    except Exception:
-        logger.warning("could not ask the broker about workers and queues", exc_info=True)
-        return {"broker": "unreachable", "workers": [], "queues": []}
-    queues = [
-        {"name": name, "length": lengths[name], "workers": consumed.count(name)} for name in names
-    ]
-    return {"broker": "ok", "workers": workers, "queues": queues}
-
-
-def _workers(connection: kombu.Connection) -> list[dict]:
-    """The workers answering a ping, with the queues they consume, the tasks they are running,
-    their concurrency and how many tasks they have processed since they started."""
-    pongs = app.control.ping(timeout=PING_TIMEOUT_S, connection=connection) or []
-    names = sorted(name for pong in pongs for name in pong)
-    if not names:
-        return []
-    # Only the workers that answered are asked, and each question ends with their answers.
-    inspect = app.control.inspect(
-        destination=names, timeout=PING_TIMEOUT_S, limit=len(names), connection=connection
+    waiting = dict.fromkeys(sorted({*QUEUES, *(q for w in workers for q in w.queues)}), 0)
+    for row in counts:
+        if row["state"] == Run.State.QUEUED:
+            waiting[QUEUE_OF_KIND[row["kind"]]] += row["count"]
+    silent = Worker.objects.filter(
+        seen_at__lt=timezone.now() - timedelta(seconds=silent_after_s()),
+        seen_at__gte=timezone.now() - timedelta(seconds=SILENT_SHOWN_S),
     )
-    queues = inspect.active_queues() or {}
-    active = inspect.active() or {}
-    stats: Mapping[str, Mapping[str, Any]] = inspect.stats() or {}
-    return [
-        {
-            "name": name,
-            "queues": sorted(q["name"] for q in queues.get(name, [])),
-            "active": len(active.get(name, [])),
-            "concurrency": stats.get(name, {}).get("pool", {}).get("max-concurrency"),
-            "processed": sum(stats.get(name, {}).get("total", {}).values()),
-        }
-        for name in names
-    ]
-
-
-def _queue_lengths(connection: kombu.Connection, names: list[str]) -> dict[str, int]:
-    """Messages waiting in each queue (not those a worker has taken and not yet finished)."""
-    channel = connection.default_channel
-    lengths = {}
-    for name in names:
-        try:
-            # typed as the abstract StdChannel; every transport's channel declares queues
-            declared = channel.queue_declare(queue=name, passive=True)  # type: ignore[attr-defined]
-            lengths[name] = declared.message_count
-        except ChannelError:  # Redis keeps no empty list: a queue never used or drained
-            lengths[name] = 0
-    return lengths
+    return {
+        "broker": "ok" if reachable else "unreachable",
+        "silent_after_s": silent_after_s(),
+        "workers": [
+            {
+                "name": w.name,
+                "queues": w.queues,
+                "active": running.get(w.name, 0),
+                "concurrency": w.concurrency,
+                "processed": Run.objects.filter(
+                    worker=w.name, finished_at__gte=w.started_at
+                ).count(),
+                "started_at": w.started_at,
+            }
+            for w in workers
+        ],
+        "silent": [{"name": w.name, "seen_at": w.seen_at} for w in silent],
+        "queues": [
+            {
+                "name": name,
+                "waiting": count,
+                "workers": sum(name in w.queues for w in workers),
+            }
+            for name, count in waiting.items()
+        ],
+        "runs": counts,
+    }

@@ -53,6 +53,7 @@ from webapp.runs.models import (
     reap_stale_runs,
 )
 from webapp.runs.queue import fail_blocked, ready_runs, take_next
+from workers import presence  # noqa: F401  (a worker writes that it is alive: signals)
 
 logger = logging.getLogger(__name__)
 

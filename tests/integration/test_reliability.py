@@ -1,6 +1,7 @@
 """Runs survive their workers: a worker killed mid-run (SIGKILL) leaves a run the reaper
 queues again, computed once more and stored once; a live worker's heartbeat keeps a long step
-from looking dead; cancelling a run stops the process computing it."""
+from looking dead; cancelling a run stops the process computing it; a worker says it is alive
+while it runs, busy or not, and a killed one falls silent."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import time
 
 import pytest
 
-from tests.conftest import digits_npz_bytes, torchscript_mlp_bytes, worker_process
+from tests.conftest import digits_npz_bytes, node_name, torchscript_mlp_bytes, worker_process
+from webapp import status
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
-from webapp.runs.models import Projection, Run, reap_stale_runs
+from webapp.celery import QUEUES
+from webapp.runs.models import Projection, Run, Worker, reap_stale_runs
 from webapp.runs.submit import request_projection
 
 pytestmark = pytest.mark.integration
@@ -95,15 +98,20 @@ def test_a_killed_run_out_of_attempts_fails_with_the_reason(tmp_path, slow_proje
         assert state_of(run) == Run.State.FAILED and "stopped responding" in run.error
 
 
-def test_a_live_worker_beats_through_a_long_step(tmp_path, slow_projection):
+def test_a_live_worker_beats_through_a_long_step(tmp_path, slow_projection, settings):
+    settings.REPLENS_HEARTBEAT_S = 1
     with worker_process(tmp_path / "worker.log", REPLENS_HEARTBEAT_S="1"):
         run = slow_projection()
         wait_for(lambda: state_of(run) == Run.State.RUNNING, 120, "the run to start")
-        reaped, beats = [], {}  # heartbeats seen at each progress value
+        reaped, beats, listed = [], {}, []  # heartbeats seen at each progress value
         while state_of(run) == Run.State.RUNNING:
             beats.setdefault(run.progress, set()).add(run.heartbeat_at)
             reaped += reap_stale_runs(STALE_S, max_attempts=3)["queued"]
+            listed += [(w["name"], w["active"]) for w in status.overview()["workers"]]
             time.sleep(0.5)
+        # Busy in one long call, it still says it is alive, with the run it computes.
+        assert listed and set(listed) <= {(node_name("pytest"), 1), (node_name("pytest"), 0)}
+        assert listed.count((node_name("pytest"), 1)) >= 3
         assert run.state == Run.State.SUCCEEDED, run.error
         # The step made no progress report, yet the run went on beating through it: counted
         # as heartbeats, not measured as time, so a fast machine cannot void the test.
@@ -124,3 +132,26 @@ def test_cancelling_a_run_stops_the_process_computing_it(tmp_path, slow_projecti
         quick = slow_projection(method="pca")
         wait_for(lambda: state_of(quick) in Run.TERMINAL, 60, "the next run")
         assert quick.state == Run.State.SUCCEEDED, quick.error
+
+
+def test_a_worker_says_it_is_alive_until_it_stops_or_falls_silent(
+    transactional_db, tmp_path, settings
+):
+    settings.REPLENS_HEARTBEAT_S = 1
+    name = node_name("pytest")
+    with worker_process(tmp_path / "worker.log", REPLENS_HEARTBEAT_S="1") as worker:
+        (alive_worker,) = status.overview()["workers"]
+        assert alive_worker["name"] == name and alive_worker["queues"] == sorted(QUEUES)
+        seen = Worker.objects.get(name=name).seen_at
+        wait_for(lambda: Worker.objects.get(name=name).seen_at > seen, 10, "a second beat")
+        children = pool_children(worker)
+        os.kill(worker.pid, signal.SIGKILL)  # no chance to say it stops
+        for child in children:  # its pool would linger, holding a database session
+            os.kill(child, signal.SIGKILL)
+        worker.wait()
+        wait_for(lambda: not status.live_workers(), 10, "the killed worker to fall silent")
+        assert [w["name"] for w in status.overview()["silent"]] == [name]
+    Worker.objects.all().delete()
+    with worker_process(tmp_path / "again.log", REPLENS_HEARTBEAT_S="1"):
+        assert [w.name for w in status.live_workers()] == [name]
+    assert not Worker.objects.exists()  # stopped, it said so

@@ -513,15 +513,21 @@ class ActivationSetSerializer(serializers.ModelSerializer):
 class WorkerSerializer(serializers.Serializer):
     name = serializers.CharField(help_text="Celery node name, e.g. gpu@host")
     queues = serializers.ListField(child=serializers.CharField())
-    active = serializers.IntegerField(help_text="tasks running now")
+    active = serializers.IntegerField(help_text="runs it is computing now")
     concurrency = serializers.IntegerField(allow_null=True, help_text="pool processes")
-    processed = serializers.IntegerField(help_text="tasks received since the worker started")
+    processed = serializers.IntegerField(help_text="runs it finished since it started")
+    started_at = serializers.DateTimeField()
+
+
+class SilentWorkerSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="Celery node name, e.g. gpu@host")
+    seen_at = serializers.DateTimeField(help_text="when it last said it was alive")
 
 
 class QueueSerializer(serializers.Serializer):
     name = serializers.CharField()
-    length = serializers.IntegerField(help_text="messages waiting (not those being run)")
-    workers = serializers.IntegerField(help_text="workers consuming it")
+    waiting = serializers.IntegerField(help_text="runs queued for its workers (every team's)")
+    workers = serializers.IntegerField(help_text="live workers consuming it")
 
 
 class RunCountSerializer(serializers.Serializer):
@@ -532,7 +538,13 @@ class RunCountSerializer(serializers.Serializer):
 
 class WorkersSerializer(serializers.Serializer):
     broker = serializers.ChoiceField(choices=["ok", "unreachable"])
-    workers = WorkerSerializer(many=True)
+    silent_after_s = serializers.FloatField(
+        help_text="a worker that has not said it is alive for this long is not counted"
+    )
+    workers = WorkerSerializer(many=True, help_text="every live worker, busy or not")
+    silent = SilentWorkerSerializer(
+        many=True, help_text="workers that stopped without saying so, within the last hour"
+    )
     queues = QueueSerializer(many=True)
     runs = RunCountSerializer(many=True, help_text="runs of every workspace, by kind and state")
 

@@ -262,6 +262,25 @@ def reap_stale_runs(stale_after_s: float, max_attempts: int) -> dict[str, list[i
     return found
 
 
+class Worker(models.Model):
+    """A Celery worker that says it is alive (:mod:`workers.presence`): written when it is
+    ready and every ``REPLENS_HEARTBEAT_S`` seconds after, deleted when it stops. One silent
+    for a few heartbeats (``webapp.status.silent_after_s``) stopped without saying so
+    (killed, out of memory, machine gone)."""
+
+    name = models.CharField(max_length=200, unique=True)  # the Celery node name: "cpu@host"
+    queues = models.JSONField(default=list)  # the queues it consumes
+    concurrency = models.PositiveIntegerField(null=True)  # pool processes
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Score(models.Model):
     """One global score between a layer of checkpoint A and a layer of checkpoint B, with the
     provenance needed to trust it."""
