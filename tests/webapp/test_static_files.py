@@ -7,22 +7,13 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 from django.test import Client
 
 pytestmark = pytest.mark.django_db
 
 HASHED = re.compile(r"\.[0-9a-f]{12}\.\w+$")
-
-
-@pytest.fixture
-def collected(settings, tmp_path) -> Path:
-    settings.STATIC_ROOT = tmp_path / "static"
-    call_command("collectstatic", interactive=False, verbosity=0)
-    return settings.STATIC_ROOT
 
 
 def test_modules_import_each_other_under_their_hashed_names(collected):
