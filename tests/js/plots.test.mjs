@@ -98,6 +98,7 @@ test("the heatmap: one annotation per scored cell, the scale reversed for distan
   const annotations = layout.annotations;
   assert.equal(annotations.length, 3);
   assert.deepEqual(annotations.map((a) => a.text), ["0.90", "0.10", "0.65"]);
+  assert.deepEqual(annotations.map((a) => [a.y, a.x]), [[0, 0], [1, 0], [1, 1]]); // (row, column) indices
   assert.equal(trace.reversescale, false);
   assert.match(trace.colorbar.title.text, /higher = more similar/);
   assert.match(trace.colorbar.title.text, /scale 0 to 1/);
@@ -164,16 +165,19 @@ test("a probe heatmap: layers down, magnitudes across, the statistic's range", (
 });
 
 test("a probe heatmap of invariance diverges around 0, one scale for every family, clipped cells written", () => {
-  const noise = { ...family, layers: ["l1", "l2"], invariance: [[1, -10, -481], [1, 0.2, 0]] };
+  const noise = { ...family, magnitudes: [0, 0.1, 0.2], invariance: [[1, -10, -481], [1, 0.2, 0]] };
   const both = { ...summary, families: [family, noise] };
   const rotation = heatmapFigure(both, family, "invariance");
   const [trace] = rotation.traces;
   assert.deepEqual([trace.zmin, trace.zmax], [-1, 1]);
-  assert.equal(rotation.scale.below, 2); // counted over both families: one colour, one value
-  assert.match(trace.colorbar.title.text, /2 below −1 drawn as −1/);
-  assert.deepEqual(rotation.layout.annotations, []); // none of rotation's own cells is clipped
+  assert.equal(rotation.scale.below, 0); // its own cells: none below −1
+  assert.doesNotMatch(trace.colorbar.title.text, /below/);
+  assert.deepEqual(rotation.layout.annotations, []);
   const noisy = heatmapFigure(both, noise, "invariance");
-  assert.deepEqual(noisy.layout.annotations.map((a) => [a.y, a.x, a.text]), [["l1", "5", "−10"], ["l1", "10", "−481"]]);
-  assert.deepEqual(noisy.traces[0].colorscale, trace.colorscale);
+  assert.match(noisy.traces[0].colorbar.title.text, /2 below −1 drawn as −1/);
+  // written in their cells, placed by index (row, column): "0.1" is a label, not a position
+  assert.deepEqual(noisy.layout.annotations.map((a) => [a.y, a.x, a.text]), [[0, 1, "−10"], [0, 2, "−481"]]);
+  assert.deepEqual(noisy.traces[0].x, ["0", "0.1", "0.2"]);
+  assert.deepEqual(noisy.traces[0].colorscale, trace.colorscale); // the same span: one colour, one value
   assert.equal(shortFmt(0.12345), "0.123");
 });

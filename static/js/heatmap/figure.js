@@ -64,15 +64,16 @@ export function figure(data) {
   const m = data.measure;
   const scale = colourScale(data.value, m);
   const hover = data.layers_a.map((_, i) => data.layers_b.map((_, j) => cellText(data, i, j)));
-  /** @type {{x: string, y: string, text: string, showarrow: boolean, font: {size: number, color: string}}[]} */
+  /** @type {{x: number, y: number, text: string, showarrow: boolean, font: {size: number, color: string}}[]} */
   const annotations = [];
-  data.layers_a.forEach((a, i) =>
-    data.layers_b.forEach((b, j) => {
+  // Positioned by category index: a layer named like a number ("0") would be taken for a position.
+  data.layers_a.forEach((_, i) =>
+    data.layers_b.forEach((_, j) => {
       const v = data.value[i][j];
       if (v === null) return;
       annotations.push({
-        x: b,
-        y: a,
+        x: j,
+        y: i,
         text: v.toFixed(2),
         showarrow: false,
         font: { size: 11, color: inkOn(v, scale) },

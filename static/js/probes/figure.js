@@ -1,8 +1,9 @@
 // @ts-check
 // The probe page's figures (plotly.js traces and layouts) from the summary the server embeds
 // (webapp/runs/results.py probe_summary): a layer × magnitude heatmap of one statistic, and invariance over depth.
-// A statistic's colour scale (heatmap/scale.js) is the same in every family's heatmap: diverging around 0 for one
-// that can go negative, values beyond its span drawn at its ends, written in their cells and counted on the colour bar.
+// A statistic's colour scale (heatmap/scale.js) spans its declared range, the same in every family's heatmap:
+// diverging around 0 for one that can go negative; values beyond the span are drawn at its ends, written in their
+// cells and counted on the colour bar.
 
 import { clipped, colourScale, inkOn, scaleNote, ticks } from "../heatmap/scale.js";
 
@@ -26,28 +27,28 @@ export function fmt(v) {
 }
 
 /**
- * The heatmap of statistic `measure` of a family: layers down, magnitudes across, on the statistic's scale over every
- * family of the summary; a value outside the scale is written in its cell.
+ * The heatmap of statistic `measure` of a family: layers down, magnitudes across, on the statistic's scale; a value
+ * outside the scale is written in its cell.
  * @param {Summary} summary
  * @param {Family} family
  * @param {string} measure
  */
 export function heatmapFigure(summary, family, measure) {
   const m = summary.measures[measure];
-  const grid = (/** @type {Family} */ f) => /** @type {(number | null)[][]} */ (f[measure] || []);
-  const z = grid(family);
-  const scale = colourScale(summary.families.flatMap(grid), m);
+  const z = /** @type {(number | null)[][]} */ (family[measure] || []);
+  const scale = colourScale(z, m);
   const x = family.magnitudes.map((t) => String(t)); // the unit is the axis title
   const text = family.layers.map((layer, i) =>
     family.magnitudes.map((t, j) => `<b>${layer}</b> at ${t} ${family.unit}<br>${m.name}: ${fmt(z[i][j])}`)
   );
-  /** @type {{x: string, y: string, text: string, showarrow: boolean, font: {size: number, color: string}}[]} */
+  /** @type {{x: number, y: number, text: string, showarrow: boolean, font: {size: number, color: string}}[]} */
   const annotations = [];
-  family.layers.forEach((layer, i) =>
-    x.forEach((column, j) => {
+  // Positioned by category index: a label that reads as a number ("0.1") would be taken for a position.
+  family.layers.forEach((_, i) =>
+    x.forEach((_, j) => {
       const v = z[i][j];
       if (v === null || !clipped(v, scale)) return;
-      annotations.push({ x: column, y: layer, text: shortFmt(v), showarrow: false, font: { size: 10, color: inkOn(v, scale) } });
+      annotations.push({ x: j, y: i, text: shortFmt(v), showarrow: false, font: { size: 10, color: inkOn(v, scale) } });
     })
   );
   const trace = {
