@@ -459,8 +459,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    """Columns aligned with two spaces; numbers to the right."""
+def table(header: list[str], rows: list[list[Any]], upper: bool = True) -> str:
+    """Columns aligned with two spaces; numbers to the right; the header in capitals unless
+    it holds names (``upper`` False)."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
     numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(header))]
@@ -472,7 +473,8 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
         ]
         return "  ".join(padded).rstrip()
 
-    return "\n".join([line([h.upper() for h in header]), *(line(r) for r in cells)]) + "\n"
+    names = [h.upper() for h in header] if upper else header
+    return "\n".join([line(names), *(line(r) for r in cells)]) + "\n"
 
 
 def _fields(obj: dict) -> str:
@@ -484,10 +486,11 @@ def _fields(obj: dict) -> str:
 def _matrix(result: dict) -> str:
     """A comparison's layer × layer values under a line naming the measure."""
     measure = result.get("measure", {}).get("id", "")
-    title = f"{measure} on {result['dataset']['name']} (n = {result.get('n')}), {result['state']}"
+    n = f" (n = {result['n']})" if result.get("n") else ""
+    title = f"{measure} on {result['dataset']['name']}{n}, {result['state']}"
     header = ["A \\ B", *result["layers_b"]]
     rows = [[a, *values] for a, values in zip(result["layers_a"], result["value"], strict=True)]
-    return f"{title}\n{table(header, rows)}"
+    return f"{title}\n{table(header, rows, upper=False)}"
 
 
 def _probe(result: dict) -> str:
@@ -566,18 +569,6 @@ def _upload(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -> 
     return obj
 
 
-def _result(client: Client, run_id: int) -> Any:
-    run = client.run(run_id)
-    kind = run.get("kind")
-    if kind == "compare":
-        return client.comparison(run_id)
-    if kind == "probe":
-        return client.probe_result(run_id)
-    if kind == "project" and run.get("state") == "succeeded":
-        return client.projection(run_id)
-    return run
-
-
 def _list(client: Client, args: argparse.Namespace) -> list[dict]:
     if args.what == "datasets":
         return client.datasets(args.workspace)
@@ -641,7 +632,7 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
     elif c == "cancel":
         return client.cancel(args.run)
     elif c == "result":
-        return _result(client, args.run)
+        return client.result(args.run)
     elif c == "export":
         path = client.export_selection(args.selection, args.output, args.file, args.projection)
         return {"selection": args.selection, "path": str(path), "bytes": path.stat().st_size}

@@ -29,6 +29,16 @@ TRANSIENT = (
     requests.exceptions.ChunkedEncodingError,
 )
 HASH_BLOCK = 1 << 20
+RESULTS = {
+    "compare": "comparisons",
+    "model_matrix": "model-matrices",
+    "compatibility": "compatibility",
+    "align": "alignments",
+    "probe": "probes",
+    "project": "projections",
+    "project_aligned": "aligned-projections",
+}
+"""Where the result of each run kind is (``GET <route>/<run id>/``)."""
 TOKEN_PAGE = "sign in to the site and open 'API token' in its top bar (/account/token/)"
 
 UploadProgress = Callable[[str, int, int], None]
@@ -770,6 +780,18 @@ class Client:
             time.sleep(pause)
 
     # ------------------------------------------------------------------ results
+
+    def result(self, run: Ref) -> dict:
+        """The result of a run of any kind: a comparison's, model matrix's or compatibility
+        series' matrix, a probe's statistics (each drawn from what is stored so far), a
+        finished alignment's scores, projection or aligned projections; otherwise (an
+        extraction, or an alignment or projection that has not finished) the run itself."""
+        found = run if isinstance(run, dict) and "kind" in run else self.run(run)
+        route = RESULTS.get(found["kind"])
+        finished_only = found["kind"] in ("align", "project")
+        if route is None or (finished_only and found["state"] != "succeeded"):
+            return found
+        return self._get(f"{route}/{found['id']}/")
 
     def comparison(self, run: Ref) -> dict:
         """The layer × layer matrix with baselines and provenance (cells are null until

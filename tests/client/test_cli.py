@@ -19,6 +19,7 @@ from tests.client.conftest import sha256_of, stored_chunks
 from tests.conftest import run_with_dependencies
 from webapp.catalog.models import Checkpoint, Dataset, Upload
 from webapp.runs.models import Run
+from webapp.runs.submit import request_model_matrix
 
 
 @pytest.fixture
@@ -385,8 +386,8 @@ def test_every_option_has_help_and_the_token_help_names_the_token_page():
     assert "dataset" in helps["dataset"]
 
 
-def test_download_activations_and_a_result_as_a_table(
-    replens_cli, replens, small_digits_file, small_mlp_file, tmp_path
+def test_download_activations_and_results_as_tables(
+    replens_cli, replens, small_digits_file, small_mlp_file, mlp_file, tmp_path
 ):
     dataset = replens.upload_dataset(small_digits_file, "lab")
     ckpt = replens.upload_checkpoint(small_mlp_file, "lab")
@@ -397,10 +398,32 @@ def test_download_activations_and_a_result_as_a_table(
     assert status == 0
     title, header, *rows = text.splitlines()
     assert title.startswith("cka/linear on ") and title.endswith("succeeded")
-    assert header.split()[:2] == ["A", "\\"]
+    assert header.split() == ["A", "\\", "B", *comparison["params"]["layers_b"]]
     assert [r.split()[0] for r in rows] == ["block1", "head"]
     diagonal = float(rows[0].split()[1 + comparison["params"]["layers_b"].index("block1")])
     assert diagonal == pytest.approx(1.0, abs=1e-3)  # a layer against itself
+
+    # A model matrix: its checkpoints as rows and columns.
+    owner = Run.objects.get(pk=comparison["id"]).created_by
+    second = replens.upload_checkpoint(mlp_file, "lab", name="wide")
+    matrix, _ = request_model_matrix(
+        owner,
+        [Checkpoint.objects.get(pk=ckpt["id"]), Checkpoint.objects.get(pk=second["id"])],
+        Dataset.objects.get(pk=dataset["id"]),
+        "block1",
+        n_permutations=2,
+    )
+    run_with_dependencies(matrix)
+    status, text, _ = replens_cli("result", str(matrix.pk), json_out=False)
+    title, header, *rows = text.splitlines()
+    assert title.startswith("cka/linear on ") and title.endswith("succeeded")
+    assert (
+        sorted(header.split()[3:])
+        == sorted(r.split()[0] for r in rows)
+        == sorted([ckpt["name"], "wide"])
+    )
+    status, shown, _ = replens_cli("result", str(matrix.pk))
+    assert shown["run"] == matrix.pk and shown["layer"] == "block1"
 
     status, sets, _ = replens_cli("ls", "activations", "-c", str(ckpt["id"]))
     block1 = next(s for s in sets if s["layer"] == "block1")
