@@ -348,5 +348,3 @@ def probe_summary(run: Run, overlays: Iterable[Run] = ()) -> dict:
         },
         "families": families,
     }
-
-
