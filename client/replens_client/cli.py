@@ -416,7 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("cancel", "cancel a queued or running run")
     p.add_argument("run", type=int, help="the run's id")
 
-    p = command("result", "print a run's result: comparison matrix, probe statistics, …")
+    p = command(
+        "result",
+        "print a run's result: a comparison, model or compatibility matrix, probe statistics, "
+        "an alignment's scores, a projection",
+    )
     p.add_argument("run", type=int, help="the run's id")
 
     p = command("export", "save a selection as CSV or Parquet")
