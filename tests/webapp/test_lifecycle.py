@@ -4,9 +4,12 @@ workspace page's runs table (pages, filters) and the checkpoint page's one datas
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
+from django.db import connection
 
+from analysis.errors import InputError
 from tests.conftest import run_with_dependencies
 from tests.webapp.builders import media_files, npz_bytes
 from webapp.catalog.ingest import ingest_dataset
@@ -302,3 +305,42 @@ def test_the_api_renames_and_deletes(api, compared, ckpt_a, digits):
     assert api.delete(f"/api/v1/checkpoints/{ckpt_a.pk}/").status_code == 204
     assert not Run.objects.filter(pk=comparison.pk).exists()
     assert api.get(f"/api/v1/checkpoints/{ckpt_a.pk}/").status_code == 404
+
+
+def test_a_run_asked_for_again_while_a_delete_is_planned_is_not_deleted(
+    transactional_db, monkeypatch, owner, digits, ckpt_a
+):
+    """A failed run queued again (a conditional UPDATE, as Run.submit does) after the delete
+    read the states but before it deleted: the delete reads them again under a lock, sees a
+    queued run and refuses, instead of deleting a run a worker is about to take."""
+    run, _ = request_extraction(owner, ckpt_a, digits, ["head"], "mean")
+    run.finish(Run.State.FAILED, "out of memory")
+    planned, go = threading.Event(), threading.Event()
+    plan = lifecycle.plan
+
+    def slow_plan(target):
+        found = plan(target)
+        planned.set()
+        assert go.wait(30)
+        return found
+
+    monkeypatch.setattr(lifecycle, "plan", slow_plan)
+    refused: list[str] = []
+
+    def delete():
+        try:
+            lifecycle.delete(digits)
+        except InputError as err:
+            refused.append(str(err))
+        finally:
+            connection.close()
+
+    deleting = threading.Thread(target=delete)
+    deleting.start()
+    assert planned.wait(30)
+    assert Run.objects.filter(pk=run.pk, state=Run.State.FAILED).update(state="queued") == 1
+    go.set()
+    deleting.join(30)
+    assert refused == [f"{run} is queued: cancel it or wait until it ends, then delete again"]
+    assert Run.objects.get(pk=run.pk).state == Run.State.QUEUED
+    assert Dataset.objects.filter(pk=digits.pk).exists()

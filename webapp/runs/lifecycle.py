@@ -131,6 +131,15 @@ def delete(target: Deletable) -> Removal:
     references any more; :class:`InputError` while a run among them is queued or running."""
     with transaction.atomic():
         removal = plan(target)
+        # Their states under a lock: a run asked for again (failed → queued) or claimed by a
+        # worker meanwhile (conditional UPDATEs) waits for this transaction, then finds no row.
+        states = dict(
+            Run.objects.select_for_update()
+            .filter(pk__in=[run.pk for run in removal.runs])
+            .values_list("pk", "state")
+        )
+        for run in removal.runs:
+            run.state = states.get(run.pk, run.state)
         if removal.active:
             run = removal.active[0]
             raise InputError(
