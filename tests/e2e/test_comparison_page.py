@@ -33,9 +33,10 @@ def test_comparison_page_updates_itself_and_shows_the_heatmap(
     sign_in(page, live_server)
 
     page.click("summary:has-text('New comparison')")  # the form opens on demand
-    page.select_option("select[name=checkpoint_a]", label="mlp-seed0")
-    page.select_option("select[name=checkpoint_b]", label="mlp-seed1")
-    page.select_option("select[name=dataset]", label=dataset.name)
+    form = page.locator("form[action$='/comparisons/new/']")
+    form.locator("select[name=checkpoint_a]").select_option(label="mlp-seed0")
+    form.locator("select[name=checkpoint_b]").select_option(label="mlp-seed1")
+    form.locator("select[name=dataset]").select_option(label=dataset.name)
     page.click("text=Compare every layer pair")
     expect(page.locator("h1")).to_contain_text("mlp-seed0")
 
