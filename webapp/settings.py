@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "webapp.catalog",
@@ -279,6 +280,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Upload checkpoints and datasets, extract activations, compare representations.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The API docs page (Swagger UI) from this site's static files; no outside validator.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {  # one name per choice set that several fields share
         "PoolingEnum": "analysis.models.choices.POOLINGS",

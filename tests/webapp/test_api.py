@@ -80,6 +80,13 @@ def test_unauthenticated_cannot_read_a_comparison(finished_comparison):
     assert "value" not in response.json()
 
 
+def test_the_api_docs_page_reads_the_schema_with_scripts_of_this_site(client, owner):
+    client.force_login(owner)
+    page = client.get("/api/v1/docs/").content.decode()
+    assert "/api/v1/schema/" in page and "swagger-ui-bundle" in page
+    assert "https://" not in page  # no CDN: every script and style from this site
+
+
 def test_openapi_schema(api):
     response = api.get("/api/v1/schema/")
     assert response.status_code == 200

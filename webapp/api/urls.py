@@ -1,5 +1,5 @@
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from webapp.api import views
@@ -28,6 +28,9 @@ router.register("selections", views.SelectionViewSet, basename="selection")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    # The schema to read and try: Swagger UI, from drf-spectacular-sidecar's files (served
+    # from this site: no CDN, no validator service).
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("workers/", views.WorkersView.as_view(), name="workers-overview"),
     path("", include(router.urls)),
     # Last: a URL no route matches (an id outside a route's pattern, a typo) gets the API's
