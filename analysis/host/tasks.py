@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from analysis.errors import InputError, plain
 from analysis.models.base import Model
 from analysis.models.checkpoints import describe as describe_model
 from analysis.models.checkpoints import load_checkpoint
 from analysis.models.extraction import extract_activations
+from analysis.models.modules import as_model
 from analysis.probes.engine import run_probe
 
 Progress = Callable[[float], None]
@@ -34,6 +36,27 @@ def describe(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict
     model = _model(params, inputs)
     progress(1.0)
     return describe_model(model), {}
+
+
+def fit(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
+    """Whether the model reads each dataset: the first sample of every ``x:<key>`` of
+    ``inputs`` run through it (its default layers, mean pooling). ``{"fits": {key: reason}}``,
+    the reason one plain sentence, "" where the model reads the sample."""
+    model = _model(params, inputs)
+    layers = as_model(model).default_layers()
+    samples = {name[2:]: np.asarray(x)[:1] for name, x in inputs.items() if name.startswith("x:")}
+    reasons = {}
+    for done, (key, x) in enumerate(samples.items(), start=1):
+        try:
+            extract_activations(model, x, layers, "mean", device="cpu")
+        except InputError as err:
+            reasons[key] = str(err)
+        except Exception as err:  # the model's own error, on this input
+            reasons[key] = plain(err) or "the model failed on a sample of this dataset"
+        else:
+            reasons[key] = ""
+        progress(done / len(samples))
+    return {"fits": reasons}, {}
 
 
 def extract(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:

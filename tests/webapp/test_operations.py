@@ -24,6 +24,7 @@ from tests.conftest import checkpoint_from, run_with_dependencies, torchscript_m
 from tests.webapp.test_settings import load_settings
 from webapp import status
 from webapp.catalog import uploads
+from webapp.catalog.fits import check_fits
 from webapp.catalog.models import Blob, Checkpoint, Membership, Upload, Workspace
 from webapp.catalog.retention import blob_references
 from webapp.runs.backup import LEFT_OUT, PARTS
@@ -371,7 +372,8 @@ def snapshot(workspace: Workspace) -> dict[str, list[dict]]:
 
 @pytest.fixture
 def lab(owner, member, workspace, digits, ckpt_a):
-    """A lab with a member, two checkpoints (one the parent of the other), one finished run of
+    """A lab with a member, two checkpoints (one the parent of the other) that read its dataset
+    (checked), one finished run of
     every kind with its results (extractions, scores with per-sample blobs, a model matrix, an
     alignment, compatibility, projections, aligned ones, a probe), a selection, and a run
     still queued."""
@@ -379,6 +381,7 @@ def lab(owner, member, workspace, digits, ckpt_a):
     b = checkpoint_from(workspace, owner, torchscript_mlp_bytes(1), "mlp-seed1")
     b.parent = a
     b.save()
+    check_fits(d)  # which of the two models read the digits (both do)
     quick = {"n_permutations": 2, "n_bootstrap": 0}
     for run, _ in [
         request_comparison(owner, a, b, d, **quick),

@@ -313,6 +313,25 @@ def visible_to(model: type[M], user: AnyUser) -> models.QuerySet[M]:
     return model._default_manager.filter(workspace__memberships__user=user)
 
 
+class Fit(models.Model):
+    """Whether a checkpoint's model reads a dataset's samples: the first sample run through
+    the model in a model host when the later of the two was uploaded (:mod:`webapp.catalog.fits`).
+    A request for a run of the pair is refused with the reason where it does not."""
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="fits")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="fits")
+    reason = models.TextField(blank=True)  # why the model cannot read it; "": it can
+    checked_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["checkpoint", "dataset"], name="one_fit_per_pair")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.checkpoint} on {self.dataset}: {self.reason or 'fits'}"
+
+
 class Upload(models.Model):
     """A file on its way into a workspace. Its bytes arrive in one request or in chunks over
     several (resumable): each chunk is stored as an object of its own under ``chunk_prefix``

@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from analysis.data.datasets import check_dataset_name
 from analysis.errors import InputError
+from webapp.catalog import fits
 from webapp.catalog.ingest import checkpoint_format, ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Checkpoint, Dataset, Upload, Workspace
 from webapp.dispatch import wake_on_commit
@@ -340,6 +341,8 @@ def check(upload: Upload) -> None:
         outcome = {"state": Upload.State.DONE, "result_id": result.pk}
     if _finish(upload, **outcome):
         delete_chunks(upload)
+        if created and result is not None:
+            fits.check_fits(result)  # which models read it, before anyone asks for a run
     elif created and result is not None:
         result.delete()  # withdrawn at the last moment: keep nothing (blobs are collected)
 

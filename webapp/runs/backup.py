@@ -36,6 +36,7 @@ from webapp.catalog.models import (
     Blob,
     Checkpoint,
     Dataset,
+    Fit,
     Invitation,
     Membership,
     Upload,
@@ -50,6 +51,7 @@ from webapp.runs.models import (
     Run,
     Score,
     Selection,
+    Worker,
 )
 from webapp.version import code_version
 
@@ -60,6 +62,7 @@ PARTS: tuple[tuple[type[models.Model], str], ...] = (
     (Membership, "workspace"),
     (Dataset, "workspace"),
     (Checkpoint, "workspace"),
+    (Fit, "checkpoint__workspace"),
     (Run, "workspace"),
     (ActivationSet, "checkpoint__workspace"),
     (Score, "run__workspace"),
@@ -77,6 +80,7 @@ LEFT_OUT: dict[type[models.Model], str] = {
     Blob: "rows are made again from the bytes in the archive",
     Upload: "an upload in progress is a part file on the web node; send it again",
     Invitation: "a link is a one-use secret of the server that made it",
+    Worker: "a worker belongs to the server, not to a workspace",
 }
 """Models of the catalog and runs apps that a backup does not hold, and why."""
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
+
 from analysis.errors import InputError
 from analysis.explorer.projection import PARAMETERS as PROJECTION_PARAMETERS
 from analysis.measures.registry import MEASURES
 from analysis.probes.families import check_magnitudes, get_family
+from webapp.catalog import fits
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run
@@ -35,20 +38,10 @@ def _same_workspace(dataset: Dataset, *checkpoints: Checkpoint) -> None:
 
 
 def _check_inputs(checkpoint: Checkpoint, dataset: Dataset) -> None:
-    """The checkpoint can give activations of this dataset's samples: a model reading what
-    the dataset holds (texts or arrays), or precomputed activations of exactly this dataset."""
-    if checkpoint.format == Checkpoint.Format.PRECOMPUTED:
-        if checkpoint.dataset_id != dataset.pk:
-            raise InputError(
-                f"{checkpoint.name} holds precomputed activations of the samples of "
-                f"{checkpoint.dataset}, not of {dataset.name}"
-            )
-        return
-    reads_text = checkpoint.format == Checkpoint.Format.HUGGINGFACE
-    if reads_text and dataset.modality != "text":
-        raise InputError(f"{checkpoint.name} reads text; {dataset.name} is {dataset.modality}")
-    if not reads_text and dataset.modality == "text":
-        raise InputError(f"{checkpoint.name} reads arrays; {dataset.name} holds text")
+    """The checkpoint can give activations of this dataset's samples (:mod:`fits`)."""
+    reason = fits.refusal(checkpoint, dataset)
+    if reason:
+        raise InputError(reason)
 
 
 def _layer_of_each(checkpoints: list[Checkpoint], layer: str) -> None:
@@ -113,6 +106,7 @@ def _submit(
     )
 
 
+@transaction.atomic  # a request makes all of its runs or none
 def request_extraction(
     user: AnyUser,
     checkpoint: Checkpoint,
@@ -127,6 +121,7 @@ def request_extraction(
     return _submit(Run.Kind.EXTRACT, user, dataset, params, checkpoint)
 
 
+@transaction.atomic
 def request_comparison(
     user: AnyUser,
     checkpoint_a: Checkpoint,
@@ -172,6 +167,7 @@ def request_comparison(
     )
 
 
+@transaction.atomic
 def request_model_matrix(
     user: AnyUser,
     checkpoints: list[Checkpoint],
@@ -198,6 +194,7 @@ def request_model_matrix(
     )
 
 
+@transaction.atomic
 def request_alignment(
     user: AnyUser,
     checkpoint_a: Checkpoint,
@@ -242,6 +239,7 @@ def series_order(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:
     return sorted(checkpoints, key=lambda c: (c.created_at, c.pk))
 
 
+@transaction.atomic
 def request_compatibility(
     user: AnyUser,
     checkpoints: list[Checkpoint],
@@ -268,6 +266,7 @@ def request_compatibility(
     )
 
 
+@transaction.atomic
 def request_projection(
     user: AnyUser,
     checkpoint: Checkpoint,
@@ -301,6 +300,7 @@ def request_projection(
     return _submit(Run.Kind.PROJECT, user, dataset, params, checkpoint, depends_on=[extraction])
 
 
+@transaction.atomic
 def request_aligned_projections(
     user: AnyUser,
     spaces: list[tuple[Checkpoint, str]],
@@ -353,6 +353,7 @@ DEFAULT_PROBES = {
 """The families a probe request without any probes, by the dataset's modality."""
 
 
+@transaction.atomic
 def request_probe(
     user: AnyUser,
     checkpoint: Checkpoint,

@@ -1,0 +1,91 @@
+"""Which checkpoints can read which datasets. A model reads texts (Hugging Face directories)
+or arrays (every other format), and precomputed activations belong to one dataset: that much
+is known from the rows. Whether a model reads a dataset's arrays (their shape, their number of
+channels) is known only by running it: when the later upload of a pair has been checked, the
+worker runs the first sample of each dataset through each model in a model host and keeps the
+answer (:class:`Fit`). A request for a run of a pair that cannot work is refused with the
+reason (:func:`refusal`, called by ``webapp.runs.submit``) instead of failing in the queue."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from analysis.data.datasets import npz_rows
+from analysis.host import run_in_host
+from webapp.catalog.ingest import checkpoint_model_params, host_limits
+from webapp.catalog.models import Checkpoint, Dataset, Fit
+
+logger = logging.getLogger(__name__)
+
+
+def _declared(checkpoint: Checkpoint, dataset: Dataset) -> str:
+    """Why the rows alone say ``checkpoint`` cannot give activations of ``dataset``; ""."""
+    if checkpoint.format == Checkpoint.Format.PRECOMPUTED:
+        if checkpoint.dataset_id != dataset.pk:
+            return (
+                f"{checkpoint.name} holds precomputed activations of the samples of "
+                f"{checkpoint.dataset}, not of {dataset.name}"
+            )
+        return ""
+    reads_text = checkpoint.format == Checkpoint.Format.HUGGINGFACE
+    if reads_text and dataset.modality != "text":
+        return f"{checkpoint.name} reads text; {dataset.name} is {dataset.modality}"
+    if not reads_text and dataset.modality == "text":
+        return f"{checkpoint.name} reads arrays; {dataset.name} holds text"
+    return ""
+
+
+def refusal(checkpoint: Checkpoint, dataset: Dataset) -> str:
+    """Why a run of ``checkpoint`` on ``dataset`` cannot work, in one sentence; "" where it
+    can or is not known yet (the check of the pair has not run)."""
+    declared = _declared(checkpoint, dataset)
+    if declared:
+        return declared
+    fit = Fit.objects.filter(checkpoint=checkpoint, dataset=dataset).first()
+    if fit is not None and fit.reason:
+        return f"{checkpoint.name} cannot read the samples of {dataset.name}: {fit.reason}"
+    return ""
+
+
+def check_fits(item: Checkpoint | Dataset) -> None:
+    """Run the first sample of every dataset of the workspace through a new checkpoint's model
+    (or a new dataset's first sample through every model), one model host per model, and keep
+    the answers. A failure of the check itself is logged and leaves the pairs unknown."""
+    workspace = item.workspace
+    checkpoints = [item] if isinstance(item, Checkpoint) else list(workspace.checkpoints.all())
+    datasets = list(workspace.datasets.all()) if isinstance(item, Checkpoint) else [item]
+    for checkpoint in checkpoints:
+        if checkpoint.format == Checkpoint.Format.PRECOMPUTED:
+            continue
+        readable = [d for d in datasets if not _declared(checkpoint, d)]
+        if not readable:
+            continue
+        try:
+            inputs: dict[str, Path | np.ndarray] = {}
+            for dataset in readable:
+                with dataset.arrays.open() as f:
+                    first = npz_rows(f, "x", [0])
+                if first is not None:  # every dataset has its samples in x
+                    inputs[f"x:{dataset.pk}"] = first
+            with checkpoint.blob.local_path() as path:
+                inputs["model"] = path
+                found, _ = run_in_host(
+                    "analysis.host.tasks:fit",
+                    checkpoint_model_params(checkpoint),
+                    inputs,
+                    host_limits(),
+                )
+        except Exception:
+            logger.exception("could not check which datasets %s reads", checkpoint)
+            continue
+        for dataset in readable:
+            if str(dataset.pk) not in found["fits"]:
+                continue
+            Fit.objects.update_or_create(
+                checkpoint=checkpoint,
+                dataset=dataset,
+                defaults={"reason": found["fits"][str(dataset.pk)]},
+            )
