@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,11 +23,11 @@ class NameSerializer(serializers.Serializer):
 
 
 class RenameAndDelete(viewsets.GenericViewSet):
-    """``partial_update`` renames a row of ``lifecycle_model``; ``destroy`` deletes it."""
+    """``partial_update`` renames a row of ``lifecycle_model``; ``destroy`` deletes it. (Their
+    schema is declared with each viewset's: ``webapp.api.views._documents_404``.)"""
 
     lifecycle_model: ClassVar[type[Dataset] | type[Checkpoint] | type[Run]]
 
-    @extend_schema(request=NameSerializer)
     def partial_update(self, request: Request, pk: str | None = None, **_: Any) -> Response:
         """Rename it."""
         target = editable(self.lifecycle_model, request.user, pk)
@@ -37,7 +36,6 @@ class RenameAndDelete(viewsets.GenericViewSet):
         lifecycle.rename(target, form.validated_data["name"])
         return Response(self.get_serializer(target).data)
 
-    @extend_schema(request=None, responses={204: None})
     def destroy(self, request: Request, pk: str | None = None, **_: Any) -> Response:
         """Delete it with everything that depends on it (runs, their results, stored
         activations, selections) and the stored files nothing else uses."""

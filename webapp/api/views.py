@@ -35,7 +35,7 @@ from analysis.probes.families import FAMILIES
 from webapp.access import editable, editable_workspace
 from webapp.api import responses as r
 from webapp.api import serializers as s
-from webapp.api.lifecycle import RenameAndDelete
+from webapp.api.lifecycle import NameSerializer, RenameAndDelete
 from webapp.api.parsers import BoundedJSONParser, ChunkParser
 from webapp.catalog import team, uploads
 from webapp.catalog.models import (
@@ -147,10 +147,20 @@ WORKSPACE = OpenApiParameter("workspace", str, description="only this workspace'
 
 
 def _documents_404(serializer: type[serializers.BaseSerializer]) -> Callable[[V], V]:
-    """The schema of a viewset's ``retrieve``: its object, or 404 (not yours, or none)."""
-    return extend_schema_view(
-        retrieve=extend_schema(responses={200: serializer, 404: s.ErrorSerializer})
-    )
+    """The schema of a viewset's ``retrieve``: its object, or 404 (not yours, or none); and
+    of a rename (the object) and a delete, where the viewset has them: 400 with the reason,
+    404 for anyone but the workspace's editors and owners."""
+
+    def documented(view: V) -> V:
+        methods = {"retrieve": extend_schema(responses={200: serializer, 404: s.ErrorSerializer})}
+        if isinstance(view, type) and issubclass(view, RenameAndDelete):
+            methods["partial_update"] = extend_schema(
+                request=NameSerializer, responses={200: serializer, **ERRORS}
+            )
+            methods["destroy"] = extend_schema(request=None, responses={204: None, **ERRORS})
+        return extend_schema_view(**methods)(view)
+
+    return documented
 
 
 def _signed_in(request: Request) -> User:
