@@ -17,7 +17,7 @@ from replens_client import cli
 
 from tests.client.conftest import sha256_of, stored_chunks
 from tests.conftest import run_with_dependencies
-from webapp.catalog.models import Checkpoint, Dataset, Upload
+from webapp.catalog.models import Checkpoint, Dataset, Fit, Upload
 from webapp.runs.models import Run
 from webapp.runs.submit import request_model_matrix
 
@@ -171,7 +171,13 @@ def test_extract_wait_and_a_failed_run_through_a_real_worker(
     assert status == 0 and shown["state"] == "succeeded"
 
     nan = upload(replens_cli, "checkpoint", nan_file)
-    status, queued, _ = replens_cli("extract", "-c", str(nan["id"]), "-d", str(dataset["id"]))
+    # The worker ran the first digit through it when its upload was checked: refused at once.
+    extract_nan = ("extract", "-c", str(nan["id"]), "-d", str(dataset["id"]))
+    status, _, err = replens_cli(*extract_nan)
+    assert status == 1 and f"{nan['name']} fails on the first sample of" in err and "NaN" in err
+    # A pair not checked yet is taken, and its run fails in the worker with the reason.
+    Fit.objects.filter(checkpoint_id=nan["id"]).delete()
+    status, queued, _ = replens_cli(*extract_nan)
     assert status == 0 and queued["state"] in ("queued", "running")
     status, failed, err = replens_cli("wait", str(queued["id"]), "--poll", ".2", "--timeout", "99")
     assert status == 3

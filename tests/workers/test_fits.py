@@ -39,11 +39,11 @@ def test_a_pair_that_cannot_work_is_refused_with_the_models_reason(owner, worksp
     assert fits["vectors"] and "Traceback" not in fits["vectors"] and "/" not in fits["vectors"]
     assert "\n" not in fits["vectors"]
 
-    with pytest.raises(InputError, match="mlp cannot read the samples of vectors: ") as refused:
+    with pytest.raises(InputError, match="mlp fails on the first sample of vectors: ") as refused:
         request_extraction(owner, mlp, vectors)
     assert fits["vectors"] in str(refused.value)
     other = checkpoint_from(workspace, owner, torchscript_mlp_bytes(1), "mlp-1")
-    with pytest.raises(InputError, match="cannot read the samples of vectors"):
+    with pytest.raises(InputError, match="fails on the first sample of vectors"):
         request_comparison(owner, other, mlp, vectors)  # the first side is unknown, not the second
     assert not Run.objects.filter(dataset=vectors).exists()  # nothing half-made
     run, _ = request_extraction(owner, mlp, digits)
@@ -68,4 +68,4 @@ def test_the_upload_check_records_the_fits_and_a_request_is_refused(api, owner, 
     body = {"checkpoint": ckpt_a.pk, "dataset": narrow.pk, "layers": ["block1"]}
     refused = api.post("/api/v1/extractions/", body, format="json")
     assert refused.status_code == 400
-    assert "mlp-seed0 cannot read the samples of" in refused.json()["detail"]
+    assert "mlp-seed0 fails on the first sample of" in refused.json()["detail"]

@@ -46,7 +46,7 @@ def refusal(checkpoint: Checkpoint, dataset: Dataset) -> str:
         return declared
     fit = Fit.objects.filter(checkpoint=checkpoint, dataset=dataset).first()
     if fit is not None and fit.reason:
-        return f"{checkpoint.name} cannot read the samples of {dataset.name}: {fit.reason}"
+        return f"{checkpoint.name} fails on the first sample of {dataset.name}: {fit.reason}"
     return ""
 
 
