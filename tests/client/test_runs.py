@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from replens_client import ReplensError, RunFailed, WaitTimeout
 
-from webapp.catalog.models import ActivationSet
+from webapp.catalog.models import ActivationSet, Fit
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +60,11 @@ def test_wait_raises_the_servers_reason_for_a_failed_run(
 ):
     dataset = replens.upload_dataset(small_digits_file, "lab")
     checkpoint = replens.upload_checkpoint(nan_file, "lab")
+    # The worker ran the first digit through it when its upload was checked: refused at once.
+    with pytest.raises(ReplensError, match="fails on the first sample of .*NaN"):
+        replens.extract(checkpoint, dataset)
+    # A pair not checked yet is taken, and its run fails in the worker with the reason.
+    Fit.objects.filter(checkpoint_id=checkpoint["id"]).delete()
     run = replens.extract(checkpoint, dataset)
     with pytest.raises(RunFailed) as caught:
         replens.wait(run["id"], poll=0.2, timeout=120)

@@ -323,6 +323,8 @@ def check(upload: Upload) -> None:
     outcome: dict[str, Any]
     try:
         result, created = _ingest(upload, still_mine)
+        if created:  # which models read it, known by the time the upload says it is done
+            fits.check_fits(result)
     except InputError as err:
         # The person reads one plain sentence; the library's own words stay in the log.
         logger.info("upload %s refused: %s\n%s", upload.pk, err, err.details or "(no details)")
@@ -341,8 +343,6 @@ def check(upload: Upload) -> None:
         outcome = {"state": Upload.State.DONE, "result_id": result.pk}
     if _finish(upload, **outcome):
         delete_chunks(upload)
-        if created and result is not None:
-            fits.check_fits(result)  # which models read it, before anyone asks for a run
     elif created and result is not None:
         result.delete()  # withdrawn at the last moment: keep nothing (blobs are collected)
 
