@@ -69,3 +69,12 @@ def test_the_upload_check_records_the_fits_and_a_request_is_refused(api, owner, 
     refused = api.post("/api/v1/extractions/", body, format="json")
     assert refused.status_code == 400
     assert "mlp-seed0 fails on the first sample of" in refused.json()["detail"]
+
+
+def test_out_of_time_the_remaining_models_are_left_unknown(owner, workspace, ckpt_a, monkeypatch):
+    from webapp.catalog import fits
+
+    monkeypatch.setattr(fits, "BUDGET_S", -1.0)  # spent before the first model
+    narrow, _ = ingest_dataset(workspace, owner, io.BytesIO(vectors_npz(8)), "n.npz", "narrow")
+    check_fits(narrow)
+    assert not Fit.objects.exists() and refusal(ckpt_a, narrow) == ""

@@ -9,6 +9,7 @@ reason (:func:`refusal`, called by ``webapp.runs.submit``) instead of failing in
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,11 @@ from webapp.catalog.ingest import checkpoint_model_params, host_limits
 from webapp.catalog.models import Checkpoint, Dataset, Fit
 
 logger = logging.getLogger(__name__)
+
+BUDGET_S = 120.0
+"""How long one upload's check spends on fits: past it, the remaining models are left unknown
+(their runs are accepted, and fail in the queue if they must), so that a workspace of many
+models cannot hold an upload's check past the task's time limit."""
 
 
 def _declared(checkpoint: Checkpoint, dataset: Dataset) -> str:
@@ -53,11 +59,16 @@ def refusal(checkpoint: Checkpoint, dataset: Dataset) -> str:
 def check_fits(item: Checkpoint | Dataset) -> None:
     """Run the first sample of every dataset of the workspace through a new checkpoint's model
     (or a new dataset's first sample through every model), one model host per model, and keep
-    the answers. A failure of the check itself is logged and leaves the pairs unknown."""
+    the answers, for at most ``BUDGET_S``. A failure of the check itself is logged and leaves
+    the pairs unknown."""
+    started = time.monotonic()
     workspace = item.workspace
     checkpoints = [item] if isinstance(item, Checkpoint) else list(workspace.checkpoints.all())
     datasets = list(workspace.datasets.all()) if isinstance(item, Checkpoint) else [item]
     for checkpoint in checkpoints:
+        if time.monotonic() - started > BUDGET_S:
+            logger.warning("fits with %s and later models left unknown: out of time", checkpoint)
+            break
         if checkpoint.format == Checkpoint.Format.PRECOMPUTED:
             continue
         readable = [d for d in datasets if not _declared(checkpoint, d)]
