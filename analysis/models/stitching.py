@@ -1,0 +1,571 @@
+"""Model stitching: can model B's later layers read what model A's earlier layer computes?
+
+For a layer i of A and a layer j of B, the stitched model runs A up to layer i, maps A's output
+there into B's layer-j space, and runs the rest of B from layer j on the mapped activations
+(Lenc & Vedaldi 2015, "Understanding image representations by measuring their equivariance
+and equivalence"; Bansal et al. 2021, "Revisiting model stitching to compare neural
+representations"). It is judged by its classification accuracy on held-out samples, beside
+A alone, B alone and chance.
+
+The samples ``x`` with integer labels are split by the rule of
+:func:`analysis.measures.alignment.fit_alignment`: the first ⌈test_fraction · n⌉ samples of a
+permutation seeded by ``seed`` are held out, the rest train. Every layer of A and of B is
+extracted once over all samples; each cell (i, j) then costs one forward of B over the held-out
+samples, with a forward hook on B's layer j that replaces its output by the mapped activations.
+Two ways to map (:data:`METHODS`), each giving a matrix of its own:
+
+- ``fitted``: an affine map ŷ = x W + b (or a linear one, b = 0, with ``affine=False``) fitted
+  by least squares from A's layer-i outputs to B's layer-j outputs on the training samples:
+  W minimises Σ ‖xₙ W + b − yₙ‖² + α ‖W‖²_F with the intercept unpenalised, α =
+  ``ridge`` · ‖X_c‖²_F (the total sum of squares of the training X, centred when affine), so
+  ``ridge`` does not depend on the units of X; ``ridge=0`` is ordinary least squares, its
+  minimum-norm solution when the training samples do not determine W. Directions of X with
+  singular values below s₁ · max(n, p) · ε are dropped, the rule of :func:`numpy.linalg.lstsq`
+  with ε the precision of the activations (float32 for extracted layers): a layer with dead
+  units has directions holding only rounding noise, and a map fitted to that noise would blow
+  it up on held-out samples.
+- ``relative``: zero-shot stitching through relative representations (Moschella et al. 2023,
+  "Relative representations enable zero-shot latent space communication"), with no map fitted
+  between the two networks' spaces. m anchors are drawn from the training samples (seeded; by
+  default min(300, n_train // 2)). Each layer is centred with its own training mean, and each
+  sample is represented by its cosine similarities to the anchors *in that layer*
+  (:func:`analysis.measures.relative.relative_representation`): an m-vector whose coordinates
+  mean the same in A and in B because the anchors are the same inputs. A *relative decoder* of
+  B's layer j, an affine least-squares map (with the same ``ridge``) from B's own relative
+  vectors to B's own layer-j outputs, is fitted on B's training samples alone; stitching feeds it
+  A's relative vectors: ŷ = D_j(r_{A,i}(x)). In the paper B's head is trained on relative vectors
+  and needs no decoder; B here is an ordinary network, so the decoder, learnt from B alone, stands
+  in for it. A's activations are never paired with B's except through the anchors' identity.
+
+Only per-sample vectors are stitched (``batch × d`` outputs: MLP blocks, pooled outputs, the
+logits). Feature maps (``batch × C × H × W``) and token sequences are refused with an
+:class:`InputError`: replacing B's map needs a map per position (a 1×1 convolution, which
+needs both grids to have the same size) and a relative representation of positions, which the
+paper does not define; stitch at a pooled layer (``pool`` of the built-in ``small-cnn``)
+instead. B must be an eager torch module (TorchScript takes no hooks); A may be any model
+reading the same inputs.
+
+Scores, over the held-out samples:
+
+- accuracy: the share of samples whose argmax over the output is their label; for the stitched
+  model the output is B's output with layer j replaced (with j the output itself, the mapped
+  activations are the logits);
+- ``r2``: how well the mapped activations match B's own layer j, R² = 1 − Σ ‖ŷₙ − yₙ‖² /
+  Σ ‖yₙ − ȳ_train‖² (the convention of :mod:`analysis.measures.alignment`); None where B's layer
+  does not vary over the held-out samples;
+- chance: the accuracy of the best constant prediction, the largest class share among the
+  held-out labels (1 / C for balanced classes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from analysis.errors import InputError
+from analysis.measures.relative import MAX_ANCHORS, choose_anchors, relative_representation
+from analysis.models.base import OUTPUT, Model
+from analysis.models.extraction import (
+    batch_of,
+    check_inputs,
+    default_device,
+    extract_activations,
+    full_precision,
+    outputs_of,
+)
+from analysis.models.modules import TorchModel, as_model, is_torchscript
+
+__all__ = [
+    "METHODS",
+    "LinearMap",
+    "Stitching",
+    "StitchingMatrix",
+    "fit_linear_map",
+    "stitched_outputs",
+    "stitching_matrix",
+]
+
+METHODS = {
+    "fitted": "Map fitted from A's layer to B's layer by least squares",
+    "relative": "Zero-shot through relative representations over anchors",
+}
+MIN_TRAIN = 4
+MIN_TEST = 2
+FEW_TEST = 20  # fewer held-out samples than this get a warning
+
+
+@dataclass
+class LinearMap:
+    """ŷ = x W + b, in float64."""
+
+    weight: np.ndarray  # (p, q)
+    bias: np.ndarray  # (q,); zero for a linear map
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """(m, q) images of the rows of ``x`` (m × p)."""
+        return np.asarray(x, dtype=np.float64) @ self.weight + self.bias
+
+
+class _LeastSquares:
+    """The thin SVD of one training X, shared by the maps from X to several targets."""
+
+    def __init__(self, x: np.ndarray, affine: bool) -> None:
+        x = np.asarray(x)
+        eps = np.finfo(x.dtype if x.dtype.kind == "f" else np.float64).eps
+        x = x.astype(np.float64)
+        self.affine = affine
+        self.mean = x.mean(axis=0) if affine else np.zeros(x.shape[1])
+        u, s, vt = np.linalg.svd(x - self.mean, full_matrices=False)
+        keep = s > (s[0] if len(s) else 0.0) * max(x.shape) * eps
+        self.u, self.s, self.vt = u[:, keep], s[keep], vt[keep]
+        self.scale = float(np.sum(s**2))  # ‖X_c‖²_F: the unit of the ridge penalty
+
+    def fit(self, y: np.ndarray, ridge: float) -> LinearMap:
+        y = np.asarray(y, dtype=np.float64)
+        y_mean = y.mean(axis=0) if self.affine else np.zeros(y.shape[1])
+        shrink = self.s / (self.s**2 + ridge * self.scale)
+        weight = self.vt.T @ (shrink[:, None] * (self.u.T @ (y - y_mean)))
+        return LinearMap(weight, y_mean - self.mean @ weight)
+
+
+def fit_linear_map(
+    x: np.ndarray, y: np.ndarray, *, affine: bool = True, ridge: float = 0.0
+) -> LinearMap:
+    """The least-squares map from the rows of ``x`` (n × p) to those of ``y`` (n × q).
+
+    ``affine``: with an unpenalised intercept (x and y centred with their means first), else
+    through the origin. ``ridge``: the penalty α on ‖W‖²_F in units of ‖X_c‖²_F; 0 gives the
+    minimum-norm least-squares solution. Computed in float64; the rank is cut at the precision
+    of ``x`` (see the module docstring).
+    """
+    _check_ridge(ridge)
+    if len(x) != len(y):
+        raise InputError(f"the two spaces have different numbers of samples: {len(x)} vs {len(y)}")
+    if len(x) == 0:
+        raise InputError("no samples to fit a map on")
+    return _LeastSquares(x, affine).fit(y, ridge)
+
+
+def stitched_outputs(
+    model_b: Model | nn.Module,
+    layer: str,
+    x: np.ndarray,
+    replacement: np.ndarray,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """B's outputs (n × C, float32) on the samples ``x`` with the output of ``layer`` replaced
+    by the rows of ``replacement`` (n × q, cast to float32), through a forward hook; with
+    ``layer`` the output itself, ``replacement`` as float32."""
+    module = _eager(model_b)
+    replacement = np.asarray(replacement, dtype=np.float32)
+    if replacement.ndim != 2 or len(replacement) != len(x):
+        raise InputError(
+            f"the replacement must hold one vector per sample ({len(x)}), "
+            f"got shape {replacement.shape}"
+        )
+    if layer == OUTPUT:
+        return replacement
+    modules = dict(module.named_modules())
+    if not layer or layer not in modules:
+        raise InputError(f"model B has no layer {layer!r}")
+    check_inputs(module, x)
+    device = torch.device(device) if device is not None else default_device()
+    module = module.to(device).eval()
+    current: dict[str, Any] = {}
+
+    def replace(_module: nn.Module, _inputs: Any, output: Any) -> torch.Tensor:
+        if current.pop("done", False):
+            raise InputError(f"layer {layer!r} of B runs more than once per forward")
+        rows = current["rows"]
+        if not isinstance(output, torch.Tensor) or tuple(output.shape) != tuple(rows.shape):
+            got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
+            raise InputError(
+                f"layer {layer!r} of B outputs {got} for this batch; the stitched "
+                f"activations have shape {tuple(rows.shape)}"
+            )
+        current["done"] = True
+        return rows.to(output.dtype)
+
+    out = np.empty((len(x), 0), dtype=np.float32)
+    handle = modules[layer].register_forward_hook(replace)
+    try:
+        with torch.inference_mode(), full_precision():
+            for start in range(0, len(x), batch_size):
+                rows = slice(start, start + batch_size)
+                current.clear()
+                current["rows"] = torch.from_numpy(replacement[rows]).to(device)
+                result = module(batch_of(x, rows, device))
+                if not current.get("done"):
+                    raise InputError(f"layer {layer!r} of B does not run in its forward")
+                if not isinstance(result, torch.Tensor) or result.ndim != 2:
+                    raise InputError("model B's output is not one vector of scores per sample")
+                if start == 0:
+                    out = np.empty((len(x), result.shape[1]), dtype=np.float32)
+                out[rows] = result.float().cpu().numpy()
+    finally:
+        handle.remove()
+    return out
+
+
+@dataclass
+class StitchingMatrix:
+    """One way of mapping, over every pair of layers: lists are ``[layer of A][layer of B]``."""
+
+    method: str  # a key of METHODS
+    estimator: str  # how the maps were made, in one line
+    accuracy: list[list[float]]  # held-out accuracy of the stitched model
+    r2: list[list[float | None]]  # held-out R² of the mapped activations against B's layer
+
+
+@dataclass
+class Stitching:
+    """Stitched accuracies of A's layers into B's, with the baselines they are read against."""
+
+    layers_a: list[str]
+    layers_b: list[str]
+    dims_a: list[int]  # width of each layer of A
+    dims_b: list[int]
+    accuracy_a: float | None  # A alone on the held-out samples; None where A has other outputs
+    accuracy_b: float  # B alone on the held-out samples
+    chance: float  # the largest class share among the held-out labels
+    n_classes: int
+    n_train: int
+    n_test: int
+    seed: int
+    matrices: dict[str, StitchingMatrix]  # by method
+    test: np.ndarray = field(repr=False)  # bool (n,): True for held-out samples
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """Everything but the split, as JSON types."""
+        data = asdict(self)
+        data["test_rows"] = np.flatnonzero(data.pop("test")).tolist()
+        return data
+
+
+def stitching_matrix(
+    model_a: Model | nn.Module,
+    model_b: Model | nn.Module,
+    x: np.ndarray,
+    labels: np.ndarray,
+    layers_a: Sequence[str] | None = None,
+    layers_b: Sequence[str] | None = None,
+    *,
+    methods: Sequence[str] = tuple(METHODS),
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    affine: bool = True,
+    ridge: float = 0.0,
+    n_anchors: int | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> Stitching:
+    """Held-out accuracy of A's layer i stitched into B's layer j, for every pair of layers.
+
+    Parameters
+    ----------
+    model_a : any model reading ``x``; its layers are only read
+    model_b : an eager torch module (or :class:`TorchModel` of one) reading ``x`` and returning
+        ``n × C`` class scores
+    x : (n, …) samples both models read
+    labels : (n,) integer classes in [0, C)
+    layers_a, layers_b : layers with per-sample vector outputs, in the order of the matrix
+        (default: each model's default layers whose outputs are vectors; the others are named
+        in a warning). A single pair of layers is the 1 × 1 matrix.
+    methods : keys of :data:`METHODS`, one matrix each
+    test_fraction : share of samples held out, in (0, 1); at least 2 held out, 4 to train
+    seed : the split and the anchors
+    affine : fitted maps with an intercept (else through the origin)
+    ridge : penalty of every least-squares fit, in units of the training ‖X_c‖²_F (0: none)
+    n_anchors : anchors of ``relative`` (default min(300, n_train // 2))
+    progress : called with the fraction done
+
+    Returns
+    -------
+    Stitching; see the module docstring for the definitions.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InputError(f"choose stitching methods among {', '.join(METHODS)}")
+    _check_ridge(ridge)
+    module_b = _eager(model_b)
+    model_a = as_model(model_a)
+    check_inputs(model_a, x)
+    check_inputs(module_b, x)
+    labels = np.asarray(labels)
+    if labels.shape != (len(x),) or labels.dtype.kind not in "iu":
+        raise InputError(f"expected one integer label per sample ({len(x)}), got {labels.shape}")
+    train, test = _split(len(x), test_fraction, seed)
+    anchors = _anchors(train, n_anchors, seed) if "relative" in methods else None
+
+    device = torch.device(device) if device is not None else default_device()
+    warnings: list[str] = []
+    layers_a = _vector_layers(model_a, "A", x, layers_a, device, warnings)
+    layers_b = _vector_layers(TorchModel(module_b), "B", x, layers_b, device, warnings)
+    acts_a = extract_activations(
+        model_a, x, list(dict.fromkeys([*layers_a, OUTPUT])), "flatten", batch_size, device
+    )
+    if progress:
+        progress(0.05)
+    acts_b = extract_activations(
+        module_b, x, list(dict.fromkeys([*layers_b, OUTPUT])), "flatten", batch_size, device
+    )
+    if progress:
+        progress(0.1)
+
+    n_classes = acts_b[OUTPUT].shape[1]
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise InputError(
+            f"labels run from {labels.min()} to {labels.max()}; model B scores {n_classes} "
+            f"classes (0 to {n_classes - 1})"
+        )
+    accuracy_b = _accuracy(acts_b[OUTPUT][test], labels[test])
+    accuracy_a = None
+    if acts_a[OUTPUT].shape[1] == n_classes:
+        accuracy_a = _accuracy(acts_a[OUTPUT][test], labels[test])
+    else:
+        warnings.append(
+            f"model A outputs {acts_a[OUTPUT].shape[1]} values per sample, not B's "
+            f"{n_classes} class scores: no accuracy of A alone"
+        )
+    n_train, n_test = len(train), len(test)
+    for name in layers_a:
+        if "fitted" in methods and n_train <= acts_a[name].shape[1]:
+            warnings.append(
+                f"{n_train} training samples for the {acts_a[name].shape[1]} dimensions of "
+                f"A's {name}: the fitted maps from it are underdetermined (minimum norm)"
+            )
+    if n_test < FEW_TEST:
+        warnings.append(f"only {n_test} held-out samples: accuracies are noisy")
+
+    mappers: dict[str, _Mapper] = {}
+    if "fitted" in methods:
+        mappers["fitted"] = _FittedMapper(acts_a, acts_b, train, test, affine, ridge)
+    if anchors is not None:
+        mappers["relative"] = _RelativeMapper(acts_a, acts_b, train, test, anchors, ridge)
+    cells = len(mappers) * len(layers_a) * len(layers_b)
+    done = 0
+    matrices = {}
+    for method, mapper in mappers.items():
+        accuracy: list[list[float]] = []
+        r2: list[list[float | None]] = []
+        for a in layers_a:
+            accuracy.append([])
+            r2.append([])
+            for b in layers_b:
+                mapped = mapper.mapped(a, b)
+                scores = stitched_outputs(
+                    module_b, b, x[test], mapped, batch_size=batch_size, device=device
+                )
+                accuracy[-1].append(_accuracy(scores, labels[test]))
+                r2[-1].append(_r2(mapped, acts_b[b], train, test))
+                done += 1
+                if progress:
+                    progress(0.1 + 0.9 * done / cells)
+        matrices[method] = StitchingMatrix(method, mapper.estimator, accuracy, r2)
+
+    test_mask = np.zeros(len(x), dtype=bool)
+    test_mask[test] = True
+    return Stitching(
+        layers_a=list(layers_a),
+        layers_b=list(layers_b),
+        dims_a=[int(acts_a[name].shape[1]) for name in layers_a],
+        dims_b=[int(acts_b[name].shape[1]) for name in layers_b],
+        accuracy_a=accuracy_a,
+        accuracy_b=accuracy_b,
+        chance=float(np.bincount(labels[test]).max() / n_test),
+        n_classes=int(n_classes),
+        n_train=n_train,
+        n_test=n_test,
+        seed=seed,
+        matrices=matrices,
+        test=test_mask,
+        warnings=warnings,
+    )
+
+
+class _Mapper(Protocol):
+    """Held-out activations of A's layer ``a`` mapped into B's layer ``b``."""
+
+    estimator: str
+
+    def mapped(self, a: str, b: str) -> np.ndarray: ...
+
+
+class _FittedMapper:
+    """One SVD per layer of A, one cheap solve per pair."""
+
+    def __init__(
+        self,
+        acts_a: dict[str, np.ndarray],
+        acts_b: dict[str, np.ndarray],
+        train: np.ndarray,
+        test: np.ndarray,
+        affine: bool,
+        ridge: float,
+    ) -> None:
+        self.acts_a, self.acts_b = acts_a, acts_b
+        self.train, self.test = train, test
+        self.affine, self.ridge = affine, ridge
+        self._solvers: dict[str, _LeastSquares] = {}
+        kind = "affine" if affine else "linear"
+        self.estimator = f"{kind} least squares{_ridge_note(ridge)} on {len(train)} samples"
+
+    def mapped(self, a: str, b: str) -> np.ndarray:
+        if a not in self._solvers:
+            self._solvers[a] = _LeastSquares(self.acts_a[a][self.train], self.affine)
+        fitted = self._solvers[a].fit(self.acts_b[b][self.train], self.ridge)
+        return fitted.apply(self.acts_a[a][self.test])
+
+
+class _RelativeMapper:
+    """A's relative vectors once per layer of A; B's relative decoder once per layer of B."""
+
+    def __init__(
+        self,
+        acts_a: dict[str, np.ndarray],
+        acts_b: dict[str, np.ndarray],
+        train: np.ndarray,
+        test: np.ndarray,
+        anchors: np.ndarray,
+        ridge: float,
+    ) -> None:
+        self.acts_a, self.acts_b = acts_a, acts_b
+        self.train, self.test, self.anchors = train, test, anchors
+        self.ridge = ridge
+        self._relative_a: dict[str, np.ndarray] = {}
+        self._decoders: dict[str, LinearMap] = {}
+        self.estimator = (
+            f"{len(anchors)} anchors among the training samples; decoder of B: affine least "
+            f"squares{_ridge_note(ridge)} from B's relative vectors on {len(train)} samples"
+        )
+
+    def relative(self, acts: np.ndarray) -> np.ndarray:
+        """Cosines of every sample to the anchors, the layer centred with its training mean."""
+        centred = acts.astype(np.float64) - acts[self.train].mean(axis=0, dtype=np.float64)
+        return relative_representation(centred, self.anchors)
+
+    def mapped(self, a: str, b: str) -> np.ndarray:
+        if a not in self._relative_a:
+            self._relative_a[a] = self.relative(self.acts_a[a])[self.test]
+        if b not in self._decoders:
+            relative_b = self.relative(self.acts_b[b])[self.train]
+            self._decoders[b] = _LeastSquares(relative_b, affine=True).fit(
+                self.acts_b[b][self.train], self.ridge
+            )
+        return self._decoders[b].apply(self._relative_a[a])
+
+
+def _eager(model: Model | nn.Module) -> nn.Module:
+    """The eager torch module behind ``model``, whose layers take forward hooks."""
+    module = model.module if isinstance(model, TorchModel) else model
+    if not isinstance(module, nn.Module):
+        raise InputError("model B must be a torch module: stitching hooks into its layers")
+    if is_torchscript(module):
+        raise InputError(
+            "model B is a TorchScript module, whose layers take no hooks; stitching needs B "
+            "as an eager torch module"
+        )
+    return module
+
+
+def _vector_layers(
+    model: Model,
+    side: str,
+    x: np.ndarray,
+    layers: Sequence[str] | None,
+    device: torch.device,
+    warnings: list[str],
+) -> list[str]:
+    """``layers`` (default: the model's default layers) whose outputs are per-sample vectors,
+    read from one forward of the first two samples; a named layer that is not is refused."""
+    chosen = list(model.default_layers() if layers is None else layers)
+    if not chosen:
+        raise InputError(f"choose at least one layer of model {side}")
+    if len(set(chosen)) != len(chosen):
+        raise InputError(f"a layer of model {side} is named twice")
+    record = model.to(device).eval().recorder(chosen, "flatten")
+    with torch.inference_mode(), full_precision():
+        outputs = outputs_of(record, batch_of(x, slice(0, 2), device), chosen)
+    shapes = {name: tuple(outputs[name].shape[1:]) for name in chosen}
+    maps = [name for name in chosen if len(shapes[name]) != 1]
+    if maps and layers is not None:
+        name = maps[0]
+        raise InputError(
+            f"layer {name!r} of model {side} outputs {' × '.join(map(str, shapes[name]))} "
+            "values per sample, not a vector; stitching maps per-sample vectors, so choose a "
+            "flat or pooled layer"
+        )
+    if maps:
+        warnings.append(
+            f"left out layers of model {side} whose outputs are not vectors: {', '.join(maps)}"
+        )
+    kept = [name for name in chosen if name not in maps]
+    if not kept:
+        raise InputError(f"no default layer of model {side} outputs per-sample vectors")
+    return kept
+
+
+def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, test) indices: the first ⌈test_fraction · n⌉ of a seeded permutation are
+    held out (the rule of :func:`analysis.measures.alignment.fit_alignment`)."""
+    if not 0 < test_fraction < 1:
+        raise InputError(f"test_fraction must be between 0 and 1, got {test_fraction!r}")
+    n_test = math.ceil(test_fraction * n)
+    n_train = n - n_test
+    if n_test < MIN_TEST or n_train < MIN_TRAIN:
+        raise InputError(
+            f"a test fraction of {test_fraction:g} splits {n} samples into {n_train} to train "
+            f"and {n_test} to test; stitching needs at least {MIN_TRAIN} and {MIN_TEST}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _anchors(train: np.ndarray, n_anchors: int | None, seed: int) -> np.ndarray:
+    """Sample indices of the anchors, drawn among the training samples."""
+    if n_anchors is None:
+        n_anchors = min(MAX_ANCHORS, len(train) // 2)
+    elif (
+        isinstance(n_anchors, bool)
+        or not isinstance(n_anchors, int | np.integer)
+        or not 1 <= n_anchors < len(train)
+    ):
+        raise InputError(
+            f"n_anchors must be a whole number from 1 to {len(train) - 1} (the anchors are "
+            f"training samples), got {n_anchors!r}"
+        )
+    return train[choose_anchors(len(train), int(n_anchors), seed)]
+
+
+def _check_ridge(ridge: float) -> None:
+    if not (isinstance(ridge, int | float) and math.isfinite(ridge) and ridge >= 0):
+        raise InputError(f"the ridge penalty must be a number ≥ 0, got {ridge!r}")
+
+
+def _ridge_note(ridge: float) -> str:
+    return f" with ridge α = {ridge:g}·‖X_c‖²" if ridge else ""
+
+
+def _accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Share of rows whose highest score is at their label (the first of tied maxima wins)."""
+    return float(np.mean(np.argmax(scores, axis=1) == labels))
+
+
+def _r2(mapped: np.ndarray, acts: np.ndarray, train: np.ndarray, test: np.ndarray) -> float | None:
+    """Held-out R² of ``mapped`` (the test rows) against ``acts[test]``, around the training
+    mean; None where the held-out rows do not vary."""
+    target = acts[test].astype(np.float64)
+    sst = float(np.sum((target - acts[train].mean(axis=0, dtype=np.float64)) ** 2))
+    if sst == 0.0:
+        return None
+    return 1.0 - float(np.sum((mapped - target) ** 2)) / sst

@@ -1,0 +1,384 @@
+"""Model stitching (analysis/models/stitching.py): the identity map reproduces the model, fitted
+maps agree with scikit-learn, self-stitching recovers the model, the relative variant follows its
+definition and its invariances, and bad input is refused in plain sentences."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ortho_group
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LinearRegression, Ridge
+from torch import nn
+
+from analysis.errors import InputError
+from analysis.measures.relative import choose_anchors, relative_representation
+from analysis.models.architectures import mlp, small_cnn
+from analysis.models.base import OUTPUT
+from analysis.models.extraction import extract_activations
+from analysis.models.stitching import (
+    METHODS,
+    fit_linear_map,
+    stitched_outputs,
+    stitching_matrix,
+)
+
+SEEDS = [0, 1, 2]
+
+
+def train(model: nn.Module, x: np.ndarray, y: np.ndarray, seed: int, steps: int) -> nn.Module:
+    """A few full-batch Adam steps: enough to lift accuracy well above chance."""
+    torch.manual_seed(seed)
+    for p in model.parameters():
+        if p.ndim > 1:
+            nn.init.kaiming_uniform_(p, a=5**0.5)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(model(inputs), targets).backward()
+        optimiser.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    data = load_digits()
+    return (data.data / 16.0).astype(np.float32), data.target.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def mlps(digits) -> list[nn.Module]:
+    """Two digits MLPs trained briefly from different seeds."""
+    x, y = digits
+    return [train(mlp(64, [32, 16], 10), x, y, seed, steps=40) for seed in (0, 1)]
+
+
+def split_of(result) -> tuple[np.ndarray, np.ndarray]:
+    return np.flatnonzero(~result.test), np.flatnonzero(result.test)
+
+
+# --- the hooked forward ---------------------------------------------------------------------
+
+
+def test_identity_stitch_reproduces_the_model_exactly(digits, mlps):
+    """Replacing a layer's output by that layer's own output changes nothing, bit for bit (the
+    model run in the same batches: float32 sums may depend on the batch size)."""
+    x, y = digits
+    model = mlps[0]
+    layers = ["flatten", "block1", "block2", "head", "block1.0", OUTPUT]
+    acts = extract_activations(model, x, layers, batch_size=100, device="cpu")
+    logits = acts[OUTPUT]
+    for layer in layers:
+        stitched = stitched_outputs(model, layer, x, acts[layer], batch_size=100, device="cpu")
+        assert np.array_equal(stitched, logits), layer
+        assert np.mean(stitched.argmax(1) == y) == np.mean(logits.argmax(1) == y)
+
+
+def test_replacement_changes_what_follows(digits, mlps):
+    """The rest of B reads the replacement: zeroing block2 gives the head's bias everywhere."""
+    x, _ = digits
+    model = mlps[0]
+    stitched = stitched_outputs(model, "block2", x[:5], np.zeros((5, 16)), device="cpu")
+    bias = model.head.bias.detach().numpy()
+    np.testing.assert_array_equal(stitched, np.tile(bias, (5, 1)))
+
+
+# --- fitted maps ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("affine", [True, False])
+def test_fitted_map_agrees_with_sklearn(seed, affine):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((120, 7)) * rng.uniform(0.5, 3.0, size=7) + rng.normal(0, 4, size=7)
+    y = x @ rng.standard_normal((7, 3)) + rng.normal(0, 2, size=3)
+    y += rng.standard_normal(y.shape)
+    fitted = fit_linear_map(x, y, affine=affine)
+    reference = LinearRegression(fit_intercept=affine).fit(x, y)
+    np.testing.assert_allclose(fitted.weight, reference.coef_.T, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(fitted.bias, reference.intercept_ + np.zeros(3), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(fitted.apply(x), reference.predict(x), rtol=0, atol=1e-8)
+
+
+def test_fitted_map_agrees_with_sklearn_on_activations(digits, mlps):
+    """On real layers (float32, post-ReLU, a few dead units) between two networks."""
+    x, _ = digits
+    a = extract_activations(mlps[0], x, ["block2"], device="cpu")["block2"]
+    b = extract_activations(mlps[1], x, ["block1"], device="cpu")["block1"]
+    fitted = fit_linear_map(a, b)
+    reference = LinearRegression().fit(a.astype(np.float64), b.astype(np.float64))
+    np.testing.assert_allclose(fitted.weight, reference.coef_.T, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(fitted.bias, reference.intercept_, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ridge_agrees_with_sklearn(seed):
+    """``ridge`` is α in units of ‖X_c‖²_F; the intercept is not penalised."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((50, 9)) + 3.0
+    y = rng.standard_normal((50, 4))
+    for ridge in (1e-4, 1e-2, 1.0):
+        fitted = fit_linear_map(x, y, ridge=ridge)
+        alpha = ridge * np.sum((x - x.mean(0)) ** 2)
+        reference = Ridge(alpha=alpha, solver="svd").fit(x, y)
+        np.testing.assert_allclose(fitted.weight, reference.coef_.T, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(fitted.bias, reference.intercept_, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_underdetermined_map_is_the_minimum_norm_solution(seed):
+    """Fewer samples than dimensions: the pseudo-inverse solution, which fits exactly."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((6, 20)), rng.standard_normal((6, 3))
+    fitted = fit_linear_map(x, y, affine=False)
+    np.testing.assert_allclose(fitted.weight, np.linalg.pinv(x) @ y, atol=1e-10)
+    np.testing.assert_allclose(fitted.apply(x), y, atol=1e-10)
+
+
+def test_constant_input_maps_to_the_mean():
+    fitted = fit_linear_map(np.ones((10, 3)), np.arange(20.0).reshape(10, 2))
+    np.testing.assert_array_equal(fitted.weight, np.zeros((3, 2)))
+    np.testing.assert_allclose(fitted.bias, [9.0, 10.0])
+
+
+# --- the matrix -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def self_stitching(digits, mlps):
+    x, y = digits
+    return stitching_matrix(mlps[0], mlps[0], x, y, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def cross_stitching(digits, mlps):
+    x, y = digits
+    return stitching_matrix(mlps[0], mlps[1], x, y, device="cpu", seed=3)
+
+
+def test_matrix_shape_and_baselines(digits, mlps, self_stitching):
+    x, y = digits
+    result = self_stitching
+    assert result.layers_a == result.layers_b == ["flatten", "block1", "block2", "head"]
+    assert result.dims_a == [64, 32, 16, 10]
+    assert list(result.matrices) == list(METHODS)
+    for matrix in result.matrices.values():
+        assert np.shape(matrix.accuracy) == np.shape(matrix.r2) == (4, 4)
+    train, test = split_of(result)
+    assert (result.n_train, result.n_test) == (len(train), len(test)) == (1437, 360)
+    with torch.inference_mode():
+        logits = mlps[0](torch.from_numpy(x[test])).numpy()
+    assert result.accuracy_b == result.accuracy_a == np.mean(logits.argmax(1) == y[test])
+    assert result.chance == np.bincount(y[test]).max() / len(test)
+    assert result.accuracy_b > 3 * result.chance  # trained
+    assert result.warnings == []
+
+
+def test_self_stitching_recovers_the_model(self_stitching):
+    """A layer mapped into itself by the fitted map: R² 1 and the model's own accuracy; the
+    same for a map into any later layer that the earlier one determines (linear heads)."""
+    result = self_stitching
+    fitted = result.matrices["fitted"]
+    for i in range(4):
+        assert fitted.r2[i][i] == pytest.approx(1.0, abs=1e-6)
+        assert fitted.accuracy[i][i] == pytest.approx(result.accuracy_b, abs=0.005)
+    # block2 determines the head exactly (a linear layer)
+    assert fitted.r2[2][3] == pytest.approx(1.0, abs=1e-6)
+    relative = result.matrices["relative"]
+    for i in range(1, 4):
+        assert relative.accuracy[i][i] >= result.accuracy_b - 0.05
+
+
+def test_fitted_cell_by_hand(digits, mlps, cross_stitching):
+    """One cell recomputed with scikit-learn's least squares and the hooked forward."""
+    x, y = digits
+    result = cross_stitching
+    train, test = split_of(result)
+    a = extract_activations(mlps[0], x, ["block1"], device="cpu")["block1"].astype(np.float64)
+    b = extract_activations(mlps[1], x, ["block2"], device="cpu")["block2"].astype(np.float64)
+    mapped = LinearRegression().fit(a[train], b[train]).predict(a[test])
+    scores = stitched_outputs(mlps[1], "block2", x[test], mapped, device="cpu")
+    i, j = result.layers_a.index("block1"), result.layers_b.index("block2")
+    assert result.matrices["fitted"].accuracy[i][j] == np.mean(scores.argmax(1) == y[test])
+    sst = np.sum((b[test] - b[train].mean(0)) ** 2)
+    r2 = 1 - np.sum((mapped - b[test]) ** 2) / sst
+    assert result.matrices["fitted"].r2[i][j] == pytest.approx(r2, abs=1e-8)
+
+
+def test_relative_cell_by_hand(digits, mlps, cross_stitching):
+    """The zero-shot map as defined: centred cosines to training anchors in each network, B's
+    relative decoder fitted on B alone (scikit-learn), fed A's relative vectors."""
+    x, y = digits
+    result = cross_stitching
+    train, test = split_of(result)
+    anchors = train[choose_anchors(len(train), min(300, len(train) // 2), result.seed)]
+    a = extract_activations(mlps[0], x, ["block2"], device="cpu")["block2"].astype(np.float64)
+    b = extract_activations(mlps[1], x, ["block1"], device="cpu")["block1"].astype(np.float64)
+    rel_a = relative_representation(a - a[train].mean(0), anchors)
+    rel_b = relative_representation(b - b[train].mean(0), anchors)
+    mapped = LinearRegression().fit(rel_b[train], b[train]).predict(rel_a[test])
+    scores = stitched_outputs(mlps[1], "block1", x[test], mapped, device="cpu")
+    i, j = result.layers_a.index("block2"), result.layers_b.index("block1")
+    assert result.matrices["relative"].accuracy[i][j] == np.mean(scores.argmax(1) == y[test])
+    sst = np.sum((b[test] - b[train].mean(0)) ** 2)
+    r2 = 1 - np.sum((mapped - b[test]) ** 2) / sst
+    assert result.matrices["relative"].r2[i][j] == pytest.approx(r2, abs=1e-8)
+    assert "300 anchors" in result.matrices["relative"].estimator
+
+
+def test_cross_stitching_between_seeds(cross_stitching):
+    """Two seeds of one architecture: matching layers stitch well by a fitted map."""
+    result = cross_stitching
+    fitted = result.matrices["fitted"]
+    for i in range(1, 4):
+        assert fitted.accuracy[i][i] >= result.accuracy_b - 0.05
+    assert np.all(np.array(fitted.accuracy) > 2 * result.chance)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_both_maps_ignore_a_rotation_of_a_layer(digits, mlps, seed):
+    """A's block2 followed by an orthogonal map Q: the fitted map (invariant to any invertible
+    linear map of A's layer) and the relative one (cosines are invariant to rotations) stitch
+    the rotated layer as they stitch the original."""
+    x, y = digits
+    q = torch.from_numpy(ortho_group.rvs(16, random_state=seed).astype(np.float32))
+    rotate = nn.Linear(16, 16, bias=False)
+    rotate.weight.data = q.T.contiguous()
+    parts = OrderedDict(mlps[0].named_children())
+    rotated = nn.Sequential(OrderedDict([*list(parts.items())[:-1], ("rotate", rotate)]))
+    result = stitching_matrix(
+        rotated, mlps[1], x, y, ["block2", "rotate"], ["block1", "head"], device="cpu"
+    )
+    for matrix in result.matrices.values():
+        for j in range(2):
+            assert matrix.r2[0][j] == pytest.approx(matrix.r2[1][j], abs=1e-5)
+            assert matrix.accuracy[0][j] == pytest.approx(matrix.accuracy[1][j], abs=2 / 360)
+    assert result.accuracy_a is None  # A's output is the rotated block2, not class scores
+    assert "no accuracy of A alone" in result.warnings[0]
+
+
+def test_options_and_json(digits, mlps):
+    x, y = digits
+    result = stitching_matrix(
+        mlps[0],
+        mlps[1],
+        x[:400],
+        y[:400],
+        ["block1"],
+        ["block2", OUTPUT],
+        methods=["fitted"],
+        affine=False,
+        ridge=1e-3,
+        test_fraction=0.25,
+        seed=2,
+        device="cpu",
+    )
+    assert list(result.matrices) == ["fitted"]
+    assert result.matrices["fitted"].estimator.startswith("linear least squares with ridge")
+    assert (result.n_train, result.n_test) == (300, 100)
+    page = json.loads(json.dumps(result.to_json()))
+    assert page["layers_b"] == ["block2", OUTPUT]
+    assert page["matrices"]["fitted"]["accuracy"] == result.matrices["fitted"].accuracy
+    assert page["test_rows"] == np.flatnonzero(result.test).tolist()
+    assert page["accuracy_b"] == result.accuracy_b and page["chance"] == result.chance
+
+
+def test_progress_reaches_one(digits, mlps):
+    x, y = digits
+    seen: list[float] = []
+    stitching_matrix(
+        mlps[0], mlps[1], x[:200], y[:200], ["block2"], ["block2"], device="cpu",
+        progress=seen.append,
+    )
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+# --- conv maps and refusals -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cnn(digits) -> nn.Module:
+    x, y = digits
+    return train(small_cnn(1, [4, 8], 10), x.reshape(-1, 1, 8, 8), y, 0, steps=20)
+
+
+def test_conv_maps_are_left_out_by_default_and_refused_by_name(digits, cnn):
+    x, y = digits
+    images = x.reshape(-1, 1, 8, 8)[:300]
+    result = stitching_matrix(cnn, cnn, images, y[:300], device="cpu")
+    assert result.layers_a == result.layers_b == ["pool", "head"]
+    assert result.warnings[:2] == [
+        "left out layers of model A whose outputs are not vectors: conv1, conv2",
+        "left out layers of model B whose outputs are not vectors: conv1, conv2",
+    ]
+    fitted = result.matrices["fitted"]
+    assert fitted.r2[0][0] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(InputError) as err:
+        stitching_matrix(cnn, cnn, images, y[:300], ["pool"], ["conv2"], device="cpu")
+    assert str(err.value) == (
+        "layer 'conv2' of model B outputs 8 × 4 × 4 values per sample, not a vector; "
+        "stitching maps per-sample vectors, so choose a flat or pooled layer"
+    )
+
+
+def refusal(call) -> str:
+    with pytest.raises(InputError) as err:
+        call()
+    message = str(err.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_refusals(digits, mlps):
+    x, y = digits
+    x, y = x[:100], y[:100]
+    a, b = mlps
+
+    def matrix(**kwargs):
+        return lambda: stitching_matrix(a, b, x, kwargs.pop("labels", y), device="cpu", **kwargs)
+
+    assert "choose stitching methods among fitted, relative" in refusal(matrix(methods=["cka"]))
+    assert "test_fraction must be between 0 and 1" in refusal(matrix(test_fraction=1.0))
+    assert "stitching needs at least 4 and 2" in refusal(
+        lambda: stitching_matrix(a, b, x[:4], y[:4], device="cpu")
+    )
+    assert "model B scores 10 classes (0 to 9)" in refusal(matrix(labels=y + 1))
+    assert "one integer label per sample (100)" in refusal(matrix(labels=y.astype(float)))
+    assert "n_anchors must be a whole number from 1 to 79" in refusal(matrix(n_anchors=80))
+    assert "ridge penalty must be a number ≥ 0" in refusal(matrix(ridge=-1.0))
+    assert "model has no layer(s) block9" in refusal(matrix(layers_b=["block9"]))
+    assert "a layer of model A is named twice" in refusal(matrix(layers_a=["head", "head"]))
+    scripted = torch.jit.script(b)
+    assert "TorchScript" in refusal(lambda: stitching_matrix(a, scripted, x, y, device="cpu"))
+    assert "model B has no layer 'nope'" in refusal(
+        lambda: stitched_outputs(b, "nope", x, np.zeros((100, 3)))
+    )
+    assert "one vector per sample (100)" in refusal(
+        lambda: stitched_outputs(b, "block1", x, np.zeros((99, 32)))
+    )
+    assert refusal(lambda: stitched_outputs(b, "block1", x, np.zeros((100, 5)), device="cpu")) == (
+        "layer 'block1' of B outputs (100, 32) for this batch; the stitched activations have "
+        "shape (100, 5)"
+    )
+
+
+def test_a_layer_run_twice_is_refused(digits):
+    x, _ = digits
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = nn.Linear(64, 64)
+            self.head = nn.Linear(64, 10)
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.head(self.inner(self.inner(t)))
+
+    assert refusal(
+        lambda: stitched_outputs(Twice(), "inner", x[:8], np.zeros((8, 64)), device="cpu")
+    ) == "layer 'inner' of B runs more than once per forward"
