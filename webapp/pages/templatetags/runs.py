@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import template
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from analysis.measures.registry import DEFINITIONS
 from webapp.runs.kinds import KINDS
@@ -35,3 +37,19 @@ def sides(run: Run) -> str:
 def definition(measure_id: str) -> str:
     """The one-line definition of the measure ``measure_id`` names (the registry's)."""
     return DEFINITIONS.get(measure_id, "")
+
+
+@register.simple_block_tag
+def run_title(content: str, run: Run) -> str:
+    """A result page's title: the run's name where it has one (runs can be renamed), else
+    ``content``, the page's own title of what the run is."""
+    return run.name or content
+
+
+@register.simple_block_tag
+def run_heading(content: str, run: Run) -> SafeString:
+    """A result page's heading: the run's name, with ``content`` (what the run is) beneath it;
+    ``content`` alone when the run has no name."""
+    if not run.name:
+        return format_html("<h1>{}</h1>", content)
+    return format_html('<h1>{}</h1>\n<p class="run-subject">{}</p>', run.name, content)
