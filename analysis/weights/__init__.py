@@ -1,0 +1,12 @@
+"""Weight space: permutation symmetry between two networks of one architecture.
+
+- :mod:`~analysis.weights.specs`: which parameter axes share a permutation of hidden units
+  (a :class:`~analysis.weights.specs.PermutationSpec`), declared for the built-in
+  architectures, and applying permutations to a state dict;
+- :mod:`~analysis.weights.matching`: weight matching (Ainsworth et al. 2023, "Git Re-Basin",
+  algorithm 2) and the L2 distance it reduces;
+- :mod:`~analysis.weights.connectivity`: loss and accuracy along the linear path between two
+  state dicts and the barrier on it (linear mode connectivity);
+- :mod:`~analysis.weights.spectra`: singular values of each layer's weight matrix in both
+  networks and how well their singular vectors align.
+"""

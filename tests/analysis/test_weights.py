@@ -1,0 +1,351 @@
+"""Weight space (analysis/weights/): permutation specs, weight matching against brute force,
+linear mode connectivity and singular-vector alignment."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from analysis.errors import InputError
+from analysis.models.architectures import build_from_state_dict, mlp, small_cnn
+from analysis.weights.connectivity import (
+    barrier,
+    classifier_evaluator,
+    evaluate_classifier,
+    interpolate,
+    linear_path,
+)
+from analysis.weights.matching import l2_distance, weight_matching
+from analysis.weights.specs import (
+    Permutations,
+    PermutationSpec,
+    apply_permutation,
+    cnn_spec,
+    mlp_spec,
+    spec_for,
+)
+from analysis.weights.spectra import compare_spectra, layer_spectra, weight_matrix
+
+SEEDS = [0, 1, 2, 3, 4]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: a second intra-op thread only adds synchronisation, which costs up to
+    100 ms a call on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def mlp_state(seed: int, hidden=(6, 5, 4), in_features=7, n_classes=3) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return dict(mlp(in_features, list(hidden), n_classes).state_dict())
+
+
+def cnn_state(seed: int, widths=(4, 6, 5)) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return dict(small_cnn(2, list(widths), 3).state_dict())
+
+
+def random_perms(spec: PermutationSpec, rng: np.random.Generator) -> Permutations:
+    return {p: rng.permutation(spec.size(p)) for p in spec.perm_to_axes}
+
+
+def outputs(architecture: str, state: dict[str, torch.Tensor], x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return build_from_state_dict(architecture, state)(x).double().numpy()
+
+
+# --- specs ----------------------------------------------------------------------------------
+
+
+def test_mlp_spec_declares_each_hidden_layer():
+    spec = mlp_spec(mlp_state(0, hidden=(6, 5)))
+    assert dict(spec.perm_to_axes) == {
+        "block1": (("block1.0.weight", 0), ("block1.0.bias", 0), ("block2.0.weight", 1)),
+        "block2": (("block2.0.weight", 0), ("block2.0.bias", 0), ("head.weight", 1)),
+    }
+    assert spec.axes_to_perm["block2.0.weight"] == ("block2", "block1")
+    assert spec.axes_to_perm["head.weight"] == (None, "block2")
+    assert "head.bias" not in spec.axes_to_perm
+    assert (spec.size("block1"), spec.size("block2")) == (6, 5)
+
+
+def test_cnn_spec_permutes_channels_and_leaves_kernel_axes():
+    spec = spec_for("small-cnn", cnn_state(0))
+    assert list(spec.perm_to_axes) == ["conv1", "conv2", "conv3"]
+    assert spec.axes_to_perm["conv2.0.weight"] == ("conv2", "conv1", None, None)
+    assert spec.axes_to_perm["head.weight"] == (None, "conv3")
+
+
+def test_unknown_architecture_and_foreign_weights_are_refused():
+    with pytest.raises(InputError, match="no permutation spec is declared for architecture 'vit'"):
+        spec_for("vit", mlp_state(0))
+    with pytest.raises(InputError, match="architecture 'mlp'"):
+        spec_for("mlp", cnn_state(0))
+    state = mlp_state(0)
+    state["extra.weight"] = torch.zeros(2, 2)
+    with pytest.raises(InputError, match="architecture 'mlp'"):
+        mlp_spec(state)
+    state = mlp_state(0)
+    state["block2.0.weight"] = torch.zeros(5, 3)  # block1 has 6 outputs
+    with pytest.raises(InputError, match="shapes disagree"):
+        mlp_spec(state)
+
+
+def test_state_of_another_shape_or_bad_permutation_is_refused():
+    spec = mlp_spec(mlp_state(0))
+    with pytest.raises(InputError, match=r"'block1.0.bias' has shape \(7,\), expected \(6,\)"):
+        spec.check(mlp_state(0, hidden=(7, 5, 4)))
+    perms = spec.identity()
+    perms["block1"] = np.array([0, 0, 1, 2, 3, 4])
+    with pytest.raises(InputError, match="not a permutation of 6 units"):
+        apply_permutation(spec, perms, mlp_state(0))
+    del perms["block1"]
+    with pytest.raises(InputError, match="expected permutations"):
+        apply_permutation(spec, perms, mlp_state(0))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_permuted_mlp_and_cnn_compute_the_same_function(seed):
+    rng = np.random.default_rng(seed)
+    for architecture, state, x in [
+        ("mlp", mlp_state(seed), torch.randn(20, 7)),
+        ("small-cnn", cnn_state(seed), torch.randn(6, 2, 9, 9)),
+    ]:
+        spec = spec_for(architecture, state)
+        perms = random_perms(spec, rng)
+        permuted = apply_permutation(spec, perms, state)
+        assert l2_distance(state, permuted) > 0  # the weights moved …
+        np.testing.assert_allclose(  # … the function did not
+            outputs(architecture, permuted, x), outputs(architecture, state, x), atol=1e-6
+        )
+
+
+# --- weight matching ------------------------------------------------------------------------
+
+
+def all_permutations(spec: PermutationSpec) -> list[Permutations]:
+    names = list(spec.perm_to_axes)
+    choices = [[np.array(p) for p in itertools.permutations(range(spec.size(n)))] for n in names]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices)]
+
+
+def distance_after(spec, perms, a, b) -> float:
+    return l2_distance(a, apply_permutation(spec, perms, b))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_one_hidden_layer_matching_is_the_brute_force_optimum(seed):
+    a, b = mlp_state(seed, hidden=(4,)), mlp_state(seed + 100, hidden=(4,))
+    spec = mlp_spec(a)
+    perms = weight_matching(spec, a, b, seed=seed)
+    best = min(all_permutations(spec), key=lambda p: distance_after(spec, p, a, b))
+    np.testing.assert_array_equal(perms["block1"], best["block1"])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_two_hidden_layers_matching_is_optimal_in_each_permutation(seed):
+    """Coordinate descent: no change of one permutation, the other fixed, improves the result
+    (checked over all 3! and 4! alternatives), and the global optimum of all 3!·4! is at least as
+    good."""
+    a, b = mlp_state(seed, hidden=(3, 4)), mlp_state(seed + 100, hidden=(3, 4))
+    spec = mlp_spec(a)
+    perms = weight_matching(spec, a, b, seed=seed)
+    found = distance_after(spec, perms, a, b)
+    for name in perms:
+        for alternative in itertools.permutations(range(spec.size(name))):
+            other = {**perms, name: np.array(alternative)}
+            assert distance_after(spec, other, a, b) >= found - 1e-12
+    candidates = all_permutations(spec)
+    assert len(candidates) == 144
+    assert min(distance_after(spec, p, a, b) for p in candidates) <= found + 1e-12
+    assert found <= l2_distance(a, b) + 1e-12
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_near_permuted_copy_matching_is_the_global_brute_force_optimum(seed):
+    rng = np.random.default_rng(seed)
+    a = mlp_state(seed, hidden=(3, 4))
+    spec = mlp_spec(a)
+    b = apply_permutation(spec, random_perms(spec, rng), a)
+    b = {
+        k: v + 0.01 * torch.randn(v.shape, generator=torch.Generator().manual_seed(seed))
+        for k, v in b.items()
+    }
+    perms = weight_matching(spec, a, b, seed=seed)
+    best = min(all_permutations(spec), key=lambda p: distance_after(spec, p, a, b))
+    for name in perms:
+        np.testing.assert_array_equal(perms[name], best[name])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_matching_a_permuted_copy_recovers_the_permutation_exactly(seed):
+    rng = np.random.default_rng(seed)
+    for a in (mlp_state(seed, hidden=(32, 16, 8)), cnn_state(seed, widths=(8, 16, 12))):
+        spec = mlp_spec(a) if "head.weight" in a and "block1.0.weight" in a else cnn_spec(a)
+        sigma = random_perms(spec, rng)
+        b = apply_permutation(spec, sigma, a)
+        perms = weight_matching(spec, a, b, seed=seed)
+        for name in perms:  # B's unit i is A's unit sigma[i]: undone by sigma's inverse
+            np.testing.assert_array_equal(perms[name], np.argsort(sigma[name]))
+        assert l2_distance(a, b) > 0
+        assert distance_after(spec, perms, a, b) == 0.0
+
+
+def test_matching_is_seeded_and_never_increases_the_distance():
+    a, b = mlp_state(0, hidden=(24, 24, 24)), mlp_state(1, hidden=(24, 24, 24))
+    spec = mlp_spec(a)
+    first = weight_matching(spec, a, b, seed=3)
+    again = weight_matching(spec, a, b, seed=3)
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name])
+    assert distance_after(spec, first, a, b) < l2_distance(a, b)
+
+
+def test_l2_distance_is_the_norm_of_the_difference():
+    a, b = mlp_state(0), mlp_state(1)
+    expected = np.sqrt(sum(float(((a[k].double() - b[k].double()) ** 2).sum()) for k in a))
+    assert l2_distance(a, b) == pytest.approx(expected, rel=1e-12)
+    assert l2_distance(a, a) == 0.0
+    with pytest.raises(InputError, match="different parameters"):
+        l2_distance(a, cnn_state(0))
+
+
+# --- linear mode connectivity ---------------------------------------------------------------
+
+
+def test_barrier_of_a_bump_over_a_chord_is_its_height():
+    lambdas = np.linspace(0, 1, 11)
+    chord = 2.0 - 0.5 * lambdas
+    bump = 4 * lambdas * (1 - lambdas)  # 1 at λ = ½
+    assert barrier(lambdas, chord + 0.3 * bump) == pytest.approx(0.3, abs=1e-12)
+    assert barrier(lambdas, chord - 0.3 * bump) == 0.0  # a loss below its chord: no barrier
+    assert barrier(lambdas, chord) == pytest.approx(0.0, abs=1e-12)
+    accuracy = 0.9 + 0.05 * lambdas - 0.2 * bump  # dips 0.2 below its chord
+    assert barrier(lambdas, accuracy, higher_is_better=True) == pytest.approx(0.2, abs=1e-12)
+    assert barrier(lambdas, accuracy) == 0.0
+
+
+def test_barrier_refuses_bad_lambdas_and_non_finite_curves():
+    with pytest.raises(InputError, match="increase from 0 to 1"):
+        barrier(np.array([0.0, 0.5]), np.zeros(2))
+    with pytest.raises(InputError, match="increase from 0 to 1"):
+        barrier(np.array([0.0, 0.6, 0.5, 1.0]), np.zeros(4))
+    with pytest.raises(InputError, match="not finite at λ = 0.5"):
+        barrier(np.array([0.0, 0.5, 1.0]), np.array([1.0, np.nan, 1.0]))
+
+
+def test_interpolate_endpoints_are_the_models_bit_for_bit():
+    a, b = mlp_state(0), mlp_state(1)
+    for lam, expected in ((0.0, a), (1.0, b)):
+        for name, w in interpolate(a, b, lam).items():
+            assert torch.equal(w, expected[name])
+    mid = interpolate(a, b, 0.25)
+    assert torch.equal(mid["head.bias"], 0.75 * a["head.bias"] + 0.25 * b["head.bias"])
+    with pytest.raises(InputError, match="different parameters"):
+        interpolate(a, cnn_state(0), 0.5)
+
+
+def test_evaluate_classifier_is_cross_entropy_and_accuracy_in_any_batch_size():
+    torch.manual_seed(0)
+    model = mlp(7, [6], 3).double().eval()  # float64: logits independent of the batching
+    x, y = torch.randn(50, 7, dtype=torch.float64), torch.randint(0, 3, (50,))
+    with torch.no_grad():
+        logits = model(x)
+    loss, accuracy = evaluate_classifier(model, x, y, batch_size=7)
+    assert loss == pytest.approx(float(F.cross_entropy(logits.double(), y)), rel=1e-12)
+    assert accuracy == int((logits.argmax(1) == y).sum()) / 50
+    assert evaluate_classifier(model, x.numpy(), y.numpy(), batch_size=1024) == pytest.approx(
+        (loss, accuracy), rel=1e-12
+    )
+    with pytest.raises(InputError, match="not logits"):
+        evaluate_classifier(model, x, torch.full((50,), 3))
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_path_endpoints_reproduce_each_models_own_loss_exactly(seed):
+    a, b = mlp_state(seed), mlp_state(seed + 10)
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((40, 7)).astype(np.float32), rng.integers(0, 3, 40)
+    evaluate = classifier_evaluator("mlp", x, y)
+    curve = linear_path(a, b, evaluate)
+    assert len(curve.lambdas) == 11
+    assert (curve.loss[0], curve.accuracy[0]) == evaluate(a)
+    assert (curve.loss[-1], curve.accuracy[-1]) == evaluate(b)
+    assert curve.loss_barrier >= 0 and curve.accuracy_barrier >= 0
+
+
+def test_barrier_is_zero_between_a_model_and_itself_or_its_permuted_copy():
+    a = mlp_state(0)
+    spec = mlp_spec(a)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 7)).astype(np.float32), rng.integers(0, 3, 40)
+    evaluate = classifier_evaluator("mlp", x, y)
+    same = linear_path(a, a, evaluate)
+    assert same.loss_barrier == pytest.approx(0.0, abs=1e-6)  # (1−λ)θ + λθ rounds in float32
+    assert same.accuracy_barrier == 0.0
+    b = apply_permutation(spec, random_perms(spec, rng), a)
+    matched = apply_permutation(spec, weight_matching(spec, a, b), b)
+    rebased = linear_path(a, matched, evaluate)
+    assert rebased.loss_barrier == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(rebased.loss, same.loss, atol=1e-6)
+
+
+# --- spectra --------------------------------------------------------------------------------
+
+
+def test_conv_kernels_are_out_by_in_times_kernel():
+    w = cnn_state(0)["conv2.0.weight"]
+    np.testing.assert_array_equal(weight_matrix(w), w.double().numpy().reshape(6, 4 * 9))
+    with pytest.raises(InputError, match="not a matrix"):
+        weight_matrix(torch.zeros(3))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cosines_are_the_inner_products_of_rank_one_components(seed):
+    rng = np.random.default_rng(seed)
+    wa, wb = rng.standard_normal((5, 8)), rng.standard_normal((5, 8))
+    layer = compare_spectra("l", torch.from_numpy(wa), torch.from_numpy(wb))
+    ua, sa, vta = np.linalg.svd(wa)
+    ub, sb, vtb = np.linalg.svd(wb)
+    for i in range(5):
+        expected = np.sum(np.outer(ua[:, i], vta[i]) * np.outer(ub[:, i], vtb[i]))
+        assert layer.cosines[i] == pytest.approx(expected, abs=1e-12)
+    np.testing.assert_allclose(layer.singular_a, sa, rtol=1e-12)
+    weights = sa * sb
+    expected = np.sum(weights * np.clip(layer.cosines, 0, None)) / np.sum(weights)
+    assert layer.alignment == pytest.approx(expected, rel=1e-12)
+    assert 0.0 <= layer.alignment <= 1.0
+    flipped = compare_spectra("l", torch.from_numpy(wb), torch.from_numpy(wa))
+    assert flipped.alignment == pytest.approx(layer.alignment, rel=1e-12)  # symmetric
+
+
+def test_alignment_is_one_with_itself_and_zero_with_its_negation():
+    w = torch.from_numpy(np.random.default_rng(0).standard_normal((6, 9)))
+    assert compare_spectra("l", w, w).alignment == pytest.approx(1.0, abs=1e-12)
+    assert compare_spectra("l", w, -w).alignment == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(InputError, match="all zero"):
+        compare_spectra("l", w, torch.zeros(6, 9))
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_permutation_keeps_singular_values_and_matching_restores_alignment(seed):
+    rng = np.random.default_rng(seed)
+    a = cnn_state(seed, widths=(8, 16, 12))
+    spec = cnn_spec(a)
+    b = apply_permutation(spec, random_perms(spec, rng), a)
+    before = layer_spectra(a, b)
+    assert [layer.name for layer in before] == ["conv1.0", "conv2.0", "conv3.0", "head"]
+    for layer in before:
+        np.testing.assert_allclose(layer.singular_b, layer.singular_a, rtol=1e-10)
+    assert min(layer.alignment for layer in before) < 0.9
+    after = layer_spectra(a, apply_permutation(spec, weight_matching(spec, a, b), b))
+    for layer in after:
+        assert layer.alignment == pytest.approx(1.0, abs=1e-9)
