@@ -22,6 +22,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from analysis.dynamics.series import (
+    chance_level,
+    is_probed,
+    matrix_of,
+    missing_cells,
+    series_matrix,
+    step_statistics,
+)
 from analysis.errors import InputError
 from analysis.explorer.geometry import geometry
 from analysis.explorer.projection import PARAMETERS, neighbourhoods, project, project_aligned
@@ -37,7 +45,7 @@ from analysis.models.precomputed import read_precomputed
 from analysis.probes.previews import previews
 from webapp.catalog import uploads
 from webapp.catalog.ingest import checkpoint_model_params, host_limits
-from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Upload
+from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Dataset, Upload
 from webapp.celery import QUEUES
 from webapp.dispatch import WORK_TASK, wake
 from webapp.runs.drilldown import MOVED_SHOWN
@@ -46,10 +54,13 @@ from webapp.runs.models import (
     Alignment,
     Cancelled,
     CompatibilityResult,
+    DynamicsResult,
+    LayerStatistics,
     ProbeResult,
     Projection,
     Run,
     Score,
+    SeriesCell,
     reap_stale_runs,
 )
 from webapp.runs.queue import fail_blocked, ready_runs, take_next
@@ -592,6 +603,137 @@ def probe(run: Run) -> dict:
     }
 
 
+def dynamics(run: Run) -> dict:
+    """Per layer of the series: the step × step matrix (only the cells no earlier run of any
+    series computed with these activations and measure settings), the similarity of each step
+    to the final checkpoint, and each step's statistics (also computed once per activation
+    set); stored as the run's DynamicsResult."""
+    p = run.params
+    by_pk = {c.pk: c for c in Checkpoint.objects.filter(pk__in=p["checkpoints"])}
+    series = [by_pk[pk] for pk in p["checkpoints"]]
+    measure = MEASURES[p["measure"]].configured(p.get("measure_params"))
+    measure = measure.on(settings.REPLENS_DEVICE or None)
+    measure_settings = measure.settings()
+    labels, columns = _label_columns(run.dataset)
+    k, n_layers = len(series), len(p["layers"])
+    started = monotonic()
+    computed_cells = reused_cells = computed_statistics = 0
+    layers = []
+    for position, layer in enumerate(p["layers"]):
+        sets = [_activation_sets(run, c, [layer])[0] for c in series]
+        index = {s.pk: i for i, s in enumerate(sets)}
+        known: dict[tuple[int, int], float | str] = {
+            (index[c.activation_a_id], index[c.activation_b_id]): (
+                c.value if c.value is not None else c.refusal
+            )
+            for c in SeriesCell.objects.filter(
+                activation_a__in=sets,
+                activation_b__in=sets,
+                measure=measure.id,
+                settings=measure_settings,
+            )
+        }
+
+        def progress(f: float, at: int = position) -> None:
+            run.report_progress((at + f) / n_layers)
+
+        with ExitStack() as stack:
+            arrays = [stack.enter_context(s.memory_map()) for s in sets]
+            cells = series_matrix(measure, arrays, known, progress)
+            new = {cell: cells[cell] for cell in missing_cells(k, measure.symmetric, known)}
+            statistics, fresh = _statistics(run, sets, arrays, labels, columns)
+        SeriesCell.objects.bulk_create(
+            [
+                SeriesCell(
+                    activation_a=sets[i],
+                    activation_b=sets[j],
+                    measure=measure.id,
+                    settings=measure_settings,
+                    value=outcome if isinstance(outcome, float) else None,
+                    refusal=outcome if isinstance(outcome, str) else "",
+                    run=run,
+                    code_version=run.code_version,
+                )
+                for (i, j), outcome in new.items()
+            ],
+            ignore_conflicts=True,  # another run of an overlapping series stored it first
+        )
+        computed_cells += len(new)
+        reused_cells += len(known)
+        computed_statistics += fresh
+        refusals = {f"{i},{j}": o for (i, j), o in cells.items() if isinstance(o, str)}
+        layers.append(
+            {
+                "layer": layer,
+                "d": sets[0].d,
+                "matrix": matrix_of(cells, k),
+                "refusals": refusals,
+                "statistics": statistics,
+            }
+        )
+    computed = monotonic()
+    result = {
+        "measure_params": measure_settings,
+        "labels": labels is not None,
+        "columns": {name: chance_level(values) for name, values in columns.items()},
+        "label_chance": chance_level(labels) if labels is not None else None,
+        "layers": layers,
+        "cells": {"computed": computed_cells, "reused": reused_cells},
+    }
+    DynamicsResult.objects.update_or_create(
+        run=run, defaults={"result": result, "code_version": run.code_version}
+    )
+    return {
+        "compute_s": round(computed - started, 3),
+        "cells_computed": computed_cells,
+        "cells_reused": reused_cells,
+        "statistics_computed": computed_statistics,
+    }
+
+
+def _label_columns(dataset: Dataset) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """The dataset's label (None without one) and its other columns a linear probe reads
+    (``meta:<name>`` with 2 to 100 distinct values), by name."""
+    labels = dataset.column("y")
+    columns = {}
+    for name in dataset.metadata_columns:
+        values = dataset.column(f"meta:{name}")
+        if values is not None and is_probed(values):
+            columns[name] = values
+    return labels, columns
+
+
+def _statistics(
+    run: Run,
+    sets: list[ActivationSet],
+    arrays: list[np.ndarray],
+    labels: np.ndarray | None,
+    columns: dict[str, np.ndarray],
+) -> tuple[list[dict], int]:
+    """Each activation set's statistics (stored ones reused), and how many were computed."""
+    names = list(columns)
+    stored = {
+        s.activation_id: s.statistics
+        for s in LayerStatistics.objects.filter(activation__in=sets, columns=names)
+    }
+    out, fresh = [], 0
+    for s, x in zip(sets, arrays, strict=True):
+        if s.pk not in stored:
+            stored[s.pk] = step_statistics(x, labels, columns).to_json()
+            LayerStatistics.objects.get_or_create(
+                activation=s,
+                columns=names,
+                defaults={
+                    "statistics": stored[s.pk],
+                    "run": run,
+                    "code_version": run.code_version,
+                },
+            )
+            fresh += 1
+        out.append(stored[s.pk])
+    return out, fresh
+
+
 RUNNERS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.EXTRACT: extract,
     Run.Kind.COMPARE: compare,
@@ -601,4 +743,5 @@ RUNNERS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.PROJECT: projection,
     Run.Kind.PROJECT_ALIGNED: aligned_projections,
     Run.Kind.PROBE: probe,
+    Run.Kind.DYNAMICS: dynamics,
 }

@@ -39,7 +39,7 @@ from analysis.measures.engine import check_activations
 from analysis.measures.knn import knn_indices
 from analysis.measures.regression import DEFAULT_ALPHAS
 
-__all__ = ["Geometry", "geometry", "linear_probe_accuracy"]
+__all__ = ["STATISTICS", "Geometry", "geometry", "linear_probe_accuracy"]
 
 MIN_SAMPLES = 4
 BLOCK_ENTRIES = 1 << 22  # float64 entries of one block of rows: 32 MiB
@@ -60,6 +60,42 @@ class Geometry:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+STATISTICS: dict[str, tuple[str, str]] = {
+    "effective_rank": (
+        "effective rank",
+        "exp of the entropy of the normalised singular values (Roy & Vetterli 2007): how many "
+        "directions the layer uses, at most min(n, d)",
+    ),
+    "participation_ratio": (
+        "participation ratio",
+        "(Σλ)² / Σλ² of the covariance eigenvalues: how many directions hold the variance",
+    ),
+    "intrinsic_dimension": (
+        "intrinsic dimension",
+        "TwoNN maximum-likelihood estimate from ratios of second to first neighbour distances "
+        "(Facco et al. 2017)",
+    ),
+    "knn_accuracy": (
+        "kNN accuracy",
+        "leave-one-out majority vote of each sample's k nearest neighbours for its label",
+    ),
+    "linear_probe_accuracy": (
+        "linear-probe accuracy",
+        "exact leave-one-out accuracy of a ridge classifier for the label",
+    ),
+    "nc1": (
+        "NC1",
+        "within- against between-class covariance, tr(Σ_W Σ_B⁺) / C (Papyan et al. 2020): "
+        "0 when every class collapses to its mean",
+    ),
+}
+"""The single-number statistics of :class:`Geometry` with a name and a one-line definition for
+the pages: the dynamics views draw each of them over training steps."""
+
+ACCURACIES = ("knn_accuracy", "linear_probe_accuracy")
+"""The statistics that are accuracies on the label: their chance level is drawn beside them."""
 
 
 def geometry(x: np.ndarray, labels: np.ndarray | None = None, k: int = 10) -> Geometry:

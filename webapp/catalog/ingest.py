@@ -199,6 +199,7 @@ def ingest_checkpoint(
     step: int | None = None,
     dataset: Dataset | None = None,
     check: Callable[[], None] | None = None,
+    metrics: dict[str, float] | None = None,
 ) -> tuple[Checkpoint, bool]:
     """Load the checkpoint in a model host (never unpickling, never in this process),
     discover its layers and store it. ``check`` may raise to stop the host (see
@@ -241,5 +242,6 @@ def ingest_checkpoint(
                 **described,
                 seed_group=seed_group,
                 step=step,
+                metrics=metrics or {},
                 created_by=user,
             ), True

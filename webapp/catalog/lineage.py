@@ -3,6 +3,8 @@ checkpoint, set at upload (the CLI) or later on its page."""
 
 from __future__ import annotations
 
+import math
+
 from analysis.errors import InputError
 from webapp.catalog.models import Checkpoint
 
@@ -26,3 +28,27 @@ def set_lineage(
         ancestor = ancestor.parent
     checkpoint.seed_group, checkpoint.step, checkpoint.parent = seed_group, step, parent
     checkpoint.save(update_fields=["seed_group", "step", "parent"])
+
+
+MAX_METRICS = 50
+
+
+def check_metrics(metrics: object) -> dict[str, float]:
+    """Training metrics as logged with a checkpoint: at most 50 names of at most 100
+    characters, each with a finite number (``{"loss": 0.31, "accuracy": 0.92, "epoch": 3}``)."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, dict):
+        raise InputError("metrics must be an object of names and numbers")
+    if len(metrics) > MAX_METRICS:
+        raise InputError(f"a checkpoint has at most {MAX_METRICS} metrics")
+    checked = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not 0 < len(name.strip()) <= 100:
+            raise InputError("a metric's name has 1 to 100 characters")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"metric {name!r} must be a number")
+        if not math.isfinite(value):
+            raise InputError(f"metric {name!r} must be a finite number")
+        checked[name.strip()] = float(value)
+    return checked

@@ -257,6 +257,9 @@ class Checkpoint(models.Model):
     parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True)
     seed_group = models.CharField(max_length=200, blank=True)
     step = models.BigIntegerField(null=True, blank=True)
+    # Training metrics logged with it ({name: number}: loss, accuracy, epoch …), drawn beside
+    # its series' dynamics (webapp.catalog.lineage.check_metrics).
+    metrics = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

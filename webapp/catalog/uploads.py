@@ -41,6 +41,7 @@ from analysis.data.datasets import check_dataset_name
 from analysis.errors import InputError
 from webapp.catalog import fits
 from webapp.catalog.ingest import checkpoint_format, ingest_checkpoint, ingest_dataset
+from webapp.catalog.lineage import check_metrics
 from webapp.catalog.models import Checkpoint, Dataset, Upload, Workspace
 from webapp.dispatch import wake_on_commit
 
@@ -123,6 +124,7 @@ def start(
             fields["architecture"] = ""
         elif not fields["architecture"]:
             raise InputError(".safetensors checkpoints need an architecture name")
+        fields["metrics"] = check_metrics(fields.get("metrics"))
     found = existing(workspace, kind, sha256, fields["architecture"])
     if found is not None:
         return None, found
@@ -472,6 +474,7 @@ def _ingest(upload: Upload, still_mine: Callable[[], None]) -> tuple[Dataset | C
             fields.get("description", ""),
             fields.get("seed_group", ""),
             fields.get("step"),
+            metrics=fields.get("metrics") or {},
             dataset=Dataset.objects.filter(pk=fields.get("dataset") or 0).first(),
             check=still_mine,
         )

@@ -38,6 +38,7 @@ class Kind(models.TextChoices):
     PROJECT = "project", "Project to 2-D"
     PROJECT_ALIGNED = "project_aligned", "Aligned projections"
     PROBE = "probe", "Equivariance probes"
+    DYNAMICS = "dynamics", "Training dynamics"
 
 
 POOLING = Parameter(
@@ -228,6 +229,14 @@ KINDS: dict[str, RunKind] = {
             page="probe",
             batch=True,
             hosted=True,
+        ),
+        RunKind(
+            Kind.DYNAMICS,
+            "cpu",
+            (POOLING, MEASURE),
+            "analysis.dynamics.series:series_matrix",
+            page="dynamics",
+            batch=True,
         ),
     ]
 }

@@ -438,3 +438,53 @@ class ProbeResult(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "family"], name="one_result_per_family")
         ]
+
+
+class SeriesCell(models.Model):
+    """One measure's value between two stored activation sets (one layer of two checkpoints of
+    a series on one dataset), with the measure's settings: kept apart from any run so that a
+    series that grows by a checkpoint computes only its new cells (:mod:`analysis.dynamics`)."""
+
+    activation_a = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
+    activation_b = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
+    measure = models.CharField(max_length=60)
+    settings = models.JSONField()  # Measure.settings()
+    value = models.FloatField(null=True)  # None where the measure refused the pair
+    refusal = models.TextField(blank=True)
+    run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, related_name="+")
+    code_version = models.CharField(max_length=40)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["activation_a", "activation_b", "measure", "settings"],
+                name="one_series_cell",
+            )
+        ]
+
+
+class LayerStatistics(models.Model):
+    """The statistics of one stored activation set (analysis.dynamics.series.step_statistics)
+    for one choice of label columns, kept for every series that includes its checkpoint."""
+
+    activation = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
+    columns = models.JSONField()  # the label columns probed, in order
+    statistics = models.JSONField()  # StepStatistics.to_json()
+    run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, related_name="+")
+    code_version = models.CharField(max_length=40)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["activation", "columns"], name="one_layer_statistics")
+        ]
+
+
+class DynamicsResult(models.Model):
+    """A series' dynamics on one dataset: per layer the step × step matrix, the similarity of
+    each step to the final checkpoint and the statistics over steps (webapp.runs.results
+    assembles the page's view of it)."""
+
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="dynamics")
+    result = models.JSONField()
+    code_version = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -8,12 +8,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from analysis.explorer.geometry import ACCURACIES, STATISTICS
 from analysis.explorer.ordering import hierarchical_order
 from analysis.measures.engine import BASELINE_WARNING
 from analysis.measures.registry import MEASURES, describe
 from analysis.probes.families import get_family
 from webapp.catalog.models import Checkpoint
-from webapp.runs.models import Alignment, Run, Score
+from webapp.runs.models import Alignment, DynamicsResult, Run, Score
 from webapp.version import code_version
 
 
@@ -348,3 +349,74 @@ def probe_summary(run: Run, overlays: Iterable[Run] = ()) -> dict:
         },
         "families": families,
     }
+
+
+def dynamics_view(run: Run) -> dict:
+    """A dynamics run as its page and API clients draw it: the series' checkpoints with their
+    steps and logged metrics, and per layer the step × step matrix (in the heatmap's matrix
+    shape), the similarity of each step to the final one and each statistic over steps, with
+    definitions and chance levels. Empty lists until the run has finished."""
+    p = run.params
+    by_pk = {c.pk: c for c in Checkpoint.objects.filter(pk__in=p["checkpoints"])}
+    series = [by_pk[pk] for pk in p["checkpoints"] if pk in by_pk]
+    steps = [c.step for c in series]
+    labels = [f"step {c.step}" if c.step is not None else c.name for c in series]
+    measure = describe(p["measure"])
+    metric_names = sorted({name for c in series for name in c.metrics})
+    view: dict = {
+        "run": run.pk,
+        "state": run.state,
+        "series": p["series"],
+        "measure": measure,
+        "pooling": p["pooling"],
+        "dataset": {"id": run.dataset_id, "name": run.dataset.name},
+        "checkpoints": [
+            {"id": c.pk, "name": c.name, "step": c.step, "metrics": c.metrics} for c in series
+        ],
+        "steps": steps,
+        "step_labels": labels,
+        "metrics": {name: [c.metrics.get(name) for c in series] for name in metric_names},
+        "statistics": {
+            name: {"name": title, "definition": text} for name, (title, text) in STATISTICS.items()
+        },
+        "accuracies": list(ACCURACIES),
+        "layers": [],
+    }
+    stored = DynamicsResult.objects.filter(run=run).first()
+    if stored is None or len(series) != len(p["checkpoints"]):
+        return view
+    result = stored.result
+    view |= {
+        "label_chance": result["label_chance"],
+        "probe_columns": result["columns"],
+        "cells": result["cells"],
+        "code_version": stored.code_version,
+    }
+    for layer in result["layers"]:
+        matrix = layer["matrix"]
+        view["layers"].append(
+            {
+                "layer": layer["layer"],
+                "d": layer["d"],
+                "matrix": {
+                    "measure": measure,
+                    "layers_a": labels,
+                    "layers_b": labels,
+                    "value": matrix,
+                    "n": run.dataset.n_samples,
+                    "checkpoint_a": {"name": f"{p['series']} · {layer['layer']}"},
+                    "checkpoint_b": {"name": f"{p['series']} · {layer['layer']}"},
+                },
+                "to_final": [row[-1] for row in matrix],
+                "refusals": layer["refusals"],
+                "statistics": {
+                    name: [s["statistics"][name] for s in layer["statistics"]]
+                    for name in STATISTICS
+                },
+                "probes": {
+                    name: [s["probes"][name] for s in layer["statistics"]]
+                    for name in result["columns"]
+                },
+            }
+        )
+    return view

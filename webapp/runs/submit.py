@@ -12,7 +12,7 @@ from analysis.explorer.projection import PARAMETERS as PROJECTION_PARAMETERS
 from analysis.measures.registry import MEASURES
 from analysis.probes.families import check_magnitudes, get_family
 from webapp.catalog import fits
-from webapp.catalog.models import Checkpoint, Dataset
+from webapp.catalog.models import Checkpoint, Dataset, Workspace
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run
 
@@ -237,6 +237,51 @@ def series_order(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:
     if all(c.step is not None for c in checkpoints):
         return sorted(checkpoints, key=lambda c: (c.step, c.created_at, c.pk))
     return sorted(checkpoints, key=lambda c: (c.created_at, c.pk))
+
+
+def series_of(workspace: Workspace, seed_group: str) -> list[Checkpoint]:
+    """The checkpoints of one training run (one seed group), oldest first."""
+    return series_order(Checkpoint.objects.filter(workspace=workspace, seed_group=seed_group))
+
+
+@transaction.atomic
+def request_dynamics(
+    user: AnyUser,
+    workspace: Workspace,
+    seed_group: str,
+    dataset: Dataset,
+    layers: list[str] | None = None,
+    pooling: str = "mean",
+    *,
+    measure_params: dict | None = None,
+    **parameters: Any,
+) -> tuple[Run, bool]:
+    """The run that follows ``layers`` (default: the last checkpoint's default layers) over
+    the checkpoints of the series ``seed_group`` as it stands now: step × step matrices of the
+    measure, similarity to the final checkpoint and statistics per step. A series that grew
+    since an earlier request makes a new run, which computes only the new cells."""
+    checkpoints = series_of(workspace, seed_group)
+    if len(checkpoints) < 2:
+        raise InputError(
+            f"the series {seed_group!r} has {len(checkpoints)} checkpoint(s); it needs two"
+        )
+    _same_workspace(dataset, *checkpoints)
+    checked = _comparison_parameters(
+        Run.Kind.DYNAMICS, dataset, measure_params, pooling=pooling, **parameters
+    )
+    layers = _layers(checkpoints[-1], layers)
+    for layer in layers:
+        _layer_of_each(checkpoints, layer)
+    extractions = [request_extraction(user, c, dataset, layers, pooling)[0] for c in checkpoints]
+    params = {
+        "series": seed_group,
+        "checkpoints": [c.pk for c in checkpoints],
+        "layers": layers,
+        **checked,
+    }
+    return _submit(
+        Run.Kind.DYNAMICS, user, dataset, params, checkpoints[-1], depends_on=extractions
+    )
 
 
 @transaction.atomic
