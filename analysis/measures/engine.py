@@ -115,6 +115,11 @@ class Measure:
             "metric": self.is_metric,
             "invariant_to": list(self.invariant_to),
             "parameters": [p.describe() for p in self.parameters],
+            # Its chance level: every value comes with a permutation baseline (what unrelated
+            # representations of the same n and d score), exact or from row shuffles; one at
+            # least ``baseline_warning_at`` similar is flagged beside the value.
+            "exact_baseline": self.exact_baseline,
+            "baseline_warning_at": self.baseline_warning_at(),
         }
 
 

@@ -21,7 +21,9 @@ What is asserted, for each URL × persona:
   write 404 with nothing changed (the API too: 404, never 403; uploads are the editors'
   business, so a viewer's GET of an upload is 404 as well); member management is the owner's;
 - editor: reads and writes succeed, member management 404;
-- owner: every GET 200, binary endpoints too; writes succeed; ids one past the largest 404.
+- owner: every GET 200, binary endpoints too; writes succeed; ids one past the largest 404;
+- anyone signed in, the outsider included, makes a new workspace (``SIGNED_IN`` writers), and
+  owns it.
 
 Then CSRF (every POST of the site and, with session authentication, of the API: 403 without
 the token, not 403 with it) and escaping: the lab's names, labels, metadata and selection carry
@@ -100,6 +102,7 @@ PERSONAS = ("anonymous", "outsider", "viewer", "editor", "owner")
 MEMBERS = frozenset({"viewer", "editor", "owner"})
 EDITORS = frozenset({"editor", "owner"})
 OWNERS = frozenset({"owner"})
+SIGNED_IN = frozenset({"outsider", *MEMBERS})  # writers of what is nobody's yet (a workspace)
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 PROBE_FAMILIES = {"image/rotation": [0.0, 90.0], "image/noise": [0.0, 0.1]}
 
@@ -449,6 +452,21 @@ def _invitation_check(w, persona, method, response):
         assert Membership.objects.filter(workspace=w.ws, user=w.users[persona]).exists()
         w.invitation.refresh_from_db()
         assert w.invitation.accepted_at is not None
+
+
+def _new_workspace_check(w, persona, method, response):
+    """The workspace made is its maker's: they own it, and nobody else is in it."""
+    made = Workspace.objects.get(slug=response.json()["slug"])
+    assert made.name == "Another lab" and made.archived_at is None
+    members = list(made.memberships.values_list("user", "role"))
+    assert members == [(w.users[persona].pk, "owner")]
+
+
+def _archive_check(w, persona, method, response):
+    """POST archives the lab, DELETE brings it back; the answer says which."""
+    archived_at = Workspace.objects.get(pk=w.ws.pk).archived_at
+    assert (archived_at is not None) == (method == "POST")
+    assert (response.json()["archived_at"] is not None) == (method == "POST")
 
 
 def _dismiss_check(w, persona, method, response):
@@ -822,8 +840,31 @@ API: dict[str, Spec] = {
     "measure-list": Spec(at(), public=True),
     "transformation-list": Spec(at(), public=True),
     "workers-overview": Spec(at(), public=True),
-    "workspace-list": Spec(at(), lists=lambda w: {w.ws.pk}),
-    "workspace-detail": Spec(at(slug="@ws"), ids={"slug": Workspace}),
+    # Anyone signed in makes a workspace (POST) and owns it; its owners rename it (PATCH)
+    # and archive it (POST …/archive/) or bring it back (DELETE …/archive/).
+    "workspace-list": Spec(
+        at(),
+        lists=lambda w: {w.ws.pk},
+        writes={"POST": json_body(name="Another lab")},
+        write_ok=OK_201,
+        writers=SIGNED_IN,
+        check=_new_workspace_check,
+    ),
+    "workspace-detail": Spec(
+        at(slug="@ws"),
+        ids={"slug": Workspace},
+        writes={"PATCH": json_body(name="Renamed")},
+        write_ok={"PATCH": (200,)},
+        writers=OWNERS,
+    ),
+    "workspace-archive": Spec(
+        at(slug="@ws"),
+        ids={"slug": Workspace},
+        writes={"POST": json_body(), "DELETE": lambda w: Body()},
+        write_ok={"POST": (200,), "DELETE": (200,)},
+        writers=OWNERS,
+        check=_archive_check,
+    ),
     "workspace-members": Spec(at(slug="@ws"), ids={"slug": Workspace}),
     "workspace-member": Spec(
         at(slug="@ws", user_id="@viewer"),
@@ -1134,9 +1175,17 @@ def _outsider(world, route, spec):
         for method in METHODS:
             body = spec.writes.get(method, lambda w: None)(world)
             before = fingerprint()
+            lets_in = "outsider" in spec.writers and method in spec.writes
+            sid = transaction.savepoint() if lets_in else None
             response = send(client, method, url, body, route.api)
             if method not in allowed:
                 expect(response, 405, f"outsider {method} {url}")
+            elif lets_in:  # what anyone signed in may do (make a workspace of their own)
+                expect(response, spec.write_ok[method], f"outsider {method} {url}")
+                if spec.check:
+                    spec.check(world, "outsider", method, response)
+                transaction.savepoint_rollback(sid)
+                continue
             elif spec.lists and method == "GET":
                 expect(response, 200, f"outsider {method} {url}")
                 shown = {row["id"] for row in response.json()["results"]}

@@ -76,13 +76,19 @@ class MeasureSerializer(serializers.Serializer):
         help_text="it can go below 0 (pages colour it on a scale diverging around 0)"
     )
     larger_is_more_similar = serializers.BooleanField()
-    definition = serializers.CharField(
-        required=False, help_text="one line, as pages write it beside its values (matrices)"
-    )
+    definition = serializers.CharField(help_text="one line, as pages write it beside its values")
     symmetric = serializers.BooleanField()
     metric = serializers.BooleanField(help_text="a distance satisfying the triangle inequality")
     invariant_to = texts("transformations of either space that leave it unchanged")
     parameters = ParameterSerializer(many=True)
+    exact_baseline = serializers.BooleanField(
+        help_text="its chance level, the permutation baseline beside every value (what "
+        "unrelated representations of the same n and d score), is exact over all row "
+        "permutations; false: estimated from row shuffles"
+    )
+    baseline_warning_at = serializers.FloatField(
+        help_text="a baseline at least this similar is flagged: the value says little"
+    )
 
 
 class TransformationSerializer(serializers.Serializer):

@@ -85,9 +85,19 @@ class PolygonField(serializers.JSONField):
 
 
 class WorkspaceSerializer(serializers.ModelSerializer):
+    archived_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="when its owners archived it (read-only, listed apart); null while active",
+    )
+    page = serializers.SerializerMethodField(help_text="the web page that shows it")
+
+    def get_page(self, workspace: Workspace) -> str:
+        return _page(self, "workspace", workspace.slug)
+
     class Meta:
         model = Workspace
-        fields = ["id", "name", "slug", "created_at"]
+        fields = ["id", "name", "slug", "created_at", "archived_at", "page"]
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -209,9 +219,9 @@ class QueueStandingSerializer(serializers.Serializer):
     )
 
 
-def _page(serializer: serializers.Serializer, name: str, pk: int) -> str:
-    """The address of the page ``name`` of object ``pk``: absolute when the serializer has
-    the request."""
+def _page(serializer: serializers.Serializer, name: str, pk: int | str) -> str:
+    """The address of the page ``name`` of object ``pk`` (a workspace's: its slug): absolute
+    when the serializer has the request."""
     path = reverse(name, args=[pk])
     request = serializer.context.get("request")
     return request.build_absolute_uri(path) if request else path

@@ -31,13 +31,14 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
+from analysis.measures.registry import describe as describe_measure
 from analysis.probes.families import FAMILIES
 from webapp.access import editable, editable_workspace
 from webapp.api import responses as r
 from webapp.api import serializers as s
 from webapp.api.lifecycle import NameSerializer, RenameAndDelete
 from webapp.api.parsers import BoundedJSONParser, ChunkParser
-from webapp.catalog import team, uploads
+from webapp.catalog import team, uploads, workspaces
 from webapp.catalog.models import (
     ActivationSet,
     Blob,
@@ -233,17 +234,77 @@ def _created(request: Request, run: Run, created: bool) -> Response:
     return Response(s.RunSerializer(run, context={"request": request}).data, status=code)
 
 
+ARCHIVED = OpenApiParameter(
+    "archived",
+    bool,
+    description="true: only archived workspaces; false: only active ones (the site's main "
+    "list); absent: both",
+)
+
+
 @_documents_404(s.WorkspaceSerializer)
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[ARCHIVED],
+        responses={200: s.WorkspaceSerializer(many=True), 400: s.ErrorSerializer},
+    ),
+    create=extend_schema(
+        request=NameSerializer, responses={201: s.WorkspaceSerializer, 400: s.ErrorSerializer}
+    ),
+    partial_update=extend_schema(
+        request=NameSerializer, responses={200: s.WorkspaceSerializer, **ERRORS}
+    ),
+)
 class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
+    """The workspaces you are a member of. Anyone signed in makes one (and owns it); its
+    owners rename it and archive it, through the same rules as the site
+    (:mod:`webapp.catalog.workspaces`); anyone else gets 404, as for a workspace that does
+    not exist."""
+
     serializer_class = s.WorkspaceSerializer
     lookup_field = "slug"
 
     def get_queryset(self) -> QuerySet:
-        return workspaces_of(self.request.user).order_by("name")
+        queryset = workspaces_of(self.request.user).order_by("name")
+        archived = self.request.query_params.get("archived")
+        if archived is None or self.action != "list":  # a filter of the list only
+            return queryset
+        if archived not in ("true", "false"):
+            raise BadInput("archived must be true or false")
+        return queryset.filter(archived_at__isnull=archived == "false")
 
     def _owned(self) -> Workspace:
         workspace = self.get_object()
         return get_object_or_404(owned_workspaces_of(self.request.user), pk=workspace.pk)
+
+    def _answer(self, workspace: Workspace, code: int = status.HTTP_200_OK) -> Response:
+        body = s.WorkspaceSerializer(workspace, context={"request": self.request}).data
+        return Response(body, status=code)
+
+    def create(self, request: Request) -> Response:
+        """Make a workspace (``{"name"}``); you become its owner. Its slug, made from the
+        name, is its id in every other route."""
+        form = NameSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        made = workspaces.create(_signed_in(request), form.validated_data["name"])
+        return self._answer(made, status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, slug: str | None = None) -> Response:
+        """Owners rename it (``{"name"}``); its slug, and so every link to it, stays."""
+        workspace = self._owned()
+        form = NameSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        workspaces.rename(workspace, form.validated_data["name"])
+        return self._answer(workspace)
+
+    @extend_schema(request=None, responses={200: s.WorkspaceSerializer, 404: s.ErrorSerializer})
+    @action(detail=True, methods=["post", "delete"])
+    def archive(self, request: Request, slug: str | None = None) -> Response:
+        """Owners archive it (POST): read-only for everyone, listed apart
+        (``?archived=true``); DELETE brings it back. Asking again changes nothing."""
+        workspace = self._owned()
+        workspaces.archive(workspace, archived=request.method == "POST")
+        return self._answer(workspace)
 
     @extend_schema(responses={200: s.MemberSerializer(many=True), 404: s.ErrorSerializer})
     @action(detail=True, methods=["get"], pagination_class=None)
@@ -818,11 +879,12 @@ class WorkersView(APIView):
 
 
 class MeasureViewSet(viewsets.ViewSet):
-    """The registered measures with their declared properties (ids are stable)."""
+    """The registered measures with their declared properties (ids are stable) and the
+    one-line definition pages write beside their values (the registry's, as in matrices)."""
 
     @extend_schema(responses={200: r.MeasureSerializer(many=True)})
     def list(self, request: Request) -> Response:
-        return Response([measure.describe() for measure in MEASURES.values()])
+        return Response([describe_measure(measure_id) for measure_id in MEASURES])
 
 
 @extend_schema_view(

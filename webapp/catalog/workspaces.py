@@ -55,6 +55,9 @@ def rename(workspace: Workspace, name: str) -> None:
 
 
 def archive(workspace: Workspace, archived: bool) -> None:
-    """Archive the workspace (read-only, listed apart) or bring it back."""
+    """Archive the workspace (read-only, listed apart) or bring it back. Archiving an
+    archived workspace keeps the day it was archived (a request sent twice changes nothing)."""
+    if archived and workspace.archived_at is not None:
+        return
     workspace.archived_at = timezone.now() if archived else None
     workspace.save(update_fields=["archived_at"])
