@@ -1,0 +1,177 @@
+"""Weight space: the cost of weight matching, and the barrier on the digits.
+
+Run: ``python -m tests.benchmarks.bench_weights`` (under a minute on 2 cores). Prints figures;
+asserts nothing about speed.
+
+- Weight matching (Git Re-Basin algorithm 2, :func:`analysis.weights.matching.weight_matching`)
+  of two randomly initialised MLPs 784 → 4 × 1,024 → 10 (4 permutations of 1,024 units), and of
+  two randomly initialised demo CNNs (3×3 convs 16, 32, 64 → pool → head): seconds (best of
+  ``--repeats``), L2 distance before and after, and the largest change in the outputs of B
+  once permuted (it computes the same function).
+- Two digits MLPs (64 → 128, 64, 32 → 10, as the demo's, seeds 0 and 1) trained for a few
+  seconds on scikit-learn's ``load_digits`` (a stratified 75 / 25 split, ``random_state=0``);
+  loss and accuracy on the test split at 11 values of λ along (1−λ)θ_A + λθ_B and along
+  (1−λ)θ_A + λπ(θ_B) after weight matching, the barriers, the seconds the 11 evaluations take,
+  and each layer's singular-vector alignment before and after matching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from analysis.models.architectures import mlp, small_cnn
+from analysis.weights.connectivity import ConnectivityCurve, classifier_evaluator, linear_path
+from analysis.weights.matching import l2_distance, weight_matching
+from analysis.weights.specs import apply_permutation, spec_for
+from analysis.weights.spectra import layer_spectra
+
+T = TypeVar("T")
+
+
+def best_of(repeats: int, fn: Callable[[], T]) -> tuple[float, T]:
+    """The fastest of ``repeats`` calls in seconds, and the last call's result."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def bench_matching(
+    label: str, architecture: str, build: Callable[[], nn.Module], x: torch.Tensor, repeats: int
+) -> None:
+    torch.manual_seed(0)
+    a = build()
+    torch.manual_seed(1)
+    b = build()
+    state_a, state_b = state_of(a), state_of(b)
+    spec = spec_for(architecture, state_a)
+    seconds, perms = best_of(repeats, lambda: weight_matching(spec, state_a, state_b, seed=0))
+    permuted = apply_permutation(spec, perms, state_b)
+    b_permuted = build()
+    b_permuted.load_state_dict(permuted)
+    with torch.no_grad():
+        change = float((b_permuted(x) - b(x)).abs().max())
+    sizes = " + ".join(str(spec.size(p)) for p in spec.perm_to_axes)
+    print(f"weight matching, {label} ({sizes} units)")
+    print(f"  seconds (best of {repeats}):  {seconds:.3f}")
+    print(
+        f"  L2 distance before / after:   {l2_distance(state_a, state_b):.4f} / "
+        f"{l2_distance(state_a, permuted):.4f}"
+    )
+    print(f"  max |B(x) − π(B)(x)|:         {change:.2e}")
+
+
+def train_digits_mlp(seed: int, x: torch.Tensor, y: torch.Tensor, epochs: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = mlp(64, [128, 64, 32], 10)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    order = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(y), generator=order).split(64):
+            optimizer.zero_grad()
+            F.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    return model.eval()
+
+
+def print_curve(label: str, curve: ConnectivityCurve, seconds: float) -> None:
+    print(f"  {label}: {len(curve.lambdas)} λ evaluated in {seconds:.3f} s")
+    print("    λ         " + " ".join(f"{v:6.2f}" for v in curve.lambdas))
+    print("    loss      " + " ".join(f"{v:6.3f}" for v in curve.loss))
+    print("    accuracy  " + " ".join(f"{v:6.3f}" for v in curve.accuracy))
+    print(
+        f"    loss barrier {curve.loss_barrier:.4f} nats, "
+        f"accuracy barrier {curve.accuracy_barrier:.4f}"
+    )
+
+
+def bench_barrier(epochs: int) -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x_train, x_test, y_train, y_test = train_test_split(
+        (digits.data / 16.0).astype(np.float32),
+        digits.target.astype(np.int64),
+        test_size=0.25,
+        stratify=digits.target,
+        random_state=0,
+    )
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    start = time.perf_counter()
+    models = [train_digits_mlp(seed, xt, yt, epochs) for seed in (0, 1)]
+    trained_s = time.perf_counter() - start
+    state_a, state_b = (state_of(m) for m in models)
+    evaluate = classifier_evaluator("mlp", x_test, y_test)
+    print(
+        f"\nbarrier on the digits test split ({len(y_test)} samples), "
+        f"two MLPs 64 → 128, 64, 32 → 10 trained {epochs} epochs ({trained_s:.1f} s both)"
+    )
+    for name, state in (("A", state_a), ("B", state_b)):
+        loss, accuracy = evaluate(state)
+        print(f"  model {name}: test loss {loss:.4f}, accuracy {accuracy:.4f}")
+    seconds, naive = best_of(1, lambda: linear_path(state_a, state_b, evaluate))
+    print_curve("(1−λ)θ_A + λθ_B", naive, seconds)
+    spec = spec_for("mlp", state_a)
+    match_s, perms = best_of(1, lambda: weight_matching(spec, state_a, state_b, seed=0))
+    matched = apply_permutation(spec, perms, state_b)
+    seconds, rebased = best_of(1, lambda: linear_path(state_a, matched, evaluate))
+    print_curve(f"(1−λ)θ_A + λπ(θ_B), matched in {match_s:.3f} s", rebased, seconds)
+    print(
+        f"  L2 distance before / after matching: {l2_distance(state_a, state_b):.4f} / "
+        f"{l2_distance(state_a, matched):.4f}"
+    )
+    print("  singular-vector alignment per layer, before → after matching:")
+    for before, after in zip(
+        layer_spectra(state_a, state_b), layer_spectra(state_a, matched), strict=True
+    ):
+        top = min(5, len(before.cosines))
+        print(
+            f"    {before.name:9s} {before.alignment:.3f} → {after.alignment:.3f}   "
+            f"c_1…c_{top}: "
+            + " ".join(f"{c:+.2f}" for c in before.cosines[:top])
+            + "  →  "
+            + " ".join(f"{c:+.2f}" for c in after.cosines[:top])
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=15)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    bench_matching(
+        "MLPs 784 → 4 × 1,024 → 10",
+        "mlp",
+        lambda: mlp(784, [1024] * 4, 10),
+        torch.randn(64, 784),
+        args.repeats,
+    )
+    bench_matching(
+        "demo CNNs 16, 32, 64",
+        "small-cnn",
+        lambda: small_cnn(1, [16, 32, 64], 10),
+        torch.randn(64, 1, 8, 8),
+        args.repeats,
+    )
+    bench_barrier(args.epochs)
+
+
+if __name__ == "__main__":
+    main()
