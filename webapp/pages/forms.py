@@ -10,6 +10,7 @@ from analysis.measures.registry import MEASURES
 from analysis.models.choices import ARCHITECTURES, POOLINGS
 from analysis.parameters import Parameter
 from analysis.probes.families import FAMILIES, Family
+from webapp.catalog import listing
 from webapp.catalog.models import Checkpoint, Dataset, Workspace
 from webapp.runs.kinds import KINDS
 from webapp.runs.models import Run
@@ -375,7 +376,16 @@ class LineageForm(forms.Form):
 RUNS_PER_PAGE = 25
 
 
-class RunFilterForm(forms.Form):
+class FilterForm(forms.Form):
+    """Filters of a list, from a query string."""
+
+    def first_error(self) -> str:
+        """One sentence for a filter that is not one of the choices."""
+        field, errors = next(iter(self.errors.items()))
+        return f"{field}: {errors[0]}"
+
+
+class RunFilterForm(FilterForm):
     """The workspace's runs table: words to find, which kind, state and person, which page."""
 
     q = forms.CharField(
@@ -416,7 +426,48 @@ class RunFilterForm(forms.Form):
             )
         return runs
 
-    def first_error(self) -> str:
-        """One sentence for a filter that is not one of the choices."""
-        field, errors = next(iter(self.errors.items()))
-        return f"{field}: {errors[0]}"
+
+CATALOG_PER_PAGE = 20
+
+
+class DatasetFilterForm(FilterForm):
+    """The workspace's datasets: words of a name or description, a modality, which page (in
+    the query string as ``datasets-q`` …, beside the runs table's filters)."""
+
+    prefix = "datasets"
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Find",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "name, description"}),
+    )
+    modality = forms.ChoiceField(required=False)
+    page = forms.IntegerField(min_value=1, required=False)
+
+    def __init__(self, workspace: Workspace, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        kinds = [(m, m) for m in listing.modalities(workspace)]
+        set_choices(self, "modality", [("", "every modality"), *kinds])
+
+
+class CheckpointFilterForm(FilterForm):
+    """The workspace's checkpoints: words of a name or description, a format, a seed group,
+    which page (``checkpoints-q`` … in the query string)."""
+
+    prefix = "checkpoints"
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Find",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "name, description"}),
+    )
+    format = forms.ChoiceField(
+        choices=[("", "every format"), *Checkpoint.Format.choices], required=False
+    )
+    seed_group = forms.ChoiceField(required=False)
+    page = forms.IntegerField(min_value=1, required=False)
+
+    def __init__(self, workspace: Workspace, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        groups = [(g, g) for g in listing.seed_groups(workspace)]
+        set_choices(self, "seed_group", [("", "every seed group"), *groups])

@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import models
 from django.forms import Form
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -21,7 +21,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
 from webapp.access import check_editable, editable, editable_workspace
-from webapp.catalog import images, lineage, uploads, workspaces
+from webapp.catalog import images, lineage, listing, uploads, workspaces
 from webapp.catalog.models import (
     Checkpoint,
     Dataset,
@@ -33,13 +33,17 @@ from webapp.catalog.models import (
     workspaces_of,
 )
 from webapp.pages.forms import (
+    CATALOG_PER_PAGE,
     RUNS_PER_PAGE,
     AlignedProjectionForm,
+    CheckpointFilterForm,
     CheckpointUploadForm,
     ComparisonForm,
     CompatibilityForm,
+    DatasetFilterForm,
     DatasetUploadForm,
     ExtractionForm,
+    FilterForm,
     LineageForm,
     ModelMatrixForm,
     NameForm,
@@ -162,6 +166,33 @@ def _runs_context(workspace: Workspace, filters: RunFilterForm | None = None) ->
     }
 
 
+def _listed(name: str, filters: FilterForm, rows: models.QuerySet) -> dict:
+    """One page of a workspace page's list ``name`` (its rows passing ``filters``, valid):
+    the rows, the page, the filters and the query string that keeps them."""
+    data = filters.cleaned_data
+    page = Paginator(rows, CATALOG_PER_PAGE).get_page(data["page"])
+    query = {filters.add_prefix(k): v for k, v in data.items() if v and k != "page"}
+    return {
+        name: page.object_list,
+        f"{name}_page": page,
+        f"{name}_filters": filters,
+        f"{name}_query": urlencode(query),
+        f"{name}_page_param": filters.add_prefix("page"),
+    }
+
+
+def _datasets_context(workspace: Workspace, filters: DatasetFilterForm) -> dict:
+    data = filters.cleaned_data
+    rows = listing.datasets(workspace, data["q"], data["modality"])
+    return _listed("datasets", filters, rows)
+
+
+def _checkpoints_context(workspace: Workspace, filters: CheckpointFilterForm) -> dict:
+    data = filters.cleaned_data
+    rows = listing.checkpoints(workspace, data["q"], data["format"], data["seed_group"])
+    return _listed("checkpoints", filters, rows)
+
+
 RESULTS_LISTED = 8
 """How many of each kind of result the workspace page lists; the runs table has them all."""
 
@@ -177,19 +208,26 @@ def _latest(workspace: Workspace, *kinds: str) -> dict:
 def _workspace_context(
     request: SignedInRequest,
     workspace: Workspace,
-    filters: RunFilterForm | None = None,
+    filters: tuple[RunFilterForm, DatasetFilterForm, CheckpointFilterForm] | None = None,
     forms: dict[str, Form] | None = None,
 ) -> dict:
-    """The workspace page; ``forms``: the form that was refused, shown open with its errors."""
+    """The workspace page, its lists filtered by ``filters`` (valid; none: every row);
+    ``forms``: the form that was refused, shown open with its errors."""
     forms = forms or {}
+    if filters is None:
+        unfiltered = _filters_of(workspace, {})
+        assert not isinstance(unfiltered, HttpResponse)  # no filter is always valid
+        filters = unfiltered
+    runs, datasets, checkpoints = filters
     return {
-        **_runs_context(workspace, filters),
+        **_runs_context(workspace, runs),
+        **_datasets_context(workspace, datasets),
+        **_checkpoints_context(workspace, checkpoints),
         **_uploads_context(workspace),
         "can_edit": _can_edit(request, workspace),
         "is_owner": owned_workspaces_of(request.user).filter(pk=workspace.pk).exists(),
         "open_form": next(iter(forms), ""),
-        "datasets": workspace.datasets.select_related("source"),
-        "checkpoints": workspace.checkpoints.select_related("blob", "parent", "dataset"),
+        "checkpoints_in_all": workspace.checkpoints.all(),
         "comparisons": _latest(workspace, Run.Kind.COMPARE),
         "matrices": _latest(workspace, Run.Kind.MODEL_MATRIX),
         "alignments": _latest(workspace, Run.Kind.ALIGN),
@@ -213,13 +251,60 @@ def _run_filters(request: SignedInRequest, workspace: Workspace) -> RunFilterFor
     return filters
 
 
+def _filters_of(
+    workspace: Workspace, query: QueryDict | dict
+) -> tuple[RunFilterForm, DatasetFilterForm, CheckpointFilterForm] | HttpResponse:
+    """The filters of the workspace page's lists from the query string, or a 400 that says
+    which is wrong."""
+    filters = (
+        RunFilterForm(workspace, query),
+        DatasetFilterForm(workspace, query),
+        CheckpointFilterForm(workspace, query),
+    )
+    for form in filters:
+        if not form.is_valid():
+            return HttpResponse(form.first_error(), status=400, content_type="text/plain")
+    return filters
+
+
 @login_required
 def workspace(request: SignedInRequest, slug: str) -> HttpResponse:
     space = _workspace(request, slug)
-    filters = _run_filters(request, space)
+    filters = _filters_of(space, request.GET)
     if isinstance(filters, HttpResponse):
         return filters
     return render(request, "pages/workspace.html", _workspace_context(request, space, filters))
+
+
+def _catalog_list(request: HtmxRequest, slug: str, part: str) -> HttpResponse:
+    """The workspace page's list ``part`` (datasets or checkpoints; an htmx partial):
+    filtered, one page of it; a plain GET goes to the page with the same filters."""
+    space = _workspace(request, slug)
+    filters = _filters_of(space, request.GET)
+    if isinstance(filters, HttpResponse):
+        return filters
+    if not request.htmx:
+        query = request.GET.urlencode()
+        return redirect(
+            reverse("workspace", args=[space.slug]) + (f"?{query}" if query else "") + f"#{part}"
+        )
+    _, datasets, checkpoints = filters
+    context = {"workspace": space, "can_edit": _can_edit(request, space)}
+    if part == "datasets":
+        context.update(_datasets_context(space, datasets))
+    else:
+        context.update(_checkpoints_context(space, checkpoints))
+    return render(request, f"pages/workspace.html#{part}", context)
+
+
+@login_required
+def workspace_datasets(request: HtmxRequest, slug: str) -> HttpResponse:
+    return _catalog_list(request, slug, "datasets")
+
+
+@login_required
+def workspace_checkpoints(request: HtmxRequest, slug: str) -> HttpResponse:
+    return _catalog_list(request, slug, "checkpoints")
 
 
 @login_required
