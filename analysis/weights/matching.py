@@ -16,7 +16,8 @@ where ``A_w[i]`` is the slice of parameter w at index i along ``axis`` and ``π_
 B's parameter with every other permutation applied (scipy's ``linear_sum_assignment``, exact).
 Passes repeat until none improves the objective. Each step is exact, so the objective never
 decreases and the result is optimal in each permutation given the others; with a single
-permutation (one hidden layer) it is the global optimum, with more it is a local one.
+permutation (one hidden layer) it is the global optimum, with more it is a local one, which
+can miss even an exactly permuted copy of A when layers are very narrow (a few units).
 """
 
 from __future__ import annotations

@@ -170,26 +170,13 @@ def test_two_hidden_layers_matching_is_optimal_in_each_permutation(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_near_permuted_copy_matching_is_the_global_brute_force_optimum(seed):
-    rng = np.random.default_rng(seed)
-    a = mlp_state(seed, hidden=(3, 4))
-    spec = mlp_spec(a)
-    b = apply_permutation(spec, random_perms(spec, rng), a)
-    b = {
-        k: v + 0.01 * torch.randn(v.shape, generator=torch.Generator().manual_seed(seed))
-        for k, v in b.items()
-    }
-    perms = weight_matching(spec, a, b, seed=seed)
-    best = min(all_permutations(spec), key=lambda p: distance_after(spec, p, a, b))
-    for name in perms:
-        np.testing.assert_array_equal(perms[name], best[name])
-
-
-@pytest.mark.parametrize("seed", SEEDS)
 def test_matching_a_permuted_copy_recovers_the_permutation_exactly(seed):
+    """Not a theorem: coordinate descent may stop at a local optimum. On layers of 3 and 4
+    units it does for about 1 seed in 15; on these widths it recovered the copy for all of 300
+    seeds tried."""
     rng = np.random.default_rng(seed)
-    for a in (mlp_state(seed, hidden=(32, 16, 8)), cnn_state(seed, widths=(8, 16, 12))):
-        spec = mlp_spec(a) if "head.weight" in a and "block1.0.weight" in a else cnn_spec(a)
+    for a, spec_of in ((mlp_state(seed, (32, 16, 8)), mlp_spec), (cnn_state(seed), cnn_spec)):
+        spec = spec_of(a)
         sigma = random_perms(spec, rng)
         b = apply_permutation(spec, sigma, a)
         perms = weight_matching(spec, a, b, seed=seed)
@@ -231,6 +218,20 @@ def test_barrier_of_a_bump_over_a_chord_is_its_height():
     accuracy = 0.9 + 0.05 * lambdas - 0.2 * bump  # dips 0.2 below its chord
     assert barrier(lambdas, accuracy, higher_is_better=True) == pytest.approx(0.2, abs=1e-12)
     assert barrier(lambdas, accuracy) == 0.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_barrier_is_non_negative_and_ignores_a_linear_trend(seed):
+    """The barrier is measured from the chord, so adding α + βλ to the curve changes nothing."""
+    rng = np.random.default_rng(seed)
+    lambdas = np.linspace(0, 1, 11)
+    curve = rng.standard_normal(11)
+    trend = rng.standard_normal() + rng.standard_normal() * lambdas
+    for higher_is_better in (False, True):
+        value = barrier(lambdas, curve, higher_is_better)
+        assert value >= 0
+        assert barrier(lambdas, curve + trend, higher_is_better) == pytest.approx(value, abs=1e-12)
+    assert barrier(lambdas, curve) == pytest.approx(barrier(lambdas, -curve, True), abs=1e-15)
 
 
 def test_barrier_refuses_bad_lambdas_and_non_finite_curves():
