@@ -4,10 +4,12 @@ measure."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
 from scipy.stats import ortho_group
+from sklearn.linear_model import lasso_path as sklearn_lasso_path
 
 from analysis.errors import InputError
 from analysis.measures.engine import compare_layers
@@ -16,7 +18,11 @@ from analysis.measures.units import (
     best_match,
     constant_units,
     hungarian_match,
+    lasso_path,
+    semi_match,
+    share_above,
     unit_correlations,
+    unit_matching_report,
 )
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -203,3 +209,163 @@ def test_degenerate_input():
         compare_layers(UnitMatching(), [("conv2", bad)], [("b", rng.standard_normal((10, 2)))])
     with pytest.raises(InputError, match="at least 4 samples"):
         score(rng.standard_normal((3, 2)), rng.standard_normal((3, 2)))
+
+
+# --- beyond one-to-one ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_semi_matching_and_hungarian_agree_on_permuted_units(seed):
+    """B = A[:, perm] + small noise: every unit's best partner is its own copy, both ways, and
+    the one-to-one matching is the same permutation."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((80, 10))
+    perm = rng.permutation(10)
+    b = a[:, perm] + 0.05 * rng.standard_normal((80, 10))
+    corr = unit_correlations(a, b)
+    partner_a, partner_b = semi_match(corr)
+    rows, cols, _ = hungarian_match(corr)
+    assert (perm[partner_a] == np.arange(10)).all()
+    assert (partner_b == perm).all()
+    assert (partner_a[rows] == cols).all() and (partner_b[cols] == rows).all()
+    report = unit_matching_report(a, b)
+    assert (report.partner_a == partner_a).all() and (report.partner_b == partner_b).all()
+    np.testing.assert_allclose(report.hungarian.matched, corr[rows, cols], atol=1e-12)
+    # with every pair near 1, the three share curves coincide down to 0.99
+    assert report.share_hungarian == report.share_semi_a == report.share_semi_b
+    assert report.share_hungarian[report.thresholds.index(0.99)] == 1.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_semi_matching_is_the_argmax(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((30, 6))
+    b = a[:, :2] @ rng.standard_normal((2, 9)) + rng.standard_normal((30, 9))
+    corr = unit_correlations(a, b)
+    partner_a, partner_b = semi_match(corr)
+    best_a, best_b = best_match(corr)
+    np.testing.assert_array_equal(corr[np.arange(6), partner_a], best_a)
+    np.testing.assert_array_equal(corr[partner_b, np.arange(9)], best_b)
+    for i in range(6):
+        assert partner_a[i] == max(range(9), key=lambda j: (corr[i, j], -j))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_share_curve_is_one_below_the_minimum_and_non_increasing(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((40, 7))
+    b = a[:, :3] @ rng.standard_normal((3, 5)) + rng.standard_normal((40, 5))
+    report = unit_matching_report(a, b)
+    t = np.array(report.thresholds)
+    assert t[0] == 0.0 and t[-1] == 1.0 and (np.diff(t) > 0).all()
+    curves = {
+        "share_hungarian": report.hungarian.matched,
+        "share_semi_a": report.hungarian.best_a,
+        "share_semi_b": report.hungarian.best_b,
+    }
+    for key, values in curves.items():
+        share = np.array(getattr(report, key))
+        assert (np.diff(share) <= 0).all()
+        assert (share[t < values.min()] == 1.0).all()
+        assert share[-1] == 0.0  # nothing correlates above 1
+        expected = [np.mean(values > threshold) for threshold in t]
+        np.testing.assert_allclose(share, expected, atol=1e-15)
+    # q < p: every unit of Y is matched, and its best partner is at least as good
+    assert (np.array(report.share_semi_b) >= np.array(report.share_hungarian)).all()
+    thresholds = [-0.5, 0.2, 0.2, 0.9]
+    assert share_above(np.array([0.1, 0.2, 0.3, 0.9]), thresholds).tolist() == [1, 0.5, 0.5, 0]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("shape", [(60, 8, 3), (25, 12, 2)])
+def test_lasso_path_agrees_with_sklearn(seed, shape):
+    """Per target, scikit-learn's lasso_path (coordinate descent, tol 1e-12) at the same α."""
+    rng = np.random.default_rng(seed)
+    n, p, q = shape
+    x = rng.standard_normal((n, p)) + rng.standard_normal((n, 1))  # correlated columns
+    y = x[:, :3] @ rng.standard_normal((3, q)) + rng.standard_normal((n, q))
+    x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    alpha_max = np.abs(x.T @ y).max() / n
+    alphas = alpha_max * np.geomspace(1.0, 1e-3, 15)
+    ours = lasso_path(x, y, alphas)
+    assert ours.shape == (15, p, q)
+    for j in range(q):
+        _, coefs, _ = sklearn_lasso_path(x, y[:, j], alphas=alphas, tol=1e-12, max_iter=100_000)
+        np.testing.assert_allclose(ours[:, :, j], coefs.T, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(lasso_path(x, y[:, 0], alphas), ours[:, :, 0], atol=1e-8)
+
+
+def test_lasso_kkt_conditions():
+    """At the optimum: Xᵀ(y − Xw)/n = α·sign(w) on the support, |·| ≤ α off it."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 10))
+    y = x[:, :2] @ [1.0, -2.0] + 0.5 * rng.standard_normal(50)
+    x, y = x - x.mean(axis=0), y - y.mean()
+    for alpha, w in zip([0.5, 0.1, 0.01], lasso_path(x, y, [0.5, 0.1, 0.01]), strict=True):
+        grad = x.T @ (y - x @ w) / 50
+        support = w != 0
+        np.testing.assert_allclose(grad[support], alpha * np.sign(w[support]), atol=1e-8)
+        assert (np.abs(grad[~support]) <= alpha + 1e-8).all()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sparse_prediction_summary(seed):
+    """Y's units are each a sum of two of X's units: the error falls from 1 (no weights) to
+    about the noise share, and two non-zeros suffice."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((200, 8))
+    b = a[:, [0, 2, 4]] + a[:, [1, 3, 5]] + 0.1 * rng.standard_normal((200, 3))
+    sparse = unit_matching_report(a, b).sparse
+    assert sparse.converged
+    assert sparse.mean_error[0] == 1.0 and sparse.mean_nonzeros[0] == 0.0
+    assert (np.diff(sparse.mean_error) <= 1e-12).all()  # in-sample error falls as α falls
+    assert sparse.error_at_nonzeros[0] == 1.0
+    assert (np.diff(sparse.error_at_nonzeros) <= 0).all()
+    assert sparse.error_at_nonzeros[1] > 0.4 and sparse.error_at_nonzeros[2] < 0.02
+    # the summary against the path recomputed here, unit by unit
+    x = (a - a.mean(axis=0)) / np.linalg.norm(a - a.mean(axis=0), axis=0)
+    y = (b - b.mean(axis=0)) / np.linalg.norm(b - b.mean(axis=0), axis=0)
+    path = lasso_path(x, y, sparse.alphas)
+    residual = y[None] - np.einsum("np,apq->anq", x, path)
+    np.testing.assert_allclose(sparse.errors, (residual**2).sum(axis=1), atol=1e-9)
+    np.testing.assert_array_equal(sparse.nonzeros, np.count_nonzero(path, axis=1))
+
+
+def test_report_pairs_constants_and_json():
+    """Orthonormal centred columns: corr(a_i, b_j) = 0 for i ≠ j, 1/√(1 + s_j²) for i = j."""
+    rng = np.random.default_rng(0)
+    basis = rng.standard_normal((50, 12))
+    basis = np.linalg.qr(basis - basis.mean(axis=0))[0]
+    a, noise = basis[:, :6], np.array([0.01, 0.3, 1.0, 3.0, 10.0, 0.1])
+    b = a + noise * basis[:, 6:]
+    b = np.column_stack([b, np.full(50, 2.0)])  # a constant unit of Y
+    report = unit_matching_report(a, b, n_pairs=2, top_m=4)
+    assert [(p.a, p.b) for p in report.best_pairs] == [(0, 0), (5, 5)]
+    assert [(p.a, p.b) for p in report.worst_pairs] == [(4, 4), (3, 3)]
+    expected = 1 / np.sqrt(1 + noise**2)
+    assert report.best_pairs[0].correlation == pytest.approx(expected[0], abs=1e-12)
+    assert report.worst_pairs[0].correlation == pytest.approx(expected[4], abs=1e-12)
+    for pair in report.best_pairs + report.worst_pairs:
+        assert pair.top_samples == np.argsort(-a[:, pair.a])[:4].tolist()
+        assert a[pair.top_samples[0], pair.a] == a[:, pair.a].max()
+    assert report.sparse.units.tolist() == list(range(6))  # the constant unit is not predicted
+    assert report.warnings == ["1 constant unit in Y: correlation 0, not predicted"]
+    payload = json.loads(json.dumps(report.to_json()))
+    assert payload["p"] == 6 and payload["q"] == 7 and payload["constant_b"] == [6]
+    assert len(payload["share_semi_b"]) == len(payload["thresholds"]) == 101
+    assert payload["best_pairs"][0] == {
+        "a": 0,
+        "b": 0,
+        "correlation": report.best_pairs[0].correlation,
+        "top_samples": report.best_pairs[0].top_samples,
+    }
+    assert payload["sparse"]["error_at_nonzeros"][0] == 1.0
+
+
+def test_top_sample_ties_go_to_the_lower_index():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((20, 3))
+    a[[3, 7, 11], 0] = 5.0  # three samples tie at the top of unit 0
+    report = unit_matching_report(a, a + 0.01 * rng.standard_normal((20, 3)), top_m=4)
+    pair = next(p for p in report.best_pairs if p.a == 0)
+    assert pair.top_samples[:3] == [3, 7, 11]
