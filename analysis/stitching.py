@@ -25,17 +25,24 @@ Two ways to map (:data:`METHODS`), each giving a matrix of its own:
   units has directions holding only rounding noise, and a map fitted to that noise would blow
   it up on held-out samples.
 - ``relative``: zero-shot stitching through relative representations (Moschella et al. 2023,
-  "Relative representations enable zero-shot latent space communication"), with no map fitted
-  between the two networks' spaces. m anchors are drawn from the training samples (seeded; by
-  default min(300, n_train // 2)). Each layer is centred with its own training mean, and each
-  sample is represented by its cosine similarities to the anchors *in that layer*
-  (:func:`analysis.measures.relative.relative_representation`): an m-vector whose coordinates
-  mean the same in A and in B because the anchors are the same inputs. A *relative decoder* of
-  B's layer j, an affine least-squares map (with the same ``ridge``) from B's own relative
-  vectors to B's own layer-j outputs, is fitted on B's training samples alone; stitching feeds it
-  A's relative vectors: ŷ = D_j(r_{A,i}(x)). In the paper B's head is trained on relative vectors
-  and needs no decoder; B here is an ordinary network, so the decoder, learnt from B alone, stands
-  in for it. A's activations are never paired with B's except through the anchors' identity.
+  "Relative representations enable zero-shot latent space communication"): nothing is fitted,
+  and A's activations are never paired with B's except through the anchors' identity. m anchors
+  are drawn from the training samples (seeded; by default min(300, n_train // 2)). Each layer is
+  centred with its own training mean, and a sample is represented by its cosine similarities to
+  the anchors *in that layer*, r(x) ∈ ℝᵐ
+  (:func:`analysis.measures.relative.relative_representation`), whose coordinates mean the same
+  in A and in B because the anchors are the same inputs. B's layer j is reconstructed from A's
+  relative vector by least squares against B's own anchors::
+
+      ŷ(x) = ȳ_B + ρ(x) · Û⁺ r_A(x),    ρ(x) = ‖x − x̄_A‖ · s_B / s_A
+
+  with Û (m × q) B's centred anchor activations scaled to unit norm and Û⁺ its pseudo-inverse
+  (rank cut as for the fitted maps): Û⁺ r is the vector whose inner products with B's unit
+  anchors best match the cosines r. Cosines carry no norm, so the norm comes from A's sample
+  relative to A's typical norm, carried to B's: s is the root-mean-square norm of a layer's
+  centred training rows. When A is B and B's anchors span its layer, ŷ = y exactly. In the paper
+  B's head is trained on relative vectors; B here is an ordinary network, so inverting B's own
+  relative map stands in for that head.
 
 Only per-sample vectors are stitched (``batch × d`` outputs: MLP blocks, pooled outputs, the
 logits). Feature maps (``batch × C × H × W``) and token sequences are refused with an
@@ -44,6 +51,10 @@ needs both grids to have the same size) and a relative representation of positio
 paper does not define; stitch at a pooled layer (``pool`` of the built-in ``small-cnn``)
 instead. B must be an eager torch module (TorchScript takes no hooks); A may be any model
 reading the same inputs.
+
+A module of its own above :mod:`analysis.models` and :mod:`analysis.measures`: it runs models
+(hooks, extraction) and uses a measure's relative representations, and the import contract
+keeps those two packages apart.
 
 Scores, over the held-out samples:
 
@@ -285,7 +296,7 @@ def stitching_matrix(
     test_fraction : share of samples held out, in (0, 1); at least 2 held out, 4 to train
     seed : the split and the anchors
     affine : fitted maps with an intercept (else through the origin)
-    ridge : penalty of every least-squares fit, in units of the training ‖X_c‖²_F (0: none)
+    ridge : penalty of the fitted maps, in units of the training ‖X_c‖²_F (0: least squares)
     n_anchors : anchors of ``relative`` (default min(300, n_train // 2))
     progress : called with the fraction done
 
@@ -344,6 +355,13 @@ def stitching_matrix(
                 f"{n_train} training samples for the {acts_a[name].shape[1]} dimensions of "
                 f"A's {name}: the fitted maps from it are underdetermined (minimum norm)"
             )
+    if anchors is not None:
+        for name in layers_b:
+            if len(anchors) < acts_b[name].shape[1]:
+                warnings.append(
+                    f"{len(anchors)} anchors for the {acts_b[name].shape[1]} dimensions of B's "
+                    f"{name}: its zero-shot reconstruction stays within the anchors' span"
+                )
     if n_test < FEW_TEST:
         warnings.append(f"only {n_test} held-out samples: accuracies are noisy")
 
@@ -351,7 +369,7 @@ def stitching_matrix(
     if "fitted" in methods:
         mappers["fitted"] = _FittedMapper(acts_a, acts_b, train, test, affine, ridge)
     if anchors is not None:
-        mappers["relative"] = _RelativeMapper(acts_a, acts_b, train, test, anchors, ridge)
+        mappers["relative"] = _RelativeMapper(acts_a, acts_b, train, test, anchors)
     cells = len(mappers) * len(layers_a) * len(layers_b)
     done = 0
     matrices = {}
@@ -428,7 +446,8 @@ class _FittedMapper:
 
 
 class _RelativeMapper:
-    """A's relative vectors once per layer of A; B's relative decoder once per layer of B."""
+    """A's relative vectors once per layer of A; the pseudo-inverse of B's unit anchors once per
+    layer of B."""
 
     def __init__(
         self,
@@ -437,32 +456,40 @@ class _RelativeMapper:
         train: np.ndarray,
         test: np.ndarray,
         anchors: np.ndarray,
-        ridge: float,
     ) -> None:
         self.acts_a, self.acts_b = acts_a, acts_b
         self.train, self.test, self.anchors = train, test, anchors
-        self.ridge = ridge
-        self._relative_a: dict[str, np.ndarray] = {}
-        self._decoders: dict[str, LinearMap] = {}
+        self._relative_a: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._inverses: dict[str, tuple[np.ndarray, float, np.ndarray]] = {}
         self.estimator = (
-            f"{len(anchors)} anchors among the training samples; decoder of B: affine least "
-            f"squares{_ridge_note(ridge)} from B's relative vectors on {len(train)} samples"
+            f"{len(anchors)} anchors among the training samples; B's layer reconstructed from "
+            "A's cosines by the pseudo-inverse of B's anchors"
         )
 
-    def relative(self, acts: np.ndarray) -> np.ndarray:
-        """Cosines of every sample to the anchors, the layer centred with its training mean."""
-        centred = acts.astype(np.float64) - acts[self.train].mean(axis=0, dtype=np.float64)
-        return relative_representation(centred, self.anchors)
+    def centred(self, acts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """The layer centred with its training mean, that mean, and the root-mean-square norm
+        of the centred training rows."""
+        mean = acts[self.train].mean(axis=0, dtype=np.float64)
+        centred = acts.astype(np.float64) - mean
+        return centred, mean, float(np.sqrt(np.mean(np.sum(centred[self.train] ** 2, axis=1))))
 
     def mapped(self, a: str, b: str) -> np.ndarray:
         if a not in self._relative_a:
-            self._relative_a[a] = self.relative(self.acts_a[a])[self.test]
-        if b not in self._decoders:
-            relative_b = self.relative(self.acts_b[b])[self.train]
-            self._decoders[b] = _LeastSquares(relative_b, affine=True).fit(
-                self.acts_b[b][self.train], self.ridge
-            )
-        return self._decoders[b].apply(self._relative_a[a])
+            centred, _, rms = self.centred(self.acts_a[a])
+            norms = np.linalg.norm(centred[self.test], axis=1)
+            ratio = norms / rms if rms > 0 else np.zeros_like(norms)
+            self._relative_a[a] = relative_representation(centred, self.anchors)[self.test], ratio
+        if b not in self._inverses:
+            acts = self.acts_b[b]
+            centred, mean, rms = self.centred(acts)
+            anchors = centred[self.anchors]
+            lengths = np.linalg.norm(anchors, axis=1, keepdims=True)
+            unit = anchors / np.where(lengths == 0, 1.0, lengths)
+            cutoff = max(unit.shape) * np.finfo(acts.dtype).eps
+            self._inverses[b] = np.linalg.pinv(unit, rtol=cutoff), rms, mean
+        relative, ratio = self._relative_a[a]
+        inverse, rms_b, mean_b = self._inverses[b]
+        return (relative @ inverse.T) * (ratio * rms_b)[:, None] + mean_b
 
 
 def _eager(model: Model | nn.Module) -> nn.Module:
