@@ -46,6 +46,11 @@ class PermutationSpec:
 
     def __post_init__(self) -> None:
         for perm, axes in self.perm_to_axes.items():
+            for name, axis in axes:
+                if not 0 <= axis < len(self.shapes.get(name, ())):
+                    raise InputError(
+                        f"permutation {perm!r} names a missing axis {axis} of {name!r}"
+                    )
             sizes = {self.shapes[name][axis] for name, axis in axes}
             if len(sizes) != 1:
                 raise InputError(f"permutation {perm!r} acts on axes of different sizes {sizes}")
@@ -112,7 +117,7 @@ def _chain_spec(state: StateDict, prefix: str, architecture: str) -> Permutation
         )
     try:
         return PermutationSpec(perm_to_axes, shapes)
-    except (IndexError, InputError) as err:
+    except InputError as err:
         raise InputError(
             f"the weights do not fit architecture {architecture!r}: consecutive layers' shapes "
             "disagree"

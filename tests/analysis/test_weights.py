@@ -99,6 +99,13 @@ def test_unknown_architecture_and_foreign_weights_are_refused():
         mlp_spec(state)
 
 
+def test_a_spec_naming_a_missing_axis_is_refused():
+    with pytest.raises(InputError, match="missing axis 1 of 'b'"):
+        PermutationSpec({"p": (("w", 0), ("b", 1))}, {"w": (3, 2), "b": (3,)})
+    with pytest.raises(InputError, match="different sizes"):
+        PermutationSpec({"p": (("w", 0), ("w", 1))}, {"w": (3, 2)})
+
+
 def test_state_of_another_shape_or_bad_permutation_is_refused():
     spec = mlp_spec(mlp_state(0))
     with pytest.raises(InputError, match=r"'block1.0.bias' has shape \(7,\), expected \(6,\)"):
