@@ -320,8 +320,13 @@ def stitching_matrix(
 
     device = torch.device(device) if device is not None else default_device()
     warnings: list[str] = []
-    layers_a = _vector_layers(model_a, "A", x, layers_a, device, warnings)
-    layers_b = _vector_layers(TorchModel(module_b), "B", x, layers_b, device, warnings)
+    layers_a, output_a = _vector_layers(model_a, "A", x, layers_a, device, warnings)
+    layers_b, output_b = _vector_layers(TorchModel(module_b), "B", x, layers_b, device, warnings)
+    if len(output_b) != 1:
+        raise InputError(
+            f"model B outputs {' × '.join(map(str, output_b)) or 'one value'} per sample, not "
+            "a vector of class scores"
+        )
     acts_a = extract_activations(
         model_a, x, list(dict.fromkeys([*layers_a, OUTPUT])), "flatten", batch_size, device
     )
@@ -333,7 +338,7 @@ def stitching_matrix(
     if progress:
         progress(0.1)
 
-    n_classes = acts_b[OUTPUT].shape[1]
+    n_classes = output_b[0]
     if labels.min() < 0 or labels.max() >= n_classes:
         raise InputError(
             f"labels run from {labels.min()} to {labels.max()}; model B scores {n_classes} "
@@ -341,12 +346,12 @@ def stitching_matrix(
         )
     accuracy_b = _accuracy(acts_b[OUTPUT][test], labels[test])
     accuracy_a = None
-    if acts_a[OUTPUT].shape[1] == n_classes:
+    if output_a == output_b:
         accuracy_a = _accuracy(acts_a[OUTPUT][test], labels[test])
     else:
         warnings.append(
-            f"model A outputs {acts_a[OUTPUT].shape[1]} values per sample, not B's "
-            f"{n_classes} class scores: no accuracy of A alone"
+            f"model A outputs {' × '.join(map(str, output_a)) or 'one value'} per sample, not "
+            f"B's {n_classes} class scores: no accuracy of A alone"
         )
     n_train, n_test = len(train), len(test)
     for name in layers_a:
@@ -512,18 +517,20 @@ def _vector_layers(
     layers: Sequence[str] | None,
     device: torch.device,
     warnings: list[str],
-) -> list[str]:
+) -> tuple[list[str], tuple[int, ...]]:
     """``layers`` (default: the model's default layers) whose outputs are per-sample vectors,
-    read from one forward of the first two samples; a named layer that is not is refused."""
+    and the shape of one sample's output, read from one forward of the first two samples; a
+    named layer whose outputs are not vectors is refused."""
     chosen = list(model.default_layers() if layers is None else layers)
     if not chosen:
         raise InputError(f"choose at least one layer of model {side}")
     if len(set(chosen)) != len(chosen):
         raise InputError(f"a layer of model {side} is named twice")
-    record = model.to(device).eval().recorder(chosen, "flatten")
+    recorded = list(dict.fromkeys([*chosen, OUTPUT]))
+    record = model.to(device).eval().recorder(recorded, "flatten")
     with torch.inference_mode(), full_precision():
-        outputs = outputs_of(record, batch_of(x, slice(0, 2), device), chosen)
-    shapes = {name: tuple(outputs[name].shape[1:]) for name in chosen}
+        outputs = outputs_of(record, batch_of(x, slice(0, 2), device), recorded)
+    shapes = {name: tuple(outputs[name].shape[1:]) for name in recorded}
     maps = [name for name in chosen if len(shapes[name]) != 1]
     if maps and layers is not None:
         name = maps[0]
@@ -539,7 +546,7 @@ def _vector_layers(
     kept = [name for name in chosen if name not in maps]
     if not kept:
         raise InputError(f"no default layer of model {side} outputs per-sample vectors")
-    return kept
+    return kept, shapes[OUTPUT]
 
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

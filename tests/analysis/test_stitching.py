@@ -375,6 +375,12 @@ def test_refusals(digits, mlps):
     assert "ridge penalty must be a number ≥ 0" in refusal(matrix(ridge=-1.0))
     assert "model has no layer(s) block9" in refusal(matrix(layers_b=["block9"]))
     assert "a layer of model A is named twice" in refusal(matrix(layers_a=["head", "head"]))
+    sequences = nn.Sequential(
+        OrderedDict(lin=nn.Linear(64, 64), unflatten=nn.Unflatten(1, (4, 16)))
+    )
+    assert refusal(
+        lambda: stitching_matrix(a, sequences, x, y, ["head"], ["lin"], device="cpu")
+    ) == ("model B outputs 4 × 16 per sample, not a vector of class scores")
     scripted = torch.jit.script(b)
     assert "TorchScript" in refusal(lambda: stitching_matrix(a, scripted, x, y, device="cpu"))
     assert "model B has no layer 'nope'" in refusal(
