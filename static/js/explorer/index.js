@@ -5,7 +5,9 @@
 // - Scale (continuous colourings): 2–98% quantiles, min–max or a fixed range, over the values of every colouring of the
 //   same kind (group), so one colour means one value across them; kept in the URL (scale, range).
 // - Facets: a small bar chart per metadata column (and the label) of the samples per value, all and among those
-//   highlighted; a click on a bar colours by that column and filters to that value (facets.js counts).
+//   highlighted; a click on a bar colours by that column and toggles that value in the filter, so several values of a
+//   column can be shown at once (bins of a number column: a range of adjacent bins); "all" shows every value again
+//   (facets.js counts and chooses).
 // - Lasso / box: the polygon (and which points the legend's filter shows, when one is on) is POSTed to the scatter's
 //   (or the .explorer section's) data-select-url; the server answers
 //   the selection panel (#selection-panel), whose data-indices-url gives the uint32 indices to highlight everywhere.
@@ -29,7 +31,7 @@ import {
   scaleDomain,
   scaleNote,
 } from "./colourings.js";
-import { BINS, MAX_BARS, binned, tally } from "./facets.js";
+import { BINS, MAX_BARS, binned, chosenBars, tally, toggledBar } from "./facets.js";
 import { searchSummary } from "./search.js";
 import { decodeFilter, decodeView, encodeFilter, encodeView, round, withParam } from "./url_state.js";
 
@@ -182,6 +184,7 @@ function setup(root) {
           if (filter) scatterOf(p).setFilter(filter);
         });
         root.dataset.colouring = c.key;
+        refreshFacets();
       })
       .catch((err) => {
         root.dataset.colouring = "error";
@@ -218,6 +221,7 @@ function setup(root) {
       const filter = /** @type {CustomEvent<{filter: number[] | null}>} */ (e).detail.filter;
       others(el).forEach((p) => scatterOf(p).setFilter(filter));
       if (!restoring) setParam("filter", encodeFilter(filter, colouring ? colouring.kind : undefined));
+      refreshFacets();
     });
     el.addEventListener("scatter:view", (e) => {
       if (restoring) return;
@@ -227,9 +231,14 @@ function setup(root) {
   });
 
   // Facets: per metadata column (and the label), a small bar chart of how many samples have each value, all and among
-  // those selected or found; a click on a bar colours by that column and shows only that value.
+  // those selected or found; a click on a bar colours by that column and adds that value to those shown (or takes it
+  // away); "all" shows every value again. The bars chosen are read from the plots' filter, whoever set it.
   const facetChoices = colourings.filter((c) => c.key === "label" || c.key.startsWith("meta:"));
-  /** @type {{codes: Uint16Array, names: string[], bars: HTMLButtonElement[]}[]} */
+  /**
+   * @typedef {{key: string, kind: "categorical" | "continuous", codes: Uint16Array, names: string[],
+   *   edges: number[] | undefined, bars: HTMLButtonElement[], reset: HTMLButtonElement}} Facet
+   */
+  /** @type {Facet[]} */
   const facets = [];
   /** @type {ArrayLike<number> | null} the indices highlighted (a selection or a search), null for none */
   let chosen = null;
@@ -237,8 +246,41 @@ function setup(root) {
   facetBox.className = "explorer-facets";
   facetBox.innerHTML =
     '<h3 class="small">Samples per value <span class="muted">(bar height: how many samples; dark part: how many ' +
-    "of them are selected or found; click a bar to show only those)</span></h3>";
+    "of them are selected or found; click bars to show only those values, several at once; “all” shows every " +
+    'value again)</span> <output class="facet-shown"></output></h3>';
   if (facetChoices.length) root.append(facetBox);
+  const facetShown = /** @type {HTMLOutputElement} */ (facetBox.querySelector(".facet-shown"));
+
+  /**
+   * The plots' filter while they are coloured by the facet's column (null otherwise).
+   * @param {{key: string}} f
+   */
+  function filterOn(f) {
+    return colouring && colouring.key === f.key ? scatterOf(plots[0]).getFilter() : null;
+  }
+
+  /**
+   * Shows only the values `filter` keeps of column c (null: every value), colouring by c first when needed.
+   * @param {ColouringChoice} c
+   * @param {number[] | null} filter
+   */
+  function filterBy(c, filter) {
+    if (select instanceof HTMLSelectElement) select.value = c.key;
+    const coloured = colouring && colouring.key === c.key ? Promise.resolve() : colour(c.key);
+    return coloured.then(() => {
+      plots.forEach((p) => scatterOf(p).setFilter(filter));
+      setParam("colour", c.key === colourings[0].key ? null : c.key);
+      setParam("filter", encodeFilter(filter, c.kind));
+      refreshFacets();
+    });
+  }
+
+  /** Every facet's bars and choices again, and how many samples the filter shows. */
+  function refreshFacets() {
+    facets.forEach(drawFacet);
+    const shown = Number(plots[0].dataset.shown), all = Number(plots[0].dataset.points);
+    facetShown.textContent = shown < all ? `${shown} of ${all} samples shown` : "";
+  }
 
   /**
    * @param {ColouringChoice} c
@@ -254,6 +296,13 @@ function setup(root) {
     figure.dataset.key = c.key;
     const caption = document.createElement("figcaption");
     caption.textContent = c.title + (names.length > MAX_BARS ? ` (the first ${MAX_BARS} of ${names.length} values)` : "");
+    const reset = document.createElement("button");
+    reset.type = "button";
+    reset.className = "link facet-reset";
+    reset.textContent = "all";
+    reset.title = "Show every value again";
+    reset.addEventListener("click", () => filterBy(c, null));
+    caption.append(" ", reset);
     const row = document.createElement("div");
     row.className = "facet-bars";
     const bars = names.slice(0, MAX_BARS).map((name, j) => {
@@ -263,14 +312,9 @@ function setup(root) {
       bar.dataset.code = String(j);
       bar.dataset.name = name;
       bar.innerHTML = '<span class="facet-all"></span><span class="facet-chosen"></span>';
-      bar.addEventListener("click", () => {
-        const filter = b ? [b.edges[j], b.edges[j + 1]] : [j];
-        if (select instanceof HTMLSelectElement) select.value = c.key;
-        colour(c.key, filter).then(() => {
-          setParam("colour", c.key === colourings[0].key ? null : c.key);
-          setParam("filter", encodeFilter(filter, c.kind));
-        });
-      });
+      bar.addEventListener("click", () =>
+        filterBy(c, toggledBar(c.kind, filterOn(c), j, bars.length, b ? b.edges : undefined))
+      );
       row.append(bar);
       return bar;
     });
@@ -282,24 +326,30 @@ function setup(root) {
       : `${names[0] || ""} … ${names[bars.length - 1] || ""}`;
     figure.append(caption, row, ends);
     facetBox.append(figure);
-    const facet = { codes, names, bars };
+    /** @type {Facet} */
+    const facet = { key: c.key, kind: c.kind, codes, names, edges: b ? b.edges : undefined, bars, reset };
     facets.push(facet);
     drawFacet(facet);
   }
 
-  /** @param {{codes: Uint16Array, names: string[], bars: HTMLButtonElement[]}} f */
+  /** @param {Facet} f */
   function drawFacet(f) {
     const picked = chosen ? marks(chosen, f.codes.length).marked : null;
     const { all, chosen: among } = tally(f.codes, f.bars.length, picked);
     const top = Math.max(1, ...all);
+    const on = filterOn(f);
+    const shownBars = chosenBars(f.kind, on, f.bars.length, f.edges);
+    f.reset.disabled = !on || !on.length;
     f.bars.forEach((bar, j) => {
+      bar.setAttribute("aria-pressed", String(shownBars[j]));
       const [whole, part] = /** @type {HTMLElement[]} */ (Array.from(bar.children));
       whole.style.height = `${(100 * all[j]) / top}%`;
       part.style.height = `${(100 * (among ? among[j] : 0)) / top}%`;
       bar.dataset.count = String(all[j]);
       bar.dataset.chosen = among ? String(among[j]) : "";
       const of = among ? `, ${among[j]} of them selected or found` : "";
-      bar.title = `${f.names[j]}: ${all[j]} sample${all[j] === 1 ? "" : "s"}${of} (click to show only these)`;
+      const click = shownBars[j] ? "click to hide these" : "click to show these too";
+      bar.title = `${f.names[j]}: ${all[j]} sample${all[j] === 1 ? "" : "s"}${of} (${click})`;
     });
   }
 

@@ -10,8 +10,8 @@
 //
 // Sets: data-points and data-drawn="true" after the first frame; data-hovered while the user's cursor is on a point;
 // data-selected after a click on a point; data-highlighted = how many points highlight() marked (absent when no
-// highlight is set); data-linked-hover while hover() rings a point; data-mode = "pan" | "lasso" | "box"; data-error
-// when it cannot draw.
+// highlight is set); data-shown = how many points the filter shows (all of them when none is on); data-linked-hover
+// while hover() rings a point; data-mode = "pan" | "lasso" | "box"; data-error when it cannot draw.
 //
 // el.scatter is set synchronously when the element is set up. Its calls that need the points are queued until they
 // have loaded, then applied in order; setMode and the getters act at once (the getters on what has been applied).
@@ -472,6 +472,8 @@ function setup(el) {
       marked,
     });
     renderer.uploadFocus(lut, sel);
+    const shown = shownByFilter();
+    el.dataset.shown = String(shown ? shown.reduce((sum, v) => sum + v, 0) : n);
     if (legend) legend.sync(codeFilter, range);
     requestDraw();
   }
