@@ -18,7 +18,7 @@ each unit with a weakly positively correlated one instead; with a single unit ea
 A constant unit has no correlation with anything; it is given correlation 0 with every unit
 (never NaN) and reported by :func:`constant_units` and in :class:`UnitMatchingResult`.
 
-Beyond one-to-one (:func:`unit_matching_report`, Li et al. 2016, sections 3–4):
+Beyond one-to-one (:func:`unit_matching_report`, after Li et al. 2016):
 
 - **semi-matching**: each unit's best partner on the other side (:func:`semi_match`), for X → Y
   and Y → X; several units may share a partner;
@@ -29,7 +29,7 @@ Beyond one-to-one (:func:`unit_matching_report`, Li et al. 2016, sections 3–4)
   (centred, unit norm) by the lasso, min_w (1/(2n))‖y_j − Xw‖² + α‖w‖₁ (no intercept: both are
   centred), along a path of α shared by all units (:func:`lasso_path`, coordinate descent). The
   error is the in-sample share of y_j's variance left unexplained, ‖y_j − Xw‖² / ‖y_j‖², against
-  the number of non-zero weights (Li et al. 2016, section 4, "few-to-one" mappings);
+  the number of non-zero weights (the "sparse, few-to-one" mappings of Li et al. 2016);
 - **best- and worst-matched pairs** of the one-to-one matching, with the samples that activate
   their unit of X most.
 """
@@ -51,7 +51,7 @@ THRESHOLDS = tuple(float(t) for t in np.linspace(0.0, 1.0, 101))
 N_ALPHAS = 30
 ALPHA_RATIO = 1e-3
 """The lasso path runs over N_ALPHAS penalties, geometric from α_max (the smallest penalty
-with all weights zero for every unit) down to ALPHA_RATIO · α_max, as scikit-learn's."""
+with all weights zero for every unit) down to ALPHA_RATIO · α_max (scikit-learn's ``eps``)."""
 LASSO_TOL = 1e-10
 """Coordinate descent stops at a penalty when a sweep moves no weight by more than
 LASSO_TOL · max |w| (:func:`lasso_path`); the report's summary curves use REPORT_TOL."""
@@ -150,6 +150,21 @@ class UnitMatchingResult:
         return float(np.mean(self.matched))
 
 
+def _paired_correlations(a: PreparedLayer, b: PreparedLayer) -> np.ndarray:
+    if len(a.standardised) != len(b.standardised):
+        raise InputError(
+            "the two spaces have different numbers of samples: "
+            f"{len(a.standardised)} vs {len(b.standardised)}"
+        )
+    return _correlate(a.standardised, b.standardised)
+
+
+def _matching(corr: np.ndarray, a: PreparedLayer, b: PreparedLayer) -> UnitMatchingResult:
+    rows, cols, matched = hungarian_match(corr)
+    best_a, best_b = best_match(corr)
+    return UnitMatchingResult(rows, cols, matched, best_a, best_b, a.constant, b.constant)
+
+
 class UnitMatching(Measure):
     """Mean correlation of the one-to-one unit matching (Li et al. 2016)."""
 
@@ -176,15 +191,7 @@ class UnitMatching(Measure):
 
     def matching(self, a: PreparedLayer, b: PreparedLayer) -> UnitMatchingResult:
         """The one-to-one matching, best matches and constant units of a pair of layers."""
-        if len(a.standardised) != len(b.standardised):
-            raise InputError(
-                "the two spaces have different numbers of samples: "
-                f"{len(a.standardised)} vs {len(b.standardised)}"
-            )
-        corr = _correlate(a.standardised, b.standardised)
-        rows, cols, matched = hungarian_match(corr)
-        best_a, best_b = best_match(corr)
-        return UnitMatchingResult(rows, cols, matched, best_a, best_b, a.constant, b.constant)
+        return _matching(_paired_correlations(a, b), a, b)
 
     def score(self, a: PreparedLayer, b: PreparedLayer) -> float:
         return self.matching(a, b).value
@@ -390,8 +397,8 @@ def unit_matching_report(
     """
     measure = UnitMatching()
     a, b = measure.prepare(x, "X"), measure.prepare(y, "Y")
-    result = measure.matching(a, b)
-    corr = _correlate(a.standardised, b.standardised)
+    corr = _paired_correlations(a, b)
+    result = _matching(corr, a, b)
     partner_a, partner_b = semi_match(corr)
     n, p = a.standardised.shape
     q = b.standardised.shape[1]

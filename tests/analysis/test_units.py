@@ -198,6 +198,8 @@ def test_degenerate_input():
     with pytest.raises(InputError, match="different numbers of samples"):
         unit_correlations(rng.standard_normal((10, 2)), rng.standard_normal((11, 2)))
     with pytest.raises(InputError, match="different numbers of samples"):
+        unit_matching_report(rng.standard_normal((10, 2)), rng.standard_normal((11, 2)))
+    with pytest.raises(InputError, match="different numbers of samples"):
         compare_layers(
             UnitMatching(),
             [("a", rng.standard_normal((10, 2)))],
