@@ -1,5 +1,5 @@
-"""``replens``: upload checkpoints and datasets, list them, start runs, wait for them, export
-selections and activations.
+"""``replens``: make and archive workspaces, upload checkpoints and datasets, list them, start
+runs, wait for them, export selections and activations.
 
 Results go to stdout as a table for people (``--format table``, the default) or as JSON for
 scripts (``--format json``: the API's objects as they are); progress bars and messages, with
@@ -18,7 +18,14 @@ import time
 from typing import Any, TextIO
 
 from replens_client import __version__
-from replens_client.client import TOKEN_PAGE, Client, ReplensError, RunFailed, WaitTimeout
+from replens_client.client import (
+    TOKEN_PAGE,
+    Client,
+    ReplensError,
+    RunFailed,
+    WaitTimeout,
+    workspace_slug,
+)
 
 EXIT_ERROR, EXIT_USAGE, EXIT_RUN_FAILED, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -170,6 +177,14 @@ def measure_param(text: str) -> tuple[str, Any]:
         return name, value
 
 
+def slug_arg(text: str) -> str:
+    """A workspace's slug (the client's check), or a usage error that says why."""
+    try:
+        return workspace_slug(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def byte_count(text: str) -> int:
     """``65536``, ``64K``, ``8M``, ``1G`` (binary multiples)."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -318,15 +333,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default="", help="a line about it")
     p.add_argument("--chunk-size", type=byte_count, help="e.g. 8M (default: server's)")
 
-    p = command("ls", "list datasets, checkpoints, runs or stored activations")
+    p = command("workspace", "make a workspace, rename it, archive it or bring it back")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    slug = "the workspace's slug (replens ls workspaces)"
+    for action, text in (
+        ("create", "make a workspace; you become its owner"),
+        ("rename", "rename a workspace you own (its slug stays)"),
+        ("archive", "archive a workspace you own: read-only for everyone, listed apart"),
+        ("unarchive", "bring a workspace you own back from the archive"),
+    ):
+        q = actions.add_parser(action, help=text, description=text, parents=[common])
+        if action != "create":
+            q.add_argument("workspace", type=slug_arg, metavar="SLUG", help=slug)
+        if action in ("create", "rename"):
+            q.add_argument("name", help="its name (at most 200 characters)")
+
+    p = command("ls", "list workspaces, datasets, checkpoints, runs or stored activations")
     listing = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     for what, text in (
+        ("workspaces", "the workspaces you are a member of"),
         ("datasets", "the datasets you can see"),
         ("checkpoints", "the checkpoints you can see"),
         ("runs", "runs, newest first"),
         ("activations", "stored activation sets"),
     ):
         q = listing.add_parser(what, help=text, description=text, parents=[common])
+        if what == "workspaces":
+            shown = q.add_mutually_exclusive_group()
+            shown.add_argument(
+                "--archived",
+                dest="archived",
+                action="store_true",
+                default=None,
+                help="only the archived ones",
+            )
+            shown.add_argument(
+                "--active",
+                dest="archived",
+                action="store_false",
+                default=None,
+                help="only the active ones (default: both)",
+            )
+            continue
         if what == "activations":
             q.add_argument("-c", "--checkpoint", type=int, metavar="ID", help="of this checkpoint")
             q.add_argument("-d", "--dataset", type=int, metavar="ID", help="over this dataset")
@@ -443,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
 FORMATS = ("table", "json")
 
 COLUMNS = {
+    "workspaces": ["slug", "name", "archived_at", "created_at"],
     "datasets": ["id", "workspace", "name", "modality", "n_samples", "created_at"],
     "checkpoints": ["id", "workspace", "name", "format", "parameter_count", "seed_group", "step"],
     "runs": ["id", "workspace", "kind", "state", "progress", "created_at"],
@@ -574,6 +623,8 @@ def _upload(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -> 
 
 
 def _list(client: Client, args: argparse.Namespace) -> list[dict]:
+    if args.what == "workspaces":
+        return client.workspaces(args.archived)
     if args.what == "datasets":
         return client.datasets(args.workspace)
     if args.what == "checkpoints":
@@ -583,10 +634,28 @@ def _list(client: Client, args: argparse.Namespace) -> list[dict]:
     return client.runs(args.workspace, args.kind, args.state, args.limit)
 
 
+def _workspace(client: Client, args: argparse.Namespace, err: TextIO) -> dict:
+    """``replens workspace ACTION``: the workspace as it is afterwards."""
+    if args.action == "create":
+        made = client.create_workspace(args.name)
+        _made(err, f"created workspace {made['slug']}", made)
+        return made
+    if args.action == "rename":
+        renamed = client.rename_workspace(args.workspace, args.name)
+        _made(err, f"renamed workspace {renamed['slug']} to {renamed['name']!r}", renamed)
+        return renamed
+    changed = client.archive_workspace(args.workspace, archived=args.action == "archive")
+    state = "archived" if changed["archived_at"] else "active"
+    _made(err, f"workspace {changed['slug']} is {state}", changed)
+    return changed
+
+
 def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -> Any:
     c = args.command
     if c in ("upload-dataset", "upload-checkpoint"):
         return _upload(client, args, bar, err)
+    if c == "workspace":
+        return _workspace(client, args, err)
     if c == "ls":
         return _list(client, args)
     if c == "extract":

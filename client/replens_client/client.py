@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -29,6 +30,7 @@ TRANSIENT = (
     requests.exceptions.ChunkedEncodingError,
 )
 HASH_BLOCK = 1 << 20
+SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 RESULTS = {
     "compare": "comparisons",
     "model_matrix": "model-matrices",
@@ -127,6 +129,19 @@ class Uploaded(dict):
         self.created = created
         self.bytes_sent = bytes_sent
         self.upload_id = upload_id
+
+
+def workspace_slug(text: str) -> str:
+    """``text`` if it can be a workspace's slug (ASCII letters, digits, ``-`` and ``_``, as
+    the server makes them); else a ValueError. Checked before a request: the server decodes
+    ``%2F`` in a path, so ``lab/archive`` would reach another route rather than a 404."""
+    if not SLUG.fullmatch(text):
+        raise ValueError(f"{text!r} is not a workspace slug (replens ls workspaces lists them)")
+    return text
+
+
+def _workspace(slug: str) -> str:
+    return f"workspaces/{workspace_slug(slug)}/"
 
 
 def _id(obj: Ref) -> int:
@@ -634,6 +649,31 @@ class Client:
     def abort_upload(self, upload_id: str) -> None:
         """Discard an unfinished upload and the bytes received so far."""
         self._request("DELETE", f"uploads/{upload_id}/", ok=(200, 204))
+
+    # ------------------------------------------------------------------ workspaces
+
+    def workspaces(self, archived: bool | None = None) -> list[dict]:
+        """The workspaces you are a member of (``slug``, ``name``, ``archived_at``, ``page``):
+        only the archived ones (``archived=True``), only the active ones (False), or all."""
+        flag = None if archived is None else ("true" if archived else "false")
+        return self._list("workspaces/", {"archived": flag})
+
+    def create_workspace(self, name: str) -> dict:
+        """Make a workspace; you become its owner. Its ``slug`` (made from the name) is what
+        every other call takes as ``workspace``. Returns it."""
+        # Not retried: were the answer lost, a second POST would make a second workspace.
+        return self._post("workspaces/", {"name": name}, retry=False)
+
+    def rename_workspace(self, workspace: str, name: str) -> dict:
+        """Rename a workspace you own (by its slug, which stays). Returns it. A ``workspace``
+        that cannot be a slug is a ValueError, before any request."""
+        return self._request("PATCH", _workspace(workspace), json={"name": name}).json()
+
+    def archive_workspace(self, workspace: str, archived: bool = True) -> dict:
+        """Archive a workspace you own (read-only for everyone, listed apart), or with
+        ``archived=False`` bring it back. Returns it, with ``archived_at``."""
+        method = "POST" if archived else "DELETE"
+        return self._request(method, _workspace(workspace) + "archive/").json()
 
     # ------------------------------------------------------------------ catalog
 
