@@ -190,3 +190,20 @@ def test_refusals():
     zero[3, :8] = 0
     with pytest.raises(InputError, match="prefix of 8 dimensions"):
         nested_quality(zero, labels)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_leave_one_out_breaks_ties_like_retrieval(metric):
+    """A discrete embedding with many equal distances (duplicated rows): leave-one-out ranks
+    ties by index, exactly as retrieval against the gallery of the other samples does."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 3, size=(40, 3)).astype(float)
+    labels = rng.integers(0, 3, 40)
+    result = nested_quality(x, labels, metric=metric)
+    per_query = [
+        retrieval(x[[i]], np.delete(x, i, 0), labels[[i]], np.delete(labels, i), metric=metric)
+        for i in range(len(x))
+    ]
+    assert result.mean_ap == [pytest.approx(np.mean([r.mean_ap for r in per_query]), abs=1e-12)]
+    assert result.top1 == [pytest.approx(np.mean([r.top1 for r in per_query]), abs=1e-12)]
+    assert result.top5 == [pytest.approx(np.mean([r.top5 for r in per_query]), abs=1e-12)]
