@@ -411,3 +411,28 @@ def test_a_layer_run_twice_is_refused(digits):
         refusal(lambda: stitched_outputs(Twice(), "inner", x[:8], np.zeros((8, 64)), device="cpu"))
         == "layer 'inner' of B runs more than once per forward"
     )
+
+
+def test_each_model_is_extracted_once_and_b_run_once_per_cell(digits, mlps):
+    """Forwards over 400 samples in batches of 256 (80 held out): one of two samples to read
+    the layers' shapes and two to extract, for each model; then one per cell for B."""
+    x, y = digits
+    calls = {"a": 0, "b": 0}
+    handles = [
+        model.register_forward_pre_hook(lambda *_, key=key: calls.__setitem__(key, calls[key] + 1))
+        for model, key in zip(mlps, "ab", strict=True)
+    ]
+    try:
+        stitching_matrix(
+            mlps[0],
+            mlps[1],
+            x[:400],
+            y[:400],
+            ["block1", "block2"],
+            ["block1", "head"],
+            device="cpu",
+        )
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == {"a": 1 + 2, "b": 1 + 2 + len(METHODS) * 2 * 2}
