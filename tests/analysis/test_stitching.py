@@ -436,3 +436,16 @@ def test_each_model_is_extracted_once_and_b_run_once_per_cell(digits, mlps):
         for handle in handles:
             handle.remove()
     assert calls == {"a": 1 + 2, "b": 1 + 2 + len(METHODS) * 2 * 2}
+
+
+def test_across_architectures(digits, cnn, mlps):
+    """The CNN's pooled features into the MLP's last block: both read the 1×8×8 images (the
+    MLP flattens them); each is scored alone on the same held-out samples."""
+    x, y = digits
+    images = x.reshape(-1, 1, 8, 8)
+    result = stitching_matrix(cnn, mlps[1], images, y, ["pool"], ["block2"], device="cpu")
+    _, test = split_of(result)
+    alone = extract_activations(cnn, images, [OUTPUT], device="cpu")[OUTPUT][test]
+    assert result.accuracy_a == np.mean(alone.argmax(1) == y[test])
+    assert result.matrices["fitted"].accuracy[0][0] > 2 * result.chance
+    assert result.dims_a == [8] and result.dims_b == [16]
