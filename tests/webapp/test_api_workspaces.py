@@ -11,6 +11,7 @@ import pytest
 
 from analysis.measures.registry import DEFINITIONS, MEASURES
 from tests.conftest import api_client_for, digits_npz_bytes
+from tests.webapp.test_schema import check
 from webapp.catalog.models import Membership, Upload, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -179,8 +180,6 @@ def test_measures_carry_the_definition_and_chance_level_the_pages_show(api):
 
 
 def test_workspace_answers_match_the_schema(api, workspace):
-    from tests.webapp.test_schema import check
-
     response = api.get("/api/v1/schema/?format=json")
     schema = json.loads(
         b"".join(response.streaming_content) if response.streaming else response.content
