@@ -1,6 +1,7 @@
 """Weight space: the cost of weight matching, and the barrier on the digits.
 
-Run: ``python -m tests.benchmarks.bench_weights`` (under a minute on 2 cores). Prints figures;
+Run: ``python -m tests.benchmarks.bench_weights`` (1 to 3 minutes on 2 shared cores, mostly the
+4 × 1,024 matching, each repeat 20 to 40 s there). Prints figures;
 asserts nothing about speed.
 
 - Weight matching (Git Re-Basin algorithm 2, :func:`analysis.weights.matching.weight_matching`)
@@ -12,7 +13,8 @@ asserts nothing about speed.
   seconds on scikit-learn's ``load_digits`` (a stratified 75 / 25 split, ``random_state=0``);
   loss and accuracy on the test split at 11 values of λ along (1−λ)θ_A + λθ_B and along
   (1−λ)θ_A + λπ(θ_B) after weight matching, the barriers, the seconds the 11 evaluations take,
-  and each layer's singular-vector alignment before and after matching.
+  and each layer's singular-vector alignment before and after matching. This part runs on one
+  thread (the tensors are tiny).
 """
 
 from __future__ import annotations
@@ -170,6 +172,9 @@ def main() -> None:
         torch.randn(64, 1, 8, 8),
         args.repeats,
     )
+    # Tiny tensors from here on: a second intra-op thread only adds synchronisation, which
+    # costs tens of seconds of training on a busy machine.
+    torch.set_num_threads(1)
     bench_barrier(args.epochs)
 
 
