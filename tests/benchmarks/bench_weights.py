@@ -1,8 +1,7 @@
 """Weight space: the cost of weight matching, and the barrier on the digits.
 
 Run: ``python -m tests.benchmarks.bench_weights`` (1 to 3 minutes on 2 shared cores, mostly the
-4 × 1,024 matching, each repeat 20 to 40 s there). Prints figures;
-asserts nothing about speed.
+4 × 1,024 matching, each repeat 20 to 40 s there). Prints figures; asserts nothing about speed.
 
 - Weight matching (Git Re-Basin algorithm 2, :func:`analysis.weights.matching.weight_matching`)
   of two randomly initialised MLPs 784 → 4 × 1,024 → 10 (4 permutations of 1,024 units), and of
