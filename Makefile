@@ -62,3 +62,4 @@ benchmark: $(VENV)/.installed-test
 	$(PY) -m tests.benchmarks.bench_explorer
 	$(PY) -m tests.benchmarks.bench_probes
 	$(PY) -m tests.benchmarks.bench_host
+	$(PY) -m tests.benchmarks.bench_weights

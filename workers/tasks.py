@@ -54,10 +54,10 @@ from webapp.runs.models import (
     Alignment,
     Cancelled,
     CompatibilityResult,
-    DynamicsResult,
     LayerStatistics,
     ProbeResult,
     Projection,
+    Report,
     Run,
     Score,
     SeriesCell,
@@ -607,7 +607,7 @@ def dynamics(run: Run) -> dict:
     """Per layer of the series: the step × step matrix (only the cells no earlier run of any
     series computed with these activations and measure settings), the similarity of each step
     to the final checkpoint, and each step's statistics (also computed once per activation
-    set); stored as the run's DynamicsResult."""
+    set); stored as the run's Report."""
     p = run.params
     by_pk = {c.pk: c for c in Checkpoint.objects.filter(pk__in=p["checkpoints"])}
     series = [by_pk[pk] for pk in p["checkpoints"]]
@@ -680,7 +680,7 @@ def dynamics(run: Run) -> dict:
         "layers": layers,
         "cells": {"computed": computed_cells, "reused": reused_cells},
     }
-    DynamicsResult.objects.update_or_create(
+    Report.objects.update_or_create(
         run=run, defaults={"result": result, "code_version": run.code_version}
     )
     return {

@@ -80,6 +80,7 @@ from webapp.runs.submit import (
     request_alignment,
     request_comparison,
     request_compatibility,
+    request_dynamics,
     request_extraction,
     request_model_matrix,
     request_probe,
@@ -93,6 +94,7 @@ User = get_user_model()
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
 QUOTE = "' onmouseover='alert(1)"
+SERIES = f"run {SCRIPT}"  # a seed group: the series of ckpt_a (step 0) and ckpt_b (step 1)
 COLUMN = f"group{IMG}"  # a metadata column's name
 VALUE = f"value {SCRIPT}"  # and one of its values
 RAW_MARKERS = ("<script>alert(", "<img src=x", "onmouseover='alert")
@@ -245,6 +247,10 @@ def build_world() -> SimpleNamespace:
     w.ckpt_b = _ingest_checkpoint(w.ws, w.owner, 1, f"mlp-seed1 {SCRIPT}", QUOTE)
     a, b, d, owner = w.ckpt_a, w.ckpt_b, w.dataset, w.owner
 
+    for step, checkpoint in enumerate((a, b)):  # a training run of two steps
+        checkpoint.seed_group, checkpoint.step = SERIES, step
+        checkpoint.save()
+    w.dynamics = _finished(request_dynamics(owner, w.ws, SERIES, d, ["block1"])[0])
     w.comparison = _finished(request_comparison(owner, a, b, d, n_permutations=2, n_bootstrap=2)[0])
     w.extraction = w.comparison.depends_on.order_by("pk").first()
     w.matrix = _finished(
@@ -499,6 +505,21 @@ PAGES: dict[str, Spec] = {
     "workspace": Spec(at(slug="@ws"), **RUN_SLUG),
     # Parts of the workspace page for its htmx polls; a plain GET goes to the page.
     "workspace-runs": Spec(at(slug="@ws"), get_ok=(302,), htmx_ok=(200,), **RUN_SLUG),
+    "workspace-datasets": Spec(at(slug="@ws"), get_ok=(302,), htmx_ok=(200,), **RUN_SLUG),
+    "workspace-checkpoints": Spec(at(slug="@ws"), get_ok=(302,), htmx_ok=(200,), **RUN_SLUG),
+    "series": Spec(at(slug="@ws", _query={"group": SERIES}), **RUN_SLUG),
+    "new-dynamics": Spec(
+        at(slug="@ws", _query={"group": SERIES}),
+        get=False,
+        writes={
+            "POST": form(
+                dataset="@dataset", layers=["block1"], pooling="mean", measure="cka/linear"
+            )
+        },
+        write_ok=CREATED,
+        **RUN_SLUG,
+    ),
+    "dynamics": Spec(at(pk="@dynamics"), htmx_ok=(286,), **RUN_PK),
     "members": Spec(at(slug="@ws"), **RUN_SLUG),
     "member-invite": Spec(
         at(slug="@ws"),
@@ -1498,6 +1519,8 @@ SHOWN = {
     "comparison": [N["ckpt_a"], N["ckpt_b"]],
     "comparison-pair": [N["ckpt_a"], N["ckpt_b"], N["label0"], N["label1"]],
     "model-matrix": [N["ckpt_a"], N["ckpt_b"]],
+    "series": [SERIES, N["ckpt_a"], N["ckpt_b"], N["dataset"]],
+    "dynamics": [SERIES, N["dataset"], N["ckpt_a"]],
     "compatibility": [N["ckpt_a"], N["ckpt_b"], N["label0"]],
     "probe": [N["ckpt_a"], N["dataset"]],
     "probe-moved": [N["label2"]],

@@ -89,3 +89,35 @@ def test_a_series_needs_two_checkpoints_with_the_layers(owner, workspace, digits
     add_step(workspace, owner, 1)
     with pytest.raises(InputError, match="no layer"):
         request_dynamics(owner, workspace, "mlp", digits, ["nope"])
+
+
+def test_series_and_dynamics_pages(client, owner, outsider, workspace, digits):
+    for step in range(3):
+        add_step(workspace, owner, step)
+    client.force_login(owner)
+    page = client.get(f"/w/{workspace.slug}/series/?group=mlp")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "mlp-step2" in html and "Compute dynamics" in html
+    assert 'data-chart="metric:loss"' in html
+    refused = client.post(
+        f"/w/{workspace.slug}/series/dynamics/?group=mlp",
+        {"dataset": digits.pk, "layers": ["nope"], "pooling": "mean", "measure": "cka/linear"},
+    )
+    assert refused.status_code == 400
+    asked = client.post(
+        f"/w/{workspace.slug}/series/dynamics/?group=mlp",
+        {"dataset": digits.pk, "layers": LAYERS, "pooling": "mean", "measure": "cka/linear"},
+    )
+    assert asked.status_code == 302
+    run = Run.objects.get(kind=Run.Kind.DYNAMICS)
+    assert asked["Location"] == f"/dynamics/{run.pk}/"
+    run_with_dependencies(run)
+    html = client.get(f"/dynamics/{run.pk}/").content.decode()
+    assert 'data-chart="to_final"' in html and 'data-heatmap="matrix-2"' in html
+    assert "Linear CKA" in html
+    add_step(workspace, owner, 3)
+    assert "1 more checkpoint" in client.get(f"/dynamics/{run.pk}/").content.decode()
+    client.force_login(outsider)
+    assert client.get(f"/dynamics/{run.pk}/").status_code == 404
+    assert client.get(f"/w/{workspace.slug}/series/?group=mlp").status_code == 404

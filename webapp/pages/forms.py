@@ -110,6 +110,7 @@ def with_parameters(kind: str) -> type[ParametersForm]:
 if TYPE_CHECKING:
     CompareParameters = ParametersForm
     CompatibilityParameters = ParametersForm
+    DynamicsParameters = ParametersForm
     ExtractParameters = ParametersForm
     ProjectParameters = ParametersForm
     ProjectAlignedParameters = ParametersForm
@@ -117,15 +118,16 @@ if TYPE_CHECKING:
 else:
     CompareParameters = with_parameters(Run.Kind.COMPARE)
     CompatibilityParameters = with_parameters(Run.Kind.COMPATIBILITY)
+    DynamicsParameters = with_parameters(Run.Kind.DYNAMICS)
     ExtractParameters = with_parameters(Run.Kind.EXTRACT)
     ProjectParameters = with_parameters(Run.Kind.PROJECT)
     ProjectAlignedParameters = with_parameters(Run.Kind.PROJECT_ALIGNED)
     ProbeParameters = with_parameters(Run.Kind.PROBE)
 
 
-class MeasureForm(CompareParameters):
-    """The measure, its own declared parameters (a field per parameter of every measure,
-    shown for the chosen one) and the baseline and interval sizes."""
+class MeasureChoice(ParametersForm):
+    """The measure and its own declared parameters (a field per parameter of every measure,
+    shown for the chosen one), beside the parameters of a kind that has a measure."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -173,6 +175,27 @@ class MeasureForm(CompareParameters):
             **{p.name: data[p.name] for p in self.parameters},
             "measure_params": self.measure_params(),
         }
+
+
+class MeasureForm(MeasureChoice, CompareParameters):
+    """The measure with the baseline and interval sizes of a comparison."""
+
+
+class DynamicsForm(MeasureChoice, DynamicsParameters):
+    """A series' dynamics: one dataset, the layers followed and the measure of its matrices."""
+
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
+    layers = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="none ticked: every top-level block and the output of the last checkpoint",
+    )
+
+    def __init__(self, series: list[Checkpoint], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choose_from(self, "dataset", series[-1].workspace.datasets.all())
+        shared = [name for name in series[-1].layers if all(name in c.layers for c in series)]
+        set_choices(self, "layers", [(name, name) for name in shared])
 
 
 class ComparisonForm(MeasureForm):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.pages import team, views
+from webapp.pages import series, team, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -26,6 +26,9 @@ urlpatterns = [
         views.dismiss_upload,
         name="upload-dismiss",
     ),
+    path("w/<slug:slug>/series/", series.series, name="series"),
+    path("w/<slug:slug>/series/dynamics/", series.new_dynamics, name="new-dynamics"),
+    path("dynamics/<int:pk>/", series.dynamics, name="dynamics"),
     path("w/<slug:slug>/comparisons/new/", views.new_comparison, name="new-comparison"),
     path("w/<slug:slug>/matrices/new/", views.new_model_matrix, name="new-model-matrix"),
     path("matrices/<int:pk>/", views.model_matrix_page, name="model-matrix"),

@@ -479,12 +479,13 @@ class LayerStatistics(models.Model):
         ]
 
 
-class DynamicsResult(models.Model):
-    """A series' dynamics on one dataset: per layer the step × step matrix, the similarity of
-    each step to the final checkpoint and the statistics over steps (webapp.runs.results
-    assembles the page's view of it)."""
+class Report(models.Model):
+    """A run's result as one JSON document, for the kinds whose result is small enough and
+    read whole (a series' dynamics …); webapp.runs.results assembles each page's view of it.
+    Per-sample arrays belong in a model of their own with Blob foreign keys, which keep the
+    blobs from garbage collection (webapp.catalog.retention)."""
 
-    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="dynamics")
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="report")
     result = models.JSONField()
     code_version = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -14,7 +14,7 @@ from analysis.measures.engine import BASELINE_WARNING
 from analysis.measures.registry import MEASURES, describe
 from analysis.probes.families import get_family
 from webapp.catalog.models import Checkpoint
-from webapp.runs.models import Alignment, DynamicsResult, Run, Score
+from webapp.runs.models import Alignment, Report, Run, Score
 from webapp.version import code_version
 
 
@@ -382,7 +382,7 @@ def dynamics_view(run: Run) -> dict:
         "accuracies": list(ACCURACIES),
         "layers": [],
     }
-    stored = DynamicsResult.objects.filter(run=run).first()
+    stored = Report.objects.filter(run=run).first()
     if stored is None or len(series) != len(p["checkpoints"]):
         return view
     result = stored.result
@@ -398,6 +398,7 @@ def dynamics_view(run: Run) -> dict:
             {
                 "layer": layer["layer"],
                 "d": layer["d"],
+                "json_id": f"matrix-{len(view['layers']) + 1}",
                 "matrix": {
                     "measure": measure,
                     "layers_a": labels,
@@ -409,6 +410,7 @@ def dynamics_view(run: Run) -> dict:
                 },
                 "to_final": [row[-1] for row in matrix],
                 "refusals": layer["refusals"],
+                "refusal_reasons": sorted(set(layer["refusals"].values())),
                 "statistics": {
                     name: [s["statistics"][name] for s in layer["statistics"]]
                     for name in STATISTICS
@@ -420,3 +422,41 @@ def dynamics_view(run: Run) -> dict:
             }
         )
     return view
+
+
+def dynamics_charts(view: dict) -> dict:
+    """The dynamics page's line charts (static/js/dynamics/figure.js) from
+    :func:`dynamics_view`: similarity to the final checkpoint, each statistic and probe over
+    steps (one line per layer; accuracies on their 0–1 range with their chance level), and
+    each logged training metric. Statistics no step has (no labels: no accuracies) are left
+    out."""
+    layers = view["layers"]
+    measure = view["measure"]
+    charts: dict[str, dict] = {
+        "to_final": {
+            "lines": [{"name": layer["layer"], "y": layer["to_final"]} for layer in layers],
+            "yTitle": f"{measure['name']} to the final step",
+            "range": measure["range"],
+        }
+    }
+    for name, about in view["statistics"].items():
+        lines = [{"name": layer["layer"], "y": layer["statistics"][name]} for layer in layers]
+        if all(v is None for line in lines for v in line["y"]):
+            continue
+        accuracy = name in view["accuracies"]
+        charts[name] = {
+            "lines": lines,
+            "yTitle": about["name"],
+            "range": [0, 1] if accuracy else None,
+            "chance": view.get("label_chance") if accuracy else None,
+        }
+    for column, chance in (view.get("probe_columns") or {}).items():
+        charts[f"probe:{column}"] = {
+            "lines": [{"name": layer["layer"], "y": layer["probes"][column]} for layer in layers],
+            "yTitle": f"probe accuracy of {column}",
+            "range": [0, 1],
+            "chance": chance,
+        }
+    for name, values in view["metrics"].items():
+        charts[f"metric:{name}"] = {"lines": [{"name": name, "y": values}], "yTitle": name}
+    return {"steps": view["steps"], "labels": view["step_labels"], "charts": charts}

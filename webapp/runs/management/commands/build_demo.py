@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from demo import series as training_run
 from demo import text, vision
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 from webapp.catalog.models import Checkpoint, Dataset, Membership, Workspace
@@ -20,6 +21,7 @@ from webapp.runs.submit import (
     request_alignment,
     request_comparison,
     request_compatibility,
+    request_dynamics,
     request_model_matrix,
     request_probe,
     request_projection,
@@ -118,6 +120,25 @@ class Command(BaseCommand):
                 for name, parent in parents.items():
                     checkpoints[name].parent = checkpoints[parent]
                     checkpoints[name].save(update_fields=["parent"])
+            if not workspace.checkpoints.filter(seed_group=training_run.SERIES_NAME).exists():
+                self._say(f"training {training_run.SERIES_NAME}, logging its checkpoints")
+
+                def log(path: Path, step: int, metrics: dict[str, float]) -> None:
+                    with open(path, "rb") as f:
+                        ingest_checkpoint(
+                            workspace,
+                            user,
+                            f,
+                            path.name,
+                            path.stem,
+                            description="The digit MLP 64→64→32→10 during training (SGD, "
+                            "learning rate 0.002, then 0.1 from step 240).",
+                            seed_group=training_run.SERIES_NAME,
+                            step=step,
+                            metrics=metrics,
+                        )
+
+                training_run.train_series(tmp / "series", log)
         for a, b, dataset in COMPARISONS:
             run, _ = request_comparison(user, checkpoints[a], checkpoints[b], datasets[dataset])
             self._say(f"comparison {a} vs {b} on {dataset}: run {run.pk} ({run.state})")
@@ -130,6 +151,8 @@ class Command(BaseCommand):
             user, series, datasets["digits"], "block3", criterion="mean_ap"
         )
         self._say(f"compatibility of {', '.join(SERIES)}: run {run.pk} ({run.state})")
+        run, _ = request_dynamics(user, workspace, training_run.SERIES_NAME, datasets["digits"])
+        self._say(f"dynamics of {training_run.SERIES_NAME}: run {run.pk} ({run.state})")
         a, b, layer = ALIGNMENT
         run, _ = request_alignment(
             user, checkpoints[a], checkpoints[b], datasets["digits"], layer, layer
