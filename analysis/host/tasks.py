@@ -16,18 +16,22 @@ from analysis.models.checkpoints import load_checkpoint
 from analysis.models.extraction import extract_activations
 from analysis.models.modules import as_model
 from analysis.probes.engine import run_probe
+from analysis.weights.space import weight_space
 
 Progress = Callable[[float], None]
 
 
-def _model(params: dict, inputs: dict) -> Model | nn.Module:
-    model_file: Path = inputs["model"]
+def _model(params: dict, inputs: dict, name: str = "model") -> Model | nn.Module:
+    """The model in file ``inputs[name]``: the run's checkpoint (``"model"``, described by
+    ``params``' format keys) or a second one (``"model_b"``, described by ``params[name]``)."""
+    model_file: Path = inputs[name]
+    described = params if name == "model" else params[name]
     return load_checkpoint(
         model_file,
-        params["format"],
-        params.get("architecture", ""),
-        params.get("filename", ""),
-        tuple(params["archive_limits"]),
+        described["format"],
+        described.get("architecture", ""),
+        described.get("filename", ""),
+        tuple(described["archive_limits"]),
     )
 
 
@@ -90,3 +94,24 @@ def probe(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
     )
     arrays = {f"per_sample:{i}": r.per_sample for i, r in enumerate(results)}
     return {"families": [r.to_json() for r in results]}, arrays
+
+
+def weights(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
+    """The weight space between the run's checkpoint (A, ``inputs["model"]``) and a second one
+    (B, ``inputs["model_b"]``) on the labelled samples ``inputs["x"]``, ``inputs["y"]``
+    (:func:`analysis.weights.space.weight_space`); both must be torch modules whose
+    parameters follow ``params["spec"]``, a built-in architecture."""
+    models = [_model(params, inputs, name) for name in ("model", "model_b")]
+    for model in models:
+        if not isinstance(model, nn.Module):
+            raise InputError("weight space reads the weights of torch models only")
+    result = weight_space(
+        models[0],
+        models[1],
+        params["spec"],
+        np.asarray(inputs["x"]),
+        np.asarray(inputs["y"]),
+        seed=params["seed"],
+        progress=progress,
+    )
+    return result, {}

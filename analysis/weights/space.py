@@ -1,0 +1,201 @@
+"""The weight space between two checkpoints of one architecture, as a run reports it.
+
+:func:`weight_space` matches B's hidden units to A's (:mod:`~analysis.weights.matching`),
+checks that the permuted B computes B's function on the data, and measures, before and after
+matching: the L2 distance, loss and accuracy along the linear path (with its barriers,
+:mod:`~analysis.weights.connectivity`) and each layer's spectra and singular-vector alignment
+(:mod:`~analysis.weights.spectra`). It reads weights only through a declared permutation
+spec: a ``.safetensors`` state dict of a built-in architecture, or a TorchScript model whose
+parameters follow a built-in architecture's naming (:func:`declared_architecture`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from analysis.errors import InputError
+from analysis.models.architectures import build_from_state_dict
+from analysis.weights.connectivity import (
+    LAMBDAS,
+    ConnectivityCurve,
+    classifier_evaluator,
+    evaluate_classifier,
+    linear_path,
+)
+from analysis.weights.matching import l2_distance, weight_matching
+from analysis.weights.specs import SPECS, apply_permutation, spec_for
+from analysis.weights.spectra import layer_spectra
+
+WEIGHT_FORMATS = (
+    "weight space reads weights only from .safetensors state dicts of a built-in architecture "
+    f"({', '.join(sorted(SPECS))}) and from TorchScript models whose layers follow one of "
+    "these architectures' naming"
+)
+"""What a refusal says about the formats that expose weights this way."""
+
+FUNCTION_TOLERANCE = 1e-5
+"""The permuted B computes B's function when its outputs on every sample differ from B's by at
+most this much times max(1, the largest |output| of B)."""
+
+_TOP_LEVEL: dict[str, tuple[str, str, str]] = {
+    # architecture → (numbered block prefix, the block's weighted layer type, what may precede)
+    "mlp": ("block", "Linear", "flatten"),
+    "small-cnn": ("conv", "Conv2d", ""),
+}
+
+
+def declared_architecture(fmt: str, architecture: str, layer_tree: Sequence[dict]) -> str | None:
+    """The built-in architecture whose permutation spec applies to a checkpoint: the declared
+    one of a ``.safetensors`` state dict, or the one a TorchScript model's top-level layers
+    are named after (``flatten, block1 … blockK, head`` for ``mlp``; ``conv1 … convK, pool,
+    head`` for ``small-cnn``); None for any other checkpoint (:data:`WEIGHT_FORMATS` says
+    why). The model host checks the parameters themselves (:func:`weight_space`)."""
+    if fmt == "safetensors" and architecture in SPECS:
+        return architecture
+    if fmt == "torchscript":
+        names = [node.get("name") for node in layer_tree]
+        types = {node.get("name"): node.get("type") for node in layer_tree}
+        for name, (prefix, layer_type, before) in _TOP_LEVEL.items():
+            k = sum(1 for n in names if isinstance(n, str) and n.startswith(prefix))
+            blocks = [f"{prefix}{i}" for i in range(1, k + 1)]
+            after = ["pool", "head"] if name == "small-cnn" else ["head"]
+            expected = ([before] if before else []) + blocks + after
+            if k and names == expected and types["head"] == "Linear":
+                children = {
+                    child.get("type")
+                    for node in layer_tree
+                    if node.get("name") in blocks
+                    for child in node.get("children", [])
+                }
+                if layer_type in children:
+                    return name
+    return None
+
+
+def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A loaded model's parameters and buffers by name, detached float copies on the CPU."""
+    return {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
+
+
+def _outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def function_check(
+    model_b: nn.Module, architecture: str, permuted: dict[str, torch.Tensor], x: torch.Tensor
+) -> dict:
+    """Whether B permuted (built into ``architecture``) computes the same outputs as B as it
+    was loaded, on the samples ``x``: ``{max_difference, scale, tolerance, passed}``."""
+    out_b = _outputs(model_b, x)
+    out_p = _outputs(build_from_state_dict(architecture, permuted), x)
+    if out_b.shape != out_p.shape:
+        return {"max_difference": None, "scale": None, "tolerance": None, "passed": False}
+    difference = float((out_b.double() - out_p.double()).abs().max())
+    scale = max(1.0, float(out_b.double().abs().max()))
+    tolerance = FUNCTION_TOLERANCE * scale
+    return {
+        "max_difference": difference,
+        "scale": scale,
+        "tolerance": tolerance,
+        "passed": bool(difference <= tolerance),
+    }
+
+
+def _curve_json(curve: ConnectivityCurve) -> dict:
+    return {
+        "loss": curve.loss.tolist(),
+        "accuracy": curve.accuracy.tolist(),
+        "loss_barrier": curve.loss_barrier,
+        "accuracy_barrier": curve.accuracy_barrier,
+    }
+
+
+def weight_space(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    architecture: str,
+    x: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
+) -> dict:
+    """Everything the weight-space page shows about two loaded models whose parameters follow
+    the built-in ``architecture``'s naming, as JSON:
+
+    - ``parameters``: the permuted units (``units``: permutation → size);
+    - ``function_check``: :func:`function_check` of π(B) against B on ``x``; a failure is
+      refused (an :class:`InputError`), as the matched numbers would mean nothing;
+    - ``l2``: ‖θ_A − θ_B‖ before and ‖θ_A − π(θ_B)‖ after matching;
+    - ``models``: each model's own (loss, accuracy) on ``(x, labels)``, as loaded;
+    - ``lambdas``, ``naive`` and ``matched``: loss and accuracy along (1−λ)θ_A + λθ_B and
+      (1−λ)θ_A + λπ(θ_B), with their barriers;
+    - ``layers``: per weight matrix, the singular values of A and B (π(B) has B's), and the
+      cosines and alignment before and after matching.
+    """
+    report = progress or (lambda f: None)
+    x_t = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(y) != len(x_t) or not np.issubdtype(y.dtype, np.integer):
+        raise InputError("weight space needs a dataset with an integer class label per sample")
+    y_t = torch.as_tensor(y, dtype=torch.long)
+    state_a, state_b = state_of(model_a), state_of(model_b)
+    spec = spec_for(architecture, state_a)
+    spec.check(state_b, "model B")
+    perms = weight_matching(spec, state_a, state_b, seed=seed)
+    permuted = apply_permutation(spec, perms, state_b)
+    report(0.2)
+    check = function_check(model_b, architecture, permuted, x_t)
+    if not check["passed"]:
+        found = check["max_difference"]
+        raise InputError(
+            "B with its units permuted does not compute the same function as B "
+            + (f"(outputs differ by up to {found:.3g})" if found is not None else "")
+            + f"; its layers are not those of the built-in {architecture!r} they are named after"
+        )
+    own = [evaluate_classifier(m, x_t, y_t) for m in (model_a, model_b)]
+    evaluate = classifier_evaluator(architecture, x_t, y_t)
+    naive = linear_path(state_a, state_b, evaluate, LAMBDAS)
+    report(0.55)
+    matched = linear_path(state_a, permuted, evaluate, LAMBDAS)
+    report(0.9)
+    layers = []
+    for before, after in zip(
+        layer_spectra(state_a, state_b), layer_spectra(state_a, permuted), strict=True
+    ):
+        layers.append(
+            {
+                "layer": before.name,
+                "singular_a": before.singular_a.tolist(),
+                "singular_b": before.singular_b.tolist(),
+                "cosines_before": before.cosines.tolist(),
+                "cosines_after": after.cosines.tolist(),
+                "alignment_before": before.alignment,
+                "alignment_after": after.alignment,
+            }
+        )
+    report(1.0)
+    return {
+        "architecture": architecture,
+        "seed": seed,
+        "n": len(y),
+        "units": {perm: spec.size(perm) for perm in spec.perm_to_axes},
+        "function_check": check,
+        "l2": {
+            "before": l2_distance(state_a, state_b),
+            "after": l2_distance(state_a, permuted),
+        },
+        "models": {
+            side: {"loss": loss, "accuracy": accuracy}
+            for side, (loss, accuracy) in zip("ab", own, strict=True)
+        },
+        "lambdas": LAMBDAS.tolist(),
+        "naive": _curve_json(naive),
+        "matched": _curve_json(matched),
+        "layers": layers,
+    }
