@@ -32,6 +32,7 @@ from analysis.dynamics.series import (
 )
 from analysis.errors import InputError
 from analysis.explorer.geometry import geometry
+from analysis.explorer.nested import MAX_LOO_SAMPLES, nested_quality
 from analysis.explorer.projection import PARAMETERS, neighbourhoods, project, project_aligned
 from analysis.explorer.projection import Projection as Projected
 from analysis.host import run_in_host
@@ -41,6 +42,7 @@ from analysis.measures.compatibility import query_gallery_split
 from analysis.measures.engine import compare_layers
 from analysis.measures.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures.registry import MEASURES
+from analysis.measures.units import unit_matching_report
 from analysis.models.precomputed import read_precomputed
 from analysis.probes.previews import previews
 from webapp.catalog import uploads
@@ -64,6 +66,7 @@ from webapp.runs.models import (
     reap_stale_runs,
 )
 from webapp.runs.queue import fail_blocked, ready_runs, take_next
+from webapp.runs.units import check_width
 from workers import presence  # noqa: F401  (a worker writes that it is alive: signals)
 
 logger = logging.getLogger(__name__)
@@ -734,6 +737,98 @@ def _statistics(
     return out, fresh
 
 
+def nested(run: Run) -> dict:
+    """For each checkpoint, the quality of every prefix of its layer's embedding (retrieval,
+    leave-one-out probe accuracy, CKA to the full embedding), memory-mapped from the stored
+    activations; stored as the run's Report. Retrieval is leave-one-out up to
+    MAX_LOO_SAMPLES samples, beyond that queries against a gallery (the dataset's ``role``
+    column, else a fifth of each label, seed 0)."""
+    p = run.params
+    by_pk = {c.pk: c for c in Checkpoint.objects.filter(pk__in=p["checkpoints"])}
+    series = [by_pk[pk] for pk in p["checkpoints"]]
+    labels = run.dataset.column("y")
+    if labels is None:
+        raise InputError(f"{run.dataset} has no labels: nested-embedding quality needs them")
+    query = gallery = None
+    if len(labels) > MAX_LOO_SAMPLES:
+        query, gallery = query_gallery_split(labels, run.dataset.column("meta:role"))
+    started = monotonic()
+    results = []
+    for position, checkpoint in enumerate(series):
+        activation = _activation_sets(run, checkpoint, [p["layer"]])[0]
+        with activation.memory_map() as x:
+            quality = nested_quality(
+                x, labels, metric=p["metric"], query_idx=query, gallery_idx=gallery
+            )
+        results.append({"checkpoint": checkpoint.pk, **quality.to_json()})
+        run.report_progress((position + 1) / len(series))
+    Report.objects.update_or_create(
+        run=run, defaults={"result": {"checkpoints": results}, "code_version": run.code_version}
+    )
+    return {"compute_s": round(monotonic() - started, 3), "checkpoints": len(series)}
+
+
+def unit_matching(run: Run) -> dict:
+    """Unit matching beyond one-to-one between the run's layer of A and layer of B
+    (:func:`unit_matching_report` on the stored activations), with the samples that activate
+    each shown pair's unit of B most beside those of its unit of A; stored as the run's Report.
+    A layer wider than MAX_UNITS is refused before any work."""
+    p = run.params
+    set_a = _activation_sets(run, run.checkpoint, [p["layer_a"]])[0]
+    set_b = _activation_sets(run, run.checkpoint_b, [p["layer_b"]])[0]
+    check_width(set_a.d, f"{run.checkpoint} {set_a.layer}")
+    check_width(set_b.d, f"{run.checkpoint_b} {set_b.layer}")
+    started = monotonic()
+    with set_a.memory_map() as x, set_b.memory_map() as y:
+        report = unit_matching_report(
+            x, y, n_alphas=p["n_alphas"], n_pairs=p["n_pairs"], top_m=p["top_m"]
+        )
+        columns = np.asarray(y)
+
+        def top_b(pairs: list) -> list[list[int]]:
+            return [
+                np.argsort(-columns[:, pair.b].astype(np.float64), kind="stable")[: p["top_m"]]
+                .tolist()
+                for pair in pairs
+            ]
+
+        tops = {"best": top_b(report.best_pairs), "worst": top_b(report.worst_pairs)}
+    computed = monotonic()
+    result = {
+        "report": report.to_json(),
+        "top_b": tops,
+        "estimator": "Pearson correlations of units over the samples; Hungarian matching; "
+        f"lasso path of {len(report.sparse.alphas)} penalties, coordinate descent",
+    }
+    Report.objects.update_or_create(
+        run=run, defaults={"result": result, "code_version": run.code_version}
+    )
+    return {"compute_s": round(computed - started, 3), "p": report.p, "q": report.q}
+
+
+def weight_space(run: Run) -> dict:
+    """Match B's hidden units to A's in a model host that loads both checkpoints, and store
+    what :func:`analysis.host.tasks.weights` reports (function check, L2, paths, spectra) as
+    the run's Report."""
+    assert run.checkpoint_b is not None  # a weight-space run has two checkpoints
+    arrays = run.dataset.load_arrays()
+    started = monotonic()
+    with run.checkpoint_b.blob.local_path() as path_b:
+        result, _ = _in_host(
+            run,
+            {
+                "spec": run.params["spec"],
+                "seed": run.params["seed"],
+                "model_b": checkpoint_model_params(run.checkpoint_b),
+            },
+            {"model_b": path_b, "x": arrays.x, "y": arrays.y},
+        )
+    Report.objects.update_or_create(
+        run=run, defaults={"result": result, "code_version": run.code_version}
+    )
+    return {"compute_s": round(monotonic() - started, 3)}
+
+
 RUNNERS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.EXTRACT: extract,
     Run.Kind.COMPARE: compare,
@@ -744,4 +839,7 @@ RUNNERS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.PROJECT_ALIGNED: aligned_projections,
     Run.Kind.PROBE: probe,
     Run.Kind.DYNAMICS: dynamics,
+    Run.Kind.NESTED: nested,
+    Run.Kind.WEIGHTS: weight_space,
+    Run.Kind.UNITS: unit_matching,
 }

@@ -330,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed-group", default="", help="the series it belongs to")
     p.add_argument("--step", type=int, default=None, help="its training step")
+    p.add_argument(
+        "--metric",
+        action="append",
+        type=measure_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a training metric logged with it, e.g. loss=0.31 (repeatable)",
+    )
     p.add_argument("--description", default="", help="a line about it")
     p.add_argument("--chunk-size", type=byte_count, help="e.g. 8M (default: server's)")
 
@@ -356,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("checkpoints", "the checkpoints you can see"),
         ("runs", "runs, newest first"),
         ("activations", "stored activation sets"),
+        ("series", "a workspace's series: seed groups with their checkpoints by step"),
     ):
         q = listing.add_parser(what, help=text, description=text, parents=[common])
         if what == "workspaces":
@@ -374,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help="only the active ones (default: both)",
             )
+            continue
+        if what == "series":
+            q.add_argument("-w", "--workspace", required=True, help="the workspace's slug")
             continue
         if what == "activations":
             q.add_argument("-c", "--checkpoint", type=int, metavar="ID", help="of this checkpoint")
@@ -426,6 +438,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help=seed)
     waiting(p)
 
+    p = command(
+        "dynamics",
+        "follow layers over the checkpoints of a series (a seed group, by step): step × step "
+        "matrices, similarity to the final step, statistics per step",
+    )
+    p.add_argument("-w", "--workspace", required=True, help="the workspace's slug")
+    p.add_argument("--series", required=True, help="the seed group (replens ls series)")
+    ids(p, "dataset")
+    p.add_argument("--layers", nargs="+", help="default: the last checkpoint's default layers")
+    p.add_argument("--measure", help="default cka/linear (GET /api/v1/measures/)")
+    p.add_argument(
+        "--param",
+        action="append",
+        type=measure_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter of the measure, e.g. k=20 (repeatable)",
+    )
+    p.add_argument("--pooling", help=pooling)
+    waiting(p)
+
+    p = command(
+        "match-units",
+        "match the units of a layer of checkpoint A with those of a layer of B: Hungarian and "
+        "best partner both ways, share above a correlation t, sparse prediction, best and "
+        "worst pairs (layers of at most 512 units)",
+    )
+    ids(p, "checkpoint-a", "checkpoint-b", "dataset")
+    p.add_argument("--layer-a", required=True, help="a layer of A (replens ls activations)")
+    p.add_argument("--layer-b", required=True, help="a layer of B")
+    p.add_argument("--pooling", help=pooling)
+    p.add_argument("--pairs", type=int, dest="n_pairs", metavar="N", help="pairs shown (default 5)")
+    p.add_argument(
+        "--top", type=int, dest="top_m", metavar="M", help="samples per unit shown (default 9)"
+    )
+    p.add_argument(
+        "--alphas", type=int, dest="n_alphas", metavar="N", help="lasso penalties (default 30)"
+    )
+    waiting(p)
+
+    p = command(
+        "weights",
+        "the weight space between two checkpoints of one architecture: B's units matched to "
+        "A's, loss and accuracy along the linear paths with their barriers, L2 and per-layer "
+        "spectra before and after matching (.safetensors or TorchScript named after a "
+        "built-in architecture)",
+    )
+    ids(p, "checkpoint-a", "checkpoint-b", "dataset")
+    p.add_argument(
+        "--seed", type=int, help="seed of the order weight matching visits the layers in"
+    )
+    waiting(p)
+
     p = command("probe", "probe layers' invariance and equivariance to transformations")
     ids(p, "checkpoint", "dataset")
     p.add_argument("--layers", nargs="+", help="default: top-level blocks and the output")
@@ -449,6 +514,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="umap: euclidean or cosine")
     p.add_argument("--perplexity", type=float, help="tsne: effective number of neighbours")
     p.add_argument("--seed", type=int, help=seed)
+    waiting(p)
+
+    p = command(
+        "nested",
+        "quality of every prefix (8, 16, 32, … d dimensions) of one layer's embedding of one or "
+        "more checkpoints: retrieval mAP, top-1, top-5, probe accuracy, CKA to the full one",
+    )
+    p.add_argument(
+        "-c",
+        "--checkpoints",
+        type=int,
+        nargs="+",
+        required=True,
+        metavar="ID",
+        help="one or more checkpoint ids, drawn overlaid in this order (replens ls checkpoints)",
+    )
+    ids(p, "dataset")
+    p.add_argument("--layer", required=True, help="the embedding layer; every checkpoint has it")
+    p.add_argument("--metric", help="retrieval distance: cosine (default) or euclidean")
+    p.add_argument("--pooling", help=pooling)
     waiting(p)
 
     p = command(
@@ -496,6 +581,7 @@ COLUMNS = {
     "checkpoints": ["id", "workspace", "name", "format", "parameter_count", "seed_group", "step"],
     "runs": ["id", "workspace", "kind", "state", "progress", "created_at"],
     "activations": ["id", "checkpoint", "dataset", "layer", "pooling", "n", "d", "dtype"],
+    "series": ["name", "checkpoints", "page"],
 }
 
 
@@ -555,6 +641,21 @@ def _probe(result: dict) -> str:
     return "\n".join(blocks) or "no statistics yet\n"
 
 
+def _nested(result: dict) -> str:
+    """Per checkpoint, each statistic at each prefix dimension m, then the chance levels."""
+    keys = ["mean_ap", "top1", "top5", "probe_accuracy", "cka"]
+    header = ["m", "mAP", "top-1", "top-5", "probe", "CKA"]
+    blocks = []
+    for curve in result["curves"]:
+        rows = [[m, *(curve[k][i] for k in keys)] for i, m in enumerate(curve["dims"])]
+        title = f"{curve['checkpoint']['name']} at {result['layer']} (d = {curve['d']})"
+        blocks.append(f"{title}\n{table(header, rows, upper=False)}")
+    levels = [f"{h} {result['chance'][k]:.3f}" for h, k in zip(header[1:4], keys[:3], strict=True)]
+    levels.append(f"probe {result['chance']['probe_accuracy']:.3f}")
+    blocks.append(f"chance: {', '.join(levels)}\n")
+    return "\n".join(blocks)
+
+
 def render(args: argparse.Namespace, result: Any) -> str:
     """What a command prints on stdout."""
     if args.format == "json":
@@ -567,6 +668,8 @@ def render(args: argparse.Namespace, result: Any) -> str:
             return _matrix(result)
         if "families" in result:
             return _probe(result)
+        if result.get("curves"):
+            return _nested(result)
     return _fields(result)
 
 
@@ -611,6 +714,7 @@ def _upload(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -> 
                 description=args.description,
                 chunk_size=args.chunk_size,
                 dataset=args.dataset,
+                metrics=dict(args.metric) or None,
             )
     finally:
         bar.end()
@@ -631,7 +735,17 @@ def _list(client: Client, args: argparse.Namespace) -> list[dict]:
         return client.checkpoints(args.workspace)
     if args.what == "activations":
         return client.activations(args.checkpoint, args.dataset)
+    if args.what == "series":
+        return [
+            {**s, "checkpoints": f"{len(s['checkpoints'])} (steps {_steps(s)})"}
+            for s in client.series(args.workspace)
+        ]
     return client.runs(args.workspace, args.kind, args.state, args.limit)
+
+
+def _steps(series: dict) -> str:
+    steps = [c["step"] for c in series["checkpoints"] if c["step"] is not None]
+    return f"{min(steps)}–{max(steps)}" if steps else "none"
 
 
 def _workspace(client: Client, args: argparse.Namespace, err: TextIO) -> dict:
@@ -674,6 +788,32 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
             seed=args.seed,
             measure_params=dict(args.param),
         )
+    elif c == "dynamics":
+        run = client.follow(
+            args.workspace,
+            args.series,
+            args.dataset,
+            layers=args.layers,
+            measure=args.measure,
+            pooling=args.pooling,
+            measure_params=dict(args.param),
+        )
+    elif c == "match-units":
+        run = client.match_units(
+            args.checkpoint_a,
+            args.checkpoint_b,
+            args.dataset,
+            args.layer_a,
+            args.layer_b,
+            pooling=args.pooling,
+            n_pairs=args.n_pairs,
+            top_m=args.top_m,
+            n_alphas=args.n_alphas,
+        )
+    elif c == "weights":
+        run = client.compare_weights(
+            args.checkpoint_a, args.checkpoint_b, args.dataset, seed=args.seed
+        )
     elif c == "probe":
         run = client.probe(
             args.checkpoint,
@@ -695,6 +835,10 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
             metric=args.metric,
             perplexity=args.perplexity,
             seed=args.seed,
+        )
+    elif c == "nested":
+        run = client.request_nested(
+            args.checkpoints, args.dataset, args.layer, metric=args.metric, pooling=args.pooling
         )
     elif c == "wait":
         run = _wait(client, {"id": args.run}, args, bar)

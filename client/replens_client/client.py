@@ -39,6 +39,10 @@ RESULTS = {
     "probe": "probes",
     "project": "projections",
     "project_aligned": "aligned-projections",
+    "nested": "nested",
+    "dynamics": "dynamics",
+    "units": "unit-matchings",
+    "weights": "weight-spaces",
 }
 """Where the result of each run kind is (``GET <route>/<run id>/``)."""
 TOKEN_PAGE = "sign in to the site and open 'API token' in its top bar (/account/token/)"
@@ -386,11 +390,13 @@ class Client:
         chunk_size: int | None = None,
         dataset: int | None = None,
         wait: bool = True,
+        metrics: dict[str, float] | None = None,
     ) -> Uploaded:
         """Upload a checkpoint (TorchScript .pt, .safetensors with ``architecture``, .onnx, a
         .zip / .tar of a Hugging Face model directory, or precomputed activations of the
         samples of ``dataset``) in chunks, resuming after dropped connections; ``seed_group``
-        and ``step`` place it in a series. Waits while a worker checks it (in a model host);
+        and ``step`` place it in a series, ``metrics`` (``{"loss": 0.3, "epoch": 2}``) are
+        drawn over the series' steps. Waits while a worker checks it (in a model host);
         returns the checkpoint (``.created`` is False for a duplicate), or raises
         :class:`UploadFailed` with the reason it was refused."""
         fields = {
@@ -399,6 +405,7 @@ class Client:
             "architecture": architecture,
             "seed_group": seed_group,
             "step": step,
+            "metrics": metrics,
             "dataset": dataset,
         }
         return self._upload(
@@ -418,12 +425,14 @@ class Client:
         description: str = "",
         progress: UploadProgress | None = None,
         wait: bool = True,
+        metrics: dict[str, float] | None = None,
     ) -> Uploaded | None:
         """Upload the checkpoint a training loop just saved, as step ``step`` of
         ``seed_group`` (named ``<file stem>-step<step>`` unless ``name`` is given). With
         ``every=N`` only steps that are multiples of N are uploaded (None is returned for
-        the others), so it can be called on every step. With ``wait=False`` the training loop
-        goes on while the server checks the file (see :meth:`wait_upload`)."""
+        the others), so it can be called on every step. ``metrics`` (loss, accuracy, epoch …:
+        numbers by name) are drawn beside the series' dynamics. With ``wait=False`` the
+        training loop goes on while the server checks the file (see :meth:`wait_upload`)."""
         if every is not None and step % every:
             return None
         if name is None:
@@ -439,6 +448,7 @@ class Client:
             progress=progress,
             description=description,
             wait=wait,
+            metrics=metrics,
         )
 
     def _upload(
@@ -747,6 +757,35 @@ class Client:
             ),
         )
 
+    def series(self, workspace: str) -> list[dict]:
+        """The workspace's series (seed groups): ``name``, its ``checkpoints`` oldest first
+        with ``step`` and ``metrics``, and its web ``page``."""
+        return self._get("series/", params={"workspace": workspace})
+
+    def follow(
+        self,
+        workspace: str,
+        series: str,
+        dataset: Ref,
+        layers: list[str] | None = None,
+        measure_params: dict | None = None,
+        **parameters: Any,
+    ) -> dict:
+        """Follow ``layers`` over the checkpoints of ``series`` (a seed group) as it stands:
+        step × step matrices of the measure (``measure``, ``pooling``), similarity to the
+        final step and statistics per step. Asked again once the series has grown, only the
+        new cells are computed. Returns the run; :meth:`dynamics` has the result."""
+        body = {"workspace": workspace, "series": series, "dataset": _id(dataset)}
+        return self._post(
+            "dynamics/",
+            _with(body, layers=_list(layers), measure_params=measure_params or None, **parameters),
+        )
+
+    def dynamics(self, run: Ref) -> dict:
+        """Per layer: the step × step matrix, ``to_final`` and each statistic over steps,
+        with the series' checkpoints and logged metrics."""
+        return self._get(f"dynamics/{_id(run)}/")
+
     def probe(
         self,
         checkpoint: Ref,
@@ -772,6 +811,60 @@ class Client:
         ``seed``). Returns the run; :meth:`coordinates` has the points."""
         body = {"checkpoint": _id(checkpoint), "dataset": _id(dataset), "layer": layer}
         return self._post("projections/", _with(body, method=method, **parameters))
+
+    def match_units(
+        self,
+        checkpoint_a: Ref,
+        checkpoint_b: Ref,
+        dataset: Ref,
+        layer_a: str,
+        layer_b: str,
+        **parameters: Any,
+    ) -> dict:
+        """Match the units of ``layer_a`` of A with those of ``layer_b`` of B on ``dataset``:
+        Hungarian and best partner both ways, the share of units above a correlation t, the
+        sparse (lasso) prediction of B's units from A's, the best and worst pairs.
+        ``parameters`` are the kind's (``pooling``, ``n_pairs``, ``top_m``, ``n_alphas``).
+        Layers wider than 512 units are refused. Returns the run; :meth:`unit_matching` has
+        the result."""
+        body = {
+            "checkpoint_a": _id(checkpoint_a),
+            "checkpoint_b": _id(checkpoint_b),
+            "dataset": _id(dataset),
+            "layer_a": layer_a,
+            "layer_b": layer_b,
+        }
+        return self._post("unit-matchings/", _with(body, **parameters))
+
+    def unit_matching(self, run: Ref) -> dict:
+        """A unit matching: ``report`` (null until it finished) with the share-above-t curves
+        (``thresholds``, ``share_hungarian``, ``share_semi_a``, ``share_semi_b``), the
+        ``sparse`` curve (``error_at_nonzeros`` by number of weights) and the
+        ``best_pairs``/``worst_pairs`` with their most activating samples' indices."""
+        return self._get(f"unit-matchings/{_id(run)}/")
+
+    def compare_weights(
+        self, checkpoint_a: Ref, checkpoint_b: Ref, dataset: Ref, **parameters: Any
+    ) -> dict:
+        """The weight space between two checkpoints of one architecture on a labelled
+        ``dataset``: B's hidden units matched to A's (weight matching; ``seed`` orders it),
+        checked to compute B's function, then L2 before and after, loss and accuracy along
+        both linear paths with their barriers, and each layer's spectra and alignment. Only
+        .safetensors state dicts of a built-in architecture and TorchScript models named after
+        one are accepted. Returns the run; :meth:`weight_space` has the result."""
+        body = {
+            "checkpoint_a": _id(checkpoint_a),
+            "checkpoint_b": _id(checkpoint_b),
+            "dataset": _id(dataset),
+        }
+        return self._post("weight-spaces/", _with(body, **parameters))
+
+    def weight_space(self, run: Ref) -> dict:
+        """A weight-space run: ``result`` (null until it finished) with ``function_check``,
+        ``l2`` (``before``, ``after``), ``lambdas``, the ``naive`` and ``matched`` paths
+        (``loss``, ``accuracy``, their barriers) and ``layers`` (spectra, cosines, alignment
+        before and after); ``definitions`` has one line per number."""
+        return self._get(f"weight-spaces/{_id(run)}/")
 
     def run(self, run: Ref) -> dict:
         """A run: ``id``, ``kind``, ``state``, ``progress`` (0..1), ``error``, timings…"""
@@ -887,6 +980,27 @@ class Client:
         if projection is not None:
             params["projection"] = _id(projection)
         return self._download(f"selections/{_id(selection)}/export/", path, params)
+
+    # ------------------------------------------------------------------ nested embeddings
+
+    def request_nested(
+        self, checkpoints: list[Ref], dataset: Ref, layer: str, **parameters: Any
+    ) -> dict:
+        """Measure the quality of every prefix (8, 16, 32, … d dimensions) of ``layer``'s
+        embedding for one or more checkpoints (drawn overlaid, in this order) on a labelled
+        ``dataset``: retrieval mAP, top-1 and top-5, leave-one-out probe accuracy and CKA to
+        the full embedding. ``parameters`` are the run's (``pooling``; ``metric``: cosine or
+        euclidean). The same request again returns the same run. Returns the run;
+        :meth:`nested` has the curves."""
+        body = {"checkpoints": [_id(c) for c in checkpoints], "dataset": _id(dataset)}
+        return self._post("nested/", _with(body, layer=layer, **parameters))
+
+    def nested(self, run: Ref) -> dict:
+        """A nested-embedding run's curves: per checkpoint ``dims`` and each statistic at
+        them (``mean_ap``, ``top1``, ``top5``, ``probe_accuracy``, ``cka``), with ``chance``
+        levels, one-line ``statistics`` definitions and ``provenance`` (no curves, null
+        chance and provenance until it finished)."""
+        return self._get(f"nested/{_id(run)}/")
 
 
 def _digest(f: IO[bytes], progress: UploadProgress | None) -> tuple[int, str]:

@@ -83,9 +83,12 @@ from webapp.runs.submit import (
     request_dynamics,
     request_extraction,
     request_model_matrix,
+    request_nested,
     request_probe,
     request_projection,
 )
+from webapp.runs.units import request_unit_matching
+from webapp.runs.weight_space import request_weight_space
 
 pytestmark = pytest.mark.django_db
 
@@ -257,7 +260,10 @@ def build_world() -> SimpleNamespace:
         request_model_matrix(owner, [a, b], d, "block1", n_permutations=2, n_bootstrap=0)[0]
     )
     w.alignment = _finished(request_alignment(owner, a, b, d, "block1", "block1")[0])
+    w.weight_space = _finished(request_weight_space(owner, a, b, d)[0])
+    w.units = _finished(request_unit_matching(owner, a, b, d, "block1", "block1", n_alphas=5)[0])
     w.compatibility = _finished(request_compatibility(owner, [a, b], d, "block2")[0])
+    w.nested = _finished(request_nested(owner, [a, b], d, "block2")[0])
     w.proj_a = _finished(request_projection(owner, a, d, "block1")[0])
     w.proj_b = _finished(request_projection(owner, a, d, "block2")[0])
     w.aligned = _finished(
@@ -638,6 +644,22 @@ PAGES: dict[str, Spec] = {
     ),
     "compatibility": Spec(at(pk="@compatibility"), htmx_ok=(286,), **RUN_PK),
     "compatibility-csv": Spec(at(pk="@compatibility"), **RUN_PK),
+    "new-nested": Spec(
+        at(slug="@ws"),
+        get=False,
+        writes={
+            "POST": form(
+                checkpoints=["@ckpt_a", "@ckpt_b"],
+                dataset="@dataset",
+                layer="block2",
+                pooling="mean",
+                metric="cosine",
+            )
+        },
+        write_ok=CREATED,
+        **RUN_SLUG,
+    ),
+    "nested": Spec(at(pk="@nested"), htmx_ok=(286,), **RUN_PK),
     "alignment-csv": Spec(at(pk="@alignment"), **RUN_PK),
     "dataset": Spec(at(pk="@dataset"), ids={"pk": Dataset}),
     "sample": Spec(at(pk="@dataset", index=0), ids={"pk": Dataset}),
@@ -768,6 +790,38 @@ PAGES: dict[str, Spec] = {
     "comparison": Spec(at(pk="@comparison"), htmx_ok=(286,), **RUN_PK),
     "comparison-csv": Spec(at(pk="@comparison"), **RUN_PK),
     "comparison-pair": Spec(at(pk="@comparison", row=1, col=1), htmx_ok=(286,), **RUN_PK),
+    "weight-space": Spec(at(pk="@weight_space"), htmx_ok=(286,), **RUN_PK),
+    "new-weight-space": Spec(
+        at(slug="@ws"),
+        readers=EDITORS,
+        writes={"POST": form(checkpoint_a="@ckpt_a", checkpoint_b="@ckpt_b", dataset="@dataset")},
+        write_ok=CREATED,
+        **RUN_SLUG,
+    ),
+    "unit-matching": Spec(at(pk="@units"), htmx_ok=(286,), **RUN_PK),
+    "unit-matching-pair": Spec(
+        at(pk="@comparison", row=1, col=1),
+        get=False,
+        writes={"POST": form()},
+        write_ok=CREATED,
+        **RUN_PK,
+    ),
+    "new-unit-matching": Spec(
+        at(slug="@ws"),
+        get=False,
+        writes={
+            "POST": form(
+                checkpoint_a="@ckpt_a",
+                layer_a="block1",
+                checkpoint_b="@ckpt_b",
+                layer_b="block1",
+                dataset="@dataset",
+                n_alphas=5,
+            )
+        },
+        write_ok=CREATED,
+        **RUN_SLUG,
+    ),
     "align-pair": Spec(
         at(pk="@comparison", row=1, col=1),
         get=False,
@@ -970,6 +1024,15 @@ API: dict[str, Spec] = {
         write_ok=OK_200,
     ),
     "model-matrix-detail": Spec(at(pk="@matrix"), ids=API_PK),
+    "dynamics-list": Spec(
+        at(),
+        writes={
+            "POST": json_body(workspace="@ws", series=SERIES, dataset="@dataset", layers=["block1"])
+        },
+        write_ok=OK_200,
+    ),
+    "dynamics-detail": Spec(at(pk="@dynamics"), ids=API_PK),
+    "series-list": Spec(at(_query={"workspace": "@ws"})),
     "alignment-list": Spec(
         at(),
         writes={
@@ -985,6 +1048,29 @@ API: dict[str, Spec] = {
     ),
     "alignment-detail": Spec(at(pk="@alignment"), ids=API_PK),
     "alignment-residuals": Spec(at(pk="@alignment"), ids=API_PK),
+    "unit-matching-list": Spec(
+        at(),
+        writes={
+            "POST": json_body(
+                checkpoint_a="@ckpt_a",
+                checkpoint_b="@ckpt_b",
+                dataset="@dataset",
+                layer_a="block1",
+                layer_b="block1",
+                n_alphas=5,
+            )
+        },
+        write_ok=OK_200,
+    ),
+    "unit-matching-detail": Spec(at(pk="@units"), ids=API_PK),
+    "weight-space-list": Spec(
+        at(),
+        writes={
+            "POST": json_body(checkpoint_a="@ckpt_a", checkpoint_b="@ckpt_b", dataset="@dataset")
+        },
+        write_ok=OK_200,
+    ),
+    "weight-space-detail": Spec(at(pk="@weight_space"), ids=API_PK),
     "compatibility-list": Spec(
         at(),
         writes={
@@ -1033,6 +1119,16 @@ API: dict[str, Spec] = {
         write_ok=OK_200,
     ),
     "probe-detail": Spec(at(pk="@probe"), ids=API_PK),
+    "nested-list": Spec(
+        at(),
+        writes={
+            "POST": json_body(
+                checkpoints=["@ckpt_a", "@ckpt_b"], dataset="@dataset", layer="block2"
+            )
+        },
+        write_ok=OK_200,
+    ),
+    "nested-detail": Spec(at(pk="@nested"), ids=API_PK),
     "probe-per-sample": Spec(at(pk="@probe", _query={"family": "image/rotation"}), ids=API_PK),
     # Uploads are the editors' business: a viewer does not see them either.
     "upload-list": Spec(
@@ -1519,9 +1615,11 @@ SHOWN = {
     "comparison": [N["ckpt_a"], N["ckpt_b"]],
     "comparison-pair": [N["ckpt_a"], N["ckpt_b"], N["label0"], N["label1"]],
     "model-matrix": [N["ckpt_a"], N["ckpt_b"]],
+    "weight-space": [N["ckpt_a"], N["ckpt_b"], N["dataset"]],
     "series": [SERIES, N["ckpt_a"], N["ckpt_b"], N["dataset"]],
     "dynamics": [SERIES, N["dataset"], N["ckpt_a"]],
     "compatibility": [N["ckpt_a"], N["ckpt_b"], N["label0"]],
+    "nested": [N["ckpt_a"], N["ckpt_b"], N["dataset"]],
     "probe": [N["ckpt_a"], N["dataset"]],
     "probe-moved": [N["label2"]],
     "projection": [N["selection"], N["ckpt_a"], N["dataset"]],
@@ -1534,6 +1632,7 @@ IN_JSON = {
     "comparison": [N["dataset"], N["ckpt_a"], N["ckpt_b"]],
     "model-matrix": [N["dataset"], N["ckpt_a"], N["ckpt_b"]],
     "compatibility": [N["dataset"], N["ckpt_a"], N["ckpt_b"]],
+    "nested": [N["ckpt_a"], N["ckpt_b"]],
     "probe": [N["dataset"], N["ckpt_a"]],
     "projection": [N["label0"], N["label1"], N["label2"], f"meta:{COLUMN}", VALUE],
     "projection-pair": [N["label0"], N["label1"]],

@@ -417,3 +417,298 @@ class AlignedMemberSerializer(serializers.Serializer):
 class AlignedProjectionsSerializer(serializers.Serializer):
     run = s.RunSerializer()
     projections = AlignedMemberSerializer(many=True, help_text="in order; empty until finished")
+
+
+# ---------------------------------------------------------------------------- series dynamics
+
+
+class DynamicsCheckpointSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    step = serializers.IntegerField(allow_null=True)
+    metrics = serializers.DictField(child=serializers.FloatField(), help_text="as logged")
+
+
+class StatisticSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    definition = serializers.CharField()
+
+
+class DynamicsMatrixSerializer(serializers.Serializer):
+    """One layer's step × step matrix, in the shape of a comparison's matrix."""
+
+    measure = MeasureSerializer()
+    layers_a = texts("the steps (rows)")
+    layers_b = texts("the steps (columns)")
+    value = grid("the measure between the two steps; null where it refused the pair")
+    n = serializers.IntegerField(help_text="samples")
+    checkpoint_a = NamedSerializer()
+    checkpoint_b = NamedSerializer()
+
+
+class DynamicsLayerSerializer(serializers.Serializer):
+    layer = serializers.CharField()
+    d = serializers.IntegerField()
+    json_id = serializers.CharField(help_text="the page's id of its matrix")
+    matrix = DynamicsMatrixSerializer()
+    to_final = numbers("the measure between each step and the final one (the last column)")
+    refusals = serializers.DictField(
+        child=serializers.CharField(), help_text='why a cell has no value, keyed "row,column"'
+    )
+    refusal_reasons = texts()
+    statistics = serializers.DictField(
+        child=numbers(), help_text="each statistic of `statistics` at each step"
+    )
+    probes = serializers.DictField(
+        child=numbers(), help_text="linear-probe accuracy of each probed column at each step"
+    )
+
+
+class CellCountSerializer(serializers.Serializer):
+    computed = serializers.IntegerField(help_text="cells this run computed")
+    reused = serializers.IntegerField(help_text="cells taken from earlier runs")
+
+
+class DynamicsSerializer(serializers.Serializer):
+    """A series' dynamics on one dataset, per layer; ``layers`` is empty until the run has
+    finished."""
+
+    run = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=Run.State.choices)
+    series = serializers.CharField(help_text="the seed group")
+    measure = MeasureSerializer()
+    pooling = serializers.CharField()
+    dataset = NamedSerializer()
+    checkpoints = DynamicsCheckpointSerializer(many=True, help_text="oldest first")
+    steps = serializers.ListField(child=serializers.IntegerField(allow_null=True))
+    step_labels = texts()
+    metrics = serializers.DictField(
+        child=numbers(), help_text="each logged metric at each step (null where not logged)"
+    )
+    statistics = serializers.DictField(
+        child=StatisticSerializer(), help_text="the statistics drawn over steps"
+    )
+    accuracies = texts("the statistics that are accuracies on the label")
+    layers = DynamicsLayerSerializer(many=True)
+    label_chance = serializers.FloatField(
+        required=False, allow_null=True, help_text="share of the most frequent label"
+    )
+    probe_columns = serializers.DictField(
+        child=serializers.FloatField(),
+        help_text="probed metadata columns, each with its chance level",
+    )
+    cells = CellCountSerializer(required=False)
+    code_version = serializers.CharField(required=False)
+
+
+# ---------------------------------------------------------------------------- nested embeddings
+
+
+class NestedStatisticSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    definition = serializers.CharField(help_text="one line, as the page writes it")
+
+
+class NestedCurveSerializer(serializers.Serializer):
+    """One checkpoint's statistics, aligned with ``dims``: each of the prefix X[:, :m]."""
+
+    checkpoint = NamedSerializer()
+    d = serializers.IntegerField(help_text="the layer's full width")
+    dims = serializers.ListField(
+        child=serializers.IntegerField(), help_text="prefix dimensions m: 8, 16, 32, …, d"
+    )
+    mean_ap = numbers("retrieval mAP", null=False)
+    top1 = numbers("retrieval top-1 accuracy", null=False)
+    top5 = numbers("retrieval top-5 accuracy", null=False)
+    probe_accuracy = numbers("leave-one-out ridge-classifier accuracy", null=False)
+    cka = numbers("linear CKA of the prefix to the full embedding (1 at d)", null=False)
+    warnings = texts()
+
+
+class NestedChanceSerializer(serializers.Serializer):
+    mean_ap = serializers.FloatField(allow_null=True)
+    top1 = serializers.FloatField(allow_null=True)
+    top5 = serializers.FloatField(allow_null=True)
+    probe_accuracy = serializers.FloatField(
+        allow_null=True, help_text="the most frequent label's share"
+    )
+    cka = serializers.FloatField(allow_null=True, help_text="none: null")
+
+
+class NestedProvenanceSerializer(serializers.Serializer):
+    n = serializers.IntegerField()
+    protocol = serializers.ChoiceField(choices=["leave-one-out", "query/gallery"])
+    metric = serializers.CharField()
+    n_queries = serializers.IntegerField()
+    n_gallery = serializers.IntegerField()
+    code_version = serializers.CharField()
+
+
+class NestedSerializer(serializers.Serializer):
+    """Quality of every prefix of one layer's embedding, per checkpoint (``curves`` in the
+    order asked; empty, and ``chance`` and ``provenance`` null, until the run finished)."""
+
+    run = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=Run.State.choices)
+    dataset = NamedSerializer()
+    layer = serializers.CharField()
+    pooling = serializers.CharField()
+    metric = serializers.CharField()
+    checkpoints = NamedSerializer(many=True)
+    statistics = serializers.DictField(
+        child=NestedStatisticSerializer(), help_text="by key: mean_ap, top1, top5, …"
+    )
+    curves = NestedCurveSerializer(many=True)
+    chance = NestedChanceSerializer(
+        allow_null=True, help_text="each statistic's chance level; null until finished"
+    )
+    provenance = NestedProvenanceSerializer(allow_null=True)
+
+
+# ---------------------------------------------------------------------------- unit matching
+
+
+class UnitPairSerializer(serializers.Serializer):
+    a = serializers.IntegerField(help_text="unit of A")
+    b = serializers.IntegerField(help_text="its one-to-one partner in B")
+    correlation = serializers.FloatField(help_text="Pearson correlation over the samples")
+    top_samples = serializers.ListField(
+        child=serializers.IntegerField(), help_text="samples activating A's unit most, first"
+    )
+    top_samples_b = serializers.ListField(
+        child=serializers.IntegerField(), help_text="samples activating B's unit most, first"
+    )
+    constant_a = serializers.BooleanField(help_text="A's unit is constant: its samples arbitrary")
+    constant_b = serializers.BooleanField(help_text="B's unit is constant")
+
+
+class UnitSparseSerializer(serializers.Serializer):
+    nonzeros = serializers.ListField(child=serializers.IntegerField(), help_text="k = 0, 1, …")
+    error_at_nonzeros = numbers(
+        "mean over B's units of the smallest unexplained variance with at most k weights",
+        null=False,
+    )
+    mean_nonzeros = numbers("per penalty, the mean number of non-zero weights", null=False)
+    mean_error = numbers("per penalty, the mean unexplained variance", null=False)
+    alphas = numbers("the lasso penalties, largest first", null=False)
+    converged = serializers.BooleanField()
+    reference = serializers.FloatField(help_text="the error of predicting the mean (1)")
+
+
+class UnitReportSerializer(serializers.Serializer):
+    n = serializers.IntegerField()
+    p = serializers.IntegerField(help_text="units of A")
+    q = serializers.IntegerField(help_text="units of B")
+    mean_hungarian = serializers.FloatField(help_text="mean correlation of the one-to-one pairs")
+    thresholds = numbers("correlation thresholds t", null=False)
+    share_hungarian = numbers("share of the one-to-one pairs above each t", null=False)
+    share_semi_a = numbers("share of A's units whose best partner is above each t", null=False)
+    share_semi_b = numbers("share of B's units whose best partner is above each t", null=False)
+    sparse = UnitSparseSerializer()
+    constant_a = serializers.IntegerField(help_text="constant units of A (correlation 0)")
+    constant_b = serializers.IntegerField()
+    warnings = texts()
+    best_pairs = UnitPairSerializer(many=True, help_text="highest correlation first")
+    worst_pairs = UnitPairSerializer(many=True, help_text="lowest correlation first")
+
+
+class UnitParametersSerializer(serializers.Serializer):
+    pooling = serializers.CharField()
+    n_pairs = serializers.IntegerField()
+    top_m = serializers.IntegerField()
+    n_alphas = serializers.IntegerField()
+
+
+class UnitMatchingSerializer(serializers.Serializer):
+    """Unit matching of one layer of A and one of B (``report`` null until it finished)."""
+
+    run = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=Run.State.choices)
+    checkpoint_a = NamedSerializer()
+    checkpoint_b = NamedSerializer()
+    dataset = NamedSerializer()
+    layer_a = serializers.CharField()
+    layer_b = serializers.CharField()
+    parameters = UnitParametersSerializer()
+    max_units = serializers.IntegerField(help_text="the widest layer taken")
+    limit = serializers.CharField()
+    definitions = serializers.DictField(
+        child=serializers.CharField(), help_text="one line per statistic, by key"
+    )
+    report = UnitReportSerializer(allow_null=True)
+    estimator = serializers.CharField(required=False)
+    code_version = serializers.CharField(required=False)
+
+
+# ---------------------------------------------------------------------------- weight space
+
+
+class WeightPathSerializer(serializers.Serializer):
+    loss = numbers("mean cross-entropy (nats) at each λ", null=False)
+    accuracy = numbers("accuracy at each λ", null=False)
+    loss_barrier = serializers.FloatField(help_text="largest rise of the loss above its chord")
+    accuracy_barrier = serializers.FloatField(
+        help_text="largest dip of the accuracy below its chord"
+    )
+
+
+class FunctionCheckSerializer(serializers.Serializer):
+    max_difference = serializers.FloatField(
+        allow_null=True, help_text="largest |B(x) − π(B)(x)| over the samples"
+    )
+    scale = serializers.FloatField(allow_null=True, help_text="max(1, largest |B(x)|)")
+    tolerance = serializers.FloatField(allow_null=True, help_text="1e-5 × scale")
+    passed = serializers.BooleanField()
+
+
+class WeightLayerSerializer(serializers.Serializer):
+    layer = serializers.CharField()
+    singular_a = numbers("A's singular values, largest first", null=False)
+    singular_b = numbers("B's (and π(B)'s) singular values, largest first", null=False)
+    cosines_before = numbers("c_i between A and B", null=False)
+    cosines_after = numbers("c_i between A and π(B)", null=False)
+    alignment_before = serializers.FloatField()
+    alignment_after = serializers.FloatField()
+
+
+class LossAccuracySerializer(serializers.Serializer):
+    loss = serializers.FloatField()
+    accuracy = serializers.FloatField()
+
+
+class WeightSpaceResultSerializer(serializers.Serializer):
+    architecture = serializers.CharField()
+    seed = serializers.IntegerField()
+    n = serializers.IntegerField(help_text="samples")
+    units = serializers.DictField(
+        child=serializers.IntegerField(), help_text="each permutation's number of units"
+    )
+    function_check = FunctionCheckSerializer()
+    l2 = serializers.DictField(
+        child=serializers.FloatField(), help_text="‖θ_A − θ_B‖ before and ‖θ_A − π(θ_B)‖ after"
+    )
+    models = serializers.DictField(
+        child=LossAccuracySerializer(), help_text='"a" and "b": each model on its own'
+    )
+    lambdas = numbers("the λ of both paths", null=False)
+    naive = WeightPathSerializer(help_text="(1−λ)θ_A + λθ_B")
+    matched = WeightPathSerializer(help_text="(1−λ)θ_A + λπ(θ_B)")
+    layers = WeightLayerSerializer(many=True)
+
+
+class WeightSpaceSerializer(serializers.Serializer):
+    """Two checkpoints' weight space on a labelled dataset; ``result`` is null until the run
+    has finished."""
+
+    run = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=Run.State.choices)
+    checkpoint_a = NamedSerializer()
+    checkpoint_b = NamedSerializer()
+    dataset = NamedSerializer()
+    architecture = serializers.CharField(help_text="the built-in architecture's spec used")
+    seed = serializers.IntegerField()
+    definitions = serializers.DictField(
+        child=serializers.CharField(), help_text="one line per number"
+    )
+    result = WeightSpaceResultSerializer(allow_null=True)
+    code_version = serializers.CharField(allow_null=True)

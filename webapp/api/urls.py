@@ -2,7 +2,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from webapp.api import views
+from webapp.api import units, views, weight_spaces
+from webapp.api.nested import NestedViewSet
 
 router = DefaultRouter()
 router.include_format_suffixes = False  # no <route>.json twins: the handlers take no format
@@ -16,15 +17,20 @@ router.register("comparisons", views.ComparisonViewSet, basename="comparison")
 router.register("measures", views.MeasureViewSet, basename="measure")
 router.register("model-matrices", views.ModelMatrixViewSet, basename="model-matrix")
 router.register("alignments", views.AlignmentViewSet, basename="alignment")
+router.register("dynamics", views.DynamicsViewSet, basename="dynamics")
+router.register("series", views.SeriesViewSet, basename="series")
 router.register("compatibility", views.CompatibilityViewSet, basename="compatibility")
 router.register("projections", views.ProjectionViewSet, basename="projection")
 router.register(
     "aligned-projections", views.AlignedProjectionViewSet, basename="aligned-projection"
 )
 router.register("probes", views.ProbeViewSet, basename="probe")
+router.register("nested", NestedViewSet, basename="nested")
 router.register("transformations", views.TransformationViewSet, basename="transformation")
 router.register("uploads", views.UploadViewSet, basename="upload")
 router.register("selections", views.SelectionViewSet, basename="selection")
+router.register("weight-spaces", weight_spaces.WeightSpaceViewSet, basename="weight-space")
+router.register("unit-matchings", units.UnitMatchingViewSet, basename="unit-matching")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

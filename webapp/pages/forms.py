@@ -494,3 +494,20 @@ class CheckpointFilterForm(FilterForm):
         super().__init__(*args, **kwargs)
         groups = [(g, g) for g in listing.seed_groups(workspace)]
         set_choices(self, "seed_group", [("", "every seed group"), *groups])
+
+
+if TYPE_CHECKING:
+    NestedParameters = ParametersForm
+else:
+    NestedParameters = with_parameters(Run.Kind.NESTED)
+
+
+class NestedForm(_SeriesForm, NestedParameters):
+    """One layer of one or more checkpoints on a labelled dataset: the quality of each prefix
+    of the layer's embedding (a Matryoshka-trained model against one trained without)."""
+
+    def __init__(self, workspace: Workspace, *args: Any, **kwargs: Any) -> None:
+        super().__init__(workspace, *args, **kwargs)
+        self.fields["checkpoints"].help_text = "one or more, drawn overlaid"
+        self.fields["layer"].help_text = "the embedding layer; every chosen checkpoint has it"
+        self.fields["dataset"].help_text = "a labelled dataset (class or identity labels)"

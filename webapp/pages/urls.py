@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.pages import series, team, views
+from webapp.pages import nested, series, team, units, views, weight_spaces
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -29,6 +29,21 @@ urlpatterns = [
     path("w/<slug:slug>/series/", series.series, name="series"),
     path("w/<slug:slug>/series/dynamics/", series.new_dynamics, name="new-dynamics"),
     path("dynamics/<int:pk>/", series.dynamics, name="dynamics"),
+    path(
+        "w/<slug:slug>/weight-spaces/new/",
+        weight_spaces.new_weight_space,
+        name="new-weight-space",
+    ),
+    path("weight-spaces/<int:pk>/", weight_spaces.weight_space_page, name="weight-space"),
+    path("w/<slug:slug>/unit-matchings/new/", units.new_unit_matching, name="new-unit-matching"),
+    path("unit-matchings/<int:pk>/", units.unit_matching_page, name="unit-matching"),
+    path(
+        "comparisons/<int:pk>/pairs/<int:row>/<int:col>/units/",
+        units.unit_matching_pair,
+        name="unit-matching-pair",
+    ),
+    path("w/<slug:slug>/nested/new/", nested.new_nested, name="new-nested"),
+    path("nested/<int:pk>/", nested.nested, name="nested"),
     path("w/<slug:slug>/comparisons/new/", views.new_comparison, name="new-comparison"),
     path("w/<slug:slug>/matrices/new/", views.new_model_matrix, name="new-model-matrix"),
     path("matrices/<int:pk>/", views.model_matrix_page, name="model-matrix"),

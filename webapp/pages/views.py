@@ -47,6 +47,7 @@ from webapp.pages.forms import (
     LineageForm,
     ModelMatrixForm,
     NameForm,
+    NestedForm,
     ProbeForm,
     ProjectionForm,
     RunFilterForm,
@@ -239,6 +240,8 @@ def _workspace_context(
         "comparison_form": forms.get("comparison_form") or ComparisonForm(workspace),
         "matrix_form": forms.get("matrix_form") or ModelMatrixForm(workspace),
         "compatibility_form": forms.get("compatibility_form") or CompatibilityForm(workspace),
+        "nested": _latest(workspace, Run.Kind.NESTED),
+        "nested_form": forms.get("nested_form") or NestedForm(workspace),
         "name_form": forms.get("name_form") or NameForm(initial={"name": workspace.name}),
     }
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import models
 
+from analysis.explorer.nested import METRICS as NESTED_METRICS
 from analysis.explorer.projection import ALIGNED_METHODS
 from analysis.explorer.projection import METHODS as PROJECTIONS
 from analysis.explorer.projection import METRICS as PROJECTION_METRICS
@@ -39,6 +40,9 @@ class Kind(models.TextChoices):
     PROJECT_ALIGNED = "project_aligned", "Aligned projections"
     PROBE = "probe", "Equivariance probes"
     DYNAMICS = "dynamics", "Training dynamics"
+    WEIGHTS = "weights", "Weight space"
+    NESTED = "nested", "Nested embedding quality"
+    UNITS = "units", "Unit matching"
 
 
 POOLING = Parameter(
@@ -236,6 +240,50 @@ KINDS: dict[str, RunKind] = {
             (POOLING, MEASURE),
             "analysis.dynamics.series:series_matrix",
             page="dynamics",
+            batch=True,
+        ),
+        RunKind(
+            Kind.WEIGHTS,
+            "gpu",
+            (
+                Parameter(
+                    "seed",
+                    "int",
+                    0,
+                    "seed of the order weight matching visits the layers in",
+                    minimum=0,
+                    maximum=2**32 - 1,
+                ),
+            ),
+            "analysis.host.tasks:weights",
+            page="weight-space",
+            batch=True,
+            hosted=True,
+        ),
+        RunKind(
+            Kind.NESTED,
+            "cpu",
+            (
+                POOLING,
+                Parameter(
+                    "metric", "choice", "cosine", "retrieval distance", choices=NESTED_METRICS
+                ),
+            ),
+            "analysis.explorer.nested:nested_quality",
+            page="nested",
+            batch=True,
+        ),
+        RunKind(
+            Kind.UNITS,
+            "cpu",
+            (
+                POOLING,
+                Parameter("n_pairs", "int", 5, "best- and worst-matched unit pairs shown", 1, 50),
+                Parameter("top_m", "int", 9, "most activating samples shown per pair", 1, 50),
+                Parameter("n_alphas", "int", 30, "penalties on the lasso path", 2, 100),
+            ),
+            "analysis.measures.units:unit_matching_report",
+            page="unit-matching",
             batch=True,
         ),
     ]

@@ -460,3 +460,102 @@ def dynamics_charts(view: dict) -> dict:
     for name, values in view["metrics"].items():
         charts[f"metric:{name}"] = {"lines": [{"name": name, "y": values}], "yTitle": name}
     return {"steps": view["steps"], "labels": view["step_labels"], "charts": charts}
+
+
+NESTED_STATISTICS = {
+    # key in analysis.explorer.nested.NestedQuality: (name, one-line definition, chance key)
+    "mean_ap": (
+        "mAP",
+        "mean over queries of the average precision: the precision at the rank of each sample "
+        "with the query's label, averaged over those samples",
+        "mean_ap",
+    ),
+    "top1": ("top-1", "share of queries whose nearest sample has their label", "top1"),
+    "top5": ("top-5", "share of queries with a sample of their label among the 5 nearest", "top5"),
+    "probe_accuracy": (
+        "probe accuracy (leave-one-out)",
+        "exact leave-one-out accuracy of a ridge classifier of the label on the prefix",
+        "probe",
+    ),
+    "cka": (
+        "CKA to the full embedding",
+        "linear CKA between the prefix and the whole embedding: how much of its geometry the "
+        "prefix keeps (1 at the full width)",
+        None,
+    ),
+}
+"""The nested page's statistics, in the order drawn."""
+
+
+def nested_view(run: Run) -> dict:
+    """A nested-embedding run as its page and API clients draw it: per checkpoint the
+    statistics of each prefix of its layer's embedding (``curves``, one per checkpoint, in
+    the order asked), their chance levels and the protocol. Until the run has finished,
+    ``curves`` is empty and ``chance`` and ``provenance`` are None."""
+    p = run.params
+    names = dict(Checkpoint.objects.filter(pk__in=p["checkpoints"]).values_list("pk", "name"))
+    view: dict = {
+        "run": run.pk,
+        "state": run.state,
+        "dataset": {"id": run.dataset_id, "name": run.dataset.name},
+        "layer": p["layer"],
+        "pooling": p["pooling"],
+        "metric": p["metric"],
+        "checkpoints": [{"id": pk, "name": names.get(pk, "")} for pk in p["checkpoints"]],
+        "statistics": {
+            key: {"name": name, "definition": text}
+            for key, (name, text, _) in NESTED_STATISTICS.items()
+        },
+        "curves": [],
+        "chance": None,
+        "provenance": None,
+    }
+    stored = Report.objects.filter(run=run).first()
+    if stored is None:
+        return view
+    results = stored.result["checkpoints"]
+    first = results[0]
+    view["curves"] = [
+        {
+            "checkpoint": {"id": r["checkpoint"], "name": names.get(r["checkpoint"], "")},
+            "d": r["d"],
+            "dims": r["dims"],
+            **{key: r[key] for key in NESTED_STATISTICS},
+            "warnings": r["warnings"],
+        }
+        for r in results
+    ]
+    view["chance"] = {
+        key: first["chance"][chance] if chance else None
+        for key, (_, _, chance) in NESTED_STATISTICS.items()
+    }
+    view["provenance"] = {
+        "n": first["n"],
+        "protocol": first["protocol"],
+        "metric": first["metric"],
+        "n_queries": first["n_queries"],
+        "n_gallery": first["n_gallery"],
+        "code_version": stored.code_version,
+    }
+    return view
+
+
+def nested_charts(view: dict) -> dict:
+    """The nested page's line charts (static/js/nested/figure.js) from :func:`nested_view`:
+    one chart per statistic against the prefix dimension, one line per checkpoint, on [0, 1]
+    with the statistic's chance level; ``dims`` are the x-axis ticks (every checkpoint's)."""
+    curves = view["curves"]
+    return {
+        "dims": sorted({m for curve in curves for m in curve["dims"]}),
+        "charts": {
+            key: {
+                "lines": [
+                    {"name": c["checkpoint"]["name"], "x": c["dims"], "y": c[key]} for c in curves
+                ],
+                "yTitle": about["name"],
+                "range": [0, 1],
+                "chance": (view["chance"] or {}).get(key),
+            }
+            for key, about in view["statistics"].items()
+        },
+    }

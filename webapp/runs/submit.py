@@ -244,6 +244,14 @@ def series_of(workspace: Workspace, seed_group: str) -> list[Checkpoint]:
     return series_order(Checkpoint.objects.filter(workspace=workspace, seed_group=seed_group))
 
 
+def series_in(workspace: Workspace) -> dict[str, list[Checkpoint]]:
+    """Every series of the workspace by name (its seed groups), each oldest first."""
+    groups: dict[str, list[Checkpoint]] = {}
+    for checkpoint in workspace.checkpoints.exclude(seed_group=""):
+        groups.setdefault(checkpoint.seed_group, []).append(checkpoint)
+    return {name: series_order(group) for name, group in sorted(groups.items())}
+
+
 @transaction.atomic
 def request_dynamics(
     user: AnyUser,
@@ -437,3 +445,35 @@ def request_probe(
     extraction, _ = request_extraction(user, checkpoint, dataset, layers, pooling)
     params = {"layers": layers, "pooling": pooling, "families": grids, "seed": seed}
     return _submit(Run.Kind.PROBE, user, dataset, params, checkpoint, depends_on=[extraction])
+
+
+@transaction.atomic
+def request_nested(
+    user: AnyUser,
+    checkpoints: list[Checkpoint],
+    dataset: Dataset,
+    layer: str,
+    **parameters: Any,
+) -> tuple[Run, bool]:
+    """The run that measures, for one layer of each checkpoint (one or more, drawn
+    overlaid), the quality of every prefix of the embedding (8, 16, 32, … d dimensions):
+    retrieval, leave-one-out probe accuracy and CKA to the full embedding, on a labelled
+    dataset; ``parameters`` are the nested kind's (pooling, metric), defaults where absent."""
+    checked = _checked(Run.Kind.NESTED, **parameters)
+    if dataset.column("y") is None:
+        raise InputError(
+            f"{dataset.name} has no labels: nested-embedding quality needs class or identity "
+            "labels"
+        )
+    checkpoints = list(dict.fromkeys(checkpoints))
+    if not checkpoints:
+        raise InputError("choose at least one checkpoint")
+    _same_workspace(dataset, *checkpoints)
+    _layer_of_each(checkpoints, layer)
+    extractions = [
+        request_extraction(user, c, dataset, [layer], checked["pooling"])[0] for c in checkpoints
+    ]
+    params = {"checkpoints": [c.pk for c in checkpoints], "layer": layer, **checked}
+    return _submit(
+        Run.Kind.NESTED, user, dataset, params, checkpoints[0], depends_on=extractions
+    )
