@@ -101,10 +101,12 @@ def weights(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]
     (B, ``inputs["model_b"]``) on the labelled samples ``inputs["x"]``, ``inputs["y"]``
     (:func:`analysis.weights.space.weight_space`); both must be torch modules whose
     parameters follow ``params["spec"]``, a built-in architecture."""
-    models = [_model(params, inputs, name) for name in ("model", "model_b")]
-    for model in models:
+    models = []
+    for name in ("model", "model_b"):
+        model = _model(params, inputs, name)
         if not isinstance(model, nn.Module):
             raise InputError("weight space reads the weights of torch models only")
+        models.append(model)
     result = weight_space(
         models[0],
         models[1],

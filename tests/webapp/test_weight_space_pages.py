@@ -1,0 +1,71 @@
+"""The weight-space form and page, and its API: a finished run shows its numbers with their
+definitions; a checkpoint whose weights no permutation spec reads is refused in the form and
+the API with one sentence saying which formats expose weights this way."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_with_dependencies
+from webapp.catalog.models import Checkpoint
+from webapp.runs.models import Run
+from webapp.runs.weight_space import request_weight_space
+
+pytestmark = pytest.mark.django_db
+
+REFUSAL = "weight space reads weights only from .safetensors state dicts"
+
+
+def test_the_page_shows_the_paths_barriers_l2_and_spectra(
+    client, owner, workspace, digits, ckpt_a, ckpt_b
+):
+    run = run_with_dependencies(request_weight_space(owner, ckpt_a, ckpt_b, digits)[0])
+    client.force_login(owner)
+    html = client.get(f"/weight-spaces/{run.pk}/").content.decode()
+    for shown in (
+        'data-chart="path:loss"',
+        'data-chart="path:accuracy"',
+        'data-chart="spectrum:block1.0"',
+        'data-chart="cosines:head"',
+        "loss barrier",
+        "largest rise of the loss",
+        "L2 distance to A",
+        "✓ Passed",
+        'id="weights-charts"',
+    ):
+        assert shown in html
+    listed = client.get(f"/w/{workspace.slug}/").content.decode()
+    assert f"/weight-spaces/{run.pk}/" in listed
+    assert f"/weight-spaces/{run.pk}/" in client.get(f"/checkpoints/{ckpt_b.pk}/").content.decode()
+
+
+def test_the_form_asks_for_a_run_and_refuses_a_checkpoint_without_readable_weights(
+    client, owner, workspace, digits, ckpt_a, ckpt_b
+):
+    client.force_login(owner)
+    url = f"/w/{workspace.slug}/weight-spaces/new/"
+    page = client.get(f"{url}?a={ckpt_a.pk}").content.decode()
+    assert f'<option value="{ckpt_a.pk}" selected>' in page
+    body = {"checkpoint_a": ckpt_a.pk, "checkpoint_b": ckpt_b.pk, "dataset": digits.pk, "seed": 0}
+    answer = client.post(url, body)
+    run = Run.objects.get(kind=Run.Kind.WEIGHTS)
+    assert answer.status_code == 302 and answer["Location"] == f"/weight-spaces/{run.pk}/"
+
+    Checkpoint.objects.filter(pk=ckpt_b.pk).update(format="onnx")
+    assert f'value="{ckpt_b.pk}"' not in client.get(url).content.decode()  # not offered
+    checkpoint_page = client.get(f"/checkpoints/{ckpt_b.pk}/").content.decode()
+    assert "this checkpoint is neither" in checkpoint_page
+
+
+def test_the_api_asks_for_reads_and_refuses(api, owner, workspace, digits, ckpt_a, ckpt_b):
+    body = {"checkpoint_a": ckpt_a.pk, "checkpoint_b": ckpt_b.pk, "dataset": digits.pk}
+    answer = api.post("/api/v1/weight-spaces/", body, format="json")
+    assert answer.status_code == 201 and answer.json()["kind"] == "weights"
+    run = run_with_dependencies(Run.objects.get(pk=answer.json()["id"]))
+    read = api.get(f"/api/v1/weight-spaces/{run.pk}/").json()
+    assert read["state"] == "succeeded" and read["result"]["function_check"]["passed"]
+    assert read["definitions"]["alignment"].startswith("Σ s_i^A s_i^B")
+
+    Checkpoint.objects.filter(pk=ckpt_b.pk).update(format="precomputed")
+    refused = api.post("/api/v1/weight-spaces/", {**body, "seed": 1}, format="json")
+    assert refused.status_code == 400 and REFUSAL in str(refused.json())

@@ -1,0 +1,155 @@
+"""The weight-space run kind: the runner's numbers are the library's on the same weights, the
+paths' ends reproduce each model's own loss, and checkpoints whose weights no permutation spec
+reads are refused at request time with one sentence."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from analysis.errors import InputError
+from analysis.weights.connectivity import classifier_evaluator, evaluate_classifier, linear_path
+from analysis.weights.matching import l2_distance, weight_matching
+from analysis.weights.specs import apply_permutation, spec_for
+from analysis.weights.spectra import layer_spectra
+from tests.conftest import checkpoint_from, run_with_dependencies, torchscript_mlp_bytes
+from webapp.runs.models import Report, Run
+from webapp.runs.weight_space import request_weight_space, weight_space_view
+
+pytestmark = pytest.mark.django_db
+
+
+def loaded(content: bytes) -> torch.jit.ScriptModule:
+    return torch.jit.load(io.BytesIO(content)).eval()
+
+
+def state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_the_run_reports_the_library_s_numbers_on_the_same_weights(
+    owner, workspace, digits, ckpt_a, ckpt_b
+):
+    run, created = request_weight_space(owner, ckpt_a, ckpt_b, digits)
+    assert created and run.params == {"spec": "mlp", "seed": 0}
+    assert request_weight_space(owner, ckpt_a, ckpt_b, digits)[0] == run  # the same request
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    result = Report.objects.get(run=run).result
+
+    arrays = digits.load_arrays()
+    x, y = torch.as_tensor(arrays.x), torch.as_tensor(arrays.y)
+    model_a, model_b = loaded(torchscript_mlp_bytes(0)), loaded(torchscript_mlp_bytes(1))
+    state_a, state_b = state(model_a), state(model_b)
+    spec = spec_for("mlp", state_a)
+    permuted = apply_permutation(spec, weight_matching(spec, state_a, state_b, seed=0), state_b)
+    evaluate = classifier_evaluator("mlp", x, y)
+    naive, matched = (
+        linear_path(state_a, state_b, evaluate),
+        linear_path(state_a, permuted, evaluate),
+    )
+
+    assert result["l2"] == {
+        "before": l2_distance(state_a, state_b),
+        "after": l2_distance(state_a, permuted),
+    }
+    assert result["naive"]["loss"] == naive.loss.tolist()
+    assert result["matched"]["accuracy"] == matched.accuracy.tolist()
+    assert result["naive"]["loss_barrier"] == naive.loss_barrier
+    assert result["matched"]["accuracy_barrier"] == matched.accuracy_barrier
+    for layer, before, after in zip(
+        result["layers"],
+        layer_spectra(state_a, state_b),
+        layer_spectra(state_a, permuted),
+        strict=True,
+    ):
+        assert layer["layer"] == before.name
+        assert layer["singular_a"] == before.singular_a.tolist()
+        assert layer["alignment_before"] == before.alignment
+        assert layer["alignment_after"] == after.alignment
+
+    # λ = 0 and 1 reproduce each model's own loss, as the TorchScript model computes it
+    own_a, own_b = evaluate_classifier(model_a, x, y), evaluate_classifier(model_b, x, y)
+    assert result["naive"]["loss"][0] == pytest.approx(own_a[0], abs=1e-12)
+    assert result["naive"]["loss"][-1] == pytest.approx(own_b[0], abs=1e-12)
+    assert result["matched"]["loss"][-1] == pytest.approx(own_b[0], abs=1e-6)
+    assert result["function_check"]["passed"]
+
+    view = weight_space_view(run)
+    assert view["checkpoint_b"]["name"] == ckpt_b.name and view["result"] == result
+    assert view["code_version"] == run.code_version
+
+
+def test_formats_that_expose_no_weights_are_refused_at_request_time(
+    owner, workspace, digits, ckpt_a, ckpt_b
+):
+    ckpt_b.format = "onnx"
+    ckpt_b.save()
+    with pytest.raises(InputError, match=r"mlp-seed1 is a ONNX checkpoint, and weight space reads"):
+        request_weight_space(owner, ckpt_a, ckpt_b, digits)
+    ckpt_b.format, ckpt_b.layer_tree = "torchscript", [{"name": "body", "type": "Linear"}]
+    ckpt_b.save()
+    with pytest.raises(InputError, match="follow no built-in architecture's naming"):
+        request_weight_space(owner, ckpt_a, ckpt_b, digits)
+    with pytest.raises(InputError, match="two different checkpoints"):
+        request_weight_space(owner, ckpt_a, ckpt_a, digits)
+    assert not Run.objects.filter(kind=Run.Kind.WEIGHTS).exists()
+
+
+def test_two_architectures_are_refused(owner, workspace, digits, ckpt_a):
+    torch.manual_seed(0)
+    from analysis.models.architectures import small_cnn
+
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(small_cnn(1, [4, 8], 10)), buffer)
+    cnn = checkpoint_from(workspace, owner, buffer.getvalue(), "cnn")
+    with pytest.raises(InputError, match="not of one architecture"):
+        request_weight_space(owner, ckpt_a, cnn, digits)
+
+
+def test_a_model_that_only_borrows_the_names_fails_the_function_check(
+    owner, workspace, digits, ckpt_a
+):
+    class Borrowed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.flatten = nn.Flatten()
+            self.block1 = nn.Sequential(nn.Linear(64, 32), nn.ReLU())
+            self.block2 = nn.Sequential(nn.Linear(32, 16), nn.ReLU())
+            self.head = nn.Linear(16, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.block1(self.flatten(x))
+            return self.head(self.block2(h * torch.arange(32.0)))  # units are not exchangeable
+
+    torch.manual_seed(5)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(Borrowed()), buffer)
+    borrowed = checkpoint_from(workspace, owner, buffer.getvalue(), "borrowed")
+    run = run_with_dependencies(request_weight_space(owner, ckpt_a, borrowed, digits)[0])
+    assert run.state == Run.State.FAILED
+    assert "does not compute the same function" in run.error
+    assert not Report.objects.filter(run=run).exists()
+
+
+def test_a_dataset_without_labels_is_refused(owner, workspace, ckpt_a, ckpt_b):
+    from webapp.catalog.ingest import ingest_dataset
+
+    buffer = io.BytesIO()
+    np.savez(
+        buffer, x=np.zeros((12, 1, 8, 8), np.float32), ids=np.array([str(i) for i in range(12)])
+    )
+    unlabelled, _ = ingest_dataset(workspace, owner, io.BytesIO(buffer.getvalue()), "u.npz", "u")
+    with pytest.raises(InputError, match="has no class labels"):
+        request_weight_space(owner, ckpt_a, ckpt_b, unlabelled)
+
+
+def test_the_runner_runs_its_entry_point_in_a_model_host():
+    from webapp.runs.kinds import KINDS
+
+    spec = KINDS[Run.Kind.WEIGHTS]
+    assert spec.hosted and spec.queue == "gpu" and spec.entry == "analysis.host.tasks:weights"

@@ -1,0 +1,131 @@
+"""Weight space between two checkpoints: asking for the run (refused at once for checkpoints
+whose weights cannot be read through a permutation spec) and reading its Report back as the
+page and the API draw it. The work itself runs in a model host
+(:func:`analysis.host.tasks.weights`, called by ``workers.tasks.weight_space``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from analysis.errors import InputError
+from analysis.weights.space import FUNCTION_TOLERANCE, WEIGHT_FORMATS, declared_architecture
+from webapp.catalog.models import Checkpoint, Dataset
+from webapp.runs.models import Report, Run
+from webapp.runs.submit import _check_inputs, _checked, _same_workspace, _submit
+
+if TYPE_CHECKING:
+    from webapp.catalog.models import AnyUser
+
+DEFINITIONS = {
+    "l2": "‖θ_A − θ_B‖: the Euclidean norm of the difference of all parameters",
+    "loss_barrier": (
+        "the largest rise of the loss along the path above the straight line between its "
+        "ends (nats); about 0 when the two are linearly mode connected"
+    ),
+    "accuracy_barrier": (
+        "the largest dip of the accuracy along the path below the straight line between its "
+        "ends (fraction of samples)"
+    ),
+    "function_check": (
+        "the largest difference between B's outputs and those of B with its units permuted, "
+        f"on every sample; it must stay within {FUNCTION_TOLERANCE:g} × max(1, largest |output|)"
+    ),
+    "alignment": (
+        "Σ s_i^A s_i^B max(c_i, 0) / Σ s_i^A s_i^B, where c_i is the cosine between the i-th "
+        "rank-one components u_i v_iᵀ of A and B: 1 when their singular vectors coincide, "
+        "the large singular values weighing most"
+    ),
+}
+"""One line per number the page shows."""
+
+
+def weight_architecture(checkpoint: Checkpoint) -> str:
+    """The built-in architecture whose permutation spec reads ``checkpoint``'s weights, or an
+    :class:`InputError` that names it and says which formats expose weights this way."""
+    found = declared_architecture(checkpoint.format, checkpoint.architecture, checkpoint.layer_tree)
+    if found is None:
+        what = (
+            "a TorchScript model whose layers follow no built-in architecture's naming"
+            if checkpoint.format == Checkpoint.Format.TORCHSCRIPT
+            else f"a {checkpoint.get_format_display()} checkpoint"
+        )
+        raise InputError(f"{checkpoint.name} is {what}, and {WEIGHT_FORMATS}")
+    return found
+
+
+@transaction.atomic
+def request_weight_space(
+    user: AnyUser,
+    checkpoint_a: Checkpoint,
+    checkpoint_b: Checkpoint,
+    dataset: Dataset,
+    **parameters: Any,
+) -> tuple[Run, bool]:
+    """The run that matches B's hidden units to A's and reports the weight space between them
+    on the labelled ``dataset``: L2 distances, the linear paths with their barriers and each
+    layer's spectra, before and after matching. ``parameters``: the kind's (the matching's
+    seed)."""
+    if checkpoint_a.pk == checkpoint_b.pk:
+        raise InputError("choose two different checkpoints")
+    _same_workspace(dataset, checkpoint_a, checkpoint_b)
+    architecture = weight_architecture(checkpoint_a)
+    if weight_architecture(checkpoint_b) != architecture:
+        raise InputError(f"{checkpoint_a.name} and {checkpoint_b.name} are not of one architecture")
+    if dataset.modality == "text" or dataset.column("y") is None:
+        raise InputError(
+            f"{dataset.name} has no class labels; the loss and accuracy along the path need them"
+        )
+    _check_inputs(checkpoint_a, dataset)
+    _check_inputs(checkpoint_b, dataset)
+    params = {"spec": architecture, **_checked(Run.Kind.WEIGHTS, **parameters)}
+    return _submit(Run.Kind.WEIGHTS, user, dataset, params, checkpoint_a, checkpoint_b)
+
+
+def weight_space_view(run: Run) -> dict:
+    """A weight-space run as its page and API clients read it: the two checkpoints, the
+    dataset, the definitions, and once finished the run's Report (see
+    :func:`analysis.weights.space.weight_space`) with its code version; ``result`` is None
+    until then."""
+    assert run.checkpoint_b is not None  # a weight-space run has two checkpoints
+    stored = Report.objects.filter(run=run).first()
+    return {
+        "run": run.pk,
+        "state": run.state,
+        "checkpoint_a": {"id": run.checkpoint_id, "name": run.checkpoint.name},
+        "checkpoint_b": {"id": run.checkpoint_b_id, "name": run.checkpoint_b.name},
+        "dataset": {"id": run.dataset_id, "name": run.dataset.name},
+        "architecture": run.params["spec"],
+        "seed": run.params["seed"],
+        "definitions": DEFINITIONS,
+        "result": stored.result if stored else None,
+        "code_version": stored.code_version if stored else None,
+    }
+
+
+def weight_space_charts(view: dict) -> dict:
+    """What the page's plots draw: the two paths (loss, accuracy) and per layer the spectra
+    of A and B and the cosines before and after matching."""
+    result = view["result"]
+    if result is None:
+        return {}
+    return {
+        "lambdas": result["lambdas"],
+        "paths": {
+            quantity: {
+                "naive": result["naive"][quantity],
+                "matched": result["matched"][quantity],
+            }
+            for quantity in ("loss", "accuracy")
+        },
+        "layers": {
+            layer["layer"]: {
+                "singular_a": layer["singular_a"],
+                "singular_b": layer["singular_b"],
+                "cosines_before": layer["cosines_before"],
+                "cosines_after": layer["cosines_after"],
+            }
+            for layer in result["layers"]
+        },
+    }
