@@ -63,3 +63,4 @@ benchmark: $(VENV)/.installed-test
 	$(PY) -m tests.benchmarks.bench_probes
 	$(PY) -m tests.benchmarks.bench_host
 	$(PY) -m tests.benchmarks.bench_weights
+	$(PY) -m tests.benchmarks.bench_dynamics

@@ -27,6 +27,7 @@ STEPS_BETWEEN = 40  # optimiser steps between two checkpoints
 SLOW_UNTIL = 6 * STEPS_BETWEEN  # the learning rate switches here
 SLOW_LR, FAST_LR = 0.002, 0.1  # SGD with momentum 0.9
 HELD_OUT = 397  # the last digits, never trained on
+LAYERS = ["block1", "block2", "head"]
 
 Log = Callable[[Path, int, dict[str, float]], object]
 
