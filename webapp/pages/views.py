@@ -73,6 +73,7 @@ from webapp.runs.submit import (
     request_model_matrix,
     request_probe,
     request_projection,
+    series_in,
     series_order,
 )
 from webapp.status import overview
@@ -229,6 +230,7 @@ def _workspace_context(
         "is_owner": owned_workspaces_of(request.user).filter(pk=workspace.pk).exists(),
         "open_form": next(iter(forms), ""),
         "checkpoints_in_all": workspace.checkpoints.all(),
+        "series": series_in(workspace),
         "comparisons": _latest(workspace, Run.Kind.COMPARE),
         "matrices": _latest(workspace, Run.Kind.MODEL_MATRIX),
         "alignments": _latest(workspace, Run.Kind.ALIGN),
