@@ -89,7 +89,7 @@ def test_formats_that_expose_no_weights_are_refused_at_request_time(
 ):
     ckpt_b.format = "onnx"
     ckpt_b.save()
-    with pytest.raises(InputError, match=r"mlp-seed1 is a ONNX checkpoint, and weight space reads"):
+    with pytest.raises(InputError, match=r"mlp-seed1 is stored as ONNX, and weight space reads"):
         request_weight_space(owner, ckpt_a, ckpt_b, digits)
     ckpt_b.format, ckpt_b.layer_tree = "torchscript", [{"name": "body", "type": "Linear"}]
     ckpt_b.save()
@@ -109,6 +109,9 @@ def test_two_architectures_are_refused(owner, workspace, digits, ckpt_a):
     cnn = checkpoint_from(workspace, owner, buffer.getvalue(), "cnn")
     with pytest.raises(InputError, match="not of one architecture"):
         request_weight_space(owner, ckpt_a, cnn, digits)
+    wide = checkpoint_from(workspace, owner, torchscript_mlp_bytes(2, hidden=(64, 16)), "wide")
+    with pytest.raises(InputError, match="mlp networks of different widths or depths"):
+        request_weight_space(owner, ckpt_a, wide, digits)
 
 
 def test_a_model_that_only_borrows_the_names_fails_the_function_check(

@@ -47,12 +47,21 @@ def weight_architecture(checkpoint: Checkpoint) -> str:
     found = declared_architecture(checkpoint.format, checkpoint.architecture, checkpoint.layer_tree)
     if found is None:
         what = (
-            "a TorchScript model whose layers follow no built-in architecture's naming"
+            "is a TorchScript model whose layers follow no built-in architecture's naming"
             if checkpoint.format == Checkpoint.Format.TORCHSCRIPT
-            else f"a {checkpoint.get_format_display()} checkpoint"
+            else f"is stored as {checkpoint.get_format_display()}"
         )
-        raise InputError(f"{checkpoint.name} is {what}, and {WEIGHT_FORMATS}")
+        raise InputError(f"{checkpoint.name} {what}, and {WEIGHT_FORMATS}")
     return found
+
+
+def _sizes(tree: list[dict]) -> list[tuple[str, int]]:
+    """Every layer of a layer tree with its number of parameters, depth first."""
+    return [
+        pair
+        for node in tree
+        for pair in [(node.get("name", ""), node.get("parameters", 0)), *_sizes(node["children"])]
+    ]
 
 
 @transaction.atomic
@@ -73,6 +82,11 @@ def request_weight_space(
     architecture = weight_architecture(checkpoint_a)
     if weight_architecture(checkpoint_b) != architecture:
         raise InputError(f"{checkpoint_a.name} and {checkpoint_b.name} are not of one architecture")
+    if _sizes(checkpoint_a.layer_tree) != _sizes(checkpoint_b.layer_tree):
+        raise InputError(
+            f"{checkpoint_a.name} and {checkpoint_b.name} are {architecture} networks of "
+            "different widths or depths; their weights cannot be matched unit for unit"
+        )
     if dataset.modality == "text" or dataset.column("y") is None:
         raise InputError(
             f"{dataset.name} has no class labels; the loss and accuracy along the path need them"
