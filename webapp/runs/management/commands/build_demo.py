@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from demo import nested, text, vision
 from demo import series as training_run
-from demo import text, vision
+from webapp.catalog import fits
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
-from webapp.catalog.models import Checkpoint, Dataset, Membership, Workspace
+from webapp.catalog.models import Checkpoint, Dataset, Fit, Membership, Workspace
+from webapp.runs.stitching import request_stitching
 from webapp.runs.submit import (
     request_aligned_projections,
     request_alignment,
@@ -23,9 +25,12 @@ from webapp.runs.submit import (
     request_compatibility,
     request_dynamics,
     request_model_matrix,
+    request_nested,
     request_probe,
     request_projection,
 )
+from webapp.runs.units import request_unit_matching
+from webapp.runs.weight_space import request_weight_space
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -139,6 +144,8 @@ class Command(BaseCommand):
                         )
 
                 training_run.train_series(tmp / "series", log)
+            checkpoints.update(self._nested_pair(workspace, user, tmp / "nested"))
+        self._check_fits(workspace)
         for a, b, dataset in COMPARISONS:
             run, _ = request_comparison(user, checkpoints[a], checkpoints[b], datasets[dataset])
             self._say(f"comparison {a} vs {b} on {dataset}: run {run.pk} ({run.state})")
@@ -151,13 +158,24 @@ class Command(BaseCommand):
             user, series, datasets["digits"], "block3", criterion="mean_ap"
         )
         self._say(f"compatibility of {', '.join(SERIES)}: run {run.pk} ({run.state})")
-        run, _ = request_dynamics(user, workspace, training_run.SERIES_NAME, datasets["digits"])
+        run, _ = request_dynamics(  # its hidden layers and output (not the flattened input)
+            user, workspace, training_run.SERIES_NAME, datasets["digits"], training_run.LAYERS
+        )
         self._say(f"dynamics of {training_run.SERIES_NAME}: run {run.pk} ({run.state})")
+        seed0, seed1 = checkpoints["mlp-digits-seed0"], checkpoints["mlp-digits-seed1"]
+        run, _ = request_weight_space(user, seed0, seed1, datasets["digits"])
+        self._say(f"weight space of {seed0.name} and {seed1.name}: run {run.pk} ({run.state})")
+        run, _ = request_stitching(user, seed0, seed1, datasets["digits"])
+        self._say(f"stitching {seed0.name} into {seed1.name}: run {run.pk} ({run.state})")
         a, b, layer = ALIGNMENT
         run, _ = request_alignment(
             user, checkpoints[a], checkpoints[b], datasets["digits"], layer, layer
         )
         self._say(f"alignment of {a} to {b} at {layer}: run {run.pk} ({run.state})")
+        run, _ = request_unit_matching(
+            user, checkpoints[a], checkpoints[b], datasets["digits"], layer, layer
+        )
+        self._say(f"unit matching of {a} and {b} at {layer}: run {run.pk} ({run.state})")
         for name, dataset, layer, method in PROJECTIONS:
             run, _ = request_projection(
                 user, checkpoints[name], datasets[dataset], layer, method=method
@@ -170,8 +188,34 @@ class Command(BaseCommand):
         for name, dataset in PROBES:
             run, _ = request_probe(user, checkpoints[name], datasets[dataset])
             self._say(f"probes of {name} on {dataset}: run {run.pk} ({run.state})")
+        pair = [checkpoints[nested.MATRYOSHKA], checkpoints[nested.PLAIN]]
+        run, _ = request_nested(user, pair, datasets["digits"], nested.LAYER)
+        self._say(f"nested embeddings of {nested.MATRYOSHKA}: run {run.pk} ({run.state})")
         self._say(f"demo workspace ready in {monotonic() - started:.1f} s")
         self._text_workspace(user)
+
+    def _nested_pair(self, workspace: Workspace, user: User, out: Path) -> dict[str, Checkpoint]:
+        """The digit MLP trained with and without a Matryoshka loss (demo/nested.py), trained
+        and ingested unless the workspace has them."""
+        pair = {
+            c.name: c
+            for c in workspace.checkpoints.filter(name__in=[nested.MATRYOSHKA, nested.PLAIN])
+        }
+        if len(pair) == 2:
+            return pair
+        for model in nested.train_nested_pair(out):
+            with open(model.path, "rb") as f:
+                pair[model.name], _ = ingest_checkpoint(
+                    workspace,
+                    user,
+                    f,
+                    model.path.name,
+                    model.name,
+                    description=f"{model.description} Accuracy: {model.train_accuracy:.1%} on "
+                    f"its training digits, {model.held_out_accuracy:.1%} on the 397 others.",
+                )
+            self._say(f"{model.name}: trained in {model.seconds:.1f} s")
+        return pair
 
     def _text_workspace(self, user: User) -> None:
         """The second workspace: a real pretrained text encoder RepLens did not train."""
@@ -268,6 +312,16 @@ class Command(BaseCommand):
             dataset, _ = ingest_dataset(workspace, user, f, path.name, path.stem, description)
         self._say(f"dataset {dataset.name}: {dataset.n_samples} samples")
         return dataset
+
+    def _check_fits(self, workspace: Workspace) -> None:
+        """Which dataset each model reads, as an upload's check finds out (one sample through
+        each model, in a model host), so that the demo refuses a mismatched request at once
+        (an MLP of 8×8 digits asked about the 32×32 shapes) as any workspace does."""
+        started = monotonic()
+        checked = Fit.objects.filter(checkpoint__workspace=workspace).values("checkpoint")
+        for checkpoint in workspace.checkpoints.exclude(pk__in=checked):
+            fits.check_fits(checkpoint)
+        self._say(f"fits of {workspace.slug}'s models checked in {monotonic() - started:.1f} s")
 
     def _say(self, message: str) -> None:
         self.stdout.write(message)
