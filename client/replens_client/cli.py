@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
         "match-units",
         "match the units of a layer of checkpoint A with those of a layer of B: Hungarian and "
         "best partner both ways, share above a correlation t, sparse prediction, best and "
-        "worst pairs (layers of at most 512 units)",
+        "worst pairs (layers of at most 256 units)",
     )
     ids(p, "checkpoint-a", "checkpoint-b", "dataset")
     p.add_argument("--layer-a", required=True, help="a layer of A (replens ls activations)")
@@ -488,6 +488,35 @@ def build_parser() -> argparse.ArgumentParser:
     ids(p, "checkpoint-a", "checkpoint-b", "dataset")
     p.add_argument(
         "--seed", type=int, help="seed of the order weight matching visits the layers in"
+    )
+    waiting(p)
+
+    p = command(
+        "stitch",
+        "stitch each layer of checkpoint A into each layer of B (a map fitted by least squares "
+        "and a zero-shot one through relative representations, then the rest of B): held-out "
+        "accuracy as an A-layer × B-layer matrix, beside B alone, A alone and chance (B: "
+        ".safetensors or TorchScript named after a built-in architecture)",
+    )
+    ids(p, "checkpoint-a", "checkpoint-b", "dataset")
+    p.add_argument("--layers-a", nargs="+", help="A's layers (default: those with vector outputs)")
+    p.add_argument("--layers-b", nargs="+", help="B's layers (default: those with vector outputs)")
+    p.add_argument(
+        "--test-fraction", type=float, metavar="F", help="share of samples held out (default 0.2)"
+    )
+    p.add_argument("--seed", type=int, help="seed of the split and of the anchors")
+    p.add_argument("--map", choices=("affine", "linear"), help="the fitted map (default affine)")
+    p.add_argument(
+        "--ridge",
+        type=float,
+        help="penalty of the fitted maps, in units of the training ‖X_c‖² (default 0)",
+    )
+    p.add_argument(
+        "--anchors",
+        type=int,
+        dest="n_anchors",
+        metavar="M",
+        help="anchors of the zero-shot map (default 0: min(300, half the training samples))",
     )
     waiting(p)
 
@@ -813,6 +842,19 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
     elif c == "weights":
         run = client.compare_weights(
             args.checkpoint_a, args.checkpoint_b, args.dataset, seed=args.seed
+        )
+    elif c == "stitch":
+        run = client.stitch(
+            args.checkpoint_a,
+            args.checkpoint_b,
+            args.dataset,
+            layers_a=args.layers_a,
+            layers_b=args.layers_b,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            map=args.map,
+            ridge=args.ridge,
+            n_anchors=args.n_anchors,
         )
     elif c == "probe":
         run = client.probe(

@@ -43,6 +43,7 @@ RESULTS = {
     "dynamics": "dynamics",
     "units": "unit-matchings",
     "weights": "weight-spaces",
+    "stitch": "stitchings",
 }
 """Where the result of each run kind is (``GET <route>/<run id>/``)."""
 TOKEN_PAGE = "sign in to the site and open 'API token' in its top bar (/account/token/)"
@@ -825,7 +826,7 @@ class Client:
         Hungarian and best partner both ways, the share of units above a correlation t, the
         sparse (lasso) prediction of B's units from A's, the best and worst pairs.
         ``parameters`` are the kind's (``pooling``, ``n_pairs``, ``top_m``, ``n_alphas``).
-        Layers wider than 512 units are refused. Returns the run; :meth:`unit_matching` has
+        Layers wider than 256 units are refused. Returns the run; :meth:`unit_matching` has
         the result."""
         body = {
             "checkpoint_a": _id(checkpoint_a),
@@ -865,6 +866,38 @@ class Client:
         (``loss``, ``accuracy``, their barriers) and ``layers`` (spectra, cosines, alignment
         before and after); ``definitions`` has one line per number."""
         return self._get(f"weight-spaces/{_id(run)}/")
+
+    def stitch(
+        self,
+        checkpoint_a: Ref,
+        checkpoint_b: Ref,
+        dataset: Ref,
+        layers_a: Iterable[str] | None = None,
+        layers_b: Iterable[str] | None = None,
+        **parameters: Any,
+    ) -> dict:
+        """Stitch each of ``layers_a`` of A into each of ``layers_b`` of B (default: each
+        model's default layers with vector outputs) on a labelled ``dataset``: A up to its
+        layer, a map into B's layer (fitted by least squares, and zero-shot through relative
+        representations), then the rest of B, scored on held-out samples. ``parameters``
+        are the kind's (``test_fraction``, ``seed``, ``map`` ("affine" or "linear"),
+        ``ridge``, ``n_anchors``). B must be a .safetensors state dict of a built-in
+        architecture or TorchScript named after one; it may be A. Returns the run;
+        :meth:`stitching` has the result."""
+        body = {
+            "checkpoint_a": _id(checkpoint_a),
+            "checkpoint_b": _id(checkpoint_b),
+            "dataset": _id(dataset),
+        }
+        layers = {"layers_a": _list(layers_a), "layers_b": _list(layers_b)}
+        return self._post("stitchings/", _with(body, **layers, **parameters))
+
+    def stitching(self, run: Ref) -> dict:
+        """A stitching run: ``result`` (null until it finished) with ``layers_a`` (rows),
+        ``layers_b`` (columns), ``accuracy_b``, ``accuracy_a``, ``chance`` and ``matrices``
+        by method (``fitted``, ``relative``), each with its ``accuracy`` and ``r2`` grids;
+        ``definitions`` has one line per number."""
+        return self._get(f"stitchings/{_id(run)}/")
 
     def run(self, run: Ref) -> dict:
         """A run: ``id``, ``kind``, ``state``, ``progress`` (0..1), ``error``, timings…"""

@@ -58,7 +58,7 @@ def test_unit_matching_from_a_comparison_cell(
     loaded = thumbnails.first.evaluate("img => img.complete && img.naturalWidth > 0")
     assert loaded
     expect(page.locator("[data-testid=worst-pairs] tbody tr")).to_have_count(5)
-    expect(page.locator("body")).to_contain_text("layers wider than 512 units are refused")
+    expect(page.locator("body")).to_contain_text("layers wider than 256 units are refused")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "unit-matching.png"), full_page=True)
 

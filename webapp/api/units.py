@@ -44,7 +44,7 @@ class UnitMatchingViewSet(viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         """Match the units of a layer of A with those of a layer of B: Hungarian and best
         partner both ways, share above t, sparse prediction, best and worst pairs (the
-        extractions are requested too; layers wider than 512 units are refused)."""
+        extractions are requested too; layers wider than 256 units are refused)."""
         form = UnitMatchingRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data

@@ -23,10 +23,11 @@ from webapp.runs.submit import (
 if TYPE_CHECKING:
     from webapp.catalog.models import AnyUser
 
-MAX_UNITS = 512
+MAX_UNITS = 256
 """The widest layer a unit matching takes. The lasso path of every unit of B from A's units
-costs about p² · q per coordinate-descent sweep (two 256-unit layers take about 13 s on 2,000
-samples), so wider layers are refused rather than left running for many minutes."""
+costs about p² · q per coordinate-descent sweep: on 2,000 samples of correlated ReLU layers,
+128 units a side took 9 s and 256 took 26 s on the 2-core development machine, 512 more than
+2.5 minutes of CPU (a run cannot be cancelled inside the lasso), so wider layers are refused."""
 
 LIMIT_NOTE = (
     f"layers wider than {MAX_UNITS} units are refused: the lasso path of every unit of B from "
