@@ -117,3 +117,22 @@ def test_refusals(owner, ckpt_a, digits, workspace):
     with pytest.raises(InputError, match="same workspace"):
         request_nested(owner, [ckpt_a], elsewhere, "block1")
     assert not Run.objects.filter(kind=Run.Kind.NESTED).exists()
+
+
+def test_the_demo_trains_and_ingests_its_pair_once_and_asks_for_their_curves(
+    owner, workspace, digits, tmp_path
+):
+    from demo.nested import LAYER, MATRYOSHKA, PLAIN
+    from webapp.runs.management.commands.build_demo import Command
+
+    command = Command()
+    pair = command._nested_pair(workspace, owner, tmp_path / "first")
+    assert set(pair) == {MATRYOSHKA, PLAIN}
+    assert all(LAYER in c.layers and c.format == "torchscript" for c in pair.values())
+    again = command._nested_pair(workspace, owner, tmp_path / "again")
+    assert {k: c.pk for k, c in again.items()} == {k: c.pk for k, c in pair.items()}
+    assert not (tmp_path / "again").exists()  # found, not trained again
+    run = finished(request_nested(owner, [pair[MATRYOSHKA], pair[PLAIN]], digits, LAYER)[0])
+    curves = nested_view(run)["curves"]
+    assert [c["checkpoint"]["name"] for c in curves] == [MATRYOSHKA, PLAIN]
+    assert all(c["dims"] == [8, 16, 32, 64] for c in curves)

@@ -473,7 +473,7 @@ NESTED_STATISTICS = {
     "top1": ("top-1", "share of queries whose nearest sample has their label", "top1"),
     "top5": ("top-5", "share of queries with a sample of their label among the 5 nearest", "top5"),
     "probe_accuracy": (
-        "probe accuracy (leave-one-out)",
+        "probe accuracy",
         "exact leave-one-out accuracy of a ridge classifier of the label on the prefix",
         "probe",
     ),
