@@ -136,3 +136,17 @@ def test_the_demo_trains_and_ingests_its_pair_once_and_asks_for_their_curves(
     curves = nested_view(run)["curves"]
     assert [c["checkpoint"]["name"] for c in curves] == [MATRYOSHKA, PLAIN]
     assert all(c["dims"] == [8, 16, 32, 64] for c in curves)
+
+
+def test_above_the_leave_one_out_limit_queries_search_a_gallery(owner, ckpt_a, digits, monkeypatch):
+    import workers.tasks
+
+    monkeypatch.setattr(workers.tasks, "MAX_LOO_SAMPLES", 50)  # the digits fixture has 60
+    view = nested_view(finished(request_nested(owner, [ckpt_a], digits, "block1")[0]))
+    provenance = view["provenance"]
+    assert provenance["protocol"] == "query/gallery" and provenance["n"] == 60
+    assert (
+        0 < provenance["n_queries"] < 30 and provenance["n_queries"] + provenance["n_gallery"] == 60
+    )
+    (curve,) = view["curves"]
+    assert curve["dims"] == [8, 16, 32] and curve["cka"][-1] == pytest.approx(1.0)
