@@ -7,16 +7,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from analysis.errors import InputError, plain
+from analysis.models.architectures import build_from_state_dict
 from analysis.models.base import Model
 from analysis.models.checkpoints import describe as describe_model
 from analysis.models.checkpoints import load_checkpoint
 from analysis.models.extraction import extract_activations
-from analysis.models.modules import as_model
+from analysis.models.modules import as_model, is_torchscript
 from analysis.probes.engine import run_probe
-from analysis.weights.space import weight_space
+from analysis.stitching import stitching_matrix
+from analysis.weights.space import FUNCTION_TOLERANCE, weight_space
 
 Progress = Callable[[float], None]
 
@@ -117,3 +120,58 @@ def weights(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]
         progress=progress,
     )
     return result, {}
+
+
+def stitch(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
+    """A's layers stitched into B's (:func:`analysis.stitching.stitching_matrix`) on the
+    labelled samples ``inputs["x"]``, ``inputs["y"]``: A is the run's checkpoint
+    (``inputs["model"]``), B the second one (``inputs["model_b"]``), as an eager module
+    (:func:`eager_module`, the built-in ``params["architecture_b"]`` for a TorchScript B)."""
+    x, y = np.asarray(inputs["x"]), np.asarray(inputs["y"])
+    model_a = _model(params, inputs)
+    model_b = eager_module(_model(params, inputs, "model_b"), params["architecture_b"], x)
+    found = stitching_matrix(
+        model_a,
+        model_b,
+        x,
+        y,
+        params["layers_a"] or None,  # none named: the default layers with vector outputs
+        params["layers_b"] or None,
+        test_fraction=params["test_fraction"],
+        seed=params["seed"],
+        affine=params["map"] == "affine",
+        ridge=params["ridge"],
+        n_anchors=params["n_anchors"] or None,
+        device=params.get("device"),
+        progress=progress,
+    )
+    return found.to_json(), {}
+
+
+def eager_module(model: Model | nn.Module, architecture: str, x: np.ndarray) -> Model | nn.Module:
+    """``model`` with layers that take forward hooks: a TorchScript model rebuilt as the eager
+    built-in ``architecture`` from its own parameters, checked to compute the same outputs on
+    ``x`` (to :data:`~analysis.weights.space.FUNCTION_TOLERANCE` × max(1, largest |output|));
+    any other model as it is."""
+    if not (isinstance(model, nn.Module) and is_torchscript(model)):
+        return model
+    state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
+    eager = build_from_state_dict(architecture, state)
+    inputs = torch.as_tensor(x, dtype=torch.float32)
+    with torch.inference_mode():
+        difference, scale = 0.0, 1.0
+        for start in range(0, len(inputs), 1024):
+            batch = inputs[start : start + 1024]
+            scripted, rebuilt = model(batch).double(), eager(batch).double()
+            if scripted.shape != rebuilt.shape:
+                difference = float("inf")
+                break
+            difference = max(difference, float((scripted - rebuilt).abs().max()))
+            scale = max(scale, float(scripted.abs().max()))
+    if not difference <= FUNCTION_TOLERANCE * scale:
+        raise InputError(
+            f"model B's layers are named after the built-in {architecture!r}, but that "
+            f"architecture with B's weights does not compute B's outputs (they differ by up to "
+            f"{difference:.3g}), so B cannot be rebuilt as an eager module to stitch into"
+        )
+    return eager
