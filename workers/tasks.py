@@ -829,6 +829,26 @@ def weight_space(run: Run) -> dict:
     return {"compute_s": round(monotonic() - started, 3)}
 
 
+def stitching(run: Run) -> dict:
+    """Stitch A's layers into B's in a model host that loads both checkpoints (B rebuilt as
+    its eager built-in architecture where it is TorchScript), and store what
+    :func:`analysis.host.tasks.stitch` reports (both accuracy matrices, B alone, A alone,
+    chance) as the run's Report."""
+    assert run.checkpoint_b is not None  # a stitching run has two checkpoints
+    arrays = run.dataset.load_arrays()
+    started = monotonic()
+    with run.checkpoint_b.blob.local_path() as path_b:
+        result, _ = _in_host(
+            run,
+            {**run.params, "model_b": checkpoint_model_params(run.checkpoint_b)},
+            {"model_b": path_b, "x": arrays.x, "y": arrays.y},
+        )
+    Report.objects.update_or_create(
+        run=run, defaults={"result": result, "code_version": run.code_version}
+    )
+    return {"compute_s": round(monotonic() - started, 3)}
+
+
 RUNNERS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.EXTRACT: extract,
     Run.Kind.COMPARE: compare,
@@ -842,4 +862,5 @@ RUNNERS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.NESTED: nested,
     Run.Kind.WEIGHTS: weight_space,
     Run.Kind.UNITS: unit_matching,
+    Run.Kind.STITCH: stitching,
 }

@@ -75,6 +75,7 @@ from webapp.catalog.models import (
 )
 from webapp.runs.explorer import select_indices
 from webapp.runs.models import Run, Selection
+from webapp.runs.stitching import request_stitching
 from webapp.runs.submit import (
     request_aligned_projections,
     request_alignment,
@@ -261,6 +262,7 @@ def build_world() -> SimpleNamespace:
     )
     w.alignment = _finished(request_alignment(owner, a, b, d, "block1", "block1")[0])
     w.weight_space = _finished(request_weight_space(owner, a, b, d)[0])
+    w.stitching = _finished(request_stitching(owner, a, b, d, ["block1"], ["head"])[0])
     w.units = _finished(request_unit_matching(owner, a, b, d, "block1", "block1", n_alphas=5)[0])
     w.compatibility = _finished(request_compatibility(owner, [a, b], d, "block2")[0])
     w.nested = _finished(request_nested(owner, [a, b], d, "block2")[0])
@@ -791,6 +793,14 @@ PAGES: dict[str, Spec] = {
     "comparison-csv": Spec(at(pk="@comparison"), **RUN_PK),
     "comparison-pair": Spec(at(pk="@comparison", row=1, col=1), htmx_ok=(286,), **RUN_PK),
     "weight-space": Spec(at(pk="@weight_space"), htmx_ok=(286,), **RUN_PK),
+    "stitching": Spec(at(pk="@stitching"), htmx_ok=(286,), **RUN_PK),
+    "new-stitching": Spec(
+        at(slug="@ws"),
+        readers=EDITORS,
+        writes={"POST": form(checkpoint_a="@ckpt_a", checkpoint_b="@ckpt_b", dataset="@dataset")},
+        write_ok=CREATED,
+        **RUN_SLUG,
+    ),
     "new-weight-space": Spec(
         at(slug="@ws"),
         readers=EDITORS,
@@ -1071,6 +1081,20 @@ API: dict[str, Spec] = {
         write_ok=OK_200,
     ),
     "weight-space-detail": Spec(at(pk="@weight_space"), ids=API_PK),
+    "stitching-list": Spec(
+        at(),
+        writes={
+            "POST": json_body(
+                checkpoint_a="@ckpt_a",
+                checkpoint_b="@ckpt_b",
+                dataset="@dataset",
+                layers_a=["block1"],
+                layers_b=["head"],
+            )
+        },
+        write_ok=OK_200,
+    ),
+    "stitching-detail": Spec(at(pk="@stitching"), ids=API_PK),
     "compatibility-list": Spec(
         at(),
         writes={
@@ -1616,6 +1640,7 @@ SHOWN = {
     "comparison-pair": [N["ckpt_a"], N["ckpt_b"], N["label0"], N["label1"]],
     "model-matrix": [N["ckpt_a"], N["ckpt_b"]],
     "weight-space": [N["ckpt_a"], N["ckpt_b"], N["dataset"]],
+    "stitching": [N["ckpt_a"], N["ckpt_b"], N["dataset"]],
     "series": [SERIES, N["ckpt_a"], N["ckpt_b"], N["dataset"]],
     "dynamics": [SERIES, N["dataset"], N["ckpt_a"]],
     "compatibility": [N["ckpt_a"], N["ckpt_b"], N["label0"]],
@@ -1633,6 +1658,7 @@ IN_JSON = {
     "model-matrix": [N["dataset"], N["ckpt_a"], N["ckpt_b"]],
     "compatibility": [N["dataset"], N["ckpt_a"], N["ckpt_b"]],
     "nested": [N["ckpt_a"], N["ckpt_b"]],
+    "stitching": [N["ckpt_a"], N["ckpt_b"]],
     "probe": [N["dataset"], N["ckpt_a"]],
     "projection": [N["label0"], N["label1"], N["label2"], f"meta:{COLUMN}", VALUE],
     "projection-pair": [N["label0"], N["label1"]],

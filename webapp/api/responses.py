@@ -712,3 +712,64 @@ class WeightSpaceSerializer(serializers.Serializer):
     )
     result = WeightSpaceResultSerializer(allow_null=True)
     code_version = serializers.CharField(allow_null=True)
+
+
+# ---------------------------------------------------------------------------- model stitching
+
+
+class StitchingMatrixSerializer(serializers.Serializer):
+    method = serializers.ChoiceField(choices=["fitted", "relative"])
+    estimator = serializers.CharField()
+    accuracy = grid("[A's layer][B's layer]: the stitched model's held-out accuracy")
+    r2 = grid("[A's layer][B's layer]: held-out R² of the mapped activations against B's layer")
+
+
+class StitchingParametersSerializer(serializers.Serializer):
+    test_fraction = serializers.FloatField()
+    seed = serializers.IntegerField()
+    map = serializers.ChoiceField(choices=["affine", "linear"])
+    ridge = serializers.FloatField()
+    n_anchors = serializers.IntegerField(help_text="0: min(300, half the training samples)")
+
+
+class StitchingResultSerializer(serializers.Serializer):
+    layers_a = texts("A's layers, the rows")
+    layers_b = texts("B's layers, the columns")
+    dims_a = serializers.ListField(child=serializers.IntegerField(), help_text="their widths")
+    dims_b = serializers.ListField(child=serializers.IntegerField(), help_text="their widths")
+    accuracy_a = serializers.FloatField(
+        allow_null=True, help_text="A alone; null where A does not output B's class scores"
+    )
+    accuracy_b = serializers.FloatField(help_text="B alone")
+    chance = serializers.FloatField(help_text="the largest class share among the held-out labels")
+    n_classes = serializers.IntegerField()
+    n_train = serializers.IntegerField()
+    n_test = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    matrices = serializers.DictField(
+        child=StitchingMatrixSerializer(), help_text='by method: "fitted", "relative"'
+    )
+    test_rows = serializers.ListField(
+        child=serializers.IntegerField(), help_text="the held-out samples' indices"
+    )
+    warnings = texts()
+
+
+class StitchingSerializer(serializers.Serializer):
+    """One checkpoint's layers stitched into another's on a labelled dataset; ``result`` is
+    null until the run has finished."""
+
+    run = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=Run.State.choices)
+    checkpoint_a = NamedSerializer()
+    checkpoint_b = NamedSerializer()
+    dataset = NamedSerializer()
+    layers_a = texts("as asked; empty: A's default layers with vector outputs")
+    layers_b = texts("as asked; empty: B's default layers with vector outputs")
+    architecture_b = serializers.CharField(help_text="the built-in architecture B runs as")
+    parameters = StitchingParametersSerializer()
+    definitions = serializers.DictField(
+        child=serializers.CharField(), help_text="one line per number"
+    )
+    result = StitchingResultSerializer(allow_null=True)
+    code_version = serializers.CharField(allow_null=True)

@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from webapp.api import units, views, weight_spaces
 from webapp.api.nested import NestedViewSet
+from webapp.api.stitchings import StitchingViewSet
 
 router = DefaultRouter()
 router.include_format_suffixes = False  # no <route>.json twins: the handlers take no format
@@ -31,6 +32,7 @@ router.register("uploads", views.UploadViewSet, basename="upload")
 router.register("selections", views.SelectionViewSet, basename="selection")
 router.register("weight-spaces", weight_spaces.WeightSpaceViewSet, basename="weight-space")
 router.register("unit-matchings", units.UnitMatchingViewSet, basename="unit-matching")
+router.register("stitchings", StitchingViewSet, basename="stitching")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.pages import nested, series, team, units, views, weight_spaces
+from webapp.pages import nested, series, stitchings, team, units, views, weight_spaces
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -35,6 +35,8 @@ urlpatterns = [
         name="new-weight-space",
     ),
     path("weight-spaces/<int:pk>/", weight_spaces.weight_space_page, name="weight-space"),
+    path("w/<slug:slug>/stitchings/new/", stitchings.new_stitching, name="new-stitching"),
+    path("stitchings/<int:pk>/", stitchings.stitching_page, name="stitching"),
     path("w/<slug:slug>/unit-matchings/new/", units.new_unit_matching, name="new-unit-matching"),
     path("unit-matchings/<int:pk>/", units.unit_matching_page, name="unit-matching"),
     path(

@@ -24,6 +24,7 @@ from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.measures.compatibility import CRITERIA
 from analysis.measures.compatibility import METRICS as RETRIEVAL_METRICS
 from analysis.measures.registry import MEASURES
+from analysis.measures.relative import MAX_ANCHORS
 from analysis.models.choices import POOLINGS
 from analysis.parameters import Parameter, check_values
 
@@ -43,6 +44,7 @@ class Kind(models.TextChoices):
     WEIGHTS = "weights", "Weight space"
     NESTED = "nested", "Nested embedding quality"
     UNITS = "units", "Unit matching"
+    STITCH = "stitch", "Model stitching"
 
 
 POOLING = Parameter(
@@ -285,6 +287,45 @@ KINDS: dict[str, RunKind] = {
             "analysis.measures.units:unit_matching_report",
             page="unit-matching",
             batch=True,
+        ),
+        RunKind(
+            Kind.STITCH,
+            "gpu",
+            (
+                _fraction(
+                    "test_fraction", 0.2, "share of samples held out to score the stitched models"
+                ),
+                Parameter("seed", "int", 0, "seed of the split and of the anchors", 0, 2**32 - 1),
+                Parameter(
+                    "map",
+                    "choice",
+                    "affine",
+                    "the fitted map from A's layer to B's: with an intercept or through 0",
+                    choices=("affine", "linear"),
+                ),
+                Parameter(
+                    "ridge",
+                    "float",
+                    0.0,
+                    "penalty of the fitted maps, in units of the training ‖X_c‖²_F (0: least "
+                    "squares)",
+                    minimum=0.0,
+                    maximum=1e6,
+                ),
+                Parameter(
+                    "n_anchors",
+                    "int",
+                    0,
+                    "anchors of the zero-shot variant, drawn among the training samples (0: "
+                    f"min({MAX_ANCHORS}, half of them))",
+                    minimum=0,
+                    maximum=100_000,
+                ),
+            ),
+            "analysis.host.tasks:stitch",
+            page="stitching",
+            batch=True,
+            hosted=True,
         ),
     ]
 }

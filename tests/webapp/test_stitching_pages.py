@@ -1,0 +1,144 @@
+"""The model-stitching form and page, and its API: a finished run shows both accuracy
+matrices as heatmaps beside B alone, A alone and chance, with the definitions and where the
+zero-shot variant fails; a B that cannot run as an eager module is not offered in the form
+and refused by the API with one sentence; the API's answers have the schema's shape."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from django.utils.html import escape
+
+from tests.conftest import run_with_dependencies
+from tests.webapp.test_schema import check, schema  # noqa: F401  (the schema fixture)
+from webapp.catalog.models import Checkpoint
+from webapp.runs.models import Report, Run
+from webapp.runs.stitching import request_stitching, zero_shot_failures
+
+pytestmark = pytest.mark.django_db
+
+REFUSAL = "so B must be an eager torch module"
+
+
+def embedded(html: str, element_id: str) -> dict:
+    found = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html)
+    assert found, element_id
+    return json.loads(found.group(1))
+
+
+def test_the_page_shows_both_matrices_the_references_and_the_definitions(
+    client, owner, workspace, digits, ckpt_a, ckpt_b
+):
+    run = run_with_dependencies(request_stitching(owner, ckpt_a, ckpt_b, digits)[0])
+    client.force_login(owner)
+    html = client.get(f"/stitchings/{run.pk}/").content.decode()
+    for shown in (
+        'data-heatmap="stitching-1"',
+        'data-heatmap="stitching-2"',
+        "js/heatmap/index.js",
+        "B alone",
+        "A alone",
+        "chance",
+        "Fitted map",
+        "Zero-shot (relative representations)",
+        "fitted by least squares from A&#x27;s layer i to B&#x27;s layer j",
+        "Moschella et al. 2023",
+        "the largest class share among the held-out labels",
+        'data-testid="zero-shot"',
+        "both models loaded in a model host",
+    ):
+        assert shown in html, shown
+    fitted = embedded(html, "stitching-1")
+    assert fitted["measure"]["name"] == "accuracy" and fitted["measure"]["range"] == [0.0, 1.0]
+    assert fitted["measure"]["reading"] == "higher = better"
+    assert fitted["layers_a"] == fitted["layers_b"] == ["flatten", "block1", "block2", "head"]
+    result = Report.objects.get(run=run).result
+    assert fitted["value"] == result["matrices"]["fitted"]["accuracy"]
+    r2 = result["matrices"]["fitted"]["r2"][1][2]
+    assert fitted["estimator"][1][2].endswith(f"· R² {r2:.4f}")
+    assert embedded(html, "stitching-2")["value"] == result["matrices"]["relative"]["accuracy"]
+    assert escape(zero_shot_failures(result)) in html
+
+    listed = client.get(f"/w/{workspace.slug}/").content.decode()
+    assert f"/stitchings/{run.pk}/" in listed and f"/w/{workspace.slug}/stitchings/new/" in listed
+    polled = client.get(f"/stitchings/{run.pk}/", HTTP_HX_REQUEST="true")
+    assert polled.status_code == 286 and "<html" not in polled.content.decode()
+
+
+def test_an_unfinished_run_polls(client, owner, workspace, digits, ckpt_a, ckpt_b):
+    run, _ = request_stitching(owner, ckpt_a, ckpt_b, digits)
+    client.force_login(owner)
+    html = client.get(f"/stitchings/{run.pk}/").content.decode()
+    assert 'hx-trigger="every 2s"' in html and "data-heatmap" not in html
+
+
+def test_the_form_asks_for_a_run_and_offers_only_bs_that_run_eagerly(
+    client, owner, workspace, digits, ckpt_a, ckpt_b
+):
+    client.force_login(owner)
+    url = f"/w/{workspace.slug}/stitchings/new/"
+    page = client.get(f"{url}?a={ckpt_a.pk}&b={ckpt_b.pk}").content.decode()
+    assert f'<option value="{ckpt_a.pk}" selected>' in page
+    assert f'<option value="{ckpt_b.pk}" selected>' in page
+    body = {
+        "checkpoint_a": ckpt_a.pk,
+        "checkpoint_b": ckpt_b.pk,
+        "dataset": digits.pk,
+        "layers_a": "block1, block2",
+        "layers_b": "head",
+    }
+    answer = client.post(url, body)
+    run = Run.objects.get(kind=Run.Kind.STITCH)
+    assert answer.status_code == 302 and answer["Location"] == f"/stitchings/{run.pk}/"
+    assert run.params["layers_a"] == ["block1", "block2"] and run.params["layers_b"] == ["head"]
+    assert run.params["map"] == "affine" and run.params["test_fraction"] == 0.2
+
+    refused = client.post(url, {**body, "layers_b": "nope"})
+    assert (
+        refused.status_code == 400 and "has no layer &#x27;nope&#x27;" in refused.content.decode()
+    )
+
+    Checkpoint.objects.filter(pk=ckpt_b.pk).update(format="onnx")
+    page = client.get(url).content.decode()
+    b_field = page[page.index('name="checkpoint_b"') :]
+    b_field = b_field[: b_field.index("</select>")]
+    assert f'value="{ckpt_b.pk}"' not in b_field  # not offered as B
+    a_field = page[page.index('name="checkpoint_a"') :]
+    assert f'value="{ckpt_b.pk}"' in a_field[: a_field.index("</select>")]  # but as A
+
+
+def test_the_api_asks_for_reads_and_refuses(
+    schema,  # noqa: F811
+    api,
+    owner,
+    workspace,
+    digits,
+    ckpt_a,
+    ckpt_b,
+):
+    body = {"checkpoint_a": ckpt_a.pk, "checkpoint_b": ckpt_b.pk, "dataset": digits.pk}
+    made = check(
+        schema,
+        api.post("/api/v1/stitchings/", {**body, "layers_b": ["block2", "head"]}, format="json"),
+        "post",
+        "/api/v1/stitchings/",
+        201,
+    )
+    assert made["kind"] == "stitch" and made["page"].endswith(f"/stitchings/{made['id']}/")
+    path = "/api/v1/stitchings/{id}/"
+    waiting = check(schema, api.get(f"/api/v1/stitchings/{made['id']}/"), "get", path)
+    assert waiting["result"] is None and waiting["layers_b"] == ["block2", "head"]
+    run_with_dependencies(Run.objects.get(pk=made["id"]))
+    read = check(schema, api.get(f"/api/v1/stitchings/{made['id']}/"), "get", path)
+    assert read["state"] == "succeeded" and read["result"]["layers_b"] == ["block2", "head"]
+    assert read["definitions"]["chance"].startswith("the largest class share")
+    assert len(read["result"]["matrices"]["fitted"]["accuracy"][0]) == 2
+    check(schema, api.get(f"/api/v1/runs/{made['id']}/"), "get", "/api/v1/runs/{id}/")
+
+    refused = api.post("/api/v1/stitchings/", {**body, "ridge": -1}, format="json")
+    assert refused.status_code == 400 and "ridge" in refused.json()["errors"]
+    Checkpoint.objects.filter(pk=ckpt_b.pk).update(format="precomputed")
+    refused = api.post("/api/v1/stitchings/", body, format="json")
+    assert refused.status_code == 400 and REFUSAL in refused.json()["detail"]
