@@ -787,8 +787,9 @@ def unit_matching(run: Run) -> dict:
 
         def top_b(pairs: list) -> list[list[int]]:
             return [
-                np.argsort(-columns[:, pair.b].astype(np.float64), kind="stable")[: p["top_m"]]
-                .tolist()
+                np.argsort(-columns[:, pair.b].astype(np.float64), kind="stable")[
+                    : p["top_m"]
+                ].tolist()
                 for pair in pairs
             ]
 

@@ -147,6 +147,9 @@ class CheckpointSerializer(serializers.ModelSerializer):
     layers = TextsField(read_only=True, help_text="every layer whose activations can be stored")
     default_layers = TextsField(read_only=True, help_text="taken when a request names none")
     layer_tree = LayerTreeField(read_only=True)
+    metrics = serializers.DictField(
+        child=serializers.FloatField(), read_only=True, help_text="training metrics logged with it"
+    )
     page = serializers.SerializerMethodField(help_text="the web page that shows it")
 
     def get_page(self, checkpoint: Checkpoint) -> str:
@@ -169,10 +172,17 @@ class CheckpointSerializer(serializers.ModelSerializer):
             "layer_tree",
             "seed_group",
             "step",
+            "metrics",
             "sha256",
             "page",
             "created_at",
         ]
+
+
+METRICS_HELP = (
+    'training metrics logged with it, {"name": number} (loss, accuracy, epoch …): drawn over '
+    "the steps of its series"
+)
 
 
 class CheckpointUploadSerializer(RequestSerializer):
@@ -200,6 +210,7 @@ class CheckpointUploadSerializer(RequestSerializer):
     step = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, help_text="training step, for series"
     )
+    metrics = serializers.JSONField(required=False, allow_null=True, help_text=METRICS_HELP)
 
 
 MEASURE_PARAMS_HELP = (
@@ -384,6 +395,7 @@ if TYPE_CHECKING:
     ExtractParameters = RequestSerializer
     CompareParameters = RequestSerializer
     ModelMatrixParameters = RequestSerializer
+    DynamicsParameters = RequestSerializer
     AlignParameters = RequestSerializer
     CompatibilityParameters = RequestSerializer
     ProjectParameters = RequestSerializer
@@ -393,6 +405,7 @@ else:
     ExtractParameters = with_parameters(Run.Kind.EXTRACT)
     CompareParameters = with_parameters(Run.Kind.COMPARE)
     ModelMatrixParameters = with_parameters(Run.Kind.MODEL_MATRIX)
+    DynamicsParameters = with_parameters(Run.Kind.DYNAMICS)
     AlignParameters = with_parameters(Run.Kind.ALIGN)
     CompatibilityParameters = with_parameters(Run.Kind.COMPATIBILITY)
     ProjectParameters = with_parameters(Run.Kind.PROJECT)
@@ -440,6 +453,32 @@ class ModelMatrixRequestSerializer(MeasureParametersMixin, ModelMatrixParameters
     checkpoints = serializers.ListField(child=serializers.IntegerField(), min_length=2)
     dataset = serializers.IntegerField()
     layer = serializers.CharField(help_text="a layer every checkpoint has")
+
+
+class DynamicsRequestSerializer(MeasureParametersMixin, DynamicsParameters):
+    workspace = serializers.SlugField(help_text="slug of a workspace you can edit")
+    series = serializers.CharField(
+        max_length=200, help_text="the seed group whose checkpoints (by step) are followed"
+    )
+    dataset = serializers.IntegerField()
+    layers = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="default: the last checkpoint's top-level blocks and output",
+    )
+
+
+class SeriesCheckpointSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    step = serializers.IntegerField(allow_null=True)
+    metrics = serializers.DictField(child=serializers.FloatField())
+
+
+class SeriesSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="the seed group")
+    checkpoints = SeriesCheckpointSerializer(many=True, help_text="oldest first")
+    page = serializers.CharField(help_text="the web page that shows it")
 
 
 class AlignmentRequestSerializer(AlignParameters):
@@ -633,6 +672,9 @@ class UploadRequestSerializer(RequestSerializer):
     )
     seed_group = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     step = serializers.IntegerField(required=False, allow_null=True, min_value=0, default=None)
+    metrics = serializers.JSONField(
+        required=False, default=None, allow_null=True, help_text=METRICS_HELP
+    )
     dataset = serializers.IntegerField(
         required=False,
         allow_null=True,

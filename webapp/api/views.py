@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -17,6 +18,7 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -67,6 +69,7 @@ from webapp.runs.results import (
     alignment_summary,
     comparison_matrix,
     compatibility_matrix,
+    dynamics_view,
     model_matrix,
     probe_summary,
 )
@@ -75,10 +78,12 @@ from webapp.runs.submit import (
     request_alignment,
     request_comparison,
     request_compatibility,
+    request_dynamics,
     request_extraction,
     request_model_matrix,
     request_probe,
     request_projection,
+    series_in,
 )
 from webapp.status import overview
 
@@ -437,6 +442,7 @@ class CheckpointViewSet(
                 description=data.get("description", ""),
                 seed_group=data.get("seed_group", ""),
                 step=data.get("step"),
+                metrics=data.get("metrics"),
                 dataset=dataset.pk if dataset else None,
             ),
         )
@@ -602,6 +608,67 @@ class ModelMatrixViewSet(viewsets.GenericViewSet):
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         """The model × model matrix in hierarchical order, with baselines and provenance."""
         return Response(model_matrix(self.get_object()))
+
+
+class DynamicsViewSet(viewsets.GenericViewSet):
+    serializer_class = s.DynamicsRequestSerializer
+
+    def get_queryset(self) -> QuerySet:
+        return visible_to(Run, self.request.user).filter(kind=Run.Kind.DYNAMICS)
+
+    @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
+    def create(self, request: Request) -> Response:
+        """Follow layers over the checkpoints of a series (a seed group, by step) as it stands:
+        step × step matrices of the measure, similarity to the final step, statistics per
+        step. Asked again after the series grew, a new run computes only the new cells."""
+        form = s.DynamicsRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        user = request.user
+        run, created = request_dynamics(
+            user,
+            editable_workspace(user, data["workspace"]),
+            data["series"],
+            editable(Dataset, user, data["dataset"]),
+            data.get("layers"),
+            measure_params=data.get("measure_params"),
+            **parameters_in(Run.Kind.DYNAMICS, data),
+        )
+        return _created(request, run, created)
+
+    @extend_schema(responses={200: r.DynamicsSerializer, 404: s.ErrorSerializer})
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        """Per layer: the step × step matrix, similarity to the final step and each statistic
+        over steps, with the series' logged metrics (``layers`` is empty until it finished)."""
+        return Response(dynamics_view(self.get_object()))
+
+
+class SeriesViewSet(viewsets.ViewSet):
+    @extend_schema(
+        parameters=[OpenApiParameter("workspace", str, required=True, description="its slug")],
+        responses={200: s.SeriesSerializer(many=True), 400: s.ErrorSerializer},
+    )
+    def list(self, request: Request) -> Response:
+        """The workspace's series: its seed groups, each with its checkpoints oldest first
+        (by step) and their logged metrics."""
+        slug = request.query_params.get("workspace")
+        if not slug:
+            raise BadInput("name the workspace: ?workspace=<slug>")
+        workspace = get_object_or_404(workspaces_of(request.user), slug=slug)
+        page = request.build_absolute_uri(reverse("series", args=[workspace.slug]))
+        return Response(
+            [
+                {
+                    "name": name,
+                    "checkpoints": [
+                        {"id": c.pk, "name": c.name, "step": c.step, "metrics": c.metrics}
+                        for c in checkpoints
+                    ],
+                    "page": f"{page}?{urlencode({'group': name})}",
+                }
+                for name, checkpoints in series_in(workspace).items()
+            ]
+        )
 
 
 class AlignmentViewSet(viewsets.GenericViewSet):

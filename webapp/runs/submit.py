@@ -462,8 +462,7 @@ def request_nested(
     checked = _checked(Run.Kind.NESTED, **parameters)
     if dataset.column("y") is None:
         raise InputError(
-            f"{dataset.name} has no labels: nested-embedding quality needs class or identity "
-            "labels"
+            f"{dataset.name} has no labels: nested-embedding quality needs class or identity labels"
         )
     checkpoints = list(dict.fromkeys(checkpoints))
     if not checkpoints:
@@ -474,6 +473,4 @@ def request_nested(
         request_extraction(user, c, dataset, [layer], checked["pooling"])[0] for c in checkpoints
     ]
     params = {"checkpoints": [c.pk for c in checkpoints], "layer": layer, **checked}
-    return _submit(
-        Run.Kind.NESTED, user, dataset, params, checkpoints[0], depends_on=extractions
-    )
+    return _submit(Run.Kind.NESTED, user, dataset, params, checkpoints[0], depends_on=extractions)
