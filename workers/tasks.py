@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from time import monotonic
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from analysis.dynamics.series import (
     missing_cells,
     series_matrix,
     step_statistics,
+    steps_needed,
 )
 from analysis.errors import InputError
 from analysis.explorer.geometry import geometry
@@ -39,7 +41,7 @@ from analysis.host import run_in_host
 from analysis.measures.alignment import fit_alignment
 from analysis.measures.compatibility import compatibility as cross_model_retrieval
 from analysis.measures.compatibility import query_gallery_split
-from analysis.measures.engine import compare_layers
+from analysis.measures.engine import Measure, compare_layers
 from analysis.measures.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures.registry import MEASURES
 from analysis.measures.units import unit_matching_report
@@ -56,6 +58,7 @@ from webapp.runs.models import (
     Alignment,
     Cancelled,
     CompatibilityResult,
+    KeptPreparation,
     LayerStatistics,
     ProbeResult,
     Projection,
@@ -640,10 +643,14 @@ def dynamics(run: Run) -> dict:
         def progress(f: float, at: int = position) -> None:
             run.report_progress((at + f) / n_layers)
 
+        todo = missing_cells(k, measure.symmetric, known)
         with ExitStack() as stack:
             arrays = [stack.enter_context(s.memory_map()) for s in sets]
-            cells = series_matrix(measure, arrays, known, progress)
-            new = {cell: cells[cell] for cell in missing_cells(k, measure.symmetric, known)}
+            prepared = _kept_preparations(measure, sets, arrays, steps_needed(todo))
+            restored = set(prepared)
+            cells = series_matrix(measure, arrays, known, progress, prepared)
+            _keep_preparations(run, measure, sets, prepared, restored)
+            new = {cell: cells[cell] for cell in todo}
             statistics, fresh = _statistics(run, sets, arrays, labels, columns)
         SeriesCell.objects.bulk_create(
             [
@@ -692,6 +699,44 @@ def dynamics(run: Run) -> dict:
         "cells_reused": reused_cells,
         "statistics_computed": computed_statistics,
     }
+
+
+def _kept_preparations(
+    measure: Measure, sets: list[ActivationSet], arrays: list[np.ndarray], needed: set[int]
+) -> dict[int, Any]:
+    """The prepared layers of the ``needed`` steps that an earlier run kept, restored."""
+    kept = {
+        p.activation_id: p
+        for p in KeptPreparation.objects.filter(
+            activation__in=[sets[i] for i in needed],
+            measure=measure.id,
+            settings=measure.settings(),
+        ).select_related("blob")
+    }
+    return {
+        i: measure.restored(arrays[i], kept[sets[i].pk].blob.load_array())
+        for i in needed
+        if sets[i].pk in kept
+    }
+
+
+def _keep_preparations(
+    run: Run,
+    measure: Measure,
+    sets: list[ActivationSet],
+    prepared: dict[int, Any],
+    restored: set[int],
+) -> None:
+    """Store what the measure keeps of each layer prepared by this run."""
+    for i, layer in prepared.items():
+        if i in restored or (kept := measure.kept(layer)) is None:
+            continue
+        KeptPreparation.objects.get_or_create(
+            activation=sets[i],
+            measure=measure.id,
+            settings=measure.settings(),
+            defaults={"blob": Blob.store_array(kept), "code_version": run.code_version},
+        )
 
 
 def _label_columns(dataset: Dataset) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:

@@ -13,7 +13,9 @@ computes what the dynamics views draw:
 
 Incremental: the caller passes the cells it already has (from a run on a shorter series) and
 gets the rest computed; each step's layer is prepared at most once, and only when a missing cell
-needs it, so one new checkpoint of a series of k costs k (symmetric) or 2k − 1 new cells.
+needs it, so one new checkpoint of a series of k costs k (symmetric) or 2k − 1 new cells. Where
+a measure keeps the costly part of a prepared layer (:meth:`Measure.kept`: the kNN graph), the
+caller may store it and pass it back restored, so that the old steps are not prepared again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ MAX_CLASSES = 100
 value): a linear probe's accuracy over hundreds of classes says little."""
 
 
+def steps_needed(cells: Sequence[Cell]) -> set[int]:
+    """The steps whose prepared layer computing ``cells`` takes."""
+    return {i for cell in cells for i in cell}
+
+
 def missing_cells(k: int, symmetric: bool, known: Mapping[Cell, Outcome]) -> list[Cell]:
     """The cells of a k × k matrix still to compute: for a symmetric measure, (i, j) with
     i ≤ j whose value is known neither at (i, j) nor at (j, i)."""
@@ -53,10 +60,13 @@ def series_matrix(
     layers: Sequence[np.ndarray],
     known: Mapping[Cell, Outcome] | None = None,
     progress: Callable[[float], None] | None = None,
+    prepared: dict[int, Any] | None = None,
 ) -> dict[Cell, Outcome]:
     """Every cell (i, j) of the step × step matrix of ``layers`` (one n × d array per step,
     oldest first, the same samples in the same order): the ``known`` ones as given, the others
-    computed. A layer the measure refuses makes every cell of its row and column a refusal."""
+    computed. A layer the measure refuses makes every cell of its row and column a refusal.
+    ``prepared``: layers already prepared, by step (restored from what an earlier run kept);
+    the ones prepared here are added to it."""
     known = dict(known or {})
     k = len(layers)
     if k == 0:
@@ -64,7 +74,7 @@ def series_matrix(
     if len({len(x) for x in layers}) != 1:
         raise InputError("the checkpoints' activations have different numbers of samples")
     todo = missing_cells(k, measure.symmetric, known)
-    prepared: dict[int, Any] = {}
+    prepared = {} if prepared is None else prepared
     refused: dict[int, str] = {}
 
     def prepare(i: int) -> Any:

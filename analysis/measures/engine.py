@@ -89,6 +89,17 @@ class Measure:
         """How the value was computed for this pair (shown with the value)."""
         return ""
 
+    def kept(self, prepared: Any) -> np.ndarray | None:
+        """The costly part of a prepared layer, to store so that a later run on the same
+        activations need not prepare it again (a series that grew by a checkpoint,
+        :mod:`analysis.dynamics`); None (the default) where preparing costs little or makes
+        something as large as the activations."""
+        return None
+
+    def restored(self, x: np.ndarray, kept: np.ndarray) -> Any:
+        """The prepared layer of ``x`` from what :meth:`kept` returned for it."""
+        raise NotImplementedError(f"{self.id} keeps nothing of a prepared layer")
+
     def baseline_note(self, n_permutations: int) -> str:
         """How the permutation baseline was obtained (shown with it)."""
         if self.exact_baseline:

@@ -228,6 +228,17 @@ class _KNNAgreement(Measure):
         data = _embed(x, self.metric, name)
         return PreparedKNN(data, _neighbours(data, self.k, self.metric, None))
 
+    def kept(self, prepared: PreparedKNN) -> np.ndarray:
+        """The neighbour lists (n × k indices): the search for them is the whole cost of
+        preparing a layer; the rows are embedded again from the activations."""
+        return prepared.neighbours
+
+    def restored(self, x: np.ndarray, kept: np.ndarray) -> PreparedKNN:
+        x = check_activations(x, "activations", self.min_samples)
+        if kept.shape != (x.shape[0], self.k):
+            raise InputError(f"stored neighbour lists of shape {kept.shape} do not fit k={self.k}")
+        return PreparedKNN(_embed(x, self.metric, "activations"), kept)
+
     def permute(self, prepared: PreparedKNN, perm: np.ndarray) -> PreparedKNN:
         """The graph of the rows ``data[perm]``, relabelled without a new neighbour search:
         new row a is old row perm[a], and old index j is new index perm⁻¹[j]."""

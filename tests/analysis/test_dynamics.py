@@ -129,3 +129,16 @@ def test_chance_level_and_probed_columns() -> None:
     assert is_probed(np.array(["a", "b", "a"]))
     assert not is_probed(np.zeros(5))
     assert not is_probed(np.arange(500))
+
+
+def test_a_kept_knn_graph_restores_the_prepared_layer_and_is_not_searched_again() -> None:
+    layers = drifting_series(4)
+    measure = MEASURES["knn/jaccard"]
+    first: dict = {}
+    known = series_matrix(measure, layers[:3], prepared=first)
+    restored = {i: measure.restored(layers[i], measure.kept(p)) for i, p in first.items()}
+    counting = Counting("knn/jaccard")
+    grown = series_matrix(counting, layers, known, prepared=restored)  # type: ignore[arg-type]
+    assert counting.prepared == ["step 4"]  # the three earlier steps came back restored
+    assert grown == series_matrix(measure, layers)
+    assert MEASURES["cka/linear"].kept(first[0]) is None  # CKA keeps nothing: cheap to prepare

@@ -37,6 +37,7 @@ from webapp.runs.submit import (
     request_alignment,
     request_comparison,
     request_compatibility,
+    request_dynamics,
     request_extraction,
     request_model_matrix,
     request_probe,
@@ -372,14 +373,17 @@ def snapshot(workspace: Workspace) -> dict[str, list[dict]]:
 
 @pytest.fixture
 def lab(owner, member, workspace, digits, ckpt_a):
-    """A lab with a member, two checkpoints (one the parent of the other) that read its dataset
-    (checked), one finished run of
+    """A lab with a member, two checkpoints (one the parent of the other, and the next step
+    of a training run) that read its dataset (checked), one finished run of
     every kind with its results (extractions, scores with per-sample blobs, a model matrix, an
     alignment, compatibility, projections, aligned ones, a probe), a selection, and a run
     still queued."""
     a, d = ckpt_a, digits
     b = checkpoint_from(workspace, owner, torchscript_mlp_bytes(1), "mlp-seed1")
     b.parent = a
+    a.seed_group = b.seed_group = "run"  # a training run of two steps
+    a.step, b.step = 0, 1
+    a.save()
     b.save()
     check_fits(d)  # which of the two models read the digits (both do)
     quick = {"n_permutations": 2, "n_bootstrap": 0}
@@ -391,6 +395,8 @@ def lab(owner, member, workspace, digits, ckpt_a):
         request_projection(owner, a, d, "block1"),
         request_aligned_projections(owner, [(a, "block1"), (b, "block1")], d, method="pca"),
         request_probe(owner, a, d, ["block1"], families={"image/noise": [0.0, 0.1]}),
+        # its cells, statistics and kNN graphs kept apart from the run (and its Report)
+        request_dynamics(owner, workspace, "run", d, ["block1"], measure="knn/jaccard"),
     ]:
         assert run_with_dependencies(run).state == Run.State.SUCCEEDED, run.error
     select_indices(owner, d, [0, 5, 9], "picked", ["a"])

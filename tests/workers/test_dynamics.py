@@ -8,9 +8,10 @@ import pytest
 
 from analysis.errors import InputError
 from tests.conftest import checkpoint_from, nudged_mlp_bytes, run_with_dependencies
-from webapp.runs.models import Run, SeriesCell
+from webapp.runs.models import KeptPreparation, Run, SeriesCell
 from webapp.runs.results import comparison_matrix, dynamics_view
 from webapp.runs.submit import request_comparison, request_dynamics
+from workers.tasks import dynamics as run_dynamics
 
 pytestmark = pytest.mark.django_db
 
@@ -73,6 +74,25 @@ def test_a_new_checkpoint_computes_only_the_new_cells_and_statistics(owner, work
     # the same request again is the same run
     again, created = request_dynamics(owner, workspace, "mlp", digits, LAYERS)
     assert again.pk == grown.pk and not created
+
+
+def test_a_grown_series_does_not_search_the_earlier_steps_knn_graphs_again(
+    owner, workspace, digits
+):
+    for step in range(3):
+        add_step(workspace, owner, step)
+    dynamics(owner, workspace, digits, measure="knn/jaccard")
+    assert KeptPreparation.objects.count() == 2 * 3  # one graph per step and layer
+    add_step(workspace, owner, 3)
+    grown = dynamics(owner, workspace, digits, measure="knn/jaccard")
+    assert KeptPreparation.objects.count() == 2 * 4
+    kept = dynamics_view(grown)["layers"]
+    # the runner again with nothing stored: the same values, every cell computed
+    SeriesCell.objects.all().delete()
+    KeptPreparation.objects.all().delete()
+    Run.objects.filter(pk=grown.pk).update(state=Run.State.RUNNING)  # as a worker holds it
+    assert run_dynamics(grown)["cells_computed"] == 2 * 10
+    assert dynamics_view(grown)["layers"] == kept
 
 
 def test_an_asymmetric_measure_computes_every_cell(owner, workspace, digits):

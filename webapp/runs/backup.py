@@ -46,11 +46,15 @@ from webapp.catalog.retention import blob_fields
 from webapp.runs.models import (
     Alignment,
     CompatibilityResult,
+    KeptPreparation,
+    LayerStatistics,
     ProbeResult,
     Projection,
+    Report,
     Run,
     Score,
     Selection,
+    SeriesCell,
     Worker,
 )
 from webapp.version import code_version
@@ -70,6 +74,10 @@ PARTS: tuple[tuple[type[models.Model], str], ...] = (
     (CompatibilityResult, "run__workspace"),
     (Projection, "run__workspace"),
     (ProbeResult, "run__workspace"),
+    (Report, "run__workspace"),
+    (SeriesCell, "activation_a__checkpoint__workspace"),
+    (LayerStatistics, "activation__checkpoint__workspace"),
+    (KeptPreparation, "activation__checkpoint__workspace"),
     (Selection, "workspace"),
 )
 """Every model a workspace's backup holds, with the lookup from it to the workspace, in the

@@ -463,6 +463,25 @@ class SeriesCell(models.Model):
         ]
 
 
+class KeptPreparation(models.Model):
+    """The costly part of one activation set prepared for one measure and settings
+    (``Measure.kept``: a kNN graph), so that a series that grows by a checkpoint does not
+    prepare its earlier steps again (analysis.dynamics.series)."""
+
+    activation = models.ForeignKey(ActivationSet, on_delete=models.CASCADE, related_name="+")
+    measure = models.CharField(max_length=60)
+    settings = models.JSONField()  # Measure.settings()
+    blob = models.ForeignKey("catalog.Blob", on_delete=models.PROTECT, related_name="+")
+    code_version = models.CharField(max_length=40)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["activation", "measure", "settings"], name="one_kept_preparation"
+            )
+        ]
+
+
 class LayerStatistics(models.Model):
     """The statistics of one stored activation set (analysis.dynamics.series.step_statistics)
     for one choice of label columns, kept for every series that includes its checkpoint."""
