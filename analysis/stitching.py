@@ -80,6 +80,7 @@ import torch
 from torch import nn
 
 from analysis.errors import InputError
+from analysis.measures.alignment import MIN_TEST, MIN_TRAIN  # the same split rule
 from analysis.measures.relative import MAX_ANCHORS, choose_anchors, relative_representation
 from analysis.models.base import OUTPUT, Model
 from analysis.models.extraction import (
@@ -106,8 +107,6 @@ METHODS = {
     "fitted": "Map fitted from A's layer to B's layer by least squares",
     "relative": "Zero-shot through relative representations over anchors",
 }
-MIN_TRAIN = 4
-MIN_TEST = 2
 FEW_TEST = 20  # fewer held-out samples than this get a warning
 
 

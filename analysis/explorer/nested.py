@@ -34,7 +34,13 @@ import numpy as np
 from analysis.errors import InputError
 from analysis.explorer.geometry import linear_probe_accuracy
 from analysis.measures import gram
-from analysis.measures.compatibility import Retrieval, _check_indices, chance_levels, retrieval
+from analysis.measures.compatibility import (
+    METRICS,
+    Retrieval,
+    _check_indices,
+    chance_levels,
+    retrieval,
+)
 from analysis.measures.engine import check_activations
 from analysis.measures.knn import knn_indices
 from analysis.measures.regression import DEFAULT_ALPHAS
@@ -48,7 +54,6 @@ memory); above this many samples, use a query/gallery split."""
 MIN_SAMPLES = 4
 BLOCK_ENTRIES = 1 << 21  # ranks of leave-one-out retrieval scored at once
 PROTOCOLS = ("leave-one-out", "query/gallery")
-METRICS = ("cosine", "euclidean")
 
 
 def prefix_dims(d: int) -> list[int]:

@@ -19,7 +19,8 @@ from analysis.models.extraction import extract_activations
 from analysis.models.modules import as_model, is_torchscript
 from analysis.probes.engine import run_probe
 from analysis.stitching import stitching_matrix
-from analysis.weights.space import FUNCTION_TOLERANCE, weight_space
+from analysis.weights.formats import FUNCTION_TOLERANCE
+from analysis.weights.space import weight_space
 
 Progress = Callable[[float], None]
 
@@ -151,7 +152,7 @@ def stitch(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
 def eager_module(model: Model | nn.Module, architecture: str, x: np.ndarray) -> Model | nn.Module:
     """``model`` with layers that take forward hooks: a TorchScript model rebuilt as the eager
     built-in ``architecture`` from its own parameters, checked to compute the same outputs on
-    ``x`` (to :data:`~analysis.weights.space.FUNCTION_TOLERANCE` × max(1, largest |output|));
+    ``x`` (to :data:`~analysis.weights.formats.FUNCTION_TOLERANCE` × max(1, largest |output|));
     any other model as it is."""
     if not (isinstance(model, nn.Module) and is_torchscript(model)):
         return model

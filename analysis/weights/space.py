@@ -6,12 +6,13 @@ matching: the L2 distance, loss and accuracy along the linear path (with its bar
 :mod:`~analysis.weights.connectivity`) and each layer's spectra and singular-vector alignment
 (:mod:`~analysis.weights.spectra`). It reads weights only through a declared permutation
 spec: a ``.safetensors`` state dict of a built-in architecture, or a TorchScript model whose
-parameters follow a built-in architecture's naming (:func:`declared_architecture`).
+parameters follow a built-in architecture's naming
+(:func:`analysis.weights.formats.declared_architecture`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,54 +27,10 @@ from analysis.weights.connectivity import (
     evaluate_classifier,
     linear_path,
 )
+from analysis.weights.formats import FUNCTION_TOLERANCE
 from analysis.weights.matching import l2_distance, weight_matching
-from analysis.weights.specs import SPECS, apply_permutation, spec_for
+from analysis.weights.specs import apply_permutation, spec_for
 from analysis.weights.spectra import layer_spectra
-
-WEIGHT_FORMATS = (
-    "weight space reads weights only from .safetensors state dicts of a built-in architecture "
-    f"({', '.join(sorted(SPECS))}) and from TorchScript models whose layers follow one of "
-    "these architectures' naming"
-)
-"""What a refusal says about the formats that expose weights this way."""
-
-FUNCTION_TOLERANCE = 1e-5
-"""The permuted B computes B's function when its outputs on every sample differ from B's by at
-most this much times max(1, the largest |output| of B)."""
-
-_TOP_LEVEL: dict[str, tuple[str, str, str]] = {
-    # architecture → (numbered block prefix, the block's weighted layer type, what may precede)
-    "mlp": ("block", "Linear", "flatten"),
-    "small-cnn": ("conv", "Conv2d", ""),
-}
-
-
-def declared_architecture(fmt: str, architecture: str, layer_tree: Sequence[dict]) -> str | None:
-    """The built-in architecture whose permutation spec applies to a checkpoint: the declared
-    one of a ``.safetensors`` state dict, or the one a TorchScript model's top-level layers
-    are named after (``flatten, block1 … blockK, head`` for ``mlp``; ``conv1 … convK, pool,
-    head`` for ``small-cnn``); None for any other checkpoint (:data:`WEIGHT_FORMATS` says
-    why). The model host checks the parameters themselves (:func:`weight_space`)."""
-    if fmt == "safetensors" and architecture in SPECS:
-        return architecture
-    if fmt == "torchscript":
-        names = [node.get("name") for node in layer_tree]
-        types = {node.get("name"): node.get("type") for node in layer_tree}
-        for name, (prefix, layer_type, before) in _TOP_LEVEL.items():
-            k = sum(1 for n in names if isinstance(n, str) and n.startswith(prefix))
-            blocks = [f"{prefix}{i}" for i in range(1, k + 1)]
-            after = ["pool", "head"] if name == "small-cnn" else ["head"]
-            expected = ([before] if before else []) + blocks + after
-            if k and names == expected and types["head"] == "Linear":
-                children = {
-                    child.get("type")
-                    for node in layer_tree
-                    if node.get("name") in blocks
-                    for child in node.get("children", [])
-                }
-                if layer_type in children:
-                    return name
-    return None
 
 
 def state_of(model: nn.Module) -> dict[str, torch.Tensor]:

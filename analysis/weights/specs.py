@@ -25,6 +25,7 @@ import torch
 
 from analysis.errors import InputError
 from analysis.models.architectures import StateDict
+from analysis.weights.formats import MATCHABLE
 
 Permutations = dict[str, np.ndarray]
 """Permutation name → index array (a permutation of ``0 … n−1``)."""
@@ -139,6 +140,7 @@ SPECS: dict[str, Callable[[StateDict], PermutationSpec]] = {
     "mlp": mlp_spec,
     "small-cnn": cnn_spec,
 }
+assert tuple(sorted(SPECS)) == tuple(sorted(MATCHABLE)), "formats.MATCHABLE names the specs"
 """The architectures (names of :data:`analysis.models.choices.ARCHITECTURES`) whose permutation
 symmetry is declared, each with the builder of its spec from a state dict."""
 

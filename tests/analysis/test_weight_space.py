@@ -16,7 +16,8 @@ from analysis.host import HostFailure, Limits, run_in_host
 from analysis.models.architectures import mlp, small_cnn
 from analysis.models.checkpoints import describe
 from analysis.weights.connectivity import evaluate_classifier
-from analysis.weights.space import WEIGHT_FORMATS, declared_architecture, weight_space
+from analysis.weights.formats import WEIGHT_FORMATS, declared_architecture
+from analysis.weights.space import weight_space
 
 LIMITS = Limits(wall_s=120, stall_s=120, memory_bytes=3 * 1024**3)
 

@@ -646,7 +646,11 @@ class DynamicsViewSet(viewsets.GenericViewSet):
 class SeriesViewSet(viewsets.ViewSet):
     @extend_schema(
         parameters=[OpenApiParameter("workspace", str, required=True, description="its slug")],
-        responses={200: s.SeriesSerializer(many=True), 400: s.ErrorSerializer},
+        responses={
+            200: s.SeriesSerializer(many=True),
+            400: s.ErrorSerializer,
+            404: s.ErrorSerializer,
+        },
     )
     def list(self, request: Request) -> Response:
         """The workspace's series: its seed groups, each with its checkpoints oldest first

@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from analysis.errors import InputError
-from analysis.weights.space import WEIGHT_FORMATS, declared_architecture
+from analysis.weights.formats import WEIGHT_FORMATS, declared_architecture
 from webapp.access import editable_workspace
 from webapp.catalog.models import Checkpoint, Dataset, Workspace, editable_workspaces_of, visible_to
 from webapp.pages.forms import ParametersForm, choose_from, with_parameters

@@ -16,7 +16,6 @@ from typing import Any
 
 from django.db import models
 
-from analysis.explorer.nested import METRICS as NESTED_METRICS
 from analysis.explorer.projection import ALIGNED_METHODS
 from analysis.explorer.projection import METHODS as PROJECTIONS
 from analysis.explorer.projection import METRICS as PROJECTION_METRICS
@@ -268,7 +267,7 @@ KINDS: dict[str, RunKind] = {
             (
                 POOLING,
                 Parameter(
-                    "metric", "choice", "cosine", "retrieval distance", choices=NESTED_METRICS
+                    "metric", "choice", "cosine", "retrieval distance", choices=RETRIEVAL_METRICS
                 ),
             ),
             "analysis.explorer.nested:nested_quality",

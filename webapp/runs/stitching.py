@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from analysis.errors import InputError
-from analysis.stitching import MIN_TEST, MIN_TRAIN
-from analysis.weights.space import declared_architecture
-from analysis.weights.specs import SPECS
+from analysis.measures.alignment import MIN_TEST, MIN_TRAIN
+from analysis.weights.formats import MATCHABLE, declared_architecture
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Report, Run
 from webapp.runs.submit import _check_inputs, _checked, _same_workspace, _submit
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 
 B_FORMATS = (
     "stitching replaces one layer's output inside B, so B must be an eager torch module: a "
-    f".safetensors state dict of a built-in architecture ({', '.join(sorted(SPECS))}) or a "
+    f".safetensors state dict of a built-in architecture ({', '.join(MATCHABLE)}) or a "
     "TorchScript model whose layers follow one of these architectures' naming"
 )
 """What a refusal of model B says about the checkpoints that work."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from analysis.errors import InputError
-from analysis.weights.space import FUNCTION_TOLERANCE, WEIGHT_FORMATS, declared_architecture
+from analysis.weights.formats import FUNCTION_TOLERANCE, WEIGHT_FORMATS, declared_architecture
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Report, Run
 from webapp.runs.submit import _check_inputs, _checked, _same_workspace, _submit

@@ -1,0 +1,55 @@
+"""Which checkpoints expose their weights to weight matching, declared apart from the torch
+code that matches them, so that the web process can refuse a request without a model runtime
+(:mod:`analysis.weights.space` computes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+MATCHABLE = ("mlp", "small-cnn")
+"""The built-in architectures with a permutation spec (:data:`analysis.weights.specs.SPECS`)."""
+
+WEIGHT_FORMATS = (
+    "weight space reads weights only from .safetensors state dicts of a built-in architecture "
+    f"({', '.join(MATCHABLE)}) and from TorchScript models whose layers follow one of "
+    "these architectures' naming"
+)
+"""What a refusal says about the formats that expose weights this way."""
+
+FUNCTION_TOLERANCE = 1e-5
+"""The permuted B computes B's function when its outputs on every sample differ from B's by at
+most this much times max(1, the largest |output| of B)."""
+
+_TOP_LEVEL: dict[str, tuple[str, str, str]] = {
+    # architecture → (numbered block prefix, the block's weighted layer type, what may precede)
+    "mlp": ("block", "Linear", "flatten"),
+    "small-cnn": ("conv", "Conv2d", ""),
+}
+
+
+def declared_architecture(fmt: str, architecture: str, layer_tree: Sequence[dict]) -> str | None:
+    """The built-in architecture whose permutation spec applies to a checkpoint: the declared
+    one of a ``.safetensors`` state dict, or the one a TorchScript model's top-level layers
+    are named after (``flatten, block1 … blockK, head`` for ``mlp``; ``conv1 … convK, pool,
+    head`` for ``small-cnn``); None for any other checkpoint (:data:`WEIGHT_FORMATS` says
+    why). The model host checks the parameters themselves (:func:`weight_space`)."""
+    if fmt == "safetensors" and architecture in MATCHABLE:
+        return architecture
+    if fmt == "torchscript":
+        names = [node.get("name") for node in layer_tree]
+        types = {node.get("name"): node.get("type") for node in layer_tree}
+        for name, (prefix, layer_type, before) in _TOP_LEVEL.items():
+            k = sum(1 for n in names if isinstance(n, str) and n.startswith(prefix))
+            blocks = [f"{prefix}{i}" for i in range(1, k + 1)]
+            after = ["pool", "head"] if name == "small-cnn" else ["head"]
+            expected = ([before] if before else []) + blocks + after
+            if k and names == expected and types["head"] == "Linear":
+                children = {
+                    child.get("type")
+                    for node in layer_tree
+                    if node.get("name") in blocks
+                    for child in node.get("children", [])
+                }
+                if layer_type in children:
+                    return name
+    return None
