@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
-from analysis.errors import InputError
 from webapp.access import editable_workspace
 from webapp.catalog.models import visible_to
 from webapp.pages.forms import NestedForm
-from webapp.pages.views import _form_page, _poll
+from webapp.pages.views import _form_page, _poll, asked_run
 from webapp.runs.kinds import parameters_in
 from webapp.runs.models import Run
 from webapp.runs.queue import standing
@@ -31,21 +30,18 @@ if TYPE_CHECKING:
 def new_nested(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = editable_workspace(request.user, slug)
     form = NestedForm(workspace, request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            run, _ = request_nested(
-                request.user,
-                series_order(data["checkpoints"]),
-                data["dataset"],
-                data["layer"],
-                **parameters_in(Run.Kind.NESTED, data),
-            )
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("nested", pk=run.pk)
-    return _form_page(request, workspace, nested_form=form)
+    return asked_run(
+        form,
+        lambda data: request_nested(
+            request.user,
+            series_order(data["checkpoints"]),
+            data["dataset"],
+            data["layer"],
+            **parameters_in(Run.Kind.NESTED, data),
+        ),
+        "nested",
+        lambda: _form_page(request, workspace, nested_form=form),
+    )
 
 
 @login_required

@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_POST
 
-from analysis.errors import InputError
 from webapp.access import editable_workspace
 from webapp.catalog.models import Workspace, editable_workspaces_of, visible_to, workspaces_of
 from webapp.pages.forms import DynamicsForm
-from webapp.pages.views import _poll
+from webapp.pages.views import _poll, asked_run
 from webapp.runs.models import Run
 from webapp.runs.queue import standing
 from webapp.runs.results import dynamics_charts, dynamics_view
@@ -87,22 +86,19 @@ def new_dynamics(request: SignedInRequest, slug: str) -> HttpResponse:
     if not checkpoints:
         raise Http404
     form = DynamicsForm(checkpoints, request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            run, _ = request_dynamics(
-                request.user,
-                workspace,
-                group,
-                data["dataset"],
-                data["layers"] or None,
-                **form.measure_options(),
-            )
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("dynamics", pk=run.pk)
-    return _series_page(request, workspace, group, form, status=400)
+    return asked_run(
+        form,
+        lambda data: request_dynamics(
+            request.user,
+            workspace,
+            group,
+            data["dataset"],
+            data["layers"] or None,
+            **form.measure_options(),
+        ),
+        "dynamics",
+        lambda: _series_page(request, workspace, group, form, status=400),
+    )
 
 
 @login_required

@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 
-from analysis.errors import InputError
 from analysis.weights.formats import declared_architecture
 from webapp.access import editable_workspace
 from webapp.catalog.models import Checkpoint, Dataset, Workspace, editable_workspaces_of, visible_to
 from webapp.pages.forms import ParametersForm, choose_from, with_parameters
-from webapp.pages.views import _poll
+from webapp.pages.views import _poll, asked_run
 from webapp.runs.kinds import parameters_in
 from webapp.runs.models import Run
 from webapp.runs.queue import standing
@@ -105,24 +104,22 @@ def new_stitching(request: SignedInRequest, slug: str) -> HttpResponse:
         form = StitchingForm(workspace, initial=initial)
         return render(request, "pages/stitching_new.html", {"workspace": workspace, "form": form})
     form = StitchingForm(workspace, request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            run, _ = request_stitching(
-                request.user,
-                data["checkpoint_a"],
-                data["checkpoint_b"],
-                data["dataset"],
-                _layer_names(data["layers_a"]),
-                _layer_names(data["layers_b"]),
-                **parameters_in(Run.Kind.STITCH, data),
-            )
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("stitching", pk=run.pk)
-    context = {"workspace": workspace, "form": form}
-    return render(request, "pages/stitching_new.html", context, status=400)
+    return asked_run(
+        form,
+        lambda data: request_stitching(
+            request.user,
+            data["checkpoint_a"],
+            data["checkpoint_b"],
+            data["dataset"],
+            _layer_names(data["layers_a"]),
+            _layer_names(data["layers_b"]),
+            **parameters_in(Run.Kind.STITCH, data),
+        ),
+        "stitching",
+        lambda: render(
+            request, "pages/stitching_new.html", {"workspace": workspace, "form": form}, status=400
+        ),
+    )
 
 
 @login_required

@@ -17,7 +17,7 @@ from analysis.errors import InputError
 from webapp.access import check_editable, editable_workspace
 from webapp.catalog.models import Checkpoint, Dataset, Workspace, editable_workspaces_of, visible_to
 from webapp.pages.forms import ParametersForm, choose_from, set_choices, with_parameters
-from webapp.pages.views import _pair, _poll
+from webapp.pages.views import _pair, _poll, asked_run
 from webapp.runs.kinds import parameters_in
 from webapp.runs.models import Run
 from webapp.runs.queue import standing
@@ -67,24 +67,25 @@ def unit_matchings_of(workspace: Workspace) -> dict:
 def new_unit_matching(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = editable_workspace(request.user, slug)
     form = UnitMatchingForm(workspace, request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            run, _ = request_unit_matching(
-                request.user,
-                data["checkpoint_a"],
-                data["checkpoint_b"],
-                data["dataset"],
-                data["layer_a"],
-                data["layer_b"],
-                **parameters_in(Run.Kind.UNITS, data),
-            )
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("unit-matching", pk=run.pk)
-    context = {"workspace": workspace, "form": form}
-    return render(request, "pages/unit_matching_new.html", context, status=400)
+    return asked_run(
+        form,
+        lambda data: request_unit_matching(
+            request.user,
+            data["checkpoint_a"],
+            data["checkpoint_b"],
+            data["dataset"],
+            data["layer_a"],
+            data["layer_b"],
+            **parameters_in(Run.Kind.UNITS, data),
+        ),
+        "unit-matching",
+        lambda: render(
+            request,
+            "pages/unit_matching_new.html",
+            {"workspace": workspace, "form": form},
+            status=400,
+        ),
+    )
 
 
 @login_required

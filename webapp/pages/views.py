@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -99,6 +99,25 @@ def _workspace(request: SignedInRequest, slug: str) -> Workspace:
 
 def _get(model: type[M], request: SignedInRequest, pk: int) -> M:
     return get_object_or_404(visible_to(model, request.user), pk=pk)
+
+
+def asked_run(
+    form: Form,
+    ask: Callable[[dict[str, Any]], tuple[Run, bool]],
+    page: str,
+    refused: Callable[[], HttpResponse],
+) -> HttpResponse:
+    """A run asked for with a page's form: ``ask(cleaned_data)`` makes (or finds) it, and the
+    answer is its page (URL name ``page``); a form that is not valid, or a request the service
+    refuses (its reason becomes the form's error), gets ``refused()``, the form shown again."""
+    if form.is_valid():
+        try:
+            run, _ = ask(form.cleaned_data)
+        except InputError as err:
+            form.add_error(None, str(err))
+        else:
+            return redirect(page, pk=run.pk)
+    return refused()
 
 
 def _poll(
@@ -460,22 +479,19 @@ def _uploads_context(workspace: Workspace) -> dict:
 def new_comparison(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = editable_workspace(request.user, slug)
     form = ComparisonForm(workspace, request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            run, _ = request_comparison(
-                request.user,
-                data["checkpoint_a"],
-                data["checkpoint_b"],
-                data["dataset"],
-                pooling_b=data["pooling_b"] or None,
-                **form.measure_options(),
-            )
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("comparison", pk=run.pk)
-    return _form_page(request, workspace, comparison_form=form)
+    return asked_run(
+        form,
+        lambda data: request_comparison(
+            request.user,
+            data["checkpoint_a"],
+            data["checkpoint_b"],
+            data["dataset"],
+            pooling_b=data["pooling_b"] or None,
+            **form.measure_options(),
+        ),
+        "comparison",
+        lambda: _form_page(request, workspace, comparison_form=form),
+    )
 
 
 @login_required
@@ -598,17 +614,14 @@ def extract(request: SignedInRequest, pk: int) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     check_editable(request.user, checkpoint)
     form = ExtractionForm(checkpoint, request.POST, dataset=_posted_dataset(request, checkpoint))
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            run, _ = request_extraction(
-                request.user, checkpoint, data["dataset"], data["layers"], data["pooling"]
-            )
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("run", pk=run.pk)
-    return checkpoint_detail(request, pk, form=form)
+    return asked_run(
+        form,
+        lambda data: request_extraction(
+            request.user, checkpoint, data["dataset"], data["layers"], data["pooling"]
+        ),
+        "run",
+        lambda: checkpoint_detail(request, pk, form=form),
+    )
 
 
 @login_required
@@ -743,21 +756,18 @@ def _run_csv(run: Run, table: Callable[[Run], exports.Table], name: str) -> Http
 def new_model_matrix(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = editable_workspace(request.user, slug)
     form = ModelMatrixForm(workspace, request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            run, _ = request_model_matrix(
-                request.user,
-                list(data["checkpoints"]),
-                data["dataset"],
-                data["layer"],
-                **form.measure_options(),
-            )
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("model-matrix", pk=run.pk)
-    return _form_page(request, workspace, matrix_form=form)
+    return asked_run(
+        form,
+        lambda data: request_model_matrix(
+            request.user,
+            list(data["checkpoints"]),
+            data["dataset"],
+            data["layer"],
+            **form.measure_options(),
+        ),
+        "model-matrix",
+        lambda: _form_page(request, workspace, matrix_form=form),
+    )
 
 
 @login_required
@@ -778,21 +788,18 @@ def model_matrix_page(request: HtmxRequest, pk: int) -> HttpResponse:
 def new_compatibility(request: SignedInRequest, slug: str) -> HttpResponse:
     workspace = editable_workspace(request.user, slug)
     form = CompatibilityForm(workspace, request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            run, _ = request_compatibility(
-                request.user,
-                series_order(data["checkpoints"]),
-                data["dataset"],
-                data["layer"],
-                **parameters_in(Run.Kind.COMPATIBILITY, data),
-            )
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("compatibility", pk=run.pk)
-    return _form_page(request, workspace, compatibility_form=form)
+    return asked_run(
+        form,
+        lambda data: request_compatibility(
+            request.user,
+            series_order(data["checkpoints"]),
+            data["dataset"],
+            data["layer"],
+            **parameters_in(Run.Kind.COMPATIBILITY, data),
+        ),
+        "compatibility",
+        lambda: _form_page(request, workspace, compatibility_form=form),
+    )
 
 
 @login_required
@@ -830,15 +837,17 @@ def new_projection(request: SignedInRequest, pk: int) -> HttpResponse:
     checkpoint = _get(Checkpoint, request, pk)
     check_editable(request.user, checkpoint)
     form = ProjectionForm(checkpoint, request.POST, dataset=_posted_dataset(request, checkpoint))
-    if form.is_valid():
-        data = dict(form.cleaned_data)
-        try:
-            run, _ = request_projection(request.user, checkpoint, data.pop("dataset"), **data)
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("projection", pk=run.pk)
-    return checkpoint_detail(request, pk, projection_form=form)
+    return asked_run(
+        form,
+        lambda data: request_projection(
+            request.user,
+            checkpoint,
+            data["dataset"],
+            **{name: value for name, value in data.items() if name != "dataset"},
+        ),
+        "projection",
+        lambda: checkpoint_detail(request, pk, projection_form=form),
+    )
 
 
 @login_required
@@ -848,16 +857,17 @@ def new_aligned_projection(request: SignedInRequest, pk: int) -> HttpResponse:
     check_editable(request.user, checkpoint)
     dataset = _posted_dataset(request, checkpoint, "aligned-")
     form = AlignedProjectionForm(checkpoint, request.POST, dataset=dataset)
-    if form.is_valid():
-        data = dict(form.cleaned_data)
-        spaces = [(checkpoint, layer) for layer in data.pop("layers")]
-        try:
-            run, _ = request_aligned_projections(request.user, spaces, data.pop("dataset"), **data)
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("run", pk=run.pk)
-    return checkpoint_detail(request, pk, aligned_form=form)
+    return asked_run(
+        form,
+        lambda data: request_aligned_projections(
+            request.user,
+            [(checkpoint, layer) for layer in data["layers"]],
+            data["dataset"],
+            **{name: value for name, value in data.items() if name not in ("layers", "dataset")},
+        ),
+        "run",
+        lambda: checkpoint_detail(request, pk, aligned_form=form),
+    )
 
 
 def _projection_run(request: SignedInRequest, pk: int) -> Run:

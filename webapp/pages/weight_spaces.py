@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 
-from analysis.errors import InputError
 from analysis.weights.formats import WEIGHT_FORMATS, declared_architecture
 from webapp.access import editable_workspace
 from webapp.catalog.models import Checkpoint, Dataset, Workspace, editable_workspaces_of, visible_to
 from webapp.pages.forms import ParametersForm, choose_from, with_parameters
-from webapp.pages.views import _poll
+from webapp.pages.views import _poll, asked_run
 from webapp.runs.kinds import parameters_in
 from webapp.runs.models import Run
 from webapp.runs.queue import standing
@@ -78,22 +77,23 @@ def new_weight_space(request: SignedInRequest, slug: str) -> HttpResponse:
         context = {"workspace": workspace, "form": form}
         return render(request, "pages/weight_space_new.html", context)
     form = WeightSpaceForm(workspace, request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            run, _ = request_weight_space(
-                request.user,
-                data["checkpoint_a"],
-                data["checkpoint_b"],
-                data["dataset"],
-                **parameters_in(Run.Kind.WEIGHTS, data),
-            )
-        except InputError as err:
-            form.add_error(None, str(err))
-        else:
-            return redirect("weight-space", pk=run.pk)
-    context = {"workspace": workspace, "form": form}
-    return render(request, "pages/weight_space_new.html", context, status=400)
+    return asked_run(
+        form,
+        lambda data: request_weight_space(
+            request.user,
+            data["checkpoint_a"],
+            data["checkpoint_b"],
+            data["dataset"],
+            **parameters_in(Run.Kind.WEIGHTS, data),
+        ),
+        "weight-space",
+        lambda: render(
+            request,
+            "pages/weight_space_new.html",
+            {"workspace": workspace, "form": form},
+            status=400,
+        ),
+    )
 
 
 @login_required
