@@ -35,7 +35,15 @@ from analysis.dynamics.series import (
 from analysis.errors import InputError
 from analysis.explorer.geometry import geometry
 from analysis.explorer.nested import MAX_LOO_SAMPLES, nested_quality
-from analysis.explorer.projection import PARAMETERS, neighbourhoods, project, project_aligned
+from analysis.explorer.projection import (
+    PARAMETERS,
+    WIDTH,
+    NeighbourSearch,
+    nearest_neighbours,
+    neighbourhoods,
+    project,
+    project_aligned,
+)
 from analysis.explorer.projection import Projection as Projected
 from analysis.host import run_in_host
 from analysis.measures.alignment import fit_alignment
@@ -471,15 +479,20 @@ def projection(run: Run) -> dict:
     options = {name: p[name] for name in PARAMETERS[p["method"]]}
     started = monotonic()
     with activation.memory_map() as x:
+        search = None
+        if p["method"] == "umap":  # one neighbour search for the UMAP graph and the explorer
+            width = max(WIDTH, p["n_neighbors"] - 1)
+            search = nearest_neighbours(x, width, p["metric"], seed=p["seed"])
         result = project(
             x,
             p["method"],
             seed=p["seed"],
             name=f"{run.checkpoint} {activation.layer}",
             progress=lambda f: run.report_progress(0.8 * f),
+            search=search,
             **options,
         )
-        _store_projection(run, activation, x, result)
+        _store_projection(run, activation, x, result, search)
     return {"compute_s": round(monotonic() - started, 3), "points": len(result.coordinates)}
 
 
@@ -547,19 +560,30 @@ def _aligned_member(run: Run, position: int, checkpoint: Checkpoint, layer: str)
 
 
 def _store_projection(
-    run: Run, activation: ActivationSet, x: np.ndarray, result: Projected
+    run: Run,
+    activation: ActivationSet,
+    x: np.ndarray,
+    result: Projected,
+    search: NeighbourSearch | None = None,
 ) -> None:
     """Store a projection of ``x`` (the activations of ``activation``) with each sample's
-    nearest neighbours in the original space, the share the projection keeps, and the layer's
-    geometry."""
-    near = neighbourhoods(x, result.coordinates, metric=run.params.get("metric", "euclidean"))
+    nearest neighbours in the original space (``search``, when they were found already; how
+    they were found, with their measured recall when approximate, is kept in the parameters as
+    ``neighbours``), the share the projection keeps, and the layer's geometry."""
+    near = neighbourhoods(
+        x,
+        result.coordinates,
+        metric=run.params.get("metric", "euclidean"),
+        search=search,
+        seed=run.params.get("seed", 0),
+    )
     shape = geometry(x, run.dataset.column("y"))
     Projection.objects.update_or_create(
         run=run,
         defaults={
             "activation": activation,
             "method": result.method,
-            "parameters": result.params,
+            "parameters": {**result.params, "neighbours": near.search},
             "estimator": result.estimator,
             "coordinates": Blob.store_array(result.coordinates),
             "explained_variance": result.explained_variance,

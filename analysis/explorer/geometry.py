@@ -9,6 +9,10 @@ its classes separate. Each statistic is computed on all samples, rows = samples.
   d = n / Σ log μᵢ (samples with a duplicate, r₁ = 0, are left out).
 - kNN accuracy: leave-one-out majority vote of each sample's k nearest neighbours (ties to
   the smallest label).
+
+  The neighbours of TwoNN and of the kNN accuracy are exact up to
+  :data:`analysis.explorer.projection.EXACT_LIMIT` samples, NN-descent above it (``knn_search``
+  says which, with the measured recall@k).
 - Linear-probe accuracy: exact leave-one-out accuracy of a ridge classifier (scikit-learn's
   ``RidgeClassifier``): ridge regression with an unpenalised intercept onto the one-hot class
   indicators Y (n × C), predicting the class of the largest score. With H = 11ᵀ/n +
@@ -35,8 +39,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from analysis.errors import InputError
+from analysis.explorer.projection import nearest_neighbours
 from analysis.measures.engine import check_activations
-from analysis.measures.knn import knn_indices
 from analysis.measures.regression import DEFAULT_ALPHAS
 
 __all__ = ["STATISTICS", "Geometry", "geometry", "linear_probe_accuracy"]
@@ -57,6 +61,7 @@ class Geometry:
     linear_probe_accuracy: float | None  # None without labels or with fewer than two classes
     knn_k: int
     nc1: float | None  # None without at least two classes
+    knn_search: str = "exact"  # how the neighbours were found (NeighbourSearch.describe())
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -113,7 +118,8 @@ def geometry(x: np.ndarray, labels: np.ndarray | None = None, k: int = 10) -> Ge
     p = p[p > 0]
     eigenvalues = singular**2 / (n - 1)
     k = min(k, n - 1)
-    neighbours = knn_indices(x, k, "euclidean")
+    search = nearest_neighbours(x, k, "euclidean")
+    neighbours = search.indices
     accuracy, probe, nc1 = None, None, None
     if labels is not None:
         labels = np.asarray(labels)
@@ -134,6 +140,7 @@ def geometry(x: np.ndarray, labels: np.ndarray | None = None, k: int = 10) -> Ge
         linear_probe_accuracy=probe,
         knn_k=k,
         nc1=nc1,
+        knn_search=search.describe(),
     )
 
 

@@ -185,3 +185,82 @@ def test_bad_aligned_projections_are_refused(spaces, kwargs, message):
         project_aligned([x] * spaces, **kwargs)
     with pytest.raises(InputError, match="same samples"):
         project_aligned([x, x[:10]], "pca")
+
+
+def clustered(n: int, d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(8, d))
+    return (centres[rng.integers(0, 8, size=n)] + rng.standard_normal((n, d))).astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_approximate_neighbours_report_their_true_recall(metric):
+    from sklearn.neighbors import NearestNeighbors
+
+    from analysis.explorer.projection import nearest_neighbours
+
+    x = clustered(3_000, 24, seed=3)
+    # Above the (lowered) limit: NN-descent, its recall measured on 300 random rows.
+    search = nearest_neighbours(x, 10, metric, seed=0, exact_limit=1_000, recall_sample=300)
+    assert search.method == "nn-descent" and search.indices.shape == (3_000, 10)
+    assert search.indices.dtype == np.int32 and search.distances.dtype == np.float32
+    assert not np.any(search.indices == np.arange(3_000)[:, None])  # self excluded
+    assert np.all(np.diff(search.distances, axis=1) >= 0)  # nearest first
+    exact = NearestNeighbors(n_neighbors=10, algorithm="brute", metric=metric).fit(x)
+    true_distances, truth = exact.kneighbors()
+    per_row = np.array([len(set(a) & set(b)) / 10 for a, b in zip(search.indices, truth)])
+    # The reported recall is an estimate of the recall over every row: within its interval
+    # (up to sampling), and the lists are good.
+    assert search.recall_low - 0.02 <= per_row.mean() <= search.recall_high + 0.02
+    assert search.recall > 0.9 and search.recall_sample == 300
+    # The distances are those of the listed neighbours.
+    rows = np.arange(3_000)[:, None]
+    if metric == "euclidean":
+        own = np.linalg.norm(x[search.indices] - x[rows], axis=2)
+    else:
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        own = 1 - np.einsum("ij,ikj->ik", unit, unit[search.indices])
+    np.testing.assert_allclose(search.distances, own, rtol=1e-4, atol=1e-4)
+    # Seeded: the same lists again.
+    again = nearest_neighbours(x, 10, metric, seed=0, exact_limit=1_000, recall_sample=300)
+    np.testing.assert_array_equal(again.indices, search.indices)
+    assert search.provenance()["recall"] == search.recall
+
+
+def test_exact_neighbours_of_queries_agree_with_scikit_learn():
+    from sklearn.neighbors import NearestNeighbors
+
+    from analysis.explorer.projection import exact_neighbours_of
+
+    x = clustered(2_000, 16, seed=4)
+    queries = np.array([0, 5, 999, 1_999])
+    ours = exact_neighbours_of(x, queries, 7)
+    peer = NearestNeighbors(n_neighbors=7, algorithm="brute").fit(x).kneighbors()[1][queries]
+    assert [set(a) for a in ours] == [set(b) for b in peer]
+
+
+def test_above_the_limit_the_kept_share_is_still_exact_in_2d():
+    from analysis.explorer.projection import nearest_neighbours, neighbourhoods
+
+    x = clustered(1_500, 12, seed=5)
+    coordinates = project(x, "pca").coordinates
+    exact = neighbourhoods(x, coordinates, k=7, width=12)
+    assert exact.search["method"] == "exact"
+    # The same (exact) original lists, the 2-D neighbours from the k-d tree above the limit.
+    search = nearest_neighbours(x, 12, exact_limit=10**9)
+    tree = neighbourhoods(x, coordinates, k=7, width=12, search=search, exact_limit=100)
+    np.testing.assert_array_equal(tree.kept, exact.kept)
+
+
+def test_umap_on_a_given_neighbour_graph_is_seeded_and_says_so():
+    from analysis.explorer.projection import nearest_neighbours
+
+    x = clustered(1_200, 16, seed=6)
+    search = nearest_neighbours(x, 20, seed=0, exact_limit=500, recall_sample=100)
+    first = project(x, "umap", n_neighbors=10, search=search)
+    assert "NN-descent 20-NN" in first.estimator
+    np.testing.assert_array_equal(
+        first.coordinates, project(x, "umap", n_neighbors=10, search=search).coordinates
+    )
+    # The picture keeps the clusters' neighbourhoods as one built on umap-learn's own search.
+    assert trustworthiness(x, first.coordinates, n_neighbors=10) > 0.9
