@@ -52,7 +52,7 @@ from analysis.measures.compatibility import query_gallery_split
 from analysis.measures.engine import Measure, compare_layers
 from analysis.measures.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures.registry import MEASURES
-from analysis.measures.units import unit_matching_report
+from analysis.measures.units import TEST_FRACTION, unit_matching_report
 from analysis.models.precomputed import read_precomputed
 from analysis.probes.previews import previews
 from webapp.catalog import uploads
@@ -577,7 +577,7 @@ def _store_projection(
         search=search,
         seed=run.params.get("seed", 0),
     )
-    shape = geometry(x, run.dataset.column("y"))
+    shape = geometry(x, run.dataset.column("y"), search=near.found)
     Projection.objects.update_or_create(
         run=run,
         defaults={
@@ -850,7 +850,13 @@ def unit_matching(run: Run) -> dict:
     started = monotonic()
     with set_a.memory_map() as x, set_b.memory_map() as y:
         report = unit_matching_report(
-            x, y, n_alphas=p["n_alphas"], n_pairs=p["n_pairs"], top_m=p["top_m"]
+            x,
+            y,
+            n_alphas=p["n_alphas"],
+            n_pairs=p["n_pairs"],
+            top_m=p["top_m"],
+            test_fraction=p.get("test_fraction", TEST_FRACTION),
+            seed=p.get("seed", 0),
         )
         columns = np.asarray(y)
 
@@ -868,7 +874,8 @@ def unit_matching(run: Run) -> dict:
         "report": report.to_json(),
         "top_b": tops,
         "estimator": "Pearson correlations of units over the samples; Hungarian matching; "
-        f"lasso path of {len(report.sparse.alphas)} penalties, coordinate descent",
+        f"lasso path of {len(report.sparse.alphas)} penalties, coordinate descent, on all "
+        "samples (in-sample error) and on a training split (held-out error)",
     }
     Report.objects.update_or_create(
         run=run, defaults={"result": result, "code_version": run.code_version}

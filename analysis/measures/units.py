@@ -29,7 +29,12 @@ Beyond one-to-one (:func:`unit_matching_report`, after Li et al. 2016):
   (centred, unit norm) by the lasso, min_w (1/(2n))‖y_j − Xw‖² + α‖w‖₁ (no intercept: both are
   centred), along a path of α shared by all units (:func:`lasso_path`, coordinate descent). The
   error is the in-sample share of y_j's variance left unexplained, ‖y_j − Xw‖² / ‖y_j‖², against
-  the number of non-zero weights (the "sparse, few-to-one" mappings of Li et al. 2016);
+  the number of non-zero weights (the "sparse, few-to-one" mappings of Li et al. 2016).
+  The in-sample error only falls as the penalty falls, overfitting included, so beside it the
+  **held-out error** (:func:`heldout_prediction`): the path fitted on a random training split
+  (standardised with that split's means and norms) and scored on the other samples, as the
+  share of each held-out unit's variance around its training mean left unexplained — 1 when
+  predicting the training mean, above 1 when the weights fit noise;
 - **best- and worst-matched pairs** of the one-to-one matching, with the samples that activate
   their unit of X most.
 """
@@ -49,6 +54,8 @@ MIN_SAMPLES = 4
 THRESHOLDS = tuple(float(t) for t in np.linspace(0.0, 1.0, 101))
 """Correlation thresholds of the share-above-t curves."""
 N_ALPHAS = 30
+TEST_FRACTION = 0.25
+"""Share of the samples held out to score the sparse prediction (:func:`heldout_prediction`)."""
 ALPHA_RATIO = 1e-3
 """The lasso path runs over N_ALPHAS penalties, geometric from α_max (the smallest penalty
 with all weights zero for every unit) down to ALPHA_RATIO · α_max (scikit-learn's ``eps``)."""
@@ -316,6 +323,28 @@ class SparsePrediction:
 
 
 @dataclass
+class HeldOutPrediction:
+    """The lasso path of each unit of Y from X's units fitted on a training split and scored on
+    the held-out samples (:func:`heldout_prediction`). An error is ‖y_te − X_te w‖² / ‖y_te‖²
+    with both sides centred by the training split's means (X also scaled by its training
+    norms): 1 for w = 0 (predicting the training mean), unbounded above."""
+
+    train: np.ndarray = field(repr=False)  # indices of the training samples, ascending
+    test: np.ndarray = field(repr=False)  # indices of the held-out samples, ascending
+    alphas: list[float]  # the penalties, from the training split's α_max down
+    mean_error: list[float]  # per α, the mean held-out error over the predicted units
+    mean_train_error: list[float]  # per α, the same fits' mean error on the training split
+    mean_nonzeros: list[float]  # per α, the mean number of non-zero weights
+    # k = 0, 1, …: mean over units of the held-out error of the least-penalised fit with at
+    # most k non-zero weights (chosen by its sparsity alone, never by its held-out error)
+    error_at_nonzeros: list[float]
+    errors: np.ndarray = field(repr=False)  # (n_alphas, units predicted) held-out errors
+    nonzeros: np.ndarray = field(repr=False)  # (n_alphas, units predicted) int
+    units: np.ndarray = field(repr=False)  # which units of Y were predicted
+    converged: bool
+
+
+@dataclass
 class UnitPair:
     """A unit of X, its one-to-one partner in Y, their correlation, and the indices of the
     samples on which the unit of X is most active (largest first, ties by index)."""
@@ -341,6 +370,7 @@ class UnitMatchingReport:
     share_semi_a: list[float]  # share of X's units whose best partner is above each t
     share_semi_b: list[float]  # share of Y's units whose best partner is above each t
     sparse: SparsePrediction
+    heldout: HeldOutPrediction | None  # None when too few samples to hold any out
     best_pairs: list[UnitPair]  # highest one-to-one correlations first
     worst_pairs: list[UnitPair]  # lowest first
     warnings: list[str]
@@ -374,6 +404,19 @@ class UnitMatchingReport:
                 "error_at_nonzeros": sparse.error_at_nonzeros,
                 "converged": sparse.converged,
             },
+            "heldout": None
+            if self.heldout is None
+            else {
+                "n_train": int(len(self.heldout.train)),
+                "n_test": int(len(self.heldout.test)),
+                "n_units": int(len(self.heldout.units)),
+                "alphas": self.heldout.alphas,
+                "mean_error": self.heldout.mean_error,
+                "mean_train_error": self.heldout.mean_train_error,
+                "mean_nonzeros": self.heldout.mean_nonzeros,
+                "error_at_nonzeros": self.heldout.error_at_nonzeros,
+                "converged": self.heldout.converged,
+            },
             "best_pairs": [asdict(pair) for pair in self.best_pairs],
             "worst_pairs": [asdict(pair) for pair in self.worst_pairs],
             "warnings": list(self.warnings),
@@ -389,11 +432,14 @@ def unit_matching_report(
     alpha_ratio: float = ALPHA_RATIO,
     n_pairs: int = 5,
     top_m: int = 9,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = 0,
 ) -> UnitMatchingReport:
     """Unit matching of layers ``x`` (n × p) and ``y`` (n × q) beyond one-to-one: the Hungarian
     matching and the semi-matchings both ways, their share-above-t curves, the lasso path of
     each unit of Y from X's units, and the ``n_pairs`` best- and worst-matched one-to-one pairs
-    with the ``top_m`` samples that activate their unit of X most. See the module docstring.
+    with the ``top_m`` samples that activate their unit of X most, and the held-out error of
+    the lasso path on a ``test_fraction`` split drawn with ``seed``. See the module docstring.
     """
     measure = UnitMatching()
     a, b = measure.prepare(x, "X"), measure.prepare(y, "Y")
@@ -409,7 +455,12 @@ def unit_matching_report(
         if len(c)
     ]
     sparse = _sparse_prediction(a, b, n_alphas, alpha_ratio)
-    if not sparse.converged:
+    heldout = heldout_prediction(
+        x, y, test_fraction=test_fraction, seed=seed, n_alphas=n_alphas, alpha_ratio=alpha_ratio
+    )
+    if heldout is None:
+        warnings.append("too few samples to hold any out: no held-out error")
+    if not sparse.converged or (heldout is not None and not heldout.converged):
         warnings.append(
             f"the lasso's coordinate descent stopped after {MAX_SWEEPS} sweeps at some penalty "
             "before meeting its tolerance"
@@ -435,6 +486,7 @@ def unit_matching_report(
         share_semi_a=share_above(result.best_a, thresholds).tolist(),
         share_semi_b=share_above(result.best_b, thresholds).tolist(),
         sparse=sparse,
+        heldout=heldout,
         best_pairs=[pair(k) for k in order[:count]],
         worst_pairs=[pair(k) for k in order[::-1][:count]],
         warnings=warnings,
@@ -475,6 +527,101 @@ def _sparse_prediction(
     return SparsePrediction(
         alphas=alphas.tolist(),
         mean_error=errors.mean(axis=1).tolist(),
+        mean_nonzeros=nonzeros.mean(axis=1).tolist(),
+        error_at_nonzeros=at_most,
+        errors=errors,
+        nonzeros=nonzeros,
+        units=units,
+        converged=converged,
+    )
+
+
+def split_samples(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random split of ``n`` samples: ``(train, test)`` indices, each ascending, with
+    round(test_fraction · n) held out, at least 1 on each side when n ≥ 2."""
+    if not 0 < test_fraction < 1:
+        raise InputError(f"the held-out share must be between 0 and 1, got {test_fraction}")
+    n_test = min(max(round(test_fraction * n), 1), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _centred_scaled(
+    x: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training and held-out rows centred by the training means and scaled by the training
+    norms of the centred columns; also whether each column varies on the training split
+    (columns that do not are zero on both sides)."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x[train].mean(axis=0)
+    norms = np.linalg.norm(x[train] - mean, axis=0)
+    varies = np.ptp(x[train], axis=0) > 0
+    scale = np.where(varies, norms, np.inf)
+    return (x[train] - mean) / scale, (x[test] - mean) / scale, varies
+
+
+def heldout_prediction(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = 0,
+    n_alphas: int = N_ALPHAS,
+    alpha_ratio: float = ALPHA_RATIO,
+) -> HeldOutPrediction | None:
+    """The lasso path of each unit of ``y`` from the units of ``x`` fitted on a random training
+    split (:func:`split_samples`) and scored on the held-out samples.
+
+    Both layers are centred by the training means and scaled by the training norms (a column
+    constant on the training split is zero), the path's penalties run geometrically from the
+    training split's α_max down to ``alpha_ratio`` · α_max, and the held-out error of unit j at
+    weights w is ‖y_te − X_te w‖² / ‖y_te‖² (1 at w = 0; see :class:`HeldOutPrediction`).
+    Units of Y constant on the training split, or equal to their training mean on every
+    held-out sample, are not predicted. None when fewer than 2 samples or no unit is left.
+    """
+    x = check_activations(x, "X", 2)
+    y = check_activations(y, "Y", 2)
+    if len(x) != len(y):
+        raise InputError(f"the two spaces have different numbers of samples: {len(x)} vs {len(y)}")
+    if n_alphas < 1 or not 0 < alpha_ratio < 1:
+        raise InputError("the lasso path needs n_alphas ≥ 1 and 0 < alpha_ratio < 1")
+    train, test = split_samples(len(x), test_fraction, seed)
+    x_tr, x_te, _ = _centred_scaled(x, train, test)
+    y_tr, y_te, varies = _centred_scaled(y, train, test)
+    test_norms = (y_te**2).sum(axis=0)
+    units = np.flatnonzero(varies & (test_norms > 0))
+    if units.size == 0:
+        return None
+    y_tr, y_te, test_norms = y_tr[:, units], y_te[:, units], test_norms[units]
+    n = len(train)
+    gram, cross = x_tr.T @ x_tr / n, x_tr.T @ y_tr / n
+    alpha_max = float(np.abs(cross).max())
+    alphas = (
+        np.array([0.0]) if alpha_max == 0.0 else alpha_max * np.geomspace(1, alpha_ratio, n_alphas)
+    )
+    errors = np.empty((len(alphas), len(units)))
+    train_errors = np.empty_like(errors)
+    nonzeros = np.empty((len(alphas), len(units)), dtype=np.int64)
+    converged = True
+    for i, (w, gw, done) in enumerate(
+        _lasso_steps(gram, cross, alphas.tolist(), REPORT_TOL, MAX_SWEEPS)
+    ):
+        errors[i] = ((y_te - x_te @ w) ** 2).sum(axis=0) / test_norms
+        # ‖y − Xw‖² / ‖y‖² on the training split, ‖y_tr‖ = 1: 1 − 2n wᵀc + n wᵀGw
+        train_errors[i] = np.clip(1.0 - n * np.sum(w * (2 * cross - gw), axis=0), 0.0, None)
+        nonzeros[i] = np.count_nonzero(w, axis=0)
+        converged &= done
+    # the least-penalised fit (last on the path) with at most k non-zeros, per unit
+    at_most = []
+    for k in range(int(nonzeros.max()) + 1):
+        last = len(alphas) - 1 - np.argmax((nonzeros <= k)[::-1], axis=0)
+        at_most.append(float(errors[last, np.arange(len(units))].mean()))
+    return HeldOutPrediction(
+        train=train,
+        test=test,
+        alphas=alphas.tolist(),
+        mean_error=errors.mean(axis=1).tolist(),
+        mean_train_error=train_errors.mean(axis=1).tolist(),
         mean_nonzeros=nonzeros.mean(axis=1).tolist(),
         error_at_nonzeros=at_most,
         errors=errors,

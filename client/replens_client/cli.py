@@ -476,6 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--alphas", type=int, dest="n_alphas", metavar="N", help="lasso penalties (default 30)"
     )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        metavar="F",
+        help="share of samples held out to score the lasso path (default 0.25)",
+    )
+    p.add_argument("--seed", type=int, help="seed of the held-out split")
     waiting(p)
 
     p = command(
@@ -838,6 +845,8 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
             n_pairs=args.n_pairs,
             top_m=args.top_m,
             n_alphas=args.n_alphas,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
         )
     elif c == "weights":
         run = client.compare_weights(

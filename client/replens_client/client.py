@@ -825,7 +825,8 @@ class Client:
         """Match the units of ``layer_a`` of A with those of ``layer_b`` of B on ``dataset``:
         Hungarian and best partner both ways, the share of units above a correlation t, the
         sparse (lasso) prediction of B's units from A's, the best and worst pairs.
-        ``parameters`` are the kind's (``pooling``, ``n_pairs``, ``top_m``, ``n_alphas``).
+        ``parameters`` are the kind's (``pooling``, ``n_pairs``, ``top_m``, ``n_alphas``,
+        ``test_fraction`` and ``seed`` of the held-out split).
         Layers wider than 256 units are refused. Returns the run; :meth:`unit_matching` has
         the result."""
         body = {
@@ -840,7 +841,8 @@ class Client:
     def unit_matching(self, run: Ref) -> dict:
         """A unit matching: ``report`` (null until it finished) with the share-above-t curves
         (``thresholds``, ``share_hungarian``, ``share_semi_a``, ``share_semi_b``), the
-        ``sparse`` curve (``error_at_nonzeros`` by number of weights) and the
+        ``sparse`` curve (``error_at_nonzeros`` by number of weights, in-sample), the
+        ``heldout`` one (the path fitted on a training split, scored on the rest) and the
         ``best_pairs``/``worst_pairs`` with their most activating samples' indices."""
         return self._get(f"unit-matchings/{_id(run)}/")
 

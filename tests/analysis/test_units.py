@@ -17,10 +17,12 @@ from analysis.measures.units import (
     UnitMatching,
     best_match,
     constant_units,
+    heldout_prediction,
     hungarian_match,
     lasso_path,
     semi_match,
     share_above,
+    split_samples,
     unit_correlations,
     unit_matching_report,
 )
@@ -331,6 +333,64 @@ def test_sparse_prediction_summary(seed):
     residual = y[None] - np.einsum("np,apq->anq", x, path)
     np.testing.assert_allclose(sparse.errors, (residual**2).sum(axis=1), atol=1e-9)
     np.testing.assert_array_equal(sparse.nonzeros, np.count_nonzero(path, axis=1))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_heldout_prediction_agrees_with_sklearn(seed):
+    """scikit-learn's lasso_path on the training split (standardised here with that split's
+    means and norms) at the same penalties, its held-out error computed here from the
+    coefficients: equal to ours, per unit and penalty; α_max zeroes every weight."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((80, 7)) + rng.standard_normal((80, 1))
+    y = x[:, :2] @ rng.standard_normal((2, 3)) + 0.5 * rng.standard_normal((80, 3)) + 4.0
+    heldout = heldout_prediction(x, y, test_fraction=0.25, seed=seed, n_alphas=12)
+    assert heldout is not None and heldout.converged
+    train, test = heldout.train, heldout.test
+    assert len(test) == 20 and sorted([*train, *test]) == list(range(80))
+    mx, my = x[train].mean(axis=0), y[train].mean(axis=0)
+    nx, ny = np.linalg.norm(x[train] - mx, axis=0), np.linalg.norm(y[train] - my, axis=0)
+    x_tr, x_te = (x[train] - mx) / nx, (x[test] - mx) / nx
+    y_tr, y_te = (y[train] - my) / ny, (y[test] - my) / ny
+    assert heldout.alphas[0] == pytest.approx(np.abs(x_tr.T @ y_tr).max() / 60, rel=1e-12)
+    for j in range(3):
+        _, coefs, _ = sklearn_lasso_path(
+            x_tr, y_tr[:, j], alphas=heldout.alphas, tol=1e-12, max_iter=100_000
+        )
+        predicted = x_te @ coefs  # (n_test, n_alphas)
+        expected = ((y_te[:, j, None] - predicted) ** 2).sum(axis=0) / (y_te[:, j] ** 2).sum()
+        np.testing.assert_allclose(heldout.errors[:, j], expected, atol=1e-6)
+        np.testing.assert_array_equal(
+            heldout.nonzeros[:, j], np.count_nonzero(np.abs(coefs) > 1e-9, axis=0)
+        )
+    assert heldout.mean_error[0] == pytest.approx(1.0) and heldout.error_at_nonzeros[0] == 1.0
+    # k = 1: each unit's held-out error at its last penalty with at most one weight
+    last = [max(i for i in range(12) if heldout.nonzeros[i, j] <= 1) for j in range(3)]
+    expected_1 = np.mean([heldout.errors[last[j], j] for j in range(3)])
+    assert heldout.error_at_nonzeros[1] == pytest.approx(expected_1, abs=1e-12)
+
+
+def test_heldout_error_rises_where_the_in_sample_error_overfits():
+    """Y independent of X with as many units of X as training samples: the in-sample error
+    falls towards 0 along the path, the held-out error ends above predicting the mean (1)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 30)), rng.standard_normal((40, 4))
+    report = unit_matching_report(x, y, test_fraction=0.25, seed=0)
+    heldout = report.heldout
+    assert heldout is not None
+    assert report.sparse.mean_error[-1] < 0.2 and heldout.mean_train_error[-1] < 0.2
+    assert heldout.mean_error[-1] > 1.2 and heldout.error_at_nonzeros[-1] > 1.2
+    assert json.loads(json.dumps(report.to_json()))["heldout"]["n_test"] == 10
+
+
+def test_split_samples():
+    train, test = split_samples(10, 0.25, 3)
+    assert len(test) == 2 and len(train) == 8
+    assert sorted([*train, *test]) == list(range(10))
+    assert (np.diff(test) > 0).all() and (np.diff(train) > 0).all()
+    assert [len(t) for t in split_samples(2, 0.01, 0)] == [1, 1]
+    np.testing.assert_array_equal(split_samples(10, 0.25, 3)[1], test)  # seeded
+    with pytest.raises(InputError):
+        split_samples(10, 1.0, 0)
 
 
 def test_report_pairs_constants_and_json():

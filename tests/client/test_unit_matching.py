@@ -19,7 +19,9 @@ def test_match_units_then_read_the_curves_and_pairs(
 ):
     dataset = {"id": digits.pk}
     a = {"id": checkpoint_from(workspace, owner, torchscript_mlp_bytes(1), "mlp").pk}
-    run = replens.match_units(a, a, dataset, "block1", "block2", n_pairs=2, top_m=3, n_alphas=8)
+    run = replens.match_units(
+        a, a, dataset, "block1", "block2", n_pairs=2, top_m=3, n_alphas=8, test_fraction=0.5
+    )
     assert run["kind"] == "units" and run["params"]["n_pairs"] == 2
     assert replens.unit_matching(run["id"])["report"] is None  # not computed yet
     run_with_dependencies(Run.objects.get(pk=run["id"]))  # the worker, in-process
@@ -29,6 +31,9 @@ def test_match_units_then_read_the_curves_and_pairs(
     assert (report["p"], report["q"], report["n"]) == (32, 16, 60)
     assert len(report["share_hungarian"]) == len(report["thresholds"]) == 101
     assert report["sparse"]["error_at_nonzeros"][0] == pytest.approx(1.0)
+    assert (report["heldout"]["n_test"], report["heldout"]["n_train"]) == (30, 30)
+    assert report["heldout"]["error_at_nonzeros"][0] == pytest.approx(1.0)
+    assert result["parameters"]["test_fraction"] == 0.5 and result["parameters"]["seed"] == 0
     assert len(report["best_pairs"]) == 2 and len(report["best_pairs"][0]["top_samples"]) == 3
     assert "Hungarian" in result["definitions"]["hungarian"]
 
@@ -40,7 +45,7 @@ def test_match_units_then_read_the_curves_and_pairs(
     argv = ["--url", server, "--token", token, "--format", "json", "match-units"]
     ids = ["-a", str(a["id"]), "-b", str(a["id"]), "-d", str(dataset["id"])]
     options = ["--layer-a", "block1", "--layer-b", "block2", "--pairs", "2", "--top", "3"]
-    status = cli.main([*argv, *ids, *options, "--alphas", "8"])
+    status = cli.main([*argv, *ids, *options, "--alphas", "8", "--test-fraction", "0.5"])
     out, err = capsys.readouterr()
     assert status == 0 and json.loads(out)["id"] == run["id"]  # the same request, the same run
     assert f"run #{run['id']} (units)" in err
@@ -50,7 +55,17 @@ def test_every_option_of_the_command_has_help(capsys):
     with pytest.raises(SystemExit):
         cli.main(["match-units", "--help"])
     text = capsys.readouterr().out
-    for option in ("--layer-a", "--layer-b", "--pooling", "--pairs", "--top", "--alphas", "--wait"):
+    for option in (
+        "--layer-a",
+        "--layer-b",
+        "--pooling",
+        "--pairs",
+        "--top",
+        "--alphas",
+        "--test-fraction",
+        "--seed",
+        "--wait",
+    ):
         assert option in text
     command = cli.build_parser()._subparsers._group_actions[0].choices["match-units"]
     assert all(action.help for action in command._actions)

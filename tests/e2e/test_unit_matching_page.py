@@ -1,5 +1,6 @@
 """A person in a real browser: from a cell of a comparison, ask for the unit matching of its two
-layers; the page fills itself in with the share-above-t and sparse-prediction curves and the
+layers; the page fills itself in with the share-above-t and sparse-prediction curves (in-sample
+and held-out) and the
 best- and worst-matched pairs with their samples' thumbnails."""
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ def test_unit_matching_from_a_comparison_cell(
     expect(share.locator(".scatterlayer .trace")).to_have_count(3)
     sparse = page.locator("[data-units-chart=sparse]")
     expect(sparse).to_have_attribute("data-drawn", "true")
-    expect(sparse.locator(".scatterlayer .trace")).to_have_count(2)  # the curve and the mean's
+    # the in-sample curve, the held-out curve and the mean's
+    expect(sparse.locator(".scatterlayer .trace")).to_have_count(3)
+    expect(sparse.locator(".legend")).to_contain_text("held-out")
+    expect(page.locator("[data-testid=heldout-definition]")).to_contain_text("held out")
 
     best = page.locator("[data-testid=best-pairs]")
     expect(best.locator("tbody tr")).to_have_count(5)

@@ -27,3 +27,23 @@ test("the sparse curve with the mean's error dashed across every number of weigh
   assert.equal(traces[1].line?.dash, "dash");
   assert.ok(layout.yaxis.range[1] > 1);
 });
+
+test("the held-out curve beside the in-sample one, the y axis up to its highest error", () => {
+  const { traces, layout } = sparseFigure({
+    x: [0, 1, 2],
+    y: [1, 0.4, 0.1],
+    reference: 1,
+    heldout: { x: [0, 1, 2, 3], y: [1, 0.5, 0.9, 1.6] },
+  });
+  assert.equal(traces.length, 3);
+  assert.deepEqual(traces[1].y, [1, 0.5, 0.9, 1.6]);
+  assert.match(String(traces[1].name), /held-out/);
+  assert.deepEqual(traces[2].x, [0, 3]);
+  assert.ok(layout.yaxis.range[1] > 1.6 && layout.yaxis.range[1] < 1.7);
+});
+
+test("a run kept without a held-out curve draws the in-sample curve and the mean alone", () => {
+  const { traces } = sparseFigure({ x: [0, 1], y: [1, 0.5], reference: 1, heldout: null });
+  assert.equal(traces.length, 2);
+  assert.equal(traces[1].line?.dash, "dash");
+});

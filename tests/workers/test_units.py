@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from analysis.errors import InputError
-from analysis.measures.units import unit_matching_report
+from analysis.measures.units import heldout_prediction, unit_matching_report
 from tests.conftest import checkpoint_from, run_with_dependencies, torchscript_mlp_bytes
 from webapp.catalog.models import ActivationSet
 from webapp.runs import units
@@ -63,6 +63,41 @@ def test_the_result_is_the_reports_on_the_stored_activations(owner, pair, digits
         owner, a, b, digits, "block1", "block2", n_pairs=3, top_m=4, n_alphas=10
     )
     assert again.pk == run.pk and not created
+
+
+def test_the_held_out_curve_uses_the_runs_split_and_old_reports_still_show(
+    client, owner, pair, digits
+):
+    """The run's test_fraction and seed reach the library; a Report kept before the held-out
+    error existed (no "heldout") still shows, saying so, with the default parameters."""
+    a, b = pair
+    run = matched(owner, a, b, digits, "block1", "block2", test_fraction=0.4, seed=7)
+    x, y = stored(a, digits, "block1"), stored(b, digits, "block2")
+    expected = heldout_prediction(x, y, test_fraction=0.4, seed=7)
+    assert expected is not None
+    view = unit_matching_view(run)
+    heldout = view["report"]["heldout"]
+    assert heldout["error_at_nonzeros"] == expected.error_at_nonzeros
+    assert (heldout["n_test"], heldout["n_train"]) == (len(expected.test), len(expected.train))
+    assert heldout["n_test"] == round(0.4 * digits.n_samples)
+    assert heldout["lowest_error"] == min(expected.error_at_nonzeros)
+    assert view["parameters"]["test_fraction"] == 0.4 and view["parameters"]["seed"] == 7
+    client.force_login(owner)
+    html = client.get(f"/unit-matchings/{run.pk}/").content.decode()
+    assert 'data-testid="heldout-definition"' in html and "held out (share 0.4, seed 7)" in html
+    charts = units.unit_matching_charts(view)
+    assert charts["sparse"]["heldout"]["y"] == expected.error_at_nonzeros
+    # a Report kept before the held-out error existed
+    stored_report = Report.objects.get(run=run)
+    del stored_report.result["report"]["heldout"]
+    stored_report.save()
+    run.params = {k: v for k, v in run.params.items() if k not in ("test_fraction", "seed")}
+    run.save()
+    view = unit_matching_view(run)
+    assert view["report"]["heldout"] is None and view["parameters"]["test_fraction"] == 0.25
+    assert units.unit_matching_charts(view)["sparse"]["heldout"] is None
+    html = client.get(f"/unit-matchings/{run.pk}/").content.decode()
+    assert "Not computed for this run" in html
 
 
 def test_a_unit_matching_of_a_layer_with_itself_pairs_every_unit_with_itself(owner, pair, digits):

@@ -595,6 +595,27 @@ class UnitSparseSerializer(serializers.Serializer):
     reference = serializers.FloatField(help_text="the error of predicting the mean (1)")
 
 
+class UnitHeldOutSerializer(serializers.Serializer):
+    n_train = serializers.IntegerField(help_text="samples the path was fitted on")
+    n_test = serializers.IntegerField(help_text="samples held out to score it")
+    n_units = serializers.IntegerField(help_text="units of B predicted (varying on both sides)")
+    nonzeros = serializers.ListField(child=serializers.IntegerField(), help_text="k = 0, 1, …")
+    error_at_nonzeros = numbers(
+        "mean over B's units of the held-out unexplained variance of the least-penalised fit "
+        "with at most k weights (1: predicting the training mean)",
+        null=False,
+    )
+    lowest_error = serializers.FloatField(help_text="the lowest point of error_at_nonzeros")
+    lowest_at = serializers.IntegerField(help_text="its k (the fewest weights on ties)")
+    mean_error = numbers("per penalty, the mean held-out unexplained variance", null=False)
+    mean_train_error = numbers(
+        "per penalty, the same fits' error on the training split", null=False
+    )
+    mean_nonzeros = numbers("per penalty, the mean number of non-zero weights", null=False)
+    alphas = numbers("the penalties, from the training split's largest down", null=False)
+    converged = serializers.BooleanField()
+
+
 class UnitReportSerializer(serializers.Serializer):
     n = serializers.IntegerField()
     p = serializers.IntegerField(help_text="units of A")
@@ -605,6 +626,9 @@ class UnitReportSerializer(serializers.Serializer):
     share_semi_a = numbers("share of A's units whose best partner is above each t", null=False)
     share_semi_b = numbers("share of B's units whose best partner is above each t", null=False)
     sparse = UnitSparseSerializer()
+    heldout = UnitHeldOutSerializer(
+        allow_null=True, help_text="null for runs kept before it existed or too few samples"
+    )
     constant_a = serializers.IntegerField(help_text="constant units of A (correlation 0)")
     constant_b = serializers.IntegerField()
     warnings = texts()
@@ -617,6 +641,8 @@ class UnitParametersSerializer(serializers.Serializer):
     n_pairs = serializers.IntegerField()
     top_m = serializers.IntegerField()
     n_alphas = serializers.IntegerField()
+    test_fraction = serializers.FloatField()
+    seed = serializers.IntegerField()
 
 
 class UnitMatchingSerializer(serializers.Serializer):

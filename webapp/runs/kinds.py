@@ -282,6 +282,12 @@ KINDS: dict[str, RunKind] = {
                 Parameter("n_pairs", "int", 5, "best- and worst-matched unit pairs shown", 1, 50),
                 Parameter("top_m", "int", 9, "most activating samples shown per pair", 1, 50),
                 Parameter("n_alphas", "int", 30, "penalties on the lasso path", 2, 100),
+                _fraction(
+                    "test_fraction",
+                    0.25,
+                    "share of samples held out to score the lasso path (the held-out error)",
+                ),
+                Parameter("seed", "int", 0, "seed of the held-out split", 0, 2**32 - 1),
             ),
             "analysis.measures.units:unit_matching_report",
             page="unit-matching",

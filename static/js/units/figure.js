@@ -1,13 +1,15 @@
 // @ts-check
 // The unit matching page's plots (plotly.js traces and layouts) from the charts the server embeds
 // (webapp/runs/units.py unit_matching_charts): the share of units whose partner correlates above t, one line per
-// matching, with y over [0, 1] whatever the curves reach; and the sparse prediction's error against the number of
-// non-zero weights, with the error of predicting the mean (1) dashed as the reference.
+// matching, with y over [0, 1] whatever the curves reach; and the sparse prediction's in-sample and held-out errors
+// against the number of non-zero weights, with the error of predicting the mean (1) dashed as the reference and the
+// y axis up to the highest held-out error (it can pass 1 where the weights fit noise).
 
 /**
  * @typedef {{name: string, y: number[]}} Line
  * @typedef {{x: number[], lines: Line[]}} ShareChart
- * @typedef {{x: number[], y: number[], reference: number}} SparseChart
+ * @typedef {{x: number[], y: number[]}} Curve
+ * @typedef {{x: number[], y: number[], reference: number, heldout?: Curve | null}} SparseChart
  */
 
 const HEIGHT = 300;
@@ -47,16 +49,31 @@ export function shareFigure(chart) {
 
 /** @param {SparseChart} chart */
 export function sparseFigure(chart) {
-  const last = chart.x.length > 0 ? chart.x[chart.x.length - 1] : 1;
+  const heldout = chart.heldout ?? null;
+  const lastOf = (/** @type {number[]} */ x) => (x.length > 0 ? x[x.length - 1] : 1);
+  const last = Math.max(lastOf(chart.x), heldout ? lastOf(heldout.x) : 0);
+  const top = Math.max(1, chart.reference, ...(heldout ? heldout.y : []));
   const traces = [
     {
       type: "scatter",
       mode: "lines+markers",
-      name: "lasso (mean over B's units)",
+      name: "in-sample (all samples)",
       x: chart.x,
       y: chart.y,
-      hovertemplate: "≤ %{x} weights: error %{y:.3f}<extra></extra>",
+      hovertemplate: "≤ %{x} weights: in-sample error %{y:.3f}<extra></extra>",
     },
+    ...(heldout
+      ? [
+          {
+            type: "scatter",
+            mode: "lines+markers",
+            name: "held-out (fitted on the training split)",
+            x: heldout.x,
+            y: heldout.y,
+            hovertemplate: "≤ %{x} weights: held-out error %{y:.3f}<extra></extra>",
+          },
+        ]
+      : []),
     {
       type: "scatter",
       mode: "lines",
@@ -72,7 +89,7 @@ export function sparseFigure(chart) {
     margin: MARGIN,
     legend: { orientation: "h", y: -0.3 },
     xaxis: { title: { text: "non-zero weights (units of A), at most" } },
-    yaxis: { title: { text: "unexplained variance" }, range: padded(0, Math.max(1, chart.reference)) },
+    yaxis: { title: { text: "unexplained variance" }, range: padded(0, top) },
   };
   return { traces, layout };
 }
