@@ -4,6 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/replens
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+DEMO_URL ?= http://127.0.0.1:8000
 
 .PHONY: demo test lint benchmark clean lock
 
@@ -64,3 +65,5 @@ benchmark: $(VENV)/.installed-test
 	$(PY) -m tests.benchmarks.bench_host
 	$(PY) -m tests.benchmarks.bench_weights
 	$(PY) -m tests.benchmarks.bench_dynamics
+	# Cold loads of the heatmap pages, against the demo that `make demo` serves (if one runs).
+	$(PY) -m tests.benchmarks.bench_pages --base $(DEMO_URL)

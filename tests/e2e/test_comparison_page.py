@@ -40,23 +40,44 @@ def test_comparison_page_updates_itself_and_shows_the_heatmap(
     page.click("text=Compare every layer pair")
     expect(page.locator("h1")).to_contain_text("mlp-seed0")
 
-    # No reload: htmx polling swaps the finished result in.
-    heatmap = page.locator(".heatmap .main-svg").first
-    expect(heatmap).to_be_visible(timeout=90_000)
-    expect(page.locator(".heatmap .hm")).to_have_count(1)
-    box = page.locator(".heatmap .nsewdrag").first.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
-    expect(page.locator(".hovertext").first).to_contain_text("baseline")
+    # No reload: htmx polling swaps the finished result in, drawn as SVG without plotly.js.
+    heatmap = page.locator(".heatmap")
+    expect(heatmap).to_have_attribute("data-drawn", "true", timeout=90_000)
+    cells = heatmap.locator("svg .cell")
+    expect(cells).to_have_count(16)
+    layers = ["flatten", "block1", "block2", "head"]
+    expect(heatmap.locator(".ytick text")).to_have_text(layers)  # seed 0's layers, top down
+    expect(heatmap.locator(".xtick text")).to_have_text(layers)  # seed 1's, left to right
+    expect(heatmap.locator(".xtitle")).to_have_text("mlp-seed1")
+    expect(heatmap.locator(".ytitle")).to_have_text("mlp-seed0")
+    bar = heatmap.locator(".colorbar")
+    for words in ("Linear CKA", "higher = more similar", "scale 0 to 1"):
+        expect(bar).to_contain_text(words)
+    assert page.evaluate("typeof window.Plotly") == "undefined"
+    assert not page.locator("script[src*=plotly]").count()
+    tip = heatmap.locator(".heatmap-tip")
+    heatmap.locator('.cell[data-row="0"][data-col="0"]').hover()
+    expect(tip).to_be_visible()
+    expect(tip).to_contain_text("flatten × flatten")
+    expect(tip).to_contain_text("baseline")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "comparison.png"), full_page=True)
     expect(page.locator("table.scores tbody tr")).to_have_count(16)
 
-    # A cell opens the samples behind it: block1 of one seed against block1 of the other.
-    # (Plotly reports the hovered cell on click: hover it first.)
-    x, y = box["x"] + box["width"] * 0.375, box["y"] + box["height"] * 0.375
-    page.mouse.move(x, y)
-    expect(page.locator(".hovertext").first).to_contain_text("block1 × block1")
-    page.mouse.click(x, y)
+    # A focused cell says what it holds and Enter opens its pair's page (keyboard use).
+    comparison_url = page.url
+    cell = heatmap.locator('.cell[data-row="2"][data-col="3"]')
+    cell.focus()
+    expect(tip).to_contain_text("block2 × head")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("block2 × head")
+
+    # A click opens the samples behind a cell: block1 of one seed against block1 of the other.
+    page.goto(comparison_url)
+    cell = page.locator('.heatmap .cell[data-row="1"][data-col="1"]')
+    cell.hover()
+    expect(page.locator(".heatmap-tip")).to_contain_text("block1 × block1")
+    cell.click()
     expect(page.locator("h1")).to_have_text("block1 × block1")
     expect(page.locator("text=Least agreeing samples")).to_be_visible()
     page.wait_for_load_state("networkidle")

@@ -48,18 +48,17 @@ def test_ask_for_and_open_a_stitching(
     for key, method in (("stitching-1", "fitted"), ("stitching-2", "relative")):
         heatmap = page.locator(f'[data-heatmap="{key}"]')
         expect(heatmap).to_have_attribute("data-drawn", "true")
-        expect(heatmap.locator(".hm")).to_have_count(1)  # the heatmap trace, drawn
+        expect(heatmap.locator("svg .cell")).to_have_count(16)  # every layer pair, drawn
         expect(heatmap.locator(".xtick text")).to_have_text(LAYERS)  # B's layers
-        expect(heatmap.locator(".ytick text")).to_have_text(LAYERS[::-1])  # A's, top down
+        expect(heatmap.locator(".ytick text")).to_have_text(LAYERS)  # A's, top down
         expect(heatmap.locator(".colorbar")).to_contain_text("accuracy")
         expect(heatmap.locator(".colorbar")).to_contain_text("higher = better")
         expect(heatmap.locator(".colorbar")).to_contain_text("scale 0 to 1")
         expect(page.get_by_test_id(f"matrix-{method}")).to_contain_text(method)
 
-    box = page.locator('[data-heatmap="stitching-1"] .nsewdrag').first.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + box["width"] * 0.375, box["y"] + box["height"] * 0.375)
-    hover = page.locator(".hovertext").first
+    fitted = page.locator('[data-heatmap="stitching-1"]')
+    fitted.locator('.cell[data-row="1"][data-col="1"]').hover()
+    hover = fitted.locator(".heatmap-tip")
     expect(hover).to_contain_text("block1 × block1")
     expect(hover).to_contain_text("least squares")
     expect(hover).to_contain_text("R²")

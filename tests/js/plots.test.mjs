@@ -1,47 +1,10 @@
-// The plotly.js figures of the heatmap and probe pages (static/js/heatmap/figure.js, probes/figure.js) and their
-// colour scales (static/js/heatmap/scale.js).
+// The colour scales of every heatmap (static/js/heatmap/scale.js) and the probe page's plotly.js figures
+// (static/js/probes/figure.js). The heatmap island's own SVG figure: heatmap.test.mjs.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { cellText, figure } from "../../static/js/heatmap/figure.js";
 import { colourScale, divergingColour, inkOn, scaleNote, span, ticks } from "../../static/js/heatmap/scale.js";
 import { COLOURS, curvesFigure, heatmapFigure, shortFmt } from "../../static/js/probes/figure.js";
-
-/** @type {import("../../static/js/heatmap/figure.js").Matrix} */
-const matrix = {
-  measure: { name: "CKA", range: [0, 1], larger_is_more_similar: true },
-  layers_a: ["conv1", "a-much-longer-layer-name"],
-  layers_b: ["x", "y"],
-  value: [
-    [0.9, null],
-    [0.1, 0.65],
-  ],
-  checkpoint_a: { name: "A" },
-  checkpoint_b: { name: "B" },
-};
-
-test("a cell's hover text has its layers and value; CI, baseline and estimator only when there are some", () => {
-  assert.equal(cellText(matrix, 0, 0), "<b>conv1</b> × <b>x</b><br>CKA: 0.9000");
-  assert.equal(cellText(matrix, 0, 1), "<b>conv1</b> × <b>y</b><br>CKA: —");
-  /** @type {import("../../static/js/heatmap/figure.js").Matrix} */
-  const full = {
-    ...matrix,
-    ci_low: [[0.8, null], [0, 0]],
-    ci_high: [[0.95, null], [0.2, 0.7]],
-    baseline: [[0.1, 0.1], [0.1, 0.1]],
-    baseline_std: [[0.01, 0.01], [0.01, 0.01]],
-    n: 300,
-    d_a: [64, 128],
-    d_b: [10, 20],
-    estimator: [["debiased", null], [null, null]],
-  };
-  assert.equal(
-    cellText(full, 0, 0),
-    "<b>conv1</b> × <b>x</b><br>CKA: 0.9000<br>95% CI: 0.8000 – 0.9500" +
-      "<br>baseline: 0.1000 ± 0.0100<br>n = 300, d = 64 × 10<br>estimator: debiased"
-  );
-  assert.doesNotMatch(cellText(full, 0, 1), /CI|estimator/);
-});
 
 test("values are written dark on the light part of the scale, white elsewhere", () => {
   const viridis = colourScale([[0.5]], { range: [0, 1] });
@@ -91,30 +54,6 @@ test("the colour bar states its span, where 0 is, and what was clipped", () => {
   const plain = colourScale([[0.2, 0.9]], { range: [0, 1] });
   assert.equal(scaleNote(plain), "scale 0 to 1");
   assert.deepEqual(ticks(plain), { tickvals: [0, 1], ticktext: ["0", "1"] });
-});
-
-test("the heatmap: one annotation per scored cell, the scale reversed for distances, room for labels", () => {
-  const { trace, layout } = figure(matrix);
-  const annotations = layout.annotations;
-  assert.equal(annotations.length, 3);
-  assert.deepEqual(annotations.map((a) => a.text), ["0.90", "0.10", "0.65"]);
-  assert.deepEqual(annotations.map((a) => [a.y, a.x]), [[0, 0], [1, 0], [1, 1]]); // (row, column) indices
-  assert.equal(trace.reversescale, false);
-  assert.match(trace.colorbar.title.text, /higher = more similar/);
-  assert.match(trace.colorbar.title.text, /scale 0 to 1/);
-  assert.deepEqual([trace.zmin, trace.zmax, trace.colorscale], [0, 1, "Viridis"]);
-  assert.equal(layout.margin.l, 7 * "a-much-longer-layer-name".length);
-  assert.equal(layout.height, 360);
-  const distance = figure({ ...matrix, measure: { ...matrix.measure, larger_is_more_similar: false } });
-  assert.equal(distance.trace.reversescale, true);
-  assert.match(distance.trace.colorbar.title.text, /^CKA<br><sub>lower = more similar<br>scale 0 to 1/);
-  const retrieval = figure({ ...matrix, measure: { ...matrix.measure, name: "mAP", reading: "higher = better retrieval" } });
-  assert.match(retrieval.trace.colorbar.title.text, /higher = better retrieval/);
-  assert.doesNotMatch(retrieval.trace.colorbar.title.text, /similar/);
-  const r2 = figure({ ...matrix, value: [[0.9, -3], [0.1, 0.65]], measure: { ...matrix.measure, can_be_negative: true } });
-  assert.deepEqual([r2.trace.zmin, r2.trace.zmax], [-1, 1]);
-  assert.match(r2.trace.colorbar.title.text, /1 below −1 drawn as −1/);
-  assert.equal(r2.layout.annotations[1].text, "-3.00"); // the cell still says its value
 });
 
 /** @type {import("../../static/js/probes/figure.js").Family} */

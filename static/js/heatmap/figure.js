@@ -1,8 +1,10 @@
 // @ts-check
-// The heatmap's figure (a plotly.js trace and layout) from the matrix the server embeds: what each cell says on hover,
-// the value written in each cell, the colour scale (scale.js) and what its colour bar says, and room for the labels.
+// The heatmap's figure from the matrix the server embeds, as plain geometry (svg.js writes it, index.js mounts it):
+// where each cell, tick label and axis title goes for a given width, each cell's colour (scale.js) and the value
+// written in it, what each cell says on hover, and the colour bar (its gradient, ticks and what it says).
+// Drawn by our own code, not plotly.js: the comparison page then loads no 1.5 MB charting library.
 
-import { colourScale, inkOn, scaleNote, ticks } from "./scale.js";
+import { colourOf, colourScale, gradient, inkOn, scaleNote, ticks } from "./scale.js";
 
 /**
  * The matrix as the server embeds it (webapp/runs/results.py); the optional grids are absent or null when the run has
@@ -14,7 +16,27 @@ import { colourScale, inkOn, scaleNote, ticks } from "./scale.js";
  *   ci_high?: Grid | null, baseline?: Grid | null, baseline_std?: Grid | null, n?: number,
  *   d_a?: (number | null)[], d_b?: (number | null)[], estimator?: (string | null)[][] | null,
  *   checkpoint_a: {name: string}, checkpoint_b: {name: string}}} Matrix
+ *
+ * A cell: its row (A's layer) and column (B's layer), its box, its fill (null: no value), the value written in it
+ * (null where the cell is too small or has no value) and that text's colour.
+ * @typedef {{row: number, col: number, x: number, y: number, w: number, h: number, fill: string | null,
+ *   label: string | null, ink: string}} Cell
+ * @typedef {{text: string, x: number, y: number}} Label
+ * @typedef {{x: number, y: number, w: number, h: number, stops: [number, string][], ticks: Label[],
+ *   lines: Label[], missing: Label | null}} ColourBar
+ * @typedef {{width: number, height: number, plot: {x: number, y: number, w: number, h: number}, cells: Cell[],
+ *   rows: Label[], cols: Label[], rotated: boolean, xTitle: Label, yTitle: Label, bar: ColourBar}} Figure
  */
+
+export const FONT = 12; // px, tick labels and titles
+const CHAR = 7; // px, the width of a character at FONT (an estimate that errs wide)
+const SMALL_CHAR = 6.2; // px, at the colour bar's 11 px
+const LINE = 15; // px between the colour bar's lines
+const ROW = 56; // px, the height of a row of cells
+const MIN_PLOT_H = 240;
+const MAX_CELL_W = 160; // px: wider cells only stretch the picture
+const MIN_CELL_W = 14;
+const BAR_W = 14;
 
 /**
  * A score for people: four decimals, "—" for none.
@@ -25,81 +47,128 @@ export function fmt(v) {
 }
 
 /**
- * The hover text of cell (i, j): the two layers, the value, and the confidence interval, baseline and estimator when
- * the matrix has them.
+ * What cell (i, j) says on hover, line by line (plain text): the two layers, the value, and the confidence interval,
+ * baseline and estimator when the matrix has them.
  * @param {Matrix} data
  * @param {number} i
  * @param {number} j
+ * @returns {string[]}
  */
-export function cellText(data, i, j) {
+export function cellLines(data, i, j) {
   const m = data.measure;
-  return (
-    `<b>${data.layers_a[i]}</b> × <b>${data.layers_b[j]}</b><br>${m.name}: ${fmt(data.value[i][j])}` +
-    (!data.ci_low || data.ci_low[i][j] === null
-      ? ""
-      : `<br>95% CI: ${fmt(data.ci_low[i][j])} – ${fmt(/** @type {Grid} */ (data.ci_high)[i][j])}`) +
-    (!data.baseline
-      ? ""
-      : `<br>baseline: ${fmt(data.baseline[i][j])} ± ${fmt(/** @type {Grid} */ (data.baseline_std)[i][j])}` +
-        `<br>n = ${data.n}, d = ${(data.d_a || [])[i]} × ${(data.d_b || [])[j]}`) +
-    (data.estimator && data.estimator[i][j] ? `<br>estimator: ${data.estimator[i][j]}` : "")
-  );
+  const v = data.value[i][j];
+  const lines = [
+    `${data.layers_a[i]} × ${data.layers_b[j]}`,
+    v === null ? `${m.name}: — (no value for this pair)` : `${m.name}: ${fmt(v)}`,
+  ];
+  if (data.ci_low && data.ci_low[i][j] !== null) {
+    lines.push(`95% CI: ${fmt(data.ci_low[i][j])} – ${fmt(/** @type {Grid} */ (data.ci_high)[i][j])}`);
+  }
+  if (data.baseline) {
+    lines.push(`baseline: ${fmt(data.baseline[i][j])} ± ${fmt(/** @type {Grid} */ (data.baseline_std)[i][j])}`);
+    lines.push(`n = ${data.n}, d = ${(data.d_a || [])[i]} × ${(data.d_b || [])[j]}`);
+  }
+  if (data.estimator && data.estimator[i][j]) lines.push(`estimator: ${data.estimator[i][j]}`);
+  return lines;
 }
 
 /**
- * The colour bar's title: the measure, what higher (or lower) means, and the scale's span and clipping.
+ * The colour bar's lines: the measure, what higher (or lower) means, then the scale's span, where 0 is and what was
+ * clipped, one part a line.
  * @param {Measure} m
  * @param {import("./scale.js").Scale} scale
  */
-export function colourBarTitle(m, scale) {
+export function colourBarLines(m, scale) {
   const reading = m.reading || (m.larger_is_more_similar ? "higher = more similar" : "lower = more similar");
-  return `${m.name}<br><sub>${reading}<br>${scaleNote(scale)}</sub>`;
+  return [m.name, reading, ...scaleNote(scale).split(" · ")];
 }
 
 /**
- * The plotly.js trace and layout of the matrix.
- * @param {Matrix} data
+ * The longest of some texts, in characters.
+ * @param {string[]} texts
  */
-export function figure(data) {
+function longest(texts) {
+  return Math.max(0, ...texts.map((t) => t.length));
+}
+
+/**
+ * The heatmap of `data` laid out in `width` px: rows are A's layers top down, columns B's left to right, the colour
+ * bar on the right. Cells keep a readable size: a wide page leaves room on the right rather than stretch them.
+ * @param {Matrix} data
+ * @param {number} width
+ * @returns {Figure}
+ */
+export function figure(data, width) {
   const m = data.measure;
   const scale = colourScale(data.value, m);
-  const hover = data.layers_a.map((_, i) => data.layers_b.map((_, j) => cellText(data, i, j)));
-  /** @type {{x: number, y: number, text: string, showarrow: boolean, font: {size: number, color: string}}[]} */
-  const annotations = [];
-  // Positioned by category index: a layer named like a number ("0") would be taken for a position.
+  const na = data.layers_a.length;
+  const nb = data.layers_b.length;
+
+  const lines = colourBarLines(m, scale);
+  const tickLabels = ticks(scale);
+  const tickW = CHAR * longest(tickLabels.ticktext) + 10;
+  const linesW = Math.max(CHAR * lines[0].length, SMALL_CHAR * longest(lines.slice(1).concat(["no value"])));
+  const right = 18 + BAR_W + 6 + tickW + linesW + 8;
+  const left = 24 + Math.max(40, CHAR * longest(data.layers_a)) + 8; // the rotated axis title, labels, a gap
+  const top = 14; // room for the colour bar's top tick label
+
+  const plotW = Math.max(nb * MIN_CELL_W, Math.min(nb * MAX_CELL_W, width - left - right));
+  const plotH = Math.max(MIN_PLOT_H, ROW * na);
+  const cw = plotW / nb;
+  const ch = plotH / na;
+
+  // Column labels across when they fit their cell, else at 45° (as much room below as they are long).
+  const colChars = longest(data.layers_b);
+  const rotated = CHAR * colChars + 6 > cw;
+  const labelsH = rotated ? Math.ceil(CHAR * colChars * Math.SQRT1_2) + 16 : 22;
+  const plot = { x: left, y: top, w: plotW, h: plotH };
+  const height = Math.max(top + plotH + labelsH + 30, top + LINE * (lines.length + 2) + 10);
+
+  const writeValues = cw >= 34 && ch >= 16;
+  /** @type {Cell[]} */
+  const cells = [];
   data.layers_a.forEach((_, i) =>
     data.layers_b.forEach((_, j) => {
       const v = data.value[i][j];
-      if (v === null) return;
-      annotations.push({
-        x: j,
-        y: i,
-        text: v.toFixed(2),
-        showarrow: false,
-        font: { size: 11, color: inkOn(v, scale) },
+      cells.push({
+        row: i,
+        col: j,
+        x: plot.x + j * cw,
+        y: plot.y + i * ch,
+        w: cw,
+        h: ch,
+        fill: v === null ? null : colourOf(v, scale),
+        label: v === null || !writeValues ? null : v.toFixed(2),
+        ink: v === null ? "#555" : inkOn(v, scale),
       });
     })
   );
-  const trace = {
-    type: "heatmap",
-    x: data.layers_b,
-    y: data.layers_a,
-    z: data.value,
-    zmin: scale.zmin,
-    zmax: scale.zmax,
-    colorscale: scale.colorscale,
-    reversescale: scale.reversescale,
-    text: hover,
-    hoverinfo: "text",
-    colorbar: { title: { text: colourBarTitle(m, scale), side: "right" }, ...ticks(scale) },
+
+  const rows = data.layers_a.map((text, i) => ({ text, x: plot.x - 6, y: plot.y + (i + 0.5) * ch }));
+  const cols = data.layers_b.map((text, j) => ({ text, x: plot.x + (j + 0.5) * cw, y: plot.y + plotH + 16 }));
+  const xTitle = { text: data.checkpoint_b.name, x: plot.x + plotW / 2, y: plot.y + plotH + labelsH + 16 };
+  const yTitle = { text: data.checkpoint_a.name, x: 14, y: plot.y + plotH / 2 };
+
+  const bar = { x: plot.x + plotW + 18, y: plot.y, w: BAR_W, h: plotH };
+  const at = (/** @type {number} */ v) => bar.y + (bar.h * (scale.zmax - v)) / (scale.zmax - scale.zmin);
+  const linesX = bar.x + BAR_W + 6 + tickW;
+  const anyMissing = cells.some((c) => c.fill === null);
+  return {
+    width: Math.ceil(bar.x + BAR_W + 6 + tickW + linesW + 8),
+    height,
+    plot,
+    cells,
+    rows,
+    cols,
+    rotated,
+    xTitle,
+    yTitle,
+    bar: {
+      ...bar,
+      stops: gradient(scale),
+      ticks: tickLabels.tickvals.map((v, k) => ({ text: tickLabels.ticktext[k], x: bar.x + BAR_W + 4, y: at(v) })),
+      lines: lines.map((text, k) => ({ text, x: linesX, y: bar.y + 12 + LINE * k })),
+      missing: anyMissing ? { text: "no value", x: linesX + 18, y: bar.y + 12 + LINE * (lines.length + 0.5) } : null,
+    },
   };
-  const layout = {
-    // Room for the longest row label (about 7 px a character at 12 px).
-    margin: { l: Math.max(110, 7 * Math.max(...data.layers_a.map((a) => a.length))), r: 20, t: 20, b: 90 },
-    xaxis: { title: { text: data.checkpoint_b.name }, type: "category" },
-    yaxis: { title: { text: data.checkpoint_a.name }, type: "category", autorange: "reversed" },
-    annotations: annotations,
-    height: Math.max(360, 60 * data.layers_a.length + 140),
-  };
-  return { trace, layout };
 }

@@ -4,7 +4,8 @@
 // above, the same colour per unit on both sides); one that cannot gets viridis. The scale spans the statistic's
 // declared range (for a statistic that can go negative but is declared from 0, mirrored: −hi … hi), the same for
 // every heatmap of that statistic, so a colour always means one value; values outside it are drawn at its ends,
-// counted, and the colour bar says so.
+// counted, and the colour bar says so. The heatmap island (figure.js) paints cells with colourOf and its colour bar with
+// gradient; the probe page's plotly.js heatmap takes the same scale as colorscale.
 
 /** The diverging palette (ColorBrewer RdBu, reversed), at −1, −0.5, 0, 0.5, 1 of the largest |end|. */
 const DIVERGING = [
@@ -15,6 +16,14 @@ const DIVERGING = [
   [1, [178, 24, 43]],
 ];
 const STOPS = 20; // colour stops per scale: enough that plotly's linear interpolation between them is exact to a level
+/** Viridis at 17 stops, as plotly.js names it ("Viridis"), so the SVG heatmaps and the probe page's plots agree. */
+const VIRIDIS = /** @type {[number, string][]} */ ([
+  [0, "#440154"], [0.06274509803921569, "#48186a"], [0.12549019607843137, "#472d7b"], [0.18823529411764706, "#424086"],
+  [0.25098039215686274, "#3b528b"], [0.3137254901960784, "#33638d"], [0.3764705882352941, "#2c728e"],
+  [0.4392156862745098, "#26828e"], [0.5019607843137255, "#21918c"], [0.5647058823529412, "#1fa088"],
+  [0.6274509803921569, "#28ae80"], [0.6901960784313725, "#3fbc73"], [0.7529411764705882, "#5ec962"],
+  [0.8156862745098039, "#84d44b"], [0.8784313725490196, "#addc30"], [0.9411764705882353, "#d8e219"], [1, "#fde725"],
+]);
 
 /**
  * @typedef {{range: [number, number], can_be_negative?: boolean, larger_is_more_similar?: boolean}} Declared
@@ -132,4 +141,60 @@ export function inkOn(v, scale) {
  */
 export function clipped(v, scale) {
   return v !== null && (v < scale.zmin || v > scale.zmax);
+}
+
+/**
+ * "#rrggbb" as [r, g, b].
+ * @param {string} hex
+ */
+function rgbOf(hex) {
+  return [1, 3, 5].map((k) => parseInt(hex.slice(k, k + 2), 16));
+}
+
+/**
+ * The colour of t in [0, 1] on viridis (dark purple at 0, yellow at 1), as "rgb(r, g, b)".
+ * @param {number} t
+ */
+export function viridisColour(t) {
+  const x = Math.max(0, Math.min(1, t));
+  let k = 0;
+  while (k < VIRIDIS.length - 2 && x > VIRIDIS[k + 1][0]) k += 1;
+  const [t0, c0] = VIRIDIS[k];
+  const [t1, c1] = VIRIDIS[k + 1];
+  const f = (x - t0) / (t1 - t0);
+  const a = rgbOf(c0);
+  const b = rgbOf(c1);
+  return `rgb(${a.map((c, i) => Math.round(c + f * (b[i] - c))).join(", ")})`;
+}
+
+/**
+ * The colour of value v on the scale: values outside it take the colour of the end they pass.
+ * @param {number} v
+ * @param {Scale} scale
+ */
+export function colourOf(v, scale) {
+  const x = Math.max(scale.zmin, Math.min(scale.zmax, v));
+  if (scale.diverging) return divergingColour(x / Math.max(-scale.zmin, scale.zmax));
+  const t = (x - scale.zmin) / (scale.zmax - scale.zmin);
+  return viridisColour(scale.reversescale ? 1 - t : t);
+}
+
+/**
+ * The colour bar's gradient: [offset from zmin (0) to zmax (1), colour] at every stop of the palette within the
+ * scale, so a linear gradient between them draws exactly what colourOf gives.
+ * @param {Scale} scale
+ * @returns {[number, string][]}
+ */
+export function gradient(scale) {
+  const at = (/** @type {number} */ v) => (v - scale.zmin) / (scale.zmax - scale.zmin);
+  if (scale.diverging) {
+    // The ends and every knot of the palette between them: between knots the palette is linear in the value.
+    const largest = Math.max(-scale.zmin, scale.zmax);
+    const knots = DIVERGING.map(([t]) => /** @type {number} */ (t) * largest).filter((v) => v > scale.zmin && v < scale.zmax);
+    return [scale.zmin, ...knots, scale.zmax].map((v) => /** @type {[number, string]} */ ([at(v), colourOf(v, scale)]));
+  }
+  // Reversed (lower = more similar), viridis' stops fall at 1 − t.
+  const offsets = VIRIDIS.map(([t]) => (scale.reversescale ? 1 - t : t));
+  if (scale.reversescale) offsets.reverse();
+  return offsets.map((t) => /** @type {[number, string]} */ ([t, colourOf(scale.zmin + t * (scale.zmax - scale.zmin), scale)]));
 }
