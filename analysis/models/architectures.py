@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -46,6 +47,149 @@ def small_cnn(in_channels: int, widths: Sequence[int], n_classes: int) -> nn.Seq
     return nn.Sequential(layers)
 
 
+@dataclass(frozen=True)
+class TransformerConfig:
+    """A tiny pre-LN transformer encoder (:func:`transformer`). Each sample's features are
+    read as ``n_tokens`` tokens of ``token_features`` (a digit's 8 × 8 pixels as 8 rows of 8);
+    every field is read back from a state dict's shapes (:meth:`from_state`), so uploading its
+    weights needs only the architecture's name."""
+
+    n_tokens: int
+    token_features: int
+    width: int  # d, the residual stream
+    n_heads: int
+    head_width: int  # of each head's queries, keys and values
+    mlp_width: int
+    n_blocks: int
+    n_classes: int
+
+    @classmethod
+    def from_state(cls, state: StateDict) -> TransformerConfig:
+        """The config whose :func:`transformer` holds the parameters of ``state``."""
+        n_blocks = 0
+        while f"block{n_blocks + 1}.ln1.weight" in state:
+            n_blocks += 1
+        needed = ("embed.proj.weight", "embed.pos", "block1.attn.q.weight", "block1.mlp.0.weight")
+        if not n_blocks or any(name not in state for name in (*needed, "head.weight")):
+            raise InputError(
+                "expected keys embed.proj.weight, embed.pos, block1.ln1.weight, "
+                "block1.attn.q.weight, block1.mlp.0.weight … and head.weight for architecture "
+                "'transformer'"
+            )
+        width, token_features = state["embed.proj.weight"].shape
+        _, n_heads, head_width = state["block1.attn.q.weight"].shape
+        return cls(
+            n_tokens=state["embed.pos"].shape[0],
+            token_features=token_features,
+            width=width,
+            n_heads=n_heads,
+            head_width=head_width,
+            mlp_width=state["block1.mlp.0.weight"].shape[0],
+            n_blocks=n_blocks,
+            n_classes=state["head.weight"].shape[0],
+        )
+
+
+class TokenEmbedding(nn.Module):
+    """A sample's features as ``n_tokens`` tokens, each projected to the residual stream
+    (``proj``), plus a learnt position embedding (``pos``, n_tokens × width)."""
+
+    def __init__(self, n_tokens: int, token_features: int, width: int) -> None:
+        super().__init__()
+        self.n_tokens, self.token_features = n_tokens, token_features
+        self.proj = nn.Linear(token_features, width)
+        self.pos = nn.Parameter(0.02 * torch.randn(n_tokens, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.reshape(x.shape[0], self.n_tokens, self.token_features)
+        return self.proj(tokens) + self.pos
+
+
+class HeadProjection(nn.Module):
+    """Queries, keys or values of every head: ``weight`` is width × heads × head_width (the
+    residual axis first, so its matrix ``width × (heads·head_width)`` is Wᵀ of the usual
+    ``out × in`` projection, with the same singular values), ``bias`` heads × head_width. Heads
+    and each head's coordinates are axes of their own, so a permutation spec can name them."""
+
+    def __init__(self, width: int, n_heads: int, head_width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(width, n_heads, head_width) / width**0.5)
+        self.bias = nn.Parameter(torch.zeros(n_heads, head_width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ntc,chk->nthk", x, self.weight) + self.bias
+
+
+class HeadOutput(nn.Module):
+    """The heads' values back into the residual stream: ``weight`` width × heads × head_width
+    (the usual ``out × in`` matrix), ``bias`` width."""
+
+    def __init__(self, width: int, n_heads: int, head_width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(
+            torch.randn(width, n_heads, head_width) / (n_heads * head_width) ** 0.5
+        )
+        self.bias = nn.Parameter(torch.zeros(width))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nthk,chk->ntc", z, self.weight) + self.bias
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over all tokens (no mask), softmax(q·k / √head_width)."""
+
+    def __init__(self, width: int, n_heads: int, head_width: int) -> None:
+        super().__init__()
+        self.q = HeadProjection(width, n_heads, head_width)
+        self.k = HeadProjection(width, n_heads, head_width)
+        self.v = HeadProjection(width, n_heads, head_width)
+        self.o = HeadOutput(width, n_heads, head_width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        scores = torch.einsum("nthk,nshk->nhts", q, k) / q.shape[-1] ** 0.5
+        return self.o(torch.einsum("nhts,nshk->nthk", scores.softmax(dim=-1), v))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN: x + attn(ln1(x)), then + mlp(ln2(·)) with a GELU MLP (``mlp.0``, ``mlp.2``)."""
+
+    def __init__(self, width: int, n_heads: int, head_width: int, mlp_width: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(width)
+        self.attn = SelfAttention(width, n_heads, head_width)
+        self.ln2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, mlp_width), nn.GELU(), nn.Linear(mlp_width, width)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class MeanTokens(nn.Module):
+    """The mean over tokens: n × tokens × width → n × width."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1)
+
+
+def transformer(config: TransformerConfig) -> nn.Sequential:
+    """``embed`` (:class:`TokenEmbedding`), ``block1 … blockK`` (:class:`EncoderBlock`), a final
+    LayerNorm ``norm``, the mean over tokens ``pool`` and a linear ``head``."""
+    c = config
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        embed=TokenEmbedding(c.n_tokens, c.token_features, c.width)
+    )
+    for i in range(1, c.n_blocks + 1):
+        layers[f"block{i}"] = EncoderBlock(c.width, c.n_heads, c.head_width, c.mlp_width)
+    layers["norm"] = nn.LayerNorm(c.width)
+    layers["pool"] = MeanTokens()
+    layers["head"] = nn.Linear(c.width, c.n_classes)
+    return nn.Sequential(layers)
+
+
 def _numbered_shapes(state: StateDict, prefix: str) -> list[torch.Size]:
     """Weight shapes of ``{prefix}1.0.weight``, ``{prefix}2.0.weight`` … in order."""
     shapes = []
@@ -75,6 +219,7 @@ def _cnn_from_state(state: StateDict) -> nn.Module:
 _BUILDERS: dict[str, Callable[[StateDict], nn.Module]] = {
     "mlp": _mlp_from_state,
     "small-cnn": _cnn_from_state,
+    "transformer": lambda state: transformer(TransformerConfig.from_state(state)),
 }
 """How each of :data:`analysis.models.choices.ARCHITECTURES` is built from its weights."""
 

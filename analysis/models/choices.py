@@ -26,5 +26,7 @@ def check_pooling(pooling: str) -> None:
 ARCHITECTURES = {
     "mlp": "flatten → blockN (Linear+ReLU) → head",
     "small-cnn": "convN (3×3 Conv+ReLU) → global average pool → head",
+    "transformer": "embed (features as tokens + position) → blockN (pre-LN multi-head attention "
+    "+ GELU MLP) → norm → mean over tokens → head",
 }
 """The built-in architectures by name, each with what it is."""

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-MATCHABLE = ("mlp", "small-cnn")
+MATCHABLE = ("mlp", "small-cnn", "transformer")
 """The built-in architectures with a permutation spec (:data:`analysis.weights.specs.SPECS`)."""
+
+SCRIPTABLE = ("mlp", "small-cnn")
+"""Those a TorchScript model may be recognised as by its layers' names (:data:`_TOP_LEVEL`);
+a ``transformer`` is read from a .safetensors state dict only."""
 
 WEIGHT_FORMATS = (
     "weight space reads weights only from .safetensors state dicts of a built-in architecture "
-    f"({', '.join(MATCHABLE)}) and from TorchScript models whose layers follow one of "
-    "these architectures' naming"
+    f"({', '.join(MATCHABLE)}) and from TorchScript models whose layers follow the naming of "
+    f"{' or '.join(SCRIPTABLE)}"
 )
 """What a refusal says about the formats that expose weights this way."""
 
@@ -20,7 +24,7 @@ FUNCTION_TOLERANCE = 1e-5
 """The permuted B computes B's function when its outputs on every sample differ from B's by at
 most this much times max(1, the largest |output| of B)."""
 
-_TOP_LEVEL: dict[str, tuple[str, str, str]] = {
+_TOP_LEVEL: dict[str, tuple[str, str, str]] = {  # keys: SCRIPTABLE
     # architecture → (numbered block prefix, the block's weighted layer type, what may precede)
     "mlp": ("block", "Linear", "flatten"),
     "small-cnn": ("conv", "Conv2d", ""),

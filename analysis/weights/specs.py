@@ -136,9 +136,90 @@ def cnn_spec(state: StateDict) -> PermutationSpec:
     return _chain_spec(state, "conv", "small-cnn")
 
 
+def transformer_spec(state: StateDict) -> PermutationSpec:
+    """The spec of a built-in ``transformer``
+    (:func:`analysis.models.architectures.transformer`), after Ainsworth et al. 2023 (their
+    transformer experiments): one permutation ``residual`` of the residual stream shared by
+    every block, and per block ``blockI.heads`` (the order of its attention heads),
+    ``blockI.qk`` (the coordinates of every head's queries and keys, the same for every head),
+    ``blockI.v`` (the coordinates of every head's values, with the output projection's inputs)
+    and ``blockI.mlp`` (the hidden units of its MLP).
+
+    Why each leaves the function unchanged: LayerNorm's mean and variance over the residual
+    coordinates do not depend on their order, so permuting its input and its weight and bias
+    together permutes its output; every other layer that reads the stream (q, k, v, the MLP's
+    first layer, the head) takes the permutation on its input axis, every layer that writes
+    to it (the token projection, the position embedding, the output projection, the MLP's last
+    layer) on its output axis, so the residual sums stay permuted alike. A head's score is
+    Σ_k q_k·k_k, unchanged when q and k share a permutation of k and heads are reordered
+    together; its values reach the stream only through the output projection, which takes
+    their permutation and the heads' order on its input axes. Only permutations that act the
+    same on every head's coordinates are declared (each head's own would need an axis per
+    head), a subgroup of the full symmetry."""
+    from analysis.models.architectures import TransformerConfig  # torch models, not specs
+
+    config = TransformerConfig.from_state(state)
+    blocks = [f"block{i}" for i in range(1, config.n_blocks + 1)]
+    residual = [
+        ("embed.proj.weight", 0),
+        ("embed.proj.bias", 0),
+        ("embed.pos", 1),
+        ("norm.weight", 0),
+        ("norm.bias", 0),
+        ("head.weight", 1),
+    ]
+    perm_to_axes: dict[str, tuple[tuple[str, int], ...]] = {}
+    for block in blocks:
+        attn = f"{block}.attn"
+        residual += [
+            (f"{block}.ln1.weight", 0),
+            (f"{block}.ln1.bias", 0),
+            *((f"{attn}.{x}.weight", 0) for x in "qkvo"),
+            (f"{attn}.o.bias", 0),
+            (f"{block}.ln2.weight", 0),
+            (f"{block}.ln2.bias", 0),
+            (f"{block}.mlp.0.weight", 1),
+            (f"{block}.mlp.2.weight", 0),
+            (f"{block}.mlp.2.bias", 0),
+        ]
+        perm_to_axes[f"{block}.heads"] = (
+            *((f"{attn}.{x}.weight", 1) for x in "qkvo"),
+            *((f"{attn}.{x}.bias", 0) for x in "qkv"),
+        )
+        perm_to_axes[f"{block}.qk"] = tuple(
+            (f"{attn}.{x}.{p}", 2 if p == "weight" else 1) for x in "qk" for p in ("weight", "bias")
+        )
+        perm_to_axes[f"{block}.v"] = (
+            (f"{attn}.v.weight", 2),
+            (f"{attn}.v.bias", 1),
+            (f"{attn}.o.weight", 2),
+        )
+        perm_to_axes[f"{block}.mlp"] = (
+            (f"{block}.mlp.0.weight", 0),
+            (f"{block}.mlp.0.bias", 0),
+            (f"{block}.mlp.2.weight", 1),
+        )
+    perm_to_axes = {"residual": tuple(residual), **perm_to_axes}
+    expected = {name for pairs in perm_to_axes.values() for name, _ in pairs}
+    expected |= {"head.bias"}
+    if set(state) != expected:
+        raise InputError(
+            "the weights do not have the parameters of architecture 'transformer': "
+            f"{', '.join(sorted(set(state) ^ expected)[:5])} differ"
+        )
+    shapes = {name: tuple(state[name].shape) for name in sorted(expected)}
+    try:
+        return PermutationSpec(perm_to_axes, shapes)
+    except InputError as err:
+        raise InputError(
+            "the weights do not fit architecture 'transformer': their shapes disagree"
+        ) from err
+
+
 SPECS: dict[str, Callable[[StateDict], PermutationSpec]] = {
     "mlp": mlp_spec,
     "small-cnn": cnn_spec,
+    "transformer": transformer_spec,
 }
 assert tuple(sorted(SPECS)) == tuple(sorted(MATCHABLE)), "formats.MATCHABLE names the specs"
 """The architectures (names of :data:`analysis.models.choices.ARCHITECTURES`) whose permutation

@@ -1,0 +1,218 @@
+"""Weight space of the built-in transformer (analysis/models/architectures.transformer and
+analysis/weights/specs.transformer_spec): its forward pass against torch's own encoder layer,
+the declared permutations keep its function, weight matching undoes a known permutation, the
+linear path's ends are the two models, and the whole weight-space report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from analysis.errors import InputError
+from analysis.models.architectures import TransformerConfig, build_from_state_dict, transformer
+from analysis.weights.connectivity import classifier_evaluator, evaluate_classifier, linear_path
+from analysis.weights.formats import MATCHABLE, WEIGHT_FORMATS, declared_architecture
+from analysis.weights.matching import l2_distance, weight_matching
+from analysis.weights.space import weight_space
+from analysis.weights.specs import SPECS, apply_permutation, spec_for, transformer_spec
+
+SEEDS = [0, 1, 2]
+CONFIG = TransformerConfig(
+    n_tokens=4, token_features=6, width=16, n_heads=4, head_width=4, mlp_width=24, n_blocks=2,
+    n_classes=3,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def state_of(seed: int, config: TransformerConfig = CONFIG) -> dict[str, torch.Tensor]:
+    """Random weights, LayerNorms and biases included (a fresh LayerNorm's ones and zeros
+    would hide a wrongly permuted LayerNorm)."""
+    torch.manual_seed(seed)
+    model = transformer(config)
+    with torch.no_grad():
+        for name, value in model.named_parameters():
+            if value.ndim == 1 or name.endswith("bias"):
+                value.copy_(torch.randn_like(value) * 0.5 + (1.0 if "ln" in name else 0.0))
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def outputs(state: dict[str, torch.Tensor], x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return build_from_state_dict("transformer", state)(x).double().numpy()
+
+
+def test_a_block_computes_what_torchs_pre_ln_encoder_layer_computes():
+    """An independent implementation: nn.TransformerEncoderLayer (norm_first, GELU, no dropout)
+    given the same weights (q, k, v stacked head by head into in_proj)."""
+    state = state_of(0)
+    model = build_from_state_dict("transformer", state)
+    d, h, k = CONFIG.width, CONFIG.n_heads, CONFIG.head_width
+    reference = nn.TransformerEncoderLayer(
+        d, h, CONFIG.mlp_width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+    ).eval()
+    p = "block1."
+    with torch.no_grad():
+        qkv = [state[f"{p}attn.{x}.weight"].reshape(d, h * k).T for x in "qkv"]
+        reference.self_attn.in_proj_weight.copy_(torch.cat(qkv))
+        reference.self_attn.in_proj_bias.copy_(
+            torch.cat([state[f"{p}attn.{x}.bias"].reshape(-1) for x in "qkv"])
+        )
+        reference.self_attn.out_proj.weight.copy_(state[f"{p}attn.o.weight"].reshape(d, h * k))
+        reference.self_attn.out_proj.bias.copy_(state[f"{p}attn.o.bias"])
+        for ours, theirs in (("ln1", "norm1"), ("ln2", "norm2")):
+            getattr(reference, theirs).weight.copy_(state[f"{p}{ours}.weight"])
+            getattr(reference, theirs).bias.copy_(state[f"{p}{ours}.bias"])
+        reference.linear1.weight.copy_(state[f"{p}mlp.0.weight"])
+        reference.linear1.bias.copy_(state[f"{p}mlp.0.bias"])
+        reference.linear2.weight.copy_(state[f"{p}mlp.2.weight"])
+        reference.linear2.bias.copy_(state[f"{p}mlp.2.bias"])
+        tokens = torch.randn(5, CONFIG.n_tokens, d)
+        np.testing.assert_allclose(
+            model.block1(tokens).numpy(), reference(tokens).numpy(), atol=1e-5
+        )
+
+
+def test_the_spec_shares_the_residual_stream_and_names_every_axis_it_should():
+    state = state_of(0)
+    spec = spec_for("transformer", state)
+    assert "transformer" in MATCHABLE and set(SPECS) == set(MATCHABLE)
+    assert list(spec.perm_to_axes)[:5] == [
+        "residual",
+        "block1.heads",
+        "block1.qk",
+        "block1.v",
+        "block1.mlp",
+    ]
+    assert spec.size("residual") == 16 and spec.size("block2.heads") == 4
+    assert spec.size("block1.qk") == 4 and spec.size("block2.mlp") == 24
+    assert spec.axes_to_perm["block1.attn.q.weight"] == ("residual", "block1.heads", "block1.qk")
+    assert spec.axes_to_perm["block2.attn.o.weight"] == ("residual", "block2.heads", "block2.v")
+    assert spec.axes_to_perm["block2.ln1.weight"] == ("residual",)
+    assert spec.axes_to_perm["embed.pos"] == (None, "residual")
+    assert spec.axes_to_perm["embed.proj.weight"] == ("residual", None)
+    assert spec.axes_to_perm["head.weight"] == (None, "residual")
+    assert set(state) - set(spec.axes_to_perm) == {"head.bias"}  # the only unpermuted one
+
+
+def test_foreign_weights_are_refused():
+    state = state_of(0)
+    state["block1.attn.extra"] = torch.zeros(2)
+    with pytest.raises(InputError, match="parameters of architecture 'transformer'"):
+        transformer_spec(state)
+    with pytest.raises(InputError, match="architecture 'transformer'"):
+        transformer_spec({"head.weight": torch.zeros(3, 16)})
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_permuted_transformer_computes_the_same_function(seed):
+    rng = np.random.default_rng(seed)
+    state = state_of(seed)
+    spec = transformer_spec(state)
+    perms = {p: rng.permutation(spec.size(p)) for p in spec.perm_to_axes}
+    permuted = apply_permutation(spec, perms, state)
+    x = torch.randn(20, CONFIG.n_tokens * CONFIG.token_features)
+    assert l2_distance(state, permuted) > 1.0  # the weights moved …
+    np.testing.assert_allclose(outputs(permuted, x), outputs(state, x), atol=1e-6)  # … not f
+    # a permutation of the heads' coordinates that differs between heads is no symmetry
+    wrong = dict(permuted)
+    wrong["block1.attn.q.weight"] = wrong["block1.attn.q.weight"].clone()
+    wrong["block1.attn.q.weight"][:, 0] = wrong["block1.attn.q.weight"][:, 0, [1, 0, 2, 3]]
+    assert np.abs(outputs(wrong, x) - outputs(state, x)).max() > 1e-3
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_matching_a_permuted_copy_recovers_the_permutation_exactly(seed):
+    rng = np.random.default_rng(seed)
+    a = state_of(seed)
+    spec = transformer_spec(a)
+    sigma = {p: rng.permutation(spec.size(p)) for p in spec.perm_to_axes}
+    b = apply_permutation(spec, sigma, a)
+    perms = weight_matching(spec, a, b, seed=seed)
+    for name in perms:
+        np.testing.assert_array_equal(perms[name], np.argsort(sigma[name]), err_msg=name)
+    assert l2_distance(a, b) > 0
+    assert l2_distance(a, apply_permutation(spec, perms, b)) == 0.0
+
+
+def test_matching_two_networks_never_increases_the_distance():
+    a, b = state_of(0), state_of(1)
+    spec = transformer_spec(a)
+    after = l2_distance(a, apply_permutation(spec, weight_matching(spec, a, b), b))
+    assert after < l2_distance(a, b)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_path_endpoints_reproduce_each_models_own_loss_exactly(seed):
+    a, b = state_of(seed), state_of(seed + 10)
+    spec = transformer_spec(a)
+    matched = apply_permutation(spec, weight_matching(spec, a, b), b)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((30, 24)).astype(np.float32)
+    y = rng.integers(0, 3, 30)
+    evaluate = classifier_evaluator("transformer", x, y)
+    for other in (b, matched):
+        curve = linear_path(a, other, evaluate)
+        assert (curve.loss[0], curve.accuracy[0]) == evaluate_classifier(
+            build_from_state_dict("transformer", a), x, y
+        )
+        assert (curve.loss[-1], curve.accuracy[-1]) == evaluate(other)
+    # B permuted is B: the matched path ends at B's own loss too
+    own_b = evaluate_classifier(build_from_state_dict("transformer", b), x, y)
+    assert linear_path(a, matched, evaluate).loss[-1] == pytest.approx(own_b[0], abs=1e-6)
+
+
+def test_the_weight_space_report_of_a_permuted_copy():
+    """A's copy permuted as B: the function check passes, the distance after matching is 0,
+    the matched path is flat (no barrier) and every attention weight has its spectra."""
+    a = state_of(3)
+    spec = transformer_spec(a)
+    rng = np.random.default_rng(3)
+    b = apply_permutation(spec, {p: rng.permutation(spec.size(p)) for p in spec.perm_to_axes}, a)
+    x = rng.standard_normal((40, 24)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    models = [build_from_state_dict("transformer", s) for s in (a, b)]
+    report = weight_space(*models, "transformer", x, y)
+    assert report["function_check"]["passed"]
+    assert report["l2"]["before"] > 0 and report["l2"]["after"] == 0.0
+    assert report["matched"]["loss_barrier"] == pytest.approx(0.0, abs=1e-6)
+    assert report["units"]["residual"] == 16 and report["units"]["block1.heads"] == 4
+    layers = {layer["layer"]: layer for layer in report["layers"]}
+    assert {"block1.attn.q", "block1.attn.o", "block2.mlp.0", "head"} <= set(layers)
+    assert layers["block1.attn.q"]["alignment_after"] == pytest.approx(1.0)
+
+
+def test_a_transformer_is_read_from_safetensors_only():
+    assert declared_architecture("safetensors", "transformer", []) == "transformer"
+    tree = [{"name": n, "type": "Sequential"} for n in ("embed", "block1", "norm", "pool", "head")]
+    assert declared_architecture("torchscript", "", tree) is None
+    assert "transformer" in WEIGHT_FORMATS
+
+
+def test_a_safetensors_state_dict_loads_as_the_transformer_it_holds(tmp_path):
+    """Every field of the config comes back from the shapes alone; weights of another shape
+    are refused in one sentence."""
+    from safetensors.torch import save_file
+
+    from analysis.models.checkpoints import load_checkpoint
+
+    config = TransformerConfig(8, 8, 24, 3, 5, 40, 3, 10)
+    state = state_of(4, config)
+    path = tmp_path / "weights.safetensors"
+    save_file(state, str(path))
+    loaded = load_checkpoint(path, "safetensors", "transformer")
+    assert TransformerConfig.from_state(loaded.state_dict()) == config
+    x = torch.randn(7, 64)
+    np.testing.assert_array_equal(loaded(x).detach().numpy(), outputs(state, x))
+    state["block2.attn.v.weight"] = torch.zeros(24, 3, 6)
+    save_file(state, str(path))
+    with pytest.raises(InputError, match="weights do not fit architecture 'transformer'"):
+        load_checkpoint(path, "safetensors", "transformer")
