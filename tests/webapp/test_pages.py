@@ -237,6 +237,8 @@ def test_comparison_page_polls_until_terminal(browser, comparison):
     assert run_with_dependencies(comparison).state == Run.State.SUCCEEDED
     done = htmx_get(browser, url)
     assert done.status_code == 286
+    # The poll's answer is a part of the page under the page's URL: caches must tell them apart.
+    assert "HX-Request" in done["Vary"]
     text = done.content.decode()
     assert POLLING not in text
     matrix = matrix_data(text)
@@ -248,6 +250,7 @@ def test_comparison_page_polls_until_terminal(browser, comparison):
 
     full = browser.get(url)
     assert full.status_code == 200
+    assert "HX-Request" in full["Vary"]
     assert POLLING not in full.content.decode()
     assert matrix_data(full.content.decode()) == matrix
     # The heatmap island draws it as SVG: the page loads no charting library.
@@ -283,6 +286,8 @@ def test_run_page_polls_until_terminal(browser, ckpt_a, digits, owner):
     assert run.state == Run.State.CANCELLED
     done = htmx_get(browser, url)
     assert done.status_code == 286
+    # The poll's answer is a part of the page under the page's URL: caches must tell them apart.
+    assert "HX-Request" in done["Vary"]
     assert "cancelled" in done.content.decode()
     assert POLLING not in done.content.decode()
 
