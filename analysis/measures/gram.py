@@ -2,7 +2,21 @@
 Gram statistics (streamed over blocks of rows, on CUDA when there is a GPU), the cross-product
 norm of two layers, linear CKA and its exact permutation moments. :mod:`analysis.measures.cka`
 declares the measures and imports this module only when activations are compared, so that
-listing and validating measures (the web process) needs no torch."""
+listing and validating measures (the web process) needs no torch.
+
+One code path serves the CPU and CUDA (activations reach a GPU through
+:func:`analysis.measures.transfer.to_device`, chunked and overlapped); the few steps that differ
+by device are small functions here. The one that matters is :func:`_t_product`: on the CPU the
+products XᵀY go through numpy, whose matmul computes XᵀX as a symmetric rank-k update (SYRK),
+half the flops of the general product torch's CPU matmul would compute; so a layer costs what
+a plain float64 numpy implementation costs, and tests/benchmarks/bench_measures.py prints both
+beside the machine's matrix-multiply bound.
+
+Validation costs no pass of its own: a NaN or Inf makes its column's float64 sum non-finite
+(float32 values cannot overflow a float64 sum), and a layer whose every column is constant has
+a centred total ‖X_c‖²_F within the round-off of its means, so only a layer that small is
+compared value by value.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +28,7 @@ import torch
 
 from analysis.errors import InputError
 from analysis.measures.engine import check_activations, not_finite
+from analysis.measures.transfer import resolve_device, to_device
 
 MIN_SAMPLES = 4
 BLOCK_BYTES = 1 << 27
@@ -21,13 +36,7 @@ BLOCK_BYTES = 1 << 27
 RESIDENT_BYTES = 1 << 28
 """A layer whose centred float64 copy is at most this big (256 MiB) is kept in memory, and on
 a GPU any layer that takes at most a quarter of its free memory; larger ones are streamed."""
-
-
-def resolve_device(device: torch.device | str | None) -> torch.device:
-    """``device`` as given, or CUDA when there is a GPU, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+EPS = float(np.finfo(np.float64).eps)
 
 
 @dataclass
@@ -40,16 +49,28 @@ class PreparedLayer:
     mean: np.ndarray  # float64 column means
     total: float  # ‖X_c‖²_F = tr K
     self_norm: float  # ‖X_cᵀX_c‖_F = ‖K‖_F
-    sq_row_norms: np.ndarray  # ‖x_cᵢ‖², the diagonal of K
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _gram: np.ndarray | None = field(default=None, repr=False)
     # The centred layer itself (float64) where it fits (RESIDENT_BYTES), so that pairs need
     # no conversions or transfers: a layer × layer matrix moves each layer to a GPU once.
     _resident: torch.Tensor | None = field(default=None, repr=False)
+    # ‖x_cᵢ‖², the diagonal of K: the value does not need it (the baseline and debiased CKA
+    # do), so a resident layer computes it on first use; a streamed one while it streams.
+    _sq_row_norms: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def data(self) -> np.ndarray:
         return self.rows
+
+    @property
+    def sq_row_norms(self) -> np.ndarray:
+        """‖x_cᵢ‖² for every row: the diagonal of K."""
+        if self._sq_row_norms is None:
+            norms = torch.empty(self.n, dtype=torch.float64, device=self.device)
+            for start, stop in _row_blocks(self.n, self.d):
+                norms[start:stop] = _sq_row_norms(self.centred_on_device(start, stop))
+            self._sq_row_norms = norms.cpu().numpy()
+        return self._sq_row_norms
 
     @property
     def n(self) -> int:
@@ -61,16 +82,13 @@ class PreparedLayer:
 
     def centred(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows ``start:stop`` centred, as a new float64 array."""
-        block = np.array(self.rows[start:stop], dtype=np.float64)
-        block -= self.mean
-        return block
+        return np.subtract(self.rows[start:stop], self.mean, dtype=np.float64)
 
     def centred_on_device(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Rows ``start:stop`` centred, float64 on the layer's device (converted there)."""
         if self._resident is not None:
             return self._resident[start:stop]
-        block = _on_device(self.rows[start:stop], self.device)
-        return block.sub_(torch.from_numpy(self.mean).to(self.device))
+        return _centred(self.rows[start:stop], self.mean, self.device)
 
     def normalised_gram(self) -> np.ndarray:
         """X_cX_cᵀ / ‖X_cX_cᵀ‖_F (computed on first use; only for n small against d)."""
@@ -79,41 +97,81 @@ class PreparedLayer:
         return self._gram
 
 
-def _on_device(rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A float64 copy of ``rows`` on ``device``, free to modify: converted here for the CPU;
-    for a GPU sent as they are (half the bytes of float64) and converted there."""
-    if device.type == "cpu":
-        return torch.from_numpy(np.array(rows, dtype=np.float64))
-    if not (rows.flags.writeable and rows.flags.c_contiguous):  # e.g. a read-only memory map
-        rows = np.array(rows)
-    return torch.from_numpy(rows).to(device).to(torch.float64)
+def _centred(rows: np.ndarray, mean: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``rows − mean`` in float64 on ``device``, a new tensor (for a GPU the rows travel as
+    stored, half the bytes of float64 for float32, and are converted there)."""
+    return _subtract(to_device(rows, device, torch.float64), mean)
+
+
+def _subtract(block: torch.Tensor, mean: np.ndarray) -> torch.Tensor:
+    """``block −= mean`` in place (float64)."""
+    if block.device.type == "cpu":
+        np.subtract(block.numpy(), mean, out=block.numpy())
+        return block
+    return block.sub_(torch.from_numpy(mean).to(block.device))
+
+
+def _column_sums(block: torch.Tensor) -> np.ndarray:
+    """float64 column sums of a float64 block, on the host."""
+    if block.device.type == "cpu":
+        with np.errstate(over="ignore"):  # told apart from NaN or Inf by _check_finite
+            return block.numpy().sum(axis=0)
+    return block.sum(dim=0).cpu().numpy()
+
+
+def _t_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """aᵀb: on the CPU through numpy, which computes aᵀa (a and b the same memory) by SYRK."""
+    if a.device.type == "cpu":
+        return torch.from_numpy(a.numpy().T @ b.numpy())
+    return a.T @ b
+
+
+def _sq_row_norms(block: torch.Tensor) -> torch.Tensor:
+    """‖rowᵢ‖² of a float64 block (on the CPU by numpy: no thread pool of torch's to wake)."""
+    if block.device.type == "cpu":
+        rows = block.numpy()
+        return torch.from_numpy(np.einsum("ij,ij->i", rows, rows))
+    return torch.linalg.vector_norm(block, dim=1).square_()
+
+
+def _frobenius(matrix: torch.Tensor) -> float:
+    """‖matrix‖_F (float64)."""
+    if matrix.device.type == "cpu":
+        return float(np.linalg.norm(matrix.numpy()))
+    return float(torch.linalg.matrix_norm(matrix))
 
 
 def _column_means(rows: np.ndarray, device: torch.device, name: str) -> np.ndarray:
-    """float64 column means, streamed over blocks of rows, refusing NaN or Inf and layers
-    whose columns are all constant (the mean of n equal values need not be exact, so this is
-    judged on the values, not on the centred ones)."""
+    """float64 column means, streamed over blocks of rows; NaN or Inf refused (from the sums:
+    see the module docstring)."""
     n, d = rows.shape
-    total = torch.zeros(d, dtype=torch.float64, device=device)
-    low = torch.full((d,), torch.inf, dtype=torch.float64, device=device)
-    high = -low
+    total = np.zeros(d)
     for start, stop in _row_blocks(n, d):
-        block = _on_device(rows[start:stop], device)
-        block_low, block_high = torch.aminmax(block, dim=0)
-        torch.minimum(low, block_low, out=low)
-        torch.maximum(high, block_high, out=high)
-        total += block.sum(dim=0)
-    _check_range(low, high, name)
-    return (total / n).cpu().numpy()
+        total += _column_sums(to_device(rows[start:stop], device, torch.float64))
+    _check_finite(total, rows, name)
+    return total / n
 
 
-def _check_range(low: torch.Tensor, high: torch.Tensor, name: str) -> None:
-    """Refuse NaN or Inf (NaN propagates to the column minima and maxima) and layers whose
-    every column is constant, from the column minima and maxima."""
-    if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
-        raise not_finite(name)
-    if torch.equal(low, high):
-        raise _constant(name)
+def _check_finite(sums: np.ndarray, rows: np.ndarray, name: str) -> None:
+    """Refuse NaN or Inf, of which the float64 column ``sums`` are free only if the rows are
+    (a float64 sum can also overflow on finite values beyond 1e300: told apart here)."""
+    if np.isfinite(sums).all():
+        return
+    n, d = rows.shape
+    for start, stop in _row_blocks(n, d):
+        if not np.isfinite(rows[start:stop]).all():
+            raise not_finite(name)
+    raise InputError(f"{name}: values too large to sum in float64 (beyond about 1e300)")
+
+
+def _all_constant(rows: np.ndarray) -> bool:
+    """Whether every column holds one value, compared exactly, block by block."""
+    n, d = rows.shape
+    first = np.array(rows[:1])
+    return all(
+        np.array_equal(rows[start:stop], np.broadcast_to(first, (stop - start, d)))
+        for start, stop in _row_blocks(n, d)
+    )
 
 
 def _constant(name: str) -> InputError:
@@ -128,14 +186,26 @@ def _row_blocks(n: int, width: int) -> Iterator[tuple[int, int]]:
 
 
 def _gram(layer: PreparedLayer) -> np.ndarray:
-    """X_cX_cᵀ, n × n, accumulated over blocks of columns."""
+    """X_cX_cᵀ, n × n: from the resident centred layer, else accumulated over blocks of
+    columns."""
+    if layer._resident is not None:
+        resident = layer._resident.T
+        return _t_product(resident, resident).cpu().numpy()
     gram = np.zeros((layer.n, layer.n))
     step = max(1, BLOCK_BYTES // (8 * layer.n))
     for start in range(0, layer.d, step):
-        block = np.array(layer.rows[:, start : start + step], dtype=np.float64)
-        block -= layer.mean[start : start + step]
+        block = np.subtract(
+            layer.rows[:, start : start + step], layer.mean[start : start + step], dtype=np.float64
+        )
         gram += block @ block.T
     return gram
+
+
+def _room(device: torch.device) -> int:
+    """float64 bytes a layer may take to be kept resident on ``device``."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 4
+    return RESIDENT_BYTES
 
 
 def prepare(
@@ -146,33 +216,40 @@ def prepare(
     x = check_activations(x, name, MIN_SAMPLES, finite=False)
     n, d = x.shape
     device = resolve_device(device)
-    layer = PreparedLayer(x, np.zeros(d), 0.0, 0.0, np.empty(n), device)
-    if device.type == "cuda":
-        room = torch.cuda.mem_get_info(device)[0] // 4
-    else:
-        room = RESIDENT_BYTES
-    if 8 * n * d <= room:
-        resident = _on_device(x, device)  # one transfer; everything else happens there
-        _check_range(*torch.aminmax(resident, dim=0), name)
-        mean = resident.mean(dim=0)
-        layer.mean, layer._resident = mean.cpu().numpy(), resident.sub_(mean)
+    layer = PreparedLayer(x, np.zeros(d), 0.0, 0.0, device)
+    if 8 * n * d <= _room(device):
+        # One float64 copy, centred in place (on a GPU after one transfer); everything else
+        # happens there.
+        resident = to_device(x, device, torch.float64)
+        sums = _column_sums(resident)
+        _check_finite(sums, x, name)
+        layer.mean = sums / n
+        layer._resident = _subtract(resident, layer.mean)
     else:
         layer.mean = _column_means(x, device, name)
-    # ‖XᵀX‖_F = ‖XXᵀ‖_F: use the smaller of the two products.
-    covariance = torch.zeros((d, d), dtype=torch.float64, device=layer.device) if d <= n else None
-    for start, stop in _row_blocks(n, d):
-        block = layer.centred_on_device(start, stop)
-        layer.sq_row_norms[start:stop] = torch.linalg.vector_norm(block, dim=1).square_().cpu()
-        if covariance is not None:
-            covariance.addmm_(block.T, block)
-    layer.total = float(layer.sq_row_norms.sum())
-    if covariance is not None:
-        layer.self_norm = float(torch.linalg.matrix_norm(covariance))
+    # ‖XᵀX‖_F = ‖XXᵀ‖_F: use the smaller of the two products; tr K is the trace of either.
+    if d <= n:
+        if layer._resident is not None:
+            covariance = _t_product(layer._resident, layer._resident)
+        else:
+            covariance = torch.zeros((d, d), dtype=torch.float64, device=device)
+            layer._sq_row_norms = np.empty(n)
+            for start, stop in _row_blocks(n, d):
+                block = layer.centred_on_device(start, stop)
+                layer._sq_row_norms[start:stop] = _sq_row_norms(block).cpu().numpy()
+                covariance += _t_product(block, block)
+        layer.total = float(torch.trace(covariance))
+        layer.self_norm = _frobenius(covariance)
     else:
         gram = _gram(layer)
+        layer.total = float(np.trace(gram))
         layer.self_norm = float(np.linalg.norm(gram))
+        layer._sq_row_norms = np.diag(gram).copy()
         layer._gram = gram / layer.self_norm if layer.self_norm else None
-    if layer.self_norm == 0.0:
+    # A constant column's centred values are at most (n + 2)·eps·|its value| (the round-off
+    # of its float64 mean), so a layer of constant columns has a total at most this.
+    limit = n * d * ((n + 2) * EPS * float(np.abs(layer.mean).max())) ** 2
+    if layer.self_norm == 0.0 or (layer.total <= limit and _all_constant(x)):
         raise _constant(name)
     return layer
 
@@ -187,11 +264,11 @@ def cross_sq_norm(a: PreparedLayer, b: PreparedLayer) -> float:
     if use_gram_form(a, b):
         return float(np.vdot(a.normalised_gram(), b.normalised_gram())) * a.self_norm * b.self_norm
     if a._resident is not None and b._resident is not None:
-        return float(torch.linalg.matrix_norm(a._resident.T @ b._resident) ** 2)
+        return _frobenius(_t_product(a._resident, b._resident)) ** 2
     cross = torch.zeros((a.d, b.d), dtype=torch.float64, device=a.device)
     for start, stop in _row_blocks(a.n, a.d + b.d):
-        cross.addmm_(a.centred_on_device(start, stop).T, b.centred_on_device(start, stop))
-    return float(torch.linalg.matrix_norm(cross) ** 2)
+        cross += _t_product(a.centred_on_device(start, stop), b.centred_on_device(start, stop))
+    return _frobenius(cross) ** 2
 
 
 def cka_prepared(a: PreparedLayer, b: PreparedLayer) -> float:
@@ -249,15 +326,16 @@ def permuted(layer: PreparedLayer, perm: np.ndarray) -> PreparedLayer:
     resident = None
     if layer._resident is not None:
         resident = layer._resident[torch.from_numpy(perm).to(layer.device)]
+    norms = None if layer._sq_row_norms is None else layer._sq_row_norms[perm]
     return PreparedLayer(
         layer.rows[perm],
         layer.mean,
         layer.total,
         layer.self_norm,
-        layer.sq_row_norms[perm],
         layer.device,
         gram,
         resident,
+        norms,
     )
 
 

@@ -414,3 +414,35 @@ def test_wrong_number_of_dimensions(shape):
 def test_no_columns_is_refused():
     with pytest.raises(InputError):
         linear_cka(np.zeros((10, 0)), np.ones((10, 2)))
+
+
+def test_layer_one_ulp_from_constant_is_not_refused():
+    """Validation compares values exactly only when the centred total is within the round-off
+    of the means; a layer that small but not constant is compared and accepted."""
+    x = np.full((10, 3), 1e8)
+    x[3, 1] = np.nextafter(1e8, 2e8)
+    assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+    # (Its other values are the round-off of the float64 means: a value, not a meaningful one.)
+    assert 0.0 <= linear_cka(x, np.random.default_rng(0).standard_normal((10, 2))) <= 1.0
+
+
+def test_finite_values_too_large_to_sum_are_refused_in_their_own_words():
+    x = np.random.default_rng(0).standard_normal((10, 3)) * 1e307
+    x[:, 0] = 1e308
+    with pytest.raises(InputError, match="too large") as refused:
+        linear_cka(x, np.ones((10, 2)) + np.arange(10)[:, None])
+    assert "NaN" not in str(refused.value)
+
+
+@pytest.mark.parametrize("shape", [(300, 20), (40, 90)])  # feature form and Gram form
+def test_lazy_row_norms_equal_the_centred_rows_norms(shape, monkeypatch):
+    """The diagonal of K: computed on first use for a resident layer, while streaming for a
+    streamed one."""
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32) + 3
+    centred = x.astype(np.float64) - x.astype(np.float64).mean(axis=0)
+    expected = np.einsum("ij,ij->i", centred, centred)
+    np.testing.assert_allclose(prepare(x).sq_row_norms, expected, rtol=1e-12)
+    monkeypatch.setattr(gram_module, "RESIDENT_BYTES", 0)
+    monkeypatch.setattr(gram_module, "BLOCK_BYTES", 8 * 30 * shape[1])
+    np.testing.assert_allclose(prepare(x).sq_row_norms, expected, rtol=1e-12)
+    assert prepare(x).total == pytest.approx(expected.sum(), rel=1e-12)
