@@ -20,6 +20,26 @@ WEIGHT_FORMATS = (
 )
 """What a refusal says about the formats that expose weights this way."""
 
+NOT_READ = {
+    "torchscript": "is a TorchScript model whose layers follow no built-in architecture's naming",
+    "huggingface": (
+        "is a Hugging Face directory, loaded as an encoder with no class scores to score the "
+        "loss paths with and no declared permutation of its units"
+    ),
+    "onnx": "is stored as ONNX, whose graph holds no parameters a permutation spec names",
+    "precomputed": "holds precomputed activations, with no weights",
+}
+"""Why a checkpoint of each format whose weights are not read is refused: the start of the
+sentence ``"<name> <why>, and <WEIGHT_FORMATS>"`` (:func:`refusal`)."""
+
+
+def refusal(name: str, fmt: str, architecture: str = "") -> str:
+    """The one sentence that refuses checkpoint ``name`` (of format ``fmt``) to weight space,
+    naming what it reads instead."""
+    why = NOT_READ.get(fmt, f"is a {fmt} checkpoint of architecture {architecture or 'none'}")
+    return f"{name} {why}, and {WEIGHT_FORMATS}"
+
+
 FUNCTION_TOLERANCE = 1e-5
 """The permuted B computes B's function when its outputs on every sample differ from B's by at
 most this much times max(1, the largest |output| of B)."""

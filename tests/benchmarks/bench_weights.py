@@ -14,6 +14,12 @@ Run: ``python -m tests.benchmarks.bench_weights`` (1 to 3 minutes on 2 shared co
   (1−λ)θ_A + λπ(θ_B) after weight matching, the barriers, the seconds the 11 evaluations take,
   and each layer's singular-vector alignment before and after matching. This part runs on one
   thread (the tensors are tiny).
+- The built-in transformer (:func:`analysis.models.architectures.transformer`, pre-LN
+  encoder blocks whose residual stream, heads, q/k and v coordinates and MLP units are
+  permuted): weight matching of two randomly initialised 4-block transformers of width 256
+  (8 heads of 32, MLP 1,024) on 8 tokens of 8 features; then two tiny digit transformers
+  (each digit's 8 rows as 8 tokens, width 32, 4 heads of 8, MLP 64, 2 blocks) trained from
+  seeds 0 and 1 on the same split, with the same barrier figures as the MLPs'.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.models.architectures import mlp, small_cnn
+from analysis.models.architectures import TransformerConfig, mlp, small_cnn, transformer
 from analysis.weights.connectivity import ConnectivityCurve, classifier_evaluator, linear_path
 from analysis.weights.matching import l2_distance, weight_matching
 from analysis.weights.specs import apply_permutation, spec_for
@@ -76,9 +82,21 @@ def bench_matching(
     print(f"  max |B(x) − π(B)(x)|:         {change:.2e}")
 
 
-def train_digits_mlp(seed: int, x: torch.Tensor, y: torch.Tensor, epochs: int) -> nn.Module:
+DIGIT_TRANSFORMER = TransformerConfig(
+    n_tokens=8, token_features=8, width=32, n_heads=4, head_width=8, mlp_width=64, n_blocks=2,
+    n_classes=10,
+)  # fmt: skip
+
+
+def train_digits_mlp(
+    seed: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    build: Callable[[], nn.Module] = lambda: mlp(64, [128, 64, 32], 10),
+) -> nn.Module:
     torch.manual_seed(seed)
-    model = mlp(64, [128, 64, 32], 10)
+    model = build()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     order = torch.Generator().manual_seed(seed)
     model.train()
@@ -101,7 +119,12 @@ def print_curve(label: str, curve: ConnectivityCurve, seconds: float) -> None:
     )
 
 
-def bench_barrier(epochs: int) -> None:
+def bench_barrier(
+    epochs: int,
+    architecture: str = "mlp",
+    build: Callable[[], nn.Module] = lambda: mlp(64, [128, 64, 32], 10),
+    label: str = "two MLPs 64 → 128, 64, 32 → 10",
+) -> None:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -115,20 +138,20 @@ def bench_barrier(epochs: int) -> None:
     )
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     start = time.perf_counter()
-    models = [train_digits_mlp(seed, xt, yt, epochs) for seed in (0, 1)]
+    models = [train_digits_mlp(seed, xt, yt, epochs, build) for seed in (0, 1)]
     trained_s = time.perf_counter() - start
     state_a, state_b = (state_of(m) for m in models)
-    evaluate = classifier_evaluator("mlp", x_test, y_test)
+    evaluate = classifier_evaluator(architecture, x_test, y_test)
     print(
         f"\nbarrier on the digits test split ({len(y_test)} samples), "
-        f"two MLPs 64 → 128, 64, 32 → 10 trained {epochs} epochs ({trained_s:.1f} s both)"
+        f"{label} trained {epochs} epochs ({trained_s:.1f} s both)"
     )
     for name, state in (("A", state_a), ("B", state_b)):
         loss, accuracy = evaluate(state)
         print(f"  model {name}: test loss {loss:.4f}, accuracy {accuracy:.4f}")
     seconds, naive = best_of(1, lambda: linear_path(state_a, state_b, evaluate))
     print_curve("(1−λ)θ_A + λθ_B", naive, seconds)
-    spec = spec_for("mlp", state_a)
+    spec = spec_for(architecture, state_a)
     match_s, perms = best_of(1, lambda: weight_matching(spec, state_a, state_b, seed=0))
     matched = apply_permutation(spec, perms, state_b)
     seconds, rebased = best_of(1, lambda: linear_path(state_a, matched, evaluate))
@@ -143,7 +166,7 @@ def bench_barrier(epochs: int) -> None:
     ):
         top = min(5, len(before.cosines))
         print(
-            f"    {before.name:9s} {before.alignment:.3f} → {after.alignment:.3f}   "
+            f"    {before.name:14s} {before.alignment:.3f} → {after.alignment:.3f}   "
             f"c_1…c_{top}: "
             + " ".join(f"{c:+.2f}" for c in before.cosines[:top])
             + "  →  "
@@ -173,8 +196,21 @@ def main() -> None:
     )
     # Tiny tensors from here on: a second intra-op thread only adds synchronisation, which
     # costs tens of seconds of training on a busy machine.
+    bench_matching(
+        "transformers, 4 blocks of width 256, 8 heads of 32, MLP 1,024",
+        "transformer",
+        lambda: transformer(TransformerConfig(8, 8, 256, 8, 32, 1024, 4, 10)),
+        torch.randn(64, 64),
+        args.repeats,
+    )
     torch.set_num_threads(1)
     bench_barrier(args.epochs)
+    bench_barrier(
+        args.epochs,
+        "transformer",
+        lambda: transformer(DIGIT_TRANSFORMER),
+        "two transformers (8 row tokens, width 32, 4 heads of 8, MLP 64, 2 blocks)",
+    )
 
 
 if __name__ == "__main__":

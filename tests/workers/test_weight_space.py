@@ -89,7 +89,9 @@ def test_formats_that_expose_no_weights_are_refused_at_request_time(
 ):
     ckpt_b.format = "onnx"
     ckpt_b.save()
-    with pytest.raises(InputError, match=r"mlp-seed1 is stored as ONNX, and weight space reads"):
+    with pytest.raises(
+        InputError, match=r"mlp-seed1 is stored as ONNX, .*, and weight space reads"
+    ):
         request_weight_space(owner, ckpt_a, ckpt_b, digits)
     ckpt_b.format, ckpt_b.layer_tree = "torchscript", [{"name": "body", "type": "Linear"}]
     ckpt_b.save()
@@ -156,3 +158,43 @@ def test_the_runner_runs_its_entry_point_in_a_model_host():
 
     spec = KINDS[Run.Kind.WEIGHTS]
     assert spec.hosted and spec.queue == "gpu" and spec.entry == "analysis.host.tasks:weights"
+
+
+def test_two_transformers_uploaded_as_safetensors(client, owner, workspace, digits):
+    """The built-in transformer's weights read from .safetensors: B is A's copy with every
+    declared permutation applied at random, so matching brings it back onto A (distance 0), the
+    matched path is flat and B permuted computes B's function; the page names the heads."""
+    from safetensors.torch import save as save_safetensors
+
+    from analysis.models.architectures import TransformerConfig, transformer
+    from webapp.catalog.ingest import ingest_checkpoint
+
+    torch.manual_seed(0)
+    state_a = state(transformer(TransformerConfig(8, 8, 16, 2, 4, 24, 2, 10)))
+    spec = spec_for("transformer", state_a)
+    rng = np.random.default_rng(0)
+    sigma = {p: rng.permutation(spec.size(p)) for p in spec.perm_to_axes}
+    state_b = apply_permutation(spec, sigma, state_a)
+    a, b = (
+        ingest_checkpoint(
+            workspace,
+            owner,
+            io.BytesIO(save_safetensors({k: v.contiguous() for k, v in s.items()})),
+            f"{name}.safetensors",
+            name,
+            architecture="transformer",
+        )[0]
+        for name, s in (("tf-a", state_a), ("tf-b", state_b))
+    )
+    run, _ = request_weight_space(owner, a, b, digits)
+    assert run.params["spec"] == "transformer"
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    result = Report.objects.get(run=run).result
+    assert result["function_check"]["passed"]
+    assert result["l2"]["before"] > 0 and result["l2"]["after"] == 0.0
+    assert result["matched"]["loss_barrier"] == pytest.approx(0.0, abs=1e-6)
+    assert result["units"] == {name: spec.size(name) for name in spec.perm_to_axes}
+    client.force_login(owner)
+    html = client.get(f"/weight-spaces/{run.pk}/").content.decode()
+    assert "block2.heads" in html and "block1.attn.q" in html

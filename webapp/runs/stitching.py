@@ -12,7 +12,7 @@ from django.db import transaction
 
 from analysis.errors import InputError
 from analysis.measures.alignment import MIN_TEST, MIN_TRAIN
-from analysis.weights.formats import MATCHABLE, declared_architecture
+from analysis.weights.formats import MATCHABLE, SCRIPTABLE, declared_architecture
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Report, Run
 from webapp.runs.submit import _check_inputs, _checked, _same_workspace, _submit
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 B_FORMATS = (
     "stitching replaces one layer's output inside B, so B must be an eager torch module: a "
     f".safetensors state dict of a built-in architecture ({', '.join(MATCHABLE)}) or a "
-    "TorchScript model whose layers follow one of these architectures' naming"
+    f"TorchScript model whose layers follow the naming of {' or '.join(SCRIPTABLE)}"
 )
 """What a refusal of model B says about the checkpoints that work."""
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from analysis.errors import InputError
-from analysis.weights.formats import FUNCTION_TOLERANCE, WEIGHT_FORMATS, declared_architecture
+from analysis.weights.formats import FUNCTION_TOLERANCE, declared_architecture, refusal
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Report, Run
 from webapp.runs.submit import _check_inputs, _checked, _same_workspace, _submit
@@ -46,12 +46,7 @@ def weight_architecture(checkpoint: Checkpoint) -> str:
     :class:`InputError` that names it and says which formats expose weights this way."""
     found = declared_architecture(checkpoint.format, checkpoint.architecture, checkpoint.layer_tree)
     if found is None:
-        what = (
-            "is a TorchScript model whose layers follow no built-in architecture's naming"
-            if checkpoint.format == Checkpoint.Format.TORCHSCRIPT
-            else f"is stored as {checkpoint.get_format_display()}"
-        )
-        raise InputError(f"{checkpoint.name} {what}, and {WEIGHT_FORMATS}")
+        raise InputError(refusal(checkpoint.name, checkpoint.format, checkpoint.architecture))
     return found
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from django import template
 from django.db.models import Q
 
+from analysis.weights.formats import refusal
 from webapp.catalog.models import Checkpoint, Workspace
 from webapp.pages.weight_spaces import readable_checkpoints, weight_spaces_of
 from webapp.runs.models import Run
@@ -28,9 +29,13 @@ def weight_spaces_of_checkpoint(checkpoint: Checkpoint, can_edit: bool) -> dict[
     runs = Run.objects.filter(
         Q(checkpoint=checkpoint) | Q(checkpoint_b=checkpoint), kind=Run.Kind.WEIGHTS
     ).select_related("checkpoint", "checkpoint_b", "dataset")
+    readable = checkpoint.pk in readable_checkpoints(checkpoint.workspace)
     return {
         "checkpoint": checkpoint,
         "runs": list(runs.order_by("-created_at")[:10]),
-        "readable": checkpoint.pk in readable_checkpoints(checkpoint.workspace),
+        "readable": readable,
+        "why_not": ""
+        if readable
+        else refusal("This checkpoint", checkpoint.format, checkpoint.architecture),
         "can_edit": can_edit,
     }
