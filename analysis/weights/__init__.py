@@ -2,7 +2,10 @@
 
 - :mod:`~analysis.weights.specs`: which parameter axes share a permutation of hidden units
   (a :class:`~analysis.weights.specs.PermutationSpec`), declared for the built-in
-  architectures, and applying permutations to a state dict;
+  architectures (``mlp``, ``small-cnn``, ``transformer``), and applying permutations to a
+  state dict;
+- :mod:`~analysis.weights.bert`: the same structure for a Hugging Face ``BertModel`` state
+  dict, read through reshaped views that give its attention heads an axis of their own;
 - :mod:`~analysis.weights.matching`: weight matching (Ainsworth et al. 2023, "Git Re-Basin",
   algorithm 2) and the L2 distance it reduces;
 - :mod:`~analysis.weights.connectivity`: loss and accuracy along the linear path between two

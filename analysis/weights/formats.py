@@ -24,7 +24,7 @@ NOT_READ = {
     "torchscript": "is a TorchScript model whose layers follow no built-in architecture's naming",
     "huggingface": (
         "is a Hugging Face directory, loaded as an encoder with no class scores to score the "
-        "loss paths with and no declared permutation of its units"
+        "loss paths with"
     ),
     "onnx": "is stored as ONNX, whose graph holds no parameters a permutation spec names",
     "precomputed": "holds precomputed activations, with no weights",
