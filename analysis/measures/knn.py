@@ -17,6 +17,13 @@ large common offset (up to ~1e7 times the spread) costs no digits and equal dist
 (duplicated samples, discrete activations) compare equal; their ties go to the lower sample
 index.
 
+On a GPU (``Measure.device``, :mod:`analysis.measures.placement`) the screening, the O(n²·d)
+part, runs in torch there: the float32 rows are sent once (:func:`analysis.measures.transfer.
+to_device`), each block's product, k-th smallest and band are computed there, and only the
+candidates (about k per row) come back to be settled on the host as above; the neighbour lists
+are therefore the same as on the CPU. ``knn_indices(..., device=...)`` with any torch device
+(the CPU too) takes that path.
+
 Bootstrap: a resample with replacement holds copies of a sample, which are each other's nearest
 neighbours at distance 0 in *both* spaces and fill neighbour slots that agree by construction.
 Resampling rows is therefore not a meaningful way to get an interval for these measures, and
@@ -26,6 +33,7 @@ the per-sample agreements behind the global score instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -33,6 +41,7 @@ import numpy as np
 
 from analysis.errors import InputError
 from analysis.measures.engine import Measure, check_activations
+from analysis.measures.placement import torch_device
 from analysis.parameters import Parameter
 
 __all__ = [
@@ -45,6 +54,7 @@ __all__ = [
 
 METRICS = ("cosine", "euclidean")
 BLOCK_ENTRIES = 1 << 22  # distances screened at once: 16 MiB of float32
+GPU_BLOCK_ENTRIES = 1 << 26  # on a GPU: 256 MiB of float32, fewer and larger launches
 SCREEN_EPS = 2.0**-24  # unit round-off of the float32 screening product
 
 
@@ -89,7 +99,64 @@ def _squared_distances(data: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.nda
     return out
 
 
-def _neighbours(data: np.ndarray, k: int, metric: str, block_size: int | None) -> np.ndarray:
+Candidates = Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]
+"""Per block of rows ``start:stop``: the screened candidates' local rows, columns and float32
+squared distances (as float64), in row-major order."""
+
+
+def _screen_numpy(
+    screen: np.ndarray, squares: np.ndarray, band: np.ndarray, k: int, rows: int
+) -> Candidates:
+    """The screening pass of :func:`_neighbours` in numpy."""
+    n = screen.shape[0]
+    screen32 = screen.astype(np.float32)
+    squares32 = squares.astype(np.float32)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        local = np.arange(stop - start)
+        approx = screen32[start:stop] @ screen32.T
+        approx *= -2.0
+        approx += squares32[None, :]
+        approx += squares32[start:stop, None]
+        approx[local, start + local] = np.inf  # self excluded
+        kth = np.partition(approx, k - 1, axis=1)[:, k - 1].astype(np.float64)
+        r, c = np.nonzero(approx <= (kth + band[start:stop])[:, None])
+        yield start, stop, r, c, approx[r, c].astype(np.float64)
+
+
+def _screen_torch(
+    screen: np.ndarray, squares: np.ndarray, band: np.ndarray, k: int, rows: int, device: str
+) -> Candidates:
+    """The screening pass of :func:`_neighbours` in torch on ``device``: the same float32
+    operations in the same order; only the candidates come back."""
+    import torch
+
+    from analysis.measures.transfer import to_device
+
+    if torch.device(device).type == "cuda" and torch.get_float32_matmul_precision() != "highest":
+        # TF32 products would break the round-off bound the band is built on.
+        raise RuntimeError("kNN screening needs float32 matmul precision 'highest'")
+    n = screen.shape[0]
+    screen32 = to_device(screen.astype(np.float32), device, torch.float32)
+    squares32 = torch.from_numpy(squares.astype(np.float32)).to(device)
+    band64 = torch.from_numpy(band).to(device)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        local = torch.arange(stop - start, device=screen32.device)
+        approx = screen32[start:stop] @ screen32.T
+        approx *= -2.0
+        approx += squares32[None, :]
+        approx += squares32[start:stop, None]
+        approx[local, start + local] = torch.inf  # self excluded
+        kth = torch.kthvalue(approx, k, dim=1).values.double()
+        r, c = torch.nonzero(approx <= (kth + band64[start:stop])[:, None], as_tuple=True)
+        v = approx[r, c].double()
+        yield start, stop, r.cpu().numpy(), c.cpu().numpy(), v.cpu().numpy()
+
+
+def _neighbours(
+    data: np.ndarray, k: int, metric: str, block_size: int | None, device: str | None = None
+) -> np.ndarray:
     """(n, k) indices of each row's k nearest other rows, nearest first, ties by lower index.
 
     Two passes per block of rows. Screening: one float32 matrix product gives all squared
@@ -99,28 +166,23 @@ def _neighbours(data: np.ndarray, k: int, metric: str, block_size: int | None) -
     (d + 2)·2⁻²⁴·‖z_i‖‖z_j‖ (Higham 2002, §3.1), so no true neighbour falls outside. Ranking:
     the kept pairs' squared distances are recomputed from float64 differences, so equal
     distances (duplicated samples, discrete activations) are equal in floating point too, and
-    sorting by (distance, index) breaks their ties the same way every time.
+    sorting by (distance, index) breaks their ties the same way every time. With a ``device``,
+    the screening runs in torch there (:func:`_screen_torch`).
     """
     n, d = data.shape
-    rows = block_size or max(1, BLOCK_ENTRIES // n)
     screen = data - data.mean(axis=0) if metric == "euclidean" else data
     squares = np.einsum("ij,ij->i", screen, screen)
     band = 2 * (d + 8) * SCREEN_EPS * (squares + squares.max())
-    screen = screen.astype(np.float32)
-    squares32 = squares.astype(np.float32)
+    if device is None:
+        rows = block_size or max(1, BLOCK_ENTRIES // n)
+        candidates = _screen_numpy(screen, squares, band, k, rows)
+    else:
+        entries = GPU_BLOCK_ENTRIES if device.startswith("cuda") else BLOCK_ENTRIES
+        rows = block_size or max(1, entries // n)
+        candidates = _screen_torch(screen, squares, band, k, rows, device)
     out = np.empty((n, k), dtype=np.intp)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        local = np.arange(stop - start)
-        approx = screen[start:stop] @ screen.T
-        approx *= -2.0
-        approx += squares32[None, :]
-        approx += squares32[start:stop, None]
-        approx[local, start + local] = np.inf  # self excluded
+    for start, stop, r, c, v in candidates:
         row_band = band[start:stop]
-        kth = np.partition(approx, k - 1, axis=1)[:, k - 1].astype(np.float64)
-        r, c = np.nonzero(approx <= (kth + row_band)[:, None])
-        v = approx[r, c].astype(np.float64)
         order = np.lexsort((c, v, r))
         r, c, v = r[order], c[order], v[order]
         # A row with exactly k candidates, each further than the band from the next, is
@@ -145,6 +207,7 @@ def knn_indices(
     *,
     name: str = "activations",
     block_size: int | None = None,
+    device: str | None = None,
 ) -> np.ndarray:
     """Exact k nearest neighbours of every row of ``x``, self excluded.
 
@@ -154,7 +217,8 @@ def knn_indices(
     k : int, 1 ≤ k < n
     metric : "cosine" or "euclidean"
     name : layer name used in error messages
-    block_size : rows of distances computed at once (default: about 2M distances)
+    block_size : rows of distances computed at once (default: about 4M distances)
+    device : a torch device to screen the candidates on (default: numpy, on the CPU)
 
     Returns
     -------
@@ -164,7 +228,7 @@ def knn_indices(
     _check_k(k)
     x = check_activations(x, name, 2)
     _check_enough_samples(k, x.shape[0], name)
-    return _neighbours(_embed(x, metric, name), k, metric, block_size)
+    return _neighbours(_embed(x, metric, name), k, metric, block_size, device)
 
 
 def _shared(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
@@ -226,7 +290,8 @@ class _KNNAgreement(Measure):
         x = check_activations(x, name, self.min_samples)
         _check_enough_samples(self.k, x.shape[0], name)
         data = _embed(x, self.metric, name)
-        return PreparedKNN(data, _neighbours(data, self.k, self.metric, None))
+        device = torch_device(self.device)
+        return PreparedKNN(data, _neighbours(data, self.k, self.metric, None, device))
 
     def kept(self, prepared: PreparedKNN) -> np.ndarray:
         """The neighbour lists (n × k indices): the search for them is the whole cost of

@@ -20,6 +20,12 @@ has samples (p > n) it is replaced by Rᵀ from the QR decomposition of Xᵀ (n 
 matrix): an orthogonal change of basis of its columns, which changes no distance (nor any
 bootstrap resample of its rows), so a pair costs O(n · min(n, p) · min(n, q)) plus a small SVD.
 
+On a GPU (``Measure.device``, :mod:`analysis.measures.placement`) the same steps run in torch,
+float64: the layer is validated on the host, sent through
+:func:`analysis.measures.transfer.to_device` (chunked, the copies overlapped with the
+conversion), centred, scaled, QR-reduced and multiplied there; only the singular values' sum
+comes back. ``prepare(x, name, device)`` with any torch device (the CPU too) takes that path.
+
 Pitfalls: near zero, arccos amplifies round-off (a nuclear norm of 1 − 1e-16 reads as 1.5e-8
 rad), so distances below about 1e-7 are zero. And like CKA, these distances are biased when d is
 not well below n: independent random spaces with p, q ≥ n are close to each other (they are all
@@ -29,11 +35,16 @@ close to isotropic) — read every value next to its permutation baseline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from analysis.errors import InputError
 from analysis.measures.engine import Measure, check_activations
+from analysis.measures.placement import torch_device
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "ProcrustesAngular",
@@ -49,23 +60,33 @@ MIN_SAMPLES = 4
 
 @dataclass
 class PreparedShape:
-    """A layer centred and scaled to ‖X‖_F = 1 in float64; ``data`` is n × min(n, p)."""
+    """A layer centred and scaled to ‖X‖_F = 1 in float64; ``data`` is n × min(n, p), a numpy
+    array, or a torch tensor on the device the torch path computes on."""
 
-    data: np.ndarray
+    data: np.ndarray | torch.Tensor
     reduced: bool  # True when a p > n layer was replaced by Rᵀ of the QR of its transpose
 
     @property
     def n(self) -> int:
-        return self.data.shape[0]
+        return int(self.data.shape[0])
+
+    def rows(self) -> np.ndarray:
+        """``data`` on the host (for bootstrap resamples, which are prepared again)."""
+        if isinstance(self.data, np.ndarray):
+            return self.data
+        return self.data.cpu().numpy()
 
 
-def prepare(x: np.ndarray, name: str = "activations") -> PreparedShape:
-    """Centre the columns of ``x`` (n × d) and scale it to unit Frobenius norm, in float64."""
+def prepare(x: np.ndarray, name: str = "activations", device: str | None = None) -> PreparedShape:
+    """Centre the columns of ``x`` (n × d) and scale it to unit Frobenius norm, in float64;
+    with a ``device``, in torch on that device."""
     x = check_activations(x, name, MIN_SAMPLES)
     if not np.ptp(x, axis=0).any():
         raise InputError(
             f"{name}: every column is constant across samples; its shape is a single point"
         )
+    if device is not None:
+        return _prepare_torch(x, name, device)
     centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
     norm = np.linalg.norm(centred)
     if norm == 0.0:
@@ -83,12 +104,37 @@ def prepare(x: np.ndarray, name: str = "activations") -> PreparedShape:
     return PreparedShape(r_factor.T, reduced=True)
 
 
+def _prepare_torch(x: np.ndarray, name: str, device: str) -> PreparedShape:
+    """:func:`prepare`'s steps in torch on ``device`` (``x`` already validated)."""
+    import torch
+
+    from analysis.measures.transfer import to_device
+
+    centred = to_device(x, device, torch.float64)
+    centred -= centred.mean(dim=0)
+    norm = torch.linalg.vector_norm(centred)
+    if float(norm) == 0.0:
+        raise InputError(
+            f"{name}: every column is constant across samples; its shape is a single point"
+        )
+    centred /= norm
+    n, p = centred.shape
+    if p <= n:
+        return PreparedShape(centred, reduced=False)
+    return PreparedShape(torch.linalg.qr(centred.T, mode="r").R.T, reduced=True)
+
+
 def nuclear_similarity(a: PreparedShape, b: PreparedShape) -> float:
     """‖XᵀY‖_* of two prepared layers, clipped to [0, 1] against round-off."""
     if a.n != b.n:
         raise InputError(f"the two spaces have different numbers of samples: {a.n} vs {b.n}")
-    singular_values = np.linalg.svd(a.data.T @ b.data, compute_uv=False)
-    return min(1.0, max(0.0, float(singular_values.sum())))
+    if isinstance(a.data, np.ndarray) and isinstance(b.data, np.ndarray):
+        total = float(np.linalg.svd(a.data.T @ b.data, compute_uv=False).sum())
+    else:
+        import torch
+
+        total = float(torch.linalg.svdvals(a.data.T @ b.data).sum())
+    return min(1.0, max(0.0, total))
 
 
 def procrustes_angular(x: np.ndarray, y: np.ndarray) -> float:
@@ -152,11 +198,19 @@ class _ProcrustesDistance(Measure):
     min_samples = MIN_SAMPLES
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> PreparedShape:
-        return prepare(x, name)
+        return prepare(x, name, torch_device(self.device))
+
+    def rows(self, prepared: PreparedShape) -> np.ndarray:
+        return prepared.rows()
 
     def permute(self, prepared: PreparedShape, perm: np.ndarray) -> PreparedShape:
         """Rows permuted; centring and norm do not change."""
-        return PreparedShape(prepared.data[perm], prepared.reduced)
+        if isinstance(prepared.data, np.ndarray):
+            return PreparedShape(prepared.data[perm], prepared.reduced)
+        import torch
+
+        index = torch.from_numpy(np.asarray(perm)).to(prepared.data.device)
+        return PreparedShape(prepared.data[index], prepared.reduced)
 
     def estimator(self, a: PreparedShape, b: PreparedShape) -> str:
         return "qr-reduced" if a.reduced or b.reduced else "feature"
