@@ -161,3 +161,104 @@ def scripted(module: nn.Module) -> bytes:
     buffer = io.BytesIO()
     torch.jit.save(torch.jit.script(module), buffer)
     return buffer.getvalue()
+
+
+# ---- tiny random-weight Hugging Face directories of every kind (issue 19) ------------------
+
+IMAGE_SIZE = 16
+
+
+def word_tokenizer(directory: Path, padding_side: str = "right", pad: bool = True):
+    """A word-level tokenizer over :data:`WORDS`, built offline (``tokenizers``), saved in
+    ``directory``: with an end token, and a pad token unless ``pad`` is False (GPT-2 has none)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<eos>"] + (["<pad>"] if pad else [])
+    vocab = {w: i for i, w in enumerate(specials + WORDS)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="<unk>",
+        eos_token="<eos>",
+        pad_token="<pad>" if pad else None,
+        padding_side=padding_side,
+        model_max_length=64,
+    )
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def tiny_hf_dir(directory: Path, kind: str, seed: int = 0) -> Path:
+    """A tiny random-weight model of ``kind`` (``vit``, ``dinov2``, ``clip-vision``,
+    ``resnet``, ``convnext``, ``gpt2``, ``llama``, ``clip``) saved with ``save_pretrained``
+    (safetensors), beside its image processor or word-level tokenizer."""
+    import transformers as tf
+
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    vocab = 3 + len(WORDS)
+    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+    # The numpy/PIL processors: torchvision, which the default ones need, is not installed.
+    vit_processor = tf.ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    clip_processor = tf.CLIPImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    )
+    conv_processor = tf.ConvNextImageProcessorPil(size={"shortest_edge": IMAGE_SIZE})
+    if kind == "vit":
+        config = tf.ViTConfig(**small, intermediate_size=64, image_size=IMAGE_SIZE, patch_size=4)
+        model, processor = tf.ViTModel(config), vit_processor
+    elif kind == "dinov2":
+        config = tf.Dinov2Config(**small, image_size=IMAGE_SIZE, patch_size=4, mlp_ratio=2)
+        model, processor = tf.Dinov2Model(config), vit_processor
+    elif kind == "clip-vision":
+        config = tf.CLIPVisionConfig(
+            **small, intermediate_size=64, image_size=IMAGE_SIZE, patch_size=4
+        )
+        model, processor = tf.CLIPVisionModel(config), clip_processor
+    elif kind == "resnet":
+        config = tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])
+        model, processor = tf.ResNetModel(config), conv_processor
+    elif kind == "convnext":
+        config = tf.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)
+        model, processor = tf.ConvNextModel(config), conv_processor
+    elif kind == "gpt2":
+        word_tokenizer(directory, pad=False)
+        config = tf.GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=64)
+        model, processor = tf.GPT2LMHeadModel(config), None
+    elif kind == "llama":
+        word_tokenizer(directory, padding_side="left")
+        config = tf.LlamaConfig(
+            vocab_size=vocab,
+            **small,
+            intermediate_size=64,
+            num_key_value_heads=1,
+            max_position_embeddings=64,
+        )
+        model, processor = tf.LlamaForCausalLM(config), None
+    elif kind == "clip":
+        word_tokenizer(directory)
+        text = {
+            **small,
+            "vocab_size": vocab,
+            "intermediate_size": 64,
+            "max_position_embeddings": 64,
+            "eos_token_id": 1,
+            "pad_token_id": 2,
+        }
+        vision = {**small, "intermediate_size": 64, "image_size": IMAGE_SIZE, "patch_size": 4}
+        config = tf.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
+        model, processor = tf.CLIPModel(config), clip_processor
+    else:
+        raise ValueError(kind)
+    model.eval().save_pretrained(directory, safe_serialization=True)
+    if processor is not None:
+        processor.save_pretrained(directory)
+    return directory
+
+
+def tiny_images(n: int = 12, channels: int = 3, size: int = 20, seed: int = 0) -> np.ndarray:
+    """``n`` random 8-bit pictures ``n × size × size × channels`` (uint8)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)

@@ -52,7 +52,7 @@ PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OMP_NUM
 PRELOADED = (
     ("analysis.models.hf", ()),
     ("analysis.models.onnx", ()),
-    ("transformers", ("AutoConfig", "AutoModel", "AutoTokenizer")),
+    ("transformers", ("AutoConfig", "AutoImageProcessor", "AutoModel", "AutoTokenizer")),
     ("transformers.models.bert.modeling_bert", ()),  # BERT-family encoders (MiniLM, …)
     ("onnx", ()),
     ("onnxruntime", ()),

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 OUTPUT = "output"
@@ -21,9 +22,10 @@ Recorder = Callable[[Any], dict[str, torch.Tensor]]
 class Model(ABC):
     """A loaded model: it names its own layers and runs batches itself.
 
-    ``inputs`` says what a batch is: ``"array"`` (a float32 tensor) or ``"text"`` (a list of
-    strings). A recorder may pool itself (token sequences need the attention mask) and then
-    returns ``batch × d`` outputs.
+    ``inputs`` says what a batch is: ``"array"`` (a float32 tensor), ``"image"`` (a float32
+    ``n × C × H × W`` tensor in [0, 1]), ``"text"`` (a list of strings) or ``"text+image"``
+    (either, for a dual encoder). A recorder may pool itself (token sequences need the
+    attention mask) and then returns ``batch × d`` outputs.
     """
 
     inputs = "array"
@@ -54,3 +56,9 @@ class Model(ABC):
     @abstractmethod
     def recorder(self, layers: list[str], pooling: str) -> Recorder:
         """A function running one batch and returning ``{layer: output}``."""
+
+    def run_order(self, x: np.ndarray) -> np.ndarray | None:
+        """The order to run the samples ``x`` in, when some orders cost less: texts sorted by
+        length make batches of similar lengths, padded less. The results are the same in any
+        order (each row is put back in its place); None: the dataset's order."""
+        return None

@@ -41,13 +41,18 @@ def default_device() -> torch.device:
 
 
 def check_inputs(model: Model | nn.Module, x: np.ndarray) -> None:
-    """The dataset's samples are what the model reads (texts for text models, else arrays)."""
+    """The dataset's samples are what the model reads (:attr:`Model.inputs`: texts, arrays,
+    images ``n × C × H × W``, or texts and images)."""
     texts = x.dtype.kind == "U"
-    if (as_model(model).inputs == "text") != texts:
+    reads = as_model(model).inputs
+    if texts and "text" not in reads:
+        raise InputError(f"this model reads {reads}s and the dataset holds text")
+    if not texts and reads == "text":
+        raise InputError("this model reads text and the dataset holds arrays")
+    if not texts and "image" in reads and x.ndim != 4:
         raise InputError(
-            "this model reads text and the dataset holds arrays"
-            if not texts
-            else "this model reads arrays and the dataset holds text"
+            f"this model reads images (n × C × H × W) and the dataset holds samples of shape "
+            f"{x.shape[1:]}"
         )
 
 
@@ -82,8 +87,10 @@ def extract_activations(
     check_pooling(pooling)
     check_inputs(model, x)
     device = torch.device(device) if device is not None else default_device()
-    record = as_model(model).to(device).eval().recorder(layers, pooling)
-    return _run_batches(record, x, layers, pooling, batch_size, device, progress)
+    loaded = as_model(model).to(device).eval()
+    record = loaded.recorder(layers, pooling)
+    order = loaded.run_order(x)
+    return _run_batches(record, x, layers, pooling, batch_size, device, progress, order)
 
 
 def full_precision() -> AbstractContextManager[None]:
@@ -100,18 +107,22 @@ def _run_batches(
     batch_size: int,
     device: torch.device,
     progress: Progress | None,
+    order: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
+    """Batches of ``batch_size`` samples taken in ``order`` (default: the dataset's), each
+    batch's rows written back to their places."""
     n = len(x)
     out: dict[str, np.ndarray] = {}
     with torch.inference_mode(), full_precision():
         for start in range(0, n, batch_size):
-            batch = batch_of(x, slice(start, start + batch_size), device)
+            rows = slice(start, start + batch_size) if order is None else order[start:][:batch_size]
+            batch = batch_of(x, rows, device)
             outputs = outputs_of(record, batch, layers)
             for name, value in outputs.items():
                 pooled = pooled_output(name, value, pooling)
                 if name not in out:
                     out[name] = np.empty((n, pooled.shape[1]), dtype=np.float32)
-                out[name][start : start + len(pooled)] = pooled.cpu().numpy()
+                out[name][rows] = pooled.cpu().numpy()
             if progress:
                 progress(min(start + batch_size, n) / n)
     return out

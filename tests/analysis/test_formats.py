@@ -136,17 +136,14 @@ def test_mask_pooling_ignores_padding_on_either_side():
         mask_pool(hidden, right, "flatten")
 
 
-def test_pickled_weights_load_with_weights_only_and_code_never_runs(tmp_path, bert_dir):
+def test_pickled_weights_are_refused_and_their_code_never_runs(tmp_path, bert_dir):
+    """pytorch_model.bin is a pickle: never loaded, even the harmless tensors-only kind."""
     from safetensors.torch import load_file
 
     directory = copy_dir(bert_dir, tmp_path / "bin-model", skip=["model.safetensors"])
-    state = load_file(bert_dir / "model.safetensors")
-    torch.save(state, directory / "pytorch_model.bin")
-    model = load_hf(tmp_path, zip_dir(directory))
-    reference = load_hf(tmp_path, zip_dir(bert_dir), "reference.zip")
-    a = extract_activations(model, TEXTS, ["hidden.2"], "mean", device="cpu")
-    b = extract_activations(reference, TEXTS, ["hidden.2"], "mean", device="cpu")
-    np.testing.assert_array_equal(a["hidden.2"], b["hidden.2"])
+    torch.save(load_file(bert_dir / "model.safetensors"), directory / "pytorch_model.bin")
+    with pytest.raises(InputError, match="pytorch_model.bin, a pickle, which is never loaded"):
+        load_hf(tmp_path, zip_dir(directory))
 
     marker = tmp_path / "pwned"
 
@@ -155,7 +152,7 @@ def test_pickled_weights_load_with_weights_only_and_code_never_runs(tmp_path, be
             return (os.system, (f"touch {marker}",))
 
     (directory / "pytorch_model.bin").write_bytes(pickle.dumps({"x": Exploit()}))
-    with pytest.raises(InputError, match="cannot load the model weights"):
+    with pytest.raises(InputError, match="never loaded"):
         load_hf(tmp_path, zip_dir(directory), "evil.zip")
     assert not marker.exists()
 

@@ -16,7 +16,7 @@ from analysis.models.extraction import extract_activations
 from analysis.models.hf import load_huggingface
 from analysis.probes.transforms import get_transform
 from tests.conftest import checked, digits_npz_bytes, run_with_dependencies
-from tests.formats import onnx_bytes, small_cnn, texts_jsonl, tiny_bert_dir, zip_dir
+from tests.formats import onnx_bytes, small_cnn, texts_jsonl, tiny_bert_dir, tiny_hf_dir, zip_dir
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Dataset, Upload
 from webapp.runs import drilldown
 from webapp.runs.models import ProbeResult, Run
@@ -142,6 +142,36 @@ def test_models_and_datasets_of_the_wrong_kind_are_refused_at_request(api, texts
         "/api/v1/extractions/", {"checkpoint": bert, "dataset": digits}, format="json"
     )
     assert response.status_code == 400 and "reads text" in response.json()["detail"]
+
+
+def test_a_hugging_face_vit_directory_on_an_image_dataset(api, owner, texts, tmp_path):
+    """A zipped tiny ViT: checked in a model host at upload (its layers read images), run by
+    the worker on the digits through its own image processor (grey repeated to RGB, resized),
+    refused at request for a text dataset."""
+    content = zip_dir(tiny_hf_dir(tmp_path / "vit", "vit"))
+    body = uploaded(api, "/api/v1/checkpoints/", "vit.zip", content, name="Tiny ViT")
+    assert body["format"] == "huggingface"
+    assert body["layers"] == ["hidden.0", "hidden.1", "hidden.2"]
+    assert [node["reads"] for node in body["layer_tree"]] == [["image"]] * 3
+    digits = Dataset.objects.get(
+        pk=uploaded(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(30))["id"]
+    )
+    checkpoint = Checkpoint.objects.get(pk=body["id"])
+    run, _ = request_extraction(owner, checkpoint, digits, ["hidden.1", "hidden.2"], "cls")
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    (tmp_path / "vit.zip").write_bytes(content)
+    model = load_huggingface(tmp_path / "vit.zip", "vit.zip", 100, 10**9)
+    direct = extract_activations(model, digits.load_arrays().x, ["hidden.2"], "cls", device="cpu")
+    stored = ActivationSet.objects.get(checkpoint=checkpoint, layer="hidden.2", pooling="cls")
+    assert stored.n == 30 and stored.d == 32
+    np.testing.assert_allclose(stored.load(), direct["hidden.2"], atol=1e-6)
+
+    response = api.post(
+        "/api/v1/extractions/", {"checkpoint": checkpoint.pk, "dataset": texts.pk}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Tiny ViT reads images; Texts holds text"
 
 
 def test_an_onnx_model_through_the_api(api, owner):

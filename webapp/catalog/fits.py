@@ -1,10 +1,11 @@
-"""Which checkpoints can read which datasets. A model reads texts (Hugging Face directories)
-or arrays (every other format), and precomputed activations belong to one dataset: that much
-is known from the rows. Whether a model reads a dataset's arrays (their shape, their number of
-channels) is known only by running it: when the later upload of a pair has been checked, the
-worker runs the first sample of each dataset through each model in a model host and keeps the
-answer (:class:`Fit`). A request for a run of a pair that cannot work is refused with the
-reason (:func:`refusal`, called by ``webapp.runs.submit``) instead of failing in the queue."""
+"""Which checkpoints can read which datasets. A model reads texts, images or both (Hugging Face
+directories: their layer tree says, :mod:`analysis.models.hf_kinds`) or arrays (every other
+format), and precomputed activations belong to one dataset: that much is known from the rows.
+Whether a model reads a dataset's arrays (their shape, their number of channels) is known only
+by running it: when the later upload of a pair has been checked, the worker runs the first
+sample of each dataset through each model in a model host and keeps the answer (:class:`Fit`).
+A request for a run of a pair that cannot work is refused with the reason (:func:`refusal`,
+called by ``webapp.runs.submit``) instead of failing in the queue."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from analysis.data.datasets import npz_rows
 from analysis.host import run_in_host
+from analysis.models.hf_kinds import described_reads, reads_dataset
 from webapp.catalog.ingest import checkpoint_model_params, host_limits
 from webapp.catalog.models import Checkpoint, Dataset, Fit
 
@@ -36,12 +38,12 @@ def _declared(checkpoint: Checkpoint, dataset: Dataset) -> str:
                 f"{checkpoint.dataset}, not of {dataset.name}"
             )
         return ""
-    reads_text = checkpoint.format == Checkpoint.Format.HUGGINGFACE
-    if reads_text and dataset.modality != "text":
-        return f"{checkpoint.name} reads text; {dataset.name} is {dataset.modality}"
-    if not reads_text and dataset.modality == "text":
-        return f"{checkpoint.name} reads arrays; {dataset.name} holds text"
-    return ""
+    if reads_dataset(checkpoint.format, checkpoint.layer_tree, dataset.modality):
+        return ""
+    reads = described_reads(checkpoint.format, checkpoint.layer_tree)
+    if dataset.modality == "text":
+        return f"{checkpoint.name} reads {reads}; {dataset.name} holds text"
+    return f"{checkpoint.name} reads {reads}; {dataset.name} is {dataset.modality}"
 
 
 def refusal(checkpoint: Checkpoint, dataset: Dataset) -> str:
