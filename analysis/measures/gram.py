@@ -4,13 +4,13 @@ norm of two layers, linear CKA and its exact permutation moments. :mod:`analysis
 declares the measures and imports this module only when activations are compared, so that
 listing and validating measures (the web process) needs no torch.
 
-One code path serves the CPU and CUDA (activations reach a GPU through
-:func:`analysis.measures.transfer.to_device`, chunked and overlapped); the few steps that differ
-by device are small functions here. The one that matters is :func:`_t_product`: on the CPU the
-products XᵀY go through numpy, whose matmul computes XᵀX as a symmetric rank-k update (SYRK),
-half the flops of the general product torch's CPU matmul would compute; so a layer costs what
-a plain float64 numpy implementation costs, and tests/benchmarks/bench_measures.py prints both
-beside the machine's matrix-multiply bound.
+One code path serves the CPU and CUDA: the centred rows are numpy arrays on the CPU and torch
+tensors on a GPU (reached through :func:`analysis.measures.transfer.to_device`, chunked and
+overlapped), and the few steps whose calls differ are small functions here. numpy on the CPU
+because its matmul computes XᵀX as a symmetric rank-k update (SYRK), half the flops of the
+general product torch's CPU matmul computes, and because each torch call on the CPU costs
+microseconds of dispatch; so a layer costs what a plain float64 numpy implementation costs,
+and tests/benchmarks/bench_measures.py prints both beside the machine's matrix-multiply bound.
 
 Validation costs no pass of its own: a NaN or Inf makes its column's float64 sum non-finite
 (float32 values cannot overflow a float64 sum), and a layer whose every column is constant has
@@ -38,6 +38,9 @@ RESIDENT_BYTES = 1 << 28
 a GPU any layer that takes at most a quarter of its free memory; larger ones are streamed."""
 EPS = float(np.finfo(np.float64).eps)
 
+Block = np.ndarray | torch.Tensor
+"""float64 rows: a numpy array on the CPU, a tensor on a GPU (see the module docstring)."""
+
 
 @dataclass
 class PreparedLayer:
@@ -53,7 +56,7 @@ class PreparedLayer:
     _gram: np.ndarray | None = field(default=None, repr=False)
     # The centred layer itself (float64) where it fits (RESIDENT_BYTES), so that pairs need
     # no conversions or transfers: a layer × layer matrix moves each layer to a GPU once.
-    _resident: torch.Tensor | None = field(default=None, repr=False)
+    _resident: Block | None = field(default=None, repr=False)
     # ‖x_cᵢ‖², the diagonal of K: the value does not need it (the baseline and debiased CKA
     # do), so a resident layer computes it on first use; a streamed one while it streams.
     _sq_row_norms: np.ndarray | None = field(default=None, repr=False)
@@ -66,10 +69,10 @@ class PreparedLayer:
     def sq_row_norms(self) -> np.ndarray:
         """‖x_cᵢ‖² for every row: the diagonal of K."""
         if self._sq_row_norms is None:
-            norms = torch.empty(self.n, dtype=torch.float64, device=self.device)
+            norms = np.empty(self.n)
             for start, stop in _row_blocks(self.n, self.d):
                 norms[start:stop] = _sq_row_norms(self.centred_on_device(start, stop))
-            self._sq_row_norms = norms.cpu().numpy()
+            self._sq_row_norms = norms
         return self._sq_row_norms
 
     @property
@@ -84,7 +87,7 @@ class PreparedLayer:
         """Rows ``start:stop`` centred, as a new float64 array."""
         return np.subtract(self.rows[start:stop], self.mean, dtype=np.float64)
 
-    def centred_on_device(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def centred_on_device(self, start: int = 0, stop: int | None = None) -> Block:
         """Rows ``start:stop`` centred, float64 on the layer's device (converted there)."""
         if self._resident is not None:
             return self._resident[start:stop]
@@ -97,48 +100,62 @@ class PreparedLayer:
         return self._gram
 
 
-def _centred(rows: np.ndarray, mean: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``rows − mean`` in float64 on ``device``, a new tensor (for a GPU the rows travel as
-    stored, half the bytes of float64 for float32, and are converted there)."""
-    return _subtract(to_device(rows, device, torch.float64), mean)
+def _centred(rows: np.ndarray, mean: np.ndarray, device: torch.device) -> Block:
+    """``rows − mean`` in float64 on ``device``, a new array."""
+    return _subtract(_float64(rows, device), mean)
 
 
-def _subtract(block: torch.Tensor, mean: np.ndarray) -> torch.Tensor:
-    """``block −= mean`` in place (float64)."""
-    if block.device.type == "cpu":
-        np.subtract(block.numpy(), mean, out=block.numpy())
+def _float64(rows: np.ndarray, device: torch.device) -> Block:
+    """A float64 copy of ``rows`` on ``device``: a numpy array on the CPU; for a GPU the rows
+    travel as stored (half the bytes of float64 for float32) and are converted there."""
+    if device.type == "cpu":
+        return np.array(rows, dtype=np.float64)
+    return to_device(rows, device, torch.float64)
+
+
+def _subtract(block: Block, mean: np.ndarray) -> Block:
+    """``block −= mean`` in place."""
+    if isinstance(block, np.ndarray):
+        block -= mean
         return block
     return block.sub_(torch.from_numpy(mean).to(block.device))
 
 
-def _column_sums(block: torch.Tensor) -> np.ndarray:
+def _column_sums(block: Block) -> np.ndarray:
     """float64 column sums of a float64 block, on the host."""
-    if block.device.type == "cpu":
+    if isinstance(block, np.ndarray):
         with np.errstate(over="ignore"):  # told apart from NaN or Inf by _check_finite
-            return block.numpy().sum(axis=0)
+            return block.sum(axis=0)
     return block.sum(dim=0).cpu().numpy()
 
 
-def _t_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """aᵀb: on the CPU through numpy, which computes aᵀa (a and b the same memory) by SYRK."""
-    if a.device.type == "cpu":
-        return torch.from_numpy(a.numpy().T @ b.numpy())
+def _t_product(a: Block, b: Block) -> Block:
+    """aᵀb; numpy computes aᵀa (a and b the same memory) by SYRK."""
     return a.T @ b
 
 
-def _sq_row_norms(block: torch.Tensor) -> torch.Tensor:
-    """‖rowᵢ‖² of a float64 block (on the CPU by numpy: no thread pool of torch's to wake)."""
-    if block.device.type == "cpu":
-        rows = block.numpy()
-        return torch.from_numpy(np.einsum("ij,ij->i", rows, rows))
-    return torch.linalg.vector_norm(block, dim=1).square_()
+def _sq_row_norms(block: Block) -> np.ndarray:
+    """‖rowᵢ‖² of a float64 block, on the host."""
+    if isinstance(block, np.ndarray):
+        return np.einsum("ij,ij->i", block, block)
+    return torch.linalg.vector_norm(block, dim=1).square_().cpu().numpy()
 
 
-def _frobenius(matrix: torch.Tensor) -> float:
-    """‖matrix‖_F (float64)."""
-    if matrix.device.type == "cpu":
-        return float(np.linalg.norm(matrix.numpy()))
+def _frobenius(matrix: Block) -> float:
+    """‖matrix‖_F."""
+    if isinstance(matrix, np.ndarray):
+        return float(np.linalg.norm(matrix))
     return float(torch.linalg.matrix_norm(matrix))
+
+
+def _zeros(rows: int, columns: int, device: torch.device) -> Block:
+    if device.type == "cpu":
+        return np.zeros((rows, columns))
+    return torch.zeros((rows, columns), dtype=torch.float64, device=device)
+
+
+def _host(matrix: Block) -> np.ndarray:
+    return matrix if isinstance(matrix, np.ndarray) else matrix.cpu().numpy()
 
 
 def _column_means(rows: np.ndarray, device: torch.device, name: str) -> np.ndarray:
@@ -147,7 +164,7 @@ def _column_means(rows: np.ndarray, device: torch.device, name: str) -> np.ndarr
     n, d = rows.shape
     total = np.zeros(d)
     for start, stop in _row_blocks(n, d):
-        total += _column_sums(to_device(rows[start:stop], device, torch.float64))
+        total += _column_sums(_float64(rows[start:stop], device))
     _check_finite(total, rows, name)
     return total / n
 
@@ -190,7 +207,7 @@ def _gram(layer: PreparedLayer) -> np.ndarray:
     columns."""
     if layer._resident is not None:
         resident = layer._resident.T
-        return _t_product(resident, resident).cpu().numpy()
+        return _host(_t_product(resident, resident))
     gram = np.zeros((layer.n, layer.n))
     step = max(1, BLOCK_BYTES // (8 * layer.n))
     for start in range(0, layer.d, step):
@@ -220,7 +237,7 @@ def prepare(
     if 8 * n * d <= _room(device):
         # One float64 copy, centred in place (on a GPU after one transfer); everything else
         # happens there.
-        resident = to_device(x, device, torch.float64)
+        resident = _float64(x, device)
         sums = _column_sums(resident)
         _check_finite(sums, x, name)
         layer.mean = sums / n
@@ -232,13 +249,13 @@ def prepare(
         if layer._resident is not None:
             covariance = _t_product(layer._resident, layer._resident)
         else:
-            covariance = torch.zeros((d, d), dtype=torch.float64, device=device)
+            covariance = _zeros(d, d, device)
             layer._sq_row_norms = np.empty(n)
             for start, stop in _row_blocks(n, d):
                 block = layer.centred_on_device(start, stop)
-                layer._sq_row_norms[start:stop] = _sq_row_norms(block).cpu().numpy()
+                layer._sq_row_norms[start:stop] = _sq_row_norms(block)
                 covariance += _t_product(block, block)
-        layer.total = float(torch.trace(covariance))
+        layer.total = float(covariance.trace())
         layer.self_norm = _frobenius(covariance)
     else:
         gram = _gram(layer)
@@ -265,7 +282,7 @@ def cross_sq_norm(a: PreparedLayer, b: PreparedLayer) -> float:
         return float(np.vdot(a.normalised_gram(), b.normalised_gram())) * a.self_norm * b.self_norm
     if a._resident is not None and b._resident is not None:
         return _frobenius(_t_product(a._resident, b._resident)) ** 2
-    cross = torch.zeros((a.d, b.d), dtype=torch.float64, device=a.device)
+    cross = _zeros(a.d, b.d, a.device)
     for start, stop in _row_blocks(a.n, a.d + b.d):
         cross += _t_product(a.centred_on_device(start, stop), b.centred_on_device(start, stop))
     return _frobenius(cross) ** 2
@@ -323,9 +340,11 @@ def _check_same_samples(a: PreparedLayer, b: PreparedLayer) -> None:
 def permuted(layer: PreparedLayer, perm: np.ndarray) -> PreparedLayer:
     """Rows permuted without re-centring or recomputing norms (both are unchanged)."""
     gram = None if layer._gram is None else layer._gram[np.ix_(perm, perm)]
-    resident = None
-    if layer._resident is not None:
-        resident = layer._resident[torch.from_numpy(perm).to(layer.device)]
+    resident = layer._resident
+    if isinstance(resident, np.ndarray):
+        resident = resident[perm]
+    elif resident is not None:
+        resident = resident[torch.from_numpy(perm).to(layer.device)]
     norms = None if layer._sq_row_norms is None else layer._sq_row_norms[perm]
     return PreparedLayer(
         layer.rows[perm],

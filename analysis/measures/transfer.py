@@ -27,8 +27,14 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
-    return torch.empty(0, dtype=dtype).numpy().dtype
+_NUMPY_DTYPES: dict[torch.dtype, type[np.floating]] = {
+    torch.float64: np.float64,
+    torch.float32: np.float32,
+}
+
+
+def _numpy_dtype(dtype: torch.dtype) -> type[np.floating]:
+    return _NUMPY_DTYPES[dtype]
 
 
 def to_device(

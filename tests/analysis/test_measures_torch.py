@@ -141,3 +141,37 @@ def test_ridge_torch_predictions_equal_numpy():
     assert found.r2 == pytest.approx(expected.r2, abs=1e-12)
     assert found.relative_alphas == expected.relative_alphas
     np.testing.assert_allclose(found.predictions, expected.predictions, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize("shape", [(120, 9, 14), (20, 30, 25)])  # feature form and Gram form
+def test_cka_on_tensors_equals_numpy(shape, streamed, monkeypatch):
+    """Linear and debiased CKA with the layers held as torch tensors, as on a GPU (here the
+    CPU's torch), against the numpy arrays the CPU uses: values and exact baselines."""
+    import torch
+
+    import analysis.measures.gram as gram_module
+    from analysis.measures.cka import DebiasedCKA, LinearCKA
+    from analysis.measures.transfer import to_device
+
+    rng = np.random.default_rng(4)
+    n, p, q = shape
+    x, y = correlated_pair(rng, n, p, q)
+    layers_a, layers_b = [("x", x), ("y", y)], [("y", y), ("z", x[:, :5] ** 2)]
+    if streamed:
+        monkeypatch.setattr(gram_module, "RESIDENT_BYTES", 0)
+        monkeypatch.setattr(gram_module, "BLOCK_BYTES", 8 * 7 * (p + q))
+    for measure in (LinearCKA(), DebiasedCKA()):
+        expected = compare_layers(measure, layers_a, layers_b)
+        with monkeypatch.context() as tensors:
+            tensors.setattr(gram_module, "_float64", lambda rows, device: to_device(rows, "cpu"))
+            tensors.setattr(
+                gram_module, "_zeros", lambda r, c, device: torch.zeros((r, c), dtype=torch.float64)
+            )
+            found = compare_layers(measure, layers_a, layers_b)
+            resident = gram_module.prepare(x, "x")._resident
+            assert isinstance(resident, torch.Tensor) if not streamed else resident is None
+        for key, result in expected.items():
+            assert found[key].value == pytest.approx(result.value, abs=1e-12)
+            assert found[key].baseline == pytest.approx(result.baseline, abs=1e-12)
+            assert found[key].baseline_std == pytest.approx(result.baseline_std, abs=1e-12)

@@ -447,6 +447,36 @@ def _throughput(size: int) -> dict[str, float]:
     return result
 
 
+def _linear_interleaved(x_path: str, y_path: str, rounds: int, size: int) -> dict:
+    """Linear CKA, ours and plain numpy, and the float64 matmul throughput, in turns, each
+    kept at its best over ``rounds`` (a call much shorter than the matmul is repeated up to 20
+    times a round): on a machine shared with other work the three then see the same
+    conditions, which separate runs minutes apart do not."""
+    import torch
+
+    x, y = np.load(x_path), np.load(y_path)
+    ours = _ours("cka/linear")
+    a64 = np.random.default_rng(0).standard_normal((size, size))
+    products = [(a64, np.matmul), (torch.from_numpy(a64), torch.mm)]
+    best = {"ours": math.inf, "numpy": math.inf}
+    values = {}
+    rate = 0.0
+    impls = [("ours", ours), ("numpy", _numpy_cka)]
+    inner = 1
+    for turn in range(rounds):
+        for repeat in range(inner):  # calls short against the matmul are repeated more
+            for label, fn in impls if (turn + repeat) % 2 == 0 else impls[::-1]:
+                start = time.perf_counter()
+                values[label] = fn(x, y)
+                best[label] = min(best[label], time.perf_counter() - start)
+        inner = int(min(20, max(1, SHORT_CALL_S / max(best.values()))))
+        for a, op in products:
+            start = time.perf_counter()
+            op(a, a)
+            rate = max(rate, gemm(size, size, size) / (time.perf_counter() - start) / 1e9)
+    return {**best, "gflops": rate, "diff": abs(values["ours"] - values["numpy"])}
+
+
 def _matrix(impl: str, path: str, pairs: int | None) -> dict:
     """Linear CKA between the two halves of the stacked layers in ``path``."""
     from analysis.measures.engine import compare_layers
@@ -482,6 +512,8 @@ def _run_task(task: dict) -> dict:
         return _throughput(task["size"])
     if task["kind"] == "matrix":
         return _matrix(task["impl"], task["path"], task.get("pairs"))
+    if task["kind"] == "linear":
+        return _linear_interleaved(task["x"], task["y"], task["rounds"], task["size"])
     mmap = "r" if task.get("mmap") else None
     x, y = np.load(task["x"], mmap_mode=mmap), np.load(task["y"], mmap_mode=mmap)
     if task["impl"] == "ours":
@@ -717,6 +749,39 @@ def print_linear_summary(rows: list[tuple[int, int, dict, dict, float]]) -> None
         )
 
 
+def bench_linear(worker: Worker, config: Config, directory: Path, rounds: int) -> None:
+    """Linear CKA's targets measured in turns (``_linear_interleaved``): ours, plain numpy and
+    the bound from the throughput measured between them."""
+    print(
+        f"\n## Linear CKA in turns: ours, plain numpy float64 and a {config.throughput_size}² "
+        f"float64 matmul (numpy and torch), {rounds} rounds, each at its best\n"
+        "bound s: the value's minimal flops (cka_flops) at the best matmul rate of these "
+        "rounds; target: ours/bound ≤ 1.5 and ours/numpy ≤ 1.0 at every size\n"
+    )
+    print(
+        f"{'n':>9} {'d':>5} {'ours s':>8} {'numpy s':>8} {'GFLOP/s':>8} {'bound s':>8} "
+        f"{'ours/bnd':>8} {'numpy/bnd':>9} {'ours/numpy':>10} {'|diff|':>8}"
+    )
+    for n in config.sizes:
+        for d in config.dims:
+            x, y = write_pair(directory, n, d)
+            task = {"kind": "linear", "x": x, "y": y, "rounds": rounds}
+            result = worker.call({**task, "size": config.throughput_size}, timeout=3600)
+            Path(x).unlink()
+            Path(y).unlink()
+            if "ours" not in result:
+                print(f"{n:>9,} {d:>5} {reason(result)}", flush=True)
+                continue
+            bound_s = cka_flops(n, d, d) / (result["gflops"] * 1e9)
+            mine, theirs = result["ours"], result["numpy"]
+            print(
+                f"{n:>9,} {d:>5} {seconds_text(mine):>8} {seconds_text(theirs):>8} "
+                f"{result['gflops']:>8.1f} {seconds_text(bound_s):>8} {mine / bound_s:>8.2f} "
+                f"{theirs / bound_s:>9.2f} {mine / theirs:>10.2f} {result['diff']:>8.1e}",
+                flush=True,
+            )
+
+
 def bench_matrix(
     worker: Worker, config: Config, directory: Path, gflops: float, peers: dict[str, list[Peer]]
 ) -> None:
@@ -854,8 +919,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--sections",
-        default="pairs,matrix,streaming",
-        help="comma-separated sections to run: pairs, matrix, streaming (default: all)",
+        default="pairs,linear,matrix,streaming",
+        help="comma-separated sections to run: pairs, linear (linear CKA, ours, plain numpy and "
+        "the matmul in turns), matrix, streaming (default: all)",
+    )
+    parser.add_argument(
+        "--peers", help="comma-separated beginnings of the peer names to run (default: all)"
     )
     parser.add_argument("--sizes", help="comma-separated n of the single pairs")
     parser.add_argument("--dims", help="comma-separated d of the single pairs")
@@ -882,8 +951,13 @@ def main() -> None:
     try:
         gflops = describe_machine(worker, config.throughput_size)
         peers = make_peers()
+        if args.peers:
+            wanted = tuple(args.peers.split(","))
+            peers = {m: [p for p in ps if p.name.startswith(wanted)] for m, ps in peers.items()}
         if "pairs" in sections:
             bench_pairs(worker, config, directory, gflops, peers, measure_ids, args.repeats)
+        if "linear" in sections:
+            bench_linear(worker, config, directory, max(3, args.repeats))
         if "matrix" in sections:
             bench_matrix(worker, config, directory, gflops, peers)
         if "streaming" in sections:
