@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from analysis.errors import InputError
-from analysis.explorer.projection import nearest_neighbours
+from analysis.explorer.projection import NeighbourSearch, nearest_neighbours
 from analysis.measures.engine import check_activations
 from analysis.measures.regression import DEFAULT_ALPHAS
 
@@ -103,8 +103,15 @@ ACCURACIES = ("knn_accuracy", "linear_probe_accuracy")
 """The statistics that are accuracies on the label: their chance level is drawn beside them."""
 
 
-def geometry(x: np.ndarray, labels: np.ndarray | None = None, k: int = 10) -> Geometry:
-    """The statistics above for ``x`` (n × d) and, where given, integer class ``labels``."""
+def geometry(
+    x: np.ndarray,
+    labels: np.ndarray | None = None,
+    k: int = 10,
+    search: NeighbourSearch | None = None,
+) -> Geometry:
+    """The statistics above for ``x`` (n × d) and, where given, integer class ``labels``;
+    ``search``: the rows' Euclidean neighbours already found (at least k of each), else they are
+    searched here."""
     x = check_activations(x, "activations", MIN_SAMPLES)
     n, d = x.shape
     centred = np.asarray(x, dtype=np.float64)
@@ -118,8 +125,9 @@ def geometry(x: np.ndarray, labels: np.ndarray | None = None, k: int = 10) -> Ge
     p = p[p > 0]
     eigenvalues = singular**2 / (n - 1)
     k = min(k, n - 1)
-    search = nearest_neighbours(x, k, "euclidean")
-    neighbours = search.indices
+    if search is None or search.metric != "euclidean" or search.k < k:
+        search = nearest_neighbours(x, k, "euclidean")
+    neighbours = search.indices[:, :k]
     accuracy, probe, nc1 = None, None, None
     if labels is not None:
         labels = np.asarray(labels)
@@ -140,7 +148,7 @@ def geometry(x: np.ndarray, labels: np.ndarray | None = None, k: int = 10) -> Ge
         linear_probe_accuracy=probe,
         knn_k=k,
         nc1=nc1,
-        knn_search=search.describe(),
+        knn_search=search.describe().replace(f"{search.k}-NN", f"{k}-NN"),
     )
 
 

@@ -55,6 +55,9 @@ def test_projection_stores_every_sample_and_serves_them_as_binary(
     assert client.get(f"/projections/{run.pk}/points/{digits.n_samples}/").status_code == 404
     page = client.get(f"/projections/{run.pk}/").content.decode()
     assert f"keeps {round(100 * float(near.kept.mean()))}%" in page
+    # Below the exact limit the lists are exact, and the page and the parameters say so.
+    assert projection.parameters["neighbours"]["method"] == "exact"
+    assert "neighbour lists are exact" in page
     # The layer's geometry is stored with the projection and shown beside it.
     from analysis.explorer.geometry import geometry
 
