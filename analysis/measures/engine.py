@@ -81,6 +81,13 @@ class Measure:
         """The prepared layer with its rows permuted; override when it can be done cheaper."""
         return self.prepare(self.rows(prepared)[perm])
 
+    def resample(self, prepared: Any, idx: np.ndarray, name: str = "activations") -> Any:
+        """The prepared layer of the bootstrap resample ``rows[idx]`` (rows drawn with
+        replacement). By default the resample is prepared afresh; a measure may override it
+        to work from what ``prepared`` already holds where that gives the same layer, and
+        say in :meth:`estimator` what is exact."""
+        return self.prepare(self.rows(prepared)[idx], name)
+
     def permutation_moments(self, a: Any, b: Any) -> tuple[float, float]:
         """Exact mean and sd of the score over all row permutations of ``b``."""
         raise NotImplementedError
@@ -204,7 +211,8 @@ def compare_layers(
 ) -> dict[tuple[str, str], PairResult]:
     """``measure`` with its permutation baseline for every pair (layer of A, layer of B).
 
-    Each layer is prepared once (once more per bootstrap resample); the same seeded row
+    Each layer is prepared once (once more per bootstrap resample), however many times it
+    appears on either side; the same seeded row
     permutations and resamples serve every pair, so baselines and intervals are comparable
     across the matrix. A measure whose permutation moments are known exactly draws none.
 
@@ -222,8 +230,9 @@ def compare_layers(
     n = sizes.pop()
     refused_a: dict[str, str] = {}
     refused_b: dict[str, str] = {}
-    prepared_a = _prepare_each(measure, layers_a, refused_a)
-    prepared_b = _prepare_each(measure, layers_b, refused_b)
+    done_before: dict[int, Any] = {}  # a layer on both sides (same array) is prepared once
+    prepared_a = _prepare_each(measure, layers_a, refused_a, done_before)
+    prepared_b = _prepare_each(measure, layers_b, refused_b, done_before)
     rng = np.random.default_rng(seed)
     perms = [] if measure.exact_baseline else [rng.permutation(n) for _ in range(n_permutations)]
     resamples = [rng.integers(0, n, n) for _ in range(n_bootstrap)]
@@ -302,16 +311,24 @@ def compare_layers(
 
 
 def _prepare_each(
-    measure: Measure, layers: Layers, refused: dict[str, str]
+    measure: Measure, layers: Layers, refused: dict[str, str], done: dict[int, Any]
 ) -> list[tuple[str, Any]]:
     """``(name, prepared)`` of each layer the measure accepts; the others' reasons go to
-    ``refused``."""
+    ``refused``. ``done`` maps the id of each array already prepared (a layer compared with
+    itself, a model's own layer × layer matrix) to its prepared layer or refusal, so the
+    same array is prepared only once."""
     prepared = []
     for name, x in layers:
-        try:
-            prepared.append((name, measure.prepare(x, name)))
-        except InputError as err:
-            refused[name] = str(err)
+        if id(x) not in done:
+            try:
+                done[id(x)] = measure.prepare(x, name)
+            except InputError as err:
+                done[id(x)] = err
+        outcome = done[id(x)]
+        if isinstance(outcome, InputError):
+            refused[name] = str(outcome)
+        else:
+            prepared.append((name, outcome))
     return prepared
 
 
@@ -324,7 +341,8 @@ def _bootstrap(
     step: Callable[[], None],
 ) -> None:
     """95 % intervals from bootstrap resamples of the samples; each resample prepares every
-    layer once and scores every pair.
+    layer once (:meth:`Measure.resample`; a layer on both sides once for both) and scores
+    every pair (a symmetric measure scores a pair of layers that appears both ways once).
 
     Resampling with replacement duplicates rows, which biases plug-in estimators such as
     linear CKA upwards, so the percentile interval is shifted by the bootstrap estimate of
@@ -333,16 +351,26 @@ def _bootstrap(
     estimates = {key: result.value for key, result in results.items() if result.value is not None}
     draws: dict[tuple[str, str], list[float]] = {key: [] for key in estimates}
     for idx in resamples:
+        resampled: dict[int, Any] = {}
         try:
-            side_a = [(name, measure.prepare(measure.rows(p)[idx], name)) for name, p in prepared_a]
-            side_b = [(name, measure.prepare(measure.rows(p)[idx], name)) for name, p in prepared_b]
+            for name, p in [*prepared_a, *prepared_b]:
+                if id(p) not in resampled:
+                    resampled[id(p)] = measure.resample(p, idx, name)
         except InputError:  # e.g. a resample that left a layer constant: skip it
             step()
             continue
-        for name_a, a in side_a:
-            for name_b, b in side_b:
-                if (name_a, name_b) in draws:
-                    draws[(name_a, name_b)].append(measure.score(a, b))
+        scored: dict[tuple[int, int], float] = {}
+        for name_a, a in prepared_a:
+            for name_b, b in prepared_b:
+                if (name_a, name_b) not in draws:
+                    continue
+                pair = (id(a), id(b))
+                if measure.symmetric and pair[::-1] in scored:
+                    value = scored[pair[::-1]]
+                else:
+                    value = measure.score(resampled[id(a)], resampled[id(b)])
+                    scored[pair] = value
+                draws[(name_a, name_b)].append(value)
         step()
     low, high = measure.bounds or measure.range
     for key, values in draws.items():

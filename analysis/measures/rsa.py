@@ -21,7 +21,17 @@ Per layer, :meth:`RSA.prepare` builds the condensed RDM (block-wise, never the n
 ranks it and standardises the ranks, so a pair costs one dot product of n(n − 1)/2 numbers, and a
 row permutation only re-indexes the ranks (permuting samples permutes the RDM entries, whose
 ranks move with them). Memory is 8 bytes × n(n − 1)/2 per prepared layer (1.6 GB at n = 20,000)
-and a few times that while ranking: layers with more than ``max_samples`` samples are refused.
+and a few times that while ranking.
+
+Above ``max_samples`` samples (20,000) the exact Spearman correlation is out of reach in memory
+(the ranks of n(n − 1)/2 ≈ 1.25e9 dissimilarities at n = 50,000 alone take 10 GB per layer), so
+the value is Spearman's correlation over a seeded uniform sample of ``sampled_pairs`` pairs of
+samples (10 million; the same pairs for every layer of that n): each layer's dissimilarities
+are computed for those pairs only, from the rows of the pair, and ranked among themselves. It
+estimates the all-pairs value with a sampling standard deviation that the estimator text states,
+measured from ten disjoint subsamples of the pairs (about 3e-4 × (1 − ρ²) at 10 million pairs).
+A row permutation changes which dissimilarities the sampled pairs hold, so the baseline's
+permuted layers are computed afresh on the same pairs.
 
 Bootstrap resamples duplicate samples; the dissimilarity between two copies of one sample is 0
 in both spaces and inflates the value slightly (a fraction of about 1/n of the entries).
@@ -33,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
@@ -44,6 +55,10 @@ __all__ = ["RSA", "EuclideanRSA", "condensed_rdm", "rsa"]
 
 MIN_SAMPLES = 4
 MAX_SAMPLES = 20_000
+SAMPLED_PAIRS = 10_000_000  # pairs of samples Spearman is computed over above MAX_SAMPLES
+PAIR_SEED = 0
+PAIR_GROUPS = 10  # disjoint subsamples of the pairs that measure the sampling spread
+PAIR_CHUNK = 1 << 14  # pairs whose dissimilarity is computed at once (2 × d floats each)
 BLOCK_ENTRIES = 1 << 21  # entries of one row block of the RDM (16 MiB of float64)
 TIE_RESOLUTION = 1e-11  # dissimilarities closer than this, relative to the RDM scale, tie
 
@@ -69,21 +84,7 @@ def condensed_rdm(
     """
     x = check_activations(x, name, 2).astype(np.float64)
     n = x.shape[0]
-    if metric == "correlation":
-        constant = np.flatnonzero(np.ptp(x, axis=1) == 0)
-        if constant.size:
-            raise InputError(
-                f"{name}: {constant.size} sample(s) are constant across features (first: row "
-                f"{constant[0]}); their correlation with other samples is undefined"
-            )
-        z = x - x.mean(axis=1, keepdims=True)
-        z /= np.linalg.norm(z, axis=1, keepdims=True)
-        squares = None
-    elif metric == "euclidean":
-        z = x - x.mean(axis=0)  # translation changes no distance; centring limits cancellation
-        squares = np.einsum("ij,ij->i", z, z)
-    else:
-        raise InputError(f"unknown RDM metric {metric!r}: use 'correlation' or 'euclidean'")
+    z, squares = _rows_for(x, metric, name)
     out = np.empty(n * (n - 1) // 2)
     filled = 0
     for start, stop, mask in _row_blocks(n):
@@ -98,16 +99,78 @@ def condensed_rdm(
     return out
 
 
+def _rows_for(x: np.ndarray, metric: str, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows whose inner products give the dissimilarities: for correlation distance each
+    sample centred and normalised across its features (constant samples refused), for
+    squared Euclidean distance the column-centred rows and their squared norms."""
+    if metric == "correlation":
+        constant = np.flatnonzero(np.ptp(x, axis=1) == 0)
+        if constant.size:
+            raise InputError(
+                f"{name}: {constant.size} sample(s) are constant across features (first: row "
+                f"{constant[0]}); their correlation with other samples is undefined"
+            )
+        z = x - x.mean(axis=1, keepdims=True)
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        return z, None
+    if metric == "euclidean":
+        z = x - x.mean(axis=0)  # translation changes no distance; centring limits cancellation
+        return z, np.einsum("ij,ij->i", z, z)
+    raise InputError(f"unknown RDM metric {metric!r}: use 'correlation' or 'euclidean'")
+
+
+@lru_cache(maxsize=1)
+def sampled_pairs(n: int, count: int, seed: int = PAIR_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """``(i, j)``, i < j, of about ``count`` distinct pairs of n samples drawn uniformly (a
+    seeded draw with replacement of condensed indices, duplicates dropped), in condensed
+    order; the same for every layer with n samples."""
+    total = n * (n - 1) // 2
+    k = np.unique(np.random.default_rng(seed).integers(0, total, size=min(count, total)))
+    starts = np.arange(n, dtype=np.int64)
+    starts = starts * n - starts * (starts + 1) // 2  # condensed index of (i, i + 1)
+    i = np.searchsorted(starts, k, side="right") - 1
+    return i, k - starts[i] + i + 1
+
+
+def sampled_rdm(
+    x: np.ndarray,
+    pairs: tuple[np.ndarray, np.ndarray],
+    metric: str = "correlation",
+    name: str = "activations",
+) -> np.ndarray:
+    """The dissimilarities (as :func:`condensed_rdm` defines them) of the given pairs of
+    samples only: memory and time grow with the number of pairs, not with n²."""
+    x = check_activations(x, name, 2).astype(np.float64)
+    z, squares = _rows_for(x, metric, name)
+    i, j = pairs
+    out = np.empty(i.size)
+    for start in range(0, i.size, PAIR_CHUNK):
+        a, b = i[start : start + PAIR_CHUNK], j[start : start + PAIR_CHUNK]
+        dots = np.einsum("ij,ij->i", z[a], z[b])
+        if squares is None:
+            out[start : start + a.size] = 1.0 - dots
+        else:
+            out[start : start + a.size] = np.maximum(squares[a] + squares[b] - 2.0 * dots, 0.0)
+    return out
+
+
 @dataclass
 class PreparedRDM:
-    """A layer's RDM as standardised ranks (mean 0, norm 1) and the rows it was made from."""
+    """A layer's RDM as standardised ranks (mean 0, norm 1) and the rows it was made from.
+    Above the exact limit, the ranks are those of the sampled pairs' dissimilarities, and
+    ``group_ranks`` standardises them within each of PAIR_GROUPS disjoint subsamples."""
 
     data: np.ndarray
-    ranks: np.ndarray  # condensed upper triangle, standardised average ranks
+    ranks: np.ndarray  # condensed upper triangle (or the sampled pairs), standardised ranks
+    group_ranks: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return self.data.shape[0]
+
+    @property
+    def sampled(self) -> bool:
+        return self.group_ranks is not None
 
 
 def average_ranks(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -170,33 +233,54 @@ class RSA(Measure):
     min_samples = MIN_SAMPLES
     rdm_metric: ClassVar[str] = "correlation"
 
-    def __init__(self, max_samples: int = MAX_SAMPLES):
+    def __init__(self, max_samples: int = MAX_SAMPLES, sampled_pairs: int = SAMPLED_PAIRS):
         self.max_samples = max_samples
+        self.sampled_pairs = sampled_pairs
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> PreparedRDM:
         x = check_activations(x, name, self.min_samples)
-        n = x.shape[0]
-        if n > self.max_samples:
-            entries = n * (n - 1) // 2
-            raise InputError(
-                f"{name}: RSA keeps n(n − 1)/2 = {entries:,} dissimilarities per layer "
-                f"({entries * 8 / 1e9:.1f} GB at n = {n:,}); use at most {self.max_samples:,} "
-                "samples (max_samples)"
-            )
         data = x.astype(np.float64)
+        if x.shape[0] > self.max_samples:
+            return self._prepare_sampled(data, name)
         rdm = condensed_rdm(data, self.rdm_metric, name)
-        # correlation distances lie in [0, 2]; squared distances are compared with the largest
-        scale = 2.0 if self.rdm_metric == "correlation" else float(rdm.max())
-        return PreparedRDM(data, _standardised_ranks(rdm, scale, name))
+        return PreparedRDM(data, _standardised_ranks(rdm, self._scale(rdm), name))
+
+    def _scale(self, rdm: np.ndarray) -> float:
+        """Correlation distances lie in [0, 2]; squared distances are compared with the
+        largest."""
+        return 2.0 if self.rdm_metric == "correlation" else float(rdm.max())
+
+    def _prepare_sampled(self, data: np.ndarray, name: str) -> PreparedRDM:
+        pairs = sampled_pairs(len(data), self.sampled_pairs)
+        rdm = sampled_rdm(data, pairs, self.rdm_metric, name)
+        scale = self._scale(rdm)
+        groups = np.empty_like(rdm)
+        for g in range(PAIR_GROUPS):
+            groups[g::PAIR_GROUPS] = _standardised_ranks(rdm[g::PAIR_GROUPS].copy(), scale, name)
+        return PreparedRDM(data, _standardised_ranks(rdm, scale, name), groups)
 
     def score(self, a: PreparedRDM, b: PreparedRDM) -> float:
         if a.n != b.n:
             raise InputError(f"the two spaces have different numbers of samples: {a.n} vs {b.n}")
         return min(1.0, max(-1.0, float(np.dot(a.ranks, b.ranks))))
 
+    def sampling_sd(self, a: PreparedRDM, b: PreparedRDM) -> float:
+        """The standard deviation of a sampled-pairs value around the all-pairs one: the
+        spread of the values over PAIR_GROUPS disjoint subsamples, divided by √PAIR_GROUPS."""
+        if a.group_ranks is None or b.group_ranks is None:
+            return 0.0
+        values = [
+            np.dot(a.group_ranks[g::PAIR_GROUPS], b.group_ranks[g::PAIR_GROUPS])
+            for g in range(PAIR_GROUPS)
+        ]
+        return float(np.std(values, ddof=1) / np.sqrt(PAIR_GROUPS))
+
     def permute(self, prepared: PreparedRDM, perm: np.ndarray) -> PreparedRDM:
         """Sample a of the result is sample perm[a]: entry (a, b) of the permuted RDM is entry
-        (perm[a], perm[b]) of this one, and so are the ranks (same multiset of values)."""
+        (perm[a], perm[b]) of this one, and so are the ranks (same multiset of values). On
+        sampled pairs the permuted layer holds other dissimilarities: computed afresh."""
+        if prepared.sampled:
+            return self.prepare(prepared.data[perm])
         n = prepared.n
         perm = np.asarray(perm)
         ranks = np.empty_like(prepared.ranks)
@@ -209,7 +293,18 @@ class RSA(Measure):
         return PreparedRDM(prepared.data[perm], ranks)
 
     def estimator(self, a: PreparedRDM, b: PreparedRDM) -> str:
-        return f"{self.rdm_metric} RDM, Spearman"
+        if not a.sampled:
+            return f"{self.rdm_metric} RDM, Spearman over all {a.ranks.size:,} pairs"
+        total = a.n * (a.n - 1) // 2
+        return (
+            f"{self.rdm_metric} RDM, Spearman over a uniform sample of {a.ranks.size:,} of the "
+            f"{total:,} pairs of samples (seed {PAIR_SEED}; exact above n = "
+            f"{self.max_samples:,} is out of memory); sampling sd "
+            f"{self.sampling_sd(a, b):.1e} around the all-pairs value"
+        )
+
+    def baseline_note(self, n_permutations: int) -> str:
+        return f"{n_permutations} row shuffles (sampled pairs above n = {self.max_samples:,})"
 
 
 class EuclideanRSA(RSA):

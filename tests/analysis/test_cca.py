@@ -10,7 +10,7 @@ from scipy.stats import ortho_group
 
 from analysis.errors import InputError
 from analysis.measures.cca import PWCCA, SVCCA, MeanCCA, canonical_correlations
-from analysis.measures.engine import compare_layers
+from analysis.measures.engine import Measure, compare_layers
 
 SEEDS = [0, 1, 2, 3, 4]
 MEASURES = [MeanCCA(), SVCCA(), PWCCA()]
@@ -375,3 +375,75 @@ def test_permuted_prepared_layer_scores_like_permuted_data(measure):
     assert measure.score(measure.permute(a, perm), b) == pytest.approx(
         score(measure, x[perm], y), abs=1e-10
     )
+
+
+# --- fast statistics: the same numbers as preparing every resample afresh --------------------
+
+
+def _prepared_afresh(measure):
+    """``measure`` the plain way: singular values by SVD, every bootstrap resample prepared
+    from its rows (the engine's default), each side's layers prepared separately."""
+
+    class Afresh(type(measure)):
+        def resample(self, prepared, idx, name="activations"):
+            return Measure.resample(self, prepared, idx, name)
+
+        def score(self, a, b):
+            if isinstance(measure, PWCCA):
+                left, rho, _ = np.linalg.svd(a.basis.T @ b.basis, full_matrices=False)
+                weights = np.abs((a.basis @ left).T @ a.centred).sum(axis=1)
+                return float(np.clip(rho, 0, 1) @ weights / weights.sum())
+            return float(np.mean(canonical_correlations(a, b)))
+
+    return Afresh()
+
+
+def _statistics(results):
+    return np.array(
+        [(r.value, r.baseline, r.baseline_std, r.ci_low, r.ci_high) for r in results.values()]
+    )
+
+
+@pytest.mark.parametrize("measure", [MeanCCA(), PWCCA()], ids=lambda m: m.id)
+def test_bootstrap_from_prepared_bases_equals_preparing_each_resample(measure):
+    rng = np.random.default_rng(7)
+    x, y = correlated_pair(rng, 120, 12, 10, noise=0.7)
+    y[:, 3] = y[:, 1] - 2 * y[:, 0]  # rank below d: a dropped direction
+    # (no exactly shared directions: a repeated ρ = 1 leaves PWCCA's weights to the SVD's
+    # arbitrary choice of vectors within it, in either computation)
+    mixed = x[:, :5] @ rng.standard_normal((5, 5)) + 0.3 * rng.standard_normal((120, 5))
+    z = np.hstack([mixed, rng.standard_normal((120, 4))]).astype(np.float32)
+    layers = [("x", x), ("y", y), ("z", z)]
+    copies = [(name, v.copy()) for name, v in layers]
+    fast = compare_layers(measure, layers, layers, n_permutations=4, n_bootstrap=15, seed=2)
+    plain = compare_layers(
+        _prepared_afresh(measure), layers, copies, n_permutations=4, n_bootstrap=15, seed=2
+    )
+    np.testing.assert_allclose(_statistics(fast), _statistics(plain), rtol=0, atol=1e-10)
+    assert "bootstrap resamples re-centre" in fast[("x", "y")].estimator
+
+
+def test_a_resample_that_loses_a_direction_is_prepared_afresh():
+    """A unit active on one sample only: resamples without that sample lose the direction."""
+    rng = np.random.default_rng(3)
+    x, y = correlated_pair(rng, 60, 4, 4)
+    x = np.hstack([x, np.eye(60)[:, [17]]])
+    fast = compare_layers(MeanCCA(), [("x", x)], [("y", y)], n_permutations=2, n_bootstrap=12)
+    plain = compare_layers(
+        _prepared_afresh(MeanCCA()), [("x", x)], [("y", y)], n_permutations=2, n_bootstrap=12
+    )
+    np.testing.assert_allclose(_statistics(fast), _statistics(plain), rtol=0, atol=1e-10)
+
+
+def test_mean_from_eigenvalues_falls_back_where_round_off_could_show():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((50, 6))
+    basis = np.linalg.qr(x - x.mean(0))[0]
+    outside = rng.standard_normal((50, 6))
+    outside -= outside.mean(0)
+    outside -= basis @ (basis.T @ outside)  # orthogonal to x's span: every ρ is 0
+    a, b = MeanCCA().prepare(x), MeanCCA().prepare(outside)
+    assert MeanCCA().score(a, b) == pytest.approx(0.0, abs=1e-14)
+    y = x @ rng.standard_normal((6, 6)) + rng.standard_normal((50, 6))
+    c = MeanCCA().prepare(y)
+    assert MeanCCA().score(a, c) == pytest.approx(np.mean(canonical_correlations(a, c)), abs=1e-13)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rsatoolbox
-from scipy.spatial.distance import pdist
+from scipy.spatial.distance import pdist, squareform
 from scipy.stats import ortho_group, rankdata, spearmanr
 
 import analysis.measures.rsa as rsa_module
@@ -237,10 +237,57 @@ def test_flat_rdm_is_refused(metric):
 def test_sample_limit():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((101, 3))
-    with pytest.raises(InputError, match=r"fc7.*5,050 dissimilarities.*at most 100 samples"):
-        RSA(max_samples=100).prepare(x, "fc7")
+    assert not RSA(max_samples=101).prepare(x).sampled
     assert RSA(max_samples=101).prepare(x).ranks.shape == (5050,)
+    assert RSA(max_samples=100).prepare(x, "fc7").sampled
     assert RSA().max_samples == 20_000
+
+
+# --- above the exact limit: Spearman over a sample of pairs ---------------------------------
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_sampled_dissimilarities_are_the_rdm_at_those_pairs(metric):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 6))
+    i, j = rsa_module.sampled_pairs(300, 5000)
+    assert np.all(i < j) and np.all(np.diff(i * 300 + j) > 0)  # distinct, condensed order
+    assert 4600 < i.size <= 5000  # a few drawn twice
+    full = squareform(pdist(x, "correlation" if metric == "correlation" else "sqeuclidean"))
+    np.testing.assert_allclose(rsa_module.sampled_rdm(x, (i, j), metric), full[i, j], atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("measure", [RSA, EuclideanRSA], ids=["correlation", "euclidean"])
+def test_sampled_value_estimates_the_all_pairs_value_within_its_stated_spread(seed, measure):
+    rng = np.random.default_rng(seed)
+    x, y = correlated_pair(rng, 400, 5, 7, noise=2.0)
+    exact = measure()
+    sampled = measure(max_samples=399, sampled_pairs=20_000)
+    a, b = sampled.prepare(x), sampled.prepare(y)
+    i, j = rsa_module.sampled_pairs(400, 20_000)
+    metric = "correlation" if exact.rdm_metric == "correlation" else "sqeuclidean"
+    expected = spearmanr(squareform(pdist(x, metric))[i, j], squareform(pdist(y, metric))[i, j])
+    assert sampled.score(a, b) == pytest.approx(expected.statistic, abs=1e-9)
+    all_pairs = exact.score(exact.prepare(x), exact.prepare(y))
+    sd = sampled.sampling_sd(a, b)
+    assert 0.001 < sd < 0.02
+    assert abs(sampled.score(a, b) - all_pairs) < 4 * sd
+    text = sampled.estimator(a, b)
+    assert f"sample of {i.size:,} of the 79,800 pairs" in text and f"{sd:.1e}" in text
+    assert "all 79,800 pairs" in exact.estimator(exact.prepare(x), exact.prepare(y))
+
+
+def test_sampled_baseline_permutes_samples():
+    rng = np.random.default_rng(2)
+    x, y = correlated_pair(rng, 200, 5, 7)
+    measure = RSA(max_samples=100, sampled_pairs=4000)
+    result = compare_layers(measure, [("x", x)], [("y", y)], 3, 0, seed=4)[("x", "y")]
+    perm_rng = np.random.default_rng(4)
+    a = measure.prepare(x)
+    shuffled = [measure.score(a, measure.prepare(y[perm_rng.permutation(200)])) for _ in range(3)]
+    assert result.baseline == pytest.approx(np.mean(shuffled), abs=1e-12)
+    assert result.value > 0.3 and abs(result.baseline) < 0.1
 
 
 def test_other_degenerate_input():
