@@ -898,7 +898,8 @@ def weight_space(run: Run) -> dict:
                 "seed": run.params["seed"],
                 "model_b": checkpoint_model_params(run.checkpoint_b),
             },
-            {"model_b": path_b, "x": arrays.x, "y": arrays.y},
+            # an encoder's weight space reads texts without labels
+            {"model_b": path_b, "x": arrays.x} | ({} if arrays.y is None else {"y": arrays.y}),
         )
     Report.objects.update_or_create(
         run=run, defaults={"result": result, "code_version": run.code_version}

@@ -19,8 +19,8 @@ from analysis.models.extraction import extract_activations
 from analysis.models.modules import as_model, is_torchscript
 from analysis.probes.engine import run_probe
 from analysis.stitching import stitching_matrix
-from analysis.weights.formats import FUNCTION_TOLERANCE
-from analysis.weights.space import weight_space
+from analysis.weights.formats import ENCODERS, FUNCTION_TOLERANCE
+from analysis.weights.space import encoder_weight_space, weight_space
 
 Progress = Callable[[float], None]
 
@@ -105,6 +105,20 @@ def weights(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]
     (B, ``inputs["model_b"]``) on the labelled samples ``inputs["x"]``, ``inputs["y"]``
     (:func:`analysis.weights.space.weight_space`); both must be torch modules whose
     parameters follow ``params["spec"]``, a built-in architecture."""
+    if params["spec"] in ENCODERS.values():  # Hugging Face encoders: no class scores
+        encoders = [_model(params, inputs, name) for name in ("model", "model_b")]
+        for encoder in encoders:
+            if not isinstance(getattr(encoder, "model", None), nn.Module):
+                raise InputError("weight space reads the weights of torch models only")
+        found = encoder_weight_space(
+            encoders[0],
+            encoders[1],
+            params["spec"],
+            np.asarray(inputs["x"]),
+            seed=params["seed"],
+            progress=progress,
+        )
+        return found, {}
     models = []
     for name in ("model", "model_b"):
         model = _model(params, inputs, name)

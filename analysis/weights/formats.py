@@ -13,19 +13,22 @@ SCRIPTABLE = ("mlp", "small-cnn")
 """Those a TorchScript model may be recognised as by its layers' names (:data:`_TOP_LEVEL`);
 a ``transformer`` is read from a .safetensors state dict only."""
 
+ENCODERS = {"BertLayer": "bert"}
+"""Hugging Face encoders whose permutation structure is declared
+(:func:`analysis.weights.bert.bert_spec`), by the type of their blocks in a checkpoint's layer
+tree. Loaded as encoders, they have no class scores: their weight space has no loss paths."""
+
 WEIGHT_FORMATS = (
     "weight space reads weights only from .safetensors state dicts of a built-in architecture "
-    f"({', '.join(MATCHABLE)}) and from TorchScript models whose layers follow the naming of "
-    f"{' or '.join(SCRIPTABLE)}"
+    f"({', '.join(MATCHABLE)}), from TorchScript models whose layers follow the naming of "
+    f"{' or '.join(SCRIPTABLE)} and from Hugging Face directories of BERT encoders (without "
+    "loss paths, as they have no class scores)"
 )
 """What a refusal says about the formats that expose weights this way."""
 
 NOT_READ = {
     "torchscript": "is a TorchScript model whose layers follow no built-in architecture's naming",
-    "huggingface": (
-        "is a Hugging Face directory, loaded as an encoder with no class scores to score the "
-        "loss paths with"
-    ),
+    "huggingface": "is a Hugging Face directory of another model than a BERT encoder",
     "onnx": "is stored as ONNX, whose graph holds no parameters a permutation spec names",
     "precomputed": "holds precomputed activations, with no weights",
 }
@@ -55,10 +58,20 @@ def declared_architecture(fmt: str, architecture: str, layer_tree: Sequence[dict
     """The built-in architecture whose permutation spec applies to a checkpoint: the declared
     one of a ``.safetensors`` state dict, or the one a TorchScript model's top-level layers
     are named after (``flatten, block1 … blockK, head`` for ``mlp``; ``conv1 … convK, pool,
-    head`` for ``small-cnn``); None for any other checkpoint (:data:`WEIGHT_FORMATS` says
-    why). The model host checks the parameters themselves (:func:`weight_space`)."""
+    head`` for ``small-cnn``), or a Hugging Face encoder of :data:`ENCODERS` by its blocks'
+    type; None for any other checkpoint (:data:`WEIGHT_FORMATS` says why). The model host
+    checks the parameters themselves (:func:`weight_space`)."""
     if fmt == "safetensors" and architecture in MATCHABLE:
         return architecture
+    if fmt == "huggingface":
+        blocks = [
+            node.get("type")
+            for node in layer_tree
+            if str(node.get("name", "")).startswith("hidden.") and node.get("name") != "hidden.0"
+        ]
+        found = {ENCODERS.get(str(kind)) for kind in blocks}
+        if blocks and len(found) == 1 and None not in found:
+            return found.pop()
     if fmt == "torchscript":
         names = [node.get("name") for node in layer_tree]
         types = {node.get("name"): node.get("type") for node in layer_tree}

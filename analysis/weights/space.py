@@ -12,7 +12,9 @@ parameters follow a built-in architecture's naming
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from torch import nn
 
 from analysis.errors import InputError
 from analysis.models.architectures import build_from_state_dict
+from analysis.weights.bert import bert_spec, check_bert_function
 from analysis.weights.connectivity import (
     LAMBDAS,
     ConnectivityCurve,
@@ -154,5 +157,89 @@ def weight_space(
         "lambdas": LAMBDAS.tolist(),
         "naive": _curve_json(naive),
         "matched": _curve_json(matched),
+        "layers": layers,
+    }
+
+
+ENCODER_SAMPLES = 256
+"""The function check of an encoder runs on the first ENCODER_SAMPLES texts (a BERT forward
+pass per text costs far more than a small classifier's)."""
+
+
+def encoder_weight_space(
+    encoder_a: Any,
+    encoder_b: Any,
+    architecture: str,
+    texts: np.ndarray,
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
+) -> dict:
+    """The weight space of two Hugging Face encoders of ``architecture`` (a value of
+    :data:`analysis.weights.formats.ENCODERS`; each with ``model``, ``tokenizer`` and
+    ``max_tokens``, as :class:`analysis.models.hf.HuggingFaceEncoder`), in the JSON of
+    :func:`weight_space` without what needs class scores: ``models``, ``naive`` and
+    ``matched`` are None and ``lambdas`` empty. The function check compares B's hidden states
+    and pooler output with those of π(B) on the texts, the hidden states' features permuted by
+    the residual permutation (an encoder's outputs are in its residual basis)."""
+    report = progress or (lambda f: None)
+    if architecture != "bert":
+        raise InputError(f"no permutation structure is declared for encoder {architecture!r}")
+    heads = {int(e.model.config.num_attention_heads) for e in (encoder_a, encoder_b)}
+    if len(heads) != 1:
+        raise InputError("the two encoders have different numbers of attention heads")
+    state_a, state_b = state_of(encoder_a.model), state_of(encoder_b.model)
+    viewed = bert_spec(state_a, heads.pop())
+    viewed.spec.check(viewed.view(state_b), "model B")
+    perms = viewed.match(state_a, state_b, seed=seed)
+    permuted = viewed.apply(perms, state_b)
+    report(0.4)
+    copy_b = copy.deepcopy(encoder_b.model)
+    copy_b.load_state_dict(permuted)
+    sample = [str(t) for t in np.asarray(texts)[:ENCODER_SAMPLES]]
+    tokens = encoder_b.tokenizer(
+        sample, padding=True, truncation=True, max_length=encoder_b.max_tokens, return_tensors="pt"
+    )
+    difference = check_bert_function(encoder_b.model, copy_b, perms["residual"], tokens)
+    with torch.no_grad():
+        hidden = encoder_b.model(**tokens, output_hidden_states=True).hidden_states
+    scale = max(1.0, max(float(h.abs().max()) for h in hidden))
+    tolerance = FUNCTION_TOLERANCE * scale
+    if not difference <= tolerance:
+        raise InputError(
+            f"B with its units permuted does not compute the same function as B (outputs "
+            f"differ by up to {difference:.3g}); its weights are not a {architecture} encoder's"
+        )
+    report(0.7)
+    layers = [
+        {
+            "layer": before.name,
+            "singular_a": before.singular_a.tolist(),
+            "singular_b": before.singular_b.tolist(),
+            "cosines_before": before.cosines.tolist(),
+            "cosines_after": after.cosines.tolist(),
+            "alignment_before": before.alignment,
+            "alignment_after": after.alignment,
+        }
+        for before, after in zip(
+            layer_spectra(state_a, state_b), layer_spectra(state_a, permuted), strict=True
+        )
+    ]
+    report(1.0)
+    return {
+        "architecture": architecture,
+        "seed": seed,
+        "n": len(sample),
+        "units": {perm: viewed.spec.size(perm) for perm in viewed.spec.perm_to_axes},
+        "function_check": {
+            "max_difference": difference,
+            "scale": scale,
+            "tolerance": tolerance,
+            "passed": True,
+        },
+        "l2": {"before": l2_distance(state_a, state_b), "after": l2_distance(state_a, permuted)},
+        "models": None,
+        "lambdas": [],
+        "naive": None,
+        "matched": None,
         "layers": layers,
     }

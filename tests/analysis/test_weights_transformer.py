@@ -197,6 +197,20 @@ def test_a_transformer_is_read_from_safetensors_only():
     assert "transformer" in WEIGHT_FORMATS
 
 
+def test_a_hugging_face_bert_encoder_is_recognised_by_its_blocks():
+    """By the type of its hidden states' blocks in the layer tree; any other encoder (or a
+    mixture) is not read."""
+    tree = [{"name": "hidden.0", "type": "embeddings"}]
+    tree += [{"name": f"hidden.{k}", "type": "BertLayer"} for k in (1, 2)]
+    with_head = [*tree, {"name": "sentence_embedding", "type": "pooling (mean)"}]
+    assert declared_architecture("huggingface", "", tree) == "bert"
+    assert declared_architecture("huggingface", "", with_head) == "bert"
+    other = [*tree[:2], {"name": "hidden.2", "type": "RobertaLayer"}]
+    assert declared_architecture("huggingface", "", other) is None
+    assert declared_architecture("huggingface", "", tree[:1]) is None
+    assert "Hugging Face directories of BERT encoders" in WEIGHT_FORMATS
+
+
 def test_a_safetensors_state_dict_loads_as_the_transformer_it_holds(tmp_path):
     """Every field of the config comes back from the shapes alone; weights of another shape
     are refused in one sentence."""

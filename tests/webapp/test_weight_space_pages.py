@@ -58,7 +58,9 @@ def test_the_form_asks_for_a_run_and_refuses_a_checkpoint_without_readable_weigh
     assert REFUSAL in checkpoint_page
     Checkpoint.objects.filter(pk=ckpt_b.pk).update(format="huggingface")
     checkpoint_page = client.get(f"/checkpoints/{ckpt_b.pk}/").content.decode()
-    assert "This checkpoint is a Hugging Face directory, loaded as an encoder" in checkpoint_page
+    assert "This checkpoint is a Hugging Face directory of another model than a BERT" in (
+        checkpoint_page
+    )
     assert "transformer" in checkpoint_page  # the built-ins it reads are named
 
 
@@ -77,6 +79,6 @@ def test_the_api_asks_for_reads_and_refuses(api, owner, workspace, digits, ckpt_
     Checkpoint.objects.filter(pk=ckpt_b.pk).update(format="huggingface")
     refused = api.post("/api/v1/weight-spaces/", {**body, "seed": 1}, format="json")
     assert refused.status_code == 400
-    assert "is a Hugging Face directory, loaded as an encoder with no class scores" in str(
+    assert "is a Hugging Face directory of another model than a BERT encoder, and" in str(
         refused.json()
     )

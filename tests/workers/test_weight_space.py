@@ -198,3 +198,44 @@ def test_two_transformers_uploaded_as_safetensors(client, owner, workspace, digi
     client.force_login(owner)
     html = client.get(f"/weight-spaces/{run.pk}/").content.decode()
     assert "block2.heads" in html and "block1.attn.q" in html
+
+
+def test_two_bert_encoders_from_hugging_face_directories(client, owner, workspace, tmp_path):
+    """B is A's BERT with every declared permutation applied at random, saved as
+    save_pretrained writes it: the run matches it back onto A (distance 0), its function
+    check compares hidden states up to the residual permutation, and there are no paths (an
+    encoder has no class scores); the page says so, on a text dataset without labels."""
+    from transformers import BertModel
+
+    from analysis.weights.bert import bert_spec
+    from tests.formats import texts_jsonl, tiny_bert_dir, zip_dir
+    from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
+
+    directory_a = tiny_bert_dir(tmp_path / "a")
+    model = BertModel.from_pretrained(directory_a)
+    original = state(model)
+    viewed = bert_spec(original, n_heads=model.config.num_attention_heads)
+    rng = np.random.default_rng(0)
+    sigma = {p: rng.permutation(viewed.spec.size(p)) for p in viewed.spec.perm_to_axes}
+    model.load_state_dict(viewed.apply(sigma, original))
+    directory_b = tiny_bert_dir(tmp_path / "b")  # the tokenizer files, then B's weights
+    model.save_pretrained(directory_b, safe_serialization=True)
+    a, b = (
+        ingest_checkpoint(workspace, owner, io.BytesIO(zip_dir(d)), f"{name}.zip", name)[0]
+        for name, d in (("bert-a", directory_a), ("bert-b", directory_b))
+    )
+    texts, _ = ingest_dataset(workspace, owner, io.BytesIO(texts_jsonl(12)), "t.jsonl", "Texts")
+    run, _ = request_weight_space(owner, a, b, texts)
+    assert run.params["spec"] == "bert"
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    result = Report.objects.get(run=run).result
+    assert result["function_check"]["passed"] and result["n"] == 12
+    assert result["l2"]["before"] > 0 and result["l2"]["after"] == 0.0
+    assert result["naive"] is None and result["models"] is None
+    assert result["units"]["residual"] == 32 and result["units"]["layer1.heads"] == 2
+    client.force_login(owner)
+    html = client.get(f"/weight-spaces/{run.pk}/").content.decode()
+    assert 'data-testid="no-paths"' in html and "has no class scores" in html
+    assert 'data-chart="path:loss"' not in html
+    assert "encoder.layer.0.attention.self.query" in html  # its spectra

@@ -714,11 +714,15 @@ class WeightSpaceResultSerializer(serializers.Serializer):
         child=serializers.FloatField(), help_text="‖θ_A − θ_B‖ before and ‖θ_A − π(θ_B)‖ after"
     )
     models = serializers.DictField(
-        child=LossAccuracySerializer(), help_text='"a" and "b": each model on its own'
+        child=LossAccuracySerializer(),
+        allow_null=True,
+        help_text='"a" and "b": each model on its own; null for encoders (no class scores)',
     )
-    lambdas = numbers("the λ of both paths", null=False)
-    naive = WeightPathSerializer(help_text="(1−λ)θ_A + λθ_B")
-    matched = WeightPathSerializer(help_text="(1−λ)θ_A + λπ(θ_B)")
+    lambdas = numbers("the λ of both paths (empty for encoders)", null=False)
+    naive = WeightPathSerializer(allow_null=True, help_text="(1−λ)θ_A + λθ_B; null for encoders")
+    matched = WeightPathSerializer(
+        allow_null=True, help_text="(1−λ)θ_A + λπ(θ_B); null for encoders"
+    )
     layers = WeightLayerSerializer(many=True)
 
 

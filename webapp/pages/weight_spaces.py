@@ -46,7 +46,8 @@ class WeightSpaceForm(WeightsParameters):
     checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
     dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.none(),
-        help_text="labelled samples: loss and accuracy along the paths, and the function check",
+        help_text="labelled samples: loss and accuracy along the paths, and the function check "
+        "(texts, labels not needed, for two BERT encoders: no paths)",
     )
 
     field_order = ["checkpoint_a", "checkpoint_b", "dataset"]
@@ -57,7 +58,7 @@ class WeightSpaceForm(WeightsParameters):
         for field in ("checkpoint_a", "checkpoint_b"):
             choose_from(self, field, readable)
             self.fields[field].help_text = WEIGHT_FORMATS[0].upper() + WEIGHT_FORMATS[1:]
-        choose_from(self, "dataset", workspace.datasets.exclude(modality="text"))
+        choose_from(self, "dataset", workspace.datasets.all())  # the request checks the fit
 
 
 def weight_spaces_of(workspace: Workspace) -> dict:

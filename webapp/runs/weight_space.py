@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from analysis.errors import InputError
-from analysis.weights.formats import FUNCTION_TOLERANCE, declared_architecture, refusal
+from analysis.weights.formats import (
+    ENCODERS,
+    FUNCTION_TOLERANCE,
+    declared_architecture,
+    refusal,
+)
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Report, Run
 from webapp.runs.submit import _check_inputs, _checked, _same_workspace, _submit
@@ -82,7 +87,8 @@ def request_weight_space(
             f"{checkpoint_a.name} and {checkpoint_b.name} are {architecture} networks of "
             "different widths or depths; their weights cannot be matched unit for unit"
         )
-    if dataset.modality == "text" or dataset.column("y") is None:
+    encoder = architecture in ENCODERS.values()  # no class scores: no paths, no labels
+    if not encoder and (dataset.modality == "text" or dataset.column("y") is None):
         raise InputError(
             f"{dataset.name} has no class labels; the loss and accuracy along the path need them"
         )
@@ -121,7 +127,10 @@ def weight_space_charts(view: dict) -> dict:
         return {}
     return {
         "lambdas": result["lambdas"],
-        "paths": {
+        # None for an encoder, which has no class scores to score a path with
+        "paths": None
+        if result["naive"] is None
+        else {
             quantity: {
                 "naive": result["naive"][quantity],
                 "matched": result["matched"][quantity],
