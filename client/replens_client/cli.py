@@ -489,8 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
         "weights",
         "the weight space between two checkpoints of one architecture: B's units matched to "
         "A's, loss and accuracy along the linear paths with their barriers, L2 and per-layer "
-        "spectra before and after matching (.safetensors or TorchScript named after a "
-        "built-in architecture)",
+        "spectra before and after matching (.safetensors of a built-in architecture, "
+        "TorchScript named after mlp or small-cnn, or Hugging Face BERT encoders, which have "
+        "no paths)",
     )
     ids(p, "checkpoint-a", "checkpoint-b", "dataset")
     p.add_argument(

@@ -853,8 +853,11 @@ class Client:
         ``dataset``: B's hidden units matched to A's (weight matching; ``seed`` orders it),
         checked to compute B's function, then L2 before and after, loss and accuracy along
         both linear paths with their barriers, and each layer's spectra and alignment. Only
-        .safetensors state dicts of a built-in architecture and TorchScript models named after
-        one are accepted. Returns the run; :meth:`weight_space` has the result."""
+        .safetensors state dicts of a built-in architecture (``mlp``, ``small-cnn``,
+        ``transformer``), TorchScript models named after ``mlp`` or ``small-cnn`` and Hugging
+        Face BERT encoders (no paths: they have no class scores, so any dataset they read,
+        labels not needed) are accepted. Returns the run; :meth:`weight_space` has the
+        result."""
         body = {
             "checkpoint_a": _id(checkpoint_a),
             "checkpoint_b": _id(checkpoint_b),
