@@ -9,17 +9,18 @@ DEMO_URL ?= http://127.0.0.1:8000
 .PHONY: demo test lint benchmark clean lock
 
 # Every install takes the versions requirements.lock pins (`make lock` renews it).
-$(VENV)/.installed: pyproject.toml requirements.lock
+# The demo needs the Python client too: its training run logs checkpoints with it.
+$(VENV)/.installed: pyproject.toml requirements.lock client/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# torch first, pinned to the CPU build: an unpinned torch pulls gigabytes of CUDA packages.
 	$(PIP) install torch==2.13.0
 	$(PIP) install -c requirements.lock -e ".[demo]"
+	$(PIP) install -c requirements.lock -e ./client
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed client/pyproject.toml
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -c requirements.lock -e ".[test]"
-	$(PIP) install -c requirements.lock -e ./client
 	touch $@
 
 # Resolve every dependency afresh in a throwaway environment and pin what it installed.
@@ -65,5 +66,7 @@ benchmark: $(VENV)/.installed-test
 	$(PY) -m tests.benchmarks.bench_host
 	$(PY) -m tests.benchmarks.bench_weights
 	$(PY) -m tests.benchmarks.bench_dynamics
+	$(PY) -m tests.benchmarks.bench_cca
+	$(PY) -m tests.benchmarks.bench_rsa
 	# Cold loads of the heatmap pages, against the demo that `make demo` serves (if one runs).
 	$(PY) -m tests.benchmarks.bench_pages --base $(DEMO_URL)

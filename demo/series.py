@@ -2,11 +2,12 @@
 metrics are logged at regular steps, with a change of regime half way (a small learning rate,
 then a large one), so that the dynamics views have phases to show.
 
-The training loop hands each checkpoint to ``log(path, step, metrics)``: the demo build
-ingests it; a training script of one's own passes the client's ``log_checkpoint``::
-
-    train_series(out, lambda path, step, metrics: client.log_checkpoint(
-        path, "lab", step, seed_group=SERIES_NAME, metrics=metrics))
+The training loop hands each checkpoint to ``log(path, step, metrics)``. The demo build
+passes :func:`log_through`, which does what a training script of one's own does with the
+Python client: each checkpoint goes up with ``log_checkpoint`` (a chunked upload to the demo's
+running site, checked by its worker in a model host, appended to the series with its
+metrics), and once the series is long enough the dynamics are asked for with ``follow``,
+again after each later checkpoint, which then computes only its new cells.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from replens_client import Client
 
 from analysis.models.architectures import mlp
 from demo.vision import accuracy, initialize, load_digits_arrays, torch_threads
@@ -27,7 +29,12 @@ STEPS_BETWEEN = 40  # optimiser steps between two checkpoints
 SLOW_UNTIL = 6 * STEPS_BETWEEN  # the learning rate switches here
 SLOW_LR, FAST_LR = 0.002, 0.1  # SGD with momentum 0.9
 HELD_OUT = 397  # the last digits, never trained on
-LAYERS = ["block1", "block2", "head"]
+LAYERS = ["block1", "block2", "head"]  # its hidden layers and output (not the flat input)
+FOLLOW_FROM = CHECKPOINTS - 1  # the dynamics are asked for from this many checkpoints on
+DESCRIPTION = (
+    "The digit MLP 64→64→32→10 during training (SGD, learning rate "
+    f"{SLOW_LR}, then {FAST_LR} from step {SLOW_UNTIL})."
+)
 
 Log = Callable[[Path, int, dict[str, float]], object]
 
@@ -79,6 +86,34 @@ def train_series(out_dir: str | Path, log: Log, seed: int = 0, num_threads: int 
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
+
+
+def log_through(client: Client, workspace: str, dataset: int) -> tuple[Log, list[dict]]:
+    """A ``log`` for :func:`train_series` that logs each checkpoint to ``workspace`` through
+    ``client`` (``log_checkpoint`` with its step and metrics, waiting while a worker checks
+    it), and, once the series has :data:`FOLLOW_FROM` checkpoints, asks after each for the
+    dynamics of :data:`LAYERS` on ``dataset`` (``follow``): the request after the last
+    checkpoint extends the one before by a row of cells. Returns the ``log`` and the list the
+    dynamics runs asked for are appended to."""
+    runs: list[dict] = []
+    logged = 0
+
+    def log(path: Path, step: int, metrics: dict[str, float]) -> None:
+        nonlocal logged
+        client.log_checkpoint(
+            path,
+            workspace,
+            step,
+            name=path.stem,
+            seed_group=SERIES_NAME,
+            description=DESCRIPTION,
+            metrics=metrics,
+        )
+        logged += 1
+        if logged >= FOLLOW_FROM:
+            runs.append(client.follow(workspace, SERIES_NAME, dataset, layers=LAYERS))
+
+    return log, runs
 
 
 def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

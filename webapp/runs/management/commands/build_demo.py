@@ -1,4 +1,6 @@
-"""Build the demo workspace from real offline data, through the same services as uploads."""
+"""Build the demo workspaces from real offline data, through the same services as uploads; the
+training run of the digit MLP is logged as a user's training script logs one, through the
+Python client to the running site (``--url``), whose worker checks each upload."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rest_framework.authtoken.models import Token
 
 from demo import nested, text, vision
 from demo import series as training_run
@@ -23,7 +26,6 @@ from webapp.runs.submit import (
     request_alignment,
     request_comparison,
     request_compatibility,
-    request_dynamics,
     request_model_matrix,
     request_nested,
     request_probe,
@@ -77,7 +79,15 @@ TEXT_PROBES = {"text/word-dropout": [0.0, 0.2, 0.5], "text/char-noise": [0.0, 0.
 class Command(BaseCommand):
     help = "Create the demo user and workspace, train the demo models and queue comparisons."
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--url",
+            default="http://127.0.0.1:8000",
+            help="the running demo site (with a worker) that the training run logs its "
+            "checkpoints to through the Python client; manage.py demo starts both first",
+        )
+
+    def handle(self, *args: Any, url: str, **options: Any) -> None:
         started = monotonic()
         user = get_user_model().objects.filter(username=DEMO_USER).first()
         if user is None:
@@ -126,24 +136,7 @@ class Command(BaseCommand):
                     checkpoints[name].parent = checkpoints[parent]
                     checkpoints[name].save(update_fields=["parent"])
             if not workspace.checkpoints.filter(seed_group=training_run.SERIES_NAME).exists():
-                self._say(f"training {training_run.SERIES_NAME}, logging its checkpoints")
-
-                def log(path: Path, step: int, metrics: dict[str, float]) -> None:
-                    with open(path, "rb") as f:
-                        ingest_checkpoint(
-                            workspace,
-                            user,
-                            f,
-                            path.name,
-                            path.stem,
-                            description="The digit MLP 64→64→32→10 during training (SGD, "
-                            "learning rate 0.002, then 0.1 from step 240).",
-                            seed_group=training_run.SERIES_NAME,
-                            step=step,
-                            metrics=metrics,
-                        )
-
-                training_run.train_series(tmp / "series", log)
+                self._log_series(url, workspace, user, datasets["digits"], tmp / "series")
             checkpoints.update(self._nested_pair(workspace, user, tmp / "nested"))
         self._check_fits(workspace)
         for a, b, dataset in COMPARISONS:
@@ -158,10 +151,6 @@ class Command(BaseCommand):
             user, series, datasets["digits"], "block3", criterion="mean_ap"
         )
         self._say(f"compatibility of {', '.join(SERIES)}: run {run.pk} ({run.state})")
-        run, _ = request_dynamics(  # its hidden layers and output (not the flattened input)
-            user, workspace, training_run.SERIES_NAME, datasets["digits"], training_run.LAYERS
-        )
-        self._say(f"dynamics of {training_run.SERIES_NAME}: run {run.pk} ({run.state})")
         seed0, seed1 = checkpoints["mlp-digits-seed0"], checkpoints["mlp-digits-seed1"]
         run, _ = request_weight_space(user, seed0, seed1, datasets["digits"])
         self._say(f"weight space of {seed0.name} and {seed1.name}: run {run.pk} ({run.state})")
@@ -193,6 +182,35 @@ class Command(BaseCommand):
         self._say(f"nested embeddings of {nested.MATRYOSHKA}: run {run.pk} ({run.state})")
         self._say(f"demo workspace ready in {monotonic() - started:.1f} s")
         self._text_workspace(user)
+
+    def _log_series(
+        self, url: str, workspace: Workspace, user: User, dataset: Dataset, out: Path
+    ) -> None:
+        """Train the series as a user's training script would log it: every checkpoint with
+        the Python client's ``log_checkpoint`` over HTTP to the site at ``url`` with the demo
+        user's API token (a chunked upload, checked by the worker in a model host), then the
+        dynamics asked for with ``follow`` (demo/series.py)."""
+        from replens_client import Client, ConnectionFailed
+
+        token, _ = Token.objects.get_or_create(user=user)
+        started = monotonic()
+        with Client(url, token.key, timeout=60) as client:
+            try:
+                client.workspaces()  # retried with backoff for about 30 s
+            except ConnectionFailed as err:
+                raise CommandError(
+                    f"no RepLens site answers at {url}, where the demo's training run logs its "
+                    "checkpoints: manage.py demo starts one, with a worker, before the build"
+                ) from err
+            self._say(f"training {training_run.SERIES_NAME}, logging its checkpoints to {url}")
+            log, runs = training_run.log_through(client, workspace.slug, dataset.pk)
+            training_run.train_series(out, log)
+        for run in runs:
+            self._say(
+                f"dynamics of {training_run.SERIES_NAME} ({len(run['params']['checkpoints'])} "
+                f"checkpoints), asked for by the client: run {run['id']} ({run['state']})"
+            )
+        self._say(f"{training_run.SERIES_NAME} logged in {monotonic() - started:.1f} s")
 
     def _nested_pair(self, workspace: Workspace, user: User, out: Path) -> dict[str, Checkpoint]:
         """The digit MLP trained with and without a Matryoshka loss (demo/nested.py), trained

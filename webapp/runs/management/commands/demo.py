@@ -1,9 +1,11 @@
-"""Run the embedded demo: migrate, build the demo workspace, start one worker and the site."""
+"""Run the embedded demo: migrate, start one worker and the site, build the demo workspaces."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +16,7 @@ from webapp.runs.management.commands.build_demo import DEMO_PASSWORD, DEMO_USER
 
 
 class Command(BaseCommand):
-    help = "Migrate, build the demo workspace, then serve the site with one Celery worker."
+    help = "Migrate, serve the site with one Celery worker, and build the demo workspaces."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--addr", default="127.0.0.1:8000")
@@ -22,20 +24,51 @@ class Command(BaseCommand):
     def handle(self, *args: Any, addr: str, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)  # hashed and compressed
-        call_command("build_demo")
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         log_path = settings.VAR_DIR / "worker.log"
+        # The worker and the site come first: the build's training run logs its checkpoints
+        # to the site through the Python client, and the worker checks each upload.
         with open(log_path, "ab") as log:
             worker = subprocess.Popen(worker_command("demo", beat=True), stdout=log, stderr=log)
-        self.stdout.write(
-            f"\nRepLens demo: http://{addr}/  (login {DEMO_USER} / {DEMO_PASSWORD})\n"
-            f"worker pid {worker.pid}, log {log_path}; Ctrl-C stops both.\n"
-        )
         try:
-            call_command("runserver", addr, use_reloader=False, use_threading=True)
+            site = threading.Thread(
+                target=call_command,
+                args=("runserver", addr),
+                kwargs={"use_reloader": False, "use_threading": True},
+                name="site",
+                daemon=True,
+            )
+            site.start()
+            # The training run's requests are not news: the site's log says only 4xx and 5xx
+            # while the demo builds.
+            requests_log = logging.getLogger("django.server")
+            level = requests_log.level
+            requests_log.setLevel(logging.WARNING)
+            call_command("build_demo", url=local_url(addr))
+            requests_log.setLevel(level)
+            self.stdout.write(
+                f"\nRepLens demo: http://{addr}/  (login {DEMO_USER} / {DEMO_PASSWORD})\n"
+                f"worker pid {worker.pid}, log {log_path}; Ctrl-C stops both.\n"
+            )
+            while site.is_alive():
+                site.join(timeout=1)
         finally:
-            worker.terminate()
-            worker.wait(timeout=30)
+            worker.terminate()  # a warm shutdown: it finishes the task it is on
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.stdout.write(f"the worker (pid {worker.pid}) stops once its run is done")
+
+
+def local_url(addr: str) -> str:
+    """The URL this machine reaches runserver's ``addr`` at (``8000``, ``0.0.0.0:8000``,
+    ``[::]:8000``, ``host:8000``)."""
+    host, _, port = addr.rpartition(":")
+    if host in ("", "0", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "[::]":
+        host = "[::1]"
+    return f"http://{host}:{port}"
 
 
 def worker_command(
