@@ -197,7 +197,9 @@ def test_two_transformers_uploaded_as_safetensors(client, owner, workspace, digi
     assert result["units"] == {name: spec.size(name) for name in spec.perm_to_axes}
     client.force_login(owner)
     html = client.get(f"/weight-spaces/{run.pk}/").content.decode()
-    assert "block2.heads" in html and "block1.attn.q" in html
+    assert "block2.heads</span> 2 heads" in html and "block1.attn.q" in html
+    assert "block1.qk</span> 4 coordinates per head" in html
+    assert "residual</span> 16 units" in html
 
 
 def test_two_bert_encoders_from_hugging_face_directories(client, owner, workspace, tmp_path):
