@@ -8,14 +8,17 @@ from __future__ import annotations
 from analysis.errors import InputError
 
 POOLINGS = {
-    "mean": "average over positions (conv: H×W; tokens: T)",
+    "mean": "average over positions (conv: H×W; texts: real tokens; ViTs: patches, no class token)",
     "flatten": "concatenate all positions",
-    "cls": "first token (sequences n×T×d only)",
-    "last": "last token (sequences n×T×d only)",
+    "cls": "first token (sequences n×T×d only; a vision transformer's class token)",
+    "last": "last token (sequences n×T×d only; texts: the last real token)",
 }
 """How an output with more than two dimensions becomes ``n × d``. Conv maps are ``n×C×H×W``;
 three-dimensional outputs are token sequences ``n×T×d``. Two-dimensional outputs are kept.
-Models that read text pool over the attention mask (padding never counts)."""
+Models that read text pool over the attention mask (padding never counts; a decoder language
+model's last real token is the one that saw the whole text); a vision transformer's ``mean``
+averages its patch tokens, without the class token (and DeiT's distillation token). Which
+pooling each kind of Hugging Face model takes: :data:`analysis.models.hf_kinds.POOLINGS`."""
 
 
 def check_pooling(pooling: str) -> None:

@@ -225,10 +225,11 @@ class _Directory(Model):
 
 
 def _hidden_nodes(
-    model: torch.nn.Module, n_hidden: int, reads: str, prefix: str = ""
+    model: torch.nn.Module, n_hidden: int, reads: str, family: str, prefix: str = ""
 ) -> list[dict]:
     """Layer-tree nodes of ``n_hidden`` hidden states, the blocks' types where the model's
-    repeated blocks (or stages) are found one per hidden state after the first."""
+    repeated blocks (or stages) are found one per hidden state after the first; each says
+    what it reads and the poolings it takes (``family``'s, :data:`hf_kinds.POOLINGS`)."""
     blocks = _blocks(model)
     nodes = []
     for k in range(n_hidden):
@@ -240,6 +241,7 @@ def _hidden_nodes(
                 "parameters": sum(p.numel() for p in module.parameters()) if module else 0,
                 "children": [],
                 "reads": [reads],
+                "poolings": list(hf_kinds.POOLINGS[family]),
             }
         )
     return nodes
@@ -284,7 +286,7 @@ class HuggingFaceEncoder(_Directory):
         return [f"hidden.{k}" for k in range(self.n_hidden)] + extra
 
     def layer_tree(self) -> list[dict]:
-        tree = _hidden_nodes(self.model, self.n_hidden, hf_kinds.TEXT)
+        tree = _hidden_nodes(self.model, self.n_hidden, hf_kinds.TEXT, self.family)
         if self.sentence:
             kind = self.sentence["pooling"] + (", normalised" if self.sentence["normalize"] else "")
             tree.append(
@@ -421,7 +423,7 @@ class ImageEncoder(_Directory):
         return [f"hidden.{k}" for k in range(self.n_hidden)]
 
     def layer_tree(self) -> list[dict]:
-        return _hidden_nodes(self.model, self.n_hidden, hf_kinds.IMAGE)
+        return _hidden_nodes(self.model, self.n_hidden, hf_kinds.IMAGE, self.family)
 
     def recorder(self, layers: list[str], pooling: str) -> Recorder:
         self._check_layers(layers)
@@ -481,8 +483,10 @@ class DualEncoder(_Directory):
         return [EMBEDS]
 
     def layer_tree(self) -> list[dict]:
-        text = _hidden_nodes(self.towers["text"], self.n_text, hf_kinds.TEXT, "text.")
-        vision = _hidden_nodes(self.towers["vision"], self.n_vision, hf_kinds.IMAGE, "vision.")
+        text = _hidden_nodes(self.towers["text"], self.n_text, hf_kinds.TEXT, "text", "text.")
+        vision = _hidden_nodes(
+            self.towers["vision"], self.n_vision, hf_kinds.IMAGE, "vit", "vision."
+        )
         projections = sum(p.numel() for m in self.projections.values() for p in m.parameters())
         shared = {
             "name": EMBEDS,

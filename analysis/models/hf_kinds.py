@@ -111,3 +111,22 @@ def described_reads(fmt: str, layer_tree: Sequence[dict]) -> str:
     """What such a checkpoint reads, in words ("text", "images", "text or images", "arrays")."""
     words = {TEXT: "text", IMAGE: "images", ARRAY: "arrays"}
     return " or ".join(words[r] for r in checkpoint_reads(fmt, layer_tree))
+
+
+def offered_poolings(layer_tree: Sequence[dict], modality: str) -> tuple[str, ...] | None:
+    """The poolings that every hidden state reading ``modality`` takes, as the described layer
+    tree declares them (``poolings`` on its nodes); None where it declares none (any other
+    format, or a directory described before they were declared)."""
+    declared = [
+        node["poolings"]
+        for node in layer_tree
+        if node.get("poolings") and modality_read(node, modality)
+    ]
+    if not declared:
+        return None
+    return tuple(p for p in declared[0] if all(p in d for d in declared))
+
+
+def modality_read(node: dict, modality: str) -> bool:
+    reads = node.get("reads") or (TEXT,)
+    return modality in reads if modality == TEXT else IMAGE in reads

@@ -17,7 +17,12 @@ from analysis.errors import InputError
 from analysis.models.checkpoints import default_layers, layer_tree, load_checkpoint
 from analysis.models.extraction import extract_activations
 from analysis.models.hf import buckets
-from analysis.models.hf_kinds import checkpoint_reads, model_kind, reads_dataset
+from analysis.models.hf_kinds import (
+    checkpoint_reads,
+    model_kind,
+    offered_poolings,
+    reads_dataset,
+)
 from tests.formats import SENTENCES, tiny_hf_dir, tiny_images, zip_dir
 
 LIMITS = (1000, 10**9)
@@ -114,6 +119,8 @@ def test_image_encoders_equal_transformers(tmp_path, built, kind, poolings, pref
     names = [f"hidden.{k}" for k in range(len(hidden))]
     assert default_layers(model) == names
     assert {tuple(n["reads"]) for n in layer_tree(model)} == {("image",)}
+    assert offered_poolings(layer_tree(model), "image") == poolings
+    assert offered_poolings(layer_tree(model), "text") is None
     for pooling in poolings:
         got = extract_activations(model, x, names, pooling, batch_size=4, device="cpu")
         for k, states in enumerate(hidden):
@@ -183,6 +190,8 @@ def test_a_clip_dual_encoder_reads_texts_and_images_each_with_its_tower(tmp_path
     model = load(tmp_path, directory)
     assert default_layers(model) == ["embeds"]
     assert checkpoint_reads("huggingface", layer_tree(model)) == ("text", "image")
+    assert offered_poolings(layer_tree(model), "text") == ("mean", "cls", "last")
+    assert offered_poolings(layer_tree(model), "image") == ("cls", "mean")
 
     def text_side(m, tokens):
         out = m.text_model(**tokens, output_hidden_states=True)

@@ -18,6 +18,7 @@ from analysis.probes.transforms import get_transform
 from tests.conftest import checked, digits_npz_bytes, run_with_dependencies
 from tests.formats import onnx_bytes, small_cnn, texts_jsonl, tiny_bert_dir, tiny_hf_dir, zip_dir
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Dataset, Upload
+from webapp.pages.forms import ExtractionForm
 from webapp.runs import drilldown
 from webapp.runs.models import ProbeResult, Run
 from webapp.runs.submit import (
@@ -166,6 +167,9 @@ def test_a_hugging_face_vit_directory_on_an_image_dataset(api, owner, texts, tmp
     stored = ActivationSet.objects.get(checkpoint=checkpoint, layer="hidden.2", pooling="cls")
     assert stored.n == 30 and stored.d == 32
     np.testing.assert_allclose(stored.load(), direct["hidden.2"], atol=1e-6)
+    # The checkpoint page offers the poolings a vision transformer takes (its layer tree says).
+    offered = ExtractionForm(checkpoint, dataset=digits).fields["pooling"].choices
+    assert [name for name, _ in offered] == ["mean", "cls"]
 
     response = api.post(
         "/api/v1/extractions/", {"checkpoint": checkpoint.pk, "dataset": texts.pk}, format="json"

@@ -8,6 +8,7 @@ from django.db.models import Q, QuerySet
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
 from analysis.models.choices import ARCHITECTURES, POOLINGS
+from analysis.models.hf_kinds import offered_poolings
 from analysis.parameters import Parameter
 from analysis.probes.families import FAMILIES, Family
 from webapp.catalog import listing
@@ -263,7 +264,7 @@ class ExtractionForm(ExtractParameters):
         super().__init__(*args, **kwargs)
         choose_from(self, "dataset", checkpoint.workspace.datasets.all())
         set_choices(self, "layers", [(name, name) for name in checkpoint.layers])
-        on_dataset(self, dataset)
+        on_dataset(self, dataset, checkpoint)
 
 
 class _LayoutForm(forms.Form):
@@ -279,7 +280,7 @@ class _LayoutForm(forms.Form):
         for name in ("layer", "layers"):
             if name in self.fields:
                 set_choices(self, name, [(layer, layer) for layer in checkpoint.layers])
-        on_dataset(self, dataset)
+        on_dataset(self, dataset, checkpoint)
 
 
 class ProjectionForm(_LayoutForm, ProjectParameters):
@@ -330,7 +331,7 @@ class ProbeForm(ProbeParameters):
                 "each with its default magnitudes"
             )
         set_choices(self, "families", [(f.key, _family_label(f)) for f in families])
-        on_dataset(self, dataset)
+        on_dataset(self, dataset, checkpoint)
 
 
 def _family_label(family: Family) -> str:
@@ -348,19 +349,23 @@ def probe_modality(dataset: Dataset) -> str:
     return "vector" if dataset.modality == "tabular" else dataset.modality
 
 
-def on_dataset(form: forms.BaseForm, dataset: Dataset | None) -> None:
+def on_dataset(form: forms.BaseForm, dataset: Dataset | None, checkpoint: Checkpoint) -> None:
     """A checkpoint page's form when the page has chosen ``dataset`` for all its actions: the
     dataset field hidden and set to it, and only the poolings that fit what the model reads
-    (a token's pooling only for text)."""
+    (those its layer tree declares for that data — a Hugging Face directory's —, else a
+    token's pooling only for text)."""
     if dataset is None:
         return
     field = form.fields["dataset"]
     field.widget = forms.HiddenInput()
     field.initial = dataset.pk
-    if dataset.modality != "text" and "pooling" in form.fields:
-        offered = cast(
-            list[tuple[str, str]], cast(forms.ChoiceField, form.fields["pooling"]).choices
-        )
+    if "pooling" not in form.fields:
+        return
+    offered = cast(list[tuple[str, str]], cast(forms.ChoiceField, form.fields["pooling"]).choices)
+    declared = offered_poolings(checkpoint.layer_tree, dataset.modality)
+    if declared is not None:
+        set_choices(form, "pooling", [(k, v) for k, v in offered if k in declared])
+    elif dataset.modality != "text":
         set_choices(form, "pooling", [(k, v) for k, v in offered if k not in SEQUENCE_POOLINGS])
 
 
