@@ -60,6 +60,7 @@ clean:
 
 benchmark: $(VENV)/.installed-test
 	$(PY) -m tests.benchmarks.bench_foundation
+	$(PY) -m tests.benchmarks.bench_extraction
 	$(PY) -m tests.benchmarks.bench_measures
 	$(PY) -m tests.benchmarks.bench_explorer
 	$(PY) -m tests.benchmarks.bench_probes
