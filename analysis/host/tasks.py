@@ -20,11 +20,7 @@ from analysis.models.modules import as_model, is_torchscript
 from analysis.probes.engine import run_probe
 from analysis.stitching import stitching_matrix
 from analysis.weights.formats import ENCODERS, FUNCTION_TOLERANCE
-from analysis.weights.space import (
-    check_safetensors_directory,
-    encoder_weight_space,
-    weight_space,
-)
+from analysis.weights.space import encoder_weight_space, weight_space
 
 Progress = Callable[[float], None]
 
@@ -110,9 +106,6 @@ def weights(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]
     (:func:`analysis.weights.space.weight_space`); both must be torch modules whose
     parameters follow ``params["spec"]``, a built-in architecture."""
     if params["spec"] in ENCODERS.values():  # Hugging Face encoders: no class scores
-        for name, side in (("model", "A"), ("model_b", "B")):
-            described = params if name == "model" else params[name]
-            check_safetensors_directory(inputs[name], described.get("filename", ""), side)
         encoders = [_model(params, inputs, name) for name in ("model", "model_b")]
         for encoder in encoders:
             if not isinstance(getattr(encoder, "model", None), nn.Module):

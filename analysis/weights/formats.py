@@ -18,9 +18,6 @@ ENCODERS = {"BertLayer": "bert"}
 (:func:`analysis.weights.bert.bert_spec`), by the type of their blocks in a checkpoint's layer
 tree. Loaded as encoders, they have no class scores: their weight space has no loss paths."""
 
-SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
-"""The files a Hugging Face directory's weights must be in for weight space to read them."""
-
 WEIGHT_FORMATS = (
     "weight space reads weights only from .safetensors state dicts of a built-in architecture "
     f"({', '.join(MATCHABLE)}), from TorchScript models whose layers follow the naming of "

@@ -13,17 +13,13 @@ parameters follow a built-in architecture's naming
 from __future__ import annotations
 
 import copy
-import tarfile
-import zipfile
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from analysis.data.archives import archive_suffix
 from analysis.errors import InputError
 from analysis.models.architectures import build_from_state_dict
 from analysis.weights.bert import bert_spec, check_bert_function
@@ -34,7 +30,7 @@ from analysis.weights.connectivity import (
     evaluate_classifier,
     linear_path,
 )
-from analysis.weights.formats import FUNCTION_TOLERANCE, SAFETENSORS_WEIGHTS
+from analysis.weights.formats import FUNCTION_TOLERANCE
 from analysis.weights.matching import l2_distance, weight_matching
 from analysis.weights.specs import apply_permutation, spec_for
 from analysis.weights.spectra import layer_spectra
@@ -163,26 +159,6 @@ def weight_space(
         "matched": _curve_json(matched),
         "layers": layers,
     }
-
-
-def check_safetensors_directory(path: str | Path, filename: str, side: str) -> None:
-    """Refuse a Hugging Face directory archive whose weights are not in ``model.safetensors``
-    (or its sharded index): weight space never reads a pickled ``pytorch_model.bin``, not even
-    with ``weights_only``. Lists the archive's member names; extracts nothing."""
-    try:
-        if archive_suffix(filename) == ".zip":
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        else:
-            with tarfile.open(path, "r:*") as tf:
-                names = tf.getnames()
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
-        raise InputError.caused_by(f"model {side} is not a readable archive", err) from None
-    if not any(PurePosixPath(name).name in SAFETENSORS_WEIGHTS for name in names):
-        raise InputError(
-            f"model {side}'s weights are not in model.safetensors; weight space reads a Hugging "
-            "Face directory's weights from safetensors only, never from a pickle"
-        )
 
 
 ENCODER_SAMPLES = 256

@@ -102,34 +102,3 @@ def test_two_berts_come_closer_and_foreign_weights_are_refused():
         bert_spec({**a, "extra": torch.zeros(2)}, n_heads=4)
     with pytest.raises(InputError, match="not a BERT encoder's"):
         bert_spec({"head.weight": torch.zeros(2, 2)}, n_heads=4)
-
-
-def test_only_a_directory_with_safetensors_weights_is_read(tmp_path):
-    """The archive's member names decide, before anything is unpacked or loaded."""
-    import io
-    import tarfile
-    import zipfile
-
-    from analysis.weights.space import check_safetensors_directory
-
-    def archive(name: str, members: list[str]) -> str:
-        path = tmp_path / name
-        if name.endswith(".zip"):
-            with zipfile.ZipFile(path, "w") as zf:
-                for member in members:
-                    zf.writestr(member, b"x")
-        else:
-            with tarfile.open(path, "w:gz") as tf:
-                for member in members:
-                    info = tarfile.TarInfo(member)
-                    info.size = 1
-                    tf.addfile(info, io.BytesIO(b"x"))
-        return str(path)
-
-    good = ["bert/config.json", "bert/model.safetensors"]
-    check_safetensors_directory(archive("a.zip", good), "a.zip", "A")
-    check_safetensors_directory(archive("a.tar.gz", good), "a.tar.gz", "A")
-    pickled = ["bert/config.json", "bert/pytorch_model.bin"]
-    for name in ("b.zip", "b.tar.gz"):
-        with pytest.raises(InputError, match="model B's weights are not in model.safetensors"):
-            check_safetensors_directory(archive(name, pickled), name, "B")
