@@ -33,6 +33,11 @@ measured from ten disjoint subsamples of the pairs (about 3e-4 × (1 − ρ²) a
 A row permutation changes which dissimilarities the sampled pairs hold, so the baseline's
 permuted layers are computed afresh on the same pairs.
 
+On a GPU (``Measure.device``, :mod:`analysis.measures.placement`) the inner products between
+samples, the O(n²·d) part, run in torch float64 on the device, one row block at a time; the
+ranking stays on the host. ``condensed_rdm``/``sampled_rdm`` with any torch ``device`` (the
+CPU too) take that path, which is how the tests check it against numpy.
+
 Bootstrap resamples duplicate samples; the dissimilarity between two copies of one sample is 0
 in both spaces and inflates the value slightly (a fraction of about 1/n of the entries).
 rsatoolbox's pattern bootstrap (``RDMs.subsample_pattern``) marks those entries NaN and drops
@@ -41,15 +46,16 @@ them; here the engine's bias correction absorbs the shift.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from analysis.errors import InputError
 from analysis.measures.engine import Measure, check_activations
+from analysis.measures.placement import torch_device
 
 __all__ = ["RSA", "EuclideanRSA", "condensed_rdm", "rsa"]
 
@@ -73,8 +79,41 @@ def _row_blocks(n: int) -> Iterator[tuple[int, int, np.ndarray]]:
         yield start, stop, columns[None, :] > np.arange(start, stop)[:, None]
 
 
+def _products(z: np.ndarray, device: str | None) -> Callable[[Any, Any], np.ndarray]:
+    """``products(rows, columns)``: the inner products of z[rows] with z[columns] (a matrix
+    for two slices, a vector for two index arrays of the same length), in numpy or, with a
+    ``device``, in torch there (z sent once)."""
+    if device is None:
+
+        def on_host(rows: Any, columns: Any) -> np.ndarray:
+            if isinstance(rows, slice):
+                return z[rows] @ z[columns].T
+            return np.einsum("ij,ij->i", z[rows], z[columns])
+
+        return on_host
+    import torch
+
+    from analysis.measures.transfer import to_device
+
+    there = to_device(z, device, torch.float64)
+
+    def on_device(rows: Any, columns: Any) -> np.ndarray:
+        if isinstance(rows, slice):
+            return (there[rows] @ there[columns].T).cpu().numpy()
+        index = [
+            torch.from_numpy(np.asarray(i, dtype=np.int64)).to(there.device)
+            for i in (rows, columns)
+        ]
+        return (there[index[0]] * there[index[1]]).sum(dim=1).cpu().numpy()
+
+    return on_device
+
+
 def condensed_rdm(
-    x: np.ndarray, metric: str = "correlation", name: str = "activations"
+    x: np.ndarray,
+    metric: str = "correlation",
+    name: str = "activations",
+    device: str | None = None,
 ) -> np.ndarray:
     """The upper triangle (k = 1, row by row, as ``scipy.spatial.distance.pdist``) of the RDM.
 
@@ -85,10 +124,11 @@ def condensed_rdm(
     x = check_activations(x, name, 2).astype(np.float64)
     n = x.shape[0]
     z, squares = _rows_for(x, metric, name)
+    products = _products(z, device)
     out = np.empty(n * (n - 1) // 2)
     filled = 0
     for start, stop, mask in _row_blocks(n):
-        block = z[start:stop] @ z.T
+        block = products(slice(start, stop), slice(None))
         if squares is None:
             block = 1.0 - block
         else:
@@ -137,16 +177,18 @@ def sampled_rdm(
     pairs: tuple[np.ndarray, np.ndarray],
     metric: str = "correlation",
     name: str = "activations",
+    device: str | None = None,
 ) -> np.ndarray:
     """The dissimilarities (as :func:`condensed_rdm` defines them) of the given pairs of
     samples only: memory and time grow with the number of pairs, not with n²."""
     x = check_activations(x, name, 2).astype(np.float64)
     z, squares = _rows_for(x, metric, name)
+    products = _products(z, device)
     i, j = pairs
     out = np.empty(i.size)
     for start in range(0, i.size, PAIR_CHUNK):
         a, b = i[start : start + PAIR_CHUNK], j[start : start + PAIR_CHUNK]
-        dots = np.einsum("ij,ij->i", z[a], z[b])
+        dots = products(a, b)
         if squares is None:
             out[start : start + a.size] = 1.0 - dots
         else:
@@ -242,7 +284,7 @@ class RSA(Measure):
         data = x.astype(np.float64)
         if x.shape[0] > self.max_samples:
             return self._prepare_sampled(data, name)
-        rdm = condensed_rdm(data, self.rdm_metric, name)
+        rdm = condensed_rdm(data, self.rdm_metric, name, torch_device(self.device))
         return PreparedRDM(data, _standardised_ranks(rdm, self._scale(rdm), name))
 
     def _scale(self, rdm: np.ndarray) -> float:
@@ -252,7 +294,7 @@ class RSA(Measure):
 
     def _prepare_sampled(self, data: np.ndarray, name: str) -> PreparedRDM:
         pairs = sampled_pairs(len(data), self.sampled_pairs)
-        rdm = sampled_rdm(data, pairs, self.rdm_metric, name)
+        rdm = sampled_rdm(data, pairs, self.rdm_metric, name, torch_device(self.device))
         scale = self._scale(rdm)
         groups = np.empty_like(rdm)
         for g in range(PAIR_GROUPS):
