@@ -140,8 +140,13 @@ def open_plot(page, url: str, n: int = SMALL):
 
 
 def settle(page) -> None:
-    """Wait for two animation frames, so the latest change is drawn."""
+    """Wait for two animation frames, so the latest change is drawn, and for every plot's
+    picture to be complete (a density picture of many points fills in over a few frames)."""
     page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-coords-url]')]"
+        ".every((el) => el.dataset.complete !== 'false')"
+    )
 
 
 def call(page, method: str, *args):
@@ -700,6 +705,8 @@ def test_two_hundred_thousand_points_stay_responsive(browser_page, site):
     assert is_coloured(colours[0])
     assert all(is_grey(colours[k]) for k in (1, 2, 3))
     assert plot.get_attribute("data-error") is None
+    # So many points are drawn as a density (the mean colour of a pixel's points).
+    assert plot.get_attribute("data-rendering") == "density"
 
 
 def test_load_other_coordinates_for_the_same_points(browser_page, site):

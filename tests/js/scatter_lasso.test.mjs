@@ -7,6 +7,7 @@ import {
   LASSO_MAX,
   extendShape,
   outlinePath,
+  pointsInPolygon,
   selection,
   shapeVertices,
   startShape,
@@ -59,4 +60,57 @@ test("only a lasso of three vertices or more, and a box of non-zero area, select
 test("the outline is a closed SVG path", () => {
   assert.equal(outlinePath([]), "");
   assert.equal(outlinePath([{ x: 0, y: 0 }, { x: 1.25, y: 2 }, { x: 3, y: 0.04 }]), "M0.0 0.0L1.3 2.0L3.0 0.0Z");
+});
+
+/**
+ * Even–odd rule, one edge at a time over every edge (the server's rule, written plainly): the reference.
+ * @param {number} x
+ * @param {number} y
+ * @param {number[][]} polygon
+ */
+function insideByRays(x, y, polygon) {
+  let inside = false;
+  for (let i = 0; i < polygon.length; i++) {
+    const [x1, y1] = polygon[i], [x2, y2] = polygon[(i + 1) % polygon.length];
+    if (y1 === y2) continue;
+    const [bottom, top, bx] = y1 < y2 ? [y1, y2, x1] : [y2, y1, x2];
+    if (y >= bottom && y < top && x < bx + ((y - bottom) * (x2 - x1)) / (y2 - y1)) inside = !inside;
+  }
+  return inside;
+}
+
+/** @param {number} seed */
+function random(seed) {
+  let s = seed;
+  return () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+}
+
+test("points in a polygon: the banded search finds exactly the points the plain even–odd rule does", () => {
+  const next = random(7);
+  const n = 20000;
+  const pos = new Float32Array(2 * n).map(() => 4 * next() - 2);
+  // A 250-pointed star (concave, many edges per height) and a self-intersecting bow tie.
+  const star = Array.from({ length: 500 }, (_, k) => {
+    const a = (2 * Math.PI * k) / 500, r = k % 2 ? 0.6 : 1.5;
+    return [r * Math.cos(a), r * Math.sin(a)];
+  });
+  const bowTie = [[-1, -1], [1, 1], [1, -1], [-1, 1]];
+  for (const polygon of [star, bowTie]) {
+    const found = pointsInPolygon(pos, n, polygon, null);
+    const expected = [];
+    for (let i = 0; i < n; i++) {
+      const x = Math.fround(pos[2 * i]), y = Math.fround(pos[2 * i + 1]);
+      if (insideByRays(x, y, polygon)) expected.push(i);
+    }
+    assert.ok(expected.length > 1000);
+    assert.deepEqual(Array.from(found), expected);
+  }
+});
+
+test("points in a polygon: only the shown points, none for a degenerate polygon, NaN never inside", () => {
+  const pos = new Float32Array([0, 0, 0.5, 0.5, NaN, 0, 5, 5]);
+  const square = [[-1, -1], [1, -1], [1, 1], [-1, 1]];
+  assert.deepEqual(Array.from(pointsInPolygon(pos, 4, square, null)), [0, 1]);
+  assert.deepEqual(Array.from(pointsInPolygon(pos, 4, square, new Uint8Array([0, 1, 1, 1]))), [1]);
+  assert.equal(pointsInPolygon(pos, 4, [[0, 0], [1, 0], [2, 0]], null).length, 0);
 });

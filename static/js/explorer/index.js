@@ -8,9 +8,10 @@
 //   highlighted; a click on a bar colours by that column and toggles that value in the filter, so several values of a
 //   column can be shown at once (bins of a number column: a range of adjacent bins); "all" shows every value again
 //   (facets.js counts and chooses).
-// - Lasso / box: the polygon (and which points the legend's filter shows, when one is on) is POSTed to the scatter's
-//   (or the .explorer section's) data-select-url; the server answers
-//   the selection panel (#selection-panel), whose data-indices-url gives the uint32 indices to highlight everywhere.
+// - Lasso / box: the points the plot found inside are highlighted everywhere at once; the polygon (and which points the
+//   legend's filter shows, when one is on) is POSTed to the scatter's (or the .explorer section's) data-select-url;
+//   the server answers the selection panel (#selection-panel), whose data-indices-url gives the uint32 indices it
+//   kept, highlighted everywhere in their turn.
 // - Search (form.explorer-search, its data-search-url answers uint32 indices): the hits are highlighted everywhere and
 //   every plot zooms to them.
 // - Click: the point's panel (nearest neighbours in the original space) is loaded with htmx.
@@ -366,7 +367,13 @@ function setup(root) {
     if (!panel || !panel.dataset.indicesUrl) return;
     setParam("sel", panel.dataset.selection || null);
     fetchBuffer(panel.dataset.indicesUrl)
-      .then((buffer) => highlight(new Uint32Array(buffer)))
+      .then((buffer) => {
+        const kept = new Uint32Array(buffer);
+        // The plot's own answer to a lasso is usually the same points: then nothing is drawn again.
+        const now = chosen;
+        const same = now !== null && now.length === kept.length && kept.every((v, k) => v === now[k]);
+        if (!same) highlight(kept);
+      })
       .catch((err) => console.error("explorer:", err));
   }
 
@@ -384,9 +391,14 @@ function setup(root) {
 
   plots.forEach((el) => {
     el.addEventListener("scatter:lasso", (e) => {
-      const detail = /** @type {CustomEvent<{polygon: [number, number][], shown: Uint8Array | null}>} */ (e).detail;
+      const detail =
+        /** @type {CustomEvent<{polygon: [number, number][], shown: Uint8Array | null, indices?: Uint32Array}>} */ (e)
+          .detail;
       // The right side of a pair may show coordinates aligned to the left: its polygon is in that frame.
       const aligned = align && align.checked && el.dataset.alignedSelectUrl;
+      // The plot resolved the lasso itself: highlighted at once everywhere; the server's selection (the same points,
+      // as it keeps them) replaces it when it arrives. Not on an aligned side: its points are drawn moved.
+      if (detail.indices && !aligned) highlight(detail.indices);
       const url = aligned ? el.dataset.alignedSelectUrl : el.dataset.selectUrl || root.dataset.selectUrl;
       /** @type {Record<string, string>} */
       const values = { polygon: JSON.stringify(detail.polygon) };

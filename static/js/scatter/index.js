@@ -8,10 +8,14 @@
 // titles, for coordinates that mean something (PCA): then the plot has axes, ticks at round values of the
 // coordinates as served along its bottom and left edges, following pan and zoom.
 //
-// Sets: data-points and data-drawn="true" after the first frame; data-hovered while the user's cursor is on a point;
-// data-selected after a click on a point; data-highlighted = how many points highlight() marked (absent when no
+// Sets: data-points and data-drawn="true" after the first complete frame; data-hovered while the user's cursor is on a
+// point; data-selected after a click on a point; data-highlighted = how many points highlight() marked (absent when no
 // highlight is set); data-shown = how many points the filter shows (all of them when none is on); data-linked-hover
-// while hover() rings a point; data-mode = "pan" | "lasso" | "box"; data-error when it cannot draw.
+// while hover() rings a point; data-mode = "pan" | "lasso" | "box"; data-error when it cannot draw;
+// data-rendering = "points" | "density" (from DENSITY_FROM points, density.js), data-complete = "true" when the
+// picture on screen is complete for the view (a density picture fills in over a few frames on a slow renderer);
+// data-pictures = how many complete pictures have been drawn; data-lasso-ms = how long the last lasso or box took
+// to resolve here.
 //
 // el.scatter is set synchronously when the element is set up. Its calls that need the points are queued until they
 // have loaded, then applied in order; setMode and the getters act at once (the getters on what has been applied).
@@ -57,10 +61,12 @@
 //   "scatter:ready"  {n}, after the first frame.
 //   "scatter:hover"  {index}, when the point under the user's cursor changes (-1: none).
 //   "scatter:select" {index}, on a click (-1: no point within 8 px); data-selected says which.
-//   "scatter:lasso"  {polygon: [[x, y], …], mode: "lasso" | "box", shown}, when a lasso of ≥ 3 vertices (kept ≥ 3
-//                    CSS px apart, at most 500) or a box of non-zero area is released; vertices in data coordinates as
-//                    served; shown: Uint8Array(n), 1 for the points the legend's filter shows (only those may be
-//                    selected), or null when no filter is on.
+//   "scatter:lasso"  {polygon: [[x, y], …], mode: "lasso" | "box", shown, indices, ms}, when a lasso of ≥ 3 vertices
+//                    (kept ≥ 3 CSS px apart, at most 500) or a box of non-zero area is released; vertices in data
+//                    coordinates as served; shown: Uint8Array(n), 1 for the points the legend's filter shows (only
+//                    those may be selected), or null when no filter is on; indices: Uint32Array of the points inside
+//                    (among those shown), ascending, resolved here (lasso.js pointsInPolygon, the server's even–odd
+//                    rule in float32), in ms.
 //   "scatter:view"   getView(), 250 ms after the user last panned, zoomed or double-clicked.
 //   "scatter:filter" {filter} (as getFilter()), when the user changes the filter in the legend (the range inputs on
 //                    their "change"; the plot follows them as they are typed in).
@@ -74,7 +80,8 @@ import { NO_LABEL, domainOf, lutCss, paintLut, quantise } from "./colours.js";
 import { filterOf, focus, inFocus, marks, passing, toCodes, toggled, toRange } from "./filter.js";
 import { describe, fmt } from "./format.js";
 import { buildGrid, nearest } from "./grid.js";
-import { extendShape, outlinePath, selection, shapeVertices, startShape } from "./lasso.js";
+import { DENSITY_FROM, referenceCount } from "./density.js";
+import { extendShape, outlinePath, pointsInPolygon, selection, shapeVertices, startShape } from "./lasso.js";
 import { createLegend } from "./legend.js";
 import { centred, LITTLE_ENDIAN, sized, swapBytes } from "./points.js";
 import { createRenderer } from "./renderer.js";
@@ -282,6 +289,9 @@ function setup(el) {
   /** @type {{x: number, y: number} | null} */
   let mouse = null;
   let frame = 0, hoverFrame = 0, viewTimer = 0, lost = false, destroyed = false;
+  // The density rendering's reference count (density.js referenceCount), for the fitting scale it was counted at.
+  let reference = 0, referenceScale = 0;
+  let drawnView = ""; // the view the axes and ring were last placed for
   /** @type {import("./legend.js").Legend | null} */
   let legend = null;
   /** @type {(() => void)[]} el.scatter calls made before the data loaded */
@@ -565,10 +575,25 @@ function setup(el) {
   function render() {
     frame = 0;
     if (!renderer.ready || lost || destroyed) return;
-    renderer.draw({ view, width: cssW, height: cssH, n, dimming });
-    if (axes) axes.draw(view, shift, cssW, cssH);
-    placeRing();
-    if (el.dataset.drawn !== "true") {
+    if (n >= DENSITY_FROM && pos && box && referenceScale !== fitScale) {
+      reference = referenceCount(pos, n, box, fitScale); // O(n): once per set of points and canvas size
+      referenceScale = fitScale;
+    }
+    const zoom = view.s / fitScale;
+    const drawn = renderer.draw({ view, width: cssW, height: cssH, n, dimming, zoom, reference });
+    // The axes and the ring only move with the view (a density picture asks for frames while it fills in).
+    const key = `${view.s} ${view.tx} ${view.ty} ${cssW} ${cssH}`;
+    if (key !== drawnView) {
+      drawnView = key;
+      if (axes) axes.draw(view, shift, cssW, cssH);
+      placeRing();
+    }
+    if (el.dataset.rendering !== drawn.mode) el.dataset.rendering = drawn.mode;
+    const complete = String(drawn.complete);
+    if (el.dataset.complete !== complete) el.dataset.complete = complete;
+    if (drawn.completed) el.dataset.pictures = String(Number(el.dataset.pictures || 0) + 1);
+    if (drawn.pending) requestDraw(); // the density picture is still filling in
+    if (el.dataset.drawn !== "true" && drawn.complete) {
       el.dataset.points = String(n);
       el.dataset.drawn = "true";
       emit("scatter:ready", { n });
@@ -728,7 +753,14 @@ function setup(el) {
     extendShape(d.shape, local(e));
     const polygon = selection(d.shape);
     if (!polygon) return;
-    emit("scatter:lasso", { polygon: polygon.map(dataAt), mode: d.shape.kind, shown: shownByFilter() });
+    // Resolved here at once (the page can highlight it before the server has kept it), in the points' own frame.
+    const started = performance.now();
+    const shown = shownByFilter();
+    const vertices = polygon.map((p) => toData(view, { x: 0, y: 0 }, p));
+    const indices = pointsInPolygon(/** @type {Float32Array} */ (pos), n, vertices, shown);
+    const ms = performance.now() - started;
+    el.dataset.lassoMs = ms.toFixed(1);
+    emit("scatter:lasso", { polygon: polygon.map(dataAt), mode: d.shape.kind, shown, indices, ms });
   }
 
   /**
@@ -828,8 +860,25 @@ function setup(el) {
     return c.points;
   }
 
-  // The hover index is not needed to draw: build it when the browser is idle (or on the first hover).
+  // The hover index is not needed to draw: build it when the browser is idle (or on the first hover); from
+  // DENSITY_FROM points in a worker (a copy of the points goes there), so the page's thread never stalls on it.
+  let gridTicket = 0;
   function gridLater() {
+    const ticket = ++gridTicket;
+    if (n >= DENSITY_FROM && typeof Worker !== "undefined") {
+      try {
+        const worker = new Worker(new URL("./grid_worker.js", import.meta.url), { type: "module" });
+        worker.onmessage = (e) => {
+          worker.terminate();
+          if (e.data.ticket === gridTicket && !grid && !destroyed) grid = e.data.grid;
+        };
+        worker.onerror = () => worker.terminate(); // the first hover builds it here instead
+        worker.postMessage({ pos: pos && pos.slice(), n, box, ticket });
+        return;
+      } catch {
+        // no module workers: build it here when idle
+      }
+    }
     /** @type {(f: () => void) => unknown} */
     const later = window.requestIdleCallback || ((f) => setTimeout(f, 50));
     later(() => {
@@ -851,6 +900,8 @@ function setup(el) {
       const centre = hasView ? dataAt({ x: cssW / 2, y: cssH / 2 }) : null;
       pos = place(buffer);
       grid = null;
+      referenceScale = 0;
+      drawnView = ""; // the ring moves with its point
       renderer.uploadPos(pos);
       if (centre && userMoved) {
         fitScale = fitView().s;
