@@ -4,6 +4,11 @@ Run as ``python -m tests.benchmarks.bench_cuda``. It needs only torch, numpy and
 library (no Django), so it runs on a bare GPU machine:
 
 - linear and debiased CKA on CUDA equal the CPU values (and the exact baseline) to 1e-10;
+- every measure that is matrix algebra (CKA, the CCA family, Procrustes, RSA, kNN, ridge) gives
+  on CUDA the CPU's values, permutation baselines and bootstrap intervals to 1e-12 (float64),
+  kNN the same neighbour lists; and the seconds of one pair on each, with the device's share;
+- the chunked, overlapped host-to-device copy (analysis.measures.transfer.to_device) against a
+  plain ``.to("cuda")`` of the same float32 activations;
 - extraction of every layer of a small CNN on CUDA equals the CPU activations to 1e-5;
 - seconds for one linear-CKA pair at n = 50,000, d = 4,096 (float64, streamed) and a
   12 × 12 layer matrix at n = 50,000, d = 1,024, against the device's float64 matmul rate.
@@ -19,6 +24,9 @@ import torch
 
 from analysis.measures.cka import DebiasedCKA, LinearCKA
 from analysis.measures.engine import compare_layers
+from analysis.measures.knn import knn_indices
+from analysis.measures.registry import MEASURES
+from analysis.measures.transfer import to_device
 from analysis.models.architectures import small_cnn
 from analysis.models.extraction import extract_activations
 
@@ -51,6 +59,113 @@ def check_values(rng: np.random.Generator) -> None:
         print(f"{measure.id}: cpu {a.value:.12f} cuda {b.value:.12f} |diff| {diff:.1e}")
         print(f"  estimator on cuda: {b.estimator!r}")
         assert diff < 1e-10, diff
+
+
+GPU_MEASURES = [
+    "cka/linear",
+    "cka/linear-debiased",
+    "cca/mean",
+    "cca/svcca",
+    "cca/pwcca",
+    "procrustes/angular",
+    "procrustes/euclidean",
+    "rsa/correlation-spearman",
+    "knn/mutual",
+    "knn/jaccard",
+    "regression/ridge-r2",
+]
+TOLERANCE = 1e-12
+
+
+def check_every_measure(rng: np.random.Generator) -> None:
+    """Each GPU measure through the whole engine on the CPU and on CUDA: values, baselines
+    and intervals to TOLERANCE. Layers of 1,500 samples, one narrower than the other."""
+    n = 1500
+    x = rng.standard_normal((n, 120)).astype(np.float32) + 3
+    y = (x[:, :80] @ rng.standard_normal((80, 90)) + rng.standard_normal((n, 90))).astype(
+        np.float32
+    )
+    w = (y + 2 * rng.standard_normal(y.shape)).astype(np.float32)
+    layers_a, layers_b = [("x", x), ("y", y)], [("w", w), ("x2", x**2)]
+    failures = []
+    for measure_id in GPU_MEASURES:
+        measure = MEASURES[measure_id]
+        runs = {}
+        for device in ("cpu", "cuda"):
+            start = time.perf_counter()
+            runs[device] = compare_layers(measure.on(device), layers_a, layers_b, 3, 2, seed=2)
+            torch.cuda.synchronize()
+            runs[device + " s"] = time.perf_counter() - start
+        worst = 0.0
+        for key, cpu in runs["cpu"].items():
+            gpu = runs["cuda"][key]
+            for field in ("value", "baseline", "baseline_std", "ci_low", "ci_high"):
+                a, b = getattr(cpu, field), getattr(gpu, field)
+                if (a is None) != (b is None):
+                    worst = float("inf")
+                elif a is not None:
+                    worst = max(worst, abs(a - b))
+        print(
+            f"{measure_id:<26} cpu {runs['cpu s']:7.2f} s  cuda {runs['cuda s']:7.2f} s  "
+            f"max |cpu − cuda| {worst:.1e}  estimator on cuda: "
+            f"{runs['cuda'][('x', 'w')].estimator!r}"
+        )
+        if not worst <= TOLERANCE:
+            failures.append(f"{measure_id}: {worst:.1e}")
+    for metric in ("cosine", "euclidean"):
+        same = np.array_equal(knn_indices(x, 10, metric), knn_indices(x, 10, metric, device="cuda"))
+        print(f"kNN neighbour lists, {metric}: {'identical' if same else 'DIFFERENT'}")
+        if not same:
+            failures.append(f"knn lists {metric}")
+    assert not failures, failures
+
+
+def time_pairs(rng: np.random.Generator, rate: float) -> None:
+    """One pair of each GPU measure at n = 20,000, d = 1,024 (float32 in): prepare both layers
+    and score, on the CPU and on CUDA, with the device's float64 matmul bound for XᵀY."""
+    n, d = 20_000, 1024
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    y = (x @ (rng.standard_normal((d, d)) / np.sqrt(d)) + rng.standard_normal((n, d))).astype(
+        np.float32
+    )
+    print(
+        f"\none pair, n={n:,}, d={d}: seconds (prepare both + score); XᵀY alone at the "
+        f"device's rate {2 * n * d * d / rate:.3f} s"
+    )
+    for measure_id in GPU_MEASURES:
+        measure = MEASURES[measure_id]
+        row = []
+        for device in ("cpu", "cuda"):
+            on = measure.on(device)
+            start = time.perf_counter()
+            value = on.score(on.prepare(x, "x"), on.prepare(y, "y"))
+            torch.cuda.synchronize()
+            row.append((time.perf_counter() - start, value))
+        (cpu_s, cpu_v), (gpu_s, gpu_v) = row
+        print(
+            f"{measure_id:<26} cpu {cpu_s:8.3f} s  cuda {gpu_s:8.3f} s  "
+            f"speed-up {cpu_s / gpu_s:6.1f}×  |diff| {abs(cpu_v - gpu_v):.1e}"
+        )
+
+
+def time_transfer(rng: np.random.Generator) -> None:
+    """50,000 × 4,096 float32 (800 MiB) to float64 on the GPU: chunked through pinned buffers
+    and overlapped with the conversion, against a plain copy then a conversion."""
+    x = rng.standard_normal((50_000, 4096), dtype=np.float32)
+    for label, move in (
+        ("plain .to(cuda) then .double()", lambda: torch.from_numpy(x).to("cuda").double()),
+        ("to_device (chunked, overlapped)", lambda: to_device(x, "cuda", torch.float64)),
+    ):
+        best = float("inf")
+        for _ in range(3):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            moved = move()
+            torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+        assert torch.equal(moved.cpu(), torch.from_numpy(x).double())
+        print(f"{label:<34} {best:.3f} s ({x.nbytes / best / 2**30:.1f} GiB/s of float32)")
+        del moved
 
 
 def check_extraction(rng: np.random.Generator) -> None:
@@ -123,7 +238,10 @@ def main() -> None:
     print(f"float64 matmul: {rate / 1e12:.1f} TFLOP/s")
     rng = np.random.default_rng(0)
     check_values(rng)
+    check_every_measure(rng)
     check_extraction(rng)
+    time_transfer(rng)
+    time_pairs(rng, rate)
     time_cka(rng, rate)
 
 

@@ -1,8 +1,16 @@
 """Measure benchmarks: RepLens against peer implementations and against the machine itself.
 
 Run: ``python -m tests.benchmarks.bench_measures`` (25 to 35 minutes on 2 cores, depending on
-what else runs) or with ``--quick`` (a smoke configuration, under a minute). Asserts nothing
-about speed.
+what else runs) or with ``--quick`` (a smoke configuration, about two minutes). Asserts nothing
+about speed. ``--measures``, ``--sections``, ``--peers``, ``--sizes`` and ``--dims`` run a part
+(``--sections linear --repeats 3``: linear CKA's targets alone); ``--repeats`` times long calls
+several times, for a machine shared with other work.
+
+Linear CKA's targets (issue 19: within 1.5× the bound, never slower than plain numpy) have a
+section of their own ("linear"): ours, a plain float64 numpy feature-space implementation and
+the float64 matmul throughput are timed in turns, several rounds, each kept at its best, so
+that other work on the machine weighs on the three alike; the table prints them side by side
+with their ratios.
 
 For linear CKA, debiased CKA, mean CCA, Procrustes, RSA and mutual kNN, on the same seeded data
 and in the same run, it prints: our time (prepare both layers + score: the value only, as the
