@@ -77,7 +77,7 @@ METRICS = ("euclidean", "cosine")
 MIN_SAMPLES = 4
 EXACT_LIMIT = 20_000
 """Up to this many samples the original-space neighbours are exact; above, NN-descent. Exact
-search is O(n²·d): about 10 s at 20,000 × 256 on two cores, minutes at 50,000."""
+search is O(n²·d): minutes at 50,000 samples on two cores, about six times less at 20,000."""
 RECALL_SAMPLE = 1_000
 """Approximate neighbour lists: recall@k against exact search on this many random samples."""
 WIDTH = 30

@@ -470,9 +470,11 @@ function renderer(canvas, gl) {
     let completed = false;
     // At most one chunk in flight: the renderer (its GPU process) runs behind the page, so a chunk is added only once
     // the last has been drawn (its fence signalled); the frames it took to say so set the next chunk's size.
+    // Before the first picture there is nothing to keep fluid: chunks are queued without waiting (the renderer draws
+    // them back to back), so the first picture comes as soon as it can.
     const g2 = /** @type {WebGL2RenderingContext} */ (gl2);
     let ready = true;
-    if (d.fence) {
+    if (d.fence && d.shown >= 0) {
       d.waited++;
       ready = g2.getSyncParameter(d.fence, g2.SYNC_STATUS) === g2.SIGNALED;
       if (ready) {
@@ -510,6 +512,7 @@ function renderer(canvas, gl) {
         gl.drawArrays(gl.POINTS, d.next, count);
       }
       d.next += count;
+      if (d.fence) g2.deleteSync(d.fence);
       d.fence = g2.fenceSync(g2.SYNC_GPU_COMMANDS_COMPLETE, 0);
       d.waited = 0;
       gl.flush();
