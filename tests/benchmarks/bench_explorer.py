@@ -27,8 +27,12 @@ on 5,000 samples). It needs Python Playwright and /usr/bin/chromium, no Django:
   requestAnimationFrame deltas during a scripted 1-second drag and 20 wheel steps (dropped
   frames: deltas over 25 ms, i.e. a 60 Hz tick missed), and a 100-vertex lasso (resolved in
   the page, highlighted, fully drawn, and the server's stored selection back). Headless
-  Chromium draws WebGL with SwiftShader, on the CPU: a GPU is far faster. A screenshot at
-  1,000,000 points goes to docs/screenshots/issue-19/.
+  Chromium draws WebGL with SwiftShader, on the CPU: a GPU is far faster. Two screenshots of
+  the plot at 1,000,000 points go to docs/screenshots/issue-19/ (all the points fitted; the
+  lasso's points in colour over the grey density of the others). Above ``--search-up-to``
+  points (default 200,000) the run's neighbour search is not run (it is the slow part, and
+  only the click panel reads its lists): the coordinates are the PCA's, stored as the worker
+  stores them, with 2-D neighbour lists as a stand-in.
 """
 
 from __future__ import annotations
