@@ -6,11 +6,14 @@ import logging
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.runs.management.commands.build_demo import DEMO_PASSWORD, DEMO_USER
 
@@ -39,12 +42,15 @@ class Command(BaseCommand):
                 daemon=True,
             )
             site.start()
+            url = local_url(addr)
+            wait_for_site(url)
             # The training run's requests are not news: the site's log says only 4xx and 5xx
-            # while the demo builds.
+            # while the demo builds (set once the site serves: its WSGI handler's setup
+            # configures the logging again).
             requests_log = logging.getLogger("django.server")
             level = requests_log.level
             requests_log.setLevel(logging.WARNING)
-            call_command("build_demo", url=local_url(addr))
+            call_command("build_demo", url=url)
             requests_log.setLevel(level)
             self.stdout.write(
                 f"\nRepLens demo: http://{addr}/  (login {DEMO_USER} / {DEMO_PASSWORD})\n"
@@ -58,6 +64,22 @@ class Command(BaseCommand):
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.stdout.write(f"the worker (pid {worker.pid}) stops once its run is done")
+
+
+def wait_for_site(url: str, timeout_s: float = 120) -> None:
+    """Return once the site at ``url`` answers (any HTTP status), or give up after
+    ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=10).close()
+            return
+        except urllib.error.HTTPError:  # it answers, if not happily (/healthz says why)
+            return
+        except OSError as err:
+            if time.monotonic() > deadline:
+                raise CommandError(f"the demo site did not answer at {url}: {err}") from err
+            time.sleep(0.5)
 
 
 def local_url(addr: str) -> str:
