@@ -158,6 +158,8 @@ def bench(layers: Layers, n_permutations: int, n_bootstrap: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run on small random layers")
+    parser.add_argument("--permutations", type=int, default=10)
+    parser.add_argument("--bootstrap", type=int, default=20)
     args = parser.parse_args()
     print(
         f"# CCA statistics before and after ({platform.processor() or platform.machine()}, "
@@ -176,7 +178,7 @@ def main() -> None:
                 "random layers (MiniLM not installed), n = 1,000, d = 384",
             )
         )
-        n_permutations, n_bootstrap = 10, 20
+        n_permutations, n_bootstrap = args.permutations, args.bootstrap
     print(
         f"{source}; {len(layers)} × {len(layers)} pairs, {n_permutations} permutations, "
         f"{n_bootstrap} bootstrap resamples; max |Δ| over all pairs"
