@@ -208,7 +208,9 @@ def test_approximate_neighbours_report_their_true_recall(metric):
     assert np.all(np.diff(search.distances, axis=1) >= 0)  # nearest first
     exact = NearestNeighbors(n_neighbors=10, algorithm="brute", metric=metric).fit(x)
     true_distances, truth = exact.kneighbors()
-    per_row = np.array([len(set(a) & set(b)) / 10 for a, b in zip(search.indices, truth)])
+    per_row = np.array(
+        [len(set(a) & set(b)) / 10 for a, b in zip(search.indices, truth, strict=True)]
+    )
     # The reported recall is an estimate of the recall over every row: within its interval
     # (up to sampling), and the lists are good.
     assert search.recall_low - 0.02 <= per_row.mean() <= search.recall_high + 0.02
