@@ -268,13 +268,8 @@ class HuggingFaceEncoder(_Directory):
     family = "text"
 
     def __init__(self, directory: Path) -> None:
-        from transformers import AutoTokenizer
-
         super().__init__(directory)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(directory, **OPTIONS)
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-            raise InputError.caused_by("the model directory has no usable tokenizer", err) from None
+        tokenizer = _tokenizer(directory)
         self.tokens = TextTokens(tokenizer, _max_tokens(directory, tokenizer), self.model.forward)
         self.tokenizer = tokenizer
         self.max_tokens = self.tokens.max_tokens
@@ -450,13 +445,8 @@ class DualEncoder(_Directory):
     inputs = "text+image"
 
     def __init__(self, directory: Path) -> None:
-        from transformers import AutoTokenizer
-
         super().__init__(directory)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(directory, **OPTIONS)
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-            raise InputError.caused_by("the model directory has no usable tokenizer", err) from None
+        tokenizer = _tokenizer(directory)
         self.towers = {
             "text": _part(self.model, "text_model"),
             "vision": _part(self.model, "vision_model"),
@@ -616,3 +606,13 @@ def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
         return []
     longest = max(lists, key=len)
     return list(longest)
+
+
+def _tokenizer(directory: Path) -> Any:
+    """The directory's own tokenizer, or one plain sentence saying it has none."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(directory, **OPTIONS)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+        raise InputError.caused_by("the model directory has no usable tokenizer", err) from None

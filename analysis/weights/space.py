@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from analysis.errors import InputError
-from analysis.models.architectures import build_from_state_dict
+from analysis.models.architectures import StateDict, build_from_state_dict
 from analysis.weights.bert import bert_spec, check_bert_function
 from analysis.weights.connectivity import (
     LAMBDAS,
@@ -124,21 +124,7 @@ def weight_space(
     report(0.55)
     matched = linear_path(state_a, permuted, evaluate, LAMBDAS)
     report(0.9)
-    layers = []
-    for before, after in zip(
-        layer_spectra(state_a, state_b), layer_spectra(state_a, permuted), strict=True
-    ):
-        layers.append(
-            {
-                "layer": before.name,
-                "singular_a": before.singular_a.tolist(),
-                "singular_b": before.singular_b.tolist(),
-                "cosines_before": before.cosines.tolist(),
-                "cosines_after": after.cosines.tolist(),
-                "alignment_before": before.alignment,
-                "alignment_after": after.alignment,
-            }
-        )
+    layers = _layer_spectra(state_a, state_b, permuted)
     report(1.0)
     return {
         "architecture": architecture,
@@ -210,20 +196,7 @@ def encoder_weight_space(
             f"differ by up to {difference:.3g}); its weights are not a {architecture} encoder's"
         )
     report(0.7)
-    layers = [
-        {
-            "layer": before.name,
-            "singular_a": before.singular_a.tolist(),
-            "singular_b": before.singular_b.tolist(),
-            "cosines_before": before.cosines.tolist(),
-            "cosines_after": after.cosines.tolist(),
-            "alignment_before": before.alignment,
-            "alignment_after": after.alignment,
-        }
-        for before, after in zip(
-            layer_spectra(state_a, state_b), layer_spectra(state_a, permuted), strict=True
-        )
-    ]
+    layers = _layer_spectra(state_a, state_b, permuted)
     report(1.0)
     return {
         "architecture": architecture,
@@ -243,3 +216,22 @@ def encoder_weight_space(
         "matched": None,
         "layers": layers,
     }
+
+
+def _layer_spectra(state_a: StateDict, state_b: StateDict, permuted: StateDict) -> list[dict]:
+    """Per layer, as stored: both weight matrices' singular values and the alignment of their
+    singular vectors, before (A against B) and after matching (A against π(B))."""
+    return [
+        {
+            "layer": before.name,
+            "singular_a": before.singular_a.tolist(),
+            "singular_b": before.singular_b.tolist(),
+            "cosines_before": before.cosines.tolist(),
+            "cosines_after": after.cosines.tolist(),
+            "alignment_before": before.alignment,
+            "alignment_after": after.alignment,
+        }
+        for before, after in zip(
+            layer_spectra(state_a, state_b), layer_spectra(state_a, permuted), strict=True
+        )
+    ]
