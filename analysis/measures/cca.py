@@ -462,6 +462,12 @@ class PWCCA(MeanCCA):
     X only, so PWCCA(X, Y) ≠ PWCCA(Y, X) in general. The L1 sum over neurons depends on the
     neuron basis: permuting, sign-flipping or scaling all units leaves it unchanged, rotating
     them does not.
+
+    Where several canonical correlations are equal the split of weight among their
+    directions is arbitrary, and so is the value. A bootstrap resample with fewer distinct
+    samples than r_X + r_Y + 1 forces that (duplicates make r_X + r_Y − (distinct − 1) of
+    them exactly 1): on MiniLM's layers at n = 1,000 a resample's value moves by about 1e-4
+    when its basis is only rotated, in any implementation, and the interval carries it.
     """
 
     id = "cca/pwcca"
