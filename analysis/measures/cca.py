@@ -344,7 +344,9 @@ class MeanCCA(Measure):
         return prepare_qr(x, name, self.rank_tolerance, torch_device(self.device))
 
     def score(self, a: CCALayer, b: CCALayer) -> float:
-        return mean_canonical_correlation(a, b)
+        # The SVD, not mean_canonical_correlation's eigenvalues: LAPACK's symmetric
+        # eigensolver ran 2.5× slower than the SVD with two BLAS threads on a loaded machine.
+        return float(np.mean(canonical_correlations(a, b)))
 
     def permute(self, prepared: CCALayer, perm: np.ndarray) -> CCALayer:
         """Rows permuted: the permuted basis spans the permuted (still centred) data, so the
@@ -442,6 +444,9 @@ class SVCCA(MeanCCA):
         )
 
 
+EIGH_FOR_PWCCA = False
+"""Off: with two BLAS threads on a loaded machine the symmetric eigensolver ran slower than
+the SVD (bench_cca); single-threaded it is about twice as fast."""
 VECTOR_SEPARATION = 1e-9
 """PWCCA takes its canonical directions from an SVD where two squared canonical correlations
 are closer than this (their eigenvectors would carry round-off of about ε / gap)."""
@@ -479,18 +484,21 @@ class PWCCA(MeanCCA):
     def score(self, a: CCALayer, b: CCALayer) -> float:
         """With left singular vectors U of M = Q_Xᵀ Q_Y, the canonical variates are
         H = Q_X U and ⟨hᵢ, xⱼ⟩ = (Uᵀ · Q_Xᵀ X)ᵢⱼ: X's projection on its basis is computed once
-        per layer. U are the eigenvectors of MMᵀ (a symmetric eigenproblem: about half the
+        per layer. With EIGH_FOR_PWCCA, U are the eigenvectors of MMᵀ (about half the
         cost of the SVD) and ρᵢ = ‖Mᵀuᵢ‖; on MiniLM's layers this agrees with the SVD to about
         1e-14 (tests/benchmarks/bench_cca.py). Where two ρᵢ² are closer than
         VECTOR_SEPARATION the SVD gives the vectors instead."""
         m = a.basis.T @ b.basis
         k = min(m.shape)
-        squares, vectors = _eigh(m @ m.T)
-        below_one = squares[-k:][squares[-k:] < 1.0 - SAME_AS_ONE]
-        if np.diff(below_one).min(initial=1.0) < VECTOR_SEPARATION:
+        squares, vectors = _eigh(m @ m.T) if EIGH_FOR_PWCCA else (None, None)
+        if (
+            squares is None
+            or np.diff(squares[-k:][squares[-k:] < 1.0 - SAME_AS_ONE]).min(initial=1.0)
+            < VECTOR_SEPARATION
+        ):
             left, rho = _svd(m)
         else:
-            left = vectors[:, -k:]
+            left = vectors[:, -k:]  # type: ignore[index]
             rho = _host((m.T @ left) ** 2).sum(axis=0) ** 0.5
         weights = _host(abs(left.T @ a.projection)).sum(axis=1)
         return float(np.clip(rho, 0.0, 1.0) @ weights / weights.sum())
