@@ -108,23 +108,6 @@ def _svd(m: Matrix, vectors: bool = True) -> tuple[Matrix, np.ndarray]:
     return left, _host(values)
 
 
-def _eigh(m: Matrix, vectors: bool = True) -> tuple[np.ndarray, Matrix]:
-    """(eigenvalues ascending on the host, eigenvectors or None) of a symmetric matrix."""
-    if isinstance(m, np.ndarray):
-        if not vectors:
-            return scipy.linalg.eigh(
-                m, eigvals_only=True, overwrite_a=True, check_finite=False
-            ), None
-        values, vecs = scipy.linalg.eigh(m, overwrite_a=True, check_finite=False)
-        return values, vecs
-    import torch
-
-    if not vectors:
-        return _host(torch.linalg.eigvalsh(m)), None
-    values, vecs = torch.linalg.eigh(m)
-    return _host(values), vecs
-
-
 def _reciprocal_condition(r: Matrix) -> float:
     """1 / (‖R‖₁ ‖R⁻¹‖₁) of an upper-triangular R: LAPACK's estimate on the host, the exact
     value on the device (no estimator there)."""
@@ -298,30 +281,6 @@ def canonical_correlations(a: CCALayer, b: CCALayer) -> np.ndarray:
     return np.clip(_svd(a.basis.T @ b.basis, vectors=False)[1], 0.0, 1.0)
 
 
-MEAN_TOLERANCE = 1e-10
-"""Largest round-off allowed in a mean of canonical correlations taken from eigenvalues (the
-bound below is a worst case: measured differences from the SVD are about 1e-16)."""
-
-
-def mean_canonical_correlation(a: CCALayer, b: CCALayer) -> float:
-    """The mean of :func:`canonical_correlations`, from the eigenvalues ρᵢ² of the smaller
-    of MᵀM and MMᵀ (M = Q_Xᵀ Q_Y): a symmetric eigenvalue problem costs about half an SVD.
-    An eigenvalue carries an absolute round-off δ of a few k·ε (k its size), so ρᵢ = √λᵢ errs
-    by at most min(√δ, δ / 2ρᵢ); where those bounds could add up to more than MEAN_TOLERANCE
-    in the mean (many correlations near 0), the singular values are computed instead."""
-    m = a.basis.T @ b.basis
-    gram = m.T @ m if m.shape[1] <= m.shape[0] else m @ m.T
-    k = gram.shape[0]
-    squares, _ = _eigh(gram, vectors=False)
-    rho = np.sqrt(np.clip(squares, 0.0, 1.0))
-    delta = 4 * k * np.finfo(np.float64).eps
-    with np.errstate(divide="ignore"):
-        error = np.minimum(np.sqrt(delta), delta / (2 * rho))
-    if error.sum() / k > MEAN_TOLERANCE:
-        return float(np.mean(canonical_correlations(a, b)))
-    return float(np.mean(rho))
-
-
 class MeanCCA(Measure):
     """Mean canonical correlation over the min(r_X, r_Y) canonical directions."""
 
@@ -344,8 +303,8 @@ class MeanCCA(Measure):
         return prepare_qr(x, name, self.rank_tolerance, torch_device(self.device))
 
     def score(self, a: CCALayer, b: CCALayer) -> float:
-        # The SVD, not mean_canonical_correlation's eigenvalues: LAPACK's symmetric
-        # eigensolver ran 2.5× slower than the SVD with two BLAS threads on a loaded machine.
+        # The singular values, not eigenvalues of MᵀM: LAPACK's symmetric eigensolver was
+        # 2.5× faster single-threaded but 2.5× slower with two BLAS threads on a loaded machine.
         return float(np.mean(canonical_correlations(a, b)))
 
     def permute(self, prepared: CCALayer, perm: np.ndarray) -> CCALayer:
@@ -444,18 +403,6 @@ class SVCCA(MeanCCA):
         )
 
 
-EIGH_FOR_PWCCA = False
-"""Off: with two BLAS threads on a loaded machine the symmetric eigensolver ran slower than
-the SVD (bench_cca); single-threaded it is about twice as fast."""
-VECTOR_SEPARATION = 1e-9
-"""PWCCA takes its canonical directions from an SVD where two squared canonical correlations
-are closer than this (their eigenvectors would carry round-off of about ε / gap)."""
-SAME_AS_ONE = 1e-9
-"""Squared correlations this close to 1 form one direction shared by both layers (a layer
-with itself; a bootstrap resample, whose duplicated samples force r_X + r_Y − (distinct
-samples − 1) of them): within it every choice of vectors is as good, for the SVD too."""
-
-
 class PWCCA(MeanCCA):
     """Projection-weighted CCA (Morcos, Raghu & Bengio 2018, "Insights on representational
     similarity in neural networks with canonical correlation", NeurIPS)::
@@ -484,21 +431,7 @@ class PWCCA(MeanCCA):
     def score(self, a: CCALayer, b: CCALayer) -> float:
         """With left singular vectors U of M = Q_Xᵀ Q_Y, the canonical variates are
         H = Q_X U and ⟨hᵢ, xⱼ⟩ = (Uᵀ · Q_Xᵀ X)ᵢⱼ: X's projection on its basis is computed once
-        per layer. With EIGH_FOR_PWCCA, U are the eigenvectors of MMᵀ (about half the
-        cost of the SVD) and ρᵢ = ‖Mᵀuᵢ‖; on MiniLM's layers this agrees with the SVD to about
-        1e-14 (tests/benchmarks/bench_cca.py). Where two ρᵢ² are closer than
-        VECTOR_SEPARATION the SVD gives the vectors instead."""
-        m = a.basis.T @ b.basis
-        k = min(m.shape)
-        squares, vectors = _eigh(m @ m.T) if EIGH_FOR_PWCCA else (None, None)
-        if (
-            squares is None
-            or np.diff(squares[-k:][squares[-k:] < 1.0 - SAME_AS_ONE]).min(initial=1.0)
-            < VECTOR_SEPARATION
-        ):
-            left, rho = _svd(m)
-        else:
-            left = vectors[:, -k:]  # type: ignore[index]
-            rho = _host((m.T @ left) ** 2).sum(axis=0) ** 0.5
+        per layer."""
+        left, rho = _svd(a.basis.T @ b.basis)
         weights = _host(abs(left.T @ a.projection)).sum(axis=1)
         return float(np.clip(rho, 0.0, 1.0) @ weights / weights.sum())
