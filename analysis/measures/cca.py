@@ -230,6 +230,39 @@ def prepare_qr(
     return CCALayer(x, centred, basis, rank, x.shape[1], tolerance)
 
 
+def distinct_in_resample(n: int) -> float:
+    """The expected number of distinct samples in a bootstrap resample of n: n(1 − (1 − 1/n)ⁿ),
+    about 0.632 n."""
+    return n * (1.0 - (1.0 - 1.0 / n) ** n)
+
+
+def check_resample(name: str, idx: np.ndarray, kept: int) -> None:
+    """Refuse a bootstrap resample in which a layer keeping ``kept`` directions would break the
+    rule every CCA value keeps (:func:`_check_enough_samples`): duplicated rows add nothing, so
+    the resample spans only its distinct samples, and two layers of more than half of them
+    would share directions of correlation 1 whatever the data. Such a resample says nothing
+    about the value's spread; where they are the rule, the pair gets no interval."""
+    distinct = len(np.unique(idx))
+    if 2 * kept > distinct - 1:
+        raise InputError(
+            f"{name}: a bootstrap resample of {distinct} distinct samples is too few for "
+            f"{kept} directions"
+        )
+
+
+def _resample_note(a: CCALayer, b: CCALayer) -> str:
+    """What the estimator says where :func:`check_resample` refuses a typical resample."""
+    kept = max(a.basis.shape[1], b.basis.shape[1])
+    distinct = distinct_in_resample(a.n)
+    if 2 * kept <= distinct - 1:
+        return ""
+    return (
+        f"; no bootstrap interval: a resample holds about {distinct:.0f} distinct samples, "
+        f"fewer than twice the {kept} kept directions plus one, so duplicates would force "
+        "canonical correlations of 1 whatever the data"
+    )
+
+
 def resample_basis(layer: CCALayer, idx: np.ndarray) -> CCALayer | None:
     """The layer of the bootstrap resample ``rows[idx]`` from its prepared basis, or None
     where that would not be the layer :func:`prepare_qr` makes of the resample.
@@ -321,7 +354,9 @@ class MeanCCA(Measure):
 
     def resample(self, prepared: CCALayer, idx: np.ndarray, name: str = "activations") -> Any:
         """From the prepared basis (:func:`resample_basis`), or afresh where that would not
-        give the same layer (then folded like the others of the resample)."""
+        give the same layer (then folded like the others of the resample); refused where the
+        resample has too few distinct samples (:func:`check_resample`)."""
+        check_resample(name, idx, prepared.basis.shape[1])
         layer = resample_basis(prepared, idx)
         return layer if layer is not None else folded(self.prepare(prepared.data[idx], name), idx)
 
@@ -335,9 +370,13 @@ class MeanCCA(Measure):
         text = f"QR, rank {a.rank} of {a.d} × {b.rank} of {b.d}"
         if a.rank < a.d or b.rank < b.d:
             text += " (constant or linearly dependent columns dropped)"
-        return text + (
-            "; bootstrap resamples re-centre the prepared bases (exact while a resample keeps "
-            "the rank; one that nearly loses a direction is prepared afresh)"
+        return (
+            text
+            + (
+                "; bootstrap resamples re-centre the prepared bases (exact while a resample "
+                "keeps the rank; one that nearly loses a direction is prepared afresh)"
+            )
+            + _resample_note(a, b)
         )
 
 
@@ -393,13 +432,15 @@ class SVCCA(MeanCCA):
 
     def resample(self, prepared: CCALayer, idx: np.ndarray, name: str = "activations") -> Any:
         """Afresh: which top directions a resample keeps depends on its own spectrum."""
-        return self.prepare(prepared.data[idx], name)
+        layer = self.prepare(prepared.data[idx], name)
+        check_resample(name, idx, layer.basis.shape[1])
+        return layer
 
     def estimator(self, a: CCALayer, b: CCALayer) -> str:
         return (
             f"SVD, kept {a.basis.shape[1]} of {a.rank} × {b.basis.shape[1]} of {b.rank} "
             f"directions ({self.variance_kept:.0%} of variance); bootstrap resamples "
-            "prepared afresh"
+            "prepared afresh" + _resample_note(a, b)
         )
 
 

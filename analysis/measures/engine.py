@@ -351,18 +351,21 @@ def _bootstrap(
     estimates = {key: result.value for key, result in results.items() if result.value is not None}
     draws: dict[tuple[str, str], list[float]] = {key: [] for key in estimates}
     for idx in resamples:
+        # None: the measure refused this layer's resample (e.g. one that left it constant);
+        # the pairs it takes part in get no draw from this resample, the others do.
         resampled: dict[int, Any] = {}
-        try:
-            for name, p in [*prepared_a, *prepared_b]:
-                if id(p) not in resampled:
+        for name, p in [*prepared_a, *prepared_b]:
+            if id(p) not in resampled:
+                try:
                     resampled[id(p)] = measure.resample(p, idx, name)
-        except InputError:  # e.g. a resample that left a layer constant: skip it
-            step()
-            continue
+                except InputError:
+                    resampled[id(p)] = None
         scored: dict[tuple[int, int], float] = {}
         for name_a, a in prepared_a:
             for name_b, b in prepared_b:
                 if (name_a, name_b) not in draws:
+                    continue
+                if resampled[id(a)] is None or resampled[id(b)] is None:
                     continue
                 pair = (id(a), id(b))
                 if measure.symmetric and pair[::-1] in scored:

@@ -447,3 +447,25 @@ def test_mean_from_eigenvalues_falls_back_where_round_off_could_show():
     y = x @ rng.standard_normal((6, 6)) + rng.standard_normal((50, 6))
     c = MeanCCA().prepare(y)
     assert MeanCCA().score(a, c) == pytest.approx(np.mean(canonical_correlations(a, c)), abs=1e-13)
+
+
+@pytest.mark.parametrize("measure", MEASURES, ids=lambda m: m.id)
+def test_no_interval_where_a_resample_has_too_few_distinct_samples(measure: Measure):
+    """At n = 100 a layer of 35 directions is scored (2 × 35 ≤ n − 1) but a bootstrap resample
+    holds about 63 distinct samples, which two such layers would fill with correlations of 1
+    whatever the data: that pair gets no interval and its estimator says why, while a pair of
+    narrow layers in the same matrix still gets one."""
+    rng = np.random.default_rng(0)
+    wide = rng.standard_normal((100, 35))
+    narrow = rng.standard_normal((100, 3))
+    other = narrow @ rng.standard_normal((3, 3)) + rng.standard_normal((100, 3))
+    measure = measure.configured({"variance_kept": 1.0} if measure.id == "cca/svcca" else None)
+    results = compare_layers(
+        measure, [("wide", wide), ("narrow", narrow)], [("other", other)], n_bootstrap=20
+    )
+    refused, kept = results[("wide", "other")], results[("narrow", "other")]
+    assert refused.value is not None and refused.ci_low is None and refused.ci_high is None
+    assert "no bootstrap interval" in refused.estimator
+    assert "distinct samples" in refused.estimator
+    assert kept.ci_low is not None and kept.ci_low <= kept.value <= kept.ci_high
+    assert "no bootstrap interval" not in kept.estimator
