@@ -382,6 +382,24 @@ class ProbeSummarySerializer(serializers.Serializer):
     families = ProbeFamilySerializer(many=True, help_text="empty until the run finished")
 
 
+class NeighbourSearchSerializer(serializers.Serializer):
+    method = serializers.CharField(help_text="exact, or nn-descent (approximate)")
+    estimator = serializers.CharField()
+    k = serializers.IntegerField(help_text="neighbours kept per sample")
+    metric = serializers.CharField()
+    seconds = serializers.FloatField(help_text="the search's wall time")
+    recall = serializers.FloatField(
+        required=False, help_text="nn-descent: mean recall@k against exact search"
+    )
+    recall_interval = serializers.ListField(
+        child=serializers.FloatField(), required=False, help_text="its 95% interval"
+    )
+    recall_sample = serializers.IntegerField(
+        required=False, help_text="random samples the recall was measured on"
+    )
+    recall_seconds = serializers.FloatField(required=False)
+
+
 class ProjectionSerializer(serializers.Serializer):
     run = serializers.IntegerField()
     checkpoint = serializers.IntegerField()
@@ -390,6 +408,11 @@ class ProjectionSerializer(serializers.Serializer):
     pooling = serializers.CharField()
     method = serializers.CharField(help_text="pca, umap or tsne")
     parameters = serializers.DictField(child=ValueField())
+    neighbours = NeighbourSearchSerializer(
+        allow_null=True,
+        help_text="how each sample's nearest neighbours in the original space were found "
+        "(null for projections computed before this was recorded)",
+    )
     estimator = serializers.CharField()
     explained_variance = numbers("PCA: share of variance of each axis", allow_null=True)
     n = serializers.IntegerField(help_text="points")
