@@ -12,30 +12,38 @@
 
 import { DENSITY_FROM, FIRST_CHUNK, FRAME_MS, STILL_MS, nextChunk, pointSize, textureTransform } from "./density.js";
 
-const VERTEX_SHADER = `
+// Both point programs' vertex shaders start with this: the colour lookup and the in-focus test. placePoint puts the
+// point on screen when it belongs to this pass and returns true, with c its lookup texel; otherwise it places it
+// outside the clip volume (not drawn in this pass), with no colour, and returns false.
+const POINT_PRELUDE = `
     attribute vec2 a_pos;
     attribute float a_label;
     attribute float a_sel;
     uniform vec2 u_scale;
     uniform vec2 u_offset;
     uniform float u_size;
-    uniform float u_alpha;
     uniform float u_pass; // 0: points out of focus only, 1: points in focus only
     uniform sampler2D u_lut;
     varying vec4 v_color;
-    void main() {
+    bool placePoint(out vec4 c) {
       vec2 uv = vec2((mod(a_label, 256.0) + 0.5) / 256.0, (floor(a_label / 256.0) + 0.5) / 256.0);
-      vec4 c = texture2D(u_lut, uv);
+      c = texture2D(u_lut, uv);
       bool focus = c.a > 0.5 && a_sel > 0.5;
       if (focus != (u_pass > 0.5)) {
-        gl_Position = vec4(2.0, 2.0, 2.0, 1.0); // outside the clip volume: not drawn in this pass
+        gl_Position = vec4(2.0, 2.0, 2.0, 1.0);
         gl_PointSize = 1.0;
         v_color = vec4(0.0);
-        return;
+        return false;
       }
-      v_color = u_pass < 0.5 ? vec4(0.80, 0.82, 0.85, 0.5 * u_alpha) : vec4(c.rgb, u_alpha);
       gl_Position = vec4(a_pos * u_scale + u_offset, 0.0, 1.0);
       gl_PointSize = u_size;
+      return true;
+    }`;
+const VERTEX_SHADER = `${POINT_PRELUDE}
+    uniform float u_alpha;
+    void main() {
+      vec4 c;
+      if (placePoint(c)) v_color = u_pass < 0.5 ? vec4(0.80, 0.82, 0.85, 0.5 * u_alpha) : vec4(c.rgb, u_alpha);
     }`;
 const FRAGMENT_SHADER = `
     precision mediump float;
@@ -49,29 +57,10 @@ const UNIFORMS = /** @type {const} */ (["u_scale", "u_offset", "u_size", "u_alph
 
 // Density rendering (density.js): each point adds (colour, 1) to its pixel of a float texture, in focus (u_pass 1)
 // or out of focus (u_pass 0, grey) into separate textures; the screen pass maps the sums to colours.
-const ACCUMULATE_VERTEX = `
-    attribute vec2 a_pos;
-    attribute float a_label;
-    attribute float a_sel;
-    uniform vec2 u_scale;
-    uniform vec2 u_offset;
-    uniform float u_size;
-    uniform float u_pass;
-    uniform sampler2D u_lut;
-    varying vec4 v_color;
+const ACCUMULATE_VERTEX = `${POINT_PRELUDE}
     void main() {
-      vec2 uv = vec2((mod(a_label, 256.0) + 0.5) / 256.0, (floor(a_label / 256.0) + 0.5) / 256.0);
-      vec4 c = texture2D(u_lut, uv);
-      bool focus = c.a > 0.5 && a_sel > 0.5;
-      if (focus != (u_pass > 0.5)) {
-        gl_Position = vec4(2.0, 2.0, 2.0, 1.0);
-        gl_PointSize = 1.0;
-        v_color = vec4(0.0);
-        return;
-      }
-      v_color = vec4(c.rgb, 1.0);
-      gl_Position = vec4(a_pos * u_scale + u_offset, 0.0, 1.0);
-      gl_PointSize = u_size;
+      vec4 c;
+      if (placePoint(c)) v_color = vec4(c.rgb, 1.0);
     }`;
 const ACCUMULATE_FRAGMENT = `
     precision highp float;
