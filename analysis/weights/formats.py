@@ -13,22 +13,26 @@ SCRIPTABLE = ("mlp", "small-cnn")
 """Those a TorchScript model may be recognised as by its layers' names (:data:`_TOP_LEVEL`);
 a ``transformer`` is read from a .safetensors state dict only."""
 
-ENCODERS = {"BertLayer": "bert"}
+ENCODERS = {"BertLayer": "bert", "RobertaLayer": "roberta", "TransformerBlock": "distilbert"}
 """Hugging Face encoders whose permutation structure is declared
-(:func:`analysis.weights.bert.bert_spec`), by the type of their blocks in a checkpoint's layer
-tree. Loaded as encoders, they have no class scores: their weight space has no loss paths."""
+(:data:`analysis.weights.bert.LAYOUTS`), by the type of their blocks in a checkpoint's layer
+tree (``TransformerBlock`` is DistilBERT's, the only transformers model with blocks of that
+name). Loaded as encoders, they have no class scores: their weight space has no loss paths."""
+
+ENCODER_NAMES = "BERT, RoBERTa or DistilBERT"
+"""The families of :data:`ENCODERS`, as a sentence names them."""
 
 WEIGHT_FORMATS = (
     "weight space reads weights only from .safetensors state dicts of a built-in architecture "
     f"({', '.join(MATCHABLE)}), from TorchScript models whose layers follow the naming of "
-    f"{' or '.join(SCRIPTABLE)} and from Hugging Face directories of BERT encoders with "
+    f"{' or '.join(SCRIPTABLE)} and from Hugging Face directories of {ENCODER_NAMES} encoders with "
     "model.safetensors weights (without loss paths, as they have no class scores)"
 )
 """What a refusal says about the formats that expose weights this way."""
 
 NOT_READ = {
     "torchscript": "is a TorchScript model whose layers follow no built-in architecture's naming",
-    "huggingface": "is a Hugging Face directory of another model than a BERT encoder",
+    "huggingface": f"is a Hugging Face directory of another model than a {ENCODER_NAMES} encoder",
     "onnx": "is stored as ONNX, whose graph holds no parameters a permutation spec names",
     "precomputed": "holds precomputed activations, with no weights",
 }

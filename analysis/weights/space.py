@@ -22,7 +22,7 @@ from torch import nn
 
 from analysis.errors import InputError
 from analysis.models.architectures import StateDict, build_from_state_dict
-from analysis.weights.bert import bert_spec, check_bert_function
+from analysis.weights.bert import LAYOUTS, check_encoder_function, encoder_spec
 from analysis.weights.connectivity import (
     LAMBDAS,
     ConnectivityCurve,
@@ -168,13 +168,11 @@ def encoder_weight_space(
     and pooler output with those of π(B) on the texts, the hidden states' features permuted by
     the residual permutation (an encoder's outputs are in its residual basis)."""
     report = progress or (lambda f: None)
-    if architecture != "bert":
-        raise InputError(f"no permutation structure is declared for encoder {architecture!r}")
     heads = {int(e.model.config.num_attention_heads) for e in (encoder_a, encoder_b)}
     if len(heads) != 1:
         raise InputError("the two encoders have different numbers of attention heads")
     state_a, state_b = state_of(encoder_a.model), state_of(encoder_b.model)
-    viewed = bert_spec(state_a, heads.pop())
+    viewed = encoder_spec(state_a, heads.pop(), architecture)
     viewed.spec.check(viewed.view(state_b), "model B")
     perms = viewed.match(state_a, state_b, seed=seed)
     permuted = viewed.apply(perms, state_b)
@@ -185,7 +183,7 @@ def encoder_weight_space(
     tokens = encoder_b.tokenizer(
         sample, padding=True, truncation=True, max_length=encoder_b.max_tokens, return_tensors="pt"
     )
-    difference = check_bert_function(encoder_b.model, copy_b, perms["residual"], tokens)
+    difference = check_encoder_function(encoder_b.model, copy_b, perms["residual"], tokens)
     with torch.no_grad():
         hidden = encoder_b.model(**tokens, output_hidden_states=True).hidden_states
     scale = max(1.0, max(float(h.abs().max()) for h in hidden))
@@ -193,7 +191,8 @@ def encoder_weight_space(
     if not difference <= tolerance:
         raise InputError(
             f"B with its units permuted does not compute the same function as B (outputs "
-            f"differ by up to {difference:.3g}); its weights are not a {architecture} encoder's"
+            f"differ by up to {difference:.3g}); its weights are not a "
+            f"{LAYOUTS[architecture].name} encoder's"
         )
     report(0.7)
     layers = _layer_spectra(state_a, state_b, permuted)

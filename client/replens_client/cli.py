@@ -490,8 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the weight space between two checkpoints of one architecture: B's units matched to "
         "A's, loss and accuracy along the linear paths with their barriers, L2 and per-layer "
         "spectra before and after matching (.safetensors of a built-in architecture, "
-        "TorchScript named after mlp or small-cnn, or Hugging Face BERT encoders, which have "
-        "no paths)",
+        "TorchScript named after mlp or small-cnn, or Hugging Face BERT, RoBERTa or "
+        "DistilBERT encoders, which have no paths)",
     )
     ids(p, "checkpoint-a", "checkpoint-b", "dataset")
     p.add_argument(

@@ -855,9 +855,9 @@ class Client:
         both linear paths with their barriers, and each layer's spectra and alignment. Only
         .safetensors state dicts of a built-in architecture (``mlp``, ``small-cnn``,
         ``transformer``), TorchScript models named after ``mlp`` or ``small-cnn`` and Hugging
-        Face BERT encoders (no paths: they have no class scores, so any dataset they read,
-        labels not needed) are accepted. Returns the run; :meth:`weight_space` has the
-        result."""
+        Face BERT, RoBERTa or DistilBERT encoders (no paths: they have no class scores, so
+        any dataset they read, labels not needed) are accepted. Returns the run;
+        :meth:`weight_space` has the result."""
         body = {
             "checkpoint_a": _id(checkpoint_a),
             "checkpoint_b": _id(checkpoint_b),

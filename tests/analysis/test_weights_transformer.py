@@ -197,9 +197,9 @@ def test_a_transformer_is_read_from_safetensors_only():
     assert "transformer" in WEIGHT_FORMATS
 
 
-def test_a_hugging_face_bert_encoder_is_recognised_by_its_blocks():
-    """By the type of its hidden states' blocks in the layer tree; any other encoder (or a
-    mixture) is not read."""
+def test_a_hugging_face_encoder_is_recognised_by_its_blocks():
+    """BERT, RoBERTa and DistilBERT by the type of their hidden states' blocks in the layer
+    tree; any other encoder (or a mixture) is not read."""
     tree = [{"name": "hidden.0", "type": "embeddings"}]
     tree += [{"name": f"hidden.{k}", "type": "BertLayer"} for k in (1, 2)]
     with_head = [*tree, {"name": "sentence_embedding", "type": "pooling (mean)"}]
@@ -208,7 +208,15 @@ def test_a_hugging_face_bert_encoder_is_recognised_by_its_blocks():
     other = [*tree[:2], {"name": "hidden.2", "type": "RobertaLayer"}]
     assert declared_architecture("huggingface", "", other) is None
     assert declared_architecture("huggingface", "", tree[:1]) is None
-    assert "Hugging Face directories of BERT encoders" in WEIGHT_FORMATS
+    for block, family in (
+        ("RobertaLayer", "roberta"),
+        ("TransformerBlock", "distilbert"),
+        ("XLMRobertaLayer", None),
+        ("GPT2Block", None),
+    ):
+        blocks = [{"name": f"hidden.{k}", "type": block} for k in (1, 2)]
+        assert declared_architecture("huggingface", "", [tree[0], *blocks]) == family
+    assert "Hugging Face directories of BERT, RoBERTa or DistilBERT encoders" in WEIGHT_FORMATS
 
 
 def test_a_safetensors_state_dict_loads_as_the_transformer_it_holds(tmp_path):

@@ -79,6 +79,5 @@ def test_the_api_asks_for_reads_and_refuses(api, owner, workspace, digits, ckpt_
     Checkpoint.objects.filter(pk=ckpt_b.pk).update(format="huggingface")
     refused = api.post("/api/v1/weight-spaces/", {**body, "seed": 1}, format="json")
     assert refused.status_code == 400
-    assert "is a Hugging Face directory of another model than a BERT encoder, and" in str(
-        refused.json()
-    )
+    other = "is a Hugging Face directory of another model than a BERT, RoBERTa or DistilBERT"
+    assert f"{other} encoder, and" in str(refused.json())

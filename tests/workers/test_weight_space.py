@@ -209,14 +209,14 @@ def test_two_bert_encoders_from_hugging_face_directories(client, owner, workspac
     encoder has no class scores); the page says so, on a text dataset without labels."""
     from transformers import BertModel
 
-    from analysis.weights.bert import bert_spec
+    from analysis.weights.bert import encoder_spec
     from tests.formats import texts_jsonl, tiny_bert_dir, zip_dir
     from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
 
     directory_a = tiny_bert_dir(tmp_path / "a")
     model = BertModel.from_pretrained(directory_a)
     original = state(model)
-    viewed = bert_spec(original, n_heads=model.config.num_attention_heads)
+    viewed = encoder_spec(original, model.config.num_attention_heads, "bert")
     rng = np.random.default_rng(0)
     sigma = {p: rng.permutation(viewed.spec.size(p)) for p in viewed.spec.perm_to_axes}
     model.load_state_dict(viewed.apply(sigma, original))

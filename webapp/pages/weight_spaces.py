@@ -47,7 +47,7 @@ class WeightSpaceForm(WeightsParameters):
     dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.none(),
         help_text="labelled samples: loss and accuracy along the paths, and the function check "
-        "(texts, labels not needed, for two BERT encoders: no paths)",
+        "(texts, labels not needed, for two BERT, RoBERTa or DistilBERT encoders: no paths)",
     )
 
     field_order = ["checkpoint_a", "checkpoint_b", "dataset"]
