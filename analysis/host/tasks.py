@@ -15,7 +15,8 @@ from analysis.models.architectures import build_from_state_dict
 from analysis.models.base import Model
 from analysis.models.checkpoints import describe as describe_model
 from analysis.models.checkpoints import load_checkpoint
-from analysis.models.extraction import extract_activations
+from analysis.models.choices import TOKENS
+from analysis.models.extraction import extract_activations, extract_tokens
 from analysis.models.modules import as_model, is_torchscript
 from analysis.probes.engine import run_probe
 from analysis.stitching import stitching_matrix
@@ -48,28 +49,58 @@ def describe(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict
 
 def fit(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
     """Whether the model reads each dataset: the first sample of every ``x:<key>`` of
-    ``inputs`` run through it (its default layers, mean pooling). ``{"fits": {key: reason}}``,
-    the reason one plain sentence, "" where the model reads the sample."""
+    ``inputs`` run through it (its default layers, every position kept). ``{"fits": {key:
+    reason}, "shapes": {key: shapes}}``, the reason one plain sentence, "" where the model
+    reads the sample; the shapes of the layers where it does: ``{"max_tokens": the most tokens
+    a text is read as, or None, "layers": {layer: {"positions": rows of the sample, "d": width,
+    "positional": whether the output has positions}}}``, from which a token-level extraction's
+    size is told before it runs."""
     model = _model(params, inputs)
     layers = as_model(model).default_layers()
     samples = {name[2:]: np.asarray(x)[:1] for name, x in inputs.items() if name.startswith("x:")}
-    reasons = {}
+    reasons, shapes = {}, {}
     for done, (key, x) in enumerate(samples.items(), start=1):
         try:
-            extract_activations(model, x, layers, "mean", device="cpu")
+            found = extract_tokens(model, x, layers, device="cpu")
         except InputError as err:
             reasons[key] = str(err)
         except Exception as err:  # the model's own error, on this input
             reasons[key] = plain(err) or "the model failed on a sample of this dataset"
         else:
             reasons[key] = ""
+            shapes[key] = {
+                "max_tokens": as_model(model).max_tokens,
+                "layers": {
+                    name: {
+                        "positions": len(rows.values),
+                        "d": int(rows.values.shape[1]),
+                        "positional": rows.positional,
+                    }
+                    for name, rows in found.items()
+                },
+            }
         progress(done / len(samples))
-    return {"fits": reasons}, {}
+    return {"fits": reasons, "shapes": shapes}, {}
 
 
 def extract(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
-    """``{layer: n × d float32}`` activations of ``inputs["x"]``."""
+    """``{layer: n × d float32}`` activations of ``inputs["x"]``; at every position (the
+    ``tokens`` pooling): ``{layer: rows × d float32, "sample:<layer>": each row's sample,
+    "position:<layer>": its position}``."""
     model = _model(params, inputs)
+    if params["pooling"] == TOKENS:
+        found = extract_tokens(
+            model,
+            np.asarray(inputs["x"]),
+            params["layers"],
+            device=params.get("device"),
+            progress=progress,
+        )
+        arrays = {}
+        for layer, rows in found.items():
+            arrays |= {layer: rows.values, f"sample:{layer}": rows.sample}
+            arrays[f"position:{layer}"] = rows.position
+        return {}, arrays
     activations = extract_activations(
         model,
         np.asarray(inputs["x"]),

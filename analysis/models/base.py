@@ -6,7 +6,8 @@ classes)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,59 @@ import torch
 OUTPUT = "output"
 """Pseudo-layer name for what the model's forward returns."""
 
-Recorder = Callable[[Any], dict[str, torch.Tensor]]
-"""Runs one batch of inputs and returns ``{layer: output}``."""
+
+@dataclass(frozen=True)
+class Positions:
+    """One batch's activations at every position (the ``tokens`` pooling): ``values`` is
+    ``rows × d``, and each row has its ``sample`` (index in the batch) and its ``position``: a
+    text's token index counted over its real tokens (padding is never a row), a vision
+    transformer's token index (the class token is position 0, the patches follow), a
+    convolutional map's ``h · W + w``. Rows are sorted by sample, then position."""
+
+    values: torch.Tensor
+    sample: torch.Tensor
+    position: torch.Tensor
+
+    def float(self) -> Positions:
+        return Positions(self.values.float(), self.sample, self.position)
+
+    def of_rows(self, rows: torch.Tensor) -> Positions:
+        """The same rows with each sample renumbered to ``rows[sample]`` (a bucket's samples
+        as positions in its batch)."""
+        return Positions(self.values, rows.to(self.sample.device)[self.sample], self.position)
+
+    @staticmethod
+    def joined(parts: list[Positions]) -> Positions:
+        """The rows of ``parts`` (of one batch), sorted by sample, then position."""
+        sample = torch.cat([p.sample for p in parts])
+        position = torch.cat([p.position for p in parts])
+        order = torch.argsort(sample * (int(position.max()) + 1) + position, stable=True)
+        values = torch.cat([p.values for p in parts])
+        return Positions(values[order], sample[order], position[order])
+
+
+def positions_of(t: torch.Tensor, mask: torch.Tensor | None = None) -> Positions:
+    """A batch's layer output as one row per position (see :class:`Positions`): a token
+    sequence ``batch × T × d`` at the tokens where ``mask`` (``batch × T``) is 1, every token
+    without one; a convolutional map ``batch × C × H × W`` (or more spatial axes) at each of
+    its flattened positions, the row its C channels; a ``batch × d`` output at position 0."""
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.ndim == 2:
+        t = t[:, None, :]
+    elif t.ndim > 3:
+        t = t.flatten(2).transpose(1, 2)
+    keep = (
+        torch.ones(t.shape[:2], dtype=torch.bool, device=t.device) if mask is None else mask.bool()
+    )
+    sample = keep.nonzero(as_tuple=True)[0]
+    position = (keep.long().cumsum(1) - 1)[keep]
+    return Positions(t[keep], sample, position)
+
+
+Recorder = Callable[[Any], Mapping[str, torch.Tensor | Positions]]
+"""Runs one batch of inputs and returns ``{layer: output}``: a tensor, or for the ``tokens``
+pooling of a recorder that reads masks itself, :class:`Positions`."""
 
 
 class Model(ABC):
@@ -29,6 +81,8 @@ class Model(ABC):
     """
 
     inputs = "array"
+    max_tokens: int | None = None
+    """The most tokens a text is read as (models that read text; longer ones are truncated)."""
 
     def to(self, device: torch.device) -> Model:
         return self

@@ -21,9 +21,23 @@ averages its patch tokens, without the class token (and DeiT's distillation toke
 pooling each kind of Hugging Face model takes: :data:`analysis.models.hf_kinds.POOLINGS`."""
 
 
+TOKENS = "tokens"
+EXTRACTION_POOLINGS = {
+    **POOLINGS,
+    TOKENS: "every position as a row, stored with its sample and position (texts: real tokens; "
+    "ViTs: class token at 0, then the patches; conv: each of the H×W positions)",
+}
+"""What an extraction may store: one of :data:`POOLINGS`, or every position as a row
+(:class:`analysis.models.base.Positions`: padding tokens are never rows; a vision transformer's
+class token is position 0; a conv map's position is ``h · W + w``, its row the C channels;
+a two-dimensional output is one row per sample, at position 0)."""
+
+
 def check_pooling(pooling: str) -> None:
-    if pooling not in POOLINGS:
-        raise InputError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+    if pooling not in EXTRACTION_POOLINGS:
+        raise InputError(
+            f"unknown pooling {pooling!r}; choose one of: {', '.join(EXTRACTION_POOLINGS)}"
+        )
 
 
 ARCHITECTURES = {

@@ -1,17 +1,20 @@
-"""Per-layer activations of a model over a dataset, reduced to ``n × d`` float32 arrays."""
+"""Per-layer activations of a model over a dataset: reduced to ``n × d`` float32 arrays
+(:func:`extract_activations`), or kept at every position with each row's sample and position
+(:func:`extract_tokens`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from analysis.errors import InputError
-from analysis.models.base import Model, Recorder
-from analysis.models.choices import check_pooling
+from analysis.models.base import Model, Positions, Recorder, positions_of
+from analysis.models.choices import TOKENS, check_pooling
 from analysis.models.modules import as_model
 
 Progress = Callable[[float], None]
@@ -20,9 +23,25 @@ Batch = torch.Tensor | list[str]
 """One model input: a float32 tensor, or a list of strings for texts."""
 
 
+@dataclass(frozen=True)
+class TokenRows:
+    """A layer's activations at every position over a dataset: ``values`` ``rows × d``
+    float32, each row's ``sample`` (its index in the dataset) and ``position`` (see
+    :class:`analysis.models.base.Positions`), sorted by sample, then position."""
+
+    values: np.ndarray
+    sample: np.ndarray
+    position: np.ndarray
+    positional: bool
+    """Whether the layer's output has positions (a token sequence or a map), not one row per
+    sample (a ``batch × d`` output, each sample's row at position 0)."""
+
+
 def pool(t: torch.Tensor, pooling: str) -> torch.Tensor:
     """Reduce a batch of layer outputs to ``batch × d``."""
     check_pooling(pooling)
+    if pooling == TOKENS:
+        raise InputError("pooling 'tokens' keeps every position: extract_tokens stores them")
     if t.ndim == 1:
         return t[:, None]
     if t.ndim == 2:
@@ -82,15 +101,53 @@ def extract_activations(
 
     Raises :class:`InputError` naming the layer when an output is not finite or not a tensor.
     """
-    if not layers:
-        raise InputError("choose at least one layer")
-    check_pooling(pooling)
-    check_inputs(model, x)
-    device = torch.device(device) if device is not None else default_device()
-    loaded = as_model(model).to(device).eval()
-    record = loaded.recorder(layers, pooling)
-    order = loaded.run_order(x)
-    return _run_batches(record, x, layers, pooling, batch_size, device, progress, order)
+    n = len(x)
+    out: dict[str, np.ndarray] = {}
+    for rows, outputs in _batches(model, x, layers, pooling, batch_size, device, progress):
+        for name, value in outputs.items():
+            if isinstance(value, Positions):
+                raise InputError(f"layer {name!r} gave every position, not one row per sample")
+            pooled = pooled_output(name, value, pooling)
+            if name not in out:
+                out[name] = np.empty((n, pooled.shape[1]), dtype=np.float32)
+            out[name][rows] = pooled.cpu().numpy()
+    return out
+
+
+def extract_tokens(
+    model: Model | nn.Module,
+    x: np.ndarray,
+    layers: list[str],
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, TokenRows]:
+    """Run ``model`` over ``x`` in batches and return every position of each layer as a row
+    (the ``tokens`` pooling, :class:`TokenRows`): padding tokens are never rows."""
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    positional: dict[str, bool] = {}
+    for rows, outputs in _batches(model, x, layers, TOKENS, batch_size, device, progress):
+        dataset_rows = np.arange(len(x))[rows]
+        for name, value in outputs.items():
+            positional[name] = isinstance(value, Positions) or value.ndim > 2
+            found = value if isinstance(value, Positions) else positions_of(value)
+            if not torch.isfinite(found.values).all():
+                raise InputError(f"layer {name!r} produced NaN or Inf activations")
+            parts.setdefault(name, []).append(
+                (
+                    found.values.cpu().numpy(),
+                    dataset_rows[found.sample.cpu().numpy()],
+                    found.position.cpu().numpy(),
+                )
+            )
+    out = {}
+    for name, found in parts.items():
+        sample = np.concatenate([p[1] for p in found]).astype(np.int64)
+        position = np.concatenate([p[2] for p in found]).astype(np.int64)
+        order = np.lexsort((position, sample))
+        values = np.concatenate([p[0] for p in found])[order].astype(np.float32, copy=False)
+        out[name] = TokenRows(values, sample[order], position[order], positional[name])
+    return out
 
 
 def full_precision() -> AbstractContextManager[None]:
@@ -99,38 +156,41 @@ def full_precision() -> AbstractContextManager[None]:
     return torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False)
 
 
-def _run_batches(
-    record: Recorder,
+def _batches(
+    model: Model | nn.Module,
     x: np.ndarray,
     layers: list[str],
     pooling: str,
     batch_size: int,
-    device: torch.device,
+    device: torch.device | str | None,
     progress: Progress | None,
-    order: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    """Batches of ``batch_size`` samples taken in ``order`` (default: the dataset's), each
-    batch's rows written back to their places."""
+) -> Iterator[tuple[np.ndarray | slice, dict[str, torch.Tensor | Positions]]]:
+    """Each batch's rows of ``x`` with the outputs of ``layers`` (raw, or pooled by a recorder
+    that pools itself). Batches of ``batch_size`` samples are taken in the model's
+    :meth:`~analysis.models.base.Model.run_order` (default: the dataset's)."""
+    if not layers:
+        raise InputError("choose at least one layer")
+    check_pooling(pooling)
+    check_inputs(model, x)
+    device = torch.device(device) if device is not None else default_device()
+    loaded = as_model(model).to(device).eval()
+    record = loaded.recorder(layers, pooling)
+    order = loaded.run_order(x)
     n = len(x)
-    out: dict[str, np.ndarray] = {}
     with torch.inference_mode(), full_precision():
         for start in range(0, n, batch_size):
             rows = slice(start, start + batch_size) if order is None else order[start:][:batch_size]
-            batch = batch_of(x, rows, device)
-            outputs = outputs_of(record, batch, layers)
-            for name, value in outputs.items():
-                pooled = pooled_output(name, value, pooling)
-                if name not in out:
-                    out[name] = np.empty((n, pooled.shape[1]), dtype=np.float32)
-                out[name][rows] = pooled.cpu().numpy()
+            yield rows, recorded(record, batch_of(x, rows, device), layers)
             if progress:
                 progress(min(start + batch_size, n) / n)
-    return out
 
 
-def outputs_of(record: Recorder, batch: Batch, layers: list[str]) -> dict[str, torch.Tensor]:
-    """The raw float32 outputs of ``layers`` for one batch; the model failing on it, or a
-    layer returning something other than a tensor, is the user's input error."""
+def recorded(
+    record: Recorder, batch: Batch, layers: list[str]
+) -> dict[str, torch.Tensor | Positions]:
+    """The float32 outputs of ``layers`` for one batch (tensors, or :class:`Positions` from a
+    recorder that keeps every position itself); the model failing on it, or a layer returning
+    something else, is the user's input error."""
     try:
         outputs = record(batch)
     except InputError:
@@ -138,10 +198,24 @@ def outputs_of(record: Recorder, batch: Batch, layers: list[str]) -> dict[str, t
     except Exception as err:
         what = f"shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else "texts"
         raise InputError.caused_by(f"the model failed on input of {what}", err) from None
+    found: dict[str, torch.Tensor | Positions] = {}
     for name in layers:
-        if not isinstance(outputs.get(name), torch.Tensor):
+        value = outputs.get(name)
+        if not isinstance(value, torch.Tensor | Positions):
             raise InputError(f"layer {name!r} did not return a tensor")
-    return {name: outputs[name].float() for name in layers}
+        found[name] = value.float()
+    return found
+
+
+def outputs_of(record: Recorder, batch: Batch, layers: list[str]) -> dict[str, torch.Tensor]:
+    """The raw float32 outputs of ``layers`` for one batch, each a tensor (see
+    :func:`recorded`)."""
+    found = {}
+    for name, value in recorded(record, batch, layers).items():
+        if not isinstance(value, torch.Tensor):
+            raise InputError(f"layer {name!r} did not return a tensor")
+        found[name] = value
+    return found
 
 
 def pooled_output(name: str, value: torch.Tensor, pooling: str) -> torch.Tensor:

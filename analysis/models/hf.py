@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from analysis.data.archives import single_root, unpack
 from analysis.errors import InputError
 from analysis.models import hf_kinds
-from analysis.models.base import Model, Recorder
+from analysis.models.base import Model, Positions, Recorder, positions_of
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
@@ -92,9 +92,12 @@ def load_directory(directory: Path) -> Model:
     return loaders[kind](directory)
 
 
-def mask_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+def mask_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor | Positions:
     """``batch × T × d`` token states → ``batch × d``, counting only tokens where ``mask``
-    is 1 (left or right padding)."""
+    is 1 (left or right padding); ``tokens``: every real token as a row (:class:`Positions`,
+    positions counted over the real tokens)."""
+    if pooling == "tokens":
+        return positions_of(hidden, mask)
     if pooling == "mean":
         m = mask.to(hidden.dtype).unsqueeze(1)  # batch × 1 × T: one matrix product per text
         return torch.bmm(m, hidden).squeeze(1) / m.sum(2).clamp(min=1e-9)
@@ -177,16 +180,23 @@ class TextTokens:
         )
 
 
-def in_place(parts: list[tuple[np.ndarray, dict[str, torch.Tensor]]], n: int) -> dict:
-    """``{layer: n × d}`` from each bucket's ``(rows, {layer: rows × d})``, rows in place."""
-    out: dict[str, torch.Tensor] = {}
+def in_place(
+    parts: list[tuple[np.ndarray, dict[str, torch.Tensor | Positions]]], n: int
+) -> dict[str, torch.Tensor | Positions]:
+    """``{layer: n × d}`` from each bucket's ``(rows, {layer: rows × d})``, rows in place;
+    a layer kept at every position: the buckets' rows, each sample its place in the batch."""
+    out: dict[str, torch.Tensor | Positions] = {}
+    positions: dict[str, list[Positions]] = {}
     for rows, pooled in parts:
         index = torch.as_tensor(rows)
         for name, value in pooled.items():
+            if isinstance(value, Positions):
+                positions.setdefault(name, []).append(value.of_rows(index))
+                continue
             if name not in out:
                 out[name] = value.new_empty((n, *value.shape[1:]))
             out[name][index.to(value.device)] = value
-    return out
+    return {**out, **{name: Positions.joined(found) for name, found in positions.items()}}
 
 
 class _Directory(Model):
@@ -307,15 +317,16 @@ class HuggingFaceEncoder(_Directory):
             self._check_pooling(pooling)
         head = self.sentence  # offered as a layer only where the directory declares one
 
-        def run(texts: list[str]) -> dict[str, torch.Tensor]:
+        def run(texts: list[str]) -> dict[str, torch.Tensor | Positions]:
             parts = []
             for rows, tokens in self.tokens.batches(texts, self.device):
                 hidden = self._hidden_states(tokens)
                 mask = tokens["attention_mask"]
-                pooled = {}
+                pooled: dict[str, torch.Tensor | Positions] = {}
                 for name in layers:
                     if name == SENTENCE_EMBEDDING and head is not None:
                         vector = mask_pool(hidden[-1], mask, head["pooling"])
+                        assert isinstance(vector, torch.Tensor)  # mean, cls or last
                         pooled[name] = F.normalize(vector, dim=1) if head["normalize"] else vector
                     else:
                         pooled[name] = mask_pool(hidden[_layer_index(name)], mask, pooling)
@@ -396,7 +407,11 @@ def _image_family(config: PretrainedConfig) -> tuple[str, int]:
 def image_pool(hidden: torch.Tensor, family: str, prefix: int, pooling: str) -> torch.Tensor:
     """A vision transformer's ``batch × T × d`` states: the class token (``cls``) or the mean of
     the patches after the ``prefix`` tokens (``mean``); a convolutional ``batch × C × H × W``
-    map: its mean over H × W (``mean``) or all of it (``flatten``)."""
+    map: its mean over H × W (``mean``) or all of it (``flatten``). ``tokens`` keeps them as
+    they are (every token, the class token first; every H × W position), made rows by
+    :func:`analysis.models.base.positions_of`."""
+    if pooling == "tokens":
+        return hidden
     if family == "vit":
         return hidden[:, 0] if pooling == "cls" else hidden[:, prefix:].mean(1)
     return hidden.flatten(2).mean(2) if pooling == "mean" else hidden.flatten(1)
@@ -458,6 +473,7 @@ class DualEncoder(_Directory):
         self.tokens = TextTokens(
             tokenizer, _max_tokens(directory, tokenizer), self.towers["text"].forward
         )
+        self.max_tokens = self.tokens.max_tokens
         vision_config = self.config.vision_config
         self.pixels = ImagePixels(directory, int(getattr(vision_config, "num_channels", 3)))
         self.n_text = _hidden_count(self.config.text_config)
@@ -495,7 +511,7 @@ class DualEncoder(_Directory):
     def recorder(self, layers: list[str], pooling: str) -> Recorder:
         self._check_layers(layers)
 
-        def run(batch: torch.Tensor | list[str]) -> dict[str, torch.Tensor]:
+        def run(batch: torch.Tensor | list[str]) -> dict[str, torch.Tensor | Positions]:
             texts = isinstance(batch, list)
             other = [n for n in layers if n.startswith("vision." if texts else "text.")]
             if other:
@@ -509,14 +525,16 @@ class DualEncoder(_Directory):
 
         return run
 
-    def _texts(self, texts: list[str], layers: list[str], pooling: str) -> dict:
+    def _texts(
+        self, texts: list[str], layers: list[str], pooling: str
+    ) -> dict[str, torch.Tensor | Positions]:
         if any(name != EMBEDS for name in layers):
             hf_kinds.check_pooling("text", pooling, "a text tower")
         parts = []
         for rows, tokens in self.tokens.batches(texts, self.device):
             out = self.towers["text"](**tokens, output_hidden_states=True)
             mask = tokens["attention_mask"]
-            pooled = {}
+            pooled: dict[str, torch.Tensor | Positions] = {}
             for name in layers:
                 if name == EMBEDS:
                     pooled[name] = self.projections["text"](out.pooler_output)

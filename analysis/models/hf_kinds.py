@@ -31,15 +31,16 @@ into one space."""
 ENCODER_DECODERS = ("t5", "mt5", "bart", "mbart", "marian", "pegasus", "whisper")
 
 POOLINGS = {
-    "text": ("mean", "cls", "last"),
-    "decoder": ("last", "mean"),
-    "vit": ("cls", "mean"),
-    "convnet": ("mean", "flatten"),
+    "text": ("mean", "cls", "last", "tokens"),
+    "decoder": ("last", "mean", "tokens"),
+    "vit": ("cls", "mean", "tokens"),
+    "convnet": ("mean", "flatten", "tokens"),
 }
-"""The poolings each kind of hidden state takes (see :data:`analysis.models.choices.POOLINGS`):
-text over the real tokens; a decoder's last real token (the one that saw the whole text) or
-mean; a vision transformer's class token or mean over the patches (without the class token); a
-convolutional map's mean over H × W or all of it."""
+"""The poolings each kind of hidden state takes (see
+:data:`analysis.models.choices.EXTRACTION_POOLINGS`): text over the real tokens; a decoder's
+last real token (the one that saw the whole text) or mean; a vision transformer's class token
+or mean over the patches (without the class token); a convolutional map's mean over H × W or
+all of it; every kind, each real token, token or position as a row (``tokens``)."""
 
 READS = {"text": ("text",), "decoder": ("text",), "image": ("image",), "dual": ("text", "image")}
 """What each kind reads: texts, or images (``n × C × H × W`` in [0, 1])."""

@@ -119,7 +119,7 @@ def test_image_encoders_equal_transformers(tmp_path, built, kind, poolings, pref
     names = [f"hidden.{k}" for k in range(len(hidden))]
     assert default_layers(model) == names
     assert {tuple(n["reads"]) for n in layer_tree(model)} == {("image",)}
-    assert offered_poolings(layer_tree(model), "image") == poolings
+    assert offered_poolings(layer_tree(model), "image") == (*poolings, "tokens")
     assert offered_poolings(layer_tree(model), "text") is None
     for pooling in poolings:
         got = extract_activations(model, x, names, pooling, batch_size=4, device="cpu")
@@ -190,8 +190,8 @@ def test_a_clip_dual_encoder_reads_texts_and_images_each_with_its_tower(tmp_path
     model = load(tmp_path, directory)
     assert default_layers(model) == ["embeds"]
     assert checkpoint_reads("huggingface", layer_tree(model)) == ("text", "image")
-    assert offered_poolings(layer_tree(model), "text") == ("mean", "cls", "last")
-    assert offered_poolings(layer_tree(model), "image") == ("cls", "mean")
+    assert offered_poolings(layer_tree(model), "text") == ("mean", "cls", "last", "tokens")
+    assert offered_poolings(layer_tree(model), "image") == ("cls", "mean", "tokens")
 
     def text_side(m, tokens):
         out = m.text_model(**tokens, output_hidden_states=True)

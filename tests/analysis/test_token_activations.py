@@ -1,0 +1,135 @@
+"""Token- and patch-level activations (issue 19 item 2): the ``tokens`` pooling keeps every
+position of a layer as a row with its sample and position. Checked against transformers itself
+on tiny random-weight models built from configs (no downloads): each row equals the model's
+hidden state at that real token (each text run alone, so without any padding), a vision
+transformer's class token is position 0 and its patches follow, a convolutional map's position
+is ``h · W + w``; and the mean of a sample's rows is the ``mean`` extraction.
+
+Tolerance: 1e-6 times the layer's largest |value| (float32; the two sides pad differently)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.errors import InputError
+from analysis.models.base import positions_of
+from analysis.models.checkpoints import load_checkpoint
+from analysis.models.extraction import extract_activations, extract_tokens
+from tests.formats import SENTENCES, small_cnn, tiny_bert_dir, tiny_hf_dir, tiny_images, zip_dir
+
+LIMITS = (1000, 10**9)
+TEXTS = [*SENTENCES, "cat", "the values of the dog in the park are sorted", "a mat"]
+
+
+def close(got: np.ndarray, want: np.ndarray) -> None:
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * max(1.0, np.abs(want).max()))
+
+
+def load(tmp_path, directory):
+    path = tmp_path / f"{directory.name}.zip"
+    path.write_bytes(zip_dir(directory))
+    return load_checkpoint(path, "huggingface", filename=path.name, limits=LIMITS)
+
+
+def alone(directory, texts):
+    """Each text's hidden states (``T × d`` per layer) from transformers, run alone."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModel.from_pretrained(directory).eval()
+    out = []
+    with torch.no_grad():
+        for text in texts:
+            tokens = tokenizer([text], return_tensors="pt")
+            tokens.pop("token_type_ids", None)
+            out.append([h[0].numpy() for h in model(**tokens, output_hidden_states=True)[-1]])
+    return out
+
+
+def expected_rows(per_sample: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, sample and position of ``T_i × d`` states, sample by sample."""
+    sample = np.concatenate([np.full(len(s), i) for i, s in enumerate(per_sample)])
+    position = np.concatenate([np.arange(len(s)) for s in per_sample])
+    return np.concatenate(per_sample), sample, position
+
+
+@pytest.mark.parametrize(("kind", "batch_size"), [("bert", 4), ("llama", 3), ("gpt2", 5)])
+def test_text_rows_are_the_hidden_states_at_the_real_tokens(tmp_path, kind, batch_size):
+    """BERT pads on the right, the Llama tokenizer on the left, GPT-2 pads with its end
+    token: no padding token is ever a row, and positions count a text's real tokens."""
+    if kind == "bert":
+        directory = tiny_bert_dir(tmp_path / kind)
+    else:
+        directory = tiny_hf_dir(tmp_path / kind, kind)
+    model = load(tmp_path, directory)
+    per_text = alone(directory, TEXTS)
+    names = [f"hidden.{k}" for k in range(len(per_text[0]))]
+    x = np.array(TEXTS)
+    got = extract_tokens(model, x, names, batch_size=batch_size, device="cpu")
+    means = extract_activations(model, x, names, "mean", batch_size=batch_size, device="cpu")
+    for k, name in enumerate(names):
+        rows, sample, position = expected_rows([s[k] for s in per_text])
+        assert got[name].positional
+        np.testing.assert_array_equal(got[name].sample, sample)
+        np.testing.assert_array_equal(got[name].position, position)
+        close(got[name].values, rows)
+        assert got[name].values.dtype == np.float32
+        # A sample's rows, averaged, are the ``mean`` extraction.
+        pooled = np.stack([got[name].values[got[name].sample == i].mean(0) for i in range(len(x))])
+        close(pooled, means[name])
+
+
+@pytest.mark.parametrize(("kind", "vit"), [("vit", True), ("convnext", False)])
+def test_image_rows_are_every_token_or_map_position(tmp_path, kind, vit):
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoModel
+
+    directory = tiny_hf_dir(tmp_path / kind, kind)
+    model = load(tmp_path, directory)
+    pictures = tiny_images(5)
+    x = (pictures.transpose(0, 3, 1, 2) / 255).astype(np.float32)
+    processor = AutoImageProcessor.from_pretrained(directory, use_fast=False)
+    reference = AutoModel.from_pretrained(directory).eval()
+    pixels = processor(images=[Image.fromarray(p) for p in pictures], return_tensors="pt")
+    with torch.no_grad():
+        hidden = reference(**pixels, output_hidden_states=True).hidden_states
+    names = [f"hidden.{k}" for k in range(len(hidden))]
+    got = extract_tokens(model, x, names, batch_size=2, device="cpu")
+    for k, states in enumerate(hidden):
+        # A ViT's n × T × d: the class token is position 0, the patches 1 … T - 1; a conv
+        # map's n × C × H × W: position h · W + w, each row the C channels there.
+        per_sample = states.numpy() if vit else states.flatten(2).transpose(1, 2).numpy()
+        rows, sample, position = expected_rows(list(per_sample))
+        close(got[names[k]].values, rows)
+        np.testing.assert_array_equal(got[names[k]].sample, sample)
+        np.testing.assert_array_equal(got[names[k]].position, position)
+    if vit:
+        first = got["hidden.1"]
+        close(first.values[first.position == 0], hidden[1][:, 0].numpy())
+
+
+def test_torch_modules_keep_conv_positions_and_one_row_per_sample_of_flat_outputs():
+    model = small_cnn()
+    x = np.random.default_rng(0).standard_normal((7, 1, 5, 5)).astype(np.float32)
+    got = extract_tokens(model, x, ["0", "4"], batch_size=3, device="cpu")
+    with torch.no_grad():
+        conv = model[0](torch.from_numpy(x))  # 7 × 4 × 5 × 5
+    close(got["0"].values, conv.flatten(2).transpose(1, 2).reshape(-1, 4).numpy())
+    np.testing.assert_array_equal(got["0"].position, np.tile(np.arange(25), 7))
+    np.testing.assert_array_equal(got["0"].sample, np.repeat(np.arange(7), 25))
+    assert got["0"].positional and not got["4"].positional
+    np.testing.assert_array_equal(got["4"].sample, np.arange(7))
+    np.testing.assert_array_equal(got["4"].position, np.zeros(7))
+    with pytest.raises(InputError, match="extract_tokens stores them"):
+        extract_activations(model, x, ["0"], "tokens", device="cpu")
+
+
+def test_positions_of_skips_masked_tokens_and_counts_real_ones():
+    t = torch.arange(2 * 4 * 1, dtype=torch.float32).reshape(2, 4, 1)
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 0]])  # left and right padding
+    found = positions_of(t, mask)
+    assert found.values[:, 0].tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert found.sample.tolist() == [0, 0, 1, 1, 1]
+    assert found.position.tolist() == [0, 1, 0, 1, 2]
