@@ -41,8 +41,9 @@ Beyond one-to-one (:func:`unit_matching_report`, after Li et al. 2016):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -500,9 +501,45 @@ def _sparse_prediction(
     on a shared geometric grid of α, summarised by error and number of non-zeros."""
     if n_alphas < 1 or not 0 < alpha_ratio < 1:
         raise InputError("the lasso path needs n_alphas ≥ 1 and 0 < alpha_ratio < 1")
-    x = a.standardised
     units = np.setdiff1d(np.arange(b.standardised.shape[1]), b.constant)
-    y = b.standardised[:, units]
+    path = _path(a.standardised, b.standardised[:, units], n_alphas, alpha_ratio)
+    errors, nonzeros = path.errors, path.nonzeros
+    most = int(nonzeros.max())
+    at_most = [
+        float(np.mean(np.where(nonzeros <= k, errors, np.inf).min(axis=0))) for k in range(most + 1)
+    ]
+    return SparsePrediction(
+        alphas=path.alphas.tolist(),
+        mean_error=errors.mean(axis=1).tolist(),
+        mean_nonzeros=nonzeros.mean(axis=1).tolist(),
+        error_at_nonzeros=at_most,
+        errors=errors,
+        nonzeros=nonzeros,
+        units=units,
+        converged=path.converged,
+    )
+
+
+class _Path(NamedTuple):
+    """A lasso path summarised per α (:func:`_path`)."""
+
+    alphas: np.ndarray
+    errors: np.ndarray  # (n_alphas, q): ‖y_j − Xw‖² / ‖y_j‖² on the samples fitted
+    nonzeros: np.ndarray  # (n_alphas, q) int: non-zero weights
+    converged: bool  # every α's coordinate descent met REPORT_TOL
+    scores: list[np.ndarray]  # per α, score(W) (none without a score)
+
+
+def _path(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_alphas: int,
+    alpha_ratio: float,
+    score: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> _Path:
+    """The lasso path of the columns of ``y`` (centred, unit norm) from those of ``x`` (centred)
+    over ``n_alphas`` penalties, geometric from α_max = max |XᵀY|/n down to ``alpha_ratio`` ·
+    α_max, summarised per α; ``score``, when given, is applied to each α's (p, q) weights."""
     n = len(x)
     gram, cross = x.T @ x / n, x.T @ y / n
     alpha_max = float(np.abs(cross).max())
@@ -510,9 +547,10 @@ def _sparse_prediction(
         alphas = np.array([0.0])
     else:
         alphas = alpha_max * np.geomspace(1.0, alpha_ratio, n_alphas)
-    errors = np.empty((len(alphas), len(units)))
-    nonzeros = np.empty((len(alphas), len(units)), dtype=np.int64)
+    errors = np.empty((len(alphas), y.shape[1]))
+    nonzeros = np.empty((len(alphas), y.shape[1]), dtype=np.int64)
     converged = True
+    scores: list[np.ndarray] = []
     for i, (w, gw, done) in enumerate(
         _lasso_steps(gram, cross, alphas.tolist(), REPORT_TOL, MAX_SWEEPS)
     ):
@@ -520,20 +558,9 @@ def _sparse_prediction(
         errors[i] = np.clip(1.0 - n * np.sum(w * (2 * cross - gw), axis=0), 0.0, None)
         nonzeros[i] = np.count_nonzero(w, axis=0)
         converged &= done
-    most = int(nonzeros.max())
-    at_most = [
-        float(np.mean(np.where(nonzeros <= k, errors, np.inf).min(axis=0))) for k in range(most + 1)
-    ]
-    return SparsePrediction(
-        alphas=alphas.tolist(),
-        mean_error=errors.mean(axis=1).tolist(),
-        mean_nonzeros=nonzeros.mean(axis=1).tolist(),
-        error_at_nonzeros=at_most,
-        errors=errors,
-        nonzeros=nonzeros,
-        units=units,
-        converged=converged,
-    )
+        if score is not None:
+            scores.append(score(w))
+    return _Path(alphas, errors, nonzeros, converged, scores)
 
 
 def split_samples(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -593,39 +620,27 @@ def heldout_prediction(
     if units.size == 0:
         return None
     y_tr, y_te, test_norms = y_tr[:, units], y_te[:, units], test_norms[units]
-    n = len(train)
-    gram, cross = x_tr.T @ x_tr / n, x_tr.T @ y_tr / n
-    alpha_max = float(np.abs(cross).max())
-    alphas = (
-        np.array([0.0]) if alpha_max == 0.0 else alpha_max * np.geomspace(1, alpha_ratio, n_alphas)
-    )
-    errors = np.empty((len(alphas), len(units)))
-    train_errors = np.empty_like(errors)
-    nonzeros = np.empty((len(alphas), len(units)), dtype=np.int64)
-    converged = True
-    for i, (w, gw, done) in enumerate(
-        _lasso_steps(gram, cross, alphas.tolist(), REPORT_TOL, MAX_SWEEPS)
-    ):
-        errors[i] = ((y_te - x_te @ w) ** 2).sum(axis=0) / test_norms
-        # ‖y − Xw‖² / ‖y‖² on the training split, ‖y_tr‖ = 1: 1 − 2n wᵀc + n wᵀGw
-        train_errors[i] = np.clip(1.0 - n * np.sum(w * (2 * cross - gw), axis=0), 0.0, None)
-        nonzeros[i] = np.count_nonzero(w, axis=0)
-        converged &= done
+
+    def held_out_error(w: np.ndarray) -> np.ndarray:
+        return ((y_te - x_te @ w) ** 2).sum(axis=0) / test_norms
+
+    path = _path(x_tr, y_tr, n_alphas, alpha_ratio, held_out_error)
+    errors, nonzeros = np.array(path.scores), path.nonzeros
     # the least-penalised fit (last on the path) with at most k non-zeros, per unit
     at_most = []
     for k in range(int(nonzeros.max()) + 1):
-        last = len(alphas) - 1 - np.argmax((nonzeros <= k)[::-1], axis=0)
+        last = len(path.alphas) - 1 - np.argmax((nonzeros <= k)[::-1], axis=0)
         at_most.append(float(errors[last, np.arange(len(units))].mean()))
     return HeldOutPrediction(
         train=train,
         test=test,
-        alphas=alphas.tolist(),
+        alphas=path.alphas.tolist(),
         mean_error=errors.mean(axis=1).tolist(),
-        mean_train_error=train_errors.mean(axis=1).tolist(),
+        mean_train_error=path.errors.mean(axis=1).tolist(),
         mean_nonzeros=nonzeros.mean(axis=1).tolist(),
         error_at_nonzeros=at_most,
         errors=errors,
         nonzeros=nonzeros,
         units=units,
-        converged=converged,
+        converged=path.converged,
     )
