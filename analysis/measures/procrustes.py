@@ -77,22 +77,25 @@ class PreparedShape:
         return self.data.cpu().numpy()
 
 
+def _single_point(name: str) -> InputError:
+    """The error for a layer whose samples are all one point (constant, or centred to 0)."""
+    return InputError(
+        f"{name}: every column is constant across samples; its shape is a single point"
+    )
+
+
 def prepare(x: np.ndarray, name: str = "activations", device: str | None = None) -> PreparedShape:
     """Centre the columns of ``x`` (n × d) and scale it to unit Frobenius norm, in float64;
     with a ``device``, in torch on that device."""
     x = check_activations(x, name, MIN_SAMPLES)
     if not np.ptp(x, axis=0).any():
-        raise InputError(
-            f"{name}: every column is constant across samples; its shape is a single point"
-        )
+        raise _single_point(name)
     if device is not None:
         return _prepare_torch(x, name, device)
     centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
     norm = np.linalg.norm(centred)
     if norm == 0.0:
-        raise InputError(
-            f"{name}: every column is constant across samples; its shape is a single point"
-        )
+        raise _single_point(name)
     centred /= norm
     n, p = centred.shape
     if p <= n:
@@ -114,9 +117,7 @@ def _prepare_torch(x: np.ndarray, name: str, device: str) -> PreparedShape:
     centred -= centred.mean(dim=0)
     norm = torch.linalg.vector_norm(centred)
     if float(norm) == 0.0:
-        raise InputError(
-            f"{name}: every column is constant across samples; its shape is a single point"
-        )
+        raise _single_point(name)
     centred /= norm
     n, p = centred.shape
     if p <= n:
