@@ -54,6 +54,19 @@ def uploaded(api, path: str, filename: str, content: bytes, **fields) -> dict:
     return made(api, upload(api, path, filename, content, **fields))
 
 
+def extracted_twice(owner, checkpoint, dataset, layers, content, tmp_path):
+    """``hidden.2`` (cls pooling) of an extraction run of ``layers`` by the worker, and the same
+    layer extracted here from the model archive ``content`` loaded in-process: (stored, direct)."""
+    run, _ = request_extraction(owner, checkpoint, dataset, layers, "cls")
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    (tmp_path / "model.zip").write_bytes(content)
+    model = load_huggingface(tmp_path / "model.zip", "model.zip", 100, 10**9)
+    direct = extract_activations(model, dataset.load_arrays().x, ["hidden.2"], "cls", device="cpu")
+    stored = ActivationSet.objects.get(checkpoint=checkpoint, layer="hidden.2", pooling="cls")
+    return stored, direct["hidden.2"]
+
+
 @pytest.fixture
 def texts(api):
     body = uploaded(api, "/api/v1/datasets/", "texts.jsonl", texts_jsonl(40), name="Texts")
@@ -73,14 +86,9 @@ def test_a_hugging_face_directory_on_a_text_dataset(api, client, owner, texts, b
     assert body["format"] == "huggingface" and body["layers"][-1] == "sentence_embedding"
     checkpoint = Checkpoint.objects.get(pk=body["id"])
 
-    run, _ = request_extraction(owner, checkpoint, texts, ["hidden.2", "sentence_embedding"], "cls")
-    run = run_with_dependencies(run)
-    assert run.state == Run.State.SUCCEEDED, run.error
-    (tmp_path / "bert.zip").write_bytes(bert_zip)
-    model = load_huggingface(tmp_path / "bert.zip", "bert.zip", 100, 10**9)
-    direct = extract_activations(model, texts.load_arrays().x, ["hidden.2"], "cls", device="cpu")
-    stored = ActivationSet.objects.get(checkpoint=checkpoint, layer="hidden.2", pooling="cls")
-    np.testing.assert_allclose(stored.load(), direct["hidden.2"], atol=1e-5)
+    layers = ["hidden.2", "sentence_embedding"]
+    stored, direct = extracted_twice(owner, checkpoint, texts, layers, bert_zip, tmp_path)
+    np.testing.assert_allclose(stored.load(), direct, atol=1e-5)
 
     # Layer by layer against itself at another pooling.
     compare, _ = request_comparison(
@@ -158,15 +166,10 @@ def test_a_hugging_face_vit_directory_on_an_image_dataset(api, owner, texts, tmp
         pk=uploaded(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(30))["id"]
     )
     checkpoint = Checkpoint.objects.get(pk=body["id"])
-    run, _ = request_extraction(owner, checkpoint, digits, ["hidden.1", "hidden.2"], "cls")
-    run = run_with_dependencies(run)
-    assert run.state == Run.State.SUCCEEDED, run.error
-    (tmp_path / "vit.zip").write_bytes(content)
-    model = load_huggingface(tmp_path / "vit.zip", "vit.zip", 100, 10**9)
-    direct = extract_activations(model, digits.load_arrays().x, ["hidden.2"], "cls", device="cpu")
-    stored = ActivationSet.objects.get(checkpoint=checkpoint, layer="hidden.2", pooling="cls")
+    layers = ["hidden.1", "hidden.2"]
+    stored, direct = extracted_twice(owner, checkpoint, digits, layers, content, tmp_path)
     assert stored.n == 30 and stored.d == 32
-    np.testing.assert_allclose(stored.load(), direct["hidden.2"], atol=1e-6)
+    np.testing.assert_allclose(stored.load(), direct, atol=1e-6)
     # The checkpoint page offers the poolings a vision transformer takes (its layer tree says).
     offered = ExtractionForm(checkpoint, dataset=digits).fields["pooling"].choices
     assert [name for name, _ in offered] == ["mean", "cls"]
