@@ -11,7 +11,7 @@ from analysis.measures.knn import KNNJaccard, MutualKNN
 from analysis.measures.procrustes import ProcrustesAngular, ProcrustesEuclidean
 from analysis.measures.regression import RidgePredictivity
 from analysis.measures.relative import RelativeSimilarity
-from analysis.measures.rsa import RSA, EuclideanRSA
+from analysis.measures.rsa import RSA, EuclideanPearsonRSA, EuclideanRSA, PearsonRSA
 from analysis.measures.units import UnitMatching
 
 MEASURES: dict[str, Measure] = {
@@ -27,6 +27,8 @@ MEASURES: dict[str, Measure] = {
         ProcrustesEuclidean(),
         RSA(),
         EuclideanRSA(),
+        PearsonRSA(),
+        EuclideanPearsonRSA(),
         MutualKNN(),
         KNNJaccard(),
         RidgePredictivity(),
@@ -56,6 +58,12 @@ DEFINITIONS: dict[str, str] = {
     "1 − Pearson correlation between samples: 1 = same ranking of distances, 0 = unrelated",
     "rsa/euclidean-spearman": "Spearman correlation between the two layers' matrices of "
     "Euclidean distances between samples: 1 = same ranking of distances, 0 = unrelated",
+    "rsa/correlation-pearson": "Pearson correlation between the two layers' matrices of "
+    "1 − Pearson correlation between samples: 1 = distances in the same proportions (up to an "
+    "offset and a scale), 0 = unrelated",
+    "rsa/euclidean-pearson": "Pearson correlation between the two layers' matrices of "
+    "Euclidean distances between samples: 1 = distances in the same proportions (up to an "
+    "offset and a scale), 0 = unrelated",
     "knn/mutual": "mean over samples of the share of its k nearest neighbours found in both "
     "layers: 1 = same neighbours",
     "knn/jaccard": "mean over samples of |shared| / |union| of its k nearest neighbours in "

@@ -3,7 +3,8 @@ Analysis – Connecting the Branches of Systems Neuroscience", Front. Syst. Neur
 
 Each space gets a representational dissimilarity matrix (RDM) over its samples; two spaces are
 compared by the Spearman correlation of their RDMs' upper triangles (k = 1, the diagonal is
-excluded). Spearman is Pearson's correlation of the ranks, ties given their average rank (as
+excluded), or by their Pearson correlation (the Pearson forms, below). Spearman is Pearson's
+correlation of the ranks, ties given their average rank (as
 ``scipy.stats.rankdata(method="average")``).
 
 - ``rsa/correlation-spearman``: dissimilarity 1 − Pearson correlation between two samples (each
@@ -38,6 +39,20 @@ samples, the O(n²·d) part, run in torch float64 on the device, one row block a
 ranking stays on the host. ``condensed_rdm``/``sampled_rdm`` with any torch ``device`` (the
 CPU too) take that path, which is how the tests check it against numpy.
 
+Pearson forms (``rsa/correlation-pearson``, ``rsa/euclidean-pearson``): Pearson's correlation
+of the two upper triangles, with *Euclidean distances* (not squared: Pearson, unlike Spearman,
+sees the square root) or correlation distances, as ``scipy.stats.pearsonr`` on
+``scipy.spatial.distance.pdist`` vectors. Up to ``max_samples`` samples (20,000) each layer's
+condensed RDM is prepared centred and scaled to unit norm, so a pair is one dot product. Above
+it the value is still exact, with no RDM held: :func:`streamed_moments` walks row blocks of b
+samples (b = BLOCK_ENTRIES // n, 41 at n = 50,000), computes both layers' dissimilarities of
+those rows with every later sample by matrix products (memory O(b·n)), and merges each block's
+means and centred sums of squares and products into running totals (Chan, Golub & LeVeque's
+pairwise update), which avoids the cancellation of Σa² − (Σa)²/N. A pair then costs
+O(n²·(p + q)) and a row permutation only re-indexes the rows. The tests hold it to 1e-10 of
+``pearsonr`` on ``pdist`` and to 1e-12 across block sizes, on an RDM whose mean is 1e4 times its
+spread as well.
+
 Bootstrap resamples duplicate samples; the dissimilarity between two copies of one sample is 0
 in both spaces and inflates the value slightly (a fraction of about 1/n of the entries).
 rsatoolbox's pattern bootstrap (``RDMs.subsample_pattern``) marks those entries NaN and drops
@@ -57,7 +72,15 @@ from analysis.errors import InputError
 from analysis.measures.engine import Measure, check_activations
 from analysis.measures.placement import torch_device
 
-__all__ = ["RSA", "EuclideanRSA", "condensed_rdm", "rsa"]
+__all__ = [
+    "RSA",
+    "EuclideanPearsonRSA",
+    "EuclideanRSA",
+    "PearsonRSA",
+    "condensed_rdm",
+    "rsa",
+    "streamed_moments",
+]
 
 MIN_SAMPLES = 4
 MAX_SAMPLES = 20_000
@@ -128,15 +151,35 @@ def condensed_rdm(
     out = np.empty(n * (n - 1) // 2)
     filled = 0
     for start, stop, mask in _row_blocks(n):
-        block = products(slice(start, stop), slice(None))
-        if squares is None:
-            block = 1.0 - block
-        else:
-            block = np.maximum(squares[start:stop, None] + squares[None, :] - 2.0 * block, 0.0)
+        block = _dissimilarities(products, squares, z.shape[1], slice(start, stop), slice(None))
         values = block[mask]
         out[filled : filled + values.size] = values
         filled += values.size
     return out
+
+
+def _dissimilarities(
+    products: Callable[[Any, Any], np.ndarray],
+    squares: np.ndarray | None,
+    features: int,
+    rows: slice,
+    columns: slice,
+) -> np.ndarray:
+    """The dissimilarities (as :func:`condensed_rdm` defines them) between the samples
+    ``rows`` and ``columns``, a matrix, computed in place of their inner products.
+
+    A squared distance sᵢ + sⱼ − 2 zᵢ·zⱼ within its round-off bound, (d + 2) ε (sᵢ + sⱼ) for
+    d features, is 0: duplicated samples (a bootstrap resample's) are at distance 0, not at
+    the square root of round-off (1e-8 of the scale), which Pearson of distances would see."""
+    block = products(rows, columns)
+    if squares is None:
+        return np.subtract(1.0, block, out=block)
+    block *= 2.0
+    sums = squares[rows, None] + squares[None, columns]
+    np.subtract(sums, block, out=block)
+    sums *= (features + 2) * np.finfo(np.float64).eps
+    block[block <= sums] = 0.0
+    return block
 
 
 def _rows_for(x: np.ndarray, metric: str, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -265,6 +308,21 @@ def _condensed_index(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return n * lo - lo * (lo + 1) // 2 + hi - lo - 1
 
 
+def _permuted_condensed(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """A condensed RDM's entries re-indexed for the samples in the order ``perm``: entry
+    (a, b) of the result is entry (perm[a], perm[b]) of ``values``."""
+    n = len(perm)
+    perm = np.asarray(perm)
+    out = np.empty_like(values)
+    filled = 0
+    for start, stop, mask in _row_blocks(n):
+        rows = np.broadcast_to(perm[start:stop, None], mask.shape)[mask]
+        columns = np.broadcast_to(perm[None, :], mask.shape)[mask]
+        out[filled : filled + rows.size] = values[_condensed_index(n, rows, columns)]
+        filled += rows.size
+    return out
+
+
 class RSA(Measure):
     """Spearman correlation between the correlation-distance RDMs of two spaces."""
 
@@ -324,16 +382,7 @@ class RSA(Measure):
         sampled pairs the permuted layer holds other dissimilarities: computed afresh."""
         if prepared.sampled:
             return self.prepare(prepared.data[perm])
-        n = prepared.n
-        perm = np.asarray(perm)
-        ranks = np.empty_like(prepared.ranks)
-        filled = 0
-        for start, stop, mask in _row_blocks(n):
-            rows = np.broadcast_to(perm[start:stop, None], mask.shape)[mask]
-            columns = np.broadcast_to(perm[None, :], mask.shape)[mask]
-            ranks[filled : filled + rows.size] = prepared.ranks[_condensed_index(n, rows, columns)]
-            filled += rows.size
-        return PreparedRDM(prepared.data[perm], ranks)
+        return PreparedRDM(prepared.data[perm], _permuted_condensed(prepared.ranks, perm))
 
     def estimator(self, a: PreparedRDM, b: PreparedRDM) -> str:
         if not a.sampled:
@@ -359,10 +408,190 @@ class EuclideanRSA(RSA):
     rdm_metric = "euclidean"
 
 
-def rsa(x: np.ndarray, y: np.ndarray, metric: str = "correlation") -> float:
-    """Spearman correlation of the RDMs of ``x`` (n × p) and ``y`` (n × q)."""
-    measures = {"correlation": RSA, "euclidean": EuclideanRSA}
-    if metric not in measures:
+Rows = tuple[np.ndarray, np.ndarray | None]  # _rows_for's rows and squared norms
+
+
+@dataclass
+class Moments:
+    """Count, means, centred sums of squares and of products of paired values (a, b), merged
+    block by block with the pairwise update of Chan, Golub & LeVeque (1979, "Updating formulae
+    and a pairwise algorithm for computing sample variances")."""
+
+    count: int = 0
+    mean_a: float = 0.0
+    mean_b: float = 0.0
+    squares_a: float = 0.0
+    squares_b: float = 0.0
+    products: float = 0.0
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Merge the paired values ``a``, ``b`` (contiguous, one length; centred in place)."""
+        m = a.size
+        if m == 0:
+            return
+        mean_a, mean_b = float(a.mean()), float(b.mean())
+        a -= mean_a
+        b -= mean_b
+        total = self.count + m
+        delta_a, delta_b = mean_a - self.mean_a, mean_b - self.mean_b
+        weight = self.count * m / total
+        self.squares_a += float(np.dot(a, a)) + delta_a * delta_a * weight
+        self.squares_b += float(np.dot(b, b)) + delta_b * delta_b * weight
+        self.products += float(np.dot(a, b)) + delta_a * delta_b * weight
+        self.mean_a += delta_a * m / total
+        self.mean_b += delta_b * m / total
+        self.count = total
+
+
+def streamed_moments(
+    a: Rows, b: Rows, block_rows: int, distances: bool, device: str | None = None
+) -> Moments:
+    """The moments of the paired upper triangles (k = 1) of two layers' RDMs, from their rows
+    (:func:`_rows_for`), ``block_rows`` samples at a time: each block's dissimilarities with
+    itself (strict upper triangle) and with every later sample, never the whole RDM. With
+    ``distances``, Euclidean distances (the square root of the squared ones)."""
+    n = len(a[0])
+    layers = [(_products(z, device), squares, z.shape[1]) for z, squares in (a, b)]
+    moments = Moments()
+    for start in range(0, n - 1, block_rows):
+        stop = min(n, start + block_rows)
+        rows, upper = slice(start, stop), np.triu_indices(stop - start, 1)
+        within, later = [], []
+        for products, squares, features in layers:
+            pieces = [
+                _dissimilarities(products, squares, features, rows, rows)[upper],
+                _dissimilarities(products, squares, features, rows, slice(stop, n)).ravel(),
+            ]
+            if distances:
+                for piece in pieces:
+                    np.sqrt(piece, out=piece)
+            within.append(pieces[0])
+            later.append(pieces[1])
+        moments.add(*within)
+        moments.add(*later)
+    return moments
+
+
+@dataclass
+class PearsonRDM:
+    """A layer for Pearson RSA: its rows (:func:`_rows_for`) and, up to the dense limit, its
+    condensed RDM centred and scaled to unit norm (None above it: streamed when scored)."""
+
+    data: np.ndarray
+    name: str
+    rows: Rows
+    standardised: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        return self.data.shape[0]
+
+
+def _refuse_flat(name: str, spread: float, mean: float) -> None:
+    """A layer whose dissimilarities are all equal (their sd within TIE_RESOLUTION of their
+    mean, round-off) has no Pearson correlation with anything."""
+    if spread <= TIE_RESOLUTION * abs(mean):
+        raise InputError(
+            f"{name}: all dissimilarities between samples are equal; the RDM has no correlation"
+        )
+
+
+class PearsonRSA(Measure):
+    """Pearson correlation between the correlation-distance RDMs of two spaces."""
+
+    id = "rsa/correlation-pearson"
+    name = "RSA (correlation distance, Pearson)"
+    reference = "Kriegeskorte et al. 2008"
+    range = (-1.0, 1.0)
+    invariant_to: tuple[str, ...] = ("permutation of units", "isotropic scaling")
+    min_samples = MIN_SAMPLES
+    rdm_metric: ClassVar[str] = "correlation"
+
+    def __init__(self, max_samples: int = MAX_SAMPLES):
+        self.max_samples = max_samples  # the largest n whose RDM is prepared whole
+
+    def block_rows(self, n: int) -> int:
+        """Samples per row block of the streamed form."""
+        return max(1, BLOCK_ENTRIES // n)
+
+    def prepare(self, x: np.ndarray, name: str = "activations") -> PearsonRDM:
+        data = check_activations(x, name, self.min_samples).astype(np.float64)
+        rows = _rows_for(data, self.rdm_metric, name)
+        if len(data) > self.max_samples:
+            return PearsonRDM(data, name, rows, None)
+        rdm = condensed_rdm(data, self.rdm_metric, name, torch_device(self.device))
+        if self.rdm_metric == "euclidean":
+            np.sqrt(rdm, out=rdm)
+        mean = float(rdm.mean())
+        rdm -= mean
+        norm = float(np.linalg.norm(rdm))
+        _refuse_flat(name, norm / np.sqrt(rdm.size), mean)
+        rdm /= norm
+        return PearsonRDM(data, name, rows, rdm)
+
+    def score(self, a: PearsonRDM, b: PearsonRDM) -> float:
+        if a.n != b.n:
+            raise InputError(f"the two spaces have different numbers of samples: {a.n} vs {b.n}")
+        if a.standardised is not None and b.standardised is not None:
+            value = float(np.dot(a.standardised, b.standardised))
+        else:
+            moments = streamed_moments(
+                a.rows,
+                b.rows,
+                self.block_rows(a.n),
+                self.rdm_metric == "euclidean",
+                torch_device(self.device),
+            )
+            for layer, squares, mean in [
+                (a, moments.squares_a, moments.mean_a),
+                (b, moments.squares_b, moments.mean_b),
+            ]:
+                _refuse_flat(layer.name, np.sqrt(squares / moments.count), mean)
+            value = moments.products / np.sqrt(moments.squares_a * moments.squares_b)
+        return min(1.0, max(-1.0, value))
+
+    def permute(self, prepared: PearsonRDM, perm: np.ndarray) -> PearsonRDM:
+        """Sample a of the result is sample perm[a]: its rows re-indexed, and so is the
+        prepared RDM (entry (a, b) is entry (perm[a], perm[b]))."""
+        z, squares = prepared.rows
+        rows = (z[perm], None if squares is None else squares[perm])
+        standardised = prepared.standardised
+        if standardised is not None:
+            standardised = _permuted_condensed(standardised, perm)
+        return PearsonRDM(prepared.data[perm], prepared.name, rows, standardised)
+
+    def estimator(self, a: PearsonRDM, b: PearsonRDM) -> str:
+        dissimilarity = "Euclidean" if self.rdm_metric == "euclidean" else "correlation"
+        pairs = a.n * (a.n - 1) // 2
+        if a.standardised is not None and b.standardised is not None:
+            return f"{dissimilarity} RDM, Pearson over all {pairs:,} pairs"
+        return (
+            f"{dissimilarity} RDM, Pearson over all {pairs:,} pairs: exact, streamed in blocks "
+            f"of {self.block_rows(a.n)} rows (above n = {self.max_samples:,} no RDM is held)"
+        )
+
+
+class EuclideanPearsonRSA(PearsonRSA):
+    """Pearson correlation between the Euclidean-distance RDMs of two spaces."""
+
+    id = "rsa/euclidean-pearson"
+    name = "RSA (Euclidean distance, Pearson)"
+    invariant_to = ("orthogonal", "permutation of units", "isotropic scaling", "translation")
+    rdm_metric = "euclidean"
+
+
+def rsa(
+    x: np.ndarray, y: np.ndarray, metric: str = "correlation", comparison: str = "spearman"
+) -> float:
+    """RSA of ``x`` (n × p) and ``y`` (n × q): the ``comparison`` ("spearman" or "pearson")
+    correlation of their RDMs of ``metric`` ("correlation" or "euclidean")."""
+    if metric not in ("correlation", "euclidean"):
         raise InputError(f"unknown RDM metric {metric!r}: use 'correlation' or 'euclidean'")
-    measure = measures[metric]()
+    measures: dict[str, dict[str, type[Measure]]] = {
+        "spearman": {"correlation": RSA, "euclidean": EuclideanRSA},
+        "pearson": {"correlation": PearsonRSA, "euclidean": EuclideanPearsonRSA},
+    }
+    if comparison not in measures:
+        raise InputError(f"unknown RDM comparison {comparison!r}: use 'spearman' or 'pearson'")
+    measure = measures[comparison][metric]()
     return measure.score(measure.prepare(x, "X"), measure.prepare(y, "Y"))
