@@ -2,10 +2,11 @@
 
 - :mod:`~analysis.weights.specs`: which parameter axes share a permutation of hidden units
   (a :class:`~analysis.weights.specs.PermutationSpec`), declared for the built-in
-  architectures (``mlp``, ``small-cnn``, ``transformer``), and applying permutations to a
-  state dict;
-- :mod:`~analysis.weights.bert`: the same structure for a Hugging Face ``BertModel`` state
-  dict, read through reshaped views that give its attention heads an axis of their own;
+  architectures (``mlp``, ``small-cnn``, ``transformer``; each attention head's coordinates
+  by a permutation of its own), and applying permutations to a state dict;
+- :mod:`~analysis.weights.bert`: the same structure for Hugging Face BERT, RoBERTa and
+  DistilBERT state dicts, read through reshaped views that give their attention heads an axis
+  of their own;
 - :mod:`~analysis.weights.matching`: weight matching (Ainsworth et al. 2023, "Git Re-Basin",
   algorithm 2) and the L2 distance it reduces;
 - :mod:`~analysis.weights.connectivity`: loss and accuracy along the linear path between two

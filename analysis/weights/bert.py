@@ -14,7 +14,8 @@ embeddings and no pooler.
 
 Permutations: ``residual`` (the embeddings' feature axis, every LayerNorm, every layer that
 reads or writes the stream, the pooler's input) and per layer i ``layer{i}.heads``,
-``layer{i}.qk``, ``layer{i}.v`` and ``layer{i}.mlp``. The pooler's output (the model's
+``layer{i}.qk``, ``layer{i}.v`` (both per head: each head's coordinates by a permutation of its
+own) and ``layer{i}.mlp``. The pooler's output (the model's
 ``pooler_output``) is not permuted, so a permuted model's ``pooler_output`` is the original's
 and its hidden states are the original's with the residual permutation applied to their
 features (:func:`check_encoder_function` checks both).
@@ -194,7 +195,8 @@ def encoder_spec(state: StateDict, n_heads: int, family: str) -> ViewedSpec:
         raise InputError(f"the {layout.name} weights lack {', '.join(sorted(missing)[:5])}")
     viewed = {name: views.get(name, shapes[name]) for name in named}
     try:
-        spec = PermutationSpec({"residual": tuple(residual), **perm_to_axes}, viewed)
+        groups = {f"layer{i}.{x}": f"layer{i}.heads" for i in range(n_layers) for x in ("qk", "v")}
+        spec = PermutationSpec({"residual": tuple(residual), **perm_to_axes}, viewed, groups)
     except InputError as err:
         raise InputError(f"the {layout.name} weights' shapes disagree with one another") from err
     return ViewedSpec(spec, views, shapes)

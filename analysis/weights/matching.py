@@ -18,6 +18,14 @@ Passes repeat until none improves the objective. Each step is exact, so the obje
 decreases and the result is optimal in each permutation given the others; with a single
 permutation (one hidden layer) it is the global optimum, with more it is a local one, which
 can miss even an exactly permuted copy of A when layers are very narrow (a few units).
+
+Per-group permutations (each attention head's own permutation of its q/k and v coordinates,
+:attr:`~analysis.weights.specs.PermutationSpec.groups`) are solved in their group's step, jointly
+with it: for every pair (A's head i, B's head j) the best permutation of j's coordinates onto
+i's is a linear assignment of its own, and its value is what pairing i with j is worth; the
+heads' assignment then maximises the sum. Given the other permutations this is exact over the
+heads' order and every head's coordinates together (a step over the coordinates alone, with
+the heads' order held, could only reach a local optimum of the pair).
 """
 
 from __future__ import annotations
@@ -46,11 +54,72 @@ def _cost(
     """The n × n matrix C of the assignment problem for permutation ``perm``, others fixed."""
     n = spec.size(perm)
     cost = torch.zeros((n, n), dtype=torch.float64, device=next(iter(a.values())).device)
+    grouped = {
+        name
+        for member, group in spec.groups.items()
+        if group == perm
+        for name, _ in spec.perm_to_axes[member]
+    }
     for name, axis in spec.perm_to_axes[perm]:
-        wa = a[name].movedim(axis, 0).reshape(n, -1)
-        wb = permuted_parameter(spec, perms, name, b[name], except_axis=axis)
-        cost += wa @ wb.movedim(axis, 0).reshape(n, -1).T
+        if name not in grouped:  # the others count through their coordinates' assignments
+            wa = a[name].movedim(axis, 0).reshape(n, -1)
+            wb = permuted_parameter(spec, perms, name, b[name], except_axes=(axis,))
+            cost += wa @ wb.movedim(axis, 0).reshape(n, -1).T
     return cost.cpu().numpy()
+
+
+def _per_group_cost(
+    spec: PermutationSpec,
+    perms: Permutations,
+    a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor],
+    perm: str,
+) -> np.ndarray:
+    """For per-group permutation ``perm`` of G groups of n coordinates, the G × G × n × n
+    costs C[i, j, c, d]: what putting coordinate d of B's own group j at coordinate c of A's
+    group i adds to ⟨θ_A, π(θ_B)⟩, the other permutations (not ``perm``'s group's) applied."""
+    n, groups = spec.size(perm), spec.size(spec.groups[perm])
+    cost = torch.zeros(
+        (groups, groups, n, n), dtype=torch.float64, device=next(iter(a.values())).device
+    )
+    for name, axis in spec.perm_to_axes[perm]:
+        group = spec.group_axis(name, perm)
+        wa = a[name].movedim((group, axis), (0, 1)).reshape(groups, n, -1)
+        wb = permuted_parameter(spec, perms, name, b[name], except_axes=(group, axis))
+        wb = wb.movedim((group, axis), (0, 1)).reshape(groups, n, -1)
+        cost += torch.einsum("icx,jdx->ijcd", wa, wb)
+    return cost.cpu().numpy()
+
+
+def _step(
+    spec: PermutationSpec,
+    perms: Permutations,
+    a: dict[str, torch.Tensor],
+    b: dict[str, torch.Tensor],
+    perm: str,
+) -> bool:
+    """Set ``perm`` (and the per-group permutations it groups) to the best assignment given the
+    other permutations; whether that raised the objective by more than round-off."""
+    cost = _cost(spec, perms, a, b, perm)
+    solutions = {}
+    current = cost[np.arange(len(cost)), perms[perm]].sum()
+    for member in (m for m, group in spec.groups.items() if group == perm):
+        inner = _per_group_cost(spec, perms, a, b, member)
+        best = np.empty(inner.shape[:3], dtype=np.int64)  # i, j → the assignment c → d
+        for i, j in np.ndindex(*inner.shape[:2]):
+            best[i, j] = linear_sum_assignment(inner[i, j], maximize=True)[1]
+            cost[i, j] += inner[i, j][np.arange(inner.shape[2]), best[i, j]].sum()
+        rows = np.arange(len(cost))
+        held = perms[member][perms[perm]]  # the coordinates' assignment of the head at i
+        current += inner[rows, perms[perm]][rows[:, None], np.arange(inner.shape[2]), held].sum()
+        solutions[member] = best
+    rows, cols = linear_sum_assignment(cost, maximize=True)
+    if cost[rows, cols].sum() - current <= RTOL * np.abs(cost).sum():
+        return False
+    perms[perm] = cols
+    for member, best in solutions.items():
+        perms[member][cols] = best[rows, cols]
+    return True
 
 
 def weight_matching(
@@ -72,19 +141,12 @@ def weight_matching(
     a = {name: state_a[name].detach().to(torch.float64) for name in spec.shapes}
     b = {name: state_b[name].detach().to(torch.float64) for name in spec.shapes}
     rng = np.random.default_rng(seed)
-    names = list(spec.perm_to_axes)
+    names = [perm for perm in spec.perm_to_axes if perm not in spec.groups]  # in their group's
     perms = spec.identity()
     for _ in range(max_iter):
         improved = False
         for k in rng.permutation(len(names)):
-            perm = names[k]
-            cost = _cost(spec, perms, a, b, perm)
-            rows, cols = linear_sum_assignment(cost, maximize=True)
-            old = cost[rows, perms[perm]].sum()
-            new = cost[rows, cols].sum()
-            if new - old > RTOL * np.abs(cost).sum():
-                perms[perm] = cols
-                improved = True
+            improved |= _step(spec, perms, a, b, names[k])
         if not improved:
             break
     return perms

@@ -9,6 +9,11 @@ applying it to a parameter along an axis takes the entries ``perm[0], perm[1], �
 axis (``np.take(w, perm, axis)``): unit i of the permuted network is unit ``perm[i]`` of the
 original.
 
+A permutation may also act **per group**: the coordinates of each attention head permuted by a
+permutation of that head's own (:attr:`PermutationSpec.groups`), an array of one row per head.
+One permutation across the concatenation of the heads' coordinates would mix heads, which
+changes the function; the same permutation in every head is only a subgroup of the symmetry.
+
 Specs are declared for the built-in architectures of :mod:`analysis.models.architectures`
 (:func:`spec_for`); another architecture is refused with an :class:`~analysis.errors.InputError`
 rather than guessed, since a wrong spec silently changes the function.
@@ -17,7 +22,7 @@ rather than guessed, since a wrong spec silently changes the function.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -28,7 +33,8 @@ from analysis.models.architectures import StateDict
 from analysis.weights.formats import MATCHABLE
 
 Permutations = dict[str, np.ndarray]
-"""Permutation name → index array (a permutation of ``0 … n−1``)."""
+"""Permutation name → index array (a permutation of ``0 … n−1``; for a per-group permutation,
+``G × n``, one such row per unit of its group)."""
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,18 @@ class PermutationSpec:
     features, its output classes, a conv kernel's spatial axes). Parameters not named are left
     alone by every permutation. ``shapes`` is the shape of every parameter the spec was built
     for, so a state dict of another shape is refused (:meth:`check`).
+
+    ``groups``: per-group permutation → the permutation of its groups (``blockI.qk`` →
+    ``blockI.heads``). Every parameter a per-group permutation acts on carries its group's
+    permutation on another axis; row j of the ``G × n`` array permutes, along its own axis,
+    the slice of **B's own** unit j of the group (before the group's permutation reorders
+    the units), so that unit i of the permuted parameter is, for a head axis h and a
+    coordinate axis c, ``w[heads[i], qk[heads[i], c]]``.
     """
 
     perm_to_axes: Mapping[str, tuple[tuple[str, int], ...]]
     shapes: Mapping[str, tuple[int, ...]]
+    groups: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for perm, axes in self.perm_to_axes.items():
@@ -55,6 +69,12 @@ class PermutationSpec:
             sizes = {self.shapes[name][axis] for name, axis in axes}
             if len(sizes) != 1:
                 raise InputError(f"permutation {perm!r} acts on axes of different sizes {sizes}")
+        for perm, group in self.groups.items():
+            if group not in self.perm_to_axes or group in self.groups:
+                raise InputError(f"{perm!r} is grouped by {group!r}, not a plain permutation")
+            for name, _ in self.perm_to_axes[perm]:
+                if self.axes_to_perm[name].count(group) != 1:
+                    raise InputError(f"{name!r} carries {perm!r} without its group {group!r}")
 
     @cached_property
     def axes_to_perm(self) -> dict[str, tuple[str | None, ...]]:
@@ -69,9 +89,18 @@ class PermutationSpec:
         return {name: tuple(perms) for name, perms in axes.items()}
 
     def size(self, perm: str) -> int:
-        """The number of units permutation ``perm`` permutes."""
+        """The number of units permutation ``perm`` permutes (per group for a per-group one)."""
         name, axis = self.perm_to_axes[perm][0]
         return self.shapes[name][axis]
+
+    def shape(self, perm: str) -> tuple[int, ...]:
+        """The shape of ``perm``'s index array: ``(n,)``, or ``(G, n)`` for a per-group one."""
+        group = self.groups.get(perm)
+        return (self.size(perm),) if group is None else (self.size(group), self.size(perm))
+
+    def group_axis(self, name: str, perm: str) -> int:
+        """The axis of parameter ``name`` that the group of per-group ``perm`` acts on."""
+        return self.axes_to_perm[name].index(self.groups[perm])
 
     def check(self, state: StateDict, side: str = "state dict") -> None:
         """Refuse a state dict that lacks a parameter of the spec or holds one of another
@@ -87,7 +116,25 @@ class PermutationSpec:
 
     def identity(self) -> Permutations:
         """Every permutation the identity."""
-        return {perm: np.arange(self.size(perm)) for perm in self.perm_to_axes}
+        return {
+            perm: np.broadcast_to(np.arange(self.size(perm)), self.shape(perm)).copy()
+            for perm in self.perm_to_axes
+        }
+
+    def random(self, rng: np.random.Generator) -> Permutations:
+        """Permutations drawn uniformly at random (each row of a per-group one on its own)."""
+        return {perm: rng.permuted(index, axis=-1) for perm, index in self.identity().items()}
+
+    def inverse(self, perms: Permutations) -> Permutations:
+        """The permutations that undo ``perms``: ``apply_permutation(spec, spec.inverse(p),
+        apply_permutation(spec, p, state))`` is ``state``. A per-group one's row j undoes the
+        row of the unit the inverse group permutation puts at j: ``argsort(qk[heads[j]])``."""
+        inverse = {
+            perm: np.argsort(index) for perm, index in perms.items() if perm not in self.groups
+        }
+        for perm, group in self.groups.items():
+            inverse[perm] = np.argsort(perms[perm][perms[group]], axis=-1)
+        return inverse
 
 
 def _chain_spec(state: StateDict, prefix: str, architecture: str) -> PermutationSpec:
@@ -141,8 +188,8 @@ def transformer_spec(state: StateDict) -> PermutationSpec:
     (:func:`analysis.models.architectures.transformer`), after Ainsworth et al. 2023 (their
     transformer experiments): one permutation ``residual`` of the residual stream shared by
     every block, and per block ``blockI.heads`` (the order of its attention heads),
-    ``blockI.qk`` (the coordinates of every head's queries and keys, the same for every head),
-    ``blockI.v`` (the coordinates of every head's values, with the output projection's inputs)
+    ``blockI.qk`` (the coordinates of each head's queries and keys, per head),
+    ``blockI.v`` (the coordinates of each head's values, with the output projection's inputs)
     and ``blockI.mlp`` (the hidden units of its MLP).
 
     Why each leaves the function unchanged: LayerNorm's mean and variance over the residual
@@ -153,9 +200,10 @@ def transformer_spec(state: StateDict) -> PermutationSpec:
     layer) on its output axis, so the residual sums stay permuted alike. A head's score is
     Σ_k q_k·k_k, unchanged when q and k share a permutation of k and heads are reordered
     together; its values reach the stream only through the output projection, which takes
-    their permutation and the heads' order on its input axes. Only permutations that act the
-    same on every head's coordinates are declared (each head's own would need an axis per
-    head), a subgroup of the full symmetry."""
+    their permutation and the heads' order on its input axes. Each head's q/k and v
+    coordinates are permuted by that head's own permutation (``blockI.qk`` and ``blockI.v``
+    are per head, grouped by ``blockI.heads``): one permutation across all heads' coordinates
+    would mix heads, and one shared by every head is a subgroup of the symmetry."""
     from analysis.models.architectures import TransformerConfig  # torch models, not specs
 
     config = TransformerConfig.from_state(state)
@@ -208,8 +256,9 @@ def transformer_spec(state: StateDict) -> PermutationSpec:
             f"{', '.join(sorted(set(state) ^ expected)[:5])} differ"
         )
     shapes = {name: tuple(state[name].shape) for name in sorted(expected)}
+    groups = {f"{block}.{x}": f"{block}.heads" for block in blocks for x in ("qk", "v")}
     try:
-        return PermutationSpec(perm_to_axes, shapes)
+        return PermutationSpec(perm_to_axes, shapes, groups)
     except InputError as err:
         raise InputError(
             "the weights do not fit architecture 'transformer': their shapes disagree"
@@ -241,12 +290,21 @@ def permuted_parameter(
     perms: Permutations,
     name: str,
     tensor: torch.Tensor,
-    except_axis: int | None = None,
+    except_axes: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """Parameter ``name`` (``tensor``) with every permutation of the spec applied along its axes,
-    except along ``except_axis``."""
-    for axis, perm in enumerate(spec.axes_to_perm.get(name, ())):
-        if perm is not None and axis != except_axis:
+    except along ``except_axes``: per-group permutations first, on B's own units of their group
+    (whether or not the group's axis is excepted), then the others."""
+    on = spec.axes_to_perm.get(name, ())
+    for axis, perm in enumerate(on):
+        if perm is not None and perm in spec.groups and axis not in except_axes:
+            group = spec.group_axis(name, perm)
+            index = torch.as_tensor(perms[perm], dtype=torch.long, device=tensor.device)
+            rows = torch.arange(len(index), device=tensor.device)[:, None]
+            moved = tensor.movedim((group, axis), (0, 1))[rows, index]
+            tensor = moved.movedim((0, 1), (group, axis))
+    for axis, perm in enumerate(on):
+        if perm is not None and perm not in spec.groups and axis not in except_axes:
             index = torch.as_tensor(perms[perm], dtype=torch.long, device=tensor.device)
             tensor = tensor.index_select(axis, index)
     return tensor
@@ -262,7 +320,10 @@ def apply_permutation(
     if set(perms) != set(spec.perm_to_axes):
         raise InputError(f"expected permutations {sorted(spec.perm_to_axes)}, got {sorted(perms)}")
     for perm, index in perms.items():
-        n = spec.size(perm)
-        if sorted(np.asarray(index).tolist()) != list(range(n)):
-            raise InputError(f"{perm!r} is not a permutation of {n} units")
+        n, rows = spec.size(perm), np.asarray(index)
+        if rows.shape != spec.shape(perm) or any(
+            sorted(row.tolist()) != list(range(n)) for row in rows.reshape(-1, n)
+        ):
+            per = f" per unit of {spec.groups[perm]!r}" if perm in spec.groups else ""
+            raise InputError(f"{perm!r} is not a permutation of {n} units{per}")
     return {name: permuted_parameter(spec, perms, name, w) for name, w in state.items()}

@@ -53,10 +53,6 @@ def cnn_state(seed: int, widths=(4, 6, 5)) -> dict[str, torch.Tensor]:
     return dict(small_cnn(2, list(widths), 3).state_dict())
 
 
-def random_perms(spec: PermutationSpec, rng: np.random.Generator) -> Permutations:
-    return {p: rng.permutation(spec.size(p)) for p in spec.perm_to_axes}
-
-
 def outputs(architecture: str, state: dict[str, torch.Tensor], x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return build_from_state_dict(architecture, state)(x).double().numpy()
@@ -127,7 +123,7 @@ def test_permuted_mlp_and_cnn_compute_the_same_function(seed):
         ("small-cnn", cnn_state(seed), torch.randn(6, 2, 9, 9)),
     ]:
         spec = spec_for(architecture, state)
-        perms = random_perms(spec, rng)
+        perms = spec.random(rng)
         permuted = apply_permutation(spec, perms, state)
         assert l2_distance(state, permuted) > 0  # the weights moved …
         np.testing.assert_allclose(  # … the function did not
@@ -184,7 +180,7 @@ def test_matching_a_permuted_copy_recovers_the_permutation_exactly(seed):
     rng = np.random.default_rng(seed)
     for a, spec_of in ((mlp_state(seed, (32, 16, 8)), mlp_spec), (cnn_state(seed), cnn_spec)):
         spec = spec_of(a)
-        sigma = random_perms(spec, rng)
+        sigma = spec.random(rng)
         b = apply_permutation(spec, sigma, a)
         perms = weight_matching(spec, a, b, seed=seed)
         for name in perms:  # B's unit i is A's unit sigma[i]: undone by sigma's inverse
@@ -299,7 +295,7 @@ def test_barrier_is_zero_between_a_model_and_itself_or_its_permuted_copy():
     same = linear_path(a, a, evaluate)
     assert same.loss_barrier == pytest.approx(0.0, abs=1e-6)  # (1−λ)θ + λθ rounds in float32
     assert same.accuracy_barrier == 0.0
-    b = apply_permutation(spec, random_perms(spec, rng), a)
+    b = apply_permutation(spec, spec.random(rng), a)
     matched = apply_permutation(spec, weight_matching(spec, a, b), b)
     rebased = linear_path(a, matched, evaluate)
     assert rebased.loss_barrier == pytest.approx(0.0, abs=1e-6)
@@ -348,7 +344,7 @@ def test_permutation_keeps_singular_values_and_matching_restores_alignment(seed)
     rng = np.random.default_rng(seed)
     a = cnn_state(seed, widths=(8, 16, 12))
     spec = cnn_spec(a)
-    b = apply_permutation(spec, random_perms(spec, rng), a)
+    b = apply_permutation(spec, spec.random(rng), a)
     before = layer_spectra(a, b)
     assert [layer.name for layer in before] == ["conv1.0", "conv2.0", "conv3.0", "head"]
     for layer in before:

@@ -70,8 +70,11 @@ def inputs(family: str, seed: int) -> dict[str, torch.Tensor]:
     return batch if family == "distilbert" else {**batch, "token_type_ids": ids % 2}
 
 
-def random_perms(viewed, rng):
-    return {p: rng.permutation(viewed.spec.size(p)) for p in viewed.spec.perm_to_axes}
+def hidden_scale(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> float:
+    """The largest |hidden state|: differences are relative to it (1e-5 relative)."""
+    with torch.no_grad():
+        hidden = model(**batch, output_hidden_states=True).hidden_states
+    return max(1.0, max(float(h.abs().max()) for h in hidden))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -82,17 +85,17 @@ def test_a_permuted_encoder_computes_the_same_function(family, seed):
     viewed = encoder_spec(original, 4, family)
     assert viewed.spec.size("residual") == 32 and viewed.spec.size("layer1.heads") == 4
     assert viewed.spec.size("layer0.qk") == 8 and viewed.spec.size("layer1.mlp") == 48
-    perms = random_perms(viewed, np.random.default_rng(seed))
+    perms = viewed.spec.random(np.random.default_rng(seed))
+    assert perms["layer0.qk"].shape == (4, 8) and len({tuple(r) for r in perms["layer0.v"]}) > 1
     permuted = viewed.apply(perms, original)
     assert {k: tuple(v.shape) for k, v in permuted.items()} == viewed.shapes
     other = encoder(family, seed + 50)
     other.load_state_dict(permuted)
     assert l2_distance(original, permuted) > 1.0
     batch = inputs(family, seed)
-    with torch.no_grad():
-        scale = max(float(h.abs().max()) for h in model(**batch, output_hidden_states=True)[-1])
+    scale = hidden_scale(model, batch)
     assert check_encoder_function(model, other, perms["residual"], batch) < 1e-5 * scale
-    # per-head coordinates of the queries alone permuted are no symmetry
+    # the queries' coordinates of one head permuted without its keys' are no symmetry
     wrong = dict(permuted)
     layout = LAYOUTS[family]
     query = f"{layout.block.format(i=0)}{layout.qkv[0]}.weight"
@@ -107,12 +110,43 @@ def test_a_permuted_encoder_computes_the_same_function(family, seed):
 def test_matching_a_permuted_copy_recovers_the_permutation_exactly(family, seed):
     a = state(encoder(family, seed))
     viewed = encoder_spec(a, 4, family)
-    sigma = random_perms(viewed, np.random.default_rng(seed))
+    sigma = viewed.spec.random(np.random.default_rng(seed))
     b = viewed.apply(sigma, a)
     perms = viewed.match(a, b, seed=seed)
     for name in perms:
-        np.testing.assert_array_equal(perms[name], np.argsort(sigma[name]), err_msg=name)
+        np.testing.assert_array_equal(perms[name], viewed.spec.inverse(sigma)[name], err_msg=name)
     assert l2_distance(a, b) > 0 and l2_distance(a, viewed.apply(perms, b)) == 0.0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_heads_coordinates_permuted_alone_keep_the_function_and_are_recovered(family):
+    """Per head: head 1's queries and keys by one permutation, head 3's values (with the
+    output projection's columns) by another, every other head as it is. The same swap of
+    coordinates across two heads (the concatenation's order) changes the function."""
+    model = encoder(family, 7)
+    a = state(model)
+    viewed = encoder_spec(a, 4, family)
+    sigma = viewed.spec.identity()
+    sigma["layer1.qk"][1] = [7, 6, 5, 4, 3, 2, 1, 0]
+    sigma["layer0.v"][3] = [1, 0, 2, 3, 4, 5, 7, 6]
+    b = viewed.apply(sigma, a)
+    other = encoder(family, 8)
+    other.load_state_dict(b)
+    batch = inputs(family, 7)
+    residual = sigma["residual"]
+    assert l2_distance(a, b) > 0.5
+    assert check_encoder_function(model, other, residual, batch) < 1e-5 * hidden_scale(model, batch)
+    perms = viewed.match(a, b)
+    for name in perms:
+        np.testing.assert_array_equal(perms[name], viewed.spec.inverse(sigma)[name], err_msg=name)
+    assert l2_distance(a, viewed.apply(perms, b)) == 0.0
+    layout = LAYOUTS[family]
+    mixed = dict(a)
+    for projection in layout.qkv[:2]:
+        name = f"{layout.block.format(i=1)}{projection}.weight"
+        mixed[name] = a[name][[8, *range(1, 8), 0, *range(9, 32)]]  # heads 0 and 1 swap one
+    other.load_state_dict(mixed)
+    assert check_encoder_function(model, other, residual, batch) > 1e-3
 
 
 @pytest.mark.parametrize("family", FAMILIES)

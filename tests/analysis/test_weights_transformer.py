@@ -117,12 +117,13 @@ def test_a_permuted_transformer_computes_the_same_function(seed):
     rng = np.random.default_rng(seed)
     state = state_of(seed)
     spec = transformer_spec(state)
-    perms = {p: rng.permutation(spec.size(p)) for p in spec.perm_to_axes}
+    perms = spec.random(rng)
     permuted = apply_permutation(spec, perms, state)
     x = torch.randn(20, CONFIG.n_tokens * CONFIG.token_features)
     assert l2_distance(state, permuted) > 1.0  # the weights moved …
     np.testing.assert_allclose(outputs(permuted, x), outputs(state, x), atol=1e-6)  # … not f
-    # a permutation of the heads' coordinates that differs between heads is no symmetry
+    assert len({tuple(row) for row in perms["block1.qk"]}) > 1  # each head its own
+    # the queries' coordinates of one head permuted without its keys' are no symmetry
     wrong = dict(permuted)
     wrong["block1.attn.q.weight"] = wrong["block1.attn.q.weight"].clone()
     wrong["block1.attn.q.weight"][:, 0] = wrong["block1.attn.q.weight"][:, 0, [1, 0, 2, 3]]
@@ -134,13 +135,81 @@ def test_matching_a_permuted_copy_recovers_the_permutation_exactly(seed):
     rng = np.random.default_rng(seed)
     a = state_of(seed)
     spec = transformer_spec(a)
-    sigma = {p: rng.permutation(spec.size(p)) for p in spec.perm_to_axes}
+    sigma = spec.random(rng)
     b = apply_permutation(spec, sigma, a)
     perms = weight_matching(spec, a, b, seed=seed)
     for name in perms:
-        np.testing.assert_array_equal(perms[name], np.argsort(sigma[name]), err_msg=name)
+        np.testing.assert_array_equal(perms[name], spec.inverse(sigma)[name], err_msg=name)
     assert l2_distance(a, b) > 0
     assert l2_distance(a, apply_permutation(spec, perms, b)) == 0.0
+
+
+def test_each_heads_coordinates_have_a_permutation_of_their_own():
+    """q/k and v coordinates are permuted per head (one row per head, shared by q and k of that
+    head): one head's permuted alone keeps the function and matching undoes it; the same
+    permutation across the concatenation of the heads' coordinates mixes heads and does not
+    keep the function."""
+    a = state_of(5)
+    spec = transformer_spec(a)
+    assert spec.groups["block1.qk"] == "block1.heads" and spec.groups["block2.v"] == "block2.heads"
+    assert spec.shape("block1.qk") == (4, 4) and spec.shape("block1.heads") == (4,)
+    sigma = spec.identity()
+    sigma["block1.qk"][0] = [1, 0, 3, 2]  # head 0's queries and keys only
+    sigma["block2.v"][2] = [3, 2, 1, 0]  # head 2's values and its output columns only
+    b = apply_permutation(spec, sigma, a)
+    x = torch.randn(20, CONFIG.n_tokens * CONFIG.token_features)
+    assert l2_distance(a, b) > 1.0
+    np.testing.assert_allclose(outputs(b, x), outputs(a, x), atol=1e-6)
+    perms = weight_matching(spec, a, b)
+    for name in perms:
+        np.testing.assert_array_equal(perms[name], spec.inverse(sigma)[name], err_msg=name)
+    assert l2_distance(a, apply_permutation(spec, perms, b)) == 0.0
+    # the concatenation: coordinate 0 of heads 0 and 1 swapped in q and k mixes the heads
+    mixed = dict(a)
+    for x_ in "qk":
+        w = a[f"block1.attn.{x_}.weight"].clone()
+        w[:, [0, 1], 0] = w[:, [1, 0], 0]
+        mixed[f"block1.attn.{x_}.weight"] = w
+    assert np.abs(outputs(mixed, x) - outputs(a, x)).max() > 1e-3
+    with pytest.raises(InputError, match="not a permutation of 4 units per unit of 'block1.heads'"):
+        apply_permutation(spec, {**sigma, "block1.qk": np.arange(4)}, a)
+
+
+def test_the_heads_step_is_exact_over_heads_and_their_coordinates_together():
+    """Given the residual and MLP permutations, one step over a block's heads reaches the
+    smallest distance of a brute-force search over the heads' order and each head's q/k and v
+    coordinates (2 heads of 3: 2 × 6² × 6² = 2,592 candidates)."""
+    import itertools
+
+    from analysis.weights.matching import _step
+
+    config = TransformerConfig(2, 3, 5, 2, 3, 4, 1, 2)
+    a, b = state_of(6, config), state_of(7, config)
+    spec = transformer_spec(a)
+    tensors = [{k: v.to(torch.float64) for k, v in s.items()} for s in (a, b)]
+    perms = spec.identity()
+    _step(spec, perms, *tensors, "block1.heads")
+    found = l2_distance(a, apply_permutation(spec, perms, b))
+    rows = [np.array(p) for p in itertools.permutations(range(3))]
+    best = min(
+        l2_distance(
+            a,
+            apply_permutation(
+                spec,
+                {
+                    **spec.identity(),
+                    "block1.heads": np.array(heads),
+                    "block1.qk": np.stack(qk),
+                    "block1.v": np.stack(v),
+                },
+                b,
+            ),
+        )
+        for heads in itertools.permutations(range(2))
+        for qk in itertools.product(rows, repeat=2)
+        for v in itertools.product(rows, repeat=2)
+    )
+    assert found == pytest.approx(best, rel=1e-12) and found < l2_distance(a, b)
 
 
 def test_matching_two_networks_never_increases_the_distance():
@@ -176,7 +245,7 @@ def test_the_weight_space_report_of_a_permuted_copy():
     a = state_of(3)
     spec = transformer_spec(a)
     rng = np.random.default_rng(3)
-    b = apply_permutation(spec, {p: rng.permutation(spec.size(p)) for p in spec.perm_to_axes}, a)
+    b = apply_permutation(spec, spec.random(rng), a)
     x = rng.standard_normal((40, 24)).astype(np.float32)
     y = rng.integers(0, 3, 40)
     models = [build_from_state_dict("transformer", s) for s in (a, b)]

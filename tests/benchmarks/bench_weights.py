@@ -72,7 +72,9 @@ def bench_matching(
     b_permuted.load_state_dict(permuted)
     with torch.no_grad():
         change = float((b_permuted(x) - b(x)).abs().max())
-    sizes = " + ".join(str(spec.size(p)) for p in spec.perm_to_axes)
+    sizes = " + ".join(
+        " × ".join(str(n) for n in spec.shape(p)) for p in spec.perm_to_axes
+    )  # a per-head permutation: heads × coordinates
     print(f"weight matching, {label} ({sizes} units)")
     print(f"  seconds (best of {repeats}):  {seconds:.3f}")
     print(

@@ -173,7 +173,7 @@ def test_two_transformers_uploaded_as_safetensors(client, owner, workspace, digi
     state_a = state(transformer(TransformerConfig(8, 8, 16, 2, 4, 24, 2, 10)))
     spec = spec_for("transformer", state_a)
     rng = np.random.default_rng(0)
-    sigma = {p: rng.permutation(spec.size(p)) for p in spec.perm_to_axes}
+    sigma = spec.random(rng)
     state_b = apply_permutation(spec, sigma, state_a)
     a, b = (
         ingest_checkpoint(
@@ -198,7 +198,8 @@ def test_two_transformers_uploaded_as_safetensors(client, owner, workspace, digi
     client.force_login(owner)
     html = client.get(f"/weight-spaces/{run.pk}/").content.decode()
     assert "block2.heads</span> 2 heads" in html and "block1.attn.q" in html
-    assert "block1.qk</span> 4 coordinates per head" in html
+    assert "block1.qk</span> 4 query/key coordinates in each of 2 heads" in html
+    assert "each head's coordinates have a permutation of their own" in html
     assert "residual</span> 16 units" in html
 
 
@@ -218,7 +219,7 @@ def test_two_bert_encoders_from_hugging_face_directories(client, owner, workspac
     original = state(model)
     viewed = encoder_spec(original, model.config.num_attention_heads, "bert")
     rng = np.random.default_rng(0)
-    sigma = {p: rng.permutation(viewed.spec.size(p)) for p in viewed.spec.perm_to_axes}
+    sigma = viewed.spec.random(rng)
     model.load_state_dict(viewed.apply(sigma, original))
     directory_b = tiny_bert_dir(tmp_path / "b")  # the tokenizer files, then B's weights
     model.save_pretrained(directory_b, safe_serialization=True)

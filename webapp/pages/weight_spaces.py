@@ -97,18 +97,39 @@ def new_weight_space(request: SignedInRequest, slug: str) -> HttpResponse:
     )
 
 
+def permuted_units(units: dict[str, int]) -> list[tuple[str, str]]:
+    """Each permutation of a report's ``units`` with what it permutes, in words: a block's
+    heads, each head's q/k or v coordinates (a permutation per head, grouped by the ``.heads``
+    beside it), or hidden units."""
+    described = []
+    for name, size in units.items():
+        block, _, what = name.rpartition(".")
+        if what == "heads":
+            described.append((name, f"{size} heads"))
+        elif what in ("qk", "v") and f"{block}.heads" in units:
+            kind = "query/key" if what == "qk" else "value"
+            heads = units[f"{block}.heads"]
+            described.append((name, f"{size} {kind} coordinates in each of {heads} heads"))
+        else:
+            described.append((name, f"{size} units"))
+    return described
+
+
 @login_required
 def weight_space_page(request: HtmxRequest, pk: int) -> HttpResponse:
     """The two linear paths (naive and matched) with their barriers, L2 before and after
     matching, the function check, and per layer the two spectra and their alignment."""
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.WEIGHTS)
     view = weight_space_view(run)
+    units = view["result"]["units"] if view["result"] else {}
     context = {
         "run": run,
         "workspace": run.workspace,
         "view": view,
         "result": view["result"],
         "charts": weight_space_charts(view),
+        "units": permuted_units(units),
+        "per_head": any(name.endswith(".heads") for name in units),
         "standing": standing(run),
         "dependencies": run.depends_on.select_related("checkpoint"),
         "can_edit": editable_workspaces_of(request.user).filter(pk=run.workspace_id).exists(),
