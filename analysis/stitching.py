@@ -44,13 +44,24 @@ Two ways to map (:data:`METHODS`), each giving a matrix of its own:
   B's head is trained on relative vectors; B here is an ordinary network, so inverting B's own
   relative map stands in for that head.
 
-Only per-sample vectors are stitched (``batch × d`` outputs: MLP blocks, pooled outputs, the
-logits). Feature maps (``batch × C × H × W``) and token sequences are refused with an
-:class:`InputError`: replacing B's map needs a map per position (a 1×1 convolution, which
-needs both grids to have the same size) and a relative representation of positions, which the
-paper does not define; stitch at a pooled layer (``pool`` of the built-in ``small-cnn``)
-instead. B must be an eager torch module (TorchScript takes no hooks); A may be any model
-reading the same inputs.
+Per-sample vectors (``batch × d`` outputs: MLP blocks, pooled outputs, the logits) and feature
+maps (``batch × C × H × W``, conv layers) are stitched; the default layers are those with such
+outputs (the others are named in a warning, and refused when named). Between two feature maps
+on the same H × W grid the fitted map is a 1×1 convolution (Bansal et al. 2021; Csiszárik et
+al. 2021, "Similarity and matching of neural network representations"): one affine map from
+A's C_A channels to B's C_B, shared by every position, fitted by least squares over the n·H·W
+positions of the training samples (:func:`fit_position_map`, with the same ``affine``, ridge
+and rank cut as between vectors, n·H·W counting as the number of rows) and applied at every
+position of the held-out samples, which replace B's map through the same forward hook. The
+positions' rows are never stacked at once: the R factor of the QR decomposition of the centred
+[X | Y] is accumulated over blocks of rows, and R₁₁ (whose singular values are X_c's) and
+R₁₂ = Qᵀ Y_c give the solution the SVD of X_c would (``X_c = Q R₁₁``). A cell between maps on
+different grids, or between a map and a vector, is left empty (no accuracy, no R²) with the
+reason in one sentence in ``refused``: maps are never resized or flattened to fit. The
+zero-shot variant stitches vectors only, since relative representations of positions are not
+defined in the paper: its cells from or into a feature map are empty likewise, and a warning
+names those layers. Token sequences (``batch × T × d``) are neither. B must be an eager torch
+module (TorchScript takes no hooks); A may be any model reading the same inputs.
 
 A module of its own above :mod:`analysis.models` and :mod:`analysis.measures`: it runs models
 (hooks, extraction) and uses a measure's relative representations, and the import contract
@@ -62,8 +73,9 @@ Scores, over the held-out samples:
   model the output is B's output with layer j replaced (with j the output itself, the mapped
   activations are the logits);
 - ``r2``: how well the mapped activations match B's own layer j, R² = 1 − Σ ‖ŷₙ − yₙ‖² /
-  Σ ‖yₙ − ȳ_train‖² (the convention of :mod:`analysis.measures.alignment`); None where B's layer
-  does not vary over the held-out samples;
+  Σ ‖yₙ − ȳ_train‖² (the convention of :mod:`analysis.measures.alignment`; a feature map's
+  values flattened, so ȳ_train is the training mean at each channel and position); None where
+  B's layer does not vary over the held-out samples, and in an empty cell;
 - chance: the accuracy of the best constant prediction, the largest class share among the
   held-out labels (1 / C for balanced classes).
 """
@@ -76,6 +88,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.linalg
 import torch
 from torch import nn
 
@@ -99,6 +112,9 @@ __all__ = [
     "Stitching",
     "StitchingMatrix",
     "fit_linear_map",
+    "fit_position_map",
+    "mapped_positions",
+    "positions",
     "stitched_outputs",
     "stitching_matrix",
 ]
@@ -108,6 +124,7 @@ METHODS = {
     "relative": "Zero-shot through relative representations over anchors",
 }
 FEW_TEST = 20  # fewer held-out samples than this get a warning
+BLOCK_VALUES = 2**22  # float64 values (32 MiB) per block of rows of a 1×1 convolution's fit
 
 
 @dataclass
@@ -127,21 +144,39 @@ class _LeastSquares:
 
     def __init__(self, x: np.ndarray, affine: bool) -> None:
         x = np.asarray(x)
-        eps = np.finfo(x.dtype if x.dtype.kind == "f" else np.float64).eps
+        eps = _precision(x)
         x = x.astype(np.float64)
         self.affine = affine
         self.mean = x.mean(axis=0) if affine else np.zeros(x.shape[1])
         u, s, vt = np.linalg.svd(x - self.mean, full_matrices=False)
-        keep = s > (s[0] if len(s) else 0.0) * max(x.shape) * eps
+        keep = _kept(s, x.shape, eps)
         self.u, self.s, self.vt = u[:, keep], s[keep], vt[keep]
         self.scale = float(np.sum(s**2))  # ‖X_c‖²_F: the unit of the ridge penalty
 
     def fit(self, y: np.ndarray, ridge: float) -> LinearMap:
         y = np.asarray(y, dtype=np.float64)
         y_mean = y.mean(axis=0) if self.affine else np.zeros(y.shape[1])
-        shrink = self.s / (self.s**2 + ridge * self.scale)
-        weight = self.vt.T @ (shrink[:, None] * (self.u.T @ (y - y_mean)))
+        weight = _solution(self.s, self.vt, self.u.T @ (y - y_mean), ridge, self.scale)
         return LinearMap(weight, y_mean - self.mean @ weight)
+
+
+def _precision(x: np.ndarray) -> float:
+    """ε of the activations' type (float64 for integers)."""
+    return float(np.finfo(x.dtype if x.dtype.kind == "f" else np.float64).eps)
+
+
+def _kept(s: np.ndarray, shape: tuple[int, ...], eps: float) -> np.ndarray:
+    """The singular values of an X of ``shape`` above s₁ · max(shape) · ε (numpy's lstsq rule)."""
+    return s > (s[0] if len(s) else 0.0) * max(shape) * eps
+
+
+def _solution(
+    s: np.ndarray, vt: np.ndarray, projected: np.ndarray, ridge: float, scale: float
+) -> np.ndarray:
+    """W = V diag(s / (s² + α)) Uᵀ Y_c from the kept singular values and right vectors of X_c
+    and ``projected`` = Uᵀ Y_c, with α = ``ridge`` · ``scale``."""
+    shrink = s / (s**2 + ridge * scale)
+    return vt.T @ (shrink[:, None] * projected)
 
 
 def fit_linear_map(
@@ -162,6 +197,64 @@ def fit_linear_map(
     return _LeastSquares(x, affine).fit(y, ridge)
 
 
+def positions(maps: np.ndarray) -> np.ndarray:
+    """The rows of feature maps ``maps`` (n × C × H × W): one per sample and position, its C
+    channels (n·H·W × C, sample by sample, each in row-major order of the grid)."""
+    return np.moveaxis(maps, 1, -1).reshape(-1, maps.shape[1])
+
+
+def fit_position_map(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    affine: bool = True,
+    ridge: float = 0.0,
+    block_rows: int | None = None,
+) -> LinearMap:
+    """The least-squares 1×1 convolution from feature maps ``x`` (n × C_A × H × W) to ``y``
+    (n × C_B × H × W): the map of :func:`fit_linear_map` (C_A × C_B, the same ``affine``,
+    ``ridge`` and rank cut) from the n·H·W rows of :func:`positions` of ``x`` to those of
+    ``y``, shared by every position. The rows are never held at once: the R factor of the QR
+    decomposition of the centred [X | Y] is accumulated over blocks of about ``block_rows``
+    rows (default: :data:`BLOCK_VALUES` values; Householder QR, exact up to rounding as the SVD
+    of X is), and the map solved from it (see the module docstring)."""
+    _check_ridge(ridge)
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 4 or y.ndim != 4 or len(x) != len(y) or x.shape[2:] != y.shape[2:]:
+        raise InputError(
+            f"a 1×1 convolution maps feature maps of one grid with one map per sample, got "
+            f"{' × '.join(map(str, x.shape))} and {' × '.join(map(str, y.shape))}"
+        )
+    if len(x) == 0:
+        raise InputError("no samples to fit a map on")
+    p, q = x.shape[1], y.shape[1]
+    x_mean = x.mean(axis=(0, 2, 3), dtype=np.float64) if affine else np.zeros(p)
+    y_mean = y.mean(axis=(0, 2, 3), dtype=np.float64) if affine else np.zeros(q)
+    r = np.zeros((p + q, p + q))
+    block_rows = block_rows or BLOCK_VALUES // (p + q)
+    step = max(1, block_rows // (x.shape[2] * x.shape[3]))  # samples per block
+    for start in range(0, len(x), step):
+        rows = np.hstack(
+            [
+                positions(x[start : start + step]) - x_mean,
+                positions(y[start : start + step]) - y_mean,
+            ]
+        )
+        (r,) = scipy.linalg.qr(np.vstack([r, rows]), mode="r")
+    # X_c = Q R₁₁ and Qᵀ Y_c = R₁₂ (Q orthonormal): R₁₁ = U' S Vᵀ is X_c's SVD with U = Q U'
+    u, s, vt = np.linalg.svd(r[:p, :p])
+    keep = _kept(s, (len(x) * x.shape[2] * x.shape[3], p), _precision(x))
+    weight = _solution(s[keep], vt[keep], u[:, keep].T @ r[:p, p:], ridge, float(np.sum(s**2)))
+    return LinearMap(weight, y_mean - x_mean @ weight)
+
+
+def mapped_positions(fitted: LinearMap, maps: np.ndarray) -> np.ndarray:
+    """The 1×1 convolution ``fitted`` applied at every position of ``maps`` (n × C_A × H × W):
+    n × C_B × H × W, float64."""
+    n, _, h, w = maps.shape
+    return np.moveaxis(fitted.apply(positions(maps)).reshape(n, h, w, -1), -1, 1)
+
+
 def stitched_outputs(
     model_b: Model | nn.Module,
     layer: str,
@@ -172,13 +265,14 @@ def stitched_outputs(
     device: torch.device | str | None = None,
 ) -> np.ndarray:
     """B's outputs (n × C, float32) on the samples ``x`` with the output of ``layer`` replaced
-    by the rows of ``replacement`` (n × q, cast to float32), through a forward hook; with
-    ``layer`` the output itself, ``replacement`` as float32."""
+    by ``replacement`` (one vector or feature map per sample: n × q or n × C × H × W, cast to
+    float32), through a forward hook; with ``layer`` the output itself, ``replacement`` as
+    float32."""
     module = _eager(model_b)
     replacement = np.asarray(replacement, dtype=np.float32)
-    if replacement.ndim != 2 or len(replacement) != len(x):
+    if replacement.ndim < 2 or len(replacement) != len(x):
         raise InputError(
-            f"the replacement must hold one vector per sample ({len(x)}), "
+            f"the replacement must hold one vector or map per sample ({len(x)}), "
             f"got shape {replacement.shape}"
         )
     if layer == OUTPUT:
@@ -231,8 +325,9 @@ class StitchingMatrix:
 
     method: str  # a key of METHODS
     estimator: str  # how the maps were made, in one line
-    accuracy: list[list[float]]  # held-out accuracy of the stitched model
+    accuracy: list[list[float | None]]  # held-out accuracy of the stitched model; None: refused
     r2: list[list[float | None]]  # held-out R² of the mapped activations against B's layer
+    refused: list[list[str | None]]  # why a cell was not stitched, in one sentence; None if it was
 
 
 @dataclass
@@ -241,8 +336,10 @@ class Stitching:
 
     layers_a: list[str]
     layers_b: list[str]
-    dims_a: list[int]  # width of each layer of A
+    dims_a: list[int]  # width of each layer of A: the values of one sample's output
     dims_b: list[int]
+    shapes_a: list[list[int]]  # one sample's output: [width], or [C, H, W] for a feature map
+    shapes_b: list[list[int]]
     accuracy_a: float | None  # A alone on the held-out samples; None where A has other outputs
     accuracy_b: float  # B alone on the held-out samples
     chance: float  # the largest class share among the held-out labels
@@ -288,9 +385,11 @@ def stitching_matrix(
         ``n × C`` class scores
     x : (n, …) samples both models read
     labels : (n,) integer classes in [0, C)
-    layers_a, layers_b : layers with per-sample vector outputs, in the order of the matrix
-        (default: each model's default layers whose outputs are vectors; the others are named
-        in a warning). A single pair of layers is the 1 × 1 matrix.
+    layers_a, layers_b : layers whose outputs are per-sample vectors or feature maps
+        (C × H × W), in the order of the matrix (default: each model's default layers with such
+        outputs; the others are named in a warning). A single pair of layers is the 1 × 1
+        matrix. Cells that cannot be stitched (a vector and a map, maps of two grids, a map by
+        the zero-shot variant) have no accuracy and say why in ``refused``.
     methods : keys of :data:`METHODS`, one matrix each
     test_fraction : share of samples held out, in (0, 1); at least 2 held out, 4 to train
     seed : the split and the anchors
@@ -319,8 +418,11 @@ def stitching_matrix(
 
     device = torch.device(device) if device is not None else default_device()
     warnings: list[str] = []
-    layers_a, output_a = _vector_layers(model_a, "A", x, layers_a, device, warnings)
-    layers_b, output_b = _vector_layers(TorchModel(module_b), "B", x, layers_b, device, warnings)
+    layers_a, shapes_a = _stitchable_layers(model_a, "A", x, layers_a, device, warnings)
+    layers_b, shapes_b = _stitchable_layers(
+        TorchModel(module_b), "B", x, layers_b, device, warnings
+    )
+    output_a, output_b = shapes_a[OUTPUT], shapes_b[OUTPUT]
     if len(output_b) != 1:
         raise InputError(
             f"model B outputs {' × '.join(map(str, output_b)) or 'one value'} per sample, not "
@@ -354,14 +456,24 @@ def stitching_matrix(
         )
     n_train, n_test = len(train), len(test)
     for name in layers_a:
-        if "fitted" in methods and n_train <= acts_a[name].shape[1]:
+        shape = shapes_a[name]
+        rows = n_train * math.prod(shape[1:])  # samples, or positions of a feature map
+        if "fitted" in methods and rows <= shape[0]:
             warnings.append(
-                f"{n_train} training samples for the {acts_a[name].shape[1]} dimensions of "
-                f"A's {name}: the fitted maps from it are underdetermined (minimum norm)"
+                f"{rows} training {'rows' if len(shape) > 1 else 'samples'} for the {shape[0]} "
+                f"dimensions of A's {name}: the fitted maps from it are underdetermined "
+                "(minimum norm)"
             )
     if anchors is not None:
+        maps = [f"A's {a}" for a in layers_a if len(shapes_a[a]) > 1]
+        maps += [f"B's {b}" for b in layers_b if len(shapes_b[b]) > 1]
+        if maps:
+            warnings.append(
+                f"the zero-shot variant stitches per-sample vectors only: its cells from or "
+                f"into the feature maps ({', '.join(maps)}) are empty"
+            )
         for name in layers_b:
-            if len(anchors) < acts_b[name].shape[1]:
+            if len(shapes_b[name]) == 1 and len(anchors) < acts_b[name].shape[1]:
                 warnings.append(
                     f"{len(anchors)} anchors for the {acts_b[name].shape[1]} dimensions of B's "
                     f"{name}: its zero-shot reconstruction stays within the anchors' span"
@@ -371,29 +483,39 @@ def stitching_matrix(
 
     mappers: dict[str, _Mapper] = {}
     if "fitted" in methods:
-        mappers["fitted"] = _FittedMapper(acts_a, acts_b, train, test, affine, ridge)
+        mappers["fitted"] = _FittedMapper(
+            acts_a, acts_b, shapes_a, shapes_b, train, test, affine, ridge
+        )
     if anchors is not None:
         mappers["relative"] = _RelativeMapper(acts_a, acts_b, train, test, anchors)
     cells = len(mappers) * len(layers_a) * len(layers_b)
     done = 0
     matrices = {}
     for method, mapper in mappers.items():
-        accuracy: list[list[float]] = []
+        accuracy: list[list[float | None]] = []
         r2: list[list[float | None]] = []
+        refused: list[list[str | None]] = []
         for a in layers_a:
             accuracy.append([])
             r2.append([])
+            refused.append([])
             for b in layers_b:
-                mapped = mapper.mapped(a, b)
-                scores = stitched_outputs(
-                    module_b, b, x[test], mapped, batch_size=batch_size, device=device
-                )
-                accuracy[-1].append(_accuracy(scores, labels[test]))
-                r2[-1].append(_r2(mapped, acts_b[b], train, test))
+                why = _why_not(method, a, shapes_a[a], b, shapes_b[b])
+                if why is None:
+                    mapped = mapper.mapped(a, b)
+                    scores = stitched_outputs(
+                        module_b, b, x[test], mapped, batch_size=batch_size, device=device
+                    )
+                    accuracy[-1].append(_accuracy(scores, labels[test]))
+                    r2[-1].append(_r2(mapped.reshape(n_test, -1), acts_b[b], train, test))
+                else:
+                    accuracy[-1].append(None)
+                    r2[-1].append(None)
+                refused[-1].append(why)
                 done += 1
                 if progress:
                     progress(0.1 + 0.9 * done / cells)
-        matrices[method] = StitchingMatrix(method, mapper.estimator, accuracy, r2)
+        matrices[method] = StitchingMatrix(method, mapper.estimator, accuracy, r2, refused)
 
     test_mask = np.zeros(len(x), dtype=bool)
     test_mask[test] = True
@@ -402,6 +524,8 @@ def stitching_matrix(
         layers_b=list(layers_b),
         dims_a=[int(acts_a[name].shape[1]) for name in layers_a],
         dims_b=[int(acts_b[name].shape[1]) for name in layers_b],
+        shapes_a=[list(shapes_a[name]) for name in layers_a],
+        shapes_b=[list(shapes_b[name]) for name in layers_b],
         accuracy_a=accuracy_a,
         accuracy_b=accuracy_b,
         chance=float(np.bincount(labels[test]).max() / n_test),
@@ -424,25 +548,38 @@ class _Mapper(Protocol):
 
 
 class _FittedMapper:
-    """One SVD per layer of A, one cheap solve per pair."""
+    """Between vectors, one SVD per layer of A and one cheap solve per pair; between feature
+    maps, one blocked fit per pair (:func:`fit_position_map`)."""
 
     def __init__(
         self,
         acts_a: dict[str, np.ndarray],
         acts_b: dict[str, np.ndarray],
+        shapes_a: dict[str, tuple[int, ...]],
+        shapes_b: dict[str, tuple[int, ...]],
         train: np.ndarray,
         test: np.ndarray,
         affine: bool,
         ridge: float,
     ) -> None:
         self.acts_a, self.acts_b = acts_a, acts_b
+        self.shapes_a, self.shapes_b = shapes_a, shapes_b
         self.train, self.test = train, test
         self.affine, self.ridge = affine, ridge
         self._solvers: dict[str, _LeastSquares] = {}
         kind = "affine" if affine else "linear"
         self.estimator = f"{kind} least squares{_ridge_note(ridge)} on {len(train)} samples"
+        if any(len(shape) > 1 for shape in shapes_a.values()):
+            self.estimator += " (between feature maps, a 1×1 convolution over all their positions)"
 
     def mapped(self, a: str, b: str) -> np.ndarray:
+        if len(self.shapes_a[a]) > 1:  # feature maps of one grid (_why_not)
+            maps_a = self.acts_a[a].reshape(-1, *self.shapes_a[a])
+            maps_b = self.acts_b[b].reshape(-1, *self.shapes_b[b])
+            fitted = fit_position_map(
+                maps_a[self.train], maps_b[self.train], affine=self.affine, ridge=self.ridge
+            )
+            return mapped_positions(fitted, maps_a[self.test])
         if a not in self._solvers:
             self._solvers[a] = _LeastSquares(self.acts_a[a][self.train], self.affine)
         fitted = self._solvers[a].fit(self.acts_b[b][self.train], self.ridge)
@@ -509,17 +646,18 @@ def _eager(model: Model | nn.Module) -> nn.Module:
     return module
 
 
-def _vector_layers(
+def _stitchable_layers(
     model: Model,
     side: str,
     x: np.ndarray,
     layers: Sequence[str] | None,
     device: torch.device,
     warnings: list[str],
-) -> tuple[list[str], tuple[int, ...]]:
-    """``layers`` (default: the model's default layers) whose outputs are per-sample vectors,
-    and the shape of one sample's output, read from one forward of the first two samples; a
-    named layer whose outputs are not vectors is refused."""
+) -> tuple[list[str], dict[str, tuple[int, ...]]]:
+    """``layers`` (default: the model's default layers) whose outputs are per-sample vectors or
+    feature maps (C × H × W), and the shape of one sample's output of each and of
+    :data:`OUTPUT`, read from one forward of the first two samples; a named layer with other
+    outputs is refused."""
     chosen = list(model.default_layers() if layers is None else layers)
     if not chosen:
         raise InputError(f"choose at least one layer of model {side}")
@@ -530,22 +668,59 @@ def _vector_layers(
     with torch.inference_mode(), full_precision():
         outputs = outputs_of(record, batch_of(x, slice(0, 2), device), recorded)
     shapes = {name: tuple(outputs[name].shape[1:]) for name in recorded}
-    maps = [name for name in chosen if len(shapes[name]) != 1]
-    if maps and layers is not None:
-        name = maps[0]
+    others = [name for name in chosen if len(shapes[name]) not in (1, 3)]
+    if others and layers is not None:
+        name = others[0]
         raise InputError(
             f"layer {name!r} of model {side} outputs {' × '.join(map(str, shapes[name]))} "
-            "values per sample, not a vector; stitching maps per-sample vectors, so choose a "
-            "flat or pooled layer"
+            "values per sample, neither a vector nor a feature map (C × H × W); stitching maps "
+            "vectors and feature maps, so choose such a layer"
         )
-    if maps:
+    if others:
         warnings.append(
-            f"left out layers of model {side} whose outputs are not vectors: {', '.join(maps)}"
+            f"left out layers of model {side} whose outputs are neither vectors nor feature "
+            f"maps: {', '.join(others)}"
         )
-    kept = [name for name in chosen if name not in maps]
+    kept = [name for name in chosen if name not in others]
     if not kept:
-        raise InputError(f"no default layer of model {side} outputs per-sample vectors")
-    return kept, shapes[OUTPUT]
+        raise InputError(
+            f"no default layer of model {side} outputs per-sample vectors or feature maps"
+        )
+    return kept, {name: shapes[name] for name in [*kept, OUTPUT]}
+
+
+def _why_not(
+    method: str, a: str, shape_a: tuple[int, ...], b: str, shape_b: tuple[int, ...]
+) -> str | None:
+    """Why A's layer ``a`` cannot be stitched into B's ``b`` by ``method``, in one sentence;
+    None where it can."""
+    maps = len(shape_a) > 1, len(shape_b) > 1
+    if maps == (False, False):
+        return None
+    if method == "relative":
+        return (
+            "the zero-shot variant stitches per-sample vectors only: relative representations "
+            "of the positions of a feature map are not defined"
+        )
+    said_a, said_b = _said(shape_a), _said(shape_b)
+    if maps != (True, True):
+        return (
+            f"A's {a} outputs {said_a} and B's {b} {said_b}: stitching maps vectors into vectors "
+            "and feature maps into feature maps"
+        )
+    if shape_a[1:] != shape_b[1:]:
+        return (
+            f"A's {a} outputs {said_a} and B's {b} {said_b}: a 1×1 convolution needs the same "
+            "grid in both, and maps are not resized"
+        )
+    return None
+
+
+def _said(shape: tuple[int, ...]) -> str:
+    """One sample's output in words: "vectors of 8" or "maps of 4 channels over 8 × 8 positions"."""
+    if len(shape) == 1:
+        return f"vectors of {shape[0]}"
+    return f"maps of {shape[0]} channels over {' × '.join(map(str, shape[1:]))} positions"
 
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,9 @@ from analysis.models.extraction import extract_activations
 from analysis.stitching import (
     METHODS,
     fit_linear_map,
+    fit_position_map,
+    mapped_positions,
+    positions,
     stitched_outputs,
     stitching_matrix,
 )
@@ -329,22 +332,162 @@ def cnn(digits) -> nn.Module:
     return trained(lambda: small_cnn(1, [4, 8], 10), x.reshape(-1, 1, 8, 8), y, 0, steps=20)
 
 
-def test_conv_maps_are_left_out_by_default_and_refused_by_name(digits, cnn):
+@pytest.fixture(scope="module")
+def cnns(digits, cnn) -> list[nn.Module]:
+    """The CNN above and one trained likewise from another seed."""
     x, y = digits
+    return [cnn, trained(lambda: small_cnn(1, [4, 8], 10), x.reshape(-1, 1, 8, 8), y, 1, 20)]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("affine", [True, False])
+def test_fitted_position_map_agrees_with_sklearn_on_the_rows(seed, affine):
+    """The 1×1 convolution is scikit-learn's least squares on the n·H·W × C rows of the maps,
+    whatever the blocks its normal equations are accumulated in."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((40, 5, 3, 4)) * rng.uniform(0.5, 3.0, size=(1, 5, 1, 1)) + 2.0
+    y = np.einsum("nchw,cd->ndhw", x, rng.standard_normal((5, 3))) + rng.normal(0, 2, (3, 1, 1))
+    y += rng.standard_normal(y.shape)
+    rows_x, rows_y = positions(x), positions(y)
+    assert rows_x.shape == (40 * 12, 5)
+    np.testing.assert_array_equal(rows_x[13], x[1, :, 0, 1])  # sample 1, row 0, column 1
+    reference = LinearRegression(fit_intercept=affine).fit(rows_x, rows_y)
+    for block_rows in (None, 7, 12):
+        fitted = fit_position_map(x, y, affine=affine, block_rows=block_rows)
+        np.testing.assert_allclose(fitted.weight, reference.coef_.T, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(fitted.bias, reference.intercept_ + np.zeros(3), atol=1e-8)
+        predicted = reference.predict(rows_x).reshape(40, 3, 4, 3).transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(mapped_positions(fitted, x), predicted, rtol=0, atol=1e-8)
+
+
+def test_fitted_position_map_with_ridge_and_dead_channels(digits, cnn):
+    """On a real conv layer (float32, post-ReLU): the ridge is α in units of ‖X_c‖²_F over all
+    rows, as scikit-learn's Ridge on the rows; a dead channel is cut from the rank, as for the
+    vector maps."""
+    x, _ = digits
     images = x.reshape(-1, 1, 8, 8)[:300]
-    result = stitching_matrix(cnn, cnn, images, y[:300], device="cpu")
-    assert result.layers_a == result.layers_b == ["pool", "head"]
-    assert result.warnings[:2] == [
-        "left out layers of model A whose outputs are not vectors: conv1, conv2",
-        "left out layers of model B whose outputs are not vectors: conv1, conv2",
-    ]
+    acts = extract_activations(cnn, images, ["conv1"], "flatten", device="cpu")
+    a = acts["conv1"].reshape(-1, 4, 8, 8)
+    b = np.tanh(a.astype(np.float64) - 0.5)  # not a linear function of a
+    rows = positions(a).astype(np.float64)
+    for ridge in (1e-4, 1e-2):
+        fitted = fit_position_map(a, b, ridge=ridge, block_rows=1000)
+        alpha = ridge * np.sum((rows - rows.mean(0)) ** 2)
+        reference = Ridge(alpha=alpha, solver="svd").fit(rows, positions(b))
+        np.testing.assert_allclose(fitted.weight, reference.coef_.T, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(fitted.bias, reference.intercept_, rtol=0, atol=1e-8)
+    dead = a.copy()
+    dead[:, 2] = 0.0  # a channel that never fires
+    fitted = fit_position_map(dead, b)
+    np.testing.assert_allclose(fitted.weight[2], np.zeros(4), rtol=0, atol=1e-12)
+    reference = LinearRegression().fit(positions(dead).astype(np.float64), positions(b))
+    np.testing.assert_allclose(fitted.weight, reference.coef_.T, rtol=0, atol=1e-8)
+
+
+def test_identity_stitch_of_a_conv_map_reproduces_the_model_exactly(digits, cnn):
+    """A conv layer's output replaced by itself, as a feature map, changes nothing."""
+    x, y = digits
+    images = x.reshape(-1, 1, 8, 8)
+    acts = extract_activations(cnn, images, ["conv1", "conv2", OUTPUT], "flatten", 100, "cpu")
+    for layer, shape in (("conv1", (4, 8, 8)), ("conv2", (8, 4, 4))):
+        maps = acts[layer].reshape(-1, *shape)
+        stitched = stitched_outputs(cnn, layer, images, maps, batch_size=100, device="cpu")
+        assert np.array_equal(stitched, acts[OUTPUT]), layer
+
+
+def test_self_stitching_a_cnn_at_its_feature_maps(digits, cnn):
+    """Every default layer of the CNN, conv maps included: each conv map into itself by a
+    fitted 1×1 convolution gives R² 1 and B's own accuracy exactly; maps of two grids, a map
+    and a vector, and the zero-shot variant at a map are refused per cell in one sentence."""
+    x, y = digits
+    images = x.reshape(-1, 1, 8, 8)
+    result = stitching_matrix(cnn, cnn, images, y, device="cpu")
+    assert result.layers_a == result.layers_b == ["conv1", "conv2", "pool", "head"]
+    assert result.shapes_a == [[4, 8, 8], [8, 4, 4], [8], [10]]
+    assert result.dims_a == [256, 128, 8, 10]
     fitted = result.matrices["fitted"]
-    assert fitted.r2[0][0] == pytest.approx(1.0, abs=1e-6)
-    with pytest.raises(InputError) as err:
-        stitching_matrix(cnn, cnn, images, y[:300], ["pool"], ["conv2"], device="cpu")
-    assert str(err.value) == (
-        "layer 'conv2' of model B outputs 8 × 4 × 4 values per sample, not a vector; "
-        "stitching maps per-sample vectors, so choose a flat or pooled layer"
+    for i in range(4):
+        assert fitted.accuracy[i][i] == result.accuracy_b
+        assert fitted.r2[i][i] == pytest.approx(1.0, abs=1e-6)
+        assert fitted.refused[i][i] is None
+    assert result.accuracy_b > 1.5 * result.chance
+    assert fitted.accuracy[0][1] is None and fitted.r2[0][1] is None
+    assert fitted.refused[0][1] == (
+        "A's conv1 outputs maps of 4 channels over 8 × 8 positions and B's conv2 maps of 8 "
+        "channels over 4 × 4 positions: a 1×1 convolution needs the same grid in both, and "
+        "maps are not resized"
+    )
+    assert fitted.refused[1][2] == (
+        "A's conv2 outputs maps of 8 channels over 4 × 4 positions and B's pool vectors of 8: "
+        "stitching maps vectors into vectors and feature maps into feature maps"
+    )
+    relative = result.matrices["relative"]
+    for i in range(4):
+        for j in range(4):
+            computed = i >= 2 and j >= 2
+            assert (relative.accuracy[i][j] is not None) == computed
+            assert (relative.refused[i][j] is None) == computed
+    assert relative.refused[0][2] == (
+        "the zero-shot variant stitches per-sample vectors only: relative representations of "
+        "the positions of a feature map are not defined"
+    )
+    assert result.warnings == [
+        "the zero-shot variant stitches per-sample vectors only: its cells from or into the "
+        "feature maps (A's conv1, A's conv2, B's conv1, B's conv2) are empty"
+    ]
+    page = json.loads(json.dumps(result.to_json()))
+    assert page["matrices"]["fitted"]["accuracy"][0][1] is None
+    assert page["matrices"]["fitted"]["refused"][0][1] == fitted.refused[0][1]
+
+
+def test_conv_cell_by_hand(digits, cnns):
+    """A conv1 → B conv1 between two seeds recomputed: scikit-learn's least squares on the
+    positions of the training samples, applied at every position of the held-out ones, and
+    B run from conv1 on."""
+    x, y = digits
+    images = x.reshape(-1, 1, 8, 8)
+    result = stitching_matrix(*cnns, images, y, ["conv1", "conv2"], ["conv1"], seed=3, device="cpu")
+    train, test = split_of(result)
+    a = extract_activations(cnns[0], images, ["conv1"], "flatten", device="cpu")["conv1"]
+    b = extract_activations(cnns[1], images, ["conv1"], "flatten", device="cpu")["conv1"]
+    maps_a, maps_b = (acts.reshape(-1, 4, 8, 8).astype(np.float64) for acts in (a, b))
+    reference = LinearRegression().fit(positions(maps_a[train]), positions(maps_b[train]))
+    mapped = reference.predict(positions(maps_a[test])).reshape(-1, 8, 8, 4).transpose(0, 3, 1, 2)
+    scores = stitched_outputs(cnns[1], "conv1", images[test], mapped, device="cpu")
+    fitted = result.matrices["fitted"]
+    assert fitted.accuracy[0][0] == np.mean(scores.argmax(1) == y[test])
+    b = b.astype(np.float64)
+    sst = np.sum((b[test] - b[train].mean(0)) ** 2)
+    r2 = 1 - np.sum((mapped.reshape(len(test), -1) - b[test]) ** 2) / sst
+    assert fitted.r2[0][0] == pytest.approx(r2, abs=1e-8)
+    assert fitted.accuracy[1][0] is None and "maps are not resized" in fitted.refused[1][0]
+    assert "a 1×1 convolution" in fitted.estimator
+
+
+def test_outputs_neither_vectors_nor_maps_are_left_out_or_refused(digits, mlps):
+    """Token-like outputs (n × T × d) are neither: left out by default, refused by name."""
+    x, y = digits
+    sequences = nn.Sequential(
+        OrderedDict(
+            unflatten=nn.Unflatten(1, (4, 16)),
+            flatten=nn.Flatten(),
+            head=nn.Linear(64, 10),
+        )
+    )
+    result = stitching_matrix(mlps[0], sequences, x[:200], y[:200], ["head"], device="cpu")
+    assert result.layers_b == ["flatten", "head"]
+    assert result.warnings[0] == (
+        "left out layers of model B whose outputs are neither vectors nor feature maps: unflatten"
+    )
+    assert refusal(
+        lambda: stitching_matrix(mlps[0], sequences, x, y, ["head"], ["unflatten"], device="cpu")
+    ) == (
+        "layer 'unflatten' of model B outputs 4 × 16 values per sample, neither a vector nor a "
+        "feature map (C × H × W); stitching maps vectors and feature maps, so choose such a layer"
+    )
+    assert refusal(lambda: fit_position_map(np.zeros((5, 2, 3, 3)), np.zeros((5, 2, 2, 2)))) == (
+        "a 1×1 convolution maps feature maps of one grid with one map per sample, got "
+        "5 × 2 × 3 × 3 and 5 × 2 × 2 × 2"
     )
 
 
@@ -386,7 +529,7 @@ def test_refusals(digits, mlps):
     assert "model B has no layer 'nope'" in refusal(
         lambda: stitched_outputs(b, "nope", x, np.zeros((100, 3)))
     )
-    assert "one vector per sample (100)" in refusal(
+    assert "one vector or map per sample (100)" in refusal(
         lambda: stitched_outputs(b, "block1", x, np.zeros((99, 32)))
     )
     assert refusal(lambda: stitched_outputs(b, "block1", x, np.zeros((100, 5)), device="cpu")) == (

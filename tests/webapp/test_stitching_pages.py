@@ -11,8 +11,9 @@ import re
 import pytest
 from django.utils.html import escape
 
-from tests.conftest import run_with_dependencies
+from tests.conftest import checkpoint_from, run_with_dependencies
 from tests.webapp.test_schema import check, schema  # noqa: F401  (the schema fixture)
+from tests.workers.test_stitching import small_cnn_bytes
 from webapp.catalog.models import Checkpoint
 from webapp.runs.models import Report, Run
 from webapp.runs.stitching import request_stitching, zero_shot_failures
@@ -65,6 +66,26 @@ def test_the_page_shows_both_matrices_the_references_and_the_definitions(
     assert f"/stitchings/{run.pk}/" in listed and f"/w/{workspace.slug}/stitchings/new/" in listed
     polled = client.get(f"/stitchings/{run.pk}/", HTTP_HX_REQUEST="true")
     assert polled.status_code == 286 and "<html" not in polled.content.decode()
+
+
+def test_empty_cells_say_why_and_feature_maps_show_their_shape(client, owner, workspace, digits):
+    """Stitching small CNNs: a pair that cannot be stitched is an empty cell whose hover says
+    why, and the provenance gives a conv layer's map shape."""
+    a = checkpoint_from(workspace, owner, small_cnn_bytes(0), "cnn-seed0")
+    run = run_with_dependencies(request_stitching(owner, a, a, digits)[0])
+    assert run.state == Run.State.SUCCEEDED, run.error
+    client.force_login(owner)
+    html = client.get(f"/stitchings/{run.pk}/").content.decode()
+    fitted = embedded(html, "stitching-1")
+    assert fitted["value"][0][1] is None
+    assert fitted["estimator"][0][1].startswith("not stitched: A's conv1 outputs maps of 4 ")
+    assert "1×1 convolution" in fitted["estimator"][0][0] and fitted["value"][0][0] is not None
+    relative = embedded(html, "stitching-2")
+    assert relative["estimator"][0][0].startswith(
+        "not stitched: the zero-shot variant stitches per-sample vectors only"
+    )
+    assert "conv1</span> (4 × 8 × 8 map)" in html and "pool</span> (8-d)" in html
+    assert "An empty cell is a pair not stitched" in html
 
 
 def test_an_unfinished_run_polls(client, owner, workspace, digits, ckpt_a, ckpt_b):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from analysis.errors import InputError
-from analysis.models.architectures import build_from_state_dict
+from analysis.models.architectures import build_from_state_dict, small_cnn
 from analysis.stitching import stitching_matrix
 from tests.conftest import checkpoint_from, digits_npz_bytes, run_with_dependencies
 from webapp.catalog.ingest import ingest_dataset
@@ -135,6 +135,51 @@ def test_stitching_a_layer_of_a_model_into_itself_reproduces_its_accuracy(owner,
         assert fitted["r2"][i][i] == pytest.approx(1.0, abs=1e-6)
 
 
+def small_cnn_bytes(seed: int) -> bytes:
+    """An untrained built-in small CNN (conv1 4 × 8 × 8, conv2 8 × 4 × 4 on the 8×8 digits) as
+    TorchScript."""
+    torch.manual_seed(seed)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(small_cnn(1, [4, 8], 10)), buffer)
+    return buffer.getvalue()
+
+
+def test_the_run_stitches_feature_maps_of_the_small_cnn_as_the_library_does(
+    owner, workspace, digits
+):
+    """Two small CNNs, every default layer: the runner's matrices are the library's on the same
+    models (B rebuilt as the eager small-cnn), the conv maps on one grid are stitched by a 1×1
+    convolution, the other pairs with a map are empty with their reason, and a conv map
+    stitched into itself keeps B's accuracy exactly."""
+    a = checkpoint_from(workspace, owner, small_cnn_bytes(0), "cnn-seed0")
+    b = checkpoint_from(workspace, owner, small_cnn_bytes(1), "cnn-seed1")
+    run, _ = request_stitching(owner, a, b, digits, seed=1)
+    assert run.params["architecture_b"] == "small-cnn"
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    result = Report.objects.get(run=run).result
+
+    arrays = digits.load_arrays()
+    model_b = build_from_state_dict("small-cnn", dict(loaded(b).state_dict()))
+    expected = stitching_matrix(loaded(a), model_b, arrays.x, arrays.y, seed=1).to_json()
+    assert close(result, expected)
+    assert result["layers_a"] == result["layers_b"] == ["conv1", "conv2", "pool", "head"]
+    assert result["shapes_b"] == [[4, 8, 8], [8, 4, 4], [8], [10]]
+    fitted = result["matrices"]["fitted"]
+    assert fitted["accuracy"][0][0] is not None and fitted["accuracy"][1][1] is not None
+    assert fitted["accuracy"][0][1] is None
+    assert "a 1×1 convolution needs the same grid in both" in fitted["refused"][0][1]
+    assert result["matrices"]["relative"]["accuracy"][0][0] is None
+
+    itself = run_with_dependencies(
+        request_stitching(owner, b, b, digits, ["conv1", "conv2"], ["conv1", "conv2"])[0]
+    )
+    assert itself.state == Run.State.SUCCEEDED, itself.error
+    found = Report.objects.get(run=itself).result
+    own = found["accuracy_b"]
+    assert [found["matrices"]["fitted"]["accuracy"][i][i] for i in range(2)] == [own, own]
+
+
 def test_a_torchscript_b_that_only_borrows_the_names_fails(owner, workspace, digits, ckpt_a):
     class Borrowed(nn.Module):
         def __init__(self) -> None:
@@ -246,6 +291,27 @@ def test_the_zero_shot_sentence_says_where_it_fails():
     said = zero_shot_failures(wide)
     assert said.startswith("On these models the zero-shot variant fails at 7 of 12 pairs")
     assert said.endswith("A's a2 → B's b0, A's a2 → B's b1 and 1 more pair.")
+
+    # feature maps: the zero-shot cells from or into them are empty and not counted
+    maps = {
+        **result,
+        "layers_a": ["conv1", "pool", "head"],
+        "layers_b": ["conv1", "pool", "head"],
+        "matrices": {
+            "relative": {
+                "accuracy": [[None, None, None], [None, 0.2, 0.8], [None, 0.3, 0.9]],
+            }
+        },
+    }
+    assert zero_shot_failures(maps) == (
+        "On these models the zero-shot variant fails at 2 of 4 pairs of layers it stitched "
+        "(less than half of B's accuracy above chance kept): into B's pool from every layer of "
+        "A it stitched."
+    )
+    only_maps = {**maps, "matrices": {"relative": {"accuracy": [[None] * 3] * 3}}}
+    assert zero_shot_failures(only_maps) == (
+        "The zero-shot variant stitches per-sample vectors only, and no pair here has both."
+    )
 
 
 def test_the_runner_runs_its_entry_point_in_a_model_host():

@@ -773,8 +773,16 @@ class WeightSpaceSerializer(serializers.Serializer):
 class StitchingMatrixSerializer(serializers.Serializer):
     method = serializers.ChoiceField(choices=["fitted", "relative"])
     estimator = serializers.CharField()
-    accuracy = grid("[A's layer][B's layer]: the stitched model's held-out accuracy")
+    accuracy = grid(
+        "[A's layer][B's layer]: the stitched model's held-out accuracy; null where the pair "
+        "was not stitched"
+    )
     r2 = grid("[A's layer][B's layer]: held-out R² of the mapped activations against B's layer")
+    refused = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField(allow_null=True)),
+        help_text="[A's layer][B's layer]: why the pair was not stitched, in one sentence; null "
+        "where it was",
+    )
 
 
 class StitchingParametersSerializer(serializers.Serializer):
@@ -790,6 +798,14 @@ class StitchingResultSerializer(serializers.Serializer):
     layers_b = texts("B's layers, the columns")
     dims_a = serializers.ListField(child=serializers.IntegerField(), help_text="their widths")
     dims_b = serializers.ListField(child=serializers.IntegerField(), help_text="their widths")
+    shapes_a = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()),
+        help_text="one sample's output of each: [width], or [C, H, W] for a feature map",
+    )
+    shapes_b = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()),
+        help_text="one sample's output of each: [width], or [C, H, W] for a feature map",
+    )
     accuracy_a = serializers.FloatField(
         allow_null=True, help_text="A alone; null where A does not output B's class scores"
     )

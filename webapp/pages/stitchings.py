@@ -59,13 +59,15 @@ class StitchingForm(StitchParameters):
     layers_a = forms.CharField(
         required=False,
         label="Layers of A",
-        help_text="names separated by spaces (blank: A's default layers whose outputs are vectors)",
+        help_text="names separated by spaces (blank: A's default layers whose outputs are "
+        "vectors or feature maps)",
     )
     layers_b = forms.CharField(
         required=False,
         label="Layers of B",
         help_text="names separated by spaces (blank: B's default layers whose outputs are "
-        "vectors; a conv map cannot be stitched, a pooled layer can)",
+        "vectors or feature maps; a conv map is stitched by a 1×1 convolution from a map of A "
+        "on the same grid, and by the fitted map only)",
     )
 
     field_order = ["checkpoint_a", "checkpoint_b", "dataset", "layers_a", "layers_b"]
@@ -136,10 +138,18 @@ def stitching_page(request: HtmxRequest, pk: int) -> HttpResponse:
         "result": result,
         "matrices": stitching_matrices(view),
         "zero_shot": zero_shot_failures(result) if result else "",
-        "layers_a": list(zip(result["layers_a"], result["dims_a"], strict=True)) if result else [],
-        "layers_b": list(zip(result["layers_b"], result["dims_b"], strict=True)) if result else [],
+        "layers_a": _sized(result["layers_a"], result["shapes_a"]) if result else [],
+        "layers_b": _sized(result["layers_b"], result["shapes_b"]) if result else [],
         "standing": standing(run),
         "dependencies": run.depends_on.select_related("checkpoint"),
         "can_edit": editable_workspaces_of(request.user).filter(pk=run.workspace_id).exists(),
     }
     return _poll(request, "pages/stitching.html", "result", context, run.is_terminal)
+
+
+def _sized(layers: list[str], shapes: list[list[int]]) -> list[tuple[str, str]]:
+    """Each layer with one sample's output in words: "32-d", or "4 × 8 × 8 map" (C × H × W)."""
+    return [
+        (name, f"{shape[0]}-d" if len(shape) == 1 else f"{' × '.join(map(str, shape))} map")
+        for name, shape in zip(layers, shapes, strict=True)
+    ]

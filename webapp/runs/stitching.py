@@ -53,12 +53,14 @@ ACCURACY = {
 DEFINITIONS = {
     "fitted": (
         "A up to layer i, then an affine (or linear) map fitted by least squares from A's "
-        "layer i to B's layer j on the training samples, then B from layer j on"
+        "layer i to B's layer j on the training samples, then B from layer j on; between two "
+        "feature maps on the same grid the map is a 1×1 convolution (one map of the channels "
+        "shared by every position, fitted over all positions)"
     ),
     "relative": (
         "zero-shot, nothing fitted (Moschella et al. 2023): each sample becomes its cosines to "
         "m anchor samples in A's layer i; B's layer j is rebuilt from those cosines through "
-        "B's own anchors (pseudo-inverse), then B runs from layer j on"
+        "B's own anchors (pseudo-inverse), then B runs from layer j on; per-sample vectors only"
     ),
     "accuracy": ACCURACY["definition"],
     "r2": (
@@ -184,10 +186,16 @@ def _r2_note(r2: float | None) -> str:
     return "R² of B's layer: undefined (it does not vary)" if r2 is None else f"R² {r2:.4f}"
 
 
+def _cell_note(estimator: str, r2: float | None, refused: str | None) -> str:
+    """A cell's hover: how it was stitched and its R², or why it was not."""
+    return f"not stitched: {refused}" if refused else f"{estimator} · {_r2_note(r2)}"
+
+
 def stitching_matrices(view: dict) -> list[dict]:
     """Per method of a finished run: its title, definition, and the A-layer × B-layer
     accuracy matrix as the heatmap island draws it (each cell's hover naming the estimator
-    and the held-out R² of the mapped layer)."""
+    and the held-out R² of the mapped layer, or why the pair was not stitched: an empty
+    cell)."""
     result = view["result"]
     if result is None:
         return []
@@ -205,8 +213,11 @@ def stitching_matrices(view: dict) -> list[dict]:
                     "layers_b": result["layers_b"],
                     "value": matrix["accuracy"],
                     "estimator": [
-                        [f"{matrix['estimator']} · {_r2_note(r2)}" for r2 in row]
-                        for row in matrix["r2"]
+                        [
+                            _cell_note(matrix["estimator"], r2, why)
+                            for r2, why in zip(r2_row, why_row, strict=True)
+                        ]
+                        for r2_row, why_row in zip(matrix["r2"], matrix["refused"], strict=True)
                     ],
                     "n": result["n_test"],
                     "d_a": result["dims_a"],
@@ -222,8 +233,9 @@ def stitching_matrices(view: dict) -> list[dict]:
 def zero_shot_failures(result: dict) -> str:
     """Where the zero-shot variant fails on these models, in one plain sentence: the pairs of
     layers whose stitched accuracy keeps less than half of B's accuracy above chance (B's
-    layers where it fails from every layer of A first, then at most :data:`PAIRS_NAMED`
-    pairs); "" without a zero-shot matrix."""
+    layers where it fails from every layer of A it stitched first, then at most
+    :data:`PAIRS_NAMED` pairs), among the pairs it stitched (not those with a feature map);
+    "" without a zero-shot matrix."""
     matrix = result["matrices"].get("relative")
     if matrix is None:
         return ""
@@ -234,19 +246,34 @@ def zero_shot_failures(result: dict) -> str:
         )
     bar = result["chance"] + (result["accuracy_b"] - result["chance"]) / 2
     layers_a, layers_b = result["layers_a"], result["layers_b"]
-    failed = [[value < bar for value in row] for row in matrix["accuracy"]]  # [i][j]: A i → B j
-    total = len(layers_a) * len(layers_b)
+    values = matrix["accuracy"]  # [i][j]: A i → B j; None where not stitched
+    stitched = [[value is not None for value in row] for row in values]
+    failed = [[value is not None and value < bar for value in row] for row in values]
+    total = sum(map(sum, stitched))
+    if not total:
+        return "The zero-shot variant stitches per-sample vectors only, and no pair here has both."
     count = sum(map(sum, failed))
     if not count:
         return (
             "On these models the zero-shot variant keeps at least half of B's accuracy above "
-            "chance at every pair of layers."
+            "chance at every pair of layers it stitched."
         )
-    whole = [j for j in range(len(layers_b)) if all(row[j] for row in failed)]
+    columns = [
+        [(row[j], done[j]) for row, done in zip(failed, stitched, strict=True)]
+        for j in range(len(layers_b))
+    ]
+    whole = [
+        j
+        for j, column in enumerate(columns)
+        if any(done for _, done in column) and all(bad for bad, done in column if done)
+    ]
     parts = []
     if whole:
         into = f"into B's {_and([layers_b[j] for j in whole])}"
-        parts.append(f"{into} from every layer of A" if len(layers_a) > 1 else into)
+        if len(layers_a) > 1:
+            some = not all(done for j in whole for _, done in columns[j])
+            into += f" from every layer of A{' it stitched' if some else ''}"
+        parts.append(into)
     single = [
         f"A's {layers_a[i]} → B's {layers_b[j]}"
         for i, row in enumerate(failed)
@@ -258,9 +285,10 @@ def zero_shot_failures(result: dict) -> str:
         single = [*single[:PAIRS_NAMED], f"{more} more pair{'s' if more > 1 else ''}"]
     if single:
         parts.append(_and(single))
+    among = " it stitched" if total < len(layers_a) * len(layers_b) else ""
     return (
-        f"On these models the zero-shot variant fails at {count} of {total} pairs of layers "
-        f"(less than half of B's accuracy above chance kept): {'; and '.join(parts)}."
+        f"On these models the zero-shot variant fails at {count} of {total} pairs of layers"
+        f"{among} (less than half of B's accuracy above chance kept): {'; and '.join(parts)}."
     )
 
 
