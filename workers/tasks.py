@@ -53,6 +53,7 @@ from analysis.measures.engine import Measure, compare_layers
 from analysis.measures.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures.registry import MEASURES
 from analysis.measures.units import TEST_FRACTION, unit_matching_report
+from analysis.models.choices import TOKENS
 from analysis.models.precomputed import read_precomputed
 from analysis.probes.previews import previews
 from webapp.catalog import uploads
@@ -219,7 +220,13 @@ def extract(run: Run) -> dict:
         loaded = monotonic()
         _, activations = _in_host(run, {"layers": todo, "pooling": pooling}, {"x": arrays.x})
     computed = monotonic()
-    for layer, values in activations.items():
+    for layer in todo:
+        values = activations[layer]
+        positions = None
+        if pooling == TOKENS:  # each row's sample and position (analysis.host.tasks.extract)
+            positions = Blob.store_arrays(
+                {key: activations[f"{key}:{layer}"] for key in ("sample", "position")}
+            )
         ActivationSet.objects.update_or_create(
             checkpoint=checkpoint,
             dataset=dataset,
@@ -227,6 +234,7 @@ def extract(run: Run) -> dict:
             pooling=pooling,
             defaults={
                 "blob": Blob.store_array(values),
+                "positions": positions,
                 "n": values.shape[0],
                 "d": values.shape[1],
                 "run": run,

@@ -96,7 +96,7 @@ def extract(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]
             device=params.get("device"),
             progress=progress,
         )
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         for layer, rows in found.items():
             arrays |= {layer: rows.values, f"sample:{layer}": rows.sample}
             arrays[f"position:{layer}"] = rows.position

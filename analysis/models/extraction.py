@@ -141,11 +141,11 @@ def extract_tokens(
                 )
             )
     out = {}
-    for name, found in parts.items():
-        sample = np.concatenate([p[1] for p in found]).astype(np.int64)
-        position = np.concatenate([p[2] for p in found]).astype(np.int64)
+    for name, pieces in parts.items():
+        sample = np.concatenate([p[1] for p in pieces]).astype(np.int64)
+        position = np.concatenate([p[2] for p in pieces]).astype(np.int64)
         order = np.lexsort((position, sample))
-        values = np.concatenate([p[0] for p in found])[order].astype(np.float32, copy=False)
+        values = np.concatenate([p[0] for p in pieces])[order].astype(np.float32, copy=False)
         out[name] = TokenRows(values, sample[order], position[order], positional[name])
     return out
 

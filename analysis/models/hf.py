@@ -19,7 +19,10 @@ is the embedding output and ``hidden.k`` the output of block (or stage) k. Token
 pooled over the attention mask: ``mean`` averages the real tokens, ``cls`` takes the first,
 ``last`` the last real token (left or right padding). A vision transformer pools its class
 token (``cls``) or the mean of its patch tokens (``mean``, without the class token); a
-convolutional map its mean over H × W (``mean``) or all of it (``flatten``). A
+convolutional map its mean over H × W (``mean``) or all of it (``flatten``). ``tokens`` keeps
+every real token (a vision transformer's every token, the class token at position 0; a
+convolutional map's every H × W position) as a row with its sample and position
+(:class:`analysis.models.base.Positions`). A
 sentence-transformers directory (``modules.json``) adds the layer ``sentence_embedding``: the
 pooling its ``1_Pooling/config.json`` declares (and the normalisation its modules list),
 whatever pooling the request names.
@@ -185,7 +188,7 @@ def in_place(
 ) -> dict[str, torch.Tensor | Positions]:
     """``{layer: n × d}`` from each bucket's ``(rows, {layer: rows × d})``, rows in place;
     a layer kept at every position: the buckets' rows, each sample its place in the batch."""
-    out: dict[str, torch.Tensor | Positions] = {}
+    out: dict[str, torch.Tensor] = {}
     positions: dict[str, list[Positions]] = {}
     for rows, pooled in parts:
         index = torch.as_tensor(rows)
@@ -285,6 +288,11 @@ class HuggingFaceEncoder(_Directory):
         self.max_tokens = self.tokens.max_tokens
         self.sentence = _sentence_head(directory)
         self.n_hidden = _hidden_count(self.config)
+
+    def blocks(self) -> list[torch.nn.Module]:
+        """The repeated blocks: ``hidden.k`` is block k's output (k ≥ 1) where there is one
+        block per hidden state after the embeddings'."""
+        return _blocks(self.model)
 
     def capturable_layers(self) -> list[str]:
         extra = [SENTENCE_EMBEDDING] if self.sentence else []

@@ -1001,7 +1001,15 @@ API: dict[str, Spec] = {
     "activationset-list": Spec(at(), lists=lambda w: _lab(ActivationSet, dataset=w.dataset)(w)),
     "activationset-detail": Spec(at(pk="@activation"), ids={"pk": ActivationSet}),
     "activationset-values": Spec(at(pk="@activation"), ids={"pk": ActivationSet}),
+    # The world's set is one vector per sample: its members are told it has no positions
+    # (tests/workers/test_token_extraction.py downloads those of a set of pooling tokens).
+    "activationset-positions": Spec(at(pk="@activation"), ids={"pk": ActivationSet}, get_ok=(404,)),
     "extraction-list": Spec(
+        at(),
+        writes={"POST": json_body(checkpoint="@ckpt_a", dataset="@dataset", layers=["block1"])},
+        write_ok=OK_200,
+    ),
+    "extraction-storage": Spec(
         at(),
         writes={"POST": json_body(checkpoint="@ckpt_a", dataset="@dataset", layers=["block1"])},
         write_ok=OK_200,

@@ -172,7 +172,7 @@ def test_a_hugging_face_vit_directory_on_an_image_dataset(api, owner, texts, tmp
     np.testing.assert_allclose(stored.load(), direct, atol=1e-6)
     # The checkpoint page offers the poolings a vision transformer takes (its layer tree says).
     offered = ExtractionForm(checkpoint, dataset=digits).fields["pooling"].choices
-    assert [name for name, _ in offered] == ["mean", "cls"]
+    assert [name for name, _ in offered] == ["mean", "cls", "tokens"]
 
     response = api.post(
         "/api/v1/extractions/", {"checkpoint": checkpoint.pk, "dataset": texts.pk}, format="json"

@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from webapp.api import serializers as s
 from webapp.api.serializers import ValueField
+from webapp.catalog.fits import ESTIMATES
 from webapp.catalog.models import Upload
 from webapp.runs.models import Run
 
@@ -143,6 +144,35 @@ class InvitationSerializer(serializers.Serializer):
 class IndicesSerializer(serializers.Serializer):
     indices = serializers.ListField(
         child=serializers.IntegerField(min_value=0), help_text="sample indices, ascending"
+    )
+
+
+ESTIMATE_HELP = "; ".join(f"{k}: {v}" for k, v in ESTIMATES.items())
+
+
+class LayerStorageSerializer(serializers.Serializer):
+    layer = serializers.CharField()
+    rows = serializers.IntegerField(allow_null=True, help_text="one per position stored")
+    d = serializers.IntegerField(allow_null=True, help_text="values per row")
+    bytes = serializers.IntegerField(
+        allow_null=True,
+        help_text="rows × (4 d + 16): float32 values and each row's int64 sample and position",
+    )
+    estimate = serializers.ChoiceField(choices=list(ESTIMATES), help_text=ESTIMATE_HELP)
+
+
+class TokenStorageSerializer(serializers.Serializer):
+    """What an extraction at every position (pooling ``tokens``) would store."""
+
+    layers = LayerStorageSerializer(many=True)
+    bytes = serializers.IntegerField(allow_null=True, help_text="in total; null if one is unknown")
+    estimate = serializers.ChoiceField(
+        choices=list(ESTIMATES),
+        help_text="of the total: exact if every layer's is, a bound if one is, else unknown",
+    )
+    samples = serializers.IntegerField(help_text="the dataset's")
+    max_tokens = serializers.IntegerField(
+        allow_null=True, help_text="the most tokens the model reads a text as; null: not text"
     )
 
 

@@ -40,7 +40,7 @@ from webapp.api import responses as r
 from webapp.api import serializers as s
 from webapp.api.lifecycle import NameSerializer, RenameAndDelete
 from webapp.api.parsers import BoundedJSONParser, ChunkParser
-from webapp.catalog import team, uploads, workspaces
+from webapp.catalog import fits, team, uploads, workspaces
 from webapp.catalog.models import (
     ActivationSet,
     Blob,
@@ -74,6 +74,7 @@ from webapp.runs.results import (
     probe_summary,
 )
 from webapp.runs.submit import (
+    extraction_layers,
     request_aligned_projections,
     request_alignment,
     request_comparison,
@@ -490,6 +491,15 @@ ACTIVATION_FILE = (
     "the bytes stored, exactly: their sha256, header included, is the set's ``sha256``."
 )
 
+POSITIONS_FILE = (
+    "A set of pooling ``tokens`` (every position a row): a NumPy .npz file with two int64 "
+    "arrays of the set's ``n`` entries, one per row of ``values``: ``sample``, the row's sample "
+    "(its index in the dataset), and ``position``: a text's token index counted over its real "
+    "tokens (padding is never stored), a vision transformer's token index (the class token is "
+    "0, the patches follow), a convolutional map's h · W + w. Rows are sorted by sample, then "
+    "position."
+)
+
 
 @_documents_404(s.ActivationSetSerializer)
 @extend_schema_view(
@@ -528,9 +538,37 @@ class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
         activation = self.get_object()
         return blob_download(activation.blob, f"activations-{activation.pk}.npy")
 
+    @extend_schema(
+        description=POSITIONS_FILE,
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: s.ErrorSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def positions(self, request: Request, pk: str | None = None) -> HttpResponseBase:
+        """Each row's sample and position, for a set of pooling ``tokens`` (a .npz file)."""
+        activation = self.get_object()
+        if activation.positions is None:
+            raise NotFound(
+                f"activation set {activation.pk} holds one row per sample: it has no positions"
+            )
+        return blob_download(activation.positions, f"positions-{activation.pk}.npz")
+
 
 class ExtractionViewSet(viewsets.GenericViewSet):
     serializer_class = s.ExtractionRequestSerializer
+
+    @extend_schema(responses={200: r.TokenStorageSerializer, **ERRORS})
+    @action(detail=False, methods=["post"])
+    def storage(self, request: Request) -> Response:
+        """What the same request would store at every position (pooling ``tokens``), before
+        it runs: bytes per layer and in total, each exact, an upper bound (texts' tokens) or
+        unknown. Nothing is run or created."""
+        form = s.ExtractionRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        checkpoint = editable(Checkpoint, request.user, data["checkpoint"])
+        dataset = editable(Dataset, request.user, data["dataset"])
+        layers = extraction_layers(checkpoint, dataset, data.get("layers"))
+        return Response(fits.token_storage(checkpoint, dataset, layers))
 
     @extend_schema(responses={200: s.RunSerializer, 201: s.RunSerializer, **ERRORS})
     def create(self, request: Request) -> Response:

@@ -100,5 +100,59 @@ def check_fits(item: Checkpoint | Dataset) -> None:
             Fit.objects.update_or_create(
                 checkpoint=checkpoint,
                 dataset=dataset,
-                defaults={"reason": found["fits"][str(dataset.pk)]},
+                defaults={
+                    "reason": found["fits"][str(dataset.pk)],
+                    "shapes": found["shapes"].get(str(dataset.pk), {}),
+                },
             )
+
+
+ROW_INDEX_BYTES = 16
+"""Each stored row's sample and position: two int64."""
+ESTIMATES = {
+    "exact": "every sample has the same positions (an image grid, a conv map, one row per "
+    "sample), known from the dataset's sample checked with the model",
+    "bound": "at most: each text read as the model's max_tokens; padding is never stored, so "
+    "the run stores less",
+    "unknown": "no sample of the dataset has run through the model at this layer yet",
+}
+"""How a token-level extraction's size is known before it runs (:func:`token_storage`)."""
+
+
+def token_storage(checkpoint: Checkpoint, dataset: Dataset, layers: list[str]) -> dict:
+    """What an extraction of ``layers`` at every position (pooling ``tokens``) would store,
+    before it runs: per layer its rows, width and bytes (float32 values and each row's int64
+    sample and position), and the total. ``estimate`` says how each is known: ``exact`` where
+    every sample has the same positions (an image grid, a conv map, one row per sample: the
+    checked sample's shape, :class:`Fit`), ``bound`` for a text's tokens (each text is read as
+    at most ``max_tokens``; padding is never stored, so the run stores less), ``unknown``
+    where no sample of the dataset has run through the model at that layer; the total is
+    null when a layer's is unknown, and a bound when one layer's is."""
+    fit = Fit.objects.filter(checkpoint=checkpoint, dataset=dataset).first()
+    shapes = fit.shapes if fit is not None else {}
+    max_tokens = shapes.get("max_tokens")
+    n = dataset.n_samples
+    rows = []
+    for layer in layers:
+        shape = shapes.get("layers", {}).get(layer)
+        if shape is None:
+            rows.append(_layer_storage(layer, None, None, "unknown"))
+        elif dataset.modality == "text" and shape["positional"]:
+            count = n * max_tokens if max_tokens else None
+            rows.append(_layer_storage(layer, count, shape["d"], "bound" if count else "unknown"))
+        else:
+            rows.append(_layer_storage(layer, n * shape["positions"], shape["d"], "exact"))
+    estimates = {r["estimate"] for r in rows}
+    unknown = "unknown" in estimates
+    return {
+        "layers": rows,
+        "bytes": None if unknown else sum(r["bytes"] for r in rows),
+        "estimate": "unknown" if unknown else "bound" if "bound" in estimates else "exact",
+        "samples": n,
+        "max_tokens": max_tokens,
+    }
+
+
+def _layer_storage(layer: str, rows: int | None, d: int | None, estimate: str) -> dict:
+    size = None if rows is None or d is None else rows * (4 * d + ROW_INDEX_BYTES)
+    return {"layer": layer, "rows": rows, "d": d, "bytes": size, "estimate": estimate}

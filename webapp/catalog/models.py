@@ -277,7 +277,9 @@ class Checkpoint(models.Model):
 
 class ActivationSet(models.Model):
     """Activations of one layer of a checkpoint over a dataset: an ``n × d`` float32 blob whose
-    rows follow the dataset's sample order."""
+    rows follow the dataset's sample order. At every position (pooling ``tokens``) ``n`` counts
+    rows, one per position, and ``positions`` holds each row's ``sample`` (its index in the
+    dataset) and ``position`` (:class:`analysis.models.base.Positions`), rows sorted by both."""
 
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="activations")
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="activations")
@@ -287,6 +289,8 @@ class ActivationSet(models.Model):
     n = models.PositiveIntegerField()
     d = models.PositiveIntegerField()
     dtype = models.CharField(max_length=20, default="float32")
+    # Pooling ``tokens``: the int64 arrays ``sample`` and ``position`` of the rows (an .npz).
+    positions = models.ForeignKey(Blob, on_delete=models.PROTECT, null=True, related_name="+")
     run = models.ForeignKey("runs.Run", on_delete=models.SET_NULL, null=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -324,6 +328,10 @@ class Fit(models.Model):
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="fits")
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="fits")
     reason = models.TextField(blank=True)  # why the model cannot read it; "": it can
+    # What the sample gave at each default layer, for a token-level extraction's size
+    # (:func:`webapp.catalog.fits.token_storage`): {"max_tokens": int | None, "layers":
+    # {layer: {"positions", "d", "positional"}}} (analysis.host.tasks.fit); {}: not known.
+    shapes = models.JSONField(default=dict, blank=True)
     checked_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -21,7 +21,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
 from webapp.access import check_editable, editable, editable_workspace
-from webapp.catalog import images, lineage, listing, uploads, workspaces
+from webapp.catalog import fits, images, lineage, listing, uploads, workspaces
 from webapp.catalog.models import (
     Checkpoint,
     Dataset,
@@ -592,6 +592,12 @@ def checkpoint_detail(
             "datasets": checkpoint.workspace.datasets.all(),
             "activations": activations,
             "form": forms.get("form") or ExtractionForm(checkpoint, **made),
+            "token_storage": (
+                fits.token_storage(checkpoint, dataset, list(checkpoint.default_layers))
+                if dataset is not None and checkpoint.format != Checkpoint.Format.PRECOMPUTED
+                else None
+            ),
+            "estimates": fits.ESTIMATES,
             "projection_form": forms.get("projection_form") or ProjectionForm(checkpoint, **made),
             "aligned_form": forms.get("aligned_form") or AlignedProjectionForm(checkpoint, **made),
             "probe_form": forms.get("probe_form") or ProbeForm(checkpoint, **made),

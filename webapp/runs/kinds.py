@@ -24,7 +24,7 @@ from analysis.measures.compatibility import CRITERIA
 from analysis.measures.compatibility import METRICS as RETRIEVAL_METRICS
 from analysis.measures.registry import MEASURES
 from analysis.measures.relative import MAX_ANCHORS
-from analysis.models.choices import POOLINGS
+from analysis.models.choices import EXTRACTION_POOLINGS, POOLINGS
 from analysis.parameters import Parameter, check_values
 
 
@@ -53,6 +53,15 @@ POOLING = Parameter(
     "how a conv map or token sequence becomes one vector per sample",
     choices=tuple(POOLINGS),
     labels=tuple(f"{name}: {text}" for name, text in POOLINGS.items()),
+)
+EXTRACTION_POOLING = Parameter(
+    "pooling",
+    "choice",
+    "mean",
+    "how a conv map or token sequence is stored: one vector per sample, or every position as a "
+    "row with its sample and position (tokens; its size is told before the run)",
+    choices=tuple(EXTRACTION_POOLINGS),
+    labels=tuple(f"{name}: {text}" for name, text in EXTRACTION_POOLINGS.items()),
 )
 SEED = Parameter("seed", "int", 0, "seed of the run's random choices", minimum=0, maximum=2**32 - 1)
 MEASURE = Parameter(
@@ -125,7 +134,9 @@ class RunKind:
 KINDS: dict[str, RunKind] = {
     k.kind: k
     for k in [
-        RunKind(Kind.EXTRACT, "gpu", (POOLING,), "analysis.host.tasks:extract", hosted=True),
+        RunKind(
+            Kind.EXTRACT, "gpu", (EXTRACTION_POOLING,), "analysis.host.tasks:extract", hosted=True
+        ),
         RunKind(
             Kind.COMPARE,
             "cpu",

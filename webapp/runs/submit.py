@@ -10,6 +10,7 @@ from django.db import transaction
 from analysis.errors import InputError
 from analysis.explorer.projection import PARAMETERS as PROJECTION_PARAMETERS
 from analysis.measures.registry import MEASURES
+from analysis.models.choices import TOKENS
 from analysis.probes.families import check_magnitudes, get_family
 from webapp.catalog import fits
 from webapp.catalog.models import Checkpoint, Dataset, Workspace
@@ -106,6 +107,16 @@ def _submit(
     )
 
 
+def extraction_layers(
+    checkpoint: Checkpoint, dataset: Dataset, layers: list[str] | None = None
+) -> list[str]:
+    """The layers an extraction of ``checkpoint`` over ``dataset`` stores (default: top-level
+    blocks and output), once the pair is checked (same workspace, the model reads the data)."""
+    _same_workspace(dataset, checkpoint)
+    _check_inputs(checkpoint, dataset)
+    return _layers(checkpoint, layers)
+
+
 @transaction.atomic  # a request makes all of its runs or none
 def request_extraction(
     user: AnyUser,
@@ -114,10 +125,15 @@ def request_extraction(
     layers: list[str] | None = None,
     pooling: str = "mean",
 ) -> tuple[Run, bool]:
-    """The run that stores activations of ``layers`` (default: top-level blocks and output)."""
-    _same_workspace(dataset, checkpoint)
-    _check_inputs(checkpoint, dataset)
-    params = {"layers": _layers(checkpoint, layers), **_checked(Run.Kind.EXTRACT, pooling=pooling)}
+    """The run that stores activations of ``layers`` (default: top-level blocks and output);
+    pooling ``tokens``: every position, which precomputed activations do not have."""
+    chosen = extraction_layers(checkpoint, dataset, layers)
+    if pooling == TOKENS and checkpoint.format == Checkpoint.Format.PRECOMPUTED:
+        raise InputError(
+            f"{checkpoint.name} holds precomputed activations, one vector per sample: they have "
+            "no positions to keep"
+        )
+    params = {"layers": chosen, **_checked(Run.Kind.EXTRACT, pooling=pooling)}
     return _submit(Run.Kind.EXTRACT, user, dataset, params, checkpoint)
 
 

@@ -1,0 +1,140 @@
+"""Token- and patch-level extraction end to end (issue 19 item 2; in-process worker, real
+Postgres, model hosts): its size told before the run (exact for a ViT's patch grid, an upper
+bound for texts), the run storing every position with each row's sample and position, and the
+API serving both files."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from analysis.models.extraction import extract_tokens
+from analysis.models.hf import load_huggingface
+from tests.conftest import checked, digits_npz_bytes, run_with_dependencies
+from tests.formats import texts_jsonl, tiny_bert_dir, tiny_hf_dir, zip_dir
+from webapp.catalog.models import ActivationSet, Dataset, Fit
+from webapp.runs.models import Run
+
+pytestmark = pytest.mark.django_db
+
+PATCHES = (16 // 4) ** 2  # the tiny ViT: 16 × 16 pictures, 4 × 4 patches
+
+
+@pytest.fixture(autouse=True)
+def _lab(workspace):
+    return workspace
+
+
+def uploaded(api, path: str, filename: str, content: bytes, **fields) -> dict:
+    file = io.BytesIO(content)
+    file.name = filename
+    state = checked(api, api.post(path, {"workspace": "lab", "file": file, **fields}))
+    assert state["state"] == "done", state
+    return state["result"]
+
+
+def stored_rows(api, activation: ActivationSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The set's values, samples and positions, as the API serves them."""
+    values = api.get(f"/api/v1/activations/{activation.pk}/values/")
+    positions = api.get(f"/api/v1/activations/{activation.pk}/positions/")
+    assert values.status_code == positions.status_code == 200
+    with np.load(io.BytesIO(b"".join(positions.streaming_content))) as found:
+        sample, position = found["sample"], found["position"]
+    return np.load(io.BytesIO(b"".join(values.streaming_content))), sample, position
+
+
+def test_a_vit_stores_every_patch_and_its_size_is_exact_before_the_run(
+    api, client, owner, tmp_path
+):
+    digits = uploaded(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(30))
+    content = zip_dir(tiny_hf_dir(tmp_path / "vit", "vit"))
+    vit = uploaded(api, "/api/v1/checkpoints/", "vit.zip", content, name="Tiny ViT")
+    request = {"checkpoint": vit["id"], "dataset": digits["id"], "pooling": "tokens"}
+
+    # Before the run: the fit check ran one picture through the model, so the size is exact.
+    assert Fit.objects.get(checkpoint=vit["id"]).shapes["layers"]["hidden.1"] == {
+        "positions": 1 + PATCHES,
+        "d": 32,
+        "positional": True,
+    }
+    answer = api.post("/api/v1/extractions/storage/", request, format="json")
+    assert answer.status_code == 200, answer.content
+    estimate = answer.json()
+    rows = 30 * (1 + PATCHES)
+    assert estimate["estimate"] == "exact" and estimate["max_tokens"] is None
+    assert [layer["layer"] for layer in estimate["layers"]] == ["hidden.0", "hidden.1", "hidden.2"]
+    assert {layer["rows"] for layer in estimate["layers"]} == {rows}
+    assert estimate["bytes"] == 3 * rows * (4 * 32 + 16)
+    assert not Run.objects.exists()  # asking for the size runs nothing
+
+    client.force_login(owner)
+    page = client.get(f"/checkpoints/{vit['id']}/?dataset={digits['id']}").content.decode()
+    assert "Size of pooling <code>tokens</code>" in page and "exact" in page
+
+    response = api.post("/api/v1/extractions/", {**request, "layers": ["hidden.1"]}, format="json")
+    assert response.status_code == 201, response.content
+    run = run_with_dependencies(Run.objects.get(pk=response.json()["id"]))
+    assert run.state == Run.State.SUCCEEDED, run.error
+    stored = ActivationSet.objects.get(checkpoint=vit["id"], layer="hidden.1", pooling="tokens")
+    values, sample, position = stored_rows(api, stored)
+    assert (stored.n, stored.d) == values.shape == (rows, 32)
+    assert values.nbytes + sample.nbytes + position.nbytes == estimate["layers"][1]["bytes"]
+
+    # The same rows as the model run here: the class token at position 0, then the patches.
+    (tmp_path / "vit.zip").write_bytes(content)
+    model = load_huggingface(tmp_path / "vit.zip", "vit.zip", 100, 10**9)
+    x = Dataset.objects.get(pk=digits["id"]).load_arrays().x
+    direct = extract_tokens(model, x, ["hidden.1"], device="cpu")["hidden.1"]
+    np.testing.assert_array_equal(sample, np.repeat(np.arange(30), 1 + PATCHES))
+    np.testing.assert_array_equal(position, np.tile(np.arange(1 + PATCHES), 30))
+    np.testing.assert_allclose(values, direct.values, rtol=0, atol=1e-6)
+
+
+def test_texts_get_an_upper_bound_and_store_only_their_real_tokens(api, owner, tmp_path):
+    texts = uploaded(api, "/api/v1/datasets/", "texts.jsonl", texts_jsonl(40), name="Texts")
+    content = zip_dir(tiny_bert_dir(tmp_path / "bert", sentence_transformers=True))
+    bert = uploaded(api, "/api/v1/checkpoints/", "bert.zip", content, name="Tiny BERT")
+    layers = ["hidden.2", "sentence_embedding"]
+    request = {"checkpoint": bert["id"], "dataset": texts["id"], "layers": layers}
+
+    estimate = api.post("/api/v1/extractions/storage/", request, format="json").json()
+    assert estimate["max_tokens"] == 32  # sentence_bert_config.json's max_seq_length
+    hidden, sentence = estimate["layers"]
+    assert hidden == {
+        "layer": "hidden.2",
+        "rows": 40 * 32,
+        "d": 32,
+        "bytes": 40 * 32 * (4 * 32 + 16),
+        "estimate": "bound",
+    }
+    # The sentence embedding is one vector per text: one row each, exactly.
+    assert sentence["estimate"] == "exact" and sentence["rows"] == 40
+    assert estimate["estimate"] == "bound"
+
+    response = api.post("/api/v1/extractions/", {**request, "pooling": "tokens"}, format="json")
+    run = run_with_dependencies(Run.objects.get(pk=response.json()["id"]))
+    assert run.state == Run.State.SUCCEEDED, run.error
+    stored = ActivationSet.objects.get(checkpoint=bert["id"], layer="hidden.2", pooling="tokens")
+    values, sample, position = stored_rows(api, stored)
+    (tmp_path / "bert.zip").write_bytes(content)
+    model = load_huggingface(tmp_path / "bert.zip", "bert.zip", 100, 10**9)
+    tokens = model.tokens.lengths(list(Dataset.objects.get(pk=texts["id"]).load_arrays().x))
+    assert len(values) == sum(tokens) < hidden["rows"]  # real tokens only, under the bound
+    np.testing.assert_array_equal(np.bincount(sample), tokens)
+    assert all((position[sample == i] == np.arange(t)).all() for i, t in enumerate(tokens))
+
+    one_per_text = ActivationSet.objects.get(checkpoint=bert["id"], layer="sentence_embedding")
+    _, sample, position = stored_rows(api, one_per_text)
+    np.testing.assert_array_equal(sample, np.arange(40))
+    assert not position.any()
+
+    # A set of one vector per sample serves no positions.
+    response = api.post("/api/v1/extractions/", {**request, "layers": ["hidden.2"]}, format="json")
+    run = run_with_dependencies(Run.objects.get(pk=response.json()["id"]))
+    assert run.state == Run.State.SUCCEEDED, run.error
+    pooled = ActivationSet.objects.get(checkpoint=bert["id"], layer="hidden.2", pooling="mean")
+    missing = api.get(f"/api/v1/activations/{pooled.pk}/positions/")
+    assert missing.status_code == 404
+    assert missing.json()["detail"].endswith("holds one row per sample: it has no positions")
