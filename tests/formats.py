@@ -192,8 +192,9 @@ def word_tokenizer(directory: Path, padding_side: str = "right", pad: bool = Tru
 
 def tiny_hf_dir(directory: Path, kind: str, seed: int = 0) -> Path:
     """A tiny random-weight model of ``kind`` (``vit``, ``dinov2``, ``clip-vision``,
-    ``resnet``, ``convnext``, ``gpt2``, ``llama``, ``clip``) saved with ``save_pretrained``
-    (safetensors), beside its image processor or word-level tokenizer."""
+    ``resnet``, ``convnext``, ``gpt2``, ``llama``, ``clip``, ``roberta``, ``distilbert``) saved
+    with ``save_pretrained`` (safetensors), beside its image processor or word-level
+    tokenizer."""
     import transformers as tf
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -237,6 +238,20 @@ def tiny_hf_dir(directory: Path, kind: str, seed: int = 0) -> Path:
             max_position_embeddings=64,
         )
         model, processor = tf.LlamaForCausalLM(config), None
+    elif kind == "roberta":  # its padding id is <pad>'s: position ids start after it
+        word_tokenizer(directory)
+        config = tf.RobertaConfig(
+            vocab_size=vocab, **small, intermediate_size=64, max_position_embeddings=70,
+            pad_token_id=2,
+        )  # fmt: skip
+        model, processor = tf.RobertaModel(config), None
+    elif kind == "distilbert":  # with a BERT tokenizer, as DistilBERT checkpoints ship
+        (directory / "vocab.txt").write_text("\n".join(SPECIAL + WORDS) + "\n")
+        tf.BertTokenizerFast(vocab_file=str(directory / "vocab.txt")).save_pretrained(directory)
+        config = tf.DistilBertConfig(
+            vocab_size=len(SPECIAL) + len(WORDS), dim=32, n_layers=2, n_heads=2, hidden_dim=64
+        )
+        model, processor = tf.DistilBertModel(config), None
     elif kind == "clip":
         word_tokenizer(directory)
         text = {

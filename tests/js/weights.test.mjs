@@ -24,6 +24,7 @@ test("both paths over λ, the naive one dashed; accuracy over its whole range", 
   assert.deepEqual(traces[1].y, [0.9, 0.8, 0.95]);
   assert.deepEqual(layout.yaxis.range, [-0.03, 1.03]);
   assert.equal(pathFigure(charts, "loss").layout.yaxis.range, undefined);
+  assert.equal(pathFigure(charts, "loss").layout.yaxis.title.text, "loss (nats)");
 });
 
 test("spectra on a log axis, a zero singular value left out", () => {

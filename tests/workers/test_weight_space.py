@@ -242,3 +242,36 @@ def test_two_bert_encoders_from_hugging_face_directories(client, owner, workspac
     assert 'data-testid="no-paths"' in html and "has no class scores" in html
     assert 'data-chart="path:loss"' not in html
     assert "encoder.layer.0.attention.self.query" in html  # its spectra
+
+
+@pytest.mark.parametrize("family", ["roberta", "distilbert"])
+def test_two_roberta_or_distilbert_encoders(owner, workspace, tmp_path, family):
+    """As for BERT: recognised by their blocks' types, B (A permuted at random) matched back
+    onto A (distance 0) and computing B's function (DistilBERT with a BERT tokenizer, as its
+    checkpoints ship one)."""
+    from transformers import AutoModel
+
+    from analysis.weights.bert import encoder_spec
+    from tests.formats import texts_jsonl, tiny_hf_dir, zip_dir
+    from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
+
+    directory_a = tiny_hf_dir(tmp_path / "a", family)
+    model = AutoModel.from_pretrained(directory_a)
+    original = state(model)
+    viewed = encoder_spec(original, model.config.num_attention_heads, family)
+    model.load_state_dict(viewed.apply(viewed.spec.random(np.random.default_rng(1)), original))
+    directory_b = tiny_hf_dir(tmp_path / "b", family)  # the tokenizer files, then B's weights
+    model.save_pretrained(directory_b, safe_serialization=True)
+    a, b = (
+        ingest_checkpoint(workspace, owner, io.BytesIO(zip_dir(d)), f"{name}.zip", name)[0]
+        for name, d in ((f"{family}-a", directory_a), (f"{family}-b", directory_b))
+    )
+    texts, _ = ingest_dataset(workspace, owner, io.BytesIO(texts_jsonl(12)), "t.jsonl", "Texts")
+    run, _ = request_weight_space(owner, a, b, texts)
+    assert run.params["spec"] == family
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    result = Report.objects.get(run=run).result
+    assert result["function_check"]["passed"] and result["n"] == 12
+    assert result["l2"]["before"] > 0 and result["l2"]["after"] == 0.0
+    assert result["units"]["residual"] == 32 and result["units"]["layer1.qk"] == 16

@@ -4,6 +4,7 @@ page's results list and from a checkpoint's page) and the page that shows one
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -97,12 +98,27 @@ def new_weight_space(request: SignedInRequest, slug: str) -> HttpResponse:
     )
 
 
+_KINDS = {"heads": 0, "qk": 1, "v": 2, "mlp": 3}
+
+
+def _natural(name: str) -> tuple[str | int, ...]:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def _permutation_order(name: str) -> tuple[tuple[str | int, ...], int, tuple[str | int, ...]]:
+    """The residual stream first, then block by block (block2 before block10): its heads,
+    their q/k and v coordinates, its MLP (a stored report's keys come back in JSONB's
+    order)."""
+    block, _, kind = name.rpartition(".")
+    return (_natural(block), _KINDS.get(kind, -1), _natural(name))
+
+
 def permuted_units(units: dict[str, int]) -> list[tuple[str, str]]:
     """Each permutation of a report's ``units`` with what it permutes, in words: a block's
     heads, each head's q/k or v coordinates (a permutation per head, grouped by the ``.heads``
     beside it), or hidden units."""
     described = []
-    for name, size in units.items():
+    for name, size in sorted(units.items(), key=lambda item: _permutation_order(item[0])):
         block, _, what = name.rpartition(".")
         if what == "heads":
             described.append((name, f"{size} heads"))

@@ -62,7 +62,8 @@ export function pathFigure(charts, quantity) {
   ];
   /** @type {{range?: [number, number]}} */
   const yaxis = quantity === "accuracy" ? { range: [-0.03, 1.03] } : {};
-  return { traces, layout: layout("λ", quantity, yaxis) };
+  const title = quantity === "loss" ? "loss (nats)" : "accuracy (share of samples)";
+  return { traces, layout: layout("λ", title, yaxis) };
 }
 
 /**
@@ -76,7 +77,7 @@ export function spectrumFigure(layer) {
     line("A", rank, /** @type {number[]} */ (positive(layer.singular_a)), "#d62728", "s_%{x} = %{y:.4g}"),
     line("B (and π(B): the same values)", rank, /** @type {number[]} */ (positive(layer.singular_b)), MATCHED, "s_%{x} = %{y:.4g}"),
   ];
-  return { traces, layout: layout("index i (largest first)", "singular value", { type: "log" }) };
+  return { traces, layout: layout("index i (largest first)", "singular value s<sub>i</sub>", { type: "log" }) };
 }
 
 /**
@@ -89,7 +90,7 @@ export function cosineFigure(layer) {
     line("before matching", rank, layer.cosines_before, NAIVE, "c_%{x} = %{y:.3f}", true),
     line("after matching", rank, layer.cosines_after, MATCHED, "c_%{x} = %{y:.3f}"),
   ];
-  return { traces, layout: layout("index i (largest first)", "c_i", { range: [-1.05, 1.05] }) };
+  return { traces, layout: layout("index i (largest first)", "cosine c<sub>i</sub>", { range: [-1.05, 1.05] }) };
 }
 
 /**
