@@ -60,8 +60,22 @@ different grids, or between a map and a vector, is left empty (no accuracy, no R
 reason in one sentence in ``refused``: maps are never resized or flattened to fit. The
 zero-shot variant stitches vectors only, since relative representations of positions are not
 defined in the paper: its cells from or into a feature map are empty likewise, and a warning
-names those layers. Token sequences (``batch × T × d``) are neither. B must be an eager torch
-module (TorchScript takes no hooks); A may be any model reading the same inputs.
+names those layers. B must be an eager torch module (TorchScript takes no hooks); A may be any
+model reading the same inputs.
+
+Token sequences (``batch × T × d``) are stitched between two Hugging Face text encoders
+(:class:`analysis.models.hf.HuggingFaceEncoder`, BERT-like; :func:`token_stitching_matrix`),
+which must read every text as the same token ids (checked; refused otherwise, since no token of
+A's would have a partner in B). Their layers are the hidden states ``hidden.k``. The fitted map
+is one affine map per token, shared by every position and fitted over the real (unmasked)
+tokens of the training texts, with the rules of the vector maps; it replaces B's hidden state
+at the real tokens of each held-out text through a forward hook on B's block k (a forward
+pre-hook on its first block for ``hidden.0``, the embeddings' output), and B runs on. B is
+loaded as a bare encoder (a directory's classification head, if it has one, is not loaded), so
+accuracy is read through a readout fitted once: least squares from B's own last hidden state,
+mean-pooled over the real tokens, to the one-hot labels of the training texts, applied to B
+alone and to every stitched model alike (A alone through a readout of its own); the result's
+first warning says so. The zero-shot variant stays vectors-only: its cells are empty.
 
 A module of its own above :mod:`analysis.models` and :mod:`analysis.measures`: it runs models
 (hooks, extraction) and uses a measure's relative representations, and the import contract
@@ -104,6 +118,7 @@ from analysis.models.extraction import (
     full_precision,
     outputs_of,
 )
+from analysis.models.hf import DecoderModel, HuggingFaceEncoder
 from analysis.models.modules import TorchModel, as_model, is_torchscript
 
 __all__ = [
@@ -116,7 +131,11 @@ __all__ = [
     "mapped_positions",
     "positions",
     "stitched_outputs",
+    "TokenStates",
     "stitching_matrix",
+    "token_states",
+    "token_stitched_states",
+    "token_stitching_matrix",
 ]
 
 METHODS = {
@@ -774,6 +793,324 @@ def _r2(mapped: np.ndarray, acts: np.ndarray, train: np.ndarray, test: np.ndarra
     mean; None where the held-out rows do not vary."""
     target = acts[test].astype(np.float64)
     sst = float(np.sum((target - acts[train].mean(axis=0, dtype=np.float64)) ** 2))
+    if sst == 0.0:
+        return None
+    return 1.0 - float(np.sum((mapped - target) ** 2)) / sst
+
+
+# --- Hugging Face text encoders: token sequences -------------------------------------------
+
+
+@dataclass
+class TokenStates:
+    """One text encoder's hidden states at the real tokens of every text: ``rows[layer]`` is
+    (tokens in all texts) × d, text by text, each in token order; text i's rows are
+    ``offsets[i]:offsets[i + 1]``."""
+
+    rows: dict[str, np.ndarray]
+    offsets: np.ndarray
+
+    def of(self, layer: str, samples: np.ndarray) -> np.ndarray:
+        """The rows of ``samples``' tokens, in the order of ``samples``."""
+        return np.concatenate(
+            [self.rows[layer][self.offsets[i] : self.offsets[i + 1]] for i in samples]
+        )
+
+    def pooled(self, layer: str) -> np.ndarray:
+        """Each text's mean over its real tokens (n × d), summed in float64 and kept at the
+        precision of the states (float32), which sets the rank cut of a readout fitted on it."""
+        sums = np.add.reduceat(self.rows[layer].astype(np.float64), self.offsets[:-1], axis=0)
+        return (sums / np.diff(self.offsets)[:, None]).astype(self.rows[layer].dtype)
+
+
+def _token_ids(model: HuggingFaceEncoder, texts: np.ndarray) -> list[list[int]]:
+    """The token ids ``model`` reads each text as (its tokenizer, truncated at its limit)."""
+    encoded = model.tokenizer(
+        [str(t) for t in texts], truncation=True, max_length=model.tokens.max_tokens, verbose=False
+    )
+    return [list(ids) for ids in encoded["input_ids"]]
+
+
+def _text_encoder(model: Model, side: str) -> HuggingFaceEncoder:
+    if not isinstance(model, HuggingFaceEncoder) or isinstance(model, DecoderModel):
+        raise InputError(
+            f"model {side} must be a Hugging Face text encoder (BERT-like) to stitch token "
+            "sequences"
+        )
+    if len(model.blocks()) != model.n_hidden - 1:
+        raise InputError(
+            f"model {side}'s blocks are not one per hidden state, so its layers cannot be "
+            "replaced one at a time"
+        )
+    return model
+
+
+def token_states(
+    model: HuggingFaceEncoder, texts: np.ndarray, layers: list[str], device: torch.device
+) -> TokenStates:
+    """``layers`` (``hidden.k``) of ``model`` at the real tokens of every text."""
+    found: dict[str, list[np.ndarray | None]] = {name: [None] * len(texts) for name in layers}
+    model.to(device)
+    with torch.inference_mode(), full_precision():
+        for rows, tokens in model.tokens.batches([str(t) for t in texts], device):
+            hidden = model.model(**tokens, output_hidden_states=True).hidden_states
+            mask = tokens["attention_mask"].bool()
+            for name in layers:
+                states = hidden[int(name.rsplit(".", 1)[1])].float()
+                for place, row in enumerate(rows):
+                    found[name][row] = states[place][mask[place]].cpu().numpy()
+    lengths = [len(part) for part in found[layers[0]] if part is not None]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return TokenStates(
+        {
+            name: np.concatenate([p for p in parts if p is not None])
+            for name, parts in found.items()
+        },
+        offsets,
+    )
+
+
+def token_stitched_states(
+    model_b: HuggingFaceEncoder,
+    layer: str,
+    texts: np.ndarray,
+    replacement: np.ndarray,
+    *,
+    device: torch.device | str | None = None,
+) -> TokenStates:
+    """B's last hidden state at the real tokens of ``texts`` with its hidden state ``layer``
+    (``hidden.k``) replaced at the real tokens by the rows of ``replacement`` (one per real
+    token, text by text as :func:`_token_states` orders them; padding keeps B's own values,
+    which the attention mask hides), through a forward hook on block k (a forward pre-hook on
+    the first block for ``hidden.0``, the embeddings' output)."""
+    model_b = _text_encoder(model_b, "B")
+    device = torch.device(device) if device is not None else default_device()
+    k = int(layer.rsplit(".", 1)[1])
+    last = f"hidden.{model_b.n_hidden - 1}"
+    lengths = [len(ids) for ids in _token_ids(model_b, texts)]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    if replacement.shape[0] != offsets[-1]:
+        raise InputError(
+            f"the replacement must hold one row per real token ({offsets[-1]}), got "
+            f"{replacement.shape[0]}"
+        )
+    replacement = np.asarray(replacement, dtype=np.float32)
+    current: dict[str, torch.Tensor] = {}
+
+    def replaced(hidden: torch.Tensor) -> torch.Tensor:
+        mask = current["mask"]
+        if hidden.shape[-1] != replacement.shape[1]:
+            raise InputError(
+                f"layer {layer!r} of B has {hidden.shape[-1]} dimensions; the stitched "
+                f"activations have {replacement.shape[1]}"
+            )
+        hidden = hidden.clone()
+        hidden[mask] = current["rows"].to(hidden.dtype)
+        return hidden
+
+    def after(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+        if isinstance(output, tuple):
+            return (replaced(output[0]), *output[1:])
+        return replaced(output)
+
+    def before(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return (replaced(args[0]), *args[1:]), kwargs
+
+    blocks = model_b.blocks()
+    handle = (
+        blocks[k - 1].register_forward_hook(after)
+        if k
+        else blocks[0].register_forward_pre_hook(before, with_kwargs=True)
+    )
+    found: list[np.ndarray | None] = [None] * len(texts)
+    model_b.to(device)
+    try:
+        with torch.inference_mode(), full_precision():
+            for rows, tokens in model_b.tokens.batches([str(t) for t in texts], device):
+                mask = tokens["attention_mask"].bool()
+                current["mask"] = mask
+                current["rows"] = torch.from_numpy(
+                    np.concatenate([replacement[offsets[i] : offsets[i + 1]] for i in rows])
+                ).to(device)
+                hidden = model_b.model(**tokens, output_hidden_states=True).hidden_states[-1]
+                for place, row in enumerate(rows):
+                    found[row] = hidden[place][mask[place]].float().cpu().numpy()
+    finally:
+        handle.remove()
+    return TokenStates({last: np.concatenate([f for f in found if f is not None])}, offsets)
+
+
+def token_stitching_matrix(
+    model_a: Model,
+    model_b: Model,
+    texts: np.ndarray,
+    labels: np.ndarray,
+    layers_a: Sequence[str] | None = None,
+    layers_b: Sequence[str] | None = None,
+    *,
+    methods: Sequence[str] = tuple(METHODS),
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    affine: bool = True,
+    ridge: float = 0.0,
+    device: torch.device | str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> Stitching:
+    """:func:`stitching_matrix` for two Hugging Face text encoders reading the same tokens:
+    A's hidden state i (``hidden.i``, n × T × d_A) mapped into B's hidden state j by one
+    affine map per token, shared by every position and fitted over the real (unmasked) tokens
+    of the training texts, and B run on from block j (see the module docstring). B is a bare
+    encoder, so its accuracy is read through a readout fitted once: least squares from B's
+    own mean-pooled last hidden state to the one-hot labels of the training texts, applied to
+    the mean-pooled last hidden state of B alone and of every stitched model alike (A alone
+    likewise, with a readout of its own). The zero-shot variant stitches vectors only: its
+    cells are empty."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InputError(f"choose stitching methods among {', '.join(METHODS)}")
+    _check_ridge(ridge)
+    encoder_a, encoder_b = _text_encoder(model_a, "A"), _text_encoder(model_b, "B")
+    texts = np.asarray(texts)
+    if texts.dtype.kind != "U":
+        raise InputError("token stitching reads texts, and the dataset holds arrays")
+    labels = np.asarray(labels)
+    if labels.shape != (len(texts),) or labels.dtype.kind not in "iu" or labels.min() < 0:
+        raise InputError(
+            f"expected one integer label ≥ 0 per text ({len(texts)}), got {labels.shape}"
+        )
+    ids_a, ids_b = _token_ids(encoder_a, texts), _token_ids(encoder_b, texts)
+    differ = next((i for i, (a, b) in enumerate(zip(ids_a, ids_b, strict=True)) if a != b), None)
+    if differ is not None:
+        raise InputError(
+            f"A and B read text {differ} as different tokens, so no token of A's has a partner "
+            "in B: token-level stitching needs both models to read the same token ids"
+        )
+    chosen = {}
+    for side, model, layers in (("A", encoder_a, layers_a), ("B", encoder_b, layers_b)):
+        named = list(model.capturable_layers() if layers is None else layers)
+        hidden = [f"hidden.{k}" for k in range(model.n_hidden)]
+        if layers is None:
+            named = [name for name in named if name in hidden]
+        wrong = [name for name in named if name not in hidden]
+        if wrong or not named:
+            raise InputError(
+                f"layer {wrong[0] if wrong else None!r} of model {side} is not a hidden state; "
+                f"token stitching maps hidden states: {', '.join(hidden)}"
+            )
+        if len(set(named)) != len(named):
+            raise InputError(f"a layer of model {side} is named twice")
+        chosen[side] = named
+    train, test = _split(len(texts), test_fraction, seed)
+    device = torch.device(device) if device is not None else default_device()
+    last_a, last_b = (f"hidden.{m.n_hidden - 1}" for m in (encoder_a, encoder_b))
+    states_a = token_states(encoder_a, texts, list(dict.fromkeys([*chosen["A"], last_a])), device)
+    states_b = token_states(encoder_b, texts, list(dict.fromkeys([*chosen["B"], last_b])), device)
+    if progress:
+        progress(0.1)
+
+    n_classes = int(labels.max()) + 1
+    onehot = np.eye(n_classes)[labels]
+    readout_b = fit_linear_map(states_b.pooled(last_b)[train], onehot[train])
+    readout_a = fit_linear_map(states_a.pooled(last_a)[train], onehot[train])
+    # B alone run on the held-out texts as the stitched models are (the same batches, so the
+    # same float32 sums: the identity map reproduces it exactly)
+    alone_b = token_states(encoder_b, texts[test], [last_b], device)
+    accuracy_b = _accuracy(readout_b.apply(alone_b.pooled(last_b)), labels[test])
+    accuracy_a = _accuracy(readout_a.apply(states_a.pooled(last_a)[test]), labels[test])
+    n_train, n_test = len(train), len(test)
+    rows_train = int(np.sum(np.diff(states_a.offsets)[train]))
+    warnings = [
+        f"B is a bare encoder: its accuracy (alone and stitched) is read through a readout "
+        f"fitted by least squares from its mean-pooled {last_b} to the one-hot labels of the "
+        f"{n_train} training texts; A alone through one of its own"
+    ]
+    for name in chosen["A"]:
+        d = states_a.rows[name].shape[1]
+        if "fitted" in methods and rows_train <= d:
+            warnings.append(
+                f"{rows_train} training tokens for the {d} dimensions of A's {name}: the "
+                "fitted maps from it are underdetermined (minimum norm)"
+            )
+    if "relative" in methods:
+        warnings.append(
+            "the zero-shot variant stitches per-sample vectors only: its cells between token "
+            "sequences are empty"
+        )
+    if n_test < FEW_TEST:
+        warnings.append(f"only {n_test} held-out samples: accuracies are noisy")
+
+    kind = "affine" if affine else "linear"
+    matrices = {}
+    cells = len(methods) * len(chosen["A"]) * len(chosen["B"])
+    done = 0
+    for method in methods:
+        accuracy: list[list[float | None]] = []
+        r2: list[list[float | None]] = []
+        refused: list[list[str | None]] = []
+        solvers: dict[str, _LeastSquares] = {}
+        for a in chosen["A"]:
+            accuracy.append([])
+            r2.append([])
+            refused.append([])
+            for b in chosen["B"]:
+                if method == "relative":
+                    accuracy[-1].append(None)
+                    r2[-1].append(None)
+                    refused[-1].append(
+                        "the zero-shot variant stitches per-sample vectors only: relative "
+                        "representations of tokens are not defined"
+                    )
+                else:
+                    if a not in solvers:
+                        solvers[a] = _LeastSquares(states_a.of(a, train), affine)
+                    fitted = solvers[a].fit(states_b.of(b, train), ridge)
+                    mapped = fitted.apply(states_a.of(a, test))
+                    stitched = token_stitched_states(
+                        encoder_b, b, texts[test], mapped, device=device
+                    )
+                    scores = readout_b.apply(stitched.pooled(last_b))
+                    accuracy[-1].append(_accuracy(scores, labels[test]))
+                    r2[-1].append(_token_r2(mapped, states_b, b, train, test))
+                    refused[-1].append(None)
+                done += 1
+                if progress:
+                    progress(0.1 + 0.9 * done / cells)
+        estimator = (
+            f"{kind} least squares{_ridge_note(ridge)} per token, over the {rows_train} real "
+            f"tokens of {n_train} texts"
+            if method == "fitted"
+            else "nothing (vectors only)"
+        )
+        matrices[method] = StitchingMatrix(method, estimator, accuracy, r2, refused)
+
+    test_mask = np.zeros(len(texts), dtype=bool)
+    test_mask[test] = True
+    return Stitching(
+        layers_a=chosen["A"],
+        layers_b=chosen["B"],
+        dims_a=[int(states_a.rows[name].shape[1]) for name in chosen["A"]],
+        dims_b=[int(states_b.rows[name].shape[1]) for name in chosen["B"]],
+        shapes_a=[[int(states_a.rows[name].shape[1])] for name in chosen["A"]],
+        shapes_b=[[int(states_b.rows[name].shape[1])] for name in chosen["B"]],
+        accuracy_a=accuracy_a,
+        accuracy_b=accuracy_b,
+        chance=float(np.bincount(labels[test]).max() / n_test),
+        n_classes=n_classes,
+        n_train=n_train,
+        n_test=n_test,
+        seed=seed,
+        matrices=matrices,
+        test=test_mask,
+        warnings=warnings,
+    )
+
+
+def _token_r2(
+    mapped: np.ndarray, states: TokenStates, layer: str, train: np.ndarray, test: np.ndarray
+) -> float | None:
+    """Held-out R² of the mapped tokens against B's, around B's mean training token."""
+    target = states.of(layer, test).astype(np.float64)
+    sst = float(np.sum((target - states.of(layer, train).mean(axis=0, dtype=np.float64)) ** 2))
     if sst == 0.0:
         return None
     return 1.0 - float(np.sum((mapped - target) ** 2)) / sst
