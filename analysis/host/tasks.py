@@ -19,7 +19,7 @@ from analysis.models.choices import TOKENS
 from analysis.models.extraction import extract_activations, extract_tokens
 from analysis.models.modules import as_model, is_torchscript
 from analysis.probes.engine import run_probe
-from analysis.stitching import stitching_matrix
+from analysis.stitching import stitching_matrix, token_stitching_matrix
 from analysis.weights.formats import ENCODERS, FUNCTION_TOLERANCE
 from analysis.weights.space import encoder_weight_space, weight_space
 
@@ -172,9 +172,27 @@ def stitch(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
     """A's layers stitched into B's (:func:`analysis.stitching.stitching_matrix`) on the
     labelled samples ``inputs["x"]``, ``inputs["y"]``: A is the run's checkpoint
     (``inputs["model"]``), B the second one (``inputs["model_b"]``), as an eager module
-    (:func:`eager_module`, the built-in ``params["architecture_b"]`` for a TorchScript B)."""
+    (:func:`eager_module`, the built-in ``params["architecture_b"]`` for a TorchScript B); a
+    Hugging Face text encoder B (no ``architecture_b``) is stitched at its tokens
+    (:func:`analysis.stitching.token_stitching_matrix`)."""
     x, y = np.asarray(inputs["x"]), np.asarray(inputs["y"])
     model_a = _model(params, inputs)
+    if not params["architecture_b"]:
+        found = token_stitching_matrix(
+            as_model(model_a),
+            as_model(_model(params, inputs, "model_b")),
+            x,
+            y,
+            params["layers_a"] or None,  # none named: every hidden state
+            params["layers_b"] or None,
+            test_fraction=params["test_fraction"],
+            seed=params["seed"],
+            affine=params["map"] == "affine",
+            ridge=params["ridge"],
+            device=params.get("device"),
+            progress=progress,
+        )
+        return found.to_json(), {}
     model_b = eager_module(_model(params, inputs, "model_b"), params["architecture_b"], x)
     found = stitching_matrix(
         model_a,

@@ -294,11 +294,6 @@ class HuggingFaceEncoder(_Directory):
         block per hidden state after the embeddings'."""
         return _blocks(self.model)
 
-    def blocks(self) -> list[torch.nn.Module]:
-        """The repeated blocks: ``hidden.k`` is block k's output (k ≥ 1) where there is one
-        block per hidden state after the embeddings'."""
-        return _blocks(self.model)
-
     def capturable_layers(self) -> list[str]:
         extra = [SENTENCE_EMBEDDING] if self.sentence else []
         return [f"hidden.{k}" for k in range(self.n_hidden)] + extra

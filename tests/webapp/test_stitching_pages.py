@@ -11,10 +11,13 @@ import re
 import pytest
 from django.utils.html import escape
 
+from tests.analysis.test_stitching_tokens import with_vocabulary
 from tests.conftest import checkpoint_from, run_with_dependencies
+from tests.formats import WORDS, texts_jsonl, tiny_bert_dir, zip_dir
 from tests.webapp.test_schema import check, schema  # noqa: F401  (the schema fixture)
+from tests.workers.test_formats import uploaded
 from tests.workers.test_stitching import small_cnn_bytes
-from webapp.catalog.models import Checkpoint
+from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Report, Run
 from webapp.runs.stitching import request_stitching, zero_shot_failures
 
@@ -86,6 +89,24 @@ def test_empty_cells_say_why_and_feature_maps_show_their_shape(client, owner, wo
     )
     assert "conv1</span> (4 × 8 × 8 map)" in html and "pool</span> (8-d)" in html
     assert "An empty cell is a pair not stitched" in html
+
+
+def test_a_hugging_face_b_says_how_it_is_run_and_read(client, api, owner, workspace, tmp_path):
+    content = zip_dir(with_vocabulary(tiny_bert_dir(tmp_path / "b"), WORDS))
+    body = uploaded(api, "/api/v1/checkpoints/", "b.zip", content, name="bert")
+    bert = Checkpoint.objects.get(pk=body["id"])
+    texts = Dataset.objects.get(
+        pk=uploaded(api, "/api/v1/datasets/", "t.jsonl", texts_jsonl(40), name="Texts")["id"]
+    )
+    run = run_with_dependencies(request_stitching(owner, bert, bert, texts, ["hidden.2"])[0])
+    assert run.state == Run.State.SUCCEEDED, run.error
+    client.force_login(owner)
+    html = client.get(f"/stitchings/{run.pk}/").content.decode()
+    assert "B a Hugging Face text encoder, stitched at its tokens" in html
+    assert "B is a bare encoder: its accuracy (alone and stitched) is read through a readout" in (
+        html.replace("&#x27;", "'")
+    )
+    assert "hidden.2</span> (32-d)" in html
 
 
 def test_an_unfinished_run_polls(client, owner, workspace, digits, ckpt_a, ckpt_b):

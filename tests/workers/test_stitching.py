@@ -15,10 +15,19 @@ from torch import nn
 
 from analysis.errors import InputError
 from analysis.models.architectures import build_from_state_dict, small_cnn
-from analysis.stitching import stitching_matrix
-from tests.conftest import checkpoint_from, digits_npz_bytes, run_with_dependencies
+from analysis.models.hf import load_huggingface
+from analysis.stitching import stitching_matrix, token_stitching_matrix
+from tests.analysis.test_stitching_tokens import with_vocabulary
+from tests.conftest import (
+    checkpoint_from,
+    digits_npz_bytes,
+    run_with_dependencies,
+    torchscript_mlp_bytes,
+)
+from tests.formats import WORDS, texts_jsonl, tiny_bert_dir, zip_dir
+from tests.workers.test_formats import uploaded
 from webapp.catalog.ingest import ingest_dataset
-from webapp.catalog.models import Checkpoint
+from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Report, Run
 from webapp.runs.stitching import request_stitching, stitching_view, zero_shot_failures
 
@@ -115,8 +124,6 @@ def test_stitching_a_layer_of_a_model_into_itself_reproduces_its_accuracy(owner,
     digits, _ = ingest_dataset(
         workspace, owner, io.BytesIO(digits_npz_bytes(300)), "d.npz", "digits-300"
     )
-    from tests.conftest import torchscript_mlp_bytes
-
     model = checkpoint_from(workspace, owner, torchscript_mlp_bytes(3), "mlp-3")
     layers = ["block1", "block2", "head"]
     run = run_with_dependencies(request_stitching(owner, model, model, digits, layers, layers)[0])
@@ -180,6 +187,55 @@ def test_the_run_stitches_feature_maps_of_the_small_cnn_as_the_library_does(
     assert [found["matrices"]["fitted"]["accuracy"][i][i] for i in range(2)] == [own, own]
 
 
+def test_the_run_stitches_two_hugging_face_text_encoders_at_their_tokens(
+    api, owner, workspace, tmp_path
+):
+    """Two zipped tiny BERTs reading one vocabulary, on labelled texts: the runner gives the
+    library's token stitching of the same directories; a BERT whose vocabulary reads the texts
+    as other token ids fails in the host with the library's sentence; a B that is a text
+    encoder with an A that is not is refused at request."""
+    archives = {
+        name: zip_dir(with_vocabulary(tiny_bert_dir(tmp_path / name, seed=seed), words))
+        for name, seed, words in (("a", 0, WORDS), ("b", 1, WORDS), ("other", 1, WORDS[::-1]))
+    }
+    a, b, other = (
+        Checkpoint.objects.get(
+            pk=uploaded(api, "/api/v1/checkpoints/", f"{name}.zip", content, name=f"bert-{name}")[
+                "id"
+            ]
+        )
+        for name, content in archives.items()
+    )
+    texts = Dataset.objects.get(
+        pk=uploaded(api, "/api/v1/datasets/", "texts.jsonl", texts_jsonl(60), name="Texts")["id"]
+    )
+    run, _ = request_stitching(owner, a, b, texts, ["hidden.1", "hidden.2"], seed=1)
+    assert run.params["architecture_b"] == ""
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    result = Report.objects.get(run=run).result
+
+    loaded = {}
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.zip").write_bytes(archives[name])
+        loaded[name] = load_huggingface(tmp_path / f"{name}.zip", f"{name}.zip", 100, 10**9)
+    arrays = texts.load_arrays()
+    expected = token_stitching_matrix(
+        loaded["a"], loaded["b"], arrays.x, arrays.y, ["hidden.1", "hidden.2"], seed=1
+    ).to_json()
+    assert close(result, expected)
+    assert result["layers_b"] == ["hidden.0", "hidden.1", "hidden.2"]
+    assert result["warnings"][0].startswith("B is a bare encoder")
+
+    failed = run_with_dependencies(request_stitching(owner, a, other, texts)[0])
+    assert failed.state == Run.State.FAILED
+    assert "A and B read text 0 as different tokens" in failed.error
+
+    mlp = checkpoint_from(workspace, owner, torchscript_mlp_bytes(0), "mlp")
+    with pytest.raises(InputError, match="cannot be model A: bert-b is a Hugging Face text"):
+        request_stitching(owner, mlp, b, texts)
+
+
 def test_a_torchscript_b_that_only_borrows_the_names_fails(owner, workspace, digits, ckpt_a):
     class Borrowed(nn.Module):
         def __init__(self) -> None:
@@ -211,7 +267,12 @@ REFUSED_B = "stitching replaces one layer's output inside B, so B must be an eag
     ("fmt", "tree", "why"),
     [
         ("onnx", None, "it is an ONNX model, whose layers take no hooks"),
-        ("huggingface", None, "it is a Hugging Face directory, whose layers are token sequences"),
+        (
+            "huggingface",
+            None,
+            "it is a Hugging Face directory of another kind than a BERT, RoBERTa or DistilBERT "
+            "text encoder",
+        ),
         ("precomputed", None, "it is precomputed activations, with no model to run"),
         ("torchscript", [{"name": "body", "type": "Linear"}], "follow no built-in architecture"),
     ],
@@ -229,7 +290,9 @@ def test_a_b_that_cannot_run_as_an_eager_module_is_refused_in_one_sentence(
     assert message.startswith(f"{ckpt_b.name} cannot be model B: ")
     assert why in message and REFUSED_B in message
     assert ".safetensors state dict of a built-in architecture (mlp, small-cnn, " in message
-    assert ". " not in message and message.endswith("naming of mlp or small-cnn")  # one sentence
+    assert ". " not in message and message.endswith(
+        "text encoder (BERT, RoBERTa or DistilBERT) stitched at its tokens"
+    )  # one sentence
     assert not Run.objects.filter(kind=Run.Kind.STITCH).exists()
 
 

@@ -865,7 +865,10 @@ class StitchingSerializer(serializers.Serializer):
     dataset = NamedSerializer()
     layers_a = texts("as asked; empty: A's default layers with vector outputs")
     layers_b = texts("as asked; empty: B's default layers with vector outputs")
-    architecture_b = serializers.CharField(help_text="the built-in architecture B runs as")
+    architecture_b = serializers.CharField(
+        help_text="the built-in architecture B runs as; empty for a Hugging Face text encoder, "
+        "stitched at its tokens"
+    )
     parameters = StitchingParametersSerializer()
     definitions = serializers.DictField(
         child=serializers.CharField(), help_text="one line per number"

@@ -77,11 +77,12 @@ class StitchingForm(StitchParameters):
         models = workspace.checkpoints.exclude(format=Checkpoint.Format.PRECOMPUTED)
         choose_from(self, "checkpoint_a", models)
         choose_from(self, "checkpoint_b", models.filter(pk__in=stitchable(workspace)))
-        choose_from(self, "dataset", workspace.datasets.exclude(modality="text"))
+        choose_from(self, "dataset", workspace.datasets.all())
 
 
 def stitchable(workspace: Workspace) -> list[int]:
-    """The workspace's checkpoints that can be model B (run as an eager module), by id."""
+    """The workspace's checkpoints that can be model B (run as an eager module, or a Hugging
+    Face text encoder stitched at its tokens), by id."""
     return [
         c.pk
         for c in workspace.checkpoints.only("pk", "format", "architecture", "layer_tree")

@@ -1,7 +1,8 @@
 """Model stitching between two checkpoints: asking for the run (refused at once where B cannot
-be run as an eager torch module, or A not at all) and reading its Report back as the page and
-the API draw it. The work runs in a model host (:func:`analysis.host.tasks.stitch`, called by
-``workers.tasks.stitching``); the definitions are :mod:`analysis.stitching`'s."""
+be run as an eager torch module or a Hugging Face text encoder, or A not at all) and reading
+its Report back as the page and the API draw it. The work runs in a model host
+(:func:`analysis.host.tasks.stitch`, called by ``workers.tasks.stitching``); the definitions
+are :mod:`analysis.stitching`'s."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from django.db import transaction
 
 from analysis.errors import InputError
 from analysis.measures.alignment import MIN_TEST, MIN_TRAIN
-from analysis.weights.formats import MATCHABLE, SCRIPTABLE, declared_architecture
+from analysis.weights.formats import (
+    ENCODER_NAMES,
+    ENCODERS,
+    MATCHABLE,
+    SCRIPTABLE,
+    declared_architecture,
+)
 from webapp.catalog.models import Checkpoint, Dataset
 from webapp.runs.models import Report, Run
 from webapp.runs.submit import _check_inputs, _checked, _same_workspace, _submit
@@ -22,8 +29,9 @@ if TYPE_CHECKING:
 
 B_FORMATS = (
     "stitching replaces one layer's output inside B, so B must be an eager torch module: a "
-    f".safetensors state dict of a built-in architecture ({', '.join(MATCHABLE)}) or a "
-    f"TorchScript model whose layers follow the naming of {' or '.join(SCRIPTABLE)}"
+    f".safetensors state dict of a built-in architecture ({', '.join(MATCHABLE)}), a "
+    f"TorchScript model whose layers follow the naming of {' or '.join(SCRIPTABLE)}, or a "
+    f"Hugging Face text encoder ({ENCODER_NAMES}) stitched at its tokens"
 )
 """What a refusal of model B says about the checkpoints that work."""
 
@@ -33,7 +41,7 @@ _WHY_NOT_B: dict[str, str] = {
         "(TorchScript layers take no hooks)"
     ),
     Checkpoint.Format.HUGGINGFACE: (
-        "a Hugging Face directory, whose layers are token sequences and which scores no classes"
+        f"a Hugging Face directory of another kind than a {ENCODER_NAMES} text encoder"
     ),
     Checkpoint.Format.ONNX: "an ONNX model, whose layers take no hooks",
     Checkpoint.Format.PRECOMPUTED: "precomputed activations, with no model to run",
@@ -75,9 +83,12 @@ TITLES = {"fitted": "Fitted map", "relative": "Zero-shot (relative representatio
 
 
 def b_architecture(checkpoint: Checkpoint) -> str:
-    """The built-in architecture model B is run as (eager), or an :class:`InputError` that
-    names the checkpoint and says which checkpoints work."""
+    """The built-in architecture model B is run as (eager), ``""`` for a Hugging Face text
+    encoder (run as it is, stitched at its tokens), or an :class:`InputError` that names the
+    checkpoint and says which checkpoints work."""
     found = declared_architecture(checkpoint.format, checkpoint.architecture, checkpoint.layer_tree)
+    if found in ENCODERS.values():
+        return ""
     if found is None:
         what = _WHY_NOT_B.get(checkpoint.format, f"a {checkpoint.get_format_display()} checkpoint")
         raise InputError(f"{checkpoint.name} cannot be model B: it is {what}, and {B_FORMATS}")
@@ -141,7 +152,13 @@ def request_stitching(
             "stitching runs A on the samples"
         )
     architecture = b_architecture(checkpoint_b)
-    if dataset.modality == "text" or dataset.column("y") is None:
+    if not architecture and checkpoint_a.format != Checkpoint.Format.HUGGINGFACE:
+        raise InputError(
+            f"{checkpoint_a.name} cannot be model A: {checkpoint_b.name} is a Hugging Face text "
+            "encoder, stitched at its tokens, so A must be a Hugging Face text encoder reading "
+            "the same tokens"
+        )
+    if dataset.column("y") is None:
         raise InputError(f"{dataset.name} has no class labels; stitching is scored by accuracy")
     _check_inputs(checkpoint_a, dataset)
     _check_inputs(checkpoint_b, dataset)
