@@ -49,9 +49,10 @@ samples (b = BLOCK_ENTRIES // n, 41 at n = 50,000), computes both layers' dissim
 those rows with every later sample by matrix products (memory O(b·n)), and merges each block's
 means and centred sums of squares and products into running totals (Chan, Golub & LeVeque's
 pairwise update), which avoids the cancellation of Σa² − (Σa)²/N. A pair then costs
-O(n²·(p + q)) and a row permutation only re-indexes the rows. The tests hold it to 1e-10 of
-``pearsonr`` on ``pdist`` and to 1e-12 across block sizes, on an RDM whose mean is 1e4 times its
-spread as well.
+O(n²·(p + q)). The tests hold it to 1e-10 of ``pearsonr`` on ``pdist`` and to 1e-12 across
+block sizes, on an RDM whose mean is 1e4 times its spread as well. The permutation baseline of
+the Pearson forms is exact (Mantel's moments over all n! row permutations, from each RDM's row
+sums, which the same pass accumulates): no permuted layer is scored.
 
 Bootstrap resamples duplicate samples; the dissimilarity between two copies of one sample is 0
 in both spaces and inflates the value slightly (a fraction of about 1/n of the entries).
@@ -308,21 +309,6 @@ def _condensed_index(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return n * lo - lo * (lo + 1) // 2 + hi - lo - 1
 
 
-def _permuted_condensed(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """A condensed RDM's entries re-indexed for the samples in the order ``perm``: entry
-    (a, b) of the result is entry (perm[a], perm[b]) of ``values``."""
-    n = len(perm)
-    perm = np.asarray(perm)
-    out = np.empty_like(values)
-    filled = 0
-    for start, stop, mask in _row_blocks(n):
-        rows = np.broadcast_to(perm[start:stop, None], mask.shape)[mask]
-        columns = np.broadcast_to(perm[None, :], mask.shape)[mask]
-        out[filled : filled + rows.size] = values[_condensed_index(n, rows, columns)]
-        filled += rows.size
-    return out
-
-
 class RSA(Measure):
     """Spearman correlation between the correlation-distance RDMs of two spaces."""
 
@@ -382,7 +368,16 @@ class RSA(Measure):
         sampled pairs the permuted layer holds other dissimilarities: computed afresh."""
         if prepared.sampled:
             return self.prepare(prepared.data[perm])
-        return PreparedRDM(prepared.data[perm], _permuted_condensed(prepared.ranks, perm))
+        n = prepared.n
+        perm = np.asarray(perm)
+        ranks = np.empty_like(prepared.ranks)
+        filled = 0
+        for start, stop, mask in _row_blocks(n):
+            rows = np.broadcast_to(perm[start:stop, None], mask.shape)[mask]
+            columns = np.broadcast_to(perm[None, :], mask.shape)[mask]
+            ranks[filled : filled + rows.size] = prepared.ranks[_condensed_index(n, rows, columns)]
+            filled += rows.size
+        return PreparedRDM(prepared.data[perm], ranks)
 
     def estimator(self, a: PreparedRDM, b: PreparedRDM) -> str:
         if not a.sampled:
@@ -445,31 +440,49 @@ class Moments:
 
 def streamed_moments(
     a: Rows, b: Rows, block_rows: int, distances: bool, device: str | None = None
-) -> Moments:
-    """The moments of the paired upper triangles (k = 1) of two layers' RDMs, from their rows
-    (:func:`_rows_for`), ``block_rows`` samples at a time: each block's dissimilarities with
-    itself (strict upper triangle) and with every later sample, never the whole RDM. With
-    ``distances``, Euclidean distances (the square root of the squared ones)."""
+) -> tuple[Moments, list[np.ndarray]]:
+    """The moments of the paired upper triangles (k = 1) of two layers' RDMs, and each RDM's
+    row sums (diagonal excluded), from their rows (:func:`_rows_for`), ``block_rows`` samples
+    at a time: each block's dissimilarities with itself (strict upper triangle) and with every
+    later sample, never the whole RDM. With ``distances``, Euclidean distances (the square
+    root of the squared ones)."""
     n = len(a[0])
     layers = [(_products(z, device), squares, z.shape[1]) for z, squares in (a, b)]
     moments = Moments()
+    row_sums = [np.zeros(n), np.zeros(n)]
     for start in range(0, n - 1, block_rows):
         stop = min(n, start + block_rows)
         rows, upper = slice(start, stop), np.triu_indices(stop - start, 1)
         within, later = [], []
-        for products, squares, features in layers:
-            pieces = [
-                _dissimilarities(products, squares, features, rows, rows)[upper],
-                _dissimilarities(products, squares, features, rows, slice(stop, n)).ravel(),
-            ]
+        for (products, squares, features), sums in zip(layers, row_sums, strict=True):
+            square = _dissimilarities(products, squares, features, rows, rows)
+            rectangle = _dissimilarities(products, squares, features, rows, slice(stop, n))
             if distances:
-                for piece in pieces:
-                    np.sqrt(piece, out=piece)
-            within.append(pieces[0])
-            later.append(pieces[1])
+                np.sqrt(square, out=square)
+                np.sqrt(rectangle, out=rectangle)
+            square = np.triu(square, 1)
+            sums[rows] += square.sum(axis=1) + square.sum(axis=0) + rectangle.sum(axis=1)
+            sums[stop:] += rectangle.sum(axis=0)
+            within.append(square[upper])
+            later.append(rectangle.ravel())
         moments.add(*within)
         moments.add(*later)
-    return moments
+    return moments, row_sums
+
+
+def _row_sums(values: np.ndarray, n: int) -> np.ndarray:
+    """The row sums of the symmetric n × n matrix whose condensed upper triangle is
+    ``values`` (diagonal 0), one row block at a time."""
+    sums = np.zeros(n)
+    filled = 0
+    for start, stop, mask in _row_blocks(n):
+        block = np.zeros(mask.shape)
+        count = int(np.count_nonzero(mask))
+        block[mask] = values[filled : filled + count]
+        filled += count
+        sums[start:stop] += block.sum(axis=1)
+        sums += block.sum(axis=0)
+    return sums
 
 
 @dataclass
@@ -481,6 +494,9 @@ class PearsonRDM:
     name: str
     rows: Rows
     standardised: np.ndarray | None
+    # Σᵢ Rᵢ² / Σ_{i<j} (aᵢⱼ − ā)², Rᵢ the row sums of the centred RDM: all the permutation
+    # moments need of a layer. Streamed layers get it when first scored.
+    row_sums_ratio: float | None = None
 
     @property
     def n(self) -> int:
@@ -505,6 +521,7 @@ class PearsonRSA(Measure):
     range = (-1.0, 1.0)
     invariant_to: tuple[str, ...] = ("permutation of units", "isotropic scaling")
     min_samples = MIN_SAMPLES
+    exact_baseline = True
     rdm_metric: ClassVar[str] = "correlation"
 
     def __init__(self, max_samples: int = MAX_SAMPLES):
@@ -527,7 +544,8 @@ class PearsonRSA(Measure):
         norm = float(np.linalg.norm(rdm))
         _refuse_flat(name, norm / np.sqrt(rdm.size), mean)
         rdm /= norm
-        return PearsonRDM(data, name, rows, rdm)
+        row_sums = _row_sums(rdm, len(data))
+        return PearsonRDM(data, name, rows, rdm, float(row_sums @ row_sums))
 
     def score(self, a: PearsonRDM, b: PearsonRDM) -> float:
         if a.n != b.n:
@@ -535,30 +553,45 @@ class PearsonRSA(Measure):
         if a.standardised is not None and b.standardised is not None:
             value = float(np.dot(a.standardised, b.standardised))
         else:
-            moments = streamed_moments(
+            moments, row_sums = streamed_moments(
                 a.rows,
                 b.rows,
                 self.block_rows(a.n),
                 self.rdm_metric == "euclidean",
                 torch_device(self.device),
             )
-            for layer, squares, mean in [
-                (a, moments.squares_a, moments.mean_a),
-                (b, moments.squares_b, moments.mean_b),
+            for layer, squares, mean, sums in [
+                (a, moments.squares_a, moments.mean_a, row_sums[0]),
+                (b, moments.squares_b, moments.mean_b, row_sums[1]),
             ]:
                 _refuse_flat(layer.name, np.sqrt(squares / moments.count), mean)
+                centred = sums - (layer.n - 1) * mean
+                layer.row_sums_ratio = float(centred @ centred) / squares
             value = moments.products / np.sqrt(moments.squares_a * moments.squares_b)
         return min(1.0, max(-1.0, value))
 
-    def permute(self, prepared: PearsonRDM, perm: np.ndarray) -> PearsonRDM:
-        """Sample a of the result is sample perm[a]: its rows re-indexed, and so is the
-        prepared RDM (entry (a, b) is entry (perm[a], perm[b]))."""
-        z, squares = prepared.rows
-        rows = (z[perm], None if squares is None else squares[perm])
-        standardised = prepared.standardised
-        if standardised is not None:
-            standardised = _permuted_condensed(standardised, perm)
-        return PearsonRDM(prepared.data[perm], prepared.name, rows, standardised)
+    def permutation_moments(self, a: PearsonRDM, b: PearsonRDM) -> tuple[float, float]:
+        """Exact mean and sd of the score over all n! row permutations of ``b`` (Mantel 1967,
+        "The detection of disease clustering and a generalized regression approach", Cancer
+        Research 27: the moments of Γ = Σ_{i≠j} aᵢⱼ bᵢⱼ). Permuting samples permutes the
+        entries, so the means and sums of squares stay: the mean is 0 (centred entries) and,
+        with q = Σᵢ Rᵢ² / Σ_{i<j} (aᵢⱼ − ā)² of each layer (``row_sums_ratio``),
+
+            Var r = [8 / (n(n − 1)) + 4 (q_a − 2)(q_b − 2) / (n(n − 1)(n − 2))
+                     + 16 (1 − q_a)(1 − q_b) / (n(n − 1)(n − 2)(n − 3))] / 4
+        """
+        if a.row_sums_ratio is None or b.row_sums_ratio is None:
+            self.score(a, b)  # a streamed pair: its pass gives both layers' row sums
+        q_a, q_b = a.row_sums_ratio, b.row_sums_ratio
+        assert q_a is not None and q_b is not None
+        n = a.n
+        pairs = n * (n - 1)
+        variance = (
+            8 / pairs
+            + 4 * (q_a - 2) * (q_b - 2) / (pairs * (n - 2))
+            + 16 * (1 - q_a) * (1 - q_b) / (pairs * (n - 2) * (n - 3))
+        ) / 4
+        return 0.0, float(np.sqrt(max(variance, 0.0)))
 
     def estimator(self, a: PearsonRDM, b: PearsonRDM) -> str:
         dissimilarity = "Euclidean" if self.rdm_metric == "euclidean" else "correlation"
