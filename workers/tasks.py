@@ -51,6 +51,7 @@ from analysis.measures.compatibility import compatibility as cross_model_retriev
 from analysis.measures.compatibility import query_gallery_split
 from analysis.measures.engine import Measure, compare_layers
 from analysis.measures.knn import knn_indices, knn_jaccard_per_sample
+from analysis.measures.positions import PER_POSITION, REDUCTIONS, pooled, same_rows
 from analysis.measures.registry import MEASURES
 from analysis.measures.units import TEST_FRACTION, unit_matching_report
 from analysis.models.choices import TOKENS
@@ -280,7 +281,7 @@ def _activation_sets(
     if missing:
         raise InputError(f"no stored activations of {checkpoint} for {', '.join(missing)}")
     for s in found.values():
-        if s.n != run.dataset.n_samples:
+        if s.positions_id is None and s.n != run.dataset.n_samples:
             raise InputError(
                 f"activations of {s.layer} have {s.n} rows but {run.dataset} has "
                 f"{run.dataset.n_samples} samples"
@@ -318,26 +319,33 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
         mapped = {
             s.pk: stack.enter_context(s.memory_map()) for s in {*sets_a.values(), *sets_b.values()}
         }
-        arrays_a = [(name, mapped[s.pk]) for name, s in sets_a.items()]
-        arrays_b = [(name, mapped[s.pk]) for name, s in sets_b.items()]
+        compared = _comparable(
+            measure, [*sets_a.values(), *sets_b.values()], mapped, p.get("positions", "mean")
+        )
+        n_bootstrap = 0 if compared.per_position else p.get("n_bootstrap", 0)
         results = compare_layers(
             measure,
-            arrays_a,
-            arrays_b,
+            [(name, compared.arrays[s.pk]) for name, s in sets_a.items()],
+            [(name, compared.arrays[s.pk]) for name, s in sets_b.items()],
             n_permutations=p["n_permutations"],
-            n_bootstrap=p.get("n_bootstrap", 0),
+            n_bootstrap=n_bootstrap,
             seed=p["seed"],
             progress=lambda f: run.report_progress(0.8 * f),
         )
-        agreement = _sample_agreement(arrays_a, arrays_b, p.get("agreement_k", 10))
+        agreement = _sample_agreement(
+            [(name, compared.per_sample[s.pk]) for name, s in sets_a.items()],
+            [(name, compared.per_sample[s.pk]) for name, s in sets_b.items()],
+            p.get("agreement_k", 10),
+        )
     computed = monotonic()
     parameters = {
         "pooling": p["pooling"],
         **({"pooling_b": p["pooling_b"]} if "pooling_b" in p else {}),
+        "positions": compared.note,
         "measure_params": measure.settings(),
         "n_permutations": p["n_permutations"],
         "baseline": measure.baseline_note(p["n_permutations"]),
-        "n_bootstrap": p.get("n_bootstrap", 0),
+        "n_bootstrap": n_bootstrap,
         "seed": p["seed"],
         "knn_k": agreement.k,
         "knn_metric": agreement.metric,
@@ -369,6 +377,65 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
                 },
             )
     return {"compute_s": round(computed - started, 3), "pairs": len(results)}
+
+
+@dataclass
+class Comparable:
+    """What a comparison's measure reads of each activation set (by its id): ``arrays`` for
+    the measure, ``per_sample`` one vector per sample for the drill-down's agreement; and
+    ``note``, for provenance, how token-level sets were read ("" where there were none)."""
+
+    arrays: dict[int, np.ndarray]
+    per_sample: dict[int, np.ndarray]
+    per_position: bool = False
+    note: str = ""
+
+
+def _comparable(
+    measure: Measure, sets: list[ActivationSet], mapped: dict[int, np.ndarray], how: str
+) -> Comparable:
+    """The arrays compared: sets of one vector per sample as stored; token-level sets
+    (pooling ``tokens``) per position where ``how`` asks for it, every set holds the same rows
+    and the measure compares positions, else pooled on the fly
+    (:mod:`analysis.measures.positions`), the model never run again."""
+    positions = {s.pk: s.positions.load_arrays() for s in sets if s.positions is not None}
+    if not positions:
+        return Comparable(mapped, mapped)
+    n = sets[0].dataset.n_samples
+    means = {pk: pooled(mapped[pk], found["sample"], n, "mean") for pk, found in positions.items()}
+    per_sample = {pk: means.get(pk, x) for pk, x in mapped.items()}
+    if how == PER_POSITION:
+        why = _not_per_position(measure, sets, positions)
+        if not why:
+            note = (
+                f"per position: each of the {len(mapped[sets[0].pk])} rows (a sample's token or "
+                "patch) is a sample of the measure; no bootstrap interval (a sample's positions "
+                "are not independent); the drill-down's agreement is on each sample's mean"
+            )
+            return Comparable(mapped, per_sample, per_position=True, note=note)
+        how = "mean"
+        asked = f"per position was asked, but {why}; "
+    else:
+        asked = ""
+    arrays = dict(mapped)
+    for pk, found in positions.items():
+        arrays[pk] = means[pk] if how == "mean" else pooled(mapped[pk], found["sample"], n, how)
+    note = f"{asked}pooled on the fly ({how}): {REDUCTIONS[how]}, from the stored positions"
+    return Comparable(arrays, per_sample, note=note)
+
+
+def _not_per_position(
+    measure: Measure, sets: list[ActivationSet], positions: dict[int, dict[str, np.ndarray]]
+) -> str:
+    """Why these sets cannot be compared per position (``positions``: each token-level set's
+    sample and position arrays); "" where they can."""
+    if not measure.compares_positions:
+        return f"{measure.name} compares samples only"
+    if len(positions) < len({s.pk for s in sets}):
+        return "a set holds one vector per sample"
+    if not same_rows(list(positions.values())):
+        return "the sets hold different rows (the models read different tokens or patches)"
+    return ""
 
 
 @dataclass

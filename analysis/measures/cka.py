@@ -58,6 +58,7 @@ class LinearCKA(Measure):
     reference = "Kornblith et al. 2019"
     invariant_to = ("orthogonal", "isotropic scaling", "translation")
     exact_baseline = True
+    compares_positions = True
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> PreparedLayer:
         from analysis.measures.gram import prepare

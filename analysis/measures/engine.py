@@ -45,6 +45,10 @@ class Measure:
     # True where the mean and sd over all row permutations are known in closed form
     # (``permutation_moments``): the baseline is then exact and no permutation is drawn.
     exact_baseline: ClassVar[bool] = False
+    # True where a token-level comparison may take each position as a sample (rows × d, a
+    # sample's several rows; :mod:`analysis.measures.positions`): the value is defined on any
+    # paired rows, the cost grows linearly with them, and the baseline is exact.
+    compares_positions: ClassVar[bool] = False
     # Where the measure's matrix products run (None: CUDA when there is a GPU); measures that
     # do not use torch ignore it.
     device: str | None = None
@@ -138,6 +142,7 @@ class Measure:
             # least ``baseline_warning_at`` similar is flagged beside the value.
             "exact_baseline": self.exact_baseline,
             "baseline_warning_at": self.baseline_warning_at(),
+            "compares_positions": self.compares_positions,
         }
 
 

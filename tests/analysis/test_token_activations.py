@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from analysis.errors import InputError
+from analysis.measures.positions import pooled
 from analysis.models.base import positions_of
 from analysis.models.checkpoints import load_checkpoint
 from analysis.models.extraction import extract_activations, extract_tokens
@@ -68,7 +69,10 @@ def test_text_rows_are_the_hidden_states_at_the_real_tokens(tmp_path, kind, batc
     names = [f"hidden.{k}" for k in range(len(per_text[0]))]
     x = np.array(TEXTS)
     got = extract_tokens(model, x, names, batch_size=batch_size, device="cpu")
-    means = extract_activations(model, x, names, "mean", batch_size=batch_size, device="cpu")
+    pooled_here = {
+        pooling: extract_activations(model, x, names, pooling, batch_size=batch_size, device="cpu")
+        for pooling in ("mean", "last")
+    }
     for k, name in enumerate(names):
         rows, sample, position = expected_rows([s[k] for s in per_text])
         assert got[name].positional
@@ -76,9 +80,12 @@ def test_text_rows_are_the_hidden_states_at_the_real_tokens(tmp_path, kind, batc
         np.testing.assert_array_equal(got[name].position, position)
         close(got[name].values, rows)
         assert got[name].values.dtype == np.float32
-        # A sample's rows, averaged, are the ``mean`` extraction.
-        pooled = np.stack([got[name].values[got[name].sample == i].mean(0) for i in range(len(x))])
-        close(pooled, means[name])
+        # Pooled on the fly from the rows: the ``mean`` and ``last`` extractions.
+        for pooling in ("mean", "last"):
+            close(
+                pooled(got[name].values, got[name].sample, len(x), pooling),
+                pooled_here[pooling][name],
+            )
 
 
 @pytest.mark.parametrize(("kind", "vit"), [("vit", True), ("convnext", False)])
@@ -124,6 +131,14 @@ def test_torch_modules_keep_conv_positions_and_one_row_per_sample_of_flat_output
     np.testing.assert_array_equal(got["4"].position, np.zeros(7))
     with pytest.raises(InputError, match="extract_tokens stores them"):
         extract_activations(model, x, ["0"], "tokens", device="cpu")
+
+
+def test_pooling_on_the_fly_refuses_a_sample_without_rows():
+    values = np.arange(6, dtype=np.float32).reshape(3, 2)
+    np.testing.assert_array_equal(pooled(values, np.array([0, 0, 1]), 2, "first"), [[0, 1], [4, 5]])
+    np.testing.assert_array_equal(pooled(values, np.array([0, 0, 1]), 2, "last"), [[2, 3], [4, 5]])
+    with pytest.raises(InputError, match="sample 1 has no stored positions"):
+        pooled(values, np.array([0, 0, 2]), 3, "mean")
 
 
 def test_positions_of_skips_masked_tokens_and_counts_real_ones():

@@ -1,7 +1,7 @@
 """Token- and patch-level extraction end to end (issue 19 item 2; in-process worker, real
 Postgres, model hosts): its size told before the run (exact for a ViT's patch grid, an upper
-bound for texts), the run storing every position with each row's sample and position, and the
-API serving both files."""
+bound for texts), the run storing every position with each row's sample and position, the
+API serving both files, and comparisons reading the sets per position or pooled on the fly."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import io
 import numpy as np
 import pytest
 
+from analysis.measures.positions import pooled
 from analysis.models.extraction import extract_tokens
 from analysis.models.hf import load_huggingface
 from tests.conftest import checked, digits_npz_bytes, run_with_dependencies
 from tests.formats import texts_jsonl, tiny_bert_dir, tiny_hf_dir, zip_dir
-from webapp.catalog.models import ActivationSet, Dataset, Fit
+from webapp.catalog.models import ActivationSet, Checkpoint, Dataset, Fit
 from webapp.runs.models import Run
+from webapp.runs.submit import request_comparison
 
 pytestmark = pytest.mark.django_db
 
@@ -138,3 +140,79 @@ def test_texts_get_an_upper_bound_and_store_only_their_real_tokens(api, owner, t
     missing = api.get(f"/api/v1/activations/{pooled.pk}/positions/")
     assert missing.status_code == 404
     assert missing.json()["detail"].endswith("holds one row per sample: it has no positions")
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA in its feature-space form (Kornblith et al. 2019, eq. 5), in float64."""
+    x = x.astype(np.float64) - x.mean(0)
+    y = y.astype(np.float64) - y.mean(0)
+    cross = np.linalg.norm(y.T @ x) ** 2
+    return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+def test_token_level_sets_are_compared_per_position_or_pooled_on_the_fly(api, owner, tmp_path):
+    """Two BERTs of one vocabulary read the same tokens: per position, linear CKA takes each
+    token as a sample; pooled on the fly, the mean of each text's rows is the ``mean``
+    extraction, so the scores are those of a comparison at pooling ``mean``."""
+    texts = Dataset.objects.get(
+        pk=uploaded(api, "/api/v1/datasets/", "texts.jsonl", texts_jsonl(40))["id"]
+    )
+    a, b = (
+        Checkpoint.objects.get(
+            pk=uploaded(
+                api,
+                "/api/v1/checkpoints/",
+                f"bert{seed}.zip",
+                zip_dir(tiny_bert_dir(tmp_path / f"bert{seed}", seed=seed)),
+                name=f"BERT {seed}",
+            )["id"]
+        )
+        for seed in (0, 1)
+    )
+    layers = ["hidden.1", "hidden.2"]
+
+    def compared(pooling: str, **options) -> Run:
+        run, _ = request_comparison(
+            owner, a, b, texts, layers, layers, pooling, n_permutations=2, **options
+        )
+        run = run_with_dependencies(run)
+        assert run.state == Run.State.SUCCEEDED, run.error
+        return run
+
+    def stored(checkpoint: Checkpoint, layer: str, pooling: str) -> ActivationSet:
+        return ActivationSet.objects.get(checkpoint=checkpoint, layer=layer, pooling=pooling)
+
+    per_position = compared("tokens", positions="per-position", n_bootstrap=3)
+    for score in per_position.scores.all():
+        x = stored(a, score.layer_a, "tokens").load()
+        y = stored(b, score.layer_b, "tokens").load()
+        assert score.n == len(x) == len(y) > 40  # every token a sample
+        assert score.value == pytest.approx(linear_cka(x, y), rel=1e-9)
+        assert score.ci_low is None  # no interval: a text's tokens are not independent
+        assert score.parameters["positions"].startswith(f"per position: each of the {len(x)}")
+    provenance = api.get(f"/api/v1/comparisons/{per_position.pk}/").json()["provenance"]
+    assert provenance["positions"].startswith("per position") and provenance["n_bootstrap"] == 0
+
+    # Pooled on the fly: the mean of a text's stored rows is the mean extraction, to 1e-6.
+    on_the_fly = compared("tokens", positions="mean", n_bootstrap=0)
+    extracted = compared("mean", n_bootstrap=0)
+    for layer in layers:
+        rows = stored(a, layer, "tokens")
+        with rows.positions.open() as f, np.load(f) as found:
+            mean = pooled(rows.load(), found["sample"], 40, "mean")
+        want = stored(a, layer, "mean").load()
+        np.testing.assert_allclose(mean, want, rtol=0, atol=1e-6 * np.abs(want).max())
+    values = {(s.layer_a, s.layer_b): s for s in extracted.scores.all()}
+    for score in on_the_fly.scores.all():
+        assert score.n == 40
+        assert score.value == pytest.approx(values[(score.layer_a, score.layer_b)].value, abs=1e-6)
+        assert score.parameters["positions"].startswith("pooled on the fly (mean)")
+
+    # A measure that compares samples only: asked per position, pooled, and it says why.
+    debiased = compared(
+        "tokens", positions="per-position", measure="cka/linear-debiased", n_bootstrap=0
+    )
+    note = debiased.scores.first().parameters["positions"]
+    assert (
+        note.startswith("per position was asked, but Debiased") and "compares samples only" in note
+    )

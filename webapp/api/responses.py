@@ -90,6 +90,10 @@ class MeasureSerializer(serializers.Serializer):
     baseline_warning_at = serializers.FloatField(
         help_text="a baseline at least this similar is flagged: the value says little"
     )
+    compares_positions = serializers.BooleanField(
+        help_text="a comparison of token-level sets (pooling tokens) may take each position as "
+        "a sample where both sides hold the same rows; false: they are pooled on the fly"
+    )
 
 
 class TransformationSerializer(serializers.Serializer):
@@ -181,6 +185,10 @@ class TokenStorageSerializer(serializers.Serializer):
 
 class MatrixProvenanceSerializer(serializers.Serializer):
     pooling = serializers.CharField()
+    positions = serializers.CharField(
+        help_text="how token-level sets (pooling tokens) were compared: per position or pooled "
+        "on the fly, and why; empty for sets of one vector per sample"
+    )
     n_permutations = serializers.IntegerField()
     baseline = serializers.CharField(help_text="what the baseline is")
     n_bootstrap = serializers.IntegerField()

@@ -506,6 +506,9 @@ class ProjectionRequestSerializer(ProjectParameters):
 class ProbeRequestSerializer(ExtractionRequestSerializer, ProbeParameters):
     """The layers of a checkpoint to probe (as for an extraction), and the families."""
 
+    # A probe's poolings, not an extraction's (every position a row is not probed).
+    pooling = parameter_field(KINDS[Run.Kind.PROBE].parameter("pooling"))
+
     families = serializers.JSONField(
         required=False,
         help_text='{"image/rotation": [0, 15, 45], …} or a list of keys (default grids); '

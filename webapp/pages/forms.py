@@ -113,6 +113,7 @@ if TYPE_CHECKING:
     CompatibilityParameters = ParametersForm
     DynamicsParameters = ParametersForm
     ExtractParameters = ParametersForm
+    ModelMatrixParameters = ParametersForm
     ProjectParameters = ParametersForm
     ProjectAlignedParameters = ParametersForm
     ProbeParameters = ParametersForm
@@ -121,6 +122,7 @@ else:
     CompatibilityParameters = with_parameters(Run.Kind.COMPATIBILITY)
     DynamicsParameters = with_parameters(Run.Kind.DYNAMICS)
     ExtractParameters = with_parameters(Run.Kind.EXTRACT)
+    ModelMatrixParameters = with_parameters(Run.Kind.MODEL_MATRIX)
     ProjectParameters = with_parameters(Run.Kind.PROJECT)
     ProjectAlignedParameters = with_parameters(Run.Kind.PROJECT_ALIGNED)
     ProbeParameters = with_parameters(Run.Kind.PROBE)
@@ -232,7 +234,7 @@ class _SeriesForm(forms.Form):
         set_choices(self, "layer", [(name, name) for name in names])
 
 
-class ModelMatrixForm(_SeriesForm, MeasureForm):
+class ModelMatrixForm(_SeriesForm, MeasureChoice, ModelMatrixParameters):
     """One layer of many checkpoints, each against each, with one measure."""
 
 

@@ -22,6 +22,7 @@ from analysis.explorer.projection import METRICS as PROJECTION_METRICS
 from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.measures.compatibility import CRITERIA
 from analysis.measures.compatibility import METRICS as RETRIEVAL_METRICS
+from analysis.measures.positions import REDUCTIONS
 from analysis.measures.registry import MEASURES
 from analysis.measures.relative import MAX_ANCHORS
 from analysis.models.choices import EXTRACTION_POOLINGS, POOLINGS
@@ -62,6 +63,14 @@ EXTRACTION_POOLING = Parameter(
     "row with its sample and position (tokens; its size is told before the run)",
     choices=tuple(EXTRACTION_POOLINGS),
     labels=tuple(f"{name}: {text}" for name, text in EXTRACTION_POOLINGS.items()),
+)
+POSITIONS = Parameter(
+    "positions",
+    "choice",
+    "mean",
+    "how sets of pooling tokens (every position a row) are compared",
+    choices=tuple(REDUCTIONS),
+    labels=tuple(f"{name}: {text}" for name, text in REDUCTIONS.items()),
 )
 SEED = Parameter("seed", "int", 0, "seed of the run's random choices", minimum=0, maximum=2**32 - 1)
 MEASURE = Parameter(
@@ -140,7 +149,15 @@ KINDS: dict[str, RunKind] = {
         RunKind(
             Kind.COMPARE,
             "cpu",
-            (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, AGREEMENT_K, SEED),
+            (
+                EXTRACTION_POOLING,
+                POSITIONS,
+                MEASURE,
+                N_PERMUTATIONS,
+                N_BOOTSTRAP,
+                AGREEMENT_K,
+                SEED,
+            ),
             "analysis.measures.engine:compare_layers",
             page="comparison",
             batch=True,

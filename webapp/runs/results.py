@@ -122,9 +122,11 @@ def _matrix(run: Run, rows: list, cols: list, scores: dict) -> dict:
         "n": any_score.n if any_score else run.dataset.n_samples,
         "provenance": {
             "pooling": p["pooling"],
+            "positions": any_score.parameters.get("positions", "") if any_score else "",
             "n_permutations": p["n_permutations"],
             "baseline": measure.baseline_note(p["n_permutations"]),
-            "n_bootstrap": p.get("n_bootstrap", 0),
+            # as run: a comparison per position draws none (its scores say so)
+            "n_bootstrap": (any_score.parameters if any_score else p).get("n_bootstrap", 0),
             "seed": p["seed"],
             "code_version": any_score.code_version if any_score else code_version(),
         },

@@ -1,0 +1,51 @@
+"""Token-level activation sets (every position a row, each with its sample and position: the
+extraction pooling ``tokens``) made comparable without running the model again: pooled on the
+fly to one vector per sample, or compared per position, each row a sample of the measure,
+where both sides hold the same rows and the measure compares positions
+(:attr:`analysis.measures.engine.Measure.compares_positions`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.errors import InputError
+
+PER_POSITION = "per-position"
+REDUCTIONS = {
+    PER_POSITION: "each position a sample, where both sets hold the same rows (equal sample "
+    "and position arrays: models that read the same tokens or patches) and the measure "
+    "compares positions; otherwise the mean of each sample's rows",
+    "mean": "the mean of each sample's rows (a vision transformer's class token included)",
+    "first": "each sample's first position (a text's first token; a ViT's class token)",
+    "last": "each sample's last position (a text's last real token)",
+}
+"""How a comparison reads token-level sets, each with what it is."""
+
+
+def pooled(values: np.ndarray, sample: np.ndarray, n: int, how: str) -> np.ndarray:
+    """``n × d`` float32: the rows ``values`` of each of the ``n`` samples (rows sorted by
+    ``sample``, then position, as stored) reduced by ``how`` (``mean``, ``first`` or
+    ``last``). A sample without rows (a text of no tokens) cannot be pooled and is refused."""
+    if how not in REDUCTIONS or how == PER_POSITION:
+        raise InputError(f"unknown reduction {how!r}; choose mean, first or last")
+    counts = np.bincount(sample, minlength=n)
+    if len(counts) > n or not counts.all():
+        missing = int(np.flatnonzero(counts == 0)[0]) if not counts.all() else n
+        raise InputError(f"sample {missing} has no stored positions: it cannot be pooled")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    if how == "first":
+        return np.asarray(values[starts], dtype=np.float32)
+    if how == "last":
+        return np.asarray(values[starts + counts - 1], dtype=np.float32)
+    sums = np.add.reduceat(np.asarray(values, dtype=np.float64), starts, axis=0)
+    return (sums / counts[:, None]).astype(np.float32)
+
+
+def same_rows(positions: list[dict[str, np.ndarray]]) -> bool:
+    """Whether every set holds the same rows: equal ``sample`` and ``position`` arrays."""
+    first = positions[0]
+    return all(
+        np.array_equal(p["sample"], first["sample"])
+        and np.array_equal(p["position"], first["position"])
+        for p in positions[1:]
+    )
