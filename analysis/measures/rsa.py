@@ -503,10 +503,12 @@ class PearsonRDM:
         return self.data.shape[0]
 
 
-def _refuse_flat(name: str, spread: float, mean: float) -> None:
-    """A layer whose dissimilarities are all equal (their sd within TIE_RESOLUTION of their
-    mean, round-off) has no Pearson correlation with anything."""
-    if spread <= TIE_RESOLUTION * abs(mean):
+def _refuse_flat(name: str, metric: str, spread: float, mean: float) -> None:
+    """A layer whose dissimilarities are all equal (their sd within TIE_RESOLUTION of the RDM's
+    scale: round-off) has no Pearson correlation with anything. The scale is 2 for correlation
+    distances, whose round-off is relative to 1 (all 0 when every sample is an affine copy of
+    one pattern), and the mean for Euclidean distances."""
+    if spread <= TIE_RESOLUTION * (2.0 if metric == "correlation" else mean):
         raise InputError(
             f"{name}: all dissimilarities between samples are equal; the RDM has no correlation"
         )
@@ -542,7 +544,7 @@ class PearsonRSA(Measure):
         mean = float(rdm.mean())
         rdm -= mean
         norm = float(np.linalg.norm(rdm))
-        _refuse_flat(name, norm / np.sqrt(rdm.size), mean)
+        _refuse_flat(name, self.rdm_metric, norm / np.sqrt(rdm.size), mean)
         rdm /= norm
         row_sums = _row_sums(rdm, len(data))
         return PearsonRDM(data, name, rows, rdm, float(row_sums @ row_sums))
@@ -564,7 +566,7 @@ class PearsonRSA(Measure):
                 (a, moments.squares_a, moments.mean_a, row_sums[0]),
                 (b, moments.squares_b, moments.mean_b, row_sums[1]),
             ]:
-                _refuse_flat(layer.name, np.sqrt(squares / moments.count), mean)
+                _refuse_flat(layer.name, self.rdm_metric, np.sqrt(squares / moments.count), mean)
                 centred = sums - (layer.n - 1) * mean
                 layer.row_sums_ratio = float(centred @ centred) / squares
             value = moments.products / np.sqrt(moments.squares_a * moments.squares_b)

@@ -224,6 +224,20 @@ def test_flat_rdm_is_refused(make, measure):
         compare_layers(make(measure), [("logits", np.eye(6))], [("y", y)])
 
 
+@pytest.mark.parametrize("make", [lambda m: m(), streamed], ids=["dense", "streamed"])
+def test_affine_copies_of_one_pattern_are_refused_by_correlation_distance(make):
+    """Every correlation distance is 0 (round-off of 1e-16 in the computation): nothing to
+    correlate. Their Euclidean distances differ, and are compared."""
+    rng = np.random.default_rng(1)
+    pattern = rng.standard_normal(5)
+    x = rng.uniform(0.5, 2.0, size=(8, 1)) * pattern + rng.normal(0, 3, size=(8, 1))
+    y = rng.standard_normal((8, 4))
+    with pytest.raises(InputError, match=r"^fc: all dissimilarities between samples are"):
+        compare_layers(make(PearsonRSA), [("fc", x)], [("y", y)])
+    result = compare_layers(make(EuclideanPearsonRSA), [("fc", x)], [("y", y)])[("fc", "y")]
+    assert result.value == pytest.approx(reference(x, y, "euclidean"), abs=1e-10)
+
+
 def test_degenerate_input():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((10, 3))

@@ -70,6 +70,8 @@ GPU_MEASURES = [
     "procrustes/angular",
     "procrustes/euclidean",
     "rsa/correlation-spearman",
+    "rsa/correlation-pearson",
+    "rsa/euclidean-pearson",
     "knn/mutual",
     "knn/jaccard",
     "regression/ridge-r2",
