@@ -70,12 +70,14 @@ A's would have a partner in B). Their layers are the hidden states ``hidden.k``.
 is one affine map per token, shared by every position and fitted over the real (unmasked)
 tokens of the training texts, with the rules of the vector maps; it replaces B's hidden state
 at the real tokens of each held-out text through a forward hook on B's block k (a forward
-pre-hook on its first block for ``hidden.0``, the embeddings' output), and B runs on. B is
-loaded as a bare encoder (a directory's classification head, if it has one, is not loaded), so
-accuracy is read through a readout fitted once: least squares from B's own last hidden state,
-mean-pooled over the real tokens, to the one-hot labels of the training texts, applied to B
-alone and to every stitched model alike (A alone through a readout of its own); the result's
-first warning says so. The zero-shot variant stays vectors-only: its cells are empty.
+pre-hook on its first block for ``hidden.0``, the embeddings' output), and B runs on. Where
+B's directory declares a sequence classifier (``…ForSequenceClassification``), its head's
+logits score the classes, for B alone and every stitched model. A bare encoder has no class
+scores, so accuracy is read through a readout fitted once: least squares from B's own last
+hidden state, mean-pooled over the real tokens, to the one-hot labels of the training texts,
+applied to B alone and to every stitched model alike (A alone by its own head where it has one
+for as many classes, else through a readout of its own); the result's first warning says which.
+The zero-shot variant stays vectors-only: its cells are empty.
 
 A module of its own above :mod:`analysis.models` and :mod:`analysis.measures`: it runs models
 (hooks, extraction) and uses a measure's relative representations, and the import contract
@@ -809,6 +811,7 @@ class TokenStates:
 
     rows: dict[str, np.ndarray]
     offsets: np.ndarray
+    logits: np.ndarray | None = None  # n × C, a sequence classifier's class scores
 
     def of(self, layer: str, samples: np.ndarray) -> np.ndarray:
         """The rows of ``samples``' tokens, in the order of ``samples``."""
@@ -872,37 +875,40 @@ def token_states(
 
 def token_stitched_states(
     model_b: HuggingFaceEncoder,
-    layer: str,
+    layer: str | None,
     texts: np.ndarray,
-    replacement: np.ndarray,
+    replacement: np.ndarray | None,
     *,
     device: torch.device | str | None = None,
 ) -> TokenStates:
-    """B's last hidden state at the real tokens of ``texts`` with its hidden state ``layer``
-    (``hidden.k``) replaced at the real tokens by the rows of ``replacement`` (one per real
-    token, text by text as :func:`_token_states` orders them; padding keeps B's own values,
-    which the attention mask hides), through a forward hook on block k (a forward pre-hook on
-    the first block for ``hidden.0``, the embeddings' output)."""
+    """B's last hidden state at the real tokens of ``texts`` (and its classifier's logits,
+    where it has one) with its hidden state ``layer`` (``hidden.k``) replaced at the real
+    tokens by the rows of ``replacement`` (one per real token, text by text as
+    :func:`token_states` orders them; padding keeps B's own values, which the attention mask
+    hides), through a forward hook on block k (a forward pre-hook on the first block for
+    ``hidden.0``, the embeddings' output); with ``layer`` None, B as it is, run in the same
+    batches."""
     model_b = _text_encoder(model_b, "B")
     device = torch.device(device) if device is not None else default_device()
-    k = int(layer.rsplit(".", 1)[1])
     last = f"hidden.{model_b.n_hidden - 1}"
     lengths = [len(ids) for ids in _token_ids(model_b, texts)]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    if replacement.shape[0] != offsets[-1]:
-        raise InputError(
-            f"the replacement must hold one row per real token ({offsets[-1]}), got "
-            f"{replacement.shape[0]}"
-        )
-    replacement = np.asarray(replacement, dtype=np.float32)
+    rows_in = np.zeros((0, 0), dtype=np.float32)
+    if layer is not None:
+        if replacement is None or replacement.shape[0] != offsets[-1]:
+            got = None if replacement is None else replacement.shape[0]
+            raise InputError(
+                f"the replacement must hold one row per real token ({offsets[-1]}), got {got}"
+            )
+        rows_in = np.asarray(replacement, dtype=np.float32)
     current: dict[str, torch.Tensor] = {}
 
     def replaced(hidden: torch.Tensor) -> torch.Tensor:
         mask = current["mask"]
-        if hidden.shape[-1] != replacement.shape[1]:
+        if hidden.shape[-1] != rows_in.shape[1]:
             raise InputError(
                 f"layer {layer!r} of B has {hidden.shape[-1]} dimensions; the stitched "
-                f"activations have {replacement.shape[1]}"
+                f"activations have {rows_in.shape[1]}"
             )
         hidden = hidden.clone()
         hidden[mask] = current["rows"].to(hidden.dtype)
@@ -917,27 +923,41 @@ def token_stitched_states(
         return (replaced(args[0]), *args[1:]), kwargs
 
     blocks = model_b.blocks()
-    handle = (
-        blocks[k - 1].register_forward_hook(after)
-        if k
-        else blocks[0].register_forward_pre_hook(before, with_kwargs=True)
-    )
+    k = int(layer.rsplit(".", 1)[1]) if layer is not None else None
+    handles = []
+    if k is not None:
+        handles.append(
+            blocks[k - 1].register_forward_hook(after)
+            if k
+            else blocks[0].register_forward_pre_hook(before, with_kwargs=True)
+        )
     found: list[np.ndarray | None] = [None] * len(texts)
+    logits: list[np.ndarray | None] = [None] * len(texts)
     model_b.to(device)
+    run = model_b.classifier or model_b.model
     try:
         with torch.inference_mode(), full_precision():
             for rows, tokens in model_b.tokens.batches([str(t) for t in texts], device):
                 mask = tokens["attention_mask"].bool()
                 current["mask"] = mask
-                current["rows"] = torch.from_numpy(
-                    np.concatenate([replacement[offsets[i] : offsets[i + 1]] for i in rows])
-                ).to(device)
-                hidden = model_b.model(**tokens, output_hidden_states=True).hidden_states[-1]
+                if k is not None:
+                    current["rows"] = torch.from_numpy(
+                        np.concatenate([rows_in[offsets[i] : offsets[i + 1]] for i in rows])
+                    ).to(device)
+                output = run(**tokens, output_hidden_states=True)
+                hidden = output.hidden_states[-1]
                 for place, row in enumerate(rows):
                     found[row] = hidden[place][mask[place]].float().cpu().numpy()
+                    if model_b.classifier is not None:
+                        logits[row] = output.logits[place].float().cpu().numpy()
     finally:
-        handle.remove()
-    return TokenStates({last: np.concatenate([f for f in found if f is not None])}, offsets)
+        for handle in handles:
+            handle.remove()
+    return TokenStates(
+        {last: np.concatenate([f for f in found if f is not None])},
+        offsets,
+        np.stack([s for s in logits if s is not None]) if model_b.classifier is not None else None,
+    )
 
 
 def token_stitching_matrix(
@@ -959,11 +979,12 @@ def token_stitching_matrix(
     """:func:`stitching_matrix` for two Hugging Face text encoders reading the same tokens:
     A's hidden state i (``hidden.i``, n × T × d_A) mapped into B's hidden state j by one
     affine map per token, shared by every position and fitted over the real (unmasked) tokens
-    of the training texts, and B run on from block j (see the module docstring). B is a bare
-    encoder, so its accuracy is read through a readout fitted once: least squares from B's
-    own mean-pooled last hidden state to the one-hot labels of the training texts, applied to
-    the mean-pooled last hidden state of B alone and of every stitched model alike (A alone
-    likewise, with a readout of its own). The zero-shot variant stitches vectors only: its
+    of the training texts, and B run on from block j (see the module docstring). Accuracy is
+    read by B's own classification head where B's directory declares a sequence classifier;
+    for a bare encoder through a readout fitted once: least squares from B's own mean-pooled
+    last hidden state to the one-hot labels of the training texts, applied to B alone and to
+    every stitched model alike (A alone by its own head, or likewise with a readout of its
+    own). The first warning says which. The zero-shot variant stitches vectors only: its
     cells are empty."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -1008,22 +1029,46 @@ def token_stitching_matrix(
     if progress:
         progress(0.1)
 
-    n_classes = int(labels.max()) + 1
-    onehot = np.eye(n_classes)[labels]
-    readout_b = fit_linear_map(states_b.pooled(last_b)[train], onehot[train])
-    readout_a = fit_linear_map(states_a.pooled(last_a)[train], onehot[train])
+    n_train, n_test = len(train), len(test)
     # B alone run on the held-out texts as the stitched models are (the same batches, so the
     # same float32 sums: the identity map reproduces it exactly)
-    alone_b = token_states(encoder_b, texts[test], [last_b], device)
-    accuracy_b = _accuracy(readout_b.apply(alone_b.pooled(last_b)), labels[test])
-    accuracy_a = _accuracy(readout_a.apply(states_a.pooled(last_a)[test]), labels[test])
-    n_train, n_test = len(train), len(test)
+    alone_b = token_stitched_states(encoder_b, None, texts[test], None, device=device)
+    alone_a = token_stitched_states(encoder_a, None, texts[test], None, device=device)
+    if alone_b.logits is not None:
+        n_classes = alone_b.logits.shape[1]
+        if labels.max() >= n_classes:
+            raise InputError(
+                f"labels run from {labels.min()} to {labels.max()}; model B's classification "
+                f"head scores {n_classes} classes (0 to {n_classes - 1})"
+            )
+        readout_b = None
+        how = "B's own classification head scores the classes (its logits), alone and stitched"
+    else:
+        n_classes = int(labels.max()) + 1
+        readout_b = fit_linear_map(states_b.pooled(last_b)[train], np.eye(n_classes)[labels[train]])
+        how = (
+            f"B is a bare encoder: its accuracy (alone and stitched) is read through a readout "
+            f"fitted by least squares from its mean-pooled {last_b} to the one-hot labels of the "
+            f"{n_train} training texts"
+        )
+
+    def read_b(found: TokenStates) -> np.ndarray:
+        """B's class scores: its head's logits, or the readout of its mean-pooled last state."""
+        if readout_b is None:
+            assert found.logits is not None  # B has a classification head
+            return found.logits
+        return readout_b.apply(found.pooled(last_b))
+
+    accuracy_b = _accuracy(read_b(alone_b), labels[test])
+    if alone_a.logits is not None and alone_a.logits.shape[1] == n_classes:
+        accuracy_a = _accuracy(alone_a.logits, labels[test])
+        how += "; A alone by its own head"
+    else:
+        readout_a = fit_linear_map(states_a.pooled(last_a)[train], np.eye(n_classes)[labels[train]])
+        accuracy_a = _accuracy(readout_a.apply(alone_a.pooled(last_a)), labels[test])
+        how += "; A alone through a least-squares readout of its own mean-pooled last state"
     rows_train = int(np.sum(np.diff(states_a.offsets)[train]))
-    warnings = [
-        f"B is a bare encoder: its accuracy (alone and stitched) is read through a readout "
-        f"fitted by least squares from its mean-pooled {last_b} to the one-hot labels of the "
-        f"{n_train} training texts; A alone through one of its own"
-    ]
+    warnings = [how]
     for name in chosen["A"]:
         d = states_a.rows[name].shape[1]
         if "fitted" in methods and rows_train <= d:
@@ -1068,7 +1113,7 @@ def token_stitching_matrix(
                     stitched = token_stitched_states(
                         encoder_b, b, texts[test], mapped, device=device
                     )
-                    scores = readout_b.apply(stitched.pooled(last_b))
+                    scores = read_b(stitched)
                     accuracy[-1].append(_accuracy(scores, labels[test]))
                     r2[-1].append(_token_r2(mapped, states_b, b, train, test))
                     refused[-1].append(None)

@@ -204,7 +204,12 @@ def in_place(
 
 class _Directory(Model):
     """What every kind of directory shares: the config, the weights, the device, layers named
-    ``hidden.k`` and a layer tree whose nodes say what they read."""
+    ``hidden.k`` and a layer tree whose nodes say what they read. ``model`` is the bare model
+    the layers are read from; ``classifier`` the sequence classifier around it (its head's
+    logits), where the kind takes one (:attr:`classifies`) and ``config.json``'s
+    ``architectures`` declares a ``…ForSequenceClassification``, else None."""
+
+    classifies = False
 
     def __init__(self, directory: Path) -> None:
         from transformers import AutoConfig
@@ -216,12 +221,16 @@ class _Directory(Model):
             self.config = AutoConfig.from_pretrained(directory, **OPTIONS)
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
             raise InputError.caused_by("not a loadable Hugging Face model directory", err) from None
-        self.model = _load_weights(directory, self.config).eval()
+        loaded = _load_weights(directory, self.config, self.classifies).eval()
+        base = loaded.base_model  # a bare model's is itself
+        assert isinstance(base, torch.nn.Module)
+        self.model: torch.nn.Module = base
+        self.classifier: torch.nn.Module | None = None if loaded is base else loaded
         self.device = torch.device("cpu")
 
     def to(self, device: torch.device) -> _Directory:
         self.device = torch.device(device)
-        self.model.to(self.device)
+        (self.classifier or self.model).to(self.device)
         return self
 
     def parameter_count(self) -> int:
@@ -279,6 +288,7 @@ class HuggingFaceEncoder(_Directory):
     inputs = "text"
     what = "text encoders"
     family = "text"
+    classifies = True
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
@@ -359,6 +369,7 @@ class DecoderModel(HuggingFaceEncoder):
 
     what = "decoder language models (pool by the last real token or the mean)"
     family = "decoder"
+    classifies = False
 
     def _hidden_states(self, tokens: dict[str, torch.Tensor]) -> Sequence[torch.Tensor]:
         extra = {}
@@ -572,9 +583,12 @@ def _part(model: torch.nn.Module, name: str) -> torch.nn.Module:
     return part
 
 
-def _load_weights(directory: Path, config: PretrainedConfig) -> torch.nn.Module:
-    """The model's weights, from ``.safetensors`` only (never a pickle)."""
-    from transformers import AutoModel
+def _load_weights(
+    directory: Path, config: PretrainedConfig, classifier: bool = False
+) -> torch.nn.Module:
+    """The model's weights, from ``.safetensors`` only (never a pickle): the bare model, or
+    with ``classifier`` the sequence classifier ``config.json`` declares (head included)."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
     if not any((directory / name).is_file() for name in SAFETENSORS_WEIGHTS):
         if (directory / PICKLED_WEIGHTS).is_file():
@@ -585,7 +599,11 @@ def _load_weights(directory: Path, config: PretrainedConfig) -> torch.nn.Module:
             )
         raise InputError("no weights in the model directory: it needs model.safetensors")
     try:
-        return AutoModel.from_pretrained(directory, config=config, use_safetensors=True, **OPTIONS)
+        declared = any(
+            name.endswith("ForSequenceClassification") for name in config.architectures or []
+        )
+        auto = AutoModelForSequenceClassification if classifier and declared else AutoModel
+        return auto.from_pretrained(directory, config=config, use_safetensors=True, **OPTIONS)
     except Exception as err:  # transformers and torch raise many kinds for a bad directory
         raise InputError.caused_by("cannot load the model weights", err) from None
 

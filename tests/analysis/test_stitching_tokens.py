@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LinearRegression
-from transformers import BertModel, BertTokenizerFast
+from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
 from analysis.errors import InputError
 from analysis.models.hf import HuggingFaceEncoder, load_directory
@@ -37,6 +37,17 @@ def with_vocabulary(directory: Path, words: list[str]) -> Path:
     return directory
 
 
+def tiny_classifier_dir(directory: Path, seed: int) -> Path:
+    """A 2-block BERT sequence classifier (2 classes) with random weights, as tiny_bert_dir's
+    encoder but with its head: config.json declares BertForSequenceClassification."""
+    tiny_bert_dir(directory, seed=seed)  # the vocabulary and tokenizer files
+    torch.manual_seed(seed)
+    config = BertConfig.from_pretrained(directory)
+    config.num_labels = 2
+    BertForSequenceClassification(config).eval().save_pretrained(directory, safe_serialization=True)
+    return with_vocabulary(directory, WORDS)
+
+
 @pytest.fixture(scope="module")
 def directories(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bert")
@@ -45,6 +56,7 @@ def directories(tmp_path_factory) -> dict[str, Path]:
         "b": with_vocabulary(tiny_bert_dir(root / "b", seed=1), WORDS),
         # B's weights with the vocabulary in another order: the words read as other token ids
         "other": with_vocabulary(tiny_bert_dir(root / "other", seed=1), WORDS[::-1]),
+        "classifier": tiny_classifier_dir(root / "classifier", seed=2),
     }
 
 
@@ -154,6 +166,35 @@ def test_self_stitching_reproduces_b_s_accuracy_exactly(encoders, texts):
         assert fitted.accuracy[i][i] == result.accuracy_b
         assert fitted.r2[i][i] == pytest.approx(1.0, abs=1e-6)
     assert result.accuracy_a == result.accuracy_b  # the same model, the same readout
+
+
+def test_a_b_with_a_classification_head_is_read_by_its_logits(directories, encoders, texts):
+    """B a sequence classifier: B alone's accuracy is the argmax of the logits transformers
+    gives text by text, its own layers stitched into themselves keep it exactly, and the
+    warning says the head reads the classes."""
+    x, y = texts
+    classifier = encoders["classifier"]
+    assert classifier.classifier is not None and encoders["b"].classifier is None
+    result = token_stitching_matrix(
+        encoders["a"], classifier, x, y, ["hidden.1"], methods=["fitted"], device="cpu"
+    )
+    model = BertForSequenceClassification.from_pretrained(directories["classifier"]).eval()
+    tokenizer = BertTokenizerFast.from_pretrained(directories["classifier"])
+    test = np.flatnonzero(result.test)
+    with torch.no_grad():
+        logits = np.stack(
+            [model(**tokenizer(str(x[i]), return_tensors="pt")).logits[0].numpy() for i in test]
+        )
+    assert result.accuracy_b == np.mean(logits.argmax(1) == y[test])
+    assert result.n_classes == 2
+    assert result.warnings[0].startswith("B's own classification head scores the classes")
+    itself = token_stitching_matrix(
+        classifier, classifier, x, y, methods=["fitted"], seed=1, device="cpu"
+    )
+    fitted = itself.matrices["fitted"]
+    assert [fitted.accuracy[i][i] for i in range(3)] == [itself.accuracy_b] * 3
+    assert itself.accuracy_a == itself.accuracy_b
+    assert itself.warnings[0].endswith("; A alone by its own head")
 
 
 def refusal(call) -> str:
