@@ -126,8 +126,9 @@ def extract_tokens(
     (the ``tokens`` pooling, :class:`TokenRows`): padding tokens are never rows."""
     parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     positional: dict[str, bool] = {}
+    indices = np.arange(len(x))
     for rows, outputs in _batches(model, x, layers, TOKENS, batch_size, device, progress):
-        dataset_rows = np.arange(len(x))[rows]
+        dataset_rows = indices[rows]
         for name, value in outputs.items():
             positional[name] = isinstance(value, Positions) or value.ndim > 2
             found = value if isinstance(value, Positions) else positions_of(value)
