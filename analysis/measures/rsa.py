@@ -487,12 +487,12 @@ def _row_sums(values: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass
 class PearsonRDM:
-    """A layer for Pearson RSA: its rows (:func:`_rows_for`) and, up to the dense limit, its
-    condensed RDM centred and scaled to unit norm (None above it: streamed when scored)."""
+    """A layer for Pearson RSA: up to the dense limit its condensed RDM centred and scaled to
+    unit norm, above it the rows (:func:`_rows_for`) its RDM is streamed from when scored."""
 
     data: np.ndarray
     name: str
-    rows: Rows
+    rows: Rows | None
     standardised: np.ndarray | None
     # Σᵢ Rᵢ² / Σ_{i<j} (aᵢⱼ − ā)², Rᵢ the row sums of the centred RDM: all the permutation
     # moments need of a layer. Streamed layers get it when first scored.
@@ -535,9 +535,8 @@ class PearsonRSA(Measure):
 
     def prepare(self, x: np.ndarray, name: str = "activations") -> PearsonRDM:
         data = check_activations(x, name, self.min_samples).astype(np.float64)
-        rows = _rows_for(data, self.rdm_metric, name)
         if len(data) > self.max_samples:
-            return PearsonRDM(data, name, rows, None)
+            return PearsonRDM(data, name, _rows_for(data, self.rdm_metric, name), None)
         rdm = condensed_rdm(data, self.rdm_metric, name, torch_device(self.device))
         if self.rdm_metric == "euclidean":
             np.sqrt(rdm, out=rdm)
@@ -547,7 +546,7 @@ class PearsonRSA(Measure):
         _refuse_flat(name, self.rdm_metric, norm / np.sqrt(rdm.size), mean)
         rdm /= norm
         row_sums = _row_sums(rdm, len(data))
-        return PearsonRDM(data, name, rows, rdm, float(row_sums @ row_sums))
+        return PearsonRDM(data, name, None, rdm, float(row_sums @ row_sums))
 
     def score(self, a: PearsonRDM, b: PearsonRDM) -> float:
         if a.n != b.n:
@@ -555,6 +554,7 @@ class PearsonRSA(Measure):
         if a.standardised is not None and b.standardised is not None:
             value = float(np.dot(a.standardised, b.standardised))
         else:
+            assert a.rows is not None and b.rows is not None  # same n: both streamed
             moments, row_sums = streamed_moments(
                 a.rows,
                 b.rows,
