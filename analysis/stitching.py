@@ -261,7 +261,8 @@ def fit_position_map(
                 positions(y[start : start + step]) - y_mean,
             ]
         )
-        (r,) = scipy.linalg.qr(np.vstack([r, rows]), mode="r")
+        # mode "r" gives R as tall as its input: all but its top p + q rows are zeros
+        r = scipy.linalg.qr(np.vstack([r, rows]), mode="r")[0][: p + q]
     # X_c = Q R₁₁ and Qᵀ Y_c = R₁₂ (Q orthonormal): R₁₁ = U' S Vᵀ is X_c's SVD with U = Q U'
     u, s, vt = np.linalg.svd(r[:p, :p])
     keep = _kept(s, (len(x) * x.shape[2] * x.shape[3], p), _precision(x))

@@ -72,3 +72,40 @@ def test_ask_for_and_open_a_stitching(
 
     page.goto(f"{live_server.url}/w/{workspace.slug}/")
     expect(page.locator("#stitchings + ul")).to_contain_text("mlp-seed0 → mlp-seed1")
+
+
+def test_a_cnn_stitching_shows_its_conv_cells_and_why_others_are_empty(
+    transactional_db, live_server, owner, workspace, browser_page
+):
+    """Two small CNNs, every default layer: the conv maps on one grid are stitched by a 1×1
+    convolution; a pair that cannot be stitched is an empty cell whose hover says why."""
+    from tests.workers.test_stitching import small_cnn_bytes
+    from webapp.runs.stitching import request_stitching
+
+    dataset, _ = ingest_dataset(
+        workspace, owner, io.BytesIO(digits_npz_bytes(200)), "d.npz", "digits-200"
+    )
+    a, _ = ingest_checkpoint(workspace, owner, io.BytesIO(small_cnn_bytes(0)), "c0.pt", "cnn-0")
+    b, _ = ingest_checkpoint(workspace, owner, io.BytesIO(small_cnn_bytes(1)), "c1.pt", "cnn-1")
+    run = run_with_dependencies(request_stitching(owner, a, b, dataset)[0])
+    assert run.state == Run.State.SUCCEEDED, run.error
+
+    page = browser_page
+    sign_in(page, live_server)
+    page.goto(f"{live_server.url}/stitchings/{run.pk}/")
+    fitted = page.locator('[data-heatmap="stitching-1"]')
+    expect(fitted).to_have_attribute("data-drawn", "true")
+    expect(fitted.locator(".xtick text")).to_have_text(["conv1", "conv2", "pool", "head"])
+    fitted.locator('.cell[data-row="0"][data-col="0"]').hover()
+    tip = fitted.locator(".heatmap-tip")
+    expect(tip).to_contain_text("conv1 × conv1")
+    expect(tip).to_contain_text("1×1 convolution")
+    fitted.locator('.cell[data-row="0"][data-col="1"]').hover()
+    expect(tip).to_contain_text("no value for this pair")
+    expect(tip).to_contain_text("not stitched: A's conv1 outputs maps of 4 channels over 8 × 8")
+    expect(tip).to_contain_text("maps are not resized")
+    expect(fitted.locator(".colorbar")).to_contain_text("no value")
+    expect(page.locator("body")).to_contain_text("An empty cell is a pair not stitched")
+    expect(page.locator("body")).to_contain_text("conv1 (4 × 8 × 8 map)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "stitching-cnn.png"), full_page=True)
