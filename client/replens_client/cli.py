@@ -507,8 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
         ".safetensors or TorchScript named after a built-in architecture)",
     )
     ids(p, "checkpoint-a", "checkpoint-b", "dataset")
-    p.add_argument("--layers-a", nargs="+", help="A's layers (default: those with vector outputs)")
-    p.add_argument("--layers-b", nargs="+", help="B's layers (default: those with vector outputs)")
+    p.add_argument(
+        "--layers-a", nargs="+", help="A's layers (default: those with vector or map outputs)"
+    )
+    p.add_argument(
+        "--layers-b", nargs="+", help="B's layers (default: those with vector or map outputs)"
+    )
     p.add_argument(
         "--test-fraction", type=float, metavar="F", help="share of samples held out (default 0.2)"
     )

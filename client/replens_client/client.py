@@ -882,12 +882,14 @@ class Client:
         **parameters: Any,
     ) -> dict:
         """Stitch each of ``layers_a`` of A into each of ``layers_b`` of B (default: each
-        model's default layers with vector outputs) on a labelled ``dataset``: A up to its
-        layer, a map into B's layer (fitted by least squares, and zero-shot through relative
-        representations), then the rest of B, scored on held-out samples. ``parameters``
-        are the kind's (``test_fraction``, ``seed``, ``map`` ("affine" or "linear"),
-        ``ridge``, ``n_anchors``). B must be a .safetensors state dict of a built-in
-        architecture or TorchScript named after one; it may be A. Returns the run;
+        model's default layers with vector or feature-map outputs) on a labelled ``dataset``:
+        A up to its layer, a map into B's layer (fitted by least squares, a 1×1 convolution
+        between feature maps on one grid, and zero-shot through relative representations
+        between vectors), then the rest of B, scored on held-out samples. ``parameters`` are
+        the kind's (``test_fraction``, ``seed``, ``map`` ("affine" or "linear"), ``ridge``,
+        ``n_anchors``). B must be a .safetensors state dict of a built-in architecture,
+        TorchScript named after one, or a Hugging Face text encoder (then A too, reading the
+        same tokens, on labelled texts; stitched per token); it may be A. Returns the run;
         :meth:`stitching` has the result."""
         body = {
             "checkpoint_a": _id(checkpoint_a),
@@ -900,8 +902,9 @@ class Client:
     def stitching(self, run: Ref) -> dict:
         """A stitching run: ``result`` (null until it finished) with ``layers_a`` (rows),
         ``layers_b`` (columns), ``accuracy_b``, ``accuracy_a``, ``chance`` and ``matrices``
-        by method (``fitted``, ``relative``), each with its ``accuracy`` and ``r2`` grids;
-        ``definitions`` has one line per number."""
+        by method (``fitted``, ``relative``), each with its ``accuracy`` and ``r2`` grids
+        (null in a cell not stitched) and ``refused`` (why, per cell); ``definitions`` has one
+        line per number."""
         return self._get(f"stitchings/{_id(run)}/")
 
     def run(self, run: Ref) -> dict:
