@@ -54,7 +54,8 @@ def fit(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
     reads the sample; the shapes of the layers where it does: ``{"max_tokens": the most tokens
     a text is read as, or None, "layers": {layer: {"positions": rows of the sample, "d": width,
     "positional": whether the output has positions}}}``, from which a token-level extraction's
-    size is told before it runs."""
+    size is told before it runs; and where ``inputs`` hold every text of the dataset
+    (``texts:<key>``), ``"tokens"``: how many tokens they are read as in all."""
     model = _model(params, inputs)
     layers = as_model(model).default_layers()
     samples = {name[2:]: np.asarray(x)[:1] for name, x in inputs.items() if name.startswith("x:")}
@@ -79,6 +80,10 @@ def fit(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
                     for name, rows in found.items()
                 },
             }
+            texts = inputs.get(f"texts:{key}")
+            counts = None if texts is None else as_model(model).token_counts(np.asarray(texts))
+            if counts is not None:
+                shapes[key]["tokens"] = int(counts.sum())
         progress(done / len(samples))
     return {"fits": reasons, "shapes": shapes}, {}
 

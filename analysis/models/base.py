@@ -111,6 +111,11 @@ class Model(ABC):
     def recorder(self, layers: list[str], pooling: str) -> Recorder:
         """A function running one batch and returning ``{layer: output}``."""
 
+    def token_counts(self, texts: np.ndarray) -> np.ndarray | None:
+        """How many tokens each text is read as (after truncation at :attr:`max_tokens`): the
+        rows a token-level extraction stores of it; None for models that read no text."""
+        return None
+
     def run_order(self, x: np.ndarray) -> np.ndarray | None:
         """The order to run the samples ``x`` in, when some orders cost less: texts sorted by
         length make batches of similar lengths, padded less. The results are the same in any

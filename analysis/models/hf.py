@@ -323,11 +323,14 @@ class HuggingFaceEncoder(_Directory):
             )
         return tree
 
+    def token_counts(self, texts: np.ndarray) -> np.ndarray:
+        return np.asarray(self.tokens.lengths([str(s) for s in texts]), dtype=np.int64)
+
     def run_order(self, x: np.ndarray) -> np.ndarray | None:
         """Longest texts first, by token count: a batch then holds texts of similar lengths,
         split into few buckets (sentence-transformers' encode sorts the same way); the longest
         batch, which needs the most memory, runs first."""
-        return np.argsort([-n for n in self.tokens.lengths([str(s) for s in x])], kind="stable")
+        return np.argsort(-self.token_counts(x), kind="stable")
 
     def recorder(self, layers: list[str], pooling: str) -> Recorder:
         self._check_layers(layers)
@@ -522,10 +525,13 @@ class DualEncoder(_Directory):
         }
         return [*text, *vision, shared]
 
+    def token_counts(self, texts: np.ndarray) -> np.ndarray:
+        return np.asarray(self.tokens.lengths([str(s) for s in texts]), dtype=np.int64)
+
     def run_order(self, x: np.ndarray) -> np.ndarray | None:
         if x.dtype.kind != "U":
             return None
-        return np.argsort([-n for n in self.tokens.lengths([str(s) for s in x])], kind="stable")
+        return np.argsort(-self.token_counts(x), kind="stable")
 
     def recorder(self, layers: list[str], pooling: str) -> Recorder:
         self._check_layers(layers)

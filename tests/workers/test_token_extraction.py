@@ -94,36 +94,48 @@ def test_a_vit_stores_every_patch_and_its_size_is_exact_before_the_run(
     np.testing.assert_allclose(values, direct.values, rtol=0, atol=1e-6)
 
 
-def test_texts_get_an_upper_bound_and_store_only_their_real_tokens(api, owner, tmp_path):
+def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(api, owner, tmp_path):
+    from transformers import AutoTokenizer
+
     texts = uploaded(api, "/api/v1/datasets/", "texts.jsonl", texts_jsonl(40), name="Texts")
-    content = zip_dir(tiny_bert_dir(tmp_path / "bert", sentence_transformers=True))
-    bert = uploaded(api, "/api/v1/checkpoints/", "bert.zip", content, name="Tiny BERT")
+    directory = tiny_bert_dir(tmp_path / "bert", sentence_transformers=True)
+    bert = uploaded(api, "/api/v1/checkpoints/", "bert.zip", zip_dir(directory), name="BERT")
     layers = ["hidden.2", "sentence_embedding"]
     request = {"checkpoint": bert["id"], "dataset": texts["id"], "layers": layers}
+    x = [str(t) for t in Dataset.objects.get(pk=texts["id"]).load_arrays().x]
+    # The tokens transformers reads each text as (sentence_bert_config.json's max_seq_length).
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokens = [len(ids) for ids in tokenizer(x, truncation=True, max_length=32)["input_ids"]]
 
+    # The fit check counted every text's tokens: the size is exact before the run.
     estimate = api.post("/api/v1/extractions/storage/", request, format="json").json()
-    assert estimate["max_tokens"] == 32  # sentence_bert_config.json's max_seq_length
     hidden, sentence = estimate["layers"]
     assert hidden == {
         "layer": "hidden.2",
-        "rows": 40 * 32,
+        "rows": sum(tokens),
         "d": 32,
-        "bytes": 40 * 32 * (4 * 32 + 16),
-        "estimate": "bound",
+        "bytes": sum(tokens) * (4 * 32 + 16),
+        "estimate": "exact",
     }
     # The sentence embedding is one vector per text: one row each, exactly.
     assert sentence["estimate"] == "exact" and sentence["rows"] == 40
-    assert estimate["estimate"] == "bound"
+    assert estimate["estimate"] == "exact" and estimate["max_tokens"] == 32
+
+    # Without the counts (a dataset of more texts than are counted): an upper bound.
+    fit = Fit.objects.get(checkpoint=bert["id"], dataset=texts["id"])
+    fit.shapes.pop("tokens")
+    fit.save()
+    bound = api.post("/api/v1/extractions/storage/", request, format="json").json()
+    assert bound["layers"][0]["rows"] == 40 * 32 and bound["layers"][0]["estimate"] == "bound"
+    assert bound["estimate"] == "bound" and bound["layers"][1] == sentence
 
     response = api.post("/api/v1/extractions/", {**request, "pooling": "tokens"}, format="json")
     run = run_with_dependencies(Run.objects.get(pk=response.json()["id"]))
     assert run.state == Run.State.SUCCEEDED, run.error
     stored = ActivationSet.objects.get(checkpoint=bert["id"], layer="hidden.2", pooling="tokens")
     values, sample, position = stored_rows(api, stored)
-    (tmp_path / "bert.zip").write_bytes(content)
-    model = load_huggingface(tmp_path / "bert.zip", "bert.zip", 100, 10**9)
-    tokens = model.tokens.lengths(list(Dataset.objects.get(pk=texts["id"]).load_arrays().x))
-    assert len(values) == sum(tokens) < hidden["rows"]  # real tokens only, under the bound
+    assert len(values) == sum(tokens) < 40 * 32  # real tokens only, as counted before the run
+    assert values.nbytes + sample.nbytes + position.nbytes == hidden["bytes"]
     np.testing.assert_array_equal(np.bincount(sample), tokens)
     assert all((position[sample == i] == np.arange(t)).all() for i, t in enumerate(tokens))
 

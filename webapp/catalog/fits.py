@@ -23,6 +23,10 @@ from webapp.catalog.models import Checkpoint, Dataset, Fit
 
 logger = logging.getLogger(__name__)
 
+TOKEN_COUNT_LIMIT = 200_000
+"""Up to this many texts, the fit check counts the tokens of every text of a dataset (a few
+seconds with a fast tokenizer), so a token-level extraction's size is exact before it runs;
+above, it is an upper bound."""
 BUDGET_S = 120.0
 """How long one upload's check spends on fits: past it, the remaining models are left unknown
 (their runs are accepted, and fail in the queue if they must), so that a workspace of many
@@ -83,6 +87,8 @@ def check_fits(item: Checkpoint | Dataset) -> None:
                     first = npz_rows(f, "x", [0])
                 if first is not None:  # every dataset has its samples in x
                     inputs[f"x:{dataset.pk}"] = first
+                if dataset.modality == "text" and dataset.n_samples <= TOKEN_COUNT_LIMIT:
+                    inputs[f"texts:{dataset.pk}"] = dataset.load_arrays().x  # tokens counted
             with checkpoint.blob.local_path() as path:
                 inputs["model"] = path
                 found, _ = run_in_host(
@@ -111,9 +117,11 @@ ROW_INDEX_BYTES = 16
 """Each stored row's sample and position: two int64."""
 ESTIMATES = {
     "exact": "every sample has the same positions (an image grid, a conv map, one row per "
-    "sample), known from the dataset's sample checked with the model",
-    "bound": "at most: each text read as the model's max_tokens; padding is never stored, so "
-    "the run stores less",
+    "sample), known from the dataset's sample checked with the model; or a text dataset's "
+    "tokens, counted with the model's tokenizer",
+    "bound": "at most: each text read as the model's max_tokens (datasets of more than "
+    f"{TOKEN_COUNT_LIMIT:,} texts are not counted); padding is never stored, so the run "
+    "stores less",
     "unknown": "no sample of the dataset has run through the model at this layer yet",
 }
 """How a token-level extraction's size is known before it runs (:func:`token_storage`)."""
@@ -124,7 +132,8 @@ def token_storage(checkpoint: Checkpoint, dataset: Dataset, layers: list[str]) -
     before it runs: per layer its rows, width and bytes (float32 values and each row's int64
     sample and position), and the total. ``estimate`` says how each is known: ``exact`` where
     every sample has the same positions (an image grid, a conv map, one row per sample: the
-    checked sample's shape, :class:`Fit`), ``bound`` for a text's tokens (each text is read as
+    checked sample's shape, :class:`Fit`) and for texts whose tokens the check counted (up to
+    :data:`TOKEN_COUNT_LIMIT` texts), ``bound`` for the tokens of more texts (each is read as
     at most ``max_tokens``; padding is never stored, so the run stores less), ``unknown``
     where no sample of the dataset has run through the model at that layer; the total is
     null when a layer's is unknown, and a bound when one layer's is."""
@@ -137,6 +146,8 @@ def token_storage(checkpoint: Checkpoint, dataset: Dataset, layers: list[str]) -
         shape = shapes.get("layers", {}).get(layer)
         if shape is None:
             rows.append(_layer_storage(layer, None, None, "unknown"))
+        elif dataset.modality == "text" and shape["positional"] and "tokens" in shapes:
+            rows.append(_layer_storage(layer, shapes["tokens"], shape["d"], "exact"))
         elif dataset.modality == "text" and shape["positional"]:
             count = n * max_tokens if max_tokens else None
             rows.append(_layer_storage(layer, count, shape["d"], "bound" if count else "unknown"))
