@@ -83,6 +83,8 @@ def test_a_vit_stores_every_patch_and_its_size_is_exact_before_the_run(
     values, sample, position = stored_rows(api, stored)
     assert (stored.n, stored.d) == values.shape == (rows, 32)
     assert values.nbytes + sample.nbytes + position.nbytes == estimate["layers"][1]["bytes"]
+    page = client.get(f"/checkpoints/{vit['id']}/").content.decode()
+    assert f"(a row per position: {rows} positions of 30 samples)" in page
 
     # The same rows as the model run here: the class token at position 0, then the patches.
     (tmp_path / "vit.zip").write_bytes(content)
