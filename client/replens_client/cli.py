@@ -404,7 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("extract", "store activations of a checkpoint's layers on a dataset")
     ids(p, "checkpoint", "dataset")
     p.add_argument("--layers", nargs="+", help="default: top-level blocks and the output")
-    p.add_argument("--pooling", default="mean", help=pooling + " (default mean)")
+    p.add_argument(
+        "--pooling",
+        default="mean",
+        help=pooling + "; or tokens: every position a row, with its sample and position "
+        "(default mean)",
+    )
     waiting(p)
 
     p = command("compare", "compare every layer of checkpoint A with every layer of B")
@@ -420,7 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a parameter of the measure, e.g. k=20 or alphas=[0.1,1] (repeatable)",
     )
-    p.add_argument("--pooling", help=pooling)
+    p.add_argument("--pooling", help=pooling + ", or tokens (see --positions)")
+    p.add_argument(
+        "--positions",
+        help="how sets of pooling tokens are read: per-position (where both sides hold the "
+        "same rows and the measure allows it), mean, first, last (default mean)",
+    )
     p.add_argument(
         "--permutations",
         type=int,
@@ -824,6 +834,7 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
             layers_b=args.layers_b,
             measure=args.measure,
             pooling=args.pooling,
+            positions=args.positions,
             n_permutations=args.n_permutations,
             n_bootstrap=args.n_bootstrap,
             seed=args.seed,

@@ -715,6 +715,12 @@ class Client:
         Returns the path."""
         return self._download(f"activations/{_id(activation)}/values/", path, {})
 
+    def download_positions(self, activation: Ref, path: str | os.PathLike[str]) -> Path:
+        """Save the rows' sample and position of an activation set of pooling ``tokens`` (every
+        position a row) as a .npz file of two int64 arrays, ``sample`` and ``position``, one
+        entry per row of its values. Returns the path."""
+        return self._download(f"activations/{_id(activation)}/positions/", path, {})
+
     # ------------------------------------------------------------------ runs
 
     def extract(
@@ -725,6 +731,15 @@ class Client:
         returns the same run. Returns the run."""
         body = {"checkpoint": _id(checkpoint), "dataset": _id(dataset)}
         return self._post("extractions/", _with(body, layers=_list(layers), **parameters))
+
+    def extraction_storage(
+        self, checkpoint: Ref, dataset: Ref, layers: list[str] | None = None
+    ) -> dict:
+        """What an extraction of ``layers`` at every position (pooling ``tokens``) would
+        store, before it runs: ``layers`` (each ``rows``, ``d``, ``bytes`` and ``estimate``:
+        exact, bound or unknown) and the total ``bytes``. Nothing is run."""
+        body = {"checkpoint": _id(checkpoint), "dataset": _id(dataset)}
+        return self._post("extractions/storage/", _with(body, layers=_list(layers)))
 
     def compare(
         self,
@@ -737,7 +752,8 @@ class Client:
         **parameters: Any,
     ) -> dict:
         """Compare every layer of A with every layer of B on ``dataset``. ``parameters`` are
-        the comparison's (``measure``, default ``cka/linear``; ``pooling``,
+        the comparison's (``measure``, default ``cka/linear``; ``pooling``, ``positions``
+        (how sets of pooling ``tokens`` are read: per-position, mean, first, last),
         ``n_permutations``, ``n_bootstrap``, ``agreement_k``, ``seed``: the server's schema
         gives each with its default and range and refuses an unknown one by name);
         ``measure_params`` the measure's own (``GET /api/v1/measures/`` lists them, e.g.

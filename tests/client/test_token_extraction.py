@@ -1,0 +1,32 @@
+"""A token-level extraction through the client: its size asked before the run, then the
+stored rows' sample and position downloaded (issue 19 item 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.conftest import run_with_dependencies
+from webapp.runs.models import Run
+
+
+def test_the_size_before_the_run_and_the_positions_after(
+    replens, small_digits_file, small_mlp_file, tmp_path
+):
+    dataset = replens.upload_dataset(small_digits_file, "lab")
+    checkpoint = replens.upload_checkpoint(small_mlp_file, "lab")
+
+    # The MLP's block1 is one vector per sample: one row each, known exactly before the run.
+    estimate = replens.extraction_storage(checkpoint, dataset, ["block1"])
+    (layer,) = estimate["layers"]
+    assert estimate["estimate"] == layer["estimate"] == "exact"
+    assert layer["rows"] == 300 and estimate["bytes"] == 300 * (4 * layer["d"] + 16)
+
+    run = replens.extract(checkpoint, dataset, ["block1"], pooling="tokens")
+    assert run_with_dependencies(Run.objects.get(pk=run["id"])).state == Run.State.SUCCEEDED
+    (stored,) = [a for a in replens.activations(checkpoint, dataset) if a["pooling"] == "tokens"]
+    values = np.load(replens.download_activations(stored["id"], tmp_path / "values.npy"))
+    with np.load(replens.download_positions(stored["id"], tmp_path / "positions.npz")) as found:
+        sample, position = found["sample"], found["position"]
+    np.testing.assert_array_equal(sample, np.arange(300))
+    assert not position.any()  # one position per sample
+    assert values.nbytes + sample.nbytes + position.nbytes == estimate["bytes"]
