@@ -184,3 +184,37 @@ def test_the_api_asks_for_reads_and_refuses(
     Checkpoint.objects.filter(pk=ckpt_b.pk).update(format="precomputed")
     refused = api.post("/api/v1/stitchings/", body, format="json")
     assert refused.status_code == 400 and REFUSAL in refused.json()["detail"]
+
+
+def test_a_report_stored_before_feature_maps_still_shows(
+    schema,  # noqa: F811
+    client,
+    api,
+    owner,
+    workspace,
+    digits,
+    ckpt_a,
+    ckpt_b,
+):
+    """A report stored before stitching took feature maps has no shapes and no refused cells:
+    its page and its API answer read every layer as a vector and every cell as stitched."""
+    run = run_with_dependencies(request_stitching(owner, ckpt_a, ckpt_b, digits)[0])
+    report = Report.objects.get(run=run)
+    old = {
+        key: value for key, value in report.result.items() if key not in ("shapes_a", "shapes_b")
+    }
+    for matrix in old["matrices"].values():
+        del matrix["refused"]
+    Report.objects.filter(pk=report.pk).update(result=old)
+
+    client.force_login(owner)
+    page = client.get(f"/stitchings/{run.pk}/")
+    assert page.status_code == 200
+    fitted = embedded(page.content.decode(), "stitching-1")
+    assert fitted["value"] == old["matrices"]["fitted"]["accuracy"]
+    assert not any(note.startswith("not stitched") for row in fitted["estimator"] for note in row)
+    read = check(
+        schema, api.get(f"/api/v1/stitchings/{run.pk}/"), "get", "/api/v1/stitchings/{id}/"
+    )
+    assert read["result"]["shapes_a"] == [[width] for width in old["dims_a"]]
+    assert read["result"]["matrices"]["fitted"]["refused"][0] == [None] * len(old["layers_b"])

@@ -194,8 +194,25 @@ def stitching_view(run: Run) -> dict:
             name: p[name] for name in ("test_fraction", "seed", "map", "ridge", "n_anchors")
         },
         "definitions": DEFINITIONS,
-        "result": stored.result if stored else None,
+        "result": _as_now(stored.result) if stored else None,
         "code_version": stored.code_version if stored else None,
+    }
+
+
+def _as_now(result: dict) -> dict:
+    """A stored result in today's layout. Reports stored before stitching took feature maps
+    stitched per-sample vectors only: every layer's shape is its width, and no cell was
+    refused."""
+    if "shapes_a" in result:
+        return result
+    return {
+        **result,
+        "shapes_a": [[width] for width in result["dims_a"]],
+        "shapes_b": [[width] for width in result["dims_b"]],
+        "matrices": {
+            method: {**matrix, "refused": [[None] * len(row) for row in matrix["accuracy"]]}
+            for method, matrix in result["matrices"].items()
+        },
     }
 
 
