@@ -4,7 +4,6 @@ page's results list and from a checkpoint's page) and the page that shows one
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -20,7 +19,12 @@ from webapp.pages.views import _poll, asked_run
 from webapp.runs.kinds import parameters_in
 from webapp.runs.models import Run
 from webapp.runs.queue import standing
-from webapp.runs.weight_space import request_weight_space, weight_space_charts, weight_space_view
+from webapp.runs.weight_space import (
+    permuted_units,
+    request_weight_space,
+    weight_space_charts,
+    weight_space_view,
+)
 
 if TYPE_CHECKING:
     from webapp.access import SignedInRequest
@@ -96,39 +100,6 @@ def new_weight_space(request: SignedInRequest, slug: str) -> HttpResponse:
             status=400,
         ),
     )
-
-
-_KINDS = {"heads": 0, "qk": 1, "v": 2, "mlp": 3}
-
-
-def _natural(name: str) -> tuple[str | int, ...]:
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
-
-
-def _permutation_order(name: str) -> tuple[tuple[str | int, ...], int, tuple[str | int, ...]]:
-    """The residual stream first, then block by block (block2 before block10): its heads,
-    their q/k and v coordinates, its MLP (a stored report's keys come back in JSONB's
-    order)."""
-    block, _, kind = name.rpartition(".")
-    return (_natural(block), _KINDS.get(kind, -1), _natural(name))
-
-
-def permuted_units(units: dict[str, int]) -> list[tuple[str, str]]:
-    """Each permutation of a report's ``units`` with what it permutes, in words: a block's
-    heads, each head's q/k or v coordinates (a permutation per head, grouped by the ``.heads``
-    beside it), or hidden units."""
-    described = []
-    for name, size in sorted(units.items(), key=lambda item: _permutation_order(item[0])):
-        block, _, what = name.rpartition(".")
-        if what == "heads":
-            described.append((name, f"{size} heads"))
-        elif what in ("qk", "v") and f"{block}.heads" in units:
-            kind = "query/key" if what == "qk" else "value"
-            heads = units[f"{block}.heads"]
-            described.append((name, f"{size} {kind} coordinates in each of {heads} heads"))
-        else:
-            described.append((name, f"{size} units"))
-    return described
 
 
 @login_required

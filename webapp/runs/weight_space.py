@@ -5,6 +5,7 @@ page and the API draw it. The work itself runs in a model host
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
@@ -147,3 +148,36 @@ def weight_space_charts(view: dict) -> dict:
             for layer in result["layers"]
         },
     }
+
+
+_KINDS = {"heads": 0, "qk": 1, "v": 2, "mlp": 3}
+
+
+def _natural(name: str) -> tuple[str | int, ...]:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def _permutation_order(name: str) -> tuple[tuple[str | int, ...], int, tuple[str | int, ...]]:
+    """The residual stream first, then block by block (block2 before block10): its heads,
+    their q/k and v coordinates, its MLP (a stored report's keys come back in JSONB's
+    order)."""
+    block, _, kind = name.rpartition(".")
+    return (_natural(block), _KINDS.get(kind, -1), _natural(name))
+
+
+def permuted_units(units: dict[str, int]) -> list[tuple[str, str]]:
+    """Each permutation of a report's ``units`` with what it permutes, in words: a block's
+    heads, each head's q/k or v coordinates (a permutation per head, grouped by the ``.heads``
+    beside it), or hidden units."""
+    described = []
+    for name, size in sorted(units.items(), key=lambda item: _permutation_order(item[0])):
+        block, _, what = name.rpartition(".")
+        if what == "heads":
+            described.append((name, f"{size} heads"))
+        elif what in ("qk", "v") and f"{block}.heads" in units:
+            kind = "query/key" if what == "qk" else "value"
+            heads = units[f"{block}.heads"]
+            described.append((name, f"{size} {kind} coordinates in each of {heads} heads"))
+        else:
+            described.append((name, f"{size} units"))
+    return described
