@@ -291,6 +291,17 @@ def test_same_request_twice_is_one_run_enqueued_once(
     assert len(callbacks) == 2  # the new extraction and the comparison
 
 
+def test_only_a_comparison_of_token_level_sets_says_how_it_reads_them(
+    owner, ckpt_a, ckpt_b, digits
+):
+    """``positions`` is a parameter of a comparison of token-level sets only, so a request for
+    one vector per sample keys its run as it did before there were any."""
+    plain, _ = request_comparison(owner, ckpt_a, ckpt_b, digits)
+    assert "positions" not in plain.params
+    tokens, _ = request_comparison(owner, ckpt_a, ckpt_b, digits, pooling="tokens")
+    assert tokens.params["positions"] == "mean"
+
+
 def test_failed_run_submitted_again_is_requeued(
     owner, ckpt_a, digits, django_capture_on_commit_callbacks
 ):

@@ -161,6 +161,10 @@ def request_comparison(
         Run.Kind.COMPARE, dataset, measure_params, pooling=pooling, **parameters
     )
     pooling_b = _checked(Run.Kind.EXTRACT, pooling=pooling_b or pooling)["pooling"]
+    if TOKENS not in (pooling, pooling_b):
+        # how token-level sets are read means nothing without them, and a request made before
+        # there were any must find its run again
+        del checked["positions"]
     layers_a = _layers(checkpoint_a, layers_a)
     layers_b = _layers(checkpoint_b, layers_b)
     extract_a, _ = request_extraction(user, checkpoint_a, dataset, layers_a, pooling)
