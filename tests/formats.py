@@ -27,19 +27,22 @@ WORDS = sorted({w for s in SENTENCES for w in s.split()})
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def tiny_bert_dir(directory: Path, seed: int = 0, sentence_transformers: bool = False) -> Path:
-    """A 2-block BERT with random weights and a word-level vocabulary, saved as
+def tiny_bert_dir(
+    directory: Path, seed: int = 0, sentence_transformers: bool = False, words: list[str] = WORDS
+) -> Path:
+    """A 2-block BERT with random weights and a word-level vocabulary of ``words``, saved as
     ``save_pretrained`` writes it (safetensors); optionally with sentence-transformers files
     declaring mean pooling and normalisation."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
     vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(SPECIAL + WORDS) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    vocab.write_text("\n".join(SPECIAL + words) + "\n")
+    # vocab=, not vocab_file=: transformers 5 ignores the latter and reads every word as [UNK]
+    tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(SPECIAL) + len(WORDS),
+        vocab_size=len(SPECIAL) + len(words),
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -247,7 +250,7 @@ def tiny_hf_dir(directory: Path, kind: str, seed: int = 0) -> Path:
         model, processor = tf.RobertaModel(config), None
     elif kind == "distilbert":  # with a BERT tokenizer, as DistilBERT checkpoints ship
         (directory / "vocab.txt").write_text("\n".join(SPECIAL + WORDS) + "\n")
-        tf.BertTokenizerFast(vocab_file=str(directory / "vocab.txt")).save_pretrained(directory)
+        tf.BertTokenizerFast(vocab=str(directory / "vocab.txt")).save_pretrained(directory)
         config = tf.DistilBertConfig(
             vocab_size=len(SPECIAL) + len(WORDS), dim=32, n_layers=2, n_heads=2, hidden_dim=64
         )

@@ -26,17 +26,6 @@ from tests.formats import SENTENCES, SPECIAL, WORDS, tiny_bert_dir
 LAYERS = ["hidden.0", "hidden.1", "hidden.2"]
 
 
-def with_vocabulary(directory: Path, words: list[str]) -> Path:
-    """The directory with a word-level tokenizer of ``words`` (tiny_bert_dir's passes its
-    vocabulary as ``vocab_file``, which transformers 5 ignores: it reads every word as
-    [UNK])."""
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(SPECIAL + words) + "\n")
-    (directory / "tokenizer.json").unlink()
-    BertTokenizerFast(vocab=str(vocab), do_lower_case=True).save_pretrained(directory)
-    return directory
-
-
 def tiny_classifier_dir(directory: Path, seed: int) -> Path:
     """A 2-block BERT sequence classifier (2 classes) with random weights, as tiny_bert_dir's
     encoder but with its head: config.json declares BertForSequenceClassification."""
@@ -45,17 +34,17 @@ def tiny_classifier_dir(directory: Path, seed: int) -> Path:
     config = BertConfig.from_pretrained(directory)
     config.num_labels = 2
     BertForSequenceClassification(config).eval().save_pretrained(directory, safe_serialization=True)
-    return with_vocabulary(directory, WORDS)
+    return directory
 
 
 @pytest.fixture(scope="module")
 def directories(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bert")
     return {
-        "a": with_vocabulary(tiny_bert_dir(root / "a", seed=0), WORDS),
-        "b": with_vocabulary(tiny_bert_dir(root / "b", seed=1), WORDS),
+        "a": tiny_bert_dir(root / "a", seed=0),
+        "b": tiny_bert_dir(root / "b", seed=1),
         # B's weights with the vocabulary in another order: the words read as other token ids
-        "other": with_vocabulary(tiny_bert_dir(root / "other", seed=1), WORDS[::-1]),
+        "other": tiny_bert_dir(root / "other", seed=1, words=WORDS[::-1]),
         "classifier": tiny_classifier_dir(root / "classifier", seed=2),
     }
 

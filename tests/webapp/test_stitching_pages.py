@@ -11,9 +11,8 @@ import re
 import pytest
 from django.utils.html import escape
 
-from tests.analysis.test_stitching_tokens import with_vocabulary
 from tests.conftest import checkpoint_from, run_with_dependencies
-from tests.formats import WORDS, texts_jsonl, tiny_bert_dir, zip_dir
+from tests.formats import texts_jsonl, tiny_bert_dir, zip_dir
 from tests.webapp.test_schema import check, schema  # noqa: F401  (the schema fixture)
 from tests.workers.test_formats import uploaded
 from tests.workers.test_stitching import small_cnn_bytes
@@ -92,7 +91,7 @@ def test_empty_cells_say_why_and_feature_maps_show_their_shape(client, owner, wo
 
 
 def test_a_hugging_face_b_says_how_it_is_run_and_read(client, api, owner, workspace, tmp_path):
-    content = zip_dir(with_vocabulary(tiny_bert_dir(tmp_path / "b"), WORDS))
+    content = zip_dir(tiny_bert_dir(tmp_path / "b"))
     body = uploaded(api, "/api/v1/checkpoints/", "b.zip", content, name="bert")
     bert = Checkpoint.objects.get(pk=body["id"])
     texts = Dataset.objects.get(

@@ -17,7 +17,6 @@ from analysis.errors import InputError
 from analysis.models.architectures import build_from_state_dict, small_cnn
 from analysis.models.hf import load_huggingface
 from analysis.stitching import stitching_matrix, token_stitching_matrix
-from tests.analysis.test_stitching_tokens import with_vocabulary
 from tests.conftest import (
     checkpoint_from,
     digits_npz_bytes,
@@ -195,7 +194,7 @@ def test_the_run_stitches_two_hugging_face_text_encoders_at_their_tokens(
     as other token ids fails in the host with the library's sentence; a B that is a text
     encoder with an A that is not is refused at request."""
     archives = {
-        name: zip_dir(with_vocabulary(tiny_bert_dir(tmp_path / name, seed=seed), words))
+        name: zip_dir(tiny_bert_dir(tmp_path / name, seed=seed, words=words))
         for name, seed, words in (("a", 0, WORDS), ("b", 1, WORDS), ("other", 1, WORDS[::-1]))
     }
     a, b, other = (
