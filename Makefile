@@ -66,6 +66,7 @@ benchmark: $(VENV)/.installed-test
 	$(PY) -m tests.benchmarks.bench_probes
 	$(PY) -m tests.benchmarks.bench_host
 	$(PY) -m tests.benchmarks.bench_weights
+	$(PY) -m tests.benchmarks.bench_stitching
 	$(PY) -m tests.benchmarks.bench_dynamics
 	$(PY) -m tests.benchmarks.bench_cca
 	$(PY) -m tests.benchmarks.bench_rsa
