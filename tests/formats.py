@@ -194,7 +194,7 @@ def word_tokenizer(directory: Path, padding_side: str = "right", pad: bool = Tru
 
 
 def tiny_hf_dir(directory: Path, kind: str, seed: int = 0) -> Path:
-    """A tiny random-weight model of ``kind`` (``vit``, ``dinov2``, ``clip-vision``,
+    """A tiny random-weight model of ``kind`` (``vit``, ``deit``, ``dinov2``, ``clip-vision``,
     ``resnet``, ``convnext``, ``gpt2``, ``llama``, ``clip``, ``roberta``, ``distilbert``) saved
     with ``save_pretrained`` (safetensors), beside its image processor or word-level
     tokenizer."""
@@ -213,6 +213,9 @@ def tiny_hf_dir(directory: Path, kind: str, seed: int = 0) -> Path:
     if kind == "vit":
         config = tf.ViTConfig(**small, intermediate_size=64, image_size=IMAGE_SIZE, patch_size=4)
         model, processor = tf.ViTModel(config), vit_processor
+    elif kind == "deit":  # a class and a distillation token before the patches
+        config = tf.DeiTConfig(**small, intermediate_size=64, image_size=IMAGE_SIZE, patch_size=4)
+        model, processor = tf.DeiTModel(config), vit_processor
     elif kind == "dinov2":
         config = tf.Dinov2Config(**small, image_size=IMAGE_SIZE, patch_size=4, mlp_ratio=2)
         model, processor = tf.Dinov2Model(config), vit_processor

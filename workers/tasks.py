@@ -224,9 +224,9 @@ def extract(run: Run) -> dict:
     for layer in todo:
         values = activations[layer]
         positions = None
-        if pooling == TOKENS:  # each row's sample and position (analysis.host.tasks.extract)
+        if pooling == TOKENS:  # each row's sample, position, special (analysis.host.tasks)
             positions = Blob.store_arrays(
-                {key: activations[f"{key}:{layer}"] for key in ("sample", "position")}
+                {key: activations[f"{key}:{layer}"] for key in ("sample", "position", "special")}
             )
         ActivationSet.objects.update_or_create(
             checkpoint=checkpoint,
@@ -402,7 +402,10 @@ def _comparable(
     if not positions:
         return Comparable(mapped, mapped)
     n = sets[0].dataset.n_samples
-    means = {pk: pooled(mapped[pk], found["sample"], n, "mean") for pk, found in positions.items()}
+    means = {  # "special": the rows mean leaves out (a ViT's class token); older blobs: none
+        pk: pooled(mapped[pk], found["sample"], n, "mean", found.get("special"))
+        for pk, found in positions.items()
+    }
     per_sample = {pk: means.get(pk, x) for pk, x in mapped.items()}
     if how == PER_POSITION:
         why = _not_per_position(measure, sets, positions)

@@ -91,7 +91,7 @@ def fit(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
 def extract(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
     """``{layer: n × d float32}`` activations of ``inputs["x"]``; at every position (the
     ``tokens`` pooling): ``{layer: rows × d float32, "sample:<layer>": each row's sample,
-    "position:<layer>": its position}``."""
+    "position:<layer>": its position, "special:<layer>": whether ``mean`` leaves it out}``."""
     model = _model(params, inputs)
     if params["pooling"] == TOKENS:
         found = extract_tokens(
@@ -104,7 +104,7 @@ def extract(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]
         arrays: dict[str, np.ndarray] = {}
         for layer, rows in found.items():
             arrays |= {layer: rows.values, f"sample:{layer}": rows.sample}
-            arrays[f"position:{layer}"] = rows.position
+            arrays |= {f"position:{layer}": rows.position, f"special:{layer}": rows.special}
         return {}, arrays
     activations = extract_activations(
         model,

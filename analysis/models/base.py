@@ -23,19 +23,23 @@ class Positions:
     ``rows × d``, and each row has its ``sample`` (index in the batch) and its ``position``: a
     text's token index counted over its real tokens (padding is never a row), a vision
     transformer's token index (the class token is position 0, the patches follow), a
-    convolutional map's ``h · W + w``. Rows are sorted by sample, then position."""
+    convolutional map's ``h · W + w``. Rows are sorted by sample, then position. ``special``
+    marks the rows the ``mean`` pooling leaves out: a vision transformer's class token (and
+    DeiT's distillation token), so a mean pooled from the rows is the ``mean`` extraction."""
 
     values: torch.Tensor
     sample: torch.Tensor
     position: torch.Tensor
+    special: torch.Tensor
 
     def float(self) -> Positions:
-        return Positions(self.values.float(), self.sample, self.position)
+        return Positions(self.values.float(), self.sample, self.position, self.special)
 
     def of_rows(self, rows: torch.Tensor) -> Positions:
         """The same rows with each sample renumbered to ``rows[sample]`` (a bucket's samples
         as positions in its batch)."""
-        return Positions(self.values, rows.to(self.sample.device)[self.sample], self.position)
+        sample = rows.to(self.sample.device)[self.sample]
+        return Positions(self.values, sample, self.position, self.special)
 
     @staticmethod
     def joined(parts: list[Positions]) -> Positions:
@@ -44,14 +48,17 @@ class Positions:
         position = torch.cat([p.position for p in parts])
         order = torch.argsort(sample * (int(position.max()) + 1) + position, stable=True)
         values = torch.cat([p.values for p in parts])
-        return Positions(values[order], sample[order], position[order])
+        special = torch.cat([p.special for p in parts])
+        return Positions(values[order], sample[order], position[order], special[order])
 
 
-def positions_of(t: torch.Tensor, mask: torch.Tensor | None = None) -> Positions:
+def positions_of(t: torch.Tensor, mask: torch.Tensor | None = None, prefix: int = 0) -> Positions:
     """A batch's layer output as one row per position (see :class:`Positions`): a token
     sequence ``batch × T × d`` at the tokens where ``mask`` (``batch × T``) is 1, every token
     without one; a convolutional map ``batch × C × H × W`` (or more spatial axes) at each of
-    its flattened positions, the row its C channels; a ``batch × d`` output at position 0."""
+    its flattened positions, the row its C channels; a ``batch × d`` output at position 0.
+    The first ``prefix`` positions of each sample are special (a vision transformer's class
+    and distillation tokens: :attr:`Positions.special`)."""
     if t.ndim == 1:
         t = t[:, None]
     if t.ndim == 2:
@@ -63,7 +70,7 @@ def positions_of(t: torch.Tensor, mask: torch.Tensor | None = None) -> Positions
     )
     sample = keep.nonzero(as_tuple=True)[0]
     position = (keep.long().cumsum(1) - 1)[keep]
-    return Positions(t[keep], sample, position)
+    return Positions(t[keep], sample, position, position < prefix)
 
 
 Recorder = Callable[[Any], Mapping[str, torch.Tensor | Positions]]

@@ -25,11 +25,13 @@ TOKENS = "tokens"
 EXTRACTION_POOLINGS = {
     **POOLINGS,
     TOKENS: "every position as a row, stored with its sample and position (texts: real tokens; "
-    "ViTs: class token at 0, then the patches; conv: each of the H×W positions)",
+    "ViTs: class token at 0, then the patches, the tokens mean leaves out marked special; "
+    "conv: each of the H×W positions)",
 }
 """What an extraction may store: one of :data:`POOLINGS`, or every position as a row
 (:class:`analysis.models.base.Positions`: padding tokens are never rows; a vision transformer's
-class token is position 0; a conv map's position is ``h · W + w``, its row the C channels;
+class token is position 0, marked special with DeiT's distillation token: the rows ``mean``
+leaves out; a conv map's position is ``h · W + w``, its row the C channels;
 a two-dimensional output is one row per sample, at position 0)."""
 
 

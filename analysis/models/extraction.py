@@ -32,6 +32,9 @@ class TokenRows:
     values: np.ndarray
     sample: np.ndarray
     position: np.ndarray
+    special: np.ndarray
+    """Whether each row is one the ``mean`` pooling leaves out (a vision transformer's class
+    and distillation tokens; :attr:`analysis.models.base.Positions.special`)."""
     positional: bool
     """Whether the layer's output has positions (a token sequence or a map), not one row per
     sample (a ``batch × d`` output, each sample's row at position 0)."""
@@ -124,7 +127,7 @@ def extract_tokens(
 ) -> dict[str, TokenRows]:
     """Run ``model`` over ``x`` in batches and return every position of each layer as a row
     (the ``tokens`` pooling, :class:`TokenRows`): padding tokens are never rows."""
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
     positional: dict[str, bool] = {}
     indices = np.arange(len(x))
     for rows, outputs in _batches(model, x, layers, TOKENS, batch_size, device, progress):
@@ -139,6 +142,7 @@ def extract_tokens(
                     found.values.cpu().numpy(),
                     dataset_rows[found.sample.cpu().numpy()],
                     found.position.cpu().numpy(),
+                    found.special.cpu().numpy(),
                 )
             )
     out = {}
@@ -147,7 +151,8 @@ def extract_tokens(
         position = np.concatenate([p[2] for p in pieces]).astype(np.int64)
         order = np.lexsort((position, sample))
         values = np.concatenate([p[0] for p in pieces])[order].astype(np.float32, copy=False)
-        out[name] = TokenRows(values, sample[order], position[order], positional[name])
+        special = np.concatenate([p[3] for p in pieces])[order]
+        out[name] = TokenRows(values, sample[order], position[order], special, positional[name])
     return out
 
 

@@ -20,8 +20,9 @@ pooled over the attention mask: ``mean`` averages the real tokens, ``cls`` takes
 ``last`` the last real token (left or right padding). A vision transformer pools its class
 token (``cls``) or the mean of its patch tokens (``mean``, without the class token); a
 convolutional map its mean over H × W (``mean``) or all of it (``flatten``). ``tokens`` keeps
-every real token (a vision transformer's every token, the class token at position 0; a
-convolutional map's every H × W position) as a row with its sample and position
+every real token (a vision transformer's every token, the class token at position 0, it and
+DeiT's distillation token marked special: the rows ``mean`` leaves out; a convolutional map's
+every H × W position) as a row with its sample and position
 (:class:`analysis.models.base.Positions`). A
 sentence-transformers directory (``modules.json``) adds the layer ``sentence_embedding``: the
 pooling its ``1_Pooling/config.json`` declares (and the normalisation its modules list),
@@ -426,14 +427,17 @@ def _image_family(config: PretrainedConfig) -> tuple[str, int]:
     return "convnet", 0
 
 
-def image_pool(hidden: torch.Tensor, family: str, prefix: int, pooling: str) -> torch.Tensor:
+def image_pool(
+    hidden: torch.Tensor, family: str, prefix: int, pooling: str
+) -> torch.Tensor | Positions:
     """A vision transformer's ``batch × T × d`` states: the class token (``cls``) or the mean of
     the patches after the ``prefix`` tokens (``mean``); a convolutional ``batch × C × H × W``
-    map: its mean over H × W (``mean``) or all of it (``flatten``). ``tokens`` keeps them as
-    they are (every token, the class token first; every H × W position), made rows by
-    :func:`analysis.models.base.positions_of`."""
+    map: its mean over H × W (``mean``) or all of it (``flatten``). ``tokens`` keeps every
+    token (the class token first) or every H × W position as a row
+    (:func:`analysis.models.base.positions_of`), a ViT's ``prefix`` tokens marked special:
+    the rows ``mean`` leaves out."""
     if pooling == "tokens":
-        return hidden
+        return positions_of(hidden, prefix=prefix if family == "vit" else 0)
     if family == "vit":
         return hidden[:, 0] if pooling == "cls" else hidden[:, prefix:].mean(1)
     return hidden.flatten(2).mean(2) if pooling == "mean" else hidden.flatten(1)
@@ -462,7 +466,7 @@ class ImageEncoder(_Directory):
         what = "vision transformers" if self.family == "vit" else "convolutional image models"
         hf_kinds.check_pooling(self.family, pooling, what)
 
-        def run(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        def run(images: torch.Tensor) -> dict[str, torch.Tensor | Positions]:
             pixels = self.pixels(images, self.device)
             hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
             return {

@@ -717,8 +717,10 @@ class Client:
 
     def download_positions(self, activation: Ref, path: str | os.PathLike[str]) -> Path:
         """Save the rows' sample and position of an activation set of pooling ``tokens`` (every
-        position a row) as a .npz file of two int64 arrays, ``sample`` and ``position``, one
-        entry per row of its values. Returns the path."""
+        position a row) as a .npz file of two int64 arrays, ``sample`` and ``position``, and
+        the bool array ``special`` (the rows the ``mean`` pooling leaves out: a vision
+        transformer's class token; absent from sets stored before it), one entry per row of
+        its values. Returns the path."""
         return self._download(f"activations/{_id(activation)}/positions/", path, {})
 
     # ------------------------------------------------------------------ runs

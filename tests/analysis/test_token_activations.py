@@ -3,7 +3,8 @@ position of a layer as a row with its sample and position. Checked against trans
 on tiny random-weight models built from configs (no downloads): each row equals the model's
 hidden state at that real token (each text run alone, so without any padding), a vision
 transformer's class token is position 0 and its patches follow, a convolutional map's position
-is ``h · W + w``; and the mean of a sample's rows is the ``mean`` extraction.
+is ``h · W + w``; and the mean of a sample's rows is the ``mean`` extraction (a vision
+transformer's class and distillation tokens, marked special, left out of both).
 
 Tolerance: 1e-6 times the layer's largest |value| (float32; the two sides pad differently)."""
 
@@ -78,6 +79,7 @@ def test_text_rows_are_the_hidden_states_at_the_real_tokens(tmp_path, kind, batc
         assert got[name].positional
         np.testing.assert_array_equal(got[name].sample, sample)
         np.testing.assert_array_equal(got[name].position, position)
+        assert not got[name].special.any()  # a text's mean counts every real token
         close(got[name].values, rows)
         assert got[name].values.dtype == np.float32
         # Pooled on the fly from the rows: the ``mean`` and ``last`` extractions.
@@ -115,6 +117,40 @@ def test_image_rows_are_every_token_or_map_position(tmp_path, kind, vit):
     if vit:
         first = got["hidden.1"]
         close(first.values[first.position == 0], hidden[1][:, 0].numpy())
+
+
+@pytest.mark.parametrize(("kind", "prefix"), [("vit", 1), ("deit", 2), ("clip-vision", 1)])
+def test_a_vision_transformers_mean_is_the_same_stored_or_pooled_on_the_fly(tmp_path, kind, prefix):
+    """The ``mean`` extraction averages the patches (no class token, no DeiT distillation
+    token): those rows are marked special, the mean pooled on the fly skips them, so the two
+    agree; ``first`` is the class token, the ``cls`` extraction. Checked against transformers'
+    own states: the patches' mean after the ``prefix`` tokens."""
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoModel
+
+    directory = tiny_hf_dir(tmp_path / kind, kind)
+    model = load(tmp_path, directory)
+    pictures = tiny_images(5)
+    x = (pictures.transpose(0, 3, 1, 2) / 255).astype(np.float32)
+    names = ["hidden.0", "hidden.2"]
+    got = extract_tokens(model, x, names, batch_size=2, device="cpu")
+    means = extract_activations(model, x, names, "mean", batch_size=2, device="cpu")
+    cls = extract_activations(model, x, names, "cls", batch_size=2, device="cpu")
+    processor = AutoImageProcessor.from_pretrained(directory, use_fast=False)
+    reference = AutoModel.from_pretrained(directory).eval()
+    pixels = processor(images=[Image.fromarray(p) for p in pictures], return_tensors="pt")
+    with torch.no_grad():
+        hidden = reference(**pixels, output_hidden_states=True).hidden_states
+    for name in names:
+        rows = got[name]
+        np.testing.assert_array_equal(rows.special, rows.position < prefix)
+        on_the_fly = pooled(rows.values, rows.sample, len(x), "mean", rows.special)
+        close(on_the_fly, means[name])
+        close(on_the_fly, hidden[int(name[7:])][:, prefix:].mean(1).numpy())
+        close(pooled(rows.values, rows.sample, len(x), "first", rows.special), cls[name])
+        # A set stored before rows were marked (no ``special``) averages every row.
+        everything = pooled(rows.values, rows.sample, len(x), "mean")
+        close(everything, hidden[int(name[7:])].mean(1).numpy())
 
 
 def test_torch_modules_keep_conv_positions_and_one_row_per_sample_of_flat_outputs():

@@ -1,5 +1,5 @@
 """A token-level extraction through the client: its size asked before the run, then the
-stored rows' sample and position downloaded (issue 19 item 2)."""
+stored rows' sample, position and special downloaded (issue 19 item 2)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ def test_the_size_before_the_run_and_the_positions_after(
     estimate = replens.extraction_storage(checkpoint, dataset, ["block1"])
     (layer,) = estimate["layers"]
     assert estimate["estimate"] == layer["estimate"] == "exact"
-    assert layer["rows"] == 300 and estimate["bytes"] == 300 * (4 * layer["d"] + 16)
+    assert layer["rows"] == 300 and estimate["bytes"] == 300 * (4 * layer["d"] + 17)
 
     run = replens.extract(checkpoint, dataset, ["block1"], pooling="tokens")
     assert run_with_dependencies(Run.objects.get(pk=run["id"])).state == Run.State.SUCCEEDED
     (stored,) = [a for a in replens.activations(checkpoint, dataset) if a["pooling"] == "tokens"]
     values = np.load(replens.download_activations(stored["id"], tmp_path / "values.npy"))
     with np.load(replens.download_positions(stored["id"], tmp_path / "positions.npz")) as found:
-        sample, position = found["sample"], found["position"]
+        sample, position, special = found["sample"], found["position"], found["special"]
     np.testing.assert_array_equal(sample, np.arange(300))
-    assert not position.any()  # one position per sample
-    assert values.nbytes + sample.nbytes + position.nbytes == estimate["bytes"]
+    assert not position.any() and not special.any()  # one position per sample, none left out
+    assert values.nbytes + sample.nbytes + position.nbytes + special.nbytes == estimate["bytes"]

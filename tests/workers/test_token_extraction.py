@@ -37,14 +37,16 @@ def uploaded(api, path: str, filename: str, content: bytes, **fields) -> dict:
     return state["result"]
 
 
-def stored_rows(api, activation: ActivationSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The set's values, samples and positions, as the API serves them."""
+def stored_rows(
+    api, activation: ActivationSet
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The set's values, samples, positions and special rows, as the API serves them."""
     values = api.get(f"/api/v1/activations/{activation.pk}/values/")
     positions = api.get(f"/api/v1/activations/{activation.pk}/positions/")
     assert values.status_code == positions.status_code == 200
     with np.load(io.BytesIO(b"".join(positions.streaming_content))) as found:
-        sample, position = found["sample"], found["position"]
-    return np.load(io.BytesIO(b"".join(values.streaming_content))), sample, position
+        sample, position, special = found["sample"], found["position"], found["special"]
+    return np.load(io.BytesIO(b"".join(values.streaming_content))), sample, position, special
 
 
 def test_a_vit_stores_every_patch_and_its_size_is_exact_before_the_run(
@@ -68,7 +70,7 @@ def test_a_vit_stores_every_patch_and_its_size_is_exact_before_the_run(
     assert estimate["estimate"] == "exact" and estimate["max_tokens"] is None
     assert [layer["layer"] for layer in estimate["layers"]] == ["hidden.0", "hidden.1", "hidden.2"]
     assert {layer["rows"] for layer in estimate["layers"]} == {rows}
-    assert estimate["bytes"] == 3 * rows * (4 * 32 + 16)
+    assert estimate["bytes"] == 3 * rows * (4 * 32 + 17)
     assert not Run.objects.exists()  # asking for the size runs nothing
 
     client.force_login(owner)
@@ -80,9 +82,10 @@ def test_a_vit_stores_every_patch_and_its_size_is_exact_before_the_run(
     run = run_with_dependencies(Run.objects.get(pk=response.json()["id"]))
     assert run.state == Run.State.SUCCEEDED, run.error
     stored = ActivationSet.objects.get(checkpoint=vit["id"], layer="hidden.1", pooling="tokens")
-    values, sample, position = stored_rows(api, stored)
+    values, sample, position, special = stored_rows(api, stored)
     assert (stored.n, stored.d) == values.shape == (rows, 32)
-    assert values.nbytes + sample.nbytes + position.nbytes == estimate["layers"][1]["bytes"]
+    stored_bytes = values.nbytes + sample.nbytes + position.nbytes + special.nbytes
+    assert stored_bytes == estimate["layers"][1]["bytes"]
     page = client.get(f"/checkpoints/{vit['id']}/").content.decode()
     assert f"(a row per position: {rows} positions of 30 samples)" in page
 
@@ -94,6 +97,17 @@ def test_a_vit_stores_every_patch_and_its_size_is_exact_before_the_run(
     np.testing.assert_array_equal(sample, np.repeat(np.arange(30), 1 + PATCHES))
     np.testing.assert_array_equal(position, np.tile(np.arange(1 + PATCHES), 30))
     np.testing.assert_allclose(values, direct.values, rtol=0, atol=1e-6)
+
+    # The class token is marked special: left out of the mean pooled on the fly, which so
+    # equals the mean extraction (the patches' mean).
+    np.testing.assert_array_equal(special, position == 0)
+    mean_request = {**request, "layers": ["hidden.1"], "pooling": "mean"}
+    response = api.post("/api/v1/extractions/", mean_request, format="json")
+    run = run_with_dependencies(Run.objects.get(pk=response.json()["id"]))
+    assert run.state == Run.State.SUCCEEDED, run.error
+    want = ActivationSet.objects.get(checkpoint=vit["id"], layer="hidden.1", pooling="mean").load()
+    got = pooled(values, sample, 30, "mean", special)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
 
 
 def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(api, owner, tmp_path):
@@ -116,7 +130,7 @@ def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(api, own
         "layer": "hidden.2",
         "rows": sum(tokens),
         "d": 32,
-        "bytes": sum(tokens) * (4 * 32 + 16),
+        "bytes": sum(tokens) * (4 * 32 + 17),
         "estimate": "exact",
     }
     # The sentence embedding is one vector per text: one row each, exactly.
@@ -135,14 +149,15 @@ def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(api, own
     run = run_with_dependencies(Run.objects.get(pk=response.json()["id"]))
     assert run.state == Run.State.SUCCEEDED, run.error
     stored = ActivationSet.objects.get(checkpoint=bert["id"], layer="hidden.2", pooling="tokens")
-    values, sample, position = stored_rows(api, stored)
+    values, sample, position, special = stored_rows(api, stored)
     assert len(values) == sum(tokens) < 40 * 32  # real tokens only, as counted before the run
-    assert values.nbytes + sample.nbytes + position.nbytes == hidden["bytes"]
+    assert values.nbytes + sample.nbytes + position.nbytes + special.nbytes == hidden["bytes"]
+    assert not special.any()  # a text's mean counts every real token
     np.testing.assert_array_equal(np.bincount(sample), tokens)
     assert all((position[sample == i] == np.arange(t)).all() for i, t in enumerate(tokens))
 
     one_per_text = ActivationSet.objects.get(checkpoint=bert["id"], layer="sentence_embedding")
-    _, sample, position = stored_rows(api, one_per_text)
+    _, sample, position, _ = stored_rows(api, one_per_text)
     np.testing.assert_array_equal(sample, np.arange(40))
     assert not position.any()
 

@@ -160,7 +160,8 @@ class LayerStorageSerializer(serializers.Serializer):
     d = serializers.IntegerField(allow_null=True, help_text="values per row")
     bytes = serializers.IntegerField(
         allow_null=True,
-        help_text="rows × (4 d + 16): float32 values and each row's int64 sample and position",
+        help_text="rows × (4 d + 17): float32 values, each row's int64 sample and position, "
+        "and its bool special (left out of mean)",
     )
     estimate = serializers.ChoiceField(choices=list(ESTIMATES), help_text=ESTIMATE_HELP)
 

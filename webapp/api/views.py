@@ -496,8 +496,10 @@ POSITIONS_FILE = (
     "arrays of the set's ``n`` entries, one per row of ``values``: ``sample``, the row's sample "
     "(its index in the dataset), and ``position``: a text's token index counted over its real "
     "tokens (padding is never stored), a vision transformer's token index (the class token is "
-    "0, the patches follow), a convolutional map's h · W + w. Rows are sorted by sample, then "
-    "position."
+    "0, the patches follow), a convolutional map's h · W + w; and the bool array ``special``: "
+    "the rows the ``mean`` pooling leaves out (a vision transformer's class token and DeiT's "
+    "distillation token; absent from sets stored before it: none). Rows are sorted by sample, "
+    "then position."
 )
 
 
@@ -544,7 +546,7 @@ class ActivationSetViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def positions(self, request: Request, pk: str | None = None) -> HttpResponseBase:
-        """Each row's sample and position, for a set of pooling ``tokens`` (a .npz file)."""
+        """Each row's sample, position and special, for a set of pooling ``tokens`` (.npz)."""
         activation = self.get_object()
         if activation.positions is None:
             raise NotFound(

@@ -113,8 +113,8 @@ def check_fits(item: Checkpoint | Dataset) -> None:
             )
 
 
-ROW_INDEX_BYTES = 16
-"""Each stored row's sample and position: two int64."""
+ROW_INDEX_BYTES = 17
+"""Each stored row's sample and position (two int64) and whether it is special (a bool)."""
 ESTIMATES = {
     "exact": "every sample has the same positions (an image grid, a conv map, one row per "
     "sample), known from the dataset's sample checked with the model; or a text dataset's "
@@ -129,14 +129,14 @@ ESTIMATES = {
 
 def token_storage(checkpoint: Checkpoint, dataset: Dataset, layers: list[str]) -> dict:
     """What an extraction of ``layers`` at every position (pooling ``tokens``) would store,
-    before it runs: per layer its rows, width and bytes (float32 values and each row's int64
-    sample and position), and the total. ``estimate`` says how each is known: ``exact`` where
-    every sample has the same positions (an image grid, a conv map, one row per sample: the
-    checked sample's shape, :class:`Fit`) and for texts whose tokens the check counted (up to
-    :data:`TOKEN_COUNT_LIMIT` texts), ``bound`` for the tokens of more texts (each is read as
-    at most ``max_tokens``; padding is never stored, so the run stores less), ``unknown``
-    where no sample of the dataset has run through the model at that layer; the total is
-    null when a layer's is unknown, and a bound when one layer's is."""
+    before it runs: per layer its rows, width and bytes (float32 values, each row's int64 sample and
+    position and its bool special), and the total. ``estimate`` says how each is known:
+    ``exact`` where every sample has the same positions (an image grid, a conv map, one row per
+    sample: the checked sample's shape, :class:`Fit`) and for texts whose tokens the check
+    counted (up to :data:`TOKEN_COUNT_LIMIT` texts), ``bound`` for the tokens of more texts
+    (each is read as at most ``max_tokens``; padding is never stored, so the run stores less),
+    ``unknown`` where no sample of the dataset has run through the model at that layer; the
+    total is null when a layer's is unknown, and a bound when one layer's is."""
     fit = Fit.objects.filter(checkpoint=checkpoint, dataset=dataset).first()
     shapes = fit.shapes if fit is not None else {}
     max_tokens = shapes.get("max_tokens")

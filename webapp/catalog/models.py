@@ -279,7 +279,9 @@ class ActivationSet(models.Model):
     """Activations of one layer of a checkpoint over a dataset: an ``n × d`` float32 blob whose
     rows follow the dataset's sample order. At every position (pooling ``tokens``) ``n`` counts
     rows, one per position, and ``positions`` holds each row's ``sample`` (its index in the
-    dataset) and ``position`` (:class:`analysis.models.base.Positions`), rows sorted by both."""
+    dataset), ``position`` and ``special`` (:class:`analysis.models.base.Positions`: the rows
+    the ``mean`` pooling leaves out; a blob stored without it has none), rows sorted by the
+    first two."""
 
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="activations")
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="activations")
@@ -289,7 +291,8 @@ class ActivationSet(models.Model):
     n = models.PositiveIntegerField()
     d = models.PositiveIntegerField()
     dtype = models.CharField(max_length=20, default="float32")
-    # Pooling ``tokens``: the int64 arrays ``sample`` and ``position`` of the rows (an .npz).
+    # Pooling ``tokens``: the int64 arrays ``sample`` and ``position`` of the rows and the
+    # boolean ``special`` (an .npz).
     positions = models.ForeignKey(Blob, on_delete=models.PROTECT, null=True, related_name="+")
     run = models.ForeignKey("runs.Run", on_delete=models.SET_NULL, null=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
