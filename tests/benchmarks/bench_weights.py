@@ -20,6 +20,10 @@ Run: ``python -m tests.benchmarks.bench_weights`` (1 to 3 minutes on 2 shared co
   (8 heads of 32, MLP 1,024) on 8 tokens of 8 features; then two tiny digit transformers
   (each digit's 8 rows as 8 tokens, width 32, 4 heads of 8, MLP 64, 2 blocks) trained from
   seeds 0 and 1 on the same split, with the same barrier figures as the MLPs'.
+- Hugging Face encoders (:func:`analysis.weights.bert.encoder_spec`): weight matching of two
+  randomly initialised BERT-base-sized models (transformers' ``BertConfig()`` defaults: 12
+  layers of width 768, 12 heads of 64, MLP 3,072; per-head q/k and v coordinates), seconds and
+  L2 before and after (``--no-bert`` leaves it out: about two minutes on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -176,10 +180,33 @@ def bench_barrier(
         )
 
 
+def bench_bert() -> None:
+    """Weight matching of two random BERT-base-sized encoders, once (it takes minutes)."""
+    import transformers
+
+    from analysis.weights.bert import encoder_spec
+
+    states = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        states.append(transformers.BertModel(transformers.BertConfig()).state_dict())
+    a, b = states
+    spec = encoder_spec(a, 12, "bert")
+    start = time.perf_counter()
+    perms = spec.match(a, b)
+    seconds = time.perf_counter() - start
+    before, after = l2_distance(a, b), l2_distance(a, spec.apply(perms, b))
+    print(
+        f"BERT-base-sized encoders (12 layers, width 768, 12 heads of 64), random init: matching "
+        f"{seconds:.1f} s, L2 {before:.2f} → {after:.2f}\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--no-bert", action="store_true", help="leave out the BERT-base pair")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     bench_matching(
@@ -205,6 +232,8 @@ def main() -> None:
         torch.randn(64, 64),
         args.repeats,
     )
+    if not args.no_bert:
+        bench_bert()
     torch.set_num_threads(1)
     bench_barrier(args.epochs)
     bench_barrier(
