@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
+from typing import IO
 
 import numpy as np
 import torch
@@ -126,34 +128,60 @@ def extract_tokens(
     progress: Progress | None = None,
 ) -> dict[str, TokenRows]:
     """Run ``model`` over ``x`` in batches and return every position of each layer as a row
-    (the ``tokens`` pooling, :class:`TokenRows`): padding tokens are never rows."""
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
-    positional: dict[str, bool] = {}
+    (the ``tokens`` pooling, :class:`TokenRows`): padding tokens are never rows. Each batch's
+    values go to a temporary file as they come (:class:`_Spill`), so the peak memory is about
+    the rows returned plus one batch, not twice the rows."""
+    spills: dict[str, _Spill] = {}
     indices = np.arange(len(x))
-    for rows, outputs in _batches(model, x, layers, TOKENS, batch_size, device, progress):
-        dataset_rows = indices[rows]
-        for name, value in outputs.items():
-            positional[name] = isinstance(value, Positions) or value.ndim > 2
-            found = value if isinstance(value, Positions) else positions_of(value)
-            if not torch.isfinite(found.values).all():
-                raise InputError(f"layer {name!r} produced NaN or Inf activations")
-            parts.setdefault(name, []).append(
-                (
-                    found.values.cpu().numpy(),
-                    dataset_rows[found.sample.cpu().numpy()],
-                    found.position.cpu().numpy(),
-                    found.special.cpu().numpy(),
-                )
-            )
-    out = {}
-    for name, pieces in parts.items():
-        sample = np.concatenate([p[1] for p in pieces]).astype(np.int64)
-        position = np.concatenate([p[2] for p in pieces]).astype(np.int64)
+    with ExitStack() as files:
+        for rows, outputs in _batches(model, x, layers, TOKENS, batch_size, device, progress):
+            dataset_rows = indices[rows]
+            for name, value in outputs.items():
+                found = value if isinstance(value, Positions) else positions_of(value)
+                if not torch.isfinite(found.values).all():
+                    raise InputError(f"layer {name!r} produced NaN or Inf activations")
+                if name not in spills:
+                    positional = isinstance(value, Positions) or value.ndim > 2
+                    spills[name] = _Spill(files.enter_context(tempfile.TemporaryFile()), positional)
+                spills[name].add(found, dataset_rows)
+        return {name: spill.rows() for name, spill in spills.items()}
+
+
+class _Spill:
+    """One layer's rows as the batches give them: the values appended to ``file``, each row's
+    sample (in the dataset), position and special kept (a few bytes a row); :meth:`rows` reads
+    the values back into one array, sorted by sample, then position, a batch at a time."""
+
+    def __init__(self, file: IO[bytes], positional: bool) -> None:
+        self.file = file
+        self.positional = positional
+        self.d = 0
+        self.largest = 0  # the most rows of one batch: how many are read back at a time
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, found: Positions, dataset_rows: np.ndarray) -> None:
+        values = found.values.cpu().numpy().astype(np.float32, copy=False)
+        self.file.write(np.ascontiguousarray(values).data)
+        self.d, self.largest = values.shape[1], max(self.largest, len(values))
+        sample = dataset_rows[found.sample.cpu().numpy()].astype(np.int64)
+        position = found.position.cpu().numpy().astype(np.int64)
+        self.parts.append((sample, position, found.special.cpu().numpy().astype(bool)))
+
+    def rows(self) -> TokenRows:
+        sample = np.concatenate([part[0] for part in self.parts])
+        position = np.concatenate([part[1] for part in self.parts])
+        special = np.concatenate([part[2] for part in self.parts])
+        self.parts = []
         order = np.lexsort((position, sample))
-        values = np.concatenate([p[0] for p in pieces])[order].astype(np.float32, copy=False)
-        special = np.concatenate([p[3] for p in pieces])[order]
-        out[name] = TokenRows(values, sample[order], position[order], special, positional[name])
-    return out
+        destination = np.empty_like(order)  # where each row, in the file's order, goes
+        destination[order] = np.arange(len(order))
+        values = np.empty((len(order), self.d), dtype=np.float32)
+        self.file.seek(0)
+        for start in range(0, len(order), max(self.largest, 1)):
+            count = min(self.largest, len(order) - start)
+            chunk = np.frombuffer(self.file.read(count * self.d * 4), dtype=np.float32)
+            values[destination[start : start + count]] = chunk.reshape(count, self.d)
+        return TokenRows(values, sample[order], position[order], special[order], self.positional)
 
 
 def full_precision() -> AbstractContextManager[None]:
