@@ -42,6 +42,8 @@ def test_workspace_overview_rename_delete_and_a_new_workspace(
     assert height < 2600, height
     page.click("summary:has-text('New comparison')")
     expect(comparison_form).to_be_visible()
+    # its poolings said in words are long options: the page stays as wide as the window
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
     # The runs table, filtered by kind: swapped in place (htmx), the page stays.
     runs = page.locator("#runs table.runs tbody tr")

@@ -81,3 +81,13 @@ def test_the_api_asks_for_reads_and_refuses(api, owner, workspace, digits, ckpt_
     assert refused.status_code == 400
     other = "is a Hugging Face directory of another model than a BERT, RoBERTa or DistilBERT"
     assert f"{other} encoder, and" in str(refused.json())
+
+
+def test_a_refusal_is_said_once(client, owner, workspace, digits, ckpt_a):
+    """The service's refusal is the form's one non-field error, which ``as_p`` already shows
+    (a second ``non_field_errors`` in the template said it twice)."""
+    client.force_login(owner)
+    body = {"checkpoint_a": ckpt_a.pk, "checkpoint_b": ckpt_a.pk, "dataset": digits.pk, "seed": 0}
+    answer = client.post(f"/w/{workspace.slug}/weight-spaces/new/", body)
+    assert answer.status_code == 400
+    assert answer.content.decode().count("choose two different checkpoints") == 1
