@@ -362,6 +362,39 @@ def test_comparison_page_offers_every_registered_measure(browser, comparison):
     assert queued_forms == len(MEASURES) - 1
 
 
+def test_the_measure_chips_keep_the_reading_of_token_level_sets(
+    browser, owner, ckpt_a, ckpt_b, digits
+):
+    """Two comparisons of one pair by one measure, one pooling each sample's tokens to their
+    mean and one per position: each page's chip for the measure is the page itself, the page
+    says which reading it is, and its chips for the other measures ask for the same reading."""
+    from analysis.measures.registry import MEASURES
+
+    tokens = {"pooling": "tokens", "n_permutations": 2}
+    pooled, _ = request_comparison(owner, ckpt_a, ckpt_b, digits, positions="mean", **tokens)
+    per_position, _ = request_comparison(
+        owner, ckpt_a, ckpt_b, digits, positions="per-position", **tokens
+    )
+    page = browser.get(f"/comparisons/{per_position.pk}/").content.decode()
+    assert f'class="chip current" href="/comparisons/{per_position.pk}/"' in page
+    assert f'href="/comparisons/{pooled.pk}/"' not in page
+    assert "pooling tokens, positions per-position" in page
+    assert page.count('name="positions" value="per-position"') == len(MEASURES) - 1
+    chip = {
+        "checkpoint_a": ckpt_a.pk,
+        "checkpoint_b": ckpt_b.pk,
+        "dataset": digits.pk,
+        "pooling": "tokens",
+        "pooling_b": "",
+        "positions": "per-position",
+        "measure": "cka/rbf",
+    }
+    asked = browser.post("/w/lab/comparisons/new/", chip)
+    assert Run.objects.get(pk=asked["Location"].split("/")[-2]).params["positions"] == (
+        "per-position"
+    )
+
+
 def test_pair_page_drills_down_to_samples(browser, comparison):
     run_with_dependencies(comparison)
     layers = comparison.params["layers_a"]

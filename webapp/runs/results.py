@@ -41,22 +41,27 @@ def scores_with_cells(run: Run) -> list[Score]:
     return scores
 
 
+SAME_READING = ("layers_a", "layers_b", "pooling", "pooling_b", "positions")
+"""The parameters two comparisons of one pair share to read the same activations the same
+way (``pooling_b`` and ``positions`` are absent where they say nothing)."""
+
+
 def measures_of_pair(run: Run) -> list[dict]:
     """Every registered measure, with the comparison run that computed it for the same pair of
-    checkpoints, dataset, layers and pooling as ``run`` if there is one."""
+    checkpoints, dataset, layers, poolings and reading of token-level sets as ``run`` if there
+    is one (``run`` itself for its own measure)."""
     p = run.params
     siblings = Run.objects.filter(
         kind=Run.Kind.COMPARE,
         checkpoint=run.checkpoint,
         checkpoint_b=run.checkpoint_b,
         dataset=run.dataset,
-    )
-    by_measure = {}
+    ).order_by("pk")
+    by_measure = {p["measure"]: run}
     for sibling in siblings:
         q = sibling.params
-        same = all(q[k] == p[k] for k in ("layers_a", "layers_b", "pooling"))
-        if same and q["measure"] not in by_measure:
-            by_measure[q["measure"]] = sibling
+        if all(q.get(k) == p.get(k) for k in SAME_READING):
+            by_measure.setdefault(q["measure"], sibling)
     return [{"measure": m, "run": by_measure.get(m.id)} for m in MEASURES.values()]
 
 
