@@ -284,6 +284,7 @@ class Command(BaseCommand):
                     f"(MiniLM's tokenizer). Accuracy: {trained.train_accuracy:.1%} on its 80% "
                     f"training split, {trained.held_out_accuracy:.1%} on the other 20%.",
                 )
+        self._check_fits(workspace)  # token counts too: a token-level size is exact before a run
         minilm, small = checkpoints[MINILM], checkpoints[SMALL_ENCODER]
         for pooling_b in ("cls", "last"):
             run, _ = request_comparison(
