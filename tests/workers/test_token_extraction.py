@@ -6,6 +6,7 @@ API serving both files, and comparisons reading the sets per position or pooled 
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -245,3 +246,44 @@ def test_token_level_sets_are_compared_per_position_or_pooled_on_the_fly(api, ow
     assert (
         note.startswith("per position was asked, but Debiased") and "compares samples only" in note
     )
+
+
+def pooling_options(client, checkpoint: int, dataset: int) -> list[str]:
+    """The poolings the checkpoint page's extraction form offers on ``dataset``."""
+    page = client.get(f"/checkpoints/{checkpoint}/?dataset={dataset}").content.decode()
+    form = page[page.index('name="pooling"') :]
+    return re.findall(r'<option value="([^"]+)"', form[: form.index("</select>")])
+
+
+def test_tokens_are_offered_wherever_the_api_takes_them(api, client, owner, tmp_path):
+    """A Hugging Face checkpoint described before pooling ``tokens`` existed (its layer tree's
+    poolings do not name it): the page offers it, as the API takes it and the run stores its
+    rows; precomputed activations, one vector per sample, are offered it by neither."""
+    digits = uploaded(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(30))
+    content = zip_dir(tiny_hf_dir(tmp_path / "vit", "vit"))
+    vit = Checkpoint.objects.get(
+        pk=uploaded(api, "/api/v1/checkpoints/", "vit.zip", content, name="Tiny ViT")["id"]
+    )
+    for node in vit.layer_tree:  # as described before: cls and mean only
+        node["poolings"] = ["cls", "mean"]
+    vit.save()
+    client.force_login(owner)
+    assert pooling_options(client, vit.pk, digits["id"]) == ["mean", "cls", "tokens"]
+    request = {"checkpoint": vit.pk, "dataset": digits["id"], "layers": ["hidden.1"]}
+    response = api.post("/api/v1/extractions/", {**request, "pooling": "tokens"}, format="json")
+    assert response.status_code == 201, response.content
+    run = run_with_dependencies(Run.objects.get(pk=response.json()["id"]))
+    assert run.state == Run.State.SUCCEEDED, run.error
+    assert ActivationSet.objects.get(checkpoint=vit, pooling="tokens").n == 30 * (1 + PATCHES)
+
+    buffer = io.BytesIO()
+    ids = Dataset.objects.get(pk=digits["id"]).column("ids")
+    np.savez(buffer, emb=np.ones((30, 4), dtype=np.float32), ids=ids)
+    precomputed = uploaded(
+        api, "/api/v1/checkpoints/", "acts.npz", buffer.getvalue(), dataset=digits["id"]
+    )
+    assert "tokens" not in pooling_options(client, precomputed["id"], digits["id"])
+    request = {"checkpoint": precomputed["id"], "dataset": digits["id"], "pooling": "tokens"}
+    refused = api.post("/api/v1/extractions/", request, format="json")
+    assert refused.status_code == 400
+    assert "precomputed activations, one vector per sample" in refused.json()["detail"]

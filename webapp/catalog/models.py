@@ -274,6 +274,14 @@ class Checkpoint(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def keeps_positions(self) -> bool:
+        """Whether an extraction may keep its every position (pooling ``tokens``): any model
+        the host runs (every kind of layer takes it), whatever poolings the layer tree
+        declared when the checkpoint was described; not precomputed activations, one vector
+        per sample. The one rule for both the API and the checkpoint page's form."""
+        return self.format != self.Format.PRECOMPUTED
+
 
 class ActivationSet(models.Model):
     """Activations of one layer of a checkpoint over a dataset: an ``n × d`` float32 blob whose

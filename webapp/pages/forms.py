@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
-from analysis.models.choices import ARCHITECTURES, POOLINGS
+from analysis.models.choices import ARCHITECTURES, POOLINGS, TOKENS
 from analysis.models.hf_kinds import offered_poolings
 from analysis.parameters import Parameter
 from analysis.probes.families import FAMILIES, Family
@@ -61,6 +61,11 @@ def choose_from(form: forms.BaseForm, name: str, queryset: QuerySet) -> None:
 def set_choices(form: forms.BaseForm, name: str, choices: list[tuple[str, str]]) -> None:
     """Offer ``choices`` in the choice field ``name``."""
     cast(forms.ChoiceField, form.fields[name]).choices = choices
+
+
+def choices_of(form: forms.BaseForm, name: str) -> list[tuple[str, str]]:
+    """The choices the choice field ``name`` offers."""
+    return cast(list[tuple[str, str]], cast(forms.ChoiceField, form.fields[name]).choices)
 
 
 POOLING_CHOICES = [(name, f"{name}: {text}") for name, text in POOLINGS.items()]
@@ -266,6 +271,9 @@ class ExtractionForm(ExtractParameters):
         super().__init__(*args, **kwargs)
         choose_from(self, "dataset", checkpoint.workspace.datasets.all())
         set_choices(self, "layers", [(name, name) for name in checkpoint.layers])
+        if not checkpoint.keeps_positions:  # the API's rule: every position where it has any
+            poolings = choices_of(self, "pooling")
+            set_choices(self, "pooling", [(k, v) for k, v in poolings if k != TOKENS])
         on_dataset(self, dataset, checkpoint)
 
 
@@ -355,7 +363,8 @@ def on_dataset(form: forms.BaseForm, dataset: Dataset | None, checkpoint: Checkp
     """A checkpoint page's form when the page has chosen ``dataset`` for all its actions: the
     dataset field hidden and set to it, and only the poolings that fit what the model reads
     (those its layer tree declares for that data — a Hugging Face directory's —, else a
-    token's pooling only for text)."""
+    token's pooling only for text); ``tokens`` stays wherever the form offers it
+    (:attr:`Checkpoint.keeps_positions`), a tree described before it existed not naming it."""
     if dataset is None:
         return
     field = form.fields["dataset"]
@@ -363,10 +372,11 @@ def on_dataset(form: forms.BaseForm, dataset: Dataset | None, checkpoint: Checkp
     field.initial = dataset.pk
     if "pooling" not in form.fields:
         return
-    offered = cast(list[tuple[str, str]], cast(forms.ChoiceField, form.fields["pooling"]).choices)
+    offered = choices_of(form, "pooling")
     declared = offered_poolings(checkpoint.layer_tree, dataset.modality)
     if declared is not None:
-        set_choices(form, "pooling", [(k, v) for k, v in offered if k in declared])
+        kept = [(k, v) for k, v in offered if k in declared or k == TOKENS]
+        set_choices(form, "pooling", kept)
     elif dataset.modality != "text":
         set_choices(form, "pooling", [(k, v) for k, v in offered if k not in SEQUENCE_POOLINGS])
 

@@ -594,7 +594,7 @@ def checkpoint_detail(
             "form": forms.get("form") or ExtractionForm(checkpoint, **made),
             "token_storage": (
                 fits.token_storage(checkpoint, dataset, list(checkpoint.default_layers))
-                if dataset is not None and checkpoint.format != Checkpoint.Format.PRECOMPUTED
+                if dataset is not None and checkpoint.keeps_positions
                 else None
             ),
             "estimates": fits.ESTIMATES,

@@ -128,7 +128,7 @@ def request_extraction(
     """The run that stores activations of ``layers`` (default: top-level blocks and output);
     pooling ``tokens``: every position, which precomputed activations do not have."""
     chosen = extraction_layers(checkpoint, dataset, layers)
-    if pooling == TOKENS and checkpoint.format == Checkpoint.Format.PRECOMPUTED:
+    if pooling == TOKENS and not checkpoint.keeps_positions:
         raise InputError(
             f"{checkpoint.name} holds precomputed activations, one vector per sample: they have "
             "no positions to keep"
