@@ -45,10 +45,12 @@ class StitchingForm(StitchParameters):
 
     checkpoint_a = forms.ModelChoiceField(
         queryset=Checkpoint.objects.none(),
+        label="Checkpoint A",
         help_text="A: run up to its layer i (any model that reads the dataset)",
     )
     checkpoint_b = forms.ModelChoiceField(
         queryset=Checkpoint.objects.none(),
+        label="Checkpoint B",
         help_text=B_FORMATS[0].upper() + B_FORMATS[1:],
     )
     dataset = forms.ModelChoiceField(

@@ -35,9 +35,9 @@ else:
 class UnitMatchingForm(UnitsParameters):
     """Two checkpoints, one layer of each, one dataset, and the kind's parameters."""
 
-    checkpoint_a = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
+    checkpoint_a = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), label="Checkpoint A")
     layer_a = forms.ChoiceField(help_text="a layer of checkpoint A")
-    checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
+    checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), label="Checkpoint B")
     layer_b = forms.ChoiceField(help_text="a layer of checkpoint B")
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
 

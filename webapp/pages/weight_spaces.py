@@ -47,12 +47,21 @@ def readable_checkpoints(workspace: Workspace) -> list[int]:
 class WeightSpaceForm(WeightsParameters):
     """Two checkpoints of one architecture, a labelled dataset, and the kind's parameters."""
 
-    checkpoint_a = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
-    checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
+    checkpoint_a = forms.ModelChoiceField(
+        queryset=Checkpoint.objects.none(),
+        label="Checkpoint A",
+        help_text=WEIGHT_FORMATS[0].upper() + WEIGHT_FORMATS[1:],
+    )
+    checkpoint_b = forms.ModelChoiceField(
+        queryset=Checkpoint.objects.none(),
+        label="Checkpoint B",
+        help_text="of A's architecture: its hidden units are permuted to match A's",
+    )
     dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.none(),
-        help_text="labelled samples: loss and accuracy along the paths, and the function check "
-        "(texts, labels not needed, for two BERT, RoBERTa or DistilBERT encoders: no paths)",
+        help_text="labelled samples for the loss and accuracy along the paths and for the "
+        "function check; two BERT, RoBERTa or DistilBERT encoders take texts without labels (an "
+        "encoder has no class scores, so no paths)",
     )
 
     field_order = ["checkpoint_a", "checkpoint_b", "dataset"]
@@ -62,7 +71,6 @@ class WeightSpaceForm(WeightsParameters):
         readable = workspace.checkpoints.filter(pk__in=readable_checkpoints(workspace))
         for field in ("checkpoint_a", "checkpoint_b"):
             choose_from(self, field, readable)
-            self.fields[field].help_text = WEIGHT_FORMATS[0].upper() + WEIGHT_FORMATS[1:]
         choose_from(self, "dataset", workspace.datasets.all())  # the request checks the fit
 
 

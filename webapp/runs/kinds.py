@@ -68,7 +68,8 @@ POSITIONS = Parameter(
     "positions",
     "choice",
     "mean",
-    "how sets of pooling tokens (every position a row) are compared",
+    "only where a side's pooling is tokens (every position a row): how those sets are "
+    "compared; one vector per sample is compared as it is",
     choices=tuple(REDUCTIONS),
     labels=tuple(f"{name}: {text}" for name, text in REDUCTIONS.items()),
 )
