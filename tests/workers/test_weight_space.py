@@ -109,7 +109,7 @@ def test_two_architectures_are_refused(owner, workspace, digits, ckpt_a):
     buffer = io.BytesIO()
     torch.jit.save(torch.jit.script(small_cnn(1, [4, 8], 10)), buffer)
     cnn = checkpoint_from(workspace, owner, buffer.getvalue(), "cnn")
-    with pytest.raises(InputError, match="not of one architecture"):
+    with pytest.raises(InputError, match=r"not of one architecture \(mlp and small-cnn\)"):
         request_weight_space(owner, ckpt_a, cnn, digits)
     wide = checkpoint_from(workspace, owner, torchscript_mlp_bytes(2, hidden=(64, 16)), "wide")
     with pytest.raises(InputError, match="mlp networks of different widths or depths"):

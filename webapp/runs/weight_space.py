@@ -80,9 +80,13 @@ def request_weight_space(
     if checkpoint_a.pk == checkpoint_b.pk:
         raise InputError("choose two different checkpoints")
     _same_workspace(dataset, checkpoint_a, checkpoint_b)
-    architecture = weight_architecture(checkpoint_a)
-    if weight_architecture(checkpoint_b) != architecture:
-        raise InputError(f"{checkpoint_a.name} and {checkpoint_b.name} are not of one architecture")
+    architecture, other = weight_architecture(checkpoint_a), weight_architecture(checkpoint_b)
+    if other != architecture:
+        raise InputError(
+            f"{checkpoint_a.name} and {checkpoint_b.name} are not of one architecture "
+            f"({architecture} and {other}); weight matching permutes the units of two networks "
+            "of one architecture"
+        )
     if _sizes(checkpoint_a.layer_tree) != _sizes(checkpoint_b.layer_tree):
         raise InputError(
             f"{checkpoint_a.name} and {checkpoint_b.name} are {architecture} networks of "
