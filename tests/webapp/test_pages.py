@@ -259,6 +259,8 @@ def test_comparison_page_polls_until_terminal(browser, comparison):
     definition = DEFINITIONS[comparison.params["measure"]]
     assert matrix["measure"]["definition"] == definition
     assert escape(definition) in full.content.decode()
+    # the scores table's columns say what they hold on hover (its estimators are terse words)
+    assert 'title="how this score was computed' in full.content.decode()
 
 
 def test_failed_comparison_stops_polling_with_the_error(browser, comparison):
