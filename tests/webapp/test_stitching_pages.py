@@ -101,7 +101,10 @@ def test_a_hugging_face_b_says_how_it_is_run_and_read(client, api, owner, worksp
     assert run.state == Run.State.SUCCEEDED, run.error
     client.force_login(owner)
     html = client.get(f"/stitchings/{run.pk}/").content.decode()
-    assert "B a Hugging Face text encoder, stitched at its tokens" in html
+    assert (
+        "B a Hugging Face text encoder, stitched at its tokens (one map, shared by every token"
+        in (html)
+    )
     assert "B is a bare encoder: its accuracy (alone and stitched) is read through a readout" in (
         html.replace("&#x27;", "'")
     )
