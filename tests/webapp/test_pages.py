@@ -397,6 +397,18 @@ def test_the_measure_chips_keep_the_reading_of_token_level_sets(
     )
 
 
+def test_the_provenance_names_both_poolings(browser, owner, ckpt_a, ckpt_b, digits):
+    """A comparison whose sides were pooled differently says so in its provenance line too,
+    not only in its heading."""
+    run, _ = request_comparison(
+        owner, ckpt_a, ckpt_b, digits, pooling="mean", pooling_b="flatten", n_permutations=2
+    )
+    assert run_with_dependencies(run).state == Run.State.SUCCEEDED, run.error
+    page = browser.get(f"/comparisons/{run.pk}/").content.decode()
+    provenance = page[page.index("Provenance: measure") :]
+    assert "pooling mean (B: flatten)" in " ".join(provenance.split())
+
+
 def test_pair_page_drills_down_to_samples(browser, comparison):
     run_with_dependencies(comparison)
     layers = comparison.params["layers_a"]
