@@ -592,7 +592,10 @@ class _FittedMapper:
         kind = "affine" if affine else "linear"
         self.estimator = f"{kind} least squares{_ridge_note(ridge)} on {len(train)} samples"
         if any(len(shape) > 1 for shape in shapes_a.values()):
-            self.estimator += " (between feature maps, a 1×1 convolution over all their positions)"
+            self.estimator += (
+                " (between two feature maps a 1×1 convolution, fitted over all their positions; "
+                "between vectors one map of the vectors)"
+            )
 
     def mapped(self, a: str, b: str) -> np.ndarray:
         if len(self.shapes_a[a]) > 1:  # feature maps of one grid (_why_not)
@@ -1122,8 +1125,8 @@ def token_stitching_matrix(
                 if progress:
                     progress(0.1 + 0.9 * done / cells)
         estimator = (
-            f"{kind} least squares{_ridge_note(ridge)} per token, over the {rows_train} real "
-            f"tokens of {n_train} texts"
+            f"{kind} least squares{_ridge_note(ridge)}: one map for every token, fitted over "
+            f"the {rows_train} real tokens of {n_train} texts"
             if method == "fitted"
             else "nothing (vectors only)"
         )

@@ -481,7 +481,8 @@ def test_conv_cell_by_hand(digits, cnns):
     r2 = 1 - np.sum((mapped.reshape(len(test), -1) - b[test]) ** 2) / sst
     assert fitted.r2[0][0] == pytest.approx(r2, abs=1e-8)
     assert fitted.accuracy[1][0] is None and "maps are not resized" in fitted.refused[1][0]
-    assert "a 1×1 convolution" in fitted.estimator
+    assert "between two feature maps a 1×1 convolution" in fitted.estimator
+    assert "between vectors one map of the vectors" in fitted.estimator  # a cell's hover reads it
 
 
 def test_outputs_neither_vectors_nor_maps_are_left_out_or_refused(digits, mlps):

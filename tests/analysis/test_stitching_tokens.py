@@ -129,7 +129,7 @@ def test_a_cell_by_hand_with_scikit_learn(encoders, texts, cross):
     sst = np.sum((target - b.of("hidden.2", train).mean(0, dtype=np.float64)) ** 2)
     r2 = 1 - np.sum((mapped - target) ** 2) / sst
     assert fitted_matrix.r2[i][j] == pytest.approx(r2, abs=1e-8)
-    assert "per token, over the" in fitted_matrix.estimator
+    assert "one map for every token, fitted over the" in fitted_matrix.estimator
     assert result.warnings[0].startswith("B is a bare encoder: its accuracy (alone and stitched)")
 
 
