@@ -193,6 +193,8 @@ def test_extract_form_requests_a_run(browser, ckpt_a, digits):
 
 
 def test_new_comparison_form(browser, ckpt_a, ckpt_b, digits):
+    page = " ".join(browser.get("/w/lab/").content.decode().split())
+    assert ">Checkpoint A:</label>" in page and ">Checkpoint B:</label>" in page
     data = {
         "checkpoint_a": ckpt_a.pk,
         "checkpoint_b": ckpt_b.pk,

@@ -207,8 +207,8 @@ class DynamicsForm(MeasureChoice, DynamicsParameters):
 
 
 class ComparisonForm(MeasureForm):
-    checkpoint_a = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
-    checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
+    checkpoint_a = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), label="Checkpoint A")
+    checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), label="Checkpoint B")
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     pooling_b = forms.ChoiceField(
         choices=[("", "— same as A —"), *POOLING_CHOICES],
