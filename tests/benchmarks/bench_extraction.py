@@ -10,7 +10,12 @@ same process, interleaved so that the machine's drift hits every side alike:
 - sentence-transformers' ``encode`` (its defaults: batches of 32 sorted by length; the last
   layer only, pooled and normalised);
 - bare forward: ``model(**tokens)`` over the same buckets as ours, tokenised beforehand: the
-  model's own arithmetic, nothing else.
+  model's own arithmetic, nothing else;
+- tokens (issue 19 item 2): :func:`analysis.models.extraction.extract_tokens` of the same 7
+  hidden states, every real token a row, against ours; the bytes stored (rows × (4d + 17))
+  against the bound the site shows where a dataset's tokens are not counted (n × max tokens),
+  and the largest difference of the rows' mean pooled on the fly
+  (:func:`analysis.measures.positions.pooled`) from ours.
 
 Target: ours within 10% of sentence-transformers' encode (ours / encode ≤ 1.10). Run:
 ``make benchmark`` (or ``python -m tests.benchmarks.bench_extraction``; ``--quick`` for a smoke
@@ -31,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.models.extraction import extract_activations
+from analysis.measures.positions import pooled
+from analysis.models.extraction import extract_activations, extract_tokens
 from analysis.models.hf import HuggingFaceEncoder, load_directory
 
 LAYERS = [f"hidden.{k}" for k in range(7)]
@@ -105,11 +111,16 @@ def main() -> None:
     pairs = zip(ours().values(), before().values(), strict=True)
     agree = max(float(np.abs(a - b).max()) for a, b in pairs)
     print(f"ours against before (same activations?): largest difference {agree:.2e}")
+
+    def tokens() -> object:
+        return extract_tokens(model, texts, LAYERS, device="cpu")
+
     sides: dict[str, Callable[[], object]] = {
         "ours": ours,
         "before (no bucketing)": before,
         "sentence-transformers encode": encode,
         "bare forward over our buckets": bare,
+        "tokens (every real token a row)": tokens,
     }
     times: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(repeats):  # interleaved: the machine's load hits every side alike
@@ -127,6 +138,25 @@ def main() -> None:
         f"{best['ours'] / bare_s:.3f}; encode / bare forward = {st / bare_s:.3f}; before / ours "
         f"= {best['before (no bucketing)'] / best['ours']:.2f}; load average after "
         f"{os.getloadavg()[0]:.1f} (best of {repeats})"
+    )
+    rows = extract_tokens(model, texts, LAYERS, device="cpu")
+    means = ours()
+    stored = sum(
+        r.values.nbytes + r.sample.nbytes + r.position.nbytes + r.special.nbytes
+        for r in rows.values()
+    )
+    width = rows[LAYERS[0]].values.shape[1]
+    bound = len(LAYERS) * n * model.max_tokens * (4 * width + 17)
+    error = max(
+        float(np.abs(pooled(r.values, r.sample, n, "mean", r.special) - means[name]).max())
+        / float(np.abs(means[name]).max())
+        for name, r in rows.items()
+    )
+    print(
+        f"tokens / ours = {best['tokens (every real token a row)'] / best['ours']:.2f}; "
+        f"{len(rows[LAYERS[-1]].values):,} rows per layer; stored {stored / 1e6:,.0f} MB against "
+        f"the uncounted bound of {bound / 1e6:,.0f} MB (max tokens {model.max_tokens}); the "
+        f"rows' mean pooled on the fly against ours: largest relative difference {error:.1e}"
     )
 
 
