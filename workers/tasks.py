@@ -437,6 +437,14 @@ def _not_per_position(
     if len(positions) < len({s.pk for s in sets}):
         return "a set holds one vector per sample"
     if not same_rows(list(positions.values())):
+        n = sets[0].dataset.n_samples
+        vectors = sorted({s.layer for s in sets if len(positions[s.pk]["sample"]) == n})
+        if vectors and len(vectors) < len({s.layer for s in sets}):
+            return (
+                f"{', '.join(vectors)} {'holds' if len(vectors) == 1 else 'hold'} one row per "
+                "sample and the other layers a row per token or patch (compare those layers "
+                "alone to read them per position)"
+            )
         return "the sets hold different rows (the models read different tokens or patches)"
     return ""
 

@@ -158,6 +158,24 @@ def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(api, own
     assert values.nbytes + sample.nbytes + position.nbytes + special.nbytes == hidden["bytes"]
     assert not special.any()  # a text's mean counts every real token
     np.testing.assert_array_equal(np.bincount(sample), tokens)
+
+    # Asked per position beside a layer of one row per text: pooled, naming that layer.
+    model = Checkpoint.objects.get(pk=bert["id"])
+    both, _ = request_comparison(
+        owner,
+        model,
+        model,
+        Dataset.objects.get(pk=texts["id"]),
+        layers,
+        layers,
+        "tokens",
+        positions="per-position",
+        n_permutations=2,
+        n_bootstrap=0,
+    )
+    assert run_with_dependencies(both).state == Run.State.SUCCEEDED, both.error
+    note = both.scores.first().parameters["positions"]
+    assert note.startswith("per position was asked, but sentence_embedding holds one row per")
     assert all((position[sample == i] == np.arange(t)).all() for i, t in enumerate(tokens))
 
     one_per_text = ActivationSet.objects.get(checkpoint=bert["id"], layer="sentence_embedding")
