@@ -1073,6 +1073,13 @@ def token_stitching_matrix(
         how += "; A alone through a least-squares readout of its own mean-pooled last state"
     rows_train = int(np.sum(np.diff(states_a.offsets)[train]))
     warnings = [how]
+    if readout_b is None and last_b in chosen["B"]:
+        warnings.append(
+            f"B's classification head reads only the first token of its {last_b} (the class "
+            f"token), so a cell into B's {last_b} hands the head A's first token alone, mapped: "
+            "where A's layer holds much the same first token for every text (its early layers), "
+            "the stitched model gives every text the same class"
+        )
     for name in chosen["A"]:
         d = states_a.rows[name].shape[1]
         if "fitted" in methods and rows_train <= d:

@@ -183,6 +183,11 @@ def test_a_b_with_a_classification_head_is_read_by_its_logits(directories, encod
     fitted = itself.matrices["fitted"]
     assert [fitted.accuracy[i][i] for i in range(3)] == [itself.accuracy_b] * 3
     assert itself.accuracy_a == itself.accuracy_b
+    assert any("reads only the first token of its hidden.2" in w for w in itself.warnings)
+    earlier = token_stitching_matrix(
+        encoders["a"], classifier, x, y, ["hidden.1"], ["hidden.1"], methods=["fitted"]
+    )
+    assert not any("reads only the first token" in w for w in earlier.warnings)
     assert itself.warnings[0].endswith("; A alone by its own head")
 
 
