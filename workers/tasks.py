@@ -412,8 +412,10 @@ def _comparable(
         if not why:
             note = (
                 f"per position: each of the {len(mapped[sets[0].pk])} rows (a sample's token or "
-                "patch) is a sample of the measure; no bootstrap interval (a sample's positions "
-                "are not independent); the drill-down's agreement is on each sample's mean"
+                "patch) is a sample of the measure; no bootstrap interval, and the baseline "
+                "shuffles rows as if they were independent, which a sample's positions are not "
+                "(it is the level of unrelated positions, below that of unrelated texts or "
+                "images); the drill-down's agreement is on each sample's mean"
             )
             return Comparable(mapped, per_sample, per_position=True, note=note)
         how = "mean"

@@ -241,6 +241,7 @@ def test_token_level_sets_are_compared_per_position_or_pooled_on_the_fly(api, ow
         assert score.value == pytest.approx(linear_cka(x, y), rel=1e-9)
         assert score.ci_low is None  # no interval: a text's tokens are not independent
         assert score.parameters["positions"].startswith(f"per position: each of the {len(x)}")
+        assert "shuffles rows as if they were independent" in score.parameters["positions"]
     provenance = api.get(f"/api/v1/comparisons/{per_position.pk}/").json()["provenance"]
     assert provenance["positions"].startswith("per position") and provenance["n_bootstrap"] == 0
 
