@@ -95,6 +95,8 @@ def weight_space(
     - ``models``: each model's own (loss, accuracy) on ``(x, labels)``, as loaded;
     - ``lambdas``, ``naive`` and ``matched``: loss and accuracy along (1−λ)θ_A + λθ_B and
       (1−λ)θ_A + λπ(θ_B), with their barriers;
+    - ``chance``: :func:`chance_levels` of ``labels``, what a classifier that ignores its
+      input scores;
     - ``layers``: per weight matrix, the singular values of A and B (π(B) has B's), and the
       cosines and alignment before and after matching.
     """
@@ -141,10 +143,20 @@ def weight_space(
             for side, (loss, accuracy) in zip("ab", own, strict=True)
         },
         "lambdas": LAMBDAS.tolist(),
+        "chance": chance_levels(y),
         "naive": _curve_json(naive),
         "matched": _curve_json(matched),
         "layers": layers,
     }
+
+
+def chance_levels(labels: np.ndarray) -> dict[str, float]:
+    """What a classifier that ignores its input scores on ``labels``: the loss of predicting
+    the class shares p_c, their entropy −Σ p_c ln p_c in nats (the least loss without the
+    input), and the accuracy of always predicting the largest class, its share."""
+    shares = np.bincount(labels) / len(labels)
+    shares = shares[shares > 0]
+    return {"loss": float(-(shares * np.log(shares)).sum()), "accuracy": float(shares.max())}
 
 
 ENCODER_SAMPLES = 256
@@ -211,6 +223,7 @@ def encoder_weight_space(
         "l2": {"before": l2_distance(state_a, state_b), "after": l2_distance(state_a, permuted)},
         "models": None,
         "lambdas": [],
+        "chance": None,
         "naive": None,
         "matched": None,
         "layers": layers,

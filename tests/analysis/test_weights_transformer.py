@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 from torch import nn
 
@@ -253,6 +254,9 @@ def test_the_weight_space_report_of_a_permuted_copy():
     assert report["function_check"]["passed"]
     assert report["l2"]["before"] > 0 and report["l2"]["after"] == 0.0
     assert report["matched"]["loss_barrier"] == pytest.approx(0.0, abs=1e-6)
+    shares = np.bincount(y) / len(y)
+    assert report["chance"]["accuracy"] == shares.max()
+    assert report["chance"]["loss"] == pytest.approx(scipy.stats.entropy(shares), rel=1e-12)
     assert report["units"]["residual"] == 16 and report["units"]["block1.heads"] == 4
     layers = {layer["layer"]: layer for layer in report["layers"]}
     assert {"block1.attn.q", "block1.attn.o", "block2.mlp.0", "head"} <= set(layers)

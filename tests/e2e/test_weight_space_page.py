@@ -47,7 +47,7 @@ def test_ask_for_and_open_a_weight_space(
     for key in ("path:loss", "path:accuracy"):
         chart = page.locator(f'[data-chart="{key}"]')
         expect(chart).to_have_attribute("data-drawn", "true")
-        expect(chart.locator(".scatterlayer .trace")).to_have_count(2)  # naive and matched
+        expect(chart.locator(".scatterlayer .trace")).to_have_count(3)  # naive, matched, chance
         expect(chart).to_contain_text("λ")
     expect(page.get_by_test_id("function-check")).to_contain_text("Passed")
     expect(page.get_by_test_id("barriers")).to_contain_text("loss barrier")

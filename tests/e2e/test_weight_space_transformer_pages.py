@@ -106,7 +106,7 @@ def test_two_transformers_and_two_berts_in_a_browser(
     for key in ("path:loss", "path:accuracy"):
         chart = page.locator(f'[data-chart="{key}"]')
         expect(chart).to_have_attribute("data-drawn", "true")
-        expect(chart.locator(".scatterlayer .trace")).to_have_count(2)  # naive and matched
+        expect(chart.locator(".scatterlayer .trace")).to_have_count(3)  # naive, matched, chance
     expect(page.get_by_test_id("function-check")).to_contain_text("Passed")
     before, after = shown_l2(page)
     assert before == pytest.approx(stored["l2"]["before"], abs=5e-5)

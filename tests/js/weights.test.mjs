@@ -6,6 +6,7 @@ import { cosineFigure, figureFor, pathFigure, spectrumFigure } from "../../stati
 
 const charts = {
   lambdas: [0, 0.5, 1],
+  chance: { loss: 2.3, accuracy: 0.1 },
   paths: {
     loss: { naive: [0.1, 2.0, 0.2], matched: [0.1, 0.5, 0.2] },
     accuracy: { naive: [0.9, 0.3, 0.95], matched: [0.9, 0.8, 0.95] },
@@ -17,12 +18,17 @@ const charts = {
 
 test("both paths over λ, the naive one dashed; accuracy over its whole range", () => {
   const { traces, layout } = pathFigure(charts, "accuracy");
-  assert.equal(traces.length, 2);
+  assert.equal(traces.length, 3);
   assert.deepEqual(traces[0].x, [0, 0.5, 1]);
   assert.deepEqual(traces[0].y, [0.9, 0.3, 0.95]);
   assert.equal(traces[0].line.dash, "dash");
   assert.deepEqual(traces[1].y, [0.9, 0.8, 0.95]);
   assert.deepEqual(layout.yaxis.range, [-0.03, 1.03]);
+  assert.deepEqual(traces[2].y, [0.1, 0.1]); // chance across every λ, dotted
+  assert.deepEqual(traces[2].x, [0, 1]);
+  assert.equal(traces[2].line.dash, "dot");
+  assert.deepEqual(pathFigure(charts, "loss").traces[2].y, [2.3, 2.3]);
+  assert.equal(pathFigure({ ...charts, chance: null }, "loss").traces.length, 2); // a report from before
   assert.equal(pathFigure(charts, "loss").layout.yaxis.range, undefined);
   assert.equal(pathFigure(charts, "loss").layout.yaxis.title.text, "loss (nats)");
 });

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import run_with_dependencies
 from webapp.catalog.models import Checkpoint
-from webapp.runs.models import Run
+from webapp.runs.models import Report, Run
 from webapp.runs.weight_space import request_weight_space
 
 pytestmark = pytest.mark.django_db
@@ -32,8 +32,12 @@ def test_the_page_shows_the_paths_barriers_l2_and_spectra(
         "L2 distance to A",
         "✓ Passed",
         'id="weights-charts"',
+        'data-testid="chance"',
+        "a classifier that ignores its input",
     ):
         assert shown in html
+    chance = Report.objects.get(run=run).result["chance"]
+    assert f"Chance: loss {chance['loss']:.4f} nats, accuracy {chance['accuracy']:.4f}" in html
     listed = client.get(f"/w/{workspace.slug}/").content.decode()
     assert f"/weight-spaces/{run.pk}/" in listed
     assert f"/weight-spaces/{run.pk}/" in client.get(f"/checkpoints/{ckpt_b.pk}/").content.decode()

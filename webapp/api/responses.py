@@ -781,6 +781,13 @@ class WeightSpaceResultSerializer(serializers.Serializer):
         help_text='"a" and "b": each model on its own; null for encoders (no class scores)',
     )
     lambdas = numbers("the λ of both paths (empty for encoders)", null=False)
+    chance = LossAccuracySerializer(
+        required=False,
+        allow_null=True,
+        help_text="what a classifier that ignores its input scores: the loss of predicting the "
+        "class shares (their entropy) and the largest class's share; null for encoders, absent "
+        "from reports made before it was kept",
+    )
     naive = WeightPathSerializer(allow_null=True, help_text="(1−λ)θ_A + λθ_B; null for encoders")
     matched = WeightPathSerializer(
         allow_null=True, help_text="(1−λ)θ_A + λπ(θ_B); null for encoders"

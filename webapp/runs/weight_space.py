@@ -34,6 +34,11 @@ DEFINITIONS = {
         "the largest dip of the accuracy along the path below the straight line between its "
         "ends (fraction of samples)"
     ),
+    "chance": (
+        "what a classifier that ignores its input scores on these samples: the loss of "
+        "predicting the class shares (their entropy, nats) and the accuracy of always "
+        "predicting the largest class (its share)"
+    ),
     "function_check": (
         "the largest difference between B's outputs and those of B with its units permuted, "
         f"on every sample; it must stay within {FUNCTION_TOLERANCE:g} × max(1, largest |output|)"
@@ -132,6 +137,8 @@ def weight_space_charts(view: dict) -> dict:
         return {}
     return {
         "lambdas": result["lambdas"],
+        # None for reports stored before it was kept
+        "chance": result.get("chance"),
         # None for an encoder, which has no class scores to score a path with
         "paths": None
         if result["naive"] is None

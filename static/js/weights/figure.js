@@ -7,11 +7,12 @@
 /**
  * @typedef {{naive: number[], matched: number[]}} Path
  * @typedef {{singular_a: number[], singular_b: number[], cosines_before: number[], cosines_after: number[]}} Layer
- * @typedef {{lambdas: number[], paths: Record<string, Path>, layers: Record<string, Layer>}} Charts
+ * @typedef {{lambdas: number[], chance: Record<string, number> | null, paths: Record<string, Path>, layers: Record<string, Layer>}} Charts
  */
 
 const NAIVE = "#888";
 const MATCHED = "#1f77b4";
+const CHANCE = "#d62728";
 
 /**
  * @param {string} name
@@ -49,7 +50,8 @@ function layout(xTitle, yTitle, yaxis = {}) {
 }
 
 /**
- * Loss or accuracy along both paths over λ (0: A, 1: B).
+ * Loss or accuracy along both paths over λ (0: A, 1: B), and a dotted line at chance (what a classifier that ignores
+ * its input scores) where the report has it.
  * @param {Charts} charts
  * @param {string} quantity "loss" or "accuracy"
  */
@@ -60,6 +62,18 @@ export function pathFigure(charts, quantity) {
     line("naive: (1−λ)θA + λθB", x, path.naive, NAIVE, `λ = %{x:.1f}: ${quantity} %{y:.4f}`, true),
     line("matched: (1−λ)θA + λπ(θB)", x, path.matched, MATCHED, `λ = %{x:.1f}: ${quantity} %{y:.4f}`),
   ];
+  if (charts.chance) {
+    const level = charts.chance[quantity];
+    traces.push({
+      type: "scatter",
+      mode: "lines",
+      name: "chance: input ignored",
+      x: [x[0], x[x.length - 1]],
+      y: [level, level],
+      line: { color: CHANCE, dash: "dot" },
+      hovertemplate: `chance: ${quantity} %{y:.4f}<extra></extra>`,
+    });
+  }
   /** @type {{range?: [number, number]}} */
   const yaxis = quantity === "accuracy" ? { range: [-0.03, 1.03] } : {};
   const title = quantity === "loss" ? "loss (nats)" : "accuracy (share of samples)";
