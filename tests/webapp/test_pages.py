@@ -128,6 +128,10 @@ def test_workspace_runs_partial_stops_polling_when_idle(browser, comparison):
     assert response.status_code == 286
     assert POLLING not in response.content.decode()
     assert "succeeded" in response.content.decode()
+    # Its extraction keeps one vector per sample (pooling mean): rows are samples, not positions.
+    page = browser.get(f"/checkpoints/{comparison.checkpoint_id}/").content.decode()
+    assert f"(a row per sample: {comparison.dataset.n_samples} samples)" in page
+    assert "positions of" not in page
 
 
 def test_dataset_page_shows_thumbnails(browser, digits):
