@@ -84,10 +84,12 @@ def test_standing_estimates_from_recent_runs(owner, bea, digits, ckpt_a):
     found = standing(theirs)
     assert found.position == 1  # bea was never served; the owner was, a minute ago
     assert found.estimated_start - now < timedelta(seconds=5)
+    assert found.starts_in == "in under a minute"  # not "in about 0 minutes"
     last = standing(mine[2])
     assert last.position == 4
     expected = timedelta(seconds=3 * 40)  # three 40-second runs ahead, one worker
     assert abs(last.estimated_start - now - expected) < timedelta(seconds=5)
+    assert last.starts_in == "in about 1\xa0minute"  # just under two minutes from now
     assert standing(Run.objects.filter(state=Run.State.SUCCEEDED).first()) is None
 
 
@@ -104,5 +106,6 @@ def test_the_api_and_the_run_page_say_where_a_run_stands(api, client, owner, dig
     client.force_login(owner)
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert "number 1 in line" in page and "estimated start" in page
+    assert "(in under a minute)" in page  # nothing runs before it
     # The parameters with what each means, from the kind's spec.
     assert "seed of the run&#x27;s random choices" in page

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Max
 from django.utils import timezone
+from django.utils.timesince import timeuntil
 
 from webapp.runs.kinds import KINDS, QUEUE_OF_KIND
 from webapp.runs.models import Run
@@ -139,6 +140,17 @@ class Standing:
             "waiting_for": self.waiting_for,
             "estimated_start": self.estimated_start.isoformat() if self.estimated_start else None,
         }
+
+    @property
+    def starts_in(self) -> str:
+        """When the run may start, in words from now: "in under a minute" where the estimate
+        is less than one (Django's ``timeuntil`` would say "0 minutes"), else "in about 3
+        minutes"; "" without an estimate (the run waits for others)."""
+        if self.estimated_start is None:
+            return ""
+        if self.estimated_start - timezone.now() < timedelta(minutes=1):
+            return "in under a minute"
+        return f"in about {timeuntil(self.estimated_start)}"
 
 
 def typical_durations() -> dict[str, float]:
