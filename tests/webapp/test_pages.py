@@ -15,6 +15,7 @@ from analysis.measures.registry import DEFINITIONS
 from tests.conftest import run_with_dependencies
 from tests.webapp.builders import labelled_npz, npz_bytes
 from webapp.catalog.ingest import ingest_dataset
+from webapp.pages.templatetags.runs import plain
 from webapp.runs.models import Run
 from webapp.runs.submit import request_comparison, request_extraction
 
@@ -188,6 +189,10 @@ def test_extract_form_requests_a_run(browser, ckpt_a, digits):
     run = Run.objects.get()
     assert response["Location"] == f"/runs/{run.pk}/"
     assert run.params == {"layers": ["block1", "head"], "pooling": "mean"}
+    # The run page lists the layers as plain text, not a Python list.
+    page = browser.get(f"/runs/{run.pk}/").content.decode()
+    assert '<td class="mono">block1, head</td>' in page and "[&#x27;" not in page
+    assert plain([[3, "block1"], [4, "head"]]) == "(3, block1), (4, head)"
     again = browser.post(f"/checkpoints/{ckpt_a.pk}/extract/", data)
     assert again["Location"] == f"/runs/{run.pk}/"
     bad = browser.post(f"/checkpoints/{ckpt_a.pk}/extract/", {**data, "layers": ["nope"]})

@@ -34,6 +34,17 @@ def sides(run: Run) -> str:
 
 
 @register.filter
+def plain(value: object) -> str:
+    """A run parameter's value as plain text: a list's items joined by commas (an inner list
+    in parentheses), not Python's repr (``['conv1', 'conv2']`` reads ``conv1, conv2``)."""
+    if isinstance(value, list | tuple):
+        return ", ".join(
+            f"({plain(v)})" if isinstance(v, list | tuple) else plain(v) for v in value
+        )
+    return str(value)
+
+
+@register.filter
 def definition(measure_id: str) -> str:
     """The one-line definition of the measure ``measure_id`` names (the registry's)."""
     return DEFINITIONS.get(measure_id, "")
