@@ -204,6 +204,9 @@ def test_extract_form_requests_a_run(browser, ckpt_a, digits):
 def test_new_comparison_form(browser, ckpt_a, ckpt_b, digits):
     page = " ".join(browser.get("/w/lab/").content.decode().split())
     assert ">Checkpoint A:</label>" in page and ">Checkpoint B:</label>" in page
+    # Pooling's help says what it does to the comparison, not how an extraction stores it.
+    assert "layer output becomes one vector for the comparison" in page
+    assert "token sequence is stored" not in page
     data = {
         "checkpoint_a": ckpt_a.pk,
         "checkpoint_b": ckpt_b.pk,

@@ -11,7 +11,7 @@ Uploads are checked by the same workers ahead of every run (:mod:`webapp.catalog
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import models
@@ -63,6 +63,11 @@ EXTRACTION_POOLING = Parameter(
     "row with its sample and position (tokens; its size is told before the run)",
     choices=tuple(EXTRACTION_POOLINGS),
     labels=tuple(f"{name}: {text}" for name, text in EXTRACTION_POOLINGS.items()),
+)
+COMPARISON_POOLING = replace(
+    EXTRACTION_POOLING,
+    help="how each sample's layer output becomes one vector for the comparison, or (tokens) "
+    "every position is kept as a row and positions says how those rows are compared",
 )
 POSITIONS = Parameter(
     "positions",
@@ -151,7 +156,7 @@ KINDS: dict[str, RunKind] = {
             Kind.COMPARE,
             "cpu",
             (
-                EXTRACTION_POOLING,
+                COMPARISON_POOLING,
                 POSITIONS,
                 MEASURE,
                 N_PERMUTATIONS,
