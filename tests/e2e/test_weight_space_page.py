@@ -49,6 +49,11 @@ def test_ask_for_and_open_a_weight_space(
         expect(chart).to_have_attribute("data-drawn", "true")
         expect(chart.locator(".scatterlayer .trace")).to_have_count(3)  # naive, matched, chance
         expect(chart).to_contain_text("λ")
+        # The y axis's title lies whole inside the chart (its left margin once clipped it).
+        title, box = chart.locator(".ytitle").bounding_box(), chart.bounding_box()
+        assert title is not None and box is not None
+        assert title["x"] >= box["x"] and title["y"] >= box["y"], (key, title, box)
+        assert title["y"] + title["height"] <= box["y"] + box["height"], (key, title, box)
     expect(page.get_by_test_id("function-check")).to_contain_text("Passed")
     expect(page.get_by_test_id("barriers")).to_contain_text("loss barrier")
     expect(page.get_by_test_id("barriers")).to_contain_text("largest rise of the loss")

@@ -24,6 +24,7 @@ test("both paths over λ, the naive one dashed; accuracy over its whole range", 
   assert.equal(traces[0].line.dash, "dash");
   assert.deepEqual(traces[1].y, [0.9, 0.8, 0.95]);
   assert.deepEqual(layout.yaxis.range, [-0.03, 1.03]);
+  assert.equal(layout.yaxis.title.text, "accuracy (share correct)"); // short enough for the chart's height
   assert.deepEqual(traces[2].y, [0.1, 0.1]); // chance across every λ, dotted
   assert.deepEqual(traces[2].x, [0, 1]);
   assert.equal(traces[2].line.dash, "dot");

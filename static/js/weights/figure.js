@@ -76,7 +76,7 @@ export function pathFigure(charts, quantity) {
   }
   /** @type {{range?: [number, number]}} */
   const yaxis = quantity === "accuracy" ? { range: [-0.03, 1.03] } : {};
-  const title = quantity === "loss" ? "loss (nats)" : "accuracy (share of samples)";
+  const title = quantity === "loss" ? "loss (nats)" : "accuracy (share correct)";
   return { traces, layout: layout("λ", title, yaxis) };
 }
 
