@@ -1,7 +1,8 @@
 """A person asks for model stitching from the workspace page and opens it in a real browser:
 both A-layer × B-layer accuracy matrices (fitted and zero-shot) are drawn as heatmaps over
-[0, 1] with every layer of A and B, a cell's hover names its estimator and held-out R², and B
-alone, A alone and chance are stated beside them with the definitions."""
+[0, 1] with every layer of A and B and chance and B alone marked on their colour bars, a cell's
+hover names its estimator, held-out R² and where it lies from chance and B alone, and B alone,
+A alone and chance are stated beside them with the definitions."""
 
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ def test_ask_for_and_open_a_stitching(
         expect(heatmap.locator(".colorbar")).to_contain_text("accuracy")
         expect(heatmap.locator(".colorbar")).to_contain_text("higher = better")
         expect(heatmap.locator(".colorbar")).to_contain_text("scale 0 to 1")
+        marks = heatmap.locator(".colorbar .mark text")  # where chance and B alone sit
+        expect(marks).to_have_count(2)
+        expect(marks.nth(0)).to_contain_text("chance")
+        expect(marks.nth(1)).to_contain_text("B alone")
         expect(page.get_by_test_id(f"matrix-{method}")).to_contain_text(method)
 
     fitted = page.locator('[data-heatmap="stitching-1"]')
@@ -62,6 +67,8 @@ def test_ask_for_and_open_a_stitching(
     expect(hover).to_contain_text("block1 × block1")
     expect(hover).to_contain_text("least squares")
     expect(hover).to_contain_text("R²")
+    expect(hover).to_contain_text("chance (")
+    expect(hover).to_contain_text("B alone (")
 
     references = page.get_by_test_id("references")
     for words in ("B alone", "A alone", "chance", "largest class share"):

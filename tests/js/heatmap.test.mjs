@@ -220,3 +220,80 @@ test("without a pair page, cells are focusable images named by their hover text,
   assert.equal((markup.match(/<g class="cell" tabindex="0" role="img"/g) || []).length, 4);
   assert.match(markup, /aria-label="conv1 × x; CKA: 0.9000"/);
 });
+
+/** @type {import("../../static/js/heatmap/figure.js").Matrix} */
+const stitched = {
+  ...matrix,
+  measure: { name: "accuracy", range: [0, 1], larger_is_more_similar: true, reading: "higher = better" },
+  value: [
+    [0.335, null],
+    [0.9, 0.96],
+  ],
+  marks: [
+    { label: "chance", value: 0.335 },
+    { label: "B alone", value: 0.95 },
+  ],
+};
+
+test("reference marks sit on the colour bar at their values, where the gradient has their cells' colour", () => {
+  for (const measure of [stitched.measure, { ...stitched.measure, range: /** @type {[number, number]} */ ([0, 2]), larger_is_more_similar: false }]) {
+    const data = { ...stitched, measure };
+    const { bar } = figure(data, 1000);
+    const scale = colourScale(data.value, measure);
+    assert.deepEqual(bar.marks.map((m) => m.text), ["chance 0.34", "B alone 0.95"]);
+    /** @type {[number, number]} */
+    const ends = [bar.y, bar.y + bar.h];
+    bar.marks.forEach((m, k) => {
+      const value = /** @type {import("../../static/js/heatmap/figure.js").Reference[]} */ (data.marks)[k].value;
+      // y runs from zmax at the top to zmin at the bottom, as the ticks do ...
+      assert.ok(Math.abs(m.y - (bar.y + (bar.h * (scale.zmax - value)) / (scale.zmax - scale.zmin))) < 1e-9);
+      assert.ok(m.y >= ends[0] && m.y <= ends[1]);
+      // ... and the gradient (offset 0 at the bottom) is there the colour a cell of that value has.
+      const t = (bar.y + bar.h - m.y) / bar.h;
+      const stops = gradient(scale);
+      const k1 = Math.max(1, stops.findIndex(([p]) => p >= t));
+      const [t0, c0] = stops[k1 - 1];
+      const [t1, c1] = stops[k1];
+      const f = (t - t0) / (t1 - t0);
+      const drawn = channels(c0).map((c, i) => c + f * (channels(c1)[i] - c));
+      drawn.forEach((c, i) => assert.ok(Math.abs(c - channels(colourOf(value, scale))[i]) <= 1.5));
+      assert.ok(m.x > bar.x + bar.w, "its text right of the bar");
+    });
+    // The cell at chance is the colour the mark points at.
+    assert.equal(figure(data, 1000).cells[0].fill, colourOf(0.335, scale));
+  }
+});
+
+test("marks' texts keep clear of the ticks' and of each other; a value outside the scale is marked at its end", () => {
+  const close = { ...stitched, marks: [{ label: "chance", value: 0.5 }, { label: "B alone", value: 0.51 }, { label: "top", value: 0.99 }] };
+  const { bar } = figure(close, 1000);
+  const texts = [...bar.ticks.map((t) => t.y), ...bar.marks.map((m) => m.textY)];
+  for (const [a, ya] of texts.entries()) {
+    for (const [b, yb] of texts.entries()) if (a !== b) assert.ok(Math.abs(ya - yb) >= 13, `${a} ${b}: ${ya} ${yb}`);
+  }
+  assert.ok(bar.marks.every((m) => m.textY >= bar.y && m.textY <= bar.y + bar.h));
+  assert.equal(bar.marks[1].textY, bar.marks[1].y, "the higher value's text, placed first, stays at its mark");
+  assert.notEqual(bar.marks[0].textY, bar.marks[0].y);
+  assert.ok(Math.abs(bar.marks[0].y - (bar.y + 0.5 * bar.h)) < 1e-9, "the line stays at the value when its text moves");
+  const outside = figure({ ...stitched, marks: [{ label: "far", value: 1.7 }] }, 1000).bar;
+  assert.equal(outside.marks[0].y, outside.y);
+});
+
+test("a cell's hover says its value relative to the marks; a matrix without marks draws as before", () => {
+  assert.deepEqual(cellLines(stitched, 1, 0).slice(2), ["+0.5650 above chance (0.3350)", "−0.0500 below B alone (0.9500)"]);
+  assert.deepEqual(cellLines(stitched, 0, 0).slice(2), ["at chance (0.3350)", "−0.6150 below B alone (0.9500)"]);
+  assert.deepEqual(cellLines(stitched, 0, 1), ["conv1 × y", "accuracy: — (no value for this pair)"]);
+  const plain = figure(matrix, 1000);
+  assert.deepEqual(plain.bar.marks, []);
+  assert.deepEqual(figure({ ...matrix, marks: null }, 1000), plain);
+  assert.doesNotMatch(svg(plain, "k", () => "", null), /class="mark"/);
+});
+
+test("the marks' texts are escaped in the SVG", () => {
+  const hostile = { ...stitched, marks: [{ label: '<img src=x onerror="a">', value: 0.5 }] };
+  const markup = svg(figure(hostile, 900), "k", (i, j) => cellLines(hostile, i, j).join("; "), null);
+  assert.ok(balanced(markup));
+  assert.doesNotMatch(markup, /<img/);
+  assert.equal((markup.match(/<g class="mark">/g) || []).length, 1);
+  assert.match(markup, /&#60;img src=x onerror=&#34;a&#34;&#62; 0.5<\/text>/);
+});

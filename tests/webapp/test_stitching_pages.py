@@ -61,7 +61,13 @@ def test_the_page_shows_both_matrices_the_references_and_the_definitions(
     assert fitted["value"] == result["matrices"]["fitted"]["accuracy"]
     r2 = result["matrices"]["fitted"]["r2"][1][2]
     assert fitted["estimator"][1][2].endswith(f"· R² {r2:.4f}")
-    assert embedded(html, "stitching-2")["value"] == result["matrices"]["relative"]["accuracy"]
+    relative = embedded(html, "stitching-2")
+    assert relative["value"] == result["matrices"]["relative"]["accuracy"]
+    for drawn in (fitted, relative):  # the colour bars mark chance and B alone at the report's
+        assert drawn["marks"] == [
+            {"label": "chance", "value": result["chance"]},
+            {"label": "B alone", "value": result["accuracy_b"]},
+        ]
     assert escape(zero_shot_failures(result)) in html
 
     listed = client.get(f"/w/{workspace.slug}/").content.decode()

@@ -229,7 +229,8 @@ def stitching_matrices(view: dict) -> list[dict]:
     """Per method of a finished run: its title, definition, and the A-layer × B-layer
     accuracy matrix as the heatmap island draws it (each cell's hover naming the estimator
     and the held-out R² of the mapped layer, or why the pair was not stitched: an empty
-    cell)."""
+    cell), with chance and B alone marked on its colour bar and each cell's hover saying its
+    accuracy relative to them."""
     result = view["result"]
     if result is None:
         return []
@@ -256,6 +257,10 @@ def stitching_matrices(view: dict) -> list[dict]:
                     "n": result["n_test"],
                     "d_a": result["dims_a"],
                     "d_b": result["dims_b"],
+                    "marks": [
+                        {"label": "chance", "value": result["chance"]},
+                        {"label": "B alone", "value": result["accuracy_b"]},
+                    ],
                     "checkpoint_a": {"name": f"A: {view['checkpoint_a']['name']}"},
                     "checkpoint_b": {"name": f"B: {view['checkpoint_b']['name']}"},
                 },

@@ -2,7 +2,7 @@
 // The heatmap figure (figure.js) written as SVG markup. Every text is escaped: layer and checkpoint names come from
 // uploaded models. Each cell is a link to its pair's page where the matrix has one (click or Enter drills down), and
 // carries its hover text as its accessible name, so a keyboard or a screen reader reaches every value.
-// Class names follow what the page's tests read: .cell, .xtick, .ytick, .colorbar.
+// Class names follow what the page's tests read: .cell, .xtick, .ytick, .colorbar, .mark.
 
 import { FONT } from "./figure.js";
 
@@ -84,6 +84,18 @@ export function svg(fig, id, label, href) {
     out.push(
       `<line x1="${px(t.x - 4)}" x2="${px(t.x)}" y1="${px(t.y)}" y2="${px(t.y)}" stroke="#444"/>` +
         `<text class="tick" x="${px(t.x + 2)}" y="${px(t.y)}">${escape(t.text)}</text>`
+    );
+  }
+  // A mark: a dark line with a light edge across the bar (seen on every colour), a tick to its text.
+  for (const m of bar.marks) {
+    out.push(
+      `<g class="mark"><line x1="${px(bar.x - 3)}" x2="${px(bar.x + bar.w + 3)}" y1="${px(m.y)}" y2="${px(m.y)}"` +
+        ' stroke="#fff" stroke-width="4"/>' +
+        `<line x1="${px(bar.x - 3)}" x2="${px(bar.x + bar.w + 3)}" y1="${px(m.y)}" y2="${px(m.y)}" stroke="#111"` +
+        ' stroke-width="1.5"/>' +
+        `<line x1="${px(bar.x + bar.w + 3)}" x2="${px(m.x - 2)}" y1="${px(m.y)}" y2="${px(m.textY)}" stroke="#111"/>` +
+        `<text class="mark-text" x="${px(m.x)}" y="${px(m.textY)}" font-size="11" font-weight="600">` +
+        `${escape(m.text)}</text></g>`
     );
   }
   bar.lines.forEach((l, k) =>
