@@ -288,6 +288,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {  # one name per choice set that several fields share
         "PoolingEnum": "analysis.models.choices.POOLINGS",
+        "ExtractionPoolingEnum": "analysis.models.choices.EXTRACTION_POOLINGS",
         "RunKindEnum": "webapp.runs.models.Run.Kind",
         "RunStateEnum": "webapp.runs.models.Run.State",
         "UploadStateEnum": "webapp.catalog.models.Upload.State",
