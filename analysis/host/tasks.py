@@ -56,8 +56,8 @@ def fit(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
     "positional": whether the output has positions}}}``, from which a token-level extraction's
     size is told before it runs; and where ``inputs`` hold every text of the dataset
     (``texts:<key>``), ``"tokens"``: how many tokens they are read as in all."""
-    model = _model(params, inputs)
-    layers = as_model(model).default_layers()
+    model = as_model(_model(params, inputs))
+    layers = model.default_layers()
     samples = {name[2:]: np.asarray(x)[:1] for name, x in inputs.items() if name.startswith("x:")}
     reasons, shapes = {}, {}
     for done, (key, x) in enumerate(samples.items(), start=1):
@@ -70,7 +70,7 @@ def fit(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
         else:
             reasons[key] = ""
             shapes[key] = {
-                "max_tokens": as_model(model).max_tokens,
+                "max_tokens": model.max_tokens,
                 "layers": {
                     name: {
                         "positions": len(rows.values),
@@ -81,7 +81,7 @@ def fit(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
                 },
             }
             texts = inputs.get(f"texts:{key}")
-            counts = None if texts is None else as_model(model).token_counts(np.asarray(texts))
+            counts = None if texts is None else model.token_counts(np.asarray(texts))
             if counts is not None:
                 shapes[key]["tokens"] = int(counts.sum())
         progress(done / len(samples))
