@@ -21,6 +21,8 @@ REDUCTIONS = {
     "last": "each sample's last position (a text's last real token; a ViT's last patch)",
 }
 """How a comparison reads token-level sets, each with what it is."""
+POOLED_REDUCTIONS = {name: text for name, text in REDUCTIONS.items() if name != PER_POSITION}
+"""The reductions to one vector per sample: how the kinds that read one read token-level sets."""
 
 
 def pooled(

@@ -22,7 +22,7 @@ from analysis.explorer.projection import METRICS as PROJECTION_METRICS
 from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.measures.compatibility import CRITERIA
 from analysis.measures.compatibility import METRICS as RETRIEVAL_METRICS
-from analysis.measures.positions import REDUCTIONS
+from analysis.measures.positions import POOLED_REDUCTIONS, REDUCTIONS
 from analysis.measures.registry import MEASURES
 from analysis.measures.relative import MAX_ANCHORS
 from analysis.models.choices import EXTRACTION_POOLINGS, POOLINGS
@@ -77,6 +77,20 @@ POSITIONS = Parameter(
     "compared; one vector per sample is compared as it is",
     choices=tuple(REDUCTIONS),
     labels=tuple(f"{name}: {text}" for name, text in REDUCTIONS.items()),
+)
+POOLED_POSITIONS = replace(
+    POSITIONS,
+    help="only where pooling is tokens (every position a row): how each sample's rows become "
+    "the one vector this run reads (per position is for comparisons, model matrices and "
+    "dynamics)",
+    choices=tuple(POOLED_REDUCTIONS),
+    labels=tuple(f"{name}: {text}" for name, text in POOLED_REDUCTIONS.items()),
+)
+"""Of the kinds that read one vector per sample: ``positions`` without per position."""
+RUN_POOLING = replace(
+    EXTRACTION_POOLING,
+    help="how each sample's layer output becomes one vector for the run, or (tokens) every "
+    "position is kept as a row and positions says how each sample's rows become one",
 )
 SEED = Parameter("seed", "int", 0, "seed of the run's random choices", minimum=0, maximum=2**32 - 1)
 MEASURE = Parameter(
@@ -171,7 +185,15 @@ KINDS: dict[str, RunKind] = {
         RunKind(
             Kind.MODEL_MATRIX,
             "cpu",
-            (POOLING, MEASURE, N_PERMUTATIONS, N_BOOTSTRAP, AGREEMENT_K, SEED),
+            (
+                COMPARISON_POOLING,
+                POSITIONS,
+                MEASURE,
+                N_PERMUTATIONS,
+                N_BOOTSTRAP,
+                AGREEMENT_K,
+                SEED,
+            ),
             "analysis.measures.engine:compare_layers",
             page="model-matrix",
             batch=True,
@@ -180,7 +202,8 @@ KINDS: dict[str, RunKind] = {
             Kind.ALIGN,
             "cpu",
             (
-                POOLING,
+                RUN_POOLING,
+                POOLED_POSITIONS,
                 Parameter(
                     "method",
                     "choice",
@@ -198,7 +221,8 @@ KINDS: dict[str, RunKind] = {
             Kind.COMPATIBILITY,
             "cpu",
             (
-                POOLING,
+                RUN_POOLING,
+                POOLED_POSITIONS,
                 Parameter(
                     "metric", "choice", "cosine", "retrieval distance", choices=RETRIEVAL_METRICS
                 ),
@@ -225,7 +249,8 @@ KINDS: dict[str, RunKind] = {
             Kind.PROJECT,
             "cpu",
             (
-                POOLING,
+                RUN_POOLING,
+                POOLED_POSITIONS,
                 Parameter(
                     "method",
                     "choice",
@@ -245,7 +270,8 @@ KINDS: dict[str, RunKind] = {
             Kind.PROJECT_ALIGNED,
             "cpu",
             (
-                POOLING,
+                RUN_POOLING,
+                POOLED_POSITIONS,
                 Parameter(
                     "method",
                     "choice",
@@ -272,7 +298,7 @@ KINDS: dict[str, RunKind] = {
         RunKind(
             Kind.DYNAMICS,
             "cpu",
-            (POOLING, MEASURE),
+            (COMPARISON_POOLING, POSITIONS, MEASURE),
             "analysis.dynamics.series:series_matrix",
             page="dynamics",
             batch=True,
@@ -299,7 +325,8 @@ KINDS: dict[str, RunKind] = {
             Kind.NESTED,
             "cpu",
             (
-                POOLING,
+                RUN_POOLING,
+                POOLED_POSITIONS,
                 Parameter(
                     "metric", "choice", "cosine", "retrieval distance", choices=RETRIEVAL_METRICS
                 ),
@@ -312,7 +339,8 @@ KINDS: dict[str, RunKind] = {
             Kind.UNITS,
             "cpu",
             (
-                POOLING,
+                RUN_POOLING,
+                POOLED_POSITIONS,
                 Parameter("n_pairs", "int", 5, "best- and worst-matched unit pairs shown", 1, 50),
                 Parameter("top_m", "int", 9, "most activating samples shown per pair", 1, 50),
                 Parameter("n_alphas", "int", 30, "penalties on the lasso path", 2, 100),
