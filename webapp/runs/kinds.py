@@ -22,7 +22,7 @@ from analysis.explorer.projection import METRICS as PROJECTION_METRICS
 from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.measures.compatibility import CRITERIA
 from analysis.measures.compatibility import METRICS as RETRIEVAL_METRICS
-from analysis.measures.positions import POOLED_REDUCTIONS, REDUCTIONS
+from analysis.measures.positions import PER_POSITION, POOLED_REDUCTIONS, REDUCTIONS
 from analysis.measures.registry import MEASURES
 from analysis.measures.relative import MAX_ANCHORS
 from analysis.models.choices import EXTRACTION_POOLINGS, POOLINGS
@@ -289,7 +289,30 @@ KINDS: dict[str, RunKind] = {
         RunKind(
             Kind.PROBE,
             "gpu",
-            (POOLING, SEED),
+            (
+                replace(
+                    EXTRACTION_POOLING,
+                    help="how a layer's output of x (stored) and of each g x (computed) is "
+                    "read: one vector per sample, or (tokens) every position as a row, read as "
+                    "positions says",
+                ),
+                replace(
+                    POSITIONS,
+                    default=PER_POSITION,
+                    help="only with pooling tokens: per-position compares position p of g x "
+                    "with position p of x where the family keeps every position in place "
+                    "(keeps_positions in GET /api/v1/transformations/) and pools each "
+                    "sample's rows by mean where it moves them; mean, first or last pools "
+                    "every family",
+                    labels=(
+                        f"{PER_POSITION}: position p of g x against position p of x where the "
+                        "family keeps positions in place; otherwise the mean of each sample's "
+                        "rows",
+                        *POSITIONS.labels[1:],
+                    ),
+                ),
+                SEED,
+            ),
             "analysis.host.tasks:probe",
             page="probe",
             batch=True,
