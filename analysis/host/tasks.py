@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from analysis.errors import InputError, plain
+from analysis.measures.positions import PER_POSITION
 from analysis.models.architectures import build_from_state_dict
 from analysis.models.base import Model
 from analysis.models.checkpoints import describe as describe_model
 from analysis.models.checkpoints import load_checkpoint
 from analysis.models.choices import TOKENS
-from analysis.models.extraction import extract_activations, extract_tokens
+from analysis.models.extraction import TokenRows, extract_activations, extract_tokens
 from analysis.models.modules import as_model, is_torchscript
 from analysis.probes.engine import run_probe
 from analysis.stitching import stitching_matrix, token_stitching_matrix
@@ -118,9 +119,22 @@ def extract(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]
 
 
 def probe(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
-    """Probe results per family (JSON) and each family's per-sample array."""
+    """Probe results per family (JSON) and each family's per-sample array. ``inputs`` hold
+    each layer's stored activations of the untransformed samples (``stored:<layer>``) and,
+    at every position (the ``tokens`` pooling), each row's ``sample:<layer>``,
+    ``position:<layer>`` and ``special:<layer>``, read as ``params["positions"]`` asks."""
     model = _model(params, inputs)
-    stored = {layer: inputs[f"stored:{layer}"] for layer in params["layers"]}
+    stored: dict[str, np.ndarray | TokenRows] = {}
+    for layer in params["layers"]:
+        values = inputs[f"stored:{layer}"]
+        if params["pooling"] != TOKENS:
+            stored[layer] = values
+            continue
+        sample = np.asarray(inputs[f"sample:{layer}"])
+        position = np.asarray(inputs[f"position:{layer}"])
+        special = inputs.get(f"special:{layer}")  # older sets: none
+        special = np.zeros(len(sample), bool) if special is None else np.asarray(special)
+        stored[layer] = TokenRows(values, sample, position, special, bool(position.any()))
     results = run_probe(
         model,
         np.asarray(inputs["x"]),
@@ -131,6 +145,7 @@ def probe(params: dict, inputs: dict, progress: Progress) -> tuple[dict, dict]:
         seed=params["seed"],
         device=params.get("device"),
         progress=progress,
+        positions=params.get("positions", PER_POSITION),
     )
     arrays = {f"per_sample:{i}": r.per_sample for i, r in enumerate(results)}
     return {"families": [r.to_json() for r in results]}, arrays

@@ -51,6 +51,10 @@ class Family:
     bounds: tuple[float, float]  # the valid range of t, both ends included
     values: tuple[float, ...] | None  # the only valid values of a discrete family, else None
     description: str
+    keeps_positions: bool
+    """Whether g_t leaves every position where it was (pointwise or local edits of an image's
+    pixels, per-feature edits of a vector), so a token-level probe compares position p of g x
+    with position p of x; geometric transforms and text edits move or change positions."""
 
 
 def check_magnitude(family: Family, t: Any) -> float:
@@ -87,6 +91,7 @@ def _family(
     continuous: bool = False,
     induced: str | None = None,
     values: tuple[float, ...] | None = None,
+    keeps_positions: bool = False,
 ) -> Family:
     modality, title = key.split("/")
     return Family(
@@ -100,6 +105,7 @@ def _family(
         bounds=(float(bounds[0]), float(bounds[1])),
         values=None if values is None else tuple(float(v) for v in values),
         description=description,
+        keeps_positions=keeps_positions,
     )
 
 
@@ -167,6 +173,7 @@ FAMILIES: dict[str, Family] = {
             (-1, 1),
             "x + t",
             continuous=True,
+            keeps_positions=True,
         ),
         _family(
             "image/contrast",
@@ -175,6 +182,7 @@ FAMILIES: dict[str, Family] = {
             (-1, 10),
             "mean + (1 + t)(x − mean), the mean per image",
             continuous=True,
+            keeps_positions=True,
         ),
         _family(
             "image/noise",
@@ -182,6 +190,7 @@ FAMILIES: dict[str, Family] = {
             (0, 0.05, 0.1, 0.2, 0.4),
             (0, 10),
             "additive Gaussian noise of standard deviation t",
+            keeps_positions=True,
         ),
         _family(
             "image/blur",
@@ -190,6 +199,7 @@ FAMILIES: dict[str, Family] = {
             (0, 32),
             "Gaussian blur of standard deviation t pixels, reflect padding",
             continuous=True,
+            keeps_positions=True,
         ),
         _family(
             "image/occlusion",
@@ -197,6 +207,7 @@ FAMILIES: dict[str, Family] = {
             (0, 0.1, 0.2, 0.3, 0.5),
             _PROBABILITY,
             "a square of side t·min(H, W) at a random position set to 0",
+            keeps_positions=True,
         ),
         _family(
             "text/char-noise",
@@ -232,6 +243,7 @@ FAMILIES: dict[str, Family] = {
             (0, 0.05, 0.1, 0.2, 0.5),
             (0, 1e6),
             "additive Gaussian noise of standard deviation t",
+            keeps_positions=True,
         ),
         _family(
             "vector/dropout",
@@ -239,6 +251,7 @@ FAMILIES: dict[str, Family] = {
             (0, 0.1, 0.2, 0.3, 0.5),
             _PROBABILITY,
             "each feature of each sample set to 0 with probability t",
+            keeps_positions=True,
         ),
         _family(
             "vector/permutation",
@@ -254,6 +267,7 @@ FAMILIES: dict[str, Family] = {
             (-1, 10),
             "x · (1 + t)",
             continuous=True,
+            keeps_positions=True,
         ),
     )
 }

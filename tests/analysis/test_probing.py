@@ -11,8 +11,9 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from analysis.errors import InputError
-from analysis.models.extraction import extract_activations
+from analysis.models.extraction import extract_activations, extract_tokens
 from analysis.probes.engine import run_probe
+from analysis.probes.transforms import get_transform
 
 
 def _digits(n: int = 200) -> np.ndarray:
@@ -120,3 +121,96 @@ def test_a_layer_that_cannot_be_scored_is_reported_not_fatal():
     assert blur.lie_derivative[0] == pytest.approx(0.0, abs=1e-6)
     assert blur.lie_derivative[1] is None
     assert blur.consistency == [1.0, 1.0, 1.0]  # a constant output never changes class
+
+
+# --- token-level activations (pooling tokens) -------------------------------------------------
+
+
+def _rows(model, x, layer):
+    """The layer's activations at every position (as a token-level extraction stores them)."""
+    return extract_tokens(model, x, [layer], device="cpu")[layer]
+
+
+def _invariance(fx: np.ndarray, fgx: np.ndarray) -> tuple[float, np.ndarray]:
+    """I and Iᵢ by the definition, in float64: D the mean of ‖fᵢ − fⱼ‖² over ordered pairs."""
+    fx, fgx = fx.astype(np.float64), fgx.astype(np.float64)
+    n = len(fx)
+    pairs = np.sum((fx[:, None] - fx[None]) ** 2, axis=2)
+    distance = pairs.sum() / (n * (n - 1))
+    each = 1 - np.sum((fgx - fx) ** 2, axis=1) / distance
+    return float(each.mean()), each
+
+
+def test_token_level_probes_read_positions_in_place_per_position_and_pool_moved_ones():
+    """A conv map stored at every position (64 rows of 6 channels per digit): brightness keeps
+    every pixel where it was, so position p of x + t is compared with position p of x, each
+    row a sample of invariance and of the Lie derivative; rotation moves positions, so each
+    sample's rows are averaged first (x and g x alike). Both against numpy on the rows of the
+    model run by hand on the transformed digits."""
+    x = _digits(40)
+    model = CircularNet()
+    stored = {"conv": _rows(model, x, "conv")}
+    assert len(stored["conv"].values) == 40 * 64
+    brightness, rotation = run_probe(
+        model,
+        x,
+        ["conv"],
+        {"image/brightness": [0, 0.3], "image/rotation": [0, 90]},
+        stored,
+        "tokens",
+        device="cpu",
+    )
+    fx = stored["conv"].values
+
+    assert brightness.positions == "per-position"
+    assert brightness.positions_note.startswith("per position: position p of g x against")
+    assert "each of the 2560 rows" in brightness.positions_note
+    shifted = _rows(model, x + 0.3, "conv")
+    np.testing.assert_array_equal(shifted.position, stored["conv"].position)
+    score, each = _invariance(fx, shifted.values)
+    assert brightness.invariance[0][1] == pytest.approx(score, rel=1e-6)
+    assert brightness.invariance[0][0] == pytest.approx(1.0)
+    per_sample = each.reshape(40, 64).mean(axis=1)  # a digit's invariance: its rows' mean
+    np.testing.assert_allclose(brightness.per_sample[0, 1], per_sample, rtol=1e-5, atol=1e-6)
+    h = 0.03  # a tenth of the smallest non-zero magnitude
+    plus, minus = _rows(model, x + h, "conv").values, _rows(model, x - h, "conv").values
+    scale = np.sqrt(np.mean(np.sum((fx - fx.mean(axis=0)) ** 2, axis=1)))
+    lie = np.mean(np.linalg.norm((plus - minus) / (2 * h), axis=1)) / scale
+    assert brightness.lie_derivative[0] == pytest.approx(lie, rel=1e-4)
+    # The learned map reads each digit's mean of its rows: the conv layer pooled by mean.
+    means = {
+        t: extract_activations(model, x + t, ["conv"], "mean", device="cpu")["conv"]
+        for t in (0.0, 0.3)
+    }
+    from analysis.probes.statistics import learned_equivariance
+
+    fit = learned_equivariance(means[0.0], means[0.3])
+    assert brightness.equivariance_r2[0][1] == pytest.approx(fit.r2, rel=1e-6)
+
+    assert rotation.positions == "mean"
+    assert rotation.positions_note.startswith("per position was asked, but rotation moves")
+    turned = get_transform("image/rotation")(torch.from_numpy(x), 90).numpy()
+    rows = _rows(model, turned, "conv")
+    mean_gx = rows.values.reshape(40, 64, 6).mean(axis=1)  # numpy, not the code's pooling
+    mean_x = fx.reshape(40, 64, 6).mean(axis=1)
+    score, each = _invariance(mean_x, mean_gx)
+    assert rotation.invariance[0][1] == pytest.approx(score, rel=1e-6)
+    np.testing.assert_allclose(rotation.per_sample[0, 1], each, rtol=1e-5, atol=1e-6)
+
+    # A reduction asked for pools every family by it, brightness too.
+    (first,) = run_probe(
+        model,
+        x,
+        ["conv"],
+        {"image/brightness": [0, 0.3]},
+        stored,
+        "tokens",
+        device="cpu",
+        positions="first",
+    )
+    assert first.positions == "first" and first.positions_note.startswith("pooled on the fly")
+    score, _ = _invariance(fx.reshape(40, 64, 6)[:, 0], shifted.values.reshape(40, 64, 6)[:, 0])
+    assert first.invariance[0][1] == pytest.approx(score, rel=1e-6)
+    # One vector per sample: nothing to say about positions.
+    (plain,) = _probe(model, x, ["conv"], {"image/brightness": [0, 0.3]})
+    assert plain.positions is None and plain.positions_note == ""
