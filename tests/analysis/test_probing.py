@@ -214,3 +214,28 @@ def test_token_level_probes_read_positions_in_place_per_position_and_pool_moved_
     # One vector per sample: nothing to say about positions.
     (plain,) = _probe(model, x, ["conv"], {"image/brightness": [0, 0.3]})
     assert plain.positions is None and plain.positions_note == ""
+
+
+def test_text_edits_pool_each_texts_tokens_as_the_mean_extraction_does(tmp_path):
+    """A BERT's token-level set (real tokens only): word dropout and case change the tokens,
+    so each text's rows are averaged, of x and of g x alike, and the probe's numbers are those
+    of a probe at pooling mean (the attention-masked mean), to float32 rounding."""
+    from analysis.models.hf import load_directory
+    from tests.formats import SENTENCES, tiny_bert_dir
+
+    model = load_directory(tiny_bert_dir(tmp_path / "bert"))
+    texts = np.array(
+        [" ".join(SENTENCES[i % len(SENTENCES)].split()[: 3 + i % 4]) for i in range(30)]
+    )
+    families = {"text/word-dropout": [0, 0.3], "text/case": [0, 1]}
+    rows = extract_tokens(model, texts, ["hidden.1"], device="cpu")
+    assert len(rows["hidden.1"].values) > 30
+    tokens = run_probe(model, texts, ["hidden.1"], families, rows, "tokens", device="cpu")
+    means = extract_activations(model, texts, ["hidden.1"], "mean", device="cpu")
+    pooled = run_probe(model, texts, ["hidden.1"], families, means, "mean", device="cpu")
+    for got, want in zip(tokens, pooled, strict=True):
+        assert got.positions == "mean"
+        assert got.positions_note.startswith("per position was asked, but ")
+        np.testing.assert_allclose(got.invariance, want.invariance, rtol=1e-5)
+        np.testing.assert_allclose(got.equivariance_r2, want.equivariance_r2, rtol=1e-5)
+        np.testing.assert_allclose(got.per_sample, want.per_sample, rtol=1e-4, atol=1e-5)
