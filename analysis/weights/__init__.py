@@ -12,5 +12,7 @@
 - :mod:`~analysis.weights.connectivity`: loss and accuracy along the linear path between two
   state dicts and the barrier on it (linear mode connectivity);
 - :mod:`~analysis.weights.spectra`: singular values of each layer's weight matrix in both
-  networks and how well their singular vectors align.
+  networks and how well their singular vectors align;
+- :mod:`~analysis.weights.chance`: what unrelated weights score on that alignment (without
+  torch).
 """

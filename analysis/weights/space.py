@@ -98,7 +98,8 @@ def weight_space(
     - ``chance``: :func:`chance_levels` of ``labels``, what a classifier that ignores its
       input scores;
     - ``layers``: per weight matrix, the singular values of A and B (π(B) has B's), and the
-      cosines and alignment before and after matching.
+      cosines and alignment before and after matching, and the alignment of unrelated weights
+      of the layer's shape.
     """
     report = progress or (lambda f: None)
     x_t = torch.as_tensor(np.asarray(x), dtype=torch.float32)
@@ -231,17 +232,21 @@ def encoder_weight_space(
 
 
 def _layer_spectra(state_a: StateDict, state_b: StateDict, permuted: StateDict) -> list[dict]:
-    """Per layer, as stored: both weight matrices' singular values and the alignment of their
-    singular vectors, before (A against B) and after matching (A against π(B))."""
+    """Per layer, as stored: the shape ``[out, in]`` of its weight matrix, both matrices'
+    singular values, the alignment of their singular vectors before (A against B) and after
+    matching (A against π(B)), and ``alignment_chance``, what unrelated weights of that shape
+    score (:attr:`~analysis.weights.spectra.LayerSpectra.chance`)."""
     return [
         {
             "layer": before.name,
+            "shape": list(before.shape),
             "singular_a": before.singular_a.tolist(),
             "singular_b": before.singular_b.tolist(),
             "cosines_before": before.cosines.tolist(),
             "cosines_after": after.cosines.tolist(),
             "alignment_before": before.alignment,
             "alignment_after": after.alignment,
+            "alignment_chance": before.chance,
         }
         for before, after in zip(
             layer_spectra(state_a, state_b), layer_spectra(state_a, permuted), strict=True

@@ -29,6 +29,10 @@ Limitation: c_i pairs directions by rank. Where a matrix has (nearly) repeated s
 the singular vectors within the repeated group are not unique, and c_i may understate how well
 the subspaces agree; trained and random weights have distinct singular values with probability
 one, but nearby ones in the bulk of the spectrum pair less stably than the large ones.
+
+Unrelated weights do not score 0: two independent ``out × in`` matrices of uniformly random
+orientation have the expected alignment m(out) m(in) / 2, m(p) = Γ(p/2) / (√π Γ((p+1)/2))
+(:func:`analysis.weights.chance.alignment_chance`, derived there), about 1 / (π √(out·in)).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import torch
 
 from analysis.errors import InputError
 from analysis.models.architectures import StateDict
+from analysis.weights.chance import alignment_chance
 
 
 def weight_matrix(weight: torch.Tensor) -> np.ndarray:
@@ -51,10 +56,12 @@ def weight_matrix(weight: torch.Tensor) -> np.ndarray:
 
 @dataclass
 class LayerSpectra:
-    """One layer of two networks: singular values of each (descending, r = min(out, in) each),
-    the cosines c_i between their i-th rank-one components, and the layer's alignment."""
+    """One layer of two networks: the shape ``(out, in)`` of its weight matrix, singular values
+    of each (descending, r = min(out, in) each), the cosines c_i between their i-th rank-one
+    components, the layer's alignment and what unrelated weights of its shape score."""
 
     name: str
+    shape: tuple[int, int]
     singular_a: np.ndarray
     singular_b: np.ndarray
     cosines: np.ndarray
@@ -63,6 +70,12 @@ class LayerSpectra:
     def alignment(self) -> float:
         weights = self.singular_a * self.singular_b
         return float(np.sum(weights * np.maximum(self.cosines, 0.0)) / np.sum(weights))
+
+    @property
+    def chance(self) -> float:
+        """The expected alignment of two independent random matrices of this shape with
+        uniformly random orientation (:func:`~analysis.weights.chance.alignment_chance`)."""
+        return alignment_chance(*self.shape)
 
 
 def compare_spectra(name: str, weight_a: torch.Tensor, weight_b: torch.Tensor) -> LayerSpectra:
@@ -78,7 +91,7 @@ def compare_spectra(name: str, weight_a: torch.Tensor, weight_b: torch.Tensor) -
     if not np.any(sa * sb > 0):
         raise InputError(f"layer {name!r}: the weights of A or B are all zero; nothing to align")
     cosines = np.clip(np.sum(ua * ub, axis=0) * np.sum(vta * vtb, axis=1), -1.0, 1.0)
-    return LayerSpectra(name, sa, sb, cosines)
+    return LayerSpectra(name, (wa.shape[0], wa.shape[1]), sa, sb, cosines)
 
 
 def layer_spectra(state_a: StateDict, state_b: StateDict) -> list[LayerSpectra]:

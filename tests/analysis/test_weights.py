@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import integrate
 
 from analysis.errors import InputError
 from analysis.models.architectures import build_from_state_dict, mlp, small_cnn
+from analysis.weights.chance import alignment_chance, mean_abs_cosine
 from analysis.weights.connectivity import (
     barrier,
     classifier_evaluator,
@@ -353,3 +355,85 @@ def test_permutation_keeps_singular_values_and_matching_restores_alignment(seed)
     after = layer_spectra(a, apply_permutation(spec, weight_matching(spec, a, b), b))
     for layer in after:
         assert layer.alignment == pytest.approx(1.0, abs=1e-9)
+
+
+# --- what unrelated weights score -----------------------------------------------------------
+
+
+def test_mean_abs_cosine_is_the_mean_of_a_unit_vector_s_coordinate():
+    """m(p) in closed form where it is known, and against a numerical integral of |x| over the
+    density of one coordinate of a uniform unit vector of R^p, ∝ (1 − x²)^((p−3)/2)."""
+    assert mean_abs_cosine(1) == pytest.approx(1.0, rel=1e-14)
+    assert mean_abs_cosine(2) == pytest.approx(2 / np.pi, rel=1e-14)
+    assert mean_abs_cosine(3) == pytest.approx(0.5, rel=1e-14)
+    for p in (4, 7, 30, 200):
+        density = lambda x, p=p: (1 - x * x) ** ((p - 3) / 2)  # noqa: E731
+        mass, _ = integrate.quad(density, 0, 1)
+        moment, _ = integrate.quad(lambda x, d=density: x * d(x), 0, 1)
+        assert mean_abs_cosine(p) == pytest.approx(moment / mass, rel=1e-9)
+    assert mean_abs_cosine(10**6) == pytest.approx(np.sqrt(2 / (np.pi * 10**6)), rel=1e-6)
+    with pytest.raises(ValueError):
+        mean_abs_cosine(0)
+
+
+def haar(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A uniformly random (Haar) n × n orthogonal matrix: QR of a Gaussian matrix with the
+    signs of R's diagonal moved into Q (Mezzadri 2007)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+def random_orientation(rng: np.random.Generator, rows: int, columns: int) -> torch.Tensor:
+    """U S Vᵀ with U, V Haar and a spectrum S of its own (decaying at a random rate), not a
+    Gaussian's: the chance level must not depend on the singular values."""
+    k = min(rows, columns)
+    s = rng.uniform(0.5, 2.0) * np.exp(-rng.uniform(0.3, 1.5) * np.arange(k))
+    u, v = haar(rng, rows)[:, :k], haar(rng, columns)[:, :k]
+    return torch.from_numpy((u * s) @ v.T)
+
+
+SHAPES = [(1, 6), (2, 7), (3, 3), (4, 9), (12, 5), (16, 24)]
+
+
+def test_chance_is_the_mean_alignment_of_unrelated_weights():
+    """Monte Carlo: the mean alignment of independent random matrices of uniformly random
+    orientation is m(out) m(in) / 2 within four standard errors at every shape, and each
+    plausible wrong formula (no halving for the positive part, the large-layer approximation
+    1 / (π √(pq)), the smaller side twice) is more than four standard errors off at some
+    shape, so the tolerance tells them apart."""
+    rng = np.random.default_rng(0)
+    wrong = {
+        "no halving": lambda p, q: mean_abs_cosine(p) * mean_abs_cosine(q),
+        "asymptotic": lambda p, q: 1 / (np.pi * np.sqrt(p * q)),
+        "smaller side": lambda p, q: mean_abs_cosine(min(p, q)) ** 2 / 2,
+    }
+    rejected = dict.fromkeys(wrong, False)
+    for rows, columns in SHAPES:
+        scores = np.array(
+            [
+                compare_spectra(
+                    "l",
+                    random_orientation(rng, rows, columns),
+                    random_orientation(rng, rows, columns),
+                ).alignment
+                for _ in range(3000)
+            ]
+        )
+        mean, error = scores.mean(), scores.std(ddof=1) / np.sqrt(len(scores))
+        layer = compare_spectra(
+            "l", random_orientation(rng, rows, columns), random_orientation(rng, rows, columns)
+        )
+        assert layer.shape == (rows, columns)
+        assert layer.chance == alignment_chance(rows, columns)
+        assert abs(mean - alignment_chance(rows, columns)) < 4 * error, (rows, columns)
+        for name, formula in wrong.items():
+            rejected[name] |= abs(mean - formula(rows, columns)) > 4 * error
+    assert all(rejected.values()), rejected
+
+
+def test_a_conv_layer_s_chance_is_that_of_its_out_by_in_times_kernel_matrix():
+    a, b = cnn_state(0), cnn_state(1)
+    layers = {layer.name: layer for layer in layer_spectra(a, b)}
+    assert layers["conv2.0"].shape == (6, 4 * 9)
+    assert layers["conv2.0"].chance == alignment_chance(6, 36)
+    assert layers["head"].shape == tuple(a["head.weight"].shape)

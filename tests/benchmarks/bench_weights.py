@@ -12,7 +12,9 @@ Run: ``python -m tests.benchmarks.bench_weights`` (1 to 3 minutes on 2 shared co
   seconds on scikit-learn's ``load_digits`` (a stratified 75 / 25 split, ``random_state=0``);
   loss and accuracy on the test split at 11 values of λ along (1−λ)θ_A + λθ_B and along
   (1−λ)θ_A + λπ(θ_B) after weight matching, the barriers, the seconds the 11 evaluations take,
-  and each layer's singular-vector alignment before and after matching. This part runs on one
+  and each layer's singular-vector alignment before and after matching, beside what unrelated
+  weights score before matching (:func:`analysis.weights.chance.alignment_chance`) and the
+  mean over 10 untrained pairs built alike, before and after matching. This part runs on one
   thread (the tensors are tiny).
 - The built-in transformer (:func:`analysis.models.architectures.transformer`, pre-LN
   encoder blocks whose residual stream, heads, q/k and v coordinates and MLP units are
@@ -166,18 +168,49 @@ def bench_barrier(
         f"  L2 distance before / after matching: {l2_distance(state_a, state_b):.4f} / "
         f"{l2_distance(state_a, matched):.4f}"
     )
-    print("  singular-vector alignment per layer, before → after matching:")
+    print(
+        "  singular-vector alignment per layer, before → after matching (unrelated weights: "
+        "the chance level before matching, m(out) m(in) / 2):"
+    )
     for before, after in zip(
         layer_spectra(state_a, state_b), layer_spectra(state_a, matched), strict=True
     ):
         top = min(5, len(before.cosines))
         print(
-            f"    {before.name:14s} {before.alignment:.3f} → {after.alignment:.3f}   "
-            f"c_1…c_{top}: "
+            f"    {before.name:14s} {before.alignment:.4f} → {after.alignment:.4f} "
+            f"(unrelated weights {before.chance:.4f})   c_1…c_{top}: "
             + " ".join(f"{c:+.2f}" for c in before.cosines[:top])
             + "  →  "
             + " ".join(f"{c:+.2f}" for c in after.cosines[:top])
         )
+    untrained_alignment(architecture, build)
+
+
+def untrained_alignment(architecture: str, build: Callable[[], nn.Module], pairs: int = 10) -> None:
+    """Each layer's alignment before and after matching between untrained pairs built like
+    the trained ones (seeds 100 + 2k and 101 + 2k): what matching does to unrelated weights,
+    which the chance level m(out) m(in) / 2 (before matching only) does not say."""
+    scores = []
+    for k in range(pairs):
+        states = []
+        for seed in (100 + 2 * k, 101 + 2 * k):
+            torch.manual_seed(seed)
+            states.append(state_of(build()))
+        state_a, state_b = states
+        spec = spec_for(architecture, state_a)
+        matched = apply_permutation(spec, weight_matching(spec, state_a, state_b), state_b)
+        scores.append(
+            [
+                (before.alignment, after.alignment)
+                for before, after in zip(
+                    layer_spectra(state_a, state_b), layer_spectra(state_a, matched), strict=True
+                )
+            ]
+        )
+    mean = np.mean(scores, axis=0)
+    print(f"  the same between untrained pairs, mean of {pairs}:")
+    for layer, (before, after) in zip(layer_spectra(*states), mean, strict=True):
+        print(f"    {layer.name:14s} {before:.4f} → {after:.4f}")
 
 
 def bench_bert() -> None:

@@ -71,6 +71,8 @@ def test_the_run_reports_the_library_s_numbers_on_the_same_weights(
         assert layer["singular_a"] == before.singular_a.tolist()
         assert layer["alignment_before"] == before.alignment
         assert layer["alignment_after"] == after.alignment
+        assert layer["shape"] == list(state_a[f"{before.name}.weight"].shape)
+        assert layer["alignment_chance"] == before.chance == after.chance
 
     # λ = 0 and 1 reproduce each model's own loss, as the TorchScript model computes it
     own_a, own_b = evaluate_classifier(model_a, x, y), evaluate_classifier(model_b, x, y)
