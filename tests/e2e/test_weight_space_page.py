@@ -1,11 +1,13 @@
 """A person asks for the weight space of two checkpoints from a checkpoint's page and opens it
 in a real browser: both paths (loss and accuracy) are drawn with the naive and the matched
 curve, the barriers, L2 and the function check are shown with their definitions, and every
-layer's spectra (log scale) and cosines are drawn."""
+layer's spectra (log scale) and cosines are drawn, its alignment beside what unrelated weights
+score."""
 
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -57,6 +59,13 @@ def test_ask_for_and_open_a_weight_space(
     expect(page.get_by_test_id("function-check")).to_contain_text("Passed")
     expect(page.get_by_test_id("barriers")).to_contain_text("loss barrier")
     expect(page.get_by_test_id("barriers")).to_contain_text("largest rise of the loss")
+    # each layer's alignment beside what unrelated weights of its shape score, defined on hover
+    expect(page.get_by_test_id("alignment")).to_contain_text("unrelated weights")
+    chance = page.get_by_test_id("alignment-chance")
+    expect(chance).to_have_count(3)
+    for i in range(3):
+        expect(chance.nth(i)).to_have_attribute("title", re.compile(r"m\(out\) m\(in\) / 2"))
+        expect(chance.nth(i)).to_have_text(re.compile(r"^0\.0\d+$"))
     for layer in ("block1.0", "block2.0", "head"):
         spectrum = page.locator(f'[data-chart="spectrum:{layer}"]')
         expect(spectrum).to_have_attribute("data-drawn", "true")

@@ -4,8 +4,12 @@ the API with one sentence saying which formats expose weights this way."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from analysis.models.architectures import mlp
+from analysis.weights.chance import alignment_chance
 from tests.conftest import run_with_dependencies
 from webapp.catalog.models import Checkpoint
 from webapp.runs.models import Report, Run
@@ -14,6 +18,13 @@ from webapp.runs.weight_space import request_weight_space
 pytestmark = pytest.mark.django_db
 
 REFUSAL = "weight space reads weights only from .safetensors state dicts"
+
+WEIGHT_SHAPES = [
+    list(weight.shape)
+    for name, weight in mlp(64, [32, 16], 10).state_dict().items()
+    if name.endswith(".weight")
+]
+"""[out, in] of each layer of the checkpoints ``ckpt_a`` and ``ckpt_b`` (tests.conftest)."""
 
 
 def test_the_page_shows_the_paths_barriers_l2_and_spectra(
@@ -38,6 +49,18 @@ def test_the_page_shows_the_paths_barriers_l2_and_spectra(
         assert shown in html
     chance = Report.objects.get(run=run).result["chance"]
     assert f"Chance: loss {chance['loss']:.4f} nats, accuracy {chance['accuracy']:.4f}" in html
+    # each layer's alignment beside what unrelated weights of its shape score
+    assert "<th>unrelated weights</th>" in html and "uniformly random (Haar) orientation" in html
+    layers = Report.objects.get(run=run).result["layers"]
+    assert [layer["shape"] for layer in layers] == WEIGHT_SHAPES
+    for layer in layers:
+        expected = alignment_chance(*layer["shape"])
+        assert layer["alignment_chance"] == pytest.approx(expected, rel=1e-12)
+        assert f"<td>{layer['shape'][0]} × {layer['shape'][1]}</td>" in html
+    cells = re.findall(r'data-testid="alignment-chance" title="([^"]*)">([^<]*)</td>', html)
+    assert [shown for _, shown in cells] == [f"{layer['alignment_chance']:.3g}" for layer in layers]
+    assert all("m(out) m(in) / 2" in title for title, _ in cells)
+    assert 'data-testid="alignment-chance-unknown"' not in html
     listed = client.get(f"/w/{workspace.slug}/").content.decode()
     assert f"/weight-spaces/{run.pk}/" in listed
     assert f"/weight-spaces/{run.pk}/" in client.get(f"/checkpoints/{ckpt_b.pk}/").content.decode()
@@ -76,6 +99,12 @@ def test_the_api_asks_for_reads_and_refuses(api, owner, workspace, digits, ckpt_
     read = api.get(f"/api/v1/weight-spaces/{run.pk}/").json()
     assert read["state"] == "succeeded" and read["result"]["function_check"]["passed"]
     assert read["definitions"]["alignment"].startswith("Σ s_i^A s_i^B")
+    layers = read["result"]["layers"]
+    assert [layer["shape"] for layer in layers] == WEIGHT_SHAPES
+    for layer in layers:
+        expected = alignment_chance(*layer["shape"])
+        assert layer["alignment_chance"] == pytest.approx(expected, rel=1e-12)
+    assert "uniformly random" in read["definitions"]["alignment_chance"]
 
     Checkpoint.objects.filter(pk=ckpt_b.pk).update(format="precomputed")
     refused = api.post("/api/v1/weight-spaces/", {**body, "seed": 1}, format="json")
@@ -95,3 +124,41 @@ def test_a_refusal_is_said_once(client, owner, workspace, digits, ckpt_a):
     answer = client.post(f"/w/{workspace.slug}/weight-spaces/new/", body)
     assert answer.status_code == 400
     assert answer.content.decode().count("choose two different checkpoints") == 1
+
+
+def test_a_report_stored_before_the_chance_level_still_renders(
+    client, api, owner, workspace, digits, ckpt_a, ckpt_b
+):
+    """A report without the layers' shapes shows a dash for unrelated weights, saying why and
+    the most it can be (m(r)² / 2 for r singular values); one with the shape but not the
+    chance level shows the level computed from the shape; the API serves both as stored."""
+    run = run_with_dependencies(request_weight_space(owner, ckpt_a, ckpt_b, digits)[0])
+    report = Report.objects.get(run=run)
+    stored = report.result["layers"]
+    report.result["layers"] = [
+        {k: v for k, v in layer.items() if k not in ("shape", "alignment_chance")}
+        for layer in stored
+    ]
+    report.save()
+    client.force_login(owner)
+    html = client.get(f"/weight-spaces/{run.pk}/").content.decode()
+    assert 'data-testid="alignment-chance-unknown"' in html
+    assert "stored before the layers' shapes were kept" in html
+    for layer in stored:
+        r = len(layer["singular_a"])
+        bound = alignment_chance(r, r)
+        assert bound >= layer["alignment_chance"]
+        assert f"at least {r} × {r}, so its unrelated weights score at most {bound:.3g}" in html
+    assert html.count('data-testid="alignment-chance" class="muted"') == len(stored)
+    read = api.get(f"/api/v1/weight-spaces/{run.pk}/")
+    assert read.status_code == 200
+    assert all("alignment_chance" not in layer for layer in read.json()["result"]["layers"])
+
+    report.result["layers"] = [
+        {k: v for k, v in layer.items() if k != "alignment_chance"} for layer in stored
+    ]
+    report.save()
+    html = client.get(f"/weight-spaces/{run.pk}/").content.decode()
+    assert 'data-testid="alignment-chance-unknown"' not in html
+    shown = re.findall(r'data-testid="alignment-chance" title="[^"]*">([^<]*)</td>', html)
+    assert shown == [f"{alignment_chance(*layer['shape']):.3g}" for layer in stored]

@@ -20,6 +20,7 @@ from webapp.runs.kinds import parameters_in
 from webapp.runs.models import Run
 from webapp.runs.queue import standing
 from webapp.runs.weight_space import (
+    alignment_rows,
     permuted_units,
     request_weight_space,
     weight_space_charts,
@@ -117,12 +118,15 @@ def weight_space_page(request: HtmxRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(visible_to(Run, request.user), pk=pk, kind=Run.Kind.WEIGHTS)
     view = weight_space_view(run)
     units = view["result"]["units"] if view["result"] else {}
+    alignment = alignment_rows(view["result"]) if view["result"] else []
     context = {
         "run": run,
         "workspace": run.workspace,
         "view": view,
         "result": view["result"],
         "charts": weight_space_charts(view),
+        "alignment": alignment,
+        "alignment_unknown": any(row["chance"] is None for row in alignment),
         "units": permuted_units(units),
         "per_head": any(name.endswith(".heads") for name in units),
         "standing": standing(run),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from analysis.errors import InputError
+from analysis.weights.chance import alignment_chance
 from analysis.weights.formats import (
     ENCODERS,
     FUNCTION_TOLERANCE,
@@ -47,6 +48,16 @@ DEFINITIONS = {
         "Σ s_i^A s_i^B max(c_i, 0) / Σ s_i^A s_i^B, where c_i is the cosine between the i-th "
         "rank-one components u_i v_iᵀ of A and B: 1 when their singular vectors coincide, "
         "the large singular values weighing most"
+    ),
+    "alignment_chance": (
+        "what unrelated weights score before matching: the expected alignment of two "
+        "independent random out × in matrices with uniformly random (Haar) orientation, "
+        "whatever their singular values, m(out) m(in) / 2 with m(p) = Γ(p/2) / (√π Γ((p+1)/2)) "
+        "the mean |cosine| between independent uniform unit vectors of R^p; about "
+        "1 / (π √(out·in)). It is a mean: one pair of unrelated layers scatters around it, "
+        "the more the fewer directions carry their weight. Matching raises even unrelated "
+        "weights' alignment above it (it permutes B's units to bring its weights closest to "
+        "A's), so it is the chance level of the alignment before matching, not after"
     ),
 }
 """One line per number the page shows."""
@@ -159,6 +170,39 @@ def weight_space_charts(view: dict) -> dict:
             for layer in result["layers"]
         },
     }
+
+
+def alignment_rows(result: dict) -> list[dict]:
+    """The page's row per layer of a report: its name, shape (``"64 × 128"``, None where not
+    kept), number of singular values, alignment before and after matching, and ``chance``,
+    what unrelated weights of its shape score (stored with the layer; computed from its shape
+    where only that was kept). Reports stored before either was kept have ``chance`` None and
+    ``unknown``, a sentence saying why and the most it can be: a layer with r singular values
+    is at least r × r, and m decreases with the width."""
+    rows = []
+    for layer in result["layers"]:
+        shape, chance = layer.get("shape"), layer.get("alignment_chance")
+        if chance is None and shape is not None:
+            chance = alignment_chance(*shape)
+        r = len(layer["singular_a"])
+        rows.append(
+            {
+                "layer": layer["layer"],
+                "shape": " × ".join(map(str, shape)) if shape else None,
+                "singular_values": r,
+                "before": layer["alignment_before"],
+                "after": layer["alignment_after"],
+                "chance": chance,
+                "unknown": None
+                if chance is not None
+                else (
+                    "not known: this report was stored before the layers' shapes were kept; "
+                    f"with {r} singular values the layer is at least {r} × {r}, so its unrelated "
+                    f"weights score at most {alignment_chance(r, r):.3g}"
+                ),
+            }
+        )
+    return rows
 
 
 _KINDS = {"heads": 0, "qk": 1, "v": 2, "mlp": 3}
