@@ -289,6 +289,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {  # one name per choice set that several fields share
         "PoolingEnum": "analysis.models.choices.POOLINGS",
         "ExtractionPoolingEnum": "analysis.models.choices.EXTRACTION_POOLINGS",
+        "PositionsEnum": "analysis.measures.positions.REDUCTIONS",
+        "PooledPositionsEnum": "analysis.measures.positions.POOLED_REDUCTIONS",
         "RunKindEnum": "webapp.runs.models.Run.Kind",
         "RunStateEnum": "webapp.runs.models.Run.State",
         "UploadStateEnum": "webapp.catalog.models.Upload.State",

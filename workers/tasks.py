@@ -319,8 +319,8 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
         mapped = {
             s.pk: stack.enter_context(s.memory_map()) for s in {*sets_a.values(), *sets_b.values()}
         }
-        compared = _comparable(
-            measure, [*sets_a.values(), *sets_b.values()], mapped, p.get("positions", "mean")
+        compared = _read_sets(
+            [*sets_a.values(), *sets_b.values()], mapped, p.get("positions", "mean"), measure
         )
         n_bootstrap = 0 if compared.per_position else p.get("n_bootstrap", 0)
         results = compare_layers(
@@ -380,27 +380,35 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
 
 
 @dataclass
-class Comparable:
-    """What a comparison's measure reads of each activation set (by its id): ``arrays`` for
-    the measure, ``per_sample`` one vector per sample for the drill-down's agreement; and
-    ``note``, for provenance, how token-level sets were read ("" where there were none)."""
+class ReadSets:
+    """What a run reads of each activation set (by its id): ``arrays`` for its analysis,
+    ``per_sample`` one vector per sample (a token-level set's mean: the drill-down's agreement,
+    a series' statistics); ``reading``, how token-level sets were read (``per-position``,
+    ``mean``, ``first`` or ``last``; "" where there were none) and ``note``, for provenance,
+    that in words ("" where there were none)."""
 
     arrays: dict[int, np.ndarray]
     per_sample: dict[int, np.ndarray]
     per_position: bool = False
     note: str = ""
+    reading: str = ""
 
 
-def _comparable(
-    measure: Measure, sets: list[ActivationSet], mapped: dict[int, np.ndarray], how: str
-) -> Comparable:
-    """The arrays compared: sets of one vector per sample as stored; token-level sets
-    (pooling ``tokens``) per position where ``how`` asks for it, every set holds the same rows
-    and the measure compares positions, else pooled on the fly
-    (:mod:`analysis.measures.positions`), the model never run again."""
+def _read_sets(
+    sets: list[ActivationSet],
+    mapped: dict[int, np.ndarray],
+    how: str,
+    measure: Measure | None = None,
+) -> ReadSets:
+    """The arrays a run reads (``mapped``: each set's stored rows): sets of one vector per
+    sample as stored; token-level sets (pooling ``tokens``) per position where ``how`` asks for
+    it, a ``measure`` compares them (None: the run reads one vector per sample) and every set
+    holds the same rows, else pooled on the fly by ``how``
+    (:mod:`analysis.measures.positions`), the model never run again. Every kind that reads
+    stored activations reads them here."""
     positions = {s.pk: s.positions.load_arrays() for s in sets if s.positions is not None}
     if not positions:
-        return Comparable(mapped, mapped)
+        return ReadSets(mapped, mapped)
     n = sets[0].dataset.n_samples
     means = {  # "special": the rows mean leaves out (a ViT's class token); older blobs: none
         pk: pooled(mapped[pk], found["sample"], n, "mean", found.get("special"))
@@ -408,7 +416,11 @@ def _comparable(
     }
     per_sample = {pk: means.get(pk, x) for pk, x in mapped.items()}
     if how == PER_POSITION:
-        why = _not_per_position(measure, sets, positions)
+        why = (
+            "this run reads one vector per sample"
+            if measure is None
+            else _not_per_position(measure, sets, positions)
+        )
         if not why:
             note = (
                 f"per position: each of the {len(mapped[sets[0].pk])} rows (a sample's token or "
@@ -417,7 +429,7 @@ def _comparable(
                 "(it is the level of unrelated positions, below that of unrelated texts or "
                 "images); the drill-down's agreement is on each sample's mean"
             )
-            return Comparable(mapped, per_sample, per_position=True, note=note)
+            return ReadSets(mapped, per_sample, True, note, PER_POSITION)
         how = "mean"
         asked = f"per position was asked, but {why}; "
     else:
@@ -426,7 +438,21 @@ def _comparable(
     for pk, found in positions.items():
         arrays[pk] = means[pk] if how == "mean" else pooled(mapped[pk], found["sample"], n, how)
     note = f"{asked}pooled on the fly ({how}): {REDUCTIONS[how]}, from the stored positions"
-    return Comparable(arrays, per_sample, note=note)
+    return ReadSets(arrays, per_sample, note=note, reading=how)
+
+
+@contextmanager
+def _vectors(run: Run, sets: list[ActivationSet]) -> Iterator[ReadSets]:
+    """``sets`` memory-mapped and read as one vector per sample (:func:`_read_sets`, by the
+    run's ``positions``): what the kinds that read no positions work on, while open."""
+    with ExitStack() as stack:
+        mapped = {s.pk: stack.enter_context(s.memory_map()) for s in sets}
+        yield _read_sets(sets, mapped, run.params.get("positions", "mean"))
+
+
+def _positions_note(read: ReadSets) -> dict[str, str]:
+    """``{"positions": note}`` for a result's provenance where token-level sets were read."""
+    return {"positions": read.note} if read.note else {}
 
 
 def _not_per_position(
@@ -484,10 +510,10 @@ def align(run: Run) -> dict:
     set_a = _activation_sets(run, run.checkpoint, [p["layer_a"]])[0]
     set_b = _activation_sets(run, run.checkpoint_b, [p["layer_b"]])[0]
     started = monotonic()
-    with set_a.memory_map() as x, set_b.memory_map() as y:
+    with _vectors(run, [set_a, set_b]) as read:
         r = fit_alignment(
-            x,
-            y,
+            read.arrays[set_a.pk],
+            read.arrays[set_b.pk],
             p["method"],
             test_fraction=p["test_fraction"],
             seed=p["seed"],
@@ -503,7 +529,10 @@ def align(run: Run) -> dict:
             "activation_b": set_b,
             "method": r.method,
             "estimator": r.estimator,
-            "parameters": {k: p[k] for k in ("pooling", "test_fraction", "seed")},
+            "parameters": {
+                **{k: p[k] for k in ("pooling", "test_fraction", "seed")},
+                **_positions_note(read),
+            },
             "n_train": r.n_train,
             "n_test": r.n_test,
             "d_a": r.d_a,
@@ -535,22 +564,23 @@ def compatibility(run: Run) -> dict:
         labels, dataset.column("meta:role"), query_fraction=p["query_fraction"], seed=p["seed"]
     )
     started = monotonic()
-    embeddings = [(c.name, _activation_sets(run, c, [p["layer"]])[0].load()) for c in series]
-    result = cross_model_retrieval(
-        embeddings,
-        labels,
-        query,
-        gallery,
-        metric=p["metric"],
-        criterion=p["criterion"],
-        seed=p["seed"],
-        progress=run.report_progress,
-    )
+    sets = [_activation_sets(run, c, [p["layer"]])[0] for c in series]
+    with _vectors(run, sets) as read:
+        result = cross_model_retrieval(
+            [(c.name, np.asarray(read.arrays[s.pk])) for c, s in zip(series, sets, strict=True)],
+            labels,
+            query,
+            gallery,
+            metric=p["metric"],
+            criterion=p["criterion"],
+            seed=p["seed"],
+            progress=run.report_progress,
+        )
     computed = monotonic()
     CompatibilityResult.objects.update_or_create(
         run=run,
         defaults={
-            "result": result.to_json(),
+            "result": {**result.to_json(), **_positions_note(read)},
             "query_indices": query.tolist(),
             "code_version": run.code_version,
         },
@@ -566,7 +596,8 @@ def projection(run: Run) -> dict:
     activation = _activation_sets(run, run.checkpoint, [p["layer"]])[0]
     options = {name: p[name] for name in PARAMETERS[p["method"]]}
     started = monotonic()
-    with activation.memory_map() as x:
+    with _vectors(run, [activation]) as read:
+        x = read.arrays[activation.pk]
         search = None
         if p["method"] == "umap":  # one neighbour search for the UMAP graph and the explorer
             width = max(WIDTH, p["n_neighbors"] - 1)
@@ -580,7 +611,7 @@ def projection(run: Run) -> dict:
             search=search,
             **options,
         )
-        _store_projection(run, activation, x, result, search)
+        _store_projection(run, activation, x, result, search, read.note)
     return {"compute_s": round(monotonic() - started, 3), "points": len(result.coordinates)}
 
 
@@ -594,8 +625,8 @@ def aligned_projections(run: Run) -> dict:
     activations = [_activation_sets(run, c, [layer])[0] for c, layer in spaces]
     options = {name: p[name] for name in PARAMETERS["umap"] if name in p}
     started = monotonic()
-    with ExitStack() as stack:
-        xs = [stack.enter_context(a.memory_map()) for a in activations]
+    with _vectors(run, activations) as read:
+        xs = [read.arrays[a.pk] for a in activations]
         results = project_aligned(
             xs,
             p["method"],
@@ -608,7 +639,7 @@ def aligned_projections(run: Run) -> dict:
             zip(spaces, activations, xs, results, strict=True)
         ):
             member = _aligned_member(run, position, checkpoint, layer)
-            _store_projection(member, activation, x, result)
+            _store_projection(member, activation, x, result, note=read.note)
             run.report_progress(0.7 + 0.3 * (position + 1) / len(spaces))
     return {"compute_s": round(monotonic() - started, 3), "spaces": len(spaces)}
 
@@ -620,6 +651,7 @@ def _aligned_member(run: Run, position: int, checkpoint: Checkpoint, layer: str)
     params = {
         "layer": layer,
         "pooling": p["pooling"],
+        **({"positions": p["positions"]} if "positions" in p else {}),
         "method": f"aligned-{p['method']}",
         **options,
         "seed": p["seed"],
@@ -653,11 +685,13 @@ def _store_projection(
     x: np.ndarray,
     result: Projected,
     search: NeighbourSearch | None = None,
+    note: str = "",
 ) -> None:
-    """Store a projection of ``x`` (the activations of ``activation``) with each sample's
-    nearest neighbours in the original space (``search``, when they were found already; how
-    they were found, with their measured recall when approximate, is kept in the parameters as
-    ``neighbours``), the share the projection keeps, and the layer's geometry."""
+    """Store a projection of ``x`` (the activations of ``activation``, one vector per sample)
+    with each sample's nearest neighbours in the original space (``search``, when they were
+    found already; how they were found, with their measured recall when approximate, is kept
+    in the parameters as ``neighbours``), the share the projection keeps, and the layer's
+    geometry; ``note``: how a token-level set was read (kept as ``positions``)."""
     near = neighbourhoods(
         x,
         result.coordinates,
@@ -671,7 +705,11 @@ def _store_projection(
         defaults={
             "activation": activation,
             "method": result.method,
-            "parameters": {**result.params, "neighbours": near.search},
+            "parameters": {
+                **result.params,
+                "neighbours": near.search,
+                **({"positions": note} if note else {}),
+            },
             "estimator": result.estimator,
             "coordinates": Blob.store_array(result.coordinates),
             "explained_variance": result.explained_variance,
@@ -736,41 +774,51 @@ def dynamics(run: Run) -> dict:
     k, n_layers = len(series), len(p["layers"])
     started = monotonic()
     computed_cells = reused_cells = computed_statistics = 0
-    layers = []
+    layers, notes = [], {}
     for position, layer in enumerate(p["layers"]):
         sets = [_activation_sets(run, c, [layer])[0] for c in series]
         index = {s.pk: i for i, s in enumerate(sets)}
-        known: dict[tuple[int, int], float | str] = {
-            (index[c.activation_a_id], index[c.activation_b_id]): (
-                c.value if c.value is not None else c.refusal
-            )
-            for c in SeriesCell.objects.filter(
-                activation_a__in=sets,
-                activation_b__in=sets,
-                measure=measure.id,
-                settings=measure_settings,
-            )
-        }
 
         def progress(f: float, at: int = position) -> None:
             run.report_progress((at + f) / n_layers)
 
-        todo = missing_cells(k, measure.symmetric, known)
         with ExitStack() as stack:
-            arrays = [stack.enter_context(s.memory_map()) for s in sets]
-            prepared = _kept_preparations(measure, sets, arrays, steps_needed(todo))
+            mapped = {s.pk: stack.enter_context(s.memory_map()) for s in sets}
+            read = _read_sets(sets, mapped, p.get("positions", "mean"), measure)
+            arrays = [read.arrays[s.pk] for s in sets]
+            # a cell of token-level sets is kept for the way they were read
+            cell_settings = {
+                **measure_settings,
+                **({"positions": read.reading} if read.reading else {}),
+            }
+            known: dict[tuple[int, int], float | str] = {
+                (index[c.activation_a_id], index[c.activation_b_id]): (
+                    c.value if c.value is not None else c.refusal
+                )
+                for c in SeriesCell.objects.filter(
+                    activation_a__in=sets,
+                    activation_b__in=sets,
+                    measure=measure.id,
+                    settings=cell_settings,
+                )
+            }
+            todo = missing_cells(k, measure.symmetric, known)
+            prepared = _kept_preparations(measure, cell_settings, sets, arrays, steps_needed(todo))
             restored = set(prepared)
             cells = series_matrix(measure, arrays, known, progress, prepared)
-            _keep_preparations(run, measure, sets, prepared, restored)
+            _keep_preparations(run, measure, cell_settings, sets, prepared, restored)
             new = {cell: cells[cell] for cell in todo}
-            statistics, fresh = _statistics(run, sets, arrays, labels, columns)
+            per_sample = [read.per_sample[s.pk] for s in sets]
+            statistics, fresh = _statistics(run, sets, per_sample, labels, columns)
+        if read.note:
+            notes[layer] = read.note
         SeriesCell.objects.bulk_create(
             [
                 SeriesCell(
                     activation_a=sets[i],
                     activation_b=sets[j],
                     measure=measure.id,
-                    settings=measure_settings,
+                    settings=cell_settings,
                     value=outcome if isinstance(outcome, float) else None,
                     refusal=outcome if isinstance(outcome, str) else "",
                     run=run,
@@ -796,6 +844,7 @@ def dynamics(run: Run) -> dict:
     computed = monotonic()
     result = {
         "measure_params": measure_settings,
+        **_dynamics_positions(notes),
         "labels": labels is not None,
         "columns": {name: chance_level(values) for name, values in columns.items()},
         "label_chance": chance_level(labels) if labels is not None else None,
@@ -813,16 +862,36 @@ def dynamics(run: Run) -> dict:
     }
 
 
+def _dynamics_positions(notes: dict[str, str]) -> dict[str, str]:
+    """A series' ``positions`` provenance (``notes``: how each layer's token-level sets were
+    read, by layer): the one note where every such layer was read alike, else each layer's
+    note after its name; ``{}`` without token-level sets. Statistics read each sample's mean."""
+    if not notes:
+        return {}
+    distinct = set(notes.values())
+    note = (
+        distinct.pop()
+        if len(distinct) == 1
+        else "; ".join(f"{layer}: {note}" for layer, note in notes.items())
+    )
+    return {"positions": f"{note}; the statistics of each step read each sample's mean"}
+
+
 def _kept_preparations(
-    measure: Measure, sets: list[ActivationSet], arrays: list[np.ndarray], needed: set[int]
+    measure: Measure,
+    settings: dict,
+    sets: list[ActivationSet],
+    arrays: list[np.ndarray],
+    needed: set[int],
 ) -> dict[int, Any]:
-    """The prepared layers of the ``needed`` steps that an earlier run kept, restored."""
+    """The prepared layers of the ``needed`` steps that an earlier run kept (with the
+    measure's ``settings`` and the way token-level sets were read), restored."""
     kept = {
         p.activation_id: p
         for p in KeptPreparation.objects.filter(
             activation__in=[sets[i] for i in needed],
             measure=measure.id,
-            settings=measure.settings(),
+            settings=settings,
         ).select_related("blob")
     }
     return {
@@ -835,18 +904,19 @@ def _kept_preparations(
 def _keep_preparations(
     run: Run,
     measure: Measure,
+    settings: dict,
     sets: list[ActivationSet],
     prepared: dict[int, Any],
     restored: set[int],
 ) -> None:
-    """Store what the measure keeps of each layer prepared by this run."""
+    """Store what the measure keeps of each layer prepared by this run, under ``settings``."""
     for i, layer in prepared.items():
         if i in restored or (kept := measure.kept(layer)) is None:
             continue
         KeptPreparation.objects.get_or_create(
             activation=sets[i],
             measure=measure.id,
-            settings=measure.settings(),
+            settings=settings,
             defaults={"blob": Blob.store_array(kept), "code_version": run.code_version},
         )
 
@@ -910,17 +980,23 @@ def nested(run: Run) -> dict:
     if len(labels) > MAX_LOO_SAMPLES:
         query, gallery = query_gallery_split(labels, run.dataset.column("meta:role"))
     started = monotonic()
-    results = []
+    results, note = [], ""
     for position, checkpoint in enumerate(series):
         activation = _activation_sets(run, checkpoint, [p["layer"]])[0]
-        with activation.memory_map() as x:
+        with _vectors(run, [activation]) as read:
             quality = nested_quality(
-                x, labels, metric=p["metric"], query_idx=query, gallery_idx=gallery
+                read.arrays[activation.pk],
+                labels,
+                metric=p["metric"],
+                query_idx=query,
+                gallery_idx=gallery,
             )
+        note = note or read.note
         results.append({"checkpoint": checkpoint.pk, **quality.to_json()})
         run.report_progress((position + 1) / len(series))
+    result = {"checkpoints": results, **({"positions": note} if note else {})}
     Report.objects.update_or_create(
-        run=run, defaults={"result": {"checkpoints": results}, "code_version": run.code_version}
+        run=run, defaults={"result": result, "code_version": run.code_version}
     )
     return {"compute_s": round(monotonic() - started, 3), "checkpoints": len(series)}
 
@@ -936,7 +1012,8 @@ def unit_matching(run: Run) -> dict:
     check_width(set_a.d, f"{run.checkpoint} {set_a.layer}")
     check_width(set_b.d, f"{run.checkpoint_b} {set_b.layer}")
     started = monotonic()
-    with set_a.memory_map() as x, set_b.memory_map() as y:
+    with _vectors(run, [set_a, set_b]) as read:
+        x, y = read.arrays[set_a.pk], read.arrays[set_b.pk]
         report = unit_matching_report(
             x,
             y,
@@ -964,6 +1041,7 @@ def unit_matching(run: Run) -> dict:
         "estimator": "Pearson correlations of units over the samples; Hungarian matching; "
         f"lasso path of {len(report.sparse.alphas)} penalties, coordinate descent, on all "
         "samples (in-sample error) and on a training split (held-out error)",
+        **_positions_note(read),
     }
     Report.objects.update_or_create(
         run=run, defaults={"result": result, "code_version": run.code_version}

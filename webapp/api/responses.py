@@ -184,6 +184,12 @@ class TokenStorageSerializer(serializers.Serializer):
 # ---------------------------------------------------------------------------- results
 
 
+POSITIONS_READ = (
+    "how token-level sets (pooling tokens) were read: pooled on the fly (mean, first or "
+    "last) or per position, and why; empty for sets of one vector per sample"
+)
+
+
 class MatrixProvenanceSerializer(serializers.Serializer):
     pooling = serializers.CharField()
     positions = serializers.CharField(
@@ -288,6 +294,7 @@ class CompatibilityProvenanceSerializer(serializers.Serializer):
     metric = serializers.CharField()
     criterion = serializers.CharField()
     query_fraction = serializers.FloatField()
+    positions = serializers.CharField(help_text=POSITIONS_READ)
     seed = serializers.IntegerField()
     n_bootstrap = serializers.IntegerField(
         allow_null=True, help_text="resamples of the queries behind the intervals"
@@ -540,6 +547,9 @@ class DynamicsSerializer(serializers.Serializer):
     series = serializers.CharField(help_text="the seed group")
     measure = MeasureSerializer()
     pooling = serializers.CharField()
+    positions = serializers.CharField(
+        help_text=f"{POSITIONS_READ}; a series' statistics read each sample's mean"
+    )
     dataset = NamedSerializer()
     checkpoints = DynamicsCheckpointSerializer(many=True, help_text="oldest first")
     steps = serializers.ListField(child=serializers.IntegerField(allow_null=True))
@@ -603,6 +613,7 @@ class NestedProvenanceSerializer(serializers.Serializer):
     metric = serializers.CharField()
     n_queries = serializers.IntegerField()
     n_gallery = serializers.IntegerField()
+    positions = serializers.CharField(help_text=POSITIONS_READ)
     code_version = serializers.CharField()
 
 
@@ -718,6 +729,7 @@ class UnitMatchingSerializer(serializers.Serializer):
     layer_a = serializers.CharField()
     layer_b = serializers.CharField()
     parameters = UnitParametersSerializer()
+    positions = serializers.CharField(help_text=POSITIONS_READ)
     max_units = serializers.IntegerField(help_text="the widest layer taken")
     limit = serializers.CharField()
     definitions = serializers.DictField(

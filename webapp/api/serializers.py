@@ -376,7 +376,11 @@ def parameter_field(parameter: Parameter) -> serializers.Field:
     """The request field of a declared parameter (a run kind's, see ``webapp.runs.kinds``)."""
     options: dict[str, Any] = {"default": parameter.default, "help_text": parameter.help}
     if parameter.kind == "choice":
-        return serializers.ChoiceField(choices=list(parameter.choices), **options)
+        offered = ", ".join(parameter.choices)  # e.g. positions here without per-position
+        invalid = f'"{{input}}" is not one of its choices here: {offered}'
+        return serializers.ChoiceField(
+            choices=list(parameter.choices), error_messages={"invalid_choice": invalid}, **options
+        )
     field = serializers.IntegerField if parameter.kind == "int" else serializers.FloatField
     bounds: dict[str, Any] = {"min_value": parameter.minimum, "max_value": parameter.maximum}
     return field(**bounds, **options)

@@ -71,6 +71,16 @@ def choices_of(form: forms.BaseForm, name: str) -> list[tuple[str, str]]:
 POOLING_CHOICES = [(name, f"{name}: {text}") for name, text in POOLINGS.items()]
 
 
+def offer_tokens(form: forms.BaseForm, keeps_positions: bool) -> None:
+    """Pooling ``tokens``, and the ``positions`` field that says how its rows are read, only
+    where the checkpoint(s) the form asks about can keep positions
+    (:attr:`Checkpoint.keeps_positions`, the API's rule); else neither is offered."""
+    if keeps_positions or "pooling" not in form.fields:
+        return
+    set_choices(form, "pooling", [(k, v) for k, v in choices_of(form, "pooling") if k != TOKENS])
+    form.fields.pop("positions", None)
+
+
 def parameter_field(parameter: Parameter, label: str | None = None) -> forms.Field:
     """A form field for a declared parameter (blank: its default)."""
     common: dict[str, Any] = {"required": False, "label": label, "help_text": parameter.help}
@@ -143,7 +153,8 @@ class MeasureChoice(ParametersForm):
         fields = dict(self.fields)
         own = {p.name for p in self.parameters}
         order = [name for name in fields if name not in own and name != "pooling_b"]
-        order += ["pooling", *(["pooling_b"] if "pooling_b" in fields else []), "measure"]
+        order += ["pooling", *(name for name in ("pooling_b", "positions") if name in fields)]
+        order += ["measure"]
         for measure in MEASURES.values():
             for parameter in measure.parameters:
                 field = parameter_field(parameter, f"{parameter.name} ({measure.name})")
@@ -204,6 +215,7 @@ class DynamicsForm(MeasureChoice, DynamicsParameters):
         choose_from(self, "dataset", series[-1].workspace.datasets.all())
         shared = [name for name in series[-1].layers if all(name in c.layers for c in series)]
         set_choices(self, "layers", [(name, name) for name in shared])
+        offer_tokens(self, all(c.keeps_positions for c in series))
 
 
 class ComparisonForm(MeasureForm):
@@ -237,6 +249,7 @@ class _SeriesForm(forms.Form):
         choose_from(self, "dataset", workspace.datasets.all())
         names = sorted({layer for c in checkpoints for layer in c.layers})
         set_choices(self, "layer", [(name, name) for name in names])
+        offer_tokens(self, any(c.keeps_positions for c in checkpoints))
 
 
 class ModelMatrixForm(_SeriesForm, MeasureChoice, ModelMatrixParameters):
@@ -271,9 +284,7 @@ class ExtractionForm(ExtractParameters):
         super().__init__(*args, **kwargs)
         choose_from(self, "dataset", checkpoint.workspace.datasets.all())
         set_choices(self, "layers", [(name, name) for name in checkpoint.layers])
-        if not checkpoint.keeps_positions:  # the API's rule: every position where it has any
-            poolings = choices_of(self, "pooling")
-            set_choices(self, "pooling", [(k, v) for k, v in poolings if k != TOKENS])
+        offer_tokens(self, checkpoint.keeps_positions)
         on_dataset(self, dataset, checkpoint)
 
 
@@ -290,6 +301,7 @@ class _LayoutForm(forms.Form):
         for name in ("layer", "layers"):
             if name in self.fields:
                 set_choices(self, name, [(layer, layer) for layer in checkpoint.layers])
+        offer_tokens(self, checkpoint.keeps_positions)
         on_dataset(self, dataset, checkpoint)
 
 
@@ -297,7 +309,7 @@ class ProjectionForm(_LayoutForm, ProjectParameters):
     """Every sample of one layer in 2-D; the parameters a method does not use are ignored."""
 
     layer = forms.ChoiceField()
-    field_order = ["dataset", "layer", "pooling", "method"]
+    field_order = ["dataset", "layer", "pooling", "positions", "method"]
 
 
 class AlignedProjectionForm(_LayoutForm, ProjectAlignedParameters):
@@ -306,7 +318,7 @@ class AlignedProjectionForm(_LayoutForm, ProjectAlignedParameters):
     prefix = "aligned"  # its fields sit on the page beside the ProjectionForm's
 
     layers = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, help_text="two or more")
-    field_order = ["dataset", "layers", "pooling", "method"]
+    field_order = ["dataset", "layers", "pooling", "positions", "method"]
 
 
 class ProbeForm(ProbeParameters):

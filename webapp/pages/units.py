@@ -16,7 +16,13 @@ from django.views.decorators.http import require_POST
 from analysis.errors import InputError
 from webapp.access import check_editable, editable_workspace
 from webapp.catalog.models import Checkpoint, Dataset, Workspace, editable_workspaces_of, visible_to
-from webapp.pages.forms import ParametersForm, choose_from, set_choices, with_parameters
+from webapp.pages.forms import (
+    ParametersForm,
+    choose_from,
+    offer_tokens,
+    set_choices,
+    with_parameters,
+)
 from webapp.pages.views import _pair, _poll, asked_run
 from webapp.runs.kinds import parameters_in
 from webapp.runs.models import Run
@@ -41,7 +47,15 @@ class UnitMatchingForm(UnitsParameters):
     layer_b = forms.ChoiceField(help_text="a layer of checkpoint B")
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
 
-    field_order = ["checkpoint_a", "layer_a", "checkpoint_b", "layer_b", "dataset"]
+    field_order = [
+        "checkpoint_a",
+        "layer_a",
+        "checkpoint_b",
+        "layer_b",
+        "dataset",
+        "pooling",
+        "positions",
+    ]
 
     def __init__(self, workspace: Workspace, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -52,6 +66,7 @@ class UnitMatchingForm(UnitsParameters):
         names = sorted({layer for c in checkpoints for layer in c.layers})
         for field in ("layer_a", "layer_b"):
             set_choices(self, field, [(name, name) for name in names])
+        offer_tokens(self, any(c.keeps_positions for c in checkpoints))
 
 
 def unit_matchings_of(workspace: Workspace) -> dict:

@@ -198,6 +198,7 @@ def compatibility_matrix(run: Run) -> dict:
             "metric": p["metric"],
             "criterion": p["criterion"],
             "query_fraction": p["query_fraction"],
+            "positions": result.get("positions", "") if result else "",
             "seed": p["seed"],
             "n_bootstrap": result.get("n_bootstrap") if result else None,
             "code_version": stored.code_version if stored else code_version(),
@@ -376,6 +377,7 @@ def dynamics_view(run: Run) -> dict:
         "series": p["series"],
         "measure": measure,
         "pooling": p["pooling"],
+        "positions": "",
         "dataset": {"id": run.dataset_id, "name": run.dataset.name},
         "checkpoints": [
             {"id": c.pk, "name": c.name, "step": c.step, "metrics": c.metrics} for c in series
@@ -395,6 +397,7 @@ def dynamics_view(run: Run) -> dict:
     result = stored.result
     view |= {
         "label_chance": result["label_chance"],
+        "positions": result.get("positions", ""),
         "probe_columns": result["columns"],
         "cells": result["cells"],
         "code_version": stored.code_version,
@@ -542,6 +545,7 @@ def nested_view(run: Run) -> dict:
         "metric": first["metric"],
         "n_queries": first["n_queries"],
         "n_gallery": first["n_gallery"],
+        "positions": stored.result.get("positions", ""),
         "code_version": stored.code_version,
     }
     return view

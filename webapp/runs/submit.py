@@ -9,6 +9,7 @@ from django.db import transaction
 
 from analysis.errors import InputError
 from analysis.explorer.projection import PARAMETERS as PROJECTION_PARAMETERS
+from analysis.measures.positions import PER_POSITION
 from analysis.measures.registry import MEASURES
 from analysis.models.choices import TOKENS
 from analysis.probes.families import check_magnitudes, get_family
@@ -51,9 +52,23 @@ def _layer_of_each(checkpoints: list[Checkpoint], layer: str) -> None:
         raise InputError(f"layer {layer!r} is not in: {', '.join(lacking)}")
 
 
-def _checked(kind: str, **values: Any) -> dict:
-    """The run's parameters checked against its kind's spec (``webapp.runs.kinds``)."""
-    return KINDS[kind].check(values)
+def _checked(kind: str, pooling_b: str | None = None, **values: Any) -> dict:
+    """The run's parameters checked against its kind's spec (``webapp.runs.kinds``). How
+    token-level sets are read (``positions``) is kept only where a pooling (``pooling``, or
+    ``pooling_b``: B's of a comparison) is ``tokens``: it means nothing without them, and a
+    request made before there were any finds its run again. Per position is refused, in one
+    sentence, to the kinds that read one vector per sample."""
+    spec = KINDS[kind]
+    offered = [p.choices for p in spec.parameters if p.name == "positions"]
+    if values.get("positions") == PER_POSITION and offered and PER_POSITION not in offered[0]:
+        raise InputError(
+            f"a {kind} run reads one vector per sample, so positions cannot be {PER_POSITION} "
+            "(that is for compare, model_matrix and dynamics runs); choose mean, first or last"
+        )
+    checked = spec.check(values)
+    if "positions" in checked and TOKENS not in (checked.get("pooling"), pooling_b):
+        del checked["positions"]
+    return checked
 
 
 def _series_at_layer(
@@ -68,6 +83,11 @@ def _series_at_layer(
     _layer_of_each(distinct, layer)
     extractions = [request_extraction(user, c, dataset, [layer], pooling)[0] for c in distinct]
     return distinct, extractions
+
+
+def _positions_of(checked: dict) -> dict:
+    """``{"positions": …}`` where ``checked`` keeps it (a token-level request), else ``{}``."""
+    return {"positions": checked["positions"]} if "positions" in checked else {}
 
 
 def _comparison_parameters(
@@ -157,14 +177,15 @@ def request_comparison(
     ``parameters`` are the comparison kind's (``webapp.runs.kinds``: measure,
     n_permutations, n_bootstrap, seed …), defaults where absent."""
     _same_workspace(dataset, checkpoint_a, checkpoint_b)
-    checked = _comparison_parameters(
-        Run.Kind.COMPARE, dataset, measure_params, pooling=pooling, **parameters
-    )
     pooling_b = _checked(Run.Kind.EXTRACT, pooling=pooling_b or pooling)["pooling"]
-    if TOKENS not in (pooling, pooling_b):
-        # how token-level sets are read means nothing without them, and a request made before
-        # there were any must find its run again
-        del checked["positions"]
+    checked = _comparison_parameters(
+        Run.Kind.COMPARE,
+        dataset,
+        measure_params,
+        pooling=pooling,
+        pooling_b=pooling_b,
+        **parameters,
+    )
     layers_a = _layers(checkpoint_a, layers_a)
     layers_b = _layers(checkpoint_b, layers_b)
     extract_a, _ = request_extraction(user, checkpoint_a, dataset, layers_a, pooling)
@@ -352,13 +373,15 @@ def request_projection(
     metric: str = "euclidean",
     perplexity: float = 30.0,
     seed: int = 0,
+    positions: str = "mean",
 ) -> tuple[Run, bool]:
     """The run that projects every sample of one layer to 2-D; only the parameters the
-    method uses are part of the request."""
+    method uses are part of the request (``positions`` only at pooling ``tokens``)."""
     _same_workspace(dataset, checkpoint)
     checked = _checked(
         Run.Kind.PROJECT,
         pooling=pooling,
+        positions=positions,
         method=method,
         n_neighbors=n_neighbors,
         min_dist=min_dist,
@@ -369,7 +392,14 @@ def request_projection(
     _layer_of_each([checkpoint], layer)
     extraction, _ = request_extraction(user, checkpoint, dataset, [layer], pooling)
     used = {name: checked[name] for name in PROJECTION_PARAMETERS[method]}
-    params = {"layer": layer, "pooling": pooling, "method": method, **used, "seed": seed}
+    params = {
+        "layer": layer,
+        "pooling": pooling,
+        **_positions_of(checked),
+        "method": method,
+        **used,
+        "seed": seed,
+    }
     return _submit(Run.Kind.PROJECT, user, dataset, params, checkpoint, depends_on=[extraction])
 
 
@@ -384,6 +414,7 @@ def request_aligned_projections(
     min_dist: float = 0.1,
     metric: str = "euclidean",
     seed: int = 0,
+    positions: str = "mean",
 ) -> tuple[Run, bool]:
     """The run that projects two or more spaces of the same samples (layers of one checkpoint,
     or one layer of several checkpoints) so that each sample sits in comparable places; each
@@ -391,6 +422,7 @@ def request_aligned_projections(
     checked = _checked(
         Run.Kind.PROJECT_ALIGNED,
         pooling=pooling,
+        positions=positions,
         method=method,
         n_neighbors=n_neighbors,
         min_dist=min_dist,
@@ -409,6 +441,7 @@ def request_aligned_projections(
     params = {
         "spaces": [[checkpoint.pk, layer] for checkpoint, layer in spaces],
         "pooling": pooling,
+        **_positions_of(checked),
         "method": method,
         **({} if method == "pca" else options),
         "seed": seed,

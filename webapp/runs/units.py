@@ -172,6 +172,7 @@ def unit_matching_view(run: Run, *, samples: bool = True) -> dict:
             k: p.get(k, KIND_DEFAULTS[k])
             for k in ("pooling", "n_pairs", "top_m", "n_alphas", "test_fraction", "seed")
         },
+        "positions": "",
         "max_units": MAX_UNITS,
         "limit": LIMIT_NOTE,
         "definitions": DEFINITIONS,
@@ -186,6 +187,7 @@ def unit_matching_view(run: Run, *, samples: bool = True) -> dict:
     view |= {
         "code_version": stored.code_version,
         "estimator": result["estimator"],
+        "positions": result.get("positions", ""),
         "report": {
             "n": report["n"],
             "p": report["p"],
