@@ -340,6 +340,11 @@ class MeanCCA(Measure):
         # 2.5× faster single-threaded but 2.5× slower with two BLAS threads on a loaded machine.
         return float(np.mean(canonical_correlations(a, b)))
 
+    def draws_in_parallel(self) -> bool:
+        """On the CPU: each permutation or resample is an SVD (and a QR) of a few hundred
+        columns, which BLAS's threads barely speed up."""
+        return torch_device(self.device) is None
+
     def permute(self, prepared: CCALayer, perm: np.ndarray) -> CCALayer:
         """Rows permuted: the permuted basis spans the permuted (still centred) data, so the
         baseline is exact without preparing the permuted layer again."""

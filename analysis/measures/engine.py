@@ -11,8 +11,12 @@ same n and d score) and, on request, a bootstrap confidence interval over sample
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -95,6 +99,15 @@ class Measure:
     def permutation_moments(self, a: Any, b: Any) -> tuple[float, float]:
         """Exact mean and sd of the score over all row permutations of ``b``."""
         raise NotImplementedError
+
+    def draws_in_parallel(self) -> bool:
+        """Whether :func:`compare_layers` computes this measure's independent scores and
+        resamples side by side, one per core, each with one BLAS thread. Right where each is
+        small dense LAPACK work (an SVD or QR of a few hundred columns): OpenBLAS's threads
+        barely speed that up, and on busy cores they spin, which made the CCA family's
+        permutations 5× slower on a loaded 2-core machine (benchmarks/bench_cca.py). False by
+        default: a large matrix product gains from BLAS's own threads."""
+        return False
 
     def estimator(self, a: Any, b: Any) -> str:
         """How the value was computed for this pair (shown with the value)."""
@@ -246,7 +259,7 @@ def compare_layers(
     total = len(prepared_a) * len(prepared_b) + len(perms) * len(prepared_b) + len(resamples)
     done = 0
 
-    def step() -> None:
+    def advance() -> None:
         nonlocal done
         done += 1
         if progress:
@@ -259,26 +272,30 @@ def compare_layers(
         for name_b, _ in layers_b
         if name_a in refused_a or name_b in refused_b
     }
-    for name_a, a in prepared_a:
-        for name_b, b in prepared_b:
-            try:  # may cache what permute() reuses
-                values[(name_a, name_b)] = measure.score(a, b)
-            except InputError as err:
-                refusals[(name_a, name_b)] = str(err)
-            step()
-    if not values:
-        raise InputError(next(iter(refusals.values())))
-    shuffled: dict[tuple[str, str], list[float]] = {key: [] for key in values}
-    for perm in perms:  # each layer of B is permuted once per permutation, for all of A
-        for name_b, b in prepared_b:
-            permuted = measure.permute(b, perm)
-            for name_a, a in prepared_a:
-                if (name_a, name_b) in values:
-                    shuffled[(name_a, name_b)].append(measure.score(a, permuted))
-            step()
+    by_a, by_b = dict(prepared_a), dict(prepared_b)
+    with _drawing(measure) as run:
+        pairs = [(name_a, a, name_b, b) for name_a, a in prepared_a for name_b, b in prepared_b]
+        # a score may cache what permute() reuses
+        outcomes = run([partial(measure.score, a, b) for _, a, _, b in pairs])
+        for (name_a, _, name_b, _), outcome in zip(pairs, outcomes, strict=True):
+            if isinstance(outcome, InputError):
+                refusals[(name_a, name_b)] = str(outcome)
+            else:
+                values[(name_a, name_b)] = outcome
+            advance()
+        if not values:
+            raise InputError(next(iter(refusals.values())))
+        shuffled: dict[tuple[str, str], list[float]] = {key: [] for key in values}
+        for perm in perms:  # each layer of B is permuted once per permutation, for all of A
+            for name_b, b in prepared_b:
+                permuted = measure.permute(b, perm)
+                names = [name_a for name_a, _ in prepared_a if (name_a, name_b) in values]
+                calls = [partial(measure.score, by_a[name_a], permuted) for name_a in names]
+                for name_a, outcome in zip(names, run(calls), strict=True):
+                    shuffled[(name_a, name_b)].append(_value(outcome))
+                advance()
     dims_a = {name: x.shape[1] for name, x in layers_a}
     dims_b = {name: x.shape[1] for name, x in layers_b}
-    by_a, by_b = dict(prepared_a), dict(prepared_b)
     if measure.exact_baseline:
         moments = {(a, b): measure.permutation_moments(by_a[a], by_b[b]) for a, b in values}
     else:
@@ -311,7 +328,8 @@ def compare_layers(
             refusal=refusals[(name_a, name_b)],
         )
     if resamples:
-        _bootstrap(measure, prepared_a, prepared_b, resamples, results, step)
+        with _drawing(measure) as run:
+            _bootstrap(measure, prepared_a, prepared_b, resamples, results, run, advance)
     return {(a, b): results[(a, b)] for a, _ in layers_a for b, _ in layers_b}
 
 
@@ -343,7 +361,8 @@ def _bootstrap(
     prepared_b: list[tuple[str, Any]],
     resamples: list[np.ndarray],
     results: dict[tuple[str, str], PairResult],
-    step: Callable[[], None],
+    run: Run,
+    advance: Callable[[], None],
 ) -> None:
     """95 % intervals from bootstrap resamples of the samples; each resample prepares every
     layer once (:meth:`Measure.resample`; a layer on both sides once for both) and scores
@@ -355,17 +374,19 @@ def _bootstrap(
     """
     estimates = {key: result.value for key, result in results.items() if result.value is not None}
     draws: dict[tuple[str, str], list[float]] = {key: [] for key in estimates}
+    layers: dict[int, tuple[str, Any]] = {}  # a layer on both sides once
+    for name, p in [*prepared_a, *prepared_b]:
+        layers.setdefault(id(p), (name, p))
     for idx in resamples:
         # None: the measure refused this layer's resample (e.g. one that left it constant);
         # the pairs it takes part in get no draw from this resample, the others do.
-        resampled: dict[int, Any] = {}
-        for name, p in [*prepared_a, *prepared_b]:
-            if id(p) not in resampled:
-                try:
-                    resampled[id(p)] = measure.resample(p, idx, name)
-                except InputError:
-                    resampled[id(p)] = None
-        scored: dict[tuple[int, int], float] = {}
+        outcomes = run([partial(measure.resample, p, idx, name) for name, p in layers.values()])
+        resampled = {
+            key: None if isinstance(outcome, InputError) else outcome
+            for key, outcome in zip(layers, outcomes, strict=True)
+        }
+        calls: dict[tuple[int, int], Callable[[], Any]] = {}  # each pair of layers once
+        wanted = []  # (pair of names, the pair of layers scored for it)
         for name_a, a in prepared_a:
             for name_b, b in prepared_b:
                 if (name_a, name_b) not in draws:
@@ -373,13 +394,15 @@ def _bootstrap(
                 if resampled[id(a)] is None or resampled[id(b)] is None:
                     continue
                 pair = (id(a), id(b))
-                if measure.symmetric and pair[::-1] in scored:
-                    value = scored[pair[::-1]]
-                else:
-                    value = measure.score(resampled[id(a)], resampled[id(b)])
-                    scored[pair] = value
-                draws[(name_a, name_b)].append(value)
-        step()
+                if measure.symmetric and pair[::-1] in calls:
+                    pair = pair[::-1]
+                elif pair not in calls:
+                    calls[pair] = partial(measure.score, resampled[id(a)], resampled[id(b)])
+                wanted.append(((name_a, name_b), pair))
+        found = dict(zip(calls, run(list(calls.values())), strict=True))
+        for key, pair in wanted:
+            draws[key].append(_value(found[pair]))
+        advance()
     low, high = measure.bounds or measure.range
     for key, values in draws.items():
         if len(values) < 2:
@@ -389,3 +412,38 @@ def _bootstrap(
         q_low, q_high = np.percentile(values, [2.5, 97.5]) - bias
         result.ci_low = float(np.clip(q_low, low, high))
         result.ci_high = float(np.clip(q_high, low, high))
+
+
+Run = Callable[[Sequence[Callable[[], Any]]], list[Any]]
+"""Runs a batch of independent calls; each one's value, or the InputError it raised, in order."""
+
+
+@contextmanager
+def _drawing(measure: Measure) -> Iterator[Run]:
+    """How ``measure``'s independent scores and resamples are run: in turn, or, where it draws
+    in parallel (:meth:`Measure.draws_in_parallel`) and this process may use several cores, a
+    thread per core with BLAS held to one thread (numpy's LAPACK releases the GIL). Either way
+    each call computes what it would alone, so the values are the same."""
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2 or not measure.draws_in_parallel():
+        yield lambda calls: [_outcome(call) for call in calls]
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(cores) as pool:
+        yield lambda calls: list(pool.map(_outcome, calls))
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
+    """``call()``, or the InputError it raised."""
+    try:
+        return call()
+    except InputError as err:
+        return err
+
+
+def _value(outcome: Any) -> Any:
+    """A call's value; the InputError it raised, raised again."""
+    if isinstance(outcome, InputError):
+        raise outcome
+    return outcome
