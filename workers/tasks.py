@@ -80,7 +80,7 @@ from webapp.runs.models import (
 )
 from webapp.runs.queue import fail_blocked, ready_runs, take_next
 from webapp.runs.units import check_width
-from workers import presence  # noqa: F401  (a worker writes that it is alive: signals)
+from workers import cores, presence  # noqa: F401  (signals: share the cores; say it is alive)
 
 logger = logging.getLogger(__name__)
 

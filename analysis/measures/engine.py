@@ -11,7 +11,6 @@ same n and d score) and, on request, a bootstrap confidence interval over sample
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -421,17 +420,26 @@ Run = Callable[[Sequence[Callable[[], Any]]], list[Any]]
 @contextmanager
 def _drawing(measure: Measure) -> Iterator[Run]:
     """How ``measure``'s independent scores and resamples are run: in turn, or, where it draws
-    in parallel (:meth:`Measure.draws_in_parallel`) and this process may use several cores, a
-    thread per core with BLAS held to one thread (numpy's LAPACK releases the GIL). Either way
-    each call computes what it would alone, so the values are the same."""
-    cores = len(os.sched_getaffinity(0))
-    if cores < 2 or not measure.draws_in_parallel():
-        yield lambda calls: [_outcome(call) for call in calls]
+    in parallel (:meth:`Measure.draws_in_parallel`) and BLAS may use several threads in this
+    process (all cores, or a worker process's share of them), as many side by side,
+    with BLAS held to one thread each (numpy's LAPACK releases the GIL). Either way each call
+    computes what it would alone, so the values are the same."""
+    if not measure.draws_in_parallel():
+        yield _in_turn
         return
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(cores) as pool:
+    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    threads = max(blas, default=1)
+    if threads < 2:
+        yield _in_turn
+        return
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
         yield lambda calls: list(pool.map(_outcome, calls))
+
+
+def _in_turn(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    return [_outcome(call) for call in calls]
 
 
 def _outcome(call: Callable[[], Any]) -> Any:
