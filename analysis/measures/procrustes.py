@@ -204,6 +204,11 @@ class _ProcrustesDistance(Measure):
     def rows(self, prepared: PreparedShape) -> np.ndarray:
         return prepared.rows()
 
+    def draws_in_parallel(self) -> bool:
+        """On the CPU: each permutation or resample is the SVD of a p × q product, a few
+        hundred columns, which BLAS's threads barely speed up."""
+        return torch_device(self.device) is None
+
     def permute(self, prepared: PreparedShape, perm: np.ndarray) -> PreparedShape:
         """Rows permuted; centring and norm do not change."""
         if isinstance(prepared.data, np.ndarray):

@@ -474,32 +474,6 @@ def test_no_interval_where_a_resample_has_too_few_distinct_samples(measure: Meas
     assert "no bootstrap interval" not in kept.estimator
 
 
-class _InTurn:
-    """A CCA measure whose draws the engine runs one after another, with BLAS's own threads."""
-
-    def draws_in_parallel(self) -> bool:
-        return False
-
-
-@pytest.mark.parametrize("measure", [MeanCCA(), PWCCA(), SVCCA()], ids=lambda m: m.id)
-def test_draws_side_by_side_give_the_values_of_draws_in_turn(measure):
-    """The engine scores the CCA family's permutations and resamples on a thread per core,
-    each with one BLAS thread: the same values, baselines and intervals as one by one."""
-    rng = np.random.default_rng(3)
-    layers = [(f"l{i}", x) for i, x in enumerate(correlated_pair(rng, 300, 20, 30))]
-    in_turn = type("InTurn", (_InTurn, type(measure)), {})()
-    side_by_side = compare_layers(measure, layers, layers, 6, 8, seed=2)
-    one_by_one = compare_layers(in_turn, layers, layers, 6, 8, seed=2)
-    assert side_by_side.keys() == one_by_one.keys()
-    for key, r in side_by_side.items():
-        q = one_by_one[key]
-        assert None not in (r.ci_low, q.ci_low)
-        fields = ("value", "baseline", "baseline_std", "ci_low", "ci_high")
-        np.testing.assert_allclose(
-            [getattr(r, f) for f in fields], [getattr(q, f) for f in fields], rtol=0, atol=1e-12
-        )
-
-
 def test_cca_draws_run_on_several_threads_with_one_blas_thread_each():
     from threadpoolctl import threadpool_info
 

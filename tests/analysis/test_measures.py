@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -142,3 +144,30 @@ def test_comparison_fails_with_the_reason_when_no_pair_can_be_scored():
     x, _ = related(50, 0)
     with pytest.raises(InputError, match="dead: every column is constant"):
         compare_layers(LinearCKA(), [("dead", np.ones((50, 3)))], [("x", x)])
+
+
+PARALLEL = [m for m in MEASURES.values() if m.draws_in_parallel()]
+
+
+def test_the_cca_family_and_procrustes_draw_in_parallel_on_the_cpu():
+    assert {"cca/mean", "cca/svcca", "cca/pwcca", "procrustes/angular"} <= {m.id for m in PARALLEL}
+    assert not MEASURES["cca/mean"].on("cuda").draws_in_parallel()
+
+
+@pytest.mark.parametrize("measure", PARALLEL, ids=lambda m: m.id)
+def test_draws_side_by_side_give_the_values_of_draws_in_turn(measure):
+    """The engine scores these measures' permutations and resamples on several threads, each
+    with one BLAS thread: the same values, baselines and intervals as one by one."""
+    x, y = related(300, 3)
+    layers = [("x", x), ("y", y)]
+    in_turn = copy.copy(measure)
+    in_turn.draws_in_parallel = lambda: False  # type: ignore[method-assign]
+    side_by_side = compare_layers(measure, layers, layers, 6, 8, seed=2)
+    one_by_one = compare_layers(in_turn, layers, layers, 6, 8, seed=2)
+    fields = ("value", "baseline", "baseline_std", "ci_low", "ci_high")
+    for key, r in side_by_side.items():
+        q = one_by_one[key]
+        assert r.ci_low is not None and q.ci_low is not None
+        np.testing.assert_allclose(
+            [getattr(r, f) for f in fields], [getattr(q, f) for f in fields], rtol=0, atol=1e-12
+        )
