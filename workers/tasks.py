@@ -734,7 +734,11 @@ def probe(run: Run) -> dict:
     arrays = run.dataset.load_arrays()
     with ExitStack() as stack:
         stored = {f"stored:{a.layer}": stack.enter_context(a.memory_map()) for a in activations}
-        params = {k: p[k] for k in ("layers", "pooling", "families", "seed")}
+        for a in activations:  # token-level sets: each row's sample, position and special
+            if a.positions is not None:
+                found_rows = a.positions.load_arrays()
+                stored |= {f"{key}:{a.layer}": value for key, value in found_rows.items()}
+        params = {k: p[k] for k in ("layers", "pooling", "families", "seed", "positions") if k in p}
         found, per_sample = _in_host(run, params, {"x": arrays.x, **stored})
     computed = monotonic()
     for i, result in enumerate(found["families"]):

@@ -552,6 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. image/rotation=0,45,90 (repeatable; default: three for the modality)",
     )
     p.add_argument("--pooling", help=pooling)
+    p.add_argument(
+        "--positions",
+        help="with --pooling tokens: per-position (default; where a family keeps positions in "
+        "place, else each sample's mean), mean, first or last",
+    )
     p.add_argument("--seed", type=int, help=seed)
     waiting(p)
 
@@ -688,7 +693,10 @@ def _probe(result: dict) -> str:
     for family in result["families"]:
         rows = [[r["layer"], r["invariance"], r["learned"], r["identity"]] for r in family["rows"]]
         header = ["layer", "invariance", "learned R²", "identity R²"]
-        blocks.append(f"{family['key']} at t = {family['magnitudes'][-1]}\n{table(header, rows)}")
+        title = f"{family['key']} at t = {family['magnitudes'][-1]}"
+        if family.get("positions") is not None:  # token-level activations: how they were read
+            title += f"\npositions read: {family['positions_note']}"
+        blocks.append(f"{title}\n{table(header, rows)}")
     return "\n".join(blocks) or "no statistics yet\n"
 
 
@@ -888,6 +896,7 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
             layers=args.layers,
             families=families_arg(args.family),
             pooling=args.pooling,
+            positions=args.positions,
             seed=args.seed,
         )
     elif c == "project":

@@ -815,7 +815,8 @@ class Client:
     ) -> dict:
         """Probe how layers respond to transformation families: ``{"image/rotation": [0,
         45, 90]}``, or a list of keys with their default grids (``GET
-        /api/v1/transformations/``); ``parameters`` are the probe's (``pooling``, ``seed``).
+        /api/v1/transformations/``); ``parameters`` are the probe's (``pooling``, ``seed``;
+        with pooling ``tokens``, ``positions``).
         Returns the run; :meth:`probe_result` has the numbers."""
         body: dict[str, Any] = {"checkpoint": _id(checkpoint), "dataset": _id(dataset)}
         if families is not None:
@@ -886,8 +887,10 @@ class Client:
     def weight_space(self, run: Ref) -> dict:
         """A weight-space run: ``result`` (null until it finished) with ``function_check``,
         ``l2`` (``before``, ``after``), ``lambdas``, the ``naive`` and ``matched`` paths
-        (``loss``, ``accuracy``, their barriers) and ``layers`` (spectra, cosines, alignment
-        before and after); ``definitions`` has one line per number."""
+        (``loss``, ``accuracy``, their barriers) and ``layers`` (``shape``, spectra, cosines,
+        alignment before and after, and ``alignment_chance``, what unrelated weights of that
+        shape score before matching; the last two absent from reports made before they were
+        kept); ``definitions`` has one line per number."""
         return self._get(f"weight-spaces/{_id(run)}/")
 
     def stitch(

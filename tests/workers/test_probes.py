@@ -231,3 +231,97 @@ def test_an_explorer_colours_by_probe_invariance(client, owner, digits, ckpt_a):
         ).status_code
         == 404
     )
+
+
+def _invariance(fx: np.ndarray, fgx: np.ndarray) -> tuple[float, np.ndarray]:
+    """I and Iᵢ by the definition, in float64: D the mean of ‖fᵢ − fⱼ‖² over ordered pairs."""
+    fx, fgx = fx.astype(np.float64), fgx.astype(np.float64)
+    n = len(fx)
+    distance = np.sum((fx[:, None] - fx[None]) ** 2) / (n * (n - 1))
+    each = 1 - np.sum((fgx - fx) ** 2, axis=1) / distance
+    return float(each.mean()), each
+
+
+def test_a_vit_is_probed_at_every_patch_where_the_family_keeps_them(
+    api, client, owner, workspace, tmp_path
+):
+    """A tiny ViT's token-level set (a class token and 16 patches per digit): brightness keeps
+    every patch in place, so each row of f(x + t) is compared with the same row of f(x);
+    rotation moves them, so each digit's patches are averaged first, of x and of g x alike.
+    Both against numpy on the rows of the model run here on the transformed digits; the page
+    and the API say how each family read them; positions without pooling tokens is a 400."""
+    import torch
+
+    from analysis.models.extraction import extract_tokens
+    from analysis.models.hf import load_huggingface
+    from analysis.probes.transforms import get_transform
+    from tests.conftest import digits_npz_bytes
+    from tests.formats import tiny_hf_dir, zip_dir
+    from tests.workers.test_token_extraction import PATCHES, uploaded
+    from webapp.catalog.models import Dataset
+
+    digits = uploaded(api, "/api/v1/datasets/", "digits.npz", digits_npz_bytes(30))
+    content = zip_dir(tiny_hf_dir(tmp_path / "vit", "vit"))
+    vit = uploaded(api, "/api/v1/checkpoints/", "vit.zip", content, name="Tiny ViT")
+    request = {"checkpoint": vit["id"], "dataset": digits["id"], "layers": ["hidden.1"]}
+    families = {"image/brightness": [0, 0.3], "image/rotation": [0, 90]}
+    created = api.post(
+        "/api/v1/probes/", {**request, "pooling": "tokens", "families": families}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    run = run_with_dependencies(Run.objects.get(pk=created.json()["id"]))
+    assert run.state == Run.State.SUCCEEDED, run.error
+    assert run.params["positions"] == "per-position"
+    found = {r.family: r for r in run.probe_results.all()}
+
+    (tmp_path / "vit.zip").write_bytes(content)
+    model = load_huggingface(tmp_path / "vit.zip", "vit.zip", 100, 10**9)
+    x = Dataset.objects.get(pk=digits["id"]).load_arrays().x
+    fx = ActivationSet.objects.get(checkpoint=vit["id"], layer="hidden.1", pooling="tokens").load()
+    assert fx.shape == (30 * (1 + PATCHES), 32)
+
+    def rows_of(images: np.ndarray) -> np.ndarray:
+        return extract_tokens(model, images, ["hidden.1"], device="cpu")["hidden.1"].values
+
+    brightness = found["image/brightness"].result
+    assert brightness["positions"] == "per-position"
+    score, each = _invariance(fx, rows_of(x + np.float32(0.3)))
+    assert brightness["invariance"][0][1] == pytest.approx(score, rel=1e-5)
+    per_sample = found["image/brightness"].per_sample.load_array()[0, 1]
+    np.testing.assert_allclose(per_sample, each.reshape(30, -1).mean(axis=1), rtol=1e-4)
+
+    rotation = found["image/rotation"].result
+    assert rotation["positions"] == "mean"
+    assert rotation["positions_note"].startswith("per position was asked, but rotation moves")
+    turned = get_transform("image/rotation")(torch.from_numpy(x), 90).numpy()
+    patches = fx.reshape(30, 1 + PATCHES, 32)[:, 1:].mean(axis=1)  # the class token left out
+    turned_patches = rows_of(turned).reshape(30, 1 + PATCHES, 32)[:, 1:].mean(axis=1)
+    score, _ = _invariance(patches, turned_patches)
+    assert rotation["invariance"][0][1] == pytest.approx(score, rel=1e-5)
+
+    schema = api.get("/api/v1/schema/?format=json")
+    schema = json.loads(b"".join(schema.streaming_content) if schema.streaming else schema.content)
+    body = check(schema, api.get(f"/api/v1/probes/{run.pk}/"), "get", "/api/v1/probes/{id}/")
+    read = {f["key"]: (f["positions"], f["positions_note"]) for f in body["families"]}
+    assert read["image/brightness"] == ("per-position", brightness["positions_note"])
+    assert read["image/rotation"] == ("mean", rotation["positions_note"])
+    client.force_login(owner)
+    page = client.get(f"/probes/{run.pk}/").content.decode()
+    assert "positions per-position" in page
+    for note in (brightness["positions_note"], rotation["positions_note"]):
+        assert f"<strong>Positions read:</strong> {escape(note)}</p>" in page
+    transformations = {f["key"]: f for f in api.get("/api/v1/transformations/").json()}
+    assert transformations["image/brightness"]["keeps_positions"] is True
+    assert transformations["image/rotation"]["keeps_positions"] is False
+
+    # How rows are read means nothing for one vector per sample: refused in one sentence.
+    bad = api.post(
+        "/api/v1/probes/",
+        {**request, "pooling": "mean", "positions": "first", "families": families},
+        format="json",
+    )
+    assert bad.status_code == 400
+    assert bad.json()["detail"] == (
+        "positions says how the rows of token-level activations are read, so it needs pooling "
+        "tokens, not mean, where every sample is one vector"
+    )

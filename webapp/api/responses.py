@@ -106,6 +106,11 @@ class TransformationSerializer(serializers.Serializer):
     induced = serializers.CharField(
         allow_null=True, help_text="the action on convolutional feature maps, if any"
     )
+    keeps_positions = serializers.BooleanField(
+        help_text="every position stays in place (a token-level probe compares position p of "
+        "g x with position p of x); false: positions move or change, and a token-level probe "
+        "pools each sample's positions"
+    )
 
 
 class UploadStateSerializer(serializers.Serializer):
@@ -409,6 +414,13 @@ class ProbeFamilySerializer(FamilyStatisticsSerializer):
     unit = serializers.CharField()
     continuous = serializers.BooleanField()
     induced = serializers.CharField(allow_null=True)
+    positions = serializers.CharField(
+        allow_null=True,
+        help_text="how token-level activations (pooling tokens) were read: per-position "
+        "(position p of g x against position p of x, where the family keeps positions in "
+        "place), or pooled on the fly by mean, first or last; null for one vector per sample",
+    )
+    positions_note = serializers.CharField(help_text="the same in words, with why")
     rows = ProbeRowSerializer(many=True, help_text="one per layer")
     consistency_by_t = ShareAtSerializer(many=True)
     overlays = ProbeOverlaySerializer(many=True, help_text="the same family of other runs")

@@ -510,8 +510,15 @@ class ProjectionRequestSerializer(ProjectParameters):
 class ProbeRequestSerializer(ExtractionRequestSerializer, ProbeParameters):
     """The layers of a checkpoint to probe (as for an extraction), and the families."""
 
-    # A probe's poolings, not an extraction's (every position a row is not probed).
+    # A probe's pooling, with its own help (the extraction's field comes first otherwise).
     pooling = parameter_field(KINDS[Run.Kind.PROBE].parameter("pooling"))
+    # Absent unless given: given with a pooling other than tokens, it is refused.
+    positions = serializers.ChoiceField(
+        choices=list(KINDS[Run.Kind.PROBE].parameter("positions").choices),
+        required=False,
+        help_text=KINDS[Run.Kind.PROBE].parameter("positions").help
+        + "; default per-position with pooling tokens, refused with any other pooling",
+    )
 
     families = serializers.JSONField(
         required=False,

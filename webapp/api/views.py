@@ -938,6 +938,7 @@ class ProbeViewSet(viewsets.GenericViewSet):
             data["pooling"],
             data.get("families"),
             data["seed"],
+            data.get("positions"),
         )
         return _created(request, run, created)
 
@@ -961,7 +962,8 @@ class ProbeViewSet(viewsets.GenericViewSet):
 
 class TransformationViewSet(viewsets.ViewSet):
     """The registered transformation families: modality, unit, default magnitudes, whether
-    continuous (a Lie derivative exists), the induced action on feature maps (keys stable)."""
+    continuous (a Lie derivative exists), the induced action on feature maps, whether every
+    position stays in place (keys stable)."""
 
     @extend_schema(responses={200: r.TransformationSerializer(many=True)})
     def list(self, request: Request) -> Response:
@@ -975,6 +977,7 @@ class TransformationViewSet(viewsets.ViewSet):
                     "magnitudes": list(f.magnitudes),
                     "continuous": f.continuous,
                     "induced": f.induced,
+                    "keeps_positions": f.keeps_positions,
                 }
                 for f in FAMILIES.values()
             ]

@@ -337,7 +337,7 @@ class ProbeForm(ProbeParameters):
         "and permutation (vectors); each with its default magnitudes",
     )
     prefix = "probe"
-    field_order = ["dataset", "layers", "pooling", "families"]
+    field_order = ["dataset", "layers", "pooling", "positions", "families"]
 
     def __init__(
         self, checkpoint: Checkpoint, *args: Any, dataset: Dataset | None = None, **kwargs: Any
@@ -353,6 +353,7 @@ class ProbeForm(ProbeParameters):
                 "each with its default magnitudes"
             )
         set_choices(self, "families", [(f.key, _family_label(f)) for f in families])
+        offer_tokens(self, checkpoint.keeps_positions)
         on_dataset(self, dataset, checkpoint)
 
 

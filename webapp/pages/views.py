@@ -20,6 +20,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 
 from analysis.errors import InputError
 from analysis.measures.registry import MEASURES
+from analysis.models.choices import TOKENS
 from webapp.access import check_editable, editable, editable_workspace
 from webapp.catalog import fits, images, lineage, listing, uploads, workspaces
 from webapp.catalog.models import (
@@ -1255,6 +1256,7 @@ def new_probe(request: SignedInRequest, pk: int) -> HttpResponse:
                 data["pooling"],
                 data["families"] or None,
                 data["seed"],
+                data.get("positions") if data["pooling"] == TOKENS else None,
             )
         except InputError as err:
             form.add_error(None, str(err))

@@ -12,6 +12,7 @@ from analysis.explorer.geometry import ACCURACIES, STATISTICS
 from analysis.explorer.ordering import hierarchical_order
 from analysis.measures.engine import BASELINE_WARNING
 from analysis.measures.registry import MEASURES, describe
+from analysis.models.choices import POOLINGS
 from analysis.probes.families import get_family
 from webapp.catalog.models import Checkpoint
 from webapp.runs.models import Alignment, Report, Run, Score
@@ -293,6 +294,20 @@ PROBE_SCORES = {
 definition."""
 
 
+def _positions_read(run: Run, result: dict) -> dict:
+    """How a probe family read its layers' positions: ``positions`` per-position, mean, first
+    or last for token-level sets (:func:`analysis.probes.engine.reading`), None for one vector
+    per sample; ``positions_note`` says it in words."""
+    if result.get("positions") is not None:
+        return {"positions": result["positions"], "positions_note": result["positions_note"]}
+    pooling = run.params["pooling"]
+    how = POOLINGS.get(pooling, pooling)
+    return {
+        "positions": None,
+        "positions_note": f"one vector per sample, as extracted (pooling {pooling}: {how})",
+    }
+
+
 def probe_summary(run: Run, overlays: Iterable[Run] = ()) -> dict:
     """A probe run's families for a page or API client: every statistic by layer and
     magnitude, and the same family of each run in ``overlays`` (other checkpoints)."""
@@ -331,6 +346,7 @@ def probe_summary(run: Run, overlays: Iterable[Run] = ()) -> dict:
                 "continuous": family.continuous,
                 "induced": family.induced,
                 **row.result,
+                **_positions_read(run, r),
                 "overlays": [
                     {"run": pk, "checkpoint": o["name"], **o[row.family]}
                     for pk, o in others.items()

@@ -468,16 +468,26 @@ def request_probe(
     pooling: str = "mean",
     families: Mapping[str, list[float] | None] | list[str] | None = None,
     seed: int = 0,
+    positions: str | None = None,
 ) -> tuple[Run, bool]:
     """The run that measures how ``layers`` (default: top-level blocks and output) respond to
     each transformation family over its magnitude grid (a family given without a grid gets
-    its default one); it reuses the stored activations of the untransformed samples."""
+    its default one); it reuses the stored activations of the untransformed samples. With
+    pooling ``tokens``, ``positions`` (default per position) says how each family reads their
+    rows (:func:`analysis.probes.engine.reading`); given with another pooling, it is
+    refused."""
     _same_workspace(dataset, checkpoint)
     if checkpoint.format == Checkpoint.Format.PRECOMPUTED:
         raise InputError(
             "probes run the model on transformed samples; precomputed activations have no model"
         )
-    _checked(Run.Kind.PROBE, pooling=pooling, seed=seed)
+    if positions is not None and pooling != TOKENS:
+        raise InputError(
+            f"positions says how the rows of token-level activations are read, so it needs "
+            f"pooling tokens, not {pooling}, where every sample is one vector"
+        )
+    asked = {} if positions is None else {"positions": positions}
+    checked = _checked(Run.Kind.PROBE, pooling=pooling, seed=seed, **asked)
     layers = _layers(checkpoint, layers)
     kind = "vector" if dataset.modality == "tabular" else dataset.modality  # rows of numbers
     if families is None:
@@ -497,6 +507,8 @@ def request_probe(
         grids.append([key, list(check_magnitudes(family, magnitudes or family.magnitudes))])
     extraction, _ = request_extraction(user, checkpoint, dataset, layers, pooling)
     params = {"layers": layers, "pooling": pooling, "families": grids, "seed": seed}
+    if pooling == TOKENS:  # other probes' params stay as they were, to find their runs again
+        params["positions"] = checked["positions"]
     return _submit(Run.Kind.PROBE, user, dataset, params, checkpoint, depends_on=[extraction])
 
 
