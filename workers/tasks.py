@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
 
@@ -49,7 +49,7 @@ from analysis.host import run_in_host
 from analysis.measures.alignment import fit_alignment
 from analysis.measures.compatibility import compatibility as cross_model_retrieval
 from analysis.measures.compatibility import query_gallery_split
-from analysis.measures.engine import Measure, compare_layers
+from analysis.measures.engine import Measure, PairResult, compare_layers
 from analysis.measures.knn import knn_indices, knn_jaccard_per_sample
 from analysis.measures.positions import PER_POSITION, REDUCTIONS, pooled, same_rows
 from analysis.measures.registry import MEASURES
@@ -290,11 +290,14 @@ def _activation_sets(
 
 
 def compare(run: Run) -> dict:
-    """Score every (layer of A, layer of B) pair and store one Score row per pair."""
+    """Score every (layer of A, layer of B) pair and store one Score row per pair; asked per
+    position, each pair is read per position where its two sets allow it (:func:`_parts`)."""
     p = run.params
     sets_a = _activation_sets(run, run.checkpoint, p["layers_a"])
     sets_b = _activation_sets(run, run.checkpoint_b, p["layers_b"], p.get("pooling_b"))
-    return _score_pairs(run, {s.layer: s for s in sets_a}, {s.layer: s for s in sets_b})
+    return _score_pairs(
+        run, {s.layer: s for s in sets_a}, {s.layer: s for s in sets_b}, per_pair=True
+    )
 
 
 def model_matrix(run: Run) -> dict:
@@ -307,10 +310,13 @@ def model_matrix(run: Run) -> dict:
     return _score_pairs(run, sets, sets)
 
 
-def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
+def _score_pairs(run: Run, sets_a: dict, sets_b: dict, per_pair: bool = False) -> dict:
     """Score every (A, B) pair of activation sets with the run's measure, baseline and
     interval, add per-sample kNN agreement, and store one Score row per pair. Activations are
-    memory-mapped, so measures that stream (linear CKA) hold only blocks of them in memory."""
+    memory-mapped, so measures that stream (linear CKA) hold only blocks of them in memory.
+    ``per_pair``: asked per position, each pair is read per position where its own two sets
+    allow it (a comparison's layers); else the whole run is read one way (a model matrix, whose
+    cells are ordered against each other)."""
     p = run.params
     measure = MEASURES[p["measure"]].configured(p.get("measure_params"))
     measure = measure.on(settings.REPLENS_DEVICE or None)
@@ -319,19 +325,33 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
         mapped = {
             s.pk: stack.enter_context(s.memory_map()) for s in {*sets_a.values(), *sets_b.values()}
         }
-        compared = _read_sets(
-            [*sets_a.values(), *sets_b.values()], mapped, p.get("positions", "mean"), measure
-        )
-        n_bootstrap = 0 if compared.per_position else p.get("n_bootstrap", 0)
-        results = compare_layers(
-            measure,
-            [(name, compared.arrays[s.pk]) for name, s in sets_a.items()],
-            [(name, compared.arrays[s.pk]) for name, s in sets_b.items()],
-            n_permutations=p["n_permutations"],
-            n_bootstrap=n_bootstrap,
-            seed=p["seed"],
-            progress=lambda f: run.report_progress(0.8 * f),
-        )
+        how = p.get("positions", "mean")
+        compared = _read_sets([*sets_a.values(), *sets_b.values()], mapped, how, measure)
+        parts = [Part(compared, list(sets_a), list(sets_b))]
+        if per_pair and how == PER_POSITION and measure.compares_positions:
+            if not compared.per_position:  # some pairs may still be read per position
+                parts = _parts(measure, sets_a, sets_b, mapped, compared)
+        results: dict[tuple[str, str], PairResult] = {}
+        read_as: dict[tuple[str, str], Part] = {}
+        done = 0.0
+        for part in parts:
+            share = len(part.pairs) / (len(sets_a) * len(sets_b))
+
+            def progress(f: float, at: float = done, w: float = share) -> None:
+                run.report_progress(0.8 * (at + w * f))
+
+            found = compare_layers(
+                measure,
+                [(name, part.read.arrays[sets_a[name].pk]) for name in part.names_a],
+                [(name, part.read.arrays[sets_b[name].pk]) for name in part.names_b],
+                n_permutations=p["n_permutations"],
+                n_bootstrap=0 if part.read.per_position else p.get("n_bootstrap", 0),
+                seed=p["seed"],
+                progress=progress,
+            )
+            for pair in part.pairs:
+                results[pair], read_as[pair] = found[pair], part
+            done += share
         agreement = _sample_agreement(
             [(name, compared.per_sample[s.pk]) for name, s in sets_a.items()],
             [(name, compared.per_sample[s.pk]) for name, s in sets_b.items()],
@@ -341,11 +361,9 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
     parameters = {
         "pooling": p["pooling"],
         **({"pooling_b": p["pooling_b"]} if "pooling_b" in p else {}),
-        "positions": compared.note,
         "measure_params": measure.settings(),
         "n_permutations": p["n_permutations"],
         "baseline": measure.baseline_note(p["n_permutations"]),
-        "n_bootstrap": n_bootstrap,
         "seed": p["seed"],
         "knn_k": agreement.k,
         "knn_metric": agreement.metric,
@@ -353,6 +371,11 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
     with transaction.atomic():
         for (name_a, name_b), r in results.items():
             a, b = sets_a[name_a], sets_b[name_b]
+            part = read_as[(name_a, name_b)]
+            read = {
+                "positions": part.notes.get((name_a, name_b), part.read.note),
+                "n_bootstrap": 0 if part.read.per_position else p.get("n_bootstrap", 0),
+            }
             Score.objects.update_or_create(
                 run=run,
                 measure=p["measure"],
@@ -362,7 +385,7 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
                     "layer_a": a.layer,
                     "layer_b": b.layer,
                     "estimator": r.estimator,
-                    "parameters": parameters,
+                    "parameters": {**parameters, **read},
                     "value": r.value,
                     "baseline": r.baseline,
                     "baseline_std": r.baseline_std,
@@ -380,6 +403,79 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict) -> dict:
 
 
 @dataclass
+class Part:
+    """Pairs of a comparison read one way: ``read`` (the arrays, and how they were read), the
+    layers of A and B it scores together, the ``pairs`` of them kept (default: every one) and,
+    where a pair's reading needs its own words, ``notes`` by pair."""
+
+    read: ReadSets
+    names_a: list[str]
+    names_b: list[str]
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    notes: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.pairs = self.pairs or [(a, b) for a in self.names_a for b in self.names_b]
+
+
+def _parts(
+    measure: Measure,
+    sets_a: dict[str, ActivationSet],
+    sets_b: dict[str, ActivationSet],
+    mapped: dict[int, np.ndarray],
+    whole: ReadSets,
+) -> list[Part]:
+    """A comparison asked per position whose sets are not all alike (``whole``: how the run
+    would read them together), one pair at a time: the pairs of token-level sets that hold the
+    same rows per position, a part for each such group of sets; every other pair pooled on the
+    fly (the mean), saying why it was not read per position. A set of one row per sample
+    (stored so or at pooling tokens, as a sentence embedding is) is read as it is."""
+    n = next(iter(sets_a.values())).dataset.n_samples
+
+    def vectors(s: ActivationSet) -> bool:
+        return s.pk not in whole.rows or len(whole.rows[s.pk]["sample"]) == n
+
+    groups: list[list[ActivationSet]] = []
+    for s in dict.fromkeys([*sets_a.values(), *sets_b.values()]):
+        if vectors(s):
+            continue
+        alike = next(
+            (g for g in groups if same_rows([whole.rows[g[0].pk], whole.rows[s.pk]])), None
+        )
+        if alike is None:
+            groups.append([s])
+        else:
+            alike.append(s)
+    parts, covered = [], set()
+    for group in groups:
+        names_a = [name for name, s in sets_a.items() if s in group]
+        names_b = [name for name, s in sets_b.items() if s in group]
+        if names_a and names_b:
+            parts.append(Part(_read_sets(group, mapped, PER_POSITION, measure), names_a, names_b))
+            covered |= {(a, b) for a in names_a for b in names_b}
+    rest = [(a, b) for a in sets_a for b in sets_b if (a, b) not in covered]
+    if rest:
+        names_a = list(dict.fromkeys(a for a, _ in rest))
+        names_b = list(dict.fromkeys(b for _, b in rest))
+        sets = [*(sets_a[name] for name in names_a), *(sets_b[name] for name in names_b)]
+        pooled = _read_sets(list(dict.fromkeys(sets)), mapped, "mean")
+        notes = {}
+        for a, b in rest:
+            alone = [s for s in (sets_a[a], sets_b[b]) if vectors(s)]
+            names = list(dict.fromkeys(s.layer for s in alone))
+            why = (
+                f"{' and '.join(names)} {'holds' if len(names) == 1 else 'hold'} one row per sample"
+                if alone
+                else "the two sets hold different rows (the models read different tokens or "
+                "patches)"
+            )
+            read = "one vector per sample, compared as it is" if len(alone) == 2 else pooled.note
+            notes[(a, b)] = f"per position was asked, but {why}; {read}"
+        parts.append(Part(pooled, names_a, names_b, rest, notes))
+    return parts
+
+
+@dataclass
 class ReadSets:
     """What a run reads of each activation set (by its id): ``arrays`` for its analysis,
     ``per_sample`` one vector per sample (a token-level set's mean: the drill-down's agreement,
@@ -392,6 +488,7 @@ class ReadSets:
     per_position: bool = False
     note: str = ""
     reading: str = ""
+    rows: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def _read_sets(
@@ -429,7 +526,7 @@ def _read_sets(
                 "(it is the level of unrelated positions, below that of unrelated texts or "
                 "images); the drill-down's agreement is on each sample's mean"
             )
-            return ReadSets(mapped, per_sample, True, note, PER_POSITION)
+            return ReadSets(mapped, per_sample, True, note, PER_POSITION, positions)
         how = "mean"
         asked = f"per position was asked, but {why}; "
     else:
@@ -438,7 +535,7 @@ def _read_sets(
     for pk, found in positions.items():
         arrays[pk] = means[pk] if how == "mean" else pooled(mapped[pk], found["sample"], n, how)
     note = f"{asked}pooled on the fly ({how}): {REDUCTIONS[how]}, from the stored positions"
-    return ReadSets(arrays, per_sample, note=note, reading=how)
+    return ReadSets(arrays, per_sample, note=note, reading=how, rows=positions)
 
 
 @contextmanager

@@ -174,8 +174,16 @@ def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(api, own
         n_bootstrap=0,
     )
     assert run_with_dependencies(both).state == Run.State.SUCCEEDED, both.error
-    note = both.scores.first().parameters["positions"]
-    assert note.startswith("per position was asked, but sentence_embedding holds one row per")
+    # each pair as its two sets allow: the token layer against itself per position, the pairs
+    # with the sentence embedding pooled, naming it
+    notes = {(s.layer_a, s.layer_b): s.parameters["positions"] for s in both.scores.all()}
+    assert notes["hidden.2", "hidden.2"].startswith(f"per position: each of the {sum(tokens)} rows")
+    for pair in (("hidden.2", "sentence_embedding"), ("sentence_embedding", "hidden.2")):
+        assert notes[pair].startswith(
+            "per position was asked, but sentence_embedding holds one row per sample; pooled on "
+            "the fly (mean)"
+        )
+    assert notes["sentence_embedding", "sentence_embedding"].endswith("compared as it is")
     assert all((position[sample == i] == np.arange(t)).all() for i, t in enumerate(tokens))
 
     one_per_text = ActivationSet.objects.get(checkpoint=bert["id"], layer="sentence_embedding")

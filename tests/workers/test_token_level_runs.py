@@ -22,10 +22,13 @@ from analysis.measures.positions import REDUCTIONS
 from tests.conftest import checkpoint_from, run_with_dependencies, torchscript_mlp_bytes
 from webapp.catalog.models import ActivationSet, Blob, Checkpoint, Dataset
 from webapp.runs.explorer import aligned_members
+from webapp.runs.exports import comparison_table
 from webapp.runs.models import Report, Run
+from webapp.runs.results import comparison_matrix
 from webapp.runs.submit import (
     request_aligned_projections,
     request_alignment,
+    request_comparison,
     request_compatibility,
     request_dynamics,
     request_model_matrix,
@@ -65,17 +68,24 @@ def numpy_pooled(values: np.ndarray, sample: np.ndarray, special: np.ndarray, ho
     return np.asarray(out, dtype=np.float32)
 
 
-def store_tokens(checkpoint: Checkpoint, dataset: Dataset, seed: int, rows_seed: int = 7):
-    """A token-level set of LAYER for ``checkpoint``, and beside it the sets of one vector per
-    sample (mean, cls, last) pooled here from the same rows; its values, samples, specials."""
-    sample, position, special = token_rows(dataset.n_samples, rows_seed)
+def store_tokens(
+    checkpoint: Checkpoint, dataset: Dataset, seed: int, rows_seed: int = 7, layer: str = LAYER
+):
+    """A token-level set of ``layer`` for ``checkpoint``, and beside it the sets of one vector
+    per sample (mean, cls, last) pooled here from the same rows; its values, samples, specials.
+    ``rows_seed`` None: one row per sample, at position 0 (as a sentence embedding is kept)."""
+    if rows_seed is None:
+        n = dataset.n_samples
+        sample, position, special = np.arange(n), np.zeros(n, int), np.zeros(n, bool)
+    else:
+        sample, position, special = token_rows(dataset.n_samples, rows_seed)
     rng = np.random.default_rng(seed)
     values = (rng.integers(-8, 9, size=(len(sample), D)) / 4).astype(np.float32)
     positions = {"sample": sample, "position": position, "special": special}
     ActivationSet.objects.create(
         checkpoint=checkpoint,
         dataset=dataset,
-        layer=LAYER,
+        layer=layer,
         pooling="tokens",
         blob=Blob.store_array(values),
         positions=Blob.store_arrays(positions),
@@ -87,7 +97,7 @@ def store_tokens(checkpoint: Checkpoint, dataset: Dataset, seed: int, rows_seed:
         ActivationSet.objects.create(
             checkpoint=checkpoint,
             dataset=dataset,
-            layer=LAYER,
+            layer=layer,
             pooling=pooling,
             blob=Blob.store_array(vectors),
             n=dataset.n_samples,
@@ -313,3 +323,81 @@ def test_model_matrices_and_dynamics_read_the_same_rows_per_position(
     )
     note = finished(run).scores.first().parameters["positions"]
     assert note.startswith("per position was asked, but Debiased") and "compares samples" in note
+
+
+def test_a_comparison_reads_per_position_each_pair_whose_two_sets_allow_it(
+    owner, digits, ckpt_a, ckpt_b
+):
+    """block1 of A and of B hold the same rows; block2 one row per sample (as a sentence
+    embedding is kept at pooling tokens); B's head other rows. Asked per position, only the
+    pair of block1 is read per position (every row a sample, no interval); every other pair is
+    pooled to each sample's mean, with its interval, and says why. Before, one layer of one
+    row per sample made the whole comparison fall back to pooled means."""
+    rows = {
+        (c, layer): store_tokens(c, digits, seed, rows_seed=rows_seed, layer=layer)
+        for seed, (c, layer, rows_seed) in enumerate(
+            [
+                (ckpt_a, "block1", 7),
+                (ckpt_a, "block2", None),
+                (ckpt_b, "block1", 7),
+                (ckpt_b, "block2", None),
+                (ckpt_b, "head", 8),
+            ]
+        )
+    }
+    run, _ = request_comparison(
+        owner,
+        ckpt_a,
+        ckpt_b,
+        digits,
+        ["block1", "block2"],
+        ["block1", "block2", "head"],
+        "tokens",
+        positions="per-position",
+        n_permutations=2,
+        n_bootstrap=4,
+    )
+    scores = {(s.layer_a, s.layer_b): s for s in finished(run).scores.all()}
+    assert len(scores) == 6
+
+    def mean(checkpoint: Checkpoint, layer: str) -> np.ndarray:
+        values, sample, special = rows[(checkpoint, layer)]
+        return numpy_pooled(values, sample, special, "mean", digits.n_samples)
+
+    same = scores["block1", "block1"]
+    x, y = rows[(ckpt_a, "block1")][0], rows[(ckpt_b, "block1")][0]
+    assert same.value == pytest.approx(linear_cka(x, y), rel=1e-6)
+    assert same.n == len(x) > digits.n_samples and same.ci_low is None
+    assert same.parameters["positions"].startswith(f"per position: each of the {len(x)} rows")
+    assert same.parameters["n_bootstrap"] == 0
+    whys = {
+        ("block1", "block2"): "block2 holds one row per sample; pooled on the fly (mean)",
+        ("block2", "block1"): "block2 holds one row per sample; pooled on the fly (mean)",
+        ("block2", "block2"): "block2 holds one row per sample; one vector per sample, compared",
+        ("block1", "head"): "the two sets hold different rows",
+        ("block2", "head"): "block2 holds one row per sample; pooled on the fly (mean)",
+    }
+    for (a, b), why in whys.items():
+        score = scores[a, b]
+        want = linear_cka(mean(ckpt_a, a), mean(ckpt_b, b))
+        assert score.value == pytest.approx(want, rel=1e-6), (a, b)
+        assert score.n == digits.n_samples and score.ci_low is not None, (a, b)
+        assert score.parameters["n_bootstrap"] == 4
+        note = score.parameters["positions"]
+        assert note.startswith(f"per position was asked, but {why}"), (a, b, note)
+
+    # The matrix's provenance says how many pairs each reading holds for.
+    provenance = comparison_matrix(run)["provenance"]
+    assert provenance["positions"].startswith("1 of 6 pairs: per position: each of")
+    assert "3 of 6 pairs: per position was asked, but block2 holds" in provenance["positions"]
+    assert provenance["n_bootstrap"] == 4
+
+    # So does its CSV, each row with the pair's reading and the resamples it drew.
+    header, table = comparison_table(run)
+    exported = {}
+    for values in table:
+        row = dict(zip(header, values, strict=True))
+        exported[row["layer_a"], row["layer_b"]] = row
+    for pair, score in scores.items():
+        assert exported[pair]["positions"] == score.parameters["positions"]
+        assert exported[pair]["n_bootstrap"] == (0 if pair == ("block1", "block1") else 4)

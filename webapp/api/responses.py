@@ -199,7 +199,8 @@ class MatrixProvenanceSerializer(serializers.Serializer):
     pooling = serializers.CharField()
     positions = serializers.CharField(
         help_text="how token-level sets (pooling tokens) were compared: per position or pooled "
-        "on the fly, and why; empty for sets of one vector per sample"
+        "on the fly, and why; where pairs of layers were read differently, each reading with "
+        "how many pairs it holds for; empty for sets of one vector per sample"
     )
     n_permutations = serializers.IntegerField()
     baseline = serializers.CharField(help_text="what the baseline is")

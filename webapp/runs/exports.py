@@ -84,6 +84,7 @@ COMPARISON_CONTEXT = [
     "checkpoint_b",
     "dataset",
     "pooling",
+    "positions",
     "n_permutations",
     "baseline_method",
     "n_bootstrap",
@@ -92,21 +93,19 @@ COMPARISON_CONTEXT = [
 
 
 def comparison_table(run: Run) -> Table:
-    """Every score of a comparison with its provenance, one row per layer pair."""
+    """Every score of a comparison with its provenance, one row per layer pair (how its
+    token-level sets were read and the bootstrap resamples drawn are the pair's own: a pair
+    compared per position draws none)."""
     p = run.params
     assert run.checkpoint_b is not None  # a comparison has two checkpoints
-    fixed = [
-        run.checkpoint.name,
-        run.checkpoint_b.name,
-        run.dataset.name,
-        p["pooling"],
-        p["n_permutations"],
-        MEASURES[p["measure"]].baseline_note(p["n_permutations"]),
-        p.get("n_bootstrap", 0),
-        p["seed"],
-    ]
+    names = [run.checkpoint.name, run.checkpoint_b.name, run.dataset.name, p["pooling"]]
+    baseline = [p["n_permutations"], MEASURES[p["measure"]].baseline_note(p["n_permutations"])]
     rows = (
-        [getattr(score, column) for column in SCORE_COLUMNS] + fixed
+        [getattr(score, column) for column in SCORE_COLUMNS]
+        + names
+        + [score.parameters.get("positions", "")]
+        + baseline
+        + [score.parameters.get("n_bootstrap", p.get("n_bootstrap", 0)), p["seed"]]
         for score in run.scores.order_by("id")
     )
     return SCORE_COLUMNS + COMPARISON_CONTEXT, rows

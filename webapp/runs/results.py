@@ -100,6 +100,19 @@ def model_matrix(run: Run) -> dict:
     }
 
 
+def positions_read(scores: list[Score]) -> str:
+    """How a comparison read its token-level sets: its scores' one note, or, where pairs were
+    read differently (per position where a pair's sets allow it), each note with how many
+    pairs it holds for; "" without token-level sets."""
+    notes: dict[str, int] = {}
+    for score in scores:
+        note = score.parameters.get("positions", "")
+        notes[note] = notes.get(note, 0) + 1
+    if len(notes) <= 1:
+        return next(iter(notes), "")
+    return " · ".join(f"{count} of {len(scores)} pairs: {note}" for note, count in notes.items())
+
+
 def _matrix(run: Run, rows: list, cols: list, scores: dict) -> dict:
     measure = MEASURES[run.params["measure"]]
     p = run.params
@@ -128,11 +141,14 @@ def _matrix(run: Run, rows: list, cols: list, scores: dict) -> dict:
         "n": any_score.n if any_score else run.dataset.n_samples,
         "provenance": {
             "pooling": p["pooling"],
-            "positions": any_score.parameters.get("positions", "") if any_score else "",
+            "positions": positions_read(list(scores.values())),
             "n_permutations": p["n_permutations"],
             "baseline": measure.baseline_note(p["n_permutations"]),
-            # as run: a comparison per position draws none (its scores say so)
-            "n_bootstrap": (any_score.parameters if any_score else p).get("n_bootstrap", 0),
+            # as run: pairs compared per position draw none (their scores say so)
+            "n_bootstrap": max(
+                (s.parameters.get("n_bootstrap", 0) for s in scores.values()),
+                default=p.get("n_bootstrap", 0),
+            ),
             "seed": p["seed"],
             "code_version": any_score.code_version if any_score else code_version(),
         },
