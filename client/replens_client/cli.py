@@ -309,6 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     pooling = "how a layer's output becomes one vector per sample: mean, flatten, cls, last"
     seed = "random seed (default 0)"
 
+    def token_reading(p: argparse.ArgumentParser, per_position: bool = False) -> None:
+        """--pooling, with tokens, and --positions: how a kind reads sets of pooling tokens."""
+        p.add_argument("--pooling", help=pooling + ", or tokens (see --positions)")
+        choices = (
+            "per-position (where the sets hold the same rows and the measure allows "
+            "it), mean, first, last"
+            if per_position
+            else "mean, first, last"
+        )
+        p.add_argument(
+            "--positions",
+            help=f"how sets of pooling tokens are read: {choices} (default mean)",
+        )
+
     p = command("upload-dataset", "upload a dataset (.npz, .zip of images, .csv) in chunks")
     p.add_argument("path", help="the file")
     p.add_argument("-w", "--workspace", required=True, help="workspace slug")
@@ -466,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a parameter of the measure, e.g. k=20 (repeatable)",
     )
-    p.add_argument("--pooling", help=pooling)
+    token_reading(p, per_position=True)
     waiting(p)
 
     p = command(
@@ -478,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     ids(p, "checkpoint-a", "checkpoint-b", "dataset")
     p.add_argument("--layer-a", required=True, help="a layer of A (replens ls activations)")
     p.add_argument("--layer-b", required=True, help="a layer of B")
-    p.add_argument("--pooling", help=pooling)
+    token_reading(p)
     p.add_argument("--pairs", type=int, dest="n_pairs", metavar="N", help="pairs shown (default 5)")
     p.add_argument(
         "--top", type=int, dest="top_m", metavar="M", help="samples per unit shown (default 9)"
@@ -564,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     ids(p, "checkpoint", "dataset")
     p.add_argument("--layer", required=True, help="the layer (replens ls activations)")
     p.add_argument("--method", default="pca", help="pca (default), umap or tsne")
-    p.add_argument("--pooling", help=pooling)
+    token_reading(p)
     p.add_argument("--n-neighbors", type=int, metavar="N", help="umap: neighbourhood size")
     p.add_argument("--min-dist", type=float, metavar="D", help="umap: how tightly it packs")
     p.add_argument("--metric", help="umap: euclidean or cosine")
@@ -589,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     ids(p, "dataset")
     p.add_argument("--layer", required=True, help="the embedding layer; every checkpoint has it")
     p.add_argument("--metric", help="retrieval distance: cosine (default) or euclidean")
-    p.add_argument("--pooling", help=pooling)
+    token_reading(p)
     waiting(p)
 
     p = command(
@@ -856,6 +870,7 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
             layers=args.layers,
             measure=args.measure,
             pooling=args.pooling,
+            positions=args.positions,
             measure_params=dict(args.param),
         )
     elif c == "match-units":
@@ -866,6 +881,7 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
             args.layer_a,
             args.layer_b,
             pooling=args.pooling,
+            positions=args.positions,
             n_pairs=args.n_pairs,
             top_m=args.top_m,
             n_alphas=args.n_alphas,
@@ -906,6 +922,7 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
             args.layer,
             args.method,
             pooling=args.pooling,
+            positions=args.positions,
             n_neighbors=args.n_neighbors,
             min_dist=args.min_dist,
             metric=args.metric,
@@ -914,7 +931,12 @@ def _dispatch(client: Client, args: argparse.Namespace, bar: Bar, err: TextIO) -
         )
     elif c == "nested":
         run = client.request_nested(
-            args.checkpoints, args.dataset, args.layer, metric=args.metric, pooling=args.pooling
+            args.checkpoints,
+            args.dataset,
+            args.layer,
+            metric=args.metric,
+            pooling=args.pooling,
+            positions=args.positions,
         )
     elif c == "wait":
         run = _wait(client, {"id": args.run}, args, bar)

@@ -792,7 +792,8 @@ class Client:
     ) -> dict:
         """Follow ``layers`` over the checkpoints of ``series`` (a seed group) as it stands:
         step × step matrices of the measure (``measure``, ``pooling``), similarity to the
-        final step and statistics per step. Asked again once the series has grown, only the
+        final step and statistics per step (with pooling ``tokens``, ``positions``:
+        per-position, mean, first or last). Asked again once the series has grown, only the
         new cells are computed. Returns the run; :meth:`dynamics` has the result."""
         body = {"workspace": workspace, "series": series, "dataset": _id(dataset)}
         return self._post(
@@ -828,7 +829,8 @@ class Client:
     ) -> dict:
         """Project every sample of ``layer`` to 2-D (``pca``, ``umap``, ``tsne``; parameters
         such as ``n_neighbors``, ``min_dist``, ``metric``, ``perplexity``, ``pooling``,
-        ``seed``). Returns the run; :meth:`coordinates` has the points."""
+        ``seed``; with pooling ``tokens``, ``positions``: mean, first or last). Returns the
+        run; :meth:`coordinates` has the points."""
         body = {"checkpoint": _id(checkpoint), "dataset": _id(dataset), "layer": layer}
         return self._post("projections/", _with(body, method=method, **parameters))
 
@@ -844,8 +846,9 @@ class Client:
         """Match the units of ``layer_a`` of A with those of ``layer_b`` of B on ``dataset``:
         Hungarian and best partner both ways, the share of units above a correlation t, the
         sparse (lasso) prediction of B's units from A's, the best and worst pairs.
-        ``parameters`` are the kind's (``pooling``, ``n_pairs``, ``top_m``, ``n_alphas``,
-        ``test_fraction`` and ``seed`` of the held-out split).
+        ``parameters`` are the kind's (``pooling``, with ``tokens`` ``positions``: mean, first
+        or last; ``n_pairs``, ``top_m``, ``n_alphas``, ``test_fraction`` and ``seed`` of the
+        held-out split).
         Layers wider than 256 units are refused. Returns the run; :meth:`unit_matching` has
         the result."""
         body = {
