@@ -782,6 +782,20 @@ class WeightLayerSerializer(serializers.Serializer):
     cosines_after = numbers("c_i between A and π(B)", null=False)
     alignment_before = serializers.FloatField()
     alignment_after = serializers.FloatField()
+    shape = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="[out, in]: the layer's weight matrix (a conv kernel as out × in·kh·kw); absent "
+        "from reports made before it was kept",
+    )
+    alignment_chance = serializers.FloatField(
+        required=False,
+        help_text="what unrelated weights of this shape score before matching: the expected "
+        "alignment of two independent random out × in matrices with uniformly random "
+        "orientation, m(out) m(in) / 2 with m(p) = Γ(p/2) / (√π Γ((p+1)/2)) (matching raises "
+        "even unrelated weights' alignment above it); absent from reports made before it was "
+        "kept",
+    )
 
 
 class LossAccuracySerializer(serializers.Serializer):
