@@ -22,8 +22,8 @@ const MAX_TRIES = 8;
 export function setupUploads(root) {
   root.querySelectorAll("form[data-resumable-upload]").forEach((node) => {
     const form = /** @type {HTMLFormElement} */ (node);
-    if (form.dataset.resumableReady) return;
-    form.dataset.resumableReady = "true";
+    if (data(form).resumableReady) return;
+    data(form).resumableReady = "true";
     form.addEventListener("submit", (event) => {
       const input = /** @type {HTMLInputElement | null} */ (form.querySelector("input[type=file]"));
       const file = input?.files?.[0];
@@ -32,6 +32,16 @@ export function setupUploads(root) {
       upload(form, file).catch((err) => show(form, "failed", err instanceof Error ? err.message : String(err)));
     });
   });
+}
+
+/**
+ * The form's data-* attributes. Not `form.dataset`: a form's named controls shadow its
+ * properties, and the checkpoint form has a field named "dataset" (its select would answer).
+ * @param {HTMLFormElement} form
+ * @returns {DOMStringMap}
+ */
+function data(form) {
+  return Reflect.get(HTMLElement.prototype, "dataset", form);
 }
 
 /**
@@ -49,21 +59,21 @@ async function upload(form, file) {
     }
     const fields = [...new FormData(form).entries()].filter(([, v]) => typeof v === "string");
     const body = declaration(fields, {
-      kind: form.dataset.resumableUpload || "",
-      workspace: form.dataset.workspace || "",
+      kind: data(form).resumableUpload || "",
+      workspace: data(form).workspace || "",
       filename: file.name,
       size: file.size,
       sha256: hash.hex(),
     });
-    const api = form.dataset.api || "";
+    const api = data(form).api || "";
     const declared = await call(form, "POST", api, JSON.stringify(body), "application/json");
     if (declared.id && declared.state === "open") {
       const url = `${api}${declared.id}/`;
-      await sendChunks(form, file, url, Number(form.dataset.chunkSize) || declared.chunk_size, declared.offset);
+      await sendChunks(form, file, url, Number(data(form).chunkSize) || declared.chunk_size, declared.offset);
       show(form, "completing", "Sent: a worker checks the file", 1);
       await call(form, "POST", `${url}complete/`);
     }
-    goTo(new URL(form.dataset.done || "", window.location.href));
+    goTo(new URL(data(form).done || "", window.location.href));
   } finally {
     if (button) button.disabled = false;
   }
@@ -172,7 +182,7 @@ async function detail(response) {
  * @param {number} [fraction]
  */
 function show(form, state, text, fraction) {
-  form.dataset.state = state;
+  data(form).state = state;
   let status = form.querySelector(".upload-status");
   if (!status) {
     status = document.createElement("p");
