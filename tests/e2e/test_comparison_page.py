@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from tests.conftest import digits_npz_bytes, torchscript_mlp_bytes
 from tests.e2e.conftest import ARTIFACTS, sign_in
 from webapp.catalog.ingest import ingest_checkpoint, ingest_dataset
+from webapp.runs.models import Run
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -103,3 +104,54 @@ def test_comparison_page_updates_itself_and_shows_the_heatmap(
         ".every(img => img.complete && img.naturalWidth === 8)"
     )
     page.screenshot(path=str(ARTIFACTS / "alignment.png"), full_page=True)
+
+
+def test_the_comparison_form_offers_the_layers_of_each_chosen_checkpoint(
+    live_server, owner, workspace, browser_page
+):
+    """Choosing a checkpoint offers its layers to tick (the rest of the form as filled in);
+    the run asked for compares the ticked ones, and its page says which."""
+    dataset, _ = ingest_dataset(
+        workspace, owner, io.BytesIO(digits_npz_bytes(60)), "d.npz", "digits-60"
+    )
+    a, b = (
+        ingest_checkpoint(
+            workspace,
+            owner,
+            io.BytesIO(torchscript_mlp_bytes(seed)),
+            f"mlp{seed}.pt",
+            f"mlp-seed{seed}",
+        )[0]
+        for seed in (0, 1)
+    )
+    page = browser_page
+    sign_in(page, live_server)
+    page.click("summary:has-text('New comparison')")
+    form = page.locator("form[action$='/comparisons/new/']")
+    layers_a = form.locator("input[name=layers_a]")
+    layers_b = form.locator("input[name=layers_b]")
+    expect(layers_a).to_have_count(0)
+    expect(form).to_contain_text("choose checkpoint A to pick among its layers")
+    form.locator("select[name=dataset]").select_option(label=dataset.name)
+    form.locator("select[name=measure]").select_option("cka/rbf")
+    form.locator("select[name=checkpoint_a]").select_option(label="mlp-seed0")
+    expect(layers_a).to_have_count(len(a.layers))
+    form.locator("input[name=layers_a][value=block1]").check()
+    form.locator("select[name=checkpoint_b]").select_option(label="mlp-seed1")
+    expect(layers_b).to_have_count(len(b.layers))
+    expect(form.locator("input[name=layers_a][value=block1]")).to_be_checked()  # kept
+    form.locator("input[name=layers_b][value=block2]").check()
+    form.locator("input[name=layers_b][value=head]").check()
+    # the fields filled in before are as they were: only the layers were drawn again
+    expect(form.locator("select[name=dataset]")).to_have_value(str(dataset.pk))
+    expect(form.locator("select[name=measure]")).to_have_value("cka/rbf")
+    ARTIFACTS.mkdir(exist_ok=True)
+    form.screenshot(path=str(ARTIFACTS / "comparison_form_layers.png"))
+    page.click("text=Compare every layer pair")
+    expect(page.locator("h1")).to_contain_text("mlp-seed0")
+    expect(page.locator("body")).to_contain_text(
+        "Layers compared: of A, block1; of B, block2, head."
+    )
+    run = Run.objects.get(kind=Run.Kind.COMPARE)
+    assert (run.params["layers_a"], run.params["layers_b"]) == (["block1"], ["block2", "head"])
+    assert run.params["measure"] == "cka/rbf"

@@ -11,7 +11,7 @@ import pytest
 from django.utils.html import escape
 from PIL import Image
 
-from analysis.measures.registry import DEFINITIONS
+from analysis.measures.registry import DEFINITIONS, MEASURES
 from tests.conftest import run_with_dependencies
 from tests.webapp.builders import labelled_npz, npz_bytes
 from webapp.catalog.ingest import ingest_dataset
@@ -222,6 +222,99 @@ def test_new_comparison_form(browser, ckpt_a, ckpt_b, digits):
     assert run.depends_on.count() == 2
     assert browser.post("/w/lab/comparisons/new/", data)["Location"] == response["Location"]
     assert Run.objects.count() == 3
+
+
+def test_the_comparison_form_compares_the_layers_chosen(browser, ckpt_a, ckpt_b, digits):
+    """Each side's layers are offered from the checkpoint chosen there (htmx draws the fields
+    again when one changes); the run compares the ticked layers only, its page says which,
+    and its chips for other measures ask for the same layers."""
+    page = browser.get("/w/lab/").content.decode()
+    assert 'name="layers_a"' not in page  # no checkpoint chosen yet: nothing to tick
+    assert "choose checkpoint A to pick among its layers" in page
+    fields = htmx_get(
+        browser, f"/w/lab/comparisons/new/?checkpoint_a={ckpt_a.pk}&measure=cca/svcca"
+    )
+    text = fields.content.decode()
+    assert fields.status_code == 200 and "<html" not in text  # the form's fields only
+    for swapped in ("id_layers_a", "id_layers_a_helptext", "id_layers_b", "id_layers_b_helptext"):
+        assert page.count(f'id="{swapped}"') == text.count(f'id="{swapped}"') == 1, swapped
+    offered = re.findall(r'name="layers_a" value="([^"]+)"', text)
+    assert offered == ckpt_a.layers  # every capturable layer of A, in forward order
+    assert 'name="layers_b"' not in text  # B is not chosen yet
+    assert re.search(r'<option value="cca/svcca" selected>', text)  # the other values kept
+    data = {
+        "checkpoint_a": ckpt_a.pk,
+        "checkpoint_b": ckpt_b.pk,
+        "layers_a": ["block1"],
+        "layers_b": ["block2", "head"],
+        "dataset": digits.pk,
+        "pooling": "mean",
+        "measure": "cka/linear",
+        "n_permutations": 2,
+    }
+    response = browser.post("/w/lab/comparisons/new/", data)
+    assert response.status_code == 302, response.content.decode()
+    run = Run.objects.get(kind=Run.Kind.COMPARE)
+    assert (run.params["layers_a"], run.params["layers_b"]) == (["block1"], ["block2", "head"])
+    extracted = {r.checkpoint_id: r.params["layers"] for r in run.depends_on.all()}
+    assert extracted == {ckpt_a.pk: ["block1"], ckpt_b.pk: ["block2", "head"]}
+    assert run_with_dependencies(run).state == Run.State.SUCCEEDED, run.error
+    pairs = {(s.activation_a.layer, s.activation_b.layer) for s in run.scores.all()}
+    assert pairs == {("block1", "block2"), ("block1", "head")}
+    shown = " ".join(browser.get(response["Location"]).content.decode().split())
+    assert 'Layers compared: of A, <span class="mono">block1</span>;' in shown
+    assert 'of B, <span class="mono">block2, head</span>.' in shown
+    assert shown.count('name="layers_a" value="block1"') == len(MEASURES) - 1
+    chip = re.search(r'<form method="post" action="/w/lab/comparisons/new/".*?</form>', shown)
+    assert chip is not None
+    posted = dict(re.findall(r'name="(\w+)" value="([^"]*)"', chip.group(0)))
+    posted["layers_b"] = re.findall(r'name="layers_b" value="([^"]*)"', chip.group(0))
+    asked = browser.post("/w/lab/comparisons/new/", posted)
+    other = Run.objects.get(pk=asked["Location"].split("/")[-2])
+    assert other.params["measure"] != "cka/linear"
+    assert (other.params["layers_a"], other.params["layers_b"]) == (
+        ["block1"],
+        ["block2", "head"],
+    )
+    # a layer A does not have: the form says which, nothing is asked for
+    bad = browser.post("/w/lab/comparisons/new/", {**data, "layers_a": ["nope"]})
+    assert bad.status_code == 400 and "nope" in bad.content.decode()
+    assert Run.objects.filter(kind=Run.Kind.COMPARE).count() == 2
+
+
+def test_the_checkpoint_page_defaults_to_the_newest_dataset_its_model_reads(
+    browser, owner, workspace, ckpt_a, digits
+):
+    """Newer than the digits: 5-wide vectors (the MLP reads 64 values) and texts (it reads
+    arrays). Before the fit check the page takes the newest it may read, and says so; once
+    the check has run, the digits, and says why not the newest."""
+    from tests.formats import texts_jsonl
+    from webapp.catalog.fits import check_fits
+
+    narrow, _ = ingest_dataset(workspace, owner, io.BytesIO(labelled_npz()), "v.npz", "Narrow")
+    texts, _ = ingest_dataset(workspace, owner, io.BytesIO(texts_jsonl(8)), "t.jsonl", "Texts")
+
+    def chosen() -> tuple[int, str]:
+        page = browser.get(f"/checkpoints/{ckpt_a.pk}/").content.decode()
+        selected = re.search(r'<option value="(\d+)" selected>', page)
+        why = re.search(r'<p class="muted small" id="dataset-why">(.*?)</p>', page)
+        assert selected and why
+        return int(selected.group(1)), why.group(1)
+
+    picked, why = chosen()
+    assert picked == narrow.pk
+    assert "none is checked yet" in why and escape("reads arrays; Texts holds text") in why
+    check_fits(ckpt_a)  # runs the first sample of each dataset through the model
+    picked, why = chosen()
+    assert picked == digits.pk
+    assert why.startswith("Digits: the newest dataset mlp-seed0 is known to read;")
+    # asked for by name, the page takes it and says nothing more
+    page = browser.get(f"/checkpoints/{ckpt_a.pk}/?dataset={texts.pk}").content.decode()
+    assert f'<option value="{texts.pk}" selected>' in page and "dataset-why" not in page
+    # an extraction's dataset comes next after an asked one
+    extraction, _ = request_extraction(owner, ckpt_a, digits, ["head"], "mean")
+    assert run_with_dependencies(extraction).state == Run.State.SUCCEEDED
+    assert chosen() == (digits.pk, "Digits: the dataset of its latest extraction.")
 
 
 # --------------------------------------------------------------------------- htmx polling

@@ -598,8 +598,8 @@ PAGES: dict[str, Spec] = {
         check=_dismiss_check,
     ),
     "new-comparison": Spec(
-        at(slug="@ws"),
-        get=False,
+        at(slug="@ws", _query={"checkpoint_a": "@ckpt_a", "checkpoint_b": "@ckpt_b"}),
+        readers=EDITORS,
         writes={
             "POST": form(
                 checkpoint_a="@ckpt_a",

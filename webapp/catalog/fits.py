@@ -5,7 +5,8 @@ Whether a model reads a dataset's arrays (their shape, their number of channels)
 by running it: when the later upload of a pair has been checked, the worker runs the first
 sample of each dataset through each model in a model host and keeps the answer (:class:`Fit`).
 A request for a run of a pair that cannot work is refused with the reason (:func:`refusal`,
-called by ``webapp.runs.submit``) instead of failing in the queue."""
+called by ``webapp.runs.submit``) instead of failing in the queue, and a checkpoint's page
+acts on a dataset its model reads unless asked for another (:func:`default_dataset`)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,33 @@ def refusal(checkpoint: Checkpoint, dataset: Dataset) -> str:
     if fit is not None and fit.reason:
         return f"{checkpoint.name} fails on the first sample of {dataset.name}: {fit.reason}"
     return ""
+
+
+def default_dataset(checkpoint: Checkpoint, datasets: list[Dataset]) -> tuple[Dataset | None, str]:
+    """The dataset of ``datasets`` (newest first) to act on with ``checkpoint`` when none was
+    asked for: the newest its model is known to read (the check of the pair found no fault),
+    else the newest not known to fail (the rows allow it and no check refused it), else the
+    newest; and why, in a sentence, where that is not plainly the newest, known to fit
+    ("" where it is)."""
+    if not datasets:
+        return None, ""
+    faults = dict(
+        Fit.objects.filter(checkpoint=checkpoint, dataset__in=datasets).values_list(
+            "dataset_id", "reason"
+        )
+    )
+    allowed = [d for d in datasets if not _declared(checkpoint, d) and not faults.get(d.pk)]
+    known = [d for d in allowed if d.pk in faults]
+    newest = datasets[0]
+    unchecked = f"whether {checkpoint.name} reads {newest.name} is not checked yet"
+    if not allowed:
+        return newest, f"No dataset here fits {checkpoint.name}: {refusal(checkpoint, newest)}."
+    chosen = (known or allowed)[0]
+    if chosen == newest:
+        return chosen, "" if known else f"{unchecked[0].upper()}{unchecked[1:]}."
+    how = "is known to read" if known else "may read (none is checked yet)"
+    why_not = refusal(checkpoint, newest) or unchecked
+    return chosen, f"{chosen.name}: the newest dataset {checkpoint.name} {how}; {why_not}."
 
 
 def check_fits(item: Checkpoint | Dataset) -> None:

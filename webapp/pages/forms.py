@@ -218,9 +218,22 @@ class DynamicsForm(MeasureChoice, DynamicsParameters):
         offer_tokens(self, all(c.keeps_positions for c in series))
 
 
+LAYERS_HELP = "none ticked: every top-level block and the output"
+
+
 class ComparisonForm(MeasureForm):
+    """Two checkpoints, the layers of each compared (offered from the checkpoint chosen on
+    each side, the form drawn again when one changes: ``new_comparison``'s GET), one dataset,
+    the poolings and the measure."""
+
     checkpoint_a = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), label="Checkpoint A")
+    layers_a = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple, required=False, label="Layers of A"
+    )
     checkpoint_b = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), label="Checkpoint B")
+    layers_b = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple, required=False, label="Layers of B"
+    )
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     pooling_b = forms.ChoiceField(
         choices=[("", "— same as A —"), *POOLING_CHOICES],
@@ -230,9 +243,26 @@ class ComparisonForm(MeasureForm):
 
     def __init__(self, workspace: Workspace, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for field in ("checkpoint_a", "checkpoint_b"):
-            choose_from(self, field, workspace.checkpoints.all())
+        checkpoints = workspace.checkpoints.all()
+        for side in ("a", "b"):
+            choose_from(self, f"checkpoint_{side}", checkpoints)
+            chosen = checkpoints.filter(pk=_pk(self[f"checkpoint_{side}"].value())).first()
+            layers = chosen.layers if chosen is not None else []
+            set_choices(self, f"layers_{side}", [(name, name) for name in layers])
+            self.fields[f"layers_{side}"].help_text = (
+                LAYERS_HELP
+                if chosen is not None
+                else f"choose checkpoint {side.upper()} to pick among its layers; {LAYERS_HELP}"
+            )
         choose_from(self, "dataset", workspace.datasets.all())
+
+
+def _pk(value: object) -> int:
+    """The row id a model choice field holds (posted or initial); 0 (no row) if none."""
+    if isinstance(value, Checkpoint):
+        return value.pk
+    text = str(value)
+    return int(text) if text.isdigit() else 0
 
 
 class _SeriesForm(forms.Form):
@@ -272,9 +302,7 @@ class CompatibilityForm(_SeriesForm, CompatibilityParameters):
 class ExtractionForm(ExtractParameters):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     layers = forms.MultipleChoiceField(
-        widget=forms.CheckboxSelectMultiple,
-        required=False,
-        help_text="none ticked: every top-level block and the output",
+        widget=forms.CheckboxSelectMultiple, required=False, help_text=LAYERS_HELP
     )
     field_order = ["dataset", "layers", "pooling"]
 
@@ -326,9 +354,7 @@ class ProbeForm(ProbeParameters):
 
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
     layers = forms.MultipleChoiceField(
-        widget=forms.CheckboxSelectMultiple,
-        required=False,
-        help_text="none ticked: every top-level block and the output",
+        widget=forms.CheckboxSelectMultiple, required=False, help_text=LAYERS_HELP
     )
     families = forms.MultipleChoiceField(
         widget=forms.CheckboxSelectMultiple,

@@ -476,9 +476,18 @@ def _uploads_context(workspace: Workspace) -> dict:
 
 
 @login_required
-@require_POST
-def new_comparison(request: SignedInRequest, slug: str) -> HttpResponse:
+def new_comparison(request: HtmxRequest, slug: str) -> HttpResponse:
+    """Asking for a comparison (POST). Else the form drawn again for the checkpoints and
+    values in the query string, each side's layers offered from its checkpoint: for htmx
+    (a checkpoint changed), only the form's fields; else the workspace page, the form open."""
     workspace = editable_workspace(request.user, slug)
+    if request.method != "POST":
+        initial = {name: v if len(v) > 1 else v[0] for name, v in request.GET.lists()}
+        shown = ComparisonForm(workspace, initial=initial)
+        if request.htmx:
+            context = {"comparison_form": shown}
+            return render(request, "pages/workspace.html#comparison_fields", context)
+        return _form_page(request, workspace, status=200, comparison_form=shown)
     form = ComparisonForm(workspace, request.POST)
     return asked_run(
         form,
@@ -487,6 +496,8 @@ def new_comparison(request: SignedInRequest, slug: str) -> HttpResponse:
             data["checkpoint_a"],
             data["checkpoint_b"],
             data["dataset"],
+            data["layers_a"] or None,
+            data["layers_b"] or None,
             pooling_b=data["pooling_b"] or None,
             **form.measure_options(),
         ),
@@ -538,23 +549,28 @@ def sample_text(request: SignedInRequest, pk: int, index: int) -> HttpResponse:
     return response
 
 
-def _chosen_dataset(checkpoint: Checkpoint, value: str | None) -> Dataset | None:
+def _chosen_dataset(checkpoint: Checkpoint, value: str | None) -> tuple[Dataset | None, str]:
     """The dataset a checkpoint's page acts on: ``value`` (an id of the workspace's), else the
     one its activations are of (precomputed: the only one), else the last one it was run on,
-    else the workspace's newest."""
+    else the newest its model reads (:func:`fits.default_dataset`); and why, in a sentence,
+    where that is not plain ("")."""
     datasets = checkpoint.workspace.datasets.all()
     chosen = datasets.filter(pk=_id(value)).first()
     if chosen or checkpoint.dataset_id:
-        return chosen or checkpoint.dataset
+        return chosen or checkpoint.dataset, ""
     last = checkpoint.activations.order_by("-created_at").values_list("dataset", flat=True)
-    return datasets.filter(pk__in=last[:1]).first() or datasets.first()
+    ran = datasets.filter(pk__in=last[:1]).first()
+    if ran is None:
+        return fits.default_dataset(checkpoint, list(datasets))
+    newest = datasets.first()
+    return ran, "" if ran == newest else f"{ran.name}: the dataset of its latest extraction."
 
 
 def _posted_dataset(
     request: SignedInRequest, checkpoint: Checkpoint, prefix: str = ""
 ) -> Dataset | None:
     """The dataset a checkpoint page's form was posted for (its hidden field)."""
-    return _chosen_dataset(checkpoint, request.POST.get(f"{prefix}dataset"))
+    return _chosen_dataset(checkpoint, request.POST.get(f"{prefix}dataset"))[0]
 
 
 @login_required
@@ -568,7 +584,7 @@ def checkpoint_detail(
     for posted in forms.values():  # a form refused: the dataset it was posted for
         if "dataset" in posted.fields:
             chosen = str(posted["dataset"].value() or "")
-    dataset = _chosen_dataset(checkpoint, chosen)
+    dataset, dataset_why = _chosen_dataset(checkpoint, chosen)
     activations = checkpoint.activations.select_related("dataset").order_by("dataset", "id")
     runs = checkpoint.runs.filter(kind__in=[Run.Kind.PROBE, Run.Kind.PROJECT])
     uses = (
@@ -590,6 +606,7 @@ def checkpoint_detail(
             "workspace": checkpoint.workspace,
             "can_edit": _can_edit(request, checkpoint.workspace),
             "dataset": dataset,
+            "dataset_why": dataset_why,
             "datasets": checkpoint.workspace.datasets.all(),
             "activations": activations,
             "form": forms.get("form") or ExtractionForm(checkpoint, **made),
