@@ -214,12 +214,7 @@ def prepare_qr(
     torch there."""
     x, centred = _centre(x, name, device)
     varying = np.flatnonzero(np.ptp(x, axis=0) > 0)
-    columns = centred[:, _like(centred, varying)]
-    if isinstance(columns, np.ndarray):
-        columns = columns / np.linalg.norm(columns, axis=0)
-    else:
-        columns = columns / columns.norm(dim=0)
-    q, r = _qr(columns)
+    q, r = _qr(_unit_columns(centred[:, _like(centred, varying)]))
     u, singular_values = _svd(r)
     tolerance = _rank_tolerance(x, rank_tolerance)
     rank = int(np.count_nonzero(singular_values > tolerance * singular_values[0]))
@@ -272,8 +267,10 @@ def resample_basis(layer: CCALayer, idx: np.ndarray) -> CCALayer | None:
     QR gives the resample's basis without the d-column preparation. Duplicated samples are
     folded (one row per distinct sample, scaled by √count: the same inner products), so the
     QR and every score of the resample work on about 0.63 n rows. Exact up to round-off while
-    the resample keeps the layer's rank, which the triangular factor's condition number
-    tells; a resample that nearly loses a direction returns None (prepared afresh instead).
+    the resample keeps the layer's rank: where the rank rule, applied to the resample as
+    :func:`prepare_qr` would apply it (:func:`_kept_afresh`), drops a direction, or the
+    triangular factor's condition number says one is nearly lost, this returns None (prepared
+    afresh instead; on layers whose spectrum reaches the tolerance that is most resamples).
     The directions the rank rule dropped stay dropped: their share of the data (below the
     tolerance) moves the kept span only at second order, about (tolerance)² relative."""
     rows, counts = np.unique(idx, return_counts=True)
@@ -286,10 +283,30 @@ def resample_basis(layer: CCALayer, idx: np.ndarray) -> CCALayer | None:
     q, r = _qr(basis)
     if _reciprocal_condition(r) < layer.tolerance:
         return None
+    if _kept_afresh(layer, r, idx) < layer.basis.shape[1]:
+        return None
     centred = _take(layer.centred, rows)
     centred -= (counts_there @ centred) / n
     centred *= weights
     return CCALayer(layer.data[idx], centred, q, layer.rank, layer.d, layer.tolerance)
+
+
+def _kept_afresh(layer: CCALayer, r: Matrix, idx: np.ndarray) -> int:
+    """How many directions :func:`prepare_qr` would keep of the resample ``rows[idx]``, whose
+    folded, centred basis rows have the QR factor ``r``: the resample's centred data is
+    q · r · P (P the layer's projection, basisᵀ · centred), so its unit-norm non-constant
+    columns have the singular values of those columns of r · P, an r × d matrix."""
+    varying = np.flatnonzero(np.ptp(layer.data[idx], axis=0) > 0)
+    columns = (r @ layer.projection)[:, _like(r, varying)]
+    _, singular_values = _svd(_unit_columns(columns), vectors=False)
+    return int(np.count_nonzero(singular_values > layer.tolerance * singular_values[0]))
+
+
+def _unit_columns(m: Matrix) -> Matrix:
+    """``m`` with every column scaled to unit norm (none may be zero)."""
+    if isinstance(m, np.ndarray):
+        return m / np.linalg.norm(m, axis=0)
+    return m / m.norm(dim=0)
 
 
 def folded(layer: CCALayer, idx: np.ndarray) -> CCALayer:
@@ -379,7 +396,7 @@ class MeanCCA(Measure):
             text
             + (
                 "; bootstrap resamples re-centre the prepared bases (exact while a resample "
-                "keeps the rank; one that nearly loses a direction is prepared afresh)"
+                "keeps the rank; one whose rank rule drops a direction is prepared afresh)"
             )
             + _resample_note(a, b)
         )
