@@ -109,6 +109,10 @@ def test_token_level_features_in_a_browser(
     content = zip_dir(tiny_hf_dir(tmp_path / "vit", "vit"))
     upload(page, live_server, "checkpoint", "vit.zip", content, "tiny-vit")
     expect(page.locator("#uploads .badge.succeeded")).to_have_count(5, timeout=WAIT)
+    # The lists beneath follow without a reload: every checkpoint the check made is there.
+    names = page.locator("#checkpoints-list tbody tr td:first-child")
+    expect(names).to_have_count(3)
+    assert sorted(names.all_inner_texts()) == ["bert-seed0", "bert-seed1", "tiny-vit"]
     shot(page, "uploads")
 
     # The checkpoint page tells the size of pooling tokens before anything runs: exact, as

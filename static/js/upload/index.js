@@ -10,7 +10,8 @@
 // Reads: data-workspace (slug), data-api (the uploads endpoint), data-done (where to go after),
 // data-chunk-size (bytes per chunk; default: the size the server suggests).
 // Sets: data-state = "hashing" | "sending" | "completing" | "failed" while it works; the
-// form's .upload-status says the same in words, with a progress bar.
+// form's .upload-status says the same in words, with a progress bar. When an upload turns
+// ready, the page's Datasets and Checkpoints lists are fetched again.
 
 import { backoff, contentRange, declaration, nextChunk } from "./chunks.js";
 import { Sha256 } from "./sha256.js";
@@ -199,4 +200,33 @@ function show(form, state, text, fraction) {
   words.className = state === "failed" ? "error" : "";
 }
 
+/**
+ * The hrefs of the datasets and checkpoints the Uploads list says are ready.
+ * @returns {Set<string>}
+ */
+function readyResults() {
+  const links = document.querySelectorAll("#uploads tr.state-done a[href]");
+  return new Set([...links].map((a) => a.getAttribute("href") || ""));
+}
+
+/**
+ * The Datasets and Checkpoints lists were drawn when the page loaded; when the worker's check
+ * makes a new one ready (htmx polls the Uploads list), each list is fetched again through its
+ * filter form, so it no longer says "No checkpoints yet" beside an upload marked ready.
+ */
+export function refreshListsWhenReady() {
+  let seen = readyResults();
+  document.body.addEventListener("htmx:afterSettle", () => {
+    const now = readyResults();
+    if ([...now].some((href) => !seen.has(href))) {
+      for (const id of ["datasets-list", "checkpoints-list"]) {
+        const form = /** @type {HTMLFormElement | null} */ (document.querySelector(`#${id} form.filters`));
+        form?.requestSubmit();
+      }
+    }
+    seen = now;
+  });
+}
+
 setupUploads(document);
+refreshListsWhenReady();
