@@ -63,6 +63,7 @@ from webapp.runs.results import (
     measures_of_pair,
     model_matrix,
     probe_summary,
+    score_reading,
     scores_with_cells,
 )
 from webapp.runs.submit import (
@@ -719,12 +720,25 @@ def comparison_pair(request: HtmxRequest, pk: int, row: int, col: int) -> HttpRe
         .select_related("run")
         .order_by("measure")
     )
+    reading = score_reading(score.parameters)
+    other_scores = [
+        {
+            "score": other,
+            "measure": MEASURES[other.measure],
+            "reading": ""
+            if score_reading(other.parameters) == reading
+            else score_reading(other.parameters),
+        }
+        for other in others
+    ]
     context = {
         "run": run,
         "workspace": run.workspace,
         "score": score,
         "measure": MEASURES[score.measure],
-        "other_scores": [{"score": other, "measure": MEASURES[other.measure]} for other in others],
+        "reading": reading,
+        "other_scores": other_scores,
+        "read_otherwise": any(o["reading"] for o in other_scores),
         "row": row,
         "col": col,
         "alignments": alignments,

@@ -4,6 +4,7 @@ clients draw them the same way), and alignments."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -111,6 +112,22 @@ def positions_read(scores: list[Score]) -> str:
     if len(notes) <= 1:
         return next(iter(notes), "")
     return " · ".join(f"{count} of {len(scores)} pairs: {note}" for note, count in notes.items())
+
+
+def score_reading(parameters: dict) -> str:
+    """How one score read its token-level sets, in a few words, from its ``positions`` note
+    (:func:`workers.tasks._read_sets` writes it): ``per position``, ``pooled on the fly by
+    mean`` (or first, last), ``one vector per sample``; "" without token-level sets. Notes
+    stored before they said "by" read "pooled on the fly (mean)", and read the same here."""
+    note = str(parameters.get("positions", ""))
+    if not note:
+        return ""
+    if note.startswith("per position:"):
+        return "per position"
+    pooled = re.search(r"pooled on the fly (?:by (\w+)|\((\w+)\))", note)
+    if pooled is None:
+        return "one vector per sample"
+    return f"pooled on the fly by {pooled.group(1) or pooled.group(2)}"
 
 
 def _matrix(run: Run, rows: list, cols: list, scores: dict) -> dict:

@@ -1,0 +1,143 @@
+"""What the pages of token-level results show while their runs go and once they finish: the
+part a page polls carries everything the run's state decides (the comparison's resamples and
+measure chips, the projection's reading of positions), and a pair says how its score and the
+maps fitted from it read positions."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+from django.urls import reverse
+
+from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
+from tests.conftest import run_with_dependencies
+from tests.workers.test_token_level_runs import LAYER, store_tokens
+from webapp.runs.models import Run
+from webapp.runs.results import score_reading
+from webapp.runs.submit import request_comparison, request_projection
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def browser(client, owner, workspace):
+    client.force_login(owner)
+    return client
+
+
+def text_of(page: bytes) -> str:
+    """A page's text as read: entities unescaped, white space collapsed."""
+    return " ".join(html.unescape(page.decode()).split())
+
+
+def polled(client, url: str):
+    """The part of a page its htmx poll swaps in (the server-rendered partial)."""
+    return client.get(url, HTTP_HX_REQUEST="true")
+
+
+def test_a_comparison_page_redraws_what_its_run_state_decides_while_it_runs(
+    browser, owner, ckpt_a, ckpt_b, digits
+):
+    """The summary's resamples and the measure chips are in the part the page polls: queued,
+    it says what was asked; finished, what the scores drew (none per position) and its chip's
+    state, not what was true when the page was loaded."""
+    for seed, checkpoint in enumerate((ckpt_a, ckpt_b)):
+        store_tokens(checkpoint, digits, seed)
+    run, _ = request_comparison(
+        owner,
+        ckpt_a,
+        ckpt_b,
+        digits,
+        [LAYER],
+        [LAYER],
+        "tokens",
+        positions="per-position",
+        n_permutations=2,
+        n_bootstrap=4,
+    )
+    url = reverse("comparison", args=[run.pk])
+    before = polled(browser, url)
+    assert before.status_code == 200
+    part = text_of(before.content)
+    assert "4 bootstrap resamples asked (none where a pair is read per position)" in part
+    assert f'<span class="badge {run.state}">{run.state}</span>' in part
+
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    drawn = run.scores.get().parameters["n_bootstrap"]
+    assert drawn == 0  # per position: no interval
+    after = polled(browser, url)
+    assert after.status_code == 286  # htmx swaps this answer and stops polling
+    part = text_of(after.content)
+    assert f"· {drawn} bootstrap resamples ·" in part and "asked" not in part
+    assert '<span class="badge succeeded">succeeded</span>' in part
+    assert "badge queued" not in part and "badge running" not in part
+
+
+def test_a_projection_page_says_how_positions_were_read_once_its_run_finishes(
+    browser, owner, ckpt_a, digits
+):
+    store_tokens(ckpt_a, digits, 0)
+    run, _ = request_projection(owner, ckpt_a, digits, LAYER, "tokens", positions="first")
+    url = reverse("projection", args=[run.pk])
+    assert "pooling tokens (positions first, as asked)" in text_of(polled(browser, url).content)
+    run = run_with_dependencies(run)
+    assert run.state == Run.State.SUCCEEDED, run.error
+    note = run.projection.parameters["positions"]
+    read = score_reading(run.projection.parameters)
+    assert read.startswith("pooled on the fly") and "first" in read
+    after = polled(browser, url)
+    assert after.status_code == 286
+    assert f"pooling tokens ({note})" in text_of(after.content)
+
+
+def test_a_pair_page_says_how_its_score_and_its_maps_read_positions(
+    browser, owner, ckpt_a, ckpt_b, digits
+):
+    """A pair read per position counts rows, not samples; the same measure read another way
+    is listed with its reading; a map fitted from the pair says it read each sample's mean."""
+    for seed, checkpoint in enumerate((ckpt_a, ckpt_b)):
+        store_tokens(checkpoint, digits, seed)
+    runs = {}
+    for how in ("per-position", "mean"):
+        run, _ = request_comparison(
+            owner,
+            ckpt_a,
+            ckpt_b,
+            digits,
+            [LAYER],
+            [LAYER],
+            "tokens",
+            positions=how,
+            n_permutations=2,
+            n_bootstrap=2,
+        )
+        runs[how] = run_with_dependencies(run)
+        assert runs[how].state == Run.State.SUCCEEDED, runs[how].error
+    per_position, mean = (runs[how].scores.get() for how in ("per-position", "mean"))
+    assert per_position.measure == mean.measure
+    assert per_position.activation_a == mean.activation_a  # the same stored rows, read two ways
+    assert per_position.n > digits.n_samples == mean.n
+
+    pair = reverse("comparison-pair", args=[runs["per-position"].pk, 0, 0])
+    page = text_of(browser.get(pair).content)
+    assert f"{per_position.n} rows (positions of {digits.n_samples} samples)" in page
+    pooled = score_reading(mean.parameters)
+    assert score_reading(per_position.parameters) == "per position"
+    assert pooled.startswith("pooled on the fly") and "mean" in pooled
+    assert f"(read {pooled}, not per position)" in page
+    page = text_of(browser.get(reverse("comparison-pair", args=[runs["mean"].pk, 0, 0])).content)
+    assert f"{mean.n} samples;" in page and "rows (positions of" not in page
+    assert f"(read per position, not {pooled})" in page
+
+    method = next(iter(ALIGNMENT_METHODS))
+    browser.post(reverse("align-pair", args=[runs["per-position"].pk, 0, 0]), {"method": method})
+    align = Run.objects.get(kind=Run.Kind.ALIGN)
+    align = run_with_dependencies(align)
+    assert align.state == Run.State.SUCCEEDED, align.error
+    note = align.alignment.parameters["positions"]
+    assert score_reading(align.alignment.parameters) == pooled  # a map reads sample means
+    part = text_of(polled(browser, pair).content)
+    assert f"Positions: pooling tokens: {note}" in part
+    assert "(a fitted map's row says how), not the positions the score above compared" in part
