@@ -128,6 +128,18 @@ def test_refusals_are_one_plain_sentence(owner, pair, digits, monkeypatch):
     matched(owner, a, b, digits, "block2", "block2")  # 16 units: within the limit
 
 
+def test_an_unfinished_run_says_the_width_limit_once(client, owner, pair, digits):
+    """Before the result, the page says which layers are refused and why, in one sentence
+    (it repeated its opening words: "Layers wider than 256 units are refused: layers …")."""
+    a, b = pair
+    run, _ = request_unit_matching(owner, a, b, digits, "block2", "block2")
+    client.force_login(owner)
+    html = client.get(f"/unit-matchings/{run.pk}/").content.decode()
+    said = f"wider than {units.MAX_UNITS} units are refused"
+    assert html.count(said) == 1, html
+    assert f"Layers {said}: the lasso path" in html
+
+
 def test_pages_forms_and_links(client, owner, outsider, workspace, pair, digits):
     a, b = pair
     client.force_login(owner)
