@@ -534,7 +534,7 @@ def _read_sets(
     arrays = dict(mapped)
     for pk, found in positions.items():
         arrays[pk] = means[pk] if how == "mean" else pooled(mapped[pk], found["sample"], n, how)
-    note = f"{asked}pooled on the fly ({how}): {REDUCTIONS[how]}, from the stored positions"
+    note = f"{asked}pooled on the fly by {how}: {REDUCTIONS[how]}, from the stored positions"
     return ReadSets(arrays, per_sample, note=note, reading=how, rows=positions)
 
 

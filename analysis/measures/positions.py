@@ -15,12 +15,16 @@ REDUCTIONS = {
     PER_POSITION: "each position a sample, where both sets hold the same rows (equal sample "
     "and position arrays: models that read the same tokens or patches) and the measure "
     "compares positions; otherwise the mean of each sample's rows",
-    "mean": "the mean of each sample's rows, a vision transformer's class (and distillation) "
-    "token left out, as the mean extraction does",
-    "first": "each sample's first position (a text's first token; a ViT's class token)",
-    "last": "each sample's last position (a text's last real token; a ViT's last patch)",
+    "mean": "the mean of each sample's rows as the mean extraction takes it, over every token "
+    "of a text, every position of a convolutional map and only the patches of a vision "
+    "transformer, its rows marked special left out",
+    "first": "each sample's first position, a text's first token or a vision transformer's "
+    "class token",
+    "last": "each sample's last position, a text's last real token or a vision transformer's "
+    "last patch",
 }
-"""How a comparison reads token-level sets, each with what it is."""
+"""How a comparison reads token-level sets, each with what it is. The pooled ones hold no
+brackets: pages show the note that quotes them inside brackets."""
 POOLED_REDUCTIONS = {name: text for name, text in REDUCTIONS.items() if name != PER_POSITION}
 """The reductions to one vector per sample: how the kinds that read one read token-level sets."""
 

@@ -143,7 +143,7 @@ def reading(family: Family, asked: str, rows: int | None = None) -> Reading:
             f"every position in place); invariance and the Lie derivative take {each} (a "
             "sample's token or patch) as a sample, their scale over all rows (the level of "
             "unrelated positions), and a sample's invariance is the mean of its rows'; the "
-            f"learned map and t predicted read each sample's mean ({REDUCTIONS['mean']})",
+            f"learned map and t predicted read {REDUCTIONS['mean']}",
         )
     how = "mean" if asked == PER_POSITION else asked
     why = (
@@ -154,7 +154,7 @@ def reading(family: Family, asked: str, rows: int | None = None) -> Reading:
     )
     return Reading(
         how,
-        f"{why}pooled on the fly ({how}): {REDUCTIONS[how]}, of x and of g x alike; every "
+        f"{why}pooled on the fly by {how}: {REDUCTIONS[how]}, of x and of g x alike; every "
         "statistic reads one vector per sample",
     )
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from analysis.errors import InputError
-from analysis.measures.positions import pooled
+from analysis.measures.positions import POOLED_REDUCTIONS, pooled
 from analysis.models.base import positions_of
 from analysis.models.checkpoints import load_checkpoint
 from analysis.models.extraction import extract_activations, extract_tokens
@@ -199,6 +199,16 @@ def test_pooling_on_the_fly_refuses_a_sample_without_rows():
     np.testing.assert_array_equal(pooled(values, np.array([0, 0, 1]), 2, "last"), [[2, 3], [4, 5]])
     with pytest.raises(InputError, match="sample 1 has no stored positions"):
         pooled(values, np.array([0, 0, 2]), 3, "mean")
+
+
+def test_the_pooled_readings_say_what_they_take_of_each_modality_without_brackets():
+    """Notes quote these texts inside brackets (a projection's "pooling tokens (…)"), so they
+    hold none; the mean's names what it takes of texts, conv maps and vision transformers
+    alike rather than only the ViT case."""
+    for name, text in POOLED_REDUCTIONS.items():
+        assert not set("()[]") & set(text), name
+    for taken in ("every token of a text", "convolutional map", "only the patches"):
+        assert taken in POOLED_REDUCTIONS["mean"]
 
 
 def test_positions_of_skips_masked_tokens_and_counts_real_ones():

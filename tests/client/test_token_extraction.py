@@ -50,4 +50,4 @@ def test_the_cli_projects_a_token_level_set_pooled_as_positions_says(
     assert run.state == Run.State.SUCCEEDED, run.error
     assert run.params["pooling"] == "tokens" and run.params["positions"] == "last"
     note = replens.projection(run.pk)["parameters"]["positions"]
-    assert note.startswith("pooled on the fly (last): each sample's last position")
+    assert note.startswith("pooled on the fly by last: each sample's last position")

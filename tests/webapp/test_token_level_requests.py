@@ -133,7 +133,7 @@ def test_results_say_how_token_sets_were_read_in_the_api_and_on_their_pages(
     base = {"dataset": digits.pk, "pooling": "tokens", "positions": "last"}
     pair = {**base, "checkpoint_a": ckpt_a.pk, "checkpoint_b": ckpt_b.pk}
     series = {**base, "checkpoints": [ckpt_a.pk, ckpt_b.pk], "layer": LAYER}
-    note = "pooled on the fly (last): each sample's last position"
+    note = "pooled on the fly by last: each sample's last position"
     asked = {
         "alignments": {**pair, "layer_a": LAYER, "layer_b": LAYER},
         "unit-matchings": {**pair, "layer_a": LAYER, "layer_b": LAYER},

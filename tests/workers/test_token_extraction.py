@@ -114,7 +114,16 @@ def test_a_vit_stores_every_patch_and_its_size_is_exact_before_the_run(
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
 
 
-def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(api, owner, tmp_path):
+def storage_text(client, checkpoint: int, dataset: int) -> str:
+    """The checkpoint page's size of pooling ``tokens`` on ``dataset``, as read."""
+    page = client.get(f"/checkpoints/{checkpoint}/?dataset={dataset}").content.decode()
+    part = page[page.index('id="token-storage"') :]
+    return " ".join(re.sub(r"<[^>]+>", " ", part[: part.index("</details>")]).split())
+
+
+def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(
+    api, client, owner, tmp_path
+):
     from transformers import AutoTokenizer
 
     texts = uploaded(api, "/api/v1/datasets/", "texts.jsonl", texts_jsonl(40), name="Texts")
@@ -140,6 +149,11 @@ def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(api, own
     # The sentence embedding is one vector per text: one row each, exactly.
     assert sentence["estimate"] == "exact" and sentence["rows"] == 40
     assert estimate["estimate"] == "exact" and estimate["max_tokens"] == 32
+    # The page says the size is of the default layers, and names no token limit: it is exact.
+    client.force_login(owner)
+    shown = storage_text(client, bert["id"], texts["id"])
+    assert "on Texts for the default layers: exactly" in shown, shown
+    assert "at most 32" not in shown
 
     # Without the counts (a dataset of more texts than are counted): an upper bound.
     fit = Fit.objects.get(checkpoint=bert["id"], dataset=texts["id"])
@@ -148,6 +162,10 @@ def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(api, own
     bound = api.post("/api/v1/extractions/storage/", request, format="json").json()
     assert bound["layers"][0]["rows"] == 40 * 32 and bound["layers"][0]["estimate"] == "bound"
     assert bound["estimate"] == "bound" and bound["layers"][1] == sentence
+    # Now a bound: the page says at most, and the bound layer's rows are 40 texts × 32 tokens.
+    shown = storage_text(client, bert["id"], texts["id"])
+    assert "for the default layers: at most" in shown, shown
+    assert "bound: 40 texts × at most 32 tokens" in shown, shown
 
     response = api.post("/api/v1/extractions/", {**request, "pooling": "tokens"}, format="json")
     run = run_with_dependencies(Run.objects.get(pk=response.json()["id"]))
@@ -181,7 +199,7 @@ def test_texts_sizes_count_their_tokens_and_only_real_tokens_are_stored(api, own
     for pair in (("hidden.2", "sentence_embedding"), ("sentence_embedding", "hidden.2")):
         assert notes[pair].startswith(
             "per position was asked, but sentence_embedding holds one row per sample; pooled on "
-            "the fly (mean)"
+            "the fly by mean"
         )
     assert notes["sentence_embedding", "sentence_embedding"].endswith("compared as it is")
     assert all((position[sample == i] == np.arange(t)).all() for i, t in enumerate(tokens))
@@ -266,7 +284,7 @@ def test_token_level_sets_are_compared_per_position_or_pooled_on_the_fly(api, ow
     for score in on_the_fly.scores.all():
         assert score.n == 40
         assert score.value == pytest.approx(values[(score.layer_a, score.layer_b)].value, abs=1e-6)
-        assert score.parameters["positions"].startswith("pooled on the fly (mean)")
+        assert score.parameters["positions"].startswith("pooled on the fly by mean")
 
     # A measure that compares samples only: asked per position, pooled, and it says why.
     debiased = compared(

@@ -258,7 +258,7 @@ def test_each_kind_reads_token_sets_pooled_as_numpy_pools_their_rows(
     got, note = ask(owner, ckpts, digits, "tokens", how)
     want, plain = ask(owner, ckpts, digits, STORED_AS[how], how)
     assert_same(got, want)
-    assert note.startswith(f"pooled on the fly ({how}): {REDUCTIONS[how]}"), note
+    assert note.startswith(f"pooled on the fly by {how}: {REDUCTIONS[how]}"), note
     assert plain == ""  # sets of one vector per sample are read as they are: nothing to say
     tokens = Run.objects.get(kind=kind, params__pooling="tokens")
     assert tokens.params["positions"] == how
@@ -298,7 +298,7 @@ def test_model_matrices_and_dynamics_read_the_same_rows_per_position(
     cells = per_position["layers"][0]["matrix"]
     means = [numpy_pooled(v, sample, special, "mean", digits.n_samples) for v in values]
     pooled, note = dynamics(owner, ckpts, digits, "tokens", "mean")
-    assert note.startswith("pooled on the fly (mean)")
+    assert note.startswith("pooled on the fly by mean")
     for i in range(3):
         for j in range(3):
             if cells[i][j] is None:  # a symmetric measure fills one triangle
@@ -371,11 +371,11 @@ def test_a_comparison_reads_per_position_each_pair_whose_two_sets_allow_it(
     assert same.parameters["positions"].startswith(f"per position: each of the {len(x)} rows")
     assert same.parameters["n_bootstrap"] == 0
     whys = {
-        ("block1", "block2"): "block2 holds one row per sample; pooled on the fly (mean)",
-        ("block2", "block1"): "block2 holds one row per sample; pooled on the fly (mean)",
+        ("block1", "block2"): "block2 holds one row per sample; pooled on the fly by mean",
+        ("block2", "block1"): "block2 holds one row per sample; pooled on the fly by mean",
         ("block2", "block2"): "block2 holds one row per sample; one vector per sample, compared",
         ("block1", "head"): "the two sets hold different rows",
-        ("block2", "head"): "block2 holds one row per sample; pooled on the fly (mean)",
+        ("block2", "head"): "block2 holds one row per sample; pooled on the fly by mean",
     }
     for (a, b), why in whys.items():
         score = scores[a, b]
