@@ -113,6 +113,12 @@ def test_token_level_features_in_a_browser(
     names = page.locator("#checkpoints-list tbody tr td:first-child")
     expect(names).to_have_count(3)
     assert sorted(names.all_inner_texts()) == ["bert-seed0", "bert-seed1", "tiny-vit"]
+    # So do the New comparison form's menus (the ViT turned ready after the page loaded).
+    form = page.locator("form[action$='/comparisons/new/']")
+    for side in ("a", "b"):
+        menu = form.locator(f"select[name=checkpoint_{side}] option", has_text="tiny-vit")
+        expect(menu).to_have_count(1)
+    expect(form.locator("select[name=dataset] option", has_text="digits")).to_have_count(1)
     shot(page, "uploads")
 
     # The checkpoint page tells the size of pooling tokens before anything runs: exact, as
@@ -130,7 +136,8 @@ def test_token_level_features_in_a_browser(
     page.locator("#id_choose_dataset").select_option(str(texts.pk))
     storage = page.locator("#token-storage")
     expect(storage.locator("summary")).to_contain_text(
-        f"Size of pooling tokens (every position a row) on texts: exactly {total_size}"
+        f"Size of pooling tokens (every position a row) on texts for the default layers: "
+        f"exactly {total_size}"
     )
     storage.locator("summary").click()
     expect(storage).to_contain_text("rows × (4 d + 17) bytes")
@@ -140,6 +147,7 @@ def test_token_level_features_in_a_browser(
         expect(table.nth(k).locator("td")).to_have_text(
             [f"hidden.{k}", str(rows), str(D), layer_size, "exact"]
         )
+    expect(storage).not_to_contain_text("× at most")  # exact: no bound to explain
     assert not Run.objects.exists()  # asking for the size ran nothing
     shot(page, "checkpoint-storage")
 
@@ -178,14 +186,14 @@ def test_token_level_features_in_a_browser(
     compare(page, live_server, "mean")
     expect(page.locator("main")).to_contain_text("pooling tokens, positions mean")
     provenance = page.locator("p", has_text="Provenance:")
-    expect(provenance).to_contain_text("pooled on the fly (mean): the mean of each sample's rows")
+    expect(provenance).to_contain_text("pooled on the fly by mean: the mean of each sample's rows")
     found = cell(page, "hidden.1", "hidden.1")
     assert found[3] != "—" and found[5] == "40"
     expected = linear_cka(each_mean(a, sample_a, special_a), each_mean(b, sample_b, special_b))
     assert float(found[2]) == pytest.approx(expected, abs=6e-5)
     page.locator('.heatmap .cell[data-row="1"][data-col="1"]').click()
     expect(page.locator("h1")).to_have_text("hidden.1 × hidden.1")
-    expect(page.locator("dl.facts")).to_contain_text("pooled on the fly (mean)")
+    expect(page.locator("dl.facts")).to_contain_text("pooled on the fly by mean")
     page.wait_for_load_state("networkidle")
     shot(page, "pair-mean")
 
@@ -231,7 +239,7 @@ def test_token_level_features_in_a_browser(
     expect(page.locator(".badge", has_text="succeeded")).to_be_visible(timeout=WAIT)
     page.reload()
     expect(page.locator("main")).to_contain_text(
-        "pooling tokens (pooled on the fly (mean): the mean of each sample's rows"
+        "pooling tokens (pooled on the fly by mean: the mean of each sample's rows"
     )
     page.wait_for_load_state("networkidle")
     shot(page, "projection")

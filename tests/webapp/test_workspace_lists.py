@@ -128,3 +128,23 @@ def test_an_outsider_sees_no_list(client, outsider, catalog):
     client.force_login(outsider)
     assert client.get("/w/lab/datasets/", HTTP_HX_REQUEST="true").status_code == 404
     assert client.get("/w/lab/checkpoints/", HTTP_HX_REQUEST="true").status_code == 404
+
+
+def test_the_datasets_list_counts_the_classes_its_samples_carry(client, owner, catalog):
+    """Classes are the distinct labels stored: digits' integer labels have no names (the list
+    said 0 for them), "Animals" has three named ones, unlabelled vectors have none."""
+    from tests.conftest import digits_npz_bytes
+
+    client.force_login(owner)
+    y = np.load(io.BytesIO(digits_npz_bytes(60)))["y"]
+    want = {"Digits": str(len(set(y.tolist()))), "Animals": "3", "Vectors 4": "—"}
+    for name, classes in want.items():
+        html = client.get(f"/w/lab/datasets/?datasets-q={name}", HTTP_HX_REQUEST="true")
+        part = html.content.decode().split(f">{name}</a>", 1)[1].split("</tr>", 1)[0]
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", part, re.S)
+        assert cells[3] == classes, (name, cells)  # samples, modality, shape, classes
+    digits = client.get("/w/lab/datasets/?datasets-q=Digits", HTTP_HX_REQUEST="true")
+    pk = re.search(r'href="/datasets/(\d+)/">Digits<', digits.content.decode())
+    assert pk is not None
+    page = client.get(f"/datasets/{pk.group(1)}/").content.decode()
+    assert f"<dd>{want['Digits']} distinct labels, numbered, without names</dd>" in page

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeAlias, TypeVar
 
@@ -192,6 +193,14 @@ class Dataset(models.Model):
     def load_arrays(self) -> DatasetArrays:
         with self.arrays.open() as f:
             return DatasetArrays.load(f)
+
+    @cached_property
+    def n_classes(self) -> int:
+        """How many distinct labels its samples carry (0 when it has none), counted from the
+        stored labels: label names may be absent (digits' ten integer classes) or name classes
+        no sample has."""
+        labels = self.column("y")
+        return 0 if labels is None else int(np.unique(labels).size)
 
     def column(self, key: str) -> np.ndarray | None:
         """One per-sample array of the canonical file (``y``, ``ids``, ``meta:<name>``), or

@@ -11,7 +11,8 @@
 // data-chunk-size (bytes per chunk; default: the size the server suggests).
 // Sets: data-state = "hashing" | "sending" | "completing" | "failed" while it works; the
 // form's .upload-status says the same in words, with a progress bar. When an upload turns
-// ready, the page's Datasets and Checkpoints lists are fetched again.
+// ready, the page's Datasets and Checkpoints lists are fetched again, and an "upload-ready"
+// event on the body tells the forms whose menus list them (the New comparison form's).
 
 import { backoff, contentRange, declaration, nextChunk } from "./chunks.js";
 import { Sha256 } from "./sha256.js";
@@ -212,7 +213,8 @@ function readyResults() {
 /**
  * The Datasets and Checkpoints lists were drawn when the page loaded; when the worker's check
  * makes a new one ready (htmx polls the Uploads list), each list is fetched again through its
- * filter form, so it no longer says "No checkpoints yet" beside an upload marked ready.
+ * filter form, so it no longer says "No checkpoints yet" beside an upload marked ready, and
+ * "upload-ready" is dispatched on the body, for menus that list them to be drawn again.
  */
 export function refreshListsWhenReady() {
   let seen = readyResults();
@@ -223,6 +225,7 @@ export function refreshListsWhenReady() {
         const form = /** @type {HTMLFormElement | null} */ (document.querySelector(`#${id} form.filters`));
         form?.requestSubmit();
       }
+      document.body.dispatchEvent(new CustomEvent("upload-ready"));
     }
     seen = now;
   });
