@@ -95,7 +95,8 @@ def comment_above(name: str) -> str:
 
 def env_vars_read_by_code() -> dict[str, str]:
     """Every environment variable the server code reads by a literal name, with where:
-    webapp/env.py's readers, ``os.environ.get``, ``os.getenv`` and ``os.environ[...]``."""
+    webapp/env.py's readers, ``os.environ.get``, ``os.getenv`` and ``os.environ[...]`` (read, not
+    set: a worker process sets OMP_NUM_THREADS for the processes it starts)."""
     found = {}
     sources = [
         path
@@ -112,7 +113,11 @@ def env_vars_read_by_code() -> dict[str, str]:
                 on_environ = isinstance(func, ast.Attribute) and _is_os_environ(func.value)
                 if called in ENV_READERS or called == "getenv" or (called == "get" and on_environ):
                     name = node.args[0]
-            elif isinstance(node, ast.Subscript) and _is_os_environ(node.value):
+            elif (
+                isinstance(node, ast.Subscript)
+                and _is_os_environ(node.value)
+                and isinstance(node.ctx, ast.Load)  # os.environ[...] = … sets, not reads
+            ):
                 name = node.slice
             if isinstance(name, ast.Constant) and isinstance(name.value, str):
                 found.setdefault(name.value, f"{path.relative_to(ROOT)}:{node.lineno}")
