@@ -79,7 +79,8 @@ def test_a_vit_stores_every_patch_and_its_size_is_exact_before_the_run(
     assert "Size of pooling <code>tokens</code>" in page and "exact" in page
     # the summary says how the size is known, and in which units
     words = " ".join(page.split())
-    assert f"on {digits['name']}: exactly " in words and "1 MB = 1,048,576 bytes" in words
+    assert f"on {digits['name']} for the default layers: exactly " in words
+    assert "1 MB = 1,048,576 bytes" in words
 
     response = api.post("/api/v1/extractions/", {**request, "layers": ["hidden.1"]}, format="json")
     assert response.status_code == 201, response.content
