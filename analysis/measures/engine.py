@@ -293,41 +293,41 @@ def compare_layers(
                 for name_a, outcome in zip(names, run(calls), strict=True):
                     shuffled[(name_a, name_b)].append(_value(outcome))
                 advance()
-    dims_a = {name: x.shape[1] for name, x in layers_a}
-    dims_b = {name: x.shape[1] for name, x in layers_b}
-    if measure.exact_baseline:
-        moments = {(a, b): measure.permutation_moments(by_a[a], by_b[b]) for a, b in values}
-    else:
-        moments = {
-            key: (float(np.mean(draws)), float(np.std(draws))) for key, draws in shuffled.items()
+        dims_a = {name: x.shape[1] for name, x in layers_a}
+        dims_b = {name: x.shape[1] for name, x in layers_b}
+        if measure.exact_baseline:
+            moments = {(a, b): measure.permutation_moments(by_a[a], by_b[b]) for a, b in values}
+        else:
+            moments = {
+                key: (float(np.mean(draws)), float(np.std(draws)))
+                for key, draws in shuffled.items()
+            }
+        results = {
+            (name_a, name_b): PairResult(
+                value=value,
+                baseline=float(moments[(name_a, name_b)][0]),
+                baseline_std=float(moments[(name_a, name_b)][1]),
+                n=n,
+                d_a=dims_a[name_a],
+                d_b=dims_b[name_b],
+                estimator=measure.estimator(by_a[name_a], by_b[name_b]),
+                larger_is_more_similar=measure.larger_is_more_similar,
+                warn_at=measure.baseline_warning_at(),
+            )
+            for (name_a, name_b), value in values.items()
         }
-    results = {
-        (name_a, name_b): PairResult(
-            value=value,
-            baseline=float(moments[(name_a, name_b)][0]),
-            baseline_std=float(moments[(name_a, name_b)][1]),
-            n=n,
-            d_a=dims_a[name_a],
-            d_b=dims_b[name_b],
-            estimator=measure.estimator(by_a[name_a], by_b[name_b]),
-            larger_is_more_similar=measure.larger_is_more_similar,
-            warn_at=measure.baseline_warning_at(),
-        )
-        for (name_a, name_b), value in values.items()
-    }
-    for name_a, name_b in refusals:
-        results[(name_a, name_b)] = PairResult(
-            None,
-            None,
-            None,
-            n,
-            dims_a[name_a],
-            dims_b[name_b],
-            "",
-            refusal=refusals[(name_a, name_b)],
-        )
-    if resamples:
-        with _drawing(measure) as run:
+        for name_a, name_b in refusals:
+            results[(name_a, name_b)] = PairResult(
+                None,
+                None,
+                None,
+                n,
+                dims_a[name_a],
+                dims_b[name_b],
+                "",
+                refusal=refusals[(name_a, name_b)],
+            )
+        if resamples:
             _bootstrap(measure, prepared_a, prepared_b, resamples, results, run, advance)
     return {(a, b): results[(a, b)] for a, _ in layers_a for b, _ in layers_b}
 
