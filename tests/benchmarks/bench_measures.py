@@ -24,6 +24,8 @@ the parent kills and replaces when a call overruns its time limit or dies: a slo
 peer costs its cell, never the run. Peak memory of a case is the worker's high-water RSS during
 the call minus its RSS just before it (inputs already loaded): the high-water mark is reset
 through /proc/self/clear_refs before each call, so it belongs to that call alone.
+That process keeps the memory it frees for its next arrays, as a worker's pool process does
+(workers.cores.keep_freed_memory): ours and every peer run under it alike.
 
 Peers are skipped, with the reason printed, when a cost model calibrated on the largest size
 they ran at (time ∝ nᵃ·dᵇ, memory ∝ nᶜ; exponents in make_peers, from their algorithms and
@@ -534,6 +536,9 @@ def _run_task(task: dict) -> dict:
 
 
 def _serve(conn) -> None:
+    from workers.cores import keep_freed_memory
+
+    keep_freed_memory()  # as a worker's pool process does
     # Import everything up front, so that no timed call pays for an import.
     import ckatorch  # noqa: F401
     import repsim  # noqa: F401
