@@ -14,5 +14,7 @@
 - :mod:`~analysis.weights.spectra`: singular values of each layer's weight matrix in both
   networks and how well their singular vectors align;
 - :mod:`~analysis.weights.chance`: what unrelated weights score on that alignment (without
-  torch).
+  torch);
+- :mod:`~analysis.weights.unrelated`: what they score after the same weight matching, drawn
+  (pairs of networks of the same shapes and spectra, uniformly randomly oriented).
 """

@@ -22,7 +22,8 @@ unrelated layers scatters around it (less the more directions carry weight). It 
 weights as they are, before matching: weight matching permutes B's units to bring its weights
 closest to A's, which raises even unrelated weights' alignment above it (two randomly
 initialised digit MLPs 64 → 128 → 64 → 32 → 10 go from about chance to about twice it after
-matching, ``python -m tests.benchmarks.bench_weights``).
+matching, ``python -m tests.benchmarks.bench_weights``). The level after matching has no closed
+form; :mod:`analysis.weights.unrelated` draws it for unrelated weights of this same reference.
 """
 
 from __future__ import annotations

@@ -31,6 +31,13 @@ from analysis.weights.specs import (
     spec_for,
 )
 from analysis.weights.spectra import compare_spectra, layer_spectra, weight_matrix
+from analysis.weights.unrelated import (
+    DRAWS,
+    haar_frame,
+    matched_chance,
+    singular_values,
+    unrelated_state,
+)
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -437,3 +444,92 @@ def test_a_conv_layer_s_chance_is_that_of_its_out_by_in_times_kernel_matrix():
     assert layers["conv2.0"].shape == (6, 4 * 9)
     assert layers["conv2.0"].chance == alignment_chance(6, 36)
     assert layers["head"].shape == tuple(a["head.weight"].shape)
+
+
+# --- what unrelated weights score after matching --------------------------------------------
+
+
+def matcher(spec: PermutationSpec, seed: int = 0):
+    """Weight matching as the run does it: (A, B) → π(B)."""
+    return lambda a, b: apply_permutation(spec, weight_matching(spec, a, b, seed=seed), b)
+
+
+def test_unrelated_weights_keep_each_parameter_s_shape_and_singular_values():
+    rng = np.random.default_rng(0)
+    state = cnn_state(0) | {"steps": torch.tensor([3, 4])}
+    spectra = singular_values(state)
+    assert "steps" not in spectra  # not floating point: kept as it is
+    drawn = unrelated_state(rng, state, spectra)
+    assert drawn["steps"] is state["steps"]
+    for name, w in state.items():
+        assert drawn[name].shape == w.shape, name
+        if name in spectra:
+            np.testing.assert_allclose(singular_values({name: drawn[name]})[name], spectra[name])
+            assert not torch.allclose(drawn[name].double(), w.double())
+    frame = haar_frame(rng, 9, 4)
+    np.testing.assert_allclose(frame.T @ frame, np.eye(4), atol=1e-12)
+
+
+def test_unrelated_weights_score_the_closed_form_before_matching():
+    """Before matching, the draws are chance.py's reference: each run's 95 % interval of the
+    mean covers m(out) m(in) / 2 about 95 % of the time (at least 80 % of 48 intervals, four
+    layers in 12 runs), and the mean of all their draws is within four standard errors of it."""
+    a, b = mlp_state(0, hidden=(12, 10, 8), in_features=9), mlp_state(1, (12, 10, 8), 9)
+    align = matcher(mlp_spec(a))
+    runs = [matched_chance(a, b, align, seed=seed) for seed in range(12)]
+    shapes = {layer.name: layer.shape for layer in layer_spectra(a, b)}
+    covered = [
+        level["low"] <= alignment_chance(*shapes[name]) <= level["high"]
+        for run in runs
+        for name, level in run.before_matching().items()
+    ]
+    assert len(covered) == 48 and np.mean(covered) >= 0.8, np.mean(covered)
+    pooled = np.concatenate([run.before for run in runs])
+    for i, name in enumerate(runs[0].layers):
+        values = pooled[:, i]
+        error = values.std(ddof=1) / np.sqrt(len(values))
+        assert abs(values.mean() - alignment_chance(*shapes[name])) < 4 * error, name
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "small-cnn"])
+def test_matching_raises_unrelated_weights_alignment(architecture):
+    """After matching, unrelated weights score above their level before it at every layer
+    (in the mean of 24 draws, enough for the rise to stand out of the draws' scatter at these
+    small widths), and the reported level is the mean of the draws after it."""
+    a, b = (
+        (mlp_state(0, (12, 10, 8), 9), mlp_state(1, (12, 10, 8), 9))
+        if architecture == "mlp"
+        else (cnn_state(0), cnn_state(1))
+    )
+    found = matched_chance(a, b, matcher(spec_for(architecture, a)), draws=24, seed=3)
+    assert found.draws == 24 and found.after.shape == (24, 4)
+    for i, (name, level) in enumerate(found.after_matching().items()):
+        assert level["mean"] == pytest.approx(found.after[:, i].mean(), rel=1e-12)
+        assert level["low"] < level["mean"] < level["high"]
+        assert level["mean"] > found.before_matching()[name]["mean"], name
+        shape = next(layer.shape for layer in layer_spectra(a, b) if layer.name == name)
+        assert level["mean"] > alignment_chance(*shape), name
+
+
+def test_a_permuted_copy_aligns_far_above_what_matching_gives_unrelated_weights():
+    a = cnn_state(0, widths=(8, 16, 12))
+    spec = cnn_spec(a)
+    b = apply_permutation(spec, spec.random(np.random.default_rng(1)), a)
+    after = layer_spectra(a, apply_permutation(spec, weight_matching(spec, a, b), b))
+    levels = matched_chance(a, b, matcher(spec)).after_matching()
+    for layer in after:
+        assert layer.alignment == pytest.approx(1.0, abs=1e-9)
+        assert levels[layer.name]["high"] < 0.5, (layer.name, levels[layer.name])
+
+
+def test_matched_chance_is_reproducible_with_a_seed():
+    a, b = mlp_state(0), mlp_state(1)
+    align = matcher(mlp_spec(a))
+    first, again = matched_chance(a, b, align, seed=5), matched_chance(a, b, align, seed=5)
+    assert first.draws == DRAWS
+    np.testing.assert_array_equal(first.after, again.after)
+    np.testing.assert_array_equal(first.before, again.before)
+    assert first.after_matching() == again.after_matching() and first.seed == 5
+    assert not np.array_equal(first.after, matched_chance(a, b, align, seed=6).after)
+    with pytest.raises(ValueError, match="two draws"):
+        matched_chance(a, b, align, draws=1)

@@ -13,7 +13,8 @@ Run: ``python -m tests.benchmarks.bench_weights`` (1 to 3 minutes on 2 shared co
   loss and accuracy on the test split at 11 values of λ along (1−λ)θ_A + λθ_B and along
   (1−λ)θ_A + λπ(θ_B) after weight matching, the barriers, the seconds the 11 evaluations take,
   and each layer's singular-vector alignment before and after matching, beside what unrelated
-  weights score before matching (:func:`analysis.weights.chance.alignment_chance`) and the
+  weights score before matching (:func:`analysis.weights.chance.alignment_chance`) and after
+  it (:func:`analysis.weights.unrelated.matched_chance`, with the seconds it takes) and the
   mean over 10 untrained pairs built alike, before and after matching. This part runs on one
   thread (the tensors are tiny).
 - The built-in transformer (:func:`analysis.models.architectures.transformer`, pre-LN
@@ -45,6 +46,7 @@ from analysis.weights.connectivity import ConnectivityCurve, classifier_evaluato
 from analysis.weights.matching import l2_distance, weight_matching
 from analysis.weights.specs import apply_permutation, spec_for
 from analysis.weights.spectra import layer_spectra
+from analysis.weights.unrelated import matched_chance
 
 T = TypeVar("T")
 
@@ -168,17 +170,34 @@ def bench_barrier(
         f"  L2 distance before / after matching: {l2_distance(state_a, state_b):.4f} / "
         f"{l2_distance(state_a, matched):.4f}"
     )
+    spectra_s, _ = best_of(
+        1, lambda: (layer_spectra(state_a, state_b), layer_spectra(state_a, matched))
+    )
+    chance_s, unrelated = best_of(
+        1,
+        lambda: matched_chance(
+            state_a,
+            state_b,
+            lambda a, b: apply_permutation(spec, weight_matching(spec, a, b, seed=0), b),
+        ),
+    )
+    levels = unrelated.after_matching()
     print(
-        "  singular-vector alignment per layer, before → after matching (unrelated weights: "
-        "the chance level before matching, m(out) m(in) / 2):"
+        f"  singular-vector alignment per layer, before → after matching (unrelated weights: "
+        f"the chance level before matching, m(out) m(in) / 2, and after it, the mean of "
+        f"{unrelated.draws} pairs with A's and B's spectra [95 % interval], drawn in "
+        f"{chance_s:.2f} s beside {match_s:.3f} s for the matching and {spectra_s:.3f} s for "
+        "the spectra):"
     )
     for before, after in zip(
         layer_spectra(state_a, state_b), layer_spectra(state_a, matched), strict=True
     ):
         top = min(5, len(before.cosines))
+        level = levels[before.name]
         print(
             f"    {before.name:14s} {before.alignment:.4f} → {after.alignment:.4f} "
-            f"(unrelated weights {before.chance:.4f})   c_1…c_{top}: "
+            f"(unrelated weights {before.chance:.4f} → {level['mean']:.4f} "
+            f"[{level['low']:.4f}, {level['high']:.4f}])   c_1…c_{top}: "
             + " ".join(f"{c:+.2f}" for c in before.cosines[:top])
             + "  →  "
             + " ".join(f"{c:+.2f}" for c in after.cosines[:top])
