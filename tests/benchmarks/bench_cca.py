@@ -180,6 +180,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run on small random layers")
     parser.add_argument("--permutations", type=int, default=10)
     parser.add_argument("--bootstrap", type=int, default=20)
+    parser.add_argument(
+        "--no-intervals-set",
+        action="store_true",
+        help="skip the second set of layers (random, n = 2,000, where intervals are drawn)",
+    )
     args = parser.parse_args()
     print(
         f"# CCA statistics before and after ({platform.processor() or platform.machine()}, "
@@ -202,8 +207,9 @@ def main() -> None:
         )
         n_permutations, n_bootstrap = args.permutations, args.bootstrap
     configurations = [(layers, source)]
-    if not args.quick:  # at n = 1,000 a resample's ~632 distinct samples are too few for 384
-        # directions, so no interval is drawn: a second set where they are
+    if not args.quick and not args.no_intervals_set:
+        # At n = 1,000 a resample's ~632 distinct samples are too few for 384 directions, so no
+        # interval is drawn: a second set where they are.
         configurations.append(
             (random_layers(2000, 384, 7), "random layers, n = 2,000, d = 384 (intervals drawn)")
         )
