@@ -120,13 +120,15 @@ def test_distances_warn_when_unrelated_data_is_already_close():
     assert large_n.warnings == []
 
 
-def test_a_refused_layer_leaves_its_cells_empty_and_the_rest_scored():
+@pytest.mark.parametrize("measure_id", ["cka/linear", "cca/mean"])
+def test_a_refused_layer_leaves_its_cells_empty_and_the_rest_scored(measure_id):
     """A dead layer (every unit constant, as after ReLUs that never fire) cannot be compared by
-    CKA: its cells carry the reason, every other pair is scored as usual."""
-    x, y = related(50, 0)
-    dead = np.zeros((50, 4))
+    CKA or CCA: its cells carry the reason, every other pair is scored as usual (mean CCA's
+    layers are prepared side by side, as its draws are)."""
+    x, y = related(200, 0)
+    dead = np.zeros((200, 4))
     results = compare_layers(
-        LinearCKA(), [("x", x), ("dead", dead)], [("y", y), ("x", x)], n_bootstrap=5
+        MEASURES[measure_id], [("x", x), ("dead", dead)], [("y", y), ("x", x)], n_bootstrap=5
     )
     assert list(results) == [("x", "y"), ("x", "x"), ("dead", "y"), ("dead", "x")]
     assert results[("x", "x")].value == pytest.approx(1.0)
@@ -137,7 +139,7 @@ def test_a_refused_layer_leaves_its_cells_empty_and_the_rest_scored():
         assert refused.warnings == [refused.refusal] and "dead: every column is constant" in (
             refused.refusal
         )
-        assert (refused.n, refused.d_a) == (50, 4)
+        assert (refused.n, refused.d_a) == (200, 4)
 
 
 def test_comparison_fails_with_the_reason_when_no_pair_can_be_scored():
