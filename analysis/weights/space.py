@@ -4,9 +4,11 @@
 checks that the permuted B computes B's function on the data, and measures, before and after
 matching: the L2 distance, loss and accuracy along the linear path (with its barriers,
 :mod:`~analysis.weights.connectivity`) and each layer's spectra and singular-vector alignment
-(:mod:`~analysis.weights.spectra`). It reads weights only through a declared permutation
-spec: a ``.safetensors`` state dict of a built-in architecture, or a TorchScript model whose
-parameters follow a built-in architecture's naming
+(:mod:`~analysis.weights.spectra`), beside what unrelated weights score on it before matching
+(:mod:`~analysis.weights.chance`) and after the same matching (:mod:`~analysis.weights.unrelated`,
+:data:`~analysis.weights.unrelated.DRAWS` pairs). It reads weights only through a declared
+permutation spec: a ``.safetensors`` state dict of a built-in architecture, or a TorchScript
+model whose parameters follow a built-in architecture's naming
 (:func:`analysis.weights.formats.declared_architecture`).
 """
 
@@ -34,6 +36,7 @@ from analysis.weights.formats import FUNCTION_TOLERANCE
 from analysis.weights.matching import l2_distance, weight_matching
 from analysis.weights.specs import apply_permutation, spec_for
 from analysis.weights.spectra import layer_spectra
+from analysis.weights.unrelated import MatchedChance, matched_chance
 
 
 def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -99,7 +102,8 @@ def weight_space(
       input scores;
     - ``layers``: per weight matrix, the singular values of A and B (π(B) has B's), and the
       cosines and alignment before and after matching, and the alignment of unrelated weights
-      of the layer's shape.
+      of the layer's shape before matching and after it;
+    - ``unrelated``: how the level after matching was drawn (``draws`` pairs, ``seed``).
     """
     report = progress or (lambda f: None)
     x_t = torch.as_tensor(np.asarray(x), dtype=torch.float32)
@@ -112,7 +116,7 @@ def weight_space(
     spec.check(state_b, "model B")
     perms = weight_matching(spec, state_a, state_b, seed=seed)
     permuted = apply_permutation(spec, perms, state_b)
-    report(0.2)
+    report(0.1)
     check = function_check(model_b, architecture, permuted, x_t)
     if not check["passed"]:
         found = check["max_difference"]
@@ -124,11 +128,17 @@ def weight_space(
     own = [evaluate_classifier(m, x_t, y_t) for m in (model_a, model_b)]
     evaluate = classifier_evaluator(architecture, x_t, y_t)
     naive = linear_path(state_a, state_b, evaluate, LAMBDAS)
-    report(0.55)
+    report(0.25)
     matched = linear_path(state_a, permuted, evaluate, LAMBDAS)
-    report(0.9)
-    layers = _layer_spectra(state_a, state_b, permuted)
-    report(1.0)
+    report(0.4)
+    unrelated = matched_chance(
+        state_a,
+        state_b,
+        lambda a, b: apply_permutation(spec, weight_matching(spec, a, b, seed=seed), b),
+        seed=seed,
+        progress=lambda f: report(0.4 + 0.6 * f),
+    )
+    layers = _layer_spectra(state_a, state_b, permuted, unrelated)
     return {
         "architecture": architecture,
         "seed": seed,
@@ -148,6 +158,7 @@ def weight_space(
         "naive": _curve_json(naive),
         "matched": _curve_json(matched),
         "layers": layers,
+        "unrelated": {"draws": unrelated.draws, "seed": unrelated.seed},
     }
 
 
@@ -207,9 +218,15 @@ def encoder_weight_space(
             f"differ by up to {difference:.3g}); its weights are not a "
             f"{LAYOUTS[architecture].name} encoder's"
         )
-    report(0.7)
-    layers = _layer_spectra(state_a, state_b, permuted)
-    report(1.0)
+    report(0.5)
+    unrelated = matched_chance(
+        state_a,
+        state_b,
+        lambda a, b: viewed.apply(viewed.match(a, b, seed=seed), b),
+        seed=seed,
+        progress=lambda f: report(0.5 + 0.5 * f),
+    )
+    layers = _layer_spectra(state_a, state_b, permuted, unrelated)
     return {
         "architecture": architecture,
         "seed": seed,
@@ -228,14 +245,21 @@ def encoder_weight_space(
         "naive": None,
         "matched": None,
         "layers": layers,
+        "unrelated": {"draws": unrelated.draws, "seed": unrelated.seed},
     }
 
 
-def _layer_spectra(state_a: StateDict, state_b: StateDict, permuted: StateDict) -> list[dict]:
+def _layer_spectra(
+    state_a: StateDict, state_b: StateDict, permuted: StateDict, unrelated: MatchedChance
+) -> list[dict]:
     """Per layer, as stored: the shape ``[out, in]`` of its weight matrix, both matrices'
     singular values, the alignment of their singular vectors before (A against B) and after
-    matching (A against π(B)), and ``alignment_chance``, what unrelated weights of that shape
-    score (:attr:`~analysis.weights.spectra.LayerSpectra.chance`)."""
+    matching (A against π(B)), ``alignment_chance``, what unrelated weights of that shape
+    score before matching (:attr:`~analysis.weights.spectra.LayerSpectra.chance`), and
+    ``alignment_matched_chance``, what ``unrelated`` pairs with A's and B's spectra score after
+    matching (:meth:`~analysis.weights.unrelated.MatchedChance.after_matching`: mean, low and
+    high of its 95 % interval, sd of the draws)."""
+    levels = unrelated.after_matching()
     return [
         {
             "layer": before.name,
@@ -247,6 +271,7 @@ def _layer_spectra(state_a: StateDict, state_b: StateDict, permuted: StateDict) 
             "alignment_before": before.alignment,
             "alignment_after": after.alignment,
             "alignment_chance": before.chance,
+            "alignment_matched_chance": levels[before.name],
         }
         for before, after in zip(
             layer_spectra(state_a, state_b), layer_spectra(state_a, permuted), strict=True

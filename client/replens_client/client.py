@@ -891,8 +891,10 @@ class Client:
         """A weight-space run: ``result`` (null until it finished) with ``function_check``,
         ``l2`` (``before``, ``after``), ``lambdas``, the ``naive`` and ``matched`` paths
         (``loss``, ``accuracy``, their barriers) and ``layers`` (``shape``, spectra, cosines,
-        alignment before and after, and ``alignment_chance``, what unrelated weights of that
-        shape score before matching; the last two absent from reports made before they were
+        alignment before and after, ``alignment_chance``, what unrelated weights of that shape
+        score before matching, and ``alignment_matched_chance``, what they score after the same
+        matching: ``mean``, ``low`` and ``high`` of its 95 % interval, ``sd``, over the
+        ``unrelated.draws`` pairs; the last three absent from reports made before they were
         kept); ``definitions`` has one line per number."""
         return self._get(f"weight-spaces/{_id(run)}/")
 

@@ -2,7 +2,7 @@
 in a real browser: both paths (loss and accuracy) are drawn with the naive and the matched
 curve, the barriers, L2 and the function check are shown with their definitions, and every
 layer's spectra (log scale) and cosines are drawn, its alignment beside what unrelated weights
-score."""
+score before and after the same matching."""
 
 from __future__ import annotations
 
@@ -66,6 +66,13 @@ def test_ask_for_and_open_a_weight_space(
     for i in range(3):
         expect(chance.nth(i)).to_have_attribute("title", re.compile(r"m\(out\) m\(in\) / 2"))
         expect(chance.nth(i)).to_have_text(re.compile(r"^0\.0\d+$"))
+    # and after matching beside what the same matching gives unrelated weights, with its interval
+    expect(page.get_by_test_id("alignment")).to_contain_text("unrelated weights, matched")
+    matched = page.get_by_test_id("alignment-matched-chance")
+    expect(matched).to_have_count(3)
+    for i in range(3):
+        expect(matched.nth(i)).to_have_attribute("title", re.compile(r"^mean of 8 pairs"))
+        expect(matched.nth(i)).to_have_text(re.compile(r"^0\.\d+ \[0\.\d+, 0\.\d+\]$"))
     for layer in ("block1.0", "block2.0", "head"):
         spectrum = page.locator(f'[data-chart="spectrum:{layer}"]')
         expect(spectrum).to_have_attribute("data-drawn", "true")

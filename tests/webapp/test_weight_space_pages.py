@@ -61,6 +61,19 @@ def test_the_page_shows_the_paths_barriers_l2_and_spectra(
     assert [shown for _, shown in cells] == [f"{layer['alignment_chance']:.3g}" for layer in layers]
     assert all("m(out) m(in) / 2" in title for title, _ in cells)
     assert 'data-testid="alignment-chance-unknown"' not in html
+    # and after matching beside what the same matching gives unrelated weights, with its interval
+    assert "<th>unrelated weights, matched (95% interval)</th>" in html
+    assert "what unrelated weights score after the same matching" in html
+    assert "Here K = 8 pairs, drawn with seed 0." in html
+    matched = re.findall(
+        r'data-testid="alignment-matched-chance" title="([^"]*)">([^<]*)</td>', html
+    )
+    assert [shown for _, shown in matched] == [
+        "{mean:.3g} [{low:.3g}, {high:.3g}]".format(**layer["alignment_matched_chance"])
+        for layer in layers
+    ]
+    assert all(title.startswith("mean of 8 pairs of unrelated networks") for title, _ in matched)
+    assert 'data-testid="alignment-matched-chance-unknown"' not in html
     listed = client.get(f"/w/{workspace.slug}/").content.decode()
     assert f"/weight-spaces/{run.pk}/" in listed
     assert f"/weight-spaces/{run.pk}/" in client.get(f"/checkpoints/{ckpt_b.pk}/").content.decode()
@@ -105,6 +118,12 @@ def test_the_api_asks_for_reads_and_refuses(api, owner, workspace, digits, ckpt_
         expected = alignment_chance(*layer["shape"])
         assert layer["alignment_chance"] == pytest.approx(expected, rel=1e-12)
     assert "uniformly random" in read["definitions"]["alignment_chance"]
+    assert read["result"]["unrelated"] == {"draws": 8, "seed": 0}
+    for layer in layers:
+        level = layer["alignment_matched_chance"]
+        assert set(level) == {"mean", "low", "high", "sd"}
+        assert 0 <= level["low"] < level["mean"] < level["high"] <= 1
+    assert "after the same matching" in read["definitions"]["alignment_matched_chance"]
 
     Checkpoint.objects.filter(pk=ckpt_b.pk).update(format="precomputed")
     refused = api.post("/api/v1/weight-spaces/", {**body, "seed": 1}, format="json")
@@ -162,3 +181,32 @@ def test_a_report_stored_before_the_chance_level_still_renders(
     assert 'data-testid="alignment-chance-unknown"' not in html
     shown = re.findall(r'data-testid="alignment-chance" title="[^"]*">([^<]*)</td>', html)
     assert shown == [f"{alignment_chance(*layer['shape']):.3g}" for layer in stored]
+
+
+def test_a_report_stored_before_the_level_after_matching_shows_a_dash(
+    client, api, owner, workspace, digits, ckpt_a, ckpt_b
+):
+    """A report without what matching gives unrelated weights shows a dash in that column for
+    every layer and one sentence saying why; the API serves it as stored."""
+    run = run_with_dependencies(request_weight_space(owner, ckpt_a, ckpt_b, digits)[0])
+    report = Report.objects.get(run=run)
+    del report.result["unrelated"]
+    report.result["layers"] = [
+        {k: v for k, v in layer.items() if k != "alignment_matched_chance"}
+        for layer in report.result["layers"]
+    ]
+    report.save()
+    client.force_login(owner)
+    html = client.get(f"/weight-spaces/{run.pk}/").content.decode()
+    dashes = re.findall(
+        r'data-testid="alignment-matched-chance" class="muted" title="([^"]*)">—</td>', html
+    )
+    assert dashes == [
+        "not known: this report was stored before the level after matching was kept"
+    ] * len(report.result["layers"])
+    assert 'data-testid="alignment-matched-chance-unknown"' in html
+    assert "the alignment after matching has no chance level here" in html
+    assert "Here K =" not in html
+    read = api.get(f"/api/v1/weight-spaces/{run.pk}/")
+    assert read.status_code == 200 and "unrelated" not in read.json()["result"]
+    assert all("alignment_matched_chance" not in layer for layer in read.json()["result"]["layers"])

@@ -16,6 +16,7 @@ from analysis.weights.connectivity import classifier_evaluator, evaluate_classif
 from analysis.weights.matching import l2_distance, weight_matching
 from analysis.weights.specs import apply_permutation, spec_for
 from analysis.weights.spectra import layer_spectra
+from analysis.weights.unrelated import DRAWS, matched_chance
 from tests.conftest import checkpoint_from, run_with_dependencies, torchscript_mlp_bytes
 from webapp.runs.models import Report, Run
 from webapp.runs.weight_space import request_weight_space, weight_space_view
@@ -73,6 +74,18 @@ def test_the_run_reports_the_library_s_numbers_on_the_same_weights(
         assert layer["alignment_after"] == after.alignment
         assert layer["shape"] == list(state_a[f"{before.name}.weight"].shape)
         assert layer["alignment_chance"] == before.chance == after.chance
+    # what the same matching gives unrelated weights: the library's draws, seeded by the run's
+    unrelated = matched_chance(
+        state_a,
+        state_b,
+        lambda a, b: apply_permutation(spec, weight_matching(spec, a, b, seed=0), b),
+        seed=0,
+    ).after_matching()
+    assert result["unrelated"] == {"draws": DRAWS, "seed": 0}
+    for layer in result["layers"]:
+        stored = layer["alignment_matched_chance"]
+        assert stored == pytest.approx(unrelated[layer["layer"]], rel=1e-9)
+        assert stored["low"] < stored["mean"] < stored["high"]
 
     # λ = 0 and 1 reproduce each model's own loss, as the TorchScript model computes it
     own_a, own_b = evaluate_classifier(model_a, x, y), evaluate_classifier(model_b, x, y)
@@ -239,6 +252,11 @@ def test_two_bert_encoders_from_hugging_face_directories(client, owner, workspac
     assert result["l2"]["before"] > 0 and result["l2"]["after"] == 0.0
     assert result["naive"] is None and result["models"] is None
     assert result["units"]["residual"] == 32 and result["units"]["layer1.heads"] == 2
+    # matched back exactly: every layer aligned, far above what matching gives unrelated weights
+    assert result["unrelated"] == {"draws": DRAWS, "seed": 0}
+    for layer in result["layers"]:
+        assert layer["alignment_after"] == pytest.approx(1.0, abs=1e-9)
+        assert layer["alignment_matched_chance"]["high"] < 0.5, layer["layer"]
     client.force_login(owner)
     html = client.get(f"/weight-spaces/{run.pk}/").content.decode()
     assert 'data-testid="no-paths"' in html and "has no class scores" in html

@@ -774,6 +774,18 @@ class FunctionCheckSerializer(serializers.Serializer):
     passed = serializers.BooleanField()
 
 
+class MatchedChanceSerializer(serializers.Serializer):
+    mean = serializers.FloatField(help_text="mean alignment after matching over the draws")
+    low = serializers.FloatField(help_text="95 % interval of the mean (Student's t), low end")
+    high = serializers.FloatField(help_text="95 % interval of the mean (Student's t), high end")
+    sd = serializers.FloatField(help_text="standard deviation of one draw's alignment")
+
+
+class UnrelatedDrawsSerializer(serializers.Serializer):
+    draws = serializers.IntegerField(help_text="pairs of unrelated networks matched")
+    seed = serializers.IntegerField(help_text="seed that drew them (the matching's seed)")
+
+
 class WeightLayerSerializer(serializers.Serializer):
     layer = serializers.CharField()
     singular_a = numbers("A's singular values, largest first", null=False)
@@ -795,6 +807,13 @@ class WeightLayerSerializer(serializers.Serializer):
         "orientation, m(out) m(in) / 2 with m(p) = Γ(p/2) / (√π Γ((p+1)/2)) (matching raises "
         "even unrelated weights' alignment above it); absent from reports made before it was "
         "kept",
+    )
+    alignment_matched_chance = MatchedChanceSerializer(
+        required=False,
+        help_text="what unrelated weights score after the same matching: the alignment after "
+        "weight matching (same algorithm and seed) of K pairs of networks with A's and B's "
+        "parameter shapes and singular values and uniformly random orientation, its mean over "
+        "the K draws with a 95 % interval; absent from reports made before it was kept",
     )
 
 
@@ -832,6 +851,11 @@ class WeightSpaceResultSerializer(serializers.Serializer):
         allow_null=True, help_text="(1−λ)θ_A + λπ(θ_B); null for encoders"
     )
     layers = WeightLayerSerializer(many=True)
+    unrelated = UnrelatedDrawsSerializer(
+        required=False,
+        help_text="how alignment_matched_chance was drawn; absent from reports made before it "
+        "was kept",
+    )
 
 
 class WeightSpaceSerializer(serializers.Serializer):

@@ -127,6 +127,7 @@ def weight_space_page(request: HtmxRequest, pk: int) -> HttpResponse:
         "charts": weight_space_charts(view),
         "alignment": alignment,
         "alignment_unknown": any(row["chance"] is None for row in alignment),
+        "matched_unknown": any(row["matched_chance"] is None for row in alignment),
         "units": permuted_units(units),
         "per_head": any(name.endswith(".heads") for name in units),
         "standing": standing(run),

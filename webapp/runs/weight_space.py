@@ -57,7 +57,18 @@ DEFINITIONS = {
         "1 / (π √(out·in)). It is a mean: one pair of unrelated layers scatters around it, "
         "the more the fewer directions carry their weight. Matching raises even unrelated "
         "weights' alignment above it (it permutes B's units to bring its weights closest to "
-        "A's), so it is the chance level of the alignment before matching, not after"
+        "A's), so it is the chance level of the alignment before matching, not after (that is "
+        "'unrelated weights, matched')"
+    ),
+    "alignment_matched_chance": (
+        "what unrelated weights score after the same matching: the mean alignment after weight "
+        "matching (the same algorithm and seed) of K pairs of unrelated networks, each "
+        "parameter of A and of B replaced by one of its shape and singular values with "
+        "uniformly random (Haar) orientation (before matching, such pairs score the level "
+        "above in expectation), with the 95% interval of that mean (Student's t, K − 1 "
+        "degrees of freedom); one pair scatters around it by the draws' standard deviation. "
+        "An alignment after matching inside or below it is no more than matching gives "
+        "unrelated weights"
     ),
 }
 """One line per number the page shows."""
@@ -178,10 +189,14 @@ def alignment_rows(result: dict) -> list[dict]:
     what unrelated weights of its shape score (stored with the layer; computed from its shape
     where only that was kept). Reports stored before either was kept have ``chance`` None and
     ``unknown``, a sentence saying why and the most it can be: a layer with r singular values
-    is at least r × r, and m decreases with the width."""
+    is at least r × r, and m decreases with the width. ``matched_chance``: what unrelated
+    weights score after matching (``{mean, low, high, sd}`` as stored, and ``draws``); None,
+    with ``matched_unknown`` saying why, for reports stored before it was kept."""
+    draws = (result.get("unrelated") or {}).get("draws")
     rows = []
     for layer in result["layers"]:
         shape, chance = layer.get("shape"), layer.get("alignment_chance")
+        matched = layer.get("alignment_matched_chance")
         if chance is None and shape is not None:
             chance = alignment_chance(*shape)
         r = len(layer["singular_a"])
@@ -193,6 +208,10 @@ def alignment_rows(result: dict) -> list[dict]:
                 "before": layer["alignment_before"],
                 "after": layer["alignment_after"],
                 "chance": chance,
+                "matched_chance": None if matched is None else {**matched, "draws": draws},
+                "matched_unknown": None
+                if matched is not None
+                else "not known: this report was stored before the level after matching was kept",
                 "unknown": None
                 if chance is not None
                 else (
