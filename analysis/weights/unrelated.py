@@ -28,8 +28,9 @@ vector (a bias, a norm's scale) becomes one of the same norm in a uniformly rand
   which the alignment measures, is random. Gaussian weights of the same Frobenius norm are also
   Haar-oriented (the same level before matching) but have Marchenko–Pastur singular values, not
   the layer's own, so after matching they would answer for other weights. It matters: for the
-  demo's trained digit MLPs, block2's level after matching is 0.071 with their own spectra,
-  against 0.0055 for pairs of untrained (nearly Gaussian) ones.
+  two digit MLPs that ``python -m tests.benchmarks.bench_weights`` trains, block2's level
+  after matching is 0.071 with their own spectra, against 0.0055 for pairs of untrained
+  (nearly Gaussian) MLPs of the same widths.
 
 Limitation: each parameter's orientation is drawn on its own, so unrelated networks also lack
 what ties a trained network's consecutive layers together (one layer's output directions
