@@ -530,6 +530,9 @@ def test_matched_chance_is_reproducible_with_a_seed():
     np.testing.assert_array_equal(first.after, again.after)
     np.testing.assert_array_equal(first.before, again.before)
     assert first.after_matching() == again.after_matching() and first.seed == 5
-    assert not np.array_equal(first.after, matched_chance(a, b, align, seed=6).after)
+    seen: list[float] = []
+    other = matched_chance(a, b, align, draws=3, seed=6, progress=seen.append)
+    assert not np.array_equal(first.after[:3], other.after)
+    assert len(seen) == 9 and seen == sorted(seen) and seen[-1] == 1.0  # after every step
     with pytest.raises(ValueError, match="two draws"):
         matched_chance(a, b, align, draws=1)
