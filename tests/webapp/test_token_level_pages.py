@@ -92,6 +92,31 @@ def test_a_projection_page_says_how_positions_were_read_once_its_run_finishes(
     assert f"pooling tokens ({note})" in text_of(after.content)
 
 
+def test_a_projection_page_tells_apart_projections_of_its_layer_read_otherwise(
+    browser, owner, ckpt_a, digits
+):
+    """The chips of the layer's projections (and the side-by-side list) say a projection's
+    pooling and positions where they differ from the page's own: PCA at seed 0 of the same
+    layer, pooled by mean and read from tokens' first positions, read alike before."""
+    store_tokens(ckpt_a, digits, 0)
+    first, _ = request_projection(owner, ckpt_a, digits, LAYER, "tokens", positions="first")
+    mean, _ = request_projection(owner, ckpt_a, digits, LAYER, "tokens", positions="mean")
+    page = text_of(browser.get(reverse("projection", args=[mean.pk])).content)
+    chips = page.split('aria-label="Projections of this layer">')[1].split("</nav>")[0]
+    assert chips.count("pca · seed 0") == 2
+    assert "pca · seed 0 · pooling tokens, positions first" in chips
+    assert "positions mean" not in chips  # the page's own reading, said in its header
+    assert "pca · seed 0 · pooling tokens, positions mean" in text_of(
+        browser.get(reverse("projection", args=[first.pk])).content
+    )
+    for run in (first, mean):  # the list is drawn beside a finished projection
+        run = run_with_dependencies(run)
+        assert run.state == Run.State.SUCCEEDED, run.error
+    side_by_side = text_of(browser.get(reverse("projection", args=[mean.pk])).content)
+    listed = side_by_side.split("Side by side with…")[1].split("</ul>")[0]
+    assert "pca · pooling tokens, positions first</a>" in listed
+
+
 def test_a_pair_page_says_how_its_score_and_its_maps_read_positions(
     browser, owner, ckpt_a, ckpt_b, digits
 ):
