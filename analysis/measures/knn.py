@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
+from math import comb
 from typing import ClassVar
 
 import numpy as np
@@ -48,6 +50,7 @@ __all__ = [
     "KNNJaccard",
     "MutualKNN",
     "knn_indices",
+    "knn_jaccard_chance",
     "knn_jaccard_per_sample",
     "mutual_knn_per_sample",
 ]
@@ -249,6 +252,18 @@ def knn_jaccard_per_sample(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
     """(n,) Jaccard index |N_X(i) ∩ N_Y(i)| / |N_X(i) ∪ N_Y(i)| of two (n, k) neighbour lists."""
     shared = _shared(ix, iy)
     return shared / (ix.shape[1] + iy.shape[1] - shared)
+
+
+def knn_jaccard_chance(k: int, n: int) -> float:
+    """The mean per-sample Jaccard index of two independent neighbourhoods: each sample's k
+    neighbours in one space a uniformly random k of the n − 1 others, whatever they are in the
+    other. The number shared, j, is then hypergeometric (k draws from n − 1 holding k), and the
+    chance level is E[j / (2k − j)], summed exactly in integers."""
+    _check_k(k)
+    _check_enough_samples(k, n, "samples")
+    others = n - 1
+    mean = sum(Fraction(comb(k, j) * comb(others - k, k - j) * j, 2 * k - j) for j in range(k + 1))
+    return float(mean / comb(others, k))
 
 
 def mutual_knn_per_sample(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import ortho_group
+from scipy.stats import hypergeom, ortho_group
 from sklearn.neighbors import NearestNeighbors
 
 from analysis.errors import InputError
@@ -15,6 +15,7 @@ from analysis.measures.knn import (
     KNNJaccard,
     MutualKNN,
     knn_indices,
+    knn_jaccard_chance,
     knn_jaccard_per_sample,
     mutual_knn_per_sample,
 )
@@ -147,6 +148,27 @@ def test_measures_are_means_of_per_sample_values(seed):
         assert measure.score(a, b) == pytest.approx(expected.mean(), abs=1e-15)
     jaccard = KNNJaccard(5)
     assert 0 < jaccard.score(jaccard.prepare(x), jaccard.prepare(y)) < mutual(x, y, 5) < 1
+
+
+@pytest.mark.parametrize(("k", "n"), [(1, 2), (3, 4), (4, 30), (10, 1797), (25, 200)])
+def test_jaccard_chance_level(k, n):
+    """The mean Jaccard index of independent neighbourhoods, against SciPy's hypergeometric
+    law and a simulation of random neighbour sets (whose mean lies within 4 SE of it); 1 when
+    every other sample is a neighbour."""
+    chance = knn_jaccard_chance(k, n)
+    j = np.arange(k + 1)
+    assert chance == pytest.approx(np.sum(hypergeom(n - 1, k, k).pmf(j) * j / (2 * k - j)))
+    rng = np.random.default_rng(k * n)
+    draws = 20_000
+    others = np.arange(n - 1)
+    ix = np.array([rng.choice(others, k, replace=False) for _ in range(draws)])
+    iy = np.array([rng.choice(others, k, replace=False) for _ in range(draws)])
+    simulated = knn_jaccard_per_sample(ix, iy)
+    assert abs(simulated.mean() - chance) <= 4 * simulated.std() / np.sqrt(draws) + 1e-12
+    if k == n - 1:
+        assert chance == 1.0
+    with pytest.raises(InputError):
+        knn_jaccard_chance(n, n)
 
 
 # --- properties -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from django.utils.html import escape
 from PIL import Image
 
+from analysis.measures.knn import knn_jaccard_chance
 from analysis.measures.registry import DEFINITIONS, MEASURES
 from tests.conftest import run_with_dependencies
 from tests.webapp.builders import labelled_npz, npz_bytes
@@ -537,6 +538,8 @@ def test_pair_page_drills_down_to_samples(browser, comparison):
     assert [(j, of) for j, of, _ in bars] == [(j, k) for j in range(k + 1)]  # a bar per value
     counts = [count for *_, count in bars]
     assert sum(counts) == comparison.dataset.n_samples
+    chance = knn_jaccard_chance(k, comparison.dataset.n_samples)
+    assert f"mean {agreement.mean():.3f}, against {chance:.4f} by chance" in html
     comparison_page = browser.get(f"/comparisons/{comparison.pk}/").content.decode()
     assert f'href="/comparisons/{comparison.pk}/pairs/1/1/"' in comparison_page
 

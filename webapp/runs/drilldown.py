@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
+from analysis.measures.knn import knn_jaccard_chance
 from analysis.probes.statistics import most_moved
 from webapp.catalog.models import Dataset
 from webapp.runs.models import ProbeResult, Run, Score
@@ -34,7 +35,8 @@ def annotated(
 
 
 def agreement(score: Score, dataset: Dataset) -> dict:
-    """The per-sample kNN agreement behind a score: its mean; its histogram, one bar per value
+    """The per-sample kNN agreement behind a score: its mean and its chance level (independent
+    neighbourhoods of its n samples, :func:`knn_jaccard_chance`); its histogram, one bar per value
     it can take (the Jaccard index of two sets of k neighbours sharing j is j / (2k − j), for
     j = 0 … k), with the count and the height in per cent of the tallest bar; and the samples
     that agree least and most."""
@@ -48,6 +50,7 @@ def agreement(score: Score, dataset: Dataset) -> dict:
     order = np.argsort(values, kind="stable")
     return {
         "mean_agreement": float(values.mean()),
+        "chance_agreement": knn_jaccard_chance(k, values.size),
         "histogram": [
             {
                 "shared": j,
