@@ -6,7 +6,7 @@ matching: the L2 distance, loss and accuracy along the linear path (with its bar
 :mod:`~analysis.weights.connectivity`) and each layer's spectra and singular-vector alignment
 (:mod:`~analysis.weights.spectra`), beside what unrelated weights score on it before matching
 (:mod:`~analysis.weights.chance`) and after the same matching (:mod:`~analysis.weights.unrelated`,
-:data:`~analysis.weights.unrelated.DRAWS` pairs). It reads weights only through a declared
+:func:`~analysis.weights.unrelated.draws_for` pairs). It reads weights only through a declared
 permutation spec: a ``.safetensors`` state dict of a built-in architecture, or a TorchScript
 model whose parameters follow a built-in architecture's naming
 (:func:`analysis.weights.formats.declared_architecture`).
@@ -36,7 +36,7 @@ from analysis.weights.formats import FUNCTION_TOLERANCE
 from analysis.weights.matching import l2_distance, weight_matching
 from analysis.weights.specs import apply_permutation, spec_for
 from analysis.weights.spectra import layer_spectra
-from analysis.weights.unrelated import MatchedChance, matched_chance
+from analysis.weights.unrelated import MatchedChance, draws_for, matched_chance
 
 
 def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -135,6 +135,7 @@ def weight_space(
         state_a,
         state_b,
         lambda a, b: apply_permutation(spec, weight_matching(spec, a, b, seed=seed), b),
+        draws=draws_for(state_a),
         seed=seed,
         progress=lambda f: report(0.4 + 0.6 * f),
     )
@@ -223,6 +224,7 @@ def encoder_weight_space(
         state_a,
         state_b,
         lambda a, b: viewed.apply(viewed.match(a, b, seed=seed), b),
+        draws=draws_for(state_a),
         seed=seed,
         progress=lambda f: report(0.5 + 0.5 * f),
     )

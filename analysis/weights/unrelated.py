@@ -42,12 +42,13 @@ interval of that mean (Student's t with K − 1 degrees of freedom) and the draw
 deviation, how far one pair of unrelated networks scatters around it. Cost, per draw: one
 weight matching of networks of A's size, the layers' spectra before and after it (the SVDs the
 report makes once for A and B) and two QR factorisations per parameter and side; so about K
-times the matching and the spectra together (K = :data:`DRAWS`): for the demo's
+times the matching and the spectra together (K = :func:`draws_for` the network): for the demo's
 ``mlp-digits-seed0`` and ``-seed1`` (64 → 128 → 64 → 32 → 10) 0.26 s on one thread (BLAS's
 too), beside 0.011 s for their matching and 0.007 s for their spectra; their whole report
 takes 0.37 s instead of 0.10 s. For a BERT-base-sized encoder, whose matching alone takes
 about two minutes on 2 shared cores (``bench_weights``), the K draws add K such matchings and
-4K SVDs of every weight matrix (a 30,522 × 768 word embedding among them): tens of minutes.
+4K SVDs of every weight matrix (a 30,522 × 768 word embedding among them): so networks that
+large get K = 2 (:func:`draws_for`), several minutes more, not tens.
 """
 
 from __future__ import annotations
@@ -63,7 +64,21 @@ from analysis.models.architectures import StateDict
 from analysis.weights.spectra import layer_spectra
 
 DRAWS = 8
-"""Pairs of unrelated networks drawn by default: each costs one weight matching."""
+"""Pairs of unrelated networks drawn for a network of up to :data:`FULL_DRAWS_UP_TO` parameters:
+each costs one weight matching."""
+FULL_DRAWS_UP_TO = 5_000_000
+"""Above this many parameters (of A) fewer pairs are drawn (:func:`draws_for`)."""
+
+
+def draws_for(state: StateDict) -> int:
+    """How many pairs to draw for networks the size of ``state``: :data:`DRAWS` up to
+    :data:`FULL_DRAWS_UP_TO` parameters, then fewer, so that draws × parameters stays about
+    40 million, and never fewer than two (an interval needs two): an all-MiniLM-L6-v2 (22.7
+    million) or a BERT-base (110 million) gets two, whose matchings take minutes each. Fewer
+    draws give a wider interval, which the report shows with their number."""
+    parameters = sum(w.numel() for w in state.values() if w.is_floating_point())
+    return max(2, min(DRAWS, DRAWS * FULL_DRAWS_UP_TO // max(1, parameters)))
+
 
 Align = Callable[[StateDict, StateDict], StateDict]
 """Weight matching as the caller runs it: (A, B) → π(B), B with its units matched to A's."""

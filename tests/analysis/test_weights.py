@@ -33,6 +33,7 @@ from analysis.weights.specs import (
 from analysis.weights.spectra import compare_spectra, layer_spectra, weight_matrix
 from analysis.weights.unrelated import (
     DRAWS,
+    draws_for,
     haar_frame,
     matched_chance,
     singular_values,
@@ -536,3 +537,20 @@ def test_matched_chance_is_reproducible_with_a_seed():
     assert len(seen) == 9 and seen == sorted(seen) and seen[-1] == 1.0  # after every step
     with pytest.raises(ValueError, match="two draws"):
         matched_chance(a, b, align, draws=1)
+
+
+def test_large_networks_draw_fewer_unrelated_pairs_and_never_fewer_than_two():
+    """Each draw is one weight matching of networks of A's size: the demo's MLP gets all the
+    draws, a MiniLM- or BERT-sized state two (their matchings take minutes)."""
+    assert draws_for(mlp_state(0)) == DRAWS
+
+    def sized(parameters: int) -> dict[str, torch.Tensor]:  # views of one element: no memory
+        return {
+            "w": torch.zeros(1, 1).expand(parameters // 1000, 1000),
+            "steps": torch.zeros(1, dtype=torch.int8).expand(10**8),
+        }
+
+    assert draws_for(sized(5_000_000)) == DRAWS  # integer buffers are not weights
+    assert draws_for(sized(10_000_000)) == 4
+    assert draws_for(sized(22_700_000)) == 2
+    assert draws_for(sized(110_000_000)) == 2
