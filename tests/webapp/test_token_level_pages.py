@@ -11,8 +11,10 @@ import pytest
 from django.urls import reverse
 
 from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
+from analysis.measures.knn import knn_jaccard_chance
 from tests.conftest import run_with_dependencies
 from tests.workers.test_token_level_runs import LAYER, store_tokens
+from webapp.runs import explorer
 from webapp.runs.models import Run
 from webapp.runs.results import score_reading
 from webapp.runs.submit import request_comparison, request_projection
@@ -115,6 +117,33 @@ def test_a_projection_page_tells_apart_projections_of_its_layer_read_otherwise(
     side_by_side = text_of(browser.get(reverse("projection", args=[mean.pk])).content)
     listed = side_by_side.split("Side by side with…")[1].split("</ul>")[0]
     assert "pca · pooling tokens, positions first</a>" in listed
+
+
+def test_projections_of_one_token_set_read_otherwise_are_different_spaces_side_by_side(
+    browser, owner, ckpt_a, digits
+):
+    """Two projections of one stored token set, its rows read by each sample's mean and by its
+    first position, picture two spaces: the side-by-side page compares their neighbourhoods
+    (it said both were the same activations, every agreement 1), and gives the mean agreement
+    with its chance level."""
+    store_tokens(ckpt_a, digits, 0)
+    runs = [
+        request_projection(owner, ckpt_a, digits, LAYER, "tokens", positions=positions)[0]
+        for positions in ("mean", "first")
+    ]
+    for run in runs:
+        run = run_with_dependencies(run)
+        assert run.state == Run.State.SUCCEEDED, run.error
+    mean, first = (Run.objects.get(pk=run.pk) for run in runs)
+    assert mean.projection.activation_id == first.projection.activation_id  # one stored set
+    k = 5
+    url = reverse("projection-pair-changed", args=[mean.pk, first.pk])
+    part = text_of(browser.get(url, {"k": k}).content)
+    assert 'data-testid="same-space"' not in part
+    agreement = explorer.pair_agreement(mean, first, k)
+    assert agreement.mean() < 1
+    chance = knn_jaccard_chance(k, digits.n_samples)
+    assert f"mean agreement {agreement.mean():.3f} (chance {chance:.4f})" in part
 
 
 def test_a_pair_page_says_how_its_score_and_its_maps_read_positions(

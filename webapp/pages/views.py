@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
 from analysis.errors import InputError
+from analysis.measures.knn import knn_jaccard_chance
 from analysis.measures.registry import MEASURES
 from analysis.models.choices import TOKENS
 from webapp.access import check_editable, editable, editable_workspace
@@ -1224,6 +1225,7 @@ def _changed(request: SignedInRequest, run_a: Run, run_b: Run) -> dict:
         "k": k,
         "same_space": False,
         "mean_agreement": float(agreement.mean()),
+        "chance_agreement": knn_jaccard_chance(k, agreement.size),
         "changed": explorer.changed_most(run_a, run_b, k),
     }
 

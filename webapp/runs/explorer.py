@@ -399,8 +399,12 @@ def check_pair(run_a: Run, run_b: Run) -> None:
 def same_space(run_a: Run, run_b: Run) -> bool:
     """Whether two projections picture the same activations (one layer, two layouts): then
     every sample's neighbourhood in the original space is the same on both sides, and their
-    agreement is 1 for every sample: only the pictures can differ (:func:`picture_agreement`)."""
-    return run_a.projection.activation_id == run_b.projection.activation_id
+    agreement is 1 for every sample: only the pictures can differ (:func:`picture_agreement`).
+    One stored token set read two ways (``positions``: each sample's mean, its first
+    position…) is two spaces."""
+    return run_a.projection.activation_id == run_b.projection.activation_id and (
+        run_a.params.get("positions") == run_b.params.get("positions")
+    )
 
 
 def max_k(run_a: Run, run_b: Run) -> int:
