@@ -932,6 +932,7 @@ def projection_page(request: HtmxRequest, pk: int) -> HttpResponse:
         "siblings": [s for s in siblings if s.params["layer"] == run.params["layer"]],
         "mean_kept": explorer.mean_kept(run),
         "spectrum": explorer.spectrum_plot(run),
+        "chance_accuracy": explorer.majority_share(run.dataset),
         "axes": explorer.axis_titles(run),
         "label_names": explorer.label_names(run.dataset),
         "colourings": _colourings(run) if run.state == Run.State.SUCCEEDED else [],

@@ -82,6 +82,16 @@ def label_names(dataset: Dataset) -> list[str]:
     return [] if labels is None else [str(k) for k in range(int(labels.max()) + 1)]
 
 
+def majority_share(dataset: Dataset) -> float | None:
+    """The share of the samples that carry the dataset's most frequent label: the accuracy of
+    always guessing it, the chance level of a classifier's accuracy (None without labels)."""
+    labels = dataset.column("y")
+    if labels is None:
+        return None
+    counts = np.unique(labels, return_counts=True)[1]
+    return float(counts.max() / counts.sum())
+
+
 def label_codes(dataset: Dataset) -> np.ndarray:
     """uint16 class index of every sample (65535: no label), dataset order."""
     labels = dataset.column("y")
