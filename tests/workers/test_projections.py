@@ -68,7 +68,7 @@ def test_projection_stores_every_sample_and_serves_them_as_binary(
     assert f"{shape.effective_rank:.2f}" in page and f"{shape.knn_accuracy:.3f}" in page
     # beside each accuracy its chance level: always guessing the most frequent label
     chance = np.bincount(digits.column("y")).max() / digits.n_samples
-    assert f"{shape.linear_probe_accuracy:.3f} <span class=\"muted\">(ridge classifier" in page
+    assert f'{shape.linear_probe_accuracy:.3f} <span class="muted">(ridge classifier' in page
     assert f"chance {chance:.3f}, always the most frequent label)" in page
     assert f"k = {shape.knn_k}; chance {chance:.3f})" in page
     assert "<polyline" in page
