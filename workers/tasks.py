@@ -352,9 +352,12 @@ def _score_pairs(run: Run, sets_a: dict, sets_b: dict, per_pair: bool = False) -
             for pair in part.pairs:
                 results[pair], read_as[pair] = found[pair], part
             done += share
+        # The drill-down reads each sample as the score did: read per position, by its mean
+        # (the note says so); pooled on the fly by mean, first or last, as pooled.
+        vectors = compared.per_sample if compared.per_position else compared.arrays
         agreement = _sample_agreement(
-            [(name, compared.per_sample[s.pk]) for name, s in sets_a.items()],
-            [(name, compared.per_sample[s.pk]) for name, s in sets_b.items()],
+            [(name, vectors[s.pk]) for name, s in sets_a.items()],
+            [(name, vectors[s.pk]) for name, s in sets_b.items()],
             p.get("agreement_k", 10),
         )
     computed = monotonic()
@@ -478,10 +481,10 @@ def _parts(
 @dataclass
 class ReadSets:
     """What a run reads of each activation set (by its id): ``arrays`` for its analysis,
-    ``per_sample`` one vector per sample (a token-level set's mean: the drill-down's agreement,
-    a series' statistics); ``reading``, how token-level sets were read (``per-position``,
-    ``mean``, ``first`` or ``last``; "" where there were none) and ``note``, for provenance,
-    that in words ("" where there were none)."""
+    ``per_sample`` one vector per sample (a token-level set's mean: the drill-down's agreement
+    where the rows are read per position, a series' statistics); ``reading``, how token-level
+    sets were read (``per-position``, ``mean``, ``first`` or ``last``; "" where there were
+    none) and ``note``, for provenance, that in words ("" where there were none)."""
 
     arrays: dict[int, np.ndarray]
     per_sample: dict[int, np.ndarray]

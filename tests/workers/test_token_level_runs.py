@@ -401,3 +401,31 @@ def test_a_comparison_reads_per_position_each_pair_whose_two_sets_allow_it(
     for pair, score in scores.items():
         assert exported[pair]["positions"] == score.parameters["positions"]
         assert exported[pair]["n_bootstrap"] == (0 if pair == ("block1", "block1") else 4)
+
+
+@pytest.mark.parametrize("how", ["first", "last"])
+def test_a_comparisons_drill_down_reads_each_sample_as_its_score_does(
+    how, owner, digits, ckpt_a, ckpt_b
+):
+    """Token-level sets pooled on the fly by first or last: the per-sample neighbourhood
+    agreement behind a score is that of the vectors the score read, as from the sets stored at
+    that pooling (it was each sample's mean whatever the reading, while the pair page said the
+    rows were read by first or last)."""
+    for seed, checkpoint in enumerate((ckpt_a, ckpt_b)):
+        store_tokens(checkpoint, digits, seed, rows_seed=seed)
+    agreements = []
+    for pooling in ("tokens", STORED_AS[how]):
+        run, _ = request_comparison(
+            owner,
+            ckpt_a,
+            ckpt_b,
+            digits,
+            [LAYER],
+            [LAYER],
+            pooling,
+            positions=how,
+            n_permutations=2,
+        )
+        agreements.append(finished(run).scores.get().sample_agreement.load_array())
+    got, want = agreements
+    np.testing.assert_array_equal(got, want)
