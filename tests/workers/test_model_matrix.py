@@ -79,6 +79,11 @@ def test_model_matrix_through_api_and_page(client, owner, outsider, digits, seed
     client.force_login(owner)
     page = client.get(f"/matrices/{run.pk}/")
     assert page.status_code == 200 and b'id="matrix-data"' in page.content
+    # where a cell's interval and baseline are, and the code that computed them
+    text = page.content.decode()
+    assert "Hover a cell for its value, 95% interval, permutation baseline" in text
+    assert f"RepLens analysis {matrix['provenance']['code_version']}" in text
+    assert f'href="/api/v1/model-matrices/{run.pk}/"' in text
     assert client.get(f"/matrices/{run.pk}/", HTTP_HX_REQUEST="true").status_code == 286
     assert api_client_for(outsider).get(f"/api/v1/model-matrices/{run.pk}/").status_code == 404
     client.force_login(outsider)
