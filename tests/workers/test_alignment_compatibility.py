@@ -102,6 +102,8 @@ def test_pair_page_fits_a_map_and_shows_the_worst_aligned_samples(
     a = run.alignment  # chance beside each retrieval accuracy: k / the samples held out
     assert a.retrieval_chance_top1 == 1 / a.n_test
     assert f'<td class="chance">1/{a.n_test} · 5/{a.n_test}</td>' in page
+    run_page = client.get(f"/runs/{run.pk}/").content.decode()  # there too, at both k
+    assert f"the {a.n_test} held out: 1/{a.n_test} · 5/{a.n_test})" in run_page
     assert client.get(pair, HTTP_HX_REQUEST="true").status_code == 286
     client.force_login(outsider)
     assert client.post(f"{pair}align/", {"method": "ridge"}).status_code == 404
