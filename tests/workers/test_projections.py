@@ -71,6 +71,7 @@ def test_projection_stores_every_sample_and_serves_them_as_binary(
     assert f'{shape.linear_probe_accuracy:.3f} <span class="muted">(ridge classifier' in page
     assert f"chance {chance:.3f}, always the most frequent label)" in page
     assert f"k = {shape.knn_k}; chance {chance:.3f})" in page
+    assert f'{shape.participation_ratio:.2f} <span class="muted">((Σλ)² / Σλ²' in page
     assert "<polyline" in page
 
     client.force_login(outsider)
