@@ -195,3 +195,33 @@ def test_a_pair_page_says_how_its_score_and_its_maps_read_positions(
     part = text_of(polled(browser, pair).content)
     assert f"Positions: pooling tokens: {note}" in part
     assert "(a fitted map's row says how), not the positions the score above compared" in part
+
+
+def test_a_projections_agreement_colourings_say_how_each_comparison_read_the_rows(
+    owner, ckpt_a, ckpt_b, digits
+):
+    """A token set's projection is coloured by its kNN agreement with B's layer as each
+    comparison read the rows (by first, by last): the two colourings are named apart (both
+    were 'kNN agreement with mlp-seed1 · block1')."""
+    for seed, checkpoint in enumerate((ckpt_a, ckpt_b)):
+        store_tokens(checkpoint, digits, seed, rows_seed=seed)
+    projection, _ = request_projection(owner, ckpt_a, digits, LAYER, "tokens", positions="mean")
+    projection = run_with_dependencies(projection)
+    for how in ("first", "last"):
+        run, _ = request_comparison(
+            owner,
+            ckpt_a,
+            ckpt_b,
+            digits,
+            [LAYER],
+            [LAYER],
+            "tokens",
+            positions=how,
+            n_permutations=2,
+        )
+        assert run_with_dependencies(run).state == Run.State.SUCCEEDED
+    titles = [c.title for c in explorer.colourings(projection) if c.key.startswith("agreement")]
+    assert sorted(titles) == [
+        f"kNN agreement with {ckpt_b.name} · {LAYER} (pooling tokens, positions {how})"
+        for how in ("first", "last")
+    ]

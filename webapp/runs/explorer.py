@@ -27,6 +27,7 @@ from analysis.explorer.selections import (
     similarity_align,
 )
 from analysis.measures.knn import knn_indices
+from analysis.models.choices import TOKENS
 from webapp.catalog.models import ActivationSet, Blob, Dataset
 from webapp.runs.models import Alignment, ProbeResult, Run, Score, Selection
 
@@ -122,20 +123,27 @@ def _metadata_colouring(name: str, column: np.ndarray) -> tuple[Colouring, np.nd
 
 
 def _other_space(activation: ActivationSet, score_or_alignment: Score | Alignment) -> str:
-    """``checkpoint · layer`` of the side of a pair that is not ``activation``."""
+    """``checkpoint · layer`` of the side of a pair that is not ``activation``, with its
+    pooling where that differs from ``activation``'s and, at pooling tokens, how the pair read
+    the rows: one layer compared at cls and at last pooling (or tokens read by first and
+    per position) would otherwise read alike."""
     other = (
         score_or_alignment.activation_b
         if score_or_alignment.activation_a_id == activation.pk
         else score_or_alignment.activation_a
     )
-    return f"{other.checkpoint.name} · {other.layer}"
+    name = f"{other.checkpoint.name} · {other.layer}"
+    positions = score_or_alignment.run.params.get("positions")
+    if TOKENS in (other.pooling, activation.pooling) and positions:
+        return f"{name} (pooling {other.pooling}, positions {positions})"
+    return name if other.pooling == activation.pooling else f"{name} (pooling {other.pooling})"
 
 
 def _pairs_of(model: type[Pair], activation: ActivationSet) -> QuerySet[Pair]:
     return (
         model.objects.filter(Q(activation_a=activation) | Q(activation_b=activation))
         .exclude(activation_a=activation, activation_b=activation)
-        .select_related("activation_a__checkpoint", "activation_b__checkpoint")
+        .select_related("activation_a__checkpoint", "activation_b__checkpoint", "run")
         .order_by("pk")
     )
 
