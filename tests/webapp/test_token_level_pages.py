@@ -225,3 +225,22 @@ def test_a_projections_agreement_colourings_say_how_each_comparison_read_the_row
         f"kNN agreement with {ckpt_b.name} · {LAYER} (pooling tokens, positions {how})"
         for how in ("first", "last")
     ]
+
+
+def test_the_workspace_lists_comparisons_read_otherwise_apart(
+    browser, owner, ckpt_a, ckpt_b, digits
+):
+    """The Comparisons list names a comparison's pooling (where it is not the default mean)
+    and how it read positions: the same two checkpoints by pooled means, per position and by
+    first positions were listed as three identical lines."""
+    for positions in ("per-position", "first"):
+        request_comparison(
+            owner, ckpt_a, ckpt_b, digits, [LAYER], [LAYER], "tokens", positions=positions
+        )
+    request_comparison(owner, ckpt_a, ckpt_b, digits, [LAYER], [LAYER])
+    page = text_of(browser.get(reverse("workspace", args=[digits.workspace.slug])).content)
+    listed = page.split('id="comparisons">')[1].split("</ul>")[0]
+    on = f"on {digits.name} · cka/linear"
+    assert f"{on} · pooling tokens, positions per-position</span>" in listed
+    assert f"{on} · pooling tokens, positions first</span>" in listed
+    assert f"{on}</span>" in listed  # pooled by mean: the default, unsaid
