@@ -17,7 +17,7 @@ from tests.workers.test_token_level_runs import LAYER, store_tokens
 from webapp.runs import explorer
 from webapp.runs.models import Run
 from webapp.runs.results import score_reading
-from webapp.runs.submit import request_comparison, request_projection
+from webapp.runs.submit import request_comparison, request_probe, request_projection
 
 pytestmark = pytest.mark.django_db
 
@@ -244,3 +244,25 @@ def test_the_workspace_lists_comparisons_read_otherwise_apart(
     assert f"{on} · pooling tokens, positions per-position</span>" in listed
     assert f"{on} · pooling tokens, positions first</span>" in listed
     assert f"{on}</span>" in listed  # pooled by mean: the default, unsaid
+
+
+def test_projection_lists_say_how_a_projection_read_its_layer(browser, owner, ckpt_a, digits):
+    """The workspace's and the checkpoint's lists of projections name a projection's pooling
+    (where it is not the default mean) and how it read positions: PCA of one layer pooled by
+    mean and of its tokens read by first were listed alike."""
+    store_tokens(ckpt_a, digits, 0)
+    request_projection(owner, ckpt_a, digits, LAYER)
+    request_projection(owner, ckpt_a, digits, LAYER, "tokens", positions="first")
+    workspace = text_of(browser.get(reverse("workspace", args=[digits.workspace.slug])).content)
+    listed = workspace.split('id="projections">')[1].split("</ul>")[0]
+    assert f"on {digits.name} · pooling tokens, positions first</span>" in listed
+    assert f"on {digits.name}</span>" in listed
+    checkpoint = text_of(browser.get(reverse("checkpoint", args=[ckpt_a.pk])).content)
+    listed = checkpoint.split('id="project"')[1].split("</ul>")[0]
+    assert "· seed 0 · pooling tokens, positions first</span>" in listed
+    assert "· seed 0</span>" in listed
+    # the probes list likewise
+    request_probe(owner, ckpt_a, digits, [LAYER], "tokens", ["image/noise"])
+    workspace = text_of(browser.get(reverse("workspace", args=[digits.workspace.slug])).content)
+    listed = workspace.split('id="probes">')[1].split("</ul>")[0]
+    assert f"on {digits.name} · pooling tokens, positions per-position</span>" in listed
