@@ -20,6 +20,16 @@ from webapp.runs.models import Run
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
+def expect_layer_cells(page, test_id: str, title: str, text: str, layers: int = 3) -> None:
+    """One cell ``test_id`` per layer, each defined on hover (``title`` matches) and showing a
+    number as ``text`` matches."""
+    cells = page.get_by_test_id(test_id)
+    expect(cells).to_have_count(layers)
+    for i in range(layers):
+        expect(cells.nth(i)).to_have_attribute("title", re.compile(title))
+        expect(cells.nth(i)).to_have_text(re.compile(text))
+
+
 def test_ask_for_and_open_a_weight_space(
     transactional_db, live_server, owner, workspace, browser_page
 ):
@@ -61,18 +71,12 @@ def test_ask_for_and_open_a_weight_space(
     expect(page.get_by_test_id("barriers")).to_contain_text("largest rise of the loss")
     # each layer's alignment beside what unrelated weights of its shape score, defined on hover
     expect(page.get_by_test_id("alignment")).to_contain_text("unrelated weights")
-    chance = page.get_by_test_id("alignment-chance")
-    expect(chance).to_have_count(3)
-    for i in range(3):
-        expect(chance.nth(i)).to_have_attribute("title", re.compile(r"m\(out\) m\(in\) / 2"))
-        expect(chance.nth(i)).to_have_text(re.compile(r"^0\.0\d+$"))
+    expect_layer_cells(page, "alignment-chance", r"m\(out\) m\(in\) / 2", r"^0\.0\d+$")
     # and after matching beside what the same matching gives unrelated weights, with its interval
     expect(page.get_by_test_id("alignment")).to_contain_text("unrelated weights, matched")
-    matched = page.get_by_test_id("alignment-matched-chance")
-    expect(matched).to_have_count(3)
-    for i in range(3):
-        expect(matched.nth(i)).to_have_attribute("title", re.compile(r"^mean of 8 pairs"))
-        expect(matched.nth(i)).to_have_text(re.compile(r"^0\.\d+ \[0\.\d+, 0\.\d+\]$"))
+    expect_layer_cells(
+        page, "alignment-matched-chance", r"^mean of 8 pairs", r"^0\.\d+ \[0\.\d+, 0\.\d+\]$"
+    )
     for layer in ("block1.0", "block2.0", "head"):
         spectrum = page.locator(f'[data-chart="spectrum:{layer}"]')
         expect(spectrum).to_have_attribute("data-drawn", "true")

@@ -13,7 +13,7 @@ from django.urls import reverse
 from analysis.measures.alignment import METHODS as ALIGNMENT_METHODS
 from analysis.measures.knn import knn_jaccard_chance
 from tests.conftest import run_with_dependencies
-from tests.workers.test_token_level_runs import LAYER, store_tokens
+from tests.workers.test_token_level_runs import LAYER, layer_comparison, store_tokens
 from webapp.runs import explorer
 from webapp.runs.models import Run
 from webapp.runs.results import score_reading
@@ -46,17 +46,8 @@ def test_a_comparison_page_redraws_what_its_run_state_decides_while_it_runs(
     state, not what was true when the page was loaded."""
     for seed, checkpoint in enumerate((ckpt_a, ckpt_b)):
         store_tokens(checkpoint, digits, seed)
-    run, _ = request_comparison(
-        owner,
-        ckpt_a,
-        ckpt_b,
-        digits,
-        [LAYER],
-        [LAYER],
-        "tokens",
-        positions="per-position",
-        n_permutations=2,
-        n_bootstrap=4,
+    run = layer_comparison(
+        owner, ckpt_a, ckpt_b, digits, positions="per-position", n_permutations=2, n_bootstrap=4
     )
     url = reverse("comparison", args=[run.pk])
     before = polled(browser, url)
@@ -155,17 +146,8 @@ def test_a_pair_page_says_how_its_score_and_its_maps_read_positions(
         store_tokens(checkpoint, digits, seed)
     runs = {}
     for how in ("per-position", "mean"):
-        run, _ = request_comparison(
-            owner,
-            ckpt_a,
-            ckpt_b,
-            digits,
-            [LAYER],
-            [LAYER],
-            "tokens",
-            positions=how,
-            n_permutations=2,
-            n_bootstrap=2,
+        run = layer_comparison(
+            owner, ckpt_a, ckpt_b, digits, positions=how, n_permutations=2, n_bootstrap=2
         )
         runs[how] = run_with_dependencies(run)
         assert runs[how].state == Run.State.SUCCEEDED, runs[how].error
@@ -208,17 +190,7 @@ def test_a_projections_agreement_colourings_say_how_each_comparison_read_the_row
     projection, _ = request_projection(owner, ckpt_a, digits, LAYER, "tokens", positions="mean")
     projection = run_with_dependencies(projection)
     for how in ("first", "last"):
-        run, _ = request_comparison(
-            owner,
-            ckpt_a,
-            ckpt_b,
-            digits,
-            [LAYER],
-            [LAYER],
-            "tokens",
-            positions=how,
-            n_permutations=2,
-        )
+        run = layer_comparison(owner, ckpt_a, ckpt_b, digits, positions=how, n_permutations=2)
         assert run_with_dependencies(run).state == Run.State.SUCCEEDED
     titles = [c.title for c in explorer.colourings(projection) if c.key.startswith("agreement")]
     assert sorted(titles) == [
@@ -234,9 +206,7 @@ def test_the_workspace_lists_comparisons_read_otherwise_apart(
     and how it read positions: the same two checkpoints by pooled means, per position and by
     first positions were listed as three identical lines."""
     for positions in ("per-position", "first"):
-        request_comparison(
-            owner, ckpt_a, ckpt_b, digits, [LAYER], [LAYER], "tokens", positions=positions
-        )
+        layer_comparison(owner, ckpt_a, ckpt_b, digits, positions=positions)
     request_comparison(owner, ckpt_a, ckpt_b, digits, [LAYER], [LAYER])
     page = text_of(browser.get(reverse("workspace", args=[digits.workspace.slug])).content)
     listed = page.split('id="comparisons">')[1].split("</ul>")[0]

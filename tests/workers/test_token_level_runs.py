@@ -106,6 +106,13 @@ def store_tokens(
     return values, sample, special
 
 
+def layer_comparison(owner, ckpt_a, ckpt_b, digits, pooling: str = "tokens", **options) -> Run:
+    """A comparison of LAYER of two checkpoints on ``digits`` at ``pooling``, as requested
+    (``options``: positions, permutations, resamples …), not yet run."""
+    run, _ = request_comparison(owner, ckpt_a, ckpt_b, digits, [LAYER], [LAYER], pooling, **options)
+    return run
+
+
 def finished(run: Run) -> Run:
     run = run_with_dependencies(run)
     assert run.state == Run.State.SUCCEEDED, run.error
@@ -415,16 +422,8 @@ def test_a_comparisons_drill_down_reads_each_sample_as_its_score_does(
         store_tokens(checkpoint, digits, seed, rows_seed=seed)
     agreements = []
     for pooling in ("tokens", STORED_AS[how]):
-        run, _ = request_comparison(
-            owner,
-            ckpt_a,
-            ckpt_b,
-            digits,
-            [LAYER],
-            [LAYER],
-            pooling,
-            positions=how,
-            n_permutations=2,
+        run = layer_comparison(
+            owner, ckpt_a, ckpt_b, digits, pooling, positions=how, n_permutations=2
         )
         agreements.append(finished(run).scores.get().sample_agreement.load_array())
     got, want = agreements
